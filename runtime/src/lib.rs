@@ -1,0 +1,26 @@
+//! The virtual x86 CPU's state and the guest memory that translated code runs on.
+//!
+//! This crate is the leaf of crane86: it knows nothing about decoding or code generation. It
+//! holds the `#[repr(C)]` [`CpuState`] that generated code addresses by field offset, the lazy
+//! flags representation, guest physical memory with its software TLB, and the small set of
+//! `extern "C"` slow paths that generated code calls.
+//!
+//! ```
+//! use crane86_runtime::{CpuState, CpuMode, Gpr};
+//! let mut cpu = CpuState::new(CpuMode::Long64);
+//! cpu.set_gpr(Gpr::Rax, 0x1234);
+//! assert_eq!(cpu.gpr(Gpr::Rax), 0x1234);
+//! ```
+#![deny(missing_docs)]
+
+pub mod exception;
+pub mod flags;
+pub mod key;
+pub mod memory;
+pub mod state;
+
+pub use exception::{Exception, Fault};
+pub use flags::{CcOp, LazyFlags};
+pub use key::BlockKey;
+pub use memory::{MemError, PhysMem, PortIo};
+pub use state::{CpuMode, CpuState, Gpr, SegReg, Segment};

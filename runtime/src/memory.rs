@@ -1,0 +1,390 @@
+//! Guest physical memory, the software TLB in front of it, and the slow paths of guest
+//! memory access.
+//!
+//! This is one of the few modules with `unsafe`: [`GuestRam`] hands generated code a raw host
+//! pointer into guest RAM, and the `extern "C"` slow paths dereference [`CpuState::mem`].
+//! Their invariants:
+//! - guest RAM is one anonymous mapping of exactly the configured size that lives as long as
+//!   its [`PhysMem`]; every host address generated code computes comes from a TLB entry whose
+//!   page lies wholly inside it (checked when the entry is filled);
+//! - a TLB entry is filled only for a page of RAM, and only for accesses that do not cross a
+//!   page, so `host = linear + addend` stays inside that page;
+//! - the slow paths are only called by generated code while the run loop has set
+//!   `CpuState::mem` to its live `PhysMem`.
+
+use memmap2::MmapMut;
+
+use crate::exception::Fault;
+use crate::state::CpuState;
+
+/// The page size that the TLB and code tracking work in.
+pub const PAGE_SIZE: u64 = 4096;
+const PAGE_MASK: u64 = !(PAGE_SIZE - 1);
+/// Entries of the direct-mapped software TLB (a power of two).
+pub const TLB_ENTRIES: usize = 256;
+
+/// One software-TLB entry. Generated code indexes it by `(linear >> 12) % TLB_ENTRIES` and
+/// compares the page of the access's last byte with `read` or `write`: a match means the
+/// whole access is inside that page and `host = linear + addend`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub struct TlbEntry {
+    /// Linear page readable through this entry, or [`TlbEntry::INVALID_TAG`].
+    pub read: u64,
+    /// Linear page writable through this entry (not a code page), or the invalid tag.
+    pub write: u64,
+    /// Host address minus linear address for this page.
+    pub addend: u64,
+    /// Padding to 32 bytes so an index is a shift.
+    pub _pad: u64,
+}
+
+impl TlbEntry {
+    /// A tag no access can match: page addresses have their low 12 bits clear.
+    pub const INVALID_TAG: u64 = u64::MAX;
+    /// An empty entry.
+    pub const INVALID: TlbEntry = TlbEntry {
+        read: Self::INVALID_TAG,
+        write: Self::INVALID_TAG,
+        addend: 0,
+        _pad: 0,
+    };
+}
+
+/// Errors creating guest memory.
+#[derive(Debug, thiserror::Error)]
+pub enum MemError {
+    /// The host could not map the requested amount of RAM.
+    #[error("cannot allocate {size} bytes of guest RAM: {source}")]
+    Alloc {
+        /// Requested size.
+        size: u64,
+        /// The host error.
+        source: std::io::Error,
+    },
+    /// The requested size is zero, not page-aligned, or beyond what the key can address.
+    #[error("guest RAM size {0:#x} must be a non-zero multiple of 4 KiB below 256 TiB")]
+    BadSize(u64),
+    /// A load went beyond the end of RAM.
+    #[error("{len} bytes at {addr:#x} do not fit in {ram:#x} bytes of guest RAM")]
+    OutOfRange {
+        /// Guest physical address.
+        addr: u64,
+        /// Length of the data.
+        len: usize,
+        /// RAM size.
+        ram: u64,
+    },
+}
+
+/// Port-mapped I/O as seen by the CPU: IN, OUT, INS and OUTS end up here.
+pub trait PortIo {
+    /// Reads `size` (1, 2 or 4) bytes from `port`.
+    fn port_read(&mut self, port: u16, size: u8) -> u32;
+    /// Writes `size` (1, 2 or 4) bytes to `port`.
+    fn port_write(&mut self, port: u16, size: u8, value: u32);
+}
+
+/// Guest RAM: one anonymous host mapping.
+pub struct GuestRam {
+    map: MmapMut,
+}
+
+impl GuestRam {
+    fn new(size: u64) -> Result<GuestRam, MemError> {
+        if size == 0 || size % PAGE_SIZE != 0 || size >= 1 << 48 {
+            return Err(MemError::BadSize(size));
+        }
+        let map = MmapMut::map_anon(size as usize).map_err(|source| MemError::Alloc { size, source })?;
+        Ok(GuestRam { map })
+    }
+}
+
+/// Guest physical memory: RAM from address 0, plus the bookkeeping that keeps translated
+/// code coherent with stores (which physical pages hold code, which of those were written).
+pub struct PhysMem {
+    ram: GuestRam,
+    /// One bit per RAM page: set while translated blocks exist for the page.
+    code_pages: Vec<u64>,
+    /// Code pages written since the run loop last looked (see [`PhysMem::take_dirty_code`]).
+    dirty_code: Vec<u64>,
+}
+
+impl PhysMem {
+    /// `size` bytes of zeroed RAM.
+    pub fn new(size: u64) -> Result<PhysMem, MemError> {
+        let ram = GuestRam::new(size)?;
+        let pages = size / PAGE_SIZE;
+        Ok(PhysMem {
+            ram,
+            code_pages: vec![0; pages.div_ceil(64) as usize],
+            dirty_code: Vec::new(),
+        })
+    }
+
+    /// RAM size in bytes.
+    pub fn ram_size(&self) -> u64 {
+        self.ram.map.len() as u64
+    }
+
+    /// The RAM as bytes, for loaders and tests.
+    pub fn ram(&self) -> &[u8] {
+        &self.ram.map
+    }
+
+    /// The RAM as mutable bytes, for loaders. Writes here bypass code tracking: load images
+    /// before running, or call [`PhysMem::note_write`].
+    pub fn ram_mut(&mut self) -> &mut [u8] {
+        &mut self.ram.map
+    }
+
+    /// Copies `data` into RAM at `addr`.
+    pub fn load(&mut self, addr: u64, data: &[u8]) -> Result<(), MemError> {
+        let end = addr
+            .checked_add(data.len() as u64)
+            .filter(|&e| e <= self.ram_size())
+            .ok_or(MemError::OutOfRange {
+                addr,
+                len: data.len(),
+                ram: self.ram_size(),
+            })?;
+        self.ram.map[addr as usize..end as usize].copy_from_slice(data);
+        for page in (addr & PAGE_MASK..end).step_by(PAGE_SIZE as usize) {
+            self.note_write(page);
+        }
+        Ok(())
+    }
+
+    /// True when `[addr, addr + len)` is RAM.
+    pub fn is_ram(&self, addr: u64, len: u64) -> bool {
+        addr.checked_add(len).is_some_and(|e| e <= self.ram_size())
+    }
+
+    /// Reads `size` bytes (1..=8) at a physical address. Outside RAM the bus floats high, as
+    /// on a PC with nothing decoding the address.
+    pub fn read_phys(&self, addr: u64, size: u32) -> u64 {
+        if !self.is_ram(addr, u64::from(size)) {
+            tracing::trace!(addr, size, "read from unmapped physical address");
+            return u64::MAX >> (64 - 8 * size);
+        }
+        let mut buf = [0u8; 8];
+        let a = addr as usize;
+        buf[..size as usize].copy_from_slice(&self.ram.map[a..a + size as usize]);
+        u64::from_le_bytes(buf)
+    }
+
+    /// Writes `size` bytes (1..=8) at a physical address; writes outside RAM are dropped.
+    pub fn write_phys(&mut self, addr: u64, size: u32, value: u64) {
+        if !self.is_ram(addr, u64::from(size)) {
+            tracing::trace!(addr, size, value, "write to unmapped physical address dropped");
+            return;
+        }
+        let a = addr as usize;
+        self.ram.map[a..a + size as usize].copy_from_slice(&value.to_le_bytes()[..size as usize]);
+        self.note_write(addr);
+        if (addr & !PAGE_MASK) + u64::from(size) > PAGE_SIZE {
+            self.note_write(addr + u64::from(size) - 1);
+        }
+    }
+
+    /// Records that physical page of `addr` was written, for code coherence.
+    pub fn note_write(&mut self, addr: u64) {
+        if self.is_code_page(addr) {
+            let page = addr & PAGE_MASK;
+            if !self.dirty_code.contains(&page) {
+                self.dirty_code.push(page);
+            }
+        }
+    }
+
+    /// True when translated code exists for the physical page holding `addr`.
+    pub fn is_code_page(&self, addr: u64) -> bool {
+        let p = addr / PAGE_SIZE;
+        self.code_pages
+            .get((p / 64) as usize)
+            .is_some_and(|w| w & (1 << (p % 64)) != 0)
+    }
+
+    /// Marks or unmarks the physical page holding `addr` as holding translated code.
+    pub fn set_code_page(&mut self, addr: u64, on: bool) {
+        let p = addr / PAGE_SIZE;
+        if let Some(w) = self.code_pages.get_mut((p / 64) as usize) {
+            if on {
+                *w |= 1 << (p % 64);
+            } else {
+                *w &= !(1 << (p % 64));
+            }
+        }
+    }
+
+    /// The code pages written since the last call; their blocks must be invalidated.
+    pub fn take_dirty_code(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.dirty_code)
+    }
+
+    /// True when some code page was written and not yet handled.
+    pub fn has_dirty_code(&self) -> bool {
+        !self.dirty_code.is_empty()
+    }
+
+    /// Host address of a physical RAM address; callers check [`PhysMem::is_ram`] first.
+    fn host_addr(&self, addr: u64) -> u64 {
+        self.ram.map.as_ptr() as u64 + addr
+    }
+}
+
+/// Translates a linear address to physical. Paging arrives with the system-CPU work; until
+/// then linear and physical addresses are the same.
+fn translate(_cpu: &CpuState, linear: u64) -> Result<u64, Fault> {
+    Ok(linear)
+}
+
+fn tlb_index(linear: u64) -> usize {
+    ((linear >> 12) as usize) & (TLB_ENTRIES - 1)
+}
+
+/// Fills the TLB entry for `linear`'s page if it maps RAM.
+fn tlb_fill(cpu: &mut CpuState, mem: &PhysMem, linear: u64, phys: u64) {
+    let lpage = linear & PAGE_MASK;
+    let ppage = phys & PAGE_MASK;
+    if !mem.is_ram(ppage, PAGE_SIZE) {
+        return;
+    }
+    let writable = !mem.is_code_page(ppage);
+    cpu.tlb[tlb_index(linear)] = TlbEntry {
+        read: lpage,
+        write: if writable { lpage } else { TlbEntry::INVALID_TAG },
+        addend: mem.host_addr(ppage).wrapping_sub(lpage),
+        _pad: 0,
+    };
+}
+
+/// The mask applied to linear addresses in the current mode (they wrap at 4 GiB outside long
+/// mode).
+fn linear_mask(cpu: &CpuState) -> u64 {
+    if cpu.mode == crate::CpuMode::Long64 {
+        u64::MAX
+    } else {
+        0xffff_ffff
+    }
+}
+
+/// Reads `size` bytes (1..=8) at a linear address, through the TLB.
+pub fn read_linear(cpu: &mut CpuState, mem: &PhysMem, linear: u64, size: u32) -> Result<u64, Fault> {
+    if (linear & !PAGE_MASK) + u64::from(size) > PAGE_SIZE {
+        let mask = linear_mask(cpu);
+        let mut v = 0u64;
+        for i in 0..size {
+            v |= read_linear(cpu, mem, linear.wrapping_add(u64::from(i)) & mask, 1)? << (8 * i);
+        }
+        return Ok(v);
+    }
+    let phys = translate(cpu, linear)?;
+    tlb_fill(cpu, mem, linear, phys);
+    Ok(mem.read_phys(phys, size))
+}
+
+/// Writes `size` bytes (1..=8) at a linear address. A page-crossing write checks both pages
+/// before changing either, so a fault leaves memory untouched.
+pub fn write_linear(
+    cpu: &mut CpuState,
+    mem: &mut PhysMem,
+    linear: u64,
+    size: u32,
+    value: u64,
+) -> Result<(), Fault> {
+    if (linear & !PAGE_MASK) + u64::from(size) > PAGE_SIZE {
+        let mask = linear_mask(cpu);
+        let last = linear.wrapping_add(u64::from(size) - 1) & mask;
+        translate(cpu, linear)?;
+        translate(cpu, last)?;
+        for i in 0..size {
+            let a = linear.wrapping_add(u64::from(i)) & mask;
+            write_linear(cpu, mem, a, 1, value >> (8 * i))?;
+        }
+        return Ok(());
+    }
+    let phys = translate(cpu, linear)?;
+    tlb_fill(cpu, mem, linear, phys);
+    if mem.is_code_page(phys) {
+        cpu.smc_pending = 1;
+    }
+    mem.write_phys(phys, size, value);
+    Ok(())
+}
+
+/// Load slow path called by generated code on a TLB miss. On a fault it records it in
+/// `cpu.fault` and returns 0; the caller checks `cpu.fault.pending`.
+///
+/// # Safety
+/// `cpu` must be valid and `cpu.mem` must point to the live `PhysMem` (module invariant).
+pub unsafe extern "C" fn load_slow(cpu: *mut CpuState, linear: u64, size: u64) -> u64 {
+    // SAFETY: generated code passes its own live CpuState; the run loop set `mem`.
+    let cpu = unsafe { &mut *cpu };
+    // SAFETY: see the module invariants: `mem` is live and not otherwise borrowed now.
+    let mem = unsafe { &*cpu.mem };
+    match read_linear(cpu, mem, linear, size as u32) {
+        Ok(v) => v,
+        Err(f) => {
+            cpu.raise(f, linear);
+            0
+        }
+    }
+}
+
+/// Store slow path called by generated code on a TLB miss or a store to a code page. On a
+/// fault it records it in `cpu.fault`; a store that hit translated code sets
+/// `cpu.smc_pending`.
+///
+/// # Safety
+/// As for [`load_slow`].
+pub unsafe extern "C" fn store_slow(cpu: *mut CpuState, linear: u64, size: u64, value: u64) {
+    // SAFETY: as in `load_slow`.
+    let cpu = unsafe { &mut *cpu };
+    // SAFETY: as in `load_slow`; the slow path is the only user of `mem` while it runs.
+    let mem = unsafe { &mut *cpu.mem };
+    if let Err(f) = write_linear(cpu, mem, linear, size as u32, value) {
+        cpu.raise(f, linear);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::CpuMode;
+
+    #[test]
+    fn reads_and_writes_cross_pages_and_fill_the_tlb() {
+        let mut mem = PhysMem::new(0x10000).unwrap();
+        let mut cpu = CpuState::new(CpuMode::Long64);
+        write_linear(&mut cpu, &mut mem, 0xffe, 4, 0xdead_beef).unwrap();
+        assert_eq!(read_linear(&mut cpu, &mem, 0xffe, 4).unwrap(), 0xdead_beef);
+        assert_eq!(cpu.tlb[1].read, 0x1000);
+    }
+
+    #[test]
+    fn outside_ram_reads_all_ones_and_drops_writes() {
+        let mut mem = PhysMem::new(0x1000).unwrap();
+        let mut cpu = CpuState::new(CpuMode::Long64);
+        write_linear(&mut cpu, &mut mem, 0x5000, 2, 7).unwrap();
+        assert_eq!(read_linear(&mut cpu, &mem, 0x5000, 2).unwrap(), 0xffff);
+        assert_eq!(cpu.tlb[5], TlbEntry::INVALID);
+    }
+
+    #[test]
+    fn a_store_to_a_code_page_is_reported_and_never_cached_writable() {
+        let mut mem = PhysMem::new(0x4000).unwrap();
+        let mut cpu = CpuState::new(CpuMode::Long64);
+        mem.set_code_page(0x2000, true);
+        write_linear(&mut cpu, &mut mem, 0x2010, 1, 0x90).unwrap();
+        assert_eq!(cpu.smc_pending, 1);
+        assert_eq!(mem.take_dirty_code(), vec![0x2000]);
+        assert_eq!(cpu.tlb[2].write, TlbEntry::INVALID_TAG);
+    }
+
+    #[test]
+    fn bad_ram_sizes_are_refused() {
+        assert!(matches!(PhysMem::new(0), Err(MemError::BadSize(0))));
+        assert!(matches!(PhysMem::new(100), Err(MemError::BadSize(100))));
+    }
+}

@@ -1,0 +1,378 @@
+//! [`CpuState`]: everything architectural about one virtual CPU, laid out for generated code.
+//!
+//! Generated code receives a `*mut CpuState` and addresses fields with
+//! `core::mem::offset_of!`, so the struct is `#[repr(C)]` and holds only plain data plus the
+//! one context pointer documented on [`CpuState::mem`]. No globals: two CPUs are two values.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::flags::{self, LazyFlags};
+use crate::memory::{PhysMem, TlbEntry, TLB_ENTRIES};
+
+/// A general-purpose register, numbered as the instruction encoding numbers them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+#[allow(missing_docs)]
+pub enum Gpr {
+    Rax = 0,
+    Rcx,
+    Rdx,
+    Rbx,
+    Rsp,
+    Rbp,
+    Rsi,
+    Rdi,
+    R8,
+    R9,
+    R10,
+    R11,
+    R12,
+    R13,
+    R14,
+    R15,
+}
+
+impl Gpr {
+    /// All sixteen, in encoding order.
+    pub const ALL: [Gpr; 16] = [
+        Gpr::Rax,
+        Gpr::Rcx,
+        Gpr::Rdx,
+        Gpr::Rbx,
+        Gpr::Rsp,
+        Gpr::Rbp,
+        Gpr::Rsi,
+        Gpr::Rdi,
+        Gpr::R8,
+        Gpr::R9,
+        Gpr::R10,
+        Gpr::R11,
+        Gpr::R12,
+        Gpr::R13,
+        Gpr::R14,
+        Gpr::R15,
+    ];
+
+    /// The lower-case name of the 64-bit register.
+    pub fn name(self) -> &'static str {
+        [
+            "rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi", "r8", "r9", "r10", "r11",
+            "r12", "r13", "r14", "r15",
+        ][self as usize]
+    }
+}
+
+/// A segment register, numbered as the instruction encoding numbers them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+#[allow(missing_docs)]
+pub enum SegReg {
+    Es = 0,
+    Cs,
+    Ss,
+    Ds,
+    Fs,
+    Gs,
+}
+
+/// A segment register with its hidden descriptor cache.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct Segment {
+    /// Linear base address.
+    pub base: u64,
+    /// Limit in bytes (already scaled by the granularity bit).
+    pub limit: u32,
+    /// The visible selector.
+    pub selector: u16,
+    /// Descriptor attributes: bits 8..15 of the descriptor's high dword (type, S, DPL, P) in
+    /// bits 0..7, and bits 20..23 (AVL, L, D/B, G) in bits 12..15, as VMX lays them out.
+    pub attrs: u16,
+}
+
+/// Segment attribute: present.
+pub const SEG_P: u16 = 1 << 7;
+/// Segment attribute: 64-bit code segment (L).
+pub const SEG_L: u16 = 1 << 13;
+/// Segment attribute: default operand size 32 (D/B).
+pub const SEG_DB: u16 = 1 << 14;
+/// Segment attribute: limit in 4 KiB units (G).
+pub const SEG_G: u16 = 1 << 15;
+
+impl Segment {
+    /// A flat segment: base 0, limit 4 GiB, the given attributes.
+    pub fn flat(selector: u16, attrs: u16) -> Segment {
+        Segment {
+            base: 0,
+            limit: 0xffff_ffff,
+            selector,
+            attrs,
+        }
+    }
+
+    /// A real-mode segment: base = selector * 16, limit 64 KiB.
+    pub fn real(selector: u16) -> Segment {
+        Segment {
+            base: u64::from(selector) << 4,
+            limit: 0xffff,
+            selector,
+            attrs: SEG_P | 0x13,
+        }
+    }
+}
+
+/// The execution mode, which decides how instructions decode and which state is in effect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u32)]
+pub enum CpuMode {
+    /// Real-address mode: 16-bit code, segment = selector * 16.
+    Real16 = 0,
+    /// Protected mode with a 16-bit code segment.
+    Prot16 = 1,
+    /// Protected mode with a 32-bit code segment.
+    Prot32 = 2,
+    /// Long mode, 64-bit code segment.
+    Long64 = 3,
+}
+
+impl CpuMode {
+    /// Code size in bits: what iced-x86 calls the bitness.
+    pub fn bitness(self) -> u32 {
+        match self {
+            CpuMode::Real16 | CpuMode::Prot16 => 16,
+            CpuMode::Prot32 => 32,
+            CpuMode::Long64 => 64,
+        }
+    }
+}
+
+/// CR0.PE: protection enable.
+pub const CR0_PE: u64 = 1 << 0;
+/// CR0.ET: extension type, reads as 1.
+pub const CR0_ET: u64 = 1 << 4;
+/// CR0.PG: paging.
+pub const CR0_PG: u64 = 1 << 31;
+/// CR4.PAE.
+pub const CR4_PAE: u64 = 1 << 5;
+/// EFER.LME: long mode enable.
+pub const EFER_LME: u64 = 1 << 8;
+/// EFER.LMA: long mode active.
+pub const EFER_LMA: u64 = 1 << 10;
+
+/// An exception recorded by a slow path or the interpreter, waiting to be delivered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct PendingFault {
+    /// 1 when a fault is pending.
+    pub pending: u32,
+    /// The vector.
+    pub vector: u32,
+    /// The error code, if the vector has one.
+    pub error_code: u32,
+    /// Padding, kept zero.
+    pub _pad: u32,
+    /// The faulting linear address (becomes CR2 for #PF).
+    pub address: u64,
+}
+
+/// The whole architectural state of one virtual CPU.
+#[repr(C)]
+pub struct CpuState {
+    /// RAX..R15 in encoding order.
+    pub gpr: [u64; 16],
+    /// The instruction pointer; valid at every block exit.
+    pub rip: u64,
+    /// The arithmetic flags, lazily evaluated.
+    pub cc: LazyFlags,
+    /// RFLAGS except the six arithmetic flags (those live in [`CpuState::cc`]).
+    pub rflags: u64,
+    /// ES CS SS DS FS GS, in encoding order.
+    pub seg: [Segment; 6],
+    /// Control register 0.
+    pub cr0: u64,
+    /// Control register 2 (page-fault linear address).
+    pub cr2: u64,
+    /// Control register 3 (page-table base).
+    pub cr3: u64,
+    /// Control register 4.
+    pub cr4: u64,
+    /// The EFER MSR.
+    pub efer: u64,
+    /// The mode this state decodes in; derived from CR0, EFER and CS, kept for speed.
+    pub mode: CpuMode,
+    /// Set non-zero by anything (a device, a signal handler thread) that needs the vCPU back
+    /// in the run loop; generated code checks it at every chained block exit.
+    pub exit_request: AtomicU32,
+    /// Guest instructions the vCPU may still retire before it must return to the run loop.
+    /// Generated code subtracts each block's length at its exit.
+    pub budget: i64,
+    /// A fault raised by a slow path, for the run loop to deliver.
+    pub fault: PendingFault,
+    /// Set by the store slow path when a store hit a page holding translated code; the block
+    /// stops after the current instruction so the run loop can invalidate that code first.
+    pub smc_pending: u32,
+    /// Padding, kept zero.
+    pub _pad: u32,
+    /// The guest's physical memory, for the slow paths that generated code calls.
+    ///
+    /// Invariant: while generated code or a slow path runs, this points to the live
+    /// [`PhysMem`] that the run loop owns and no other reference to it is in use. The run loop
+    /// sets it before entering generated code; it is null otherwise.
+    pub mem: *mut PhysMem,
+    /// The software TLB: linear page -> host address, checked inline by generated code.
+    pub tlb: [TlbEntry; TLB_ENTRIES],
+}
+
+// SAFETY: the only non-Send field is the `mem` context pointer, which is null outside a run
+// and only ever points to memory owned by the thread that runs the CPU.
+unsafe impl Send for CpuState {}
+
+impl CpuState {
+    /// A CPU in the given mode with flat segments (base 0; real mode: selector 0), all
+    /// registers zero, flags 0x2, as the flat test-guest loader wants it.
+    pub fn new(mode: CpuMode) -> CpuState {
+        let (cs, data, cr0, efer) = match mode {
+            CpuMode::Real16 => (Segment::real(0), Segment::real(0), CR0_ET, 0),
+            CpuMode::Prot16 => (
+                Segment::flat(0x08, SEG_P | 0x1b | SEG_G),
+                Segment::flat(0x10, SEG_P | 0x13 | SEG_G),
+                CR0_ET | CR0_PE,
+                0,
+            ),
+            CpuMode::Prot32 => (
+                Segment::flat(0x08, SEG_P | 0x1b | SEG_DB | SEG_G),
+                Segment::flat(0x10, SEG_P | 0x13 | SEG_DB | SEG_G),
+                CR0_ET | CR0_PE,
+                0,
+            ),
+            CpuMode::Long64 => (
+                Segment::flat(0x08, SEG_P | 0x1b | SEG_L | SEG_G),
+                Segment::flat(0x10, SEG_P | 0x13 | SEG_DB | SEG_G),
+                CR0_ET | CR0_PE | CR0_PG,
+                EFER_LME | EFER_LMA,
+            ),
+        };
+        let mut seg = [data; 6];
+        seg[SegReg::Cs as usize] = cs;
+        CpuState {
+            gpr: [0; 16],
+            rip: 0,
+            cc: LazyFlags::from_eflags(0),
+            rflags: flags::FIXED1,
+            seg,
+            cr0,
+            cr2: 0,
+            cr3: 0,
+            cr4: if mode == CpuMode::Long64 { CR4_PAE } else { 0 },
+            efer,
+            mode,
+            exit_request: AtomicU32::new(0),
+            budget: 0,
+            fault: PendingFault::default(),
+            smc_pending: 0,
+            _pad: 0,
+            mem: std::ptr::null_mut(),
+            tlb: [TlbEntry::INVALID; TLB_ENTRIES],
+        }
+    }
+
+    /// Reads a 64-bit general register.
+    pub fn gpr(&self, r: Gpr) -> u64 {
+        self.gpr[r as usize]
+    }
+
+    /// Writes a 64-bit general register.
+    pub fn set_gpr(&mut self, r: Gpr, v: u64) {
+        self.gpr[r as usize] = v;
+    }
+
+    /// A segment register's cache.
+    pub fn seg(&self, s: SegReg) -> &Segment {
+        &self.seg[s as usize]
+    }
+
+    /// True when the stack segment is 32-bit (SS.B) outside 64-bit mode.
+    pub fn stack_is_32(&self) -> bool {
+        self.seg[SegReg::Ss as usize].attrs & SEG_DB != 0
+    }
+
+    /// Asks the vCPU to come back to the run loop soon; callable from any thread.
+    pub fn request_exit(&self) {
+        self.exit_request.store(1, Ordering::Release);
+    }
+
+    /// Records a fault for the run loop to deliver.
+    pub fn raise(&mut self, f: crate::Fault, address: u64) {
+        self.fault = PendingFault {
+            pending: 1,
+            vector: f.exception as u32,
+            error_code: f.error_code,
+            _pad: 0,
+            address,
+        };
+    }
+
+    /// Takes the pending fault, if any.
+    pub fn take_fault(&mut self) -> Option<crate::Fault> {
+        if self.fault.pending == 0 {
+            return None;
+        }
+        let f = self.fault;
+        self.fault = PendingFault::default();
+        Some(crate::Fault {
+            exception: crate::Exception::from_vector(f.vector as u8)
+                .unwrap_or(crate::Exception::GeneralProtection),
+            error_code: f.error_code,
+        })
+    }
+
+    /// Drops every TLB entry (on a mode change, CR3 write, or a code-page change).
+    pub fn flush_tlb(&mut self) {
+        self.tlb = [TlbEntry::INVALID; TLB_ENTRIES];
+    }
+
+    /// Drops the write permission of any TLB entry mapping the given linear page, so that the
+    /// next store to it takes the slow path (used when the page starts holding code).
+    pub fn tlb_protect_page(&mut self, linear_page: u64) {
+        for e in self.tlb.iter_mut() {
+            if e.write == linear_page {
+                e.write = TlbEntry::INVALID_TAG;
+            }
+        }
+    }
+}
+
+impl Clone for CpuState {
+    fn clone(&self) -> CpuState {
+        CpuState {
+            gpr: self.gpr,
+            rip: self.rip,
+            cc: self.cc,
+            rflags: self.rflags,
+            seg: self.seg,
+            cr0: self.cr0,
+            cr2: self.cr2,
+            cr3: self.cr3,
+            cr4: self.cr4,
+            efer: self.efer,
+            mode: self.mode,
+            exit_request: AtomicU32::new(self.exit_request.load(Ordering::Relaxed)),
+            budget: self.budget,
+            fault: self.fault,
+            smc_pending: self.smc_pending,
+            _pad: 0,
+            mem: std::ptr::null_mut(),
+            tlb: self.tlb,
+        }
+    }
+}
+
+impl std::fmt::Debug for CpuState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, r) in Gpr::ALL.iter().enumerate() {
+            write!(f, "{:>3}={:016x}", r.name(), self.gpr[i])?;
+            f.write_str(if i % 4 == 3 { "\n" } else { " " })?;
+        }
+        writeln!(f, "rip={:016x} mode={:?} cc={:x?}", self.rip, self.mode, self.cc)
+    }
+}
