@@ -20,7 +20,7 @@ pub mod memory;
 pub mod state;
 
 pub use exception::{Exception, Fault};
-pub use flags::{CcOp, LazyFlags};
+pub use flags::{CcKind, CcOp, LazyFlags};
 pub use key::BlockKey;
 pub use memory::{MemError, PhysMem, PortIo};
 pub use state::{CpuMode, CpuState, Gpr, SegReg, Segment};

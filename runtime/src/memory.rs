@@ -95,7 +95,8 @@ impl GuestRam {
         if size == 0 || size % PAGE_SIZE != 0 || size >= 1 << 48 {
             return Err(MemError::BadSize(size));
         }
-        let map = MmapMut::map_anon(size as usize).map_err(|source| MemError::Alloc { size, source })?;
+        let map =
+            MmapMut::map_anon(size as usize).map_err(|source| MemError::Alloc { size, source })?;
         Ok(GuestRam { map })
     }
 }
@@ -176,7 +177,12 @@ impl PhysMem {
     /// Writes `size` bytes (1..=8) at a physical address; writes outside RAM are dropped.
     pub fn write_phys(&mut self, addr: u64, size: u32, value: u64) {
         if !self.is_ram(addr, u64::from(size)) {
-            tracing::trace!(addr, size, value, "write to unmapped physical address dropped");
+            tracing::trace!(
+                addr,
+                size,
+                value,
+                "write to unmapped physical address dropped"
+            );
             return;
         }
         let a = addr as usize;
@@ -253,10 +259,28 @@ fn tlb_fill(cpu: &mut CpuState, mem: &PhysMem, linear: u64, phys: u64) {
     let writable = !mem.is_code_page(ppage);
     cpu.tlb[tlb_index(linear)] = TlbEntry {
         read: lpage,
-        write: if writable { lpage } else { TlbEntry::INVALID_TAG },
+        write: if writable {
+            lpage
+        } else {
+            TlbEntry::INVALID_TAG
+        },
         addend: mem.host_addr(ppage).wrapping_sub(lpage),
         _pad: 0,
     };
+}
+
+/// Drops write permission from every TLB entry that maps physical page `phys_page` (under
+/// any linear alias), so stores to it reach the slow path and keep translated code coherent.
+pub fn tlb_protect_phys(cpu: &mut CpuState, mem: &PhysMem, phys_page: u64) {
+    if !mem.is_ram(phys_page, PAGE_SIZE) {
+        return;
+    }
+    let host = mem.host_addr(phys_page & PAGE_MASK);
+    for e in cpu.tlb.iter_mut() {
+        if e.write != TlbEntry::INVALID_TAG && e.write.wrapping_add(e.addend) == host {
+            e.write = TlbEntry::INVALID_TAG;
+        }
+    }
 }
 
 /// The mask applied to linear addresses in the current mode (they wrap at 4 GiB outside long
@@ -270,7 +294,12 @@ fn linear_mask(cpu: &CpuState) -> u64 {
 }
 
 /// Reads `size` bytes (1..=8) at a linear address, through the TLB.
-pub fn read_linear(cpu: &mut CpuState, mem: &PhysMem, linear: u64, size: u32) -> Result<u64, Fault> {
+pub fn read_linear(
+    cpu: &mut CpuState,
+    mem: &PhysMem,
+    linear: u64,
+    size: u32,
+) -> Result<u64, Fault> {
     if (linear & !PAGE_MASK) + u64::from(size) > PAGE_SIZE {
         let mask = linear_mask(cpu);
         let mut v = 0u64;

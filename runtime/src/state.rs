@@ -213,6 +213,13 @@ pub struct CpuState {
     pub smc_pending: u32,
     /// Padding, kept zero.
     pub _pad: u32,
+    /// Written by generated code at an exit that could have chained but found no target yet:
+    /// an opaque token naming the exit, which the translation cache uses to link it.
+    pub link: u64,
+    /// Chained block transfers taken by generated code (a statistic).
+    pub chained: u64,
+    /// Results of helpers that return more than one value (wide division).
+    pub scratch: [u64; 2],
     /// The guest's physical memory, for the slow paths that generated code calls.
     ///
     /// Invariant: while generated code or a slow path runs, this points to the live
@@ -271,6 +278,9 @@ impl CpuState {
             fault: PendingFault::default(),
             smc_pending: 0,
             _pad: 0,
+            link: 0,
+            chained: 0,
+            scratch: [0; 2],
             mem: std::ptr::null_mut(),
             tlb: [TlbEntry::INVALID; TLB_ENTRIES],
         }
@@ -361,6 +371,9 @@ impl Clone for CpuState {
             fault: self.fault,
             smc_pending: self.smc_pending,
             _pad: 0,
+            link: self.link,
+            chained: self.chained,
+            scratch: self.scratch,
             mem: std::ptr::null_mut(),
             tlb: self.tlb,
         }
@@ -373,6 +386,10 @@ impl std::fmt::Debug for CpuState {
             write!(f, "{:>3}={:016x}", r.name(), self.gpr[i])?;
             f.write_str(if i % 4 == 3 { "\n" } else { " " })?;
         }
-        writeln!(f, "rip={:016x} mode={:?} cc={:x?}", self.rip, self.mode, self.cc)
+        writeln!(
+            f,
+            "rip={:016x} mode={:?} cc={:x?}",
+            self.rip, self.mode, self.cc
+        )
     }
 }

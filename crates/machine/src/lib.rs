@@ -1,1 +1,132 @@
-//! placeholder
+//! The emulated machine: guest memory, port I/O, the translation cache and the run loop that
+//! ties them to one virtual CPU.
+//!
+//! For now the machine is the minimal one the core translator needs: flat RAM from address 0,
+//! a byte sink on port 0x3F8 and QEMU's isa-debug-exit on port 0xF4. The full PC device model
+//! grows from here.
+//!
+//! ```
+//! use crane86_machine::{Machine, MachineConfig, RunEnd};
+//! use crane86_runtime::CpuMode;
+//! // mov al, 'A'; out 0xf4, al  (isa-debug-exit with value 0x41)
+//! let code = [0xb0, 0x41, 0xe6, 0xf4];
+//! let mut m = Machine::new(&MachineConfig::default()).unwrap();
+//! m.load_flat(&code, 0x1000, 0x1000, CpuMode::Long64).unwrap();
+//! assert_eq!(m.run(None).unwrap(), RunEnd::DebugExit(0x41));
+//! ```
+#![deny(missing_docs)]
+
+mod ports;
+mod run;
+
+pub use ports::FlatPorts;
+pub use run::{MachineStats, RunEnd};
+
+use crane86_runtime::{CpuMode, CpuState, Gpr, MemError, PhysMem, SegReg, Segment};
+use crane86_translator::cache::CacheError;
+use crane86_translator::jit::JitOptions;
+use crane86_translator::{Cache, Tier};
+
+/// How to build a machine.
+#[derive(Clone, Debug)]
+pub struct MachineConfig {
+    /// Guest RAM in bytes.
+    pub ram_bytes: u64,
+    /// Which translation tiers run.
+    pub tier: Tier,
+    /// Executable memory for compiled code, in bytes.
+    pub code_arena_bytes: usize,
+    /// Cranelift settings.
+    pub jit: JitOptions,
+}
+
+impl Default for MachineConfig {
+    fn default() -> Self {
+        MachineConfig {
+            ram_bytes: 16 << 20,
+            tier: Tier::Auto {
+                threshold: DEFAULT_JIT_THRESHOLD,
+            },
+            code_arena_bytes: 64 << 20,
+            jit: JitOptions::default(),
+        }
+    }
+}
+
+/// Runs of a block before `--tier auto` compiles it.
+pub const DEFAULT_JIT_THRESHOLD: u32 = 50;
+
+/// Errors building or running a machine: all about the host or the configuration, never
+/// about what the guest does (guest errors end a run with a [`RunEnd`]).
+#[derive(Debug, thiserror::Error)]
+pub enum MachineError {
+    /// Guest memory could not be set up, or an image does not fit.
+    #[error(transparent)]
+    Memory(#[from] MemError),
+    /// The translation cache failed.
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    /// An entry point outside guest RAM.
+    #[error("entry point {0:#x} is outside guest RAM")]
+    BadEntry(u64),
+}
+
+/// One virtual CPU, its memory, its ports and its translation cache.
+pub struct Machine {
+    /// The CPU.
+    pub cpu: CpuState,
+    /// Guest physical memory.
+    pub mem: PhysMem,
+    /// The port-I/O devices.
+    pub ports: FlatPorts,
+    /// The translation cache.
+    pub cache: Cache,
+    /// Run statistics.
+    pub stats: MachineStats,
+}
+
+impl Machine {
+    /// A machine with zeroed RAM and a CPU in 64-bit mode at address 0.
+    pub fn new(cfg: &MachineConfig) -> Result<Machine, MachineError> {
+        Ok(Machine {
+            cpu: CpuState::new(CpuMode::Long64),
+            mem: PhysMem::new(cfg.ram_bytes)?,
+            ports: FlatPorts::default(),
+            cache: Cache::new(cfg.tier, cfg.code_arena_bytes, cfg.jit)?,
+            stats: MachineStats::default(),
+        })
+    }
+
+    /// Loads a flat binary at `load_addr` and points a CPU in `mode` at `entry`, with flat
+    /// segments (real mode: all selectors 0) and the stack pointer at the top of RAM (in real
+    /// and 16-bit mode: at the top of the first 64 KiB).
+    pub fn load_flat(
+        &mut self,
+        image: &[u8],
+        load_addr: u64,
+        entry: u64,
+        mode: CpuMode,
+    ) -> Result<(), MachineError> {
+        self.mem.load(load_addr, image)?;
+        if entry >= self.mem.ram_size() {
+            return Err(MachineError::BadEntry(entry));
+        }
+        self.cpu = CpuState::new(mode);
+        let top = match mode {
+            CpuMode::Real16 | CpuMode::Prot16 => self.mem.ram_size().min(0x1_0000) - 2,
+            _ => self.mem.ram_size().min(0xffff_f000) - 16,
+        };
+        self.cpu.set_gpr(Gpr::Rsp, top);
+        if mode == CpuMode::Real16 {
+            // Keep IP within 64 KiB: CS covers the entry's 64 KiB window.
+            let cs = ((entry >> 4) & 0xf000) as u16;
+            self.cpu.seg[SegReg::Cs as usize] = Segment::real(cs);
+            self.cpu.rip = entry - (u64::from(cs) << 4);
+        } else {
+            self.cpu.rip = entry;
+        }
+        self.cpu.flush_tlb();
+        self.cache.flush(&mut self.mem);
+        Ok(())
+    }
+}

@@ -1,0 +1,124 @@
+//! The run loop: find or translate the block at RIP, run it in its tier, handle what made it
+//! stop (a fault, a store into code, HLT, a port write that ends the run), repeat.
+
+use crane86_runtime::{BlockKey, Fault, SegReg};
+use crane86_translator::interp::{run_block, InterpExit};
+use crane86_translator::jit::EXIT_FAULT;
+
+use crate::{Machine, MachineError};
+
+/// Instructions generated code may retire before it returns to the run loop, so that the
+/// loop stays responsive to requests and limits.
+const SLICE: i64 = 1 << 22;
+
+/// Why a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunEnd {
+    /// The guest wrote this value to isa-debug-exit (port 0xF4).
+    DebugExit(u32),
+    /// The guest executed HLT with nothing to wake it.
+    Halted,
+    /// An exception that nothing handles (no IDT yet): the guest cannot continue.
+    Fault {
+        /// The exception.
+        fault: Fault,
+        /// Where it happened.
+        rip: u64,
+    },
+    /// The instruction limit was reached.
+    Limit,
+    /// Someone asked the vCPU to stop (`CpuState::request_exit`).
+    Stopped,
+}
+
+/// Counters of one machine's runs.
+#[derive(Clone, Debug, Default)]
+pub struct MachineStats {
+    /// Guest instructions retired by the interpreter.
+    pub insns_interp: u64,
+    /// Guest instructions retired by compiled code.
+    pub insns_jit: u64,
+    /// Entries into compiled code from the run loop.
+    pub jit_entries: u64,
+    /// Interpreted block runs.
+    pub interp_runs: u64,
+    /// Code pages invalidated by guest stores.
+    pub smc_pages: u64,
+}
+
+impl Machine {
+    /// Runs until the guest stops, or until `limit` instructions have retired.
+    pub fn run(&mut self, limit: Option<u64>) -> Result<RunEnd, MachineError> {
+        let mut remaining = limit.unwrap_or(u64::MAX);
+        loop {
+            if let Some(v) = self.ports.exit {
+                return Ok(RunEnd::DebugExit(v));
+            }
+            if self.mem.has_dirty_code() {
+                for page in self.mem.take_dirty_code() {
+                    self.cache.invalidate_page(page, &mut self.mem);
+                    self.stats.smc_pages += 1;
+                }
+                self.cpu.link = 0;
+            }
+            self.cpu.smc_pending = 0;
+            if let Some(fault) = self.cpu.take_fault() {
+                return Ok(RunEnd::Fault {
+                    fault,
+                    rip: self.cpu.rip,
+                });
+            }
+            if remaining == 0 {
+                return Ok(RunEnd::Limit);
+            }
+            if self
+                .cpu
+                .exit_request
+                .swap(0, std::sync::atomic::Ordering::AcqRel)
+                != 0
+            {
+                return Ok(RunEnd::Stopped);
+            }
+            let cs = self.cpu.seg(SegReg::Cs).base;
+            let mut linear = cs.wrapping_add(self.cpu.rip);
+            if self.cpu.mode != crane86_runtime::CpuMode::Long64 {
+                linear &= 0xffff_ffff;
+            }
+            // Paging arrives with the system CPU; linear is physical until then.
+            let key = BlockKey::new(linear, &self.cpu);
+            let id = self
+                .cache
+                .lookup(key, self.cpu.rip, &mut self.cpu, &mut self.mem);
+            let token = std::mem::take(&mut self.cpu.link);
+            if let Some(code) = self.cache.prepare(id)? {
+                self.cache.link(token, id);
+                let slice = remaining.min(SLICE as u64) as i64;
+                self.cpu.budget = slice;
+                let exit = self.cache.run_compiled(code, &mut self.cpu, &mut self.mem);
+                let retired = (slice - self.cpu.budget).max(0) as u64;
+                self.stats.insns_jit += retired;
+                self.stats.jit_entries += 1;
+                remaining = remaining.saturating_sub(retired);
+                if exit == EXIT_FAULT && self.cpu.fault.pending == 0 {
+                    // Defensive: a fault exit always records its fault first.
+                    self.cpu.link = 0;
+                }
+            } else {
+                let block = &self.cache.block(id).decoded;
+                let (exit, n) = run_block(
+                    &mut self.cpu,
+                    &mut self.mem,
+                    &mut self.ports,
+                    block,
+                    remaining,
+                );
+                self.stats.insns_interp += n;
+                self.stats.interp_runs += 1;
+                remaining = remaining.saturating_sub(n);
+                if exit == InterpExit::Halt {
+                    return Ok(RunEnd::Halted);
+                }
+            }
+        }
+    }
+}

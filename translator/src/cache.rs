@@ -1,0 +1,436 @@
+//! The translation cache: blocks by [`BlockKey`], a direct-mapped lookup table in front of a
+//! hash map, tiering from the interpreter to the JIT, chaining between compiled blocks, and
+//! invalidation of every block on a physical page.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use crane86_runtime::memory::PAGE_SIZE;
+use crane86_runtime::{BlockKey, CpuState, PhysMem};
+
+use crate::decode::{decode_block, DecodedBlock};
+use crate::emit::Ctx;
+use crate::jit::arena::CodeArena;
+use crate::jit::{ChainSlots, Jit, JitError, JitOptions};
+
+/// Which back end runs blocks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tier {
+    /// Interpret everything.
+    Interp,
+    /// Compile every block before its first run.
+    Jit,
+    /// Interpret until a block has run `threshold` times, then compile it.
+    Auto {
+        /// Runs before a block is compiled.
+        threshold: u32,
+    },
+}
+
+/// Translation-cache statistics (`--stats`).
+#[derive(Clone, Debug, Default)]
+pub struct CacheStats {
+    /// Blocks decoded (all enter the interpreter tier first, or go straight to the JIT).
+    pub blocks_decoded: u64,
+    /// Guest instructions in decoded blocks.
+    pub insns_decoded: u64,
+    /// Blocks compiled by the JIT.
+    pub blocks_compiled: u64,
+    /// Guest instructions in compiled blocks.
+    pub insns_compiled: u64,
+    /// Time spent compiling.
+    pub compile_time: Duration,
+    /// Time spent decoding.
+    pub decode_time: Duration,
+    /// Lookups by the run loop.
+    pub lookups: u64,
+    /// Lookups answered by the direct-mapped table.
+    pub fast_hits: u64,
+    /// Lookups answered by the hash map.
+    pub map_hits: u64,
+    /// Lookups that had to translate.
+    pub misses: u64,
+    /// Exits linked to their target (later taken without the run loop).
+    pub links: u64,
+    /// Blocks invalidated because their page was written.
+    pub invalidated_smc: u64,
+    /// Whole-cache flushes (code arena full, or asked for).
+    pub flushes: u64,
+    /// Bytes of host code produced.
+    pub code_bytes: u64,
+}
+
+/// Identifies a block in the cache.
+pub type BlockId = u32;
+
+/// A cached block.
+pub struct Block {
+    /// Its key.
+    pub key: BlockKey,
+    /// The decoded instructions (the interpreter runs these).
+    pub decoded: DecodedBlock,
+    /// Physical pages the block's bytes lie on (the second only if it crosses a page).
+    pub pages: [Option<u64>; 2],
+    /// How often the block has run (saturating), for tiering.
+    pub runs: u32,
+    /// Compiled code, once it exists.
+    pub code: Option<*const u8>,
+    /// The two chain slots that generated code reads; boxed so their address is stable.
+    slots: Box<[u64; 2]>,
+    /// Chain slots of other blocks that point at this block's code.
+    incoming: Vec<(BlockId, u8)>,
+    /// Targets this block's slots point at.
+    outgoing: [Option<BlockId>; 2],
+}
+
+const FAST_SIZE: usize = 4096;
+
+/// Decoding needs guest bytes; the cache gets them through this.
+pub struct Fetch<'a> {
+    /// Guest memory.
+    pub mem: &'a PhysMem,
+}
+
+/// The translation cache. See the module documentation.
+pub struct Cache {
+    blocks: Vec<Option<Block>>,
+    free: Vec<BlockId>,
+    map: HashMap<BlockKey, BlockId>,
+    fast: Box<[(u64, BlockId)]>,
+    by_page: HashMap<u64, Vec<BlockId>>,
+    arena: CodeArena,
+    /// The trampoline lives in an arena of its own that is never reset.
+    _tramp_arena: CodeArena,
+    jit: Jit,
+    trampoline: *const u8,
+    tier: Tier,
+    /// Statistics.
+    pub stats: CacheStats,
+}
+
+/// Errors of the cache: only host-side failures (memory, Cranelift), never guest behaviour.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    /// The JIT failed.
+    #[error(transparent)]
+    Jit(#[from] JitError),
+    /// The code arena could not be created.
+    #[error("cannot create the code arena: {0}")]
+    Arena(std::io::Error),
+    /// A single block does not fit in an empty arena.
+    #[error("a compiled block of {0} bytes does not fit in the code arena")]
+    TooBig(usize),
+}
+
+const NO_BLOCK: u64 = u64::MAX;
+
+fn fast_index(key: BlockKey) -> usize {
+    let k = key.0;
+    ((k ^ (k >> 12) ^ (k >> 48)) as usize) & (FAST_SIZE - 1)
+}
+
+impl Cache {
+    /// A cache using `tier`, with `arena_bytes` of executable memory.
+    pub fn new(tier: Tier, arena_bytes: usize, opts: JitOptions) -> Result<Cache, CacheError> {
+        let arena = CodeArena::new(arena_bytes).map_err(CacheError::Arena)?;
+        let mut tramp_arena = CodeArena::new(4096).map_err(CacheError::Arena)?;
+        let mut jit = Jit::new(opts)?;
+        let tramp = jit.compile_trampoline()?;
+        let trampoline = tramp_arena
+            .alloc(&tramp)
+            .ok_or(CacheError::TooBig(tramp.len()))?;
+        Ok(Cache {
+            blocks: Vec::new(),
+            free: Vec::new(),
+            map: HashMap::new(),
+            fast: vec![(NO_BLOCK, 0); FAST_SIZE].into_boxed_slice(),
+            by_page: HashMap::new(),
+            arena,
+            _tramp_arena: tramp_arena,
+            jit,
+            trampoline,
+            tier,
+            stats: CacheStats::default(),
+        })
+    }
+
+    /// The tier policy.
+    pub fn tier(&self) -> Tier {
+        self.tier
+    }
+
+    /// The entry trampoline (see [`crate::jit::Jit::compile_trampoline`]).
+    pub fn trampoline(&self) -> *const u8 {
+        self.trampoline
+    }
+
+    /// The block with this id.
+    pub fn block(&self, id: BlockId) -> &Block {
+        self.blocks[id as usize].as_ref().expect("live block id")
+    }
+
+    fn block_mut(&mut self, id: BlockId) -> &mut Block {
+        self.blocks[id as usize].as_mut().expect("live block id")
+    }
+
+    /// Number of live blocks.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// True when no block is cached.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Bytes of the code arena in use.
+    pub fn code_used(&self) -> usize {
+        self.arena.used()
+    }
+
+    /// Finds the block for `key`, decoding it from guest memory if needed.
+    pub fn lookup(
+        &mut self,
+        key: BlockKey,
+        ip: u64,
+        cpu: &mut CpuState,
+        mem: &mut PhysMem,
+    ) -> BlockId {
+        self.stats.lookups += 1;
+        let fi = fast_index(key);
+        let (k, id) = self.fast[fi];
+        if k == key.0 {
+            self.stats.fast_hits += 1;
+            return id;
+        }
+        if let Some(&id) = self.map.get(&key) {
+            self.stats.map_hits += 1;
+            self.fast[fi] = (key.0, id);
+            return id;
+        }
+        self.stats.misses += 1;
+        let id = self.insert(key, ip, cpu, mem);
+        self.fast[fi] = (key.0, id);
+        id
+    }
+
+    fn insert(&mut self, key: BlockKey, ip: u64, cpu: &mut CpuState, mem: &mut PhysMem) -> BlockId {
+        let t0 = Instant::now();
+        let phys = key.phys();
+        let page = phys & !(PAGE_SIZE - 1);
+        let room = (page + PAGE_SIZE - phys) as usize;
+        // Up to 15 bytes past the page end, so an instruction that straddles it decodes.
+        let mut bytes = [0xffu8; 4096 + 15];
+        let want = room + 15;
+        for (i, b) in bytes[..want].iter_mut().enumerate() {
+            *b = mem.read_phys(phys + i as u64, 1) as u8;
+        }
+        let ctx = Ctx {
+            mode: key.mode(),
+            stack32: key.stack32(),
+        };
+        let decoded = decode_block(&bytes[..want], ip, room, ctx, key.single_step());
+        let end = phys + decoded.byte_len.max(1) - 1;
+        let last_page = end & !(PAGE_SIZE - 1);
+        let pages = [Some(page), (last_page != page).then_some(last_page)];
+        self.stats.blocks_decoded += 1;
+        self.stats.insns_decoded += decoded.insns.len() as u64;
+        let block = Block {
+            key,
+            decoded,
+            pages,
+            runs: 0,
+            code: None,
+            slots: Box::new([0; 2]),
+            incoming: Vec::new(),
+            outgoing: [None; 2],
+        };
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.blocks[id as usize] = Some(block);
+                id
+            }
+            None => {
+                self.blocks.push(Some(block));
+                (self.blocks.len() - 1) as BlockId
+            }
+        };
+        self.map.insert(key, id);
+        for p in pages.into_iter().flatten() {
+            self.by_page.entry(p).or_default().push(id);
+            if !mem.is_code_page(p) {
+                mem.set_code_page(p, true);
+                crane86_runtime::memory::tlb_protect_phys(cpu, mem, p);
+            }
+        }
+        self.stats.decode_time += t0.elapsed();
+        id
+    }
+
+    /// Counts a run of block `id` and tells whether it should run compiled; compiles it when
+    /// the tier policy says it is time. Returns the code to enter, or `None` to interpret.
+    pub fn prepare(&mut self, id: BlockId) -> Result<Option<*const u8>, CacheError> {
+        let tier = self.tier;
+        let b = self.block_mut(id);
+        b.runs = b.runs.saturating_add(1);
+        if let Some(c) = b.code {
+            return Ok(Some(c));
+        }
+        if b.decoded.is_runtime() {
+            return Ok(None);
+        }
+        let hot = match tier {
+            Tier::Interp => false,
+            Tier::Jit => true,
+            Tier::Auto { threshold } => b.runs >= threshold,
+        };
+        if !hot {
+            return Ok(None);
+        }
+        self.compile(id).map(Some)
+    }
+
+    fn compile(&mut self, id: BlockId) -> Result<*const u8, CacheError> {
+        let t0 = Instant::now();
+        let slots = {
+            let b = self.block(id);
+            let base = b.slots.as_ptr() as u64;
+            ChainSlots {
+                slot_addr: [base, base + 8],
+                token: [(u64::from(id) << 1) + 1, (u64::from(id) << 1) + 2],
+            }
+        };
+        let b = self.blocks[id as usize].as_ref().expect("live block id");
+        let bytes = self.jit.compile_block(&b.decoded, slots)?;
+        let ptr = match self.arena.alloc(&bytes) {
+            Some(p) => p,
+            None => {
+                // Arena full: drop every block's code (the generation ends) and retry.
+                self.flush_code();
+                self.arena
+                    .alloc(&bytes)
+                    .ok_or(CacheError::TooBig(bytes.len()))?
+            }
+        };
+        self.stats.blocks_compiled += 1;
+        self.stats.insns_compiled += self.block(id).decoded.insns.len() as u64;
+        self.stats.code_bytes += bytes.len() as u64;
+        self.stats.compile_time += t0.elapsed();
+        self.block_mut(id).code = Some(ptr);
+        Ok(ptr)
+    }
+
+    /// Runs compiled code `code` (from [`Cache::prepare`]) on `cpu`; returns the JIT exit
+    /// code. Refuses (returns a fault-free `EXIT_NEXT` without running) a pointer that is not
+    /// in this cache's arena, so no stale pointer can ever be entered.
+    pub fn run_compiled(&self, code: *const u8, cpu: &mut CpuState, mem: &mut PhysMem) -> i64 {
+        if !self.arena.contains(code) {
+            return crate::jit::EXIT_NEXT;
+        }
+        // SAFETY: `code` is in this cache's arena (checked above) and came from `prepare`;
+        // the trampoline is this cache's own.
+        unsafe { crate::jit::entry::run_compiled(self.trampoline, code, cpu, mem) }
+    }
+
+    /// Links the exit named by `token` (from `cpu.link`) to block `target` if both are
+    /// compiled, so the next time it is taken without the run loop.
+    pub fn link(&mut self, token: u64, target: BlockId) {
+        if token == 0 {
+            return;
+        }
+        let src = ((token - 1) >> 1) as BlockId;
+        let slot = ((token - 1) & 1) as usize;
+        let Some(Some(s)) = self.blocks.get(src as usize) else {
+            return;
+        };
+        if s.outgoing[slot].is_some() || s.code.is_none() {
+            return;
+        }
+        let Some(code) = self.block(target).code else {
+            return;
+        };
+        // Only link within one mode: the slot is tied to the source's mode bits.
+        if self.block(src).key.0 >> 48 != self.block(target).key.0 >> 48 {
+            return;
+        }
+        let s = self.block_mut(src);
+        s.slots[slot] = code as u64;
+        s.outgoing[slot] = Some(target);
+        self.block_mut(target).incoming.push((src, slot as u8));
+        self.stats.links += 1;
+    }
+
+    /// Drops every block on physical page `page` (their bytes changed).
+    pub fn invalidate_page(&mut self, page: u64, mem: &mut PhysMem) {
+        let Some(ids) = self.by_page.remove(&page) else {
+            mem.set_code_page(page, false);
+            return;
+        };
+        for id in ids {
+            if self.blocks.get(id as usize).is_some_and(|b| b.is_some()) {
+                self.remove(id, mem);
+                self.stats.invalidated_smc += 1;
+            }
+        }
+        mem.set_code_page(page, false);
+    }
+
+    fn remove(&mut self, id: BlockId, mem: &mut PhysMem) {
+        let Some(b) = self.blocks[id as usize].take() else {
+            return;
+        };
+        for (src, slot) in &b.incoming {
+            if let Some(Some(s)) = self.blocks.get_mut(*src as usize) {
+                s.slots[*slot as usize] = 0;
+                s.outgoing[*slot as usize] = None;
+            }
+        }
+        for t in b.outgoing.iter().flatten() {
+            if let Some(Some(tb)) = self.blocks.get_mut(*t as usize) {
+                tb.incoming.retain(|&(s, _)| s != id);
+            }
+        }
+        for p in b.pages.iter().flatten() {
+            if let Some(v) = self.by_page.get_mut(p) {
+                v.retain(|&x| x != id);
+                if v.is_empty() {
+                    self.by_page.remove(p);
+                    mem.set_code_page(*p, false);
+                }
+            }
+        }
+        self.map.remove(&b.key);
+        let fi = fast_index(b.key);
+        if self.fast[fi].0 == b.key.0 {
+            self.fast[fi] = (NO_BLOCK, 0);
+        }
+        self.free.push(id);
+    }
+
+    /// Forgets all compiled code (blocks stay decoded and go back to the interpreter or are
+    /// recompiled on their next run).
+    fn flush_code(&mut self) {
+        for b in self.blocks.iter_mut().flatten() {
+            b.code = None;
+            b.slots[0] = 0;
+            b.slots[1] = 0;
+            b.incoming.clear();
+            b.outgoing = [None; 2];
+        }
+        self.arena.reset();
+        self.stats.flushes += 1;
+    }
+
+    /// Drops every block.
+    pub fn flush(&mut self, mem: &mut PhysMem) {
+        for p in self.by_page.keys() {
+            mem.set_code_page(*p, false);
+        }
+        self.by_page.clear();
+        self.map.clear();
+        self.blocks.clear();
+        self.free.clear();
+        self.fast.fill((NO_BLOCK, 0));
+        self.flush_code();
+    }
+}

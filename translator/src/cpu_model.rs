@@ -1,0 +1,100 @@
+//! The CPU model presented through CPUID. Every feature bit set here is implemented
+//! (ARCHITECTURE.md decision 12); the conformance tool checks the instruction forms behind
+//! each one.
+//!
+//! The vendor is AuthenticAMD on purpose: the host we measure on is an AMD EPYC, so the
+//! values the SDM leaves undefined (and the conformance tool masks) come from the same vendor,
+//! and Linux does not enable page-table isolation on AMD (see ANCHORS.md).
+
+const VENDOR: &[u8; 12] = b"AuthenticAMD";
+const MAX_LEAF: u32 = 0x7;
+const MAX_EXT_LEAF: u32 = 0x8000_0008;
+
+// CPUID.1:EDX
+#[allow(dead_code)] // advertised once CMPXCHG8B is claimed
+const EDX1_CX8: u32 = 1 << 8;
+const EDX1_CMOV: u32 = 1 << 15;
+// CPUID.1:ECX
+const ECX1_MOVBE: u32 = 1 << 22;
+const ECX1_POPCNT: u32 = 1 << 23;
+// CPUID.80000001:EDX
+const EDX81_LM: u32 = 1 << 29;
+// CPUID.80000001:ECX
+const ECX81_LAHF: u32 = 1 << 0;
+
+/// The feature bits, kept in one place so tests can compare them with the opcode table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Features {
+    /// CPUID.1:ECX.
+    pub ecx1: u32,
+    /// CPUID.1:EDX.
+    pub edx1: u32,
+    /// CPUID.7.0:EBX.
+    pub ebx7: u32,
+    /// CPUID.80000001:ECX.
+    pub ecx81: u32,
+    /// CPUID.80000001:EDX.
+    pub edx81: u32,
+}
+
+/// What this build of crane86 advertises.
+pub const FEATURES: Features = Features {
+    ecx1: ECX1_MOVBE | ECX1_POPCNT,
+    edx1: EDX1_CMOV,
+    ebx7: 0,
+    ecx81: ECX81_LAHF,
+    edx81: EDX81_LM,
+};
+
+fn vendor_regs() -> [u32; 3] {
+    let w = |i: usize| u32::from_le_bytes([VENDOR[i], VENDOR[i + 1], VENDOR[i + 2], VENDOR[i + 3]]);
+    // CPUID returns the vendor string in EBX, EDX, ECX order.
+    [w(0), w(4), w(8)]
+}
+
+/// CPUID for `leaf`/`subleaf`, as `[eax, ebx, ecx, edx]`.
+pub fn cpuid(leaf: u32, subleaf: u32) -> [u32; 4] {
+    let f = FEATURES;
+    match leaf {
+        0 => {
+            let [b, d, c] = vendor_regs();
+            [MAX_LEAF, b, c, d]
+        }
+        // Family 0x17 (Zen), model 0x31, stepping 0: what Linux knows as an EPYC-class part.
+        1 => [0x0083_0f10, 0x0001_0800, f.ecx1, f.edx1],
+        7 if subleaf == 0 => [0, f.ebx7, 0, 0],
+        0x8000_0000 => {
+            let [b, d, c] = vendor_regs();
+            [MAX_EXT_LEAF, b, c, d]
+        }
+        0x8000_0001 => [0x0083_0f10, 0, f.ecx81, f.edx81],
+        0x8000_0002..=0x8000_0004 => brand(leaf - 0x8000_0002),
+        // 48-bit virtual, 40-bit physical addresses.
+        0x8000_0008 => [0x0000_3028, 0, 0, 0],
+        _ => [0; 4],
+    }
+}
+
+fn brand(part: u32) -> [u32; 4] {
+    let mut name = [0u8; 48];
+    let text = b"crane86 virtual CPU";
+    name[..text.len()].copy_from_slice(text);
+    let chunk = &name[part as usize * 16..part as usize * 16 + 16];
+    let w = |i: usize| u32::from_le_bytes([chunk[i], chunk[i + 1], chunk[i + 2], chunk[i + 3]]);
+    [w(0), w(4), w(8), w(12)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vendor_string_reads_back() {
+        let [_, b, c, d] = cpuid(0, 0);
+        let mut s = Vec::new();
+        for r in [b, d, c] {
+            s.extend_from_slice(&r.to_le_bytes());
+        }
+        assert_eq!(&s, VENDOR);
+    }
+}

@@ -1,0 +1,149 @@
+//! Decoding a guest block with iced-x86: from a start address to the first control transfer,
+//! runtime-class instruction, invalid instruction, page end or length cap.
+
+use iced_x86::{Decoder, DecoderOptions, Instruction};
+
+use crate::emit::Ctx;
+use crate::rewrite::{plan, Plan};
+
+/// Most instructions per block: long enough for straight-line code, short enough to keep
+/// compile time per block bounded.
+pub const MAX_BLOCK_INSNS: usize = 64;
+
+/// One decoded instruction with the translator's decision about it.
+#[derive(Clone, Debug)]
+pub struct DecodedInsn {
+    /// The instruction as iced decoded it (its `ip` is the guest instruction pointer).
+    pub insn: Instruction,
+    /// True for a runtime-class instruction (alone in its block, interpreted).
+    pub runtime: bool,
+}
+
+/// A decoded block.
+#[derive(Clone, Debug)]
+pub struct DecodedBlock {
+    /// The mode it was decoded in.
+    pub ctx: Ctx,
+    /// Its instructions, in order.
+    pub insns: Vec<DecodedInsn>,
+    /// Guest bytes covered, from the first byte of the first instruction.
+    pub byte_len: u64,
+}
+
+impl DecodedBlock {
+    /// True when the block is one runtime-class instruction.
+    pub fn is_runtime(&self) -> bool {
+        self.insns.len() == 1 && self.insns[0].runtime
+    }
+}
+
+/// Decodes a block starting at instruction pointer `ip` from `bytes`, which start at the
+/// block's first byte. Instructions must start within the first `page_room` bytes (the rest
+/// of the page); one that starts there may extend past it into the following bytes.
+/// `single_step` limits the block to one instruction.
+pub fn decode_block(
+    bytes: &[u8],
+    ip: u64,
+    page_room: usize,
+    ctx: Ctx,
+    single_step: bool,
+) -> DecodedBlock {
+    let mut dec = Decoder::with_ip(ctx.mode.bitness(), bytes, ip, DecoderOptions::NONE);
+    let mut insns = Vec::new();
+    let mut offset = 0usize;
+    let mut insn = Instruction::default();
+    while offset < page_room && insns.len() < MAX_BLOCK_INSNS {
+        dec.decode_out(&mut insn);
+        let p = if insn.is_invalid() {
+            Plan::Invalid
+        } else {
+            plan(&insn)
+        };
+        match p {
+            Plan::Runtime if !insns.is_empty() => break,
+            Plan::Runtime => {
+                insns.push(DecodedInsn {
+                    insn,
+                    runtime: true,
+                });
+                offset += insn.len();
+                break;
+            }
+            Plan::Invalid => {
+                // Keep a one-byte stand-in if iced consumed nothing useful; the block ends at
+                // the #UD it raises either way.
+                let len = insn.len().max(1);
+                insn.set_ip(ip.wrapping_add(offset as u64));
+                insns.push(DecodedInsn {
+                    insn,
+                    runtime: false,
+                });
+                offset += len;
+                break;
+            }
+            Plan::Inline { ends_block } => {
+                insns.push(DecodedInsn {
+                    insn,
+                    runtime: false,
+                });
+                offset += insn.len();
+                if ends_block || single_step {
+                    break;
+                }
+            }
+        }
+        if single_step {
+            break;
+        }
+    }
+    DecodedBlock {
+        ctx,
+        insns,
+        byte_len: offset as u64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crane86_runtime::CpuMode;
+
+    const C64: Ctx = Ctx {
+        mode: CpuMode::Long64,
+        stack32: false,
+    };
+
+    #[test]
+    fn block_ends_at_a_branch() {
+        // add eax, ebx; jne -4; nop
+        let code = [0x01, 0xd8, 0x75, 0xfc, 0x90];
+        let b = decode_block(&code, 0x1000, 4096, C64, false);
+        assert_eq!(b.insns.len(), 2);
+        assert_eq!(b.byte_len, 4);
+    }
+
+    #[test]
+    fn runtime_instructions_get_a_block_of_their_own() {
+        // nop; cpuid
+        let code = [0x90, 0x0f, 0xa2];
+        let b = decode_block(&code, 0, 4096, C64, false);
+        assert_eq!(b.insns.len(), 1);
+        let b = decode_block(&code[1..], 1, 4095, C64, false);
+        assert!(b.is_runtime());
+    }
+
+    #[test]
+    fn invalid_bytes_end_the_block_with_one_instruction() {
+        let code = [0x90, 0x0f, 0xff, 0xff];
+        let b = decode_block(&code, 0, 4096, C64, false);
+        assert_eq!(b.insns.len(), 2);
+        assert!(b.insns[1].insn.is_invalid());
+    }
+
+    #[test]
+    fn blocks_stop_at_the_page_end() {
+        let code = [0x90; 32];
+        let b = decode_block(&code, 0xff0, 16, C64, false);
+        assert_eq!(b.insns.len(), 16);
+    }
+}

@@ -1,0 +1,193 @@
+//! [`Emit`]: the small set of primitive operations that instruction semantics are written
+//! against (ARCHITECTURE.md decision 1).
+//!
+//! Every instruction's semantics are written once, in `semantics/`, as generic functions over
+//! `E: Emit`. Two back ends implement the trait:
+//! - [`crate::interp::Interp`], where a value is a plain `u64` and each primitive happens at
+//!   once: the cold tier, the single-step engine, and the JIT's test oracle;
+//! - [`crate::jit::JitEmitter`], where a value is a Cranelift SSA value and each primitive
+//!   emits IR.
+//!
+//! Values are always 64 bits wide; semantics mask to the operand size themselves. Primitives
+//! are total (no primitive traps): semantics check for faults first with [`Emit::raise_if`].
+//!
+//! Precise exceptions rest on one rule that every semantics function follows: **all memory
+//! accesses and fault checks of an instruction happen before its first register or flags
+//! write**, so a fault leaves the instruction without effect.
+
+use crane86_runtime::{CcOp, CpuMode, Fault, SegReg};
+
+/// An instruction stopped early because it raised a fault (already recorded by the back end).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stop;
+
+/// The result of a primitive that may fault.
+pub type R<T> = Result<T, Stop>;
+
+/// Binary operations on 64-bit values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bin {
+    /// Wrapping addition.
+    Add,
+    /// Wrapping subtraction.
+    Sub,
+    /// Bitwise and.
+    And,
+    /// Bitwise or.
+    Or,
+    /// Bitwise exclusive or.
+    Xor,
+    /// Shift left; the count must be below 64.
+    Shl,
+    /// Logical shift right; the count must be below 64.
+    Shr,
+    /// Arithmetic shift right; the count must be below 64.
+    Sar,
+    /// Rotate left by the count modulo 64.
+    Rotl,
+    /// Rotate right by the count modulo 64.
+    Rotr,
+    /// Wrapping multiplication, low 64 bits.
+    Mul,
+    /// High 64 bits of the unsigned 128-bit product.
+    UMulHi,
+    /// High 64 bits of the signed 128-bit product.
+    SMulHi,
+    /// Unsigned division; the divisor must be non-zero.
+    UDiv,
+    /// Unsigned remainder; the divisor must be non-zero.
+    URem,
+    /// Signed division; no zero divisor, no `MIN / -1`.
+    SDiv,
+    /// Signed remainder; same restrictions as [`Bin::SDiv`].
+    SRem,
+}
+
+/// Unary operations on 64-bit values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Un {
+    /// Bitwise not.
+    Not,
+    /// Two's complement negation.
+    Neg,
+    /// Number of set bits.
+    Popcnt,
+    /// Leading zero bits of the 64-bit value (64 for zero).
+    Clz,
+    /// Trailing zero bits (64 for zero).
+    Ctz,
+    /// Byte swap of the 64-bit value.
+    Bswap,
+}
+
+/// Integer comparisons, producing 1 or 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cmp {
+    /// Equal.
+    Eq,
+    /// Not equal.
+    Ne,
+    /// Unsigned less than.
+    Ult,
+    /// Unsigned less than or equal.
+    Ule,
+    /// Signed less than (as 64-bit values).
+    Slt,
+    /// Signed less than or equal (as 64-bit values).
+    Sle,
+}
+
+/// Facts about the code being translated that semantics need and that the block key fixes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ctx {
+    /// The decoding mode.
+    pub mode: CpuMode,
+    /// SS.B: the stack pointer is ESP (else SP) outside 64-bit mode.
+    pub stack32: bool,
+}
+
+impl Ctx {
+    /// Width of the stack pointer in bytes.
+    pub fn stack_size(self) -> u32 {
+        match (self.mode, self.stack32) {
+            (CpuMode::Long64, _) => 8,
+            (_, true) => 4,
+            _ => 2,
+        }
+    }
+}
+
+/// Pure value operations: what flag evaluation needs, and what every back end provides.
+pub trait Arith {
+    /// A 64-bit value: an integer in the interpreter, an SSA value in the JIT.
+    type V: Copy;
+
+    /// A constant.
+    fn imm(&mut self, v: u64) -> Self::V;
+    /// A binary operation.
+    fn bin(&mut self, op: Bin, a: Self::V, b: Self::V) -> Self::V;
+    /// A unary operation.
+    fn un(&mut self, op: Un, a: Self::V) -> Self::V;
+    /// A comparison, 1 when true.
+    fn cmp(&mut self, op: Cmp, a: Self::V, b: Self::V) -> Self::V;
+    /// `if c != 0 { a } else { b }`.
+    fn select(&mut self, c: Self::V, a: Self::V, b: Self::V) -> Self::V;
+    /// Sign-extends the low `bits` bits (8, 16 or 32) to 64.
+    fn sext(&mut self, a: Self::V, bits: u32) -> Self::V;
+    /// Zero-extends the low `bits` bits (8, 16 or 32) to 64.
+    fn zext(&mut self, a: Self::V, bits: u32) -> Self::V;
+    /// Divides the 128-bit value `hi:lo` by `d`: returns (quotient, remainder, ok), where ok
+    /// is 0 when `d` is zero or the quotient does not fit in 64 bits (signed or unsigned),
+    /// and the other two are then meaningless.
+    fn div_wide(
+        &mut self,
+        signed: bool,
+        hi: Self::V,
+        lo: Self::V,
+        d: Self::V,
+    ) -> (Self::V, Self::V, Self::V);
+}
+
+/// The primitive operations semantics are written against. See the module documentation.
+pub trait Emit: Arith {
+    /// Facts fixed by the block key.
+    fn ctx(&self) -> Ctx;
+
+    /// Reads a 64-bit general register (encoding number 0..16).
+    fn gpr(&mut self, r: usize) -> Self::V;
+    /// Writes a 64-bit general register.
+    fn set_gpr(&mut self, r: usize, v: Self::V);
+    /// RFLAGS without the six arithmetic flags.
+    fn rflags_rest(&mut self) -> Self::V;
+    /// Writes RFLAGS without the arithmetic flags (bit 1 and the reserved bits are the
+    /// caller's concern).
+    fn set_rflags_rest(&mut self, v: Self::V);
+    /// The base of a segment register's descriptor cache.
+    fn seg_base(&mut self, s: SegReg) -> Self::V;
+
+    /// Records the last flag-setting operation (lazy flags).
+    fn set_cc(&mut self, op: CcOp, src1: Self::V, src2: Self::V, res: Self::V);
+    /// The last flag-setting operation, when known at translation time (always in the
+    /// interpreter; in the JIT after a flag-setting instruction of the same block).
+    fn cc_op(&self) -> Option<CcOp>;
+    /// `(src1, src2, res)` of the lazy flags.
+    fn cc_values(&mut self) -> (Self::V, Self::V, Self::V);
+    /// The arithmetic flags computed by the runtime, for when [`Emit::cc_op`] is unknown.
+    fn cc_dynamic_eflags(&mut self) -> Self::V;
+
+    /// Reads `size` bytes (1, 2, 4 or 8) at a linear address.
+    fn load(&mut self, linear: Self::V, size: u32) -> R<Self::V>;
+    /// Writes `size` bytes at a linear address.
+    fn store(&mut self, linear: Self::V, size: u32, v: Self::V) -> R<()>;
+
+    /// Raises `fault` when `cond` is non-zero; otherwise execution goes on.
+    fn raise_if(&mut self, cond: Self::V, fault: Fault) -> R<()>;
+    /// Raises `fault` unconditionally.
+    fn raise(&mut self, fault: Fault) -> Stop;
+
+    /// Ends the instruction with a transfer to `target` (an instruction pointer value).
+    fn jump(&mut self, target: Self::V);
+    /// Ends the instruction with a transfer to `taken` if `cond` is non-zero, else to
+    /// `not_taken`: a conditional branch, or an iteration of a REP string instruction.
+    fn branch(&mut self, cond: Self::V, taken: u64, not_taken: u64);
+}

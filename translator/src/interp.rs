@@ -1,0 +1,308 @@
+//! The interpreter back end: [`Emit`] over plain integers, acting on the CPU state at once.
+//!
+//! It is the cold tier (blocks run here until they are hot enough to compile), the executor of
+//! runtime-class instructions (which need the machine), and the oracle the JIT is tested
+//! against. It shares every line of instruction semantics with the JIT.
+
+use crane86_runtime::memory::{read_linear, write_linear};
+use crane86_runtime::{CcOp, CpuState, Fault, LazyFlags, PhysMem, PortIo, SegReg};
+
+use crate::decode::DecodedBlock;
+use crate::emit::{Arith, Bin, Cmp, Ctx, Emit, Stop, Un, R};
+use crate::semantics::{self, flags};
+
+/// The interpreter's view of one CPU for the duration of one instruction.
+pub struct Interp<'a> {
+    /// The CPU being run.
+    pub cpu: &'a mut CpuState,
+    /// Guest memory.
+    pub mem: &'a mut PhysMem,
+    /// The port-I/O bus, for runtime-class instructions.
+    pub io: Option<&'a mut dyn PortIo>,
+    ctx: Ctx,
+    /// The transfer target set by a control-flow instruction.
+    pub next: Option<u64>,
+}
+
+impl<'a> Interp<'a> {
+    /// An interpreter for `cpu` in the mode `ctx`.
+    pub fn new(
+        cpu: &'a mut CpuState,
+        mem: &'a mut PhysMem,
+        io: Option<&'a mut dyn PortIo>,
+        ctx: Ctx,
+    ) -> Self {
+        Interp {
+            cpu,
+            mem,
+            io,
+            ctx,
+            next: None,
+        }
+    }
+}
+
+/// Plain 64-bit integer arithmetic: the interpreter's values, and the evaluator the runtime
+/// uses for flags whose operation is only known at run time.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Values;
+
+impl Arith for Values {
+    type V = u64;
+
+    fn imm(&mut self, v: u64) -> u64 {
+        v
+    }
+
+    fn bin(&mut self, op: Bin, a: u64, b: u64) -> u64 {
+        match op {
+            Bin::Add => a.wrapping_add(b),
+            Bin::Sub => a.wrapping_sub(b),
+            Bin::And => a & b,
+            Bin::Or => a | b,
+            Bin::Xor => a ^ b,
+            Bin::Shl => a.wrapping_shl(b as u32),
+            Bin::Shr => a.wrapping_shr(b as u32),
+            Bin::Sar => (a as i64).wrapping_shr(b as u32) as u64,
+            Bin::Rotl => a.rotate_left((b & 63) as u32),
+            Bin::Rotr => a.rotate_right((b & 63) as u32),
+            Bin::Mul => a.wrapping_mul(b),
+            Bin::UMulHi => ((u128::from(a) * u128::from(b)) >> 64) as u64,
+            Bin::SMulHi => ((i128::from(a as i64) * i128::from(b as i64)) >> 64) as u64,
+            // Semantics never divide by zero (they raise #DE first); stay total regardless.
+            Bin::UDiv => a.checked_div(b).unwrap_or(0),
+            Bin::URem => a.checked_rem(b).unwrap_or(0),
+            Bin::SDiv => (a as i64).checked_div(b as i64).unwrap_or(0) as u64,
+            Bin::SRem => (a as i64).checked_rem(b as i64).unwrap_or(0) as u64,
+        }
+    }
+
+    fn un(&mut self, op: Un, a: u64) -> u64 {
+        match op {
+            Un::Not => !a,
+            Un::Neg => a.wrapping_neg(),
+            Un::Popcnt => u64::from(a.count_ones()),
+            Un::Clz => u64::from(a.leading_zeros()),
+            Un::Ctz => u64::from(a.trailing_zeros()),
+            Un::Bswap => a.swap_bytes(),
+        }
+    }
+
+    fn cmp(&mut self, op: Cmp, a: u64, b: u64) -> u64 {
+        u64::from(match op {
+            Cmp::Eq => a == b,
+            Cmp::Ne => a != b,
+            Cmp::Ult => a < b,
+            Cmp::Ule => a <= b,
+            Cmp::Slt => (a as i64) < (b as i64),
+            Cmp::Sle => (a as i64) <= (b as i64),
+        })
+    }
+
+    fn select(&mut self, c: u64, a: u64, b: u64) -> u64 {
+        if c != 0 {
+            a
+        } else {
+            b
+        }
+    }
+
+    fn sext(&mut self, a: u64, bits: u32) -> u64 {
+        let sh = 64 - bits;
+        (((a << sh) as i64) >> sh) as u64
+    }
+
+    fn zext(&mut self, a: u64, bits: u32) -> u64 {
+        a & (u64::MAX >> (64 - bits))
+    }
+
+    fn div_wide(&mut self, signed: bool, hi: u64, lo: u64, d: u64) -> (u64, u64, u64) {
+        div_wide(signed, hi, lo, d).map_or((0, 0, 0), |(q, r)| (q, r, 1))
+    }
+}
+
+impl Arith for Interp<'_> {
+    type V = u64;
+
+    fn imm(&mut self, v: u64) -> u64 {
+        v
+    }
+    fn bin(&mut self, op: Bin, a: u64, b: u64) -> u64 {
+        Values.bin(op, a, b)
+    }
+    fn un(&mut self, op: Un, a: u64) -> u64 {
+        Values.un(op, a)
+    }
+    fn cmp(&mut self, op: Cmp, a: u64, b: u64) -> u64 {
+        Values.cmp(op, a, b)
+    }
+    fn select(&mut self, c: u64, a: u64, b: u64) -> u64 {
+        Values.select(c, a, b)
+    }
+    fn sext(&mut self, a: u64, bits: u32) -> u64 {
+        Values.sext(a, bits)
+    }
+    fn zext(&mut self, a: u64, bits: u32) -> u64 {
+        Values.zext(a, bits)
+    }
+    fn div_wide(&mut self, signed: bool, hi: u64, lo: u64, d: u64) -> (u64, u64, u64) {
+        Values.div_wide(signed, hi, lo, d)
+    }
+}
+
+impl Emit for Interp<'_> {
+    fn ctx(&self) -> Ctx {
+        self.ctx
+    }
+
+    fn gpr(&mut self, r: usize) -> u64 {
+        self.cpu.gpr[r]
+    }
+
+    fn set_gpr(&mut self, r: usize, v: u64) {
+        self.cpu.gpr[r] = v;
+    }
+
+    fn rflags_rest(&mut self) -> u64 {
+        self.cpu.rflags
+    }
+
+    fn set_rflags_rest(&mut self, v: u64) {
+        self.cpu.rflags = v;
+    }
+
+    fn seg_base(&mut self, s: SegReg) -> u64 {
+        self.cpu.seg[s as usize].base
+    }
+
+    fn set_cc(&mut self, op: CcOp, src1: u64, src2: u64, res: u64) {
+        self.cpu.cc.op = op.encode();
+        self.cpu.cc.src1 = src1;
+        self.cpu.cc.src2 = src2;
+        self.cpu.cc.res = res;
+    }
+
+    fn cc_op(&self) -> Option<CcOp> {
+        Some(CcOp::decode(self.cpu.cc.op))
+    }
+
+    fn cc_values(&mut self) -> (u64, u64, u64) {
+        (self.cpu.cc.src1, self.cpu.cc.src2, self.cpu.cc.res)
+    }
+
+    fn cc_dynamic_eflags(&mut self) -> u64 {
+        eflags_value(&self.cpu.cc)
+    }
+
+    fn load(&mut self, linear: u64, size: u32) -> R<u64> {
+        read_linear(self.cpu, self.mem, linear, size).map_err(|f| {
+            self.cpu.raise(f, linear);
+            Stop
+        })
+    }
+
+    fn store(&mut self, linear: u64, size: u32, v: u64) -> R<()> {
+        write_linear(self.cpu, self.mem, linear, size, v).map_err(|f| {
+            self.cpu.raise(f, linear);
+            Stop
+        })
+    }
+
+    fn raise_if(&mut self, cond: u64, fault: Fault) -> R<()> {
+        if cond != 0 {
+            Err(self.raise(fault))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn raise(&mut self, fault: Fault) -> Stop {
+        self.cpu.raise(fault, 0);
+        Stop
+    }
+
+    fn jump(&mut self, target: u64) {
+        self.next = Some(target);
+    }
+
+    fn branch(&mut self, cond: u64, taken: u64, not_taken: u64) {
+        self.next = Some(if cond != 0 { taken } else { not_taken });
+    }
+}
+
+/// How an interpreted run of a block ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InterpExit {
+    /// Execution goes on at `cpu.rip`.
+    Next,
+    /// A fault is pending in `cpu.fault`; `cpu.rip` is the faulting instruction.
+    Fault,
+    /// The guest executed HLT.
+    Halt,
+}
+
+/// 128-by-64-bit division as DIV/IDIV define it; `None` for a zero divisor or a quotient
+/// that does not fit in 64 bits.
+pub fn div_wide(signed: bool, hi: u64, lo: u64, d: u64) -> Option<(u64, u64)> {
+    let n = (u128::from(hi) << 64) | u128::from(lo);
+    if signed {
+        let n = n as i128;
+        let d = i128::from(d as i64);
+        let q = n.checked_div(d)?;
+        let r = n.checked_rem(d)?;
+        i64::try_from(q).ok().map(|q| (q as u64, r as u64))
+    } else {
+        let d = u128::from(d);
+        let q = n.checked_div(d)?;
+        u64::try_from(q).ok().map(|q| (q, (n % d) as u64))
+    }
+}
+
+/// The six arithmetic flags of a lazy record, evaluated.
+pub fn eflags_value(cc: &LazyFlags) -> u64 {
+    flags::eflags_of(&mut Values, CcOp::decode(cc.op), cc.src1, cc.src2, cc.res)
+}
+
+/// The architectural RFLAGS value of a CPU.
+pub fn rflags(cpu: &CpuState) -> u64 {
+    (cpu.rflags & !crane86_runtime::flags::ARITH) | eflags_value(&cpu.cc)
+}
+
+/// Runs the instructions of a decoded block from the first; stops early at a fault, at a
+/// store into translated code (the rest of the block may be stale), or after `limit`
+/// instructions. Returns the exit and the number of instructions retired.
+pub fn run_block(
+    cpu: &mut CpuState,
+    mem: &mut PhysMem,
+    io: &mut dyn PortIo,
+    block: &DecodedBlock,
+    limit: u64,
+) -> (InterpExit, u64) {
+    let ctx = block.ctx;
+    let mut retired = 0;
+    for d in block.insns.iter().take(limit.max(1) as usize) {
+        cpu.rip = d.insn.ip();
+        let mut it = Interp::new(cpu, mem, Some(&mut *io), ctx);
+        let result = if d.runtime {
+            semantics::system::execute(&mut it, &d.insn)
+        } else {
+            semantics::execute(&mut it, &d.insn).map(|()| semantics::system::Outcome::Continue)
+        };
+        match result {
+            Ok(outcome) => {
+                let next = it.next.unwrap_or_else(|| d.insn.next_ip());
+                let halted = outcome == semantics::system::Outcome::Halt;
+                cpu.rip = next;
+                retired += 1;
+                if halted {
+                    return (InterpExit::Halt, retired);
+                }
+                if cpu.smc_pending != 0 {
+                    break;
+                }
+            }
+            Err(Stop) => return (InterpExit::Fault, retired),
+        }
+    }
+    (InterpExit::Next, retired)
+}

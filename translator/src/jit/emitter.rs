@@ -1,0 +1,649 @@
+//! [`JitEmitter`]: the [`Emit`] implementation that builds Cranelift IR for one block.
+
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{
+    types, AbiParam, Block, BlockArg, InstBuilder, InstructionData, Opcode, SigRef, Signature,
+    Value, ValueDef,
+};
+use cranelift_codegen::isa::CallConv;
+use cranelift_frontend::{FunctionBuilder, Variable};
+
+use crane86_runtime::memory::{load_slow, store_slow};
+use crane86_runtime::{CcOp, Fault, SegReg};
+
+use super::helpers::{div_wide_helper, eflags_of};
+use super::{guest_flags, off, state_flags, ChainSlots, EXIT_FAULT, EXIT_NEXT};
+use crate::decode::DecodedBlock;
+use crate::emit::{Arith, Bin, Cmp, Ctx, Emit, Stop, Un, R};
+use crate::interp::Values;
+use crate::semantics;
+
+const I64: types::Type = types::I64;
+const I32: types::Type = types::I32;
+
+/// Where a piece of guest state stands inside the block being translated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Slot {
+    /// Not read yet: the variable is undefined.
+    Unloaded,
+    /// Loaded from CpuState and unchanged.
+    Clean,
+    /// Changed: must be stored back at every exit.
+    Dirty,
+}
+
+struct Sigs {
+    block: SigRef,
+    load: SigRef,
+    store: SigRef,
+    eflags: SigRef,
+    div: SigRef,
+}
+
+/// Builds the IR of one block. See the module documentation of [`crate::jit`].
+pub struct JitEmitter<'a, 'f> {
+    b: &'a mut FunctionBuilder<'f>,
+    cpu: Value,
+    ctx: Ctx,
+    regs: [Variable; 16],
+    reg_state: [Slot; 16],
+    rflags: Variable,
+    rflags_state: Slot,
+    /// op, src1, src2, res
+    cc: [Variable; 4],
+    cc_state: Slot,
+    cc_static: Option<CcOp>,
+    seg_base: [Option<Value>; 6],
+    smc: Variable,
+    insn_has_store: bool,
+    insn_ip: u64,
+    index: u32,
+    ended: bool,
+    sigs: Sigs,
+    chain: ChainSlots,
+}
+
+fn sig(cc: CallConv, params: usize, returns: usize) -> Signature {
+    let mut s = Signature::new(cc);
+    s.params.extend((0..params).map(|_| AbiParam::new(I64)));
+    s.returns.extend((0..returns).map(|_| AbiParam::new(I64)));
+    s
+}
+
+impl<'a, 'f> JitEmitter<'a, 'f> {
+    /// An emitter writing into `b`, whose current block is the function entry.
+    pub fn new(
+        b: &'a mut FunctionBuilder<'f>,
+        cpu: Value,
+        ctx: Ctx,
+        block_sig: Signature,
+        host_cc: CallConv,
+        chain: ChainSlots,
+    ) -> Self {
+        let regs = std::array::from_fn(|_| b.declare_var(I64));
+        let rflags = b.declare_var(I64);
+        let cc = std::array::from_fn(|_| b.declare_var(I64));
+        let smc = b.declare_var(I64);
+        let sigs = Sigs {
+            block: b.import_signature(block_sig),
+            load: b.import_signature(sig(host_cc, 3, 1)),
+            store: b.import_signature(sig(host_cc, 4, 0)),
+            eflags: b.import_signature(sig(host_cc, 4, 1)),
+            div: b.import_signature(sig(host_cc, 5, 1)),
+        };
+        JitEmitter {
+            b,
+            cpu,
+            ctx,
+            regs,
+            reg_state: [Slot::Unloaded; 16],
+            rflags,
+            rflags_state: Slot::Unloaded,
+            cc,
+            cc_state: Slot::Unloaded,
+            cc_static: None,
+            seg_base: [None; 6],
+            smc,
+            insn_has_store: false,
+            insn_ip: 0,
+            index: 0,
+            ended: false,
+            sigs,
+            chain,
+        }
+    }
+
+    /// Emits the whole block.
+    pub fn translate(&mut self, block: &DecodedBlock) {
+        let mut next_ip = 0;
+        for (i, d) in block.insns.iter().enumerate() {
+            self.insn_ip = d.insn.ip();
+            self.index = i as u32;
+            self.insn_has_store = false;
+            next_ip = d.insn.next_ip();
+            if d.runtime {
+                // Runtime-class instructions never reach the JIT (they are alone in blocks the
+                // run loop interprets); should one appear, hand it back to the run loop.
+                let ip = self.iconst(self.insn_ip);
+                self.exit_next(ip, i as u32);
+                return;
+            }
+            let _ = semantics::execute(self, &d.insn);
+            if self.ended {
+                return;
+            }
+            if self.insn_has_store {
+                let s = self.b.use_var(self.smc);
+                let (exit, cont) = self.split(s);
+                self.b.switch_to_block(exit);
+                let ip = self.iconst(next_ip);
+                self.exit_next(ip, i as u32 + 1);
+                self.b.switch_to_block(cont);
+            }
+        }
+        self.exit_chain(next_ip, 0, block.insns.len() as u32);
+    }
+
+    fn iconst(&mut self, v: u64) -> Value {
+        self.b.ins().iconst(I64, v as i64)
+    }
+
+    fn const_of(&self, v: Value) -> Option<u64> {
+        let dfg = &self.b.func.dfg;
+        match dfg.value_def(v) {
+            ValueDef::Result(inst, 0) => match dfg.insts[inst] {
+                InstructionData::UnaryImm {
+                    opcode: Opcode::Iconst,
+                    imm,
+                } => Some(imm.bits() as u64),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// Branches on `c` to a new cold block (returned first) or a new continuation block, and
+    /// seals both (each has this one predecessor).
+    fn split(&mut self, c: Value) -> (Block, Block) {
+        let yes = self.b.create_block();
+        let no = self.b.create_block();
+        self.b.set_cold_block(yes);
+        self.b.ins().brif(c, yes, &[], no, &[]);
+        self.b.seal_block(yes);
+        self.b.seal_block(no);
+        (yes, no)
+    }
+
+    fn store_state(&mut self, v: Value, offset: i32) {
+        self.b.ins().store(state_flags(), v, self.cpu, offset);
+    }
+
+    fn load_state(&mut self, offset: i32) -> Value {
+        self.b.ins().load(I64, state_flags(), self.cpu, offset)
+    }
+
+    fn ensure_cc_loaded(&mut self) {
+        if self.cc_state == Slot::Unloaded {
+            for i in 0..4 {
+                let v = self.load_state(off::CC + 8 * i as i32);
+                self.b.def_var(self.cc[i], v);
+            }
+            self.cc_state = Slot::Clean;
+        }
+    }
+
+    /// Stores every changed piece of guest state back to CpuState.
+    fn write_back(&mut self) {
+        for r in 0..16 {
+            if self.reg_state[r] == Slot::Dirty {
+                let v = self.b.use_var(self.regs[r]);
+                self.store_state(v, off::GPR + 8 * r as i32);
+            }
+        }
+        if self.rflags_state == Slot::Dirty {
+            let v = self.b.use_var(self.rflags);
+            self.store_state(v, off::RFLAGS);
+        }
+        if self.cc_state == Slot::Dirty {
+            for i in 0..4 {
+                let v = match (i, self.cc_static) {
+                    (0, Some(op)) => self.iconst(op.encode()),
+                    _ => self.b.use_var(self.cc[i]),
+                };
+                self.store_state(v, off::CC + 8 * i as i32);
+            }
+        }
+    }
+
+    /// Subtracts `n` retired instructions from the budget; returns the new budget.
+    fn retire(&mut self, n: u32) -> Value {
+        let bud = self.load_state(off::BUDGET);
+        let nb = self.b.ins().iadd_imm_s(bud, -i64::from(n));
+        self.store_state(nb, off::BUDGET);
+        nb
+    }
+
+    fn ret(&mut self, code: i64) {
+        let c = self.b.ins().iconst(I64, code);
+        self.b.ins().return_(&[c]);
+    }
+
+    /// Exit to the run loop, continuing at `rip`, after `n` instructions.
+    fn exit_next(&mut self, rip: Value, n: u32) {
+        self.write_back();
+        self.store_state(rip, off::RIP);
+        self.retire(n);
+        let z = self.iconst(0);
+        self.store_state(z, off::LINK);
+        self.ret(EXIT_NEXT);
+    }
+
+    /// Exit with the fault in `cpu.fault`, at the current instruction.
+    fn exit_fault(&mut self) {
+        self.write_back();
+        let ip = self.iconst(self.insn_ip);
+        self.store_state(ip, off::RIP);
+        self.retire(self.index);
+        let z = self.iconst(0);
+        self.store_state(z, off::LINK);
+        self.ret(EXIT_FAULT);
+    }
+
+    /// Exit to a known target: tail-call its code if the slot holds it and the vCPU may go on.
+    fn exit_chain(&mut self, target: u64, slot: usize, n: u32) {
+        self.write_back();
+        let rip = self.iconst(target);
+        self.store_state(rip, off::RIP);
+        let nb = self.retire(n);
+        let token = self.iconst(self.chain.token[slot]);
+        self.store_state(token, off::LINK);
+        let exhausted = self.b.ins().icmp_imm_s(IntCC::SignedLessThanOrEqual, nb, 0);
+        let req = self
+            .b
+            .ins()
+            .uload32(state_flags(), self.cpu, off::EXIT_REQUEST);
+        let requested = self.b.ins().icmp_imm_s(IntCC::NotEqual, req, 0);
+        let stop = self.b.ins().bor(exhausted, requested);
+        let back = self.b.create_block();
+        let try_chain = self.b.create_block();
+        self.b.ins().brif(stop, back, &[], try_chain, &[]);
+        self.b.seal_block(try_chain);
+        self.b.switch_to_block(try_chain);
+        let slot_addr = self.iconst(self.chain.slot_addr[slot]);
+        let target_code = self.b.ins().load(I64, state_flags(), slot_addr, 0);
+        let go = self.b.create_block();
+        self.b.ins().brif(target_code, go, &[], back, &[]);
+        self.b.seal_block(go);
+        self.b.seal_block(back);
+        self.b.switch_to_block(go);
+        let c = self.load_state(off::CHAINED);
+        let c = self.b.ins().iadd_imm_s(c, 1);
+        self.store_state(c, off::CHAINED);
+        self.b
+            .ins()
+            .return_call_indirect(self.sigs.block, target_code, &[self.cpu]);
+        self.b.switch_to_block(back);
+        self.ret(EXIT_NEXT);
+    }
+
+    fn record_fault(&mut self, f: Fault) {
+        let one = self.b.ins().iconst(I32, 1);
+        let vec = self.b.ins().iconst(I32, i64::from(f.exception as u8));
+        let code = self.b.ins().iconst(I32, i64::from(f.error_code));
+        let z = self.iconst(0);
+        self.b.ins().store(state_flags(), one, self.cpu, off::FAULT);
+        self.b
+            .ins()
+            .store(state_flags(), vec, self.cpu, off::FAULT + 4);
+        self.b
+            .ins()
+            .store(state_flags(), code, self.cpu, off::FAULT + 8);
+        self.store_state(z, off::FAULT + 16);
+    }
+
+    /// The address of the TLB entry for `addr` (the TLB offset is added by the loads).
+    fn tlb_entry(&mut self, addr: Value) -> Value {
+        let idx = self.b.ins().ushr_imm_u(addr, 12);
+        let idx = self
+            .b
+            .ins()
+            .band_imm_s(idx, (crane86_runtime::memory::TLB_ENTRIES - 1) as i64);
+        let byte = self.b.ins().ishl_imm_u(idx, 5);
+        self.b.ins().iadd(self.cpu, byte)
+    }
+
+    /// The TLB check shared by loads and stores: branches to a fast block (returned, with the
+    /// host address as its parameter) or a cold slow block.
+    fn tlb_check(&mut self, addr: Value, size: u32, tag_offset: i32) -> (Block, Block) {
+        let ent = self.tlb_entry(addr);
+        let tag = self
+            .b
+            .ins()
+            .load(I64, state_flags(), ent, off::TLB + tag_offset);
+        let last = if size > 1 {
+            self.b.ins().iadd_imm_s(addr, i64::from(size - 1))
+        } else {
+            addr
+        };
+        let page = self.b.ins().band_imm_s(last, !0xfffi64);
+        let hit = self.b.ins().icmp(IntCC::Equal, tag, page);
+        let fast = self.b.create_block();
+        let slow = self.b.create_block();
+        self.b.set_cold_block(slow);
+        let addend = self.b.ins().load(I64, state_flags(), ent, off::TLB + 16);
+        let host = self.b.ins().iadd(addr, addend);
+        self.b.append_block_param(fast, I64);
+        self.b
+            .ins()
+            .brif(hit, fast, &[BlockArg::Value(host)], slow, &[]);
+        self.b.seal_block(fast);
+        self.b.seal_block(slow);
+        (fast, slow)
+    }
+
+    fn fault_check(&mut self) {
+        let pending = self.b.ins().uload32(state_flags(), self.cpu, off::FAULT);
+        let (fault, cont) = self.split(pending);
+        self.b.switch_to_block(fault);
+        self.exit_fault();
+        self.b.switch_to_block(cont);
+    }
+
+    fn finish_instruction_end(&mut self) {
+        self.ended = true;
+    }
+}
+
+impl Arith for JitEmitter<'_, '_> {
+    type V = Value;
+
+    fn imm(&mut self, v: u64) -> Value {
+        self.iconst(v)
+    }
+
+    fn bin(&mut self, op: Bin, a: Value, b: Value) -> Value {
+        if let (Some(x), Some(y)) = (self.const_of(a), self.const_of(b)) {
+            // Division by a constant zero is never emitted by semantics; fold the rest.
+            let v = Values.bin(op, x, y);
+            return self.iconst(v);
+        }
+        let i = self.b.ins();
+        match op {
+            Bin::Add => i.iadd(a, b),
+            Bin::Sub => i.isub(a, b),
+            Bin::And => i.band(a, b),
+            Bin::Or => i.bor(a, b),
+            Bin::Xor => i.bxor(a, b),
+            Bin::Shl => i.ishl(a, b),
+            Bin::Shr => i.ushr(a, b),
+            Bin::Sar => i.sshr(a, b),
+            Bin::Rotl => i.rotl(a, b),
+            Bin::Rotr => i.rotr(a, b),
+            Bin::Mul => i.imul(a, b),
+            Bin::UMulHi => i.umulhi(a, b),
+            Bin::SMulHi => i.smulhi(a, b),
+            Bin::UDiv => i.udiv(a, b),
+            Bin::URem => i.urem(a, b),
+            Bin::SDiv => i.sdiv(a, b),
+            Bin::SRem => i.srem(a, b),
+        }
+    }
+
+    fn un(&mut self, op: Un, a: Value) -> Value {
+        if let Some(x) = self.const_of(a) {
+            let v = Values.un(op, x);
+            return self.iconst(v);
+        }
+        let i = self.b.ins();
+        match op {
+            Un::Not => i.bnot(a),
+            Un::Neg => i.ineg(a),
+            Un::Popcnt => i.popcnt(a),
+            Un::Clz => i.clz(a),
+            Un::Ctz => i.ctz(a),
+            Un::Bswap => i.bswap(a),
+        }
+    }
+
+    fn cmp(&mut self, op: Cmp, a: Value, b: Value) -> Value {
+        if let (Some(x), Some(y)) = (self.const_of(a), self.const_of(b)) {
+            let v = Values.cmp(op, x, y);
+            return self.iconst(v);
+        }
+        let cc = match op {
+            Cmp::Eq => IntCC::Equal,
+            Cmp::Ne => IntCC::NotEqual,
+            Cmp::Ult => IntCC::UnsignedLessThan,
+            Cmp::Ule => IntCC::UnsignedLessThanOrEqual,
+            Cmp::Slt => IntCC::SignedLessThan,
+            Cmp::Sle => IntCC::SignedLessThanOrEqual,
+        };
+        let c = self.b.ins().icmp(cc, a, b);
+        self.b.ins().uextend(I64, c)
+    }
+
+    fn select(&mut self, c: Value, a: Value, b: Value) -> Value {
+        if let Some(x) = self.const_of(c) {
+            return if x != 0 { a } else { b };
+        }
+        self.b.ins().select(c, a, b)
+    }
+
+    fn sext(&mut self, a: Value, bits: u32) -> Value {
+        if let Some(x) = self.const_of(a) {
+            let v = Values.sext(x, bits);
+            return self.iconst(v);
+        }
+        let ty = match bits {
+            8 => types::I8,
+            16 => types::I16,
+            _ => I32,
+        };
+        let n = self.b.ins().ireduce(ty, a);
+        self.b.ins().sextend(I64, n)
+    }
+
+    fn zext(&mut self, a: Value, bits: u32) -> Value {
+        if let Some(x) = self.const_of(a) {
+            let v = Values.zext(x, bits);
+            return self.iconst(v);
+        }
+        self.b.ins().band_imm_s(a, (u64::MAX >> (64 - bits)) as i64)
+    }
+
+    fn div_wide(&mut self, signed: bool, hi: Value, lo: Value, d: Value) -> (Value, Value, Value) {
+        let f = self.iconst(div_wide_helper as *const () as usize as u64);
+        let s = self.iconst(u64::from(signed));
+        let call = self
+            .b
+            .ins()
+            .call_indirect(self.sigs.div, f, &[self.cpu, s, hi, lo, d]);
+        let ok = self.b.inst_results(call)[0];
+        let q = self.load_state(off::SCRATCH);
+        let r = self.load_state(off::SCRATCH + 8);
+        (q, r, ok)
+    }
+}
+
+impl Emit for JitEmitter<'_, '_> {
+    fn ctx(&self) -> Ctx {
+        self.ctx
+    }
+
+    fn gpr(&mut self, r: usize) -> Value {
+        if self.reg_state[r] == Slot::Unloaded {
+            let v = self.load_state(off::GPR + 8 * r as i32);
+            self.b.def_var(self.regs[r], v);
+            self.reg_state[r] = Slot::Clean;
+        }
+        self.b.use_var(self.regs[r])
+    }
+
+    fn set_gpr(&mut self, r: usize, v: Value) {
+        self.b.def_var(self.regs[r], v);
+        self.reg_state[r] = Slot::Dirty;
+    }
+
+    fn rflags_rest(&mut self) -> Value {
+        if self.rflags_state == Slot::Unloaded {
+            let v = self.load_state(off::RFLAGS);
+            self.b.def_var(self.rflags, v);
+            self.rflags_state = Slot::Clean;
+        }
+        self.b.use_var(self.rflags)
+    }
+
+    fn set_rflags_rest(&mut self, v: Value) {
+        self.b.def_var(self.rflags, v);
+        self.rflags_state = Slot::Dirty;
+    }
+
+    fn seg_base(&mut self, s: SegReg) -> Value {
+        if let Some(v) = self.seg_base[s as usize] {
+            return v;
+        }
+        let v = self.load_state(off::SEG + off::SEG_SIZE * s as i32);
+        self.seg_base[s as usize] = Some(v);
+        v
+    }
+
+    fn set_cc(&mut self, op: CcOp, src1: Value, src2: Value, res: Value) {
+        let o = self.iconst(op.encode());
+        self.b.def_var(self.cc[0], o);
+        self.b.def_var(self.cc[1], src1);
+        self.b.def_var(self.cc[2], src2);
+        self.b.def_var(self.cc[3], res);
+        self.cc_state = Slot::Dirty;
+        self.cc_static = Some(op);
+    }
+
+    fn cc_op(&self) -> Option<CcOp> {
+        self.cc_static
+    }
+
+    fn cc_values(&mut self) -> (Value, Value, Value) {
+        self.ensure_cc_loaded();
+        (
+            self.b.use_var(self.cc[1]),
+            self.b.use_var(self.cc[2]),
+            self.b.use_var(self.cc[3]),
+        )
+    }
+
+    fn cc_dynamic_eflags(&mut self) -> Value {
+        self.ensure_cc_loaded();
+        let args: Vec<Value> = (0..4).map(|i| self.b.use_var(self.cc[i])).collect();
+        let f = self.iconst(eflags_of as *const () as usize as u64);
+        let call = self.b.ins().call_indirect(self.sigs.eflags, f, &args);
+        self.b.inst_results(call)[0]
+    }
+
+    fn load(&mut self, linear: Value, size: u32) -> R<Value> {
+        let (fast, slow) = self.tlb_check(linear, size, 0);
+        let merge = self.b.create_block();
+        let result = self.b.append_block_param(merge, I64);
+        self.b.switch_to_block(fast);
+        let host = self.b.block_params(fast)[0];
+        let v = match size {
+            1 => self.b.ins().uload8(I64, guest_flags(), host, 0),
+            2 => self.b.ins().uload16(I64, guest_flags(), host, 0),
+            4 => self.b.ins().uload32(guest_flags(), host, 0),
+            _ => self.b.ins().load(I64, guest_flags(), host, 0),
+        };
+        self.b.ins().jump(merge, &[BlockArg::Value(v)]);
+        self.b.switch_to_block(slow);
+        let f = self.iconst(load_slow as *const () as usize as u64);
+        let sz = self.iconst(u64::from(size));
+        let call = self
+            .b
+            .ins()
+            .call_indirect(self.sigs.load, f, &[self.cpu, linear, sz]);
+        let v = self.b.inst_results(call)[0];
+        self.fault_check();
+        self.b.ins().jump(merge, &[BlockArg::Value(v)]);
+        self.b.seal_block(merge);
+        self.b.switch_to_block(merge);
+        Ok(result)
+    }
+
+    fn store(&mut self, linear: Value, size: u32, v: Value) -> R<()> {
+        if !self.insn_has_store {
+            let z = self.iconst(0);
+            self.b.def_var(self.smc, z);
+            self.insn_has_store = true;
+        }
+        let (fast, slow) = self.tlb_check(linear, size, 8);
+        let merge = self.b.create_block();
+        self.b.switch_to_block(fast);
+        let host = self.b.block_params(fast)[0];
+        match size {
+            1 => self.b.ins().istore8(guest_flags(), v, host, 0),
+            2 => self.b.ins().istore16(guest_flags(), v, host, 0),
+            4 => self.b.ins().istore32(guest_flags(), v, host, 0),
+            _ => self.b.ins().store(guest_flags(), v, host, 0),
+        };
+        self.b.ins().jump(merge, &[]);
+        self.b.switch_to_block(slow);
+        let f = self.iconst(store_slow as *const () as usize as u64);
+        let sz = self.iconst(u64::from(size));
+        self.b
+            .ins()
+            .call_indirect(self.sigs.store, f, &[self.cpu, linear, sz, v]);
+        self.fault_check();
+        let smc = self.b.ins().uload32(state_flags(), self.cpu, off::SMC);
+        self.b.def_var(self.smc, smc);
+        self.b.ins().jump(merge, &[]);
+        self.b.seal_block(merge);
+        self.b.switch_to_block(merge);
+        Ok(())
+    }
+
+    fn raise_if(&mut self, cond: Value, fault: Fault) -> R<()> {
+        match self.const_of(cond) {
+            Some(0) => return Ok(()),
+            Some(_) => return Err(self.raise(fault)),
+            None => {}
+        }
+        let (fail, cont) = self.split(cond);
+        self.b.switch_to_block(fail);
+        self.record_fault(fault);
+        self.exit_fault();
+        self.b.switch_to_block(cont);
+        Ok(())
+    }
+
+    fn raise(&mut self, fault: Fault) -> Stop {
+        self.record_fault(fault);
+        self.exit_fault();
+        self.finish_instruction_end();
+        Stop
+    }
+
+    fn jump(&mut self, target: Value) {
+        let n = self.index + 1;
+        match self.const_of(target) {
+            Some(t) => self.exit_chain(t, 0, n),
+            None => self.exit_next(target, n),
+        }
+        self.finish_instruction_end();
+    }
+
+    fn branch(&mut self, cond: Value, taken: u64, not_taken: u64) {
+        let n = self.index + 1;
+        match self.const_of(cond) {
+            Some(c) => self.exit_chain(if c != 0 { taken } else { not_taken }, 0, n),
+            None => {
+                let t = self.b.create_block();
+                let f = self.b.create_block();
+                self.b.ins().brif(cond, t, &[], f, &[]);
+                self.b.seal_block(t);
+                self.b.seal_block(f);
+                self.b.switch_to_block(t);
+                self.exit_chain(taken, 0, n);
+                self.b.switch_to_block(f);
+                self.exit_chain(not_taken, 1, n);
+            }
+        }
+        self.finish_instruction_end();
+    }
+}

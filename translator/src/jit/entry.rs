@@ -1,0 +1,29 @@
+//! Entering generated code: one of the few modules with `unsafe`.
+//!
+//! Invariants for [`run_compiled`]:
+//! - `trampoline` and `code` come from the translation cache's arenas (checked by the cache
+//!   before calling) and were produced by [`super::Jit`] with the block signature;
+//! - for the duration of the call `cpu.mem` points to `mem`, which nothing else touches, and
+//!   it is reset to null afterwards so no dangling pointer outlives the call.
+
+use crane86_runtime::{CpuState, PhysMem};
+
+/// Runs compiled block `code` (and whatever it chains to) on `cpu`; returns the exit code
+/// ([`super::EXIT_NEXT`] or [`super::EXIT_FAULT`]).
+///
+/// # Safety
+/// `trampoline` must be the cache's entry trampoline and `code` a live block of the same
+/// cache (see the module invariants).
+pub unsafe fn run_compiled(
+    trampoline: *const u8,
+    code: *const u8,
+    cpu: &mut CpuState,
+    mem: &mut PhysMem,
+) -> i64 {
+    cpu.mem = mem as *mut PhysMem;
+    // SAFETY: the trampoline was compiled with exactly this host-ABI signature.
+    let f: extern "C" fn(u64, *mut CpuState) -> i64 = unsafe { std::mem::transmute(trampoline) };
+    let r = f(code as u64, cpu as *mut CpuState);
+    cpu.mem = std::ptr::null_mut();
+    r
+}

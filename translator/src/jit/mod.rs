@@ -1,0 +1,211 @@
+//! The Cranelift back end: [`Emit`] emitting IR, the block compiler, and the entry trampoline.
+//!
+//! A block becomes one function `fn(cpu: *mut CpuState) -> u64` in Cranelift's `tail` calling
+//! convention, so a block can end by tail-calling the next one (chaining, ARCHITECTURE.md
+//! decision 9). Guest registers live in Cranelift variables, loaded on first use and stored
+//! back at every exit (decision 4); the lazy flags are variables too, and the operation that
+//! produced them is tracked at translation time so that a condition after a CMP becomes one
+//! compare. Exits return 0 (continue at `cpu.rip`) or 1 (a fault is pending).
+
+pub mod arena;
+mod emitter;
+pub mod entry;
+pub mod helpers;
+
+use std::mem::offset_of;
+
+use cranelift_codegen::ir::{types, AbiParam, InstBuilder, MemFlagsData, Signature, UserFuncName};
+use cranelift_codegen::isa::{CallConv, OwnedTargetIsa};
+use cranelift_codegen::settings::{self, Configurable};
+use cranelift_codegen::{control::ControlPlane, Context};
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+
+use crate::decode::DecodedBlock;
+pub use emitter::JitEmitter;
+
+/// Errors of the JIT back end. None of them is the guest's doing.
+#[derive(Debug, thiserror::Error)]
+pub enum JitError {
+    /// The host ISA could not be configured.
+    #[error("cannot set up Cranelift for this host: {0}")]
+    Isa(String),
+    /// Cranelift rejected a function (a translator bug).
+    #[error("Cranelift failed to compile a block: {0}")]
+    Compile(String),
+    /// The compiled code needs relocations, which the arena cannot apply.
+    #[error("compiled code unexpectedly needs relocations")]
+    Relocations,
+}
+
+/// Exit code: continue at `cpu.rip`.
+pub const EXIT_NEXT: i64 = 0;
+/// Exit code: a fault is pending in `cpu.fault`, `cpu.rip` is the faulting instruction.
+pub const EXIT_FAULT: i64 = 1;
+
+/// Where a block's two possible chained exits keep their target, and the token the block
+/// writes to `cpu.link` when the slot is still empty.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ChainSlots {
+    /// Host addresses of the two slots (each holds a code pointer or 0).
+    pub slot_addr: [u64; 2],
+    /// The tokens naming the two exits.
+    pub token: [u64; 2],
+}
+
+/// Translation settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JitOptions {
+    /// Run Cranelift's optimiser (`opt_level=speed`) rather than none.
+    pub optimize: bool,
+    /// Run the IR verifier (on in tests, off in release: it costs 1.5-2x compile time).
+    pub verify: bool,
+}
+
+impl Default for JitOptions {
+    fn default() -> Self {
+        JitOptions {
+            optimize: true,
+            verify: cfg!(debug_assertions),
+        }
+    }
+}
+
+/// The Cranelift compiler with its reusable contexts.
+pub struct Jit {
+    isa: OwnedTargetIsa,
+    ctx: Context,
+    fctx: FunctionBuilderContext,
+}
+
+/// Byte offsets of CpuState fields that generated code uses.
+pub(crate) mod off {
+    use super::offset_of;
+    use crane86_runtime::CpuState;
+    pub const GPR: i32 = offset_of!(CpuState, gpr) as i32;
+    pub const RIP: i32 = offset_of!(CpuState, rip) as i32;
+    pub const CC: i32 = offset_of!(CpuState, cc) as i32;
+    pub const RFLAGS: i32 = offset_of!(CpuState, rflags) as i32;
+    pub const SEG: i32 = offset_of!(CpuState, seg) as i32;
+    pub const SEG_SIZE: i32 = size_of::<crane86_runtime::Segment>() as i32;
+    pub const EXIT_REQUEST: i32 = offset_of!(CpuState, exit_request) as i32;
+    pub const BUDGET: i32 = offset_of!(CpuState, budget) as i32;
+    pub const FAULT: i32 = offset_of!(CpuState, fault) as i32;
+    pub const SMC: i32 = offset_of!(CpuState, smc_pending) as i32;
+    pub const LINK: i32 = offset_of!(CpuState, link) as i32;
+    pub const CHAINED: i32 = offset_of!(CpuState, chained) as i32;
+    pub const SCRATCH: i32 = offset_of!(CpuState, scratch) as i32;
+    pub const TLB: i32 = offset_of!(CpuState, tlb) as i32;
+}
+
+impl Jit {
+    /// A compiler for the host.
+    pub fn new(opts: JitOptions) -> Result<Jit, JitError> {
+        let mut fb = settings::builder();
+        let set = |fb: &mut settings::Builder, k: &str, v: &str| {
+            fb.set(k, v)
+                .map_err(|e| JitError::Isa(format!("{k}={v}: {e}")))
+        };
+        set(
+            &mut fb,
+            "opt_level",
+            if opts.optimize { "speed" } else { "none" },
+        )?;
+        // Tail calls on x86-64 need frame pointers (else emission panics).
+        set(&mut fb, "preserve_frame_pointers", "true")?;
+        set(
+            &mut fb,
+            "enable_verifier",
+            if opts.verify { "true" } else { "false" },
+        )?;
+        set(&mut fb, "is_pic", "false")?;
+        let isa = cranelift_native::builder()
+            .map_err(|e| JitError::Isa(e.to_string()))?
+            .finish(settings::Flags::new(fb))
+            .map_err(|e| JitError::Isa(e.to_string()))?;
+        Ok(Jit {
+            isa,
+            ctx: Context::new(),
+            fctx: FunctionBuilderContext::new(),
+        })
+    }
+
+    /// The signature of every block: `tail fn(cpu) -> exit code`.
+    fn block_sig(&self) -> Signature {
+        let mut s = Signature::new(CallConv::Tail);
+        s.params.push(AbiParam::new(types::I64));
+        s.returns.push(AbiParam::new(types::I64));
+        s
+    }
+
+    fn finish(&mut self) -> Result<Vec<u8>, JitError> {
+        let code = self
+            .ctx
+            .compile(&*self.isa, &mut ControlPlane::default())
+            .map_err(|e| JitError::Compile(format!("{:?}", e.inner)))?;
+        if !code.buffer.relocs().is_empty() {
+            return Err(JitError::Relocations);
+        }
+        let bytes = code.code_buffer().to_vec();
+        self.ctx.clear();
+        Ok(bytes)
+    }
+
+    /// The entry trampoline: a host-ABI `fn(code, cpu) -> u64` that calls a block in the tail
+    /// convention. Rust cannot call the tail convention itself.
+    pub fn compile_trampoline(&mut self) -> Result<Vec<u8>, JitError> {
+        let mut sig = Signature::new(self.isa.default_call_conv());
+        sig.params.push(AbiParam::new(types::I64));
+        sig.params.push(AbiParam::new(types::I64));
+        sig.returns.push(AbiParam::new(types::I64));
+        self.ctx.func.signature = sig;
+        self.ctx.func.name = UserFuncName::user(0, 0);
+        let bsig = self.block_sig();
+        let mut b = FunctionBuilder::new(&mut self.ctx.func, &mut self.fctx);
+        let entry = b.create_block();
+        b.append_block_params_for_function_params(entry);
+        b.switch_to_block(entry);
+        b.seal_block(entry);
+        let code = b.block_params(entry)[0];
+        let cpu = b.block_params(entry)[1];
+        let sref = b.import_signature(bsig);
+        let call = b.ins().call_indirect(sref, code, &[cpu]);
+        let r = b.inst_results(call)[0];
+        b.ins().return_(&[r]);
+        b.finalize(self.isa.frontend_config());
+        self.finish()
+    }
+
+    /// Compiles one decoded block to machine code.
+    pub fn compile_block(
+        &mut self,
+        block: &DecodedBlock,
+        chain: ChainSlots,
+    ) -> Result<Vec<u8>, JitError> {
+        self.ctx.func.signature = self.block_sig();
+        self.ctx.func.name = UserFuncName::user(0, 1);
+        let bsig = self.block_sig();
+        let host_cc = self.isa.default_call_conv();
+        let fc = self.isa.frontend_config();
+        let mut b = FunctionBuilder::new(&mut self.ctx.func, &mut self.fctx);
+        let entry = b.create_block();
+        b.append_block_params_for_function_params(entry);
+        b.switch_to_block(entry);
+        b.seal_block(entry);
+        let cpu = b.block_params(entry)[0];
+        let mut em = JitEmitter::new(&mut b, cpu, block.ctx, bsig, host_cc, chain);
+        em.translate(block);
+        b.finalize(fc);
+        self.finish()
+    }
+}
+
+/// Memory flags for CpuState accesses: aligned, never trapping.
+pub(crate) fn state_flags() -> MemFlagsData {
+    MemFlagsData::trusted()
+}
+
+/// Memory flags for guest memory accesses through the TLB: never trapping (the TLB checked
+/// the page), possibly unaligned.
+pub(crate) fn guest_flags() -> MemFlagsData {
+    MemFlagsData::new().with_notrap()
+}

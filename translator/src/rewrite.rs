@@ -1,0 +1,46 @@
+//! The sensitive-instruction rewrite: what happens to each instruction that cannot simply be
+//! lowered inside a block, and why.
+//!
+//! | instruction | strategy | why |
+//! |---|---|---|
+//! | CPUID | runs alone in the runtime | reads the CPU model, which belongs to the machine |
+//! | HLT | runs alone; the run loop waits for an interrupt or stops | the vCPU must leave generated code to sleep |
+//! | IN, OUT | run alone; the port bus dispatches to devices | devices live outside generated code |
+//! | POPF | runs alone; ends the block | may change TF (part of the block key) and IF (interrupt window) |
+//! | UD0/UD1/UD2, unclaimed forms | inline #UD that ends the block | the fault is precise at the instruction |
+//! | REP string ops | one iteration per execution, ending the block; the next iteration chains to the same block | every iteration is an interrupt window, and chaining keeps the loop in generated code |
+//!
+//! "Runs alone" means the decoder ends the previous block before the instruction and gives it
+//! a block of its own, which is always interpreted with the whole machine at hand. The
+//! generated code of the surrounding blocks never needs a path into device code.
+
+use iced_x86::Instruction;
+
+use crate::table::{lookup, Class};
+
+/// How the decoder treats one instruction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Plan {
+    /// Lowered inside the block; `ends_block` when it transfers control.
+    Inline {
+        /// The instruction is the last of its block.
+        ends_block: bool,
+    },
+    /// Runs alone in a block of its own, in the runtime.
+    Runtime,
+    /// Not implemented or invalid: raises #UD, ending the block.
+    Invalid,
+}
+
+/// Decides how `insn` is translated.
+pub fn plan(insn: &Instruction) -> Plan {
+    match lookup(insn.code()) {
+        None => Plan::Invalid,
+        Some(e) if e.class == Class::Runtime => Plan::Runtime,
+        Some(e) => Plan::Inline {
+            ends_block: e.ends_block()
+                || (insn.is_string_instruction()
+                    && (insn.has_rep_prefix() || insn.has_repne_prefix())),
+        },
+    }
+}

@@ -1,0 +1,119 @@
+//! Near control transfer (SDM Vol. 1, 6.3 and 7.3.8): JMP, Jcc, JCXZ/JECXZ/JRCXZ,
+//! LOOP/LOOPE/LOOPNE, CALL, RET. Far transfers arrive with the system CPU.
+
+use iced_x86::{Code, Instruction, Mnemonic, OpKind};
+
+use super::flags::{cond, flag, Flag};
+use super::operands::{read_gpr_sized, read_op, trunc, write_gpr_sized};
+use super::stack::{pop_value, push_value, set_sp, sp, sp_offset};
+use crate::emit::{Bin, Cmp, Emit, R};
+
+/// JMP rel / JMP r/m.
+pub fn jmp<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
+    if matches!(
+        insn.op_kind(0),
+        OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64
+    ) {
+        let t = e.imm(insn.near_branch_target());
+        e.jump(t);
+        return Ok(());
+    }
+    let size = super::operands::op_size(insn, 0);
+    let t = read_op(e, insn, 0, size)?;
+    e.jump(t);
+    Ok(())
+}
+
+/// Jcc rel.
+pub fn jcc<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
+    let c = cond(e, insn.condition_code());
+    e.branch(c, insn.near_branch_target(), insn.next_ip());
+    Ok(())
+}
+
+/// The counter register width of LOOP/JCXZ: the address size, which iced names in the code.
+fn counter_size(code: Code) -> u32 {
+    use Code::*;
+    match code {
+        Jcxz_rel8_16 | Jcxz_rel8_32 | Loop_rel8_16_CX | Loop_rel8_32_CX | Loope_rel8_16_CX
+        | Loope_rel8_32_CX | Loopne_rel8_16_CX | Loopne_rel8_32_CX => 2,
+        Jecxz_rel8_16 | Jecxz_rel8_32 | Jecxz_rel8_64 | Loop_rel8_16_ECX | Loop_rel8_32_ECX
+        | Loop_rel8_64_ECX | Loope_rel8_16_ECX | Loope_rel8_32_ECX | Loope_rel8_64_ECX
+        | Loopne_rel8_16_ECX | Loopne_rel8_32_ECX | Loopne_rel8_64_ECX => 4,
+        _ => 8,
+    }
+}
+
+/// JCXZ, JECXZ, JRCXZ.
+pub fn jcxz<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
+    let c = read_gpr_sized(e, 1, counter_size(insn.code()));
+    let z = e.imm(0);
+    let is_zero = e.cmp(Cmp::Eq, c, z);
+    e.branch(is_zero, insn.near_branch_target(), insn.next_ip());
+    Ok(())
+}
+
+/// LOOP, LOOPE, LOOPNE: decrement the counter (no flags), branch while non-zero (and ZF).
+pub fn loop_<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
+    let size = counter_size(insn.code());
+    let c = read_gpr_sized(e, 1, size);
+    let one = e.imm(1);
+    let c = e.bin(Bin::Sub, c, one);
+    let c = trunc(e, c, size);
+    let zf = match insn.mnemonic() {
+        Mnemonic::Loope => Some(flag(e, Flag::Zf)),
+        Mnemonic::Loopne => {
+            let z = flag(e, Flag::Zf);
+            Some(e.bin(Bin::Xor, z, one))
+        }
+        _ => None,
+    };
+    write_gpr_sized(e, 1, size, c);
+    let z = e.imm(0);
+    let nz = e.cmp(Cmp::Ne, c, z);
+    let take = match zf {
+        Some(f) => e.bin(Bin::And, nz, f),
+        None => nz,
+    };
+    e.branch(take, insn.near_branch_target(), insn.next_ip());
+    Ok(())
+}
+
+/// CALL rel / CALL r/m: the target is read before the return address is pushed.
+pub fn call<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
+    let size = insn.stack_pointer_increment().unsigned_abs();
+    let target = if matches!(
+        insn.op_kind(0),
+        OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64
+    ) {
+        e.imm(insn.near_branch_target())
+    } else {
+        read_op(e, insn, 0, size)?
+    };
+    let ret = e.imm(insn.next_ip());
+    let s = sp(e);
+    let new = push_value(e, s, ret, size)?;
+    set_sp(e, new);
+    e.jump(target);
+    Ok(())
+}
+
+/// RET / RET imm16.
+pub fn ret<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
+    let extra = if insn.op_count() > 0 {
+        insn.immediate(0) & 0xffff
+    } else {
+        0
+    };
+    let size = (insn.stack_pointer_increment() as u64 - extra) as u32;
+    let s = sp(e);
+    let (t, new) = pop_value(e, s, size)?;
+    let new = if extra != 0 {
+        sp_offset(e, new, extra as i64)
+    } else {
+        new
+    };
+    set_sp(e, new);
+    e.jump(t);
+    Ok(())
+}

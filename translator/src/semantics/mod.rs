@@ -1,0 +1,71 @@
+//! Instruction semantics, written once against [`Emit`] and grouped by the SDM's chapters.
+//!
+//! [`execute`] dispatches through the opcode table ([`crate::table`]); each handler reads its
+//! operands, checks for faults, performs its memory writes and only then writes registers and
+//! flags (the rule that makes exceptions precise; see [`crate::emit`]).
+
+pub mod alu;
+pub mod control;
+pub mod data;
+pub mod flags;
+pub mod operands;
+pub mod stack;
+pub mod system;
+
+use crane86_runtime::{Exception, Fault};
+use iced_x86::Instruction;
+
+use crate::emit::{Emit, R};
+use crate::table::{lookup, Class, Op};
+
+/// Executes (interpreter) or translates (JIT) one inline-class instruction. Control transfers
+/// end with [`Emit::jump`] or [`Emit::branch`]; everything else falls through to the next
+/// instruction, which the caller accounts for.
+pub fn execute<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
+    let Some(entry) = lookup(insn.code()).filter(|en| en.class == Class::Inline) else {
+        return Err(e.raise(Fault::new(Exception::InvalidOpcode)));
+    };
+    match entry.op {
+        Op::Alu(op) => alu::binary(e, insn, op),
+        Op::Inc => alu::inc_dec(e, insn, true),
+        Op::Dec => alu::inc_dec(e, insn, false),
+        Op::Neg => alu::neg(e, insn),
+        Op::Not => alu::not(e, insn),
+        Op::Mov => data::mov(e, insn),
+        Op::Movzx => data::mov_extend(e, insn, false),
+        Op::Movsx => data::mov_extend(e, insn, true),
+        Op::Movbe => data::movbe(e, insn),
+        Op::Lea => data::lea(e, insn),
+        Op::Xchg => data::xchg(e, insn),
+        Op::Cmov => data::cmov(e, insn),
+        Op::Setcc => data::setcc(e, insn),
+        Op::Bswap => data::bswap(e, insn),
+        Op::Convert => data::convert(e, insn),
+        Op::Lahf => data::lahf(e),
+        Op::Sahf => data::sahf(e),
+        Op::Xlat => data::xlat(e, insn),
+        Op::Carry => data::carry_op(e, insn.mnemonic()),
+        Op::Cld => data::direction(e, false),
+        Op::Std => data::direction(e, true),
+        Op::Nop => data::nop(e),
+        Op::Push => stack::push(e, insn),
+        Op::Pop => stack::pop(e, insn),
+        Op::Pushf => stack::pushf(e, insn),
+        Op::Pusha => stack::pusha(e, insn),
+        Op::Popa => stack::popa(e, insn),
+        Op::Enter => stack::enter(e, insn),
+        Op::Leave => stack::leave(e, insn),
+        Op::Jmp => control::jmp(e, insn),
+        Op::Jcc => control::jcc(e, insn),
+        Op::Jcxz => control::jcxz(e, insn),
+        Op::Loop => control::loop_(e, insn),
+        Op::Call => control::call(e, insn),
+        Op::Ret => control::ret(e, insn),
+        Op::Ud => Err(e.raise(Fault::new(Exception::InvalidOpcode))),
+        // Runtime-class rows are filtered out above; should one slip through, it is #UD
+        // rather than a host panic.
+        Op::Cpuid | Op::Hlt | Op::In | Op::Out | Op::Popf => {
+            Err(e.raise(Fault::new(Exception::InvalidOpcode)))
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! Stack manipulation (SDM Vol. 1, 6.2 and 7.3.1.5): PUSH, POP, PUSHF, PUSHA/POPA, ENTER,
+//! LEAVE, and the push/pop primitives CALL and RET share.
+
+use crane86_runtime::flags as fl;
+use iced_x86::{Code, Instruction, OpKind, Register};
+
+use super::flags::eflags;
+use super::operands::{
+    effective_address, linear, loc, read_gpr_sized, read_op, trunc, write_gpr_sized, write_loc,
+};
+use crate::emit::{Bin, Emit, R};
+
+const RSP: usize = 4;
+const RBP: usize = 5;
+
+/// The linear address of stack offset `sp` (SS base added outside 64-bit mode).
+pub fn stack_linear<E: Emit>(e: &mut E, sp: E::V) -> E::V {
+    linear(e, Register::SS, sp)
+}
+
+/// `sp - n`, wrapped to the stack width.
+pub fn sp_offset<E: Emit>(e: &mut E, sp: E::V, delta: i64) -> E::V {
+    let ssz = e.ctx().stack_size();
+    let d = e.imm(delta as u64);
+    let v = e.bin(Bin::Add, sp, d);
+    trunc(e, v, ssz)
+}
+
+/// The current stack pointer at the stack width.
+pub fn sp<E: Emit>(e: &mut E) -> E::V {
+    let ssz = e.ctx().stack_size();
+    read_gpr_sized(e, RSP, ssz)
+}
+
+/// Writes the stack pointer at the stack width (a 16-bit stack keeps the upper bits of ESP).
+pub fn set_sp<E: Emit>(e: &mut E, v: E::V) {
+    let ssz = e.ctx().stack_size();
+    write_gpr_sized(e, RSP, ssz, v);
+}
+
+/// Stores `v` (`size` bytes) below the stack pointer and returns the new stack pointer; the
+/// caller writes it back once nothing else can fault.
+pub fn push_value<E: Emit>(e: &mut E, sp_now: E::V, v: E::V, size: u32) -> R<E::V> {
+    let new = sp_offset(e, sp_now, -(size as i64));
+    let lin = stack_linear(e, new);
+    e.store(lin, size, v)?;
+    Ok(new)
+}
+
+/// Loads `size` bytes at the stack pointer; returns the value and the new stack pointer.
+pub fn pop_value<E: Emit>(e: &mut E, sp_now: E::V, size: u32) -> R<(E::V, E::V)> {
+    let lin = stack_linear(e, sp_now);
+    let v = e.load(lin, size)?;
+    let new = sp_offset(e, sp_now, size as i64);
+    Ok((v, new))
+}
+
+/// PUSH r/m/imm. The operand size is what the stack pointer moves by.
+pub fn push<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
+    let size = (-insn.stack_pointer_increment()) as u32;
+    let v = read_op(e, insn, 0, size)?;
+    let s = sp(e);
+    let new = push_value(e, s, v, size)?;
+    set_sp(e, new);
+    Ok(())
+}
+
+/// POP r/m. A memory destination addressed through the stack pointer uses its value after
+/// the increment, as the SDM specifies.
+pub fn pop<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
+    let size = insn.stack_pointer_increment() as u32;
+    let s = sp(e);
+    let (v, new) = pop_value(e, s, size)?;
+    if insn.op_kind(0) == OpKind::Memory {
+        // Compute the destination with the incremented stack pointer visible.
+        let old = e.gpr(RSP);
+        set_sp(e, new);
+        let ea = effective_address(e, insn);
+        e.set_gpr(RSP, old);
+        let lin = linear(e, insn.memory_segment(), ea);
+        e.store(lin, size, v)?;
+        set_sp(e, new);
+    } else {
+        let dst = loc(e, insn, 0)?;
+        set_sp(e, new);
+        write_loc(e, dst, size, v)?;
+    }
+    Ok(())
+}
+
+/// The RFLAGS image PUSHF stores: VM and RF read as 0.
+pub fn rflags_image<E: Emit>(e: &mut E) -> E::V {
+    let rest = e.rflags_rest();
+    let keep = e.imm(!(fl::VM | fl::RF | fl::ARITH));
+    let rest = e.bin(Bin::And, rest, keep);
+    let f = eflags(e);
+    e.bin(Bin::Or, rest, f)
+}
+
+/// PUSHF/PUSHFD/PUSHFQ.
+pub fn pushf<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
+    let size = (-insn.stack_pointer_increment()) as u32;
+    let v = rflags_image(e);
+    let v = trunc(e, v, size);
+    let s = sp(e);
+    let new = push_value(e, s, v, size)?;
+    set_sp(e, new);
+    Ok(())
+}
+
+/// PUSHA/PUSHAD: AX CX DX BX original-SP BP SI DI.
+pub fn pusha<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
+    let size = if insn.code() == Code::Pushaw { 2 } else { 4 };
+    let mut s = sp(e);
+    let original = read_gpr_sized(e, RSP, size);
+    for r in 0..8 {
+        let v = if r == RSP {
+            original
+        } else {
+            read_gpr_sized(e, r, size)
+        };
+        s = push_value(e, s, v, size)?;
+    }
+    set_sp(e, s);
+    Ok(())
+}
+
+/// POPA/POPAD: the saved SP is skipped.
+pub fn popa<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
+    let size = if insn.code() == Code::Popaw { 2 } else { 4 };
+    let mut s = sp(e);
+    let mut vals = Vec::with_capacity(8);
+    for _ in 0..8 {
+        let (v, n) = pop_value(e, s, size)?;
+        vals.push(v);
+        s = n;
+    }
+    for (i, v) in vals.into_iter().enumerate() {
+        let r = 7 - i;
+        if r != RSP {
+            write_gpr_sized(e, r, size, v);
+        }
+    }
+    set_sp(e, s);
+    Ok(())
+}
+
+/// ENTER size, level: every store happens before the frame and stack pointers change.
+pub fn enter<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
+    let osz = match insn.code() {
+        Code::Enterw_imm16_imm8 => 2,
+        Code::Enterd_imm16_imm8 => 4,
+        _ => 8,
+    };
+    let alloc = insn.immediate(0) & 0xffff;
+    let level = insn.immediate(1) & 31;
+    let ssz = e.ctx().stack_size();
+    let rbp = read_gpr_sized(e, RBP, osz);
+    let s = sp(e);
+    let mut t = push_value(e, s, rbp, osz)?;
+    let frame = t;
+    if level > 0 {
+        let bp_w = read_gpr_sized(e, RBP, ssz);
+        for i in 1..level {
+            let p = sp_offset(e, bp_w, -((i * osz as u64) as i64));
+            let lin = stack_linear(e, p);
+            let v = e.load(lin, osz)?;
+            t = push_value(e, t, v, osz)?;
+        }
+        t = push_value(e, t, frame, osz)?;
+    }
+    let new_sp = sp_offset(e, t, -(alloc as i64));
+    write_gpr_sized(e, RBP, osz, frame);
+    set_sp(e, new_sp);
+    Ok(())
+}
+
+/// LEAVE: SP = BP, then BP = pop.
+pub fn leave<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
+    let osz = match insn.code() {
+        Code::Leavew => 2,
+        Code::Leaved => 4,
+        _ => 8,
+    };
+    let ssz = e.ctx().stack_size();
+    let bp = read_gpr_sized(e, RBP, ssz);
+    let (v, new) = pop_value(e, bp, osz)?;
+    set_sp(e, new);
+    write_gpr_sized(e, RBP, osz, v);
+    Ok(())
+}

@@ -1,0 +1,274 @@
+//! The opcode table: for every iced-x86 [`Code`] the translator claims, its handler and how it
+//! is translated. This is the index of the instruction set: if a form is not here, it raises
+//! #UD, and the conformance tool and the coverage test enumerate exactly these forms.
+
+use std::sync::OnceLock;
+
+use iced_x86::{Code, EncodingKind, Mnemonic, OpCodeOperandKind as K};
+
+use crate::semantics::alu::AluOp;
+
+/// Which semantics function runs an instruction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub enum Op {
+    Alu(AluOp),
+    Inc,
+    Dec,
+    Neg,
+    Not,
+    Mov,
+    Movzx,
+    Movsx,
+    Movbe,
+    Lea,
+    Xchg,
+    Cmov,
+    Setcc,
+    Bswap,
+    Convert,
+    Lahf,
+    Sahf,
+    Xlat,
+    Carry,
+    Cld,
+    Std,
+    Nop,
+    Push,
+    Pop,
+    Pushf,
+    Pusha,
+    Popa,
+    Enter,
+    Leave,
+    Jmp,
+    Jcc,
+    Jcxz,
+    Loop,
+    Call,
+    Ret,
+    /// UD0, UD1, UD2: the architected invalid opcodes.
+    Ud,
+    // Runtime class: executed by the runtime with the machine at hand (see `rewrite`).
+    Cpuid,
+    Hlt,
+    In,
+    Out,
+    Popf,
+}
+
+/// How a form is translated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Class {
+    /// Lowered by both back ends inside a block.
+    Inline,
+    /// Sensitive: needs the machine (I/O, CPU model, halting) or changes translation mode
+    /// bits. It runs alone in its own block through the runtime's system executor; see
+    /// [`crate::rewrite`] for the strategy per instruction.
+    Runtime,
+}
+
+/// One row of the table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// The handler.
+    pub op: Op,
+    /// How it is translated.
+    pub class: Class,
+}
+
+impl Entry {
+    /// True when the instruction always ends its block (a control transfer).
+    pub fn ends_block(self) -> bool {
+        matches!(
+            self.op,
+            Op::Jmp | Op::Jcc | Op::Jcxz | Op::Loop | Op::Call | Op::Ret | Op::Ud
+        )
+    }
+}
+
+/// The table row of `code`, or `None` when the form is not implemented (#UD).
+pub fn lookup(code: Code) -> Option<Entry> {
+    static TABLE: OnceLock<Vec<Option<Entry>>> = OnceLock::new();
+    TABLE
+        .get_or_init(|| Code::values().map(build).collect())
+        .get(code as usize)
+        .copied()
+        .flatten()
+}
+
+/// Every claimed form, in `Code` order.
+pub fn claimed_forms() -> impl Iterator<Item = (Code, Entry)> {
+    Code::values().filter_map(|c| lookup(c).map(|e| (c, e)))
+}
+
+/// Operand kinds that belong to the system CPU (segment, control, debug registers, far
+/// pointers): those forms are claimed by later work, not by the integer core.
+fn has_system_operand(code: Code) -> bool {
+    code.op_code().op_kinds().iter().any(|k| {
+        matches!(
+            k,
+            K::seg_reg
+                | K::cr_reg
+                | K::dr_reg
+                | K::tr_reg
+                | K::farbr2_2
+                | K::farbr4_2
+                | K::es
+                | K::cs
+                | K::ss
+                | K::ds
+                | K::fs
+                | K::gs
+        )
+    })
+}
+
+fn is_far(code: Code) -> bool {
+    use Code::*;
+    matches!(
+        code,
+        Call_m1616 | Call_m1632 | Call_m1664 | Jmp_m1616 | Jmp_m1632 | Jmp_m1664
+    )
+}
+
+fn build(code: Code) -> Option<Entry> {
+    let oc = code.op_code();
+    if !oc.is_instruction() || oc.encoding() != EncodingKind::Legacy {
+        return None;
+    }
+    if has_system_operand(code) || is_far(code) {
+        return None;
+    }
+    use Mnemonic as M;
+    let inline = |op| {
+        Some(Entry {
+            op,
+            class: Class::Inline,
+        })
+    };
+    let runtime = |op| {
+        Some(Entry {
+            op,
+            class: Class::Runtime,
+        })
+    };
+    match code.mnemonic() {
+        M::Add => inline(Op::Alu(AluOp::Add)),
+        M::Or => inline(Op::Alu(AluOp::Or)),
+        M::Adc => inline(Op::Alu(AluOp::Adc)),
+        M::Sbb => inline(Op::Alu(AluOp::Sbb)),
+        M::And => inline(Op::Alu(AluOp::And)),
+        M::Sub => inline(Op::Alu(AluOp::Sub)),
+        M::Xor => inline(Op::Alu(AluOp::Xor)),
+        M::Cmp => inline(Op::Alu(AluOp::Cmp)),
+        M::Test => inline(Op::Alu(AluOp::Test)),
+        M::Inc => inline(Op::Inc),
+        M::Dec => inline(Op::Dec),
+        M::Neg => inline(Op::Neg),
+        M::Not => inline(Op::Not),
+        M::Mov => inline(Op::Mov),
+        M::Movzx => inline(Op::Movzx),
+        M::Movsx | M::Movsxd => inline(Op::Movsx),
+        M::Movbe => inline(Op::Movbe),
+        M::Lea => inline(Op::Lea),
+        M::Xchg => inline(Op::Xchg),
+        M::Cmovo
+        | M::Cmovno
+        | M::Cmovb
+        | M::Cmovae
+        | M::Cmove
+        | M::Cmovne
+        | M::Cmovbe
+        | M::Cmova
+        | M::Cmovs
+        | M::Cmovns
+        | M::Cmovp
+        | M::Cmovnp
+        | M::Cmovl
+        | M::Cmovge
+        | M::Cmovle
+        | M::Cmovg => inline(Op::Cmov),
+        M::Seto
+        | M::Setno
+        | M::Setb
+        | M::Setae
+        | M::Sete
+        | M::Setne
+        | M::Setbe
+        | M::Seta
+        | M::Sets
+        | M::Setns
+        | M::Setp
+        | M::Setnp
+        | M::Setl
+        | M::Setge
+        | M::Setle
+        | M::Setg => inline(Op::Setcc),
+        M::Bswap => inline(Op::Bswap),
+        M::Cbw | M::Cwde | M::Cdqe | M::Cwd | M::Cdq | M::Cqo => inline(Op::Convert),
+        M::Lahf => inline(Op::Lahf),
+        M::Sahf => inline(Op::Sahf),
+        M::Xlatb => inline(Op::Xlat),
+        M::Clc | M::Stc | M::Cmc => inline(Op::Carry),
+        M::Cld => inline(Op::Cld),
+        M::Std => inline(Op::Std),
+        M::Nop | M::Pause => inline(Op::Nop),
+        M::Push => inline(Op::Push),
+        M::Pop => inline(Op::Pop),
+        M::Pushf | M::Pushfd | M::Pushfq => inline(Op::Pushf),
+        M::Pusha | M::Pushad => inline(Op::Pusha),
+        M::Popa | M::Popad => inline(Op::Popa),
+        M::Enter => inline(Op::Enter),
+        M::Leave => inline(Op::Leave),
+        M::Jmp => inline(Op::Jmp),
+        M::Jo
+        | M::Jno
+        | M::Jb
+        | M::Jae
+        | M::Je
+        | M::Jne
+        | M::Jbe
+        | M::Ja
+        | M::Js
+        | M::Jns
+        | M::Jp
+        | M::Jnp
+        | M::Jl
+        | M::Jge
+        | M::Jle
+        | M::Jg => inline(Op::Jcc),
+        M::Jcxz | M::Jecxz | M::Jrcxz => inline(Op::Jcxz),
+        M::Loop | M::Loope | M::Loopne => inline(Op::Loop),
+        M::Call => inline(Op::Call),
+        M::Ret => inline(Op::Ret),
+        M::Ud0 | M::Ud1 | M::Ud2 => inline(Op::Ud),
+        M::Cpuid => runtime(Op::Cpuid),
+        M::Hlt => runtime(Op::Hlt),
+        M::In => runtime(Op::In),
+        M::Out => runtime(Op::Out),
+        M::Popf | M::Popfd | M::Popfq => runtime(Op::Popf),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn system_forms_of_integer_mnemonics_are_not_claimed() {
+        assert!(lookup(Code::Mov_r64_cr).is_none());
+        assert!(lookup(Code::Mov_Sreg_rm16).is_none());
+        assert!(lookup(Code::Pushq_FS).is_none());
+        assert!(lookup(Code::Call_ptr1632).is_none());
+        assert!(lookup(Code::Jmp_m1664).is_none());
+    }
+
+    #[test]
+    fn ordinary_forms_are_claimed() {
+        assert_eq!(lookup(Code::Add_rm32_r32).unwrap().op, Op::Alu(AluOp::Add));
+        assert_eq!(lookup(Code::Hlt).unwrap().class, Class::Runtime);
+        assert!(lookup(Code::Jne_rel8_64).unwrap().ends_block());
+    }
+}
