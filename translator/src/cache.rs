@@ -132,6 +132,8 @@ fn fast_index(key: BlockKey) -> usize {
 impl Cache {
     /// A cache using `tier`, with `arena_bytes` of executable memory.
     pub fn new(tier: Tier, arena_bytes: usize, opts: JitOptions) -> Result<Cache, CacheError> {
+        // Build the opcode table now, so its one-time cost is not charged to the first block.
+        crate::table::lookup(iced_x86::Code::INVALID);
         let arena = CodeArena::new(arena_bytes).map_err(CacheError::Arena)?;
         let mut tramp_arena = CodeArena::new(4096).map_err(CacheError::Arena)?;
         let mut jit = Jit::new(opts)?;
@@ -220,11 +222,14 @@ impl Cache {
         let page = phys & !(PAGE_SIZE - 1);
         let room = (page + PAGE_SIZE - phys) as usize;
         // Up to 15 bytes past the page end, so an instruction that straddles it decodes.
+        // Bytes past the end of RAM read as 0xff, as the bus does.
         let mut bytes = [0xffu8; 4096 + 15];
         let want = room + 15;
-        for (i, b) in bytes[..want].iter_mut().enumerate() {
-            *b = mem.read_phys(phys + i as u64, 1) as u8;
-        }
+        let ram = mem.ram();
+        let start = (phys as usize).min(ram.len());
+        let avail = ram.len() - start;
+        let n = want.min(avail);
+        bytes[..n].copy_from_slice(&ram[start..start + n]);
         let ctx = Ctx {
             mode: key.mode(),
             stack32: key.stack32(),
@@ -431,6 +436,6 @@ impl Cache {
         self.blocks.clear();
         self.free.clear();
         self.fast.fill((NO_BLOCK, 0));
-        self.flush_code();
+        self.arena.reset();
     }
 }

@@ -1,1 +1,7 @@
-//! placeholder
+//! The `crane86` command line: argument parsing, the `run` command and the statistics report.
+//! The binary (`main.rs`) only maps results to exit codes.
+#![deny(missing_docs)]
+
+pub mod args;
+pub mod run;
+pub mod stats;

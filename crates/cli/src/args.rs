@@ -1,0 +1,126 @@
+//! Command-line arguments (clap).
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// crane86: a full-system x86 virtualizer by dynamic binary translation.
+#[derive(Parser, Debug)]
+#[command(name = "crane86", version, about)]
+pub struct Cli {
+    /// What to do; without a command, the default guest boots.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a guest.
+    Run(RunArgs),
+    /// Check instruction semantics against a reference.
+    Conformance {
+        /// Which reference.
+        #[command(subcommand)]
+        against: ConformanceCmd,
+    },
+}
+
+/// Conformance references.
+#[derive(Subcommand, Debug)]
+pub enum ConformanceCmd {
+    /// Run every claimed instruction form natively on the host CPU and in both back ends, and
+    /// compare results and defined flags.
+    Host(HostArgs),
+}
+
+/// `conformance host` options.
+#[derive(Args, Debug)]
+pub struct HostArgs {
+    /// Random inputs per instruction form.
+    #[arg(long, default_value_t = 100)]
+    pub inputs: u32,
+    /// Only forms whose name contains this text (case-insensitive).
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// Seed of the input generator.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+/// The guest's CPU mode for flat images.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    /// 16-bit real mode.
+    #[value(name = "16")]
+    M16,
+    /// 32-bit flat protected mode.
+    #[value(name = "32")]
+    M32,
+    /// 64-bit long mode.
+    #[value(name = "64")]
+    M64,
+}
+
+/// Which translation tier runs guest code.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TierArg {
+    /// Interpret every block.
+    Interp,
+    /// Compile every block before it first runs.
+    Jit,
+    /// Interpret cold blocks, compile hot ones.
+    Auto,
+}
+
+/// Format of the statistics report.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum StatsFormat {
+    /// A table on stderr.
+    Text,
+    /// One JSON object on stderr.
+    Json,
+}
+
+/// `run` options.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// A flat binary image to load (see --load-addr, --entry, --mode).
+    #[arg(long, value_name = "FILE", conflicts_with = "guest")]
+    pub flat: Option<std::path::PathBuf>,
+    /// A bundled test guest by name (sieve, sort, crc32, strings).
+    #[arg(long, value_name = "NAME")]
+    pub guest: Option<String>,
+    /// Entry point of a flat image (default: the load address).
+    #[arg(long, value_parser = parse_u64)]
+    pub entry: Option<u64>,
+    /// Where a flat image is loaded in guest RAM (default: the entry point, else 0x1000).
+    #[arg(long, value_parser = parse_u64)]
+    pub load_addr: Option<u64>,
+    /// CPU mode the guest starts in.
+    #[arg(long, value_enum, default_value = "64")]
+    pub mode: ModeArg,
+    /// Guest RAM in MiB.
+    #[arg(long = "mem", short = 'm', default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=65536))]
+    pub mem_mib: u64,
+    /// Translation tier.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub tier: TierArg,
+    /// Runs of a block before `--tier auto` compiles it.
+    #[arg(long, default_value_t = crane86_machine::DEFAULT_JIT_THRESHOLD)]
+    pub jit_threshold: u32,
+    /// Stop after this many guest instructions.
+    #[arg(long)]
+    pub max_insns: Option<u64>,
+    /// Print translation-cache statistics when the run ends.
+    #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "text", require_equals = true)]
+    pub stats: Option<StatsFormat>,
+}
+
+/// Parses decimal or 0x-prefixed hexadecimal.
+pub fn parse_u64(s: &str) -> Result<u64, String> {
+    let t = s.replace('_', "");
+    let r = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        Some(h) => u64::from_str_radix(h, 16),
+        None => t.parse(),
+    };
+    r.map_err(|_| format!("`{s}` is not a number (decimal or 0x-hex)"))
+}

@@ -1,0 +1,123 @@
+//! The `run` command: build a machine, load the guest, run it, report.
+
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use crane86_machine::{Machine, MachineConfig, RunEnd};
+use crane86_runtime::CpuMode;
+use crane86_translator::Tier;
+
+use crate::args::{ModeArg, RunArgs, StatsFormat, TierArg};
+use crate::stats::Report;
+
+/// Exit status when an exception nothing handles stops the guest.
+pub const EXIT_GUEST_FAULT: i32 = 120;
+/// Exit status when `--max-insns` ran out.
+pub const EXIT_LIMIT: i32 = 124;
+/// Exit status when the run was stopped from outside.
+pub const EXIT_STOPPED: i32 = 130;
+
+/// A guest image and where it goes.
+pub struct Image {
+    /// The bytes.
+    pub bytes: Vec<u8>,
+    /// Load address in guest RAM.
+    pub load_addr: u64,
+    /// Entry point.
+    pub entry: u64,
+    /// Starting CPU mode.
+    pub mode: CpuMode,
+}
+
+/// Maps the CLI mode to the CPU mode.
+pub fn cpu_mode(m: ModeArg) -> CpuMode {
+    match m {
+        ModeArg::M16 => CpuMode::Real16,
+        ModeArg::M32 => CpuMode::Prot32,
+        ModeArg::M64 => CpuMode::Long64,
+    }
+}
+
+/// Maps the CLI tier to the cache's tier policy.
+pub fn tier(t: TierArg, threshold: u32) -> Tier {
+    match t {
+        TierArg::Interp => Tier::Interp,
+        TierArg::Jit => Tier::Jit,
+        TierArg::Auto => Tier::Auto {
+            threshold: threshold.max(1),
+        },
+    }
+}
+
+/// Reads the flat image named on the command line.
+pub fn flat_image(args: &RunArgs) -> Result<Image> {
+    let Some(path) = &args.flat else {
+        bail!("no guest given: use --flat FILE or --guest NAME");
+    };
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read flat image {}", path.display()))?;
+    if bytes.is_empty() {
+        bail!("flat image {} is empty", path.display());
+    }
+    let load_addr = args.load_addr.or(args.entry).unwrap_or(0x1000);
+    Ok(Image {
+        bytes,
+        load_addr,
+        entry: args.entry.unwrap_or(load_addr),
+        mode: cpu_mode(args.mode),
+    })
+}
+
+/// The outcome of a run: how it ended, and the process exit status that reflects it.
+pub struct Outcome {
+    /// How the guest stopped.
+    pub end: RunEnd,
+    /// What the process should exit with.
+    pub status: i32,
+}
+
+/// Runs `image` with the options in `args`; serial output goes to stdout as it arrives.
+pub fn run_image(args: &RunArgs, image: &Image) -> Result<Outcome> {
+    let ram_bytes = args.mem_mib << 20;
+    let end_of_image = image.load_addr.checked_add(image.bytes.len() as u64);
+    if end_of_image.is_none_or(|e| e > ram_bytes) {
+        bail!(
+            "the image ({} bytes at {:#x}) does not fit in {} MiB of guest RAM",
+            image.bytes.len(),
+            image.load_addr,
+            args.mem_mib
+        );
+    }
+    let cfg = MachineConfig {
+        ram_bytes,
+        tier: tier(args.tier, args.jit_threshold),
+        ..MachineConfig::default()
+    };
+    let mut m = Machine::new(&cfg).context("cannot create the machine")?;
+    m.ports.echo = true;
+    m.load_flat(&image.bytes, image.load_addr, image.entry, image.mode)
+        .context("cannot load the guest")?;
+    let t0 = Instant::now();
+    let end = m.run(args.max_insns).context("internal error while running the guest")?;
+    let wall = t0.elapsed();
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let status = match end {
+        RunEnd::DebugExit(v) => ((v << 1) | 1) as i32,
+        RunEnd::Halted => 0,
+        RunEnd::Fault { fault, rip } => {
+            eprintln!("crane86: guest stopped by an unhandled {fault} at rip={rip:#x}");
+            EXIT_GUEST_FAULT
+        }
+        RunEnd::Limit => {
+            eprintln!("crane86: instruction limit reached at rip={:#x}", m.cpu.rip);
+            EXIT_LIMIT
+        }
+        RunEnd::Stopped => EXIT_STOPPED,
+    };
+    match args.stats {
+        Some(StatsFormat::Text) => eprint!("{}", Report::new(&m, wall).table()),
+        Some(StatsFormat::Json) => eprintln!("{}", Report::new(&m, wall).json()),
+        None => {}
+    }
+    Ok(Outcome { end, status })
+}

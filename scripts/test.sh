@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The whole crane86 test suite, as the README documents it: installs what the tests need
+# (Debian packages, when there are any), then checks formatting and lints, runs every test in
+# release mode (JIT-heavy tests are slow in debug), and a short host-CPU conformance run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the tests need. None yet: guests are assembled in Rust (iced-x86 code_asm).
+PACKAGES=()
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "== installing ${missing[*]}"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --release -- -D warnings
+echo "== cargo test (release)"
+cargo test --workspace --release
+echo "== conformance against the host CPU (short run)"
+cargo run --release --quiet -- conformance host --inputs 200
