@@ -24,7 +24,9 @@ fn main() {
 
 fn dispatch(cli: Cli) -> Result<i32> {
     match cli.command {
-        None => anyhow::bail!("the default guest is not bundled yet; use `crane86 run --flat FILE`"),
+        None => {
+            anyhow::bail!("the default guest is not bundled yet; use `crane86 run --flat FILE`")
+        }
         Some(Command::Run(args)) => {
             let image = flat_image(&args)?;
             Ok(run_image(&args, &image)?.status)

@@ -54,7 +54,8 @@ pub fn flat_image(args: &RunArgs) -> Result<Image> {
     let Some(path) = &args.flat else {
         bail!("no guest given: use --flat FILE or --guest NAME");
     };
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read flat image {}", path.display()))?;
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("cannot read flat image {}", path.display()))?;
     if bytes.is_empty() {
         bail!("flat image {} is empty", path.display());
     }
@@ -97,7 +98,9 @@ pub fn run_image(args: &RunArgs, image: &Image) -> Result<Outcome> {
     m.load_flat(&image.bytes, image.load_addr, image.entry, image.mode)
         .context("cannot load the guest")?;
     let t0 = Instant::now();
-    let end = m.run(args.max_insns).context("internal error while running the guest")?;
+    let end = m
+        .run(args.max_insns)
+        .context("internal error while running the guest")?;
     let wall = t0.elapsed();
     use std::io::Write;
     let _ = std::io::stdout().flush();

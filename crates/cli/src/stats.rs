@@ -92,12 +92,36 @@ impl Report {
     /// A human-readable table.
     pub fn table(&self) -> String {
         let exits = self.chained + self.dispatched;
-        let pct = |a: u64, b: u64| if b == 0 { 0.0 } else { 100.0 * a as f64 / b as f64 };
+        let pct = |a: u64, b: u64| {
+            if b == 0 {
+                0.0
+            } else {
+                100.0 * a as f64 / b as f64
+            }
+        };
         let mut s = String::new();
         let mut row = |k: &str, v: String| s.push_str(&format!("  {k:<28} {v}\n"));
-        row("guest instructions", format!("{} (interp {}, jit {})", self.total_insns(), self.insns_interp, self.insns_jit));
-        row("wall time", format!("{:.3} s, {:.1} MIPS", self.wall.as_secs_f64(), self.mips()));
-        row("blocks decoded", format!("{} ({:.3} ms decoding)", self.blocks_decoded, self.decode_time.as_secs_f64() * 1e3));
+        row(
+            "guest instructions",
+            format!(
+                "{} (interp {}, jit {})",
+                self.total_insns(),
+                self.insns_interp,
+                self.insns_jit
+            ),
+        );
+        row(
+            "wall time",
+            format!("{:.3} s, {:.1} MIPS", self.wall.as_secs_f64(), self.mips()),
+        );
+        row(
+            "blocks decoded",
+            format!(
+                "{} ({:.3} ms decoding)",
+                self.blocks_decoded,
+                self.decode_time.as_secs_f64() * 1e3
+            ),
+        );
         row(
             "blocks compiled",
             format!(
@@ -117,9 +141,21 @@ impl Report {
         );
         row(
             "compiled block exits",
-            format!("{} chained ({:.1}%), {} to the run loop, {} links", self.chained, pct(self.chained, exits), self.dispatched, self.links),
+            format!(
+                "{} chained ({:.1}%), {} to the run loop, {} links",
+                self.chained,
+                pct(self.chained, exits),
+                self.dispatched,
+                self.links
+            ),
         );
-        row("invalidations", format!("{} by stores into code, {} arena flushes", self.invalidated_smc, self.flushes));
+        row(
+            "invalidations",
+            format!(
+                "{} by stores into code, {} arena flushes",
+                self.invalidated_smc, self.flushes
+            ),
+        );
         row("code bytes", format!("{}", self.code_bytes));
         format!("crane86 statistics\n{s}")
     }

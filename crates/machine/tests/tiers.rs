@@ -48,3 +48,70 @@ fn a_loop_gives_the_same_result_in_every_tier() {
         assert_eq!(m.cpu.gpr(Gpr::Rcx), 0, "{tier:?}");
     }
 }
+
+/// A loop that patches the immediate of an instruction it executes later in the same loop:
+/// every iteration must see the freshly written byte, in every tier.
+#[test]
+fn self_modifying_code_is_seen_by_every_tier() {
+    let mut a = CodeAssembler::new(64).unwrap();
+    let mut top = a.create_label();
+    let mut patched = a.create_label();
+    a.xor(r8, r8).unwrap();
+    a.mov(ecx, 200).unwrap();
+    a.set_label(&mut top).unwrap();
+    // byte [patched + 1] = cl  (the imm8 of `add r8d, imm8`... encoded as 41 83 c0 ib)
+    a.lea(rdx, ptr(patched)).unwrap();
+    a.mov(byte_ptr(rdx + 3), cl).unwrap();
+    a.set_label(&mut patched).unwrap();
+    a.add(r8d, 0x7f_i32).unwrap();
+    a.dec(ecx).unwrap();
+    a.jne(top).unwrap();
+    a.mov(eax, 0).unwrap();
+    a.out(0xf4, al).unwrap();
+    let code = a.assemble(0x1000).unwrap();
+    // The patched instruction must really be `add r8d, imm8` with the immediate at offset 3.
+    let want: u64 = (1..=200u64)
+        .map(|i| {
+            if i < 128 {
+                i
+            } else {
+                (i as i8) as i32 as u32 as u64
+            }
+        })
+        .fold(0u64, |acc, v| (acc + v) & 0xffff_ffff);
+    for tier in TIERS {
+        let mut m = machine(tier);
+        m.load_flat(&code, 0x1000, 0x1000, CpuMode::Long64).unwrap();
+        assert_eq!(
+            m.run(Some(1_000_000)).unwrap(),
+            RunEnd::DebugExit(0),
+            "{tier:?}"
+        );
+        assert_eq!(m.cpu.gpr(Gpr::R8), want, "{tier:?}");
+        assert!(
+            m.stats.smc_pages > 0,
+            "{tier:?}: the stores hit translated code"
+        );
+    }
+}
+
+/// Executing an invalid opcode stops at exactly that instruction with #UD, with everything
+/// before it retired.
+#[test]
+fn invalid_opcode_faults_precisely() {
+    use crane86_runtime::Exception;
+    // mov eax, 5; add eax, 1; ud2
+    let code = [0xb8, 5, 0, 0, 0, 0x83, 0xc0, 0x01, 0x0f, 0x0b];
+    for tier in TIERS {
+        let mut m = machine(tier);
+        m.load_flat(&code, 0x1000, 0x1000, CpuMode::Long64).unwrap();
+        match m.run(Some(100)).unwrap() {
+            RunEnd::Fault { fault, rip } => {
+                assert_eq!(fault.exception, Exception::InvalidOpcode, "{tier:?}");
+                assert_eq!(rip, 0x1008, "{tier:?}");
+            }
+            other => panic!("{tier:?}: {other:?}"),
+        }
+        assert_eq!(m.cpu.gpr(Gpr::Rax), 6, "{tier:?}");
+    }
+}

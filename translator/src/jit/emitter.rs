@@ -367,6 +367,16 @@ impl Arith for JitEmitter<'_, '_> {
             let v = Values.bin(op, x, y);
             return self.iconst(v);
         }
+        // Identities that semantics produce often (masking to 64 bits, adding 0); they keep
+        // the IR small, which is most of the compile time.
+        match (op, self.const_of(b)) {
+            (Bin::And, Some(u64::MAX))
+            | (
+                Bin::Add | Bin::Sub | Bin::Or | Bin::Xor | Bin::Shl | Bin::Shr | Bin::Sar,
+                Some(0),
+            ) => return a,
+            _ => {}
+        }
         let i = self.b.ins();
         match op {
             Bin::Add => i.iadd(a, b),

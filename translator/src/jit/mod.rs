@@ -138,6 +138,9 @@ impl Jit {
     }
 
     fn finish(&mut self) -> Result<Vec<u8>, JitError> {
+        if tracing::enabled!(target: "crane86::ir", tracing::Level::TRACE) {
+            tracing::trace!(target: "crane86::ir", "{}", self.ctx.func.display());
+        }
         let code = self
             .ctx
             .compile(&*self.isa, &mut ControlPlane::default())
