@@ -352,6 +352,7 @@ pub unsafe extern "C" fn load_slow(cpu: *mut CpuState, linear: u64, size: u64) -
     let cpu = unsafe { &mut *cpu };
     // SAFETY: see the module invariants: `mem` is live and not otherwise borrowed now.
     let mem = unsafe { &*cpu.mem };
+    cpu.mem_slow += 1;
     match read_linear(cpu, mem, linear, size as u32) {
         Ok(v) => v,
         Err(f) => {
@@ -372,6 +373,7 @@ pub unsafe extern "C" fn store_slow(cpu: *mut CpuState, linear: u64, size: u64, 
     let cpu = unsafe { &mut *cpu };
     // SAFETY: as in `load_slow`; the slow path is the only user of `mem` while it runs.
     let mem = unsafe { &mut *cpu.mem };
+    cpu.mem_slow += 1;
     if let Err(f) = write_linear(cpu, mem, linear, size as u32, value) {
         cpu.raise(f, linear);
     }

@@ -218,6 +218,8 @@ pub struct CpuState {
     pub link: u64,
     /// Chained block transfers taken by generated code (a statistic).
     pub chained: u64,
+    /// Memory accesses that missed the inline TLB check and took a slow path (a statistic).
+    pub mem_slow: u64,
     /// Results of helpers that return more than one value (wide division).
     pub scratch: [u64; 2],
     /// The guest's physical memory, for the slow paths that generated code calls.
@@ -280,6 +282,7 @@ impl CpuState {
             _pad: 0,
             link: 0,
             chained: 0,
+            mem_slow: 0,
             scratch: [0; 2],
             mem: std::ptr::null_mut(),
             tlb: [TlbEntry::INVALID; TLB_ENTRIES],
@@ -373,6 +376,7 @@ impl Clone for CpuState {
             _pad: 0,
             link: self.link,
             chained: self.chained,
+            mem_slow: self.mem_slow,
             scratch: self.scratch,
             mem: std::ptr::null_mut(),
             tlb: self.tlb,

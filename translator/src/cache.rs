@@ -83,6 +83,13 @@ pub struct Block {
     outgoing: [Option<BlockId>; 2],
 }
 
+impl Block {
+    /// The instruction pointer the block was decoded at.
+    pub fn start_ip(&self) -> u64 {
+        self.decoded.insns.first().map_or(0, |d| d.insn.ip())
+    }
+}
+
 const FAST_SIZE: usize = 4096;
 
 /// Decoding needs guest bytes; the cache gets them through this.

@@ -43,6 +43,9 @@ pub struct Report {
     pub flushes: u64,
     /// Host code bytes produced.
     pub code_bytes: u64,
+    /// Guest memory accesses of compiled code that took the slow path (TLB miss, page
+    /// crossing, store into code, non-RAM).
+    pub mem_slow: u64,
 }
 
 impl Report {
@@ -68,6 +71,7 @@ impl Report {
             invalidated_smc: c.invalidated_smc,
             flushes: c.flushes,
             code_bytes: c.code_bytes,
+            mem_slow: m.cpu.mem_slow,
         }
     }
 
@@ -157,6 +161,7 @@ impl Report {
             ),
         );
         row("code bytes", format!("{}", self.code_bytes));
+        row("memory slow paths (JIT)", format!("{}", self.mem_slow));
         format!("crane86 statistics\n{s}")
     }
 
@@ -173,6 +178,7 @@ impl Report {
             "exits": { "chained": self.chained, "dispatched": self.dispatched, "links": self.links },
             "invalidations": { "smc": self.invalidated_smc, "flushes": self.flushes },
             "code_bytes": self.code_bytes,
+            "mem_slow_paths": self.mem_slow,
         })
         .to_string()
     }

@@ -250,13 +250,11 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
     }
 
     /// Exit to a known target: tail-call its code if the slot holds it and the vCPU may go on.
+    /// RIP and the link token are only stored on the way back to the run loop: a chained
+    /// target knows its own address.
     fn exit_chain(&mut self, target: u64, slot: usize, n: u32) {
         self.write_back();
-        let rip = self.iconst(target);
-        self.store_state(rip, off::RIP);
         let nb = self.retire(n);
-        let token = self.iconst(self.chain.token[slot]);
-        self.store_state(token, off::LINK);
         let exhausted = self.b.ins().icmp_imm_s(IntCC::SignedLessThanOrEqual, nb, 0);
         let req = self
             .b
@@ -283,6 +281,10 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
             .ins()
             .return_call_indirect(self.sigs.block, target_code, &[self.cpu]);
         self.b.switch_to_block(back);
+        let rip = self.iconst(target);
+        self.store_state(rip, off::RIP);
+        let token = self.iconst(self.chain.token[slot]);
+        self.store_state(token, off::LINK);
         self.ret(EXIT_NEXT);
     }
 
