@@ -105,6 +105,16 @@ impl Fault {
     }
 }
 
+impl Fault {
+    /// A fault with an error code.
+    pub fn with_code(exception: Exception, error_code: u32) -> Fault {
+        Fault {
+            exception,
+            error_code,
+        }
+    }
+}
+
 impl std::fmt::Display for Fault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}", self.exception.mnemonic())?;

@@ -1,7 +1,7 @@
 //! The run loop: find or translate the block at RIP, run it in its tier, handle what made it
 //! stop (a fault, a store into code, HLT, a port write that ends the run), repeat.
 
-use crane86_runtime::{BlockKey, Fault, SegReg};
+use crane86_runtime::{BlockKey, Exception, Fault, SegReg};
 use crane86_translator::interp::{run_block, InterpExit};
 use crane86_translator::jit::EXIT_FAULT;
 
@@ -84,7 +84,14 @@ impl Machine {
             if self.cpu.mode != crane86_runtime::CpuMode::Long64 {
                 linear &= 0xffff_ffff;
             }
-            // Paging arrives with the system CPU; linear is physical until then.
+            // Paging arrives with the system CPU; linear is physical until then. A fetch
+            // beyond what a physical address can be (48 bits here; non-canonical in long
+            // mode) is a #GP at the target.
+            if linear >= 1 << 48 {
+                self.cpu
+                    .raise(Fault::with_code(Exception::GeneralProtection, 0), linear);
+                continue;
+            }
             let key = BlockKey::new(linear, &self.cpu);
             let id = self
                 .cache

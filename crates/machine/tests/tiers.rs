@@ -115,3 +115,32 @@ fn invalid_opcode_faults_precisely() {
         assert_eq!(m.cpu.gpr(Gpr::Rax), 6, "{tier:?}");
     }
 }
+
+/// Jumping far outside RAM, or to an address no physical address can have, ends cleanly.
+#[test]
+fn wild_jumps_end_in_clean_faults() {
+    use crane86_runtime::Exception;
+    for target in [0x7fff_0000u64, 0x1234_5678_9abc_def0, u64::MAX - 3] {
+        let mut a = CodeAssembler::new(64).unwrap();
+        a.mov(rax, target).unwrap();
+        a.jmp(rax).unwrap();
+        let code = a.assemble(0x1000).unwrap();
+        for tier in TIERS {
+            let mut m = machine(tier);
+            m.load_flat(&code, 0x1000, 0x1000, CpuMode::Long64).unwrap();
+            match m.run(Some(100)).unwrap() {
+                RunEnd::Fault { fault, rip } => {
+                    assert!(
+                        matches!(
+                            fault.exception,
+                            Exception::InvalidOpcode | Exception::GeneralProtection
+                        ),
+                        "{tier:?} {target:#x}: {fault:?}"
+                    );
+                    assert_eq!(rip, target, "{tier:?}");
+                }
+                other => panic!("{tier:?} {target:#x}: {other:?}"),
+            }
+        }
+    }
+}
