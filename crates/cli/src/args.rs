@@ -71,6 +71,15 @@ pub enum TierArg {
     Auto,
 }
 
+/// Cranelift optimisation level.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum JitOptArg {
+    /// No optimisation: fastest compiles.
+    None,
+    /// Cranelift's e-graph optimiser: better code, slower compiles.
+    Speed,
+}
+
 /// Format of the statistics report.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum StatsFormat {
@@ -107,6 +116,9 @@ pub struct RunArgs {
     /// Runs of a block before `--tier auto` compiles it.
     #[arg(long, default_value_t = crane86_machine::DEFAULT_JIT_THRESHOLD)]
     pub jit_threshold: u32,
+    /// Cranelift optimisation level for compiled blocks.
+    #[arg(long, value_enum, default_value = "speed")]
+    pub jit_opt: JitOptArg,
     /// Stop after this many guest instructions.
     #[arg(long)]
     pub max_insns: Option<u64>,

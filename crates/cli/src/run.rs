@@ -5,9 +5,10 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use crane86_machine::{Machine, MachineConfig, RunEnd};
 use crane86_runtime::CpuMode;
+use crane86_translator::jit::JitOptions;
 use crane86_translator::Tier;
 
-use crate::args::{ModeArg, RunArgs, StatsFormat, TierArg};
+use crate::args::{JitOptArg, ModeArg, RunArgs, StatsFormat, TierArg};
 use crate::stats::Report;
 
 /// Exit status when an exception nothing handles stops the guest.
@@ -91,6 +92,10 @@ pub fn run_image(args: &RunArgs, image: &Image) -> Result<Outcome> {
     let cfg = MachineConfig {
         ram_bytes,
         tier: tier(args.tier, args.jit_threshold),
+        jit: JitOptions {
+            optimize: args.jit_opt == JitOptArg::Speed,
+            ..JitOptions::default()
+        },
         ..MachineConfig::default()
     };
     let mut m = Machine::new(&cfg).context("cannot create the machine")?;
