@@ -127,6 +127,18 @@ pub struct RunArgs {
     pub stats: Option<StatsFormat>,
 }
 
+impl RunArgs {
+    /// The options of `crane86 run --guest NAME` with every default.
+    pub fn parse_default(guest: &str) -> RunArgs {
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            run: RunArgs,
+        }
+        Wrapper::parse_from(["crane86", "--guest", guest]).run
+    }
+}
+
 /// Parses decimal or 0x-prefixed hexadecimal.
 pub fn parse_u64(s: &str) -> Result<u64, String> {
     let t = s.replace('_', "");

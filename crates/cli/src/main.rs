@@ -4,8 +4,8 @@
 use anyhow::Result;
 use clap::Parser;
 
-use crane86::args::{Cli, Command, ConformanceCmd};
-use crane86::run::{flat_image, run_image};
+use crane86::args::{Cli, Command, ConformanceCmd, RunArgs};
+use crane86::run::{bundled_image, guest_image, run_image, DEFAULT_GUEST};
 
 fn main() {
     tracing_subscriber::fmt()
@@ -25,10 +25,21 @@ fn main() {
 fn dispatch(cli: Cli) -> Result<i32> {
     match cli.command {
         None => {
-            anyhow::bail!("the default guest is not bundled yet; use `crane86 run --flat FILE`")
+            let (name, _) = DEFAULT_GUEST;
+            eprintln!(
+                "crane86: running the bundled `{name}` test guest (64-bit); `crane86 --help` for more"
+            );
+            let args = RunArgs::parse_default(name);
+            let image = bundled_image(name, args.mode)?;
+            let outcome = run_image(&args, &image)?;
+            // The bundled guest reports success with isa-debug-exit 0; say so as status 0.
+            Ok(match outcome.end {
+                crane86_machine::RunEnd::DebugExit(0) => 0,
+                _ => outcome.status,
+            })
         }
         Some(Command::Run(args)) => {
-            let image = flat_image(&args)?;
+            let image = guest_image(&args)?;
             Ok(run_image(&args, &image)?.status)
         }
         Some(Command::Conformance {

@@ -50,6 +50,39 @@ pub fn tier(t: TierArg, threshold: u32) -> Tier {
     }
 }
 
+/// The guest `cargo run` boots with no arguments, until the Linux guest boots.
+pub const DEFAULT_GUEST: (&str, u32) = ("crc32", 64);
+
+/// A bundled test guest by name, in the mode `--mode` asks for.
+pub fn bundled_image(name: &str, mode: ModeArg) -> Result<Image> {
+    let bits = match mode {
+        ModeArg::M16 => 16,
+        ModeArg::M32 => 32,
+        ModeArg::M64 => 64,
+    };
+    let Some(g) = crane86_guests::by_name(name, bits) else {
+        let names: Vec<_> = crane86_guests::names().collect();
+        bail!(
+            "no bundled guest `{name}` in {bits}-bit mode (guests: {})",
+            names.join(", ")
+        );
+    };
+    Ok(Image {
+        bytes: g.image,
+        load_addr: g.load_addr,
+        entry: g.entry,
+        mode: cpu_mode(mode),
+    })
+}
+
+/// The image named on the command line: `--guest NAME` or `--flat FILE`.
+pub fn guest_image(args: &RunArgs) -> Result<Image> {
+    match &args.guest {
+        Some(name) => bundled_image(name, args.mode),
+        None => flat_image(args),
+    }
+}
+
 /// Reads the flat image named on the command line.
 pub fn flat_image(args: &RunArgs) -> Result<Image> {
     let Some(path) = &args.flat else {
