@@ -117,10 +117,34 @@ const RDI: u16 = 1 << 7;
 fn native_denied(m: Mnemonic) -> Option<&'static str> {
     use Mnemonic as M;
     Some(match m {
-        M::Cli | M::Sti | M::Hlt | M::In | M::Out | M::Insb | M::Insw | M::Insd | M::Outsb
-        | M::Outsw | M::Outsd | M::Lgdt | M::Lidt | M::Lldt | M::Ltr | M::Invlpg | M::Wrmsr
-        | M::Rdmsr | M::Wbinvd | M::Invd | M::Clts | M::Lmsw | M::Swapgs | M::Sysret
-        | M::Sysexit | M::Iret | M::Iretd | M::Iretq => "privileged: faults in user mode",
+        M::Cli
+        | M::Sti
+        | M::Hlt
+        | M::In
+        | M::Out
+        | M::Insb
+        | M::Insw
+        | M::Insd
+        | M::Outsb
+        | M::Outsw
+        | M::Outsd
+        | M::Lgdt
+        | M::Lidt
+        | M::Lldt
+        | M::Ltr
+        | M::Invlpg
+        | M::Wrmsr
+        | M::Rdmsr
+        | M::Wbinvd
+        | M::Invd
+        | M::Clts
+        | M::Lmsw
+        | M::Swapgs
+        | M::Sysret
+        | M::Sysexit
+        | M::Iret
+        | M::Iretd
+        | M::Iretq => "privileged: faults in user mode",
         M::Sgdt | M::Sidt | M::Sldt | M::Str | M::Smsw => "reads system state (UMIP faults)",
         M::Rdtsc | M::Rdtscp | M::Rdpmc | M::Rdrand | M::Rdseed | M::Cpuid | M::Rdpid => {
             "non-deterministic or host-model dependent"
@@ -197,7 +221,10 @@ pub fn spec(code: Code) -> Result<Spec, String> {
         ops.push(g);
     }
     let flow = code.flow_control();
-    let indirect = matches!(flow, FlowControl::IndirectBranch | FlowControl::IndirectCall);
+    let indirect = matches!(
+        flow,
+        FlowControl::IndirectBranch | FlowControl::IndirectCall
+    );
     let uses_stack = matches!(flow, FlowControl::Return | FlowControl::Call)
         || indirect
         || matches!(code.mnemonic(), Mnemonic::Push | Mnemonic::Pop);
@@ -491,13 +518,28 @@ fn try_instance(spec: &Spec, rng: &mut Rng, base: u64, div_zero: bool) -> Result
             }
         }
     }
-    constrain(spec, rng, &mut insn, &mut regs, &mut mem, memop.as_ref(), base, div_zero)?;
+    constrain(
+        spec,
+        rng,
+        &mut insn,
+        &mut regs,
+        &mut mem,
+        memop.as_ref(),
+        base,
+        div_zero,
+    )?;
 
     let ip = base + layout::INSN;
     let mut enc = Encoder::new(64);
     enc.encode(&insn, ip).map_err(|e| e.to_string())?;
     let bytes = enc.take_buffer();
-    let decoded = Decoder::with_ip(64, &bytes, ip, DecoderOptions::NONE).decode();
+    // UD0 without operands is the AMD decoding of 0F FF.
+    let options = if spec.code == Code::Ud0 {
+        DecoderOptions::AMD
+    } else {
+        DecoderOptions::NONE
+    };
+    let decoded = Decoder::with_ip(64, &bytes, ip, options).decode();
     if decoded.code() != spec.code {
         return Err(format!("encoded as {:?}", decoded.code()));
     }
@@ -574,15 +616,15 @@ fn constrain(
                 reg_write(&mut regs.gpr, hi, h);
             }
         }
-        M::Bt | M::Bts | M::Btr | M::Btc => {
-            if insn.op0_kind() == OpKind::Memory && insn.op1_kind() == OpKind::Register {
-                let r = insn.op1_register();
-                if conflict(r) {
-                    return Err("bit offset register is an address register".into());
-                }
-                let v = (rng.below(512) as i64 - 256) as u64;
-                reg_write(&mut regs.gpr, r, v);
+        M::Bt | M::Bts | M::Btr | M::Btc
+            if insn.op0_kind() == OpKind::Memory && insn.op1_kind() == OpKind::Register =>
+        {
+            let r = insn.op1_register();
+            if conflict(r) {
+                return Err("bit offset register is an address register".into());
             }
+            let v = (rng.below(512) as i64 - 256) as u64;
+            reg_write(&mut regs.gpr, r, v);
         }
         M::Shld | M::Shrd if op0_size == 2 => match insn.op2_kind() {
             OpKind::Immediate8 => {
@@ -598,6 +640,12 @@ fn constrain(
         },
         M::Enter | M::Leave => {
             regs.gpr[5] = base + layout::STACK_PTR + 8 * rng.below(32);
+            if m == M::Enter && insn.immediate16() >= 0xc00 {
+                // The host probes the new stack top (RSP - frame size): keep it inside the
+                // scratch stack.
+                let size = if rng.one_in(4) { 0 } else { rng.below(0xc00) };
+                insn.set_immediate16(size as u16);
+            }
         }
         M::Xlatb => {
             regs.gpr[3] = base + layout::DATA_LO;
@@ -609,7 +657,14 @@ fn constrain(
         if rep {
             if matches!(
                 m,
-                M::Cmpsb | M::Cmpsw | M::Cmpsd | M::Cmpsq | M::Scasb | M::Scasw | M::Scasd | M::Scasq
+                M::Cmpsb
+                    | M::Cmpsw
+                    | M::Cmpsd
+                    | M::Cmpsq
+                    | M::Scasb
+                    | M::Scasw
+                    | M::Scasd
+                    | M::Scasq
             ) && rng.one_in(2)
             {
                 insn.set_has_repne_prefix(true);

@@ -13,6 +13,8 @@
 //! the arithmetic flags and DF (minus the bits the SDM calls undefined for that instruction
 //! and input, see `undefined`), and the scratch data and stack memory.
 //!
+//! Setting `CRANE86_CONFORMANCE_TRACE` prints each form's name to stderr before it runs.
+//!
 //! Forms that must not run natively are checked in the emulator only where the outcome is
 //! known (UD0/UD1/UD2 raise #UD; DIV/IDIV by zero raise #DE), or skipped with a reason.
 //!
@@ -295,6 +297,10 @@ impl Checker {
             Ok(s) => s,
             Err(why) => return skip(r, why),
         };
+        if std::env::var_os("CRANE86_CONFORMANCE_TRACE").is_some() {
+            // Names each form before it runs natively: a host crash points at its culprit.
+            eprintln!("conformance: {code:?}");
+        }
         let mut rng = Rng::new(opts.seed ^ (code as u64).wrapping_mul(0x0100_0000_01b3));
         for _ in 0..opts.inputs {
             let case = match gen::instance(&spec, &mut rng, self.base, false) {

@@ -139,7 +139,11 @@ impl Native {
             );
             let o = self.base.add(layout::OUT_GPR as usize).cast::<u64>();
             std::ptr::copy_nonoverlapping(o, out.regs.gpr.as_mut_ptr(), 16);
-            out.regs.flags = self.base.add(layout::OUT_FLAGS as usize).cast::<u64>().read();
+            out.regs.flags = self
+                .base
+                .add(layout::OUT_FLAGS as usize)
+                .cast::<u64>()
+                .read();
             out.marker = self.base.add(layout::MARKER as usize).read();
         }
         Ok(out)

@@ -10,8 +10,11 @@ fn opts(filter: &str, inputs: u32) -> Options {
     }
 }
 
-fn form<'a>(r: &'a Report, code: Code) -> &'a FormResult {
-    r.forms.iter().find(|f| f.code == code).expect("form in report")
+fn form(r: &Report, code: Code) -> &FormResult {
+    r.forms
+        .iter()
+        .find(|f| f.code == code)
+        .expect("form in report")
 }
 
 #[test]

@@ -60,7 +60,15 @@ pub fn mask(insn: &Instruction, input: &Regs) -> u64 {
     use Mnemonic as M;
     let stat = eflags_of(insn.rflags_undefined());
     match insn.mnemonic() {
-        M::Shl | M::Sal | M::Shr | M::Sar | M::Rol | M::Ror | M::Rcl | M::Rcr | M::Shld
+        M::Shl
+        | M::Sal
+        | M::Shr
+        | M::Sar
+        | M::Rol
+        | M::Ror
+        | M::Rcl
+        | M::Rcr
+        | M::Shld
         | M::Shrd => {
             let w = width(insn);
             let c = count(insn, input) & if w == 64 { 0x3f } else { 0x1f };
