@@ -202,6 +202,9 @@ struct Checker {
     base: u64,
     fixed: Vec<u8>,
     machines: [(Tier, Machine); 2],
+    /// The instruction bytes each machine's code page and translation cache hold now: an
+    /// identical next instance reuses the translation instead of flushing and recompiling.
+    loaded: [Vec<u8>; 2],
     tamper: Option<Tamper>,
 }
 
@@ -247,6 +250,7 @@ impl Checker {
                 (Tier::Interp, machine(Tier::Interp)?),
                 (Tier::Jit, machine(Tier::Jit)?),
             ],
+            loaded: [Vec::new(), Vec::new()],
             tamper,
         })
     }
@@ -391,9 +395,12 @@ impl Checker {
     fn emulate(&mut self, tier: usize, case: &Case) -> Result<Emulated, ConformanceError> {
         let base = self.base;
         let m = &mut self.machines[tier].1;
-        m.mem.load(base, &layout::emulated_page(&case.bytes))?;
+        if self.loaded[tier] != case.bytes {
+            m.mem.load(base, &layout::emulated_page(&case.bytes))?;
+            m.cache.flush(&mut m.mem);
+            self.loaded[tier] = case.bytes.clone();
+        }
         m.mem.load(base + layout::MEM_OFF, &case.mem)?;
-        m.cache.flush(&mut m.mem);
         m.ports.exit = None;
         let mut cpu = CpuState::new(CpuMode::Long64);
         cpu.gpr = case.input.gpr;
