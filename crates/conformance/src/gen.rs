@@ -1,0 +1,699 @@
+//! Random instances of an instruction form: operands, input registers, flags and memory,
+//! constrained so that the instruction cannot fault natively.
+
+use crane86_runtime::flags as fl;
+use iced_x86::{
+    Code, CodeSize, Decoder, DecoderOptions, Encoder, FlowControl, Instruction, Mnemonic,
+    OpCodeOperandKind as K, OpKind, Register,
+};
+
+use crate::layout::{self, Regs};
+
+/// A small deterministic generator (SplitMix64).
+pub struct Rng(u64);
+
+impl Rng {
+    /// Seeded generator.
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed ^ 0x9e37_79b9_7f4a_7c15)
+    }
+
+    /// 64 random bits.
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    /// True one time in `n`.
+    pub fn one_in(&mut self, n: u64) -> bool {
+        self.below(n) == 0
+    }
+
+    /// A register or immediate value biased to edge cases: 0, 1, all-ones, the sign
+    /// boundaries of every width, small counts (incl. ones at and above operand widths).
+    pub fn value(&mut self) -> u64 {
+        const EDGES: [u64; 12] = [
+            0x7f,
+            0x80,
+            0xff,
+            0x7fff,
+            0x8000,
+            0xffff,
+            0x7fff_ffff,
+            0x8000_0000,
+            0xffff_ffff,
+            0x7fff_ffff_ffff_ffff,
+            0x8000_0000_0000_0000,
+            0xffff_ffff_ffff_fffe,
+        ];
+        match self.below(16) {
+            0 => 0,
+            1 => 1,
+            2 => u64::MAX,
+            3..=5 => {
+                let e = EDGES[self.below(EDGES.len() as u64) as usize];
+                if self.one_in(2) {
+                    // Random upper bits above the edge's width.
+                    let bits = 64 - e.leading_zeros();
+                    let hi = if bits >= 64 { 0 } else { self.next() << bits };
+                    e | hi
+                } else {
+                    e
+                }
+            }
+            6..=7 => self.below(70),
+            8 => 0u64.wrapping_sub(self.below(70)),
+            _ => self.next(),
+        }
+    }
+}
+
+/// How one operand is generated.
+#[derive(Clone, Copy, Debug)]
+enum Gen {
+    Reg(u32),
+    Fixed(Register),
+    RegOrMem(u32),
+    Mem,
+    MemOffs,
+    Imm(OpKind),
+    One,
+    Branch,
+    StrSi,
+    StrEsDi,
+    StrSegDi,
+    Xlat,
+}
+
+/// A form the checker can generate instances of.
+#[derive(Clone, Debug)]
+pub struct Spec {
+    /// The form.
+    pub code: Code,
+    ops: Vec<Gen>,
+    /// Registers (bit per encoding number) never chosen as explicit operands or addresses.
+    reserved: u16,
+}
+
+const RAX: u16 = 1;
+const RCX: u16 = 1 << 1;
+const RDX: u16 = 1 << 2;
+const RBX: u16 = 1 << 3;
+const RSP: u16 = 1 << 4;
+const RBP: u16 = 1 << 5;
+const RSI: u16 = 1 << 6;
+const RDI: u16 = 1 << 7;
+
+/// Mnemonics that are never run natively: privileged in user mode, non-deterministic, or
+/// different by design between the host and the emulated CPU model.
+fn native_denied(m: Mnemonic) -> Option<&'static str> {
+    use Mnemonic as M;
+    Some(match m {
+        M::Cli
+        | M::Sti
+        | M::Hlt
+        | M::In
+        | M::Out
+        | M::Insb
+        | M::Insw
+        | M::Insd
+        | M::Outsb
+        | M::Outsw
+        | M::Outsd
+        | M::Lgdt
+        | M::Lidt
+        | M::Lldt
+        | M::Ltr
+        | M::Invlpg
+        | M::Wrmsr
+        | M::Rdmsr
+        | M::Wbinvd
+        | M::Invd
+        | M::Clts
+        | M::Lmsw
+        | M::Swapgs
+        | M::Sysret
+        | M::Sysexit
+        | M::Iret
+        | M::Iretd
+        | M::Iretq => "privileged: faults in user mode",
+        M::Sgdt | M::Sidt | M::Sldt | M::Str | M::Smsw => "reads system state (UMIP faults)",
+        M::Rdtsc | M::Rdtscp | M::Rdpmc | M::Rdrand | M::Rdseed | M::Cpuid | M::Rdpid => {
+            "non-deterministic or host-model dependent"
+        }
+        M::Syscall | M::Sysenter | M::Int | M::Int1 | M::Int3 | M::Into => {
+            "traps to the host kernel"
+        }
+        _ => return None,
+    })
+}
+
+/// Builds the generator for `code`, or says why the form cannot be checked.
+pub fn spec(code: Code) -> Result<Spec, String> {
+    let oc = code.op_code();
+    if let Some(why) = native_denied(code.mnemonic()) {
+        return Err(why.into());
+    }
+    if code == Code::Bswap_r16 {
+        return Err("BSWAP r16: result undefined".into());
+    }
+    let mut ops = Vec::new();
+    let mut imms = 0;
+    for &k in oc.op_kinds() {
+        let g = match k {
+            K::r8_reg | K::r8_opcode => Gen::Reg(1),
+            K::r16_reg | K::r16_rm | K::r16_opcode | K::r16_reg_mem => Gen::Reg(2),
+            K::r32_reg | K::r32_rm | K::r32_opcode | K::r32_reg_mem => Gen::Reg(4),
+            K::r64_reg | K::r64_rm | K::r64_opcode | K::r64_reg_mem => Gen::Reg(8),
+            K::r8_or_mem => Gen::RegOrMem(1),
+            K::r16_or_mem => Gen::RegOrMem(2),
+            K::r32_or_mem => Gen::RegOrMem(4),
+            K::r64_or_mem => Gen::RegOrMem(8),
+            K::mem => Gen::Mem,
+            K::mem_offs => Gen::MemOffs,
+            K::al => Gen::Fixed(Register::AL),
+            K::cl => Gen::Fixed(Register::CL),
+            K::ax => Gen::Fixed(Register::AX),
+            K::dx => Gen::Fixed(Register::DX),
+            K::eax => Gen::Fixed(Register::EAX),
+            K::rax => Gen::Fixed(Register::RAX),
+            K::imm8 => {
+                imms += 1;
+                Gen::Imm(if imms > 1 {
+                    OpKind::Immediate8_2nd
+                } else {
+                    OpKind::Immediate8
+                })
+            }
+            K::imm8_const_1 => Gen::One,
+            K::imm8sex16 => Gen::Imm(OpKind::Immediate8to16),
+            K::imm8sex32 => Gen::Imm(OpKind::Immediate8to32),
+            K::imm8sex64 => Gen::Imm(OpKind::Immediate8to64),
+            K::imm16 => {
+                imms += 1;
+                Gen::Imm(OpKind::Immediate16)
+            }
+            K::imm32 => Gen::Imm(OpKind::Immediate32),
+            K::imm32sex64 => Gen::Imm(OpKind::Immediate32to64),
+            K::imm64 => Gen::Imm(OpKind::Immediate64),
+            K::br64_1 | K::br64_4 => Gen::Branch,
+            K::br16_1 | K::br16_2 => {
+                return Err(
+                    "16-bit near branch: the target is truncated to 16 bits, outside the \
+                     scratch page"
+                        .into(),
+                )
+            }
+            K::seg_rSI => Gen::StrSi,
+            K::es_rDI => Gen::StrEsDi,
+            K::seg_rDI => Gen::StrSegDi,
+            K::seg_rBX_al => Gen::Xlat,
+            other => return Err(format!("operand kind {other:?} not supported")),
+        };
+        ops.push(g);
+    }
+    let flow = code.flow_control();
+    let indirect = matches!(
+        flow,
+        FlowControl::IndirectBranch | FlowControl::IndirectCall
+    );
+    let uses_stack = matches!(flow, FlowControl::Return | FlowControl::Call)
+        || indirect
+        || matches!(code.mnemonic(), Mnemonic::Push | Mnemonic::Pop);
+    if uses_stack && oc.operand_size() == 16 && !matches!(flow, FlowControl::Next) {
+        return Err("16-bit operand size control transfer: RIP truncated to 16 bits".into());
+    }
+    if matches!(flow, FlowControl::Interrupt | FlowControl::XbeginXabortXend) {
+        return Err(format!("flow control {flow:?}"));
+    }
+    use Mnemonic as M;
+    let m = code.mnemonic();
+    let mut reserved = 0;
+    if matches!(m, M::Div | M::Idiv) {
+        reserved |= RAX | RDX | RSP;
+    }
+    if matches!(m, M::Bt | M::Bts | M::Btr | M::Btc) {
+        reserved |= RSP;
+    }
+    if matches!(m, M::Enter | M::Leave) {
+        reserved |= RBP;
+    }
+    if m == M::Xlatb {
+        reserved |= RBX;
+    }
+    if code.is_string_instruction() {
+        reserved |= RSI | RDI | RCX;
+    }
+    if indirect {
+        reserved |= RSP;
+    }
+    Ok(Spec {
+        code,
+        ops,
+        reserved,
+    })
+}
+
+/// One generated instance.
+#[derive(Clone, Debug)]
+pub struct Case {
+    /// The instruction, as decoded back from `bytes`.
+    pub insn: Instruction,
+    /// Its encoding at `base + INSN`.
+    pub bytes: Vec<u8>,
+    /// Input registers and flags.
+    pub input: Regs,
+    /// Input scratch memory (`MEM_LEN` bytes from `base + MEM_OFF`).
+    pub mem: Vec<u8>,
+    /// EFLAGS bits not compared.
+    pub undefined: u64,
+}
+
+fn gpr_index(r: Register) -> usize {
+    r.full_register().number()
+}
+
+fn is_high8(r: Register) -> bool {
+    matches!(r, Register::AH | Register::CH | Register::DH | Register::BH)
+}
+
+fn size_mask(size: u32) -> u64 {
+    if size >= 8 {
+        u64::MAX
+    } else {
+        (1u64 << (size * 8)) - 1
+    }
+}
+
+/// Reads a (sub-)register from `gpr`.
+pub fn reg_read(gpr: &[u64; 16], r: Register) -> u64 {
+    let v = gpr[gpr_index(r)];
+    if is_high8(r) {
+        (v >> 8) & 0xff
+    } else {
+        v & size_mask(r.size() as u32)
+    }
+}
+
+/// Writes a (sub-)register into `gpr`, keeping the other bits.
+fn reg_write(gpr: &mut [u64; 16], r: Register, v: u64) {
+    let i = gpr_index(r);
+    if is_high8(r) {
+        gpr[i] = (gpr[i] & !0xff00) | ((v & 0xff) << 8);
+    } else {
+        let m = size_mask(r.size() as u32);
+        gpr[i] = (gpr[i] & !m) | (v & m);
+    }
+}
+
+fn reg_of(size: u32, n: u64, high8: bool) -> Register {
+    let first = match size {
+        1 => Register::AL,
+        2 => Register::AX,
+        4 => Register::EAX,
+        _ => Register::RAX,
+    } as usize;
+    let idx = if size == 1 {
+        // AL CL DL BL AH CH DH BH SPL BPL SIL DIL R8L..R15L
+        if n >= 4 || high8 {
+            n + 4
+        } else {
+            n
+        }
+    } else {
+        n
+    };
+    Register::try_from(first + idx as usize).expect("GPR number in range")
+}
+
+fn pick_reg(rng: &mut Rng, size: u32, reserved: u16) -> Register {
+    loop {
+        let n = rng.below(16);
+        let high8 = size == 1 && n < 4 && rng.one_in(4);
+        if reserved & (1 << n) == 0 {
+            return reg_of(size, n, high8);
+        }
+    }
+}
+
+/// Where a memory operand points.
+struct MemOp {
+    ea: u64,
+    regs: u16,
+}
+
+fn make_mem(
+    rng: &mut Rng,
+    insn: &mut Instruction,
+    i: u32,
+    regs: &mut Regs,
+    reserved: u16,
+    base: u64,
+    offs: bool,
+) -> MemOp {
+    let size = insn.memory_size().size().max(1) as u64;
+    let mut ea = base + layout::DATA_LO + rng.below(layout::DATA_HI - layout::DATA_LO - 16);
+    if size >= 16 {
+        ea &= !15;
+    }
+    insn.set_op_kind(i, OpKind::Memory);
+    let choice = rng.below(8);
+    let mut used = 0u16;
+    if offs || choice == 0 {
+        insn.set_memory_base(if offs { Register::None } else { Register::RIP });
+        insn.set_memory_index(Register::None);
+        insn.set_memory_displacement64(ea);
+        insn.set_memory_displ_size(8);
+    } else {
+        let b = loop {
+            let n = rng.below(16);
+            if reserved & (1 << n) == 0 && !(n == 4 && size >= 16) {
+                break n as usize;
+            }
+        };
+        let disp = if rng.one_in(4) {
+            0i64
+        } else {
+            rng.below(256) as i64 - 128
+        };
+        if b == 4 {
+            ea = regs.gpr[4].wrapping_add(disp as u64);
+        }
+        let mut idx_part = 0u64;
+        let mut index = Register::None;
+        if choice == 1 && b != 4 {
+            let x = loop {
+                let n = rng.below(16) as usize;
+                if n != 4 && n != b && reserved & (1 << n) == 0 {
+                    break n;
+                }
+            };
+            let scale = 1u64 << rng.below(4);
+            let xv = rng.below(16);
+            regs.gpr[x] = xv;
+            idx_part = xv * scale;
+            index = reg_of(8, x as u64, false);
+            insn.set_memory_index_scale(scale as u32);
+            used |= 1 << x;
+        }
+        if b != 4 {
+            regs.gpr[b] = ea.wrapping_sub(disp as u64).wrapping_sub(idx_part);
+        }
+        used |= 1 << b;
+        insn.set_memory_base(reg_of(8, b as u64, false));
+        insn.set_memory_index(index);
+        insn.set_memory_displacement64(disp as u64);
+        insn.set_memory_displ_size(if disp == 0 { 0 } else { 1 });
+    }
+    MemOp { ea, regs: used }
+}
+
+fn mem_read(mem: &[u8], base: u64, ea: u64, size: u32) -> u64 {
+    let off = (ea - base - layout::MEM_OFF) as usize;
+    let mut b = [0u8; 8];
+    b[..size as usize].copy_from_slice(&mem[off..off + size as usize]);
+    u64::from_le_bytes(b)
+}
+
+fn mem_write(mem: &mut [u8], base: u64, ea: u64, size: u32, v: u64) {
+    let off = (ea - base - layout::MEM_OFF) as usize;
+    mem[off..off + size as usize].copy_from_slice(&v.to_le_bytes()[..size as usize]);
+}
+
+fn set_imm(insn: &mut Instruction, i: u32, kind: OpKind, v: u64) {
+    insn.set_op_kind(i, kind);
+    match kind {
+        OpKind::Immediate8 => insn.set_immediate8(v as u8),
+        OpKind::Immediate8_2nd => insn.set_immediate8_2nd(v as u8),
+        OpKind::Immediate16 => insn.set_immediate16(v as u16),
+        OpKind::Immediate32 => insn.set_immediate32(v as u32),
+        OpKind::Immediate64 => insn.set_immediate64(v),
+        OpKind::Immediate8to16 => insn.set_immediate8to16(v as i8 as i16),
+        OpKind::Immediate8to32 => insn.set_immediate8to32(v as i8 as i32),
+        OpKind::Immediate8to64 => insn.set_immediate8to64(v as i8 as i64),
+        _ => insn.set_immediate32to64(v as i32 as i64),
+    }
+}
+
+/// Generates an instance of `spec` for the scratch area at `base`. With `div_zero` (DIV and
+/// IDIV only) the divisor is zero: such a case must never run natively.
+pub fn instance(spec: &Spec, rng: &mut Rng, base: u64, div_zero: bool) -> Result<Case, String> {
+    let mut last = String::new();
+    for _ in 0..64 {
+        match try_instance(spec, rng, base, div_zero) {
+            Ok(c) => return Ok(c),
+            Err(e) => last = e,
+        }
+    }
+    Err(format!("no encodable instance: {last}"))
+}
+
+fn try_instance(spec: &Spec, rng: &mut Rng, base: u64, div_zero: bool) -> Result<Case, String> {
+    let mut regs = Regs::default();
+    for g in regs.gpr.iter_mut() {
+        *g = rng.value();
+    }
+    regs.gpr[4] = base + layout::STACK_PTR;
+    regs.flags = (rng.next() & fl::ARITH) | fl::FIXED1 | fl::IF;
+    if rng.one_in(4) {
+        regs.flags |= fl::DF;
+    }
+    let mut mem = vec![0u8; layout::MEM_LEN];
+    for c in mem.chunks_mut(8) {
+        c.copy_from_slice(&rng.next().to_le_bytes());
+    }
+
+    let mut insn = Instruction::default();
+    insn.set_code(spec.code);
+    insn.set_code_size(CodeSize::Code64);
+    let mut memop: Option<MemOp> = None;
+    for (i, g) in spec.ops.iter().enumerate() {
+        let i = i as u32;
+        let set_reg = |insn: &mut Instruction, r: Register| {
+            insn.set_op_kind(i, OpKind::Register);
+            insn.set_op_register(i, r);
+        };
+        match *g {
+            Gen::Reg(size) => set_reg(&mut insn, pick_reg(rng, size, spec.reserved)),
+            Gen::Fixed(r) => set_reg(&mut insn, r),
+            Gen::RegOrMem(size) if rng.one_in(2) => {
+                set_reg(&mut insn, pick_reg(rng, size, spec.reserved))
+            }
+            Gen::RegOrMem(_) | Gen::Mem | Gen::MemOffs => {
+                let offs = matches!(g, Gen::MemOffs);
+                let m = make_mem(rng, &mut insn, i, &mut regs, spec.reserved, base, offs);
+                let size = insn.memory_size().size().clamp(1, 8) as u32;
+                mem_write(&mut mem, base, m.ea, size, rng.value());
+                memop = Some(m);
+            }
+            Gen::Imm(kind) => {
+                let v = if rng.one_in(3) {
+                    rng.below(70)
+                } else {
+                    rng.value()
+                };
+                set_imm(&mut insn, i, kind, v);
+            }
+            Gen::One => set_imm(&mut insn, i, OpKind::Immediate8, 1),
+            Gen::Branch => {
+                insn.set_op_kind(i, OpKind::NearBranch64);
+                insn.set_near_branch64(base + layout::TAKEN);
+            }
+            Gen::StrSi => insn.set_op_kind(i, OpKind::MemorySegRSI),
+            Gen::StrEsDi => insn.set_op_kind(i, OpKind::MemoryESRDI),
+            Gen::StrSegDi => insn.set_op_kind(i, OpKind::MemorySegRDI),
+            Gen::Xlat => {
+                insn.set_op_kind(i, OpKind::Memory);
+                insn.set_memory_base(Register::RBX);
+                insn.set_memory_index(Register::AL);
+                insn.set_memory_index_scale(1);
+            }
+        }
+    }
+    constrain(
+        spec,
+        rng,
+        &mut insn,
+        &mut regs,
+        &mut mem,
+        memop.as_ref(),
+        base,
+        div_zero,
+    )?;
+
+    let ip = base + layout::INSN;
+    let mut enc = Encoder::new(64);
+    enc.encode(&insn, ip).map_err(|e| e.to_string())?;
+    let bytes = enc.take_buffer();
+    // UD0 without operands is the AMD decoding of 0F FF.
+    let options = if spec.code == Code::Ud0 {
+        DecoderOptions::AMD
+    } else {
+        DecoderOptions::NONE
+    };
+    let decoded = Decoder::with_ip(64, &bytes, ip, options).decode();
+    if decoded.code() != spec.code {
+        return Err(format!("encoded as {:?}", decoded.code()));
+    }
+    let undefined = crate::undefined::mask(&decoded, &regs);
+    Ok(Case {
+        insn: decoded,
+        bytes,
+        input: regs,
+        mem,
+        undefined,
+    })
+}
+
+/// Per-mnemonic input constraints: valid targets, non-faulting divisions, in-range bit
+/// offsets and string pointers.
+#[allow(clippy::too_many_arguments)]
+fn constrain(
+    spec: &Spec,
+    rng: &mut Rng,
+    insn: &mut Instruction,
+    regs: &mut Regs,
+    mem: &mut [u8],
+    memop: Option<&MemOp>,
+    base: u64,
+    div_zero: bool,
+) -> Result<(), String> {
+    use Mnemonic as M;
+    let taken = base + layout::TAKEN;
+    let addr_regs = memop.map_or(0, |m| m.regs);
+    let conflict = |r: Register| addr_regs & (1 << gpr_index(r)) != 0;
+    // Reads/writes operand 0 whether register or memory.
+    let op0_size = match insn.op0_kind() {
+        OpKind::Register => insn.op0_register().size() as u32,
+        _ => insn.memory_size().size() as u32,
+    };
+    let read0 = |regs: &Regs, mem: &[u8]| match insn.op0_kind() {
+        OpKind::Register => reg_read(&regs.gpr, insn.op0_register()),
+        _ => mem_read(mem, base, memop.expect("memory operand").ea, op0_size),
+    };
+    let m = insn.mnemonic();
+    match m {
+        M::Div | M::Idiv => {
+            let size = op0_size;
+            let mask = size_mask(size);
+            let mut d = read0(regs, mem) & mask;
+            if div_zero {
+                d = 0;
+            } else if d == 0 {
+                d = (rng.value() | 1) & mask;
+            }
+            match insn.op0_kind() {
+                OpKind::Register => reg_write(&mut regs.gpr, insn.op0_register(), d),
+                _ => mem_write(mem, base, memop.expect("memory").ea, size, d),
+            }
+            let (lo, hi) = match size {
+                1 => (Register::AL, Register::AH),
+                2 => (Register::AX, Register::DX),
+                4 => (Register::EAX, Register::EDX),
+                _ => (Register::RAX, Register::RDX),
+            };
+            let bits = size * 8;
+            if m == M::Div {
+                let h = if d == 0 { rng.value() } else { rng.next() % d };
+                reg_write(&mut regs.gpr, hi, h);
+            } else {
+                let sext = |v: u64| ((v << (64 - bits)) as i64 >> (64 - bits)) as u64;
+                let min = 1u64 << (bits - 1);
+                let mut l = reg_read(&regs.gpr, lo);
+                if d == mask && l == min {
+                    l = 0;
+                    reg_write(&mut regs.gpr, lo, l);
+                }
+                let h = if sext(l) >> 63 != 0 { u64::MAX } else { 0 };
+                reg_write(&mut regs.gpr, hi, h);
+            }
+        }
+        M::Bt | M::Bts | M::Btr | M::Btc
+            if insn.op0_kind() == OpKind::Memory && insn.op1_kind() == OpKind::Register =>
+        {
+            let r = insn.op1_register();
+            if conflict(r) {
+                return Err("bit offset register is an address register".into());
+            }
+            let v = (rng.below(512) as i64 - 256) as u64;
+            reg_write(&mut regs.gpr, r, v);
+        }
+        M::Shld | M::Shrd if op0_size == 2 => match insn.op2_kind() {
+            OpKind::Immediate8 => {
+                if insn.immediate8() & 31 > 16 {
+                    insn.set_immediate8(rng.below(17) as u8);
+                }
+            }
+            _ => {
+                if regs.gpr[1] & 31 > 16 {
+                    reg_write(&mut regs.gpr, Register::CL, rng.below(17));
+                }
+            }
+        },
+        M::Enter | M::Leave => {
+            regs.gpr[5] = base + layout::STACK_PTR + 8 * rng.below(32);
+            if m == M::Enter && insn.immediate16() >= 0xc00 {
+                // The host probes the new stack top (RSP - frame size): keep it inside the
+                // scratch stack.
+                let size = if rng.one_in(4) { 0 } else { rng.below(0xc00) };
+                insn.set_immediate16(size as u16);
+            }
+        }
+        M::Xlatb => {
+            regs.gpr[3] = base + layout::DATA_LO;
+        }
+        _ => {}
+    }
+    if insn.is_string_instruction() {
+        let rep = rng.one_in(2);
+        if rep {
+            if matches!(
+                m,
+                M::Cmpsb
+                    | M::Cmpsw
+                    | M::Cmpsd
+                    | M::Cmpsq
+                    | M::Scasb
+                    | M::Scasw
+                    | M::Scasd
+                    | M::Scasq
+            ) && rng.one_in(2)
+            {
+                insn.set_has_repne_prefix(true);
+            } else {
+                insn.set_has_repe_prefix(true);
+            }
+            regs.gpr[1] = rng.below(20);
+        }
+        regs.gpr[6] = base + 0x1c00 + rng.below(0x400);
+        regs.gpr[7] = base + 0x2400 + rng.below(0x400);
+    }
+    match spec.code.flow_control() {
+        FlowControl::IndirectBranch | FlowControl::IndirectCall => match insn.op0_kind() {
+            OpKind::Register => {
+                let r = insn.op0_register();
+                if conflict(r) {
+                    return Err("target register is an address register".into());
+                }
+                reg_write(&mut regs.gpr, r, taken);
+            }
+            _ => {
+                let ea = memop.expect("memory target").ea;
+                mem_write(mem, base, ea, op0_size.min(8), taken);
+            }
+        },
+        FlowControl::Return => {
+            mem_write(mem, base, base + layout::STACK_PTR, 8, taken);
+        }
+        _ => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,161 @@
+//! The scratch area's layout and the code page around the instruction under test.
+//!
+//! Offsets from the base address (the same address natively and in guest RAM):
+//!
+//! | offset | contents |
+//! |---|---|
+//! | `0x0000` | prologue: save host state, load the input state, `jmp INSN` |
+//! | `INSN` | the instruction under test, then the fall-through landing stub |
+//! | `TAKEN` | the taken landing stub (branch targets, indirect targets, return address) |
+//! | `EPI` | epilogue: store the state, restore the host, `cld`, `ret` |
+//! | `0x1000..0x3000` | scratch data (memory operands point into its middle) |
+//! | `0x3000..0x5000` | scratch stack, RSP = `STACK_PTR` |
+//! | `0x5000` | control area: input and output state, saved host RSP, landing marker |
+//!
+//! In the emulated copy of the page the two landing stubs are replaced by `hlt`.
+
+use iced_x86::code_asm::*;
+use iced_x86::IcedError;
+
+/// Page size.
+pub const PAGE: usize = 0x1000;
+/// Bytes mapped.
+pub const MAP_LEN: usize = 0x6000;
+/// The instruction under test.
+pub const INSN: u64 = 0x100;
+/// The taken-path landing stub (within rel8 reach of `INSN`).
+pub const TAKEN: u64 = 0x180;
+/// The epilogue.
+pub const EPI: u64 = 0x400;
+/// Start of the compared scratch memory (data then stack).
+pub const MEM_OFF: u64 = 0x1000;
+/// Length of the compared scratch memory.
+pub const MEM_LEN: usize = 0x4000;
+/// Memory operands' effective addresses fall in `DATA_LO..DATA_HI`.
+pub const DATA_LO: u64 = 0x1800;
+/// See [`DATA_LO`].
+pub const DATA_HI: u64 = 0x2800;
+/// The scratch stack pointer.
+pub const STACK_PTR: u64 = 0x4000;
+/// Control area: input GPRs.
+pub const CTRL: u64 = 0x5000;
+/// Input RFLAGS.
+pub const IN_FLAGS: u64 = CTRL + 0x80;
+/// Output GPRs.
+pub const OUT_GPR: u64 = CTRL + 0x100;
+/// Output RFLAGS.
+pub const OUT_FLAGS: u64 = CTRL + 0x180;
+/// Saved host RSP.
+pub const SAVE_RSP: u64 = CTRL + 0x200;
+/// Landing marker byte: 1 fall-through, 2 taken.
+pub const MARKER: u64 = CTRL + 0x208;
+
+/// Guest RAM of the emulated machines; every candidate base lies below it.
+pub const GUEST_RAM: u64 = 0x2000_0000;
+
+/// Where the scratch area may be mapped, in order of preference (all below 2 GiB, so that
+/// absolute 32-bit addressing reaches them, and below [`GUEST_RAM`]).
+pub const CANDIDATE_BASES: &[u64] = &[
+    0x1000_0000,
+    0x1010_0000,
+    0x1020_0000,
+    0x1030_0000,
+    0x1040_0000,
+    0x1050_0000,
+    0x1060_0000,
+    0x1070_0000,
+    0x0800_0000,
+    0x0810_0000,
+    0x0820_0000,
+    0x0830_0000,
+    0x1800_0000,
+    0x1810_0000,
+    0x1820_0000,
+    0x1830_0000,
+];
+
+/// The 16 GPRs and RFLAGS.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Regs {
+    /// RAX..R15.
+    pub gpr: [u64; 16],
+    /// RFLAGS.
+    pub flags: u64,
+}
+
+const GPRS: [AsmRegister64; 16] = [
+    rax, rcx, rdx, rbx, rsp, rbp, rsi, rdi, r8, r9, r10, r11, r12, r13, r14, r15,
+];
+
+/// The constant part of the native code page: prologue, taken stub, epilogue; `int3`
+/// everywhere else.
+pub fn fixed_page(base: u64) -> Result<Vec<u8>, IcedError> {
+    let mut page = vec![0xcc; PAGE];
+    let mut a = CodeAssembler::new(64)?;
+    for r in [rbx, rbp, r12, r13, r14, r15] {
+        a.push(r)?;
+    }
+    a.mov(qword_ptr(base + SAVE_RSP), rsp)?;
+    a.push(qword_ptr(base + IN_FLAGS))?;
+    a.popfq()?;
+    for (i, r) in GPRS.iter().enumerate() {
+        if i != 4 {
+            a.mov(*r, qword_ptr(base + CTRL + 8 * i as u64))?;
+        }
+    }
+    a.mov(rsp, qword_ptr(base + CTRL + 32))?;
+    a.jmp(base + INSN)?;
+    let pro = a.assemble(base)?;
+    assert!(pro.len() <= INSN as usize, "prologue too long");
+    page[..pro.len()].copy_from_slice(&pro);
+
+    let stub = landing_stub(base, base + TAKEN, 2);
+    page[TAKEN as usize..TAKEN as usize + stub.len()].copy_from_slice(&stub);
+
+    let mut a = CodeAssembler::new(64)?;
+    for (i, r) in GPRS.iter().enumerate() {
+        a.mov(qword_ptr(base + OUT_GPR + 8 * i as u64), *r)?;
+    }
+    a.mov(rsp, qword_ptr(base + SAVE_RSP))?;
+    a.pushfq()?;
+    a.pop(qword_ptr(base + OUT_FLAGS))?;
+    a.cld()?;
+    for r in [r15, r14, r13, r12, rbp, rbx] {
+        a.pop(r)?;
+    }
+    a.ret()?;
+    let epi = a.assemble(base + EPI)?;
+    page[EPI as usize..EPI as usize + epi.len()].copy_from_slice(&epi);
+    Ok(page)
+}
+
+/// `mov byte [MARKER], marker; jmp EPI` at address `at`; touches neither registers nor
+/// flags. Absolute 32-bit addressing: every base is below 2 GiB.
+fn landing_stub(base: u64, at: u64, marker: u8) -> Vec<u8> {
+    let mut v = vec![0xc6, 0x04, 0x25];
+    v.extend_from_slice(&((base + MARKER) as u32).to_le_bytes());
+    v.push(marker);
+    let next = at + v.len() as u64 + 5;
+    let rel = (base + EPI).wrapping_sub(next) as i64 as i32;
+    v.push(0xe9);
+    v.extend_from_slice(&rel.to_le_bytes());
+    v
+}
+
+/// The native code page: `fixed` with `insn` at `INSN` followed by the fall-through stub.
+pub fn native_page(base: u64, fixed: &[u8], insn: &[u8]) -> Vec<u8> {
+    let mut page = fixed.to_vec();
+    let at = INSN as usize;
+    page[at..at + insn.len()].copy_from_slice(insn);
+    let fall = INSN + insn.len() as u64;
+    let stub = landing_stub(base, base + fall, 1);
+    page[fall as usize..fall as usize + stub.len()].copy_from_slice(&stub);
+    page
+}
+
+/// The emulated code page: `insn` at `INSN`, `hlt` at the fall-through and taken addresses.
+pub fn emulated_page(insn: &[u8]) -> Vec<u8> {
+    let mut page = vec![0xf4; PAGE];
+    page[INSN as usize..INSN as usize + insn.len()].copy_from_slice(insn);
+    page
+}
