@@ -92,7 +92,7 @@ pub struct GuestRam {
 
 impl GuestRam {
     fn new(size: u64) -> Result<GuestRam, MemError> {
-        if size == 0 || size % PAGE_SIZE != 0 || size >= 1 << 48 {
+        if size == 0 || !size.is_multiple_of(PAGE_SIZE) || size >= 1 << 48 {
             return Err(MemError::BadSize(size));
         }
         let map =

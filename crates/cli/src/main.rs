@@ -43,7 +43,16 @@ fn dispatch(cli: Cli) -> Result<i32> {
             Ok(run_image(&args, &image)?.status)
         }
         Some(Command::Conformance {
-            against: ConformanceCmd::Host(_h),
-        }) => anyhow::bail!("conformance host is not built yet"),
+            against: ConformanceCmd::Host(h),
+        }) => {
+            let report = crane86_conformance::run(&crane86_conformance::Options {
+                inputs: h.inputs,
+                filter: h.filter,
+                seed: h.seed,
+            })?;
+            print!("{}", report.table());
+            println!("{}", report.summary_line());
+            Ok(if report.mismatches() == 0 { 0 } else { 1 })
+        }
     }
 }
