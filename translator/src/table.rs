@@ -47,6 +47,10 @@ pub enum Op {
     Loop,
     Call,
     Ret,
+    Mul,
+    Imul,
+    Div,
+    Idiv,
     /// UD0, UD1, UD2: the architected invalid opcodes.
     Ud,
     // Runtime class: executed by the runtime with the machine at hand (see `rewrite`).
@@ -242,6 +246,10 @@ fn build(code: Code) -> Option<Entry> {
         M::Loop | M::Loope | M::Loopne => inline(Op::Loop),
         M::Call => inline(Op::Call),
         M::Ret => inline(Op::Ret),
+        M::Mul => inline(Op::Mul),
+        M::Imul => inline(Op::Imul),
+        M::Div => inline(Op::Div),
+        M::Idiv => inline(Op::Idiv),
         M::Ud0 | M::Ud1 | M::Ud2 => inline(Op::Ud),
         M::Cpuid => runtime(Op::Cpuid),
         M::Hlt => runtime(Op::Hlt),

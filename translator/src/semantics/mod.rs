@@ -8,6 +8,7 @@ pub mod alu;
 pub mod control;
 pub mod data;
 pub mod flags;
+pub mod muldiv;
 pub mod operands;
 pub mod stack;
 pub mod system;
@@ -61,6 +62,11 @@ pub fn execute<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
         Op::Loop => control::loop_(e, insn),
         Op::Call => control::call(e, insn),
         Op::Ret => control::ret(e, insn),
+        Op::Mul => muldiv::mul1(e, insn, false),
+        Op::Imul if insn.op_count() == 1 => muldiv::mul1(e, insn, true),
+        Op::Imul => muldiv::imul_n(e, insn),
+        Op::Div => muldiv::div(e, insn, false),
+        Op::Idiv => muldiv::div(e, insn, true),
         Op::Ud => Err(e.raise(Fault::new(Exception::InvalidOpcode))),
         // Runtime-class rows are filtered out above; should one slip through, it is #UD
         // rather than a host panic.
