@@ -130,3 +130,27 @@ pub fn run64(code: &[u8], regs: &[(usize, u64)]) -> Outcome {
         }
     })
 }
+
+/// Finds the legacy form of `m` whose operand kinds are exactly `kinds`.
+pub fn form(m: iced_x86::Mnemonic, kinds: &[iced_x86::OpCodeOperandKind]) -> iced_x86::Code {
+    iced_x86::Code::values()
+        .find(|c| {
+            let oc = c.op_code();
+            c.mnemonic() == m
+                && oc.encoding() == iced_x86::EncodingKind::Legacy
+                && oc.op_kinds() == kinds
+                && (oc.mode64() || !oc.mode16())
+        })
+        .unwrap_or_else(|| panic!("no form {m:?} {kinds:?}"))
+}
+
+/// Encodes instructions one after the other from [`CODE`] for `bits`-bit code.
+pub fn encode(bits: u32, insns: &[iced_x86::Instruction]) -> Vec<u8> {
+    let mut enc = iced_x86::Encoder::new(bits);
+    let mut ip = CODE;
+    for i in insns {
+        let n = enc.encode(i, ip).unwrap();
+        ip += n as u64;
+    }
+    enc.take_buffer()
+}
