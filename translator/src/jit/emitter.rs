@@ -7,6 +7,7 @@ use cranelift_codegen::ir::{
 };
 use cranelift_codegen::isa::CallConv;
 use cranelift_frontend::{FunctionBuilder, Variable};
+use iced_x86::OpKind;
 
 use crane86_runtime::memory::{load_slow, store_slow};
 use crane86_runtime::{CcOp, Fault, SegReg};
@@ -61,6 +62,10 @@ pub struct JitEmitter<'a, 'f> {
     ended: bool,
     sigs: Sigs,
     chain: ChainSlots,
+    /// For a block that branches back to its own start: the loop header and the start
+    /// address. The back edge then jumps to the header with the guest state still in
+    /// variables, instead of storing it and chaining to itself.
+    loop_head: Option<(Block, u64)>,
 }
 
 fn sig(cc: CallConv, params: usize, returns: usize) -> Signature {
@@ -110,11 +115,39 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
             ended: false,
             sigs,
             chain,
+            loop_head: None,
         }
     }
 
     /// Emits the whole block.
     pub fn translate(&mut self, block: &DecodedBlock) {
+        let start = block.insns.first().map_or(0, |d| d.insn.ip());
+        let loops = block.insns.iter().any(|d| {
+            matches!(
+                d.insn.op0_kind(),
+                OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64
+            ) && d.insn.near_branch_target() == start
+        });
+        if loops {
+            // Everything the body may read is loaded before the header, so no load inside
+            // the loop reads state the loop has changed but not stored.
+            for r in 0..16 {
+                self.gpr(r);
+            }
+            self.rflags_rest();
+            self.ensure_cc_loaded();
+            let head = self.b.create_block();
+            self.b.ins().jump(head, &[]);
+            self.b.switch_to_block(head);
+            self.loop_head = Some((head, start));
+        }
+        self.translate_body(block);
+        if let Some((head, _)) = self.loop_head {
+            self.b.seal_block(head);
+        }
+    }
+
+    fn translate_body(&mut self, block: &DecodedBlock) {
         let mut next_ip = 0;
         for (i, d) in block.insns.iter().enumerate() {
             self.insn_ip = d.insn.ip();
@@ -194,6 +227,14 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
 
     /// Stores every changed piece of guest state back to CpuState.
     fn write_back(&mut self) {
+        // In a loop, a register written late in the body is already changed when an exit
+        // early in the body is taken on a later iteration: store everything.
+        let all = self.loop_head.is_some();
+        if all {
+            self.reg_state.iter_mut().for_each(|s| *s = Slot::Dirty);
+            self.rflags_state = Slot::Dirty;
+            self.cc_state = Slot::Dirty;
+        }
         for r in 0..16 {
             if self.reg_state[r] == Slot::Dirty {
                 let v = self.b.use_var(self.regs[r]);
@@ -253,6 +294,11 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
     /// RIP and the link token are only stored on the way back to the run loop: a chained
     /// target knows its own address.
     fn exit_chain(&mut self, target: u64, slot: usize, n: u32) {
+        if let Some((head, start)) = self.loop_head {
+            if target == start {
+                return self.loop_back(head, target, n);
+            }
+        }
         self.write_back();
         let nb = self.retire(n);
         let exhausted = self.b.ins().icmp_imm_s(IntCC::SignedLessThanOrEqual, nb, 0);
@@ -285,6 +331,32 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
         self.store_state(rip, off::RIP);
         let token = self.iconst(self.chain.token[slot]);
         self.store_state(token, off::LINK);
+        self.ret(EXIT_NEXT);
+    }
+
+    /// The back edge of a self-loop: account for the iteration, and go round again unless
+    /// the budget ran out or an exit was requested.
+    fn loop_back(&mut self, head: Block, target: u64, n: u32) {
+        let nb = self.retire(n);
+        let exhausted = self.b.ins().icmp_imm_s(IntCC::SignedLessThanOrEqual, nb, 0);
+        let req = self
+            .b
+            .ins()
+            .uload32(state_flags(), self.cpu, off::EXIT_REQUEST);
+        let requested = self.b.ins().icmp_imm_s(IntCC::NotEqual, req, 0);
+        let stop = self.b.ins().bor(exhausted, requested);
+        let back = self.b.create_block();
+        self.b.set_cold_block(back);
+        self.b.ins().brif(stop, back, &[], head, &[]);
+        self.b.seal_block(back);
+        self.b.switch_to_block(back);
+        // The flags' kind differs per path into the header: store it from its variable.
+        self.cc_static = None;
+        self.write_back();
+        let rip = self.iconst(target);
+        self.store_state(rip, off::RIP);
+        let z = self.iconst(0);
+        self.store_state(z, off::LINK);
         self.ret(EXIT_NEXT);
     }
 
