@@ -9,6 +9,7 @@ use iced_x86::{Code, EncodingKind, Mnemonic, OpCodeOperandKind as K};
 use crate::semantics::alu::AluOp;
 use crate::semantics::bit::BitOp;
 use crate::semantics::shift::ShiftOp;
+use crate::semantics::string::StrOp;
 
 /// Which semantics function runs an instruction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,6 +66,7 @@ pub enum Op {
     Xadd,
     Cmpxchg,
     CmpxchgWide,
+    Str(StrOp),
     /// UD0, UD1, UD2: the architected invalid opcodes.
     Ud,
     // Runtime class: executed by the runtime with the machine at hand (see `rewrite`).
@@ -159,6 +161,11 @@ fn build(code: Code) -> Option<Entry> {
         return None;
     }
     use Mnemonic as M;
+    // MOVSD and CMPSD are also SSE mnemonics: string forms are the ones with string operands.
+    let is_string = oc
+        .op_kinds()
+        .iter()
+        .any(|k| matches!(k, K::seg_rSI | K::es_rDI));
     let inline = |op| {
         Some(Entry {
             op,
@@ -285,6 +292,11 @@ fn build(code: Code) -> Option<Entry> {
         M::Xadd => inline(Op::Xadd),
         M::Cmpxchg => inline(Op::Cmpxchg),
         M::Cmpxchg8b | M::Cmpxchg16b => inline(Op::CmpxchgWide),
+        M::Movsb | M::Movsw | M::Movsd | M::Movsq if is_string => inline(Op::Str(StrOp::Movs)),
+        M::Cmpsb | M::Cmpsw | M::Cmpsd | M::Cmpsq if is_string => inline(Op::Str(StrOp::Cmps)),
+        M::Stosb | M::Stosw | M::Stosd | M::Stosq => inline(Op::Str(StrOp::Stos)),
+        M::Lodsb | M::Lodsw | M::Lodsd | M::Lodsq => inline(Op::Str(StrOp::Lods)),
+        M::Scasb | M::Scasw | M::Scasd | M::Scasq => inline(Op::Str(StrOp::Scas)),
         M::Ud0 | M::Ud1 | M::Ud2 => inline(Op::Ud),
         M::Cpuid => runtime(Op::Cpuid),
         M::Hlt => runtime(Op::Hlt),

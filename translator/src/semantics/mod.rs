@@ -14,6 +14,7 @@ pub mod muldiv;
 pub mod operands;
 pub mod shift;
 pub mod stack;
+pub mod string;
 pub mod system;
 
 use crane86_runtime::{Exception, Fault};
@@ -82,6 +83,7 @@ pub fn execute<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
         Op::Xadd => atomic::xadd(e, insn),
         Op::Cmpxchg => atomic::cmpxchg(e, insn),
         Op::CmpxchgWide => atomic::cmpxchg_wide(e, insn),
+        Op::Str(op) => string::string(e, insn, op),
         Op::Ud => Err(e.raise(Fault::new(Exception::InvalidOpcode))),
         // Runtime-class rows are filtered out above; should one slip through, it is #UD
         // rather than a host panic.
