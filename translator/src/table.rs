@@ -67,6 +67,10 @@ pub enum Op {
     Cmpxchg,
     CmpxchgWide,
     Str(StrOp),
+    DaaDas,
+    AaaAas,
+    Aam,
+    Aad,
     /// UD0, UD1, UD2: the architected invalid opcodes.
     Ud,
     // Runtime class: executed by the runtime with the machine at hand (see `rewrite`).
@@ -297,6 +301,10 @@ fn build(code: Code) -> Option<Entry> {
         M::Stosb | M::Stosw | M::Stosd | M::Stosq => inline(Op::Str(StrOp::Stos)),
         M::Lodsb | M::Lodsw | M::Lodsd | M::Lodsq => inline(Op::Str(StrOp::Lods)),
         M::Scasb | M::Scasw | M::Scasd | M::Scasq => inline(Op::Str(StrOp::Scas)),
+        M::Daa | M::Das => inline(Op::DaaDas),
+        M::Aaa | M::Aas => inline(Op::AaaAas),
+        M::Aam => inline(Op::Aam),
+        M::Aad => inline(Op::Aad),
         M::Ud0 | M::Ud1 | M::Ud2 => inline(Op::Ud),
         M::Cpuid => runtime(Op::Cpuid),
         M::Hlt => runtime(Op::Hlt),

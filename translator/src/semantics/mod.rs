@@ -6,6 +6,7 @@
 
 pub mod alu;
 pub mod atomic;
+pub mod bcd;
 pub mod bit;
 pub mod control;
 pub mod data;
@@ -84,6 +85,10 @@ pub fn execute<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
         Op::Cmpxchg => atomic::cmpxchg(e, insn),
         Op::CmpxchgWide => atomic::cmpxchg_wide(e, insn),
         Op::Str(op) => string::string(e, insn, op),
+        Op::DaaDas => bcd::daa_das(e, insn),
+        Op::AaaAas => bcd::aaa_aas(e, insn),
+        Op::Aam => bcd::aam(e, insn),
+        Op::Aad => bcd::aad(e, insn),
         Op::Ud => Err(e.raise(Fault::new(Exception::InvalidOpcode))),
         // Runtime-class rows are filtered out above; should one slip through, it is #UD
         // rather than a host panic.
