@@ -132,3 +132,80 @@ pub fn cmpxchg_wide<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
     update_flags(e, fl::ZF, zf);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::testutil::{asm, run64, CODE};
+    use crane86_runtime::Exception;
+    use iced_x86::code_asm::*;
+
+    const CF: u64 = 1;
+    const ZF: u64 = 0x40;
+
+    #[test]
+    fn xadd_forms() {
+        let o = run64(
+            &asm(64, |a| a.xadd(ebx, ecx).unwrap()),
+            &[(3, 0xffff_ffff), (1, 1)],
+        );
+        assert_eq!((o.r(3), o.r(1)), (0, 0xffff_ffff));
+        assert_eq!(o.flags() & (CF | ZF), CF | ZF);
+        let o = run64(
+            &asm(64, |a| {
+                a.mov(qword_ptr(0x8000), 40).unwrap();
+                a.lock().xadd(qword_ptr(0x8000), rcx).unwrap();
+            }),
+            &[(1, 2)],
+        );
+        assert_eq!((o.m(0x8000, 8), o.r(1)), (42, 40));
+        let o = run64(&asm(64, |a| a.xadd(al, al).unwrap()), &[(0, 0x1_0021)]);
+        assert_eq!(o.r(0), 0x1_0042);
+    }
+
+    #[test]
+    fn cmpxchg_both_outcomes() {
+        let c = asm(64, |a| a.cmpxchg(ebx, ecx).unwrap());
+        let o = run64(&c, &[(0, 1 << 40 | 5), (3, 5), (1, 9)]);
+        assert_eq!((o.r(0), o.r(3)), (1 << 40 | 5, 9));
+        assert_eq!(o.flags() & ZF, ZF);
+        let o = run64(&c, &[(0, 1 << 40 | 4), (3, 5), (1, 9)]);
+        assert_eq!((o.r(0), o.r(3)), (5, 5));
+        assert_eq!(o.flags() & (ZF | CF), CF);
+        let c = asm(64, |a| a.cmpxchg(byte_ptr(0x8000), cl).unwrap());
+        let o = run64(&c, &[(0, 0x1200), (1, 0x77)]);
+        assert_eq!((o.m(0x8000, 1), o.r(0)), (0x77, 0x1200));
+        let o = run64(&c, &[(0, 0x1201), (1, 0x77)]);
+        assert_eq!((o.m(0x8000, 1), o.r(0)), (0, 0x1200));
+    }
+
+    #[test]
+    fn cmpxchg8b_and_16b() {
+        let c = asm(64, |a| {
+            a.mov(qword_ptr(0x8000), rsi).unwrap();
+            a.cmpxchg8b(qword_ptr(0x8000)).unwrap();
+        });
+        let hit = [
+            (0, 0x2222),
+            (2, 0x1111),
+            (3, 0xbbbb),
+            (1, 0xcccc),
+            (6, 0x1111_0000_2222),
+        ];
+        let o = run64(&c, &hit);
+        assert_eq!(o.m(0x8000, 8), 0xcccc_0000_bbbb);
+        assert_eq!(o.flags() & ZF, ZF);
+        let o = run64(&c, &[(0, 1 << 40), (2, 0), (6, 0x1111_0000_2222)]);
+        assert_eq!((o.r(0), o.r(2), o.flags() & ZF), (0x2222, 0x1111, 0));
+        let c = asm(64, |a| a.cmpxchg16b(xmmword_ptr(rdi)).unwrap());
+        let regs = [(7, 0x8010), (0, 0), (2, 0), (3, 1), (1, 2)];
+        let o = run64(&c, &regs);
+        assert_eq!((o.m(0x8010, 8), o.m(0x8018, 8)), (1, 2));
+        assert_eq!(o.flags() & ZF, ZF);
+        let o = run64(&c, &[(7, 0x8018), (0, 5)]);
+        assert_eq!(
+            o.fault.map(|f| f.exception),
+            Some(Exception::GeneralProtection)
+        );
+        assert_eq!((o.cpu.rip, o.r(0)), (CODE, 5));
+    }
+}

@@ -152,3 +152,86 @@ pub fn popcnt<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
     set_eflags(e, zf);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::testutil::{asm, run64};
+    use iced_x86::code_asm::*;
+
+    const CF: u64 = 1;
+    const ZF: u64 = 0x40;
+
+    #[test]
+    fn bt_family_on_registers() {
+        let o = run64(&asm(64, |a| a.bts(rbx, 63).unwrap()), &[(3, 1)]);
+        assert_eq!((o.r(3), o.flags() & CF), (1 | 1 << 63, 0));
+        let o = run64(
+            &asm(64, |a| a.btr(ebx, ecx).unwrap()),
+            &[(3, 0xff), (1, 35)],
+        );
+        assert_eq!((o.r(3), o.flags() & CF), (0xf7, CF));
+        let o = run64(&asm(64, |a| a.btc(bx, 17).unwrap()), &[(3, 0x1_0000)]);
+        assert_eq!((o.r(3), o.flags() & CF), (0x1_0002, 0));
+        let o = run64(
+            &asm(64, |a| a.bt(rbx, rcx).unwrap()),
+            &[(3, 1 << 40), (1, 40)],
+        );
+        assert_eq!((o.r(3), o.flags() & CF), (1 << 40, CF));
+    }
+
+    #[test]
+    fn bt_with_memory_and_register_offset_indexes_the_bit_string() {
+        // bit 100 from 0x8010 is byte 0x801c bit 4; bit -1 is bit 31 of the dword at 0x800c
+        let o = run64(
+            &asm(64, |a| {
+                a.bts(dword_ptr(rax), ecx).unwrap();
+                a.bts(dword_ptr(rax), edx).unwrap();
+                a.btc(word_ptr(rax), si).unwrap();
+            }),
+            &[(0, 0x8010), (1, 100), (2, 0xffff_ffff), (6, 0xfff0)],
+        );
+        assert_eq!(o.m(0x801c, 4), 0x10);
+        // (the word at 0x800e below overlaps this dword)
+        assert_eq!(o.m(0x800c, 4), 0x8001_0000);
+        // si = -16: the word at 0x800e, bit 0
+        assert_eq!(o.m(0x800e, 2), 0x8001);
+        assert_eq!(o.flags() & CF, 0);
+        let o = run64(
+            &asm(64, |a| a.bt(qword_ptr(rax + 8), rcx).unwrap()),
+            &[(0, 0x8000), (1, (-65i64) as u64)],
+        );
+        assert_eq!(o.flags() & CF, 0);
+    }
+
+    #[test]
+    fn bit_scans() {
+        let o = run64(&asm(64, |a| a.bsf(eax, ebx).unwrap()), &[(0, 7), (3, 0x50)]);
+        assert_eq!((o.r(0), o.flags() & ZF), (4, 0));
+        let o = run64(&asm(64, |a| a.bsr(rax, rbx).unwrap()), &[(3, 0x50)]);
+        assert_eq!(o.r(0), 6);
+        // zero source: ZF and the destination unchanged
+        let o = run64(&asm(64, |a| a.bsf(eax, ebx).unwrap()), &[(0, 1 << 40 | 9)]);
+        assert_eq!((o.r(0), o.flags() & ZF), (1 << 40 | 9, ZF));
+        let o = run64(&asm(64, |a| a.bsr(ax, bx).unwrap()), &[(0, 0x1234_5678)]);
+        assert_eq!((o.r(0), o.flags() & ZF), (0x1234_5678, ZF));
+    }
+
+    #[test]
+    fn counts() {
+        let o = run64(&asm(64, |a| a.tzcnt(ax, bx).unwrap()), &[(0, 0xffff_0000)]);
+        assert_eq!((o.r(0), o.flags() & (CF | ZF)), (0xffff_0010, CF));
+        let o = run64(&asm(64, |a| a.tzcnt(rax, rbx).unwrap()), &[(3, 1)]);
+        assert_eq!((o.r(0), o.flags() & (CF | ZF)), (0, ZF));
+        let o = run64(&asm(64, |a| a.lzcnt(eax, ebx).unwrap()), &[(3, 0x100)]);
+        assert_eq!((o.r(0), o.flags() & (CF | ZF)), (23, 0));
+        let o = run64(&asm(64, |a| a.lzcnt(rax, rbx).unwrap()), &[]);
+        assert_eq!((o.r(0), o.flags() & (CF | ZF)), (64, CF));
+        let o = run64(
+            &asm(64, |a| a.popcnt(ecx, ebx).unwrap()),
+            &[(3, 0xf0f0_0001)],
+        );
+        assert_eq!((o.r(1), o.flags() & 0x8d5), (9, 0));
+        let o = run64(&asm(64, |a| a.popcnt(cx, bx).unwrap()), &[(3, 0xffff_0000)]);
+        assert_eq!((o.r(1), o.flags() & 0x8d5), (0, ZF));
+    }
+}
