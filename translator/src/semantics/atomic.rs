@@ -11,7 +11,8 @@ use iced_x86::Instruction;
 
 use super::flags::update_flags;
 use super::operands::{
-    loc, mem_linear, op_size, read_gpr_sized, read_loc, read_reg, trunc, write_loc, write_reg, Loc,
+    gpr_ref, loc, mem_linear, op_size, read_gpr_sized, read_loc, read_reg, trunc, write_loc,
+    write_reg, Loc,
 };
 use crate::emit::{Bin, Cmp, Emit, R};
 
@@ -46,8 +47,21 @@ pub fn cmpxchg<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
     let src = read_reg(e, insn.op_register(1));
     let acc = read_gpr_sized(e, 0, size);
     let eq = e.cmp(Cmp::Eq, acc, d);
-    let nv = e.select(eq, src, d);
-    write_loc(e, dst, size, nv)?;
+    match dst {
+        // A 32-bit register destination is left whole (upper half included) when the
+        // compare fails, as the AMD host does; a write would zero-extend it.
+        Loc::Reg(r) if size == 4 => {
+            let g = gpr_ref(r).expect("CMPXCHG destination is a GPR");
+            let full = e.gpr(g.index);
+            let new = e.zext(src, 32);
+            let v = e.select(eq, new, full);
+            e.set_gpr(g.index, v);
+        }
+        _ => {
+            let nv = e.select(eq, src, d);
+            write_loc(e, dst, size, nv)?;
+        }
+    }
     // The accumulator is written only on a mismatch (then a 32-bit write zero-extends).
     let old = e.gpr(0);
     let new_acc = if size == 4 {
