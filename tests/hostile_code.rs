@@ -25,13 +25,13 @@ const BLOCKS: usize = 100_000;
 /// a short block do not depend on earlier runs and a run that falls off its block ends there.
 const WINDOW: usize = 80;
 
-const TIERS: [Tier; 3] = [Tier::Interp, Tier::Jit, Tier::Auto { threshold: 4 }];
+const TIERS: [Tier; 3] = [Tier::Interp, Tier::Jit, Tier::Auto { threshold: 10 }];
 
 /// Which tier runs block `i`. Compiling a random block costs about a millisecond (Cranelift),
-/// against microseconds to interpret it, so the pure JIT tier gets one block in 64 and the
-/// interpreter and the auto tier (which compiles what runs four times) share the rest.
+/// against microseconds to interpret it, so the pure JIT tier gets one block in 256 and the
+/// interpreter and the auto tier (which compiles what runs ten times) share the rest.
 fn tier_of(i: usize) -> usize {
-    if i % 64 == 63 {
+    if i % 256 == 255 {
         1
     } else if i % 2 == 0 {
         0
