@@ -11,16 +11,17 @@ const MAX_LEAF: u32 = 0x7;
 const MAX_EXT_LEAF: u32 = 0x8000_0008;
 
 // CPUID.1:EDX
-#[allow(dead_code)] // advertised once CMPXCHG8B is claimed
 const EDX1_CX8: u32 = 1 << 8;
 const EDX1_CMOV: u32 = 1 << 15;
 // CPUID.1:ECX
+const ECX1_CX16: u32 = 1 << 13;
 const ECX1_MOVBE: u32 = 1 << 22;
 const ECX1_POPCNT: u32 = 1 << 23;
 // CPUID.80000001:EDX
 const EDX81_LM: u32 = 1 << 29;
 // CPUID.80000001:ECX
 const ECX81_LAHF: u32 = 1 << 0;
+const ECX81_ABM: u32 = 1 << 5;
 
 /// The feature bits, kept in one place so tests can compare them with the opcode table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,10 +40,10 @@ pub struct Features {
 
 /// What this build of crane86 advertises.
 pub const FEATURES: Features = Features {
-    ecx1: ECX1_MOVBE | ECX1_POPCNT,
-    edx1: EDX1_CMOV,
+    ecx1: ECX1_CX16 | ECX1_MOVBE | ECX1_POPCNT,
+    edx1: EDX1_CX8 | EDX1_CMOV,
     ebx7: 0,
-    ecx81: ECX81_LAHF,
+    ecx81: ECX81_LAHF | ECX81_ABM,
     edx81: EDX81_LM,
 };
 

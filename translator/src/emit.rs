@@ -185,6 +185,10 @@ pub trait Emit: Arith {
     /// Raises `fault` unconditionally.
     fn raise(&mut self, fault: Fault) -> Stop;
 
+    /// Ends the instruction early, with none of its effects, and goes on at `target` when
+    /// `cond` is non-zero (a REP string instruction with a zero count); otherwise execution
+    /// goes on. Returns `Err(Stop)` when the exit is certain.
+    fn exit_if(&mut self, cond: Self::V, target: u64) -> R<()>;
     /// Ends the instruction with a transfer to `target` (an instruction pointer value).
     fn jump(&mut self, target: Self::V);
     /// Ends the instruction with a transfer to `taken` if `cond` is non-zero, else to

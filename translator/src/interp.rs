@@ -216,6 +216,16 @@ impl Emit for Interp<'_> {
         }
     }
 
+    fn exit_if(&mut self, cond: u64, target: u64) -> R<()> {
+        if cond != 0 {
+            // `next` set with a Stop: the run loop takes it as a completed instruction.
+            self.next = Some(target);
+            Err(Stop)
+        } else {
+            Ok(())
+        }
+    }
+
     fn raise(&mut self, fault: Fault) -> Stop {
         self.cpu.raise(fault, 0);
         Stop
@@ -287,6 +297,11 @@ pub fn run_block(
             semantics::system::execute(&mut it, &d.insn)
         } else {
             semantics::execute(&mut it, &d.insn).map(|()| semantics::system::Outcome::Continue)
+        };
+        // An early exit (`exit_if`) stops the semantics but completes the instruction.
+        let result = match result {
+            Err(Stop) if it.next.is_some() => Ok(semantics::system::Outcome::Continue),
+            r => r,
         };
         match result {
             Ok(outcome) => {

@@ -28,5 +28,7 @@ pub mod jit;
 pub mod rewrite;
 pub mod semantics;
 pub mod table;
+#[cfg(test)]
+pub(crate) mod testutil;
 
 pub use cache::{Cache, CacheStats, Tier};

@@ -7,6 +7,9 @@ use std::sync::OnceLock;
 use iced_x86::{Code, EncodingKind, Mnemonic, OpCodeOperandKind as K};
 
 use crate::semantics::alu::AluOp;
+use crate::semantics::bit::BitOp;
+use crate::semantics::shift::ShiftOp;
+use crate::semantics::string::StrOp;
 
 /// Which semantics function runs an instruction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,6 +50,23 @@ pub enum Op {
     Loop,
     Call,
     Ret,
+    Mul,
+    Imul,
+    Div,
+    Idiv,
+    Shift(ShiftOp),
+    Shld,
+    Shrd,
+    Bt(BitOp),
+    Bsf,
+    Bsr,
+    Tzcnt,
+    Lzcnt,
+    Popcnt,
+    Xadd,
+    Cmpxchg,
+    CmpxchgWide,
+    Str(StrOp),
     /// UD0, UD1, UD2: the architected invalid opcodes.
     Ud,
     // Runtime class: executed by the runtime with the machine at hand (see `rewrite`).
@@ -141,6 +161,11 @@ fn build(code: Code) -> Option<Entry> {
         return None;
     }
     use Mnemonic as M;
+    // MOVSD and CMPSD are also SSE mnemonics: string forms are the ones with string operands.
+    let is_string = oc
+        .op_kinds()
+        .iter()
+        .any(|k| matches!(k, K::seg_rSI | K::es_rDI));
     let inline = |op| {
         Some(Entry {
             op,
@@ -242,6 +267,36 @@ fn build(code: Code) -> Option<Entry> {
         M::Loop | M::Loope | M::Loopne => inline(Op::Loop),
         M::Call => inline(Op::Call),
         M::Ret => inline(Op::Ret),
+        M::Mul => inline(Op::Mul),
+        M::Imul => inline(Op::Imul),
+        M::Div => inline(Op::Div),
+        M::Idiv => inline(Op::Idiv),
+        M::Shl | M::Sal => inline(Op::Shift(ShiftOp::Shl)),
+        M::Shr => inline(Op::Shift(ShiftOp::Shr)),
+        M::Sar => inline(Op::Shift(ShiftOp::Sar)),
+        M::Rol => inline(Op::Shift(ShiftOp::Rol)),
+        M::Ror => inline(Op::Shift(ShiftOp::Ror)),
+        M::Rcl => inline(Op::Shift(ShiftOp::Rcl)),
+        M::Rcr => inline(Op::Shift(ShiftOp::Rcr)),
+        M::Shld => inline(Op::Shld),
+        M::Shrd => inline(Op::Shrd),
+        M::Bt => inline(Op::Bt(BitOp::Test)),
+        M::Bts => inline(Op::Bt(BitOp::Set)),
+        M::Btr => inline(Op::Bt(BitOp::Reset)),
+        M::Btc => inline(Op::Bt(BitOp::Complement)),
+        M::Bsf => inline(Op::Bsf),
+        M::Bsr => inline(Op::Bsr),
+        M::Tzcnt => inline(Op::Tzcnt),
+        M::Lzcnt => inline(Op::Lzcnt),
+        M::Popcnt => inline(Op::Popcnt),
+        M::Xadd => inline(Op::Xadd),
+        M::Cmpxchg => inline(Op::Cmpxchg),
+        M::Cmpxchg8b | M::Cmpxchg16b => inline(Op::CmpxchgWide),
+        M::Movsb | M::Movsw | M::Movsd | M::Movsq if is_string => inline(Op::Str(StrOp::Movs)),
+        M::Cmpsb | M::Cmpsw | M::Cmpsd | M::Cmpsq if is_string => inline(Op::Str(StrOp::Cmps)),
+        M::Stosb | M::Stosw | M::Stosd | M::Stosq => inline(Op::Str(StrOp::Stos)),
+        M::Lodsb | M::Lodsw | M::Lodsd | M::Lodsq => inline(Op::Str(StrOp::Lods)),
+        M::Scasb | M::Scasw | M::Scasd | M::Scasq => inline(Op::Str(StrOp::Scas)),
         M::Ud0 | M::Ud1 | M::Ud2 => inline(Op::Ud),
         M::Cpuid => runtime(Op::Cpuid),
         M::Hlt => runtime(Op::Hlt),

@@ -612,6 +612,25 @@ impl Emit for JitEmitter<'_, '_> {
         Ok(())
     }
 
+    fn exit_if(&mut self, cond: Value, target: u64) -> R<()> {
+        let n = self.index + 1;
+        match self.const_of(cond) {
+            Some(0) => return Ok(()),
+            Some(_) => {
+                // Slot 1: the same not-taken target as the instruction's final branch.
+                self.exit_chain(target, 1, n);
+                self.finish_instruction_end();
+                return Err(Stop);
+            }
+            None => {}
+        }
+        let (exit, cont) = self.split(cond);
+        self.b.switch_to_block(exit);
+        self.exit_chain(target, 1, n);
+        self.b.switch_to_block(cont);
+        Ok(())
+    }
+
     fn raise(&mut self, fault: Fault) -> Stop {
         self.record_fault(fault);
         self.exit_fault();

@@ -5,11 +5,16 @@
 //! flags (the rule that makes exceptions precise; see [`crate::emit`]).
 
 pub mod alu;
+pub mod atomic;
+pub mod bit;
 pub mod control;
 pub mod data;
 pub mod flags;
+pub mod muldiv;
 pub mod operands;
+pub mod shift;
 pub mod stack;
+pub mod string;
 pub mod system;
 
 use crane86_runtime::{Exception, Fault};
@@ -61,6 +66,24 @@ pub fn execute<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
         Op::Loop => control::loop_(e, insn),
         Op::Call => control::call(e, insn),
         Op::Ret => control::ret(e, insn),
+        Op::Mul => muldiv::mul1(e, insn, false),
+        Op::Imul if insn.op_count() == 1 => muldiv::mul1(e, insn, true),
+        Op::Imul => muldiv::imul_n(e, insn),
+        Op::Div => muldiv::div(e, insn, false),
+        Op::Idiv => muldiv::div(e, insn, true),
+        Op::Shift(op) => shift::shift(e, insn, op),
+        Op::Shld => shift::shift_double(e, insn, true),
+        Op::Shrd => shift::shift_double(e, insn, false),
+        Op::Bt(op) => bit::bt(e, insn, op),
+        Op::Bsf => bit::bit_scan(e, insn, false),
+        Op::Bsr => bit::bit_scan(e, insn, true),
+        Op::Tzcnt => bit::count_zeros(e, insn, false),
+        Op::Lzcnt => bit::count_zeros(e, insn, true),
+        Op::Popcnt => bit::popcnt(e, insn),
+        Op::Xadd => atomic::xadd(e, insn),
+        Op::Cmpxchg => atomic::cmpxchg(e, insn),
+        Op::CmpxchgWide => atomic::cmpxchg_wide(e, insn),
+        Op::Str(op) => string::string(e, insn, op),
         Op::Ud => Err(e.raise(Fault::new(Exception::InvalidOpcode))),
         // Runtime-class rows are filtered out above; should one slip through, it is #UD
         // rather than a host panic.

@@ -1,0 +1,156 @@
+//! Test support: runs a code snippet on the interpreter and on the JIT, checks that the two
+//! back ends agree, and hands back the final state for known-answer checks.
+
+use crane86_runtime::{BlockKey, CpuMode, CpuState, Fault, PhysMem, PortIo};
+use iced_x86::code_asm::CodeAssembler;
+
+use crate::cache::{Cache, Tier};
+use crate::interp::{rflags, run_block};
+use crate::jit::JitOptions;
+
+/// Where the snippet is loaded and starts.
+pub const CODE: u64 = 0x1000;
+/// A data area whose bytes are compared between the two back ends.
+pub const DATA: u64 = 0x8000;
+const DATA_LEN: u64 = 0x1000;
+
+struct NoIo;
+
+impl PortIo for NoIo {
+    fn port_read(&mut self, _port: u16, _size: u8) -> u32 {
+        0
+    }
+    fn port_write(&mut self, _port: u16, _size: u8, _value: u32) {}
+}
+
+/// The final state of one run.
+pub struct Outcome {
+    /// The CPU.
+    pub cpu: CpuState,
+    /// Guest memory.
+    pub mem: PhysMem,
+    /// The fault that stopped the run, if any (`cpu.rip` is then the faulting instruction).
+    pub fault: Option<Fault>,
+}
+
+impl Outcome {
+    /// General register `i`.
+    pub fn r(&self, i: usize) -> u64 {
+        self.cpu.gpr[i]
+    }
+    /// The architectural RFLAGS.
+    pub fn flags(&self) -> u64 {
+        rflags(&self.cpu)
+    }
+    /// `size` bytes of memory at `addr`.
+    pub fn m(&self, addr: u64, size: u32) -> u64 {
+        self.mem.read_phys(addr, size)
+    }
+}
+
+/// Assembles with iced's code assembler at [`CODE`].
+pub fn asm(bits: u32, f: impl FnOnce(&mut CodeAssembler)) -> Vec<u8> {
+    let mut a = CodeAssembler::new(bits).unwrap();
+    f(&mut a);
+    a.assemble(CODE).unwrap()
+}
+
+fn run_tier(
+    tier: Tier,
+    mode: CpuMode,
+    code: &[u8],
+    setup: &dyn Fn(&mut CpuState, &mut PhysMem),
+) -> Outcome {
+    let mut mem = PhysMem::new(1 << 20).unwrap();
+    // A HLT after the snippet ends its last block (HLT runs alone), so the run stops there.
+    mem.load(CODE, code).unwrap();
+    mem.load(CODE + code.len() as u64, &[0xf4]).unwrap();
+    let mut cpu = CpuState::new(mode);
+    cpu.rip = CODE;
+    cpu.gpr[4] = 0xf000;
+    setup(&mut cpu, &mut mem);
+    let end = CODE + code.len() as u64;
+    let opts = JitOptions {
+        optimize: true,
+        verify: true,
+    };
+    let mut cache = Cache::new(tier, 1 << 22, opts).unwrap();
+    let mut steps = 0;
+    while cpu.rip != end && cpu.fault.pending == 0 {
+        steps += 1;
+        assert!(steps < 100_000, "{tier:?}: the snippet does not finish");
+        let key = BlockKey::new(cpu.rip, &cpu);
+        let id = cache.lookup(key, cpu.rip, &mut cpu, &mut mem);
+        let token = std::mem::take(&mut cpu.link);
+        if let Some(c) = cache.prepare(id).unwrap() {
+            cache.link(token, id);
+            cpu.budget = 1000;
+            cache.run_compiled(c, &mut cpu, &mut mem);
+        } else {
+            let block = cache.block(id).decoded.clone();
+            run_block(&mut cpu, &mut mem, &mut NoIo, &block, 1000);
+        }
+        if mem.has_dirty_code() {
+            for page in mem.take_dirty_code() {
+                cache.invalidate_page(page, &mut mem);
+            }
+            cpu.link = 0;
+        }
+        cpu.smc_pending = 0;
+    }
+    let fault = cpu.take_fault();
+    Outcome { cpu, mem, fault }
+}
+
+/// Runs `code` on both back ends from the same start state, asserts that they agree on the
+/// registers, RIP, RFLAGS, the fault and the data area, and returns the interpreter's result.
+pub fn run_both(
+    mode: CpuMode,
+    code: &[u8],
+    setup: impl Fn(&mut CpuState, &mut PhysMem),
+) -> Outcome {
+    let i = run_tier(Tier::Interp, mode, code, &setup);
+    let j = run_tier(Tier::Jit, mode, code, &setup);
+    assert_eq!(i.cpu.gpr, j.cpu.gpr, "registers differ (interp vs JIT)");
+    assert_eq!(i.cpu.rip, j.cpu.rip, "rip differs");
+    assert_eq!(i.flags(), j.flags(), "rflags differ");
+    assert_eq!(i.fault, j.fault, "faults differ");
+    for a in (DATA..DATA + DATA_LEN).step_by(8) {
+        assert_eq!(i.m(a, 8), j.m(a, 8), "memory at {a:#x} differs");
+    }
+    i
+}
+
+/// [`run_both`] in 64-bit mode with the given initial registers `(index, value)`.
+pub fn run64(code: &[u8], regs: &[(usize, u64)]) -> Outcome {
+    let regs = regs.to_vec();
+    run_both(CpuMode::Long64, code, move |cpu, _| {
+        for &(r, v) in &regs {
+            cpu.gpr[r] = v;
+        }
+    })
+}
+
+/// Finds the legacy form of `m` whose operand kinds are exactly `kinds`.
+pub fn form(m: iced_x86::Mnemonic, kinds: &[iced_x86::OpCodeOperandKind]) -> iced_x86::Code {
+    iced_x86::Code::values()
+        .find(|c| {
+            let oc = c.op_code();
+            c.mnemonic() == m
+                && oc.encoding() == iced_x86::EncodingKind::Legacy
+                && oc.op_kinds() == kinds
+                && (oc.mode64() || !oc.mode16())
+        })
+        .unwrap_or_else(|| panic!("no form {m:?} {kinds:?}"))
+}
+
+/// Encodes instructions one after the other from [`CODE`] for `bits`-bit code.
+pub fn encode(bits: u32, insns: &[iced_x86::Instruction]) -> Vec<u8> {
+    let mut enc = iced_x86::Encoder::new(bits);
+    let mut ip = CODE;
+    for i in insns {
+        let n = enc.encode(i, ip).unwrap();
+        ip += n as u64;
+    }
+    enc.take_buffer()
+}
