@@ -542,7 +542,8 @@ fn crc32(bits: u32) -> Guest {
     g.set(&mut nox);
     g.a.dec(ecx).unwrap();
     g.a.jnz(bit).unwrap();
-    g.a.mov(dword_ptr(g.ix(R::Bp, R::B, 4, table)), eax).unwrap();
+    g.a.mov(dword_ptr(g.ix(R::Bp, R::B, 4, table)), eax)
+        .unwrap();
     g.a.inc(ebx).unwrap();
     g.a.cmp(ebx, 256).unwrap();
     g.a.jb(tg).unwrap();
@@ -566,7 +567,8 @@ fn crc32(bits: u32) -> Guest {
     g.a.xor(edx, eax).unwrap();
     g.a.movzx(edx, dl).unwrap();
     g.a.shr(eax, 8).unwrap();
-    g.a.xor(eax, dword_ptr(g.ix(R::Bp, R::D, 4, table))).unwrap();
+    g.a.xor(eax, dword_ptr(g.ix(R::Bp, R::D, 4, table)))
+        .unwrap();
     g.a.inc(ecx).unwrap();
     g.a.cmp(ecx, len as i32).unwrap();
     g.a.jb(crc_loop).unwrap();
@@ -651,8 +653,7 @@ fn strings(bits: u32) -> Guest {
     g.a.mov(ebp, base).unwrap();
     g.a.cld().unwrap();
     // generate the text with STOSB
-    let (mut gen, mut space, mut letter, mut store) =
-        (g.label(), g.label(), g.label(), g.label());
+    let (mut gen, mut space, mut letter, mut store) = (g.label(), g.label(), g.label(), g.label());
     g.a.mov(esi, STR_SEED).unwrap();
     g.a.mov(edi, txt).unwrap();
     g.a.mov(ecx, STR_LEN).unwrap();
