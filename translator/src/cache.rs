@@ -323,6 +323,8 @@ impl Cache {
     /// Runs compiled code `code` (from [`Cache::prepare`]) on `cpu`; returns the JIT exit
     /// code. Refuses (returns a fault-free `EXIT_NEXT` without running) a pointer that is not
     /// in this cache's arena, so no stale pointer can ever be entered.
+    // `code` is only entered after the arena check below, so this is not an unchecked deref.
+    #[allow(clippy::not_unsafe_ptr_arg_deref)]
     pub fn run_compiled(&self, code: *const u8, cpu: &mut CpuState, mem: &mut PhysMem) -> i64 {
         if !self.arena.contains(code) {
             return crate::jit::EXIT_NEXT;

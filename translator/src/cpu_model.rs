@@ -17,6 +17,10 @@ const EDX1_CMOV: u32 = 1 << 15;
 const ECX1_CX16: u32 = 1 << 13;
 const ECX1_MOVBE: u32 = 1 << 22;
 const ECX1_POPCNT: u32 = 1 << 23;
+// CPUID.7.0:EBX
+const EBX7_BMI1: u32 = 1 << 3;
+const EBX7_BMI2: u32 = 1 << 8;
+const EBX7_ADX: u32 = 1 << 19;
 // CPUID.80000001:EDX
 const EDX81_LM: u32 = 1 << 29;
 // CPUID.80000001:ECX
@@ -42,7 +46,7 @@ pub struct Features {
 pub const FEATURES: Features = Features {
     ecx1: ECX1_CX16 | ECX1_MOVBE | ECX1_POPCNT,
     edx1: EDX1_CX8 | EDX1_CMOV,
-    ebx7: 0,
+    ebx7: EBX7_BMI1 | EBX7_BMI2 | EBX7_ADX,
     ecx81: ECX81_LAHF | ECX81_ABM,
     edx81: EDX81_LM,
 };

@@ -134,7 +134,9 @@ mod tests {
 
     #[test]
     fn invalid_bytes_end_the_block_with_one_instruction() {
-        let code = [0x90, 0x0f, 0xff, 0xff];
+        // 06 (PUSH ES) does not exist in 64-bit mode. (0F FF FF decodes as UD0 with a ModRM,
+        // a valid instruction, so it cannot serve here.)
+        let code = [0x90, 0x06, 0xff, 0xff];
         let b = decode_block(&code, 0, 4096, C64, false);
         assert_eq!(b.insns.len(), 2);
         assert!(b.insns[1].insn.is_invalid());

@@ -67,6 +67,18 @@ pub enum Op {
     Cmpxchg,
     CmpxchgWide,
     Str(StrOp),
+    DaaDas,
+    AaaAas,
+    Aam,
+    Aad,
+    Adx,
+    Andn,
+    Bextr,
+    Bls,
+    Bzhi,
+    Mulx,
+    PdepPext,
+    ShiftX,
     /// UD0, UD1, UD2: the architected invalid opcodes.
     Ud,
     // Runtime class: executed by the runtime with the machine at hand (see `rewrite`).
@@ -152,10 +164,36 @@ fn is_far(code: Code) -> bool {
     )
 }
 
+fn is_bmi(m: Mnemonic) -> bool {
+    use Mnemonic as M;
+    matches!(
+        m,
+        M::Andn
+            | M::Bextr
+            | M::Blsi
+            | M::Blsmsk
+            | M::Blsr
+            | M::Bzhi
+            | M::Mulx
+            | M::Pdep
+            | M::Pext
+            | M::Rorx
+            | M::Sarx
+            | M::Shlx
+            | M::Shrx
+    )
+}
+
 fn build(code: Code) -> Option<Entry> {
     let oc = code.op_code();
-    if !oc.is_instruction() || oc.encoding() != EncodingKind::Legacy {
+    if !oc.is_instruction() {
         return None;
+    }
+    // VEX only for the BMI1/BMI2 general-register instructions.
+    match oc.encoding() {
+        EncodingKind::Legacy => {}
+        EncodingKind::VEX if is_bmi(code.mnemonic()) => {}
+        _ => return None,
     }
     if has_system_operand(code) || is_far(code) {
         return None;
@@ -297,6 +335,18 @@ fn build(code: Code) -> Option<Entry> {
         M::Stosb | M::Stosw | M::Stosd | M::Stosq => inline(Op::Str(StrOp::Stos)),
         M::Lodsb | M::Lodsw | M::Lodsd | M::Lodsq => inline(Op::Str(StrOp::Lods)),
         M::Scasb | M::Scasw | M::Scasd | M::Scasq => inline(Op::Str(StrOp::Scas)),
+        M::Daa | M::Das => inline(Op::DaaDas),
+        M::Aaa | M::Aas => inline(Op::AaaAas),
+        M::Aam => inline(Op::Aam),
+        M::Aad => inline(Op::Aad),
+        M::Adcx | M::Adox => inline(Op::Adx),
+        M::Andn => inline(Op::Andn),
+        M::Bextr => inline(Op::Bextr),
+        M::Blsi | M::Blsmsk | M::Blsr => inline(Op::Bls),
+        M::Bzhi => inline(Op::Bzhi),
+        M::Mulx => inline(Op::Mulx),
+        M::Pdep | M::Pext => inline(Op::PdepPext),
+        M::Rorx | M::Sarx | M::Shlx | M::Shrx => inline(Op::ShiftX),
         M::Ud0 | M::Ud1 | M::Ud2 => inline(Op::Ud),
         M::Cpuid => runtime(Op::Cpuid),
         M::Hlt => runtime(Op::Hlt),

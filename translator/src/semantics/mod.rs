@@ -6,7 +6,9 @@
 
 pub mod alu;
 pub mod atomic;
+pub mod bcd;
 pub mod bit;
+pub mod bmi;
 pub mod control;
 pub mod data;
 pub mod flags;
@@ -84,6 +86,18 @@ pub fn execute<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
         Op::Cmpxchg => atomic::cmpxchg(e, insn),
         Op::CmpxchgWide => atomic::cmpxchg_wide(e, insn),
         Op::Str(op) => string::string(e, insn, op),
+        Op::DaaDas => bcd::daa_das(e, insn),
+        Op::AaaAas => bcd::aaa_aas(e, insn),
+        Op::Aam => bcd::aam(e, insn),
+        Op::Aad => bcd::aad(e, insn),
+        Op::Adx => bmi::adx(e, insn),
+        Op::Andn => bmi::andn(e, insn),
+        Op::Bextr => bmi::bextr(e, insn),
+        Op::Bls => bmi::bls(e, insn),
+        Op::Bzhi => bmi::bzhi(e, insn),
+        Op::Mulx => bmi::mulx(e, insn),
+        Op::PdepPext => bmi::pdep_pext(e, insn),
+        Op::ShiftX => bmi::shift_x(e, insn),
         Op::Ud => Err(e.raise(Fault::new(Exception::InvalidOpcode))),
         // Runtime-class rows are filtered out above; should one slip through, it is #UD
         // rather than a host panic.

@@ -240,7 +240,8 @@ mod tests {
 
     #[test]
     fn divide_errors_leave_no_effect() {
-        let cases: Vec<(Vec<u8>, Vec<(usize, u64)>)> = vec![
+        type Case = (Vec<u8>, Vec<(usize, u64)>);
+        let cases: Vec<Case> = vec![
             (asm(64, |a| a.div(bl).unwrap()), vec![(0, 0x1000), (3, 0)]),
             (
                 asm(64, |a| a.div(bl).unwrap()),

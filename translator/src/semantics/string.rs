@@ -138,7 +138,6 @@ pub fn string<E: Emit>(e: &mut E, insn: &Instruction, op: StrOp) -> R<()> {
 mod tests {
     use crate::testutil::{asm, run64, run_both, DATA};
     use crane86_runtime::CpuMode;
-    use iced_x86::code_asm::*;
 
     const ZF: u64 = 0x40;
     const CF: u64 = 1;
