@@ -1,1 +1,183 @@
-fn main() {}
+//! Tier benchmarks: the crc32 guest (64-bit) under the interpreter, the JIT and the default
+//! auto tier; decode throughput; JIT compile time per block.
+
+use std::time::Duration;
+
+use crane86_machine::{Machine, MachineConfig, RunEnd, DEFAULT_JIT_THRESHOLD};
+use crane86_runtime::CpuMode;
+use crane86_translator::decode::{decode_block, DecodedBlock};
+use crane86_translator::emit::Ctx;
+use crane86_translator::jit::{ChainSlots, Jit, JitOptions};
+use crane86_translator::Tier;
+use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+
+fn guest() -> crane86_guests::Guest {
+    crane86_guests::by_name("crc32", 64).unwrap()
+}
+
+/// Instructions the crc32 guest retires (measured once, for the throughput figure).
+fn guest_insns() -> u64 {
+    let g = guest();
+    let mut m = machine(Tier::Interp);
+    m.load_flat(&g.image, g.load_addr, g.entry, CpuMode::Long64)
+        .unwrap();
+    let end = m.run(None).unwrap();
+    assert_eq!(end, RunEnd::DebugExit(0), "crc32 guest did not finish");
+    m.stats.insns_interp + m.stats.insns_jit
+}
+
+fn machine(tier: Tier) -> Machine {
+    Machine::new(&MachineConfig {
+        tier,
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+fn tiers(c: &mut Criterion) {
+    let g = guest();
+    let insns = guest_insns();
+    let mut grp = c.benchmark_group("crc32_64");
+    grp.sample_size(10)
+        .measurement_time(Duration::from_secs(4))
+        .warm_up_time(Duration::from_secs(1))
+        .throughput(Throughput::Elements(insns));
+    for (name, tier) in [
+        ("interp", Tier::Interp),
+        ("jit", Tier::Jit),
+        (
+            "auto",
+            Tier::Auto {
+                threshold: DEFAULT_JIT_THRESHOLD,
+            },
+        ),
+    ] {
+        grp.bench_function(name, |b| {
+            // A fresh machine per run: the translation cost is part of the measurement.
+            b.iter_batched(
+                || machine(tier),
+                |mut m| {
+                    m.load_flat(&g.image, g.load_addr, g.entry, CpuMode::Long64)
+                        .unwrap();
+                    let end = m.run(None).unwrap();
+                    assert_eq!(end, RunEnd::DebugExit(0));
+                    m
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    // Warm: the translation cache already holds every block (the guest rebuilds its data
+    // itself, so a rerun only needs a CPU reset): pure execution speed of each tier.
+    for (name, tier) in [("interp_warm", Tier::Interp), ("jit_warm", Tier::Jit)] {
+        let mut m = machine(tier);
+        m.load_flat(&g.image, g.load_addr, g.entry, CpuMode::Long64)
+            .unwrap();
+        assert_eq!(m.run(None).unwrap(), RunEnd::DebugExit(0));
+        let compiled = m.cache.stats.blocks_compiled;
+        grp.bench_function(name, |b| {
+            b.iter(|| {
+                rerun(&mut m);
+                assert_eq!(m.run(None).unwrap(), RunEnd::DebugExit(0));
+            })
+        });
+        assert_eq!(
+            m.cache.stats.blocks_compiled, compiled,
+            "warm run recompiled"
+        );
+    }
+    grp.finish();
+}
+
+/// Resets the CPU and the devices to the guest's entry, keeping memory and translations.
+fn rerun(m: &mut Machine) {
+    let rsp = m.mem.ram_size() - 16;
+    m.cpu = crane86_runtime::CpuState::new(CpuMode::Long64);
+    m.cpu.set_gpr(crane86_runtime::Gpr::Rsp, rsp);
+    m.cpu.rip = crane86_guests::CODE_ADDR;
+    m.ports.exit = None;
+    m.ports.serial.clear();
+}
+
+/// The blocks of the crc32 guest, decoded from every instruction boundary of its image.
+fn blocks() -> Vec<DecodedBlock> {
+    let g = guest();
+    let ctx = Ctx {
+        mode: CpuMode::Long64,
+        stack32: false,
+    };
+    let mut out = Vec::new();
+    let mut off = 0usize;
+    while off < g.image.len() {
+        let b = decode_block(
+            &g.image[off..],
+            g.load_addr + off as u64,
+            g.image.len() - off,
+            ctx,
+            false,
+        );
+        off += b.byte_len.max(1) as usize;
+        out.push(b);
+    }
+    out
+}
+
+fn translate(c: &mut Criterion) {
+    let g = guest();
+    let ctx = Ctx {
+        mode: CpuMode::Long64,
+        stack32: false,
+    };
+    let mut grp = c.benchmark_group("translate");
+    grp.sample_size(10)
+        .measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_millis(500));
+    grp.throughput(Throughput::Bytes(g.image.len() as u64));
+    grp.bench_function("decode_image", |b| {
+        b.iter(|| {
+            let mut off = 0usize;
+            let mut n = 0usize;
+            while off < g.image.len() {
+                let blk = decode_block(
+                    black_box(&g.image[off..]),
+                    g.load_addr + off as u64,
+                    g.image.len() - off,
+                    ctx,
+                    false,
+                );
+                off += blk.byte_len.max(1) as usize;
+                n += blk.insns.len();
+            }
+            n
+        })
+    });
+    let blocks = blocks();
+    let slots = Box::new([0u64; 2]);
+    let chain = ChainSlots {
+        slot_addr: [slots.as_ptr() as u64, slots.as_ptr() as u64 + 8],
+        token: [1, 2],
+    };
+    grp.throughput(Throughput::Elements(blocks.len() as u64));
+    for (name, optimize) in [
+        ("compile_blocks_opt", true),
+        ("compile_blocks_noopt", false),
+    ] {
+        let mut jit = Jit::new(JitOptions {
+            optimize,
+            verify: false,
+        })
+        .unwrap();
+        grp.bench_function(name, |b| {
+            b.iter(|| {
+                blocks
+                    .iter()
+                    .map(|blk| jit.compile_block(blk, chain).unwrap().len())
+                    .sum::<usize>()
+            })
+        });
+    }
+    grp.finish();
+}
+
+criterion_group!(benches, tiers, translate);
+criterion_main!(benches);
