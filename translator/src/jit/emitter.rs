@@ -291,8 +291,6 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
     }
 
     /// Exit to a known target: tail-call its code if the slot holds it and the vCPU may go on.
-    /// RIP and the link token are only stored on the way back to the run loop: a chained
-    /// target knows its own address.
     fn exit_chain(&mut self, target: u64, slot: usize, n: u32) {
         if let Some((head, start)) = self.loop_head {
             if target == start {
@@ -300,6 +298,15 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
             }
         }
         self.write_back();
+        self.chain_tail(None, [(target, slot), (target, slot)], n);
+    }
+
+    /// The common end of chained exits, once state is written back: retire `n` instructions,
+    /// pick the target (the first when `cond` is `None` or non-zero), and tail-call its code if
+    /// its slot holds it and the vCPU may go on. A two-way branch shares this one sequence,
+    /// selecting the target, instead of duplicating it per arm. RIP and the link token are only
+    /// stored on the way back to the run loop: a chained target knows its own address.
+    fn chain_tail(&mut self, cond: Option<Value>, exits: [(u64, usize); 2], n: u32) {
         let nb = self.retire(n);
         let exhausted = self.b.ins().icmp_imm_s(IntCC::SignedLessThanOrEqual, nb, 0);
         let req = self
@@ -308,12 +315,25 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
             .uload32(state_flags(), self.cpu, off::EXIT_REQUEST);
         let requested = self.b.ins().icmp_imm_s(IntCC::NotEqual, req, 0);
         let stop = self.b.ins().bor(exhausted, requested);
+        let pick = |em: &mut Self, a: u64, b: u64| {
+            let av = em.iconst(a);
+            match cond {
+                Some(c) if a != b => {
+                    let bv = em.iconst(b);
+                    em.b.ins().select(c, av, bv)
+                }
+                _ => av,
+            }
+        };
+        let [(t0, s0), (t1, s1)] = exits;
+        let slot_addr = pick(self, self.chain.slot_addr[s0], self.chain.slot_addr[s1]);
+        let rip = pick(self, t0, t1);
+        let token = pick(self, self.chain.token[s0], self.chain.token[s1]);
         let back = self.b.create_block();
         let try_chain = self.b.create_block();
         self.b.ins().brif(stop, back, &[], try_chain, &[]);
         self.b.seal_block(try_chain);
         self.b.switch_to_block(try_chain);
-        let slot_addr = self.iconst(self.chain.slot_addr[slot]);
         let target_code = self.b.ins().load(I64, state_flags(), slot_addr, 0);
         let go = self.b.create_block();
         self.b.ins().brif(target_code, go, &[], back, &[]);
@@ -327,9 +347,7 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
             .ins()
             .return_call_indirect(self.sigs.block, target_code, &[self.cpu]);
         self.b.switch_to_block(back);
-        let rip = self.iconst(target);
         self.store_state(rip, off::RIP);
-        let token = self.iconst(self.chain.token[slot]);
         self.store_state(token, off::LINK);
         self.ret(EXIT_NEXT);
     }
@@ -735,6 +753,13 @@ impl Emit for JitEmitter<'_, '_> {
         let n = self.index + 1;
         match self.const_of(cond) {
             Some(c) => self.exit_chain(if c != 0 { taken } else { not_taken }, 0, n),
+            None if self
+                .loop_head
+                .is_none_or(|(_, start)| taken != start && not_taken != start) =>
+            {
+                self.write_back();
+                self.chain_tail(Some(cond), [(taken, 0), (not_taken, 1)], n);
+            }
             None => {
                 let t = self.b.create_block();
                 let f = self.b.create_block();
