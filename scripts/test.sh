@@ -22,7 +22,7 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --release -- -D warnings
+echo "== conformance against the host CPU (short run; the full run is --inputs 1000)"
+cargo run --release --quiet -- conformance host --inputs 200 | tail -n 3
 echo "== cargo test (release)"
 cargo test --workspace --release
-echo "== conformance against the host CPU (short run)"
-cargo run --release --quiet -- conformance host --inputs 200
