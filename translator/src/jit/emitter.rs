@@ -256,6 +256,19 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
         }
     }
 
+    /// Retires `n` instructions and tells (non-zero) whether the vCPU must go back to the run
+    /// loop: the budget ran out or an exit was requested.
+    fn retire_and_check(&mut self, n: u32) -> Value {
+        let nb = self.retire(n);
+        let exhausted = self.b.ins().icmp_imm_s(IntCC::SignedLessThanOrEqual, nb, 0);
+        let req = self
+            .b
+            .ins()
+            .uload32(state_flags(), self.cpu, off::EXIT_REQUEST);
+        let requested = self.b.ins().icmp_imm_s(IntCC::NotEqual, req, 0);
+        self.b.ins().bor(exhausted, requested)
+    }
+
     /// Subtracts `n` retired instructions from the budget; returns the new budget.
     fn retire(&mut self, n: u32) -> Value {
         let bud = self.load_state(off::BUDGET);
@@ -307,14 +320,7 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
     /// selecting the target, instead of duplicating it per arm. RIP and the link token are only
     /// stored on the way back to the run loop: a chained target knows its own address.
     fn chain_tail(&mut self, cond: Option<Value>, exits: [(u64, usize); 2], n: u32) {
-        let nb = self.retire(n);
-        let exhausted = self.b.ins().icmp_imm_s(IntCC::SignedLessThanOrEqual, nb, 0);
-        let req = self
-            .b
-            .ins()
-            .uload32(state_flags(), self.cpu, off::EXIT_REQUEST);
-        let requested = self.b.ins().icmp_imm_s(IntCC::NotEqual, req, 0);
-        let stop = self.b.ins().bor(exhausted, requested);
+        let stop = self.retire_and_check(n);
         let pick = |em: &mut Self, a: u64, b: u64| {
             let av = em.iconst(a);
             match cond {
@@ -355,14 +361,7 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
     /// The back edge of a self-loop: account for the iteration, and go round again unless
     /// the budget ran out or an exit was requested.
     fn loop_back(&mut self, head: Block, target: u64, n: u32) {
-        let nb = self.retire(n);
-        let exhausted = self.b.ins().icmp_imm_s(IntCC::SignedLessThanOrEqual, nb, 0);
-        let req = self
-            .b
-            .ins()
-            .uload32(state_flags(), self.cpu, off::EXIT_REQUEST);
-        let requested = self.b.ins().icmp_imm_s(IntCC::NotEqual, req, 0);
-        let stop = self.b.ins().bor(exhausted, requested);
+        let stop = self.retire_and_check(n);
         let back = self.b.create_block();
         self.b.set_cold_block(back);
         self.b.ins().brif(stop, back, &[], head, &[]);
