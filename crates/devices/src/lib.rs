@@ -1,0 +1,71 @@
+//! The PC device model: port and MMIO buses, interrupt lines, the virtual clock, and one file
+//! per device.
+//!
+//! A device does not know where it is mapped: it implements [`PortDevice`] (or
+//! [`MmioDevice`]) with offset-only `read`/`write`, and the bus subtracts the base. A device
+//! never panics on any access, size or value: unknown offsets read as all-ones and writes to
+//! them are logged and dropped. Interrupts leave a device through an [`IrqLine`], which the
+//! machine connects to an interrupt controller. Time comes from a [`Clock`], so that a
+//! deterministic clock (derived from retired instructions) makes two runs identical.
+//!
+//! ```
+//! use crane86_devices::{PortBus, PortDevice};
+//! use crane86_runtime::PortIo;
+//!
+//! struct Scratch(u8);
+//! impl PortDevice for Scratch {
+//!     fn read(&mut self, _offset: u16, _size: u8) -> u32 { u32::from(self.0) }
+//!     fn write(&mut self, _offset: u16, _size: u8, value: u32) { self.0 = value as u8 }
+//! }
+//! let mut bus = PortBus::new();
+//! bus.insert(0x80, 1, Box::new(Scratch(0))).unwrap();
+//! bus.port_write(0x80, 1, 0x42);
+//! assert_eq!(bus.port_read(0x80, 1), 0x42);
+//! assert_eq!(bus.port_read(0x81, 1), 0xff); // nothing there: the bus floats high
+//! ```
+#![deny(missing_docs)]
+
+mod bus;
+mod clock;
+
+pub use bus::{BusError, MmioBus, PortBus};
+pub use clock::{Clock, ManualClock};
+
+/// A device on the port-I/O bus, addressed by offset from its base.
+pub trait PortDevice: Send {
+    /// Reads `size` (1, 2 or 4) bytes at `offset`.
+    fn read(&mut self, offset: u16, size: u8) -> u32;
+    /// Writes `size` (1, 2 or 4) bytes at `offset`.
+    fn write(&mut self, offset: u16, size: u8, value: u32);
+}
+
+/// A device on the MMIO bus, addressed by offset from its base.
+pub trait MmioDevice: Send {
+    /// Reads `size` (1, 2, 4 or 8) bytes at `offset`.
+    fn read(&mut self, offset: u64, size: u8) -> u64;
+    /// Writes `size` (1, 2, 4 or 8) bytes at `offset`.
+    fn write(&mut self, offset: u64, size: u8, value: u64);
+}
+
+/// An interrupt line from a device to an interrupt controller.
+///
+/// `&self`, because a device holds its line while the controller behind it changes: the
+/// implementation uses interior mutability.
+pub trait IrqLine: Send + Sync {
+    /// Drives the line high (`true`) or low.
+    fn set_level(&self, high: bool);
+
+    /// An edge: high, then low (for edge-triggered inputs).
+    fn pulse(&self) {
+        self.set_level(true);
+        self.set_level(false);
+    }
+}
+
+/// A line connected to nothing (for devices whose interrupt is not wired).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoIrq;
+
+impl IrqLine for NoIrq {
+    fn set_level(&self, _high: bool) {}
+}
