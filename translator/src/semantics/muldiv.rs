@@ -48,21 +48,29 @@ fn product<E: Emit>(e: &mut E, a: E::V, b: E::V, size: u32, signed: bool) -> (E:
     (lo, hi, ovf)
 }
 
+/// Writes the two results of MUL/DIV: `AH:AL = high:low` for byte operands, else
+/// `rDX = high`, `rAX = low` at the operand size.
+fn write_pair<E: Emit>(e: &mut E, size: u32, low: E::V, high: E::V) {
+    if size == 1 {
+        let low = trunc(e, low, 1);
+        let high = trunc(e, high, 1);
+        let eight = e.imm(8);
+        let h = e.bin(Bin::Shl, high, eight);
+        let ax = e.bin(Bin::Or, h, low);
+        write_gpr_sized(e, RAX, 2, ax);
+    } else {
+        write_gpr_sized(e, RAX, size, low);
+        write_gpr_sized(e, RDX, size, high);
+    }
+}
+
 /// MUL r/m and the one-operand IMUL r/m: AX := AL * src, or rDX:rAX := rAX * src.
 pub fn mul1<E: Emit>(e: &mut E, insn: &Instruction, signed: bool) -> R<()> {
     let size = op_size(insn, 0);
     let src = read_op(e, insn, 0, size)?;
     let acc = read_gpr_sized(e, RAX, size);
     let (lo, hi, ovf) = product(e, acc, src, size, signed);
-    if size == 1 {
-        let eight = e.imm(8);
-        let h = e.bin(Bin::Shl, hi, eight);
-        let ax = e.bin(Bin::Or, h, lo);
-        write_gpr_sized(e, RAX, 2, ax);
-    } else {
-        write_gpr_sized(e, RAX, size, lo);
-        write_gpr_sized(e, RDX, size, hi);
-    }
+    write_pair(e, size, lo, hi);
     e.set_cc(CcOp::new(CcKind::Mul, size as u8), acc, ovf, lo);
     Ok(())
 }
@@ -144,17 +152,7 @@ pub fn div<E: Emit>(e: &mut E, insn: &Instruction, signed: bool) -> R<()> {
         let bad = e.bin(Bin::Xor, fits, one);
         e.raise_if(bad, de)?;
     }
-    if size == 1 {
-        let q = trunc(e, q, 1);
-        let r = trunc(e, r, 1);
-        let eight = e.imm(8);
-        let r = e.bin(Bin::Shl, r, eight);
-        let ax = e.bin(Bin::Or, r, q);
-        write_gpr_sized(e, RAX, 2, ax);
-    } else {
-        write_gpr_sized(e, RAX, size, q);
-        write_gpr_sized(e, RDX, size, r);
-    }
+    write_pair(e, size, q, r);
     Ok(())
 }
 
