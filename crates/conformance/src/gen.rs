@@ -388,11 +388,11 @@ fn make_mem(
     insn: &mut Instruction,
     i: u32,
     regs: &mut Regs,
-    reserved: u16,
+    spec: &Spec,
     base: u64,
     offs: bool,
-    bits: u32,
 ) -> MemOp {
+    let (reserved, bits) = (spec.reserved, spec.bits);
     // Registers available as base/index, and the address size.
     let (nregs, asize) = if bits == 32 { (8, 4) } else { (16, 8) };
     let size = insn.memory_size().size().max(1) as u64;
@@ -542,7 +542,7 @@ fn try_instance(spec: &Spec, rng: &mut Rng, base: u64, div_zero: bool) -> Result
             }
             Gen::RegOrMem(_) | Gen::Mem | Gen::MemOffs => {
                 let offs = matches!(g, Gen::MemOffs);
-                let m = make_mem(rng, &mut insn, i, &mut regs, spec.reserved, base, offs, bits);
+                let m = make_mem(rng, &mut insn, i, &mut regs, spec, base, offs);
                 let size = insn.memory_size().size().clamp(1, 8) as u32;
                 mem_write(&mut mem, base, m.ea, size, rng.value());
                 memop = Some(m);

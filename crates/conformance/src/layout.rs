@@ -7,12 +7,15 @@
 //! | `0x0000` | prologue: save host state, load the input state, `jmp INSN` |
 //! | `INSN` | the instruction under test, then the fall-through landing stub |
 //! | `TAKEN` | the taken landing stub (branch targets, indirect targets, return address) |
+//! | `EXIT32` | 32-bit runs: `jmp far [FAR_OUT]` back to 64-bit mode at `EPI` |
 //! | `EPI` | epilogue: store the state, restore the host, `cld`, `ret` |
+//! | `FAR_IN`, `FAR_OUT` | 32-bit runs: far pointers into and out of compatibility mode |
 //! | `0x1000..0x3000` | scratch data (memory operands point into its middle) |
 //! | `0x3000..0x5000` | scratch stack, RSP = `STACK_PTR` |
 //! | `0x5000` | control area: input and output state, saved host RSP, landing marker |
 //!
-//! In the emulated copy of the page the two landing stubs are replaced by `hlt`.
+//! In the emulated copy of the page the two landing stubs are replaced by `hlt`. In 32-bit
+//! runs the landing stubs jump to `EXIT32` instead of `EPI`.
 
 use iced_x86::code_asm::*;
 use iced_x86::IcedError;

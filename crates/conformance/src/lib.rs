@@ -1,13 +1,19 @@
 //! The host-CPU conformance checker.
 //!
-//! For every instruction form the translator's opcode table claims (and that is valid in
-//! 64-bit mode), [`run`] generates random instances — random registers from each operand's
+//! For every instruction form the translator's opcode table claims, [`run`] generates random
+//! instances — random registers from each operand's
 //! register class, register or memory forms, immediates, edge-case values and flags — and runs
 //! each one twice over:
 //! 1. natively, on the host CPU, inside a small fixed-address code page (see `layout` and
 //!    the `native` module, the only `unsafe` code here);
 //! 2. in crane86, in both the interpreter and the JIT tier, with the same code and data at
 //!    the same guest addresses.
+//!
+//! Forms not valid in 64-bit mode (BCD arithmetic, PUSHA/POPA, INC/DEC 0x40-0x4F, 32-bit
+//! pushes, pops and branches, ...) run as 32-bit code: natively in compatibility mode (a far
+//! jump to Linux's `__USER32_CS` and back, see `layout::fixed_page`), in crane86 in flat
+//! 32-bit protected mode (`CpuMode::Prot32`), with operands from the eight legacy registers
+//! and 32-bit addressing; only the low halves of EAX..EDI are compared.
 //!
 //! It then compares all sixteen GPRs, where execution went (fall-through or taken target),
 //! the arithmetic flags and DF (minus the bits the SDM calls undefined for that instruction
@@ -340,7 +346,10 @@ impl Checker {
                 }
             }
         }
-        if matches!(code.mnemonic(), Mnemonic::Div | Mnemonic::Idiv | Mnemonic::Aam) {
+        if matches!(
+            code.mnemonic(),
+            Mnemonic::Div | Mnemonic::Idiv | Mnemonic::Aam
+        ) {
             // Division by zero, checked in the emulator only.
             if let Ok(case) = gen::instance(&spec, &mut rng, self.base, true) {
                 r.inputs += 1;
@@ -398,11 +407,11 @@ impl Checker {
         let page = layout::native_page(self.base, fixed, &case.bytes, bits);
         let out = self.native.run(&page, &case.mem, &case.input)?;
         let mut regs = out.regs;
-        if bits == 32 {
-            regs.gpr = low32(&regs.gpr);
-        }
         if let Some(t) = self.tamper {
             t(&mut regs);
+        }
+        if bits == 32 {
+            regs.gpr = low32(&regs.gpr);
         }
         let landing = match out.marker {
             1 => self.base + layout::INSN + case.bytes.len() as u64,
