@@ -98,6 +98,9 @@ enum Gen {
 pub struct Spec {
     /// The form.
     pub code: Code,
+    /// Code size it runs in: 64, or 32 for forms not valid in 64-bit mode (compatibility
+    /// mode natively, flat 32-bit protected mode in crane86).
+    pub bits: u32,
     ops: Vec<Gen>,
     /// Registers (bit per encoding number) never chosen as explicit operands or addresses.
     reserved: u16,
@@ -162,6 +165,19 @@ pub fn spec(code: Code) -> Result<Spec, String> {
     if let Some(why) = native_denied(code.mnemonic()) {
         return Err(why.into());
     }
+    if matches!(
+        code,
+        Code::Cmpxchg486_rm8_r8 | Code::Cmpxchg486_rm16_r16 | Code::Cmpxchg486_rm32_r32
+    ) {
+        return Err("486 A-step encoding (0F A6/A7): #UD on the host".into());
+    }
+    let bits = if oc.mode64() {
+        64
+    } else if oc.mode32() {
+        32
+    } else {
+        return Err("valid in neither 64-bit nor 32-bit mode".into());
+    };
     if code == Code::Bswap_r16 {
         return Err("BSWAP r16: result undefined".into());
     }
@@ -204,7 +220,7 @@ pub fn spec(code: Code) -> Result<Spec, String> {
             K::imm32 => Gen::Imm(OpKind::Immediate32),
             K::imm32sex64 => Gen::Imm(OpKind::Immediate32to64),
             K::imm64 => Gen::Imm(OpKind::Immediate64),
-            K::br64_1 | K::br64_4 => Gen::Branch,
+            K::br64_1 | K::br64_4 | K::br32_1 | K::br32_4 => Gen::Branch,
             K::br16_1 | K::br16_2 => {
                 return Err(
                     "16-bit near branch: the target is truncated to 16 bits, outside the \
@@ -257,6 +273,7 @@ pub fn spec(code: Code) -> Result<Spec, String> {
     }
     Ok(Spec {
         code,
+        bits,
         ops,
         reserved,
     })
@@ -275,6 +292,8 @@ pub struct Case {
     pub mem: Vec<u8>,
     /// EFLAGS bits not compared.
     pub undefined: u64,
+    /// Code size: 64, or 32 (compatibility mode natively, `CpuMode::Prot32` in crane86).
+    pub bits: u32,
 }
 
 fn gpr_index(r: Register) -> usize {
@@ -334,7 +353,21 @@ fn reg_of(size: u32, n: u64, high8: bool) -> Register {
     Register::try_from(first + idx as usize).expect("GPR number in range")
 }
 
-fn pick_reg(rng: &mut Rng, size: u32, reserved: u16) -> Register {
+fn pick_reg(rng: &mut Rng, size: u32, reserved: u16, bits: u32) -> Register {
+    if bits == 32 {
+        // Eight registers; byte registers are AL..BL and AH..BH.
+        loop {
+            let n = rng.below(8);
+            let (num, high8) = if size == 1 && n >= 4 {
+                (n - 4, true)
+            } else {
+                (n, false)
+            };
+            if reserved & (1 << num) == 0 {
+                return reg_of(size, num, high8);
+            }
+        }
+    }
     loop {
         let n = rng.below(16);
         let high8 = size == 1 && n < 4 && rng.one_in(4);
@@ -355,10 +388,13 @@ fn make_mem(
     insn: &mut Instruction,
     i: u32,
     regs: &mut Regs,
-    reserved: u16,
+    spec: &Spec,
     base: u64,
     offs: bool,
 ) -> MemOp {
+    let (reserved, bits) = (spec.reserved, spec.bits);
+    // Registers available as base/index, and the address size.
+    let (nregs, asize) = if bits == 32 { (8, 4) } else { (16, 8) };
     let size = insn.memory_size().size().max(1) as u64;
     let mut ea = base + layout::DATA_LO + rng.below(layout::DATA_HI - layout::DATA_LO - 16);
     if size >= 16 {
@@ -368,13 +404,19 @@ fn make_mem(
     let choice = rng.below(8);
     let mut used = 0u16;
     if offs || choice == 0 {
-        insn.set_memory_base(if offs { Register::None } else { Register::RIP });
+        // 64-bit: RIP-relative (or moffs64); 32-bit: absolute disp32 (or moffs32).
+        let b = if offs || bits == 32 {
+            Register::None
+        } else {
+            Register::RIP
+        };
+        insn.set_memory_base(b);
         insn.set_memory_index(Register::None);
         insn.set_memory_displacement64(ea);
-        insn.set_memory_displ_size(8);
+        insn.set_memory_displ_size(asize);
     } else {
         let b = loop {
-            let n = rng.below(16);
+            let n = rng.below(nregs);
             if reserved & (1 << n) == 0 && !(n == 4 && size >= 16) {
                 break n as usize;
             }
@@ -391,7 +433,7 @@ fn make_mem(
         let mut index = Register::None;
         if choice == 1 && b != 4 {
             let x = loop {
-                let n = rng.below(16) as usize;
+                let n = rng.below(nregs) as usize;
                 if n != 4 && n != b && reserved & (1 << n) == 0 {
                     break n;
                 }
@@ -400,7 +442,7 @@ fn make_mem(
             let xv = rng.below(16);
             regs.gpr[x] = xv;
             idx_part = xv * scale;
-            index = reg_of(8, x as u64, false);
+            index = reg_of(asize, x as u64, false);
             insn.set_memory_index_scale(scale as u32);
             used |= 1 << x;
         }
@@ -408,7 +450,7 @@ fn make_mem(
             regs.gpr[b] = ea.wrapping_sub(disp as u64).wrapping_sub(idx_part);
         }
         used |= 1 << b;
-        insn.set_memory_base(reg_of(8, b as u64, false));
+        insn.set_memory_base(reg_of(asize, b as u64, false));
         insn.set_memory_index(index);
         insn.set_memory_displacement64(disp as u64);
         insn.set_memory_displ_size(if disp == 0 { 0 } else { 1 });
@@ -443,8 +485,8 @@ fn set_imm(insn: &mut Instruction, i: u32, kind: OpKind, v: u64) {
     }
 }
 
-/// Generates an instance of `spec` for the scratch area at `base`. With `div_zero` (DIV and
-/// IDIV only) the divisor is zero: such a case must never run natively.
+/// Generates an instance of `spec` for the scratch area at `base`. With `div_zero` (DIV,
+/// IDIV and AAM only) the divisor is zero: such a case must never run natively.
 pub fn instance(spec: &Spec, rng: &mut Rng, base: u64, div_zero: bool) -> Result<Case, String> {
     let mut last = String::new();
     for _ in 0..64 {
@@ -457,9 +499,16 @@ pub fn instance(spec: &Spec, rng: &mut Rng, base: u64, div_zero: bool) -> Result
 }
 
 fn try_instance(spec: &Spec, rng: &mut Rng, base: u64, div_zero: bool) -> Result<Case, String> {
+    let bits = spec.bits;
     let mut regs = Regs::default();
     for g in regs.gpr.iter_mut() {
         *g = rng.value();
+    }
+    if bits == 32 {
+        // A 32-bit state: R8..R15 and the upper halves do not exist.
+        for (i, g) in regs.gpr.iter_mut().enumerate() {
+            *g = if i < 8 { *g & 0xffff_ffff } else { 0 };
+        }
     }
     regs.gpr[4] = base + layout::STACK_PTR;
     regs.flags = (rng.next() & fl::ARITH) | fl::FIXED1 | fl::IF;
@@ -473,7 +522,11 @@ fn try_instance(spec: &Spec, rng: &mut Rng, base: u64, div_zero: bool) -> Result
 
     let mut insn = Instruction::default();
     insn.set_code(spec.code);
-    insn.set_code_size(CodeSize::Code64);
+    insn.set_code_size(if bits == 32 {
+        CodeSize::Code32
+    } else {
+        CodeSize::Code64
+    });
     let mut memop: Option<MemOp> = None;
     for (i, g) in spec.ops.iter().enumerate() {
         let i = i as u32;
@@ -482,14 +535,14 @@ fn try_instance(spec: &Spec, rng: &mut Rng, base: u64, div_zero: bool) -> Result
             insn.set_op_register(i, r);
         };
         match *g {
-            Gen::Reg(size) => set_reg(&mut insn, pick_reg(rng, size, spec.reserved)),
+            Gen::Reg(size) => set_reg(&mut insn, pick_reg(rng, size, spec.reserved, bits)),
             Gen::Fixed(r) => set_reg(&mut insn, r),
             Gen::RegOrMem(size) if rng.one_in(2) => {
-                set_reg(&mut insn, pick_reg(rng, size, spec.reserved))
+                set_reg(&mut insn, pick_reg(rng, size, spec.reserved, bits))
             }
             Gen::RegOrMem(_) | Gen::Mem | Gen::MemOffs => {
                 let offs = matches!(g, Gen::MemOffs);
-                let m = make_mem(rng, &mut insn, i, &mut regs, spec.reserved, base, offs);
+                let m = make_mem(rng, &mut insn, i, &mut regs, spec, base, offs);
                 let size = insn.memory_size().size().clamp(1, 8) as u32;
                 mem_write(&mut mem, base, m.ea, size, rng.value());
                 memop = Some(m);
@@ -503,16 +556,27 @@ fn try_instance(spec: &Spec, rng: &mut Rng, base: u64, div_zero: bool) -> Result
                 set_imm(&mut insn, i, kind, v);
             }
             Gen::One => set_imm(&mut insn, i, OpKind::Immediate8, 1),
+            Gen::Branch if bits == 32 => {
+                insn.set_op_kind(i, OpKind::NearBranch32);
+                insn.set_near_branch32((base + layout::TAKEN) as u32);
+            }
             Gen::Branch => {
                 insn.set_op_kind(i, OpKind::NearBranch64);
                 insn.set_near_branch64(base + layout::TAKEN);
             }
+            Gen::StrSi if bits == 32 => insn.set_op_kind(i, OpKind::MemorySegESI),
+            Gen::StrEsDi if bits == 32 => insn.set_op_kind(i, OpKind::MemoryESEDI),
+            Gen::StrSegDi if bits == 32 => insn.set_op_kind(i, OpKind::MemorySegEDI),
             Gen::StrSi => insn.set_op_kind(i, OpKind::MemorySegRSI),
             Gen::StrEsDi => insn.set_op_kind(i, OpKind::MemoryESRDI),
             Gen::StrSegDi => insn.set_op_kind(i, OpKind::MemorySegRDI),
             Gen::Xlat => {
                 insn.set_op_kind(i, OpKind::Memory);
-                insn.set_memory_base(Register::RBX);
+                insn.set_memory_base(if bits == 32 {
+                    Register::EBX
+                } else {
+                    Register::RBX
+                });
                 insn.set_memory_index(Register::AL);
                 insn.set_memory_index_scale(1);
             }
@@ -530,7 +594,7 @@ fn try_instance(spec: &Spec, rng: &mut Rng, base: u64, div_zero: bool) -> Result
     )?;
 
     let ip = base + layout::INSN;
-    let mut enc = Encoder::new(64);
+    let mut enc = Encoder::new(bits);
     enc.encode(&insn, ip).map_err(|e| e.to_string())?;
     let bytes = enc.take_buffer();
     // UD0 without operands is the AMD decoding of 0F FF.
@@ -539,7 +603,7 @@ fn try_instance(spec: &Spec, rng: &mut Rng, base: u64, div_zero: bool) -> Result
     } else {
         DecoderOptions::NONE
     };
-    let decoded = Decoder::with_ip(64, &bytes, ip, options).decode();
+    let decoded = Decoder::with_ip(bits, &bytes, ip, options).decode();
     if decoded.code() != spec.code {
         return Err(format!("encoded as {:?}", decoded.code()));
     }
@@ -550,6 +614,7 @@ fn try_instance(spec: &Spec, rng: &mut Rng, base: u64, div_zero: bool) -> Result
         input: regs,
         mem,
         undefined,
+        bits,
     })
 }
 
@@ -614,6 +679,14 @@ fn constrain(
                 }
                 let h = if sext(l) >> 63 != 0 { u64::MAX } else { 0 };
                 reg_write(&mut regs.gpr, hi, h);
+            }
+        }
+        M::Aam => {
+            // AAM divides AL by the immediate: 0 raises #DE.
+            if div_zero {
+                insn.set_immediate8(0);
+            } else if insn.immediate8() == 0 {
+                insn.set_immediate8(1 + rng.below(255) as u8);
             }
         }
         M::Bt | M::Bts | M::Btr | M::Btc

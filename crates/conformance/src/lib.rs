@@ -1,13 +1,19 @@
 //! The host-CPU conformance checker.
 //!
-//! For every instruction form the translator's opcode table claims (and that is valid in
-//! 64-bit mode), [`run`] generates random instances — random registers from each operand's
+//! For every instruction form the translator's opcode table claims, [`run`] generates random
+//! instances — random registers from each operand's
 //! register class, register or memory forms, immediates, edge-case values and flags — and runs
 //! each one twice over:
 //! 1. natively, on the host CPU, inside a small fixed-address code page (see `layout` and
 //!    the `native` module, the only `unsafe` code here);
 //! 2. in crane86, in both the interpreter and the JIT tier, with the same code and data at
 //!    the same guest addresses.
+//!
+//! Forms not valid in 64-bit mode (BCD arithmetic, PUSHA/POPA, INC/DEC 0x40-0x4F, 32-bit
+//! pushes, pops and branches, ...) run as 32-bit code: natively in compatibility mode (a far
+//! jump to Linux's `__USER32_CS` and back, see `layout::fixed_page`), in crane86 in flat
+//! 32-bit protected mode (`CpuMode::Prot32`), with operands from the eight legacy registers
+//! and 32-bit addressing; only the low halves of EAX..EDI are compared.
 //!
 //! It then compares all sixteen GPRs, where execution went (fall-through or taken target),
 //! the arithmetic flags and DF (minus the bits the SDM calls undefined for that instruction
@@ -200,11 +206,15 @@ type Tamper = fn(&mut Regs);
 struct Checker {
     native: Native,
     base: u64,
+    /// The fixed native code page for 64-bit forms.
     fixed: Vec<u8>,
+    /// The same for 32-bit forms (compatibility mode), when the host can run them.
+    fixed32: Option<Vec<u8>>,
     machines: [(Tier, Machine); 2],
-    /// The instruction bytes each machine's code page and translation cache hold now: an
-    /// identical next instance reuses the translation instead of flushing and recompiling.
-    loaded: [Vec<u8>; 2],
+    /// The code size and instruction bytes each machine's code page and translation cache
+    /// hold now: an identical next instance reuses the translation instead of flushing and
+    /// recompiling.
+    loaded: [(u32, Vec<u8>); 2],
     tamper: Option<Tamper>,
 }
 
@@ -240,17 +250,23 @@ impl Checker {
     fn new(tamper: Option<Tamper>) -> Result<Checker, ConformanceError> {
         let native = Native::new()?;
         let base = native.base();
-        let fixed =
-            layout::fixed_page(base).map_err(|e| ConformanceError::Assemble(e.to_string()))?;
+        let asm_err = |e: iced_x86::IcedError| ConformanceError::Assemble(e.to_string());
+        let fixed = layout::fixed_page(base, 64).map_err(asm_err)?;
+        let fixed32 = if native::compat_mode_available() {
+            Some(layout::fixed_page(base, 32).map_err(asm_err)?)
+        } else {
+            None
+        };
         Ok(Checker {
             native,
             base,
             fixed,
+            fixed32,
             machines: [
                 (Tier::Interp, machine(Tier::Interp)?),
                 (Tier::Jit, machine(Tier::Jit)?),
             ],
-            loaded: [Vec::new(), Vec::new()],
+            loaded: [(0, Vec::new()), (0, Vec::new())],
             tamper,
         })
     }
@@ -294,13 +310,18 @@ impl Checker {
                 "runtime class: needs the machine (CPUID/HLT/IN/OUT/POPF)".into(),
             );
         }
-        if !code.op_code().mode64() {
-            return skip(r, "not valid in 64-bit mode".into());
-        }
         let spec = match gen::spec(code) {
             Ok(s) => s,
             Err(why) => return skip(r, why),
         };
+        if spec.bits == 32 && self.fixed32.is_none() {
+            return skip(
+                r,
+                "not valid in 64-bit mode, and the host cannot run 32-bit compatibility-mode \
+                 code (no usable __USER32_CS)"
+                    .into(),
+            );
+        }
         if std::env::var_os("CRANE86_CONFORMANCE_TRACE").is_some() {
             // Names each form before it runs natively: a host crash points at its culprit.
             eprintln!("conformance: {code:?}");
@@ -325,7 +346,10 @@ impl Checker {
                 }
             }
         }
-        if matches!(code.mnemonic(), Mnemonic::Div | Mnemonic::Idiv) {
+        if matches!(
+            code.mnemonic(),
+            Mnemonic::Div | Mnemonic::Idiv | Mnemonic::Aam
+        ) {
             // Division by zero, checked in the emulator only.
             if let Ok(case) = gen::instance(&spec, &mut rng, self.base, true) {
                 r.inputs += 1;
@@ -343,9 +367,10 @@ impl Checker {
         }
         if r.first_mismatch.is_none() {
             r.first_mismatch = Some(format!(
-                "`{}` ({}) [{:?}]: {diff}; input: {}",
+                "`{}` ({}, {}-bit) [{:?}]: {diff}; input: {}",
                 format_insn(&case.insn),
                 hex(&case.bytes),
+                case.bits,
                 self.machines[tier].0,
                 describe_input(case)
             ));
@@ -374,11 +399,19 @@ impl Checker {
     }
 
     fn native(&mut self, case: &Case) -> Result<Final, ConformanceError> {
-        let page = layout::native_page(self.base, &self.fixed, &case.bytes);
+        let bits = case.bits;
+        let fixed = match (bits, &self.fixed32) {
+            (32, Some(f)) => f,
+            _ => &self.fixed,
+        };
+        let page = layout::native_page(self.base, fixed, &case.bytes, bits);
         let out = self.native.run(&page, &case.mem, &case.input)?;
         let mut regs = out.regs;
         if let Some(t) = self.tamper {
             t(&mut regs);
+        }
+        if bits == 32 {
+            regs.gpr = low32(&regs.gpr);
         }
         let landing = match out.marker {
             1 => self.base + layout::INSN + case.bytes.len() as u64,
@@ -395,14 +428,20 @@ impl Checker {
     fn emulate(&mut self, tier: usize, case: &Case) -> Result<Emulated, ConformanceError> {
         let base = self.base;
         let m = &mut self.machines[tier].1;
-        if self.loaded[tier] != case.bytes {
+        if self.loaded[tier].0 != case.bits || self.loaded[tier].1 != case.bytes {
             m.mem.load(base, &layout::emulated_page(&case.bytes))?;
             m.cache.flush(&mut m.mem);
-            self.loaded[tier] = case.bytes.clone();
+            self.loaded[tier] = (case.bits, case.bytes.clone());
         }
         m.mem.load(base + layout::MEM_OFF, &case.mem)?;
         m.ports.exit = None;
-        let mut cpu = CpuState::new(CpuMode::Long64);
+        // 32-bit forms run in flat 32-bit protected mode (paging off: linear = physical).
+        let mode = if case.bits == 32 {
+            CpuMode::Prot32
+        } else {
+            CpuMode::Long64
+        };
+        let mut cpu = CpuState::new(mode);
         cpu.gpr = case.input.gpr;
         cpu.rip = base + layout::INSN;
         cpu.cc = LazyFlags::from_eflags(case.input.flags);
@@ -414,7 +453,11 @@ impl Checker {
             end,
             rip: m.cpu.rip,
             regs: Regs {
-                gpr: m.cpu.gpr,
+                gpr: if case.bits == 32 {
+                    low32(&m.cpu.gpr)
+                } else {
+                    m.cpu.gpr
+                },
                 flags: interp::rflags(&m.cpu),
             },
             mem: m.mem.ram()[lo..lo + layout::MEM_LEN].to_vec(),
@@ -427,6 +470,16 @@ struct Emulated {
     rip: u64,
     regs: Regs,
     mem: Vec<u8>,
+}
+
+/// A 32-bit run's comparable registers: the low halves of EAX..EDI (compatibility mode leaves
+/// the upper halves undefined; R8..R15 do not exist), everything else zero.
+fn low32(gpr: &[u64; 16]) -> [u64; 16] {
+    let mut g = [0u64; 16];
+    for i in 0..8 {
+        g[i] = gpr[i] & 0xffff_ffff;
+    }
+    g
 }
 
 fn hex(b: &[u8]) -> String {

@@ -15,6 +15,13 @@
 //!   scratch data and stack areas with room to spare, branch targets are the landing stubs,
 //!   divisors are non-zero and quotients fit (see `gen`), privileged and non-deterministic
 //!   forms are never run natively;
+//! - for 32-bit forms, the page was built with `bits == 32`: the prologue saves DS and ES,
+//!   loads them with the (flat, Linux `__USER_DS`) SS selector and far-jumps to the
+//!   instruction in compatibility mode (CS = `__USER32_CS`, only on a host where
+//!   [`compat_mode_available`] said so); the landing stubs far-jump back to the 64-bit
+//!   epilogue (CS = `__USER_CS`), which restores RSP from the control area (compatibility
+//!   mode leaves the upper register halves undefined), DS and ES. The 32-bit code, its
+//!   stack, data and far pointers all lie in the mapping, below 2 GiB;
 //! - asynchronous signals are blocked on this thread while the code runs, because the guest
 //!   RSP (the scratch stack, or anything the instruction wrote to RSP) is live then.
 
@@ -35,6 +42,33 @@ pub(crate) struct NativeOut {
     pub marker: u8,
     /// The scratch data and stack areas after the run.
     pub mem: Vec<u8>,
+}
+
+/// True when this thread runs in 64-bit mode with CS = `__USER_CS` and the GDT holds a
+/// present, DPL-3, 32-bit code segment at `__USER32_CS` (Linux's compatibility-mode
+/// selector; absent e.g. when the kernel runs with `ia32_emulation=false`).
+pub(crate) fn compat_mode_available() -> bool {
+    let cs: u16;
+    let ar: u32;
+    let ok: u8;
+    // SAFETY: reading CS and LAR on a selector are unprivileged, side-effect free
+    // instructions; LAR only writes its destination and ZF (declared clobbered by default).
+    unsafe {
+        std::arch::asm!("mov {0:x}, cs", out(reg) cs, options(nomem, nostack, preserves_flags));
+        std::arch::asm!(
+            "lar {ar:e}, {sel:e}",
+            "setz {ok}",
+            ar = out(reg) ar,
+            sel = in(reg) u32::from(layout::USER32_CS),
+            ok = out(reg_byte) ok,
+            options(nomem, nostack),
+        );
+    }
+    // Access rights: P (bit 15), DPL 3 (bits 13-14), code segment (bits 11-12 = 0b11),
+    // D = 1 (bit 22), L = 0 (bit 21).
+    let want = (1 << 15) | (3 << 13) | (3 << 11) | (1 << 22);
+    let mask = want | (1 << 21);
+    cs == layout::USER_CS && ok == 1 && ar & mask == want
 }
 
 impl Native {

@@ -161,3 +161,148 @@ fn shift_counts_decide_which_flags_are_undefined() {
     }
     assert_eq!(seen, [true; 3]);
 }
+
+/// Asserts that every form in `codes` ran at least `inputs` inputs with no mismatch, or,
+/// on a host without compatibility mode, was skipped saying so.
+fn assert_compat_forms_agree(r: &Report, codes: &[Code], inputs: u32) {
+    for &code in codes {
+        let f = form(r, code);
+        if !native::compat_mode_available() {
+            assert!(f.skipped.as_deref().unwrap().contains("compatibility"));
+            continue;
+        }
+        assert!(f.skipped.is_none(), "{}", r.table());
+        assert!(f.inputs >= inputs, "{}", r.table());
+        assert_eq!(f.mismatches_interp + f.mismatches_jit, 0, "{}", r.table());
+    }
+}
+
+#[test]
+fn forms_invalid_in_64_bit_mode_run_in_compatibility_mode() {
+    let mut c = Checker::new(None).unwrap();
+    let mut all = Report::default();
+    for filter in [
+        "Daa",
+        "Pushad",
+        "Inc_r32",
+        "Aam_imm8",
+        "Aad_imm8",
+        "Jne_rel8_32",
+    ] {
+        all.forms.extend(c.run(&opts(filter, 40)).unwrap().forms);
+    }
+    assert_compat_forms_agree(
+        &all,
+        &[
+            Code::Daa,
+            Code::Pushad,
+            Code::Inc_r32,
+            Code::Aam_imm8,
+            Code::Aad_imm8,
+            Code::Jne_rel8_32,
+        ],
+        40,
+    );
+}
+
+#[test]
+fn loops_with_a_cx_counter_and_far_stack_forms_agree_in_32_bit_mode() {
+    let mut c = Checker::new(None).unwrap();
+    let mut all = Report::default();
+    for filter in [
+        "Loop_rel8_32",
+        "Popad",
+        "Enterd",
+        "Retnd",
+        "Call_rm32",
+        "Pop_rm32",
+    ] {
+        all.forms.extend(c.run(&opts(filter, 30)).unwrap().forms);
+    }
+    assert_compat_forms_agree(
+        &all,
+        &[
+            Code::Loop_rel8_32_CX,
+            Code::Loop_rel8_32_ECX,
+            Code::Popad,
+            Code::Enterd_imm16_imm8,
+            Code::Retnd_imm16,
+            Code::Call_rm32,
+            Code::Pop_rm32,
+        ],
+        30,
+    );
+}
+
+#[test]
+fn a_tampered_32_bit_result_is_caught_in_the_low_half_only() {
+    if !native::compat_mode_available() {
+        return;
+    }
+    fn flip_low(regs: &mut Regs) {
+        regs.gpr[0] ^= 1;
+    }
+    fn flip_high(regs: &mut Regs) {
+        // Compatibility mode leaves the upper halves undefined: never compared.
+        regs.gpr[0] ^= 1 << 40;
+        regs.gpr[9] ^= 1;
+    }
+    let r = Checker::new(Some(flip_low))
+        .unwrap()
+        .run(&opts("Daa", 10))
+        .unwrap();
+    let f = form(&r, Code::Daa);
+    assert_eq!(f.mismatches_interp + f.mismatches_jit, 20, "{}", r.table());
+    assert!(f.first_mismatch.as_deref().unwrap().contains("32-bit"));
+    let r = Checker::new(Some(flip_high))
+        .unwrap()
+        .run(&opts("Daa", 10))
+        .unwrap();
+    assert_eq!(r.mismatches(), 0, "{}", r.table());
+}
+
+#[test]
+fn aam_by_zero_raises_divide_error_in_both_tiers() {
+    let r = run(&opts("Aam_imm8", 5)).unwrap();
+    let f = form(&r, Code::Aam_imm8);
+    if f.skipped.is_none() {
+        // Five host-checked inputs and one AAM 0 (#DE) checked in the emulator only.
+        assert_eq!(f.inputs, 6);
+        assert_eq!(f.mismatches_interp + f.mismatches_jit, 0, "{}", r.table());
+    }
+}
+
+#[test]
+fn the_32_bit_generator_uses_legacy_registers_and_32_bit_addresses() {
+    let base = 0x1000_0000;
+    let mut rng = Rng::new(11);
+    for code in [
+        Code::Add_rm8_imm8_82,
+        Code::Push_rm32,
+        Code::Dec_r16,
+        Code::Inc_r32,
+    ] {
+        let spec = gen::spec(code).unwrap();
+        assert_eq!(spec.bits, 32);
+        for _ in 0..200 {
+            let c = gen::instance(&spec, &mut rng, base, false).unwrap();
+            assert_eq!(c.bits, 32);
+            assert_eq!(c.insn.code(), code);
+            assert!(c.input.gpr[8..].iter().all(|&g| g == 0), "{code:?}");
+            assert!(c.input.gpr[..8].iter().all(|&g| g >> 32 == 0), "{code:?}");
+            for i in 0..c.insn.op_count() {
+                match c.insn.op_kind(i) {
+                    iced_x86::OpKind::Register => {
+                        assert!(c.insn.op_register(i).full_register().number() < 8)
+                    }
+                    iced_x86::OpKind::Memory => {
+                        for r in [c.insn.memory_base(), c.insn.memory_index()] {
+                            assert!(r == iced_x86::Register::None || r.is_gpr32(), "{r:?}");
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
