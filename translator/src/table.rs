@@ -198,6 +198,14 @@ fn build(code: Code) -> Option<Entry> {
     if has_system_operand(code) || is_far(code) {
         return None;
     }
+    // The early-486 CMPXCHG encoding (0F A6/A7) decodes only with a special iced option and
+    // is #UD on every later CPU.
+    if matches!(
+        code,
+        Code::Cmpxchg486_rm8_r8 | Code::Cmpxchg486_rm16_r16 | Code::Cmpxchg486_rm32_r32
+    ) {
+        return None;
+    }
     use Mnemonic as M;
     // MOVSD and CMPSD are also SSE mnemonics: string forms are the ones with string operands.
     let is_string = oc

@@ -9,6 +9,25 @@ use iced_x86::{
 
 use crate::layout::{self, Regs};
 
+/// The first CPUID feature `code` needs that the host CPU does not report (running it
+/// natively would raise SIGILL).
+fn host_lacks(code: Code) -> Option<String> {
+    use iced_x86::CpuidFeature as F;
+    code.cpuid_features().iter().find_map(|f| {
+        let have = match f {
+            F::BMI1 => std::arch::is_x86_feature_detected!("bmi1"),
+            F::BMI2 => std::arch::is_x86_feature_detected!("bmi2"),
+            F::ADX => std::arch::is_x86_feature_detected!("adx"),
+            F::POPCNT => std::arch::is_x86_feature_detected!("popcnt"),
+            F::LZCNT => std::arch::is_x86_feature_detected!("lzcnt"),
+            F::MOVBE => std::arch::is_x86_feature_detected!("movbe"),
+            F::CMPXCHG16B => std::arch::is_x86_feature_detected!("cmpxchg16b"),
+            _ => true,
+        };
+        (!have).then(|| format!("{f:?}"))
+    })
+}
+
 /// A small deterministic generator (SplitMix64).
 pub struct Rng(u64);
 
@@ -165,6 +184,9 @@ pub fn spec(code: Code) -> Result<Spec, String> {
     if let Some(why) = native_denied(code.mnemonic()) {
         return Err(why.into());
     }
+    if let Some(missing) = host_lacks(code) {
+        return Err(format!("the host CPU lacks {missing}"));
+    }
     if matches!(
         code,
         Code::Cmpxchg486_rm8_r8 | Code::Cmpxchg486_rm16_r16 | Code::Cmpxchg486_rm32_r32
@@ -187,8 +209,8 @@ pub fn spec(code: Code) -> Result<Spec, String> {
         let g = match k {
             K::r8_reg | K::r8_opcode => Gen::Reg(1),
             K::r16_reg | K::r16_rm | K::r16_opcode | K::r16_reg_mem => Gen::Reg(2),
-            K::r32_reg | K::r32_rm | K::r32_opcode | K::r32_reg_mem => Gen::Reg(4),
-            K::r64_reg | K::r64_rm | K::r64_opcode | K::r64_reg_mem => Gen::Reg(8),
+            K::r32_reg | K::r32_rm | K::r32_opcode | K::r32_reg_mem | K::r32_vvvv => Gen::Reg(4),
+            K::r64_reg | K::r64_rm | K::r64_opcode | K::r64_reg_mem | K::r64_vvvv => Gen::Reg(8),
             K::r8_or_mem => Gen::RegOrMem(1),
             K::r16_or_mem => Gen::RegOrMem(2),
             K::r32_or_mem => Gen::RegOrMem(4),
