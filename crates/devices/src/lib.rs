@@ -28,6 +28,7 @@
 mod bus;
 mod clock;
 pub mod pic;
+pub mod pit;
 
 pub use bus::{BusError, MmioBus, PortBus};
 pub use clock::{Clock, ManualClock};
