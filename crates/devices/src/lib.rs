@@ -27,6 +27,8 @@
 
 mod bus;
 mod clock;
+pub mod pic;
+pub mod pit;
 
 pub use bus::{BusError, MmioBus, PortBus};
 pub use clock::{Clock, ManualClock};
@@ -68,4 +70,32 @@ pub struct NoIrq;
 
 impl IrqLine for NoIrq {
     fn set_level(&self, _high: bool) {}
+}
+
+/// Splits a `size`-byte port read into byte reads at consecutive offsets, lowest byte first, as
+/// the ISA bus does for the byte-wide legacy chips. A size other than 1, 2 or 4 is logged and
+/// clamped.
+pub(crate) fn read_bytes(offset: u16, size: u8, mut read: impl FnMut(u16) -> u8) -> u32 {
+    let size = checked_size(offset, size);
+    (0..size).fold(0, |acc, i| {
+        acc | u32::from(read(offset.wrapping_add(u16::from(i)))) << (8 * u32::from(i))
+    })
+}
+
+/// Splits a `size`-byte port write into byte writes at consecutive offsets, lowest byte first.
+pub(crate) fn write_bytes(offset: u16, size: u8, value: u32, mut write: impl FnMut(u16, u8)) {
+    let size = checked_size(offset, size);
+    for i in 0..size {
+        write(
+            offset.wrapping_add(u16::from(i)),
+            (value >> (8 * u32::from(i))) as u8,
+        );
+    }
+}
+
+fn checked_size(offset: u16, size: u8) -> u8 {
+    if !matches!(size, 1 | 2 | 4) {
+        tracing::warn!(offset, size, "port access of an impossible size, clamped");
+    }
+    size.clamp(1, 4)
 }
