@@ -27,6 +27,7 @@
 
 mod bus;
 mod clock;
+pub mod misc;
 pub mod uart;
 
 pub use bus::{BusError, MmioBus, PortBus};
