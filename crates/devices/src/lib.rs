@@ -28,6 +28,7 @@
 mod bus;
 mod clock;
 pub mod misc;
+pub mod rtc;
 pub mod uart;
 
 pub use bus::{BusError, MmioBus, PortBus};
