@@ -27,6 +27,7 @@
 
 mod bus;
 mod clock;
+pub mod i8042;
 pub mod misc;
 pub mod rtc;
 pub mod uart;
