@@ -407,7 +407,11 @@ impl<I: IrqLine> I8042<I> {
             0xee => push(q, ECHO),
             // Identify: an MF2 keyboard; its second byte is translated like a scancode.
             0xf2 => {
-                let id = if self.s.ram[0] & CMD_TRANSLATE != 0 { 0x41 } else { 0x83 };
+                let id = if self.s.ram[0] & CMD_TRANSLATE != 0 {
+                    0x41
+                } else {
+                    0x83
+                };
                 for b in [ACK, 0xab, id] {
                     push(q, b);
                 }
@@ -549,7 +553,10 @@ mod tests {
         assert_eq!(d.read(COMMAND, 1) as u8 & STATUS_OBF, 0);
         cmd(&mut d, CCMD_SELF_TEST);
         let st = d.read(COMMAND, 1) as u8;
-        assert_eq!(st & (STATUS_OBF | STATUS_SYS | STATUS_A2), STATUS_OBF | STATUS_SYS | STATUS_A2);
+        assert_eq!(
+            st & (STATUS_OBF | STATUS_SYS | STATUS_A2),
+            STATUS_OBF | STATUS_SYS | STATUS_A2
+        );
         assert_eq!(drain(&mut d), [0x55]);
         cmd(&mut d, CCMD_KBD_TEST);
         cmd(&mut d, CCMD_AUX_TEST);
@@ -573,7 +580,10 @@ mod tests {
         assert_eq!(d.command_byte(), 0x65 & !CMD_KBD_DISABLE | CMD_AUX_DISABLE);
         cmd(&mut d, CCMD_KBD_DISABLE);
         cmd(&mut d, CCMD_AUX_ENABLE);
-        assert_eq!(d.command_byte() & (CMD_KBD_DISABLE | CMD_AUX_DISABLE), CMD_KBD_DISABLE);
+        assert_eq!(
+            d.command_byte() & (CMD_KBD_DISABLE | CMD_AUX_DISABLE),
+            CMD_KBD_DISABLE
+        );
     }
 
     #[test]
@@ -687,7 +697,9 @@ mod tests {
         let (mut d, _, _) = dev();
         let mut x: u64 = 42;
         for _ in 0..50_000 {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let off = [DATA, COMMAND, 1, 0xffff][((x >> 33) % 4) as usize];
             let size = [0, 1, 2, 4][((x >> 40) % 4) as usize];
             let v = (x >> 20) as u32;

@@ -303,15 +303,15 @@ impl<I: IrqLine> Rtc<I> {
         }
     }
 
-    fn to_reg(&self, v: u32) -> u8 {
+    fn encode(&self, v: u32) -> u8 {
         if self.bcd() {
-            ((v / 10 % 10) << 4 | v % 10) as u8
+            (((v / 10 % 10) << 4) | (v % 10)) as u8
         } else {
             v as u8
         }
     }
 
-    fn from_reg(&self, b: u8) -> i64 {
+    fn decode(&self, b: u8) -> i64 {
         if self.bcd() {
             i64::from(b >> 4) * 10 + i64::from(b & 0x0f)
         } else {
@@ -319,21 +319,21 @@ impl<I: IrqLine> Rtc<I> {
         }
     }
 
-    fn hour_to_reg(&self, h: u32) -> u8 {
+    fn encode_hour(&self, h: u32) -> u8 {
         if self.reg(REG_B) & B_24H != 0 {
-            self.to_reg(h)
+            self.encode(h)
         } else {
-            let h12 = if h % 12 == 0 { 12 } else { h % 12 };
-            self.to_reg(h12) | if h >= 12 { 0x80 } else { 0 }
+            let h12 = if h.is_multiple_of(12) { 12 } else { h % 12 };
+            self.encode(h12) | if h >= 12 { 0x80 } else { 0 }
         }
     }
 
-    fn hour_from_reg(&self, b: u8) -> i64 {
+    fn decode_hour(&self, b: u8) -> i64 {
         if self.reg(REG_B) & B_24H != 0 {
-            self.from_reg(b)
+            self.decode(b)
         } else {
             let pm = if b & 0x80 != 0 { 12 } else { 0 };
-            self.from_reg(b & 0x7f) % 12 + pm
+            self.decode(b & 0x7f) % 12 + pm
         }
     }
 
@@ -347,9 +347,9 @@ impl<I: IrqLine> Rtc<I> {
         let hit = |alarm: u8, now: u8| alarm & ALARM_DONT_CARE == ALARM_DONT_CARE || alarm == now;
         (from..=to).any(|t| {
             let sod = t.rem_euclid(DAY) as u32;
-            hit(sa, self.to_reg(sod % 60))
-                && hit(ma, self.to_reg(sod / 60 % 60))
-                && hit(ha, self.hour_to_reg(sod / 3600))
+            hit(sa, self.encode(sod % 60))
+                && hit(ma, self.encode(sod / 60 % 60))
+                && hit(ha, self.encode_hour(sod / 3600))
         })
     }
 
@@ -360,15 +360,18 @@ impl<I: IrqLine> Rtc<I> {
         let sod = secs.rem_euclid(DAY) as u32;
         let (y, m, d) = civil_from_days(days);
         let bytes = [
-            (SECONDS, self.to_reg(sod % 60)),
-            (MINUTES, self.to_reg(sod / 60 % 60)),
-            (HOURS, self.hour_to_reg(sod / 3600)),
+            (SECONDS, self.encode(sod % 60)),
+            (MINUTES, self.encode(sod / 60 % 60)),
+            (HOURS, self.encode_hour(sod / 3600)),
             // 1970-01-01 was a Thursday: day 5 counting Sunday as 1.
-            (DAY_OF_WEEK, self.to_reg(((days + 4).rem_euclid(7) + 1) as u32)),
-            (DAY_OF_MONTH, self.to_reg(d)),
-            (MONTH, self.to_reg(m)),
-            (YEAR, self.to_reg(y.rem_euclid(100) as u32)),
-            (CENTURY, self.to_reg(y.div_euclid(100).clamp(0, 99) as u32)),
+            (
+                DAY_OF_WEEK,
+                self.encode(((days + 4).rem_euclid(7) + 1) as u32),
+            ),
+            (DAY_OF_MONTH, self.encode(d)),
+            (MONTH, self.encode(m)),
+            (YEAR, self.encode(y.rem_euclid(100) as u32)),
+            (CENTURY, self.encode(y.div_euclid(100).clamp(0, 99) as u32)),
         ];
         for (i, v) in bytes {
             self.s.cmos[usize::from(i)] = v;
@@ -377,13 +380,13 @@ impl<I: IrqLine> Rtc<I> {
 
     /// Reads the time bytes as Unix seconds.
     fn parse_time(&self) -> i64 {
-        let year = self.from_reg(self.reg(CENTURY)) * 100 + self.from_reg(self.reg(YEAR));
-        let month = self.from_reg(self.reg(MONTH)).clamp(1, 12);
-        let day = self.from_reg(self.reg(DAY_OF_MONTH)).clamp(1, 31);
+        let year = self.decode(self.reg(CENTURY)) * 100 + self.decode(self.reg(YEAR));
+        let month = self.decode(self.reg(MONTH)).clamp(1, 12);
+        let day = self.decode(self.reg(DAY_OF_MONTH)).clamp(1, 31);
         days_from_civil(year, month, day) * DAY
-            + self.hour_from_reg(self.reg(HOURS)) * 3600
-            + self.from_reg(self.reg(MINUTES)) * 60
-            + self.from_reg(self.reg(SECONDS))
+            + self.decode_hour(self.reg(HOURS)) * 3600
+            + self.decode(self.reg(MINUTES)) * 60
+            + self.decode(self.reg(SECONDS))
     }
 
     /// Restarts the clock from the time bytes, keeping the phase within the second `frac`.
@@ -534,7 +537,11 @@ mod tests {
     fn rtc() -> (Rtc<Edges>, ManualClock, Edges) {
         let clock = ManualClock::new();
         let irq = Edges::default();
-        (Rtc::new(Arc::new(clock.clone()), irq.clone(), BASE), clock, irq)
+        (
+            Rtc::new(Arc::new(clock.clone()), irq.clone(), BASE),
+            clock,
+            irq,
+        )
     }
 
     fn get(r: &mut Rtc<Edges>, i: u8) -> u8 {
@@ -548,7 +555,17 @@ mod tests {
     }
 
     fn time(r: &mut Rtc<Edges>) -> [u8; 8] {
-        [SECONDS, MINUTES, HOURS, DAY_OF_WEEK, DAY_OF_MONTH, MONTH, YEAR, CENTURY].map(|i| get(r, i))
+        [
+            SECONDS,
+            MINUTES,
+            HOURS,
+            DAY_OF_WEEK,
+            DAY_OF_MONTH,
+            MONTH,
+            YEAR,
+            CENTURY,
+        ]
+        .map(|i| get(r, i))
     }
 
     #[test]
@@ -565,7 +582,10 @@ mod tests {
         assert_eq!(get(&mut r, REG_A), DEFAULT_A);
         assert_eq!(get(&mut r, REG_D), D_VRT);
         // Default: BCD, 24-hour.
-        assert_eq!(time(&mut r), [0x20, 0x13, 0x22, 0x03, 0x14, 0x11, 0x23, 0x20]);
+        assert_eq!(
+            time(&mut r),
+            [0x20, 0x13, 0x22, 0x03, 0x14, 0x11, 0x23, 0x20]
+        );
         set(&mut r, REG_B, 0);
         assert_eq!(get(&mut r, HOURS), 0x80 | 0x10);
     }
@@ -659,7 +679,12 @@ mod tests {
         let (mut r, clock, _) = rtc();
         clock.set(300_000_000);
         set(&mut r, REG_B, B_SET | B_24H | B_DM_BINARY);
-        for (i, v) in [(SECONDS, 58), (MINUTES, 59), (HOURS, 23), (DAY_OF_MONTH, 31)] {
+        for (i, v) in [
+            (SECONDS, 58),
+            (MINUTES, 59),
+            (HOURS, 23),
+            (DAY_OF_MONTH, 31),
+        ] {
             set(&mut r, i, v);
         }
         for (i, v) in [(MONTH, 12), (YEAR, 99), (CENTURY, 19)] {
@@ -706,8 +731,14 @@ mod tests {
         assert_eq!([get(&mut r, 0x17), get(&mut r, 0x18)], [0xff, 0xff]);
         assert_eq!([get(&mut r, 0x30), get(&mut r, 0x31)], [0xff, 0xff]);
         let above16 = ((3u64 << 30) - (16 << 20)) >> 16;
-        assert_eq!(u64::from(get(&mut r, 0x34)) | u64::from(get(&mut r, 0x35)) << 8, above16);
-        assert_eq!([get(&mut r, 0x5b), get(&mut r, 0x5c), get(&mut r, 0x5d)], [0, 0, 1]);
+        assert_eq!(
+            u64::from(get(&mut r, 0x34)) | u64::from(get(&mut r, 0x35)) << 8,
+            above16
+        );
+        assert_eq!(
+            [get(&mut r, 0x5b), get(&mut r, 0x5c), get(&mut r, 0x5d)],
+            [0, 0, 1]
+        );
         r.set_memory_size(32 << 20, 0);
         assert_eq!([get(&mut r, 0x17), get(&mut r, 0x18)], [0x00, 0x7c]);
     }
@@ -741,7 +772,9 @@ mod tests {
         let (mut r, clock, _) = rtc();
         let mut x: u64 = 99;
         for _ in 0..20_000 {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let off = ((x >> 33) % 4) as u16;
             let size = [0, 1, 2, 4, 7][((x >> 40) % 5) as usize];
             let v = (x >> 17) as u32;

@@ -323,7 +323,9 @@ mod tests {
         let (mut u, _irq) = uart();
         let mut x: u64 = 0x1234_5678;
         for _ in 0..20_000 {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let off = ((x >> 33) % 12) as u16;
             let size = [1, 2, 4, 0, 3, 8][((x >> 45) % 6) as usize];
             let val = (x >> 13) as u32;
@@ -332,7 +334,7 @@ mod tests {
             } else {
                 u.read(off, size);
             }
-            if x % 97 == 0 {
+            if x.is_multiple_of(97) {
                 u.enqueue_input(&[val as u8; 3]);
             }
         }
