@@ -27,8 +27,12 @@
 
 mod bus;
 mod clock;
+pub mod i8042;
+pub mod misc;
 pub mod pic;
 pub mod pit;
+pub mod rtc;
+pub mod uart;
 
 pub use bus::{BusError, MmioBus, PortBus};
 pub use clock::{Clock, ManualClock};
