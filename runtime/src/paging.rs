@@ -24,7 +24,8 @@
 //!   than #GP at the MOV CR3 that loaded it.
 //! - A and D bits are written only when the walk succeeds. The SDM allows a processor to set
 //!   the A bits of the upper levels even when the walk ends in a fault; this model does not.
-//!   Bits already set are not rewritten. The write is a plain store of the whole entry (4 or
+//!   Bits already set are not rewritten. PAE PDPTEs have no A bit (bit 5 is reserved there)
+//!   and are never written. The write is a plain store of the whole entry (4 or
 //!   8 bytes) through [`PhysMem::write_phys`], which is atomic enough for one CPU.
 //! - Paging structures outside RAM read as all ones, like a floating bus ([`PhysMem::read_phys`]).
 //!   Such an entry is present with every reserved bit set, so PAE and 4-level walks fault with

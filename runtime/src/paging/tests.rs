@@ -857,3 +857,60 @@ fn random_walks_never_panic() {
     }
     assert!(faults > 0);
 }
+
+#[test]
+fn recursive_self_map() {
+    // One entry used at several levels (a self-referencing table, as Windows and many
+    // kernels use): the A/D updates must not undo each other.
+    let mut tb = Tb::new();
+    let pml4 = TABLES;
+    tb.w(pml4 + 511 * 8, 8, pml4 | ALL);
+    let r = regs(PagingMode::Level4, pml4);
+    let lin = 0xffff_ffff_ffff_f008;
+    let t = tb.go(&r, lin, Access::Write).unwrap();
+    assert_eq!((t.phys, t.page_size), (pml4 + 8, 4096));
+    assert_eq!(tb.r(pml4 + 511 * 8, 8), pml4 | ALL | A | D);
+    // The same under 32-bit paging: PD[1023] maps the page directory itself.
+    let pd = TABLES + 0x1000;
+    tb.w(pd + 1023 * 4, 4, pd | ALL);
+    let r = regs(PagingMode::Bits32, pd);
+    let t = tb.go(&r, 0xffff_f004, Access::Write).unwrap();
+    assert_eq!(t.phys, pd + 4);
+    assert_eq!(tb.r(pd + 1023 * 4, 4), pd | ALL | A | D);
+}
+
+#[test]
+fn cr3_flag_and_high_bits_are_not_address_bits() {
+    let mut tb = Tb::new();
+    let lin = 0x60_0000;
+    for mode in MODES {
+        let (cr3, _) = tb.build(mode, lin, 12, ALL, 0x7000 | ALL);
+        // PWT and PCD (bits 3 and 4) are not address bits in any mode; neither are bits
+        // 63:32 outside long mode, nor bit 63 (PCID no-flush) in it.
+        let noise = if mode == PagingMode::Level4 {
+            1 << 63
+        } else {
+            0xabcd_0000_0000
+        };
+        let r = regs(mode, cr3 | 0x18 | noise);
+        assert_eq!(
+            tb.go(&r, lin, Access::Read).unwrap().phys,
+            0x7000,
+            "{mode:?}"
+        );
+    }
+}
+
+#[test]
+fn read_of_a_present_dirty_page_keeps_d_and_reports_dirty() {
+    let mut tb = Tb::new();
+    let lin = 0x60_0000;
+    let (cr3, used) = tb.build(PagingMode::Level4, lin, 12, ALL | A, 0x7000 | ALL | A | D);
+    let before: Vec<u64> = used.iter().map(|&e| tb.r(e, 8)).collect();
+    let t = tb
+        .go(&regs(PagingMode::Level4, cr3), lin, Access::Read)
+        .unwrap();
+    assert!(t.dirty);
+    let after: Vec<u64> = used.iter().map(|&e| tb.r(e, 8)).collect();
+    assert_eq!(before, after);
+}
