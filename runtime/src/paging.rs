@@ -251,6 +251,25 @@ impl Path {
 /// On failure returns a #PF [`Fault`] whose error code has P, W/R, U/S, RSVD and I/D as the
 /// SDM (4.7) defines them; the caller sets CR2 to `linear`. On success the A bit of every
 /// paging-structure entry used, and the D bit of the leaf on a write, are set in memory.
+///
+/// ```
+/// use crane86_runtime::paging::{pte, walk, Access, WalkRegs};
+/// use crane86_runtime::state::{CR0_PG, CR4_PAE, EFER_LMA};
+/// use crane86_runtime::PhysMem;
+/// let mut mem = PhysMem::new(1 << 20).unwrap();
+/// let rwp = pte::P | pte::RW;
+/// // PML4 at 0x1000, PDPT at 0x2000, a 2 MiB page at 0x20_0000 for linear 0.
+/// mem.write_phys(0x1000, 8, 0x2000 | rwp);
+/// mem.write_phys(0x2000, 8, 0x3000 | rwp);
+/// mem.write_phys(0x3000, 8, 0x20_0000 | pte::PS | rwp);
+/// let regs = WalkRegs { cr0: CR0_PG | 1, cr3: 0x1000, cr4: CR4_PAE, efer: EFER_LMA };
+/// let t = walk(&mut mem, &regs, 0x1234, Access::Write, false, false, false).unwrap();
+/// assert_eq!((t.phys, t.page_size), (0x20_1234, 2 << 20));
+/// assert_eq!(mem.read_phys(0x3000, 8) & (pte::A | pte::D), pte::A | pte::D);
+/// // A user-mode access to this supervisor page: #PF with P and U/S set.
+/// let f = walk(&mut mem, &regs, 0x1234, Access::Read, true, false, false).unwrap_err();
+/// assert_eq!(f.error_code, 0b101);
+/// ```
 pub fn walk(
     mem: &mut PhysMem,
     regs: &WalkRegs,
