@@ -17,6 +17,7 @@ pub mod exception;
 pub mod flags;
 pub mod key;
 pub mod memory;
+pub mod paging;
 pub mod state;
 
 pub use exception::{Exception, Fault};

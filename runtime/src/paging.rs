@@ -1,0 +1,507 @@
+//! The page-table walker: linear to physical translation as the SDM (Vol. 3, chapter 4)
+//! describes it, with the access-rights checks and the accessed/dirty bit updates.
+//!
+//! [`walk`] is pure apart from the A/D writes: it reads the paging structures from a
+//! [`PhysMem`], decides, and on success writes the A and D bits back. It knows nothing about
+//! the software TLB; the memory slow paths call it on a TLB miss and cache the
+//! [`Translation`].
+//!
+//! Modes (chosen by [`WalkRegs::mode`]):
+//! - CR0.PG = 0: no paging, the linear address is the physical address.
+//! - 32-bit paging (CR4.PAE = 0): two levels of 4-byte entries, 4 KiB pages, and 4 MiB pages
+//!   when CR4.PSE = 1, with PSE-36 supplying physical bits 39:32 from PDE bits 20:13.
+//! - PAE paging (CR4.PAE = 1, EFER.LMA = 0): the four PDPTEs, then two levels of 8-byte
+//!   entries; 4 KiB and 2 MiB pages.
+//! - 4-level paging (EFER.LMA = 1): 4 KiB, 2 MiB and 1 GiB pages. 5-level paging (CR4.LA57)
+//!   is not advertised and not implemented.
+//!
+//! Choices where the SDM leaves room, or where this model differs from hardware:
+//! - The physical-address width (MAXPHYADDR) is [`MAXPHYADDR`] = 40 bits. 1 GiB pages are
+//!   always allowed: the CPUID the guest sees must advertise Page1GB (and PSE, PSE-36, PAE,
+//!   NX, SMEP, SMAP) for this to be faithful.
+//! - The PAE PDPTEs are read from memory at every walk, not loaded into registers at MOV CR3
+//!   time. A PDPTE with a reserved bit set therefore raises #PF with RSVD at the access rather
+//!   than #GP at the MOV CR3 that loaded it.
+//! - A and D bits are written only when the walk succeeds. The SDM allows a processor to set
+//!   the A bits of the upper levels even when the walk ends in a fault; this model does not.
+//!   Bits already set are not rewritten. PAE PDPTEs have no A bit (bit 5 is reserved there)
+//!   and are never written. The write is a plain store of the whole entry (4 or
+//!   8 bytes) through [`PhysMem::write_phys`], which is atomic enough for one CPU.
+//! - Paging structures outside RAM read as all ones, like a floating bus ([`PhysMem::read_phys`]).
+//!   Such an entry is present with every reserved bit set, so PAE and 4-level walks fault with
+//!   RSVD, as does a 32-bit PDE when CR4.PSE = 1 (PS plus reserved bit 21). With 32-bit paging
+//!   and CR4.PSE = 0 there are no reserved bits: the all-ones PDE points to a page table at
+//!   0xffff_f000, whose all-ones PTE maps the page at 0xffff_f000 with every permission, just
+//!   as a real bus would. A/D writes to such entries are dropped.
+//! - Linear-address width: 32-bit and PAE paging use bits 31:0 of `linear` and ignore the
+//!   rest; 4-level paging uses bits 47:0. A non-canonical address is a #GP (or #SS) that the
+//!   caller raises before walking; the walker does not check it. With paging off the address
+//!   is returned unchanged (A20 masking, if any, is the caller's).
+//! - Protection keys (CR4.PKE/PKS) are not modelled: bits 62:59 of 4-level entries are ignored
+//!   and the PK bit of the error code is never set.
+
+use crate::exception::{Exception, Fault};
+use crate::memory::PhysMem;
+use crate::state::{CpuState, CR0_PG, CR4_PAE, EFER_LMA};
+
+#[cfg(test)]
+mod tests;
+
+/// The physical-address width (MAXPHYADDR) of the modelled CPU, in bits.
+pub const MAXPHYADDR: u32 = 40;
+
+/// CR0.WP: supervisor writes honour read-only pages.
+pub const CR0_WP: u64 = 1 << 16;
+/// CR4.PSE: 4 MiB pages under 32-bit paging.
+pub const CR4_PSE: u64 = 1 << 4;
+/// CR4.PGE: global pages.
+pub const CR4_PGE: u64 = 1 << 7;
+/// CR4.SMEP: supervisor-mode execution prevention.
+pub const CR4_SMEP: u64 = 1 << 20;
+/// CR4.SMAP: supervisor-mode access prevention.
+pub const CR4_SMAP: u64 = 1 << 21;
+/// EFER.NXE: the XD bit of PAE and 4-level entries is honoured (else it is reserved).
+pub const EFER_NXE: u64 = 1 << 11;
+
+/// Bits of a paging-structure entry.
+pub mod pte {
+    /// Present.
+    pub const P: u64 = 1 << 0;
+    /// Read/write: writes allowed when set.
+    pub const RW: u64 = 1 << 1;
+    /// User/supervisor: user-mode accesses allowed when set.
+    pub const US: u64 = 1 << 2;
+    /// Page-level write-through.
+    pub const PWT: u64 = 1 << 3;
+    /// Page-level cache disable.
+    pub const PCD: u64 = 1 << 4;
+    /// Accessed.
+    pub const A: u64 = 1 << 5;
+    /// Dirty (leaf entries only).
+    pub const D: u64 = 1 << 6;
+    /// Page size: the entry maps a large page (PDE, 4-level PDPTE); PAT in a 4 KiB PTE.
+    pub const PS: u64 = 1 << 7;
+    /// Global (leaf entries only; honoured when CR4.PGE = 1).
+    pub const G: u64 = 1 << 8;
+    /// Execute-disable (PAE and 4-level entries, when EFER.NXE = 1).
+    pub const XD: u64 = 1 << 63;
+}
+
+/// Bits of the page-fault error code.
+pub mod pf {
+    /// 0: the page was not present; 1: a protection or reserved-bit violation.
+    pub const P: u32 = 1 << 0;
+    /// The access was a write.
+    pub const W: u32 = 1 << 1;
+    /// The access was a user-mode access (CPL 3 and not an implicit supervisor access).
+    pub const U: u32 = 1 << 2;
+    /// A reserved bit was set in a paging-structure entry.
+    pub const RSVD: u32 = 1 << 3;
+    /// The access was an instruction fetch and NX (PAE/4-level with EFER.NXE) or SMEP is on.
+    pub const ID: u32 = 1 << 4;
+}
+
+/// The kind of memory access being translated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Access {
+    /// A data read (including the read half of a read-modify-write that has not faulted yet).
+    Read,
+    /// A data write.
+    Write,
+    /// An instruction fetch.
+    Execute,
+}
+
+/// The paging mode selected by CR0, CR4 and EFER.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PagingMode {
+    /// CR0.PG = 0: linear addresses are physical.
+    Off,
+    /// 32-bit paging (CR4.PAE = 0).
+    Bits32,
+    /// PAE paging (CR4.PAE = 1, EFER.LMA = 0).
+    Pae,
+    /// 4-level paging (EFER.LMA = 1).
+    Level4,
+}
+
+/// The control registers a walk depends on, copied from [`CpuState`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WalkRegs {
+    /// CR0 (PG, WP).
+    pub cr0: u64,
+    /// CR3 (the root of the paging structures).
+    pub cr3: u64,
+    /// CR4 (PSE, PAE, PGE, SMEP, SMAP).
+    pub cr4: u64,
+    /// EFER (NXE, LMA).
+    pub efer: u64,
+}
+
+impl WalkRegs {
+    /// The registers of `cpu`.
+    pub fn from_cpu(cpu: &CpuState) -> WalkRegs {
+        WalkRegs {
+            cr0: cpu.cr0,
+            cr3: cpu.cr3,
+            cr4: cpu.cr4,
+            efer: cpu.efer,
+        }
+    }
+
+    /// The paging mode these registers select. EFER.LMA selects 4-level paging whatever
+    /// CR4.PAE says (the CPU never lets LMA be set without PAE).
+    pub fn mode(&self) -> PagingMode {
+        if self.cr0 & CR0_PG == 0 {
+            PagingMode::Off
+        } else if self.efer & EFER_LMA != 0 {
+            PagingMode::Level4
+        } else if self.cr4 & CR4_PAE != 0 {
+            PagingMode::Pae
+        } else {
+            PagingMode::Bits32
+        }
+    }
+
+    /// True when the XD bit is honoured: PAE or 4-level paging with EFER.NXE = 1.
+    pub fn nx_enabled(&self) -> bool {
+        matches!(self.mode(), PagingMode::Pae | PagingMode::Level4) && self.efer & EFER_NXE != 0
+    }
+}
+
+/// A successful translation.
+///
+/// The permission fields are the page's effective attributes, combined over every level (R/W
+/// and U/S ANDed, XD ORed); they are not "what this access may do". A cache of translations
+/// must re-apply the rules of [`walk`] (CR0.WP, SMEP, SMAP, CPL) before reusing one for a
+/// different kind of access, and must walk again for the first write to a page that is not
+/// [`Translation::dirty`] so that the D bit gets set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Translation {
+    /// The physical address of the accessed byte.
+    pub phys: u64,
+    /// The size of the page that maps it: 4 KiB, 2 MiB, 4 MiB or 1 GiB.
+    pub page_size: u64,
+    /// R/W was set at every level.
+    pub writable: bool,
+    /// U/S was set at every level: a user-mode page.
+    pub user: bool,
+    /// Instruction fetches are not blocked by XD (no level had XD set, or NX is off).
+    pub executable: bool,
+    /// The leaf has G set and CR4.PGE = 1.
+    pub global: bool,
+    /// The leaf's D bit is set (after this walk's update). True with paging off.
+    pub dirty: bool,
+}
+
+/// 4 KiB.
+const SIZE_4K: u64 = 1 << 12;
+
+/// Bits `hi..=lo` set.
+const fn bits(hi: u32, lo: u32) -> u64 {
+    (u64::MAX >> (63 - hi)) & (u64::MAX << lo)
+}
+
+/// Physical-address bits of a 4 KiB-aligned table or page: MAXPHYADDR-1..=12.
+const ADDR_MASK: u64 = bits(MAXPHYADDR - 1, 12);
+
+/// One paging-structure entry that the walk used, for the A/D update.
+#[derive(Clone, Copy, Default)]
+struct Used {
+    addr: u64,
+    value: u64,
+    /// Entry size in bytes (4 or 8).
+    size: u32,
+}
+
+/// What the walk found, before the permission check.
+struct Leaf {
+    phys: u64,
+    page_size: u64,
+    value: u64,
+    writable: bool,
+    user: bool,
+    xd: bool,
+}
+
+/// The entries a walk touched (at most four; PAE PDPTEs have no A bit and are not listed).
+struct Path {
+    used: [Used; 4],
+    len: usize,
+}
+
+impl Path {
+    fn push(&mut self, addr: u64, value: u64, size: u32) {
+        if let Some(slot) = self.used.get_mut(self.len) {
+            *slot = Used { addr, value, size };
+            self.len += 1;
+        }
+    }
+}
+
+/// Translates `linear` for an access of kind `access`.
+///
+/// - `user`: the access is made at CPL 3.
+/// - `implicit_supervisor`: the access is an implicit supervisor-mode access (descriptor
+///   tables, TSS, ...) whatever the CPL. A user-mode access is `user && !implicit_supervisor`;
+///   every other access is a supervisor-mode access.
+/// - `ac`: EFLAGS.AC. With CR4.SMAP = 1 it lets explicit supervisor data accesses reach
+///   user-mode pages; implicit supervisor accesses to user pages fault regardless.
+///
+/// On failure returns a #PF [`Fault`] whose error code has P, W/R, U/S, RSVD and I/D as the
+/// SDM (4.7) defines them; the caller sets CR2 to `linear`. On success the A bit of every
+/// paging-structure entry used, and the D bit of the leaf on a write, are set in memory.
+///
+/// ```
+/// use crane86_runtime::paging::{pte, walk, Access, WalkRegs};
+/// use crane86_runtime::state::{CR0_PG, CR4_PAE, EFER_LMA};
+/// use crane86_runtime::PhysMem;
+/// let mut mem = PhysMem::new(1 << 20).unwrap();
+/// let rwp = pte::P | pte::RW;
+/// // PML4 at 0x1000, PDPT at 0x2000, a 2 MiB page at 0x20_0000 for linear 0.
+/// mem.write_phys(0x1000, 8, 0x2000 | rwp);
+/// mem.write_phys(0x2000, 8, 0x3000 | rwp);
+/// mem.write_phys(0x3000, 8, 0x20_0000 | pte::PS | rwp);
+/// let regs = WalkRegs { cr0: CR0_PG | 1, cr3: 0x1000, cr4: CR4_PAE, efer: EFER_LMA };
+/// let t = walk(&mut mem, &regs, 0x1234, Access::Write, false, false, false).unwrap();
+/// assert_eq!((t.phys, t.page_size), (0x20_1234, 2 << 20));
+/// assert_eq!(mem.read_phys(0x3000, 8) & (pte::A | pte::D), pte::A | pte::D);
+/// // A user-mode access to this supervisor page: #PF with P and U/S set.
+/// let f = walk(&mut mem, &regs, 0x1234, Access::Read, true, false, false).unwrap_err();
+/// assert_eq!(f.error_code, 0b101);
+/// ```
+pub fn walk(
+    mem: &mut PhysMem,
+    regs: &WalkRegs,
+    linear: u64,
+    access: Access,
+    user: bool,
+    implicit_supervisor: bool,
+    ac: bool,
+) -> Result<Translation, Fault> {
+    let mode = regs.mode();
+    if mode == PagingMode::Off {
+        return Ok(Translation {
+            phys: linear,
+            page_size: SIZE_4K,
+            writable: true,
+            user: true,
+            executable: true,
+            global: false,
+            dirty: true,
+        });
+    }
+    let nxe = regs.nx_enabled();
+    let smep = regs.cr4 & CR4_SMEP != 0;
+    let smap = regs.cr4 & CR4_SMAP != 0;
+    let wp = regs.cr0 & CR0_WP != 0;
+    let user_access = user && !implicit_supervisor;
+
+    let mut code = 0;
+    if access == Access::Write {
+        code |= pf::W;
+    }
+    if user_access {
+        code |= pf::U;
+    }
+    if access == Access::Execute && (nxe || smep) {
+        code |= pf::ID;
+    }
+    let fault = |bits: u32| Fault::with_code(Exception::PageFault, code | bits);
+
+    let mut path = Path {
+        used: [Used::default(); 4],
+        len: 0,
+    };
+    let leaf = match mode {
+        PagingMode::Bits32 => walk32(mem, regs, linear, &mut path),
+        _ => walk_long(
+            mem,
+            regs,
+            linear,
+            nxe,
+            mode == PagingMode::Level4,
+            &mut path,
+        ),
+    }
+    .map_err(fault)?;
+
+    let xd = nxe && leaf.xd;
+    let allowed = if user_access {
+        leaf.user
+            && match access {
+                Access::Read => true,
+                Access::Write => leaf.writable,
+                Access::Execute => !xd,
+            }
+    } else {
+        // Supervisor-mode access. SMAP lets explicit accesses through with EFLAGS.AC = 1.
+        let data_to_user_ok = !smap || (ac && !implicit_supervisor);
+        match access {
+            Access::Read => !leaf.user || data_to_user_ok,
+            Access::Write => (!leaf.user || data_to_user_ok) && (leaf.writable || !wp),
+            // SMEP: no supervisor fetches from user pages.
+            Access::Execute => !xd && (!leaf.user || !smep),
+        }
+    };
+    if !allowed {
+        return Err(fault(pf::P));
+    }
+
+    // Success: set A everywhere, D in the leaf on a write.
+    let last = path.len.saturating_sub(1);
+    for (i, e) in path.used[..path.len].iter().enumerate() {
+        let mut v = e.value | pte::A;
+        if i == last && access == Access::Write {
+            v |= pte::D;
+        }
+        if v != e.value {
+            mem.write_phys(e.addr, e.size, v);
+        }
+    }
+
+    Ok(Translation {
+        phys: leaf.phys,
+        page_size: leaf.page_size,
+        writable: leaf.writable,
+        user: leaf.user,
+        executable: !xd,
+        global: leaf.value & pte::G != 0 && regs.cr4 & CR4_PGE != 0,
+        dirty: leaf.value & pte::D != 0 || access == Access::Write,
+    })
+}
+
+/// 32-bit paging. Errors are the error-code bits to add (0 for not present, P|RSVD).
+fn walk32(mem: &PhysMem, regs: &WalkRegs, linear: u64, path: &mut Path) -> Result<Leaf, u32> {
+    let lin = linear & 0xffff_ffff;
+    let pde_addr = (regs.cr3 & 0xffff_f000) | ((lin >> 22) << 2);
+    let pde = mem.read_phys(pde_addr, 4);
+    if pde & pte::P == 0 {
+        return Err(0);
+    }
+    path.push(pde_addr, pde, 4);
+    let mut writable = pde & pte::RW != 0;
+    let mut user = pde & pte::US != 0;
+
+    if pde & pte::PS != 0 && regs.cr4 & CR4_PSE != 0 {
+        // 4 MiB page. With MAXPHYADDR = 40, PDE bits 20:13 are physical bits 39:32 (PSE-36)
+        // and bit 21 is reserved.
+        if pde & bits(21, MAXPHYADDR - 19) != 0 {
+            return Err(pf::P | pf::RSVD);
+        }
+        let high = (pde >> 13) & bits(MAXPHYADDR - 33, 0);
+        let phys = (pde & 0xffc0_0000) | (high << 32) | (lin & 0x3f_ffff);
+        return Ok(Leaf {
+            phys,
+            page_size: 1 << 22,
+            value: pde,
+            writable,
+            user,
+            xd: false,
+        });
+    }
+
+    let pte_addr = (pde & 0xffff_f000) | (((lin >> 12) & 0x3ff) << 2);
+    let pte = mem.read_phys(pte_addr, 4);
+    if pte & pte::P == 0 {
+        return Err(0);
+    }
+    path.push(pte_addr, pte, 4);
+    writable &= pte & pte::RW != 0;
+    user &= pte & pte::US != 0;
+    Ok(Leaf {
+        phys: (pte & 0xffff_f000) | (lin & 0xfff),
+        page_size: SIZE_4K,
+        value: pte,
+        writable,
+        user,
+        xd: false,
+    })
+}
+
+/// Reserved bits of a PAE PDPTE: 2:1, 8:5 and 63:MAXPHYADDR.
+const PDPTE_PAE_RSVD: u64 = bits(2, 1) | bits(8, 5) | bits(63, MAXPHYADDR);
+
+/// PAE and 4-level paging. Errors are the error-code bits to add.
+fn walk_long(
+    mem: &PhysMem,
+    regs: &WalkRegs,
+    linear: u64,
+    nxe: bool,
+    level4: bool,
+    path: &mut Path,
+) -> Result<Leaf, u32> {
+    const RSVD: u32 = pf::P | pf::RSVD;
+    // Reserved in every entry of the level's format: physical bits above MAXPHYADDR (up to
+    // 51 in 4-level paging, where 62:52 are ignored; up to 62 in PAE paging), and XD without
+    // NXE.
+    let mut base_rsvd = if level4 {
+        bits(51, MAXPHYADDR)
+    } else {
+        bits(62, MAXPHYADDR)
+    };
+    if !nxe {
+        base_rsvd |= pte::XD;
+    }
+
+    let (lin, mut table, shifts): (u64, u64, &[u32]) = if level4 {
+        (
+            linear & bits(47, 0),
+            regs.cr3 & ADDR_MASK,
+            &[39, 30, 21, 12],
+        )
+    } else {
+        let lin = linear & 0xffff_ffff;
+        let pdpte_addr = (regs.cr3 & 0xffff_ffe0) | ((lin >> 30) << 3);
+        let pdpte = mem.read_phys(pdpte_addr, 8);
+        if pdpte & pte::P == 0 {
+            return Err(0);
+        }
+        if pdpte & PDPTE_PAE_RSVD != 0 {
+            return Err(RSVD);
+        }
+        (lin, pdpte & ADDR_MASK, &[21, 12])
+    };
+
+    let mut writable = true;
+    let mut user = true;
+    let mut xd = false;
+    for &shift in shifts {
+        let addr = table | (((lin >> shift) & 0x1ff) << 3);
+        let e = mem.read_phys(addr, 8);
+        if e & pte::P == 0 {
+            return Err(0);
+        }
+        let mut rsvd = base_rsvd;
+        let large = shift != 12 && e & pte::PS != 0;
+        if shift == 39 && large {
+            // PS is reserved in a PML4E.
+            return Err(RSVD);
+        }
+        if large {
+            // The page-frame bits below the page size (bit 12 is PAT).
+            rsvd |= bits(shift - 1, 13);
+        }
+        if e & rsvd != 0 {
+            return Err(RSVD);
+        }
+        path.push(addr, e, 8);
+        writable &= e & pte::RW != 0;
+        user &= e & pte::US != 0;
+        xd |= e & pte::XD != 0;
+        if large || shift == 12 {
+            let page_size = 1u64 << shift;
+            return Ok(Leaf {
+                phys: (e & ADDR_MASK & !(page_size - 1)) | (lin & (page_size - 1)),
+                page_size,
+                value: e,
+                writable,
+                user,
+                xd,
+            });
+        }
+        table = e & ADDR_MASK;
+    }
+    // Unreachable: the last level (shift 12) always returns above.
+    Err(RSVD)
+}
