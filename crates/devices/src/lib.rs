@@ -28,6 +28,7 @@
 mod bus;
 mod clock;
 pub mod i8042;
+pub mod ioapic;
 pub mod misc;
 pub mod pic;
 pub mod pit;
