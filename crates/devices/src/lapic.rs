@@ -706,6 +706,9 @@ impl InterruptSink for Mutex<LocalApic> {
 
 /// The MMIO page of a shared [`LocalApic`], for the bus: broadcasts level-triggered EOIs to
 /// `eoi` with the local APIC unlocked.
+///
+/// Lock order: the I/O APIC before the local APIC (the I/O APIC delivers with itself
+/// locked). Never drive an I/O APIC pin while holding the local APIC.
 #[derive(Clone)]
 pub struct LapicMmio {
     /// The local APIC.
