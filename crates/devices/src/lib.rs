@@ -28,6 +28,8 @@
 mod bus;
 mod clock;
 pub mod i8042;
+pub mod ioapic;
+pub mod lapic;
 pub mod misc;
 pub mod pic;
 pub mod pit;
