@@ -27,6 +27,7 @@
 
 mod bus;
 mod clock;
+pub mod hpet;
 pub mod i8042;
 pub mod misc;
 pub mod pic;
