@@ -25,6 +25,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod acpi_pm;
 mod bus;
 mod clock;
 pub mod hpet;
