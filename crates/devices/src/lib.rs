@@ -31,6 +31,7 @@ mod clock;
 pub mod hpet;
 pub mod i8042;
 pub mod misc;
+pub mod pci;
 pub mod pic;
 pub mod pit;
 pub mod rtc;
