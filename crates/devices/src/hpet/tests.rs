@@ -311,7 +311,9 @@ fn test_hpet_random_access_never_panics() {
     let clock = ManualClock::new();
     let hpet = Arc::new(Mutex::new(Hpet::new(
         Arc::new(clock.clone()),
-        vec![Arc::new(crate::NoIrq); 4], // fewer lines than GSIs
+        (0..4)
+            .map(|_| Arc::new(crate::NoIrq) as Arc<dyn IrqLine>)
+            .collect(), // < 24 GSIs
     )));
     let mut dev = HpetMmio { hpet: hpet.clone() };
     let mut x: u64 = 0x1234_5678;
