@@ -25,12 +25,15 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod acpi_pm;
 mod bus;
 mod clock;
+pub mod hpet;
 pub mod i8042;
 pub mod ioapic;
 pub mod lapic;
 pub mod misc;
+pub mod pci;
 pub mod pic;
 pub mod pit;
 pub mod rtc;
