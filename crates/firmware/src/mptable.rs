@@ -1,0 +1,1 @@
+//! The Intel MP table.
