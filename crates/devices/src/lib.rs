@@ -39,6 +39,9 @@ pub mod pit;
 pub mod rtc;
 pub mod uart;
 
+#[cfg(test)]
+mod testing;
+
 pub use bus::{BusError, MmioBus, PortBus};
 pub use clock::{Clock, ManualClock};
 

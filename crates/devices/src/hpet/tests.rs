@@ -1,36 +1,21 @@
 //! Tests of the HPET: they drive its registers as a guest would.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 
 use super::*;
+use crate::testing::EdgeCounter;
 use crate::ManualClock;
-
-/// Counts rising edges and remembers the level.
-#[derive(Default)]
-struct Line {
-    high: AtomicBool,
-    edges: AtomicU32,
-}
-
-impl IrqLine for Line {
-    fn set_level(&self, high: bool) {
-        if high && !self.high.swap(true, Ordering::SeqCst) {
-            self.edges.fetch_add(1, Ordering::SeqCst);
-        }
-        self.high.store(high, Ordering::SeqCst);
-    }
-}
 
 struct Rig {
     clock: ManualClock,
-    lines: Vec<Arc<Line>>,
+    lines: Vec<Arc<EdgeCounter>>,
     hpet: Hpet,
 }
 
 impl Rig {
     fn new() -> Rig {
         let clock = ManualClock::new();
-        let lines: Vec<Arc<Line>> = (0..HPET_GSIS).map(|_| Arc::default()).collect();
+        let lines: Vec<Arc<EdgeCounter>> = (0..HPET_GSIS).map(|_| Arc::default()).collect();
         let dyn_lines = lines
             .iter()
             .map(|l| l.clone() as Arc<dyn IrqLine>)

@@ -1,25 +1,10 @@
 //! Tests of the pit device: they drive its registers as a guest would.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 
 use super::*;
+use crate::testing::EdgeCounter;
 use crate::ManualClock;
-
-/// Counts rising edges.
-#[derive(Default)]
-struct EdgeCounter {
-    high: AtomicBool,
-    edges: AtomicU32,
-}
-
-impl IrqLine for EdgeCounter {
-    fn set_level(&self, high: bool) {
-        if high && !self.high.swap(true, Ordering::SeqCst) {
-            self.edges.fetch_add(1, Ordering::SeqCst);
-        }
-        self.high.store(high, Ordering::SeqCst);
-    }
-}
 
 struct Rig {
     clock: ManualClock,
