@@ -95,6 +95,16 @@ pub struct RunArgs {
     /// A flat binary image to load (see --load-addr, --entry, --mode).
     #[arg(long, value_name = "FILE", conflicts_with = "guest")]
     pub flat: Option<std::path::PathBuf>,
+    /// A multiboot v1 kernel (ELF32 or a.out kludge), started in 32-bit protected mode.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["flat", "guest"])]
+    pub multiboot: Option<std::path::PathBuf>,
+    /// The kernel command line (multiboot).
+    #[arg(long, value_name = "TEXT", default_value = "")]
+    pub append: String,
+    /// A file handed to the kernel as its first module (multiboot; kvm-unit-tests read their
+    /// environment from it).
+    #[arg(long, value_name = "FILE")]
+    pub initrd: Option<std::path::PathBuf>,
     /// A bundled test guest by name (sieve, sort, crc32, strings).
     #[arg(long, value_name = "NAME")]
     pub guest: Option<String>,

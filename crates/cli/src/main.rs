@@ -5,7 +5,7 @@ use anyhow::Result;
 use clap::Parser;
 
 use crane86::args::{Cli, Command, ConformanceCmd, RunArgs};
-use crane86::run::{bundled_image, guest_image, run_image, DEFAULT_GUEST};
+use crane86::run::{boot_target, bundled_image, run_boot, run_image, DEFAULT_GUEST};
 
 fn main() {
     tracing_subscriber::fmt()
@@ -31,7 +31,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             );
             let args = RunArgs::parse_default(name);
             let image = bundled_image(name, args.mode)?;
-            let outcome = run_image(&args, &image)?;
+            let outcome = run_image(&args, image)?;
             // The bundled guest reports success with isa-debug-exit 0; say so as status 0.
             Ok(match outcome.end {
                 crane86_machine::RunEnd::DebugExit(0) => 0,
@@ -39,8 +39,8 @@ fn dispatch(cli: Cli) -> Result<i32> {
             })
         }
         Some(Command::Run(args)) => {
-            let image = guest_image(&args)?;
-            Ok(run_image(&args, &image)?.status)
+            let boot = boot_target(&args)?;
+            Ok(run_boot(&args, &boot)?.status)
         }
         Some(Command::Conformance {
             against: ConformanceCmd::Host(h),

@@ -18,6 +18,21 @@ pub const EXIT_LIMIT: i32 = 124;
 /// Exit status when the run was stopped from outside.
 pub const EXIT_STOPPED: i32 = 130;
 
+/// What to boot and how.
+pub enum Boot {
+    /// A flat image at an address, started in a given mode.
+    Flat(Image),
+    /// A multiboot kernel, its command line and its modules.
+    Multiboot {
+        /// The kernel file's bytes.
+        kernel: Vec<u8>,
+        /// The command line.
+        cmdline: String,
+        /// Module files' bytes with their names.
+        modules: Vec<(Vec<u8>, String)>,
+    },
+}
+
 /// A guest image and where it goes.
 pub struct Image {
     /// The bytes.
@@ -75,12 +90,27 @@ pub fn bundled_image(name: &str, mode: ModeArg) -> Result<Image> {
     })
 }
 
-/// The image named on the command line: `--guest NAME` or `--flat FILE`.
-pub fn guest_image(args: &RunArgs) -> Result<Image> {
-    match &args.guest {
-        Some(name) => bundled_image(name, args.mode),
-        None => flat_image(args),
+/// What the command line asks to boot: `--multiboot FILE`, `--guest NAME` or `--flat FILE`.
+pub fn boot_target(args: &RunArgs) -> Result<Boot> {
+    if let Some(path) = &args.multiboot {
+        let kernel = std::fs::read(path)
+            .with_context(|| format!("cannot read multiboot kernel {}", path.display()))?;
+        let mut modules = Vec::new();
+        if let Some(m) = &args.initrd {
+            let data =
+                std::fs::read(m).with_context(|| format!("cannot read module {}", m.display()))?;
+            modules.push((data, m.display().to_string()));
+        }
+        return Ok(Boot::Multiboot {
+            kernel,
+            cmdline: args.append.clone(),
+            modules,
+        });
     }
+    Ok(Boot::Flat(match &args.guest {
+        Some(name) => bundled_image(name, args.mode)?,
+        None => flat_image(args)?,
+    }))
 }
 
 /// Reads the flat image named on the command line.
@@ -110,17 +140,24 @@ pub struct Outcome {
     pub status: i32,
 }
 
-/// Runs `image` with the options in `args`; serial output goes to stdout as it arrives.
-pub fn run_image(args: &RunArgs, image: &Image) -> Result<Outcome> {
+/// Runs a flat `image` with the options in `args`; serial output goes to stdout.
+pub fn run_image(args: &RunArgs, image: Image) -> Result<Outcome> {
+    run_boot(args, &Boot::Flat(image))
+}
+
+/// Boots `boot` with the options in `args`; serial output goes to stdout as it arrives.
+pub fn run_boot(args: &RunArgs, boot: &Boot) -> Result<Outcome> {
     let ram_bytes = args.mem_mib << 20;
-    let end_of_image = image.load_addr.checked_add(image.bytes.len() as u64);
-    if end_of_image.is_none_or(|e| e > ram_bytes) {
-        bail!(
-            "the image ({} bytes at {:#x}) does not fit in {} MiB of guest RAM",
-            image.bytes.len(),
-            image.load_addr,
-            args.mem_mib
-        );
+    if let Boot::Flat(image) = boot {
+        let end_of_image = image.load_addr.checked_add(image.bytes.len() as u64);
+        if end_of_image.is_none_or(|e| e > ram_bytes) {
+            bail!(
+                "the image ({} bytes at {:#x}) does not fit in {} MiB of guest RAM",
+                image.bytes.len(),
+                image.load_addr,
+                args.mem_mib
+            );
+        }
     }
     let cfg = MachineConfig {
         ram_bytes,
@@ -133,8 +170,25 @@ pub fn run_image(args: &RunArgs, image: &Image) -> Result<Outcome> {
     };
     let mut m = Machine::new(&cfg).context("cannot create the machine")?;
     m.ports.echo = true;
-    m.load_flat(&image.bytes, image.load_addr, image.entry, image.mode)
-        .context("cannot load the guest")?;
+    match boot {
+        Boot::Flat(image) => m
+            .load_flat(&image.bytes, image.load_addr, image.entry, image.mode)
+            .context("cannot load the guest")?,
+        Boot::Multiboot {
+            kernel,
+            cmdline,
+            modules,
+        } => {
+            let mods: Vec<_> = modules
+                .iter()
+                .map(|(data, name)| crane86_machine::loader::multiboot::Module {
+                    data,
+                    cmdline: name,
+                })
+                .collect();
+            m.load_multiboot(kernel, cmdline, &mods)?
+        }
+    }
     let t0 = Instant::now();
     let end = m
         .run(args.max_insns)

@@ -16,6 +16,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod loader;
 mod ports;
 mod run;
 
@@ -69,6 +70,9 @@ pub enum MachineError {
     /// An entry point outside guest RAM.
     #[error("entry point {0:#x} is outside guest RAM")]
     BadEntry(u64),
+    /// A multiboot image could not be loaded.
+    #[error("cannot load the multiboot image: {0}")]
+    Multiboot(#[from] loader::multiboot::MultibootError),
 }
 
 /// One virtual CPU, its memory, its ports and its translation cache.
@@ -86,6 +90,19 @@ pub struct Machine {
 }
 
 impl Machine {
+    /// Loads a multiboot v1 kernel (ELF32 or a.out kludge) with its command line and modules
+    /// and points the CPU at its entry in 32-bit protected mode.
+    pub fn load_multiboot(
+        &mut self,
+        image: &[u8],
+        cmdline: &str,
+        modules: &[loader::multiboot::Module<'_>],
+    ) -> Result<(), MachineError> {
+        self.cpu = loader::multiboot::load(&mut self.mem, image, cmdline, modules)?;
+        self.cache.flush(&mut self.mem);
+        Ok(())
+    }
+
     /// A machine with zeroed RAM and a CPU in 64-bit mode at address 0.
     pub fn new(cfg: &MachineConfig) -> Result<Machine, MachineError> {
         Ok(Machine {

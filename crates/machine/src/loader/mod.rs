@@ -1,0 +1,4 @@
+//! Boot loaders: each puts an image into guest memory and the CPU into the state the image's
+//! boot protocol promises, as a readable recipe with one error per step.
+
+pub mod multiboot;
