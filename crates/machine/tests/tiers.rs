@@ -144,3 +144,52 @@ fn wild_jumps_end_in_clean_faults() {
         }
     }
 }
+
+/// A long REP MOVSB stops between iterations when the instruction budget runs out, with
+/// RCX/RSI/RDI showing the iterations done and RIP still at the REP instruction; running
+/// on completes the copy. Every tier, including a JIT loop kept inside one function.
+#[test]
+fn rep_string_instructions_are_interruptible_between_iterations() {
+    let mut a = CodeAssembler::new(64).unwrap();
+    let mut rep = a.create_label();
+    a.mov(rsi, 0x10_0000u64).unwrap();
+    a.mov(rdi, 0x20_0000u64).unwrap();
+    a.mov(ecx, 50_000).unwrap();
+    a.set_label(&mut rep).unwrap();
+    a.rep().movsb().unwrap();
+    a.mov(eax, 0).unwrap();
+    a.out(0xf4, al).unwrap();
+    let code = a.assemble(0x1000).unwrap();
+    let rep_ip = 0x1000 + code.len() as u64 - 2 - 5 - 2; // rep movsb is 2 bytes before mov eax
+    let src: Vec<u8> = (0..50_000u32).map(|i| (i * 7 + 3) as u8).collect();
+    for tier in TIERS {
+        let mut m = machine(tier);
+        m.load_flat(&code, 0x1000, 0x1000, CpuMode::Long64).unwrap();
+        m.mem.load(0x10_0000, &src).unwrap();
+        assert_eq!(m.run(Some(10_000)).unwrap(), RunEnd::Limit, "{tier:?}");
+        assert_eq!(
+            m.cpu.rip, rep_ip,
+            "{tier:?}: stopped at the REP instruction"
+        );
+        let left = m.cpu.gpr(Gpr::Rcx);
+        assert!(
+            left > 0 && left < 50_000,
+            "{tier:?}: {left} iterations left"
+        );
+        let done = 50_000 - left;
+        assert_eq!(m.cpu.gpr(Gpr::Rsi), 0x10_0000 + done, "{tier:?}");
+        assert_eq!(m.cpu.gpr(Gpr::Rdi), 0x20_0000 + done, "{tier:?}");
+        assert_eq!(
+            &m.mem.ram()[0x20_0000..0x20_0000 + done as usize],
+            &src[..done as usize],
+            "{tier:?}"
+        );
+        assert_eq!(m.run(None).unwrap(), RunEnd::DebugExit(0), "{tier:?}");
+        assert_eq!(
+            &m.mem.ram()[0x20_0000..0x20_0000 + 50_000],
+            &src[..],
+            "{tier:?}"
+        );
+        assert_eq!(m.cpu.gpr(Gpr::Rcx), 0, "{tier:?}");
+    }
+}

@@ -1,0 +1,129 @@
+//! The `crane86` binary as a user runs it: exit statuses, output, statistics, and one clear
+//! line for every kind of bad input.
+
+use std::process::{Command, Output};
+
+fn crane86(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_crane86"))
+        .args(args)
+        .output()
+        .expect("the crane86 binary runs")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn no_arguments_boots_the_default_guest_and_succeeds() {
+    let o = crane86(&[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let want = crane86_guests::by_name("crc32", 64)
+        .unwrap()
+        .expected_output;
+    assert_eq!(text(&o.stdout), want);
+}
+
+#[test]
+fn debug_exit_becomes_the_exit_status_and_stats_are_json() {
+    let o = crane86(&["run", "--guest", "sieve", "--tier", "jit", "--stats=json"]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "isa-debug-exit 0 gives (0 << 1) | 1"
+    );
+    assert!(text(&o.stdout).starts_with("sieve "));
+    let err = text(&o.stderr);
+    let json: serde_json::Value = serde_json::from_str(err.lines().last().unwrap()).unwrap();
+    assert!(json["insns"]["jit"].as_u64().unwrap() > 1_000_000);
+    assert!(json["blocks"]["compiled"].as_u64().unwrap() > 0);
+    assert!(json["exits"]["chained"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn the_text_statistics_name_every_counter() {
+    let o = crane86(&["run", "--guest", "strings", "--mode", "32", "--stats"]);
+    let err = text(&o.stderr);
+    for row in [
+        "guest instructions",
+        "blocks compiled",
+        "us/guest insn",
+        "cache lookups",
+        "chained",
+        "invalidations",
+        "code bytes",
+    ] {
+        assert!(err.contains(row), "missing `{row}` in\n{err}");
+    }
+}
+
+#[test]
+fn bad_input_gets_one_clear_line_and_a_failure_status() {
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["run", "--flat", "/nonexistent/guest.bin"],
+            "cannot read flat image /nonexistent/guest.bin",
+        ),
+        (&["run", "--guest", "nope"], "no bundled guest `nope`"),
+        (
+            &["run", "--multiboot", "/nonexistent/k.elf"],
+            "cannot read multiboot kernel",
+        ),
+        (&["run", "--flat", "/dev/null"], "is empty"),
+        (
+            &[
+                "run",
+                "--flat",
+                "Cargo.toml",
+                "--load-addr",
+                "0xfffff000",
+                "-m",
+                "1",
+            ],
+            "does not fit in 1 MiB",
+        ),
+    ];
+    for (args, want) in cases {
+        let o = crane86(args);
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: one line, got {err}");
+        assert!(err.contains(want), "{args:?}: `{want}` not in {err}");
+    }
+    let o = crane86(&["run", "--flat", "x", "--mode", "48"]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "argument errors are clap's status 2"
+    );
+}
+
+#[test]
+fn a_multiboot_file_that_is_not_one_is_refused_clearly() {
+    let o = crane86(&["run", "--multiboot", "Cargo.toml"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stderr).contains("no multiboot v1 header"),
+        "{}",
+        text(&o.stderr)
+    );
+}
+
+#[test]
+fn conformance_host_ends_with_the_summary_line() {
+    let o = crane86(&[
+        "conformance",
+        "host",
+        "--inputs",
+        "5",
+        "--filter",
+        "Adc_rm32",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    let last = out.lines().last().unwrap();
+    assert!(
+        last.starts_with("conformance host: forms=") && last.ends_with("mismatches=0"),
+        "{last}"
+    );
+}
