@@ -279,17 +279,18 @@ impl Cache {
         id
     }
 
-    /// Counts a run of block `id` and tells whether it should run compiled; compiles it when
-    /// the tier policy says it is time. Returns the code to enter, or `None` to interpret.
-    pub fn prepare(&mut self, id: BlockId) -> Result<Option<*const u8>, CacheError> {
+    /// Counts a run of block `id` and tells whether it should run compiled (then run it with
+    /// [`Cache::run_compiled`]); compiles it when the tier policy says it is time. `false`
+    /// means: interpret it.
+    pub fn prepare(&mut self, id: BlockId) -> Result<bool, CacheError> {
         let tier = self.tier;
         let b = self.block_mut(id);
         b.runs = b.runs.saturating_add(1);
-        if let Some(c) = b.code {
-            return Ok(Some(c));
+        if b.code.is_some() {
+            return Ok(true);
         }
         if b.decoded.is_runtime() {
-            return Ok(None);
+            return Ok(false);
         }
         let hot = match tier {
             Tier::Interp => false,
@@ -297,9 +298,9 @@ impl Cache {
             Tier::Auto { threshold } => b.runs >= threshold,
         };
         if !hot {
-            return Ok(None);
+            return Ok(false);
         }
-        self.compile(id).map(Some)
+        self.compile(id).map(|_| true)
     }
 
     fn compile(&mut self, id: BlockId) -> Result<*const u8, CacheError> {
@@ -332,18 +333,15 @@ impl Cache {
         Ok(ptr)
     }
 
-    /// Runs compiled code `code` (from [`Cache::prepare`]) on `cpu`; returns the JIT exit
-    /// code. Refuses (returns a fault-free `EXIT_NEXT` without running) a pointer that is not
-    /// in this cache's arena, so no stale pointer can ever be entered.
-    // `code` is only entered after the arena check below, so this is not an unchecked deref.
-    #[allow(clippy::not_unsafe_ptr_arg_deref)]
-    pub fn run_compiled(&self, code: *const u8, cpu: &mut CpuState, mem: &mut PhysMem) -> i64 {
-        if !self.arena.contains(code) {
-            return crate::jit::EXIT_NEXT;
-        }
-        // SAFETY: `code` is in this cache's arena (checked above) and came from `prepare`;
-        // the trampoline is this cache's own.
-        unsafe { crate::jit::entry::run_compiled(self.trampoline, code, cpu, mem) }
+    /// Runs block `id`'s compiled code (and whatever it chains to) on `cpu`; returns the JIT
+    /// exit code, or `None` when the block has no compiled code (interpret it instead).
+    pub fn run_compiled(&self, id: BlockId, cpu: &mut CpuState, mem: &mut PhysMem) -> Option<i64> {
+        let code = self.blocks.get(id as usize)?.as_ref()?.code?;
+        debug_assert!(self.arena.contains(code), "block code lives in the arena");
+        // SAFETY: `code` is the live compiled code of a block of this cache (block code is
+        // dropped with the arena generation that holds it), and the trampoline is this
+        // cache's own.
+        Some(unsafe { crate::jit::entry::run_compiled(self.trampoline, code, cpu, mem) })
     }
 
     /// Links the exit named by `token` (from `cpu.link`) to block `target` if both are

@@ -82,10 +82,10 @@ fn run_tier(
         let key = BlockKey::new(cpu.rip, &cpu);
         let id = cache.lookup(key, cpu.rip, &mut cpu, &mut mem);
         let token = std::mem::take(&mut cpu.link);
-        if let Some(c) = cache.prepare(id).unwrap() {
+        if cache.prepare(id).unwrap() {
             cache.link(token, id);
             cpu.budget = 1000;
-            cache.run_compiled(c, &mut cpu, &mut mem);
+            cache.run_compiled(id, &mut cpu, &mut mem);
         } else {
             let block = cache.block(id).decoded.clone();
             run_block(&mut cpu, &mut mem, &mut NoIo, &block, 1000);

@@ -97,11 +97,14 @@ impl Machine {
                 .cache
                 .lookup(key, self.cpu.rip, &mut self.cpu, &mut self.mem);
             let token = std::mem::take(&mut self.cpu.link);
-            if let Some(code) = self.cache.prepare(id)? {
+            if self.cache.prepare(id)? {
                 self.cache.link(token, id);
                 let slice = remaining.min(SLICE as u64) as i64;
                 self.cpu.budget = slice;
-                let exit = self.cache.run_compiled(code, &mut self.cpu, &mut self.mem);
+                let exit = self
+                    .cache
+                    .run_compiled(id, &mut self.cpu, &mut self.mem)
+                    .unwrap_or(crane86_translator::jit::EXIT_NEXT);
                 let retired = (slice - self.cpu.budget).max(0) as u64;
                 self.stats.insns_jit += retired;
                 self.stats.jit_entries += 1;
