@@ -1,0 +1,1 @@
+//! Interrupt delivery (placeholder).
