@@ -6,7 +6,6 @@ use crate::state::{DescriptorTable, SEG_G};
 
 pub(crate) const GDT: u64 = 0x1000;
 pub(crate) const LDT: u64 = 0x2000;
-#[allow(dead_code)]
 pub(crate) const IDT: u64 = 0x3000;
 pub(crate) const TSS: u64 = 0x4000;
 
@@ -71,7 +70,7 @@ fn gdt() -> Vec<u64> {
         data32(3),                                        // 0x20
         desc(0x1234_5678, 0xabcde, 0x92 | (2 << 5), 0x4), // 0x28 byte-granular data DPL 2
         desc(0, 0xffff, 0x98, 0x4),                       // 0x30 execute-only code
-        desc(0, 0xffff, 0x9e, 0x4),            // 0x38 conforming readable code DPL 0
+        desc(0, 0xffff, 0x9e, 0x4),                       // 0x38 conforming readable code DPL 0
         desc(0, 0xffff, 0x90, 0x4),                       // 0x40 read-only data DPL 0
         desc(0, 0xffff, 0x12, 0x4),                       // 0x48 not-present data DPL 0
         desc(LDT as u32, 0x17, 0x82, 0),                  // 0x50 LDT
