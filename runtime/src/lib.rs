@@ -15,13 +15,15 @@
 
 pub mod exception;
 pub mod flags;
+pub mod interrupt;
 pub mod key;
 pub mod memory;
 pub mod paging;
+pub mod segment;
 pub mod state;
 
 pub use exception::{Exception, Fault};
 pub use flags::{CcKind, CcOp, LazyFlags};
 pub use key::BlockKey;
 pub use memory::{MemError, PhysMem, PortIo};
-pub use state::{CpuMode, CpuState, Gpr, SegReg, Segment};
+pub use state::{CpuMode, CpuState, DescriptorTable, Gpr, SegReg, Segment};

@@ -121,6 +121,16 @@ impl Segment {
     }
 }
 
+/// A descriptor-table register (GDTR or IDTR): the table's linear base and its limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct DescriptorTable {
+    /// Linear base address of the table.
+    pub base: u64,
+    /// Limit: the offset of the table's last valid byte.
+    pub limit: u16,
+}
+
 /// The execution mode, which decides how instructions decode and which state is in effect.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u32)]
@@ -198,6 +208,14 @@ pub struct CpuState {
     pub cr4: u64,
     /// The EFER MSR.
     pub efer: u64,
+    /// The global descriptor table register.
+    pub gdtr: DescriptorTable,
+    /// The interrupt descriptor table register.
+    pub idtr: DescriptorTable,
+    /// The local descriptor table register: the LDT's selector and its descriptor cache.
+    pub ldtr: Segment,
+    /// The task register: the current TSS's selector and its descriptor cache.
+    pub tr: Segment,
     /// The mode this state decodes in; derived from CR0, EFER and CS, kept for speed.
     pub mode: CpuMode,
     /// Set non-zero by anything (a device, a signal handler thread) that needs the vCPU back
@@ -239,6 +257,11 @@ unsafe impl Send for CpuState {}
 impl CpuState {
     /// A CPU in the given mode with flat segments (base 0; real mode: selector 0), all
     /// registers zero, flags 0x2, as the flat test-guest loader wants it.
+    ///
+    /// GDTR and IDTR have base 0 and limit 0xffff, and LDTR and TR selector 0, base 0, limit
+    /// 0xffff, as after reset (SDM Vol. 3 table 10-1); LDTR holds a present LDT type and TR a
+    /// present busy TSS type (16-bit in real mode, 32/64-bit otherwise), the attributes VMX
+    /// expects for them.
     pub fn new(mode: CpuMode) -> CpuState {
         let (cs, data, cr0, efer) = match mode {
             CpuMode::Real16 => (Segment::real(0), Segment::real(0), CR0_ET, 0),
@@ -274,6 +297,26 @@ impl CpuState {
             cr3: 0,
             cr4: if mode == CpuMode::Long64 { CR4_PAE } else { 0 },
             efer,
+            gdtr: DescriptorTable {
+                base: 0,
+                limit: 0xffff,
+            },
+            idtr: DescriptorTable {
+                base: 0,
+                limit: 0xffff,
+            },
+            ldtr: Segment {
+                base: 0,
+                limit: 0xffff,
+                selector: 0,
+                attrs: SEG_P | 0x02,
+            },
+            tr: Segment {
+                base: 0,
+                limit: 0xffff,
+                selector: 0,
+                attrs: SEG_P | if mode == CpuMode::Real16 { 0x03 } else { 0x0b },
+            },
             mode,
             exit_request: AtomicU32::new(0),
             budget: 0,
@@ -368,6 +411,10 @@ impl Clone for CpuState {
             cr3: self.cr3,
             cr4: self.cr4,
             efer: self.efer,
+            gdtr: self.gdtr,
+            idtr: self.idtr,
+            ldtr: self.ldtr,
+            tr: self.tr,
             mode: self.mode,
             exit_request: AtomicU32::new(self.exit_request.load(Ordering::Relaxed)),
             budget: self.budget,

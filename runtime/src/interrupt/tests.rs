@@ -1,0 +1,589 @@
+//! Tests for delivery, IRET and the double-fault table.
+
+use super::*;
+use crate::segment::tests::{code32, code64, data32, desc, setup, write_table, Rng, GDT, IDT, TSS};
+use crate::state::{CpuMode, DescriptorTable};
+
+fn gate32(sel: u16, off: u32, access: u8) -> u64 {
+    u64::from(off & 0xffff)
+        | (u64::from(sel) << 16)
+        | (u64::from(access) << 40)
+        | (u64::from(off >> 16) << 48)
+}
+
+fn gate64(sel: u16, off: u64, access: u8, ist: u8) -> [u64; 2] {
+    [
+        gate32(sel, off as u32, access) | (u64::from(ist) << 32),
+        off >> 32,
+    ]
+}
+
+fn exc(vector: u8, error_code: Option<u32>) -> Event {
+    Event {
+        vector,
+        kind: EventKind::Exception { error_code },
+    }
+}
+
+fn soft(vector: u8) -> Event {
+    Event {
+        vector,
+        kind: EventKind::Software { insn_len: 2 },
+    }
+}
+
+fn err(e: Exception, code: u32) -> Result<u64, Delivery> {
+    Err(Delivery::Fault(Fault::with_code(e, code)))
+}
+
+fn rd(mem: &PhysMem, a: u64, n: u32) -> u64 {
+    mem.read_phys(a, n)
+}
+
+const IFL: u64 = IF | flags::FIXED1 | flags::CF | TF;
+
+#[test]
+fn combine_follows_table_6_5() {
+    use Exception::*;
+    let all = [
+        DivideError,
+        Debug,
+        Breakpoint,
+        Overflow,
+        BoundRange,
+        InvalidOpcode,
+        DeviceNotAvailable,
+        DoubleFault,
+        InvalidTss,
+        SegmentNotPresent,
+        StackFault,
+        GeneralProtection,
+        PageFault,
+        FpuError,
+        AlignmentCheck,
+        SimdError,
+    ];
+    let contributory = |e| {
+        matches!(
+            e,
+            DivideError | InvalidTss | SegmentNotPresent | StackFault | GeneralProtection
+        )
+    };
+    for a in all {
+        for b in all {
+            let want =
+                if a == DoubleFault && (contributory(b) || b == PageFault || b == DoubleFault) {
+                    Combined::TripleFault
+                } else if (contributory(a) && contributory(b))
+                    || (a == PageFault && (contributory(b) || b == PageFault))
+                {
+                    Combined::DoubleFault
+                } else {
+                    Combined::Serial
+                };
+            assert_eq!(combine(a, b), want, "{a:?} then {b:?}");
+        }
+    }
+    assert_eq!(combine(GeneralProtection, PageFault), Combined::Serial);
+    assert_eq!(combine(PageFault, GeneralProtection), Combined::DoubleFault);
+}
+
+#[test]
+fn real_mode_delivery_and_iret() {
+    let mut cpu = CpuState::new(CpuMode::Real16);
+    let mut mem = PhysMem::new(0x20000).unwrap();
+    mem.write_phys(0x21 * 4, 4, 0x1234_5678);
+    cpu.seg[SegReg::Cs as usize] = Segment::real(0x2000);
+    cpu.seg[SegReg::Ss as usize] = Segment::real(0x100);
+    cpu.rip = 0x10;
+    cpu.gpr[4] = 0xdead_0000 | 0x800;
+    let fl = deliver(&mut cpu, &mut mem, soft(0x21), IFL | AC).unwrap();
+    assert_eq!(fl, flags::FIXED1 | flags::CF);
+    assert_eq!(
+        (
+            cpu.seg(SegReg::Cs).selector,
+            cpu.seg(SegReg::Cs).base,
+            cpu.rip
+        ),
+        (0x1234, 0x12340, 0x5678)
+    );
+    assert_eq!(cpu.gpr[4], 0xdead_07fa);
+    let sp = 0x1000 + 0x7fa;
+    assert_eq!(
+        (rd(&mem, sp, 2), rd(&mem, sp + 2, 2), rd(&mem, sp + 4, 2)),
+        (0x12, 0x2000, 0x303)
+    );
+    let back = iret(&mut cpu, &mut mem, 16, fl).unwrap();
+    assert_eq!(back, 0x303);
+    assert_eq!(
+        (cpu.seg(SegReg::Cs).base, cpu.rip, cpu.gpr[4]),
+        (0x20000, 0x12, 0xdead_0800)
+    );
+    // An exception pushes RIP unchanged and no error code; the IVT limit is checked.
+    cpu.rip = 0x33;
+    deliver(&mut cpu, &mut mem, exc(13, Some(0)), 0x2).unwrap();
+    assert_eq!(rd(&mem, sp, 2), 0x33);
+    cpu.idtr.limit = 0x3ff;
+    deliver(&mut cpu, &mut mem, exc(0xff, None), 0x2).unwrap();
+    cpu.idtr.limit = 0x3fe;
+    assert_eq!(
+        deliver(&mut cpu, &mut mem, exc(0xff, None), 0x2),
+        err(Exception::GeneralProtection, 0)
+    );
+    // A 32-bit IRET keeps VM/VIF/VIP and takes the rest.
+    cpu.gpr[4] = 0x800;
+    for (i, v) in [0x4444u64, 0x1234, 0x3f_7fd7].iter().enumerate() {
+        mem.write_phys(0x1800 + 4 * i as u64, 4, *v);
+    }
+    let fl = iret(&mut cpu, &mut mem, 32, VIP).unwrap();
+    assert_eq!(fl, 0x25_7fd7 | VIP);
+    assert_eq!((cpu.rip, cpu.gpr[4]), (0x4444, 0x80c));
+}
+
+/// Protected mode, CPL 0 or 3, with a GDT, an IDT and a 32-bit TSS (ESP0 0xa000, SS0 0x10).
+fn prot(user: bool) -> (CpuState, PhysMem) {
+    let tss = desc(TSS as u32, 0x67, 0x8b, 0);
+    let entries = [
+        0,
+        code32(0),
+        data32(0),
+        code32(3),
+        data32(3),
+        tss,
+        desc(0, 0xffff, 0x12, 4),
+        desc(0, 0xffff, 0x1a, 4),
+        desc(0, 0xffff, 0x72, 4),
+    ];
+    let (cs, ss) = if user { (0x1b, 0x23) } else { (0x08, 0x10) };
+    let (mut cpu, mut mem) = setup(CpuMode::Prot32, &entries, cs, ss);
+    cpu.tr = Descriptor::from_raw(tss, 0, 0).to_segment(0x28);
+    cpu.idtr = DescriptorTable {
+        base: IDT,
+        limit: 0x7ff,
+    };
+    mem.write_phys(TSS + 4, 4, 0xa000);
+    mem.write_phys(TSS + 8, 2, 0x10);
+    let idt = [
+        (0x20, gate32(0x08, 0x11_2233, 0x8e)),
+        (0x21, gate32(0x08, 0x44_5566, 0x8f)),
+        (13, gate32(0x08, 0x1300, 0x8e)),
+        (0x80, gate32(0x08, 0x8000, 0xee)),
+        (0x30, gate32(0x08, 0x3000, 0x0e)), // not present
+        (0x31, gate32(0x08, 0x3100, 0x8c)), // call gate: invalid in the IDT
+        (0x32, gate32(0x00, 0x3200, 0x8e)), // null target
+        (0x33, gate32(0x10, 0x3300, 0x8e)), // data target
+        (0x34, gate32(0x38, 0x3400, 0x8e)), // not-present code
+        (0x35, gate32(0x08, 0x3500, 0x85)), // task gate
+        (0x36, gate32(0x1b, 0x3600, 0xee)), // DPL 3 code target
+        (0x37, gate32(0x08, 0x3700, 0x86)), // 16-bit interrupt gate
+    ];
+    for (v, g) in idt {
+        mem.write_phys(IDT + 8 * v, 8, g);
+    }
+    cpu.seg[SegReg::Ds as usize] = Descriptor::from_raw(entries[2], 0, 0).to_segment(0x10);
+    (cpu, mem)
+}
+
+#[test]
+fn same_privilege_interrupt_and_trap_gates() {
+    let (mut cpu, mut mem) = prot(false);
+    cpu.rip = 0x1000;
+    cpu.gpr[4] = 0x9000;
+    let fl = deliver(
+        &mut cpu,
+        &mut mem,
+        Event {
+            vector: 0x20,
+            kind: EventKind::External,
+        },
+        IFL | NT,
+    )
+    .unwrap();
+    assert_eq!(fl, flags::FIXED1 | flags::CF);
+    assert_eq!(
+        (cpu.rip, cpu.gpr[4], cpu.seg(SegReg::Cs).selector),
+        (0x11_2233, 0x8ff4, 0x08)
+    );
+    assert_eq!(
+        (
+            rd(&mem, 0x8ff4, 4),
+            rd(&mem, 0x8ff8, 4),
+            rd(&mem, 0x8ffc, 4)
+        ),
+        (0x1000, 0x08, IFL | NT)
+    );
+    assert_eq!(mem.read_phys(GDT + 8 + 5, 1), 0x9b, "accessed");
+    // Trap gate keeps IF; software INT pushes the next RIP.
+    cpu.gpr[4] = 0x9000;
+    cpu.rip = 0x2000;
+    let fl = deliver(&mut cpu, &mut mem, soft(0x21), IFL).unwrap();
+    assert_eq!(fl, IF | flags::FIXED1 | flags::CF);
+    assert_eq!((cpu.rip, rd(&mem, 0x8ff4, 4)), (0x44_5566, 0x2002));
+    // An error code is pushed last.
+    cpu.gpr[4] = 0x9000;
+    cpu.rip = 0x3000;
+    deliver(&mut cpu, &mut mem, exc(13, Some(0x28)), 0x202).unwrap();
+    assert_eq!(cpu.gpr[4], 0x8ff0);
+    let frame: Vec<u64> = (0..4).map(|i| rd(&mem, 0x8ff0 + 4 * i, 4)).collect();
+    assert_eq!(frame, [0x28, 0x3000, 0x08, 0x202]);
+    // IRET (after popping the error code) returns.
+    cpu.gpr[4] = 0x8ff4;
+    let fl = iret(&mut cpu, &mut mem, 32, 0x2).unwrap();
+    assert_eq!((fl, cpu.rip, cpu.gpr[4]), (0x202, 0x3000, 0x9000));
+    // A 16-bit gate pushes a 16-bit frame and truncates the offset.
+    cpu.gpr[4] = 0x9000;
+    deliver(
+        &mut cpu,
+        &mut mem,
+        Event {
+            vector: 0x37,
+            kind: EventKind::Nmi,
+        },
+        0x202,
+    )
+    .unwrap();
+    assert_eq!((cpu.rip, cpu.gpr[4]), (0x3700, 0x8ffa));
+    assert_eq!(
+        (
+            rd(&mem, 0x8ffa, 2),
+            rd(&mem, 0x8ffc, 2),
+            rd(&mem, 0x8ffe, 2)
+        ),
+        (0x3000, 0x08, 0x202)
+    );
+}
+
+#[test]
+fn privilege_change_through_the_tss_and_back() {
+    let (mut cpu, mut mem) = prot(true);
+    cpu.rip = 0x40_0000;
+    cpu.gpr[4] = 0x7_0000;
+    let fl = deliver(&mut cpu, &mut mem, soft(0x80), 0x3202).unwrap();
+    assert_eq!(fl, 0x3002);
+    assert_eq!(
+        (cpu.seg(SegReg::Cs).selector, cpu.seg(SegReg::Ss).selector),
+        (0x08, 0x10)
+    );
+    assert_eq!(
+        (cpu.rip, cpu.gpr[4], segment::cpl(&cpu)),
+        (0x8000, 0xa000 - 20, 0)
+    );
+    let frame: Vec<u64> = (0..5).map(|i| rd(&mem, 0xa000 - 20 + 4 * i, 4)).collect();
+    assert_eq!(frame, [0x40_0002, 0x1b, 0x3202, 0x7_0000, 0x23]);
+    // IRET back to ring 3: DS (DPL 0 data) is nulled, IOPL may change at CPL 0.
+    let fl = iret(&mut cpu, &mut mem, 32, fl).unwrap();
+    assert_eq!(fl, 0x3202);
+    assert_eq!(
+        (cpu.seg(SegReg::Cs).selector, cpu.seg(SegReg::Ss).selector),
+        (0x1b, 0x23)
+    );
+    assert_eq!(
+        (cpu.rip, cpu.gpr[4], segment::cpl(&cpu)),
+        (0x40_0002, 0x7_0000, 3)
+    );
+    assert_eq!(cpu.seg(SegReg::Ds).attrs, 0);
+    // An exception in ring 3 with an error code.
+    deliver(&mut cpu, &mut mem, exc(13, Some(0)), 0x202).unwrap();
+    assert_eq!(cpu.gpr[4], 0xa000 - 24);
+    // At CPL 3 IRET cannot change IOPL; IF only when CPL <= IOPL.
+    let (mut cpu, mut mem) = prot(true);
+    cpu.gpr[4] = 0x9000;
+    for (i, v) in [0x10u64, 0x1b, 0x3000].iter().enumerate() {
+        mem.write_phys(0x9000 + 4 * i as u64, 4, *v);
+    }
+    assert_eq!(iret(&mut cpu, &mut mem, 32, 0x202).unwrap(), 0x202);
+}
+
+#[test]
+fn gate_and_target_faults() {
+    let (mut cpu, mut mem) = prot(true);
+    cpu.gpr[4] = 0x9000;
+    use Exception::*;
+    let e = |v| Event {
+        vector: v,
+        kind: EventKind::External,
+    };
+    assert_eq!(
+        deliver(&mut cpu, &mut mem, soft(0x20), 0x2),
+        err(GeneralProtection, 0x20 * 8 + 2)
+    );
+    assert_eq!(
+        deliver(&mut cpu, &mut mem, e(0x30), 0x2),
+        err(SegmentNotPresent, 0x30 * 8 + 3)
+    );
+    assert_eq!(
+        deliver(&mut cpu, &mut mem, e(0x31), 0x2),
+        err(GeneralProtection, 0x31 * 8 + 3)
+    );
+    assert_eq!(
+        deliver(&mut cpu, &mut mem, e(0x32), 0x2),
+        err(GeneralProtection, 1)
+    );
+    assert_eq!(
+        deliver(&mut cpu, &mut mem, e(0x33), 0x2),
+        err(GeneralProtection, 0x11)
+    );
+    assert_eq!(
+        deliver(&mut cpu, &mut mem, e(0x34), 0x2),
+        err(SegmentNotPresent, 0x39)
+    );
+    assert_eq!(
+        deliver(&mut cpu, &mut mem, e(0x35), 0x2),
+        Err(Delivery::Unsupported("task gate"))
+    );
+    cpu.idtr.limit = 0x20 * 8 + 6;
+    assert_eq!(
+        deliver(&mut cpu, &mut mem, e(0x20), 0x2),
+        err(GeneralProtection, 0x103)
+    );
+    assert_eq!(
+        deliver(&mut cpu, &mut mem, soft(0x20), 0x2),
+        err(GeneralProtection, 0x102)
+    );
+    // A DPL-3 target from ring 0 is more privileged than CPL: #GP(sel | ext).
+    let (mut cpu, mut mem) = prot(false);
+    assert_eq!(
+        deliver(&mut cpu, &mut mem, e(0x36), 0x2),
+        err(GeneralProtection, 0x19)
+    );
+    // Bad ring-0 stacks in the TSS.
+    let (mut cpu, mut mem) = prot(true);
+    let ext = e(0x20);
+    for (ss0, want) in [
+        (0u64, err(InvalidTss, 1)),
+        (0x11, err(InvalidTss, 0x11)),
+        (0x08, err(InvalidTss, 9)),
+        (0x20, err(InvalidTss, 0x21)),
+        (0x30, err(StackFault, 0x31)),
+        (0x400, err(InvalidTss, 0x401)),
+    ] {
+        mem.write_phys(TSS + 8, 2, ss0);
+        assert_eq!(deliver(&mut cpu, &mut mem, ext, 0x2), want, "ss0 {ss0:#x}");
+    }
+    cpu.tr.limit = 8;
+    assert_eq!(deliver(&mut cpu, &mut mem, ext, 0x2), err(InvalidTss, 0x29));
+    // Nothing changed through all of that.
+    assert_eq!((cpu.seg(SegReg::Cs).selector, cpu.gpr[4]), (0x1b, 0));
+    // Virtual-8086 mode is not handled.
+    cpu.rflags |= VM;
+    cpu.tr.limit = 0x67;
+    mem.write_phys(TSS + 8, 2, 0x10);
+    assert!(matches!(
+        deliver(&mut cpu, &mut mem, ext, VM),
+        Err(Delivery::Unsupported(_))
+    ));
+}
+
+#[test]
+fn iret_faults() {
+    use Exception::*;
+    let (mut cpu, mut mem) = prot(false);
+    let frame = |mem: &mut PhysMem, v: [u64; 5]| {
+        for (i, x) in v.iter().enumerate() {
+            mem.write_phys(0x9000 + 4 * i as u64, 4, *x);
+        }
+    };
+    let cases = [
+        ([0x10, 0x00, 0x2, 0, 0], err(GeneralProtection, 0)),
+        ([0x10, 0x10, 0x2, 0, 0], err(GeneralProtection, 0x10)),
+        ([0x10, 0x18, 0x2, 0, 0], err(GeneralProtection, 0x18)),
+        ([0x10, 0x3b, 0x2, 0, 0], err(GeneralProtection, 0x38)),
+        ([0x10, 0x38, 0x2, 0, 0], err(SegmentNotPresent, 0x38)),
+        ([0x10, 0x1b, 0x2, 0x100, 0x10], err(GeneralProtection, 0x10)),
+        ([0x10, 0x1b, 0x2, 0x100, 0x13], err(GeneralProtection, 0x10)),
+        ([0x10, 0x1b, 0x2, 0x100, 0x03], err(GeneralProtection, 0)),
+        ([0x10, 0x1b, 0x2, 0x100, 0x33], err(GeneralProtection, 0x30)),
+        ([0x10, 0x1b, 0x2, 0x100, 0x43], err(StackFault, 0x40)),
+        (
+            [0x10, 0x403, 0x2, 0x100, 0x23],
+            err(GeneralProtection, 0x400),
+        ),
+    ];
+    for (f, want) in cases {
+        cpu.gpr[4] = 0x9000;
+        frame(&mut mem, f);
+        assert_eq!(iret(&mut cpu, &mut mem, 32, 0x2), want, "{f:x?}");
+        assert_eq!(cpu.gpr[4], 0x9000);
+    }
+    // EIP beyond the limit of a present DPL-3 code segment.
+    mem.write_phys(GDT + 0x38, 8, desc(0, 0xff, 0xfa, 0));
+    frame(&mut mem, [0x100, 0x3b, 0x2, 0x100, 0x23]);
+    assert_eq!(iret(&mut cpu, &mut mem, 32, 0x2), err(GeneralProtection, 0));
+    assert_eq!(
+        iret(&mut cpu, &mut mem, 32, NT),
+        Err(Delivery::Unsupported("IRET task return (NT = 1)"))
+    );
+    cpu.rflags |= VM;
+    assert_eq!(iret(&mut cpu, &mut mem, 32, VM), err(GeneralProtection, 0));
+}
+
+/// Long mode with a 64-bit TSS: RSP0 0xa008, IST1 0xc008.
+fn long() -> (CpuState, PhysMem) {
+    let tss = desc(TSS as u32, 0x67, 0x89, 0);
+    let entries = [
+        0,
+        code64(0),
+        data32(0),
+        code64(3),
+        data32(3),
+        tss,
+        0,
+        code32(0),
+    ];
+    let (mut cpu, mut mem) = setup(CpuMode::Long64, &entries, 0x1b, 0x23);
+    cpu.tr = Descriptor::from_raw(tss, 0, 0).to_segment(0x28);
+    cpu.idtr = DescriptorTable {
+        base: IDT,
+        limit: 0xfff,
+    };
+    mem.write_phys(TSS + 4, 8, 0xa008);
+    mem.write_phys(TSS + 0x24, 8, 0xc008);
+    let gates = [
+        (14, gate64(0x08, 0xffff_8000_0000_1400, 0x8e, 0)),
+        (2, gate64(0x08, 0x200, 0x8e, 1)),
+        (0x80, gate64(0x08, 0x8000, 0xef, 0)),
+        (0x81, gate64(0x38, 0x8100, 0xee, 0)),
+        (0x82, gate64(0x08, 0x8200, 0xe6, 0)),
+        (0x83, gate64(0x08, 0x0000_8000_0000_0000, 0xee, 0)),
+    ];
+    for (v, [lo, hi]) in gates {
+        write_table(&mut mem, IDT + 16 * v, &[lo, hi]);
+    }
+    (cpu, mem)
+}
+
+#[test]
+fn long_mode_delivery_and_iretq() {
+    let (mut cpu, mut mem) = long();
+    cpu.rip = 0x7fff_0000_1000;
+    cpu.gpr[4] = 0x5_0001;
+    let fl = deliver(&mut cpu, &mut mem, exc(14, Some(6)), 0x202).unwrap();
+    assert_eq!(fl, 0x2);
+    assert_eq!(
+        (cpu.rip, cpu.gpr[4], cpu.mode),
+        (0xffff_8000_0000_1400, 0xa000 - 48, CpuMode::Long64)
+    );
+    assert_eq!(
+        (cpu.seg(SegReg::Ss).selector, cpu.seg(SegReg::Cs).selector),
+        (0, 0x08)
+    );
+    let frame: Vec<u64> = (0..6).map(|i| rd(&mem, 0xa000 - 48 + 8 * i, 8)).collect();
+    assert_eq!(frame, [6, 0x7fff_0000_1000, 0x1b, 0x202, 0x5_0001, 0x23]);
+    cpu.gpr[4] += 8;
+    let fl = iret(&mut cpu, &mut mem, 64, fl).unwrap();
+    assert_eq!(fl, 0x202);
+    assert_eq!(
+        (cpu.rip, cpu.gpr[4], segment::cpl(&cpu)),
+        (0x7fff_0000_1000, 0x5_0001, 3)
+    );
+    assert_eq!(cpu.seg(SegReg::Ss).selector, 0x23);
+    // Same privilege with IST: the IST stack, aligned; SS unchanged.
+    let (mut cpu, mut mem) = long();
+    cpu.seg[SegReg::Cs as usize].selector = 0x08;
+    cpu.seg[SegReg::Ss as usize] = Segment {
+        selector: 0,
+        attrs: 0,
+        base: 0,
+        limit: 0,
+    };
+    cpu.gpr[4] = 0x6_0008;
+    deliver(
+        &mut cpu,
+        &mut mem,
+        Event {
+            vector: 2,
+            kind: EventKind::Nmi,
+        },
+        0x2,
+    )
+    .unwrap();
+    assert_eq!((cpu.rip, cpu.gpr[4]), (0x200, 0xc000 - 40));
+    assert_eq!(rd(&mem, 0xc000 - 16, 8), 0x6_0008);
+    // Same privilege without IST: the current stack, aligned down.
+    deliver(&mut cpu, &mut mem, soft(0x80), 0x202).unwrap();
+    assert_eq!(cpu.gpr[4], 0xc000 - 48 - 40);
+    // IRETQ at the same privilege pops SS:RSP too, a null SS is fine at CPL 0.
+    let fl = iret(&mut cpu, &mut mem, 64, 0x2).unwrap();
+    assert_eq!((fl, cpu.rip, cpu.gpr[4]), (0x202, 0x202, 0xc000 - 40));
+    // Faults: 32-bit code target, 16-bit-style gate type, non-canonical offset, IDT limit.
+    use Exception::*;
+    let (mut cpu, mut mem) = long();
+    assert_eq!(
+        deliver(&mut cpu, &mut mem, soft(0x81), 0x2),
+        err(GeneralProtection, 0x38)
+    );
+    assert_eq!(
+        deliver(&mut cpu, &mut mem, soft(0x82), 0x2),
+        err(GeneralProtection, 0x82 * 8 + 2)
+    );
+    assert_eq!(
+        deliver(&mut cpu, &mut mem, soft(0x83), 0x2),
+        err(GeneralProtection, 0)
+    );
+    assert_eq!(
+        deliver(&mut cpu, &mut mem, soft(14), 0x2),
+        err(GeneralProtection, 14 * 8 + 2)
+    );
+    cpu.idtr.limit = 0x80 * 16 + 14;
+    assert_eq!(
+        deliver(&mut cpu, &mut mem, soft(0x80), 0x2),
+        err(GeneralProtection, 0x402)
+    );
+    assert_eq!(iret(&mut cpu, &mut mem, 64, NT), err(GeneralProtection, 0));
+    cpu.tr.limit = 0x8;
+    cpu.idtr.limit = 0xfff;
+    assert_eq!(
+        deliver(&mut cpu, &mut mem, soft(0x80), 0x2),
+        err(InvalidTss, 0x28)
+    );
+}
+
+#[test]
+fn random_tables_never_panic() {
+    let mut rng = Rng(0x1234_5678_9abc_def1);
+    for round in 0..200 {
+        let (mut cpu, mut mem) = if round % 2 == 0 {
+            prot(round % 4 == 0)
+        } else {
+            long()
+        };
+        if round % 5 == 0 {
+            cpu.cr0 &= !crate::state::CR0_PE;
+        }
+        let junk: Vec<u64> = (0..256).map(|_| rng.next()).collect();
+        write_table(&mut mem, IDT, &junk);
+        write_table(&mut mem, TSS, &junk[..13]);
+        write_table(&mut mem, GDT + 0x38, &junk[200..208]);
+        for _ in 0..30 {
+            let r = rng.next();
+            cpu.gpr[4] = rng.next() & 0x1_ffff;
+            let kind = match r % 4 {
+                0 => EventKind::Exception {
+                    error_code: Some(r as u32),
+                },
+                1 => EventKind::Software { insn_len: 2 },
+                2 => EventKind::External,
+                _ => EventKind::Nmi,
+            };
+            let fl = rng.next();
+            let _ = deliver(
+                &mut cpu,
+                &mut mem,
+                Event {
+                    vector: (r >> 8) as u8,
+                    kind,
+                },
+                fl,
+            );
+            for i in 0..5 {
+                mem.write_phys((cpu.gpr[4] & 0x1_fff0) + 8 * i, 8, rng.next());
+            }
+            let _ = iret(
+                &mut cpu,
+                &mut mem,
+                [16, 32, 64][(r >> 20) as usize % 3],
+                rng.next(),
+            );
+        }
+    }
+}
