@@ -174,7 +174,7 @@ fn fuzz(mode: CpuMode) {
                     RunEnd::Halted => 1,
                     RunEnd::Fault { .. } => 2,
                     RunEnd::Limit => 3,
-                    RunEnd::Stopped => 4,
+                    RunEnd::Stopped | RunEnd::Unsupported { .. } => 4,
                 }] += 1
             }
             Err(e) => {

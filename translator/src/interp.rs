@@ -249,6 +249,8 @@ pub enum InterpExit {
     Fault,
     /// The guest executed HLT.
     Halt,
+    /// An instruction needs something not implemented yet; `cpu.rip` is that instruction.
+    Unsupported(&'static str),
 }
 
 /// 128-by-64-bit division as DIV/IDIV define it; `None` for a zero divisor or a quotient
@@ -304,6 +306,9 @@ pub fn run_block(
             r => r,
         };
         match result {
+            Ok(semantics::system::Outcome::Unsupported(what)) => {
+                return (InterpExit::Unsupported(what), retired);
+            }
             Ok(outcome) => {
                 let next = it.next.unwrap_or_else(|| d.insn.next_ip());
                 let halted = outcome == semantics::system::Outcome::Halt;

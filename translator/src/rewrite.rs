@@ -7,6 +7,8 @@
 //! | HLT | runs alone; the run loop waits for an interrupt or stops | the vCPU must leave generated code to sleep |
 //! | IN, OUT | run alone; the port bus dispatches to devices | devices live outside generated code |
 //! | POPF | runs alone; ends the block | may change TF (part of the block key) and IF (interrupt window) |
+//! | CLI, STI | run alone, with the CPL/IOPL check | IF opens or closes the interrupt window; STI's one-instruction shadow starts a new block |
+//! | INT n, INT3, INTO, IRET | run alone through `runtime::interrupt` (IVT/IDT delivery, IRET) | they load CS, may change mode, CPL and stack; task switches and virtual-8086 transitions stop the run as unsupported |
 //! | UD0/UD1/UD2, unclaimed forms | inline #UD that ends the block | the fault is precise at the instruction |
 //! | REP string ops | one iteration per execution, ending the block; the next iteration chains to the same block | every iteration is an interrupt window, and chaining keeps the loop in generated code |
 //!

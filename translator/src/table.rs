@@ -87,6 +87,12 @@ pub enum Op {
     In,
     Out,
     Popf,
+    /// CLI, STI.
+    InterruptFlag,
+    /// INT n, INT3, INTO.
+    Int,
+    /// IRET, IRETD, IRETQ.
+    Iret,
 }
 
 /// How a form is translated.
@@ -361,6 +367,9 @@ fn build(code: Code) -> Option<Entry> {
         M::In => runtime(Op::In),
         M::Out => runtime(Op::Out),
         M::Popf | M::Popfd | M::Popfq => runtime(Op::Popf),
+        M::Cli | M::Sti => runtime(Op::InterruptFlag),
+        M::Int | M::Int3 | M::Into => runtime(Op::Int),
+        M::Iret | M::Iretd | M::Iretq => runtime(Op::Iret),
         _ => None,
     }
 }

@@ -208,6 +208,10 @@ pub fn run_boot(args: &RunArgs, boot: &Boot) -> Result<Outcome> {
             EXIT_LIMIT
         }
         RunEnd::Stopped => EXIT_STOPPED,
+        RunEnd::Unsupported { what, rip } => {
+            eprintln!("crane86: the guest needs {what} at rip={rip:#x}, which crane86 does not implement yet");
+            EXIT_GUEST_FAULT
+        }
     };
     match args.stats {
         Some(StatsFormat::Text) => eprint!("{}", Report::new(&m, wall).table()),

@@ -29,6 +29,13 @@ pub enum RunEnd {
     Limit,
     /// Someone asked the vCPU to stop (`CpuState::request_exit`).
     Stopped,
+    /// The guest needs something crane86 does not implement yet.
+    Unsupported {
+        /// What.
+        what: &'static str,
+        /// The instruction that needed it.
+        rip: u64,
+    },
 }
 
 /// Counters of one machine's runs.
@@ -125,8 +132,15 @@ impl Machine {
                 self.stats.insns_interp += n;
                 self.stats.interp_runs += 1;
                 remaining = remaining.saturating_sub(n);
-                if exit == InterpExit::Halt {
-                    return Ok(RunEnd::Halted);
+                match exit {
+                    InterpExit::Halt => return Ok(RunEnd::Halted),
+                    InterpExit::Unsupported(what) => {
+                        return Ok(RunEnd::Unsupported {
+                            what,
+                            rip: self.cpu.rip,
+                        })
+                    }
+                    InterpExit::Next | InterpExit::Fault => {}
                 }
             }
         }

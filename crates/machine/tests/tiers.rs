@@ -193,3 +193,107 @@ fn rep_string_instructions_are_interruptible_between_iterations() {
         assert_eq!(m.cpu.gpr(Gpr::Rcx), 0, "{tier:?}");
     }
 }
+
+/// INT n through the real-mode IVT and back with IRET: the handler runs with IF and TF clear
+/// and the flags come back, in every tier.
+#[test]
+fn real_mode_int_and_iret_round_trip() {
+    let mut a = CodeAssembler::new(16).unwrap();
+    let mut handler = a.create_label();
+    let mut after = a.create_label();
+    // IVT[0x80] = 0000:handler
+    a.mov(word_ptr(0x80 * 4), 0x1000 + 0x40).unwrap();
+    a.mov(word_ptr(0x80 * 4 + 2), 0).unwrap();
+    a.sti().unwrap();
+    a.mov(bl, 0).unwrap();
+    a.int(0x80).unwrap();
+    a.jmp(after).unwrap();
+    a.set_label(&mut after).unwrap();
+    // AL = BL (set by the handler) + (IF after return ? 0x10 : 0)
+    a.pushf().unwrap();
+    a.pop(cx).unwrap();
+    a.shr(cx, 5).unwrap();
+    a.and(cl, 0x10).unwrap();
+    a.mov(al, bl).unwrap();
+    a.add(al, cl).unwrap();
+    a.out(0xf4, al).unwrap();
+    a.hlt().unwrap();
+    let mut code = a.assemble(0x1000).unwrap();
+    assert!(code.len() <= 0x40, "the handler goes at offset 0x40");
+    code.resize(0x40, 0x90);
+    let mut h = CodeAssembler::new(16).unwrap();
+    h.set_label(&mut handler).unwrap();
+    // BL = 0x40 | (IF ? 1 : 0)
+    h.pushf().unwrap();
+    h.pop(dx).unwrap();
+    h.shr(dx, 9).unwrap();
+    h.and(dl, 1).unwrap();
+    h.or(dl, 0x40).unwrap();
+    h.mov(bl, dl).unwrap();
+    h.iret().unwrap();
+    code.extend(h.assemble(0x1040).unwrap());
+    for tier in TIERS {
+        let mut m = machine(tier);
+        m.load_flat(&code, 0x1000, 0x1000, CpuMode::Real16).unwrap();
+        // IF was set before INT, cleared in the handler, restored by IRET.
+        assert_eq!(
+            m.run(Some(10_000)).unwrap(),
+            RunEnd::DebugExit(0x50),
+            "{tier:?}"
+        );
+    }
+}
+
+/// A 32-bit interrupt gate in a real IDT: INT 0x30 reaches the handler on the same stack with
+/// EFLAGS, CS and EIP pushed, and IRETD returns.
+#[test]
+fn protected_mode_int_through_an_idt_gate() {
+    let mut a = CodeAssembler::new(32).unwrap();
+    let mut after = a.create_label();
+    a.mov(esp, 0x8000).unwrap();
+    a.mov(ebx, 0).unwrap();
+    a.int(0x30).unwrap();
+    a.set_label(&mut after).unwrap();
+    a.mov(eax, ebx).unwrap();
+    a.out(0xf4, al).unwrap();
+    a.hlt().unwrap();
+    let mut code = a.assemble(0x1000).unwrap();
+    code.resize(0x80, 0x90);
+    let mut h = CodeAssembler::new(32).unwrap();
+    // EBX = saved CS (from the frame) + 0x20
+    h.mov(ebx, dword_ptr(esp + 4)).unwrap();
+    h.add(ebx, 0x20).unwrap();
+    h.iretd().unwrap();
+    code.extend(h.assemble(0x1080).unwrap());
+    for tier in TIERS {
+        let mut m = machine(tier);
+        m.load_flat(&code, 0x1000, 0x1000, CpuMode::Prot32).unwrap();
+        // GDT at 0x500: null, code 0x08 (flat 32-bit), data 0x10; IDT at 0x600.
+        let gdt: [u64; 3] = [0, 0x00cf_9a00_0000_ffff, 0x00cf_9200_0000_ffff];
+        for (i, d) in gdt.iter().enumerate() {
+            m.mem.load(0x500 + 8 * i as u64, &d.to_le_bytes()).unwrap();
+        }
+        // interrupt gate: offset 0x1080, selector 0x08, type 0xE, DPL 0, present
+        let off = 0x1080u64;
+        let gate = (off & 0xffff) | (0x08 << 16) | (0x8e00 << 32) | ((off >> 16) << 48);
+        m.mem.load(0x600 + 8 * 0x30, &gate.to_le_bytes()).unwrap();
+        m.cpu.gdtr = crane86_runtime::DescriptorTable {
+            base: 0x500,
+            limit: 23,
+        };
+        m.cpu.idtr = crane86_runtime::DescriptorTable {
+            base: 0x600,
+            limit: 0x7ff,
+        };
+        assert_eq!(
+            m.run(Some(10_000)).unwrap(),
+            RunEnd::DebugExit(0x28),
+            "{tier:?}"
+        );
+        assert_eq!(
+            m.cpu.gpr(Gpr::Rsp),
+            0x8000,
+            "{tier:?}: IRETD popped the frame"
+        );
+    }
+}

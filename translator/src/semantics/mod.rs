@@ -101,8 +101,13 @@ pub fn execute<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
         Op::Ud => Err(e.raise(Fault::new(Exception::InvalidOpcode))),
         // Runtime-class rows are filtered out above; should one slip through, it is #UD
         // rather than a host panic.
-        Op::Cpuid | Op::Hlt | Op::In | Op::Out | Op::Popf => {
-            Err(e.raise(Fault::new(Exception::InvalidOpcode)))
-        }
+        Op::Cpuid
+        | Op::Hlt
+        | Op::In
+        | Op::Out
+        | Op::Popf
+        | Op::InterruptFlag
+        | Op::Int
+        | Op::Iret => Err(e.raise(Fault::new(Exception::InvalidOpcode))),
     }
 }

@@ -5,7 +5,9 @@
 use crane86_runtime::{flags as fl, Exception, Fault};
 use iced_x86::{Instruction, Mnemonic, OpKind, Register};
 
-use super::flags::set_eflags;
+use crane86_runtime::interrupt::{self, deliver, Delivery, Event, EventKind};
+
+use super::flags::{flag, set_eflags, Flag};
 use super::operands::{mask, read_gpr_sized, read_reg, write_gpr_sized};
 use super::stack::{pop_value, set_sp, sp};
 use crate::cpu_model;
@@ -19,6 +21,9 @@ pub enum Outcome {
     Continue,
     /// The CPU halted (HLT) until an interrupt arrives.
     Halt,
+    /// The instruction needs something crane86 does not implement yet (a task switch, a
+    /// virtual-8086 transition): the run must stop rather than pretend.
+    Unsupported(&'static str),
 }
 
 /// Executes one runtime-class instruction.
@@ -36,6 +41,9 @@ pub fn execute(it: &mut Interp<'_>, insn: &Instruction) -> R<Outcome> {
         Mnemonic::In => port_in(it, insn)?,
         Mnemonic::Out => port_out(it, insn)?,
         Mnemonic::Popf | Mnemonic::Popfd | Mnemonic::Popfq => popf(it, insn)?,
+        Mnemonic::Cli | Mnemonic::Sti => interrupt_flag(it, insn.mnemonic() == Mnemonic::Sti)?,
+        Mnemonic::Int | Mnemonic::Int3 | Mnemonic::Into => return software_interrupt(it, insn),
+        Mnemonic::Iret | Mnemonic::Iretd | Mnemonic::Iretq => return iret(it, insn),
         _ => return Err(it.raise(Fault::new(Exception::InvalidOpcode))),
     }
     Ok(Outcome::Continue)
@@ -70,6 +78,71 @@ fn port_out(it: &mut Interp<'_>, insn: &Instruction) -> R<()> {
         io.port_write(port, size as u8, v);
     }
     Ok(())
+}
+
+/// Applies the result of an event delivery or IRET: the new RFLAGS (split back into the lazy
+/// record and the rest) and the new CS:RIP, which becomes the instruction's successor.
+fn finish_transfer(it: &mut Interp<'_>, result: Result<u64, Delivery>) -> R<Outcome> {
+    match result {
+        Ok(flags) => {
+            set_eflags(it, flags);
+            it.set_rflags_rest((flags & !fl::ARITH) | fl::FIXED1);
+            it.next = Some(it.cpu.rip);
+            Ok(Outcome::Continue)
+        }
+        Err(Delivery::Fault(f)) => Err(it.raise(f)),
+        Err(Delivery::Unsupported(what)) => Ok(Outcome::Unsupported(what)),
+    }
+}
+
+/// CLI and STI: #GP(0) when CPL > IOPL (the virtual-interrupt extensions come with
+/// virtual-8086 mode). The one-instruction interrupt shadow after STI matters once external
+/// interrupts are delivered; STI ends its block, so the next instruction starts a new one.
+fn interrupt_flag(it: &mut Interp<'_>, set: bool) -> R<()> {
+    let rest = it.rflags_rest();
+    let iopl = (rest & fl::IOPL) >> 12;
+    let protected = it.cpu.cr0 & crane86_runtime::state::CR0_PE != 0;
+    if protected && u64::from(crane86_runtime::segment::cpl(it.cpu)) > iopl {
+        return Err(it.raise(Fault::with_code(Exception::GeneralProtection, 0)));
+    }
+    let v = if set { rest | fl::IF } else { rest & !fl::IF };
+    it.set_rflags_rest(v);
+    Ok(())
+}
+
+/// INT n, INT3 and INTO: a software interrupt through the IVT or IDT (INTO only when OF=1).
+fn software_interrupt(it: &mut Interp<'_>, insn: &Instruction) -> R<Outcome> {
+    let vector = match insn.mnemonic() {
+        Mnemonic::Int3 => 3,
+        Mnemonic::Into => {
+            if flag(it, Flag::Of) == 0 {
+                return Ok(Outcome::Continue);
+            }
+            4
+        }
+        _ => insn.immediate8(),
+    };
+    let event = Event {
+        vector,
+        kind: EventKind::Software {
+            insn_len: insn.len() as u8,
+        },
+    };
+    let flags = crate::interp::rflags(it.cpu);
+    let r = deliver(it.cpu, it.mem, event, flags);
+    finish_transfer(it, r)
+}
+
+/// IRET, IRETD, IRETQ.
+fn iret(it: &mut Interp<'_>, insn: &Instruction) -> R<Outcome> {
+    let bits = match insn.mnemonic() {
+        Mnemonic::Iret => 16,
+        Mnemonic::Iretd => 32,
+        _ => 64,
+    };
+    let flags = crate::interp::rflags(it.cpu);
+    let r = interrupt::iret(it.cpu, it.mem, bits, flags);
+    finish_transfer(it, r)
 }
 
 /// POPF/POPFD/POPFQ at CPL 0: every flag software may change, RF cleared, VM/VIF/VIP kept.
