@@ -506,24 +506,8 @@ impl<I: IrqLine> PortDevice for I8042<I> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicU32, Ordering};
-    use std::sync::Arc;
 
-    /// Counts rising edges and remembers the level.
-    #[derive(Clone, Default)]
-    struct Edges(Arc<(AtomicU32, AtomicU32)>);
-    impl IrqLine for Edges {
-        fn set_level(&self, high: bool) {
-            if self.0 .1.swap(u32::from(high), Ordering::SeqCst) == 0 && high {
-                self.0 .0.fetch_add(1, Ordering::SeqCst);
-            }
-        }
-    }
-    impl Edges {
-        fn count(&self) -> u32 {
-            self.0 .0.load(Ordering::SeqCst)
-        }
-    }
+    use crate::testing::Edges;
 
     fn dev() -> (I8042<Edges>, Edges, Edges) {
         let (k, a) = (Edges::default(), Edges::default());

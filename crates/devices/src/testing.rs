@@ -19,3 +19,28 @@ impl IrqLine for EdgeCounter {
         self.high.store(high, Ordering::SeqCst);
     }
 }
+
+/// A cloneable interrupt line (clones share the counters) that counts rising edges and
+/// remembers the level.
+#[derive(Clone, Default)]
+pub(crate) struct Edges(std::sync::Arc<(AtomicU32, AtomicU32)>);
+
+impl IrqLine for Edges {
+    fn set_level(&self, high: bool) {
+        if self.0 .1.swap(u32::from(high), Ordering::SeqCst) == 0 && high {
+            self.0 .0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Edges {
+    /// Rising edges so far.
+    pub(crate) fn count(&self) -> u32 {
+        self.0 .0.load(Ordering::SeqCst)
+    }
+
+    /// The current level.
+    pub(crate) fn high(&self) -> bool {
+        self.0 .1.load(Ordering::SeqCst) != 0
+    }
+}

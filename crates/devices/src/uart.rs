@@ -195,25 +195,8 @@ impl<I: IrqLine, W: Write + Send> PortDevice for Uart<I, W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicU32, Ordering};
-    use std::sync::Arc;
 
-    /// Counts rising edges.
-    #[derive(Clone, Default)]
-    struct Edges(Arc<(AtomicU32, AtomicU32)>);
-    impl IrqLine for Edges {
-        fn set_level(&self, high: bool) {
-            let was = self.0 .1.swap(u32::from(high), Ordering::SeqCst);
-            if high && was == 0 {
-                self.0 .0.fetch_add(1, Ordering::SeqCst);
-            }
-        }
-    }
-    impl Edges {
-        fn count(&self) -> u32 {
-            self.0 .0.load(Ordering::SeqCst)
-        }
-    }
+    use crate::testing::Edges;
 
     fn uart() -> (Uart<Edges, Vec<u8>>, Edges) {
         let irq = Edges::default();

@@ -2,26 +2,8 @@
 
 use super::*;
 use crate::ManualClock;
-use std::sync::atomic::{AtomicU32, Ordering};
 
-/// Counts rising edges and remembers the level.
-#[derive(Clone, Default)]
-struct Edges(Arc<(AtomicU32, AtomicU32)>);
-impl IrqLine for Edges {
-    fn set_level(&self, high: bool) {
-        if self.0 .1.swap(u32::from(high), Ordering::SeqCst) == 0 && high {
-            self.0 .0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-}
-impl Edges {
-    fn count(&self) -> u32 {
-        self.0 .0.load(Ordering::SeqCst)
-    }
-    fn high(&self) -> bool {
-        self.0 .1.load(Ordering::SeqCst) != 0
-    }
-}
+use crate::testing::Edges;
 
 /// 2023-11-14 22:13:20 UTC, a Tuesday.
 const BASE: i64 = 1_700_000_000;
