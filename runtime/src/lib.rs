@@ -18,6 +18,7 @@ pub mod flags;
 pub mod interrupt;
 pub mod key;
 pub mod memory;
+pub mod msr;
 pub mod paging;
 pub mod segment;
 pub mod state;

@@ -238,6 +238,10 @@ pub struct CpuState {
     pub chained: u64,
     /// Memory accesses that missed the inline TLB check and took a slow path (a statistic).
     pub mem_slow: u64,
+    /// Guest instructions retired so far (the TSC and, later, the deterministic clock).
+    pub retired: u64,
+    /// The model-specific registers that live nowhere else.
+    pub msr: crate::msr::Msrs,
     /// Results of helpers that return more than one value (wide division).
     pub scratch: [u64; 2],
     /// The guest's physical memory, for the slow paths that generated code calls.
@@ -326,6 +330,8 @@ impl CpuState {
             link: 0,
             chained: 0,
             mem_slow: 0,
+            retired: 0,
+            msr: crate::msr::Msrs::default(),
             scratch: [0; 2],
             mem: std::ptr::null_mut(),
             tlb: [TlbEntry::INVALID; TLB_ENTRIES],
@@ -424,6 +430,8 @@ impl Clone for CpuState {
             link: self.link,
             chained: self.chained,
             mem_slow: self.mem_slow,
+            retired: self.retired,
+            msr: self.msr,
             scratch: self.scratch,
             mem: std::ptr::null_mut(),
             tlb: self.tlb,

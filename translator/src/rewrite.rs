@@ -8,6 +8,9 @@
 //! | IN, OUT | run alone; the port bus dispatches to devices | devices live outside generated code |
 //! | POPF | runs alone; ends the block | may change TF (part of the block key) and IF (interrupt window) |
 //! | CLI, STI | run alone, with the CPL/IOPL check | IF opens or closes the interrupt window; STI's one-instruction shadow starts a new block |
+//! | RDMSR, WRMSR, RDTSC | run alone through `runtime::msr` | MSRs live in CpuState; the TSC counts retired instructions, so it is deterministic |
+//! | LGDT, LIDT, SGDT, SIDT | run alone | the tables are CPU state that delivery and segment loads read |
+//! | MOV/PUSH/POP of segment registers | run alone through `runtime::segment` | a load checks the descriptor, may fault, and may change the stack size (part of the block key) |
 //! | INT n, INT3, INTO, IRET | run alone through `runtime::interrupt` (IVT/IDT delivery, IRET) | they load CS, may change mode, CPL and stack; task switches and virtual-8086 transitions stop the run as unsupported |
 //! | UD0/UD1/UD2, unclaimed forms | inline #UD that ends the block | the fault is precise at the instruction |
 //! | REP string ops | one iteration per execution, ending the block; the next iteration chains to the same block | every iteration is an interrupt window, and chaining keeps the loop in generated code |

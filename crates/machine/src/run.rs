@@ -114,6 +114,7 @@ impl Machine {
                     .unwrap_or(crane86_translator::jit::EXIT_NEXT);
                 let retired = (slice - self.cpu.budget).max(0) as u64;
                 self.stats.insns_jit += retired;
+                self.cpu.retired += retired;
                 self.stats.jit_entries += 1;
                 remaining = remaining.saturating_sub(retired);
                 if exit == EXIT_FAULT && self.cpu.fault.pending == 0 {
@@ -130,6 +131,7 @@ impl Machine {
                     remaining,
                 );
                 self.stats.insns_interp += n;
+                self.cpu.retired += n;
                 self.stats.interp_runs += 1;
                 remaining = remaining.saturating_sub(n);
                 match exit {

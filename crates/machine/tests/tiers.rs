@@ -297,3 +297,111 @@ fn protected_mode_int_through_an_idt_gate() {
         );
     }
 }
+
+/// WRMSR/RDMSR, RDTSC, LGDT/SGDT, MOV to and from segment registers and PUSH/POP of them, in
+/// 32-bit protected mode, in every tier.
+#[test]
+fn system_registers_round_trip() {
+    let mut a = CodeAssembler::new(32).unwrap();
+    a.mov(esp, 0x8000).unwrap();
+    // GS.base via WRMSR, read back through a GS-relative load
+    a.mov(ecx, 0xc000_0101u32 as i32).unwrap();
+    a.mov(eax, 0x3000).unwrap();
+    a.xor(edx, edx).unwrap();
+    a.wrmsr().unwrap();
+    a.mov(dword_ptr(0x3010), 0x1111_2222).unwrap();
+    a.mov(esi, dword_ptr(0x10).gs()).unwrap();
+    // LGDT from memory, SGDT back
+    a.lgdt(ptr(0x2000)).unwrap();
+    a.sgdt(ptr(0x2010)).unwrap();
+    // a data segment with base 0x4000 from the new GDT into ES, via PUSH/POP through DS
+    a.mov(eax, 0x18).unwrap();
+    a.mov(es, ax).unwrap();
+    a.mov(dword_ptr(0x4020), 0x5555_6666).unwrap();
+    a.mov(edi, dword_ptr(0x20).es()).unwrap();
+    a.push(es).unwrap();
+    a.pop(fs).unwrap();
+    a.mov(bx, fs).unwrap();
+    // RDTSC twice: it moves forward
+    a.rdtsc().unwrap();
+    a.mov(ebp, eax).unwrap();
+    a.rdtsc().unwrap();
+    a.sub(eax, ebp).unwrap();
+    a.mov(ecx, eax).unwrap();
+    a.mov(eax, 0).unwrap();
+    a.out(0xf4, al).unwrap();
+    let code = a.assemble(0x1000).unwrap();
+    for tier in TIERS {
+        let mut m = machine(tier);
+        m.load_flat(&code, 0x1000, 0x1000, CpuMode::Prot32).unwrap();
+        // GDT at 0x500: null, flat code 0x08, flat data 0x10, data at base 0x4000 (0x18)
+        let gdt: [u64; 4] = [
+            0,
+            0x00cf_9a00_0000_ffff,
+            0x00cf_9200_0000_ffff,
+            0x00cf_9200_4000_ffff,
+        ];
+        for (i, d) in gdt.iter().enumerate() {
+            m.mem.load(0x500 + 8 * i as u64, &d.to_le_bytes()).unwrap();
+        }
+        m.mem.load(0x2000, &[31, 0, 0x00, 0x05, 0, 0]).unwrap();
+        assert_eq!(
+            m.run(Some(10_000)).unwrap(),
+            RunEnd::DebugExit(0),
+            "{tier:?}"
+        );
+        assert_eq!(
+            m.cpu.gpr(Gpr::Rsi),
+            0x1111_2222,
+            "{tier:?}: GS.base from WRMSR"
+        );
+        assert_eq!(
+            &m.mem.ram()[0x2010..0x2016],
+            &[31, 0, 0x00, 0x05, 0, 0],
+            "{tier:?}: SGDT"
+        );
+        assert_eq!(m.cpu.gdtr.base, 0x500, "{tier:?}");
+        assert_eq!(m.cpu.gpr(Gpr::Rdi), 0x5555_6666, "{tier:?}: ES.base 0x4000");
+        assert_eq!(
+            m.cpu.gpr(Gpr::Rbx) & 0xffff,
+            0x18,
+            "{tier:?}: FS loaded from ES"
+        );
+        assert_eq!(
+            m.cpu.seg[crane86_runtime::SegReg::Fs as usize].base,
+            0x4000,
+            "{tier:?}"
+        );
+        assert!(
+            m.cpu.gpr(Gpr::Rcx) > 0 && m.cpu.gpr(Gpr::Rcx) < 10,
+            "{tier:?}: TSC ticks per instruction"
+        );
+        assert_eq!(m.cpu.gpr(Gpr::Rsp), 0x8000, "{tier:?}");
+    }
+}
+
+/// Loading a selector beyond the GDT limit raises #GP with the selector as error code.
+#[test]
+fn a_bad_segment_load_faults_with_the_selector() {
+    use crane86_runtime::Exception;
+    let mut a = CodeAssembler::new(32).unwrap();
+    a.mov(eax, 0x28).unwrap();
+    a.mov(ds, ax).unwrap();
+    let code = a.assemble(0x1000).unwrap();
+    for tier in TIERS {
+        let mut m = machine(tier);
+        m.load_flat(&code, 0x1000, 0x1000, CpuMode::Prot32).unwrap();
+        m.cpu.gdtr = crane86_runtime::DescriptorTable {
+            base: 0x500,
+            limit: 23,
+        };
+        match m.run(Some(100)).unwrap() {
+            RunEnd::Fault { fault, rip } => {
+                assert_eq!(fault.exception, Exception::GeneralProtection, "{tier:?}");
+                assert_eq!(fault.error_code, 0x28, "{tier:?}");
+                assert_eq!(rip, 0x1005, "{tier:?}");
+            }
+            other => panic!("{tier:?}: {other:?}"),
+        }
+    }
+}

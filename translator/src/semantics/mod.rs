@@ -107,6 +107,9 @@ pub fn execute<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
         | Op::Out
         | Op::Popf
         | Op::InterruptFlag
+        | Op::Msr
+        | Op::DescriptorTable
+        | Op::SegmentMove
         | Op::Int
         | Op::Iret => Err(e.raise(Fault::new(Exception::InvalidOpcode))),
     }

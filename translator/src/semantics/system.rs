@@ -2,16 +2,17 @@
 //! halting) or change the bits a translation depends on. They run only in the interpreter,
 //! alone in their block (see [`crate::rewrite`]), so they can reach the whole machine.
 
-use crane86_runtime::{flags as fl, Exception, Fault};
-use iced_x86::{Instruction, Mnemonic, OpKind, Register};
+use crane86_runtime::{flags as fl, segment, CpuMode, DescriptorTable, Exception, Fault, SegReg};
+use iced_x86::{Code, Instruction, Mnemonic, OpKind, Register};
 
 use crane86_runtime::interrupt::{self, deliver, Delivery, Event, EventKind};
 
 use super::flags::{flag, set_eflags, Flag};
+use super::operands::{loc, mem_linear, op_size, read_op, write_loc};
 use super::operands::{mask, read_gpr_sized, read_reg, write_gpr_sized};
-use super::stack::{pop_value, set_sp, sp};
+use super::stack::{pop_value, push_value, set_sp, sp};
 use crate::cpu_model;
-use crate::emit::{Emit, R};
+use crate::emit::{Arith, Bin, Emit, R};
 use crate::interp::Interp;
 
 /// What the run loop does after a runtime-class instruction.
@@ -41,6 +42,12 @@ pub fn execute(it: &mut Interp<'_>, insn: &Instruction) -> R<Outcome> {
         Mnemonic::In => port_in(it, insn)?,
         Mnemonic::Out => port_out(it, insn)?,
         Mnemonic::Popf | Mnemonic::Popfd | Mnemonic::Popfq => popf(it, insn)?,
+        Mnemonic::Rdmsr | Mnemonic::Wrmsr => msr(it, insn.mnemonic() == Mnemonic::Wrmsr)?,
+        Mnemonic::Rdtsc => rdtsc(it)?,
+        Mnemonic::Lgdt | Mnemonic::Lidt | Mnemonic::Sgdt | Mnemonic::Sidt => {
+            descriptor_table(it, insn)?
+        }
+        Mnemonic::Mov | Mnemonic::Push | Mnemonic::Pop => segment_move(it, insn)?,
         Mnemonic::Cli | Mnemonic::Sti => interrupt_flag(it, insn.mnemonic() == Mnemonic::Sti)?,
         Mnemonic::Int | Mnemonic::Int3 | Mnemonic::Into => return software_interrupt(it, insn),
         Mnemonic::Iret | Mnemonic::Iretd | Mnemonic::Iretq => return iret(it, insn),
@@ -93,6 +100,148 @@ fn finish_transfer(it: &mut Interp<'_>, result: Result<u64, Delivery>) -> R<Outc
         Err(Delivery::Fault(f)) => Err(it.raise(f)),
         Err(Delivery::Unsupported(what)) => Ok(Outcome::Unsupported(what)),
     }
+}
+
+/// #GP(0) unless the CPU runs at CPL 0 (real mode counts as CPL 0).
+fn require_cpl0(it: &mut Interp<'_>) -> R<()> {
+    if segment::cpl(it.cpu) != 0 {
+        return Err(it.raise(Fault::with_code(Exception::GeneralProtection, 0)));
+    }
+    Ok(())
+}
+
+/// RDMSR and WRMSR: ECX selects, EDX:EAX carries the value.
+fn msr(it: &mut Interp<'_>, write: bool) -> R<()> {
+    require_cpl0(it)?;
+    let index = it.cpu.gpr[1] as u32;
+    if write {
+        let v = (it.cpu.gpr[2] << 32) | (it.cpu.gpr[0] & 0xffff_ffff);
+        if let Err(f) = crane86_runtime::msr::write(it.cpu, index, v) {
+            return Err(it.raise(f));
+        }
+    } else {
+        match crane86_runtime::msr::read(it.cpu, index) {
+            Ok(v) => {
+                it.cpu.gpr[0] = v & 0xffff_ffff;
+                it.cpu.gpr[2] = v >> 32;
+            }
+            Err(f) => return Err(it.raise(f)),
+        }
+    }
+    Ok(())
+}
+
+/// RDTSC: #GP(0) at CPL > 0 when CR4.TSD is set.
+fn rdtsc(it: &mut Interp<'_>) -> R<()> {
+    const CR4_TSD: u64 = 1 << 2;
+    if it.cpu.cr4 & CR4_TSD != 0 {
+        require_cpl0(it)?;
+    }
+    let t = crane86_runtime::msr::tsc(it.cpu);
+    it.cpu.gpr[0] = t & 0xffff_ffff;
+    it.cpu.gpr[2] = t >> 32;
+    Ok(())
+}
+
+/// LGDT, LIDT (CPL 0) and SGDT, SIDT: a 2-byte limit and a base of 8 bytes in 64-bit mode,
+/// else 4 (LGDT/LIDT with a 16-bit operand size keep 24 bits of it).
+fn descriptor_table(it: &mut Interp<'_>, insn: &Instruction) -> R<()> {
+    let m = insn.mnemonic();
+    let load = matches!(m, Mnemonic::Lgdt | Mnemonic::Lidt);
+    let addr = mem_linear(it, insn);
+    let base_size = if it.ctx().mode == CpuMode::Long64 {
+        8
+    } else {
+        4
+    };
+    if load {
+        require_cpl0(it)?;
+        let limit = it.load(addr, 2)? as u16;
+        let four = it.imm(2);
+        let base_at = it.bin(Bin::Add, addr, four);
+        let mut base = it.load(base_at, base_size)?;
+        if matches!(insn.code(), Code::Lgdt_m1632_16 | Code::Lidt_m1632_16) {
+            base &= 0xff_ffff;
+        }
+        let t = DescriptorTable { base, limit };
+        if m == Mnemonic::Lgdt {
+            it.cpu.gdtr = t;
+        } else {
+            it.cpu.idtr = t;
+        }
+    } else {
+        let t = if m == Mnemonic::Sgdt {
+            it.cpu.gdtr
+        } else {
+            it.cpu.idtr
+        };
+        let limit = it.imm(u64::from(t.limit));
+        it.store(addr, 2, limit)?;
+        let two = it.imm(2);
+        let base_at = it.bin(Bin::Add, addr, two);
+        let base = it.imm(t.base);
+        it.store(base_at, base_size, base)?;
+    }
+    Ok(())
+}
+
+/// MOV to and from segment registers, PUSH and POP of segment registers. Loads go through
+/// the protection checks of `runtime::segment`; a POP changes the stack pointer only when
+/// the load succeeds.
+fn segment_move(it: &mut Interp<'_>, insn: &Instruction) -> R<()> {
+    let sreg_of = |r: Register| -> Option<SegReg> {
+        Some(match r {
+            Register::ES => SegReg::Es,
+            Register::CS => SegReg::Cs,
+            Register::SS => SegReg::Ss,
+            Register::DS => SegReg::Ds,
+            Register::FS => SegReg::Fs,
+            Register::GS => SegReg::Gs,
+            _ => return None,
+        })
+    };
+    let load = |it: &mut Interp<'_>, s: SegReg, sel: u16| -> R<()> {
+        match segment::load_segment(it.cpu, it.mem, s, sel) {
+            Ok(()) => Ok(()),
+            Err(f) => Err(it.raise(f)),
+        }
+    };
+    match insn.mnemonic() {
+        Mnemonic::Mov => {
+            if let Some(dst) = sreg_of(insn.op_register(0)) {
+                let sel = read_op(it, insn, 1, 2)? as u16;
+                load(it, dst, sel)?;
+            } else {
+                let src = sreg_of(insn.op_register(1)).unwrap_or(SegReg::Ds);
+                let sel = u64::from(it.cpu.seg[src as usize].selector);
+                let size = if insn.op_kind(0) == OpKind::Memory {
+                    2
+                } else {
+                    op_size(insn, 0)
+                };
+                let dst = loc(it, insn, 0)?;
+                let v = it.imm(sel);
+                write_loc(it, dst, size, v)?;
+            }
+        }
+        Mnemonic::Push => {
+            let size = (-insn.stack_pointer_increment()) as u32;
+            let s = sreg_of(insn.op_register(0)).unwrap_or(SegReg::Ds);
+            let v = it.imm(u64::from(it.cpu.seg[s as usize].selector));
+            let sp_now = sp(it);
+            let new = push_value(it, sp_now, v, size)?;
+            set_sp(it, new);
+        }
+        _ => {
+            let size = insn.stack_pointer_increment() as u32;
+            let s = sreg_of(insn.op_register(0)).unwrap_or(SegReg::Ds);
+            let sp_now = sp(it);
+            let (v, new) = pop_value(it, sp_now, size)?;
+            load(it, s, v as u16)?;
+            set_sp(it, new);
+        }
+    }
+    Ok(())
 }
 
 /// CLI and STI: #GP(0) when CPL > IOPL (the virtual-interrupt extensions come with
