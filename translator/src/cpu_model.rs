@@ -11,6 +11,8 @@ const MAX_LEAF: u32 = 0x7;
 const MAX_EXT_LEAF: u32 = 0x8000_0008;
 
 // CPUID.1:EDX
+const EDX1_TSC: u32 = 1 << 4;
+const EDX1_MSR: u32 = 1 << 5;
 const EDX1_CX8: u32 = 1 << 8;
 const EDX1_CMOV: u32 = 1 << 15;
 // CPUID.1:ECX
@@ -45,7 +47,7 @@ pub struct Features {
 /// What this build of crane86 advertises.
 pub const FEATURES: Features = Features {
     ecx1: ECX1_CX16 | ECX1_MOVBE | ECX1_POPCNT,
-    edx1: EDX1_CX8 | EDX1_CMOV,
+    edx1: EDX1_TSC | EDX1_MSR | EDX1_CX8 | EDX1_CMOV,
     ebx7: EBX7_BMI1 | EBX7_BMI2 | EBX7_ADX,
     ecx81: ECX81_LAHF | ECX81_ABM,
     edx81: EDX81_LM,
