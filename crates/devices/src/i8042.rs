@@ -681,9 +681,7 @@ mod tests {
         let (mut d, _, _) = dev();
         let mut x: u64 = 42;
         for _ in 0..50_000 {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            x = crate::testing::lcg(x);
             let off = [DATA, COMMAND, 1, 0xffff][((x >> 33) % 4) as usize];
             let size = [0, 1, 2, 4][((x >> 40) % 4) as usize];
             let v = (x >> 20) as u32;

@@ -179,9 +179,7 @@ mod tests {
     use super::*;
 
     fn lcg(x: &mut u64) -> u64 {
-        *x = x
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        *x = crate::testing::lcg(*x);
         *x >> 11
     }
 

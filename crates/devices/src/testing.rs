@@ -44,3 +44,9 @@ impl Edges {
         self.0 .1.load(Ordering::SeqCst) != 0
     }
 }
+
+/// One step of the 64-bit LCG (Knuth's MMIX constants) that drives the random-access tests.
+pub(crate) fn lcg(x: u64) -> u64 {
+    x.wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407)
+}

@@ -306,9 +306,7 @@ mod tests {
         let (mut u, _irq) = uart();
         let mut x: u64 = 0x1234_5678;
         for _ in 0..20_000 {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            x = crate::testing::lcg(x);
             let off = ((x >> 33) % 12) as u16;
             let size = [1, 2, 4, 0, 3, 8][((x >> 45) % 6) as usize];
             let val = (x >> 13) as u32;

@@ -303,9 +303,7 @@ fn test_hpet_random_access_never_panics() {
     let mut dev = HpetMmio { hpet: hpet.clone() };
     let mut x: u64 = 0x1234_5678;
     for _ in 0..200_000 {
-        x = x
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        x = crate::testing::lcg(x);
         let r = x >> 16;
         let offset = if r & 1 == 0 {
             (r >> 1) % 0x140

@@ -202,9 +202,7 @@ fn test_ioapic_random_access_never_panics() {
     let mut mmio = IoApicMmio { ioapic: io.clone() };
     let mut x: u64 = 0x1234_5678;
     for _ in 0..200_000 {
-        x = x
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        x = crate::testing::lcg(x);
         let r = (x >> 16) as u32;
         let offset = u64::from((r >> 2) % 0x50);
         let size = [1, 2, 4, 8, 3, 0][((r >> 4) % 6) as usize];

@@ -404,9 +404,7 @@ fn test_lapic_random_access_never_panics() {
     };
     let mut x: u64 = 0x1234_5678;
     for _ in 0..200_000 {
-        x = x
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        x = crate::testing::lcg(x);
         let r = (x >> 16) as u32;
         // Mostly registers, sometimes anywhere in (or beyond) the page.
         let offset = if r & 1 == 0 {

@@ -239,9 +239,7 @@ fn test_pci_random_access_never_panics() {
     let mut dev = PciHostPorts { host: host.clone() };
     let mut x: u64 = 0xc0ff_ee00;
     for _ in 0..200_000 {
-        x = x
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        x = crate::testing::lcg(x);
         let r = (x >> 16) as u32;
         let offset = (r % 10) as u16;
         let size = [1, 2, 4, 3, 0][((r >> 4) % 5) as usize];

@@ -322,9 +322,7 @@ fn test_pic_random_access_never_panics() {
     ];
     let mut x: u64 = 0x1234_5678;
     for _ in 0..200_000 {
-        x = x
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        x = crate::testing::lcg(x);
         let r = (x >> 16) as u32;
         let dev = &mut devs[(r % 3) as usize];
         let offset = ((r >> 2) % 4) as u16;

@@ -246,9 +246,7 @@ fn test_rtc_random_accesses_never_panic() {
     let (mut r, clock, _) = rtc();
     let mut x: u64 = 99;
     for _ in 0..20_000 {
-        x = x
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        x = crate::testing::lcg(x);
         let off = ((x >> 33) % 4) as u16;
         let size = [0, 1, 2, 4, 7][((x >> 40) % 5) as usize];
         let v = (x >> 17) as u32;
