@@ -91,9 +91,7 @@ fn tiers(c: &mut Criterion) {
 
 /// Resets the CPU and the devices to the guest's entry, keeping memory and translations.
 fn rerun(m: &mut Machine) {
-    let rsp = m.mem.ram_size() - 16;
-    m.cpu = crane86_runtime::CpuState::new(CpuMode::Long64);
-    m.cpu.set_gpr(crane86_runtime::Gpr::Rsp, rsp);
+    m.cpu = m.flat_cpu(CpuMode::Long64);
     m.cpu.rip = crane86_guests::CODE_ADDR;
     m.ports.exit = None;
     m.ports.serial.clear();
@@ -105,6 +103,7 @@ fn blocks() -> Vec<DecodedBlock> {
     let ctx = Ctx {
         mode: CpuMode::Long64,
         stack32: false,
+        user: false,
     };
     let mut out = Vec::new();
     let mut off = 0usize;
@@ -127,6 +126,7 @@ fn translate(c: &mut Criterion) {
     let ctx = Ctx {
         mode: CpuMode::Long64,
         stack32: false,
+        user: false,
     };
     let mut grp = c.benchmark_group("translate");
     grp.sample_size(10)

@@ -11,6 +11,7 @@ fn main() {
     let ctx = Ctx {
         mode: CpuMode::Long64,
         stack32: false,
+        user: false,
     };
     let mut blocks = Vec::new();
     let mut off = 0usize;

@@ -8,7 +8,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crane86_machine::{Machine, MachineConfig, RunEnd};
-use crane86_runtime::{CpuMode, CpuState, Gpr, SegReg, Segment};
+use crane86_runtime::{CpuMode, SegReg, Segment};
 use crane86_translator::Tier;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -73,18 +73,13 @@ fn reset(m: &mut Machine, mode: CpuMode, code: &[u8], regs: Regs) {
     let mut window = [0xf4u8; WINDOW];
     window[..code.len()].copy_from_slice(code);
     m.mem.load(CODE, &window).unwrap();
-    m.cpu = CpuState::new(mode);
+    m.cpu = m.flat_cpu(mode);
     for (i, &v) in regs.0.iter().enumerate() {
         m.cpu.gpr[i] = match mode {
             CpuMode::Long64 => v,
             _ => v & 0xffff_ffff,
         };
     }
-    let sp = match mode {
-        CpuMode::Real16 | CpuMode::Prot16 => 0xfffe,
-        _ => RAM - 16,
-    };
-    m.cpu.set_gpr(Gpr::Rsp, sp);
     if mode == CpuMode::Real16 {
         m.cpu.seg[SegReg::Cs as usize] = Segment::real(0);
     }
@@ -172,7 +167,7 @@ fn fuzz(mode: CpuMode) {
                 ends[match end {
                     RunEnd::DebugExit(_) => 0,
                     RunEnd::Halted => 1,
-                    RunEnd::Fault { .. } => 2,
+                    RunEnd::Fault { .. } | RunEnd::TripleFault { .. } => 2,
                     RunEnd::Limit => 3,
                     RunEnd::Stopped | RunEnd::Unsupported { .. } => 4,
                 }] += 1

@@ -174,7 +174,7 @@ impl Stack {
         )
     }
 
-    fn pop(&mut self, cpu: &mut CpuState, mem: &PhysMem, size: u32) -> Result<u64, Fault> {
+    fn pop(&mut self, cpu: &mut CpuState, mem: &mut PhysMem, size: u32) -> Result<u64, Fault> {
         let v = read_linear(
             cpu,
             mem,
@@ -260,7 +260,7 @@ fn deliver_real(
 /// DPL > CPL → #GP(sel | EXT); not present → #NP(sel | EXT).
 fn gate_target(
     cpu: &mut CpuState,
-    mem: &PhysMem,
+    mem: &mut PhysMem,
     sel: u16,
     ext: u32,
 ) -> Result<Descriptor, Delivery> {
@@ -287,7 +287,7 @@ fn gate_target(
 /// Reads `size` bytes at `off` in the current TSS; beyond TR's limit → #TS(TR | EXT).
 fn tss_read(
     cpu: &mut CpuState,
-    mem: &PhysMem,
+    mem: &mut PhysMem,
     off: u32,
     size: u32,
     ext: u32,

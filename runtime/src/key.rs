@@ -1,11 +1,13 @@
 //! [`BlockKey`]: the identity of a translated block.
 //!
-//! A block's translation depends on where its bytes are (the physical address, so that two
-//! address spaces mapping the same code share it and a write to the physical page finds it)
-//! and on every mode bit that changes how those bytes decode or behave. Both are packed into
-//! one `u64` so the lookup is a single compare.
+//! A block's translation depends on where its bytes are (the physical address, so that a
+//! write to the physical page finds it), on the instruction pointer and CS base it was
+//! decoded at (relative branches, RIP-relative operands and pushed return addresses are
+//! resolved against them; the same physical page may be mapped at several linear addresses,
+//! as a shared library is under ASLR) and on every mode bit that changes how those bytes
+//! decode or behave. The physical address and the mode bits are packed into one `u64`.
 
-use crate::state::{CpuMode, CpuState, CR0_PE, CR0_PG};
+use crate::state::{CpuMode, CpuState, SegReg, CR0_PE, CR0_PG};
 
 /// Bits of the key that hold the physical address.
 const ADDR_BITS: u32 = 48;
@@ -20,31 +22,68 @@ const TF_SHIFT: u32 = PG_SHIFT + 1; // 1 bit: single-step translates one instruc
 const LAST_BIT: u32 = TF_SHIFT + 1;
 const _: () = assert!(LAST_BIT <= 64, "BlockKey fields overflow a u64");
 
-/// A translated block's identity: physical address of its first byte plus mode bits.
+/// A translated block's identity: where it was decoded (RIP and CS base), the physical
+/// address of its first byte, and the mode bits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct BlockKey(pub u64);
+pub struct BlockKey {
+    /// The instruction pointer of the first instruction.
+    pub ip: u64,
+    /// The CS base it was decoded under.
+    pub cs_base: u64,
+    /// The physical address (low 48 bits) and the mode bits.
+    pub bits: u64,
+}
 
 impl BlockKey {
-    /// The key for code at physical address `phys` executed in `cpu`'s current mode.
+    /// The key for code at physical address `phys`, at `cpu`'s RIP, in its current mode.
     pub fn new(phys: u64, cpu: &CpuState) -> BlockKey {
-        let cpl = u64::from(cpu.seg[1].selector & 3);
+        let cpl = u64::from(crate::segment::cpl(cpu));
         let bits = (cpu.mode as u64) << MODE_SHIFT
             | u64::from(cpu.stack_is_32()) << STACK32_SHIFT
             | cpl << CPL_SHIFT
             | u64::from(cpu.cr0 & CR0_PE != 0) << PE_SHIFT
             | u64::from(cpu.cr0 & CR0_PG != 0) << PG_SHIFT
             | u64::from(cpu.rflags & crate::flags::TF != 0) << TF_SHIFT;
-        BlockKey((phys & ADDR_MASK) | bits)
+        BlockKey {
+            ip: cpu.rip,
+            cs_base: cpu.seg[SegReg::Cs as usize].base,
+            bits: (phys & ADDR_MASK) | bits,
+        }
     }
 
     /// The physical address of the block's first byte.
     pub fn phys(self) -> u64 {
-        self.0 & ADDR_MASK
+        self.bits & ADDR_MASK
+    }
+
+    /// The linear address of the block's first byte.
+    pub fn linear(self) -> u64 {
+        let l = self.cs_base.wrapping_add(self.ip);
+        if self.mode() == CpuMode::Long64 {
+            l
+        } else {
+            l & 0xffff_ffff
+        }
+    }
+
+    /// The mode bits alone (everything but the addresses), to compare two blocks' modes.
+    pub fn mode_bits(self) -> u64 {
+        self.bits >> ADDR_BITS
+    }
+
+    /// The CPL the block runs at.
+    pub fn cpl(self) -> u8 {
+        ((self.bits >> CPL_SHIFT) & 3) as u8
+    }
+
+    /// True when paging was on (CR0.PG) for this block.
+    pub fn paging(self) -> bool {
+        (self.bits >> PG_SHIFT) & 1 != 0
     }
 
     /// The decoding mode recorded in the key.
     pub fn mode(self) -> CpuMode {
-        match (self.0 >> MODE_SHIFT) & 3 {
+        match (self.bits >> MODE_SHIFT) & 3 {
             0 => CpuMode::Real16,
             1 => CpuMode::Prot16,
             2 => CpuMode::Prot32,
@@ -54,12 +93,12 @@ impl BlockKey {
 
     /// True when the stack is 32-bit wide (outside 64-bit mode).
     pub fn stack32(self) -> bool {
-        (self.0 >> STACK32_SHIFT) & 1 != 0
+        (self.bits >> STACK32_SHIFT) & 1 != 0
     }
 
     /// True when the block was translated for single-stepping.
     pub fn single_step(self) -> bool {
-        (self.0 >> TF_SHIFT) & 1 != 0
+        (self.bits >> TF_SHIFT) & 1 != 0
     }
 }
 

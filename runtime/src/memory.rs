@@ -14,7 +14,8 @@
 
 use memmap2::MmapMut;
 
-use crate::exception::Fault;
+use crate::exception::{Exception, Fault};
+use crate::paging::{walk, Access, PagingMode, Translation, WalkRegs, CR0_WP, CR4_SMAP, CR4_SMEP};
 use crate::state::CpuState;
 
 /// The page size that the TLB and code tracking work in.
@@ -26,6 +27,11 @@ pub const TLB_ENTRIES: usize = 256;
 /// One software-TLB entry. Generated code indexes it by `(linear >> 12) % TLB_ENTRIES` and
 /// compares the page of the access's last byte with `read` or `write`: a match means the
 /// whole access is inside that page and `host = linear + addend`.
+///
+/// A tag is set only when that kind of access is allowed *for the privilege level of the
+/// TLB holding the entry* (see [`CpuState::tlb`]) with no further page walk: reads need
+/// the page readable at that level; writes also need it writable (CR0.WP honoured), its D bit
+/// already set and no translated code on it; fetches need it executable (NX, SMEP).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C)]
 pub struct TlbEntry {
@@ -35,8 +41,9 @@ pub struct TlbEntry {
     pub write: u64,
     /// Host address minus linear address for this page.
     pub addend: u64,
-    /// Padding to 32 bytes so an index is a shift.
-    pub _pad: u64,
+    /// Linear page instructions may be fetched from, or the invalid tag. Also pads the entry
+    /// to 32 bytes so an index is a shift.
+    pub exec: u64,
 }
 
 impl TlbEntry {
@@ -47,8 +54,18 @@ impl TlbEntry {
         read: Self::INVALID_TAG,
         write: Self::INVALID_TAG,
         addend: 0,
-        _pad: 0,
+        exec: Self::INVALID_TAG,
     };
+}
+
+/// Which of the two software TLBs an access uses: supervisor (CPL 0-2, and every implicit
+/// supervisor access such as a descriptor-table read) or user (explicit accesses at CPL 3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Privilege {
+    /// A supervisor-mode access.
+    Supervisor = 0,
+    /// A user-mode access.
+    User = 1,
 }
 
 /// Errors creating guest memory.
@@ -239,33 +256,77 @@ impl PhysMem {
     }
 }
 
-/// Translates a linear address to physical. Paging arrives with the system-CPU work; until
-/// then linear and physical addresses are the same.
-fn translate(_cpu: &CpuState, linear: u64) -> Result<u64, Fault> {
-    Ok(linear)
+/// Translates `linear` for one access: the page walk (A/D updates included) or, with paging
+/// off, the identity. `user` marks an explicit access at CPL 3. A non-canonical address in
+/// long mode is #GP(0). A page fault loads CR2 with `linear` here, when it is detected (as
+/// QEMU does; if it turns into a double fault, CR2 still holds the address, as on hardware).
+pub fn translate(
+    cpu: &mut CpuState,
+    mem: &mut PhysMem,
+    linear: u64,
+    access: Access,
+    user: bool,
+) -> Result<Translation, Fault> {
+    let regs = WalkRegs::from_cpu(cpu);
+    if regs.mode() == PagingMode::Level4 && !canonical(linear) {
+        return Err(Fault::with_code(Exception::GeneralProtection, 0));
+    }
+    let ac = cpu.rflags & crate::flags::AC != 0;
+    walk(mem, &regs, linear, access, user, false, ac).inspect_err(|f| {
+        if f.exception == Exception::PageFault {
+            cpu.cr2 = linear;
+        }
+    })
+}
+
+fn canonical(v: u64) -> bool {
+    ((v as i64) << 16 >> 16) as u64 == v
 }
 
 fn tlb_index(linear: u64) -> usize {
     ((linear >> 12) as usize) & (TLB_ENTRIES - 1)
 }
 
-/// Fills the TLB entry for `linear`'s page if it maps RAM.
-fn tlb_fill(cpu: &mut CpuState, mem: &PhysMem, linear: u64, phys: u64) {
+/// The privilege explicit accesses run at now.
+pub fn current_privilege(cpu: &CpuState) -> Privilege {
+    if crate::segment::cpl(cpu) == 3 {
+        Privilege::User
+    } else {
+        Privilege::Supervisor
+    }
+}
+
+/// Fills `linear`'s entry of the `pl` TLB from a translation, if it maps RAM, with the tags of
+/// every access the translation allows at that privilege without another walk.
+fn tlb_fill(cpu: &mut CpuState, mem: &PhysMem, linear: u64, t: &Translation, pl: Privilege) {
     let lpage = linear & PAGE_MASK;
-    let ppage = phys & PAGE_MASK;
+    let ppage = t.phys & PAGE_MASK;
     if !mem.is_ram(ppage, PAGE_SIZE) {
         return;
     }
-    let writable = !mem.is_code_page(ppage);
-    cpu.tlb[tlb_index(linear)] = TlbEntry {
-        read: lpage,
-        write: if writable {
-            lpage
-        } else {
-            TlbEntry::INVALID_TAG
-        },
+    let paging = cpu.cr0 & crate::state::CR0_PG != 0;
+    let (read, write, exec) = if !paging {
+        (true, true, true)
+    } else if pl == Privilege::User {
+        (t.user, t.user && t.writable, t.user && t.executable)
+    } else {
+        // With SMAP a supervisor access to a user page depends on EFLAGS.AC (and is never
+        // allowed for implicit accesses): keep such pages out of the fast path.
+        let smap_blocks = t.user && cpu.cr4 & CR4_SMAP != 0;
+        let smep_blocks = t.user && cpu.cr4 & CR4_SMEP != 0;
+        (
+            !smap_blocks,
+            !smap_blocks && (t.writable || cpu.cr0 & CR0_WP == 0),
+            t.executable && !smep_blocks,
+        )
+    };
+    let write = write && t.dirty && !mem.is_code_page(ppage);
+    let tag = |ok: bool| if ok { lpage } else { TlbEntry::INVALID_TAG };
+    cpu.tlb[pl as usize][tlb_index(linear)] = TlbEntry {
+        read: tag(read),
+        write: tag(write),
         addend: mem.host_addr(ppage).wrapping_sub(lpage),
-        _pad: 0,
+        exec: tag(exec),
     };
 }
 
@@ -276,7 +337,7 @@ pub fn tlb_protect_phys(cpu: &mut CpuState, mem: &PhysMem, phys_page: u64) {
         return;
     }
     let host = mem.host_addr(phys_page & PAGE_MASK);
-    for e in cpu.tlb.iter_mut() {
+    for e in cpu.tlb.iter_mut().flatten() {
         if e.write != TlbEntry::INVALID_TAG && e.write.wrapping_add(e.addend) == host {
             e.write = TlbEntry::INVALID_TAG;
         }
@@ -286,35 +347,79 @@ pub fn tlb_protect_phys(cpu: &mut CpuState, mem: &PhysMem, phys_page: u64) {
 /// The mask applied to linear addresses in the current mode (they wrap at 4 GiB outside long
 /// mode).
 fn linear_mask(cpu: &CpuState) -> u64 {
-    if cpu.mode == crate::CpuMode::Long64 {
+    if cpu.efer & crate::state::EFER_LMA != 0 && cpu.mode == crate::CpuMode::Long64 {
         u64::MAX
     } else {
         0xffff_ffff
     }
 }
 
-/// Reads `size` bytes (1..=8) at a linear address, through the TLB.
-pub fn read_linear(
+/// Reads `size` bytes (1..=8) at a linear address with an explicit access at privilege
+/// `pl`; fills that privilege's TLB.
+pub fn read_as(
     cpu: &mut CpuState,
-    mem: &PhysMem,
+    mem: &mut PhysMem,
     linear: u64,
     size: u32,
+    pl: Privilege,
 ) -> Result<u64, Fault> {
     if (linear & !PAGE_MASK) + u64::from(size) > PAGE_SIZE {
         let mask = linear_mask(cpu);
         let mut v = 0u64;
         for i in 0..size {
-            v |= read_linear(cpu, mem, linear.wrapping_add(u64::from(i)) & mask, 1)? << (8 * i);
+            v |= read_as(cpu, mem, linear.wrapping_add(u64::from(i)) & mask, 1, pl)? << (8 * i);
         }
         return Ok(v);
     }
-    let phys = translate(cpu, linear)?;
-    tlb_fill(cpu, mem, linear, phys);
-    Ok(mem.read_phys(phys, size))
+    let t = translate(cpu, mem, linear, Access::Read, pl == Privilege::User)?;
+    tlb_fill(cpu, mem, linear, &t, pl);
+    Ok(mem.read_phys(t.phys, size))
 }
 
-/// Writes `size` bytes (1..=8) at a linear address. A page-crossing write checks both pages
-/// before changing either, so a fault leaves memory untouched.
+/// Writes `size` bytes (1..=8) at a linear address with an explicit access at privilege
+/// `pl`. A page-crossing write checks both pages before changing either, so a fault leaves
+/// memory untouched.
+pub fn write_as(
+    cpu: &mut CpuState,
+    mem: &mut PhysMem,
+    linear: u64,
+    size: u32,
+    value: u64,
+    pl: Privilege,
+) -> Result<(), Fault> {
+    let user = pl == Privilege::User;
+    if (linear & !PAGE_MASK) + u64::from(size) > PAGE_SIZE {
+        let mask = linear_mask(cpu);
+        let last = linear.wrapping_add(u64::from(size) - 1) & mask;
+        translate(cpu, mem, linear, Access::Write, user)?;
+        translate(cpu, mem, last, Access::Write, user)?;
+        for i in 0..size {
+            let a = linear.wrapping_add(u64::from(i)) & mask;
+            write_as(cpu, mem, a, 1, value >> (8 * i), pl)?;
+        }
+        return Ok(());
+    }
+    let t = translate(cpu, mem, linear, Access::Write, user)?;
+    tlb_fill(cpu, mem, linear, &t, pl);
+    if mem.is_code_page(t.phys) {
+        cpu.smc_pending = 1;
+    }
+    mem.write_phys(t.phys, size, value);
+    Ok(())
+}
+
+/// Reads at a linear address as an implicit supervisor access (descriptor tables, the TSS,
+/// the IDT, interrupt stack frames: accesses the CPU makes at CPL 0 whatever the CPL).
+pub fn read_linear(
+    cpu: &mut CpuState,
+    mem: &mut PhysMem,
+    linear: u64,
+    size: u32,
+) -> Result<u64, Fault> {
+    read_as(cpu, mem, linear, size, Privilege::Supervisor)
+}
+
+/// Writes at a linear address as an implicit supervisor access (see [`read_linear`]).
 pub fn write_linear(
     cpu: &mut CpuState,
     mem: &mut PhysMem,
@@ -322,24 +427,58 @@ pub fn write_linear(
     size: u32,
     value: u64,
 ) -> Result<(), Fault> {
-    if (linear & !PAGE_MASK) + u64::from(size) > PAGE_SIZE {
-        let mask = linear_mask(cpu);
-        let last = linear.wrapping_add(u64::from(size) - 1) & mask;
-        translate(cpu, linear)?;
-        translate(cpu, last)?;
-        for i in 0..size {
-            let a = linear.wrapping_add(u64::from(i)) & mask;
-            write_linear(cpu, mem, a, 1, value >> (8 * i))?;
+    write_as(cpu, mem, linear, size, value, Privilege::Supervisor)
+}
+
+/// Reads at a linear address as an explicit access at the current privilege level: what
+/// guest instructions do.
+pub fn read_data(
+    cpu: &mut CpuState,
+    mem: &mut PhysMem,
+    linear: u64,
+    size: u32,
+) -> Result<u64, Fault> {
+    let pl = current_privilege(cpu);
+    read_as(cpu, mem, linear, size, pl)
+}
+
+/// Writes at a linear address as an explicit access at the current privilege level.
+pub fn write_data(
+    cpu: &mut CpuState,
+    mem: &mut PhysMem,
+    linear: u64,
+    size: u32,
+    value: u64,
+) -> Result<(), Fault> {
+    let pl = current_privilege(cpu);
+    write_as(cpu, mem, linear, size, value, pl)
+}
+
+/// The physical address instruction bytes at `linear` are fetched from, at the current
+/// privilege level, through the TLB's fetch tags (walking and filling on a miss). `None`
+/// as the error's absence of RAM is not a fault: the bytes then read as the bus floats.
+pub fn fetch_phys(cpu: &mut CpuState, mem: &mut PhysMem, linear: u64) -> Result<u64, Fault> {
+    let pl = current_privilege(cpu);
+    let e = cpu.tlb[pl as usize][tlb_index(linear)];
+    if e.exec == linear & PAGE_MASK {
+        let host = linear.wrapping_add(e.addend);
+        return Ok(host - mem.host_addr(0));
+    }
+    let t = translate(cpu, mem, linear, Access::Execute, pl == Privilege::User)?;
+    tlb_fill(cpu, mem, linear, &t, pl);
+    Ok(t.phys)
+}
+
+/// Drops the TLB entries of both privileges that map linear page `linear` (INVLPG).
+pub fn tlb_flush_page(cpu: &mut CpuState, linear: u64) {
+    let i = tlb_index(linear);
+    let page = linear & PAGE_MASK;
+    for t in cpu.tlb.iter_mut() {
+        let e = &mut t[i];
+        if e.read == page || e.write == page || e.exec == page {
+            *e = TlbEntry::INVALID;
         }
-        return Ok(());
     }
-    let phys = translate(cpu, linear)?;
-    tlb_fill(cpu, mem, linear, phys);
-    if mem.is_code_page(phys) {
-        cpu.smc_pending = 1;
-    }
-    mem.write_phys(phys, size, value);
-    Ok(())
 }
 
 /// Load slow path called by generated code on a TLB miss. On a fault it records it in
@@ -351,9 +490,9 @@ pub unsafe extern "C" fn load_slow(cpu: *mut CpuState, linear: u64, size: u64) -
     // SAFETY: generated code passes its own live CpuState; the run loop set `mem`.
     let cpu = unsafe { &mut *cpu };
     // SAFETY: see the module invariants: `mem` is live and not otherwise borrowed now.
-    let mem = unsafe { &*cpu.mem };
+    let mem = unsafe { &mut *cpu.mem };
     cpu.mem_slow += 1;
-    match read_linear(cpu, mem, linear, size as u32) {
+    match read_data(cpu, mem, linear, size as u32) {
         Ok(v) => v,
         Err(f) => {
             cpu.raise(f, linear);
@@ -374,7 +513,7 @@ pub unsafe extern "C" fn store_slow(cpu: *mut CpuState, linear: u64, size: u64, 
     // SAFETY: as in `load_slow`; the slow path is the only user of `mem` while it runs.
     let mem = unsafe { &mut *cpu.mem };
     cpu.mem_slow += 1;
-    if let Err(f) = write_linear(cpu, mem, linear, size as u32, value) {
+    if let Err(f) = write_data(cpu, mem, linear, size as u32, value) {
         cpu.raise(f, linear);
     }
 }
@@ -387,30 +526,33 @@ mod tests {
     #[test]
     fn reads_and_writes_cross_pages_and_fill_the_tlb() {
         let mut mem = PhysMem::new(0x10000).unwrap();
-        let mut cpu = CpuState::new(CpuMode::Long64);
+        let mut cpu = CpuState::new(CpuMode::Prot32);
         write_linear(&mut cpu, &mut mem, 0xffe, 4, 0xdead_beef).unwrap();
-        assert_eq!(read_linear(&mut cpu, &mem, 0xffe, 4).unwrap(), 0xdead_beef);
-        assert_eq!(cpu.tlb[1].read, 0x1000);
+        assert_eq!(
+            read_linear(&mut cpu, &mut mem, 0xffe, 4).unwrap(),
+            0xdead_beef
+        );
+        assert_eq!(cpu.tlb[0][1].read, 0x1000);
     }
 
     #[test]
     fn outside_ram_reads_all_ones_and_drops_writes() {
         let mut mem = PhysMem::new(0x1000).unwrap();
-        let mut cpu = CpuState::new(CpuMode::Long64);
+        let mut cpu = CpuState::new(CpuMode::Prot32);
         write_linear(&mut cpu, &mut mem, 0x5000, 2, 7).unwrap();
-        assert_eq!(read_linear(&mut cpu, &mem, 0x5000, 2).unwrap(), 0xffff);
-        assert_eq!(cpu.tlb[5], TlbEntry::INVALID);
+        assert_eq!(read_linear(&mut cpu, &mut mem, 0x5000, 2).unwrap(), 0xffff);
+        assert_eq!(cpu.tlb[0][5], TlbEntry::INVALID);
     }
 
     #[test]
     fn a_store_to_a_code_page_is_reported_and_never_cached_writable() {
         let mut mem = PhysMem::new(0x4000).unwrap();
-        let mut cpu = CpuState::new(CpuMode::Long64);
+        let mut cpu = CpuState::new(CpuMode::Prot32);
         mem.set_code_page(0x2000, true);
         write_linear(&mut cpu, &mut mem, 0x2010, 1, 0x90).unwrap();
         assert_eq!(cpu.smc_pending, 1);
         assert_eq!(mem.take_dirty_code(), vec![0x2000]);
-        assert_eq!(cpu.tlb[2].write, TlbEntry::INVALID_TAG);
+        assert_eq!(cpu.tlb[0][2].write, TlbEntry::INVALID_TAG);
     }
 
     #[test]

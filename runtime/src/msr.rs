@@ -169,10 +169,14 @@ pub fn write(cpu: &mut CpuState, index: u32, value: u64) -> Result<(), Fault> {
             cpu.msr.mtrr_def_type = value;
         }
         EFER => {
-            // SCE and LME are writable; LMA is the processor's; NXE is not offered (no NX in
-            // CPUID) and every other bit is reserved.
-            if value & !(EFER_SCE | EFER_LME | EFER_LMA) != 0 {
+            // SCE, LME and NXE are writable; LMA is the processor's; every other bit is
+            // reserved.
+            if value & !(EFER_SCE | EFER_LME | EFER_LMA | crate::paging::EFER_NXE) != 0 {
                 return Err(gp());
+            }
+            if (value ^ cpu.efer) & crate::paging::EFER_NXE != 0 {
+                // XD bits start or stop counting: cached permissions are stale.
+                cpu.flush_tlb();
             }
             let lme_changes = (value ^ cpu.efer) & EFER_LME != 0;
             if lme_changes && cpu.cr0 & CR0_PG != 0 {

@@ -239,6 +239,28 @@ impl Path {
     }
 }
 
+/// Writes 4-level paging structures that map the first 512 GiB of linear addresses onto
+/// the same physical addresses (1 GiB pages, writable, user, A and D already set), and the
+/// same 512 GiB again from the start of the upper half (0xffff_8000_0000_0000, where kernels
+/// keep their direct map), into the two pages at physical `at`; returns the CR3 value that
+/// selects them.
+///
+/// Long mode cannot run with paging off, so the flat 64-bit test machines use this: the
+/// guest sees linear = physical, as 32-bit flat guests do without paging.
+pub fn identity_map(mem: &mut PhysMem, at: u64) -> u64 {
+    let flags = pte::P | pte::RW | pte::US | pte::A;
+    let pdpt = at + SIZE_4K;
+    mem.write_phys(at, 8, pdpt | flags);
+    for i in 1..512 {
+        let e = if i == 256 { pdpt | flags } else { 0 };
+        mem.write_phys(at + 8 * i, 8, e);
+    }
+    for i in 0..512u64 {
+        mem.write_phys(pdpt + 8 * i, 8, (i << 30) | flags | pte::D | pte::PS);
+    }
+    at
+}
+
 /// Translates `linear` for an access of kind `access`.
 ///
 /// - `user`: the access is made at CPL 3.

@@ -257,7 +257,7 @@ fn is_wide_system(typ: u8) -> bool {
 /// selector names the LDT while LDTR is null. Only memory faults come back as `Err`.
 pub fn fetch_descriptor(
     cpu: &mut CpuState,
-    mem: &PhysMem,
+    mem: &mut PhysMem,
     selector: u16,
 ) -> Result<Option<Descriptor>, Fault> {
     let (base, limit) = if selector & 4 != 0 {
@@ -296,7 +296,7 @@ pub fn fetch_descriptor(
 /// check covers all of them. The null selector is not special here: callers check for it.
 pub fn read_descriptor(
     cpu: &mut CpuState,
-    mem: &PhysMem,
+    mem: &mut PhysMem,
     selector: u16,
 ) -> Result<Descriptor, Fault> {
     fetch_descriptor(cpu, mem, selector)?.ok_or_else(|| gp(selector))
@@ -433,7 +433,11 @@ fn table_insn_checks(cpu: &CpuState, privileged: bool) -> Result<(), Fault> {
 
 /// Reads a GDT system descriptor for LLDT/LTR: TI = 1 is #GP(sel), as is a long-mode 16-byte
 /// descriptor whose upper type field is not zero.
-fn read_gdt_system(cpu: &mut CpuState, mem: &PhysMem, selector: u16) -> Result<Descriptor, Fault> {
+fn read_gdt_system(
+    cpu: &mut CpuState,
+    mem: &mut PhysMem,
+    selector: u16,
+) -> Result<Descriptor, Fault> {
     if selector & 4 != 0 {
         return Err(gp(selector));
     }
@@ -503,7 +507,11 @@ pub fn load_tr(cpu: &mut CpuState, mem: &mut PhysMem, selector: u16) -> Result<(
 
 /// The descriptor behind a selector for LAR/LSL/VERR/VERW, or `None` (ZF = 0) when it is
 /// null or beyond its table's limit.
-fn query(cpu: &mut CpuState, mem: &PhysMem, selector: u16) -> Result<Option<Descriptor>, Fault> {
+fn query(
+    cpu: &mut CpuState,
+    mem: &mut PhysMem,
+    selector: u16,
+) -> Result<Option<Descriptor>, Fault> {
     table_insn_checks(cpu, false)?;
     if selector & 0xfffc == 0 {
         return Ok(None);
@@ -521,7 +529,7 @@ fn visible(cpu: &CpuState, d: &Descriptor, selector: u16) -> bool {
 /// `None` for ZF = 0: null selector, beyond the limit, a type LAR does not accept (system
 /// types 1, 2, 3, 4, 5, 9, B, C; in long mode only 2, 9, B, C), or failing the privilege
 /// test. #UD outside protected mode. The caller keeps the low 16 bits for a 16-bit operand.
-pub fn lar(cpu: &mut CpuState, mem: &PhysMem, selector: u16) -> Result<Option<u32>, Fault> {
+pub fn lar(cpu: &mut CpuState, mem: &mut PhysMem, selector: u16) -> Result<Option<u32>, Fault> {
     let Some(d) = query(cpu, mem, selector)? else {
         return Ok(None);
     };
@@ -541,7 +549,7 @@ pub fn lar(cpu: &mut CpuState, mem: &PhysMem, selector: u16) -> Result<Option<u3
 /// LSL: the byte-granular segment limit, or `None` for ZF = 0 (as for [`lar`], accepting
 /// code, data and system types 1, 2, 3, 9, B; in long mode 2, 9, B). #UD outside protected
 /// mode.
-pub fn lsl(cpu: &mut CpuState, mem: &PhysMem, selector: u16) -> Result<Option<u32>, Fault> {
+pub fn lsl(cpu: &mut CpuState, mem: &mut PhysMem, selector: u16) -> Result<Option<u32>, Fault> {
     let Some(d) = query(cpu, mem, selector)? else {
         return Ok(None);
     };
@@ -560,7 +568,7 @@ pub fn lsl(cpu: &mut CpuState, mem: &PhysMem, selector: u16) -> Result<Option<u3
 
 /// VERR: ZF — true when the segment is a data or readable code segment that passes the
 /// privilege test (conforming readable code always does). #UD outside protected mode.
-pub fn verr(cpu: &mut CpuState, mem: &PhysMem, selector: u16) -> Result<bool, Fault> {
+pub fn verr(cpu: &mut CpuState, mem: &mut PhysMem, selector: u16) -> Result<bool, Fault> {
     let Some(d) = query(cpu, mem, selector)? else {
         return Ok(false);
     };
@@ -569,7 +577,7 @@ pub fn verr(cpu: &mut CpuState, mem: &PhysMem, selector: u16) -> Result<bool, Fa
 
 /// VERW: ZF — true when the segment is a writable data segment with DPL ≥ max(CPL, RPL).
 /// #UD outside protected mode.
-pub fn verw(cpu: &mut CpuState, mem: &PhysMem, selector: u16) -> Result<bool, Fault> {
+pub fn verw(cpu: &mut CpuState, mem: &mut PhysMem, selector: u16) -> Result<bool, Fault> {
     let Some(d) = query(cpu, mem, selector)? else {
         return Ok(false);
     };

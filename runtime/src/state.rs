@@ -169,6 +169,11 @@ pub const EFER_LME: u64 = 1 << 8;
 /// EFER.LMA: long mode active.
 pub const EFER_LMA: u64 = 1 << 10;
 
+/// DR6 after reset: the reserved bits that read as 1.
+pub const DR6_INIT: u64 = 0xffff_0ff0;
+/// DR7 after reset: bit 10 reads as 1.
+pub const DR7_INIT: u64 = 0x400;
+
 /// An exception recorded by a slow path or the interpreter, waiting to be delivered.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
@@ -250,8 +255,15 @@ pub struct CpuState {
     /// [`PhysMem`] that the run loop owns and no other reference to it is in use. The run loop
     /// sets it before entering generated code; it is null otherwise.
     pub mem: *mut PhysMem,
-    /// The software TLB: linear page -> host address, checked inline by generated code.
-    pub tlb: [TlbEntry; TLB_ENTRIES],
+    /// Debug registers DR0-DR7 (DR4/DR5 alias DR6/DR7 when CR4.DE is clear).
+    pub dr: [u64; 8],
+    /// CR8: the task-priority register as MOV CR8 sees it (bits 3:0).
+    pub cr8: u64,
+    /// The software TLBs, linear page -> host address, checked inline by generated code:
+    /// `tlb[0]` for supervisor accesses, `tlb[1]` for user-mode accesses (CPL 3). A block's
+    /// CPL is part of its key, so generated code knows which one to index; keeping them apart
+    /// means a privilege change needs no flush.
+    pub tlb: [[TlbEntry; TLB_ENTRIES]; 2],
 }
 
 // SAFETY: the only non-Send field is the `mem` context pointer, which is null outside a run
@@ -334,7 +346,9 @@ impl CpuState {
             msr: crate::msr::Msrs::default(),
             scratch: [0; 2],
             mem: std::ptr::null_mut(),
-            tlb: [TlbEntry::INVALID; TLB_ENTRIES],
+            dr: [0, 0, 0, 0, 0, 0, DR6_INIT, DR7_INIT],
+            cr8: 0,
+            tlb: [[TlbEntry::INVALID; TLB_ENTRIES]; 2],
         }
     }
 
@@ -390,17 +404,7 @@ impl CpuState {
 
     /// Drops every TLB entry (on a mode change, CR3 write, or a code-page change).
     pub fn flush_tlb(&mut self) {
-        self.tlb = [TlbEntry::INVALID; TLB_ENTRIES];
-    }
-
-    /// Drops the write permission of any TLB entry mapping the given linear page, so that the
-    /// next store to it takes the slow path (used when the page starts holding code).
-    pub fn tlb_protect_page(&mut self, linear_page: u64) {
-        for e in self.tlb.iter_mut() {
-            if e.write == linear_page {
-                e.write = TlbEntry::INVALID_TAG;
-            }
-        }
+        self.tlb = [[TlbEntry::INVALID; TLB_ENTRIES]; 2];
     }
 }
 
@@ -434,6 +438,8 @@ impl Clone for CpuState {
             msr: self.msr,
             scratch: self.scratch,
             mem: std::ptr::null_mut(),
+            dr: self.dr,
+            cr8: self.cr8,
             tlb: self.tlb,
         }
     }

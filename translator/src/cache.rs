@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use crane86_runtime::memory::PAGE_SIZE;
+use crane86_runtime::memory::{fetch_phys, PAGE_SIZE};
 use crane86_runtime::{BlockKey, CpuState, PhysMem};
 
 use crate::decode::{decode_block, DecodedBlock};
@@ -54,6 +54,8 @@ pub struct CacheStats {
     pub links: u64,
     /// Blocks invalidated because their page was written.
     pub invalidated_smc: u64,
+    /// Page-crossing blocks dropped because their second page now maps elsewhere.
+    pub invalidated_remap: u64,
     /// Whole-cache flushes (code arena full, or asked for).
     pub flushes: u64,
     /// Bytes of host code produced.
@@ -71,6 +73,10 @@ pub struct Block {
     pub decoded: DecodedBlock,
     /// Physical pages the block's bytes lie on (the second only if it crosses a page).
     pub pages: [Option<u64>; 2],
+    /// For a block that crosses a page: the linear page its tail was fetched from. The key
+    /// names only the first page, so each lookup re-checks that this page still maps to
+    /// `pages[1]`; such blocks are never chain targets while paging is on.
+    pub second_linear: Option<u64>,
     /// How often the block has run (saturating), for tiering.
     pub runs: u32,
     /// Compiled code, once it exists.
@@ -91,6 +97,16 @@ impl Block {
 }
 
 const FAST_SIZE: usize = 4096;
+const PAGE_MASK: u64 = !(PAGE_SIZE - 1);
+
+/// Copies physical memory into `out`; what lies beyond RAM reads as 0xff.
+fn copy_phys(mem: &PhysMem, phys: u64, out: &mut [u8]) {
+    let ram = mem.ram();
+    let start = (phys as usize).min(ram.len());
+    let n = out.len().min(ram.len() - start);
+    out[..n].copy_from_slice(&ram[start..start + n]);
+    out[n..].fill(0xff);
+}
 
 /// Decoding needs guest bytes; the cache gets them through this.
 pub struct Fetch<'a> {
@@ -103,7 +119,7 @@ pub struct Cache {
     blocks: Vec<Option<Block>>,
     free: Vec<BlockId>,
     map: HashMap<BlockKey, BlockId>,
-    fast: Box<[(u64, BlockId)]>,
+    fast: Box<[(BlockKey, BlockId)]>,
     by_page: HashMap<u64, Vec<BlockId>>,
     arena: CodeArena,
     /// The trampoline lives in an arena of its own that is never reset.
@@ -129,10 +145,15 @@ pub enum CacheError {
     TooBig(usize),
 }
 
-const NO_BLOCK: u64 = u64::MAX;
+/// An empty slot of the direct-mapped table: no key has every mode bit set.
+const NO_BLOCK: BlockKey = BlockKey {
+    ip: u64::MAX,
+    cs_base: u64::MAX,
+    bits: u64::MAX,
+};
 
 fn fast_index(key: BlockKey) -> usize {
-    let k = key.0;
+    let k = key.ip ^ key.cs_base ^ key.bits;
     ((k ^ (k >> 12) ^ (k >> 48)) as usize) & (FAST_SIZE - 1)
 }
 
@@ -197,60 +218,79 @@ impl Cache {
         self.arena.used()
     }
 
-    /// Finds the block for `key`, decoding it from guest memory if needed.
-    pub fn lookup(
-        &mut self,
-        key: BlockKey,
-        ip: u64,
-        cpu: &mut CpuState,
-        mem: &mut PhysMem,
-    ) -> BlockId {
+    /// Finds the block for `key`, decoding it from guest memory if needed. `cpu` is the CPU
+    /// about to run it: a block whose tail lies on another page needs that page's current
+    /// translation.
+    pub fn lookup(&mut self, key: BlockKey, cpu: &mut CpuState, mem: &mut PhysMem) -> BlockId {
         self.stats.lookups += 1;
         let fi = fast_index(key);
         let (k, id) = self.fast[fi];
-        if k == key.0 {
+        let found = if k == key {
             self.stats.fast_hits += 1;
-            return id;
-        }
-        if let Some(&id) = self.map.get(&key) {
+            Some(id)
+        } else if let Some(&id) = self.map.get(&key) {
             self.stats.map_hits += 1;
-            self.fast[fi] = (key.0, id);
-            return id;
+            self.fast[fi] = (key, id);
+            Some(id)
+        } else {
+            None
+        };
+        if let Some(id) = found {
+            let b = self.block(id);
+            // An empty block stands for a fetch that faulted: look again each time, the
+            // page may be mapped by now.
+            let stale = b.decoded.insns.is_empty()
+                || b.second_linear.is_some_and(|lin| {
+                    fetch_phys(cpu, mem, lin).map(|p| p & PAGE_MASK).ok() != b.pages[1]
+                });
+            if !stale {
+                return id;
+            }
+            self.remove(id, mem);
+            self.stats.invalidated_remap += 1;
         }
         self.stats.misses += 1;
-        let id = self.insert(key, ip, cpu, mem);
-        self.fast[fi] = (key.0, id);
+        let id = self.insert(key, cpu, mem);
+        self.fast[fi] = (key, id);
         id
     }
 
-    fn insert(&mut self, key: BlockKey, ip: u64, cpu: &mut CpuState, mem: &mut PhysMem) -> BlockId {
+    fn insert(&mut self, key: BlockKey, cpu: &mut CpuState, mem: &mut PhysMem) -> BlockId {
         let t0 = Instant::now();
         let phys = key.phys();
-        let page = phys & !(PAGE_SIZE - 1);
+        let page = phys & PAGE_MASK;
         let room = (page + PAGE_SIZE - phys) as usize;
-        // Up to 15 bytes past the page end, so an instruction that straddles it decodes.
-        // Bytes past the end of RAM read as 0xff, as the bus does.
+        // Up to 15 bytes from the next page, so an instruction that straddles the page end
+        // decodes; the next page is fetched through the current translation (and if it
+        // cannot be, the block ends before the instruction that needs it). Bytes beyond the
+        // end of RAM read as 0xff, as the bus does.
         let mut bytes = [0xffu8; 4096 + 15];
-        let want = room + 15;
-        let ram = mem.ram();
-        let start = (phys as usize).min(ram.len());
-        let avail = ram.len() - start;
-        let n = want.min(avail);
-        bytes[..n].copy_from_slice(&ram[start..start + n]);
+        copy_phys(mem, phys, &mut bytes[..room]);
+        let next_linear = (key.linear() & PAGE_MASK).wrapping_add(PAGE_SIZE);
+        let next_phys = fetch_phys(cpu, mem, next_linear).ok();
+        let want = match next_phys {
+            Some(p) => {
+                copy_phys(mem, p & PAGE_MASK, &mut bytes[room..room + 15]);
+                room + 15
+            }
+            None => room,
+        };
         let ctx = Ctx {
             mode: key.mode(),
             stack32: key.stack32(),
+            user: key.cpl() == 3,
         };
-        let decoded = decode_block(&bytes[..want], ip, room, ctx, key.single_step());
-        let end = phys + decoded.byte_len.max(1) - 1;
-        let last_page = end & !(PAGE_SIZE - 1);
-        let pages = [Some(page), (last_page != page).then_some(last_page)];
+        let decoded = decode_block(&bytes[..want], key.ip, room, ctx, key.single_step());
+        let crosses = decoded.byte_len as usize > room;
+        let second = next_phys.filter(|_| crosses).map(|p| p & PAGE_MASK);
+        let pages = [Some(page), second];
         self.stats.blocks_decoded += 1;
         self.stats.insns_decoded += decoded.insns.len() as u64;
         let block = Block {
             key,
             decoded,
             pages,
+            second_linear: second.map(|_| next_linear),
             runs: 0,
             code: None,
             slots: Box::new([0; 2]),
@@ -289,7 +329,7 @@ impl Cache {
         if b.code.is_some() {
             return Ok(true);
         }
-        if b.decoded.is_runtime() {
+        if b.decoded.is_runtime() || b.decoded.insns.is_empty() {
             return Ok(false);
         }
         let hot = match tier {
@@ -361,8 +401,18 @@ impl Cache {
         let Some(code) = self.block(target).code else {
             return;
         };
-        // Only link within one mode: the slot is tied to the source's mode bits.
-        if self.block(src).key.0 >> 48 != self.block(target).key.0 >> 48 {
+        // Only link within one mode: the slot is tied to the source's mode bits. With paging
+        // on, a chained jump skips the run loop's translation of the target address, so only
+        // targets on the source's own linear page are linked: whatever address space the
+        // source runs in maps that page to the same physical page as when it was linked.
+        let (sk, t) = (self.block(src).key, self.block(target));
+        let tk = t.key;
+        if sk.mode_bits() != tk.mode_bits() || sk.cs_base != tk.cs_base {
+            return;
+        }
+        if tk.paging()
+            && (tk.linear() & PAGE_MASK != sk.linear() & PAGE_MASK || t.second_linear.is_some())
+        {
             return;
         }
         let s = self.block_mut(src);
@@ -413,7 +463,7 @@ impl Cache {
         }
         self.map.remove(&b.key);
         let fi = fast_index(b.key);
-        if self.fast[fi].0 == b.key.0 {
+        if self.fast[fi].0 == b.key {
             self.fast[fi] = (NO_BLOCK, 0);
         }
         self.free.push(id);

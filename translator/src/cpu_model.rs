@@ -11,19 +11,29 @@ const MAX_LEAF: u32 = 0x7;
 const MAX_EXT_LEAF: u32 = 0x8000_0008;
 
 // CPUID.1:EDX
+const EDX1_DE: u32 = 1 << 2;
+const EDX1_PSE: u32 = 1 << 3;
 const EDX1_TSC: u32 = 1 << 4;
 const EDX1_MSR: u32 = 1 << 5;
+const EDX1_PAE: u32 = 1 << 6;
 const EDX1_CX8: u32 = 1 << 8;
+const EDX1_PGE: u32 = 1 << 13;
 const EDX1_CMOV: u32 = 1 << 15;
+const EDX1_PSE36: u32 = 1 << 17;
+const EDX1_CLFSH: u32 = 1 << 19;
 // CPUID.1:ECX
 const ECX1_CX16: u32 = 1 << 13;
 const ECX1_MOVBE: u32 = 1 << 22;
 const ECX1_POPCNT: u32 = 1 << 23;
 // CPUID.7.0:EBX
 const EBX7_BMI1: u32 = 1 << 3;
+const EBX7_SMEP: u32 = 1 << 7;
 const EBX7_BMI2: u32 = 1 << 8;
 const EBX7_ADX: u32 = 1 << 19;
 // CPUID.80000001:EDX
+const EDX81_NX: u32 = 1 << 20;
+const EDX81_PAGE1GB: u32 = 1 << 26;
+const EDX81_RDTSCP: u32 = 1 << 27;
 const EDX81_LM: u32 = 1 << 29;
 // CPUID.80000001:ECX
 const ECX81_LAHF: u32 = 1 << 0;
@@ -47,10 +57,19 @@ pub struct Features {
 /// What this build of crane86 advertises.
 pub const FEATURES: Features = Features {
     ecx1: ECX1_CX16 | ECX1_MOVBE | ECX1_POPCNT,
-    edx1: EDX1_TSC | EDX1_MSR | EDX1_CX8 | EDX1_CMOV,
-    ebx7: EBX7_BMI1 | EBX7_BMI2 | EBX7_ADX,
+    edx1: EDX1_DE
+        | EDX1_PSE
+        | EDX1_TSC
+        | EDX1_MSR
+        | EDX1_PAE
+        | EDX1_CX8
+        | EDX1_PGE
+        | EDX1_CMOV
+        | EDX1_PSE36
+        | EDX1_CLFSH,
+    ebx7: EBX7_BMI1 | EBX7_SMEP | EBX7_BMI2 | EBX7_ADX,
     ecx81: ECX81_LAHF | ECX81_ABM,
-    edx81: EDX81_LM,
+    edx81: EDX81_NX | EDX81_PAGE1GB | EDX81_RDTSCP | EDX81_LM,
 };
 
 fn vendor_regs() -> [u32; 3] {

@@ -1,7 +1,7 @@
 //! Decoding a guest block with iced-x86: from a start address to the first control transfer,
 //! runtime-class instruction, invalid instruction, page end or length cap.
 
-use iced_x86::{Decoder, DecoderOptions, Instruction};
+use iced_x86::{Decoder, DecoderError, DecoderOptions, Instruction};
 
 use crate::emit::Ctx;
 use crate::rewrite::{plan, Plan};
@@ -39,7 +39,9 @@ impl DecodedBlock {
 
 /// Decodes a block starting at instruction pointer `ip` from `bytes`, which start at the
 /// block's first byte. Instructions must start within the first `page_room` bytes (the rest
-/// of the page); one that starts there may extend past it into the following bytes.
+/// of the page); one that starts there may extend past it into the following bytes. When
+/// `bytes` ends at the page end (the next page cannot be fetched), the block stops before an
+/// instruction that would need more, and is empty if that is the first.
 /// `single_step` limits the block to one instruction.
 pub fn decode_block(
     bytes: &[u8],
@@ -54,6 +56,12 @@ pub fn decode_block(
     let mut insn = Instruction::default();
     while offset < page_room && insns.len() < MAX_BLOCK_INSNS {
         dec.decode_out(&mut insn);
+        if insn.is_invalid() && dec.last_error() == DecoderError::NoMoreBytes {
+            // The instruction runs into a page that cannot be fetched: the block ends before
+            // it, and the run loop raises the fetch's page fault once execution gets there
+            // (a block with no instructions).
+            break;
+        }
         let p = if insn.is_invalid() {
             Plan::Invalid
         } else {
@@ -111,6 +119,7 @@ mod tests {
     const C64: Ctx = Ctx {
         mode: CpuMode::Long64,
         stack32: false,
+        user: false,
     };
 
     #[test]
@@ -140,6 +149,17 @@ mod tests {
         let b = decode_block(&code, 0, 4096, C64, false);
         assert_eq!(b.insns.len(), 2);
         assert!(b.insns[1].insn.is_invalid());
+    }
+
+    #[test]
+    fn an_instruction_into_an_unfetchable_page_ends_the_block_before_it() {
+        // nop; mov eax, imm32 cut after two bytes.
+        let code = [0x90, 0xb8, 0x01];
+        let b = decode_block(&code, 0xffd, 3, C64, false);
+        assert_eq!(b.insns.len(), 1);
+        assert_eq!(b.byte_len, 1);
+        let b = decode_block(&code[1..], 0xffe, 2, C64, false);
+        assert!(b.insns.is_empty());
     }
 
     #[test]

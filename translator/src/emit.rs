@@ -104,6 +104,8 @@ pub struct Ctx {
     pub mode: CpuMode,
     /// SS.B: the stack pointer is ESP (else SP) outside 64-bit mode.
     pub stack32: bool,
+    /// CPL 3: explicit memory accesses are user-mode accesses (and use the user TLB).
+    pub user: bool,
 }
 
 impl Ctx {

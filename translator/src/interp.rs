@@ -4,7 +4,7 @@
 //! runtime-class instructions (which need the machine), and the oracle the JIT is tested
 //! against. It shares every line of instruction semantics with the JIT.
 
-use crane86_runtime::memory::{read_linear, write_linear};
+use crane86_runtime::memory::{read_data, write_data};
 use crane86_runtime::{CcOp, CpuState, Fault, LazyFlags, PhysMem, PortIo, SegReg};
 
 use crate::decode::DecodedBlock;
@@ -195,14 +195,14 @@ impl Emit for Interp<'_> {
     }
 
     fn load(&mut self, linear: u64, size: u32) -> R<u64> {
-        read_linear(self.cpu, self.mem, linear, size).map_err(|f| {
+        read_data(self.cpu, self.mem, linear, size).map_err(|f| {
             self.cpu.raise(f, linear);
             Stop
         })
     }
 
     fn store(&mut self, linear: u64, size: u32, v: u64) -> R<()> {
-        write_linear(self.cpu, self.mem, linear, size, v).map_err(|f| {
+        write_data(self.cpu, self.mem, linear, size, v).map_err(|f| {
             self.cpu.raise(f, linear);
             Stop
         })

@@ -99,6 +99,8 @@ pub enum Op {
     Int,
     /// IRET, IRETD, IRETQ.
     Iret,
+    /// MOV to/from CR/DR, CLTS, LMSW, INVLPG, WBINVD, INVD, CLFLUSH, RDTSCP.
+    ControlReg,
 }
 
 /// How a form is translated.
@@ -168,6 +170,14 @@ fn has_system_operand(code: Code) -> bool {
     })
 }
 
+/// A control or debug register operand (MOV CRn/DRn).
+fn has_control_operand(code: Code) -> bool {
+    code.op_code()
+        .op_kinds()
+        .iter()
+        .any(|k| matches!(k, K::cr_reg | K::dr_reg))
+}
+
 /// A segment register operand (MOV Sreg, PUSH/POP Sreg).
 fn has_segment_operand(code: Code) -> bool {
     code.op_code().op_kinds().iter().any(|k| {
@@ -228,6 +238,7 @@ fn build(code: Code) -> Option<Entry> {
         M::Rdmsr | M::Wrmsr | M::Rdtsc => return runtime(Op::Msr),
         M::Lgdt | M::Lidt | M::Sgdt | M::Sidt => return runtime(Op::DescriptorTable),
         M::Mov | M::Push | M::Pop if has_segment_operand(code) => return runtime(Op::SegmentMove),
+        M::Mov if has_control_operand(code) => return runtime(Op::ControlReg),
         _ => {}
     }
     if has_system_operand(code) || is_far(code) {
@@ -392,6 +403,18 @@ fn build(code: Code) -> Option<Entry> {
         M::Cli | M::Sti => runtime(Op::InterruptFlag),
         M::Int | M::Int3 | M::Into => runtime(Op::Int),
         M::Iret | M::Iretd | M::Iretq => runtime(Op::Iret),
+        M::Clts | M::Lmsw | M::Invlpg | M::Wbinvd | M::Invd | M::Clflush | M::Rdtscp => {
+            runtime(Op::ControlReg)
+        }
+        // One vCPU and no caches: ordering and prefetch hints have nothing to do.
+        M::Lfence
+        | M::Mfence
+        | M::Sfence
+        | M::Prefetchnta
+        | M::Prefetcht0
+        | M::Prefetcht1
+        | M::Prefetcht2
+        | M::Prefetchw => inline(Op::Nop),
         _ => None,
     }
 }
@@ -402,11 +425,9 @@ mod tests {
 
     #[test]
     fn system_forms_of_integer_mnemonics_are_not_claimed_as_inline() {
-        // Not implemented yet: control registers and far transfers.
-        assert!(lookup(Code::Mov_r64_cr).is_none());
-        assert!(lookup(Code::Call_ptr1632).is_none());
-        assert!(lookup(Code::Jmp_m1664).is_none());
-        // Segment-register moves run in the runtime, never inline.
+        // Control-register and segment-register moves run in the runtime, never inline.
+        assert_eq!(lookup(Code::Mov_r64_cr).unwrap().class, Class::Runtime);
+        assert_eq!(lookup(Code::Mov_dr_r32).unwrap().class, Class::Runtime);
         assert_eq!(lookup(Code::Mov_Sreg_rm16).unwrap().class, Class::Runtime);
         assert_eq!(lookup(Code::Pushq_FS).unwrap().class, Class::Runtime);
     }

@@ -66,6 +66,10 @@ fn run_tier(
     mem.load(CODE, code).unwrap();
     mem.load(CODE + code.len() as u64, &[0xf4]).unwrap();
     let mut cpu = CpuState::new(mode);
+    if mode == CpuMode::Long64 {
+        // Long mode always pages: linear = physical through tables at the top of RAM.
+        cpu.cr3 = crane86_runtime::paging::identity_map(&mut mem, (1 << 20) - 0x2000);
+    }
     cpu.rip = CODE;
     cpu.gpr[4] = 0xf000;
     setup(&mut cpu, &mut mem);
@@ -80,7 +84,7 @@ fn run_tier(
         steps += 1;
         assert!(steps < 100_000, "{tier:?}: the snippet does not finish");
         let key = BlockKey::new(cpu.rip, &cpu);
-        let id = cache.lookup(key, cpu.rip, &mut cpu, &mut mem);
+        let id = cache.lookup(key, &mut cpu, &mut mem);
         let token = std::mem::take(&mut cpu.link);
         if cache.prepare(id).unwrap() {
             cache.link(token, id);

@@ -203,6 +203,12 @@ pub fn run_boot(args: &RunArgs, boot: &Boot) -> Result<Outcome> {
             eprintln!("crane86: guest stopped by an unhandled {fault} at rip={rip:#x}");
             EXIT_GUEST_FAULT
         }
+        RunEnd::TripleFault { first, rip } => {
+            eprintln!(
+                "crane86: triple fault (CPU shutdown), starting with {first} at rip={rip:#x}"
+            );
+            EXIT_GUEST_FAULT
+        }
         RunEnd::Limit => {
             eprintln!("crane86: instruction limit reached at rip={:#x}", m.cpu.rip);
             EXIT_LIMIT

@@ -45,9 +45,9 @@ mod tests;
 
 use std::fmt::Write as _;
 
-use crane86_machine::{Machine, MachineConfig, MachineError, RunEnd};
+use crane86_machine::{ExceptionPolicy, Machine, MachineConfig, MachineError, RunEnd};
 use crane86_runtime::flags::{self as fl, LazyFlags};
-use crane86_runtime::{CpuMode, CpuState, Exception, Gpr, MemError};
+use crane86_runtime::{CpuMode, Exception, Gpr, MemError};
 use crane86_translator::table::{claimed_forms, Class, Entry, Op};
 use crane86_translator::{interp, Tier};
 use iced_x86::{Code, Formatter, Instruction, InstructionInfoFactory, IntelFormatter, Mnemonic};
@@ -223,6 +223,8 @@ fn machine(tier: Tier) -> Result<Machine, MachineError> {
         tier,
         ram_bytes: layout::GUEST_RAM,
         code_arena_bytes: 16 << 20,
+        // The exception an instruction raises is the result being compared.
+        exceptions: ExceptionPolicy::Stop,
         ..MachineConfig::default()
     })
 }
@@ -441,7 +443,7 @@ impl Checker {
         } else {
             CpuMode::Long64
         };
-        let mut cpu = CpuState::new(mode);
+        let mut cpu = m.flat_cpu(mode);
         cpu.gpr = case.input.gpr;
         cpu.rip = base + layout::INSN;
         cpu.cc = LazyFlags::from_eflags(case.input.flags);

@@ -23,7 +23,7 @@ mod run;
 pub use ports::FlatPorts;
 pub use run::{MachineStats, RunEnd};
 
-use crane86_runtime::{CpuMode, CpuState, Gpr, MemError, PhysMem, SegReg, Segment};
+use crane86_runtime::{paging, CpuMode, CpuState, Gpr, MemError, PhysMem, SegReg, Segment};
 use crane86_translator::cache::CacheError;
 use crane86_translator::jit::JitOptions;
 use crane86_translator::{Cache, Tier};
@@ -39,6 +39,19 @@ pub struct MachineConfig {
     pub code_arena_bytes: usize,
     /// Cranelift settings.
     pub jit: JitOptions,
+    /// What an exception does.
+    pub exceptions: ExceptionPolicy,
+}
+
+/// What the machine does when the guest raises an exception.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ExceptionPolicy {
+    /// Deliver it through the IDT (real-mode IVT), as a CPU does.
+    #[default]
+    Deliver,
+    /// Stop the run with [`RunEnd::Fault`]: for checking instruction semantics, where the
+    /// exception itself is the result.
+    Stop,
 }
 
 impl Default for MachineConfig {
@@ -50,6 +63,7 @@ impl Default for MachineConfig {
             },
             code_arena_bytes: 64 << 20,
             jit: JitOptions::default(),
+            exceptions: ExceptionPolicy::default(),
         }
     }
 }
@@ -87,6 +101,8 @@ pub struct Machine {
     pub cache: Cache,
     /// Run statistics.
     pub stats: MachineStats,
+    /// What an exception does.
+    pub exceptions: ExceptionPolicy,
 }
 
 impl Machine {
@@ -111,12 +127,12 @@ impl Machine {
             ports: FlatPorts::default(),
             cache: Cache::new(cfg.tier, cfg.code_arena_bytes, cfg.jit)?,
             stats: MachineStats::default(),
+            exceptions: cfg.exceptions,
         })
     }
 
-    /// Loads a flat binary at `load_addr` and points a CPU in `mode` at `entry`, with flat
-    /// segments (real mode: all selectors 0) and the stack pointer at the top of RAM (in real
-    /// and 16-bit mode: at the top of the first 64 KiB).
+    /// Loads a flat binary at `load_addr` and points a CPU in `mode` at `entry` (see
+    /// [`Machine::flat_cpu`]).
     pub fn load_flat(
         &mut self,
         image: &[u8],
@@ -128,12 +144,7 @@ impl Machine {
         if entry >= self.mem.ram_size() {
             return Err(MachineError::BadEntry(entry));
         }
-        self.cpu = CpuState::new(mode);
-        let top = match mode {
-            CpuMode::Real16 | CpuMode::Prot16 => self.mem.ram_size().min(0x1_0000) - 2,
-            _ => self.mem.ram_size().min(0xffff_f000) - 16,
-        };
-        self.cpu.set_gpr(Gpr::Rsp, top);
+        self.cpu = self.flat_cpu(mode);
         if mode == CpuMode::Real16 {
             // Keep IP within 64 KiB: CS covers the entry's 64 KiB window.
             let cs = ((entry >> 4) & 0xf000) as u16;
@@ -142,8 +153,28 @@ impl Machine {
         } else {
             self.cpu.rip = entry;
         }
-        self.cpu.flush_tlb();
         self.cache.flush(&mut self.mem);
         Ok(())
+    }
+
+    /// A CPU in `mode` for a flat guest: flat segments (real mode: all selectors 0), the
+    /// stack pointer at the top of RAM (in real and 16-bit mode: at the top of the first
+    /// 64 KiB). In 64-bit mode, which cannot run without paging, the last two pages of RAM
+    /// hold page tables that map linear = physical ([`paging::identity_map`]) and the stack
+    /// starts below them.
+    pub fn flat_cpu(&mut self, mode: CpuMode) -> CpuState {
+        let mut cpu = CpuState::new(mode);
+        let ram = self.mem.ram_size();
+        let top = match mode {
+            CpuMode::Real16 | CpuMode::Prot16 => ram.min(0x1_0000) - 2,
+            CpuMode::Prot32 => ram.min(0xffff_f000) - 16,
+            CpuMode::Long64 => {
+                let tables = ram.saturating_sub(0x2000);
+                cpu.cr3 = paging::identity_map(&mut self.mem, tables);
+                tables.saturating_sub(16)
+            }
+        };
+        cpu.set_gpr(Gpr::Rsp, top);
+        cpu
     }
 }

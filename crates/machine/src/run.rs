@@ -1,8 +1,10 @@
 //! The run loop: find or translate the block at RIP, run it in its tier, handle what made it
 //! stop (a fault, a store into code, HLT, a port write that ends the run), repeat.
 
-use crane86_runtime::{BlockKey, Exception, Fault, SegReg};
-use crane86_translator::interp::{run_block, InterpExit};
+use crane86_runtime::interrupt::{self, Combined, Delivery, Event, EventKind};
+use crane86_runtime::memory::fetch_phys;
+use crane86_runtime::{flags as fl, BlockKey, Exception, Fault, LazyFlags, SegReg};
+use crane86_translator::interp::{self, run_block, InterpExit};
 use crane86_translator::jit::EXIT_FAULT;
 
 use crate::{Machine, MachineError};
@@ -18,10 +20,19 @@ pub enum RunEnd {
     DebugExit(u32),
     /// The guest executed HLT with nothing to wake it.
     Halted,
-    /// An exception that nothing handles (no IDT yet): the guest cannot continue.
+    /// An exception, with [`crate::ExceptionPolicy::Stop`]: the machine stops at the
+    /// first one instead of delivering it.
     Fault {
         /// The exception.
         fault: Fault,
+        /// Where it happened.
+        rip: u64,
+    },
+    /// A fault while delivering a double fault: the CPU shut down. (A PC would reset; a
+    /// guest that gets here has lost control, and stopping with the cause is more useful.)
+    TripleFault {
+        /// The exception that started the chain.
+        first: Fault,
         /// Where it happened.
         rip: u64,
     },
@@ -51,6 +62,23 @@ pub struct MachineStats {
     pub interp_runs: u64,
     /// Code pages invalidated by guest stores.
     pub smc_pages: u64,
+    /// Exceptions delivered through the IDT (or the real-mode IVT).
+    pub exceptions: u64,
+}
+
+/// The vectors that push an error code (SDM Vol. 3 table 6-1).
+fn has_error_code(e: Exception) -> bool {
+    use Exception::*;
+    matches!(
+        e,
+        DoubleFault
+            | InvalidTss
+            | SegmentNotPresent
+            | StackFault
+            | GeneralProtection
+            | PageFault
+            | AlignmentCheck
+    )
 }
 
 impl Machine {
@@ -70,10 +98,17 @@ impl Machine {
             }
             self.cpu.smc_pending = 0;
             if let Some(fault) = self.cpu.take_fault() {
-                return Ok(RunEnd::Fault {
-                    fault,
-                    rip: self.cpu.rip,
-                });
+                self.cpu.link = 0;
+                if self.exceptions == crate::ExceptionPolicy::Stop {
+                    return Ok(RunEnd::Fault {
+                        fault,
+                        rip: self.cpu.rip,
+                    });
+                }
+                if let Some(end) = self.deliver_exception(fault) {
+                    return Ok(end);
+                }
+                continue;
             }
             if remaining == 0 {
                 return Ok(RunEnd::Limit);
@@ -91,18 +126,30 @@ impl Machine {
             if self.cpu.mode != crane86_runtime::CpuMode::Long64 {
                 linear &= 0xffff_ffff;
             }
-            // Paging arrives with the system CPU; linear is physical until then. A fetch
-            // beyond what a physical address can be (48 bits here; non-canonical in long
-            // mode) is a #GP at the target.
-            if linear >= 1 << 48 {
+            let phys = match fetch_phys(&mut self.cpu, &mut self.mem, linear) {
+                Ok(p) => p,
+                Err(f) => {
+                    self.cpu.raise(f, linear);
+                    continue;
+                }
+            };
+            if phys >= 1 << 48 {
+                // Only with paging off in long mode... which cannot happen; stay total.
                 self.cpu
                     .raise(Fault::with_code(Exception::GeneralProtection, 0), linear);
                 continue;
             }
-            let key = BlockKey::new(linear, &self.cpu);
-            let id = self
-                .cache
-                .lookup(key, self.cpu.rip, &mut self.cpu, &mut self.mem);
+            let key = BlockKey::new(phys, &self.cpu);
+            let id = self.cache.lookup(key, &mut self.cpu, &mut self.mem);
+            if self.cache.block(id).decoded.insns.is_empty() {
+                // The first instruction runs into a page that cannot be fetched: that
+                // fetch's fault, at this instruction.
+                let next = (linear | 0xfff).wrapping_add(1);
+                if let Err(f) = fetch_phys(&mut self.cpu, &mut self.mem, next) {
+                    self.cpu.raise(f, next);
+                }
+                continue;
+            }
             let token = std::mem::take(&mut self.cpu.link);
             if self.cache.prepare(id)? {
                 self.cache.link(token, id);
@@ -146,5 +193,45 @@ impl Machine {
                 }
             }
         }
+    }
+}
+
+impl Machine {
+    /// Delivers an exception raised at `cpu.rip` through the IDT, turning faults during
+    /// delivery into a double fault or a shutdown as SDM Vol. 3 table 6-5 says. Returns how
+    /// the run ends if it cannot go on.
+    fn deliver_exception(&mut self, fault: Fault) -> Option<RunEnd> {
+        let rip = self.cpu.rip;
+        let mut current = fault;
+        // Each step moves up the benign -> contributory/page fault -> double fault ladder,
+        // so a handful of rounds always ends; the bound only keeps that obvious.
+        for _ in 0..8 {
+            let error_code = has_error_code(current.exception).then_some(current.error_code);
+            let event = Event {
+                vector: current.exception as u8,
+                kind: EventKind::Exception { error_code },
+            };
+            let flags = interp::rflags(&self.cpu);
+            match interrupt::deliver(&mut self.cpu, &mut self.mem, event, flags) {
+                Ok(v) => {
+                    self.cpu.cc = LazyFlags::from_eflags(v);
+                    self.cpu.rflags = (v & !fl::ARITH) | fl::FIXED1;
+                    self.stats.exceptions += 1;
+                    tracing::trace!(%current, rip, "exception delivered");
+                    return None;
+                }
+                Err(Delivery::Unsupported(what)) => return Some(RunEnd::Unsupported { what, rip }),
+                Err(Delivery::Fault(second)) => {
+                    match interrupt::combine(current.exception, second.exception) {
+                        Combined::Serial => current = second,
+                        Combined::DoubleFault => {
+                            current = Fault::with_code(Exception::DoubleFault, 0)
+                        }
+                        Combined::TripleFault => break,
+                    }
+                }
+            }
+        }
+        Some(RunEnd::TripleFault { first: fault, rip })
     }
 }

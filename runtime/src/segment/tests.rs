@@ -47,6 +47,10 @@ pub(crate) fn setup(mode: CpuMode, entries: &[u64], cs: u16, ss: u16) -> (CpuSta
     let mut mem = PhysMem::new(0x20000).unwrap();
     write_table(&mut mem, GDT, entries);
     let mut cpu = CpuState::new(mode);
+    if mode == CpuMode::Long64 {
+        // Long mode always pages: map linear = physical from the last two pages of RAM.
+        cpu.cr3 = crate::paging::identity_map(&mut mem, 0x1e000);
+    }
     cpu.gdtr = DescriptorTable {
         base: GDT,
         limit: (entries.len() * 8 - 1) as u16,
@@ -125,18 +129,18 @@ fn descriptor_fields_decode() {
 
 #[test]
 fn read_descriptor_checks_the_limit_and_ti() {
-    let (mut cpu, mem) = prot(0);
+    let (mut cpu, mut mem) = prot(0);
     assert_eq!(
-        read_descriptor(&mut cpu, &mem, 0x7b).unwrap().lo,
+        read_descriptor(&mut cpu, &mut mem, 0x7b).unwrap().lo,
         gdt()[15] as u32
     );
-    assert_eq!(read_descriptor(&mut cpu, &mem, 0x80), Err(gpf(0x80)));
-    assert_eq!(read_descriptor(&mut cpu, &mem, 0x83), Err(gpf(0x80)));
+    assert_eq!(read_descriptor(&mut cpu, &mut mem, 0x80), Err(gpf(0x80)));
+    assert_eq!(read_descriptor(&mut cpu, &mut mem, 0x83), Err(gpf(0x80)));
     // LDT selector with a null LDTR.
     cpu.ldtr = Segment::default();
-    assert_eq!(read_descriptor(&mut cpu, &mem, 0x0c), Err(gpf(0x0c)));
+    assert_eq!(read_descriptor(&mut cpu, &mut mem, 0x0c), Err(gpf(0x0c)));
     cpu.gdtr.limit = 0x7e; // the last entry only partly inside
-    assert_eq!(read_descriptor(&mut cpu, &mem, 0x78), Err(gpf(0x78)));
+    assert_eq!(read_descriptor(&mut cpu, &mut mem, 0x78), Err(gpf(0x78)));
 }
 
 #[test]
@@ -342,7 +346,7 @@ fn ldtr_and_tr_loads() {
     let ud = Err(Fault::new(Exception::InvalidOpcode));
     assert_eq!(load_tr(&mut cpu, &mut mem, 0x58), ud);
     assert_eq!(
-        lar(&mut cpu, &mem, 0x58),
+        lar(&mut cpu, &mut mem, 0x58),
         Err(Fault::new(Exception::InvalidOpcode))
     );
 }
@@ -376,53 +380,57 @@ fn long_mode_system_descriptors_are_16_bytes() {
     mem.write_phys(GDT + 0x30, 8, 0x1f << 40);
     assert_eq!(load_ldtr(&mut cpu, &mut mem, 0x28), Err(gpf(0x28)));
     // LAR/LSL accept the LDT and busy TSS, refuse the 16-bit TSS in long mode.
-    assert_eq!(lar(&mut cpu, &mem, 0x18).unwrap(), Some(0x8b00));
-    assert_eq!(lsl(&mut cpu, &mem, 0x18).unwrap(), Some(0x67));
-    assert_eq!(lar(&mut cpu, &mem, 0x38).unwrap(), None);
+    assert_eq!(lar(&mut cpu, &mut mem, 0x18).unwrap(), Some(0x8b00));
+    assert_eq!(lsl(&mut cpu, &mut mem, 0x18).unwrap(), Some(0x67));
+    assert_eq!(lar(&mut cpu, &mut mem, 0x38).unwrap(), None);
 }
 
 #[test]
 fn lar_lsl_verr_verw() {
-    let (mut cpu, mem) = prot(0);
-    assert_eq!(lar(&mut cpu, &mem, 0x08).unwrap(), Some(0x00c0_9a00));
-    assert_eq!(lsl(&mut cpu, &mem, 0x08).unwrap(), Some(0xffff_ffff));
-    assert_eq!(lsl(&mut cpu, &mem, 0x28).unwrap(), Some(0xabcde));
-    assert_eq!(lar(&mut cpu, &mem, 0x50).unwrap(), Some(0x8200));
+    let (mut cpu, mut mem) = prot(0);
+    assert_eq!(lar(&mut cpu, &mut mem, 0x08).unwrap(), Some(0x00c0_9a00));
+    assert_eq!(lsl(&mut cpu, &mut mem, 0x08).unwrap(), Some(0xffff_ffff));
+    assert_eq!(lsl(&mut cpu, &mut mem, 0x28).unwrap(), Some(0xabcde));
+    assert_eq!(lar(&mut cpu, &mut mem, 0x50).unwrap(), Some(0x8200));
     assert_eq!(
-        lar(&mut cpu, &mem, 0x70).unwrap(),
+        lar(&mut cpu, &mut mem, 0x70).unwrap(),
         Some(0x8c00),
         "call gate: LAR yes"
     );
     assert_eq!(
-        lsl(&mut cpu, &mem, 0x70).unwrap(),
+        lsl(&mut cpu, &mut mem, 0x70).unwrap(),
         None,
         "call gate: LSL no"
     );
-    assert_eq!(lar(&mut cpu, &mem, 0).unwrap(), None);
+    assert_eq!(lar(&mut cpu, &mut mem, 0).unwrap(), None);
     assert_eq!(
-        lar(&mut cpu, &mem, 0x400).unwrap(),
+        lar(&mut cpu, &mut mem, 0x400).unwrap(),
         None,
         "beyond limit: no fault"
     );
-    assert_eq!(lar(&mut cpu, &mem, 0x2b).unwrap(), None, "RPL 3 > DPL 2");
-    assert!(verr(&mut cpu, &mem, 0x08).unwrap());
-    assert!(!verr(&mut cpu, &mem, 0x30).unwrap(), "execute-only");
-    assert!(!verw(&mut cpu, &mem, 0x08).unwrap());
-    assert!(!verw(&mut cpu, &mem, 0x40).unwrap(), "read-only");
-    assert!(verw(&mut cpu, &mem, 0x10).unwrap());
-    assert!(!verr(&mut cpu, &mem, 0x50).unwrap(), "system");
-    assert!(!verw(&mut cpu, &mem, 0).unwrap());
-    let (mut cpu, mem) = prot(3);
-    assert_eq!(lar(&mut cpu, &mem, 0x10).unwrap(), None);
     assert_eq!(
-        lar(&mut cpu, &mem, 0x3b).unwrap(),
+        lar(&mut cpu, &mut mem, 0x2b).unwrap(),
+        None,
+        "RPL 3 > DPL 2"
+    );
+    assert!(verr(&mut cpu, &mut mem, 0x08).unwrap());
+    assert!(!verr(&mut cpu, &mut mem, 0x30).unwrap(), "execute-only");
+    assert!(!verw(&mut cpu, &mut mem, 0x08).unwrap());
+    assert!(!verw(&mut cpu, &mut mem, 0x40).unwrap(), "read-only");
+    assert!(verw(&mut cpu, &mut mem, 0x10).unwrap());
+    assert!(!verr(&mut cpu, &mut mem, 0x50).unwrap(), "system");
+    assert!(!verw(&mut cpu, &mut mem, 0).unwrap());
+    let (mut cpu, mut mem) = prot(3);
+    assert_eq!(lar(&mut cpu, &mut mem, 0x10).unwrap(), None);
+    assert_eq!(
+        lar(&mut cpu, &mut mem, 0x3b).unwrap(),
         Some(0x0040_9e00),
         "conforming"
     );
-    assert!(verr(&mut cpu, &mem, 0x3b).unwrap());
-    assert!(!verw(&mut cpu, &mem, 0x13).unwrap());
-    assert!(verw(&mut cpu, &mem, 0x23).unwrap());
-    assert!(!verr(&mut cpu, &mem, 0x10).unwrap());
+    assert!(verr(&mut cpu, &mut mem, 0x3b).unwrap());
+    assert!(!verw(&mut cpu, &mut mem, 0x13).unwrap());
+    assert!(verw(&mut cpu, &mut mem, 0x23).unwrap());
+    assert!(!verr(&mut cpu, &mut mem, 0x10).unwrap());
 }
 
 #[test]
@@ -474,10 +482,10 @@ fn random_tables_never_panic() {
             let _ = load_segment(&mut cpu, &mut mem, sreg, sel);
             let _ = load_ldtr(&mut cpu, &mut mem, sel);
             let _ = load_tr(&mut cpu, &mut mem, sel);
-            let _ = lar(&mut cpu, &mem, sel);
-            let _ = lsl(&mut cpu, &mem, sel);
-            let _ = verr(&mut cpu, &mem, sel);
-            let _ = verw(&mut cpu, &mem, sel);
+            let _ = lar(&mut cpu, &mut mem, sel);
+            let _ = lsl(&mut cpu, &mut mem, sel);
+            let _ = verr(&mut cpu, &mut mem, sel);
+            let _ = verw(&mut cpu, &mut mem, sel);
         }
     }
 }

@@ -9,7 +9,7 @@ use cranelift_codegen::isa::CallConv;
 use cranelift_frontend::{FunctionBuilder, Variable};
 use iced_x86::OpKind;
 
-use crane86_runtime::memory::{load_slow, store_slow};
+use crane86_runtime::memory::{load_slow, store_slow, TlbEntry};
 use crane86_runtime::{CcOp, Fault, SegReg};
 
 use super::helpers::{div_wide_helper, eflags_of};
@@ -392,6 +392,16 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
         self.store_state(z, off::FAULT + 16);
     }
 
+    /// Where the TLB of the block's privilege starts within `CpuState::tlb` (see there).
+    fn tlb_offset(&self) -> i32 {
+        let one = (crane86_runtime::memory::TLB_ENTRIES * size_of::<TlbEntry>()) as i32;
+        if self.ctx.user {
+            one
+        } else {
+            0
+        }
+    }
+
     /// The address of the TLB entry for `addr` (the TLB offset is added by the loads).
     fn tlb_entry(&mut self, addr: Value) -> Value {
         let idx = self.b.ins().ushr_imm_u(addr, 12);
@@ -407,10 +417,8 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
     /// host address as its parameter) or a cold slow block.
     fn tlb_check(&mut self, addr: Value, size: u32, tag_offset: i32) -> (Block, Block) {
         let ent = self.tlb_entry(addr);
-        let tag = self
-            .b
-            .ins()
-            .load(I64, state_flags(), ent, off::TLB + tag_offset);
+        let tlb = off::TLB + self.tlb_offset();
+        let tag = self.b.ins().load(I64, state_flags(), ent, tlb + tag_offset);
         let last = if size > 1 {
             self.b.ins().iadd_imm_s(addr, i64::from(size - 1))
         } else {
@@ -421,7 +429,7 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
         let fast = self.b.create_block();
         let slow = self.b.create_block();
         self.b.set_cold_block(slow);
-        let addend = self.b.ins().load(I64, state_flags(), ent, off::TLB + 16);
+        let addend = self.b.ins().load(I64, state_flags(), ent, tlb + 16);
         let host = self.b.ins().iadd(addr, addend);
         self.b.append_block_param(fast, I64);
         self.b

@@ -10,6 +10,7 @@ pub mod bcd;
 pub mod bit;
 pub mod bmi;
 pub mod control;
+pub mod control_regs;
 pub mod data;
 pub mod flags;
 pub mod muldiv;
@@ -111,6 +112,7 @@ pub fn execute<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
         | Op::DescriptorTable
         | Op::SegmentMove
         | Op::Int
-        | Op::Iret => Err(e.raise(Fault::new(Exception::InvalidOpcode))),
+        | Op::Iret
+        | Op::ControlReg => Err(e.raise(Fault::new(Exception::InvalidOpcode))),
     }
 }

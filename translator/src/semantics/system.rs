@@ -47,6 +47,16 @@ pub fn execute(it: &mut Interp<'_>, insn: &Instruction) -> R<Outcome> {
         Mnemonic::Lgdt | Mnemonic::Lidt | Mnemonic::Sgdt | Mnemonic::Sidt => {
             descriptor_table(it, insn)?
         }
+        Mnemonic::Mov if super::control_regs::is_control_move(insn) => {
+            super::control_regs::execute(it, insn)?
+        }
+        Mnemonic::Clts
+        | Mnemonic::Lmsw
+        | Mnemonic::Invlpg
+        | Mnemonic::Wbinvd
+        | Mnemonic::Invd
+        | Mnemonic::Clflush
+        | Mnemonic::Rdtscp => super::control_regs::execute(it, insn)?,
         Mnemonic::Mov | Mnemonic::Push | Mnemonic::Pop => segment_move(it, insn)?,
         Mnemonic::Cli | Mnemonic::Sti => interrupt_flag(it, insn.mnemonic() == Mnemonic::Sti)?,
         Mnemonic::Int | Mnemonic::Int3 | Mnemonic::Into => return software_interrupt(it, insn),
