@@ -125,16 +125,17 @@ fn coded(e: Exception, code: u32) -> Delivery {
     Delivery::Fault(Fault::with_code(e, code))
 }
 
-/// A stack being pushed or popped: base, pointer and pointer width.
-struct Stack {
-    base: u64,
-    sp: u64,
-    mask: u64,
-    linear_mask: u64,
+/// A stack being pushed or popped: base, pointer and pointer width. Shared with the far
+/// transfers and task switches, which push and pop frames the same way.
+pub(crate) struct Stack {
+    pub(crate) base: u64,
+    pub(crate) sp: u64,
+    pub(crate) mask: u64,
+    pub(crate) linear_mask: u64,
 }
 
 impl Stack {
-    fn current(cpu: &CpuState) -> Stack {
+    pub(crate) fn current(cpu: &CpuState) -> Stack {
         let ss = cpu.seg[SegReg::Ss as usize];
         if mode64(cpu) {
             Stack::new(0, cpu.gpr[4], u64::MAX, u64::MAX)
@@ -148,7 +149,7 @@ impl Stack {
         }
     }
 
-    fn new(base: u64, sp: u64, mask: u64, linear_mask: u64) -> Stack {
+    pub(crate) fn new(base: u64, sp: u64, mask: u64, linear_mask: u64) -> Stack {
         Stack {
             base,
             sp: sp & mask,
@@ -157,7 +158,7 @@ impl Stack {
         }
     }
 
-    fn push(
+    pub(crate) fn push(
         &mut self,
         cpu: &mut CpuState,
         mem: &mut PhysMem,
@@ -174,7 +175,12 @@ impl Stack {
         )
     }
 
-    fn pop(&mut self, cpu: &mut CpuState, mem: &PhysMem, size: u32) -> Result<u64, Fault> {
+    pub(crate) fn pop(
+        &mut self,
+        cpu: &mut CpuState,
+        mem: &PhysMem,
+        size: u32,
+    ) -> Result<u64, Fault> {
         let v = read_linear(
             cpu,
             mem,
@@ -186,7 +192,7 @@ impl Stack {
     }
 
     /// The new RSP: a 16-bit pointer keeps the old value's upper bits.
-    fn rsp(&self, old: u64) -> u64 {
+    pub(crate) fn rsp(&self, old: u64) -> u64 {
         if self.mask == 0xffff {
             (old & !0xffff) | self.sp
         } else {
@@ -195,7 +201,7 @@ impl Stack {
     }
 }
 
-fn canonical(v: u64) -> bool {
+pub(crate) fn canonical(v: u64) -> bool {
     ((v as i64) << 16 >> 16) as u64 == v
 }
 

@@ -14,6 +14,8 @@
 #![deny(missing_docs)]
 
 pub mod exception;
+pub mod far;
+pub mod fastcall;
 pub mod flags;
 pub mod interrupt;
 pub mod key;

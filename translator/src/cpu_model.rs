@@ -14,6 +14,7 @@ const MAX_EXT_LEAF: u32 = 0x8000_0008;
 const EDX1_TSC: u32 = 1 << 4;
 const EDX1_MSR: u32 = 1 << 5;
 const EDX1_CX8: u32 = 1 << 8;
+const EDX1_SEP: u32 = 1 << 11;
 const EDX1_CMOV: u32 = 1 << 15;
 // CPUID.1:ECX
 const ECX1_CX16: u32 = 1 << 13;
@@ -24,6 +25,7 @@ const EBX7_BMI1: u32 = 1 << 3;
 const EBX7_BMI2: u32 = 1 << 8;
 const EBX7_ADX: u32 = 1 << 19;
 // CPUID.80000001:EDX
+const EDX81_SYSCALL: u32 = 1 << 11;
 const EDX81_LM: u32 = 1 << 29;
 // CPUID.80000001:ECX
 const ECX81_LAHF: u32 = 1 << 0;
@@ -47,10 +49,10 @@ pub struct Features {
 /// What this build of crane86 advertises.
 pub const FEATURES: Features = Features {
     ecx1: ECX1_CX16 | ECX1_MOVBE | ECX1_POPCNT,
-    edx1: EDX1_TSC | EDX1_MSR | EDX1_CX8 | EDX1_CMOV,
+    edx1: EDX1_TSC | EDX1_MSR | EDX1_CX8 | EDX1_SEP | EDX1_CMOV,
     ebx7: EBX7_BMI1 | EBX7_BMI2 | EBX7_ADX,
     ecx81: ECX81_LAHF | ECX81_ABM,
-    edx81: EDX81_LM,
+    edx81: EDX81_SYSCALL | EDX81_LM,
 };
 
 fn vendor_regs() -> [u32; 3] {

@@ -11,9 +11,11 @@ pub mod bit;
 pub mod bmi;
 pub mod control;
 pub mod data;
+pub mod far;
 pub mod flags;
 pub mod muldiv;
 pub mod operands;
+pub mod segments;
 pub mod shift;
 pub mod stack;
 pub mod string;
@@ -111,6 +113,9 @@ pub fn execute<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
         | Op::DescriptorTable
         | Op::SegmentMove
         | Op::Int
-        | Op::Iret => Err(e.raise(Fault::new(Exception::InvalidOpcode))),
+        | Op::Iret
+        | Op::Far
+        | Op::FastCall
+        | Op::SegmentInsn => Err(e.raise(Fault::new(Exception::InvalidOpcode))),
     }
 }

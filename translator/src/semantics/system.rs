@@ -51,6 +51,8 @@ pub fn execute(it: &mut Interp<'_>, insn: &Instruction) -> R<Outcome> {
         Mnemonic::Cli | Mnemonic::Sti => interrupt_flag(it, insn.mnemonic() == Mnemonic::Sti)?,
         Mnemonic::Int | Mnemonic::Int3 | Mnemonic::Into => return software_interrupt(it, insn),
         Mnemonic::Iret | Mnemonic::Iretd | Mnemonic::Iretq => return iret(it, insn),
+        m if super::far::handles(m) => return super::far::execute(it, insn),
+        m if super::segments::handles(m) => return super::segments::execute(it, insn),
         _ => return Err(it.raise(Fault::new(Exception::InvalidOpcode))),
     }
     Ok(Outcome::Continue)
