@@ -4,7 +4,8 @@
 //!
 //! Like [`crate::interrupt`], everything takes the full RFLAGS value and returns the new one
 //! (only a task switch changes it; see [`crate::task`]), and on failure no register has
-//! changed: every check and every read happens before the first register write. Stack memory
+//! changed: every check and every read happens before the first register write (except for
+//! faults a task switch raises in the new task's context, after its commit point). Stack memory
 //! may be partly written by a CALL that then faults, as on hardware.
 //!
 //! Checks are made in the order of the SDM's pseudocode, with its error codes. Segment-limit
@@ -20,6 +21,7 @@ use crate::segment::{
     SYS_CALL16, SYS_TASK_GATE, SYS_TSS, SYS_TSS16, SYS_TSS16_BUSY, SYS_TSS_BUSY,
 };
 use crate::state::{CpuState, SegReg, Segment, SEG_P};
+use crate::task::{self, TaskSource};
 
 /// Which far transfer: they share the target checks and differ in what they push.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,22 +68,27 @@ pub fn jmp_call(
         direct(cpu, mem, kind, selector, d, offset, op_size, next_ip)?;
         return Ok(rflags);
     }
+    let source = match kind {
+        FarKind::Jmp => TaskSource::Jmp,
+        FarKind::Call => TaskSource::Call,
+    };
     match d.typ() {
         SYS_CALL => call_gate(cpu, mem, kind, selector, d, next_ip)?,
         SYS_CALL16 if !lm => call_gate(cpu, mem, kind, selector, d, next_ip)?,
         SYS_TASK_GATE if !lm => {
-            return task_gate(cpu, mem, selector, d);
+            return task_gate(cpu, mem, selector, d, source, next_ip, rflags);
         }
         SYS_TSS | SYS_TSS16 | SYS_TSS_BUSY | SYS_TSS16_BUSY if !lm => {
-            // A busy TSS, or one the caller may not use, is #GP(TSS selector).
+            // A busy TSS, one in the LDT, or one the caller may not use, is #GP(TSS
+            // selector).
             let rpl = (selector & 3) as u8;
-            if d.dpl() < cpl(cpu) || d.dpl() < rpl || d.typ() & 2 != 0 {
+            if d.dpl() < cpl(cpu) || d.dpl() < rpl || d.typ() & 2 != 0 || selector & 4 != 0 {
                 return Err(gp(selector).into());
             }
             if !d.present() {
                 return Err(np(selector).into());
             }
-            return Err(Delivery::Unsupported("task switch"));
+            return task::switch(cpu, mem, selector, d, source, next_ip, rflags);
         }
         _ => return Err(gp(selector).into()),
     }
@@ -422,9 +429,12 @@ fn more_privilege(
 /// it holds must name an available TSS in the GDT.
 fn task_gate(
     cpu: &mut CpuState,
-    _mem: &mut PhysMem,
+    mem: &mut PhysMem,
     gate_sel: u16,
     gate: Descriptor,
+    source: TaskSource,
+    next_ip: u64,
+    rflags: u64,
 ) -> Result<u64, Delivery> {
     if gate.dpl() < cpl(cpu) || gate.dpl() < (gate_sel & 3) as u8 {
         return Err(gp(gate_sel).into());
@@ -432,7 +442,9 @@ fn task_gate(
     if !gate.present() {
         return Err(np(gate_sel).into());
     }
-    Err(Delivery::Unsupported("task switch"))
+    let tss_sel = gate.gate_selector();
+    let tss = task::gate_tss(cpu, mem, tss_sel, 0)?;
+    task::switch(cpu, mem, tss_sel, tss, source, next_ip, rflags)
 }
 
 /// RETF / RETF imm16 with an operand size of `op_size` bytes (2, 4 or 8), releasing

@@ -24,6 +24,7 @@ pub mod msr;
 pub mod paging;
 pub mod segment;
 pub mod state;
+pub mod task;
 
 pub use exception::{Exception, Fault};
 pub use flags::{CcKind, CcOp, LazyFlags};

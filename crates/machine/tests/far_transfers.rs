@@ -529,3 +529,87 @@ fn far_transfer_faults_are_precise() {
         }
     }
 }
+
+/// Hardware task switches: CALL FAR to a TSS and INT through a task gate both run task B,
+/// whose IRETD (NT = 1) returns to task A; A's registers survive, B resumes after its IRETD.
+#[test]
+fn task_switches_by_call_and_interrupt_return_with_iret() {
+    const TSS_B: u64 = 0x700;
+    let main = asm(32, 0x1000, |a| {
+        a.mov(esp, 0x8000)?;
+        a.mov(eax, 0x28)?;
+        a.ltr(ax)?;
+        a.mov(ebx, 0x1111)?;
+        a.call_far(0x30, 0)?;
+        a.int(0x40)?;
+        a.mov(eax, dword_ptr(0x3000))?;
+        a.add(eax, ebx)?;
+        a.out(0xf4, al)
+    });
+    let task_b = asm(32, 0x2000, |a| {
+        let mut top = a.create_label();
+        a.set_label(&mut top)?;
+        a.inc(dword_ptr(0x3000))?;
+        a.mov(ebx, 0x2222)?;
+        a.iretd()?;
+        a.jmp(top)
+    });
+    let g = Guest {
+        mode: CpuMode::Prot32,
+        pieces: vec![(0x1000, main), (0x2000, task_b)],
+        gdt: vec![
+            0,
+            CODE32_0,
+            DATA32_0,
+            CODE32_3,
+            DATA32_3,
+            TSS32,
+            0x0000_8900_0000_0067 | (TSS_B << 16),
+        ],
+    };
+    // Task B: EIP 0x2000, EFLAGS 2, ESP 0x9000, CS 0x08, the others 0x10.
+    let mut image = vec![0u8; 0x68];
+    image[0x20..0x24].copy_from_slice(&0x2000u32.to_le_bytes());
+    image[0x24..0x28].copy_from_slice(&2u32.to_le_bytes());
+    image[0x38..0x3c].copy_from_slice(&0x9000u32.to_le_bytes());
+    for (i, sel) in [0x10u16, 0x08, 0x10, 0x10, 0x10, 0x10].iter().enumerate() {
+        image[0x48 + 4 * i..0x4a + 4 * i].copy_from_slice(&sel.to_le_bytes());
+    }
+    // IDT vector 0x40: a task gate to B.
+    let task_gate = (0x30u64 << 16) | (0x85 << 40);
+    for tier in TIERS {
+        let mut m = machine(tier);
+        g.load(&mut m);
+        m.mem.load(TSS_B, &image).unwrap();
+        m.mem
+            .load(0x800 + 0x40 * 8, &task_gate.to_le_bytes())
+            .unwrap();
+        m.cpu.idtr = DescriptorTable {
+            base: 0x800,
+            limit: 0x7ff,
+        };
+        assert_eq!(
+            m.run(Some(1000)).unwrap(),
+            RunEnd::DebugExit(0x13),
+            "{tier:?}"
+        );
+        assert_eq!(
+            m.cpu.gpr(Gpr::Rbx),
+            0x1111,
+            "{tier:?}: task A's EBX came back"
+        );
+        assert_eq!(read32(&m, 0x3000), 2, "{tier:?}: task B ran twice");
+        assert_eq!(m.cpu.tr.selector, 0x28, "{tier:?}");
+        assert_eq!(m.cpu.cr0 & 8, 8, "{tier:?}: CR0.TS");
+        let ram = m.mem.ram();
+        assert_eq!(
+            ram[GDT as usize + 0x35],
+            0x89,
+            "{tier:?}: B available again"
+        );
+        assert_eq!(ram[GDT as usize + 0x2d], 0x8b, "{tier:?}: A busy");
+        assert_eq!(read32(&m, TSS_B) & 0xffff, 0x28, "{tier:?}: B's back link");
+        assert_eq!(read32(&m, TSS_B + 0x34), 0x2222, "{tier:?}: B's EBX saved");
+        assert_eq!(m.cpu.rflags & (1 << 14), 0, "{tier:?}: NT clear in task A");
+    }
+}

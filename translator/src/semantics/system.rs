@@ -292,7 +292,9 @@ fn iret(it: &mut Interp<'_>, insn: &Instruction) -> R<Outcome> {
         _ => 64,
     };
     let flags = crate::interp::rflags(it.cpu);
-    let r = interrupt::iret(it.cpu, it.mem, bits, flags);
+    // NT = 1 in protected mode: a return to the previous task (a task switch).
+    let task = crane86_runtime::task::nested_iret(it.cpu, it.mem, insn.next_ip(), flags);
+    let r = task.unwrap_or_else(|| interrupt::iret(it.cpu, it.mem, bits, flags));
     finish_transfer(it, r)
 }
 
