@@ -13,7 +13,6 @@
 //! the checks of the new instruction pointer against the code-segment limit are.
 
 use crate::exception::{Exception, Fault};
-use crate::flags::VM;
 use crate::interrupt::{canonical, Delivery, Stack};
 use crate::memory::{read_linear, PhysMem};
 use crate::segment::{
@@ -474,7 +473,6 @@ pub fn retf(
         update_mode(cpu);
         return Ok(rflags);
     }
-    debug_assert!(rflags & VM == 0);
     let lm = long_mode(cpu);
     let old_cpl = cpl(cpu);
     let ip = st.pop(cpu, mem, n)? & mask_of(n);

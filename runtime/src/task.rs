@@ -163,8 +163,12 @@ fn read_image(cpu: &mut CpuState, mem: &PhysMem, base: u64) -> Result<Image, Fau
     })
 }
 
-/// Sets or clears the busy bit of the TSS descriptor `selector` names in the GDT.
+/// Sets or clears the busy bit of the TSS descriptor `selector` names in the GDT. A null
+/// selector (TR never loaded since reset) names no descriptor: nothing to update.
 fn set_busy(cpu: &mut CpuState, mem: &mut PhysMem, selector: u16, busy: bool) -> Result<(), Fault> {
+    if selector & 0xfffc == 0 {
+        return Ok(());
+    }
     if let Some(d) = fetch_descriptor(cpu, mem, selector & !4)? {
         let access = (d.hi >> 8) & 0xff;
         let access = if busy { access | 2 } else { access & !2 };

@@ -285,3 +285,22 @@ fn random_task_images_never_panic() {
         }
     }
 }
+
+#[test]
+fn a_switch_from_the_reset_tr_leaves_the_null_descriptor_alone() {
+    let (mut cpu, mut mem) = machine();
+    cpu.tr = Segment {
+        base: 0x6800,
+        limit: 0xffff,
+        selector: 0,
+        attrs: 0x8b,
+    };
+    jmp_call(&mut cpu, &mut mem, FarKind::Jmp, 0x30, 0, 4, 0x1007, FIXED1).unwrap();
+    assert_eq!(mem.read_phys(GDT, 8), 0, "GDT[0] unchanged");
+    assert_eq!(
+        mem.read_phys(0x6800 + 0x20, 4),
+        0x1007,
+        "state saved at TR.base"
+    );
+    assert_eq!(cpu.tr.selector, 0x30);
+}
