@@ -14,8 +14,12 @@
 //! back as [`Delivery::Fault`]: the caller then applies [`combine`] to decide between
 //! delivering it, a double fault, or a triple fault (shutdown).
 //!
-//! Not implemented (reported as [`Delivery::Unsupported`]): task gates and hardware task
-//! switches (including IRET with NT = 1 outside long mode), interrupts taken in
+//! A task gate in the IDT switches tasks through [`crate::task`] (which, past its commit
+//! point, applies the new task's RFLAGS itself and raises faults in the new task's context).
+//! IRET with NT = 1 outside long mode is a task return: callers check
+//! [`crate::task::nested_iret`] first, since it needs the address of the next instruction.
+//!
+//! Not implemented (reported as [`Delivery::Unsupported`]): interrupts taken in
 //! virtual-8086 mode and IRET back to virtual-8086 mode from CPL 0. IRET *within*
 //! virtual-8086 mode (IOPL = 3) works. Stack-segment limit and canonical checks on the pushes
 //! themselves are not made (memory faults from [`write_linear`] are).
@@ -25,6 +29,7 @@ use crate::flags::{self, AC, ID, IF, IOPL, NT, RF, TF, VIF, VIP, VM};
 use crate::memory::{read_linear, write_linear, PhysMem};
 use crate::segment::{self, cpl, fetch_descriptor, long_mode, mode64, update_mode, Descriptor};
 use crate::state::{CpuState, SegReg, Segment, CR0_PE, SEG_DB, SEG_P};
+use crate::task::{self, TaskSource};
 
 /// What caused an event, which decides the pushed RIP, the EXT bit of error codes and the
 /// gate-DPL check.
@@ -125,16 +130,17 @@ fn coded(e: Exception, code: u32) -> Delivery {
     Delivery::Fault(Fault::with_code(e, code))
 }
 
-/// A stack being pushed or popped: base, pointer and pointer width.
-struct Stack {
-    base: u64,
-    sp: u64,
-    mask: u64,
-    linear_mask: u64,
+/// A stack being pushed or popped: base, pointer and pointer width. Shared with the far
+/// transfers and task switches, which push and pop frames the same way.
+pub(crate) struct Stack {
+    pub(crate) base: u64,
+    pub(crate) sp: u64,
+    pub(crate) mask: u64,
+    pub(crate) linear_mask: u64,
 }
 
 impl Stack {
-    fn current(cpu: &CpuState) -> Stack {
+    pub(crate) fn current(cpu: &CpuState) -> Stack {
         let ss = cpu.seg[SegReg::Ss as usize];
         if mode64(cpu) {
             Stack::new(0, cpu.gpr[4], u64::MAX, u64::MAX)
@@ -148,7 +154,7 @@ impl Stack {
         }
     }
 
-    fn new(base: u64, sp: u64, mask: u64, linear_mask: u64) -> Stack {
+    pub(crate) fn new(base: u64, sp: u64, mask: u64, linear_mask: u64) -> Stack {
         Stack {
             base,
             sp: sp & mask,
@@ -157,7 +163,7 @@ impl Stack {
         }
     }
 
-    fn push(
+    pub(crate) fn push(
         &mut self,
         cpu: &mut CpuState,
         mem: &mut PhysMem,
@@ -174,7 +180,12 @@ impl Stack {
         )
     }
 
-    fn pop(&mut self, cpu: &mut CpuState, mem: &mut PhysMem, size: u32) -> Result<u64, Fault> {
+    pub(crate) fn pop(
+        &mut self,
+        cpu: &mut CpuState,
+        mem: &mut PhysMem,
+        size: u32,
+    ) -> Result<u64, Fault> {
         let v = read_linear(
             cpu,
             mem,
@@ -186,7 +197,7 @@ impl Stack {
     }
 
     /// The new RSP: a 16-bit pointer keeps the old value's upper bits.
-    fn rsp(&self, old: u64) -> u64 {
+    pub(crate) fn rsp(&self, old: u64) -> u64 {
         if self.mask == 0xffff {
             (old & !0xffff) | self.sp
         } else {
@@ -195,7 +206,7 @@ impl Stack {
     }
 }
 
-fn canonical(v: u64) -> bool {
+pub(crate) fn canonical(v: u64) -> bool {
     ((v as i64) << 16 >> 16) as u64 == v
 }
 
@@ -352,7 +363,17 @@ fn deliver_protected(
         return Err(coded(Exception::SegmentNotPresent, idt_code));
     }
     if gate.typ() == 5 {
-        return Err(Delivery::Unsupported("task gate"));
+        let error_code = match event.kind {
+            EventKind::Exception { error_code } => error_code,
+            _ => None,
+        };
+        let tss_sel = gate.gate_selector();
+        let tss = task::gate_tss(cpu, mem, tss_sel, ext)?;
+        let source = TaskSource::Interrupt {
+            error_code,
+            ext: ext != 0,
+        };
+        return task::switch(cpu, mem, tss_sel, tss, source, ret, rflags);
     }
     let sel = gate.gate_selector();
     let target = gate_target(cpu, mem, sel, ext)?;

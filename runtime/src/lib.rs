@@ -14,6 +14,8 @@
 #![deny(missing_docs)]
 
 pub mod exception;
+pub mod far;
+pub mod fastcall;
 pub mod flags;
 pub mod interrupt;
 pub mod key;
@@ -22,6 +24,7 @@ pub mod msr;
 pub mod paging;
 pub mod segment;
 pub mod state;
+pub mod task;
 
 pub use exception::{Exception, Fault};
 pub use flags::{CcKind, CcOp, LazyFlags};

@@ -17,6 +17,7 @@ const EDX1_TSC: u32 = 1 << 4;
 const EDX1_MSR: u32 = 1 << 5;
 const EDX1_PAE: u32 = 1 << 6;
 const EDX1_CX8: u32 = 1 << 8;
+const EDX1_SEP: u32 = 1 << 11;
 const EDX1_PGE: u32 = 1 << 13;
 const EDX1_CMOV: u32 = 1 << 15;
 const EDX1_PSE36: u32 = 1 << 17;
@@ -31,6 +32,7 @@ const EBX7_SMEP: u32 = 1 << 7;
 const EBX7_BMI2: u32 = 1 << 8;
 const EBX7_ADX: u32 = 1 << 19;
 // CPUID.80000001:EDX
+const EDX81_SYSCALL: u32 = 1 << 11;
 const EDX81_NX: u32 = 1 << 20;
 const EDX81_PAGE1GB: u32 = 1 << 26;
 const EDX81_RDTSCP: u32 = 1 << 27;
@@ -63,13 +65,14 @@ pub const FEATURES: Features = Features {
         | EDX1_MSR
         | EDX1_PAE
         | EDX1_CX8
+        | EDX1_SEP
         | EDX1_PGE
         | EDX1_CMOV
         | EDX1_PSE36
         | EDX1_CLFSH,
     ebx7: EBX7_BMI1 | EBX7_SMEP | EBX7_BMI2 | EBX7_ADX,
     ecx81: ECX81_LAHF | ECX81_ABM,
-    edx81: EDX81_NX | EDX81_PAGE1GB | EDX81_RDTSCP | EDX81_LM,
+    edx81: EDX81_SYSCALL | EDX81_NX | EDX81_PAGE1GB | EDX81_RDTSCP | EDX81_LM,
 };
 
 fn vendor_regs() -> [u32; 3] {

@@ -12,6 +12,12 @@
 //! | LGDT, LIDT, SGDT, SIDT | run alone | the tables are CPU state that delivery and segment loads read |
 //! | MOV/PUSH/POP of segment registers | run alone through `runtime::segment` | a load checks the descriptor, may fault, and may change the stack size (part of the block key) |
 //! | INT n, INT3, INTO, IRET | run alone through `runtime::interrupt` (IVT/IDT delivery, IRET) | they load CS, may change mode, CPL and stack; task switches and virtual-8086 transitions stop the run as unsupported |
+//! | far JMP, far CALL, RETF | run alone through `runtime::far` | they load CS (and through call gates SS from the TSS): mode, CPL and stack size may change; every descriptor check may fault |
+//! | SYSCALL, SYSRET, SYSENTER, SYSEXIT | run alone through `runtime::fastcall` | they load flat CS/SS from MSRs and change CPL and mode |
+//! | SWAPGS | runs alone through `runtime::fastcall` | reads and writes KERNEL_GS_BASE, an MSR; CPL 0 only |
+//! | LAR, LSL, VERR, VERW | run alone through `runtime::segment` | they read descriptor tables with the CPL's privilege rules |
+//! | LLDT, LTR | run alone through `runtime::segment` | they load LDTR/TR (LTR writes the busy bit) |
+//! | SLDT, STR, SMSW, ARPL | run alone | #UD in real mode (not SMSW) and CR4.UMIP are decided at run time from state the block key does not hold |
 //! | UD0/UD1/UD2, unclaimed forms | inline #UD that ends the block | the fault is precise at the instruction |
 //! | REP string ops | one iteration per execution, ending the block; the next iteration chains to the same block | every iteration is an interrupt window, and chaining keeps the loop in generated code |
 //!

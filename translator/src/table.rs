@@ -101,6 +101,12 @@ pub enum Op {
     Iret,
     /// MOV to/from CR/DR, CLTS, LMSW, INVLPG, WBINVD, INVD, CLFLUSH, RDTSCP.
     ControlReg,
+    /// Far JMP, far CALL, RETF.
+    Far,
+    /// SYSCALL, SYSRET, SYSENTER, SYSEXIT, SWAPGS.
+    FastCall,
+    /// LAR, LSL, VERR, VERW, ARPL, LLDT, LTR, SLDT, STR, SMSW.
+    SegmentInsn,
 }
 
 /// How a form is translated.
@@ -192,7 +198,16 @@ fn is_far(code: Code) -> bool {
     use Code::*;
     matches!(
         code,
-        Call_m1616 | Call_m1632 | Call_m1664 | Jmp_m1616 | Jmp_m1632 | Jmp_m1664
+        Call_m1616
+            | Call_m1632
+            | Call_m1664
+            | Jmp_m1616
+            | Jmp_m1632
+            | Jmp_m1664
+            | Call_ptr1616
+            | Call_ptr1632
+            | Jmp_ptr1616
+            | Jmp_ptr1632
     )
 }
 
@@ -239,6 +254,25 @@ fn build(code: Code) -> Option<Entry> {
         M::Lgdt | M::Lidt | M::Sgdt | M::Sidt => return runtime(Op::DescriptorTable),
         M::Mov | M::Push | M::Pop if has_segment_operand(code) => return runtime(Op::SegmentMove),
         M::Mov if has_control_operand(code) => return runtime(Op::ControlReg),
+        M::Jmp | M::Call if is_far(code) => return runtime(Op::Far),
+        M::Retf => return runtime(Op::Far),
+        M::Syscall
+        | M::Sysret
+        | M::Sysretq
+        | M::Sysenter
+        | M::Sysexit
+        | M::Sysexitq
+        | M::Swapgs => return runtime(Op::FastCall),
+        M::Lar
+        | M::Lsl
+        | M::Verr
+        | M::Verw
+        | M::Arpl
+        | M::Lldt
+        | M::Ltr
+        | M::Sldt
+        | M::Str
+        | M::Smsw => return runtime(Op::SegmentInsn),
         _ => {}
     }
     if has_system_operand(code) || is_far(code) {
@@ -428,6 +462,27 @@ mod tests {
         // Control-register and segment-register moves run in the runtime, never inline.
         assert_eq!(lookup(Code::Mov_r64_cr).unwrap().class, Class::Runtime);
         assert_eq!(lookup(Code::Mov_dr_r32).unwrap().class, Class::Runtime);
+        // Not implemented yet: control registers.
+        assert!(lookup(Code::Mov_r64_cr).is_none());
+        // Far transfers and the system segment instructions run in the runtime.
+        for code in [
+            Code::Call_ptr1632,
+            Code::Jmp_m1664,
+            Code::Retfq_imm16,
+            Code::Syscall,
+            Code::Sysexitq,
+            Code::Swapgs,
+            Code::Lar_r32_r32m16,
+            Code::Smsw_r64m16,
+            Code::Arpl_rm16_r16,
+        ] {
+            assert_eq!(
+                lookup(code).map(|e| e.class),
+                Some(Class::Runtime),
+                "{code:?}"
+            );
+        }
+        // Segment-register moves run in the runtime, never inline.
         assert_eq!(lookup(Code::Mov_Sreg_rm16).unwrap().class, Class::Runtime);
         assert_eq!(lookup(Code::Pushq_FS).unwrap().class, Class::Runtime);
     }

@@ -329,7 +329,8 @@ fn gate_and_target_faults() {
     );
     assert_eq!(
         deliver(&mut cpu, &mut mem, e(0x35), 0x2),
-        Err(Delivery::Unsupported("task gate"))
+        err(GeneralProtection, 0x09),
+        "a task gate naming a code segment, not a TSS (EXT set)"
     );
     cpu.idtr.limit = 0x20 * 8 + 6;
     assert_eq!(

@@ -12,9 +12,11 @@ pub mod bmi;
 pub mod control;
 pub mod control_regs;
 pub mod data;
+pub mod far;
 pub mod flags;
 pub mod muldiv;
 pub mod operands;
+pub mod segments;
 pub mod shift;
 pub mod stack;
 pub mod string;
@@ -113,6 +115,9 @@ pub fn execute<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
         | Op::SegmentMove
         | Op::Int
         | Op::Iret
-        | Op::ControlReg => Err(e.raise(Fault::new(Exception::InvalidOpcode))),
+        | Op::ControlReg
+        | Op::Far
+        | Op::FastCall
+        | Op::SegmentInsn => Err(e.raise(Fault::new(Exception::InvalidOpcode))),
     }
 }

@@ -61,6 +61,8 @@ pub fn execute(it: &mut Interp<'_>, insn: &Instruction) -> R<Outcome> {
         Mnemonic::Cli | Mnemonic::Sti => interrupt_flag(it, insn.mnemonic() == Mnemonic::Sti)?,
         Mnemonic::Int | Mnemonic::Int3 | Mnemonic::Into => return software_interrupt(it, insn),
         Mnemonic::Iret | Mnemonic::Iretd | Mnemonic::Iretq => return iret(it, insn),
+        m if super::far::handles(m) => return super::far::execute(it, insn),
+        m if super::segments::handles(m) => return super::segments::execute(it, insn),
         _ => return Err(it.raise(Fault::new(Exception::InvalidOpcode))),
     }
     Ok(Outcome::Continue)
@@ -300,7 +302,9 @@ fn iret(it: &mut Interp<'_>, insn: &Instruction) -> R<Outcome> {
         _ => 64,
     };
     let flags = crate::interp::rflags(it.cpu);
-    let r = interrupt::iret(it.cpu, it.mem, bits, flags);
+    // NT = 1 in protected mode: a return to the previous task (a task switch).
+    let task = crane86_runtime::task::nested_iret(it.cpu, it.mem, insn.next_ip(), flags);
+    let r = task.unwrap_or_else(|| interrupt::iret(it.cpu, it.mem, bits, flags));
     finish_transfer(it, r)
 }
 

@@ -1,0 +1,306 @@
+//! Tests for hardware task switches: CALL through a task gate and IRET back, JMP to a TSS,
+//! an exception through a task gate, and the faults before and after the commit point.
+
+use super::*;
+use crate::far::{jmp_call, FarKind};
+use crate::flags::{CF, FIXED1, IF};
+use crate::interrupt::{deliver, Event, EventKind};
+use crate::segment::tests::{code32, data32, desc, setup, write_table, Rng, GDT, IDT, LDT, TSS};
+use crate::state::{CpuMode, DescriptorTable};
+
+const TSS_B: u64 = 0x5000;
+const TSS_D: u64 = 0x5800;
+
+fn gdt() -> Vec<u64> {
+    vec![
+        0,
+        code32(0),                                 // 0x08
+        data32(0),                                 // 0x10
+        code32(3),                                 // 0x18
+        data32(3),                                 // 0x20
+        desc(TSS as u32, 0x67, 0x8b, 0),           // 0x28 task A, current (busy)
+        desc(TSS_B as u32, 0x67, 0x89, 0),         // 0x30 task B, available
+        (u64::from(0x30u16) << 16) | (0xe5 << 40), // 0x38 task gate to B, DPL 3
+        desc(LDT as u32, 0x17, 0x82, 0),           // 0x40 LDT
+        desc(0x5400, 0x50, 0x89, 0),               // 0x48 TSS with a limit below 0x67
+        desc(TSS_D as u32, 0x67, 0x89, 0),         // 0x50 task D: its CS is a data segment
+        desc(0x5c00, 0x67, 0x09, 0),               // 0x58 TSS not present
+    ]
+}
+
+/// Writes a 32-bit TSS image: EIP, EFLAGS, EAX..EDI = `gpr_base + i`, the selectors, LDT.
+fn write_image(mem: &mut PhysMem, base: u64, eip: u32, eflags: u32, gpr_base: u32, segs: [u16; 6]) {
+    mem.write_phys(base + 0x20, 4, u64::from(eip));
+    mem.write_phys(base + 0x24, 4, u64::from(eflags));
+    for i in 0..8 {
+        mem.write_phys(base + 0x28 + 4 * i, 4, u64::from(gpr_base) + i);
+    }
+    for (i, s) in segs.iter().enumerate() {
+        mem.write_phys(base + 0x48 + 4 * i as u64, 2, u64::from(*s));
+    }
+    mem.write_phys(base + 0x60, 2, 0x40);
+}
+
+/// Task A runs at CPL 0 with TR = 0x28; task B's image is a ring-3 task at 0x7777.
+fn machine() -> (CpuState, PhysMem) {
+    let (mut cpu, mut mem) = setup(CpuMode::Prot32, &gdt(), 0x08, 0x10);
+    cpu.tr = Descriptor::from_raw(gdt()[5], 0, 0).to_segment(0x28);
+    cpu.ldtr = Segment::default();
+    for i in 0..8 {
+        cpu.gpr[i] = 0xa0 + i as u64;
+    }
+    cpu.rip = 0x1000;
+    write_image(
+        &mut mem,
+        TSS_B,
+        0x7777,
+        0x202 | 0x1,
+        0xb0,
+        [0x23, 0x1b, 0x23, 0x23, 0, 0x23],
+    );
+    write_image(
+        &mut mem,
+        TSS_D,
+        0x100,
+        0x2,
+        0xd0,
+        [0x10, 0x10, 0x10, 0x10, 0, 0],
+    );
+    (cpu, mem)
+}
+
+fn access(mem: &PhysMem, sel: u64) -> u64 {
+    mem.read_phys(GDT + sel + 5, 1)
+}
+
+#[test]
+fn call_through_a_task_gate_nests_and_iret_returns() {
+    let (mut cpu, mut mem) = machine();
+    let old_flags = FIXED1 | IF | CF;
+    let f = jmp_call(
+        &mut cpu,
+        &mut mem,
+        FarKind::Call,
+        0x38,
+        0,
+        4,
+        0x1007,
+        old_flags,
+    )
+    .unwrap();
+    // The old task's dynamic state went into TSS A.
+    assert_eq!(mem.read_phys(TSS + 0x20, 4), 0x1007);
+    assert_eq!(mem.read_phys(TSS + 0x24, 4), old_flags);
+    assert_eq!(mem.read_phys(TSS + 0x28 + 4 * 3, 4), 0xa3, "EBX");
+    assert_eq!(mem.read_phys(TSS + 0x4c, 2), 0x08, "CS");
+    // Nesting: back link, NT, both tasks busy.
+    assert_eq!(mem.read_phys(TSS_B, 2), 0x28);
+    assert_eq!(f, 0x203 | NT);
+    assert_eq!(cpu.rflags, (0x203 | NT) & !flags::ARITH);
+    assert_eq!(cpu.cc, LazyFlags::from_eflags(0x203 | NT));
+    assert_eq!((access(&mem, 0x28), access(&mem, 0x30)), (0x8b, 0x8b));
+    // Task B's state is loaded.
+    assert_eq!((cpu.tr.selector, cpu.tr.attrs & 0xf), (0x30, 0xb));
+    assert_eq!(cpu.cr0 & CR0_TS, CR0_TS);
+    assert_eq!((cpu.rip, cpu.gpr[0], cpu.gpr[7]), (0x7777, 0xb0, 0xb7));
+    assert_eq!(
+        (cpu.seg(SegReg::Cs).selector, segment::cpl(&cpu)),
+        (0x1b, 3)
+    );
+    assert_eq!(cpu.seg(SegReg::Ss).base, 0);
+    assert_eq!(
+        (cpu.seg(SegReg::Fs).selector, cpu.seg(SegReg::Fs).attrs),
+        (0, 0)
+    );
+    assert_eq!((cpu.ldtr.selector, cpu.ldtr.base), (0x40, LDT));
+    assert_eq!(cpu.mode, CpuMode::Prot32);
+
+    // IRET with NT = 1 goes back along the back link; B becomes available again.
+    cpu.gpr[3] = 0x1234;
+    let back = nested_iret(&mut cpu, &mut mem, 0x7779, f).unwrap().unwrap();
+    assert_eq!(back, old_flags);
+    assert_eq!((cpu.tr.selector, cpu.rip), (0x28, 0x1007));
+    assert_eq!((cpu.gpr[3], cpu.seg(SegReg::Cs).selector), (0xa3, 0x08));
+    assert_eq!((access(&mem, 0x28), access(&mem, 0x30)), (0x8b, 0x89));
+    assert_eq!(
+        mem.read_phys(TSS_B + 0x20, 4),
+        0x7779,
+        "B saved where it left"
+    );
+    assert_eq!(
+        mem.read_phys(TSS_B + 0x24, 4),
+        0x203,
+        "NT cleared in B's saved EFLAGS"
+    );
+    assert_eq!(mem.read_phys(TSS_B + 0x34, 4), 0x1234);
+    assert!(
+        nested_iret(&mut cpu, &mut mem, 0, old_flags).is_none(),
+        "NT = 0"
+    );
+}
+
+#[test]
+fn jmp_to_a_tss_does_not_nest() {
+    let (mut cpu, mut mem) = machine();
+    let f = jmp_call(&mut cpu, &mut mem, FarKind::Jmp, 0x30, 0, 4, 0x1007, FIXED1).unwrap();
+    assert_eq!(f & NT, 0);
+    assert_eq!(mem.read_phys(TSS_B, 2), 0, "no back link");
+    assert_eq!((access(&mem, 0x28), access(&mem, 0x30)), (0x89, 0x8b));
+    assert_eq!(cpu.rip, 0x7777);
+    // TSS B is now busy (and its DPL 0 is below the new CPL 3): #GP(0x30).
+    assert_eq!(
+        jmp_call(&mut cpu, &mut mem, FarKind::Jmp, 0x30, 0, 4, 0, f),
+        Err(Delivery::Fault(Fault::with_code(
+            Exception::GeneralProtection,
+            0x30
+        )))
+    );
+}
+
+#[test]
+fn faults_before_the_commit_point_leave_the_old_task_alone() {
+    let (mut cpu, mut mem) = machine();
+    let before = cpu.clone();
+    let go = |cpu: &mut CpuState, mem: &mut PhysMem, sel| {
+        jmp_call(cpu, mem, FarKind::Jmp, sel, 0, 4, 0, FIXED1)
+    };
+    let err = |e, c| Err(Delivery::Fault(Fault::with_code(e, c)));
+    assert_eq!(
+        go(&mut cpu, &mut mem, 0x48),
+        err(Exception::InvalidTss, 0x48)
+    );
+    assert_eq!(
+        go(&mut cpu, &mut mem, 0x58),
+        err(Exception::SegmentNotPresent, 0x58)
+    );
+    assert_eq!(
+        go(&mut cpu, &mut mem, 0x28),
+        err(Exception::GeneralProtection, 0x28),
+        "busy"
+    );
+    assert_eq!(
+        (cpu.tr, cpu.rip, cpu.gpr),
+        (before.tr, before.rip, before.gpr)
+    );
+    assert_eq!(access(&mem, 0x28), 0x8b);
+    // A task gate naming something that is not a TSS: #GP(its selector).
+    mem.write_phys(GDT + 0x38, 8, (u64::from(0x10u16) << 16) | (0xe5 << 40));
+    assert_eq!(
+        go(&mut cpu, &mut mem, 0x38),
+        err(Exception::GeneralProtection, 0x10)
+    );
+    // IRET with a back link that is not a busy TSS: #TS(link).
+    mem.write_phys(TSS, 2, 0x30);
+    assert_eq!(
+        nested_iret(&mut cpu, &mut mem, 0, FIXED1 | NT).unwrap(),
+        err(Exception::InvalidTss, 0x30)
+    );
+}
+
+#[test]
+fn a_bad_segment_in_the_new_task_faults_in_its_context() {
+    let (mut cpu, mut mem) = machine();
+    let r = jmp_call(&mut cpu, &mut mem, FarKind::Jmp, 0x50, 0, 4, 0x1007, FIXED1);
+    assert_eq!(
+        r,
+        Err(Delivery::Fault(Fault::with_code(
+            Exception::InvalidTss,
+            0x10
+        )))
+    );
+    // Committed: TR, EIP, registers and flags are task D's.
+    assert_eq!((cpu.tr.selector, cpu.rip, cpu.gpr[0]), (0x50, 0x100, 0xd0));
+    assert_eq!(cpu.rflags, FIXED1);
+    assert_eq!(mem.read_phys(TSS + 0x20, 4), 0x1007);
+    assert_eq!((access(&mem, 0x28), access(&mem, 0x50)), (0x89, 0x8b));
+}
+
+#[test]
+fn an_exception_through_a_task_gate_pushes_its_error_code_on_the_new_stack() {
+    let (mut cpu, mut mem) = machine();
+    // IDT vector 13: a task gate to B (DPL 0 is fine for an exception).
+    mem.write_phys(IDT + 13 * 8, 8, (u64::from(0x30u16) << 16) | (0x85 << 40));
+    cpu.idtr = DescriptorTable {
+        base: IDT,
+        limit: 0x7ff,
+    };
+    mem.write_phys(TSS_B + 0x38, 4, 0x9000); // B's ESP
+    let event = Event {
+        vector: 13,
+        kind: EventKind::Exception {
+            error_code: Some(0x18),
+        },
+    };
+    let f = deliver(&mut cpu, &mut mem, event, FIXED1 | IF).unwrap();
+    assert_eq!(f, 0x203 | NT, "the new task's EFLAGS, IF included, plus NT");
+    assert_eq!(
+        (cpu.tr.selector, cpu.rip, cpu.gpr[4]),
+        (0x30, 0x7777, 0x8ffc)
+    );
+    assert_eq!(mem.read_phys(0x8ffc, 4), 0x18);
+    assert_eq!(
+        mem.read_phys(TSS + 0x20, 4),
+        0x1000,
+        "the faulting instruction"
+    );
+    assert_eq!(mem.read_phys(TSS_B, 2), 0x28);
+    // A software INT through a task gate whose DPL is below the CPL: #GP(vector * 8 + 2).
+    let (mut cpu, mut mem) = machine();
+    mem.write_phys(IDT + 0x40 * 8, 8, (u64::from(0x30u16) << 16) | (0x85 << 40));
+    cpu.idtr.base = IDT;
+    cpu.seg[SegReg::Cs as usize] = Descriptor::from_raw(code32(3), 0, 0).to_segment(0x1b);
+    let soft = Event {
+        vector: 0x40,
+        kind: EventKind::Software { insn_len: 2 },
+    };
+    assert_eq!(
+        deliver(&mut cpu, &mut mem, soft, FIXED1),
+        Err(Delivery::Fault(Fault::with_code(
+            Exception::GeneralProtection,
+            0x40 * 8 + 2
+        )))
+    );
+}
+
+#[test]
+fn random_task_images_never_panic() {
+    let mut rng = Rng(0xfeed_beef_1234_5678);
+    for _ in 0..300 {
+        let (mut cpu, mut mem) = machine();
+        let entries: Vec<u64> = (0..12).map(|_| rng.next()).collect();
+        write_table(&mut mem, GDT + 0x60, &entries);
+        cpu.gdtr.limit = 0x60 + (rng.next() as u16 & 0x7f);
+        for off in (0..0x68).step_by(8) {
+            mem.write_phys(TSS_B + off, 8, rng.next());
+        }
+        mem.write_phys(TSS_B + 0x24, 4, rng.next() & 0xffff_ffff & !(1 << 17));
+        let sel = [0x30, 0x38, 0x60 | (rng.next() as u16 & 0x7f)][(rng.next() % 3) as usize];
+        let kind = if rng.next() & 1 == 0 {
+            FarKind::Jmp
+        } else {
+            FarKind::Call
+        };
+        if let Ok(f) = jmp_call(&mut cpu, &mut mem, kind, sel, 0, 4, 0, FIXED1) {
+            let _ = nested_iret(&mut cpu, &mut mem, 0, f | NT);
+        }
+    }
+}
+
+#[test]
+fn a_switch_from_the_reset_tr_leaves_the_null_descriptor_alone() {
+    let (mut cpu, mut mem) = machine();
+    cpu.tr = Segment {
+        base: 0x6800,
+        limit: 0xffff,
+        selector: 0,
+        attrs: 0x8b,
+    };
+    jmp_call(&mut cpu, &mut mem, FarKind::Jmp, 0x30, 0, 4, 0x1007, FIXED1).unwrap();
+    assert_eq!(mem.read_phys(GDT, 8), 0, "GDT[0] unchanged");
+    assert_eq!(
+        mem.read_phys(0x6800 + 0x20, 4),
+        0x1007,
+        "state saved at TR.base"
+    );
+    assert_eq!(cpu.tr.selector, 0x30);
+}
