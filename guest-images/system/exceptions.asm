@@ -17,6 +17,7 @@ UNMAPPED        equ 0x40000000          ; not mapped by either paging setup (abo
 FLAGS_ARITH     equ FL_FIXED | FL_CF | FL_ZF  ; a recognisable EFLAGS value to fault with
 
 main:
+        call    enable_tss
         mov     eax, SEL_NP_DATA
         xor     ebx, ebx
         mov     ecx, 0xfffff
