@@ -5,8 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests need. None yet: guests are assembled in Rust (iced-x86 code_asm).
-PACKAGES=()
+# Debian packages the tests need: nasm assembles the system test guests
+# (guest-images/system) and QEMU TCG is the referee they are compared with
+# (tests/system_guests.rs).
+PACKAGES=(nasm qemu-system-x86)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

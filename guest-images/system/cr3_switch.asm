@@ -1,0 +1,74 @@
+; cr3_switch: two address spaces under 32-bit paging, switched by MOV CR3. Both share the
+; identity-mapped first 16 MiB (the same page tables) and the page at SHARED_VA (the same
+; frame); PRIVATE_VA maps to a different frame in each. Writes through one space are seen
+; through the other only for shared pages; switching back finds the private data intact;
+; a page present in one space and not mapped in the other faults after the switch (the
+; SDM requires MOV CR3 to invalidate every non-global TLB entry).
+
+%include "lib.inc"
+
+PD_A            equ SCRATCH
+PD_B            equ SCRATCH + 0x1000
+PT_A            equ SCRATCH + 0x2000
+PT_B            equ SCRATCH + 0x3000
+PRIVATE_VA      equ 0x40000000
+SHARED_VA       equ 0x40001000
+ONLY_A_VA       equ 0x40002000          ; mapped in space A only
+FRAME_A         equ SCRATCH + 0x10000   ; private frame of A
+FRAME_B         equ SCRATCH + 0x11000   ; private frame of B
+FRAME_SHARED    equ SCRATCH + 0x12000
+
+main:
+        mov     edi, PD_A
+        call    pd32_identity
+        mov     edi, PD_B
+        call    pd32_identity
+        mov     edi, PT_A
+        xor     eax, eax
+        mov     ecx, 2 * 1024
+        rep stosd
+        mov     dword [PD_A + 4 * (PRIVATE_VA >> 22)], PT_A | PTE_P | PTE_W
+        mov     dword [PD_B + 4 * (PRIVATE_VA >> 22)], PT_B | PTE_P | PTE_W
+        mov     dword [PT_A + 0], FRAME_A | PTE_P | PTE_W
+        mov     dword [PT_B + 0], FRAME_B | PTE_P | PTE_W
+        mov     dword [PT_A + 4], FRAME_SHARED | PTE_P | PTE_W
+        mov     dword [PT_B + 4], FRAME_SHARED | PTE_P | PTE_W
+        mov     dword [PT_A + 8], FRAME_A | PTE_P | PTE_W
+        mov     dword [FRAME_A], 0xaaaa0000
+        mov     dword [FRAME_B], 0xbbbb0000
+        mov     dword [FRAME_SHARED], 0x55550000
+
+        mov     eax, PD_A
+        call    paging32_on
+        CHECK   "space a: private page", dword [PRIVATE_VA], 0xaaaa0000
+        CHECK   "space a: shared page", dword [SHARED_VA], 0x55550000
+        mov     dword [PRIVATE_VA], 0xaaaa0001
+        mov     dword [SHARED_VA], 0x55550001
+        mov     eax, [ONLY_A_VA]        ; now cached, maybe
+
+        mov     eax, PD_B
+        mov     cr3, eax
+        CHECK   "space b: private page", dword [PRIVATE_VA], 0xbbbb0000
+        CHECK   "space b: sees a's shared write", dword [SHARED_VA], 0x55550001
+        mov     dword [PRIVATE_VA], 0xbbbb0002
+        mov     dword [SHARED_VA], 0x55550002
+        ARM_RESUME .np_done
+        mov     eax, [ONLY_A_VA]
+.np_done:
+        VERIFY  "space b: a-only page is not mapped", M_VEC | M_ERR, 14, 0
+        mov     eax, cr2
+        CHECK   "space b: cr2", eax, ONLY_A_VA
+
+        mov     eax, PD_A
+        mov     cr3, eax
+        CHECK   "space a again: private page kept", dword [PRIVATE_VA], 0xaaaa0001
+        CHECK   "space a again: sees b's shared write", dword [SHARED_VA], 0x55550002
+        CHECK   "space a again: a-only page", dword [ONLY_A_VA], 0xaaaa0001
+
+        call    paging32_off
+        CHECK   "frames: a", dword [FRAME_A], 0xaaaa0001
+        CHECK   "frames: b", dword [FRAME_B], 0xbbbb0002
+        CHECK   "frames: shared", dword [FRAME_SHARED], 0x55550002
+        ret
+
+GUEST_END
