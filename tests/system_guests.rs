@@ -276,42 +276,15 @@ macro_rules! system_guest {
 
 // The reasons name the first instruction each guest needs that crane86 lacks today, and
 // what crane86 does there; delete a guest's `ignore` once its three tiers agree with QEMU.
-system_guest!(
-    ad_bits,
-    #[ignore = "needs MOV to CR3 and paging: crane86 raises #UD at the MOV CR3 that turns paging on"]
-);
-system_guest!(
-    cr3_switch,
-    #[ignore = "needs MOV to CR3 and paging: crane86 raises #UD at the MOV CR3 that turns paging on"]
-);
-system_guest!(
-    exceptions,
-    #[ignore = "needs LTR, then IDT delivery of exceptions: crane86 raises #UD at LTR and stops the guest on the first exception"]
-);
-system_guest!(
-    modes,
-    #[ignore = "needs far JMP/CALL/RET (ptr16:32, m16:32): crane86 raises #UD at the first far JMP"]
-);
-system_guest!(
-    paging,
-    #[ignore = "needs LTR, MOV CR*, paging and #PF delivery: crane86 raises #UD at LTR"]
-);
-system_guest!(
-    smc,
-    #[ignore = "needs MOV to CR3 and paging for the alias case: crane86 passes the unpaged cases, then raises #UD at MOV CR3"]
-);
-system_guest!(
-    syscall,
-    #[ignore = "needs LTR, WRMSR of SYSENTER MSRs, SYSENTER/SYSEXIT, SYSCALL/SYSRET: crane86 raises #UD at LTR"]
-);
-system_guest!(
-    taskswitch,
-    #[ignore = "needs LTR and task switches through JMP/CALL/IRET: crane86 raises #UD at LTR"]
-);
-system_guest!(
-    tlb,
-    #[ignore = "needs MOV to CR3, paging and INVLPG: crane86 raises #UD at the MOV CR3 that turns paging on"]
-);
+system_guest!(ad_bits);
+system_guest!(cr3_switch);
+system_guest!(exceptions);
+system_guest!(modes);
+system_guest!(paging);
+system_guest!(smc);
+system_guest!(syscall);
+system_guest!(taskswitch);
+system_guest!(tlb);
 system_guest!(
     v86,
     #[ignore = "needs LTR, IRET to virtual-8086 mode and the I/O bitmap: crane86 raises #UD at LTR"]

@@ -329,7 +329,9 @@ impl Cache {
         if b.code.is_some() {
             return Ok(true);
         }
-        if b.decoded.is_runtime() || b.decoded.insns.is_empty() {
+        // Single-stepped blocks (TF) stay in the interpreter: the run loop must see every
+        // instruction retire to raise its #DB, which chaining and self-loops would skip.
+        if b.decoded.is_runtime() || b.decoded.insns.is_empty() || b.key.single_step() {
             return Ok(false);
         }
         let hot = match tier {

@@ -81,6 +81,12 @@ pub enum Op {
     ShiftX,
     /// UD0, UD1, UD2: the architected invalid opcodes.
     Ud,
+    /// BOUND: check an array index against a pair of bounds in memory.
+    Bound,
+    /// x87 instructions and WAIT, until the FPU exists: #NM when CR0 says the FPU is
+    /// emulated or its state belongs to another task (what lazy FPU switching relies on),
+    /// else #UD (CPUID does not advertise an FPU).
+    X87,
     // Runtime class: executed by the runtime with the machine at hand (see `rewrite`).
     Cpuid,
     Hlt,
@@ -251,6 +257,10 @@ fn build(code: Code) -> Option<Entry> {
     use Mnemonic as M;
     match code.mnemonic() {
         M::Rdmsr | M::Wrmsr | M::Rdtsc => return runtime(Op::Msr),
+        M::Wait => return runtime(Op::X87),
+        _ if code.cpuid_features().contains(&iced_x86::CpuidFeature::FPU) => {
+            return runtime(Op::X87)
+        }
         M::Lgdt | M::Lidt | M::Sgdt | M::Sidt => return runtime(Op::DescriptorTable),
         M::Mov | M::Push | M::Pop if has_segment_operand(code) => return runtime(Op::SegmentMove),
         M::Mov if has_control_operand(code) => return runtime(Op::ControlReg),
@@ -429,6 +439,7 @@ fn build(code: Code) -> Option<Entry> {
         M::Pdep | M::Pext => inline(Op::PdepPext),
         M::Rorx | M::Sarx | M::Shlx | M::Shrx => inline(Op::ShiftX),
         M::Ud0 | M::Ud1 | M::Ud2 => inline(Op::Ud),
+        M::Bound => inline(Op::Bound),
         M::Cpuid => runtime(Op::Cpuid),
         M::Hlt => runtime(Op::Hlt),
         M::In => runtime(Op::In),
@@ -462,8 +473,6 @@ mod tests {
         // Control-register and segment-register moves run in the runtime, never inline.
         assert_eq!(lookup(Code::Mov_r64_cr).unwrap().class, Class::Runtime);
         assert_eq!(lookup(Code::Mov_dr_r32).unwrap().class, Class::Runtime);
-        // Not implemented yet: control registers.
-        assert!(lookup(Code::Mov_r64_cr).is_none());
         // Far transfers and the system segment instructions run in the runtime.
         for code in [
             Code::Call_ptr1632,

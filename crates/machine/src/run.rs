@@ -66,6 +66,9 @@ pub struct MachineStats {
     pub exceptions: u64,
 }
 
+/// DR6.BS: the #DB was a single-step trap.
+const DR6_BS: u64 = 1 << 14;
+
 /// The vectors that push an error code (SDM Vol. 3 table 6-1).
 fn has_error_code(e: Exception) -> bool {
     use Exception::*;
@@ -169,6 +172,7 @@ impl Machine {
                     self.cpu.link = 0;
                 }
             } else {
+                let single_step = self.cpu.rflags & fl::TF != 0;
                 let block = &self.cache.block(id).decoded;
                 let (exit, n) = run_block(
                     &mut self.cpu,
@@ -181,6 +185,14 @@ impl Machine {
                 self.cpu.retired += n;
                 self.stats.interp_runs += 1;
                 remaining = remaining.saturating_sub(n);
+                if single_step && n > 0 && self.cpu.fault.pending == 0 {
+                    // TF was set when the instruction began: a single-step trap after it
+                    // (SDM Vol. 3 18.3.1.4), RIP already at the next instruction. An
+                    // instruction that set TF (POPF, IRET) is not trapped, one that cleared
+                    // it still is.
+                    self.cpu.dr[6] |= DR6_BS;
+                    self.cpu.raise(Fault::new(Exception::Debug), 0);
+                }
                 match exit {
                     InterpExit::Halt => return Ok(RunEnd::Halted),
                     InterpExit::Unsupported(what) => {

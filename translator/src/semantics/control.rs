@@ -1,10 +1,12 @@
 //! Near control transfer (SDM Vol. 1, 6.3 and 7.3.8): JMP, Jcc, JCXZ/JECXZ/JRCXZ,
-//! LOOP/LOOPE/LOOPNE, CALL, RET. Far transfers arrive with the system CPU.
+//! LOOP/LOOPE/LOOPNE, CALL, RET; and BOUND, which transfers control only by faulting. Far
+//! transfers are runtime class (`far.rs`).
 
+use crane86_runtime::{Exception, Fault};
 use iced_x86::{Code, Instruction, Mnemonic, OpKind};
 
 use super::flags::{cond, flag, Flag};
-use super::operands::{read_gpr_sized, read_op, trunc, write_gpr_sized};
+use super::operands::{read_gpr_sized, read_op, sext_size, trunc, write_gpr_sized};
 use super::stack::{pop_value, push_value, set_sp, sp, sp_offset};
 use crate::emit::{Bin, Cmp, Emit, R};
 
@@ -116,4 +118,22 @@ pub fn ret<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
     set_sp(e, new);
     e.jump(t);
     Ok(())
+}
+
+/// BOUND r, m: #BR (a fault: nothing changes) unless `lower <= index <= upper`, comparing
+/// as signed values, with the two bounds read from consecutive memory operands.
+pub fn bound<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
+    let size = insn.op_register(0).size() as u32;
+    let at = super::operands::mem_linear(e, insn);
+    let lower = e.load(at, size)?;
+    let step = e.imm(u64::from(size));
+    let at_upper = e.bin(Bin::Add, at, step);
+    let at_upper = trunc(e, at_upper, 4);
+    let upper = e.load(at_upper, size)?;
+    let index = read_gpr_sized(e, insn.op_register(0).number() & 15, size);
+    let [index, lower, upper] = [index, lower, upper].map(|v| sext_size(e, v, size));
+    let below = e.cmp(Cmp::Slt, index, lower);
+    let above = e.cmp(Cmp::Slt, upper, index);
+    let out = e.bin(Bin::Or, below, above);
+    e.raise_if(out, Fault::new(Exception::BoundRange))
 }

@@ -102,6 +102,7 @@ pub fn execute<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
         Op::PdepPext => bmi::pdep_pext(e, insn),
         Op::ShiftX => bmi::shift_x(e, insn),
         Op::Ud => Err(e.raise(Fault::new(Exception::InvalidOpcode))),
+        Op::Bound => control::bound(e, insn),
         // Runtime-class rows are filtered out above; should one slip through, it is #UD
         // rather than a host panic.
         Op::Cpuid
@@ -116,6 +117,7 @@ pub fn execute<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
         | Op::Int
         | Op::Iret
         | Op::ControlReg
+        | Op::X87
         | Op::Far
         | Op::FastCall
         | Op::SegmentInsn => Err(e.raise(Fault::new(Exception::InvalidOpcode))),
