@@ -451,6 +451,8 @@ fn build(code: Code) -> Option<Entry> {
         M::Clts | M::Lmsw | M::Invlpg | M::Wbinvd | M::Invd | M::Clflush | M::Rdtscp => {
             runtime(Op::ControlReg)
         }
+        // Indirect-branch tracking is not offered (CET), so ENDBR is the NOP it was encoded as.
+        M::Endbr32 | M::Endbr64 => inline(Op::Nop),
         // One vCPU and no caches: ordering and prefetch hints have nothing to do.
         M::Lfence
         | M::Mfence

@@ -35,6 +35,9 @@ const INFO_MMAP: u32 = 1 << 6;
 const INFO_ADDR: u64 = 0x9000;
 /// Size of the information area: info struct, memory map, module list and strings.
 const INFO_AREA: u64 = 0x7000;
+/// Where in the information area the boot GDT goes (between the memory map and the module
+/// list).
+const GDT_OFF: usize = 0x1c0;
 
 /// A module given to the kernel (the environment file of kvm-unit-tests, an initrd).
 pub struct Module<'a> {
@@ -156,8 +159,31 @@ fn zero(mem: &mut PhysMem, what: &'static str, addr: u64, len: u64) -> Result<()
     Ok(())
 }
 
+/// The physical range a kernel image occupies (the union of its pieces).
+#[derive(Clone, Copy, Debug)]
+struct Extent {
+    start: u64,
+    end: u64,
+}
+
+impl Extent {
+    const EMPTY: Extent = Extent {
+        start: u64::MAX,
+        end: 0,
+    };
+
+    fn add(&mut self, start: u64, len: u64) {
+        self.start = self.start.min(start);
+        self.end = self.end.max(start + len);
+    }
+
+    fn overlaps(&self, start: u64, len: u64) -> bool {
+        self.start < start + len && start < self.end
+    }
+}
+
 /// Loads an ELF32 executable's PT_LOAD segments; returns the entry point.
-fn load_elf(mem: &mut PhysMem, image: &[u8]) -> Result<u32, MultibootError> {
+fn load_elf(mem: &mut PhysMem, image: &[u8], extent: &mut Extent) -> Result<u32, MultibootError> {
     if image.get(0..4) != Some(b"\x7fELF".as_slice())
         || image.get(4) != Some(&1)
         || image.get(5) != Some(&1)
@@ -195,12 +221,18 @@ fn load_elf(mem: &mut PhysMem, image: &[u8]) -> Result<u32, MultibootError> {
             .ok_or(MultibootError::BadElf("segment outside the file"))?;
         zero(mem, "an ELF segment", u64::from(paddr), u64::from(memsz))?;
         write(mem, "an ELF segment", u64::from(paddr), data)?;
+        extent.add(u64::from(paddr), u64::from(memsz));
     }
     Ok(entry)
 }
 
 /// Loads an a.out-kludge image with the header's addresses; returns the entry point.
-fn load_aout(mem: &mut PhysMem, image: &[u8], h: &Header) -> Result<u32, MultibootError> {
+fn load_aout(
+    mem: &mut PhysMem,
+    image: &[u8],
+    h: &Header,
+    extent: &mut Extent,
+) -> Result<u32, MultibootError> {
     // The file offset of load_addr: the header sits at header_addr in memory.
     let start = (h.offset as u64)
         .checked_sub(u64::from(h.header_addr.wrapping_sub(h.load_addr)))
@@ -216,9 +248,11 @@ fn load_aout(mem: &mut PhysMem, image: &[u8], h: &Header) -> Result<u32, Multibo
         .get(start..start.saturating_add(len))
         .ok_or(MultibootError::NotElf)?;
     write(mem, "the a.out image", u64::from(h.load_addr), data)?;
+    extent.add(u64::from(h.load_addr), len as u64);
     if h.bss_end_addr > h.load_addr + len as u32 {
         let bss = u64::from(h.load_addr) + len as u64;
         zero(mem, "the a.out bss", bss, u64::from(h.bss_end_addr) - bss)?;
+        extent.add(bss, u64::from(h.bss_end_addr) - bss);
     }
     Ok(h.entry_addr)
 }
@@ -238,10 +272,18 @@ pub fn load(
         return Err(MultibootError::UnsupportedFlags(h.flags));
     }
     // 2. the image
+    let mut extent = Extent::EMPTY;
     let entry = if h.flags & FLAG_AOUT_KLUDGE != 0 {
-        load_aout(mem, image, &h)?
+        load_aout(mem, image, &h, &mut extent)?
     } else {
-        load_elf(mem, image)?
+        load_elf(mem, image, &mut extent)?
+    };
+    // The information area goes at INFO_ADDR unless the kernel lives there (kernels linked
+    // low, such as kvm-unit-tests' realmode test at 0x8000); then right after the kernel.
+    let info_addr = if extent.overlaps(INFO_ADDR, INFO_AREA) {
+        (extent.end + 0xfff) & !0xfff
+    } else {
+        INFO_ADDR
     };
     // 3. modules, page-aligned, after the highest byte of the kernel area (from 16 MiB down
     //    is left to the kernel; put them at 32 MiB or the middle of RAM, whichever is lower)
@@ -253,7 +295,7 @@ pub fn load(
         next = (next + m.data.len() as u64 + 0xfff) & !0xfff;
     }
     // 4. the information area: info struct, memory map, module list, strings
-    fits(mem, "the multiboot information", INFO_ADDR, INFO_AREA)?;
+    fits(mem, "the multiboot information", info_addr, INFO_AREA)?;
     let mut area = vec![0u8; INFO_AREA as usize];
     let mut strings_at = 0x1000usize;
     let mut put_str = |area: &mut Vec<u8>, s: &str| -> u32 {
@@ -262,7 +304,7 @@ pub fn load(
         let n = bytes.len().min(area.len() - at - 1);
         area[at..at + n].copy_from_slice(&bytes[..n]);
         strings_at += n + 1;
-        (INFO_ADDR + at as u64) as u32
+        (info_addr + at as u64) as u32
     };
     let ram = mem.ram_size();
     let mem_lower_kib = 639u32;
@@ -274,7 +316,7 @@ pub fn load(
     info[4] = put_str(&mut area, cmdline);
     info[5] = mod_list.len() as u32;
     let mods_off = 0x200usize;
-    info[6] = (INFO_ADDR + mods_off as u64) as u32;
+    info[6] = (info_addr + mods_off as u64) as u32;
     for (i, (start, end, cl)) in mod_list.iter().enumerate() {
         let s = put_str(&mut area, cl);
         let e = mods_off + 16 * i;
@@ -294,15 +336,26 @@ pub fn load(
         area[e + 20..e + 24].copy_from_slice(&kind.to_le_bytes());
     }
     info[11] = (24 * entries.len()) as u32;
-    info[12] = (INFO_ADDR + mmap_off as u64) as u32;
+    info[12] = (info_addr + mmap_off as u64) as u32;
     for (i, v) in info.iter().enumerate() {
         area[4 * i..4 * i + 4].copy_from_slice(&v.to_le_bytes());
     }
-    write(mem, "the multiboot information", INFO_ADDR, &area)?;
-    // 5. the CPU: flat 32-bit protected mode, paging off, interrupts off.
+    write(mem, "the multiboot information", info_addr, &area)?;
+    // 5. the CPU: flat 32-bit protected mode, paging off, interrupts off, with a GDT like
+    //    the one QEMU's multiboot loader leaves (0x08 flat code, 0x10 flat data): the spec
+    //    says the kernel must load its own, but some (kvm-unit-tests' realmode) use it.
+    let gdt_at = info_addr + GDT_OFF as u64;
+    let gdt: [u64; 3] = [0, 0x00cf_9a00_0000_ffff, 0x00cf_9200_0000_ffff];
+    for (i, d) in gdt.iter().enumerate() {
+        mem.write_phys(gdt_at + 8 * i as u64, 8, *d);
+    }
     let mut cpu = CpuState::new(CpuMode::Prot32);
+    cpu.gdtr = crane86_runtime::DescriptorTable {
+        base: gdt_at,
+        limit: (8 * gdt.len() - 1) as u16,
+    };
     cpu.set_gpr(Gpr::Rax, u64::from(BOOT_MAGIC));
-    cpu.set_gpr(Gpr::Rbx, INFO_ADDR);
+    cpu.set_gpr(Gpr::Rbx, info_addr);
     cpu.rip = u64::from(entry);
     Ok(cpu)
 }
