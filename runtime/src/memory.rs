@@ -272,8 +272,10 @@ pub fn translate(
         return Err(Fault::with_code(Exception::GeneralProtection, 0));
     }
     let ac = cpu.rflags & crate::flags::AC != 0;
+    cpu.paging.walks += 1;
     walk(mem, &regs, linear, access, user, false, ac).inspect_err(|f| {
         if f.exception == Exception::PageFault {
+            cpu.paging.page_faults += 1;
             cpu.cr2 = linear;
         }
     })
@@ -321,6 +323,7 @@ fn tlb_fill(cpu: &mut CpuState, mem: &PhysMem, linear: u64, t: &Translation, pl:
         )
     };
     let write = write && t.dirty && !mem.is_code_page(ppage);
+    cpu.paging.tlb_fills += 1;
     let tag = |ok: bool| if ok { lpage } else { TlbEntry::INVALID_TAG };
     cpu.tlb[pl as usize][tlb_index(linear)] = TlbEntry {
         read: tag(read),
@@ -461,9 +464,11 @@ pub fn fetch_phys(cpu: &mut CpuState, mem: &mut PhysMem, linear: u64) -> Result<
     let pl = current_privilege(cpu);
     let e = cpu.tlb[pl as usize][tlb_index(linear)];
     if e.exec == linear & PAGE_MASK {
+        cpu.paging.fetch_hits += 1;
         let host = linear.wrapping_add(e.addend);
         return Ok(host - mem.host_addr(0));
     }
+    cpu.paging.fetch_misses += 1;
     let t = translate(cpu, mem, linear, Access::Execute, pl == Privilege::User)?;
     tlb_fill(cpu, mem, linear, &t, pl);
     Ok(t.phys)
@@ -471,6 +476,7 @@ pub fn fetch_phys(cpu: &mut CpuState, mem: &mut PhysMem, linear: u64) -> Result<
 
 /// Drops the TLB entries of both privileges that map linear page `linear` (INVLPG).
 pub fn tlb_flush_page(cpu: &mut CpuState, linear: u64) {
+    cpu.paging.invlpg += 1;
     let i = tlb_index(linear);
     let page = linear & PAGE_MASK;
     for t in cpu.tlb.iter_mut() {

@@ -190,6 +190,26 @@ pub struct PendingFault {
     pub address: u64,
 }
 
+/// Counters of address translation, for `--stats`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct PagingStats {
+    /// Translations done by the slow paths (a page walk when paging is on).
+    pub walks: u64,
+    /// Of those, the ones that ended in a page fault.
+    pub page_faults: u64,
+    /// TLB entries filled.
+    pub tlb_fills: u64,
+    /// Whole-TLB flushes (CR3 and paging-mode writes).
+    pub tlb_flushes: u64,
+    /// Single-page invalidations (INVLPG).
+    pub invlpg: u64,
+    /// Block fetches answered by the TLB's fetch tags.
+    pub fetch_hits: u64,
+    /// Block fetches that had to translate.
+    pub fetch_misses: u64,
+}
+
 /// The whole architectural state of one virtual CPU.
 #[repr(C)]
 pub struct CpuState {
@@ -245,6 +265,8 @@ pub struct CpuState {
     pub mem_slow: u64,
     /// Guest instructions retired so far (the TSC and, later, the deterministic clock).
     pub retired: u64,
+    /// Counters of the address-translation machinery (`--stats`).
+    pub paging: PagingStats,
     /// The model-specific registers that live nowhere else.
     pub msr: crate::msr::Msrs,
     /// Results of helpers that return more than one value (wide division).
@@ -343,6 +365,7 @@ impl CpuState {
             chained: 0,
             mem_slow: 0,
             retired: 0,
+            paging: PagingStats::default(),
             msr: crate::msr::Msrs::default(),
             scratch: [0; 2],
             mem: std::ptr::null_mut(),
@@ -404,6 +427,7 @@ impl CpuState {
 
     /// Drops every TLB entry (on a mode change, CR3 write, or a code-page change).
     pub fn flush_tlb(&mut self) {
+        self.paging.tlb_flushes += 1;
         self.tlb = [[TlbEntry::INVALID; TLB_ENTRIES]; 2];
     }
 }
@@ -435,6 +459,7 @@ impl Clone for CpuState {
             chained: self.chained,
             mem_slow: self.mem_slow,
             retired: self.retired,
+            paging: self.paging,
             msr: self.msr,
             scratch: self.scratch,
             mem: std::ptr::null_mut(),

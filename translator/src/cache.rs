@@ -153,8 +153,10 @@ const NO_BLOCK: BlockKey = BlockKey {
 };
 
 fn fast_index(key: BlockKey) -> usize {
-    let k = key.ip ^ key.cs_base ^ key.bits;
-    ((k ^ (k >> 12) ^ (k >> 48)) as usize) & (FAST_SIZE - 1)
+    // The physical address usually equals or mirrors the IP (XORing the two would cancel
+    // out under identity mappings), so hash the IP, the CS base and the mode bits only.
+    let k = key.ip ^ key.cs_base.rotate_left(7) ^ key.mode_bits();
+    ((k ^ (k >> 12)) as usize) & (FAST_SIZE - 1)
 }
 
 impl Cache {

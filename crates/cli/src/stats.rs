@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crane86_machine::{Machine, MachineStats};
+use crane86_runtime::state::PagingStats;
 use crane86_translator::CacheStats;
 
 /// Everything `--stats` reports, gathered from one machine after a run.
@@ -17,6 +18,8 @@ pub struct Report {
     /// Guest memory accesses of compiled code that took the slow path (TLB miss, page
     /// crossing, store into code, non-RAM).
     pub mem_slow: u64,
+    /// Address-translation counters.
+    pub paging: PagingStats,
     /// Wall time of the run.
     pub wall: Duration,
 }
@@ -29,6 +32,7 @@ impl Report {
             cache: m.cache.stats.clone(),
             chained: m.cpu.chained,
             mem_slow: m.cpu.mem_slow,
+            paging: m.cpu.paging,
             wall,
         }
     }
@@ -53,7 +57,7 @@ impl Report {
 
     /// A human-readable table.
     pub fn table(&self) -> String {
-        let (r, c) = (&self.run, &self.cache);
+        let (r, c, p) = (&self.run, &self.cache, &self.paging);
         let exits = self.chained + r.jit_entries;
         let pct = |a: u64, b: u64| {
             if b == 0 {
@@ -121,6 +125,27 @@ impl Report {
             ),
             ("code bytes", format!("{}", c.code_bytes)),
             ("memory slow paths (JIT)", format!("{}", self.mem_slow)),
+            (
+                "address translation",
+                format!(
+                    "{} walks ({} page faults), {} TLB fills, {} full flushes, {} INVLPG",
+                    p.walks, p.page_faults, p.tlb_fills, p.tlb_flushes, p.invlpg
+                ),
+            ),
+            (
+                "block fetch TLB",
+                format!(
+                    "{:.1}% hits ({} hits, {} misses)",
+                    pct(p.fetch_hits, p.fetch_hits + p.fetch_misses),
+                    p.fetch_hits,
+                    p.fetch_misses
+                ),
+            ),
+            (
+                "remapped page-crossing blocks",
+                format!("{}", c.invalidated_remap),
+            ),
+            ("exceptions delivered", format!("{}", r.exceptions)),
         ];
         let mut s = String::from("crane86 statistics\n");
         for (k, v) in rows {
@@ -144,6 +169,17 @@ impl Report {
             "invalidations": { "smc_blocks": c.invalidated_smc, "smc_pages": r.smc_pages, "flushes": c.flushes },
             "code_bytes": c.code_bytes,
             "mem_slow_paths": self.mem_slow,
+            "paging": {
+                "walks": self.paging.walks,
+                "page_faults": self.paging.page_faults,
+                "tlb_fills": self.paging.tlb_fills,
+                "tlb_flushes": self.paging.tlb_flushes,
+                "invlpg": self.paging.invlpg,
+                "fetch_hits": self.paging.fetch_hits,
+                "fetch_misses": self.paging.fetch_misses,
+            },
+            "invalidated_remap": c.invalidated_remap,
+            "exceptions": r.exceptions,
         })
         .to_string()
     }
