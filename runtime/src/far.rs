@@ -207,15 +207,32 @@ fn direct(
         ip &= 0xffff_ffff;
     }
     check_ip(&d, to64, ip)?;
+    same_level(cpu, mem, kind, op_size, next_ip, d, selector, cpl, ip)
+}
+
+/// The end of a transfer that keeps the CPL: a CALL pushes CS and the return address on the
+/// current stack (checked first, so a fault changes nothing), then CS:IP is loaded.
+#[allow(clippy::too_many_arguments)]
+fn same_level(
+    cpu: &mut CpuState,
+    mem: &mut PhysMem,
+    kind: FarKind,
+    size: u32,
+    next_ip: u64,
+    cs: Descriptor,
+    cs_sel: u16,
+    cpl: u8,
+    ip: u64,
+) -> Result<(), Fault> {
     let mut st = Stack::current(cpu);
     if kind == FarKind::Call {
-        check_pushes(&st, 2 * u64::from(op_size))?;
-        let cs = u64::from(cpu.seg[SegReg::Cs as usize].selector);
-        st.push(cpu, mem, op_size, cs)?;
-        st.push(cpu, mem, op_size, next_ip & mask_of(op_size))?;
+        check_pushes(&st, 2 * u64::from(size))?;
+        let old_cs = u64::from(cpu.seg[SegReg::Cs as usize].selector);
+        st.push(cpu, mem, size, old_cs)?;
+        st.push(cpu, mem, size, next_ip & mask_of(size))?;
     }
     let rsp = st.rsp(cpu.gpr[4]);
-    commit_cs(cpu, mem, d, selector, cpl, ip)?;
+    commit_cs(cpu, mem, cs, cs_sel, cpl, ip)?;
     cpu.gpr[4] = rsp;
     Ok(())
 }
@@ -328,17 +345,7 @@ fn call_gate(
     check_ip(&cs, lm, ip)?;
     let raise = kind == FarKind::Call && !cs.is_conforming() && cs.dpl() < cpl;
     if !raise {
-        let mut st = Stack::current(cpu);
-        if kind == FarKind::Call {
-            check_pushes(&st, 2 * u64::from(size))?;
-            let old_cs = u64::from(cpu.seg[SegReg::Cs as usize].selector);
-            st.push(cpu, mem, size, old_cs)?;
-            st.push(cpu, mem, size, next_ip & mask_of(size))?;
-        }
-        let rsp = st.rsp(cpu.gpr[4]);
-        commit_cs(cpu, mem, cs, cs_sel, cpl, ip)?;
-        cpu.gpr[4] = rsp;
-        return Ok(());
+        return same_level(cpu, mem, kind, size, next_ip, cs, cs_sel, cpl, ip);
     }
     more_privilege(cpu, mem, gate, cs, cs_sel, size, ip, next_ip)
 }
