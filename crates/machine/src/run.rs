@@ -85,7 +85,8 @@ fn has_error_code(e: Exception) -> bool {
 }
 
 impl Machine {
-    /// Runs until the guest stops, or until `limit` instructions have retired.
+    /// Runs until the guest stops, or until `limit` instructions have retired (each
+    /// exception delivered counts as one, so a fault loop also reaches the limit).
     pub fn run(&mut self, limit: Option<u64>) -> Result<RunEnd, MachineError> {
         let mut remaining = limit.unwrap_or(u64::MAX);
         loop {
@@ -111,6 +112,10 @@ impl Machine {
                 if let Some(end) = self.deliver_exception(fault) {
                     return Ok(end);
                 }
+                // A handler that faults at once (an IVT entry pointing at an invalid opcode)
+                // loops forever on hardware without retiring anything: count deliveries
+                // against the limit so such a run still ends there.
+                remaining = remaining.saturating_sub(1);
                 continue;
             }
             if remaining == 0 {

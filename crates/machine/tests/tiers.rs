@@ -410,3 +410,24 @@ fn a_bad_segment_load_faults_with_the_selector() {
         }
     }
 }
+
+/// A #UD handler that is itself an invalid opcode loops forever, as on hardware, without
+/// retiring an instruction; the run still ends at its limit (each delivery counts).
+#[test]
+fn a_fault_loop_ends_at_the_limit() {
+    for tier in TIERS {
+        let mut m = Machine::new(&MachineConfig {
+            tier,
+            ..MachineConfig::default()
+        })
+        .unwrap();
+        // UD2 at 0x1000 and at the handler, 0000:2000, that IVT entry 6 points at.
+        m.load_flat(&[0x0f, 0x0b], 0x1000, 0x1000, CpuMode::Real16)
+            .unwrap();
+        m.mem.load(0x2000, &[0x0f, 0x0b]).unwrap();
+        m.mem.load(6 * 4, &[0x00, 0x20, 0x00, 0x00]).unwrap();
+        assert_eq!(m.run(Some(1000)).unwrap(), RunEnd::Limit, "{tier:?}");
+        assert_eq!(m.stats.exceptions, 1000, "{tier:?}");
+        assert_eq!(m.cpu.rip, 0x2000, "{tier:?}");
+    }
+}
