@@ -58,14 +58,28 @@ impl TlbEntry {
     };
 }
 
-/// Which of the two software TLBs an access uses: supervisor (CPL 0-2, and every implicit
-/// supervisor access such as a descriptor-table read) or user (explicit accesses at CPL 3).
+/// The privilege of an access, which picks one of the two software TLBs: supervisor
+/// (explicit accesses at CPL 0-2, and implicit supervisor accesses such as descriptor-table
+/// reads) or user (explicit accesses at CPL 3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Privilege {
-    /// A supervisor-mode access.
-    Supervisor = 0,
+    /// An explicit supervisor-mode access.
+    Supervisor,
     /// A user-mode access.
-    User = 1,
+    User,
+    /// An implicit supervisor access: the CPU's own reads and writes of system structures,
+    /// supervisor-mode whatever the CPL and never allowed to user pages under SMAP.
+    Implicit,
+}
+
+impl Privilege {
+    /// The TLB the access uses (an index into [`CpuState::tlb`]).
+    fn tlb(self) -> usize {
+        match self {
+            Privilege::User => 1,
+            Privilege::Supervisor | Privilege::Implicit => 0,
+        }
+    }
 }
 
 /// Errors creating guest memory.
@@ -267,13 +281,26 @@ pub fn translate(
     access: Access,
     user: bool,
 ) -> Result<Translation, Fault> {
+    walk_for(cpu, mem, linear, access, user, false)
+}
+
+/// [`translate`] for an explicit access (`implicit = false`: EFLAGS.AC may open user pages to
+/// supervisor data accesses under SMAP) or an implicit supervisor one (never under SMAP).
+fn walk_for(
+    cpu: &mut CpuState,
+    mem: &mut PhysMem,
+    linear: u64,
+    access: Access,
+    user: bool,
+    implicit: bool,
+) -> Result<Translation, Fault> {
     let regs = WalkRegs::from_cpu(cpu);
     if regs.mode() == PagingMode::Level4 && !canonical(linear) {
         return Err(Fault::with_code(Exception::GeneralProtection, 0));
     }
     let ac = cpu.rflags & crate::flags::AC != 0;
     cpu.paging.walks += 1;
-    walk(mem, &regs, linear, access, user, false, ac).inspect_err(|f| {
+    walk(mem, &regs, linear, access, user, implicit, ac).inspect_err(|f| {
         if f.exception == Exception::PageFault {
             cpu.paging.page_faults += 1;
             cpu.cr2 = linear;
@@ -325,7 +352,7 @@ fn tlb_fill(cpu: &mut CpuState, mem: &PhysMem, linear: u64, t: &Translation, pl:
     let write = write && t.dirty && !mem.is_code_page(ppage);
     cpu.paging.tlb_fills += 1;
     let tag = |ok: bool| if ok { lpage } else { TlbEntry::INVALID_TAG };
-    cpu.tlb[pl as usize][tlb_index(linear)] = TlbEntry {
+    cpu.tlb[pl.tlb()][tlb_index(linear)] = TlbEntry {
         read: tag(read),
         write: tag(write),
         addend: mem.host_addr(ppage).wrapping_sub(lpage),
@@ -374,7 +401,14 @@ pub fn read_as(
         }
         return Ok(v);
     }
-    let t = translate(cpu, mem, linear, Access::Read, pl == Privilege::User)?;
+    let t = walk_for(
+        cpu,
+        mem,
+        linear,
+        Access::Read,
+        pl == Privilege::User,
+        pl == Privilege::Implicit,
+    )?;
     tlb_fill(cpu, mem, linear, &t, pl);
     Ok(mem.read_phys(t.phys, size))
 }
@@ -390,19 +424,19 @@ pub fn write_as(
     value: u64,
     pl: Privilege,
 ) -> Result<(), Fault> {
-    let user = pl == Privilege::User;
+    let (user, implicit) = (pl == Privilege::User, pl == Privilege::Implicit);
     if (linear & !PAGE_MASK) + u64::from(size) > PAGE_SIZE {
         let mask = linear_mask(cpu);
         let last = linear.wrapping_add(u64::from(size) - 1) & mask;
-        translate(cpu, mem, linear, Access::Write, user)?;
-        translate(cpu, mem, last, Access::Write, user)?;
+        walk_for(cpu, mem, linear, Access::Write, user, implicit)?;
+        walk_for(cpu, mem, last, Access::Write, user, implicit)?;
         for i in 0..size {
             let a = linear.wrapping_add(u64::from(i)) & mask;
             write_as(cpu, mem, a, 1, value >> (8 * i), pl)?;
         }
         return Ok(());
     }
-    let t = translate(cpu, mem, linear, Access::Write, user)?;
+    let t = walk_for(cpu, mem, linear, Access::Write, user, implicit)?;
     tlb_fill(cpu, mem, linear, &t, pl);
     if mem.is_code_page(t.phys) {
         cpu.smc_pending = 1;
@@ -419,7 +453,7 @@ pub fn read_linear(
     linear: u64,
     size: u32,
 ) -> Result<u64, Fault> {
-    read_as(cpu, mem, linear, size, Privilege::Supervisor)
+    read_as(cpu, mem, linear, size, Privilege::Implicit)
 }
 
 /// Writes at a linear address as an implicit supervisor access (see [`read_linear`]).
@@ -430,7 +464,7 @@ pub fn write_linear(
     size: u32,
     value: u64,
 ) -> Result<(), Fault> {
-    write_as(cpu, mem, linear, size, value, Privilege::Supervisor)
+    write_as(cpu, mem, linear, size, value, Privilege::Implicit)
 }
 
 /// Reads at a linear address as an explicit access at the current privilege level: what
@@ -462,7 +496,7 @@ pub fn write_data(
 /// as the error's absence of RAM is not a fault: the bytes then read as the bus floats.
 pub fn fetch_phys(cpu: &mut CpuState, mem: &mut PhysMem, linear: u64) -> Result<u64, Fault> {
     let pl = current_privilege(cpu);
-    let e = cpu.tlb[pl as usize][tlb_index(linear)];
+    let e = cpu.tlb[pl.tlb()][tlb_index(linear)];
     if e.exec == linear & PAGE_MASK {
         cpu.paging.fetch_hits += 1;
         let host = linear.wrapping_add(e.addend);

@@ -29,6 +29,10 @@ const ECX1_POPCNT: u32 = 1 << 23;
 // CPUID.7.0:EBX
 const EBX7_BMI1: u32 = 1 << 3;
 const EBX7_SMEP: u32 = 1 << 7;
+const EBX7_SMAP: u32 = 1 << 20;
+// CPUID.7.0:ECX
+const ECX7_UMIP: u32 = 1 << 2;
+const ECX7_RDPID: u32 = 1 << 22;
 const EBX7_BMI2: u32 = 1 << 8;
 const EBX7_ADX: u32 = 1 << 19;
 // CPUID.80000001:EDX
@@ -50,6 +54,8 @@ pub struct Features {
     pub edx1: u32,
     /// CPUID.7.0:EBX.
     pub ebx7: u32,
+    /// CPUID.7.0:ECX.
+    pub ecx7: u32,
     /// CPUID.80000001:ECX.
     pub ecx81: u32,
     /// CPUID.80000001:EDX.
@@ -70,7 +76,8 @@ pub const FEATURES: Features = Features {
         | EDX1_CMOV
         | EDX1_PSE36
         | EDX1_CLFSH,
-    ebx7: EBX7_BMI1 | EBX7_SMEP | EBX7_BMI2 | EBX7_ADX,
+    ebx7: EBX7_BMI1 | EBX7_SMEP | EBX7_BMI2 | EBX7_ADX | EBX7_SMAP,
+    ecx7: ECX7_UMIP | ECX7_RDPID,
     ecx81: ECX81_LAHF | ECX81_ABM,
     edx81: EDX81_SYSCALL | EDX81_NX | EDX81_PAGE1GB | EDX81_RDTSCP | EDX81_LM,
 };
@@ -91,7 +98,7 @@ pub fn cpuid(leaf: u32, subleaf: u32) -> [u32; 4] {
         }
         // Family 0x17 (Zen), model 0x31, stepping 0: what Linux knows as an EPYC-class part.
         1 => [0x0083_0f10, 0x0001_0800, f.ecx1, f.edx1],
-        7 if subleaf == 0 => [0, f.ebx7, 0, 0],
+        7 if subleaf == 0 => [0, f.ebx7, f.ecx7, 0],
         0x8000_0000 => {
             let [b, d, c] = vendor_regs();
             [MAX_EXT_LEAF, b, c, d]

@@ -105,7 +105,8 @@ pub enum Op {
     Int,
     /// IRET, IRETD, IRETQ.
     Iret,
-    /// MOV to/from CR/DR, CLTS, LMSW, INVLPG, WBINVD, INVD, CLFLUSH, RDTSCP.
+    /// MOV to/from CR/DR, CLTS, LMSW, INVLPG, WBINVD, INVD, CLFLUSH, RDTSCP, RDPID, STAC,
+    /// CLAC.
     ControlReg,
     /// Far JMP, far CALL, RETF.
     Far,
@@ -448,9 +449,16 @@ fn build(code: Code) -> Option<Entry> {
         M::Cli | M::Sti => runtime(Op::InterruptFlag),
         M::Int | M::Int3 | M::Into => runtime(Op::Int),
         M::Iret | M::Iretd | M::Iretq => runtime(Op::Iret),
-        M::Clts | M::Lmsw | M::Invlpg | M::Wbinvd | M::Invd | M::Clflush | M::Rdtscp => {
-            runtime(Op::ControlReg)
-        }
+        M::Clts
+        | M::Lmsw
+        | M::Invlpg
+        | M::Wbinvd
+        | M::Invd
+        | M::Clflush
+        | M::Rdtscp
+        | M::Rdpid
+        | M::Stac
+        | M::Clac => runtime(Op::ControlReg),
         // Indirect-branch tracking is not offered (CET), so ENDBR is the NOP it was encoded as.
         M::Endbr32 | M::Endbr64 => inline(Op::Nop),
         // One vCPU and no caches: ordering and prefetch hints have nothing to do.

@@ -1,5 +1,6 @@
 //! Control and debug registers, and the cache/TLB maintenance instructions: MOV to and from
-//! CR0/CR2/CR3/CR4/CR8 and DR0-DR7, CLTS, LMSW, INVLPG, WBINVD, INVD, CLFLUSH, RDTSCP.
+//! CR0/CR2/CR3/CR4/CR8 and DR0-DR7, CLTS, LMSW, INVLPG, WBINVD, INVD, CLFLUSH, RDTSCP,
+//! RDPID, and STAC/CLAC (EFLAGS.AC decides what SMAP lets the kernel touch).
 //!
 //! All are runtime class: each runs alone in its block, so a write that changes how code
 //! translates (CR0.PE/PG, EFER.LMA through CR0.PG, CR4 paging bits) or what the TLB holds
@@ -39,9 +40,10 @@ const CR0_DEFINED: u64 = CR0_PE
     | CR0_PG;
 
 /// CR4 bits this CPU implements (and so accepts): VME, PVI, TSD, DE, PSE, PAE, MCE, PGE, PCE,
-/// OSFXSR, OSXMMEXCPT, SMEP. Setting any other bit is #GP(0).
+/// OSFXSR, OSXMMEXCPT, UMIP, SMEP, SMAP. Setting any other bit is #GP(0).
 const CR4_DE: u64 = 1 << 3;
-const CR4_SUPPORTED: u64 = 0b111_1111_1111 | CR4_SMEP;
+const CR4_UMIP: u64 = 1 << 11;
+const CR4_SUPPORTED: u64 = 0b111_1111_1111 | CR4_UMIP | CR4_SMEP | CR4_SMAP;
 /// CR4 bits that change what a cached translation allows.
 const CR4_PAGING: u64 = CR4_PSE | CR4_PAE | CR4_PGE | CR4_SMEP | CR4_SMAP;
 
@@ -104,8 +106,34 @@ pub fn execute(it: &mut Interp<'_>, insn: &Instruction) -> R<()> {
             it.cpu.gpr[1] = it.cpu.msr.tsc_aux & 0xffff_ffff;
             Ok(())
         }
+        Mnemonic::Rdpid => {
+            let r = insn.op_register(0);
+            it.cpu.gpr[gpr_index(r)] = it.cpu.msr.tsc_aux & 0xffff_ffff;
+            Ok(())
+        }
+        Mnemonic::Stac | Mnemonic::Clac => {
+            // #UD, not #GP, outside ring 0 (SDM Vol. 2 STAC).
+            if segment::cpl(it.cpu) != 0 {
+                return Err(it.raise(Fault::new(Exception::InvalidOpcode)));
+            }
+            let ac = crane86_runtime::flags::AC;
+            if insn.mnemonic() == Mnemonic::Stac {
+                it.cpu.rflags |= ac;
+            } else {
+                it.cpu.rflags &= !ac;
+            }
+            Ok(())
+        }
         _ => Err(it.raise(Fault::new(Exception::InvalidOpcode))),
     }
+}
+
+/// SGDT, SIDT, SLDT, STR and SMSW at CPL > 0 with CR4.UMIP set: #GP(0).
+pub fn umip_check(it: &mut Interp<'_>) -> R<()> {
+    if it.cpu.cr4 & CR4_UMIP != 0 && segment::cpl(it.cpu) > 0 {
+        return Err(gp0(it));
+    }
+    Ok(())
 }
 
 /// MOV to or from a control or debug register. The general register operand is 64 bits in

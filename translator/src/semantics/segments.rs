@@ -15,9 +15,6 @@ use super::system::Outcome;
 use crate::emit::{Arith, Emit, R};
 use crate::interp::Interp;
 
-/// CR4.UMIP: user-mode instruction prevention.
-const CR4_UMIP: u64 = 1 << 11;
-
 /// True for the mnemonics this module executes.
 pub fn handles(m: Mnemonic) -> bool {
     matches!(
@@ -102,9 +99,7 @@ pub fn execute(it: &mut Interp<'_>, insn: &Instruction) -> R<Outcome> {
         _ => {
             // SLDT, STR, SMSW: a register destination takes the operand size (zero-extended;
             // SMSW stores as much of CR0 as fits), a memory destination always 16 bits.
-            if it.cpu.cr4 & CR4_UMIP != 0 && segment::cpl(it.cpu) > 0 {
-                return Err(it.raise(Fault::with_code(Exception::GeneralProtection, 0)));
-            }
+            super::control_regs::umip_check(it)?;
             let v = match m {
                 Mnemonic::Sldt => u64::from(it.cpu.ldtr.selector),
                 Mnemonic::Str => u64::from(it.cpu.tr.selector),

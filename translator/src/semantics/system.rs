@@ -59,7 +59,10 @@ pub fn execute(it: &mut Interp<'_>, insn: &Instruction) -> R<Outcome> {
         | Mnemonic::Wbinvd
         | Mnemonic::Invd
         | Mnemonic::Clflush
-        | Mnemonic::Rdtscp => super::control_regs::execute(it, insn)?,
+        | Mnemonic::Rdtscp
+        | Mnemonic::Rdpid
+        | Mnemonic::Stac
+        | Mnemonic::Clac => super::control_regs::execute(it, insn)?,
         Mnemonic::Mov | Mnemonic::Push | Mnemonic::Pop => segment_move(it, insn)?,
         Mnemonic::Cli | Mnemonic::Sti => interrupt_flag(it, insn.mnemonic() == Mnemonic::Sti)?,
         Mnemonic::Int | Mnemonic::Int3 | Mnemonic::Into => return software_interrupt(it, insn),
@@ -185,6 +188,7 @@ fn descriptor_table(it: &mut Interp<'_>, insn: &Instruction) -> R<()> {
             it.cpu.idtr = t;
         }
     } else {
+        super::control_regs::umip_check(it)?;
         let t = if m == Mnemonic::Sgdt {
             it.cpu.gdtr
         } else {

@@ -1,0 +1,107 @@
+//! Paging behaviour that the nasm system guests do not cover: SMAP with STAC/CLAC, SMEP,
+//! and what the TLB keeps across privilege levels, in every tier. The flat 64-bit machine
+//! maps RAM with user pages (`paging::identity_map`), so every page is a user page here.
+
+use crane86_machine::{ExceptionPolicy, Machine, MachineConfig, RunEnd};
+use crane86_runtime::{CpuMode, Exception, Gpr};
+use crane86_translator::Tier;
+use iced_x86::code_asm::*;
+
+const TIERS: [Tier; 3] = [Tier::Interp, Tier::Jit, Tier::Auto { threshold: 2 }];
+
+fn run(code: &[u8], tier: Tier) -> (Machine, RunEnd) {
+    let mut m = Machine::new(&MachineConfig {
+        tier,
+        exceptions: ExceptionPolicy::Stop,
+        ..MachineConfig::default()
+    })
+    .unwrap();
+    m.load_flat(code, 0x1000, 0x1000, CpuMode::Long64).unwrap();
+    let end = m.run(Some(10_000)).unwrap();
+    (m, end)
+}
+
+fn expect_pf(m: &Machine, end: RunEnd, tier: Tier, code: u32, rip: u64, fault_addr: u64) {
+    match end {
+        RunEnd::Fault { fault, rip: at } => {
+            assert_eq!(fault.exception, Exception::PageFault, "{tier:?}");
+            assert_eq!(fault.error_code, code, "{tier:?}: error code");
+            assert_eq!(at, rip, "{tier:?}: faulting RIP");
+        }
+        other => panic!("{tier:?}: {other:?}"),
+    }
+    assert_eq!(m.cpu.cr2, fault_addr, "{tier:?}: CR2");
+}
+
+/// With CR4.SMAP, kernel reads of user pages work between STAC and CLAC and fault after
+/// CLAC (P set: a protection fault, not a missing page), in a loop so the JIT runs it too.
+#[test]
+fn smap_follows_stac_and_clac() {
+    let mut a = CodeAssembler::new(64).unwrap();
+    let mut top = a.create_label();
+    a.mov(rax, cr4).unwrap();
+    a.or(rax, 1 << 21).unwrap();
+    a.mov(cr4, rax).unwrap();
+    a.mov(ecx, 10).unwrap();
+    a.set_label(&mut top).unwrap();
+    a.stac().unwrap();
+    a.mov(rbx, qword_ptr(0x3000)).unwrap();
+    a.clac().unwrap();
+    a.dec(ecx).unwrap();
+    a.jnz(top).unwrap();
+    a.mov(rdx, qword_ptr(0x3008)).unwrap();
+    a.hlt().unwrap();
+    let code = a.assemble(0x1000).unwrap();
+    let faulting = 0x1000 + code.len() as u64 - 1 - 8;
+    for tier in TIERS {
+        let (m, end) = run(&code, tier);
+        expect_pf(&m, end, tier, 0x1, faulting, 0x3008);
+        assert_eq!(m.cpu.gpr(Gpr::Rcx), 0, "{tier:?}: the loop ran");
+    }
+}
+
+/// STAC sets and CLAC clears EFLAGS.AC, as PUSHF sees it.
+#[test]
+fn stac_sets_and_clac_clears_ac() {
+    let mut a = CodeAssembler::new(64).unwrap();
+    a.stac().unwrap();
+    a.pushfq().unwrap();
+    a.pop(rbx).unwrap();
+    a.clac().unwrap();
+    a.pushfq().unwrap();
+    a.pop(rcx).unwrap();
+    a.hlt().unwrap();
+    let code = a.assemble(0x1000).unwrap();
+    for tier in TIERS {
+        let (m, end) = run(&code, tier);
+        assert_eq!(end, RunEnd::Halted, "{tier:?}");
+        assert_ne!(
+            m.cpu.gpr(Gpr::Rbx) & (1 << 18),
+            0,
+            "{tier:?}: AC after STAC"
+        );
+        assert_eq!(
+            m.cpu.gpr(Gpr::Rcx) & (1 << 18),
+            0,
+            "{tier:?}: AC after CLAC"
+        );
+    }
+}
+
+/// With CR4.SMEP the kernel cannot execute from a user page: the fetch of the instruction
+/// after the MOV to CR4 faults with P and I/D set.
+#[test]
+fn smep_stops_kernel_fetches_from_user_pages() {
+    let mut a = CodeAssembler::new(64).unwrap();
+    a.mov(rax, cr4).unwrap();
+    a.or(rax, 1 << 20).unwrap();
+    a.mov(cr4, rax).unwrap();
+    a.nop().unwrap();
+    a.hlt().unwrap();
+    let code = a.assemble(0x1000).unwrap();
+    let nop = 0x1000 + code.len() as u64 - 2;
+    for tier in TIERS {
+        let (m, end) = run(&code, tier);
+        expect_pf(&m, end, tier, 0x11, nop, nop);
+    }
+}
