@@ -18,7 +18,8 @@ const STACK32_SHIFT: u32 = MODE_SHIFT + 2; // 1 bit: SS.B
 const CPL_SHIFT: u32 = STACK32_SHIFT + 1; // 2 bits
 const PE_SHIFT: u32 = CPL_SHIFT + 2; // 1 bit
 const PG_SHIFT: u32 = PE_SHIFT + 1; // 1 bit
-const TF_SHIFT: u32 = PG_SHIFT + 1; // 1 bit: single-step translates one instruction per block
+                                    // 1 bit: one instruction per block, for TF single-stepping and armed instruction breakpoints.
+const TF_SHIFT: u32 = PG_SHIFT + 1;
 const LAST_BIT: u32 = TF_SHIFT + 1;
 const _: () = assert!(LAST_BIT <= 64, "BlockKey fields overflow a u64");
 
@@ -43,7 +44,9 @@ impl BlockKey {
             | cpl << CPL_SHIFT
             | u64::from(cpu.cr0 & CR0_PE != 0) << PE_SHIFT
             | u64::from(cpu.cr0 & CR0_PG != 0) << PG_SHIFT
-            | u64::from(cpu.rflags & crate::flags::TF != 0) << TF_SHIFT;
+            | u64::from(
+                cpu.rflags & crate::flags::TF != 0 || crate::debug::exec_breakpoints_armed(cpu),
+            ) << TF_SHIFT;
         BlockKey {
             ip: cpu.rip,
             cs_base: cpu.seg[SegReg::Cs as usize].base,
@@ -96,7 +99,8 @@ impl BlockKey {
         (self.bits >> STACK32_SHIFT) & 1 != 0
     }
 
-    /// True when the block was translated for single-stepping.
+    /// True when the block was translated for single-stepping (TF, or an armed instruction
+    /// breakpoint): one instruction, always interpreted.
     pub fn single_step(self) -> bool {
         (self.bits >> TF_SHIFT) & 1 != 0
     }

@@ -13,6 +13,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod debug;
 pub mod exception;
 pub mod far;
 pub mod fastcall;

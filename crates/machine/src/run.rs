@@ -3,7 +3,7 @@
 
 use crane86_runtime::interrupt::{self, Combined, Delivery, Event, EventKind};
 use crane86_runtime::memory::fetch_phys;
-use crane86_runtime::{flags as fl, BlockKey, Exception, Fault, LazyFlags, SegReg};
+use crane86_runtime::{debug, flags as fl, BlockKey, Exception, Fault, LazyFlags, SegReg};
 use crane86_translator::interp::{self, run_block, InterpExit};
 use crane86_translator::jit::EXIT_FAULT;
 
@@ -178,6 +178,15 @@ impl Machine {
                 }
             } else {
                 let single_step = self.cpu.rflags & fl::TF != 0;
+                let rf = self.cpu.rflags & fl::RF != 0;
+                if key.single_step() && !rf {
+                    if let Some(hits) = debug::exec_breakpoint_hit(&self.cpu, linear) {
+                        // An instruction breakpoint is a fault: before the instruction runs.
+                        self.cpu.dr[6] = (self.cpu.dr[6] & !0xf) | hits;
+                        self.cpu.raise(Fault::new(Exception::Debug), 0);
+                        continue;
+                    }
+                }
                 let block = &self.cache.block(id).decoded;
                 let (exit, n) = run_block(
                     &mut self.cpu,
@@ -190,6 +199,10 @@ impl Machine {
                 self.cpu.retired += n;
                 self.stats.interp_runs += 1;
                 remaining = remaining.saturating_sub(n);
+                if rf && n > 0 {
+                    // RF suppressed the breakpoint check for one instruction, now retired.
+                    self.cpu.rflags &= !fl::RF;
+                }
                 if single_step && n > 0 && self.cpu.fault.pending == 0 {
                     // TF was set when the instruction began: a single-step trap after it
                     // (SDM Vol. 3 18.3.1.4), RIP already at the next instruction. An

@@ -431,3 +431,35 @@ fn a_fault_loop_ends_at_the_limit() {
         assert_eq!(m.cpu.rip, 0x2000, "{tier:?}");
     }
 }
+
+/// An armed instruction breakpoint (DR0, DR7.L0) raises #DB before the instruction runs,
+/// with DR6.B0 set, in every tier.
+#[test]
+fn instruction_breakpoints_fault_before_the_instruction() {
+    use crane86_runtime::Exception;
+    let mut a = CodeAssembler::new(64).unwrap();
+    let mut target = a.create_label();
+    a.lea(rax, ptr(target)).unwrap();
+    a.mov(dr0, rax).unwrap();
+    a.mov(eax, 1).unwrap();
+    a.mov(dr7, rax).unwrap();
+    a.mov(ebx, 7).unwrap();
+    a.set_label(&mut target).unwrap();
+    a.mov(ebx, 8).unwrap();
+    a.hlt().unwrap();
+    let code = a.assemble(0x1000).unwrap();
+    let at = 0x1000 + code.len() as u64 - 6;
+    for tier in TIERS {
+        let mut m = machine(tier);
+        m.load_flat(&code, 0x1000, 0x1000, CpuMode::Long64).unwrap();
+        match m.run(Some(100)).unwrap() {
+            RunEnd::Fault { fault, rip } => {
+                assert_eq!(fault.exception, Exception::Debug, "{tier:?}");
+                assert_eq!(rip, at, "{tier:?}");
+            }
+            other => panic!("{tier:?}: {other:?}"),
+        }
+        assert_eq!(m.cpu.gpr(Gpr::Rbx), 7, "{tier:?}: stopped before the MOV");
+        assert_eq!(m.cpu.dr[6] & 0xf, 1, "{tier:?}: DR6.B0");
+    }
+}
