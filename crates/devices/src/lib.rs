@@ -28,6 +28,7 @@
 pub mod acpi_pm;
 mod bus;
 mod clock;
+pub mod fw_cfg;
 pub mod hpet;
 pub mod i8042;
 pub mod ioapic;
