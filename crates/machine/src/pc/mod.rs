@@ -41,6 +41,14 @@ use wiring::{IsaIrq, PcMmio, Shared};
 
 mod irq;
 
+/// Indexes of LINT0 and LINT1 among the local APIC's LVT entries (timer, thermal,
+/// performance, LINT0, LINT1, error).
+const LVT_LINT0: usize = 3;
+const LVT_LINT1: usize = 4;
+/// LVT values: unmasked, delivery mode ExtINT (7) and NMI (4).
+const LINT0_EXTINT: u32 = 0x700;
+const LINT1_NMI: u32 = 0x400;
+
 /// TSC frequency: the TSC counts virtual nanoseconds.
 pub const TSC_HZ: u64 = 1_000_000_000;
 /// The RTC's wall-clock time at virtual time 0 (2026-01-01 00:00:00 UTC): fixed, so that
@@ -116,7 +124,15 @@ impl Pc {
         let dyn_clock: Arc<dyn Clock> = Arc::new(clock.clone());
         let serial = SerialSink::default();
 
-        let lapic = Arc::new(Mutex::new(LocalApic::new(0, dyn_clock.clone(), TSC_HZ)));
+        let mut bsp_apic = LocalApic::new(0, dyn_clock.clone(), TSC_HZ);
+        // What SeaBIOS leaves (and QEMU's reset sets) on the BSP: LINT0 in ExtINT mode, so
+        // that the 8259 reaches the CPU through the enabled APIC (virtual wire), and LINT1
+        // as NMI.
+        let mut regs = bsp_apic.state();
+        regs.lvt[LVT_LINT0] = LINT0_EXTINT;
+        regs.lvt[LVT_LINT1] = LINT1_NMI;
+        bsp_apic.restore(&regs);
+        let lapic = Arc::new(Mutex::new(bsp_apic));
         let ioapic = Arc::new(Mutex::new(IoApic::new(1, lapic.clone())));
         let pic = Arc::new(Mutex::new(PicPair::new()));
         let isa = |irq| IsaIrq {
@@ -260,5 +276,46 @@ impl Pc {
         let port92 = self.port92.lock().take_reset_request();
         let cf9 = self.pci.lock().take_reset_request().is_some();
         kbd || port92 || cf9
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One step of Knuth's MMIX LCG, for reproducible noise.
+    fn lcg(x: u64) -> u64 {
+        x.wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407)
+    }
+
+    #[test]
+    fn any_port_or_mmio_access_of_any_size_is_harmless() {
+        let (mut pc, mut mmio) = Pc::new(16 << 20).unwrap();
+        let mut x = 1u64;
+        for port in 0..=u16::MAX {
+            for size in [0, 1, 2, 3, 4, 8] {
+                x = lcg(x);
+                pc.port_io().port_write(port, size, (x >> 32) as u32);
+                let _ = pc.port_io().port_read(port, size);
+            }
+        }
+        for base in [LAPIC_BASE, IOAPIC_BASE, HPET_BASE] {
+            for off in 0..0x1010 {
+                for size in [0, 1, 2, 3, 4, 8, 9] {
+                    x = lcg(x);
+                    mmio.mmio_write(base + off, size, x);
+                    let _ = mmio.mmio_read(base + off, size);
+                }
+            }
+        }
+        let _ = pc.take_reset_request();
+    }
+
+    #[test]
+    fn unclaimed_mmio_floats_high() {
+        let (_pc, mut mmio) = Pc::new(16 << 20).unwrap();
+        assert_eq!(mmio.mmio_read(0xfeb0_0000, 4), 0xffff_ffff);
+        assert_eq!(mmio.mmio_read(0xfeb0_0000, 8), u64::MAX);
     }
 }
