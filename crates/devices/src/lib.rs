@@ -38,6 +38,7 @@ pub mod pci;
 pub mod pic;
 pub mod pit;
 pub mod rtc;
+pub mod testdev;
 pub mod uart;
 
 #[cfg(test)]

@@ -3,9 +3,11 @@
 //!
 //! Port map: 8259 PIC pair (0x20, 0xA0, ELCR 0x4D0), 8254 PIT (0x40) and port B (0x61),
 //! i8042 (0x60, 0x64), CMOS/RTC (0x70), POST codes (0x80), port A (0x92), debugcon (0xE9),
-//! isa-debug-exit (0xF4, 4 ports as QEMU's `iosize=0x4`), COM1 (0x3F8), fw_cfg (0x510), the
+//! isa-debug-exit (0xF4, 4 ports as QEMU's `iosize=0x4`), QEMU's pc-testdev (0xE0-0xE7 and
+//! IRQ lines at 0x2000), COM1 (0x3F8), fw_cfg (0x510), the
 //! ACPI PM block (0x600), PCI configuration mechanism #1 and the reset register (0xCF8).
-//! MMIO: I/O APIC (0xFEC00000), HPET (0xFED00000), local APIC (0xFEE00000).
+//! MMIO: I/O APIC (0xFEC00000), HPET (0xFED00000), local APIC (0xFEE00000), pc-testdev's
+//! scratch memory (0xFF000000).
 //!
 //! ISA interrupts reach both the 8259 and the I/O APIC ([`wiring::IsaIrq`]), IRQ 0 on I/O
 //! APIC pin 2 as every PC firmware reports; the HPET drives I/O APIC pins. The local APIC
@@ -31,6 +33,10 @@ use crane86_devices::pci::{PciBus, PciHost, PciHostPorts, PCI_CONFIG_PORT, PCI_C
 use crane86_devices::pic::{ElcrPorts, PicChip, PicPair, PicPorts};
 use crane86_devices::pit::{Pit, PitPorts, Port61};
 use crane86_devices::rtc::Rtc;
+use crane86_devices::testdev::{
+    TestDevIomem, TestDevIrqs, TestDevPorts, TESTDEV_IOMEM_BASE, TESTDEV_IOMEM_LEN, TESTDEV_IRQS,
+    TESTDEV_IRQ_PORT, TESTDEV_PORT, TESTDEV_PORTS_LEN,
+};
 use crane86_devices::uart::{Uart, UART_PORTS};
 use crane86_devices::{BusError, Clock, IrqLine, ManualClock, MmioBus, PortBus, PortDevice};
 use crane86_runtime::PortIo;
@@ -184,6 +190,29 @@ impl Pc {
             Box::new(Uart::new(isa(4), serial.clone())),
         )?;
         bus.insert(
+            TESTDEV_PORT,
+            TESTDEV_PORTS_LEN,
+            Box::new(TestDevPorts::new()),
+        )?;
+        let testdev_lines = (0..TESTDEV_IRQS as u8)
+            .map(|irq| {
+                // ISA IRQs 0-15 reach both controllers; the I/O APIC's pins 16-23 only it.
+                if irq < 16 {
+                    Arc::new(isa(irq)) as Arc<dyn IrqLine>
+                } else {
+                    Arc::new(IoApicLine {
+                        ioapic: ioapic.clone(),
+                        pin: irq,
+                    })
+                }
+            })
+            .collect();
+        bus.insert(
+            TESTDEV_IRQ_PORT,
+            TESTDEV_IRQS,
+            Box::new(TestDevIrqs::new(testdev_lines)),
+        )?;
+        bus.insert(
             FW_CFG_PORT,
             FW_CFG_PORTS_LEN,
             Box::new(FwCfg::new(ram_bytes, 1)),
@@ -206,6 +235,11 @@ impl Pc {
             Box::new(IoApicMmio {
                 ioapic: ioapic.clone(),
             }),
+        )?;
+        mmio.insert(
+            TESTDEV_IOMEM_BASE,
+            TESTDEV_IOMEM_LEN,
+            Box::new(TestDevIomem::new()),
         )?;
         mmio.insert(
             HPET_BASE,
