@@ -132,13 +132,18 @@ pub struct Machine {
 
 impl Machine {
     /// Loads a multiboot v1 kernel (ELF32 or a.out kludge) with its command line and modules
-    /// and points the CPU at its entry in 32-bit protected mode.
+    /// and points the CPU at its entry in 32-bit protected mode. On the PC board the devices
+    /// and low memory start as a BIOS would leave them ([`pc`]'s `bios` module).
     pub fn load_multiboot(
         &mut self,
         image: &[u8],
         cmdline: &str,
         modules: &[loader::multiboot::Module<'_>],
     ) -> Result<(), MachineError> {
+        if let Some(pc) = self.pc.as_mut() {
+            // Before the loader, which may put its tables over the BIOS's low memory.
+            pc::bios::handoff(pc, &mut self.mem);
+        }
         self.cpu = loader::multiboot::load(&mut self.mem, image, cmdline, modules)?;
         self.cache.flush(&mut self.mem);
         Ok(())

@@ -163,8 +163,10 @@ impl Machine {
                 // The first instruction runs into a page that cannot be fetched: that
                 // fetch's fault, at this instruction.
                 let next = (linear | 0xfff).wrapping_add(1);
-                if let Err(f) = fetch_phys(&mut self.cpu, &mut self.mem, next) {
-                    self.cpu.raise(f, next);
+                match fetch_phys(&mut self.cpu, &mut self.mem, next) {
+                    Err(f) => self.cpu.raise(f, next),
+                    // Not RAM: the bus floats high and FF FF is not an instruction.
+                    Ok(_) => self.cpu.raise(Fault::new(Exception::InvalidOpcode), linear),
                 }
                 continue;
             }

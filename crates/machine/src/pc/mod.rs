@@ -18,6 +18,7 @@
 //! = 1 ns, plus the time HLT skipped. The TSC ticks at the same 1 GHz, so the local APIC's
 //! TSC-deadline conversion is the identity.
 
+pub(crate) mod bios;
 mod wiring;
 
 use std::sync::Arc;
