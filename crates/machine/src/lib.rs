@@ -120,8 +120,10 @@ pub struct Machine {
     pub ports: FlatPorts,
     /// The PC board's devices, on [`Board::Pc`].
     pub pc: Option<Box<pc::Pc>>,
-    /// An interrupt shadow (after STI) holds external interrupts off for one block.
+    /// An interrupt shadow (after STI, MOV SS, POP SS) holds interrupts off for one block.
     irq_shadow: bool,
+    /// An NMI handler is running: further NMIs wait for its IRET.
+    nmi_blocked: bool,
     /// The translation cache.
     pub cache: Cache,
     /// Run statistics.
@@ -190,6 +192,7 @@ impl Machine {
             ports: FlatPorts::default(),
             pc,
             irq_shadow: false,
+            nmi_blocked: false,
             cache: Cache::new(cfg.tier, cfg.code_arena_bytes, cfg.jit)?,
             stats: MachineStats::default(),
             exceptions: cfg.exceptions,

@@ -71,6 +71,33 @@ pub struct MachineStats {
     pub interrupts: u64,
 }
 
+/// What an instruction means for interrupt delivery right after it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum InterruptEffect {
+    /// STI: a one-instruction shadow if it set IF.
+    Sti,
+    /// MOV SS or POP SS: a one-instruction shadow.
+    LoadSs,
+    /// IRET: ends NMI blocking.
+    Iret,
+    /// Nothing special.
+    None,
+}
+
+fn interrupt_effect(insn: &iced_x86::Instruction) -> InterruptEffect {
+    use iced_x86::{Mnemonic, OpKind, Register};
+    match insn.mnemonic() {
+        Mnemonic::Sti => InterruptEffect::Sti,
+        Mnemonic::Iret | Mnemonic::Iretd | Mnemonic::Iretq => InterruptEffect::Iret,
+        Mnemonic::Mov | Mnemonic::Pop
+            if insn.op0_kind() == OpKind::Register && insn.op0_register() == Register::SS =>
+        {
+            InterruptEffect::LoadSs
+        }
+        _ => InterruptEffect::None,
+    }
+}
+
 /// DR6.BS: the #DB was a single-step trap.
 const DR6_BS: u64 = 1 << 14;
 
@@ -202,6 +229,7 @@ impl Machine {
             } else {
                 let single_step = self.cpu.rflags & fl::TF != 0;
                 let block = &self.cache.block(id).decoded;
+                let last = block.insns.last().map(|d| interrupt_effect(&d.insn));
                 let io: &mut dyn crane86_runtime::PortIo = match self.pc.as_mut() {
                     Some(pc) => pc.port_io(),
                     None => &mut self.ports,
@@ -219,10 +247,21 @@ impl Machine {
                     self.cpu.dr[6] |= DR6_BS;
                     self.cpu.raise(Fault::new(Exception::Debug), 0);
                 }
-                // STI (and POPF/IRET that set IF, which need no shadow but lose nothing by
-                // it) holds interrupts off for the next instruction; the shadow lasts one
-                // block, which starts with that instruction.
-                self.irq_shadow = if_before == 0 && self.cpu.rflags & fl::IF != 0;
+                // STI that sets IF, and MOV SS/POP SS, hold interrupts off for the next
+                // instruction; the shadow lasts one block, which starts with that
+                // instruction. (Runtime instructions are alone in their block, so `last` is
+                // the one that ran.)
+                let sets_if = if_before == 0 && self.cpu.rflags & fl::IF != 0;
+                self.irq_shadow = n > 0
+                    && match last {
+                        Some(InterruptEffect::Sti) => sets_if,
+                        Some(InterruptEffect::LoadSs) => true,
+                        Some(InterruptEffect::Iret) => {
+                            self.nmi_blocked = false;
+                            false
+                        }
+                        _ => false,
+                    };
                 match exit {
                     InterpExit::Halt => {
                         if !self.halt() {

@@ -59,11 +59,17 @@ impl Pc {
         self.rtc.lock().update();
         self.hpet.lock().update();
         self.pm.lock().update();
-        let (apic_pending, wire, cr8) = {
+        let (apic_pending, wire, cr8, nmi) = {
             let mut l = self.lapic.lock();
             l.update();
-            (l.has_interrupt(), l.accepts_pic_interrupts(), l.cr8())
+            (
+                l.has_interrupt(),
+                l.accepts_pic_interrupts(),
+                l.cr8(),
+                l.take_nmi(),
+            )
         };
+        self.nmi_pending |= nmi;
         cpu.cr8 = cr8;
         self.synced_cr8 = cr8;
         self.pending = apic_pending || (wire && self.pic.lock().has_interrupt());
@@ -105,7 +111,7 @@ impl Pc {
     /// deadline (the TSC jumps with it). False when nothing can ever wake the CPU.
     fn idle(&mut self, cpu: &mut CpuState) -> bool {
         self.refresh(cpu);
-        if self.pending {
+        if self.pending || self.nmi_pending {
             return true;
         }
         let now = self.clock.now_ns();
@@ -130,35 +136,42 @@ impl Machine {
         if pc.take_reset_request() {
             return Some(RunEnd::Reset);
         }
-        if !pc.pending || self.cpu.rflags & fl::IF == 0 || self.irq_shadow {
+        if self.irq_shadow {
+            return None;
+        }
+        if pc.nmi_pending && !self.nmi_blocked {
+            // NMIs ignore IF; further NMIs wait until the handler's IRET.
+            pc.nmi_pending = false;
+            self.nmi_blocked = true;
+            return self.deliver_external(2, EventKind::Nmi);
+        }
+        if !pc.pending || self.cpu.rflags & fl::IF == 0 {
             return None;
         }
         let vector = pc.acknowledge()?;
-        self.deliver_external(vector)
+        self.deliver_external(vector, EventKind::External)
     }
 
     /// HLT on the PC board: true when the CPU can be woken (the loop goes on), false when
     /// the run must end with [`RunEnd::Halted`].
     pub(crate) fn halt(&mut self) -> bool {
-        if self.cpu.rflags & fl::IF == 0 {
-            // No NMI source exists yet: with IF clear nothing wakes the CPU.
-            return false;
-        }
         self.irq_shadow = false;
-        match self.pc.as_mut() {
-            Some(pc) => pc.idle(&mut self.cpu),
-            None => false,
+        let Some(pc) = self.pc.as_mut() else {
+            return false;
+        };
+        if self.cpu.rflags & fl::IF == 0 {
+            // Only an NMI can wake the CPU now, and only one already on its way.
+            pc.refresh(&mut self.cpu);
+            return pc.nmi_pending && !self.nmi_blocked;
         }
+        pc.idle(&mut self.cpu)
     }
 
-    /// Delivers external interrupt `vector` through the IDT (the real-mode IVT); a fault
-    /// while doing so is delivered as an exception.
-    fn deliver_external(&mut self, vector: u8) -> Option<RunEnd> {
+    /// Delivers external interrupt or NMI `vector` through the IDT (the real-mode IVT); a
+    /// fault while doing so is delivered as an exception.
+    fn deliver_external(&mut self, vector: u8, kind: EventKind) -> Option<RunEnd> {
         self.cpu.link = 0;
-        let event = Event {
-            vector,
-            kind: EventKind::External,
-        };
+        let event = Event { vector, kind };
         let flags = interp::rflags(&self.cpu);
         match interrupt::deliver(&mut self.cpu, &mut self.mem, event, flags) {
             Ok(v) => {

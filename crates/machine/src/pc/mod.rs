@@ -83,6 +83,8 @@ pub struct Pc {
     next_deadline: Option<u64>,
     /// An interrupt was pending at the controllers at the last look.
     pending: bool,
+    /// The local APIC received an NMI the CPU has not taken yet.
+    nmi_pending: bool,
     /// IA32_APIC_BASE and CR8 as last copied between the CPU and the local APIC.
     synced_apic_base: u64,
     synced_cr8: u64,
@@ -273,6 +275,7 @@ impl Pc {
             idle_ns: 0,
             next_deadline: None,
             pending: false,
+            nmi_pending: false,
             synced_apic_base,
             synced_cr8: 0,
         };
