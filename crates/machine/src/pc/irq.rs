@@ -46,12 +46,13 @@ impl Pc {
     }
 
     /// Brings every timer up to date and recomputes the next deadline and whether an
-    /// interrupt is pending, if anything may have changed since the last look.
-    fn refresh(&mut self, cpu: &mut CpuState) {
+    /// interrupt is pending, if anything may have changed since the last look. Returns
+    /// whether it looked.
+    fn refresh(&mut self, cpu: &mut CpuState) -> bool {
         self.sync(cpu);
         let now = self.clock.now_ns();
         if !self.ports.touched && self.next_deadline.is_none_or(|d| now < d) {
-            return;
+            return false;
         }
         self.ports.touched = false;
         // One lock at a time: timers may lock the interrupt controllers behind them.
@@ -83,6 +84,7 @@ impl Pc {
         .into_iter()
         .flatten()
         .min();
+        true
     }
 
     /// Instructions the CPU may retire before the next timer deadline (at least 1), or
@@ -132,8 +134,8 @@ impl Machine {
     /// the run ends, if it does.
     pub(crate) fn service_devices(&mut self) -> Option<RunEnd> {
         let pc = self.pc.as_mut()?;
-        pc.refresh(&mut self.cpu);
-        if pc.take_reset_request() {
+        // Reset requests only come from port writes, which make `refresh` look.
+        if pc.refresh(&mut self.cpu) && pc.take_reset_request() {
             return Some(RunEnd::Reset);
         }
         if self.irq_shadow {
