@@ -171,3 +171,49 @@ fn hlt_with_interrupts_disabled_or_no_timer_ends_the_run() {
         assert_eq!(m.run(Some(1000)).unwrap(), RunEnd::Halted, "{tier:?}");
     }
 }
+
+/// STI holds interrupts off for exactly one instruction (`sti; cli` takes none), and
+/// interrupts that became pending while IF was clear are all taken as soon as it is set:
+/// the handler's IRET reopens the window at once (no shadow after IRET), so `sti; nop; cli`
+/// takes both of two pending self-IPIs. The same in every tier.
+#[test]
+fn the_sti_shadow_is_one_instruction_and_iret_opens_the_window() {
+    const APIC: u32 = 0xfee0_0000;
+    const SEEN_AFTER_SHADOW: u64 = 0x3010;
+    for tier in TIERS {
+        let mut m = machine(tier);
+        load(
+            &mut m,
+            0x40,
+            0,
+            |a| {
+                a.mov(dword_ptr(APIC + 0xf0), 0x1ff)?;
+                // Two fixed self-IPIs (shorthand "self"), vectors 0x40 and 0x41, with IF=0.
+                a.mov(dword_ptr(APIC + 0x300), 0x4_0040)?;
+                a.mov(dword_ptr(APIC + 0x300), 0x4_0041)?;
+                a.sti()?;
+                a.cli()?;
+                a.mov(eax, dword_ptr(COUNTER))?;
+                a.mov(dword_ptr(SEEN_AFTER_SHADOW), eax)?;
+                a.sti()?;
+                a.nop()?;
+                a.cli()?;
+                // Report here, before `load`'s HLT loop.
+                a.mov(eax, dword_ptr(COUNTER))?;
+                a.out(0xf4, al)
+            },
+            |a| a.mov(dword_ptr(APIC + 0xb0), 0),
+        );
+        m.mem
+            .load(IDT + 8 * 0x41, &interrupt_gate().to_le_bytes())
+            .unwrap();
+        let end = m.run(Some(100_000)).unwrap();
+        assert_eq!(end, RunEnd::DebugExit(2), "{tier:?}");
+        let seen = &m.mem.ram()[SEEN_AFTER_SHADOW as usize..][..4];
+        assert_eq!(
+            seen,
+            [0, 0, 0, 0],
+            "{tier:?}: an interrupt inside the STI shadow"
+        );
+    }
+}
