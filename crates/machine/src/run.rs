@@ -205,10 +205,11 @@ impl Machine {
                 limit = limit.min(n);
             }
             if self.irq_shadow {
+                // Exactly one instruction: interpreted, since a compiled block runs whole.
                 limit = 1;
             }
             let if_before = self.cpu.rflags & fl::IF;
-            if self.cache.prepare(id)? {
+            if !self.irq_shadow && self.cache.prepare(id)? {
                 self.cache.link(token, id);
                 let slice = limit.min(SLICE as u64) as i64;
                 self.cpu.budget = slice;
