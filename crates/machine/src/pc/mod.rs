@@ -44,7 +44,7 @@ use crane86_runtime::PortIo;
 use parking_lot::Mutex;
 
 pub use wiring::SerialSink;
-use wiring::{IsaIrq, PcMmio, Shared};
+use wiring::{ApicPage, IsaIrq, PcMmio, Shared};
 
 mod irq;
 
@@ -252,10 +252,10 @@ impl Pc {
         mmio.insert(
             LAPIC_BASE,
             LAPIC_SIZE,
-            Box::new(LapicMmio {
+            Box::new(ApicPage(LapicMmio {
                 lapic: lapic.clone(),
                 eoi: ioapic,
-            }),
+            })),
         )?;
         let synced_apic_base = lapic.lock().apic_base();
         let pc = Pc {
@@ -348,6 +348,19 @@ mod tests {
             }
         }
         let _ = pc.take_reset_request();
+    }
+
+    #[test]
+    fn a_globally_disabled_apic_does_not_decode_its_page() {
+        let (pc, mut mmio) = Pc::new(16 << 20).unwrap();
+        let version = mmio.mmio_read(LAPIC_BASE + 0x30, 4);
+        assert_ne!(version, 0xffff_ffff);
+        assert!(pc.lapic.lock().set_apic_base(LAPIC_BASE));
+        assert_eq!(mmio.mmio_read(LAPIC_BASE + 0x30, 4), 0xffff_ffff);
+        mmio.mmio_write(LAPIC_BASE + 0x80, 4, 0xff);
+        assert!(pc.lapic.lock().set_apic_base(LAPIC_BASE | (1 << 11)));
+        assert_eq!(mmio.mmio_read(LAPIC_BASE + 0x30, 4), version);
+        assert_eq!(mmio.mmio_read(LAPIC_BASE + 0x80, 4), 0, "the write went nowhere");
     }
 
     #[test]

@@ -6,8 +6,9 @@ use std::io::Write;
 use std::sync::Arc;
 
 use crane86_devices::ioapic::IoApic;
+use crane86_devices::lapic::LapicMmio;
 use crane86_devices::pic::PicPair;
-use crane86_devices::{IrqLine, MmioBus, PortDevice};
+use crane86_devices::{IrqLine, MmioBus, MmioDevice, PortDevice};
 use crane86_runtime::MmioHandler;
 use parking_lot::Mutex;
 
@@ -115,5 +116,29 @@ impl Write for SerialSink {
             std::io::stdout().flush()?;
         }
         Ok(())
+    }
+}
+
+/// IA32_APIC_BASE.EN: the APIC is globally enabled.
+const APIC_BASE_ENABLE: u64 = 1 << 11;
+
+/// The local APIC's page as the bus sees it: while IA32_APIC_BASE.EN is clear the APIC does
+/// not decode it, so reads float high and writes go nowhere (kvm-unit-tests' apic_disable
+/// checks this).
+pub(crate) struct ApicPage(pub(crate) LapicMmio);
+
+impl MmioDevice for ApicPage {
+    fn read(&mut self, offset: u64, size: u8) -> u64 {
+        if self.0.lapic.lock().apic_base() & APIC_BASE_ENABLE == 0 {
+            return u64::MAX >> (64 - 8 * u32::from(size.clamp(1, 8)));
+        }
+        self.0.read(offset, size)
+    }
+
+    fn write(&mut self, offset: u64, size: u8, value: u64) {
+        if self.0.lapic.lock().apic_base() & APIC_BASE_ENABLE == 0 {
+            return;
+        }
+        self.0.write(offset, size, value)
     }
 }
