@@ -360,7 +360,11 @@ mod tests {
         mmio.mmio_write(LAPIC_BASE + 0x80, 4, 0xff);
         assert!(pc.lapic.lock().set_apic_base(LAPIC_BASE | (1 << 11)));
         assert_eq!(mmio.mmio_read(LAPIC_BASE + 0x30, 4), version);
-        assert_eq!(mmio.mmio_read(LAPIC_BASE + 0x80, 4), 0, "the write went nowhere");
+        assert_eq!(
+            mmio.mmio_read(LAPIC_BASE + 0x80, 4),
+            0,
+            "the write went nowhere"
+        );
     }
 
     #[test]
