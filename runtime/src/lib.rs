@@ -30,5 +30,5 @@ pub mod task;
 pub use exception::{Exception, Fault};
 pub use flags::{CcKind, CcOp, LazyFlags};
 pub use key::BlockKey;
-pub use memory::{MemError, PhysMem, PortIo};
+pub use memory::{MemError, MmioHandler, PhysMem, PortIo};
 pub use state::{CpuMode, CpuState, DescriptorTable, Gpr, SegReg, Segment};

@@ -116,6 +116,19 @@ pub trait PortIo {
     fn port_write(&mut self, port: u16, size: u8, value: u32);
 }
 
+/// Memory-mapped devices as seen by the CPU: every guest physical access outside RAM ends up
+/// here (the machine puts its MMIO bus behind it). Accesses reach it only through the slow
+/// paths, because TLB entries are never filled for pages that are not RAM.
+///
+/// An implementation must accept any address, size (1..=8) and value from the guest without
+/// panicking; an address nothing decodes reads as all-ones.
+pub trait MmioHandler: Send {
+    /// Reads `size` bytes (1..=8) at guest physical address `addr`.
+    fn mmio_read(&mut self, addr: u64, size: u32) -> u64;
+    /// Writes the low `size` bytes (1..=8) of `value` at guest physical address `addr`.
+    fn mmio_write(&mut self, addr: u64, size: u32, value: u64);
+}
+
 /// Guest RAM: one anonymous host mapping.
 pub struct GuestRam {
     map: MmapMut,
@@ -140,6 +153,8 @@ pub struct PhysMem {
     code_pages: Vec<u64>,
     /// Code pages written since the run loop last looked (see [`PhysMem::take_dirty_code`]).
     dirty_code: Vec<u64>,
+    /// Where accesses outside RAM go; without it they float high and writes are dropped.
+    mmio: Option<Box<dyn MmioHandler>>,
 }
 
 impl PhysMem {
@@ -151,7 +166,18 @@ impl PhysMem {
             ram,
             code_pages: vec![0; pages.div_ceil(64) as usize],
             dirty_code: Vec::new(),
+            mmio: None,
         })
+    }
+
+    /// Routes every access outside RAM to `handler` (the machine's MMIO bus).
+    pub fn set_mmio(&mut self, handler: Box<dyn MmioHandler>) {
+        self.mmio = Some(handler);
+    }
+
+    /// True when accesses outside RAM reach a device (see [`PhysMem::set_mmio`]).
+    pub fn has_mmio(&self) -> bool {
+        self.mmio.is_some()
     }
 
     /// RAM size in bytes.
@@ -192,11 +218,29 @@ impl PhysMem {
         addr.checked_add(len).is_some_and(|e| e <= self.ram_size())
     }
 
-    /// Reads `size` bytes (1..=8) at a physical address. Outside RAM the bus floats high, as
-    /// on a PC with nothing decoding the address.
-    pub fn read_phys(&self, addr: u64, size: u32) -> u64 {
+    /// Reads `size` bytes (1..=8) at a physical address. Outside RAM the read goes to the
+    /// MMIO handler; with none the bus floats high, as on a PC with nothing decoding the
+    /// address.
+    pub fn read_phys(&mut self, addr: u64, size: u32) -> u64 {
         if !self.is_ram(addr, u64::from(size)) {
+            if let Some(h) = self.mmio.as_mut() {
+                return h.mmio_read(addr, size.clamp(1, 8));
+            }
             tracing::trace!(addr, size, "read from unmapped physical address");
+            return u64::MAX >> (64 - 8 * size.clamp(1, 8));
+        }
+        let mut buf = [0u8; 8];
+        let a = addr as usize;
+        buf[..size as usize].copy_from_slice(&self.ram.map[a..a + size as usize]);
+        u64::from_le_bytes(buf)
+    }
+
+    /// Reads `size` bytes (1..=8) of RAM at a physical address without touching any device:
+    /// outside RAM it reads all-ones. For tests, debuggers and dumps, which must not have side
+    /// effects.
+    pub fn peek_phys(&self, addr: u64, size: u32) -> u64 {
+        let size = size.clamp(1, 8);
+        if !self.is_ram(addr, u64::from(size)) {
             return u64::MAX >> (64 - 8 * size);
         }
         let mut buf = [0u8; 8];
@@ -205,9 +249,14 @@ impl PhysMem {
         u64::from_le_bytes(buf)
     }
 
-    /// Writes `size` bytes (1..=8) at a physical address; writes outside RAM are dropped.
+    /// Writes `size` bytes (1..=8) at a physical address; outside RAM the write goes to the
+    /// MMIO handler, or is dropped when there is none.
     pub fn write_phys(&mut self, addr: u64, size: u32, value: u64) {
         if !self.is_ram(addr, u64::from(size)) {
+            if let Some(h) = self.mmio.as_mut() {
+                h.mmio_write(addr, size.clamp(1, 8), value);
+                return;
+            }
             tracing::trace!(
                 addr,
                 size,
@@ -410,6 +459,7 @@ pub fn read_as(
         pl == Privilege::Implicit,
     )?;
     tlb_fill(cpu, mem, linear, &t, pl);
+    note_mmio(cpu, mem, t.phys, size);
     Ok(mem.read_phys(t.phys, size))
 }
 
@@ -441,8 +491,17 @@ pub fn write_as(
     if mem.is_code_page(t.phys) {
         cpu.smc_pending = 1;
     }
+    note_mmio(cpu, mem, t.phys, size);
     mem.write_phys(t.phys, size, value);
     Ok(())
+}
+
+/// A device access may raise an interrupt or move a timer deadline: ask generated code to
+/// come back to the run loop at its next block exit so the machine can look.
+fn note_mmio(cpu: &CpuState, mem: &PhysMem, phys: u64, size: u32) {
+    if mem.mmio.is_some() && !mem.is_ram(phys, u64::from(size)) {
+        cpu.request_device_attention();
+    }
 }
 
 /// Reads at a linear address as an implicit supervisor access (descriptor tables, the TSS,
@@ -593,6 +652,45 @@ mod tests {
         assert_eq!(cpu.smc_pending, 1);
         assert_eq!(mem.take_dirty_code(), vec![0x2000]);
         assert_eq!(cpu.tlb[0][2].write, TlbEntry::INVALID_TAG);
+    }
+
+    /// Remembers the last write and answers reads with the address.
+    struct Probe(std::sync::Arc<std::sync::Mutex<Vec<(u64, u32, u64)>>>);
+    impl MmioHandler for Probe {
+        fn mmio_read(&mut self, addr: u64, _size: u32) -> u64 {
+            addr
+        }
+        fn mmio_write(&mut self, addr: u64, size: u32, value: u64) {
+            self.0.lock().unwrap().push((addr, size, value));
+        }
+    }
+
+    #[test]
+    fn outside_ram_accesses_reach_the_mmio_handler_and_ask_for_attention() {
+        let mut mem = PhysMem::new(0x1000).unwrap();
+        let log = std::sync::Arc::default();
+        mem.set_mmio(Box::new(Probe(std::sync::Arc::clone(&log))));
+        let mut cpu = CpuState::new(CpuMode::Prot32);
+        write_linear(&mut cpu, &mut mem, 0xfee0_00b0, 4, 0).unwrap();
+        assert_eq!(*log.lock().unwrap(), vec![(0xfee0_00b0, 4, 0)]);
+        assert_eq!(
+            read_linear(&mut cpu, &mut mem, 0xfee0_0020, 4).unwrap(),
+            0xfee0_0020
+        );
+        // Never cached: every access takes the slow path to the device.
+        assert_eq!(cpu.tlb[0][0xee00 & (TLB_ENTRIES - 1)], TlbEntry::INVALID);
+        assert_eq!(
+            cpu.exit_request.load(std::sync::atomic::Ordering::Relaxed),
+            crate::state::EXIT_DEVICE
+        );
+        // RAM accesses do not.
+        cpu.exit_request
+            .store(0, std::sync::atomic::Ordering::Relaxed);
+        write_linear(&mut cpu, &mut mem, 0x10, 4, 1).unwrap();
+        assert_eq!(
+            cpu.exit_request.load(std::sync::atomic::Ordering::Relaxed),
+            0
+        );
     }
 
     #[test]

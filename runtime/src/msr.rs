@@ -43,6 +43,11 @@ pub const GS_BASE: u32 = 0xc000_0101;
 pub const KERNEL_GS_BASE: u32 = 0xc000_0102;
 /// TSC_AUX (RDTSCP, RDPID).
 pub const TSC_AUX: u32 = 0xc000_0103;
+/// The legacy AMD performance counters (K7 PerfEvtSel0-3 at 0xC0010000-3, PerfCtr0-3 at
+/// 0xC0010004-7), which every AMD64 CPU has whatever CPUID says. They exist so that kernels
+/// that reset them at boot (Linux, kvm-unit-tests) do not fault; they never count: reads
+/// are 0 and writes are dropped.
+pub const K7_PERF: std::ops::RangeInclusive<u32> = 0xc001_0000..=0xc001_0007;
 
 /// The local APIC's default base with the BSP and global-enable bits set.
 pub const APIC_BASE_DEFAULT: u64 = 0xfee0_0000 | (1 << 8) | (1 << 11);
@@ -134,6 +139,7 @@ pub fn read(cpu: &CpuState, index: u32) -> Result<u64, Fault> {
         GS_BASE => cpu.seg[SegReg::Gs as usize].base,
         KERNEL_GS_BASE => cpu.msr.kernel_gs_base,
         TSC_AUX => cpu.msr.tsc_aux,
+        i if K7_PERF.contains(&i) => 0,
         _ => return Err(gp()),
     })
 }
@@ -192,6 +198,7 @@ pub fn write(cpu: &mut CpuState, index: u32, value: u64) -> Result<(), Fault> {
         GS_BASE => cpu.seg[SegReg::Gs as usize].base = need_canonical(value)?,
         KERNEL_GS_BASE => cpu.msr.kernel_gs_base = need_canonical(value)?,
         TSC_AUX => cpu.msr.tsc_aux = value & 0xffff_ffff,
+        i if K7_PERF.contains(&i) => {}
         _ => return Err(gp()),
     }
     Ok(())

@@ -394,7 +394,7 @@ pub fn walk(
 }
 
 /// 32-bit paging. Errors are the error-code bits to add (0 for not present, P|RSVD).
-fn walk32(mem: &PhysMem, regs: &WalkRegs, linear: u64, path: &mut Path) -> Result<Leaf, u32> {
+fn walk32(mem: &mut PhysMem, regs: &WalkRegs, linear: u64, path: &mut Path) -> Result<Leaf, u32> {
     let lin = linear & 0xffff_ffff;
     let pde_addr = (regs.cr3 & 0xffff_f000) | ((lin >> 22) << 2);
     let pde = mem.read_phys(pde_addr, 4);
@@ -446,7 +446,7 @@ const PDPTE_PAE_RSVD: u64 = bits(2, 1) | bits(8, 5) | bits(63, MAXPHYADDR);
 
 /// PAE and 4-level paging. Errors are the error-code bits to add.
 fn walk_long(
-    mem: &PhysMem,
+    mem: &mut PhysMem,
     regs: &WalkRegs,
     linear: u64,
     nxe: bool,

@@ -156,6 +156,12 @@ impl CpuMode {
     }
 }
 
+/// [`CpuState::exit_request`] bit: stop the run (someone outside the guest asked).
+pub const EXIT_STOP: u32 = 1 << 0;
+/// [`CpuState::exit_request`] bit: a device wants the run loop to look at it (an interrupt
+/// may be pending, a timer deadline may have moved); the run goes on.
+pub const EXIT_DEVICE: u32 = 1 << 1;
+
 /// CR0.PE: protection enable.
 pub const CR0_PE: u64 = 1 << 0;
 /// CR0.ET: extension type, reads as 1.
@@ -244,7 +250,8 @@ pub struct CpuState {
     /// The mode this state decodes in; derived from CR0, EFER and CS, kept for speed.
     pub mode: CpuMode,
     /// Set non-zero by anything (a device, a signal handler thread) that needs the vCPU back
-    /// in the run loop; generated code checks it at every chained block exit.
+    /// in the run loop; generated code checks it at every chained block exit. The bits say
+    /// why: [`EXIT_STOP`] ends the run, [`EXIT_DEVICE`] only returns to the loop.
     pub exit_request: AtomicU32,
     /// Guest instructions the vCPU may still retire before it must return to the run loop.
     /// Generated code subtracts each block's length at its exit.
@@ -395,9 +402,16 @@ impl CpuState {
         self.seg[SegReg::Ss as usize].attrs & SEG_DB != 0
     }
 
-    /// Asks the vCPU to come back to the run loop soon; callable from any thread.
+    /// Asks the vCPU to come back to the run loop soon and stop the run; callable from any
+    /// thread.
     pub fn request_exit(&self) {
-        self.exit_request.store(1, Ordering::Release);
+        self.exit_request.fetch_or(EXIT_STOP, Ordering::Release);
+    }
+
+    /// Asks the vCPU to come back to the run loop soon so that the machine can look at its
+    /// devices (an interrupt may be pending); the run goes on.
+    pub fn request_device_attention(&self) {
+        self.exit_request.fetch_or(EXIT_DEVICE, Ordering::Release);
     }
 
     /// Records a fault for the run loop to deliver.

@@ -44,7 +44,7 @@ impl Outcome {
     }
     /// `size` bytes of memory at `addr`.
     pub fn m(&self, addr: u64, size: u32) -> u64 {
-        self.mem.read_phys(addr, size)
+        self.mem.peek_phys(addr, size)
     }
 }
 

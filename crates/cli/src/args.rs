@@ -16,12 +16,27 @@ pub struct Cli {
 pub enum Command {
     /// Run a guest.
     Run(RunArgs),
+    /// Run every test of a built kvm-unit-tests tree (reads DIR/x86/unittests.cfg) and print
+    /// PASS/FAIL/SKIP per test and a summary line.
+    KvmUnitTests(KutArgs),
     /// Check instruction semantics against a reference.
     Conformance {
         /// Which reference.
         #[command(subcommand)]
         against: ConformanceCmd,
     },
+}
+
+/// `kvm-unit-tests` options.
+#[derive(Args, Debug)]
+pub struct KutArgs {
+    /// The top directory of a built kvm-unit-tests tree.
+    pub dir: std::path::PathBuf,
+    /// Only these tests (unittests.cfg section names); all when none are given.
+    pub tests: Vec<String>,
+    /// Cap every test's timeout at this many seconds (unittests.cfg's, 90 s by default).
+    #[arg(long)]
+    pub max_timeout: Option<u64>,
 }
 
 /// Conformance references.

@@ -3,5 +3,6 @@
 #![deny(missing_docs)]
 
 pub mod args;
+pub mod kut;
 pub mod run;
 pub mod stats;

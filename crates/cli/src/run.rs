@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use crane86_machine::{Machine, MachineConfig, RunEnd};
+use crane86_machine::{Board, Machine, MachineConfig, RunEnd};
 use crane86_runtime::CpuMode;
 use crane86_translator::jit::JitOptions;
 use crane86_translator::Tier;
@@ -166,10 +166,15 @@ pub fn run_boot(args: &RunArgs, boot: &Boot) -> Result<Outcome> {
             optimize: args.jit_opt == JitOptArg::Speed,
             ..JitOptions::default()
         },
+        // Multiboot kernels expect a PC around them; flat test guests keep the flat board.
+        board: match boot {
+            Boot::Flat(_) => Board::Flat,
+            Boot::Multiboot { .. } => Board::Pc,
+        },
         ..MachineConfig::default()
     };
     let mut m = Machine::new(&cfg).context("cannot create the machine")?;
-    m.ports.echo = true;
+    m.set_echo(true);
     match boot {
         Boot::Flat(image) => m
             .load_flat(&image.bytes, image.load_addr, image.entry, image.mode)
@@ -214,6 +219,13 @@ pub fn run_boot(args: &RunArgs, boot: &Boot) -> Result<Outcome> {
             EXIT_LIMIT
         }
         RunEnd::Stopped => EXIT_STOPPED,
+        RunEnd::Reset => {
+            eprintln!(
+                "crane86: the guest asked for a reset at rip={:#x}; crane86 does not reboot",
+                m.cpu.rip
+            );
+            EXIT_GUEST_FAULT
+        }
         RunEnd::Unsupported { what, rip } => {
             eprintln!("crane86: the guest needs {what} at rip={rip:#x}, which crane86 does not implement yet");
             EXIT_GUEST_FAULT

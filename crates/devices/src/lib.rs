@@ -28,6 +28,7 @@
 pub mod acpi_pm;
 mod bus;
 mod clock;
+pub mod fw_cfg;
 pub mod hpet;
 pub mod i8042;
 pub mod ioapic;
@@ -37,6 +38,7 @@ pub mod pci;
 pub mod pic;
 pub mod pit;
 pub mod rtc;
+pub mod testdev;
 pub mod uart;
 
 #[cfg(test)]

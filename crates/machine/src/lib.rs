@@ -1,9 +1,12 @@
 //! The emulated machine: guest memory, port I/O, the translation cache and the run loop that
 //! ties them to one virtual CPU.
 //!
-//! For now the machine is the minimal one the core translator needs: flat RAM from address 0,
-//! a byte sink on port 0x3F8 and QEMU's isa-debug-exit on port 0xF4. The full PC device model
-//! grows from here.
+//! Two boards: [`Board::Flat`], the minimal machine the core translator's test guests need
+//! (flat RAM from address 0, a byte sink on port 0x3F8 and QEMU's isa-debug-exit on port
+//! 0xF4, no interrupts), and [`Board::Pc`], the PC chipset of [`pc`] (interrupt controllers,
+//! timers, COM1, the local APIC...) that multiboot kernels such as kvm-unit-tests run on.
+//! The flat board stays because its guests and the conformance oracle want a machine where
+//! nothing but the CPU moves.
 //!
 //! ```
 //! use crane86_machine::{Machine, MachineConfig, RunEnd};
@@ -17,9 +20,11 @@
 #![deny(missing_docs)]
 
 pub mod loader;
+pub mod pc;
 mod ports;
 mod run;
 
+pub use pc::SerialSink;
 pub use ports::FlatPorts;
 pub use run::{MachineStats, RunEnd};
 
@@ -41,6 +46,18 @@ pub struct MachineConfig {
     pub jit: JitOptions,
     /// What an exception does.
     pub exceptions: ExceptionPolicy,
+    /// Which devices surround the CPU.
+    pub board: Board,
+}
+
+/// Which devices surround the CPU.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Board {
+    /// The flat test machine: [`FlatPorts`] only, no interrupts, no MMIO.
+    #[default]
+    Flat,
+    /// The PC chipset ([`pc::Pc`]), with the virtual clock and interrupt delivery.
+    Pc,
 }
 
 /// What the machine does when the guest raises an exception.
@@ -64,6 +81,7 @@ impl Default for MachineConfig {
             code_arena_bytes: 64 << 20,
             jit: JitOptions::default(),
             exceptions: ExceptionPolicy::default(),
+            board: Board::default(),
         }
     }
 }
@@ -84,6 +102,9 @@ pub enum MachineError {
     /// An entry point outside guest RAM.
     #[error("entry point {0:#x} is outside guest RAM")]
     BadEntry(u64),
+    /// The PC board's devices could not be wired (a bug in the board, not the guest).
+    #[error("cannot wire the PC board: {0}")]
+    Board(#[from] crane86_devices::BusError),
     /// A multiboot image could not be loaded.
     #[error("cannot load the multiboot image: {0}")]
     Multiboot(#[from] loader::multiboot::MultibootError),
@@ -95,8 +116,14 @@ pub struct Machine {
     pub cpu: CpuState,
     /// Guest physical memory.
     pub mem: PhysMem,
-    /// The port-I/O devices.
+    /// The flat board's port-I/O devices (unused on the PC board).
     pub ports: FlatPorts,
+    /// The PC board's devices, on [`Board::Pc`].
+    pub pc: Option<Box<pc::Pc>>,
+    /// An interrupt shadow (after STI, MOV SS, POP SS) holds interrupts off for one block.
+    irq_shadow: bool,
+    /// An NMI handler is running: further NMIs wait for its IRET.
+    nmi_blocked: bool,
     /// The translation cache.
     pub cache: Cache,
     /// Run statistics.
@@ -107,24 +134,65 @@ pub struct Machine {
 
 impl Machine {
     /// Loads a multiboot v1 kernel (ELF32 or a.out kludge) with its command line and modules
-    /// and points the CPU at its entry in 32-bit protected mode.
+    /// and points the CPU at its entry in 32-bit protected mode. On the PC board the devices
+    /// and low memory start as a BIOS would leave them ([`pc`]'s `bios` module).
     pub fn load_multiboot(
         &mut self,
         image: &[u8],
         cmdline: &str,
         modules: &[loader::multiboot::Module<'_>],
     ) -> Result<(), MachineError> {
+        if let Some(pc) = self.pc.as_mut() {
+            // Before the loader, which may put its tables over the BIOS's low memory.
+            pc::bios::handoff(pc, &mut self.mem);
+        }
         self.cpu = loader::multiboot::load(&mut self.mem, image, cmdline, modules)?;
         self.cache.flush(&mut self.mem);
         Ok(())
     }
 
+    /// The value the guest wrote to isa-debug-exit, once it has.
+    pub fn debug_exit_value(&self) -> Option<u32> {
+        match &self.pc {
+            Some(pc) => pc.debug_exit(),
+            None => self.ports.exit,
+        }
+    }
+
+    /// Everything the guest printed on COM1 (and, on the PC board, debugcon).
+    pub fn serial_output(&self) -> Vec<u8> {
+        match &self.pc {
+            Some(pc) => pc.serial().bytes(),
+            None => self.ports.serial.clone(),
+        }
+    }
+
+    /// Copies the guest's serial output to the host's stdout as it arrives (or stops).
+    pub fn set_echo(&mut self, echo: bool) {
+        self.ports.echo = echo;
+        if let Some(pc) = &self.pc {
+            pc.serial().set_echo(echo);
+        }
+    }
+
     /// A machine with zeroed RAM and a CPU in 64-bit mode at address 0.
     pub fn new(cfg: &MachineConfig) -> Result<Machine, MachineError> {
+        let mut mem = PhysMem::new(cfg.ram_bytes)?;
+        let pc = match cfg.board {
+            Board::Flat => None,
+            Board::Pc => {
+                let (pc, mmio) = pc::Pc::new(cfg.ram_bytes)?;
+                mem.set_mmio(mmio);
+                Some(Box::new(pc))
+            }
+        };
         Ok(Machine {
             cpu: CpuState::new(CpuMode::Long64),
-            mem: PhysMem::new(cfg.ram_bytes)?,
+            mem,
             ports: FlatPorts::default(),
+            pc,
+            irq_shadow: false,
+            nmi_blocked: false,
             cache: Cache::new(cfg.tier, cfg.code_arena_bytes, cfg.jit)?,
             stats: MachineStats::default(),
             exceptions: cfg.exceptions,

@@ -3,6 +3,7 @@
 
 use crane86_runtime::interrupt::{self, Combined, Delivery, Event, EventKind};
 use crane86_runtime::memory::fetch_phys;
+use crane86_runtime::state::{EXIT_DEVICE, EXIT_STOP};
 use crane86_runtime::{debug, flags as fl, BlockKey, Exception, Fault, LazyFlags, SegReg};
 use crane86_translator::interp::{self, run_block, InterpExit};
 use crane86_translator::jit::EXIT_FAULT;
@@ -38,6 +39,8 @@ pub enum RunEnd {
     },
     /// The instruction limit was reached.
     Limit,
+    /// The guest asked for a reset (i8042, port 0x92 or 0xCF9); crane86 does not reboot.
+    Reset,
     /// Someone asked the vCPU to stop (`CpuState::request_exit`).
     Stopped,
     /// The guest needs something crane86 does not implement yet.
@@ -64,6 +67,35 @@ pub struct MachineStats {
     pub smc_pages: u64,
     /// Exceptions delivered through the IDT (or the real-mode IVT).
     pub exceptions: u64,
+    /// External interrupts delivered.
+    pub interrupts: u64,
+}
+
+/// What an instruction means for interrupt delivery right after it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum InterruptEffect {
+    /// STI: a one-instruction shadow if it set IF.
+    Sti,
+    /// MOV SS or POP SS: a one-instruction shadow.
+    LoadSs,
+    /// IRET: ends NMI blocking.
+    Iret,
+    /// Nothing special.
+    None,
+}
+
+fn interrupt_effect(insn: &iced_x86::Instruction) -> InterruptEffect {
+    use iced_x86::{Mnemonic, OpKind, Register};
+    match insn.mnemonic() {
+        Mnemonic::Sti => InterruptEffect::Sti,
+        Mnemonic::Iret | Mnemonic::Iretd | Mnemonic::Iretq => InterruptEffect::Iret,
+        Mnemonic::Mov | Mnemonic::Pop
+            if insn.op0_kind() == OpKind::Register && insn.op0_register() == Register::SS =>
+        {
+            InterruptEffect::LoadSs
+        }
+        _ => InterruptEffect::None,
+    }
 }
 
 /// DR6.BS: the #DB was a single-step trap.
@@ -90,7 +122,7 @@ impl Machine {
     pub fn run(&mut self, limit: Option<u64>) -> Result<RunEnd, MachineError> {
         let mut remaining = limit.unwrap_or(u64::MAX);
         loop {
-            if let Some(v) = self.ports.exit {
+            if let Some(v) = self.debug_exit_value() {
                 return Ok(RunEnd::DebugExit(v));
             }
             if self.mem.has_dirty_code() {
@@ -121,13 +153,23 @@ impl Machine {
             if remaining == 0 {
                 return Ok(RunEnd::Limit);
             }
-            if self
+            let request = self
                 .cpu
                 .exit_request
-                .swap(0, std::sync::atomic::Ordering::AcqRel)
-                != 0
-            {
+                .swap(0, std::sync::atomic::Ordering::AcqRel);
+            if request & EXIT_STOP != 0 {
                 return Ok(RunEnd::Stopped);
+            }
+            if let Some(pc) = self.pc.as_mut() {
+                if request & EXIT_DEVICE != 0 {
+                    pc.note_device_access();
+                }
+                if let Some(end) = self.service_devices() {
+                    return Ok(end);
+                }
+                if self.cpu.fault.pending != 0 {
+                    continue;
+                }
             }
             let cs = self.cpu.seg(SegReg::Cs).base;
             let mut linear = cs.wrapping_add(self.cpu.rip);
@@ -153,15 +195,28 @@ impl Machine {
                 // The first instruction runs into a page that cannot be fetched: that
                 // fetch's fault, at this instruction.
                 let next = (linear | 0xfff).wrapping_add(1);
-                if let Err(f) = fetch_phys(&mut self.cpu, &mut self.mem, next) {
-                    self.cpu.raise(f, next);
+                match fetch_phys(&mut self.cpu, &mut self.mem, next) {
+                    Err(f) => self.cpu.raise(f, next),
+                    // Not RAM: the bus floats high and FF FF is not an instruction.
+                    Ok(_) => self.cpu.raise(Fault::new(Exception::InvalidOpcode), linear),
                 }
                 continue;
             }
             let token = std::mem::take(&mut self.cpu.link);
-            if self.cache.prepare(id)? {
+            // Stop at the next timer deadline (1 ns per instruction), and after one block
+            // while an interrupt shadow is in force.
+            let mut limit = remaining;
+            if let Some(n) = self.pc.as_ref().and_then(|pc| pc.insns_until_deadline()) {
+                limit = limit.min(n);
+            }
+            if self.irq_shadow {
+                // Exactly one instruction: interpreted, since a compiled block runs whole.
+                limit = 1;
+            }
+            let if_before = self.cpu.rflags & fl::IF;
+            if !self.irq_shadow && self.cache.prepare(id)? {
                 self.cache.link(token, id);
-                let slice = remaining.min(SLICE as u64) as i64;
+                let slice = limit.min(SLICE as u64) as i64;
                 self.cpu.budget = slice;
                 let exit = self
                     .cache
@@ -172,6 +227,7 @@ impl Machine {
                 self.cpu.retired += retired;
                 self.stats.jit_entries += 1;
                 remaining = remaining.saturating_sub(retired);
+                self.irq_shadow = false;
                 if exit == EXIT_FAULT && self.cpu.fault.pending == 0 {
                     // Defensive: a fault exit always records its fault first.
                     self.cpu.link = 0;
@@ -188,13 +244,12 @@ impl Machine {
                     }
                 }
                 let block = &self.cache.block(id).decoded;
-                let (exit, n) = run_block(
-                    &mut self.cpu,
-                    &mut self.mem,
-                    &mut self.ports,
-                    block,
-                    remaining,
-                );
+                let last = block.insns.last().map(|d| interrupt_effect(&d.insn));
+                let io: &mut dyn crane86_runtime::PortIo = match self.pc.as_mut() {
+                    Some(pc) => pc.port_io(),
+                    None => &mut self.ports,
+                };
+                let (exit, n) = run_block(&mut self.cpu, &mut self.mem, io, block, limit);
                 self.stats.insns_interp += n;
                 self.cpu.retired += n;
                 self.stats.interp_runs += 1;
@@ -211,8 +266,27 @@ impl Machine {
                     self.cpu.dr[6] |= DR6_BS;
                     self.cpu.raise(Fault::new(Exception::Debug), 0);
                 }
+                // STI that sets IF, and MOV SS/POP SS, hold interrupts off for the next
+                // instruction; the shadow lasts one block, which starts with that
+                // instruction. (Runtime instructions are alone in their block, so `last` is
+                // the one that ran.)
+                let sets_if = if_before == 0 && self.cpu.rflags & fl::IF != 0;
+                self.irq_shadow = n > 0
+                    && match last {
+                        Some(InterruptEffect::Sti) => sets_if,
+                        Some(InterruptEffect::LoadSs) => true,
+                        Some(InterruptEffect::Iret) => {
+                            self.nmi_blocked = false;
+                            false
+                        }
+                        _ => false,
+                    };
                 match exit {
-                    InterpExit::Halt => return Ok(RunEnd::Halted),
+                    InterpExit::Halt => {
+                        if !self.halt() {
+                            return Ok(RunEnd::Halted);
+                        }
+                    }
                     InterpExit::Unsupported(what) => {
                         return Ok(RunEnd::Unsupported {
                             what,
@@ -230,7 +304,7 @@ impl Machine {
     /// Delivers an exception raised at `cpu.rip` through the IDT, turning faults during
     /// delivery into a double fault or a shutdown as SDM Vol. 3 table 6-5 says. Returns how
     /// the run ends if it cannot go on.
-    fn deliver_exception(&mut self, fault: Fault) -> Option<RunEnd> {
+    pub(crate) fn deliver_exception(&mut self, fault: Fault) -> Option<RunEnd> {
         let rip = self.cpu.rip;
         let mut current = fault;
         // Each step moves up the benign -> contributory/page fault -> double fault ladder,

@@ -463,3 +463,24 @@ fn instruction_breakpoints_fault_before_the_instruction() {
         assert_eq!(m.cpu.dr[6] & 0xf, 1, "{tier:?}: DR6.B0");
     }
 }
+
+/// Jumping outside RAM fetches from a floating bus (all-ones bytes, not an instruction): #UD
+/// at the target, in every tier, rather than a run loop that spins without retiring.
+#[test]
+fn fetching_outside_ram_is_an_invalid_opcode() {
+    let mut a = CodeAssembler::new(32).unwrap();
+    a.mov(eax, 0xfeb0_0000u32).unwrap();
+    a.jmp(eax).unwrap();
+    let code = a.assemble(0x1000).unwrap();
+    for tier in TIERS {
+        let mut m = machine(tier);
+        m.load_flat(&code, 0x1000, 0x1000, CpuMode::Prot32).unwrap();
+        match m.run(Some(1000)).unwrap() {
+            RunEnd::Fault { fault, rip } => {
+                assert_eq!(fault.exception, crane86_runtime::Exception::InvalidOpcode);
+                assert_eq!(rip, 0xfeb0_0000, "{tier:?}");
+            }
+            end => panic!("{tier:?}: {end:?}"),
+        }
+    }
+}

@@ -9,7 +9,7 @@ use crate::state::CpuMode;
 const FL: u64 = FIXED1 | crate::flags::IF;
 
 fn rd(mem: &PhysMem, a: u64, n: u32) -> u64 {
-    mem.read_phys(a, n)
+    mem.peek_phys(a, n)
 }
 
 fn fault(e: Exception, code: u32) -> Result<u64, Delivery> {

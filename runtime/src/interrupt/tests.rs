@@ -37,7 +37,7 @@ fn err(e: Exception, code: u32) -> Result<u64, Delivery> {
 }
 
 fn rd(mem: &PhysMem, a: u64, n: u32) -> u64 {
-    mem.read_phys(a, n)
+    mem.peek_phys(a, n)
 }
 
 const IFL: u64 = IF | flags::FIXED1 | flags::CF | TF;

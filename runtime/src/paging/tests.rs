@@ -31,7 +31,7 @@ impl Tb {
     }
 
     fn r(&self, addr: u64, size: u32) -> u64 {
-        self.mem.read_phys(addr, size)
+        self.mem.peek_phys(addr, size)
     }
 
     /// Maps `lin` with a leaf at `leaf_shift` (12, 21, 22 or 30) holding `leaf` (address and

@@ -70,7 +70,7 @@ fn machine() -> (CpuState, PhysMem) {
 }
 
 fn access(mem: &PhysMem, sel: u64) -> u64 {
-    mem.read_phys(GDT + sel + 5, 1)
+    mem.peek_phys(GDT + sel + 5, 1)
 }
 
 #[test]

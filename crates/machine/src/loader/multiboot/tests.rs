@@ -54,7 +54,7 @@ fn elf(paddr: u32, code: &[u8], bss: u32) -> Vec<u8> {
 }
 
 fn info_u32(m: &PhysMem, off: u64) -> u32 {
-    m.read_phys(INFO_ADDR + off, 4) as u32
+    m.peek_phys(INFO_ADDR + off, 4) as u32
 }
 
 fn c_string(m: &PhysMem, addr: u64) -> String {
@@ -84,7 +84,7 @@ fn an_elf_kernel_is_loaded_and_entered_as_the_protocol_says() {
     assert_eq!(cpu.gpr(Gpr::Rbx), INFO_ADDR);
     assert_eq!(cpu.rip, 0x40_000c);
     assert_eq!(cpu.mode, CpuMode::Prot32);
-    assert_eq!(m.read_phys(0x40_000c, 2), 0xf4f4);
+    assert_eq!(m.peek_phys(0x40_000c, 2), 0xf4f4);
     assert!(m.ram()[0x40_000e..0x40_000e + 64].iter().all(|&b| b == 0));
     // the information structure
     let flags = info_u32(&m, 0);
@@ -97,19 +97,19 @@ fn an_elf_kernel_is_loaded_and_entered_as_the_protocol_says() {
     assert_eq!(c_string(&m, u64::from(info_u32(&m, 16))), "-smp 1 test");
     assert_eq!(info_u32(&m, 20), 1);
     let mods = u64::from(info_u32(&m, 24));
-    let (start, end) = (m.read_phys(mods, 4), m.read_phys(mods + 4, 4));
+    let (start, end) = (m.peek_phys(mods, 4), m.peek_phys(mods + 4, 4));
     assert_eq!(end - start, env.len() as u64);
     assert_eq!(&m.ram()[start as usize..end as usize], env);
     assert_eq!(start % 4096, 0);
-    assert_eq!(c_string(&m, m.read_phys(mods + 8, 4)), "env");
+    assert_eq!(c_string(&m, m.peek_phys(mods + 8, 4)), "env");
     // the memory map: two RAM entries
     let (len, addr) = (info_u32(&m, 44), u64::from(info_u32(&m, 48)));
     assert_eq!(len, 48);
-    assert_eq!(m.read_phys(addr, 4), 20);
-    assert_eq!(m.read_phys(addr + 4, 8), 0);
-    assert_eq!(m.read_phys(addr + 24 + 4, 8), 1 << 20);
-    assert_eq!(m.read_phys(addr + 24 + 12, 8), RAM - (1 << 20));
-    assert_eq!(m.read_phys(addr + 24 + 20, 4), 1);
+    assert_eq!(m.peek_phys(addr, 4), 20);
+    assert_eq!(m.peek_phys(addr + 4, 8), 0);
+    assert_eq!(m.peek_phys(addr + 24 + 4, 8), 1 << 20);
+    assert_eq!(m.peek_phys(addr + 24 + 12, 8), RAM - (1 << 20));
+    assert_eq!(m.peek_phys(addr + 24 + 20, 4), 1);
 }
 
 #[test]
@@ -127,7 +127,7 @@ fn an_aout_kludge_image_uses_the_header_addresses() {
     m.ram_mut()[0x10_0100..0x10_0200].fill(0x55);
     let cpu = load(&mut m, &img, "", &[]).unwrap();
     assert_eq!(cpu.rip, u64::from(load_addr) + 32);
-    assert_eq!(m.read_phys(0x10_0024, 1), 0xf4);
+    assert_eq!(m.peek_phys(0x10_0024, 1), 0xf4);
     assert!(
         m.ram()[0x10_0100..0x10_0200].iter().all(|&b| b == 0),
         "bss is zeroed"

@@ -1,0 +1,193 @@
+//! Time and interrupts between blocks: the run loop's view of the PC's devices.
+//!
+//! Between two blocks the loop moves the virtual clock to "retired instructions + idle
+//! time", brings the timers up to date when a deadline has passed or the guest touched a
+//! device, and delivers the highest pending interrupt when RFLAGS.IF allows it. Generated
+//! code never checks for interrupts: its budget is cut at the next timer deadline, and a
+//! device access through MMIO sets `EXIT_DEVICE` in `cpu.exit_request`, so it comes back to
+//! the loop by itself. Port I/O always runs in the interpreter, in a block of its own.
+
+use crane86_devices::Clock;
+use crane86_runtime::interrupt::{self, Delivery, Event, EventKind};
+use crane86_runtime::{flags as fl, CpuState, LazyFlags};
+use crane86_translator::interp;
+
+use super::Pc;
+use crate::{Machine, RunEnd};
+
+impl Pc {
+    /// Moves the clock to the CPU's time and copies IA32_APIC_BASE and CR8 to the local APIC
+    /// when the CPU changed them (the CPU state holds the architectural registers; the APIC
+    /// device follows them).
+    fn sync(&mut self, cpu: &CpuState) {
+        self.clock.set(cpu.retired.wrapping_add(self.idle_ns));
+        if cpu.msr.apic_base != self.synced_apic_base {
+            let mut lapic = self.lapic.lock();
+            if !lapic.set_apic_base(cpu.msr.apic_base) {
+                tracing::warn!(
+                    value = cpu.msr.apic_base,
+                    "IA32_APIC_BASE not accepted by the APIC"
+                );
+            }
+            if cpu.msr.apic_base & !0xfff != crane86_devices::lapic::LAPIC_BASE {
+                tracing::warn!(
+                    value = cpu.msr.apic_base,
+                    "the local APIC page cannot move yet: it stays at 0xFEE00000"
+                );
+            }
+            self.synced_apic_base = cpu.msr.apic_base;
+            self.ports.touched = true;
+        }
+        if cpu.cr8 != self.synced_cr8 {
+            self.lapic.lock().set_cr8(cpu.cr8);
+            self.synced_cr8 = cpu.cr8;
+            self.ports.touched = true;
+        }
+    }
+
+    /// Brings every timer up to date and recomputes the next deadline and whether an
+    /// interrupt is pending, if anything may have changed since the last look. Returns
+    /// whether it looked.
+    fn refresh(&mut self, cpu: &mut CpuState) -> bool {
+        self.sync(cpu);
+        let now = self.clock.now_ns();
+        if !self.ports.touched && self.next_deadline.is_none_or(|d| now < d) {
+            return false;
+        }
+        self.ports.touched = false;
+        // One lock at a time: timers may lock the interrupt controllers behind them.
+        self.pit.lock().update();
+        self.rtc.lock().update();
+        self.hpet.lock().update();
+        self.pm.lock().update();
+        let (apic_pending, wire, cr8, nmi) = {
+            let mut l = self.lapic.lock();
+            l.update();
+            (
+                l.has_interrupt(),
+                l.accepts_pic_interrupts(),
+                l.cr8(),
+                l.take_nmi(),
+            )
+        };
+        self.nmi_pending |= nmi;
+        cpu.cr8 = cr8;
+        self.synced_cr8 = cr8;
+        self.pending = apic_pending || (wire && self.pic.lock().has_interrupt());
+        self.next_deadline = [
+            self.pit.lock().next_deadline_ns(),
+            self.rtc.lock().next_deadline_ns(),
+            self.hpet.lock().next_deadline_ns(),
+            self.pm.lock().next_deadline_ns(),
+            self.lapic.lock().next_deadline_ns(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        true
+    }
+
+    /// Instructions the CPU may retire before the next timer deadline (at least 1), or
+    /// `None` without one.
+    pub(crate) fn insns_until_deadline(&self) -> Option<u64> {
+        let now = self.clock.now_ns();
+        self.next_deadline.map(|d| d.saturating_sub(now).max(1))
+    }
+
+    /// The INTA cycle: the vector of the highest-priority pending interrupt, taken from the
+    /// local APIC, or from the 8259 while the APIC passes it through (virtual wire).
+    fn acknowledge(&mut self) -> Option<u8> {
+        self.ports.touched = true;
+        let wire = {
+            let mut l = self.lapic.lock();
+            if l.has_interrupt() {
+                return l.acknowledge();
+            }
+            l.accepts_pic_interrupts()
+        };
+        let mut pic = self.pic.lock();
+        (wire && pic.has_interrupt()).then(|| pic.acknowledge())
+    }
+
+    /// HLT with interrupts enabled: if nothing is pending, jumps the clock to the next timer
+    /// deadline (the TSC jumps with it). False when nothing can ever wake the CPU.
+    fn idle(&mut self, cpu: &mut CpuState) -> bool {
+        self.refresh(cpu);
+        if self.pending || self.nmi_pending {
+            return true;
+        }
+        let now = self.clock.now_ns();
+        let Some(deadline) = self.next_deadline else {
+            return false;
+        };
+        let skip = deadline.saturating_sub(now);
+        self.idle_ns += skip;
+        cpu.msr.tsc_offset = cpu.msr.tsc_offset.wrapping_add(skip);
+        self.refresh(cpu);
+        true
+    }
+}
+
+impl Machine {
+    /// Between blocks on the PC board: timers, reset requests, and the delivery of a pending
+    /// interrupt when IF is set and no interrupt shadow (after STI) is in force. Returns how
+    /// the run ends, if it does.
+    pub(crate) fn service_devices(&mut self) -> Option<RunEnd> {
+        let pc = self.pc.as_mut()?;
+        // Reset requests only come from port writes, which make `refresh` look.
+        if pc.refresh(&mut self.cpu) && pc.take_reset_request() {
+            return Some(RunEnd::Reset);
+        }
+        if self.irq_shadow {
+            return None;
+        }
+        if pc.nmi_pending && !self.nmi_blocked {
+            // NMIs ignore IF; further NMIs wait until the handler's IRET.
+            pc.nmi_pending = false;
+            self.nmi_blocked = true;
+            return self.deliver_external(2, EventKind::Nmi);
+        }
+        if !pc.pending || self.cpu.rflags & fl::IF == 0 {
+            return None;
+        }
+        let vector = pc.acknowledge()?;
+        self.deliver_external(vector, EventKind::External)
+    }
+
+    /// HLT on the PC board: true when the CPU can be woken (the loop goes on), false when
+    /// the run must end with [`RunEnd::Halted`].
+    pub(crate) fn halt(&mut self) -> bool {
+        self.irq_shadow = false;
+        let Some(pc) = self.pc.as_mut() else {
+            return false;
+        };
+        if self.cpu.rflags & fl::IF == 0 {
+            // Only an NMI can wake the CPU now, and only one already on its way.
+            pc.refresh(&mut self.cpu);
+            return pc.nmi_pending && !self.nmi_blocked;
+        }
+        pc.idle(&mut self.cpu)
+    }
+
+    /// Delivers external interrupt or NMI `vector` through the IDT (the real-mode IVT); a
+    /// fault while doing so is delivered as an exception.
+    fn deliver_external(&mut self, vector: u8, kind: EventKind) -> Option<RunEnd> {
+        self.cpu.link = 0;
+        let event = Event { vector, kind };
+        let flags = interp::rflags(&self.cpu);
+        match interrupt::deliver(&mut self.cpu, &mut self.mem, event, flags) {
+            Ok(v) => {
+                self.cpu.cc = LazyFlags::from_eflags(v);
+                self.cpu.rflags = (v & !fl::ARITH) | fl::FIXED1;
+                self.stats.interrupts += 1;
+                tracing::trace!(vector, rip = self.cpu.rip, "interrupt delivered");
+                None
+            }
+            Err(Delivery::Unsupported(what)) => Some(RunEnd::Unsupported {
+                what,
+                rip: self.cpu.rip,
+            }),
+            Err(Delivery::Fault(f)) => self.deliver_exception(f),
+        }
+    }
+}
