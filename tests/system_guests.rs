@@ -312,10 +312,7 @@ system_guest!(
     tlb,
     #[ignore = "needs MOV to CR3, paging and INVLPG: crane86 raises #UD at the MOV CR3 that turns paging on"]
 );
-system_guest!(
-    v86,
-    #[ignore = "needs LTR, IRET to virtual-8086 mode and the I/O bitmap: crane86 raises #UD at LTR"]
-);
+system_guest!(v86);
 
 /// Every guest source has its tests, and every test its source.
 #[test]

@@ -86,6 +86,10 @@ pub enum Op {
     Hlt,
     In,
     Out,
+    /// INSB, INSW, INSD (with REP).
+    Ins,
+    /// OUTSB, OUTSW, OUTSD (with REP).
+    Outs,
     Popf,
     /// CLI, STI.
     InterruptFlag,
@@ -433,6 +437,8 @@ fn build(code: Code) -> Option<Entry> {
         M::Hlt => runtime(Op::Hlt),
         M::In => runtime(Op::In),
         M::Out => runtime(Op::Out),
+        M::Insb | M::Insw | M::Insd => runtime(Op::Ins),
+        M::Outsb | M::Outsw | M::Outsd => runtime(Op::Outs),
         M::Popf | M::Popfd | M::Popfq => runtime(Op::Popf),
         M::Cli | M::Sti => runtime(Op::InterruptFlag),
         M::Int | M::Int3 | M::Into => runtime(Op::Int),
@@ -462,8 +468,6 @@ mod tests {
         // Control-register and segment-register moves run in the runtime, never inline.
         assert_eq!(lookup(Code::Mov_r64_cr).unwrap().class, Class::Runtime);
         assert_eq!(lookup(Code::Mov_dr_r32).unwrap().class, Class::Runtime);
-        // Not implemented yet: control registers.
-        assert!(lookup(Code::Mov_r64_cr).is_none());
         // Far transfers and the system segment instructions run in the runtime.
         for code in [
             Code::Call_ptr1632,
@@ -491,6 +495,8 @@ mod tests {
     fn ordinary_forms_are_claimed() {
         assert_eq!(lookup(Code::Add_rm32_r32).unwrap().op, Op::Alu(AluOp::Add));
         assert_eq!(lookup(Code::Hlt).unwrap().class, Class::Runtime);
+        assert_eq!(lookup(Code::Insb_m8_DX).unwrap().op, Op::Ins);
+        assert_eq!(lookup(Code::Outsd_DX_m32).unwrap().class, Class::Runtime);
         assert!(lookup(Code::Jne_rel8_64).unwrap().ends_block());
     }
 }

@@ -216,6 +216,8 @@ impl Machine {
                 Ok(v) => {
                     self.cpu.cc = LazyFlags::from_eflags(v);
                     self.cpu.rflags = (v & !fl::ARITH) | fl::FIXED1;
+                    // Leaving virtual-8086 mode changes the mode with the VM bit.
+                    crane86_runtime::segment::update_mode(&mut self.cpu);
                     self.stats.exceptions += 1;
                     tracing::trace!(%current, rip, "exception delivered");
                     return None;
