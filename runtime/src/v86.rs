@@ -2,14 +2,14 @@
 //!
 //! A virtual-8086 task runs with EFLAGS.VM = 1 under CR0.PE = 1: real-mode addressing
 //! (every segment register holds a paragraph number), 16-bit code, CPL 3. It is entered by a
-//! 32-bit IRET at CPL 0 whose popped EFLAGS has VM set ([`iret_to_v86`], called by
+//! 32-bit IRET at CPL 0 whose popped EFLAGS has VM set (`iret_to_v86`, called by
 //! [`crate::interrupt::iret`]) or by a task switch, and left only by an interrupt or exception,
 //! which must go through a 32- or 16-bit interrupt/trap gate to a non-conforming DPL-0 code
 //! segment; [`crate::interrupt::deliver`] then pushes the data segment registers as well
-//! ([`push_data_segments`]) and nulls them ([`null_data_segments`]).
+//! (`push_data_segments`) and nulls them (`null_data_segments`).
 //!
-//! Without the virtual-mode extensions (CR4.VME/PVI are not advertised, and crane86 acts as
-//! if they were clear), CLI, STI, PUSHF, POPF, INT n and IRET are IOPL-sensitive in
+//! Without the virtual-mode extensions (CR4.VME/PVI are neither advertised nor accepted by
+//! MOV to CR4), CLI, STI, PUSHF, POPF, INT n and IRET are IOPL-sensitive in
 //! virtual-8086 mode: with IOPL < 3 they raise #GP(0) ([`iopl_sensitive`]) so that a monitor
 //! can emulate them; with IOPL = 3 they run, but POPF and IRET cannot change IOPL. INT3,
 //! INTO and the I/O instructions are not IOPL-sensitive there (the I/O instructions always
