@@ -82,7 +82,10 @@ fn has_error_code(e: Exception) -> bool {
 }
 
 impl Machine {
-    /// Runs until the guest stops, or until `limit` instructions have retired.
+    /// Runs until the guest stops, or until `limit` instructions have retired. Each exception
+    /// delivered counts against `limit` as one instruction (not in `cpu.retired`): a handler
+    /// that faults at its first instruction loops without retiring anything, as a CPU would,
+    /// and the limit must still end that run.
     pub fn run(&mut self, limit: Option<u64>) -> Result<RunEnd, MachineError> {
         let mut remaining = limit.unwrap_or(u64::MAX);
         loop {
@@ -108,6 +111,7 @@ impl Machine {
                 if let Some(end) = self.deliver_exception(fault) {
                     return Ok(end);
                 }
+                remaining = remaining.saturating_sub(1);
                 continue;
             }
             if remaining == 0 {
