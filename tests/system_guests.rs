@@ -274,8 +274,6 @@ macro_rules! system_guest {
     };
 }
 
-// The reasons name the first instruction each guest needs that crane86 lacks today, and
-// what crane86 does there; delete a guest's `ignore` once its three tiers agree with QEMU.
 system_guest!(ad_bits);
 system_guest!(cr3_switch);
 system_guest!(exceptions);
@@ -285,10 +283,7 @@ system_guest!(smc);
 system_guest!(syscall);
 system_guest!(taskswitch);
 system_guest!(tlb);
-system_guest!(
-    v86,
-    #[ignore = "needs LTR, IRET to virtual-8086 mode and the I/O bitmap: crane86 raises #UD at LTR"]
-);
+system_guest!(v86);
 
 /// Every guest source has its tests, and every test its source.
 #[test]

@@ -6,6 +6,11 @@
 ;   of both bytes clear;
 ; - with IOPL < 3, INT n and CLI give #GP(0); with IOPL = 3, INT n goes through the
 ;   protected-mode IDT to ring 0, pushing GS, FS, DS, ES, SS, ESP, EFLAGS, CS, EIP;
+; - PUSHF and POPF with IOPL < 3 give #GP(0); with IOPL = 3 PUSHFD stores VM as 0 and POPF
+;   changes the other flags but not IOPL;
+; - INT3 is not IOPL-sensitive: it always goes through the IDT, whose DPL-0 gate 3 then
+;   gives #GP(3 * 8 + 2);
+; - REP OUTSB and REP INSB to an allowed port run to the end; OUTSB to a denied port is #GP(0);
 ; - the same bitmap at ring 3 of protected mode with IOPL 0: allowed and denied ports.
 ; Each test ends in an exception (an INT 0x30 or the #GP under test) whose frame is checked:
 ; its EIP tells which instruction stopped the code.
@@ -20,6 +25,8 @@ V86_DATA_SEG    equ 0x1234
 ALLOWED_PORT    equ 0x80                ; bit clear in the bitmap
 DENIED_PORT     equ 0x84                ; bit set
 SPLIT_PORT      equ 0x87                ; 0x87 allowed, 0x88 denied: a word access faults
+FL_DF           equ 1 << 10
+V86_DATA        equ V86_DATA_SEG << 4   ; linear address of DS:0 in the v8086 code
 %define OFF(x)  ((x) - v86_code)        ; offset of v8086 code in its segment
 
 main:
@@ -100,6 +107,59 @@ main:
         VERIFY  "v86 cli with iopl 0 is #gp", M_PRIV, 13, 0, OFF(v86_cli), V86_SEG, \
                 FL_FIXED | FL_VM, V86_SP, V86_STACK_SEG
 
+        ; PUSHF and POPF with IOPL 0
+        ARM_RESUME .pushf_done
+        mov     eax, OFF(v86_pushf)
+        mov     edx, FL_FIXED | FL_VM
+        jmp     enter_v86
+.pushf_done:
+        VERIFY  "v86 pushf with iopl 0 is #gp", M_PRIV, 13, 0, OFF(v86_pushf), V86_SEG, \
+                FL_FIXED | FL_VM, V86_SP, V86_STACK_SEG
+        ARM_RESUME .popf_done
+        mov     eax, OFF(v86_popf)
+        mov     edx, FL_FIXED | FL_VM
+        jmp     enter_v86
+.popf_done:
+        VERIFY  "v86 popf with iopl 0 is #gp", M_PRIV, 13, 0, OFF(v86_popf) + 1, V86_SEG, \
+                FL_FIXED | FL_VM, V86_SP - 2, V86_STACK_SEG
+        ; IOPL 3: PUSHFD's image has VM clear; POPF sets DF but cannot clear IOPL
+        mov     dword [V86_DATA + 0x20], 0
+        ARM_RESUME .flags3_done
+        mov     eax, OFF(v86_flags3)
+        mov     edx, FL_FIXED | FL_VM | FL_IOPL3
+        jmp     enter_v86
+.flags3_done:
+        VERIFY  "v86 popf with iopl 3 keeps iopl", M_PRIV, 0x30, 0, OFF(v86_flags3.int) + 2, \
+                V86_SEG, FL_FIXED | FL_VM | FL_IOPL3 | FL_DF, V86_SP, V86_STACK_SEG
+        CHECK   "v86 pushfd image", dword [V86_DATA + 0x20], FL_FIXED | FL_IOPL3
+        ; INT3 with IOPL 0 and 3: the DPL-0 gate decides, not IOPL
+        ARM_RESUME .int3_done
+        mov     eax, OFF(v86_int3)
+        mov     edx, FL_FIXED | FL_VM
+        jmp     enter_v86
+.int3_done:
+        VERIFY  "v86 int3 with iopl 0 reaches the dpl 0 gate", M_PRIV, 13, 3 * 8 + 2, \
+                OFF(v86_int3), V86_SEG, FL_FIXED | FL_VM, V86_SP, V86_STACK_SEG
+        ARM_RESUME .int3_3_done
+        mov     eax, OFF(v86_int3)
+        mov     edx, FL_FIXED | FL_VM | FL_IOPL3
+        jmp     enter_v86
+.int3_3_done:
+        VERIFY  "v86 int3 with iopl 3 reaches the dpl 0 gate", M_PRIV, 13, 3 * 8 + 2, \
+                OFF(v86_int3), V86_SEG, FL_FIXED | FL_VM | FL_IOPL3, V86_SP, V86_STACK_SEG
+        ; REP OUTSB / REP INSB to an allowed port, then OUTSB to a denied one
+        mov     dword [V86_DATA + 0x30], 0xffffffff
+        mov     dword [V86_DATA + 0x34], 0xffffffff
+        ARM_RESUME .str_done
+        mov     eax, OFF(v86_string_io)
+        mov     edx, FL_FIXED | FL_VM
+        jmp     enter_v86
+.str_done:
+        VERIFY  "v86 outsb to a denied port is #gp", M_PRIV, 13, 0, OFF(v86_string_io.outs), \
+                V86_SEG, FL_FIXED | FL_VM, V86_SP, V86_STACK_SEG
+        CHECK   "v86 rep outsb si and cx", dword [V86_DATA + 0x30], 0x43
+        CHECK   "v86 rep insb di and cx", dword [V86_DATA + 0x34], 0x52
+
         ; protected mode ring 3, IOPL 0: the same bitmap decides
         ARM_RESUME .r3_done
         mov     eax, ring3_io
@@ -155,6 +215,40 @@ v86_split:
         int     0x30
 v86_cli:
         cli
+        int     0x30
+v86_pushf:
+        pushf
+        int     0x30
+v86_popf:
+        push    ax
+        popf
+        int     0x30
+v86_flags3:
+        pushfd
+        pop     eax
+        mov     [0x20], eax
+        push    word FL_DF              ; IOPL 0 in the image: ignored
+        popf
+.int:   int     0x30
+v86_int3:
+        int3
+        int     0x30
+v86_string_io:
+        mov     si, 0x40
+        mov     cx, 3
+        mov     dx, ALLOWED_PORT
+        rep outsb
+        mov     [0x30], si
+        mov     [0x32], cx
+        mov     di, 0x50
+        mov     cx, 2
+        push    ds
+        pop     es
+        rep insb
+        mov     [0x34], di
+        mov     [0x36], cx
+        mov     dx, DENIED_PORT
+.outs:  outsb
         int     0x30
 v86_code_end:
         bits    32

@@ -19,10 +19,14 @@
 //! IRET with NT = 1 outside long mode is a task return: callers check
 //! [`crate::task::nested_iret`] first, since it needs the address of the next instruction.
 //!
-//! Not implemented (reported as [`Delivery::Unsupported`]): interrupts taken in
-//! virtual-8086 mode and IRET back to virtual-8086 mode from CPL 0. IRET *within*
-//! virtual-8086 mode (IOPL = 3) works. Stack-segment limit and canonical checks on the pushes
-//! themselves are not made (memory faults from [`write_linear`] are).
+//! Virtual-8086 mode is entered by a 32-bit IRET at CPL 0 and left by an interrupt or
+//! exception through a gate to ring 0; [`crate::v86`] holds the parts specific to it. Since
+//! RFLAGS.VM takes part in the mode, callers recompute [`CpuState::mode`] with
+//! [`update_mode`] after applying the returned RFLAGS (the mode computed here still sees the
+//! old VM bit).
+//!
+//! Not checked: stack-segment limits and canonical addresses on the pushes themselves (memory
+//! faults from [`write_linear`] are raised).
 
 use crate::exception::{Exception, Fault};
 use crate::flags::{self, AC, ID, IF, IOPL, NT, RF, TF, VIF, VIP, VM};
@@ -30,6 +34,7 @@ use crate::memory::{read_linear, write_linear, PhysMem};
 use crate::segment::{self, cpl, fetch_descriptor, long_mode, mode64, update_mode, Descriptor};
 use crate::state::{CpuState, SegReg, Segment, CR0_PE, SEG_DB, SEG_P};
 use crate::task::{self, TaskSource};
+use crate::v86;
 
 /// What caused an event, which decides the pushed RIP, the EXT bit of error codes and the
 /// gate-DPL check.
@@ -70,7 +75,7 @@ pub enum Delivery {
     /// A fault during delivery or IRET; no register changed. For delivery, use [`combine`]
     /// with the original event to decide what to deliver next.
     Fault(Fault),
-    /// A case this module does not implement yet (task gates, virtual-8086 transitions).
+    /// A case this module does not implement yet (an IRET task return, a 16-bit TSS).
     Unsupported(&'static str),
 }
 
@@ -382,14 +387,14 @@ fn deliver_protected(
     } else {
         old_cpl
     };
-    if rflags & VM != 0 && !lm {
-        if new_cpl != 0 {
-            return Err(coded(
-                Exception::GeneralProtection,
-                u32::from(sel & 0xfffc) | ext,
-            ));
-        }
-        return Err(Delivery::Unsupported("interrupt from virtual-8086 mode"));
+    // From virtual-8086 mode only a non-conforming DPL-0 target will do (the privilege
+    // change to ring 0 below then also saves and nulls the data segment registers).
+    let from_v86 = rflags & VM != 0 && !lm;
+    if from_v86 && new_cpl != 0 {
+        return Err(coded(
+            Exception::GeneralProtection,
+            u32::from(sel & 0xfffc) | ext,
+        ));
     }
     let wide = gate.typ() & 8 != 0;
     let offset = if wide {
@@ -462,6 +467,9 @@ fn deliver_protected(
             };
             st = Stack::new(ss.base, sp, m, 0xffff_ffff);
             new_ss = Some(ss);
+            if from_v86 {
+                v86::push_data_segments(cpu, mem, &mut st, size)?;
+            }
             st.push(cpu, mem, size, old_ss)?;
             st.push(cpu, mem, size, old_rsp)?;
         } else {
@@ -483,6 +491,9 @@ fn deliver_protected(
     cpu.gpr[4] = rsp;
     cpu.seg[SegReg::Cs as usize] = target.to_segment((sel & 0xfffc) | u16::from(new_cpl));
     cpu.rip = offset;
+    if from_v86 {
+        v86::null_data_segments(cpu);
+    }
     update_mode(cpu);
     let mut out = rflags & !(TF | NT | RF | VM);
     if gate.typ() & 1 == 0 {
@@ -540,7 +551,8 @@ fn iret_mask(cpl: u8, rflags: u64, op_size: u32) -> u64 {
 
 /// IRET with a 16-, 32- or 64-bit operand size (`op_size` in bits; 64 only in 64-bit
 /// mode). `rflags` is the full current RFLAGS; the result is the new full RFLAGS for the
-/// caller to split. Real mode; virtual-8086 mode with IOPL = 3 (#GP(0) otherwise); protected
+/// caller to split. Real mode; virtual-8086 mode with IOPL = 3 (#GP(0) otherwise); a 32-bit
+/// IRET at CPL 0 to virtual-8086 mode (see [`crate::v86`]); protected
 /// and long mode returns to the same or an outer privilege level with every CS/SS check
 /// (#GP(sel), #NP(sel) for CS, #SS(sel) for SS, #GP(0) for a null CS, a null SS outside
 /// 64-bit returns, NT = 1 in long mode or a RIP beyond CS's limit / non-canonical). On a
@@ -591,7 +603,7 @@ pub fn iret(
     let cs_sel = st.pop(cpu, mem, n)? as u16;
     let fl = st.pop(cpu, mem, n)?;
     if !lm && n == 4 && fl & VM != 0 && old_cpl == 0 {
-        return Err(Delivery::Unsupported("IRET to virtual-8086 mode"));
+        return v86::iret_to_v86(cpu, mem, st, ip, cs_sel, fl);
     }
     let gp = |s: u16| coded(Exception::GeneralProtection, u32::from(s & 0xfffc));
     if cs_sel & 0xfffc == 0 {

@@ -19,6 +19,7 @@ pub mod far;
 pub mod fastcall;
 pub mod flags;
 pub mod interrupt;
+pub mod io_perm;
 pub mod key;
 pub mod memory;
 pub mod msr;
@@ -26,6 +27,7 @@ pub mod paging;
 pub mod segment;
 pub mod state;
 pub mod task;
+pub mod v86;
 
 pub use exception::{Exception, Fault};
 pub use flags::{CcKind, CcOp, LazyFlags};

@@ -328,13 +328,7 @@ pub fn set_accessed(
 pub fn real_segment(cpu: &CpuState, sreg: SegReg, selector: u16) -> Segment {
     let old = cpu.seg[sreg as usize];
     if cpu.rflags & flags::VM != 0 {
-        let typ = if sreg == SegReg::Cs { 0x1b } else { 0x13 };
-        Segment {
-            base: u64::from(selector) << 4,
-            limit: 0xffff,
-            selector,
-            attrs: SEG_P | (3 << 5) | typ,
-        }
+        crate::v86::segment(sreg, selector)
     } else {
         Segment {
             base: u64::from(selector) << 4,

@@ -306,7 +306,7 @@ fn load_new_state(
     if new_flags & VM != 0 {
         // A virtual-8086 task: every selector is a paragraph number.
         for s in SEGS {
-            cpu.seg[s as usize] = segment::real_segment(cpu, s, new.seg[s as usize]);
+            cpu.seg[s as usize] = crate::v86::segment(s, new.seg[s as usize]);
         }
         return Ok(());
     }

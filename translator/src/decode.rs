@@ -65,7 +65,7 @@ pub fn decode_block(
         let p = if insn.is_invalid() {
             Plan::Invalid
         } else {
-            plan(&insn)
+            plan(&insn, ctx)
         };
         match p {
             Plan::Runtime if !insns.is_empty() => break,

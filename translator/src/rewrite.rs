@@ -5,13 +5,14 @@
 //! |---|---|---|
 //! | CPUID | runs alone in the runtime | reads the CPU model, which belongs to the machine |
 //! | HLT | runs alone; the run loop waits for an interrupt or stops | the vCPU must leave generated code to sleep |
-//! | IN, OUT | run alone; the port bus dispatches to devices | devices live outside generated code |
-//! | POPF | runs alone; ends the block | may change TF (part of the block key) and IF (interrupt window) |
-//! | CLI, STI | run alone, with the CPL/IOPL check | IF opens or closes the interrupt window; STI's one-instruction shadow starts a new block |
+//! | IN, OUT, INS, OUTS | run alone through `runtime::io_perm`; the port bus dispatches to devices | devices live outside generated code; the I/O permission check (IOPL, TSS bitmap) reads the TSS; REP INS/OUTS iterate like the other REP string ops |
+//! | POPF | runs alone; ends the block | may change TF (part of the block key) and IF (interrupt window); IOPL-sensitive in virtual-8086 mode; which flags it may change depends on CPL and IOPL |
+//! | PUSHF | inline, except in 16-bit code at CPL 3, where it runs alone | in virtual-8086 mode it is #GP(0) when IOPL < 3, and IOPL is not in the block key; the key does hold the decoding mode and CPL, and virtual-8086 mode is 16-bit code at CPL 3, so only those blocks (v86 and rare 16-bit ring-3 protected-mode code) pay for the check, and Linux's frequent PUSHF stays inline |
+//! | CLI, STI | run alone, with the CPL/IOPL check | IF opens or closes the interrupt window; STI's one-instruction shadow starts a new block; IOPL-sensitive in virtual-8086 mode (no VME) |
 //! | RDMSR, WRMSR, RDTSC | run alone through `runtime::msr` | MSRs live in CpuState; the TSC counts retired instructions, so it is deterministic |
 //! | LGDT, LIDT, SGDT, SIDT | run alone | the tables are CPU state that delivery and segment loads read |
 //! | MOV/PUSH/POP of segment registers | run alone through `runtime::segment` | a load checks the descriptor, may fault, and may change the stack size (part of the block key) |
-//! | INT n, INT3, INTO, IRET | run alone through `runtime::interrupt` (IVT/IDT delivery, IRET) | they load CS, may change mode, CPL and stack; task switches and virtual-8086 transitions stop the run as unsupported |
+//! | INT n, INT3, INTO, IRET | run alone through `runtime::interrupt` (IVT/IDT delivery, IRET) and `runtime::v86` | they load CS, may change mode, CPL and stack, and enter or leave virtual-8086 mode; INT n and IRET are IOPL-sensitive there |
 //! | far JMP, far CALL, RETF | run alone through `runtime::far` | they load CS (and through call gates SS from the TSS): mode, CPL and stack size may change; every descriptor check may fault |
 //! | SYSCALL, SYSRET, SYSENTER, SYSEXIT | run alone through `runtime::fastcall` | they load flat CS/SS from MSRs and change CPL and mode |
 //! | SWAPGS | runs alone through `runtime::fastcall` | reads and writes KERNEL_GS_BASE, an MSR; CPL 0 only |
@@ -25,9 +26,11 @@
 //! a block of its own, which is always interpreted with the whole machine at hand. The
 //! generated code of the surrounding blocks never needs a path into device code.
 
+use crane86_runtime::CpuMode;
 use iced_x86::Instruction;
 
-use crate::table::{lookup, Class};
+use crate::emit::Ctx;
+use crate::table::{lookup, Class, Op};
 
 /// How the decoder treats one instruction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,15 +46,71 @@ pub enum Plan {
     Invalid,
 }
 
-/// Decides how `insn` is translated.
-pub fn plan(insn: &Instruction) -> Plan {
+/// Decides how `insn` is translated in the mode `ctx` (part of the block key).
+pub fn plan(insn: &Instruction, ctx: Ctx) -> Plan {
     match lookup(insn.code()) {
         None => Plan::Invalid,
         Some(e) if e.class == Class::Runtime => Plan::Runtime,
+        Some(e) if e.op == Op::Pushf && may_be_v86(ctx) => Plan::Runtime,
         Some(e) => Plan::Inline {
             ends_block: e.ends_block()
                 || (insn.is_string_instruction()
                     && (insn.has_rep_prefix() || insn.has_repne_prefix())),
         },
+    }
+}
+
+/// True when a block with this key might run in virtual-8086 mode, which decodes as 16-bit
+/// protected-mode code at CPL 3.
+fn may_be_v86(ctx: Ctx) -> bool {
+    ctx.mode == CpuMode::Prot16 && ctx.user
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use iced_x86::{Decoder, DecoderOptions};
+
+    fn decode(bits: u32, bytes: &[u8]) -> Instruction {
+        Decoder::with_ip(bits, bytes, 0, DecoderOptions::NONE).decode()
+    }
+
+    #[test]
+    fn pushf_runs_alone_only_where_virtual_8086_mode_may_run() {
+        let pushf = decode(16, &[0x9c]);
+        let ctx = |mode, user| Ctx {
+            mode,
+            stack32: false,
+            user,
+        };
+        assert_eq!(plan(&pushf, ctx(CpuMode::Prot16, true)), Plan::Runtime);
+        for (mode, user) in [
+            (CpuMode::Prot16, false),
+            (CpuMode::Real16, false),
+            (CpuMode::Prot32, true),
+        ] {
+            let insn = if mode == CpuMode::Prot32 {
+                decode(32, &[0x9c])
+            } else {
+                pushf
+            };
+            assert_eq!(
+                plan(&insn, ctx(mode, user)),
+                Plan::Inline { ends_block: false },
+                "{mode:?} user {user}"
+            );
+        }
+    }
+
+    #[test]
+    fn string_io_runs_alone() {
+        let ctx = Ctx {
+            mode: CpuMode::Prot32,
+            stack32: true,
+            user: false,
+        };
+        // rep insb, outsd
+        assert_eq!(plan(&decode(32, &[0xf3, 0x6c]), ctx), Plan::Runtime);
+        assert_eq!(plan(&decode(32, &[0x6f]), ctx), Plan::Runtime);
     }
 }

@@ -92,6 +92,10 @@ pub enum Op {
     Hlt,
     In,
     Out,
+    /// INSB, INSW, INSD (with REP).
+    Ins,
+    /// OUTSB, OUTSW, OUTSD (with REP).
+    Outs,
     Popf,
     /// CLI, STI.
     InterruptFlag,
@@ -445,6 +449,8 @@ fn build(code: Code) -> Option<Entry> {
         M::Hlt => runtime(Op::Hlt),
         M::In => runtime(Op::In),
         M::Out => runtime(Op::Out),
+        M::Insb | M::Insw | M::Insd => runtime(Op::Ins),
+        M::Outsb | M::Outsw | M::Outsd => runtime(Op::Outs),
         M::Popf | M::Popfd | M::Popfq => runtime(Op::Popf),
         M::Cli | M::Sti => runtime(Op::InterruptFlag),
         M::Int | M::Int3 | M::Into => runtime(Op::Int),
@@ -510,6 +516,8 @@ mod tests {
     fn ordinary_forms_are_claimed() {
         assert_eq!(lookup(Code::Add_rm32_r32).unwrap().op, Op::Alu(AluOp::Add));
         assert_eq!(lookup(Code::Hlt).unwrap().class, Class::Runtime);
+        assert_eq!(lookup(Code::Insb_m8_DX).unwrap().op, Op::Ins);
+        assert_eq!(lookup(Code::Outsd_DX_m32).unwrap().class, Class::Runtime);
         assert!(lookup(Code::Jne_rel8_64).unwrap().ends_block());
     }
 }

@@ -117,8 +117,10 @@ fn has_error_code(e: Exception) -> bool {
 }
 
 impl Machine {
-    /// Runs until the guest stops, or until `limit` instructions have retired (each
-    /// exception delivered counts as one, so a fault loop also reaches the limit).
+    /// Runs until the guest stops, or until `limit` instructions have retired. Each exception
+    /// delivered counts against `limit` as one instruction (not in `cpu.retired`): a handler
+    /// that faults at its first instruction loops without retiring anything, as a CPU would,
+    /// and the limit must still end that run.
     pub fn run(&mut self, limit: Option<u64>) -> Result<RunEnd, MachineError> {
         let mut remaining = limit.unwrap_or(u64::MAX);
         loop {
@@ -144,9 +146,6 @@ impl Machine {
                 if let Some(end) = self.deliver_exception(fault) {
                     return Ok(end);
                 }
-                // A handler that faults at once (an IVT entry pointing at an invalid opcode)
-                // loops forever on hardware without retiring anything: count deliveries
-                // against the limit so such a run still ends there.
                 remaining = remaining.saturating_sub(1);
                 continue;
             }
@@ -320,6 +319,8 @@ impl Machine {
                 Ok(v) => {
                     self.cpu.cc = LazyFlags::from_eflags(v);
                     self.cpu.rflags = (v & !fl::ARITH) | fl::FIXED1;
+                    // Leaving virtual-8086 mode changes the mode with the VM bit.
+                    crane86_runtime::segment::update_mode(&mut self.cpu);
                     self.stats.exceptions += 1;
                     tracing::trace!(%current, rip, "exception delivered");
                     return None;

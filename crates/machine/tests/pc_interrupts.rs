@@ -112,7 +112,7 @@ fn the_pit_interrupts_through_the_pic_and_wakes_hlt() {
                 // 8254 counter 0, lobyte/hibyte, mode 2 (rate generator).
                 a.mov(al, 0x34)?;
                 a.out(0x43, al)?;
-                a.mov(al, (PERIOD & 0xff) as u32)?;
+                a.mov(al, PERIOD & 0xff)?;
                 a.out(0x40, al)?;
                 a.mov(al, PERIOD >> 8)?;
                 a.out(0x40, al)

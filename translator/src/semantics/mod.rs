@@ -14,6 +14,7 @@ pub mod control_regs;
 pub mod data;
 pub mod far;
 pub mod flags;
+pub mod io;
 pub mod muldiv;
 pub mod operands;
 pub mod segments;
@@ -109,6 +110,8 @@ pub fn execute<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
         | Op::Hlt
         | Op::In
         | Op::Out
+        | Op::Ins
+        | Op::Outs
         | Op::Popf
         | Op::InterruptFlag
         | Op::Msr

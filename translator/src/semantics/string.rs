@@ -36,7 +36,7 @@ const RSI: usize = 6;
 const RDI: usize = 7;
 
 /// The address size in bytes, from the string operand kinds.
-fn string_addr_size(insn: &Instruction) -> u32 {
+pub(crate) fn string_addr_size(insn: &Instruction) -> u32 {
     for i in 0..insn.op_count() {
         match insn.op_kind(i) {
             OpKind::MemorySegSI | OpKind::MemoryESDI => return 2,

@@ -8,8 +8,8 @@ use iced_x86::{Code, Instruction, Mnemonic, OpKind, Register};
 use crane86_runtime::interrupt::{self, deliver, Delivery, Event, EventKind};
 
 use super::flags::{flag, set_eflags, Flag};
+use super::operands::mask;
 use super::operands::{loc, mem_linear, op_size, read_op, write_loc};
-use super::operands::{mask, read_gpr_sized, read_reg, write_gpr_sized};
 use super::stack::{pop_value, push_value, set_sp, sp};
 use crate::cpu_model;
 use crate::emit::{Arith, Bin, Emit, R};
@@ -42,8 +42,11 @@ pub fn execute(it: &mut Interp<'_>, insn: &Instruction) -> R<Outcome> {
             }
         }
         Mnemonic::Hlt => return Ok(Outcome::Halt),
-        Mnemonic::In => port_in(it, insn)?,
-        Mnemonic::Out => port_out(it, insn)?,
+        Mnemonic::In => super::io::port_in(it, insn)?,
+        Mnemonic::Out => super::io::port_out(it, insn)?,
+        Mnemonic::Insb | Mnemonic::Insw | Mnemonic::Insd => super::io::string(it, insn, true)?,
+        Mnemonic::Outsb | Mnemonic::Outsw | Mnemonic::Outsd => super::io::string(it, insn, false)?,
+        Mnemonic::Pushf | Mnemonic::Pushfd | Mnemonic::Pushfq => pushf(it, insn)?,
         Mnemonic::Popf | Mnemonic::Popfd | Mnemonic::Popfq => popf(it, insn)?,
         Mnemonic::Rdmsr | Mnemonic::Wrmsr => msr(it, insn.mnemonic() == Mnemonic::Wrmsr)?,
         Mnemonic::Rdtsc => rdtsc(it)?,
@@ -74,37 +77,6 @@ pub fn execute(it: &mut Interp<'_>, insn: &Instruction) -> R<Outcome> {
     Ok(Outcome::Continue)
 }
 
-fn port_of(it: &mut Interp<'_>, insn: &Instruction, n: u32) -> u16 {
-    match insn.op_kind(n) {
-        OpKind::Immediate8 => insn.immediate8() as u16,
-        _ => read_reg(it, Register::DX) as u16,
-    }
-}
-
-/// IN AL/AX/EAX, imm8/DX. (The I/O permission checks arrive with protected-mode
-/// privilege levels; flat test guests run at CPL 0.)
-fn port_in(it: &mut Interp<'_>, insn: &Instruction) -> R<()> {
-    let size = insn.op_register(0).size() as u32;
-    let port = port_of(it, insn, 1);
-    let v = match it.io.as_deref_mut() {
-        Some(io) => io.port_read(port, size as u8),
-        None => u32::MAX,
-    };
-    write_gpr_sized(it, 0, size, u64::from(v) & mask(size));
-    Ok(())
-}
-
-/// OUT imm8/DX, AL/AX/EAX.
-fn port_out(it: &mut Interp<'_>, insn: &Instruction) -> R<()> {
-    let size = insn.op_register(1).size() as u32;
-    let port = port_of(it, insn, 0);
-    let v = read_gpr_sized(it, 0, size) as u32;
-    if let Some(io) = it.io.as_deref_mut() {
-        io.port_write(port, size as u8, v);
-    }
-    Ok(())
-}
-
 /// Applies the result of an event delivery or IRET: the new RFLAGS (split back into the lazy
 /// record and the rest) and the new CS:RIP, which becomes the instruction's successor.
 fn finish_transfer(it: &mut Interp<'_>, result: Result<u64, Delivery>) -> R<Outcome> {
@@ -112,6 +84,8 @@ fn finish_transfer(it: &mut Interp<'_>, result: Result<u64, Delivery>) -> R<Outc
         Ok(flags) => {
             set_eflags(it, flags);
             it.set_rflags_rest((flags & !fl::ARITH) | fl::FIXED1);
+            // VM may have changed, and the mode depends on it.
+            segment::update_mode(it.cpu);
             it.next = Some(it.cpu.rip);
             Ok(Outcome::Continue)
         }
@@ -279,7 +253,13 @@ fn interrupt_flag(it: &mut Interp<'_>, set: bool) -> R<()> {
 }
 
 /// INT n, INT3 and INTO: a software interrupt through the IVT or IDT (INTO only when OF=1).
+/// In virtual-8086 mode INT n with IOPL < 3 is #GP(0); INT3 and INTO are not IOPL-sensitive
+/// and always reach the protected-mode IDT (gate DPL checked against CPL 3).
 fn software_interrupt(it: &mut Interp<'_>, insn: &Instruction) -> R<Outcome> {
+    let flags = crate::interp::rflags(it.cpu);
+    if insn.mnemonic() == Mnemonic::Int {
+        iopl_sensitive(it, flags)?;
+    }
     let vector = match insn.mnemonic() {
         Mnemonic::Int3 => 3,
         Mnemonic::Into => {
@@ -296,7 +276,6 @@ fn software_interrupt(it: &mut Interp<'_>, insn: &Instruction) -> R<Outcome> {
             insn_len: insn.len() as u8,
         },
     };
-    let flags = crate::interp::rflags(it.cpu);
     let r = deliver(it.cpu, it.mem, event, flags);
     finish_transfer(it, r)
 }
@@ -315,15 +294,34 @@ fn iret(it: &mut Interp<'_>, insn: &Instruction) -> R<Outcome> {
     finish_transfer(it, r)
 }
 
-/// POPF/POPFD/POPFQ at CPL 0: every flag software may change, RF cleared, VM/VIF/VIP kept.
-/// A 16-bit POPF changes only the low 16 bits.
+/// #GP(0) for an IOPL-sensitive instruction in virtual-8086 mode with IOPL < 3.
+fn iopl_sensitive(it: &mut Interp<'_>, flags: u64) -> R<()> {
+    match crane86_runtime::v86::iopl_sensitive(flags) {
+        Ok(()) => Ok(()),
+        Err(f) => Err(it.raise(f)),
+    }
+}
+
+/// PUSHF/PUSHFD/PUSHFQ where it is runtime class (16-bit code at CPL 3, which covers
+/// virtual-8086 mode; see [`crate::rewrite`]): #GP(0) in virtual-8086 mode with IOPL < 3,
+/// else the ordinary push.
+fn pushf(it: &mut Interp<'_>, insn: &Instruction) -> R<()> {
+    let flags = crate::interp::rflags(it.cpu);
+    iopl_sensitive(it, flags)?;
+    super::stack::pushf(it, insn)
+}
+
+/// POPF/POPFD/POPFQ: #GP(0) in virtual-8086 mode with IOPL < 3; otherwise the flags the CPL
+/// and IOPL allow change (`runtime::v86::popf_mask`: IOPL only at CPL 0, IF only when
+/// CPL <= IOPL), RF is cleared and VM/VIF/VIP are kept. A 16-bit POPF changes only the low
+/// 16 bits.
 fn popf(it: &mut Interp<'_>, insn: &Instruction) -> R<()> {
+    let old = crate::interp::rflags(it.cpu);
+    iopl_sensitive(it, old)?;
     let size = insn.stack_pointer_increment() as u32;
     let s = sp(it);
     let (v, new) = pop_value(it, s, size)?;
-    let writable =
-        (fl::ARITH | fl::TF | fl::IF | fl::DF | fl::IOPL | fl::NT | fl::AC | fl::ID) & mask(size);
-    let old = crate::interp::rflags(it.cpu);
+    let writable = crane86_runtime::v86::popf_mask(it.cpu) & mask(size);
     let new_flags = ((old & !writable) | (v & writable)) & !fl::RF | fl::FIXED1;
     set_sp(it, new);
     set_eflags(it, new_flags);
