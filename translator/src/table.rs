@@ -103,7 +103,7 @@ pub enum Op {
     Msr,
     /// LGDT, LIDT, SGDT, SIDT.
     DescriptorTable,
-    /// MOV to/from segment registers, PUSH/POP of segment registers.
+    /// MOV to/from segment registers, PUSH/POP of segment registers, LDS/LES/LFS/LGS/LSS.
     SegmentMove,
     /// INT n, INT3, INTO.
     Int,
@@ -269,6 +269,7 @@ fn build(code: Code) -> Option<Entry> {
         M::Lgdt | M::Lidt | M::Sgdt | M::Sidt => return runtime(Op::DescriptorTable),
         M::Mov | M::Push | M::Pop if has_segment_operand(code) => return runtime(Op::SegmentMove),
         M::Mov if has_control_operand(code) => return runtime(Op::ControlReg),
+        M::Lds | M::Les | M::Lfs | M::Lgs | M::Lss => return runtime(Op::SegmentMove),
         M::Jmp | M::Call if is_far(code) => return runtime(Op::Far),
         M::Retf => return runtime(Op::Far),
         M::Syscall

@@ -101,6 +101,28 @@ fn interrupt_effect(insn: &iced_x86::Instruction) -> InterruptEffect {
 /// DR6.BS: the #DB was a single-step trap.
 const DR6_BS: u64 = 1 << 14;
 
+/// Fault-class exceptions: the instruction did not complete and is restarted after the
+/// handler. #DB is left out: its fault form (an instruction breakpoint) pushes RF as it was,
+/// and its other forms are traps; #BP and #OF are traps, #DF and #MC aborts.
+fn is_fault_class(e: Exception) -> bool {
+    use Exception::*;
+    matches!(
+        e,
+        DivideError
+            | BoundRange
+            | InvalidOpcode
+            | DeviceNotAvailable
+            | InvalidTss
+            | SegmentNotPresent
+            | StackFault
+            | GeneralProtection
+            | PageFault
+            | FpuError
+            | AlignmentCheck
+            | SimdError
+    )
+}
+
 /// The vectors that push an error code (SDM Vol. 3 table 6-1).
 fn has_error_code(e: Exception) -> bool {
     use Exception::*;
@@ -227,6 +249,11 @@ impl Machine {
                 self.stats.jit_entries += 1;
                 remaining = remaining.saturating_sub(retired);
                 self.irq_shadow = false;
+                if retired > 0 {
+                    // RF lasts one instruction (compiled code never sets it: IRET and task
+                    // switches, which load it, are interpreted).
+                    self.cpu.rflags &= !fl::RF;
+                }
                 if exit == EXIT_FAULT && self.cpu.fault.pending == 0 {
                     // Defensive: a fault exit always records its fault first.
                     self.cpu.link = 0;
@@ -314,7 +341,12 @@ impl Machine {
                 vector: current.exception as u8,
                 kind: EventKind::Exception { error_code },
             };
-            let flags = interp::rflags(&self.cpu);
+            let mut flags = interp::rflags(&self.cpu);
+            if is_fault_class(current.exception) {
+                // SDM Vol. 3 18.3.1.1: the frame of a fault holds RF = 1 (so that the
+                // handler's IRET does not retrigger an instruction breakpoint on the restart).
+                flags |= fl::RF;
+            }
             match interrupt::deliver(&mut self.cpu, &mut self.mem, event, flags) {
                 Ok(v) => {
                     self.cpu.cc = LazyFlags::from_eflags(v);

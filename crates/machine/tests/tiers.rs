@@ -484,3 +484,25 @@ fn fetching_outside_ram_is_an_invalid_opcode() {
         }
     }
 }
+
+/// LDS and LSS load a far pointer: the selector into the segment register, the offset into
+/// the general register (real mode: base = selector * 16), in every tier.
+#[test]
+fn lds_and_lss_load_far_pointers() {
+    use crane86_runtime::SegReg;
+    // lss sp, [0x2004]; lds si, [0x2000]; hlt (LDS last: it moves DS, which both address)
+    let code = [0x0f, 0xb2, 0x26, 0x04, 0x20, 0xc5, 0x36, 0x00, 0x20, 0xf4];
+    for tier in TIERS {
+        let mut m = machine(tier);
+        m.load_flat(&code, 0x1000, 0x1000, CpuMode::Real16).unwrap();
+        m.mem
+            .load(0x2000, &[0x34, 0x12, 0x78, 0x56, 0xfe, 0x7f, 0x00, 0x30])
+            .unwrap();
+        assert_eq!(m.run(Some(100)).unwrap(), RunEnd::Halted, "{tier:?}");
+        assert_eq!(m.cpu.gpr(Gpr::Rsi) & 0xffff, 0x1234, "{tier:?}");
+        assert_eq!(m.cpu.seg(SegReg::Ds).selector, 0x5678, "{tier:?}");
+        assert_eq!(m.cpu.seg(SegReg::Ds).base, 0x56780, "{tier:?}");
+        assert_eq!(m.cpu.gpr(Gpr::Rsp) & 0xffff, 0x7ffe, "{tier:?}");
+        assert_eq!(m.cpu.seg(SegReg::Ss).base, 0x30000, "{tier:?}");
+    }
+}

@@ -67,6 +67,9 @@ pub fn execute(it: &mut Interp<'_>, insn: &Instruction) -> R<Outcome> {
         | Mnemonic::Stac
         | Mnemonic::Clac => super::control_regs::execute(it, insn)?,
         Mnemonic::Mov | Mnemonic::Push | Mnemonic::Pop => segment_move(it, insn)?,
+        Mnemonic::Lds | Mnemonic::Les | Mnemonic::Lfs | Mnemonic::Lgs | Mnemonic::Lss => {
+            far_pointer_load(it, insn)?
+        }
         Mnemonic::Cli | Mnemonic::Sti => interrupt_flag(it, insn.mnemonic() == Mnemonic::Sti)?,
         Mnemonic::Int | Mnemonic::Int3 | Mnemonic::Into => return software_interrupt(it, insn),
         Mnemonic::Iret | Mnemonic::Iretd | Mnemonic::Iretq => return iret(it, insn),
@@ -234,6 +237,34 @@ fn segment_move(it: &mut Interp<'_>, insn: &Instruction) -> R<()> {
             set_sp(it, new);
         }
     }
+    Ok(())
+}
+
+/// LDS, LES, LFS, LGS, LSS: a far pointer from memory (offset, then selector), the selector
+/// into the segment register (with every check of a segment load) and then the offset into
+/// the general register, so a faulting load changes neither.
+fn far_pointer_load(it: &mut Interp<'_>, insn: &Instruction) -> R<()> {
+    let reg = insn.op_register(0);
+    let size = reg.size() as u32;
+    let at = mem_linear(it, insn);
+    let offset = it.load(at, size)?;
+    let step = it.imm(u64::from(size));
+    let mut sel_at = it.bin(Bin::Add, at, step);
+    if it.ctx().mode != CpuMode::Long64 {
+        sel_at &= 0xffff_ffff;
+    }
+    let selector = it.load(sel_at, 2)? as u16;
+    let sreg = match insn.mnemonic() {
+        Mnemonic::Lds => SegReg::Ds,
+        Mnemonic::Les => SegReg::Es,
+        Mnemonic::Lfs => SegReg::Fs,
+        Mnemonic::Lgs => SegReg::Gs,
+        _ => SegReg::Ss,
+    };
+    if let Err(f) = segment::load_segment(it.cpu, it.mem, sreg, selector) {
+        return Err(it.raise(f));
+    }
+    super::operands::write_reg(it, reg, offset);
     Ok(())
 }
 
