@@ -81,6 +81,8 @@ pub enum Op {
     ShiftX,
     /// UD0, UD1, UD2: the architected invalid opcodes.
     Ud,
+    /// SALC: AL from CF (undocumented, outside 64-bit mode).
+    Salc,
     /// BOUND: check an array index against a pair of bounds in memory.
     Bound,
     /// x87 instructions and WAIT, until the FPU exists: #NM when CR0 says the FPU is
@@ -368,6 +370,7 @@ fn build(code: Code) -> Option<Entry> {
         M::Bswap => inline(Op::Bswap),
         M::Cbw | M::Cwde | M::Cdqe | M::Cwd | M::Cdq | M::Cqo => inline(Op::Convert),
         M::Lahf => inline(Op::Lahf),
+        M::Salc => inline(Op::Salc),
         M::Sahf => inline(Op::Sahf),
         M::Xlatb => inline(Op::Xlat),
         M::Clc | M::Stc | M::Cmc => inline(Op::Carry),

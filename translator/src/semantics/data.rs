@@ -142,6 +142,16 @@ pub fn lahf<E: Emit>(e: &mut E) -> R<()> {
     Ok(())
 }
 
+/// SALC (undocumented D6, valid outside 64-bit mode): AL = CF ? 0xFF : 0; flags unchanged.
+pub fn salc<E: Emit>(e: &mut E) -> R<()> {
+    let cf = flag(e, Flag::Cf);
+    let ff = e.imm(0xff);
+    let zero = e.imm(0);
+    let al = e.select(cf, ff, zero);
+    write_reg(e, Register::AL, al);
+    Ok(())
+}
+
 /// SAHF: SF ZF AF PF CF from AH; OF is kept.
 pub fn sahf<E: Emit>(e: &mut E) -> R<()> {
     let ah = read_reg(e, Register::AH);

@@ -53,6 +53,7 @@ pub fn execute<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
         Op::Bswap => data::bswap(e, insn),
         Op::Convert => data::convert(e, insn),
         Op::Lahf => data::lahf(e),
+        Op::Salc => data::salc(e),
         Op::Sahf => data::sahf(e),
         Op::Xlat => data::xlat(e, insn),
         Op::Carry => data::carry_op(e, insn.mnemonic()),
