@@ -692,18 +692,7 @@ pub fn iret(
     cpu.gpr[4] = rsp;
     cpu.rip = new_ip;
     if rpl > old_cpl {
-        for s in [SegReg::Es, SegReg::Ds, SegReg::Fs, SegReg::Gs] {
-            let a = cpu.seg[s as usize].attrs;
-            let dpl = ((a >> 5) & 3) as u8;
-            let conforming_code = a & 0x1c == 0x1c;
-            if a & SEG_P != 0 && !conforming_code && dpl < rpl {
-                cpu.seg[s as usize] = Segment {
-                    selector: 0,
-                    attrs: 0,
-                    ..cpu.seg[s as usize]
-                };
-            }
-        }
+        crate::far::null_inaccessible(cpu, rpl);
     }
     update_mode(cpu);
     Ok((rflags & !mask) | (fl & mask) | flags::FIXED1)
