@@ -271,6 +271,14 @@ impl Machine {
                 }
                 let block = &self.cache.block(id).decoded;
                 let last = block.insns.last().map(|d| interrupt_effect(&d.insn));
+                let fast_call = block.insns.first().is_some_and(|d| {
+                    matches!(
+                        d.insn.mnemonic(),
+                        iced_x86::Mnemonic::Syscall
+                            | iced_x86::Mnemonic::Sysret
+                            | iced_x86::Mnemonic::Sysretq
+                    )
+                });
                 let io: &mut dyn crane86_runtime::PortIo = match self.pc.as_mut() {
                     Some(pc) => pc.port_io(),
                     None => &mut self.ports,
@@ -284,11 +292,18 @@ impl Machine {
                     // RF suppressed the breakpoint check for one instruction, now retired.
                     self.cpu.rflags &= !fl::RF;
                 }
-                if single_step && n > 0 && self.cpu.fault.pending == 0 {
-                    // TF was set when the instruction began: a single-step trap after it
-                    // (SDM Vol. 3 18.3.1.4), RIP already at the next instruction. An
-                    // instruction that set TF (POPF, IRET) is not trapped, one that cleared
-                    // it still is.
+                // SYSCALL and SYSRET trap on TF as it is at their end (the SYSCALL mask may
+                // clear it, SYSRET may set it from R11); every other instruction on TF as it
+                // was when it began.
+                let trap = if fast_call {
+                    self.cpu.rflags & fl::TF != 0
+                } else {
+                    single_step
+                };
+                if trap && n > 0 && self.cpu.fault.pending == 0 {
+                    // A single-step trap after the instruction (SDM Vol. 3 18.3.1.4), RIP
+                    // already at the next instruction. An instruction that set TF (POPF,
+                    // IRET) is not trapped, one that cleared it still is.
                     self.cpu.dr[6] |= DR6_BS;
                     self.cpu.raise(Fault::new(Exception::Debug), 0);
                 }
