@@ -13,6 +13,10 @@ pub const TSC: u32 = 0x10;
 pub const APIC_BASE: u32 = 0x1b;
 /// IA32_MTRRCAP.
 pub const MTRR_CAP: u32 = 0xfe;
+/// IA32_MCG_CAP: machine-check capabilities.
+pub const MCG_CAP: u32 = 0x179;
+/// IA32_MCG_STATUS.
+pub const MCG_STATUS: u32 = 0x17a;
 /// IA32_SYSENTER_CS.
 pub const SYSENTER_CS: u32 = 0x174;
 /// IA32_SYSENTER_ESP.
@@ -124,6 +128,10 @@ pub fn read(cpu: &CpuState, index: u32) -> Result<u64, Fault> {
         APIC_BASE => cpu.msr.apic_base,
         // No variable ranges, no fixed ranges, no write-combining: MTRRs are not advertised.
         MTRR_CAP => 0,
+        // Machine-check architecture with no error-reporting banks and no MCG_CTL: nothing
+        // in an emulator raises #MC, but MCA is architectural on x86-64 CPUs and software
+        // (kvm-unit-tests, Linux) reads these unconditionally.
+        MCG_CAP | MCG_STATUS => 0,
         SYSENTER_CS => cpu.msr.sysenter[0],
         SYSENTER_ESP => cpu.msr.sysenter[1],
         SYSENTER_EIP => cpu.msr.sysenter[2],
@@ -157,6 +165,8 @@ pub fn write(cpu: &mut CpuState, index: u32, value: u64) -> Result<(), Fault> {
             }
             cpu.msr.apic_base = (value & writable) | (cpu.msr.apic_base & (1 << 8));
         }
+        // MCG_STATUS accepts only zero (SDM Vol. 3 16.3.1.2); MCG_CAP is read-only.
+        MCG_STATUS if value == 0 => {}
         SYSENTER_CS => cpu.msr.sysenter[0] = value & 0xffff,
         SYSENTER_ESP => cpu.msr.sysenter[1] = need_canonical(value)?,
         SYSENTER_EIP => cpu.msr.sysenter[2] = need_canonical(value)?,
@@ -208,6 +218,16 @@ pub fn write(cpu: &mut CpuState, index: u32, value: u64) -> Result<(), Fault> {
 mod tests {
     use super::*;
     use crate::CpuMode;
+
+    #[test]
+    fn machine_check_msrs_report_no_banks() {
+        let mut cpu = CpuState::new(CpuMode::Long64);
+        assert_eq!(read(&mut cpu, MCG_CAP), Ok(0));
+        assert_eq!(read(&mut cpu, MCG_STATUS), Ok(0));
+        assert!(write(&mut cpu, MCG_STATUS, 0).is_ok());
+        assert!(write(&mut cpu, MCG_STATUS, 1).is_err());
+        assert!(write(&mut cpu, MCG_CAP, 0).is_err());
+    }
 
     #[test]
     fn unknown_msrs_and_reserved_bits_raise_gp() {

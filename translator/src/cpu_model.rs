@@ -16,9 +16,11 @@ const EDX1_PSE: u32 = 1 << 3;
 const EDX1_TSC: u32 = 1 << 4;
 const EDX1_MSR: u32 = 1 << 5;
 const EDX1_PAE: u32 = 1 << 6;
+const EDX1_MCE: u32 = 1 << 7;
 const EDX1_CX8: u32 = 1 << 8;
 const EDX1_SEP: u32 = 1 << 11;
 const EDX1_PGE: u32 = 1 << 13;
+const EDX1_MCA: u32 = 1 << 14;
 const EDX1_CMOV: u32 = 1 << 15;
 const EDX1_PSE36: u32 = 1 << 17;
 const EDX1_CLFSH: u32 = 1 << 19;
@@ -70,9 +72,11 @@ pub const FEATURES: Features = Features {
         | EDX1_TSC
         | EDX1_MSR
         | EDX1_PAE
+        | EDX1_MCE
         | EDX1_CX8
         | EDX1_SEP
         | EDX1_PGE
+        | EDX1_MCA
         | EDX1_CMOV
         | EDX1_PSE36
         | EDX1_CLFSH,
