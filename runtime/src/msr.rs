@@ -222,8 +222,8 @@ mod tests {
     #[test]
     fn machine_check_msrs_report_no_banks() {
         let mut cpu = CpuState::new(CpuMode::Long64);
-        assert_eq!(read(&mut cpu, MCG_CAP), Ok(0));
-        assert_eq!(read(&mut cpu, MCG_STATUS), Ok(0));
+        assert_eq!(read(&cpu, MCG_CAP), Ok(0));
+        assert_eq!(read(&cpu, MCG_STATUS), Ok(0));
         assert!(write(&mut cpu, MCG_STATUS, 0).is_ok());
         assert!(write(&mut cpu, MCG_STATUS, 1).is_err());
         assert!(write(&mut cpu, MCG_CAP, 0).is_err());
