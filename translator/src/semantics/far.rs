@@ -8,10 +8,9 @@
 
 use crane86_runtime::far::{self, FarKind};
 use crane86_runtime::interrupt::Delivery;
-use crane86_runtime::{fastcall, flags as fl, segment, Fault};
+use crane86_runtime::{fastcall, Fault};
 use iced_x86::{Code, Instruction, Mnemonic};
 
-use super::flags::set_eflags;
 use super::operands::mem_linear;
 use super::system::Outcome;
 use crate::emit::{Arith, Bin, Emit, R};
@@ -74,7 +73,7 @@ pub fn execute(it: &mut Interp<'_>, insn: &Instruction) -> R<Outcome> {
         }
         _ => return Err(it.raise(Fault::new(crane86_runtime::Exception::InvalidOpcode))),
     };
-    finish(it, result)
+    super::system::finish_transfer(it, result)
 }
 
 /// RETF's operand size in bytes, from iced's code.
@@ -112,20 +111,4 @@ fn far_pointer(it: &mut Interp<'_>, insn: &Instruction) -> R<(u16, u64, u32)> {
     };
     let selector = it.load(sel_at, 2)? as u16;
     Ok((selector, offset, size))
-}
-
-/// Applies a transfer's result: the new RFLAGS (split into the lazy record and the rest),
-/// the mode (which the RFLAGS.VM bit takes part in), and CS:RIP as the successor.
-fn finish(it: &mut Interp<'_>, result: Result<u64, Delivery>) -> R<Outcome> {
-    match result {
-        Ok(flags) => {
-            set_eflags(it, flags);
-            it.set_rflags_rest((flags & !fl::ARITH) | fl::FIXED1);
-            segment::update_mode(it.cpu);
-            it.next = Some(it.cpu.rip);
-            Ok(Outcome::Continue)
-        }
-        Err(Delivery::Fault(f)) => Err(it.raise(f)),
-        Err(Delivery::Unsupported(what)) => Ok(Outcome::Unsupported(what)),
-    }
 }

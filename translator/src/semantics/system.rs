@@ -80,9 +80,10 @@ pub fn execute(it: &mut Interp<'_>, insn: &Instruction) -> R<Outcome> {
     Ok(Outcome::Continue)
 }
 
-/// Applies the result of an event delivery or IRET: the new RFLAGS (split back into the lazy
-/// record and the rest) and the new CS:RIP, which becomes the instruction's successor.
-fn finish_transfer(it: &mut Interp<'_>, result: Result<u64, Delivery>) -> R<Outcome> {
+/// Applies the result of an event delivery, IRET or far transfer: the new RFLAGS (split back
+/// into the lazy record and the rest), the mode, and the new CS:RIP, which becomes the
+/// instruction's successor.
+pub(super) fn finish_transfer(it: &mut Interp<'_>, result: Result<u64, Delivery>) -> R<Outcome> {
     match result {
         Ok(flags) => {
             set_eflags(it, flags);
