@@ -54,7 +54,9 @@ pub const TSC_AUX: u32 = 0xc000_0103;
 pub const K7_PERF: std::ops::RangeInclusive<u32> = 0xc001_0000..=0xc001_0007;
 
 /// The local APIC's default base with the BSP and global-enable bits set.
-pub const APIC_BASE_DEFAULT: u64 = 0xfee0_0000 | (1 << 8) | (1 << 11);
+pub const APIC_BASE_DEFAULT: u64 = 0xfee0_0000 | (1 << 8) | APIC_BASE_EN;
+/// IA32_APIC_BASE.EN: the local APIC is globally enabled.
+pub const APIC_BASE_EN: u64 = 1 << 11;
 /// The PAT's power-on value (WB, WT, UC-, UC, twice).
 pub const PAT_DEFAULT: u64 = 0x0007_0406_0007_0406;
 

@@ -18,6 +18,9 @@ const EDX1_MSR: u32 = 1 << 5;
 const EDX1_PAE: u32 = 1 << 6;
 const EDX1_MCE: u32 = 1 << 7;
 const EDX1_CX8: u32 = 1 << 8;
+/// CPUID.1:EDX.APIC: not in [`FEATURES`]; set while IA32_APIC_BASE.EN is (the flat test
+/// machine, which has no local APIC, starts with it clear).
+pub const EDX1_APIC: u32 = 1 << 9;
 const EDX1_SEP: u32 = 1 << 11;
 const EDX1_PGE: u32 = 1 << 13;
 const EDX1_MCA: u32 = 1 << 14;

@@ -506,3 +506,36 @@ fn lds_and_lss_load_far_pointers() {
         assert_eq!(m.cpu.seg(SegReg::Ss).base, 0x30000, "{tier:?}");
     }
 }
+
+/// CPUID.1:EDX.APIC follows IA32_APIC_BASE.EN: clear on the flat machine (no local APIC),
+/// set once the guest enables it.
+#[test]
+fn cpuid_apic_bit_follows_apic_base_enable() {
+    let mut a = CodeAssembler::new(64).unwrap();
+    a.mov(eax, 1).unwrap();
+    a.cpuid().unwrap();
+    a.mov(ebx, edx).unwrap();
+    a.mov(ecx, 0x1b).unwrap();
+    a.rdmsr().unwrap();
+    a.or(eax, 1 << 11).unwrap();
+    a.wrmsr().unwrap();
+    a.mov(eax, 1).unwrap();
+    a.cpuid().unwrap();
+    a.hlt().unwrap();
+    let code = a.assemble(0x1000).unwrap();
+    for tier in TIERS {
+        let mut m = machine(tier);
+        m.load_flat(&code, 0x1000, 0x1000, CpuMode::Long64).unwrap();
+        assert_eq!(m.run(Some(100)).unwrap(), RunEnd::Halted, "{tier:?}");
+        assert_eq!(
+            m.cpu.gpr(Gpr::Rbx) & (1 << 9),
+            0,
+            "{tier:?}: no APIC at first"
+        );
+        assert_ne!(
+            m.cpu.gpr(Gpr::Rdx) & (1 << 9),
+            0,
+            "{tier:?}: APIC once enabled"
+        );
+    }
+}

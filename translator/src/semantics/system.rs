@@ -36,7 +36,11 @@ pub fn execute(it: &mut Interp<'_>, insn: &Instruction) -> R<Outcome> {
         Mnemonic::Cpuid => {
             let leaf = it.cpu.gpr[0] as u32;
             let sub = it.cpu.gpr[1] as u32;
-            let r = cpu_model::cpuid(leaf, sub);
+            let mut r = cpu_model::cpuid(leaf, sub);
+            if leaf == 1 && it.cpu.msr.apic_base & crane86_runtime::msr::APIC_BASE_EN != 0 {
+                // CPUID.1:EDX.APIC follows IA32_APIC_BASE.EN, as on hardware.
+                r[3] |= cpu_model::EDX1_APIC;
+            }
             for (i, reg) in [0usize, 3, 1, 2].into_iter().enumerate() {
                 it.cpu.gpr[reg] = u64::from(r[i]);
             }
