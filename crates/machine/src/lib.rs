@@ -225,16 +225,18 @@ impl Machine {
         Ok(())
     }
 
-    /// A CPU in `mode` for a flat guest: no local APIC (IA32_APIC_BASE.EN clear), flat
-    /// segments (real mode: all selectors 0), the
+    /// A CPU in `mode` for a flat guest: on the flat board no local APIC (IA32_APIC_BASE.EN
+    /// clear), flat segments (real mode: all selectors 0), the
     /// stack pointer at the top of RAM (in real and 16-bit mode: at the top of the first
     /// 64 KiB). In 64-bit mode, which cannot run without paging, the last two pages of RAM
     /// hold page tables that map linear = physical ([`paging::identity_map`]) and the stack
     /// starts below them.
     pub fn flat_cpu(&mut self, mode: CpuMode) -> CpuState {
         let mut cpu = CpuState::new(mode);
-        // The flat machine has no local APIC: globally disabled, so CPUID does not offer one.
-        cpu.msr.apic_base &= !crane86_runtime::msr::APIC_BASE_EN;
+        if self.pc.is_none() {
+            // The flat board has no local APIC: globally disabled, so CPUID offers none.
+            cpu.msr.apic_base &= !crane86_runtime::msr::APIC_BASE_EN;
+        }
         let ram = self.mem.ram_size();
         let top = match mode {
             CpuMode::Real16 | CpuMode::Prot16 => ram.min(0x1_0000) - 2,
