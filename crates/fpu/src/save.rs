@@ -1,0 +1,1 @@
+//! FXSAVE/FXRSTOR and the XSAVE legacy region: (to be written)
