@@ -104,6 +104,7 @@ fn blocks() -> Vec<DecodedBlock> {
         mode: CpuMode::Long64,
         stack32: false,
         user: false,
+        fpu: crane86_translator::emit::FPU_OS,
     };
     let mut out = Vec::new();
     let mut off = 0usize;
@@ -127,6 +128,7 @@ fn translate(c: &mut Criterion) {
         mode: CpuMode::Long64,
         stack32: false,
         user: false,
+        fpu: crane86_translator::emit::FPU_OS,
     };
     let mut grp = c.benchmark_group("translate");
     grp.sample_size(10)

@@ -12,6 +12,7 @@ fn main() {
         mode: CpuMode::Long64,
         stack32: false,
         user: false,
+        fpu: crane86_translator::emit::FPU_OS,
     };
     let mut blocks = Vec::new();
     let mut off = 0usize;

@@ -7,7 +7,16 @@
 //! as a shared library is under ASLR) and on every mode bit that changes how those bytes
 //! decode or behave. The physical address and the mode bits are packed into one `u64`.
 
-use crate::state::{CpuMode, CpuState, SegReg, CR0_PE, CR0_PG};
+use crate::state::{CpuMode, CpuState, SegReg, CR0_EM, CR0_MP, CR0_PE, CR0_PG, CR0_TS, CR4_OSFXSR};
+
+/// [`BlockKey::fpu_bits`]: CR0.EM.
+pub const FPU_EM: u8 = 1 << 0;
+/// [`BlockKey::fpu_bits`]: CR0.TS.
+pub const FPU_TS: u8 = 1 << 1;
+/// [`BlockKey::fpu_bits`]: CR0.MP.
+pub const FPU_MP: u8 = 1 << 2;
+/// [`BlockKey::fpu_bits`]: CR4.OSFXSR.
+pub const FPU_OSFXSR: u8 = 1 << 3;
 
 /// Bits of the key that hold the physical address.
 const ADDR_BITS: u32 = 48;
@@ -20,7 +29,10 @@ const PE_SHIFT: u32 = CPL_SHIFT + 2; // 1 bit
 const PG_SHIFT: u32 = PE_SHIFT + 1; // 1 bit
                                     // 1 bit: one instruction per block, for TF single-stepping and armed instruction breakpoints.
 const TF_SHIFT: u32 = PG_SHIFT + 1;
-const LAST_BIT: u32 = TF_SHIFT + 1;
+// 4 bits: CR0.EM, CR0.TS, CR0.MP and CR4.OSFXSR, which decide whether x87/MMX/SSE
+// instructions run or raise #NM/#UD (see `fpu_bits`).
+const FPU_SHIFT: u32 = TF_SHIFT + 1;
+const LAST_BIT: u32 = FPU_SHIFT + 4;
 const _: () = assert!(LAST_BIT <= 64, "BlockKey fields overflow a u64");
 
 /// A translated block's identity: where it was decoded (RIP and CS base), the physical
@@ -46,7 +58,8 @@ impl BlockKey {
             | u64::from(cpu.cr0 & CR0_PG != 0) << PG_SHIFT
             | u64::from(
                 cpu.rflags & crate::flags::TF != 0 || crate::debug::exec_breakpoints_armed(cpu),
-            ) << TF_SHIFT;
+            ) << TF_SHIFT
+            | u64::from(fpu_bits(cpu)) << FPU_SHIFT;
         BlockKey {
             ip: cpu.rip,
             cs_base: cpu.seg[SegReg::Cs as usize].base,
@@ -99,11 +112,32 @@ impl BlockKey {
         (self.bits >> STACK32_SHIFT) & 1 != 0
     }
 
+    /// The CR0/CR4 bits that decide how FPU/SIMD instructions behave (`FPU_*`).
+    pub fn fpu_bits(self) -> u8 {
+        ((self.bits >> FPU_SHIFT) & 0xf) as u8
+    }
+
     /// True when the block was translated for single-stepping (TF, or an armed instruction
     /// breakpoint): one instruction, always interpreted.
     pub fn single_step(self) -> bool {
         (self.bits >> TF_SHIFT) & 1 != 0
     }
+}
+
+/// The `FPU_*` bits of `cpu`'s CR0 and CR4.
+pub fn fpu_bits(cpu: &CpuState) -> u8 {
+    let mut b = 0;
+    for (on, bit) in [
+        (cpu.cr0 & CR0_EM, FPU_EM),
+        (cpu.cr0 & CR0_TS, FPU_TS),
+        (cpu.cr0 & CR0_MP, FPU_MP),
+        (cpu.cr4 & CR4_OSFXSR, FPU_OSFXSR),
+    ] {
+        if on != 0 {
+            b |= bit;
+        }
+    }
+    b
 }
 
 #[cfg(test)]

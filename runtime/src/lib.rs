@@ -18,6 +18,7 @@ pub mod exception;
 pub mod far;
 pub mod fastcall;
 pub mod flags;
+pub mod fpu;
 pub mod interrupt;
 pub mod io_perm;
 pub mod key;

@@ -164,8 +164,22 @@ pub const EXIT_DEVICE: u32 = 1 << 1;
 
 /// CR0.PE: protection enable.
 pub const CR0_PE: u64 = 1 << 0;
+/// CR0.MP: WAIT/FWAIT honour CR0.TS.
+pub const CR0_MP: u64 = 1 << 1;
+/// CR0.EM: no x87 (x87 and MMX instructions #NM/#UD, SSE #UD).
+pub const CR0_EM: u64 = 1 << 2;
+/// CR0.TS: task switched; the first FPU/SIMD instruction raises #NM (lazy FPU switching).
+pub const CR0_TS: u64 = 1 << 3;
 /// CR0.ET: extension type, reads as 1.
 pub const CR0_ET: u64 = 1 << 4;
+/// CR0.NE: x87 errors raise #MF (else the legacy FERR# interrupt path).
+pub const CR0_NE: u64 = 1 << 5;
+/// CR4.OSFXSR: the OS saves SSE state with FXSAVE; SSE instructions are #UD without it.
+pub const CR4_OSFXSR: u64 = 1 << 9;
+/// CR4.OSXMMEXCPT: unmasked SIMD floating-point exceptions raise #XM (else #UD).
+pub const CR4_OSXMMEXCPT: u64 = 1 << 10;
+/// CR4.OSXSAVE: XSAVE/XRSTOR/XGETBV/XSETBV are enabled.
+pub const CR4_OSXSAVE: u64 = 1 << 18;
 /// CR0.PG: paging.
 pub const CR0_PG: u64 = 1 << 31;
 /// CR4.PAE.
@@ -293,6 +307,13 @@ pub struct CpuState {
     /// CPL is part of its key, so generated code knows which one to index; keeping them apart
     /// means a privilege change needs no flush.
     pub tlb: [[TlbEntry; TLB_ENTRIES]; 2],
+    /// The x87, MMX and SSE state, and the operand exchange area of its helpers.
+    pub fpu: crane86_fpu::Fpu,
+    /// XCR0: the state components XSAVE manages (bit 0 x87, always set; bit 1 SSE).
+    pub xcr0: u64,
+    /// Set when an x87 instruction found an unmasked exception pending with CR0.NE clear:
+    /// the board raises IRQ 13 (the PC's FERR# wiring) and clears this.
+    pub ferr: u32,
 }
 
 // SAFETY: the only non-Send field is the `mem` context pointer, which is null outside a run
@@ -313,19 +334,19 @@ impl CpuState {
             CpuMode::Prot16 => (
                 Segment::flat(0x08, SEG_P | 0x1b | SEG_G),
                 Segment::flat(0x10, SEG_P | 0x13 | SEG_G),
-                CR0_ET | CR0_PE,
+                CR0_ET | CR0_PE | CR0_MP | CR0_NE,
                 0,
             ),
             CpuMode::Prot32 => (
                 Segment::flat(0x08, SEG_P | 0x1b | SEG_DB | SEG_G),
                 Segment::flat(0x10, SEG_P | 0x13 | SEG_DB | SEG_G),
-                CR0_ET | CR0_PE,
+                CR0_ET | CR0_PE | CR0_MP | CR0_NE,
                 0,
             ),
             CpuMode::Long64 => (
                 Segment::flat(0x08, SEG_P | 0x1b | SEG_L | SEG_G),
                 Segment::flat(0x10, SEG_P | 0x13 | SEG_DB | SEG_G),
-                CR0_ET | CR0_PE | CR0_PG,
+                CR0_ET | CR0_PE | CR0_PG | CR0_MP | CR0_NE,
                 EFER_LME | EFER_LMA,
             ),
         };
@@ -340,7 +361,13 @@ impl CpuState {
             cr0,
             cr2: 0,
             cr3: 0,
-            cr4: if mode == CpuMode::Long64 { CR4_PAE } else { 0 },
+            // Flat protected-mode guests start as an OS would leave user code: the FPU in
+            // native error mode, SSE enabled with #XM.
+            cr4: match mode {
+                CpuMode::Long64 => CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT,
+                CpuMode::Real16 => 0,
+                _ => CR4_OSFXSR | CR4_OSXMMEXCPT,
+            },
             efer,
             gdtr: DescriptorTable {
                 base: 0,
@@ -378,6 +405,9 @@ impl CpuState {
             mem: std::ptr::null_mut(),
             dr: [0, 0, 0, 0, 0, 0, DR6_INIT, DR7_INIT],
             cr8: 0,
+            fpu: crane86_fpu::Fpu::default(),
+            xcr0: 1,
+            ferr: 0,
             tlb: [[TlbEntry::INVALID; TLB_ENTRIES]; 2],
         }
     }
@@ -479,6 +509,9 @@ impl Clone for CpuState {
             mem: std::ptr::null_mut(),
             dr: self.dr,
             cr8: self.cr8,
+            fpu: self.fpu,
+            xcr0: self.xcr0,
+            ferr: self.ferr,
             tlb: self.tlb,
         }
     }

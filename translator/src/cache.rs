@@ -281,6 +281,7 @@ impl Cache {
             mode: key.mode(),
             stack32: key.stack32(),
             user: key.cpl() == 3,
+            fpu: key.fpu_bits(),
         };
         let decoded = decode_block(&bytes[..want], key.ip, room, ctx, key.single_step());
         let crosses = decoded.byte_len as usize > room;

@@ -120,6 +120,7 @@ mod tests {
         mode: CpuMode::Long64,
         stack32: false,
         user: false,
+        fpu: crate::emit::FPU_OS,
     };
 
     #[test]

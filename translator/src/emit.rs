@@ -97,6 +97,18 @@ pub enum Cmp {
     Sle,
 }
 
+/// The FPU/SIMD unit's helpers that semantics may call ([`Emit::fpu_call`]); each is a
+/// function of `crane86_runtime::fpu` taking four values and returning a status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FpuHelper {
+    /// `simd(code, operands, _, _)`: one MMX/SSE instruction.
+    Simd,
+    /// `x87(code, operands, data offset, rip)`: one x87 instruction.
+    X87,
+    /// `x87_commit()`: an x87 store's new state, after its memory write.
+    X87Commit,
+}
+
 /// Facts about the code being translated that semantics need and that the block key fixes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ctx {
@@ -106,7 +118,13 @@ pub struct Ctx {
     pub stack32: bool,
     /// CPL 3: explicit memory accesses are user-mode accesses (and use the user TLB).
     pub user: bool,
+    /// CR0.EM/TS/MP and CR4.OSFXSR (`crane86_runtime::key::FPU_*`): whether x87, MMX and
+    /// SSE instructions run or raise #NM/#UD.
+    pub fpu: u8,
 }
+
+/// [`Ctx::fpu`] as an operating system sets it up: the FPU present and in use, SSE enabled.
+pub const FPU_OS: u8 = crane86_runtime::key::FPU_MP | crane86_runtime::key::FPU_OSFXSR;
 
 impl Ctx {
     /// Width of the stack pointer in bytes.
@@ -181,6 +199,18 @@ pub trait Emit: Arith {
     fn load(&mut self, linear: Self::V, size: u32) -> R<Self::V>;
     /// Writes `size` bytes at a linear address.
     fn store(&mut self, linear: Self::V, size: u32, v: Self::V) -> R<()>;
+
+    /// Reads one 64-bit half (0 low, 1 high) of XMM register `r`.
+    fn xmm(&mut self, r: usize, half: usize) -> Self::V;
+    /// Writes one 64-bit half of XMM register `r`.
+    fn set_xmm(&mut self, r: usize, half: usize, v: Self::V);
+    /// Reads slot `i` of the FPU unit's operand exchange area (`crane86_fpu::IO_*`).
+    fn fpu_io(&mut self, i: usize) -> Self::V;
+    /// Writes slot `i` of the FPU unit's operand exchange area.
+    fn set_fpu_io(&mut self, i: usize, v: Self::V);
+    /// Calls an FPU/SIMD helper. When it records a fault the instruction stops there
+    /// (`Err`); otherwise returns its status (`crane86_runtime::fpu::STATUS_*`).
+    fn fpu_call(&mut self, h: FpuHelper, args: [Self::V; 4]) -> R<Self::V>;
 
     /// Raises `fault` when `cond` is non-zero; otherwise execution goes on.
     fn raise_if(&mut self, cond: Self::V, fault: Fault) -> R<()>;

@@ -8,7 +8,7 @@ use crane86_runtime::memory::{read_data, write_data};
 use crane86_runtime::{CcOp, CpuState, Fault, LazyFlags, PhysMem, PortIo, SegReg};
 
 use crate::decode::DecodedBlock;
-use crate::emit::{Arith, Bin, Cmp, Ctx, Emit, Stop, Un, R};
+use crate::emit::{Arith, Bin, Cmp, Ctx, Emit, FpuHelper, Stop, Un, R};
 use crate::semantics::{self, flags};
 
 /// The interpreter's view of one CPU for the duration of one instruction.
@@ -206,6 +206,39 @@ impl Emit for Interp<'_> {
             self.cpu.raise(f, linear);
             Stop
         })
+    }
+
+    fn xmm(&mut self, r: usize, half: usize) -> u64 {
+        self.cpu.fpu.xmm[r & 15][half & 1]
+    }
+
+    fn set_xmm(&mut self, r: usize, half: usize, v: u64) {
+        self.cpu.fpu.xmm[r & 15][half & 1] = v;
+    }
+
+    fn fpu_io(&mut self, i: usize) -> u64 {
+        self.cpu.fpu.io[i]
+    }
+
+    fn set_fpu_io(&mut self, i: usize, v: u64) {
+        self.cpu.fpu.io[i] = v;
+    }
+
+    fn fpu_call(&mut self, h: FpuHelper, a: [u64; 4]) -> R<u64> {
+        use crane86_runtime::fpu;
+        let status = match h {
+            FpuHelper::Simd => fpu::simd(self.cpu, a[0], a[1]),
+            FpuHelper::X87 => fpu::x87(self.cpu, a[0], a[1], a[2], a[3]),
+            FpuHelper::X87Commit => {
+                fpu::x87_commit(self.cpu);
+                fpu::STATUS_OK
+            }
+        };
+        if status == fpu::STATUS_FAULT {
+            Err(Stop)
+        } else {
+            Ok(status)
+        }
     }
 
     fn raise_if(&mut self, cond: u64, fault: Fault) -> R<()> {

@@ -85,10 +85,10 @@ pub enum Op {
     Salc,
     /// BOUND: check an array index against a pair of bounds in memory.
     Bound,
-    /// x87 instructions and WAIT, until the FPU exists: #NM when CR0 says the FPU is
-    /// emulated or its state belongs to another task (what lazy FPU switching relies on),
-    /// else #UD (CPUID does not advertise an FPU).
+    /// x87 instructions and WAIT, through the FPU unit's helper.
     X87,
+    /// MMX and SSE..SSE4.2 instructions, through the FPU unit's helper or inline.
+    Simd,
     // Runtime class: executed by the runtime with the machine at hand (see `rewrite`).
     Cpuid,
     Hlt,
@@ -120,6 +120,9 @@ pub enum Op {
     FastCall,
     /// LAR, LSL, VERR, VERW, ARPL, LLDT, LTR, SLDT, STR, SMSW.
     SegmentInsn,
+    /// FXSAVE/FXRSTOR, XSAVE/XSAVEOPT/XSAVEC/XRSTOR, XGETBV/XSETBV, FLDENV/FNSTENV,
+    /// FNSAVE/FRSTOR: whole FPU state images.
+    FpuState,
 }
 
 /// How a form is translated.
@@ -264,9 +267,35 @@ fn build(code: Code) -> Option<Entry> {
     use Mnemonic as M;
     match code.mnemonic() {
         M::Rdmsr | M::Wrmsr | M::Rdtsc => return runtime(Op::Msr),
-        M::Wait => return runtime(Op::X87),
-        _ if code.cpuid_features().contains(&iced_x86::CpuidFeature::FPU) => {
-            return runtime(Op::X87)
+        M::Fxsave
+        | M::Fxsave64
+        | M::Fxrstor
+        | M::Fxrstor64
+        | M::Xsave
+        | M::Xsave64
+        | M::Xsaveopt
+        | M::Xsaveopt64
+        | M::Xsavec
+        | M::Xsavec64
+        | M::Xrstor
+        | M::Xrstor64
+        | M::Xgetbv
+        | M::Xsetbv => return runtime(Op::FpuState),
+        M::Fldenv | M::Fnstenv | M::Fstenv | M::Frstor | M::Fnsave | M::Fsave => return None,
+        _ if code == Code::Wait
+            || crane86_fpu::x87::claims(code)
+            || crate::semantics::x87::without_wait(code).is_some_and(crane86_fpu::x87::claims) =>
+        {
+            return Some(Entry {
+                op: Op::X87,
+                class: Class::Inline,
+            })
+        }
+        _ if crane86_fpu::simd::claims(code) => {
+            return Some(Entry {
+                op: Op::Simd,
+                class: Class::Inline,
+            })
         }
         M::Lgdt | M::Lidt | M::Sgdt | M::Sidt => return runtime(Op::DescriptorTable),
         M::Mov | M::Push | M::Pop if has_segment_operand(code) => return runtime(Op::SegmentMove),

@@ -110,6 +110,16 @@ enum Gen {
     StrEsDi,
     StrSegDi,
     Xlat,
+    /// An XMM register.
+    Xmm,
+    /// An XMM register or memory.
+    XmmOrMem,
+    /// An MMX register.
+    Mm,
+    /// An MMX register or memory.
+    MmOrMem,
+    /// ST(i).
+    Sti,
 }
 
 /// A form the checker can generate instances of.
@@ -123,6 +133,8 @@ pub struct Spec {
     ops: Vec<Gen>,
     /// Registers (bit per encoding number) never chosen as explicit operands or addresses.
     reserved: u16,
+    /// The form reads or writes x87/MMX/SSE state: its cases get a random FPU image.
+    pub fpu: bool,
 }
 
 const RAX: u16 = 1;
@@ -259,6 +271,12 @@ pub fn spec(code: Code) -> Result<Spec, String> {
             K::es_rDI => Gen::StrEsDi,
             K::seg_rDI => Gen::StrSegDi,
             K::seg_rBX_al => Gen::Xlat,
+            K::xmm_reg | K::xmm_rm => Gen::Xmm,
+            K::xmm_or_mem => Gen::XmmOrMem,
+            K::mm_reg | K::mm_rm => Gen::Mm,
+            K::mm_or_mem => Gen::MmOrMem,
+            K::sti_opcode => Gen::Sti,
+            K::st0 => Gen::Fixed(Register::ST0),
             other => return Err(format!("operand kind {other:?} not supported")),
         };
         ops.push(g);
@@ -298,11 +316,24 @@ pub fn spec(code: Code) -> Result<Spec, String> {
     if indirect {
         reserved |= RSP;
     }
+    let fpu = ops.iter().any(|g| {
+        matches!(
+            g,
+            Gen::Xmm | Gen::XmmOrMem | Gen::Mm | Gen::MmOrMem | Gen::Sti
+        )
+    }) || code.cpuid_features().iter().any(|f| {
+        use iced_x86::CpuidFeature as F;
+        matches!(
+            f,
+            F::FPU | F::MMX | F::SSE | F::SSE2 | F::SSE3 | F::SSSE3 | F::SSE4_1 | F::SSE4_2
+        )
+    });
     Ok(Spec {
         code,
         bits,
         ops,
         reserved,
+        fpu,
     })
 }
 
@@ -321,6 +352,10 @@ pub struct Case {
     pub undefined: u64,
     /// Code size: 64, or 32 (compatibility mode natively, `CpuMode::Prot32` in crane86).
     pub bits: u32,
+    /// Input FPU/SIMD state (an FXSAVE64 image).
+    pub fx: Box<crate::fpstate::Image>,
+    /// Compare the FPU/SIMD state afterwards.
+    pub fpu: bool,
 }
 
 fn gpr_index(r: Register) -> usize {
@@ -571,7 +606,17 @@ fn try_instance(spec: &Spec, rng: &mut Rng, base: u64, div_zero: bool) -> Result
                 let offs = matches!(g, Gen::MemOffs);
                 let m = make_mem(rng, &mut insn, i, &mut regs, spec, base, offs);
                 let size = insn.memory_size().size().clamp(1, 8) as u32;
-                mem_write(&mut mem, base, m.ea, size, rng.value());
+                let v = if spec.fpu {
+                    memory_float(rng, &insn)
+                } else {
+                    rng.value()
+                };
+                mem_write(&mut mem, base, m.ea, size, v);
+                if spec.fpu && insn.memory_size().size() == 10 {
+                    let f = crate::fpstate::f80(rng);
+                    mem_write(&mut mem, base, m.ea, 8, f.signif);
+                    mem_write(&mut mem, base, m.ea + 8, 2, u64::from(f.sign_exp));
+                }
                 memop = Some(m);
             }
             Gen::Imm(kind) => {
@@ -597,6 +642,25 @@ fn try_instance(spec: &Spec, rng: &mut Rng, base: u64, div_zero: bool) -> Result
             Gen::StrSi => insn.set_op_kind(i, OpKind::MemorySegRSI),
             Gen::StrEsDi => insn.set_op_kind(i, OpKind::MemoryESRDI),
             Gen::StrSegDi => insn.set_op_kind(i, OpKind::MemorySegRDI),
+            Gen::Xmm => set_reg(&mut insn, xmm(rng, bits)),
+            Gen::XmmOrMem if rng.one_in(2) => set_reg(&mut insn, xmm(rng, bits)),
+            Gen::Mm => set_reg(&mut insn, mm(rng)),
+            Gen::MmOrMem if rng.one_in(2) => set_reg(&mut insn, mm(rng)),
+            Gen::XmmOrMem | Gen::MmOrMem => {
+                let m = make_mem(rng, &mut insn, i, &mut regs, spec, base, false);
+                let v = crate::fpstate::vector(rng);
+                let size = insn.memory_size().size().clamp(1, 16) as u32;
+                mem_write(&mut mem, base, m.ea, size.min(8), v[0]);
+                if size > 8 {
+                    mem_write(&mut mem, base, m.ea + 8, size - 8, v[1]);
+                }
+                memop = Some(m);
+            }
+            Gen::Sti => set_reg(
+                &mut insn,
+                Register::try_from(Register::ST0 as usize + rng.below(8) as usize)
+                    .unwrap_or(Register::ST1),
+            ),
             Gen::Xlat => {
                 insn.set_op_kind(i, OpKind::Memory);
                 insn.set_memory_base(if bits == 32 {
@@ -635,6 +699,11 @@ fn try_instance(spec: &Spec, rng: &mut Rng, base: u64, div_zero: bool) -> Result
         return Err(format!("encoded as {:?}", decoded.code()));
     }
     let undefined = crate::undefined::mask(&decoded, &regs);
+    let fx = if spec.fpu {
+        crate::fpstate::random_image(rng)
+    } else {
+        crate::fpstate::default_image()
+    };
     Ok(Case {
         insn: decoded,
         bytes,
@@ -642,7 +711,33 @@ fn try_instance(spec: &Spec, rng: &mut Rng, base: u64, div_zero: bool) -> Result
         mem,
         undefined,
         bits,
+        fx,
+        fpu: spec.fpu,
     })
+}
+
+fn xmm(rng: &mut Rng, bits: u32) -> Register {
+    let n = rng.below(if bits == 32 { 8 } else { 16 }) as usize;
+    Register::try_from(Register::XMM0 as usize + n).unwrap_or(Register::XMM0)
+}
+
+fn mm(rng: &mut Rng) -> Register {
+    Register::try_from(Register::MM0 as usize + rng.below(8) as usize).unwrap_or(Register::MM0)
+}
+
+/// A memory operand's value for an FPU/SIMD form: a float pattern of the operand's width
+/// when it holds floats, else an integer.
+fn memory_float(rng: &mut Rng, insn: &Instruction) -> u64 {
+    use iced_x86::MemorySize as S;
+    match insn.memory_size() {
+        S::Float32 => u64::from(crate::fpstate::f32_bits(rng)),
+        S::Float64 => crate::fpstate::f64_bits(rng),
+        S::Packed64_Float32 => {
+            u64::from(crate::fpstate::f32_bits(rng))
+                | u64::from(crate::fpstate::f32_bits(rng)) << 32
+        }
+        _ => rng.value(),
+    }
 }
 
 /// Per-mnemonic input constraints: valid targets, non-faulting divisions, in-range bit
@@ -662,6 +757,18 @@ fn constrain(
     let taken = base + layout::TAKEN;
     let addr_regs = memop.map_or(0, |m| m.regs);
     let conflict = |r: Register| addr_regs & (1 << gpr_index(r)) != 0;
+    if spec.code == Code::Ldmxcsr_m32 {
+        // A valid MXCSR with every exception masked (reserved bits would #GP natively, an
+        // unmasked exception would trap the host later).
+        let v = 0x1f80
+            | (rng.next() & 0x3f)
+            | rng.below(4) << 13
+            | if rng.one_in(4) { 1 << 6 } else { 0 }
+            | if rng.one_in(4) { 1 << 15 } else { 0 };
+        if let Some(m) = memop {
+            mem_write(mem, base, m.ea, 4, v);
+        }
+    }
     // Reads/writes operand 0 whether register or memory.
     let op0_size = match insn.op0_kind() {
         OpKind::Register => insn.op0_register().size() as u32,

@@ -12,7 +12,7 @@
 //! | `FAR_IN`, `FAR_OUT` | 32-bit runs: far pointers into and out of compatibility mode |
 //! | `0x1000..0x3000` | scratch data (memory operands point into its middle) |
 //! | `0x3000..0x5000` | scratch stack, RSP = `STACK_PTR` |
-//! | `0x5000` | control area: input and output state, saved host RSP, landing marker |
+//! | `0x5000` | control area: input and output state (GPRs, flags, FXSAVE images), saved host RSP and FPU state, landing marker |
 //!
 //! In the emulated copy of the page the two landing stubs are replaced by `hlt`. In 32-bit
 //! runs the landing stubs jump to `EXIT32` instead of `EPI`.
@@ -54,6 +54,19 @@ pub const SAVE_RSP: u64 = CTRL + 0x200;
 pub const MARKER: u64 = CTRL + 0x208;
 /// Saved host DS and ES selectors (two words; 32-bit runs only).
 pub const SAVE_DS_ES: u64 = CTRL + 0x210;
+/// Input FPU/SIMD state: an FXSAVE64 image the prologue loads with FXRSTOR64.
+pub const IN_FX: u64 = CTRL + 0x400;
+/// Output FPU/SIMD state, saved by the epilogue.
+pub const OUT_FX: u64 = CTRL + 0x600;
+/// The host's own FPU/SIMD state while the instruction runs.
+pub const SAVE_FX: u64 = CTRL + 0x800;
+
+/// `fxsave64 [addr]` (REX.W 0F AE /0) or `fxrstor64 [addr]` (/1), absolute disp32.
+fn fx(addr: u64, restore: bool) -> Vec<u8> {
+    let mut v = vec![0x48, 0x0f, 0xae, if restore { 0x0c } else { 0x04 }, 0x25];
+    v.extend_from_slice(&(addr as u32).to_le_bytes());
+    v
+}
 
 /// 32-bit runs: the 32-bit code both landing stubs jump to, `jmp far [FAR_OUT]`.
 pub const EXIT32: u64 = 0x300;
@@ -138,6 +151,8 @@ pub fn fixed_page(base: u64, bits: u32) -> Result<Vec<u8>, IcedError> {
         a.push(r)?;
     }
     a.mov(qword_ptr(base + SAVE_RSP), rsp)?;
+    a.db(&fx(base + SAVE_FX, false))?;
+    a.db(&fx(base + IN_FX, true))?;
     if compat {
         // mov eax, ds / mov [SAVE_DS_ES], ax / mov eax, es / mov [SAVE_DS_ES + 2], ax
         a.db(&[0x8c, 0xd8])?;
@@ -179,6 +194,8 @@ pub fn fixed_page(base: u64, bits: u32) -> Result<Vec<u8>, IcedError> {
     for (i, r) in GPRS.iter().enumerate() {
         a.mov(qword_ptr(base + OUT_GPR + 8 * i as u64), *r)?;
     }
+    a.db(&fx(base + OUT_FX, false))?;
+    a.db(&fx(base + SAVE_FX, true))?;
     a.mov(rsp, qword_ptr(base + SAVE_RSP))?;
     a.pushfq()?;
     a.pop(qword_ptr(base + OUT_FLAGS))?;

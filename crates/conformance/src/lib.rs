@@ -35,6 +35,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod fpstate;
 mod gen;
 mod layout;
 mod native;
@@ -195,6 +196,7 @@ pub fn run(opts: &Options) -> Result<Report, ConformanceError> {
 /// The final state of one execution.
 struct Final {
     regs: Regs,
+    fx: Box<fpstate::Image>,
     /// Address execution landed on after the instruction.
     landing: u64,
     mem: Vec<u8>,
@@ -407,7 +409,7 @@ impl Checker {
             _ => &self.fixed,
         };
         let page = layout::native_page(self.base, fixed, &case.bytes, bits);
-        let out = self.native.run(&page, &case.mem, &case.input)?;
+        let out = self.native.run(&page, &case.mem, &case.input, &case.fx)?;
         let mut regs = out.regs;
         if let Some(t) = self.tamper {
             t(&mut regs);
@@ -422,6 +424,7 @@ impl Checker {
         };
         Ok(Final {
             regs,
+            fx: out.fx,
             landing,
             mem: out.mem,
         })
@@ -448,10 +451,15 @@ impl Checker {
         cpu.rip = base + layout::INSN;
         cpu.cc = LazyFlags::from_eflags(case.input.flags);
         cpu.rflags = (case.input.flags & !fl::ARITH) | fl::FIXED1;
+        crane86_fpu::save::fxrstor(&mut cpu.fpu, fpstate::LAYOUT, &case.fx)
+            .map_err(|e| ConformanceError::Assemble(format!("input FPU image: {e:?}")))?;
         m.cpu = cpu;
         let end = m.run(Some(100_000))?;
         let lo = (base + layout::MEM_OFF) as usize;
+        let mut fx = Box::new([0u8; crane86_fpu::save::FXSAVE_SIZE]);
+        crane86_fpu::save::fxsave(&m.cpu.fpu, fpstate::LAYOUT, &mut fx);
         Ok(Emulated {
+            fx,
             end,
             rip: m.cpu.rip,
             regs: Regs {
@@ -468,6 +476,7 @@ impl Checker {
 }
 
 struct Emulated {
+    fx: Box<fpstate::Image>,
     end: RunEnd,
     rip: u64,
     regs: Regs,
@@ -509,6 +518,9 @@ fn describe_input(case: &Case) -> String {
         let _ = write!(s, "{}={:#x} ", Gpr::ALL[n].name(), case.input.gpr[n]);
     }
     let _ = write!(s, "rflags={:#x}", case.input.flags);
+    if case.fpu {
+        let _ = write!(s, " {}", fpstate::describe(&case.fx));
+    }
     s
 }
 
@@ -570,6 +582,11 @@ fn compare(base: u64, case: &Case, want: &Final, got: &Emulated) -> Option<Strin
             hex(&want.mem[off..end]),
             hex(&got.mem[off..end])
         ));
+    }
+    if case.fpu {
+        if let Some(d) = fpstate::compare(&want.fx, &got.fx) {
+            diffs.push(d);
+        }
     }
     if diffs.is_empty() {
         None

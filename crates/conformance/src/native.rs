@@ -11,6 +11,10 @@
 //!   loads the input state and jumps to the instruction under test, whose every exit path
 //!   (fall-through and taken) lands on a stub that jumps to the epilogue, which stores the
 //!   state, restores the host registers, clears DF and returns;
+//! - the prologue saves the host's FPU/SIMD state to `SAVE_FX` and loads the case's from
+//!   `IN_FX`; the epilogue saves the result to `OUT_FX` and restores the host's, so Rust code
+//!   never runs with the guest's rounding or masks. Input images keep every FPU and SIMD
+//!   exception masked (see `fpstate`);
 //! - the instruction under test cannot fault on the host: its memory operands point into the
 //!   scratch data and stack areas with room to spare, branch targets are the landing stubs,
 //!   divisors are non-zero and quotients fit (see `gen`), privileged and non-deterministic
@@ -42,6 +46,8 @@ pub(crate) struct NativeOut {
     pub marker: u8,
     /// The scratch data and stack areas after the run.
     pub mem: Vec<u8>,
+    /// The FPU/SIMD state after the run (FXSAVE64 image).
+    pub fx: Box<crate::fpstate::Image>,
 }
 
 /// True when this thread runs in 64-bit mode with CS = `__USER_CS` and the GDT holds a
@@ -119,7 +125,13 @@ impl Native {
 
     /// Runs `code` (a full code page from [`crate::layout`]) with scratch memory `mem` and
     /// input state `input`.
-    pub fn run(&mut self, code: &[u8], mem: &[u8], input: &Regs) -> io::Result<NativeOut> {
+    pub fn run(
+        &mut self,
+        code: &[u8],
+        mem: &[u8],
+        input: &Regs,
+        fx: &crate::fpstate::Image,
+    ) -> io::Result<NativeOut> {
         assert_eq!(code.len(), layout::PAGE);
         assert_eq!(mem.len(), layout::MEM_LEN);
         self.protect_code(libc::PROT_READ | libc::PROT_WRITE)?;
@@ -142,6 +154,11 @@ impl Native {
             c.add((layout::IN_FLAGS - layout::CTRL) as usize / 8)
                 .write(ctrl[16]);
             self.base.add(layout::MARKER as usize).write(0);
+            std::ptr::copy_nonoverlapping(
+                fx.as_ptr(),
+                self.base.add(layout::IN_FX as usize),
+                fx.len(),
+            );
         }
         // SAFETY: sigset_t is plain data; sigfillset initialises it. Blocking signals for the
         // duration of the call keeps the kernel from delivering one onto the scratch stack.
@@ -163,6 +180,7 @@ impl Native {
             regs: Regs::default(),
             marker: 0,
             mem: vec![0; layout::MEM_LEN],
+            fx: Box::new([0; crane86_fpu::save::FXSAVE_SIZE]),
         };
         // SAFETY: as above, reading back our own RW areas.
         unsafe {
@@ -179,6 +197,11 @@ impl Native {
                 .cast::<u64>()
                 .read();
             out.marker = self.base.add(layout::MARKER as usize).read();
+            std::ptr::copy_nonoverlapping(
+                self.base.add(layout::OUT_FX as usize),
+                out.fx.as_mut_ptr(),
+                out.fx.len(),
+            );
         }
         Ok(out)
     }

@@ -79,7 +79,9 @@ fn control(fpu: &mut Fpu, code: Code, _ops: Operands) -> Option<Result<(), SimdF
             Ok(())
         }
         Code::Emms => {
+            // All tags empty; TOP is 0 as after any MMX instruction (what AMD hosts show).
             fpu.x87.ftw = 0xffff;
+            fpu.x87.fsw &= !(7 << 11);
             Ok(())
         }
         _ => return None,

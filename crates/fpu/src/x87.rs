@@ -55,3 +55,41 @@ pub fn execute(
 pub fn commit(fpu: &mut Fpu) {
     fpu.x87 = fpu.pending;
 }
+
+/// FXSAVE's abridged tag byte: bit i set when physical register i is not empty.
+pub fn abridged_tag(ftw: u16) -> u8 {
+    (0..8).fold(0u8, |acc, i| {
+        if (ftw >> (2 * i)) & 3 != 3 {
+            acc | 1 << i
+        } else {
+            acc
+        }
+    })
+}
+
+/// The full tag word from an abridged tag byte, classifying each non-empty register by
+/// its contents (00 valid, 01 zero, 10 special: NaN, infinity, denormal or unsupported).
+pub fn full_tag(x87: &crate::state::X87, abridged: u8) -> u16 {
+    (0..8).fold(0u16, |acc, i| {
+        let tag = if abridged & (1 << i) == 0 {
+            3
+        } else {
+            let r = x87.regs[i];
+            let exp = r.sign_exp & 0x7fff;
+            if exp == 0x7fff {
+                2
+            } else if exp == 0 {
+                if r.signif == 0 {
+                    1
+                } else {
+                    2
+                }
+            } else if r.signif >> 63 == 0 {
+                2
+            } else {
+                0
+            }
+        };
+        acc | tag << (2 * i)
+    })
+}

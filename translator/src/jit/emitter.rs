@@ -15,7 +15,7 @@ use crane86_runtime::{CcOp, Fault, SegReg};
 use super::helpers::{div_wide_helper, eflags_of};
 use super::{guest_flags, off, state_flags, ChainSlots, EXIT_FAULT, EXIT_NEXT};
 use crate::decode::DecodedBlock;
-use crate::emit::{Arith, Bin, Cmp, Ctx, Emit, Stop, Un, R};
+use crate::emit::{Arith, Bin, Cmp, Ctx, Emit, FpuHelper, Stop, Un, R};
 use crate::interp::Values;
 use crate::semantics;
 
@@ -39,6 +39,7 @@ struct Sigs {
     store: SigRef,
     eflags: SigRef,
     div: SigRef,
+    fpu: SigRef,
 }
 
 /// Builds the IR of one block. See the module documentation of [`crate::jit`].
@@ -95,6 +96,7 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
             store: b.import_signature(sig(host_cc, 4, 0)),
             eflags: b.import_signature(sig(host_cc, 4, 1)),
             div: b.import_signature(sig(host_cc, 5, 1)),
+            fpu: b.import_signature(sig(host_cc, 5, 1)),
         };
         JitEmitter {
             b,
@@ -705,6 +707,47 @@ impl Emit for JitEmitter<'_, '_> {
         self.b.seal_block(merge);
         self.b.switch_to_block(merge);
         Ok(())
+    }
+
+    fn xmm(&mut self, r: usize, half: usize) -> Value {
+        self.load_state(off::XMM + 16 * (r & 15) as i32 + 8 * (half & 1) as i32)
+    }
+
+    fn set_xmm(&mut self, r: usize, half: usize, v: Value) {
+        self.store_state(v, off::XMM + 16 * (r & 15) as i32 + 8 * (half & 1) as i32);
+    }
+
+    fn fpu_io(&mut self, i: usize) -> Value {
+        self.load_state(off::FPU_IO + 8 * i as i32)
+    }
+
+    fn set_fpu_io(&mut self, i: usize, v: Value) {
+        self.store_state(v, off::FPU_IO + 8 * i as i32);
+    }
+
+    fn fpu_call(&mut self, h: FpuHelper, args: [Value; 4]) -> R<Value> {
+        use crane86_runtime::fpu;
+        let f = match h {
+            FpuHelper::Simd => fpu::simd_helper as *const (),
+            FpuHelper::X87 => fpu::x87_helper as *const (),
+            FpuHelper::X87Commit => fpu::x87_commit_helper as *const (),
+        };
+        let f = self.iconst(f as usize as u64);
+        let call = self.b.ins().call_indirect(
+            self.sigs.fpu,
+            f,
+            &[self.cpu, args[0], args[1], args[2], args[3]],
+        );
+        let status = self.b.inst_results(call)[0];
+        let faulted = self
+            .b
+            .ins()
+            .icmp_imm_s(IntCC::Equal, status, fpu::STATUS_FAULT as i64);
+        let (fail, cont) = self.split(faulted);
+        self.b.switch_to_block(fail);
+        self.exit_fault();
+        self.b.switch_to_block(cont);
+        Ok(status)
     }
 
     fn raise_if(&mut self, cond: Value, fault: Fault) -> R<()> {

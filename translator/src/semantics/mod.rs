@@ -14,14 +14,17 @@ pub mod control_regs;
 pub mod data;
 pub mod far;
 pub mod flags;
+pub mod fpu_state;
 pub mod io;
 pub mod muldiv;
 pub mod operands;
 pub mod segments;
 pub mod shift;
+pub mod simd;
 pub mod stack;
 pub mod string;
 pub mod system;
+pub mod x87;
 
 use crane86_runtime::{Exception, Fault};
 use iced_x86::Instruction;
@@ -105,6 +108,8 @@ pub fn execute<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
         Op::ShiftX => bmi::shift_x(e, insn),
         Op::Ud => Err(e.raise(Fault::new(Exception::InvalidOpcode))),
         Op::Bound => control::bound(e, insn),
+        Op::Simd => simd::execute(e, insn),
+        Op::X87 => x87::execute(e, insn),
         // Runtime-class rows are filtered out above; should one slip through, it is #UD
         // rather than a host panic.
         Op::Cpuid
@@ -121,7 +126,7 @@ pub fn execute<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
         | Op::Int
         | Op::Iret
         | Op::ControlReg
-        | Op::X87
+        | Op::FpuState
         | Op::Far
         | Op::FastCall
         | Op::SegmentInsn => Err(e.raise(Fault::new(Exception::InvalidOpcode))),

@@ -29,8 +29,9 @@ pub enum Outcome {
 
 /// Executes one runtime-class instruction.
 pub fn execute(it: &mut Interp<'_>, insn: &Instruction) -> R<Outcome> {
-    if crate::table::lookup(insn.code()).is_some_and(|e| e.op == crate::table::Op::X87) {
-        return x87_unavailable(it, insn);
+    if crate::table::lookup(insn.code()).is_some_and(|e| e.op == crate::table::Op::FpuState) {
+        super::fpu_state::execute(it, insn)?;
+        return Ok(Outcome::Continue);
     }
     match insn.mnemonic() {
         Mnemonic::Cpuid => {
@@ -364,27 +365,4 @@ fn popf(it: &mut Interp<'_>, insn: &Instruction) -> R<()> {
     let rest = new_flags & !fl::ARITH;
     it.set_rflags_rest(rest);
     Ok(())
-}
-
-/// An x87 instruction or WAIT without an FPU model (SDM Vol. 3 table 2-2): #NM when CR0.EM
-/// or CR0.TS is set (for WAIT: when CR0.MP and CR0.TS are both set), else #UD for x87
-/// instructions, while WAIT has no pending x87 exception to report and does nothing.
-fn x87_unavailable(it: &mut Interp<'_>, insn: &Instruction) -> R<Outcome> {
-    const MP: u64 = 1 << 1;
-    const EM: u64 = 1 << 2;
-    const TS: u64 = 1 << 3;
-    let cr0 = it.cpu.cr0;
-    let nm = if insn.mnemonic() == Mnemonic::Wait {
-        cr0 & (MP | TS) == MP | TS
-    } else {
-        cr0 & (EM | TS) != 0
-    };
-    let e = if nm {
-        Exception::DeviceNotAvailable
-    } else if insn.mnemonic() == Mnemonic::Wait {
-        return Ok(Outcome::Continue);
-    } else {
-        Exception::InvalidOpcode
-    };
-    Err(it.raise(Fault::new(e)))
 }

@@ -350,6 +350,10 @@ pub fn load(
         mem.write_phys(gdt_at + 8 * i as u64, 8, *d);
     }
     let mut cpu = CpuState::new(CpuMode::Prot32);
+    // What firmware leaves: protection on, nothing else (SSE off until the kernel sets
+    // CR4.OSFXSR, as QEMU's multiboot handoff has it).
+    cpu.cr0 = crane86_runtime::state::CR0_ET | crane86_runtime::state::CR0_PE;
+    cpu.cr4 = 0;
     cpu.gdtr = crane86_runtime::DescriptorTable {
         base: gdt_at,
         limit: (8 * gdt.len() - 1) as u16,

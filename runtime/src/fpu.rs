@@ -1,0 +1,139 @@
+//! The runtime side of the FPU/SIMD unit ([`crane86_fpu`]): the helpers translated code calls
+//! for x87, MMX and SSE instructions, which turn the unit's faults into guest exceptions
+//! according to CR0 and CR4.
+//!
+//! Both tiers call the same functions (the interpreter directly, generated code through the
+//! `extern "C"` shims), so they cannot disagree. Each helper returns a status: 0 when the
+//! instruction goes on, [`STATUS_FAULT`] when it recorded a fault in [`CpuState::fault`],
+//! [`STATUS_DONE`] when an x87 store completed without writing memory.
+
+use crane86_fpu::x87::{self, Outcome, Site, X87Fault};
+use crane86_fpu::{Operands, SimdFault};
+use iced_x86::Code;
+
+use crate::state::{CpuState, CR0_NE, CR4_OSXMMEXCPT};
+use crate::{Exception, Fault};
+
+/// Helper status: the instruction goes on.
+pub const STATUS_OK: u64 = 0;
+/// Helper status: a fault is recorded in `cpu.fault`; the instruction stops.
+pub const STATUS_FAULT: u64 = 1;
+/// Helper status (x87 stores): the instruction is complete and memory must not be written.
+pub const STATUS_DONE: u64 = 2;
+
+fn code_of(code: u64) -> Code {
+    // Codes come from the translator's own table; an out-of-range number (impossible from
+    // generated code) decodes as INVALID, which every unit rejects with #UD.
+    Code::try_from(code as usize).unwrap_or(Code::INVALID)
+}
+
+/// Executes one MMX/SSE instruction (see [`crane86_fpu::simd`] for the operand contract).
+pub fn simd(cpu: &mut CpuState, code: u64, ops: u64) -> u64 {
+    match crane86_fpu::execute_simd(&mut cpu.fpu, code_of(code), Operands(ops)) {
+        Ok(()) => STATUS_OK,
+        Err(f) => {
+            let e = match f {
+                SimdFault::Xm if cpu.cr4 & CR4_OSXMMEXCPT != 0 => Fault::new(Exception::SimdError),
+                SimdFault::Xm | SimdFault::Ud => Fault::new(Exception::InvalidOpcode),
+                SimdFault::Gp => Fault::with_code(Exception::GeneralProtection, 0),
+                SimdFault::Mf => return x87_error(cpu),
+            };
+            cpu.raise(e, 0);
+            STATUS_FAULT
+        }
+    }
+}
+
+/// An x87 or MMX instruction found an unmasked x87 exception pending: #MF in native mode
+/// (CR0.NE), else the PC's legacy path: FERR# raises IRQ 13 and, as with IGNNE# asserted,
+/// the instruction is not held up.
+fn x87_error(cpu: &mut CpuState) -> u64 {
+    if cpu.cr0 & CR0_NE != 0 {
+        cpu.raise(Fault::new(Exception::FpuError), 0);
+        STATUS_FAULT
+    } else {
+        cpu.ferr = 1;
+        STATUS_OK
+    }
+}
+
+/// Executes one x87 instruction; `data` is its memory operand's offset (for FDP) and `ip`
+/// its RIP (for FIP).
+pub fn x87(cpu: &mut CpuState, code: u64, ops: u64, data: u64, ip: u64) -> u64 {
+    let code = code_of(code);
+    let ops = Operands(ops);
+    let site = Site { ip, data };
+    let mut result = x87::execute(&mut cpu.fpu, code, ops, site);
+    if result == Err(X87Fault::Mf) {
+        if x87_error(cpu) == STATUS_FAULT {
+            return STATUS_FAULT;
+        }
+        // Legacy mode: the pending exception stays pending, the instruction runs as if
+        // IGNNE# were asserted. ES is cleared for the retry and restored afterwards.
+        let es = cpu.fpu.x87.fsw & 0x8080;
+        cpu.fpu.x87.fsw &= !0x8080;
+        result = x87::execute(&mut cpu.fpu, code, ops, site);
+        cpu.fpu.x87.fsw |= es;
+        cpu.fpu.pending.fsw |= es;
+    }
+    match result {
+        Ok(Outcome::Store) => STATUS_OK,
+        Ok(Outcome::Done) => STATUS_DONE,
+        Err(X87Fault::Mf) => STATUS_FAULT,
+        Err(X87Fault::Ud) => {
+            cpu.raise(Fault::new(Exception::InvalidOpcode), 0);
+            STATUS_FAULT
+        }
+    }
+}
+
+/// Makes an x87 store's prepared state architectural once the memory write succeeded.
+pub fn x87_commit(cpu: &mut CpuState) {
+    x87::commit(&mut cpu.fpu);
+}
+
+/// Generated code's entry to [`simd`].
+///
+/// # Safety
+/// `cpu` must point to the live CpuState of the calling generated code.
+pub unsafe extern "C" fn simd_helper(
+    cpu: *mut CpuState,
+    code: u64,
+    ops: u64,
+    _: u64,
+    _: u64,
+) -> u64 {
+    // SAFETY: generated code passes its own CpuState, valid and unaliased for the call.
+    simd(unsafe { &mut *cpu }, code, ops)
+}
+
+/// Generated code's entry to [`x87`].
+///
+/// # Safety
+/// As for [`simd_helper`].
+pub unsafe extern "C" fn x87_helper(
+    cpu: *mut CpuState,
+    code: u64,
+    ops: u64,
+    data: u64,
+    ip: u64,
+) -> u64 {
+    // SAFETY: as in `simd_helper`.
+    x87(unsafe { &mut *cpu }, code, ops, data, ip)
+}
+
+/// Generated code's entry to [`x87_commit`].
+///
+/// # Safety
+/// As for [`simd_helper`].
+pub unsafe extern "C" fn x87_commit_helper(
+    cpu: *mut CpuState,
+    _: u64,
+    _: u64,
+    _: u64,
+    _: u64,
+) -> u64 {
+    // SAFETY: as in `simd_helper`.
+    x87_commit(unsafe { &mut *cpu });
+    STATUS_OK
+}

@@ -1,0 +1,321 @@
+//! MMX and SSE instructions: availability checks, operand traffic and the helper call.
+//!
+//! The instruction semantics live in `crane86_fpu` (soft float, exact MXCSR behaviour) and
+//! run through one runtime helper ([`FpuHelper::Simd`]), called the same way by both tiers.
+//! This module does what needs the translator: the #UD/#NM checks that CR0/CR4 (part of the
+//! block key) decide, 16-byte alignment, loading a memory or general-register source into
+//! the unit's exchange area, and writing a general-register, memory or EFLAGS result back,
+//! in an order that keeps exceptions precise (every check and load before the helper, the
+//! helper before any store, a store's high part before its low part so that a fault on
+//! either leaves memory untouched).
+//!
+//! The most frequent data movement and bitwise forms (what compilers emit for `memcpy`,
+//! `memset` and zeroing) are lowered inline as 64-bit halves instead; they have no MXCSR
+//! interaction, so the inline form is exactly the helper's.
+
+use crane86_fpu::{Operands, IO_DATA0, IO_DATA1, IO_FLAGS, IO_RAX, IO_RDX};
+use crane86_runtime::key::{FPU_EM, FPU_OSFXSR, FPU_TS};
+use crane86_runtime::{flags as fl, Exception, Fault};
+use iced_x86::{Code, Instruction, OpKind, Register};
+
+use super::flags::set_eflags;
+use super::operands::{mem_linear, read_reg, write_reg};
+use crate::emit::{Bin, Emit, FpuHelper, R};
+
+/// Raises #UD/#NM as CR0.EM/TS and CR4.OSFXSR say (SDM Vol. 3 table 2-2): SSE forms need
+/// OSFXSR and no EM; MMX forms need no EM; both raise #NM under TS.
+pub(super) fn check_available<E: Emit>(e: &mut E, sse: bool) -> R<()> {
+    let f = e.ctx().fpu;
+    if f & FPU_EM != 0 || (sse && f & FPU_OSFXSR == 0) {
+        return Err(e.raise(Fault::new(Exception::InvalidOpcode)));
+    }
+    if f & FPU_TS != 0 {
+        return Err(e.raise(Fault::new(Exception::DeviceNotAvailable)));
+    }
+    Ok(())
+}
+
+/// True for an SSE form (any XMM operand, or an MXCSR instruction); false for MMX-only forms.
+fn is_sse(insn: &Instruction) -> bool {
+    matches!(insn.code(), Code::Ldmxcsr_m32 | Code::Stmxcsr_m32)
+        || (0..insn.op_count())
+            .any(|i| insn.op_kind(i) == OpKind::Register && insn.op_register(i).is_xmm())
+}
+
+/// Legacy SSE forms whose 16-byte memory operand need not be aligned.
+fn unaligned_ok(code: Code) -> bool {
+    use iced_x86::Mnemonic as M;
+    matches!(
+        code.mnemonic(),
+        M::Movups
+            | M::Movupd
+            | M::Movdqu
+            | M::Lddqu
+            | M::Pcmpestri
+            | M::Pcmpestri64
+            | M::Pcmpestrm
+            | M::Pcmpestrm64
+            | M::Pcmpistri
+            | M::Pcmpistrm
+    )
+}
+
+/// Loads `size` bytes (1..=16) at `a` into the exchange area, low bytes first.
+pub(super) fn load_io<E: Emit>(e: &mut E, a: E::V, size: u32) -> R<()> {
+    let lo = e.load(a, size.min(8))?;
+    let hi = if size > 8 {
+        let eight = e.imm(8);
+        let a8 = e.bin(Bin::Add, a, eight);
+        Some(e.load(a8, size - 8)?)
+    } else {
+        None
+    };
+    e.set_fpu_io(IO_DATA0, lo);
+    let hi = hi.unwrap_or_else(|| e.imm(0));
+    e.set_fpu_io(IO_DATA1, hi);
+    Ok(())
+}
+
+/// Stores `size` bytes (1..=16) from the exchange area at `a`: the part above 8 bytes first,
+/// so that a fault on either part leaves memory unchanged.
+pub(super) fn store_io<E: Emit>(e: &mut E, a: E::V, size: u32) -> R<()> {
+    if size > 8 {
+        let hi = e.fpu_io(IO_DATA1);
+        let eight = e.imm(8);
+        let a8 = e.bin(Bin::Add, a, eight);
+        e.store(a8, size - 8, hi)?;
+    }
+    let lo = e.fpu_io(IO_DATA0);
+    e.store(a, size.min(8), lo)
+}
+
+/// Stores a 128-bit value given as two halves, high half first (see [`store_io`]).
+fn store128<E: Emit>(e: &mut E, a: E::V, lo: E::V, hi: E::V) -> R<()> {
+    let eight = e.imm(8);
+    let a8 = e.bin(Bin::Add, a, eight);
+    e.store(a8, 8, hi)?;
+    e.store(a, 8, lo)
+}
+
+/// The linear address of a 16-byte operand, with the alignment #GP(0) of aligned forms.
+fn address<E: Emit>(e: &mut E, insn: &Instruction, size: u32) -> R<E::V> {
+    let a = mem_linear(e, insn);
+    if size == 16 && !unaligned_ok(insn.code()) {
+        let m = e.imm(15);
+        let low = e.bin(Bin::And, a, m);
+        e.raise_if(low, Fault::with_code(Exception::GeneralProtection, 0))?;
+    }
+    Ok(a)
+}
+
+/// Executes or translates one MMX/SSE instruction.
+pub fn execute<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
+    check_available(e, is_sse(insn))?;
+    if inline(e, insn)? {
+        return Ok(());
+    }
+    let code = insn.code();
+    let mem_size = insn.memory_size().size() as u32;
+    let mem_at = (0..insn.op_count()).find(|&i| insn.op_kind(i) == OpKind::Memory);
+    let addr = match mem_at {
+        Some(_) => Some(address(e, insn, mem_size)?),
+        None => None,
+    };
+    // Sources: a memory operand anywhere but the destination, or a general register.
+    match mem_at {
+        Some(i) if i > 0 => load_io(e, addr.expect("memory operand"), mem_size)?,
+        _ => {
+            for i in 1..insn.op_count() {
+                if insn.op_kind(i) == OpKind::Register && insn.op_register(i).is_gpr() {
+                    let v = read_reg(e, insn.op_register(i));
+                    e.set_fpu_io(IO_DATA0, v);
+                }
+            }
+        }
+    }
+    if matches!(
+        insn.mnemonic(),
+        iced_x86::Mnemonic::Pcmpestri
+            | iced_x86::Mnemonic::Pcmpestri64
+            | iced_x86::Mnemonic::Pcmpestrm
+            | iced_x86::Mnemonic::Pcmpestrm64
+    ) {
+        let rax = e.gpr(0);
+        let rdx = e.gpr(2);
+        e.set_fpu_io(IO_RAX, rax);
+        e.set_fpu_io(IO_RDX, rdx);
+    }
+    if matches!(code, Code::Ldmxcsr_m32) {
+        // LDMXCSR's operand is its source although it is operand 0.
+        load_io(e, addr.expect("memory operand"), 4)?;
+    }
+    let c = e.imm(code as u64);
+    let o = e.imm(Operands::of(insn).0);
+    let z = e.imm(0);
+    e.fpu_call(FpuHelper::Simd, [c, o, z, z])?;
+    // Results that leave the unit.
+    if mem_at == Some(0) && code != Code::Ldmxcsr_m32 {
+        store_io(e, addr.expect("memory operand"), mem_size)?;
+    }
+    if insn.op_count() > 0 && insn.op_kind(0) == OpKind::Register && insn.op_register(0).is_gpr() {
+        let v = e.fpu_io(IO_DATA0);
+        write_reg(e, insn.op_register(0), v);
+    }
+    if matches!(
+        insn.mnemonic(),
+        iced_x86::Mnemonic::Pcmpestri
+            | iced_x86::Mnemonic::Pcmpestri64
+            | iced_x86::Mnemonic::Pcmpistri
+    ) {
+        let v = e.fpu_io(IO_DATA0);
+        write_reg(e, Register::ECX, v);
+    }
+    if insn.rflags_modified() != 0 {
+        let f = e.fpu_io(IO_FLAGS);
+        let m = e.imm(fl::ARITH);
+        let f = e.bin(Bin::And, f, m);
+        set_eflags(e, f);
+    }
+    Ok(())
+}
+
+/// The inline forms: full-register moves and bitwise operations on XMM registers. Returns
+/// false when `insn` is not one of them.
+fn inline<E: Emit>(e: &mut E, insn: &Instruction) -> R<bool> {
+    use Code as C;
+    let code = insn.code();
+    let xmm = |i: u32| insn.op_register(i).number();
+    match code {
+        // Loads and register moves of a whole XMM register.
+        C::Movaps_xmm_xmmm128
+        | C::Movups_xmm_xmmm128
+        | C::Movapd_xmm_xmmm128
+        | C::Movupd_xmm_xmmm128
+        | C::Movdqa_xmm_xmmm128
+        | C::Movdqu_xmm_xmmm128
+        | C::Lddqu_xmm_m128
+        | C::Movntdqa_xmm_m128 => {
+            let (lo, hi) = source128(e, insn)?;
+            e.set_xmm(xmm(0), 0, lo);
+            e.set_xmm(xmm(0), 1, hi);
+        }
+        // Stores of a whole XMM register.
+        C::Movaps_xmmm128_xmm
+        | C::Movups_xmmm128_xmm
+        | C::Movapd_xmmm128_xmm
+        | C::Movupd_xmmm128_xmm
+        | C::Movdqa_xmmm128_xmm
+        | C::Movdqu_xmmm128_xmm
+        | C::Movntps_m128_xmm
+        | C::Movntpd_m128_xmm
+        | C::Movntdq_m128_xmm => {
+            let lo = e.xmm(xmm(1), 0);
+            let hi = e.xmm(xmm(1), 1);
+            if insn.op0_kind() == OpKind::Memory {
+                let a = address(e, insn, 16)?;
+                store128(e, a, lo, hi)?;
+            } else {
+                e.set_xmm(xmm(0), 0, lo);
+                e.set_xmm(xmm(0), 1, hi);
+            }
+        }
+        C::Pxor_xmm_xmmm128
+        | C::Xorps_xmm_xmmm128
+        | C::Xorpd_xmm_xmmm128
+        | C::Por_xmm_xmmm128
+        | C::Orps_xmm_xmmm128
+        | C::Orpd_xmm_xmmm128
+        | C::Pand_xmm_xmmm128
+        | C::Andps_xmm_xmmm128
+        | C::Andpd_xmm_xmmm128
+        | C::Pandn_xmm_xmmm128
+        | C::Andnps_xmm_xmmm128
+        | C::Andnpd_xmm_xmmm128 => {
+            use iced_x86::Mnemonic as M;
+            let d = xmm(0);
+            let zeroing = matches!(insn.mnemonic(), M::Pxor | M::Xorps | M::Xorpd)
+                && insn.op1_kind() == OpKind::Register
+                && xmm(1) == d;
+            let (slo, shi) = if zeroing {
+                let z = e.imm(0);
+                (z, z)
+            } else {
+                source128(e, insn)?
+            };
+            let mut halves = [slo, shi];
+            for (h, s) in halves.iter_mut().enumerate() {
+                if zeroing {
+                    continue;
+                }
+                let mut dv = e.xmm(d, h);
+                let op = match insn.mnemonic() {
+                    M::Pxor | M::Xorps | M::Xorpd => Bin::Xor,
+                    M::Por | M::Orps | M::Orpd => Bin::Or,
+                    M::Pand | M::Andps | M::Andpd => Bin::And,
+                    _ => {
+                        dv = e.un(crate::emit::Un::Not, dv);
+                        Bin::And
+                    }
+                };
+                *s = e.bin(op, dv, *s);
+            }
+            e.set_xmm(d, 0, halves[0]);
+            e.set_xmm(d, 1, halves[1]);
+        }
+        // MOVD/MOVQ between XMM and general registers or memory.
+        C::Movd_xmm_rm32 | C::Movq_xmm_rm64 | C::Movq_xmm_xmmm64 => {
+            let size = if code == C::Movd_xmm_rm32 { 4 } else { 8 };
+            let v = match insn.op1_kind() {
+                OpKind::Memory => {
+                    let a = mem_linear(e, insn);
+                    e.load(a, size)?
+                }
+                _ if code == C::Movq_xmm_xmmm64 => e.xmm(xmm(1), 0),
+                _ => {
+                    let v = read_reg(e, insn.op_register(1));
+                    if size == 4 {
+                        e.zext(v, 32)
+                    } else {
+                        v
+                    }
+                }
+            };
+            let z = e.imm(0);
+            e.set_xmm(xmm(0), 0, v);
+            e.set_xmm(xmm(0), 1, z);
+        }
+        C::Movd_rm32_xmm | C::Movq_rm64_xmm | C::Movq_xmmm64_xmm => {
+            let size = if code == C::Movd_rm32_xmm { 4 } else { 8 };
+            let v = e.xmm(xmm(1), 0);
+            match insn.op0_kind() {
+                OpKind::Memory => {
+                    let a = mem_linear(e, insn);
+                    e.store(a, size, v)?;
+                }
+                _ if code == C::Movq_xmmm64_xmm => {
+                    let z = e.imm(0);
+                    e.set_xmm(xmm(0), 0, v);
+                    e.set_xmm(xmm(0), 1, z);
+                }
+                _ => write_reg(e, insn.op_register(0), v),
+            }
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+/// Operand 1 as a 128-bit value (XMM register or aligned-as-required memory).
+fn source128<E: Emit>(e: &mut E, insn: &Instruction) -> R<(E::V, E::V)> {
+    if insn.op1_kind() == OpKind::Memory {
+        let a = address(e, insn, 16)?;
+        let lo = e.load(a, 8)?;
+        let eight = e.imm(8);
+        let a8 = e.bin(Bin::Add, a, eight);
+        let hi = e.load(a8, 8)?;
+        Ok((lo, hi))
+    } else {
+        let r = insn.op_register(1).number();
+        Ok((e.xmm(r, 0), e.xmm(r, 1)))
+    }
+}
