@@ -1,0 +1,1 @@
+//! Tests of the integer and data-movement instructions.
