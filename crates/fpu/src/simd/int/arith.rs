@@ -137,12 +137,24 @@ pub(super) fn xor(a: u128, b: u128, _: u8, _: usize) -> u128 {
 /// A logical left shift of every element by `c`; counts of the element width or more
 /// clear it.
 fn sll(a: u128, c: u64, n: usize, bits: u32) -> u128 {
-    map2(a, 0, n, bits, |x, _| if c >= u64::from(bits) { 0 } else { x << c })
+    map2(
+        a,
+        0,
+        n,
+        bits,
+        |x, _| if c >= u64::from(bits) { 0 } else { x << c },
+    )
 }
 
 /// A logical right shift of every element by `c`.
 fn srl(a: u128, c: u64, n: usize, bits: u32) -> u128 {
-    map2(a, 0, n, bits, |x, _| if c >= u64::from(bits) { 0 } else { x >> c })
+    map2(
+        a,
+        0,
+        n,
+        bits,
+        |x, _| if c >= u64::from(bits) { 0 } else { x >> c },
+    )
 }
 
 /// An arithmetic right shift of every element by `c`; counts of the element width or more

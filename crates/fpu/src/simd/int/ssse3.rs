@@ -60,7 +60,12 @@ fn horizontal<const B: u32>(a: u128, b: u128, n: usize, f: impl Fn(i64, i64) -> 
     let mut r = 0;
     for (base, v) in [(0, a), (half, b)] {
         for i in 0..half {
-            put(&mut r, B, base + i, f(sget(v, B, 2 * i), sget(v, B, 2 * i + 1)));
+            put(
+                &mut r,
+                B,
+                base + i,
+                f(sget(v, B, 2 * i), sget(v, B, 2 * i + 1)),
+            );
         }
     }
     r
