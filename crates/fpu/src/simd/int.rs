@@ -4,14 +4,22 @@
 //!
 //! Most of them are *lane* operations: the destination register (MMX or XMM) becomes a pure
 //! function of itself, the source operand and the immediate. Those share one operand path
-//! ([`lane`]) and are described by a [`LaneFn`] that takes the operand width in bytes (8 for
-//! an MMX form, 16 for an XMM form), so the MMX and XMM forms of an instruction are one
-//! function. Instructions that move data between differently sized places (MOVD, MOVSS,
-//! MOVHPS, PEXTRW...) are in [`mov`].
+//! and are each one function of the operand width in bytes (8 for an MMX form, 16 for an
+//! XMM form), so the MMX and XMM forms of an instruction cannot drift apart, including
+//! those where the MMX result is not the low half of the XMM one (packs, high unpacks,
+//! PSHUFB, PALIGNR, the horizontal operations). Instructions that move data between
+//! differently sized places (MOVD, MOVSS, MOVHPS, PEXTRW...) are in the `mov` submodule;
+//! `table` maps each iced `Code` to one or the other.
+//!
+//! A memory or general-register source is read from `io` cut to the operand's size, so
+//! the translator's zero-extension of narrower operands is not relied upon.
 //!
 //! None of these instructions reads or writes MXCSR. Every form with an MMX register
-//! operand first raises #MF if the x87 has an unmasked exception pending, and otherwise
-//! switches the x87 to MMX mode (TOP = 0, all tags valid), as SDM Vol. 1 §9.5 specifies.
+//! operand first raises #MF if the x87 has an unmasked exception pending (SDM Vol. 3,
+//! "Effect of MMX Instructions on Pending x87 Floating-Point Exceptions"), and otherwise
+//! switches the x87 to MMX mode: TOP = 0, all tags valid ("The MMX State and MMX Register
+//! Aliasing"). That includes the forms whose MMX register is only read (MOVD r/m32, mm;
+//! MOVQ2DQ; PEXTRW; PMOVMSKB).
 
 use iced_x86::Code;
 
@@ -31,8 +39,8 @@ mod tests;
 
 /// A lane operation: `(destination, source, imm8, width in bytes) -> new destination`.
 ///
-/// Only the low `width` bytes of the operands are meaningful and the result's bits above
-/// them must be zero.
+/// Only the low `width` bytes of the operands are meaningful; the result's bits above them
+/// are discarded.
 type LaneFn = fn(u128, u128, u8, usize) -> u128;
 
 /// What one claimed instruction is.
@@ -70,12 +78,14 @@ pub fn execute(fpu: &mut Fpu, code: Code, ops: Operands) -> Option<Result<(), Si
 
 fn run(fpu: &mut Fpu, op: Op, ops: Operands) -> Result<(), SimdFault> {
     let mmx = (0..3).any(|i| matches!(ops.loc(i), Loc::Mm(_)));
-    // #MF comes before anything else the instruction does (SDM Vol. 1 §9.5.1: "the
-    // processor checks for pending unmasked x87 exceptions" before executing an MMX
-    // instruction); the exception summary bit ES is set exactly when one is pending.
+    // #MF is delivered before the MMX instruction does anything, so the handler sees the
+    // x87 state as the faulting x87 instruction left it. FSW.ES summarises "an unmasked
+    // exception is pending".
     if mmx && fpu.x87.fsw & 0x80 != 0 {
         return Err(SimdFault::Mf);
     }
+    // The result is computed from the unchanged state first, so an operand combination
+    // that cannot be decoded (#UD) leaves everything as it was.
     let out = match op {
         Op::Lane(f) => lane(fpu, f, ops)?,
         Op::Move(m) => mov::compute(fpu, m, ops)?,
@@ -126,9 +136,9 @@ fn lane(fpu: &Fpu, f: LaneFn, ops: Operands) -> Result<Out, SimdFault> {
         loc => source(fpu, loc, n)?,
     };
     let r = f(a, b, ops.imm(), n) & width_mask(n);
-    Ok(match ops.loc(0) {
-        Loc::Mm(i) => Out::Mm(i, r as u64),
-        Loc::Xmm(i) => Out::Xmm(i, r),
-        _ => unreachable!("checked above"),
-    })
+    match ops.loc(0) {
+        Loc::Mm(i) => Ok(Out::Mm(i, r as u64)),
+        Loc::Xmm(i) => Ok(Out::Xmm(i, r)),
+        _ => Err(SimdFault::Ud),
+    }
 }

@@ -211,3 +211,28 @@ fn mxcsr_is_never_touched() {
         }
     }
 }
+
+#[test]
+fn destination_and_source_may_be_the_same_register() {
+    let mut rng = Rng::new(15);
+    for code in Code::values().filter(|&c| int::claims(c)) {
+        let locs = forms(code)[0];
+        let same = match locs {
+            [Loc::Xmm(d), Loc::Xmm(_), Loc::None] => [Loc::Xmm(d), Loc::Xmm(d), Loc::None],
+            [Loc::Mm(d), Loc::Mm(_), Loc::None] => [Loc::Mm(d), Loc::Mm(d), Loc::None],
+            _ => continue,
+        };
+        for imm in [0, 0x1b, 0xff] {
+            let mut f = junk_state(&mut rng);
+            // The same value in both registers of the two-register form.
+            f.xmm[usize::from(REG[1])] = f.xmm[usize::from(REG[0])];
+            f.x87.regs[usize::from(REG[1] & 7)] = f.x87.regs[usize::from(REG[0] & 7)];
+            let mut g = f;
+            exec(&mut f, code, locs, imm);
+            exec(&mut g, code, same, imm);
+            let d = usize::from(REG[0]);
+            assert_eq!(f.xmm[d], g.xmm[d], "{code:?}");
+            assert_eq!(f.mm(d), g.mm(d), "{code:?}");
+        }
+    }
+}
