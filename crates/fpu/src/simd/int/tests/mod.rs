@@ -9,6 +9,7 @@ use crate::state::Fpu;
 
 mod arith;
 mod claims;
+mod decoded;
 mod mov;
 mod shuffle;
 mod ssse3;
