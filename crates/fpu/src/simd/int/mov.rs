@@ -14,8 +14,9 @@ use crate::state::Fpu;
 pub(super) enum Move {
     /// The low `bytes` bytes of the source become the whole destination, zero-extended: an
     /// XMM or MMX destination is cleared above them, a memory or general-register one
-    /// receives exactly them. MOVD, MOVQ (all forms,
-    /// including MOVQ2DQ/MOVDQ2Q), MOVDQA/U, MOVAPS/UPS/APD/UPD, MOVNTx, LDDQU.
+    /// receives exactly them. MOVD, MOVQ (all forms, with MOVQ2DQ/MOVDQ2Q), MOVDQA/U,
+    /// MOVAPS/UPS/APD/UPD, MOVNTDQ/PS/PD/Q and LDDQU (non-temporal hints and LDDQU's
+    /// cache-line behaviour have no architectural effect here).
     Copy {
         /// The operand size.
         bytes: usize,
@@ -45,8 +46,7 @@ pub(super) enum Move {
     Pextrw,
 }
 
-/// The bytes of the register or memory operand `loc`, for operands that may be an MMX
-/// register (8 bytes) or an XMM register (16).
+/// The width in bytes of a source that must be an MMX (8) or XMM (16) register.
 fn reg_width(loc: Loc) -> Result<usize, SimdFault> {
     match loc {
         Loc::Mm(_) => Ok(8),
