@@ -194,8 +194,8 @@ fn compare(fmt: Format, imm: u8, a: &[i32; 16], la: usize, b: &[i32; 16], lb: us
         // Equal any: b[j] is one of the valid elements of a. Any pair with an invalid
         // element compares false.
         0 => {
-            for j in 0..lb {
-                if a[..la].contains(&b[j]) {
+            for (j, x) in b[..lb].iter().enumerate() {
+                if a[..la].contains(x) {
                     res1 |= 1 << j;
                 }
             }
@@ -204,10 +204,10 @@ fn compare(fmt: Format, imm: u8, a: &[i32; 16], la: usize, b: &[i32; 16], lb: us
         // and upper bound. A bound that is invalid, or an invalid b[j], compares false, so
         // only complete valid pairs count.
         1 => {
-            for j in 0..lb {
+            for (j, &x) in b[..lb].iter().enumerate() {
                 let hit = (0..la / 2 * 2)
                     .step_by(2)
-                    .any(|i| a[i] <= b[j] && b[j] <= a[i + 1]);
+                    .any(|i| a[i] <= x && x <= a[i + 1]);
                 if hit {
                     res1 |= 1 << j;
                 }

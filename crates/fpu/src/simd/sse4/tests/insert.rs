@@ -6,15 +6,27 @@ use crate::state::IO_DATA0;
 
 // Register forms: the XMM operand is XMM1, the general register RAX/EAX.
 with_imms!(host_imm_fn!(h_pextrb, "0x66, 0x0f, 0x3a, 0x14, 0xc8"));
-with_imms!(host_imm_fn!(h_pextrb64, "0x66, 0x48, 0x0f, 0x3a, 0x14, 0xc8"));
+with_imms!(host_imm_fn!(
+    h_pextrb64,
+    "0x66, 0x48, 0x0f, 0x3a, 0x14, 0xc8"
+));
 with_imms!(host_imm_fn!(h_pextrw, "0x66, 0x0f, 0x3a, 0x15, 0xc8"));
-with_imms!(host_imm_fn!(h_pextrw64, "0x66, 0x48, 0x0f, 0x3a, 0x15, 0xc8"));
+with_imms!(host_imm_fn!(
+    h_pextrw64,
+    "0x66, 0x48, 0x0f, 0x3a, 0x15, 0xc8"
+));
 with_imms!(host_imm_fn!(h_pextrd, "0x66, 0x0f, 0x3a, 0x16, 0xc8"));
 with_imms!(host_imm_fn!(h_pextrq, "0x66, 0x48, 0x0f, 0x3a, 0x16, 0xc8"));
 with_imms!(host_imm_fn!(h_extractps, "0x66, 0x0f, 0x3a, 0x17, 0xc8"));
-with_imms!(host_imm_fn!(h_extractps64, "0x66, 0x48, 0x0f, 0x3a, 0x17, 0xc8"));
+with_imms!(host_imm_fn!(
+    h_extractps64,
+    "0x66, 0x48, 0x0f, 0x3a, 0x17, 0xc8"
+));
 with_imms!(host_imm_fn!(h_pinsrb, "0x66, 0x0f, 0x3a, 0x20, 0xc8"));
-with_imms!(host_imm_fn!(h_pinsrb64, "0x66, 0x48, 0x0f, 0x3a, 0x20, 0xc8"));
+with_imms!(host_imm_fn!(
+    h_pinsrb64,
+    "0x66, 0x48, 0x0f, 0x3a, 0x20, 0xc8"
+));
 with_imms!(host_imm_fn!(h_pinsrd, "0x66, 0x0f, 0x3a, 0x22, 0xc8"));
 with_imms!(host_imm_fn!(h_pinsrq, "0x66, 0x48, 0x0f, 0x3a, 0x22, 0xc8"));
 with_imms!(host_imm_fn!(h_insertps, "0x66, 0x0f, 0x3a, 0x21, 0xca"));
@@ -22,7 +34,10 @@ with_imms!(host_imm_fn!(h_insertps, "0x66, 0x0f, 0x3a, 0x21, 0xca"));
 with_imms!(host_imm_fn!(h_pextrb_m, "0x66, 0x0f, 0x3a, 0x14, 0x08"));
 with_imms!(host_imm_fn!(h_pextrw_m, "0x66, 0x0f, 0x3a, 0x15, 0x08"));
 with_imms!(host_imm_fn!(h_pextrd_m, "0x66, 0x0f, 0x3a, 0x16, 0x08"));
-with_imms!(host_imm_fn!(h_pextrq_m, "0x66, 0x48, 0x0f, 0x3a, 0x16, 0x08"));
+with_imms!(host_imm_fn!(
+    h_pextrq_m,
+    "0x66, 0x48, 0x0f, 0x3a, 0x16, 0x08"
+));
 with_imms!(host_imm_fn!(h_extractps_m, "0x66, 0x0f, 0x3a, 0x17, 0x08"));
 with_imms!(host_imm_fn!(h_insertps_m, "0x66, 0x0f, 0x3a, 0x21, 0x08"));
 
@@ -73,7 +88,10 @@ fn extracts_match_host() {
                     ..Host::default()
                 };
                 reg(imm, &mut h);
-                let mut fpu = fpu_of(&Host { x1, ..Host::default() });
+                let mut fpu = fpu_of(&Host {
+                    x1,
+                    ..Host::default()
+                });
                 fpu.io[IO_DATA0] = rng.next();
                 run(&mut fpu, code, [Loc::Gpr, Loc::Xmm(1), Loc::None], imm);
                 assert_eq!(fpu.io[IO_DATA0], h.rax, "{code:?} imm={imm:#x} {x1:#x}");
@@ -88,7 +106,10 @@ fn extracts_match_host() {
                     ..Host::default()
                 };
                 mem(imm, &mut h);
-                let mut fpu = fpu_of(&Host { x1, ..Host::default() });
+                let mut fpu = fpu_of(&Host {
+                    x1,
+                    ..Host::default()
+                });
                 run(&mut fpu, code, [Loc::Mem, Loc::Xmm(1), Loc::None], imm);
                 let keep = u64::MAX.checked_shl(8 * bytes as u32).unwrap_or(0);
                 assert_eq!(buf & keep, junk & keep, "{code:?} wrote too much");

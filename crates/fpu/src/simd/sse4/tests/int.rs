@@ -114,7 +114,10 @@ fn check_case(rng: &mut Rng, code: Code, host: HostFn, mem_bytes: usize, imm: u8
             Loc::Xmm(2)
         };
         run(&mut fpu, code, [Loc::Xmm(1), src, Loc::None], imm);
-        let what = format!("{code:?} imm={imm:#04x} a={a:#x} b={b:#x} x0={:#x} mem={mem}", h0.x0);
+        let what = format!(
+            "{code:?} imm={imm:#04x} a={a:#x} b={b:#x} x0={:#x} mem={mem}",
+            h0.x0
+        );
         assert_eq!(fpu.xmm128(1), h.x1, "{what}");
         assert_eq!(fpu.xmm128(0), h.x0, "xmm0: {what}");
         if code == Code::Ptest_xmm_xmmm128 {

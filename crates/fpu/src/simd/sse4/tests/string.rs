@@ -7,9 +7,15 @@ use super::*;
 use crate::state::{IO_DATA0, IO_FLAGS};
 
 with_imms!(host_imm_fn!(host_estrm, "0x66, 0x0f, 0x3a, 0x60, 0xca"));
-with_imms!(host_imm_fn!(host_estrm64, "0x66, 0x48, 0x0f, 0x3a, 0x60, 0xca"));
+with_imms!(host_imm_fn!(
+    host_estrm64,
+    "0x66, 0x48, 0x0f, 0x3a, 0x60, 0xca"
+));
 with_imms!(host_imm_fn!(host_estri, "0x66, 0x0f, 0x3a, 0x61, 0xca"));
-with_imms!(host_imm_fn!(host_estri64, "0x66, 0x48, 0x0f, 0x3a, 0x61, 0xca"));
+with_imms!(host_imm_fn!(
+    host_estri64,
+    "0x66, 0x48, 0x0f, 0x3a, 0x61, 0xca"
+));
 with_imms!(host_imm_fn!(host_istrm, "0x66, 0x0f, 0x3a, 0x62, 0xca"));
 with_imms!(host_imm_fn!(host_istri, "0x66, 0x0f, 0x3a, 0x63, 0xca"));
 
@@ -141,10 +147,12 @@ fn pcmpistri_known_vectors() {
         b[..t.len()].copy_from_slice(t);
         u128::from_le_bytes(b)
     };
-    let cases: [(&[u8], &[u8], u8, u64, u64); 5] = [
+    // (xmm1 string, xmm2 string, imm8, index, CF/ZF/SF)
+    type Case = (&'static [u8], &'static [u8], u8, u64, u64);
+    let cases: [Case; 5] = [
         // Equal any: first of "xyz" in "abcdzef" is at 4; ZF (string ends), SF (set ends).
         (b"xyz", b"abcdzef", 0x00, 4, 0x01 | 0x40 | 0x80),
-        // Equal any, negative polarity, masked: first char not in "a-c"... here set "abc".
+        // Equal any, masked negative: the first character of "abcabd" not in "abc" is at 5.
         (b"abc", b"abcabd", 0x30, 5, 0x01 | 0x40 | 0x80),
         // Ranges "az": first lower-case letter of "12Ab3c" is at 3.
         (b"az", b"12Ab3c", 0x04, 3, 0x01 | 0x40 | 0x80),
