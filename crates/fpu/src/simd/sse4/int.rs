@@ -6,7 +6,7 @@ use iced_x86::Code;
 
 use super::lanes::{from_u16s, from_u32s, from_u64s, from_u8s, ones, u16s, u32s, u64s, u8s};
 use super::{xmm_or_mem, xmm_reg};
-use crate::operands::Operands;
+use crate::operands::{Loc, Operands};
 use crate::simd::SimdFault;
 use crate::state::{Fpu, IO_FLAGS};
 
@@ -135,7 +135,8 @@ pub fn execute(fpu: &mut Fpu, code: Code, ops: Operands) -> Result<(), SimdFault
         }
         Phminposuw_xmm_xmmm128 => phminposuw(b),
         Mpsadbw_xmm_xmmm128_imm8 => mpsadbw(a, b, imm),
-        Movntdqa_xmm_m128 => b,
+        // There is no register-source form (mod = 11 is #UD).
+        Movntdqa_xmm_m128 if ops.loc(1) == Loc::Mem => b,
         _ => return Err(SimdFault::Ud),
     };
     fpu.set_xmm128(d, r);

@@ -208,4 +208,10 @@ fn movntdqa_matches_host() {
         );
         assert_eq!(fpu.xmm128(1), h.x1);
     }
+    let mut fpu = Fpu::default();
+    let ops = Operands::new([Loc::Xmm(1), Loc::Xmm(2), Loc::None], 0, 0);
+    assert_eq!(
+        execute_simd(&mut fpu, Code::Movntdqa_xmm_m128, ops),
+        Err(SimdFault::Ud)
+    );
 }
