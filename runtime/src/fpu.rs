@@ -27,9 +27,28 @@ fn code_of(code: u64) -> Code {
     Code::try_from(code as usize).unwrap_or(Code::INVALID)
 }
 
-/// Executes one MMX/SSE instruction (see [`crane86_fpu::simd`] for the operand contract).
+/// Executes one MMX/SSE instruction (see [`crane86_fpu::simd`] for the operand contract),
+/// or CRC32 (accumulator in `io[IO_RAX]`, source in `io[IO_DATA0]`, result there).
 pub fn simd(cpu: &mut CpuState, code: u64, ops: u64) -> u64 {
-    match crane86_fpu::execute_simd(&mut cpu.fpu, code_of(code), Operands(ops)) {
+    let code = code_of(code);
+    let crc_bytes = match code {
+        Code::Crc32_r32_rm8 | Code::Crc32_r64_rm8 => 1,
+        Code::Crc32_r32_rm16 => 2,
+        Code::Crc32_r32_rm32 => 4,
+        Code::Crc32_r64_rm64 => 8,
+        _ => 0,
+    };
+    if crc_bytes != 0 {
+        let io = &mut cpu.fpu.io;
+        let acc = io[crane86_fpu::IO_RAX] as u32;
+        io[crane86_fpu::IO_DATA0] = u64::from(crane86_fpu::simd::sse4::crc32c(
+            acc,
+            io[crane86_fpu::IO_DATA0],
+            crc_bytes,
+        ));
+        return STATUS_OK;
+    }
+    match crane86_fpu::execute_simd(&mut cpu.fpu, code, Operands(ops)) {
         Ok(()) => STATUS_OK,
         Err(f) => {
             let e = match f {

@@ -89,6 +89,8 @@ pub enum Op {
     X87,
     /// MMX and SSE..SSE4.2 instructions, through the FPU unit's helper or inline.
     Simd,
+    /// CRC32 (SSE4.2's general-register instruction).
+    Crc32,
     // Runtime class: executed by the runtime with the machine at hand (see `rewrite`).
     Cpuid,
     Hlt,
@@ -456,6 +458,7 @@ fn build(code: Code) -> Option<Entry> {
         M::Tzcnt => inline(Op::Tzcnt),
         M::Lzcnt => inline(Op::Lzcnt),
         M::Popcnt => inline(Op::Popcnt),
+        M::Crc32 => inline(Op::Crc32),
         M::Xadd => inline(Op::Xadd),
         M::Cmpxchg => inline(Op::Cmpxchg),
         M::Cmpxchg8b | M::Cmpxchg16b => inline(Op::CmpxchgWide),

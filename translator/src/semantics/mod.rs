@@ -109,6 +109,7 @@ pub fn execute<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
         Op::Ud => Err(e.raise(Fault::new(Exception::InvalidOpcode))),
         Op::Bound => control::bound(e, insn),
         Op::Simd => simd::execute(e, insn),
+        Op::Crc32 => simd::crc32(e, insn),
         Op::X87 => x87::execute(e, insn),
         // Runtime-class rows are filtered out above; should one slip through, it is #UD
         // rather than a host panic.

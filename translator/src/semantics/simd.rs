@@ -19,7 +19,7 @@ use crane86_runtime::{flags as fl, Exception, Fault};
 use iced_x86::{Code, Instruction, OpKind, Register};
 
 use super::flags::set_eflags;
-use super::operands::{mem_linear, read_reg, write_reg};
+use super::operands::{mem_linear, op_size, read_op, read_reg, write_reg};
 use crate::emit::{Bin, Emit, FpuHelper, R};
 
 /// Raises #UD/#NM as CR0.EM/TS and CR4.OSFXSR say (SDM Vol. 3 table 2-2): SSE forms need
@@ -318,4 +318,20 @@ fn source128<E: Emit>(e: &mut E, insn: &Instruction) -> R<(E::V, E::V)> {
         let r = insn.op_register(1).number();
         Ok((e.xmm(r, 0), e.xmm(r, 1)))
     }
+}
+
+/// CRC32 r32/r64, r/m8..64 (SSE4.2, but a general-register instruction: no CR0/CR4
+/// checks): the CRC-32C step of the unit, through the same helper.
+pub fn crc32<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
+    let size = op_size(insn, 1);
+    let acc = read_op(e, insn, 0, 4)?;
+    let v = read_op(e, insn, 1, size)?;
+    e.set_fpu_io(IO_RAX, acc);
+    e.set_fpu_io(IO_DATA0, v);
+    let c = e.imm(insn.code() as u64);
+    let z = e.imm(0);
+    e.fpu_call(FpuHelper::Simd, [c, z, z, z])?;
+    let r = e.fpu_io(IO_DATA0);
+    write_reg(e, insn.op0_register(), r);
+    Ok(())
 }
