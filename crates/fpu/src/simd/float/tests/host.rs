@@ -1,0 +1,189 @@
+//! Comparisons with the host CPU: each instruction runs on the host under the same MXCSR
+//! (all exceptions masked) and on the emulator, and results and MXCSR must be identical.
+
+use core::arch::asm;
+use core::arch::x86_64::__m128i;
+use core::mem::transmute;
+
+use iced_x86::Code;
+
+use super::{elem, emu, mxcsr, vec, Rng};
+use crate::operands::{Loc, Operands};
+use crate::simd::float::lane::W;
+use crate::state::{Fpu, IO_DATA0, IO_FLAGS};
+
+/// An instruction on the host: (MXCSR in, destination, source) to (result, MXCSR out).
+type HostFn = fn(u32, u128, u128) -> (u128, u32);
+
+/// Wraps one XMM-XMM instruction (template with `{x}` the destination, `{y}` the source)
+/// as a [`HostFn`].
+macro_rules! host {
+    ($($t:tt)+) => {{
+        fn f(mx: u32, d: u128, s: u128) -> (u128, u32) {
+            let mut m = mx;
+            let mut saved = 0u32;
+            // SAFETY: u128 and __m128i are both 16 plain bytes.
+            let (mut x, y): (__m128i, __m128i) = unsafe { (transmute(d), transmute(s)) };
+            // SAFETY: one SSE instruction on the two named registers; the host MXCSR is
+            // saved first and restored after, through pointers to live locals.
+            unsafe {
+                asm!(
+                    "stmxcsr [{sv}]",
+                    "ldmxcsr [{m}]",
+                    concat!($($t)+),
+                    "stmxcsr [{m}]",
+                    "ldmxcsr [{sv}]",
+                    sv = in(reg) &mut saved as *mut u32,
+                    m = in(reg) &mut m as *mut u32,
+                    x = inout(xmm_reg) x,
+                    y = in(xmm_reg) y,
+                    options(nostack),
+                );
+            }
+            // SAFETY: as above.
+            (unsafe { transmute::<__m128i, u128>(x) }, m)
+        }
+        f as HostFn
+    }};
+}
+
+/// Runs `n` random cases of `code` (elements of width `w`) against `host`.
+fn check(code: Code, w: W, host: HostFn, imm: u8, n: usize, seed: u64) {
+    let mut r = Rng::new(seed ^ code as u64);
+    for _ in 0..n {
+        let mx = mxcsr(&mut r);
+        let d = vec(&mut r, w, None);
+        let s = if r.below(2) == 0 {
+            vec(&mut r, w, Some(d))
+        } else {
+            vec(&mut r, w, None)
+        };
+        let want = host(mx, d, s);
+        let got = emu(code, mx, d, s, imm, r.below(2) == 0);
+        assert_eq!(
+            got, want,
+            "{code:?} imm {imm:#x} mxcsr {mx:#x} d {d:#034x} s {s:#034x} (got, want)"
+        );
+    }
+}
+
+const N: usize = 20_000;
+
+#[test]
+fn basic_arithmetic_matches_host() {
+    use Code::*;
+    let cases: &[(Code, W, HostFn)] = &[
+        (Addps_xmm_xmmm128, W::S, host!("addps {x}, {y}")),
+        (Addpd_xmm_xmmm128, W::D, host!("addpd {x}, {y}")),
+        (Addss_xmm_xmmm32, W::S, host!("addss {x}, {y}")),
+        (Addsd_xmm_xmmm64, W::D, host!("addsd {x}, {y}")),
+        (Subps_xmm_xmmm128, W::S, host!("subps {x}, {y}")),
+        (Subpd_xmm_xmmm128, W::D, host!("subpd {x}, {y}")),
+        (Subss_xmm_xmmm32, W::S, host!("subss {x}, {y}")),
+        (Subsd_xmm_xmmm64, W::D, host!("subsd {x}, {y}")),
+        (Mulps_xmm_xmmm128, W::S, host!("mulps {x}, {y}")),
+        (Mulpd_xmm_xmmm128, W::D, host!("mulpd {x}, {y}")),
+        (Mulss_xmm_xmmm32, W::S, host!("mulss {x}, {y}")),
+        (Mulsd_xmm_xmmm64, W::D, host!("mulsd {x}, {y}")),
+        (Divps_xmm_xmmm128, W::S, host!("divps {x}, {y}")),
+        (Divpd_xmm_xmmm128, W::D, host!("divpd {x}, {y}")),
+        (Divss_xmm_xmmm32, W::S, host!("divss {x}, {y}")),
+        (Divsd_xmm_xmmm64, W::D, host!("divsd {x}, {y}")),
+        (Sqrtps_xmm_xmmm128, W::S, host!("sqrtps {x}, {y}")),
+        (Sqrtpd_xmm_xmmm128, W::D, host!("sqrtpd {x}, {y}")),
+        (Sqrtss_xmm_xmmm32, W::S, host!("sqrtss {x}, {y}")),
+        (Sqrtsd_xmm_xmmm64, W::D, host!("sqrtsd {x}, {y}")),
+        (Minps_xmm_xmmm128, W::S, host!("minps {x}, {y}")),
+        (Minpd_xmm_xmmm128, W::D, host!("minpd {x}, {y}")),
+        (Minss_xmm_xmmm32, W::S, host!("minss {x}, {y}")),
+        (Minsd_xmm_xmmm64, W::D, host!("minsd {x}, {y}")),
+        (Maxps_xmm_xmmm128, W::S, host!("maxps {x}, {y}")),
+        (Maxpd_xmm_xmmm128, W::D, host!("maxpd {x}, {y}")),
+        (Maxss_xmm_xmmm32, W::S, host!("maxss {x}, {y}")),
+        (Maxsd_xmm_xmmm64, W::D, host!("maxsd {x}, {y}")),
+    ];
+    for &(code, w, h) in cases {
+        check(code, w, h, 0, N, 1);
+    }
+}
+
+#[test]
+fn sse3_arithmetic_matches_host() {
+    if !is_x86_feature_detected!("sse3") {
+        return;
+    }
+    use Code::*;
+    let cases: &[(Code, W, HostFn)] = &[
+        (Addsubps_xmm_xmmm128, W::S, host!("addsubps {x}, {y}")),
+        (Addsubpd_xmm_xmmm128, W::D, host!("addsubpd {x}, {y}")),
+        (Haddps_xmm_xmmm128, W::S, host!("haddps {x}, {y}")),
+        (Haddpd_xmm_xmmm128, W::D, host!("haddpd {x}, {y}")),
+        (Hsubps_xmm_xmmm128, W::S, host!("hsubps {x}, {y}")),
+        (Hsubpd_xmm_xmmm128, W::D, host!("hsubpd {x}, {y}")),
+    ];
+    for &(code, w, h) in cases {
+        check(code, w, h, 0, N, 2);
+    }
+}
+
+/// `[(imm, host function)]` for one instruction template and a list of immediates.
+macro_rules! with_imms {
+    ($t:literal; $($i:literal),*) => {
+        [$(($i as u8, host!($t, ", ", $i))),*]
+    };
+}
+
+#[test]
+fn compares_match_host() {
+    use Code::*;
+    // Predicates 0..7, and immediates with bits 7:3 set, which the legacy encoding ignores.
+    let ps = with_imms!("cmpps {x}, {y}"; 0, 1, 2, 3, 4, 5, 6, 7, 0x0d, 0xf9);
+    let pd = with_imms!("cmppd {x}, {y}"; 0, 1, 2, 3, 4, 5, 6, 7, 0x0a, 0x83);
+    let ss = with_imms!("cmpss {x}, {y}"; 0, 1, 2, 3, 4, 5, 6, 7, 0x1e, 0x44);
+    let sd = with_imms!("cmpsd {x}, {y}"; 0, 1, 2, 3, 4, 5, 6, 7, 0x11, 0xff);
+    for (code, w, list) in [
+        (Cmpps_xmm_xmmm128_imm8, W::S, ps),
+        (Cmppd_xmm_xmmm128_imm8, W::D, pd),
+        (Cmpss_xmm_xmmm32_imm8, W::S, ss),
+        (Cmpsd_xmm_xmmm64_imm8, W::D, sd),
+    ] {
+        for (imm, h) in list {
+            check(code, w, h, imm, N / 4, 3);
+        }
+    }
+}
+
+#[test]
+fn sse41_round_and_dot_product_match_host() {
+    if !is_x86_feature_detected!("sse4.1") {
+        return;
+    }
+    use Code::*;
+    let imms = |t| -> [(u8, HostFn); 16] {
+        match t {
+            0 => with_imms!("roundps {x}, {y}"; 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+            1 => with_imms!("roundpd {x}, {y}"; 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+            2 => with_imms!("roundss {x}, {y}"; 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+            _ => with_imms!("roundsd {x}, {y}"; 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        }
+    };
+    let codes = [
+        (Roundps_xmm_xmmm128_imm8, W::S),
+        (Roundpd_xmm_xmmm128_imm8, W::D),
+        (Roundss_xmm_xmmm32_imm8, W::S),
+        (Roundsd_xmm_xmmm64_imm8, W::D),
+    ];
+    for (t, (code, w)) in codes.into_iter().enumerate() {
+        for (imm, h) in imms(t) {
+            check(code, w, h, imm, N / 8, 4);
+        }
+    }
+    let dpps = with_imms!("dpps {x}, {y}"; 0xff, 0xf1, 0x31, 0x7f, 0xa5, 0x5a, 0x33, 0xcc, 0x0f, 0xf0, 0x18, 0xe2);
+    for (imm, h) in dpps {
+        check(Dpps_xmm_xmmm128_imm8, W::S, h, imm, N / 4, 5);
+    }
+    let dppd = with_imms!("dppd {x}, {y}"; 0x33, 0x31, 0x32, 0x13, 0x23, 0x30, 0x03, 0xff, 0x11, 0x22);
+    for (imm, h) in dppd {
+        check(Dppd_xmm_xmmm128_imm8, W::D, h, imm, N / 4, 6);
+    }
+}

@@ -1,0 +1,1 @@
+//! Known cases: unmasked exceptions, approximations, claims.
