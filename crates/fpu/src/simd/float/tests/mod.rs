@@ -3,6 +3,7 @@
 //! the host), plus known cases for the unmasked-exception paths.
 
 mod host;
+mod host_cvt;
 mod known;
 
 use super::lane::W;
