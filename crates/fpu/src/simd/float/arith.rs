@@ -143,7 +143,7 @@ pub const APPROX_MAX_REL_ERROR: f64 = 1.5 / 4096.0;
 /// relative error below 2^-12.
 fn approx12(r: u64) -> u64 {
     let sign = (r >> 32) & 0x8000_0000;
-    let exp = ((r >> 52) & 0x7ff) - 1023 + 127;
+    let exp = ((r >> 52) & 0x7ff) + 127 - 1023;
     let frac = (r >> 29) & 0x007f_f800;
     sign | exp << 23 | frac
 }

@@ -7,10 +7,8 @@ use core::mem::transmute;
 
 use iced_x86::Code;
 
-use super::{elem, emu, mxcsr, vec, Rng};
-use crate::operands::{Loc, Operands};
+use super::{emu, mxcsr, vec, Rng};
 use crate::simd::float::lane::W;
-use crate::state::{Fpu, IO_DATA0, IO_FLAGS};
 
 /// An instruction on the host: (MXCSR in, destination, source) to (result, MXCSR out).
 type HostFn = fn(u32, u128, u128) -> (u128, u32);
@@ -185,5 +183,48 @@ fn sse41_round_and_dot_product_match_host() {
     let dppd = with_imms!("dppd {x}, {y}"; 0x33, 0x31, 0x32, 0x13, 0x23, 0x30, 0x03, 0xff, 0x11, 0x22);
     for (imm, h) in dppd {
         check(Dppd_xmm_xmmm128_imm8, W::D, h, imm, N / 4, 6);
+    }
+}
+
+/// RCP and RSQRT are approximations whose exact bits differ between processors, but their
+/// special cases (zeros, denormals, infinities, NaNs, negative square roots, flushed tiny
+/// reciprocals) are architectural: those must match the host exactly, flags included.
+#[test]
+fn approximation_special_cases_match_host() {
+    use Code::*;
+    let specials: &[u32] = &[
+        0, 0x8000_0000, 1, 0x8000_0001, 0x007f_ffff, 0x807f_ffff, 0x7f80_0000, 0xff80_0000,
+        0x7fc0_0000, 0xffc0_0000, 0x7f80_0001, 0xffa0_1234, 0x7fc5_5555, 0xff7f_ffff,
+        0x7f7f_ffff, 0x7f60_0000, 0xbf80_0000, 0xc2c8_0000,
+    ];
+    let cases: [(Code, HostFn); 4] = [
+        (Rcpps_xmm_xmmm128, host!("rcpps {x}, {y}")),
+        (Rcpss_xmm_xmmm32, host!("rcpss {x}, {y}")),
+        (Rsqrtps_xmm_xmmm128, host!("rsqrtps {x}, {y}")),
+        (Rsqrtss_xmm_xmmm32, host!("rsqrtss {x}, {y}")),
+    ];
+    let mut r = Rng::new(7);
+    for (code, h) in cases {
+        for &x in specials {
+            // 1/x of numbers above 1.75 * 2^126 is tiny, and flushed, on every
+            // implementation; the square root of a negative number is invalid.
+            let is_rcp = matches!(code, Rcpps_xmm_xmmm128 | Rcpss_xmm_xmmm32);
+            let skip = if is_rcp {
+                matches!(x, 0xbf80_0000 | 0xc2c8_0000)
+            } else {
+                matches!(x, 0x7f7f_ffff | 0x7f60_0000)
+            };
+            if skip {
+                continue;
+            }
+            let mx = mxcsr(&mut r);
+            let d = vec(&mut r, W::S, None);
+            let s = u128::from(x) * 0x0000_0001_0000_0001_0000_0001_0000_0001;
+            assert_eq!(
+                emu(code, mx, d, s, 0, false),
+                h(mx, d, s),
+                "{code:?} x {x:#010x} mxcsr {mx:#x}"
+            );
+        }
     }
 }
