@@ -186,7 +186,11 @@ fn elementwise(
     let mut pairs = [(0, 0); 4];
     for (i, p) in pairs.iter_mut().enumerate().take(n) {
         let b = w.get(sv, i);
-        *p = if kind.unary() { (b, b) } else { (w.get(dv, i), b) };
+        *p = if kind.unary() {
+            (b, b)
+        } else {
+            (w.get(dv, i), b)
+        };
     }
     let imm = ops.imm();
     write_lanes(fpu, d, w, dv, &pairs[..n], |mx, _, a, b| match kind {

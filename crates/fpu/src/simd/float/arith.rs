@@ -26,11 +26,7 @@ pub(super) fn claims(code: Code) -> bool {
 }
 
 /// ADDSUB, HADD, HSUB and DPP.
-pub(super) fn execute(
-    fpu: &mut Fpu,
-    code: Code,
-    ops: Operands,
-) -> Option<Result<(), SimdFault>> {
+pub(super) fn execute(fpu: &mut Fpu, code: Code, ops: Operands) -> Option<Result<(), SimdFault>> {
     let w = match code {
         Code::Addsubps_xmm_xmmm128
         | Code::Haddps_xmm_xmmm128
@@ -70,7 +66,11 @@ fn horizontal(fpu: &mut Fpu, code: Code, ops: Operands, w: W) -> Result<(), Simd
             // low half of the result, the source's the high half.
             let half = n / 2;
             for (i, p) in pairs.iter_mut().enumerate().take(n) {
-                let (v, j) = if i < half { (dv, 2 * i) } else { (sv, 2 * (i - half)) };
+                let (v, j) = if i < half {
+                    (dv, 2 * i)
+                } else {
+                    (sv, 2 * (i - half))
+                };
                 *p = (w.get(v, j), w.get(v, j + 1));
             }
             let add = matches!(code, Code::Haddps_xmm_xmmm128 | Code::Haddpd_xmm_xmmm128);
@@ -134,9 +134,6 @@ pub(super) fn minmax(mx: Mx, w: W, a: u64, b: u64, max: bool) -> (u64, Flags) {
     let first = if max { kx > ky } else { kx < ky };
     (if first { x } else { y }, fa | fb)
 }
-
-/// The largest relative error the SDM allows RCP and RSQRT: 1.5 * 2^-12.
-pub const APPROX_MAX_REL_ERROR: f64 = 1.5 / 4096.0;
 
 /// Rounds a double-precision value that is a normal single-precision number to single
 /// precision by truncating its significand to 12 fraction bits, an approximation with a

@@ -71,11 +71,7 @@ pub(super) fn claims(code: Code) -> bool {
 /// COMISS/COMISD (signaling: IE for any NaN) and UCOMISS/UCOMISD (IE only for a SNaN):
 /// ZF, PF, CF as for an unsigned integer compare, all three set when unordered; OF, SF and
 /// AF cleared.
-pub(super) fn execute(
-    fpu: &mut Fpu,
-    code: Code,
-    ops: Operands,
-) -> Option<Result<(), SimdFault>> {
+pub(super) fn execute(fpu: &mut Fpu, code: Code, ops: Operands) -> Option<Result<(), SimdFault>> {
     let (w, signaling) = match code {
         Code::Comiss_xmm_xmmm32 => (W::S, true),
         Code::Comisd_xmm_xmmm64 => (W::D, true),

@@ -95,11 +95,7 @@ fn to_float(mx: Mx, to: W, x: u64) -> (u64, Flags) {
 
 /// The conversions. Where an MMX register is an operand the instruction is an MMX one: a
 /// pending x87 exception faults first (#MF) and success enters MMX mode.
-pub(super) fn execute(
-    fpu: &mut Fpu,
-    code: Code,
-    ops: Operands,
-) -> Option<Result<(), SimdFault>> {
+pub(super) fn execute(fpu: &mut Fpu, code: Code, ops: Operands) -> Option<Result<(), SimdFault>> {
     if !claims(code) {
         return None;
     }

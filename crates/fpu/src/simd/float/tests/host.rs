@@ -21,7 +21,7 @@ macro_rules! host {
             let mut m = mx;
             let mut saved = 0u32;
             // SAFETY: u128 and __m128i are both 16 plain bytes.
-            let (mut x, y): (__m128i, __m128i) = unsafe { (transmute(d), transmute(s)) };
+            let (mut x, y) = unsafe { (transmute::<u128, __m128i>(d), transmute::<u128, __m128i>(s)) };
             // SAFETY: one SSE instruction on the two named registers; the host MXCSR is
             // saved first and restored after, through pointers to live locals.
             unsafe {
@@ -159,10 +159,18 @@ fn sse41_round_and_dot_product_match_host() {
     use Code::*;
     let imms = |t| -> [(u8, HostFn); 16] {
         match t {
-            0 => with_imms!("roundps {x}, {y}"; 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-            1 => with_imms!("roundpd {x}, {y}"; 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-            2 => with_imms!("roundss {x}, {y}"; 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-            _ => with_imms!("roundsd {x}, {y}"; 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+            0 => {
+                with_imms!("roundps {x}, {y}"; 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
+            }
+            1 => {
+                with_imms!("roundpd {x}, {y}"; 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
+            }
+            2 => {
+                with_imms!("roundss {x}, {y}"; 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
+            }
+            _ => {
+                with_imms!("roundsd {x}, {y}"; 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
+            }
         }
     };
     let codes = [
@@ -180,7 +188,8 @@ fn sse41_round_and_dot_product_match_host() {
     for (imm, h) in dpps {
         check(Dpps_xmm_xmmm128_imm8, W::S, h, imm, N / 4, 5);
     }
-    let dppd = with_imms!("dppd {x}, {y}"; 0x33, 0x31, 0x32, 0x13, 0x23, 0x30, 0x03, 0xff, 0x11, 0x22);
+    let dppd =
+        with_imms!("dppd {x}, {y}"; 0x33, 0x31, 0x32, 0x13, 0x23, 0x30, 0x03, 0xff, 0x11, 0x22);
     for (imm, h) in dppd {
         check(Dppd_xmm_xmmm128_imm8, W::D, h, imm, N / 4, 6);
     }
@@ -193,9 +202,24 @@ fn sse41_round_and_dot_product_match_host() {
 fn approximation_special_cases_match_host() {
     use Code::*;
     let specials: &[u32] = &[
-        0, 0x8000_0000, 1, 0x8000_0001, 0x007f_ffff, 0x807f_ffff, 0x7f80_0000, 0xff80_0000,
-        0x7fc0_0000, 0xffc0_0000, 0x7f80_0001, 0xffa0_1234, 0x7fc5_5555, 0xff7f_ffff,
-        0x7f7f_ffff, 0x7f60_0000, 0xbf80_0000, 0xc2c8_0000,
+        0,
+        0x8000_0000,
+        1,
+        0x8000_0001,
+        0x007f_ffff,
+        0x807f_ffff,
+        0x7f80_0000,
+        0xff80_0000,
+        0x7fc0_0000,
+        0xffc0_0000,
+        0x7f80_0001,
+        0xffa0_1234,
+        0x7fc5_5555,
+        0xff7f_ffff,
+        0x7f7f_ffff,
+        0x7f60_0000,
+        0xbf80_0000,
+        0xc2c8_0000,
     ];
     let cases: [(Code, HostFn); 4] = [
         (Rcpps_xmm_xmmm128, host!("rcpps {x}, {y}")),

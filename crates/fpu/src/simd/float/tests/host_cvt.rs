@@ -24,7 +24,7 @@ macro_rules! host {
             let mut saved = 0u32;
             let mut g: u64 = s as u64;
             // SAFETY: u128 and __m128i are both 16 plain bytes.
-            let (mut x, y): (__m128i, __m128i) = unsafe { (transmute(d), transmute(s)) };
+            let (mut x, y) = unsafe { (transmute::<u128, __m128i>(d), transmute::<u128, __m128i>(s)) };
             // SAFETY: the instructions touch only the named registers and MM0 (declared
             // clobbered, and left by EMMS where used); the host MXCSR is saved first and
             // restored after, through pointers to live locals.
@@ -50,20 +50,24 @@ macro_rules! host {
         }
         f as HostFn
     }};
-    (@ret x, $xv:expr, $g:expr) => {
+    (@ret x, $xv:expr, $g:expr) => {{
+        let _ = $g;
         $xv
-    };
-    (@ret g, $xv:expr, $g:expr) => {
+    }};
+    (@ret g, $xv:expr, $g:expr) => {{
+        let _ = $xv;
         u128::from($g)
-    };
+    }};
 }
 
 /// Runs `code` on the emulator with its destination and source at `dl`/`sl` (XMM1, XMM2,
 /// MM3, memory or GPR) holding `d`/`s`; returns the destination and MXCSR, and checks
 /// the MMX transition when an MMX register is involved (`mmx`).
 fn emu(code: Code, mx: u32, d: u128, s: u128, dl: Loc, sl: Loc, mmx: bool) -> (u128, u32) {
-    let mut f = Fpu::default();
-    f.mxcsr = mx;
+    let mut f = Fpu {
+        mxcsr: mx,
+        ..Fpu::default()
+    };
     match dl {
         Loc::Xmm(n) => f.set_xmm128(n.into(), d),
         Loc::Mm(n) => f.set_mm(n.into(), d as u64),
@@ -77,7 +81,11 @@ fn emu(code: Code, mx: u32, d: u128, s: u128, dl: Loc, sl: Loc, mmx: bool) -> (u
     let ftw = f.x87.ftw;
     let r = super::super::execute(&mut f, code, Operands::new([dl, sl, Loc::None], 0, 0));
     assert_eq!(r, Some(Ok(())), "{code:?}");
-    assert_eq!(f.x87.ftw, if mmx { 0 } else { ftw }, "{code:?} MMX transition");
+    assert_eq!(
+        f.x87.ftw,
+        if mmx { 0 } else { ftw },
+        "{code:?} MMX transition"
+    );
     let v = match dl {
         Loc::Xmm(n) => f.xmm128(n.into()),
         Loc::Mm(n) => u128::from(f.mm(n.into())),
@@ -94,8 +102,12 @@ fn operand(r: &mut Rng, w: W, int: bool) -> u128 {
         let e = if int {
             match r.below(4) {
                 0 => r.next(),
-                1 => (1u64 << r.below(64)).wrapping_add(r.below(64)).wrapping_sub(32),
-                2 => (1u64 << r.below(64)).wrapping_neg().wrapping_add(r.below(3)),
+                1 => (1u64 << r.below(64))
+                    .wrapping_add(r.below(64))
+                    .wrapping_sub(32),
+                2 => (1u64 << r.below(64))
+                    .wrapping_neg()
+                    .wrapping_add(r.below(3)),
                 _ => r.below(1 << 26).wrapping_sub(1 << 25),
             }
         } else if r.below(2) == 0 {
@@ -140,16 +152,66 @@ fn xmm_conversions_match_host() {
     use Code::*;
     let (x1, x2) = (Loc::Xmm(1), Loc::Xmm(2));
     let cases: &[(Code, HostFn, W, bool)] = &[
-        (Cvtss2sd_xmm_xmmm32, host!(x, "cvtss2sd {x}, {y}"), W::S, false),
-        (Cvtsd2ss_xmm_xmmm64, host!(x, "cvtsd2ss {x}, {y}"), W::D, false),
-        (Cvtps2pd_xmm_xmmm64, host!(x, "cvtps2pd {x}, {y}"), W::S, false),
-        (Cvtpd2ps_xmm_xmmm128, host!(x, "cvtpd2ps {x}, {y}"), W::D, false),
-        (Cvtdq2ps_xmm_xmmm128, host!(x, "cvtdq2ps {x}, {y}"), W::S, true),
-        (Cvtps2dq_xmm_xmmm128, host!(x, "cvtps2dq {x}, {y}"), W::S, false),
-        (Cvttps2dq_xmm_xmmm128, host!(x, "cvttps2dq {x}, {y}"), W::S, false),
-        (Cvtdq2pd_xmm_xmmm64, host!(x, "cvtdq2pd {x}, {y}"), W::S, true),
-        (Cvtpd2dq_xmm_xmmm128, host!(x, "cvtpd2dq {x}, {y}"), W::D, false),
-        (Cvttpd2dq_xmm_xmmm128, host!(x, "cvttpd2dq {x}, {y}"), W::D, false),
+        (
+            Cvtss2sd_xmm_xmmm32,
+            host!(x, "cvtss2sd {x}, {y}"),
+            W::S,
+            false,
+        ),
+        (
+            Cvtsd2ss_xmm_xmmm64,
+            host!(x, "cvtsd2ss {x}, {y}"),
+            W::D,
+            false,
+        ),
+        (
+            Cvtps2pd_xmm_xmmm64,
+            host!(x, "cvtps2pd {x}, {y}"),
+            W::S,
+            false,
+        ),
+        (
+            Cvtpd2ps_xmm_xmmm128,
+            host!(x, "cvtpd2ps {x}, {y}"),
+            W::D,
+            false,
+        ),
+        (
+            Cvtdq2ps_xmm_xmmm128,
+            host!(x, "cvtdq2ps {x}, {y}"),
+            W::S,
+            true,
+        ),
+        (
+            Cvtps2dq_xmm_xmmm128,
+            host!(x, "cvtps2dq {x}, {y}"),
+            W::S,
+            false,
+        ),
+        (
+            Cvttps2dq_xmm_xmmm128,
+            host!(x, "cvttps2dq {x}, {y}"),
+            W::S,
+            false,
+        ),
+        (
+            Cvtdq2pd_xmm_xmmm64,
+            host!(x, "cvtdq2pd {x}, {y}"),
+            W::S,
+            true,
+        ),
+        (
+            Cvtpd2dq_xmm_xmmm128,
+            host!(x, "cvtpd2dq {x}, {y}"),
+            W::D,
+            false,
+        ),
+        (
+            Cvttpd2dq_xmm_xmmm128,
+            host!(x, "cvttpd2dq {x}, {y}"),
+            W::D,
+            false,
+        ),
     ];
     for (k, &(code, h, w, int)) in cases.iter().enumerate() {
         check(code, h, w, int, x1, x2, false, 10 + k as u64);
@@ -192,8 +254,14 @@ fn mmx_conversions_match_host() {
     use Code::*;
     let (x1, x2, m3) = (Loc::Xmm(1), Loc::Xmm(2), Loc::Mm(3));
     let from_mm: &[(Code, HostFn)] = &[
-        (Cvtpi2ps_xmm_mmm64, host!(x, "movq mm0, {g}", "cvtpi2ps {x}, mm0", "emms")),
-        (Cvtpi2pd_xmm_mmm64, host!(x, "movq mm0, {g}", "cvtpi2pd {x}, mm0", "emms")),
+        (
+            Cvtpi2ps_xmm_mmm64,
+            host!(x, "movq mm0, {g}", "cvtpi2ps {x}, mm0", "emms"),
+        ),
+        (
+            Cvtpi2pd_xmm_mmm64,
+            host!(x, "movq mm0, {g}", "cvtpi2pd {x}, mm0", "emms"),
+        ),
     ];
     for (k, &(code, h)) in from_mm.iter().enumerate() {
         check(code, h, W::S, true, x1, m3, true, 80 + k as u64);
@@ -202,10 +270,26 @@ fn mmx_conversions_match_host() {
         check(code, h, W::S, true, x1, Loc::Mem, mmx, 85 + k as u64);
     }
     let to_mm: &[(Code, HostFn, W)] = &[
-        (Cvtps2pi_mm_xmmm64, host!(g, "cvtps2pi mm0, {y}", "movq {g}, mm0", "emms"), W::S),
-        (Cvttps2pi_mm_xmmm64, host!(g, "cvttps2pi mm0, {y}", "movq {g}, mm0", "emms"), W::S),
-        (Cvtpd2pi_mm_xmmm128, host!(g, "cvtpd2pi mm0, {y}", "movq {g}, mm0", "emms"), W::D),
-        (Cvttpd2pi_mm_xmmm128, host!(g, "cvttpd2pi mm0, {y}", "movq {g}, mm0", "emms"), W::D),
+        (
+            Cvtps2pi_mm_xmmm64,
+            host!(g, "cvtps2pi mm0, {y}", "movq {g}, mm0", "emms"),
+            W::S,
+        ),
+        (
+            Cvttps2pi_mm_xmmm64,
+            host!(g, "cvttps2pi mm0, {y}", "movq {g}, mm0", "emms"),
+            W::S,
+        ),
+        (
+            Cvtpd2pi_mm_xmmm128,
+            host!(g, "cvtpd2pi mm0, {y}", "movq {g}, mm0", "emms"),
+            W::D,
+        ),
+        (
+            Cvttpd2pi_mm_xmmm128,
+            host!(g, "cvttpd2pi mm0, {y}", "movq {g}, mm0", "emms"),
+            W::D,
+        ),
     ];
     for (k, &(code, h, w)) in to_mm.iter().enumerate() {
         check(code, h, w, false, m3, x2, true, 90 + k as u64);
@@ -218,10 +302,26 @@ fn comis_matches_host() {
     use Code::*;
     const FLAGS: u64 = 0x8d5; // OF SF ZF AF PF CF
     let cases: &[(Code, HostFn, W)] = &[
-        (Comiss_xmm_xmmm32, host!(g, "comiss {x}, {y}", "pushfq", "pop {g}"), W::S),
-        (Comisd_xmm_xmmm64, host!(g, "comisd {x}, {y}", "pushfq", "pop {g}"), W::D),
-        (Ucomiss_xmm_xmmm32, host!(g, "ucomiss {x}, {y}", "pushfq", "pop {g}"), W::S),
-        (Ucomisd_xmm_xmmm64, host!(g, "ucomisd {x}, {y}", "pushfq", "pop {g}"), W::D),
+        (
+            Comiss_xmm_xmmm32,
+            host!(g, "comiss {x}, {y}", "pushfq", "pop {g}"),
+            W::S,
+        ),
+        (
+            Comisd_xmm_xmmm64,
+            host!(g, "comisd {x}, {y}", "pushfq", "pop {g}"),
+            W::D,
+        ),
+        (
+            Ucomiss_xmm_xmmm32,
+            host!(g, "ucomiss {x}, {y}", "pushfq", "pop {g}"),
+            W::S,
+        ),
+        (
+            Ucomisd_xmm_xmmm64,
+            host!(g, "ucomisd {x}, {y}", "pushfq", "pop {g}"),
+            W::D,
+        ),
     ];
     for &(code, h, w) in cases {
         let mut r = Rng::new(code as u64);
@@ -230,8 +330,10 @@ fn comis_matches_host() {
             let d = vec(&mut r, w, None);
             let s = vec(&mut r, w, Some(d));
             let (hf, hm) = h(mx, d, s);
-            let mut f = Fpu::default();
-            f.mxcsr = mx;
+            let mut f = Fpu {
+                mxcsr: mx,
+                ..Fpu::default()
+            };
             f.set_xmm128(1, d);
             f.set_xmm128(2, s);
             f.io[IO_FLAGS] = 0xdead;

@@ -4,11 +4,13 @@ use iced_x86::{Code, EncodingKind, OpCodeOperandKind as K};
 
 use super::{emu, emu_fault, Rng};
 use crate::operands::{Loc, Operands};
-use crate::simd::float::arith::APPROX_MAX_REL_ERROR;
 use crate::simd::float::lane::W;
 use crate::simd::SimdFault;
 use crate::soft::{DE, IE, OE, PE, UE, ZE};
 use crate::state::{Fpu, IO_DATA0, IO_FLAGS};
+
+/// The largest relative error the SDM allows RCP and RSQRT: 1.5 * 2^-12.
+const APPROX_MAX_REL_ERROR: f64 = 1.5 / 4096.0;
 
 /// Four copies of a single-precision value.
 fn splat(x: u32) -> u128 {
@@ -42,10 +44,16 @@ fn approximations_are_within_the_sdm_bound() {
         if exact < f64::from(f32::MIN_POSITIVE) {
             assert_eq!(rc, 0.0, "tiny 1/{f:e} flushed");
         } else {
-            assert!(((rc - exact) / exact).abs() <= APPROX_MAX_REL_ERROR, "1/{f:e}");
+            assert!(
+                ((rc - exact) / exact).abs() <= APPROX_MAX_REL_ERROR,
+                "1/{f:e}"
+            );
         }
         let exact = 1.0 / f.sqrt();
-        assert!(((rs - exact) / exact).abs() <= APPROX_MAX_REL_ERROR, "1/sqrt {f:e}");
+        assert!(
+            ((rs - exact) / exact).abs() <= APPROX_MAX_REL_ERROR,
+            "1/sqrt {f:e}"
+        );
     }
 }
 
@@ -98,7 +106,10 @@ fn unmasked_post_computation_exceptions() {
     let d = ps([f32::MAX, den, 1.0, 1.0]);
     let s = ps([2.0, 1.0, 1.0, 1.0]);
     let (r, v, m) = emu_fault(Code::Mulps_xmm_xmmm128, mx_unmask(OE), d, s, 0);
-    assert_eq!((r, v, m), (Err(SimdFault::Xm), d, mx_unmask(OE) | OE | PE | DE));
+    assert_eq!(
+        (r, v, m),
+        (Err(SimdFault::Xm), d, mx_unmask(OE) | OE | PE | DE)
+    );
     // Underflow unmasked: an exact tiny result (min normal / 2) still reports UE...
     let d = ps([f32::MIN_POSITIVE, 1.0, 1.0, 1.0]);
     let s = ps([0.5, 1.0, 1.0, 1.0]);
@@ -127,8 +138,10 @@ fn comis_and_conversions_with_unmasked_invalid() {
     let one = ps([1.0, 0.0, 0.0, 0.0]);
     let ops = Operands::new([Loc::Xmm(1), Loc::Xmm(2), Loc::None], 0, 0);
     let run = |code, mx| {
-        let mut f = Fpu::default();
-        f.mxcsr = mx;
+        let mut f = Fpu {
+            mxcsr: mx,
+            ..Fpu::default()
+        };
         f.set_xmm128(1, qnan);
         f.set_xmm128(2, one);
         f.io[IO_FLAGS] = 0x1234;
@@ -137,7 +150,10 @@ fn comis_and_conversions_with_unmasked_invalid() {
     };
     // COMISS signals on a QNaN; UCOMISS does not.
     let m = mx_unmask(IE);
-    assert_eq!(run(Code::Comiss_xmm_xmmm32, m), (Err(SimdFault::Xm), 0x1234, m | IE));
+    assert_eq!(
+        run(Code::Comiss_xmm_xmmm32, m),
+        (Err(SimdFault::Xm), 0x1234, m | IE)
+    );
     assert_eq!(run(Code::Ucomiss_xmm_xmmm32, m), (Ok(()), 0x45, m));
     // CVTSS2SI of a NaN: masked gives the integer indefinite, unmasked leaves the GPR.
     let mut f = Fpu::default();
@@ -174,7 +190,10 @@ fn mmx_forms_check_pending_x87_exceptions_first() {
     ] {
         let mut f = pending();
         let before = f;
-        assert_eq!(super::super::execute(&mut f, code, ops), Some(Err(SimdFault::Mf)));
+        assert_eq!(
+            super::super::execute(&mut f, code, ops),
+            Some(Err(SimdFault::Mf))
+        );
         assert_eq!(f, before, "{code:?} changed state");
     }
     // CVTPI2PD from memory is no MMX instruction: no #MF, x87 untouched.
@@ -185,8 +204,10 @@ fn mmx_forms_check_pending_x87_exceptions_first() {
     assert_eq!((f.x87.fsw, f.x87.ftw), (0x80 | 0x01 | 5 << 11, 0x5555));
     assert_eq!(f.xmm[1], [5f64.to_bits(), (-2f64).to_bits()]);
     // An unmasked SIMD exception does not make the MMX transition either.
-    let mut f = Fpu::default();
-    f.mxcsr = mx_unmask(PE);
+    let mut f = Fpu {
+        mxcsr: mx_unmask(PE),
+        ..Fpu::default()
+    };
     f.set_xmm128(2, ps([1.5, 2.0, 0.0, 0.0]));
     let before = f.x87;
     let r = super::super::execute(&mut f, Code::Cvtps2pi_mm_xmmm64, m_x);
@@ -196,7 +217,10 @@ fn mmx_forms_check_pending_x87_exceptions_first() {
     f.x87.fsw = 3 << 11;
     let r = super::super::execute(&mut f, Code::Cvtps2pi_mm_xmmm64, m_x);
     assert_eq!(r, Some(Ok(())));
-    assert_eq!((f.x87.fsw, f.x87.ftw, f.mm(3)), (0, 0, 0x0000_0002_0000_0002));
+    assert_eq!(
+        (f.x87.fsw, f.x87.ftw, f.mm(3)),
+        (0, 0, 0x0000_0002_0000_0002)
+    );
 }
 
 /// The operand locations of a claimed code's form, with `mem` choosing memory for its
@@ -226,7 +250,9 @@ fn form(code: Code, mem: bool) -> Operands {
 
 #[test]
 fn every_claimed_form_executes() {
-    let claimed: Vec<Code> = Code::values().filter(|&c| super::super::claims(c)).collect();
+    let claimed: Vec<Code> = Code::values()
+        .filter(|&c| super::super::claims(c))
+        .collect();
     assert_eq!(claimed.len(), 80);
     for code in claimed {
         assert_eq!(code.op_code().encoding(), EncodingKind::Legacy, "{code:?}");

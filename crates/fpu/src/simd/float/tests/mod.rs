@@ -31,12 +31,48 @@ impl Rng {
 }
 
 const SPECIAL32: &[u32] = &[
-    0x0000_0000, 0x8000_0000, 0x7f80_0000, 0xff80_0000, 0x7fc0_0000, 0xffc0_0000, 0x7fa0_0001,
-    0xff80_0001, 0x7fc1_2345, 0xffd5_4321, 0x0000_0001, 0x8000_0001, 0x007f_ffff, 0x807f_ffff,
-    0x0040_0000, 0x0080_0000, 0x8080_0000, 0x0080_0001, 0x7f7f_ffff, 0xff7f_ffff, 0x3f80_0000,
-    0xbf80_0000, 0x3f00_0000, 0x3fc0_0000, 0x4020_0000, 0xc020_0000, 0x4f00_0000, 0xcf00_0000,
-    0x4eff_ffff, 0xceff_ffff, 0x4f00_0001, 0xcf00_0001, 0x5f00_0000, 0xdf00_0000, 0x5eff_ffff,
-    0xdf00_0001, 0x3400_0000, 0x3f7f_ffff, 0x4b00_0000, 0x4b7f_ffff, 0x4f80_0000, 0x7e80_0000,
+    0x0000_0000,
+    0x8000_0000,
+    0x7f80_0000,
+    0xff80_0000,
+    0x7fc0_0000,
+    0xffc0_0000,
+    0x7fa0_0001,
+    0xff80_0001,
+    0x7fc1_2345,
+    0xffd5_4321,
+    0x0000_0001,
+    0x8000_0001,
+    0x007f_ffff,
+    0x807f_ffff,
+    0x0040_0000,
+    0x0080_0000,
+    0x8080_0000,
+    0x0080_0001,
+    0x7f7f_ffff,
+    0xff7f_ffff,
+    0x3f80_0000,
+    0xbf80_0000,
+    0x3f00_0000,
+    0x3fc0_0000,
+    0x4020_0000,
+    0xc020_0000,
+    0x4f00_0000,
+    0xcf00_0000,
+    0x4eff_ffff,
+    0xceff_ffff,
+    0x4f00_0001,
+    0xcf00_0001,
+    0x5f00_0000,
+    0xdf00_0000,
+    0x5eff_ffff,
+    0xdf00_0001,
+    0x3400_0000,
+    0x3f7f_ffff,
+    0x4b00_0000,
+    0x4b7f_ffff,
+    0x4f80_0000,
+    0x7e80_0000,
     0x0100_0000,
 ];
 
@@ -65,23 +101,23 @@ const SPECIAL64: &[u64] = &[
     0x3ff8_0000_0000_0000,
     0x4004_0000_0000_0000,
     0xc004_0000_0000_0000,
-    0x41e0_0000_0000_0000,       // 2^31
-    0xc1e0_0000_0000_0000,       // -2^31
-    0x41df_ffff_ffc0_0000,       // 2^31 - 1
-    0x41df_ffff_ffe0_0000,       // 2^31 - 0.5
-    0xc1e0_0000_0010_0000,       // -2^31 - 0.5
-    0xc1e0_0000_0020_0000,       // -2^31 - 1
-    0x43e0_0000_0000_0000,       // 2^63
-    0xc3e0_0000_0000_0000,       // -2^63
-    0x43df_ffff_ffff_ffff,       // below 2^63
-    0xc3e0_0000_0000_0001,       // below -2^63
-    0x47ef_ffff_e000_0000,       // the largest single
-    0x47ef_ffff_f000_0000,       // halfway above it
-    0x36a0_0000_0000_0000,       // the smallest single denormal
-    0x3690_0000_0000_0000,       // half of it
-    0x380f_ffff_f000_0000,       // just below the smallest single normal
+    0x41e0_0000_0000_0000, // 2^31
+    0xc1e0_0000_0000_0000, // -2^31
+    0x41df_ffff_ffc0_0000, // 2^31 - 1
+    0x41df_ffff_ffe0_0000, // 2^31 - 0.5
+    0xc1e0_0000_0010_0000, // -2^31 - 0.5
+    0xc1e0_0000_0020_0000, // -2^31 - 1
+    0x43e0_0000_0000_0000, // 2^63
+    0xc3e0_0000_0000_0000, // -2^63
+    0x43df_ffff_ffff_ffff, // below 2^63
+    0xc3e0_0000_0000_0001, // below -2^63
+    0x47ef_ffff_e000_0000, // the largest single
+    0x47ef_ffff_f000_0000, // halfway above it
+    0x36a0_0000_0000_0000, // the smallest single denormal
+    0x3690_0000_0000_0000, // half of it
+    0x380f_ffff_f000_0000, // just below the smallest single normal
     0x3810_0000_0000_0000,
-    0x4330_0000_0000_0000,       // 2^52
+    0x4330_0000_0000_0000, // 2^52
 ];
 
 /// A random element of width `w`: specials, raw bits, ordinary numbers, denormals, and
@@ -164,8 +200,10 @@ pub(super) fn mxcsr(r: &mut Rng) -> u32 {
 /// Runs `code` on the emulator with XMM1 = `d` and the source `s` in XMM2 or, with `mem`,
 /// in memory; returns XMM1 and MXCSR.
 pub(super) fn emu(code: Code, mx: u32, d: u128, s: u128, imm: u8, mem: bool) -> (u128, u32) {
-    let mut f = Fpu::default();
-    f.mxcsr = mx;
+    let mut f = Fpu {
+        mxcsr: mx,
+        ..Fpu::default()
+    };
     f.set_xmm128(1, d);
     let src = if mem {
         f.set_io128(s);
@@ -188,8 +226,10 @@ pub(super) fn emu_fault(
     s: u128,
     imm: u8,
 ) -> (Result<(), SimdFault>, u128, u32) {
-    let mut f = Fpu::default();
-    f.mxcsr = mx;
+    let mut f = Fpu {
+        mxcsr: mx,
+        ..Fpu::default()
+    };
     f.set_xmm128(1, d);
     f.set_xmm128(2, s);
     let ops = Operands::new([Loc::Xmm(1), Loc::Xmm(2), Loc::None], imm, 0);
