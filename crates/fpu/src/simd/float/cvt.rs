@@ -90,7 +90,8 @@ fn to_float(mx: Mx, to: W, x: u64) -> (u64, Flags) {
         W::D => soft::f32_to_f64(SF32 { v: x as u32 }).v,
         W::S => u64::from(soft::f64_to_f32(SF64 { v: x }).v),
     });
-    mx.result(to, r, f | fx)
+    // Only narrowing can overflow or underflow.
+    mx.result(to, r, f | fx, || lane::double_fits_single(x))
 }
 
 /// The conversions. Where an MMX register is an operand the instruction is an MMX one: a

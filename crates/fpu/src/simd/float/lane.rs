@@ -3,7 +3,7 @@
 //! selection, denormal operands, flush-to-zero, the order in which flags become visible).
 
 use crate::simd::SimdFault;
-use crate::soft::{self, Env, Flags, Round, DE, IE, PE, SF32, SF64, UE, ZE};
+use crate::soft::{self, Env, Flags, Round, DE, IE, OE, PE, SF32, SF64, UE, ZE};
 use crate::state::Fpu;
 
 /// MXCSR.DAZ: denormal source operands read as zero.
@@ -139,22 +139,80 @@ impl Mx {
             (x, DE)
         }
     }
-    /// Applies the underflow rules to a computed result. SoftFloat reports underflow only for
-    /// tiny *inexact* results (the masked-response definition); with UE unmasked x86 reports
-    /// every tiny result, and with UE masked and FTZ set a tiny result becomes a signed zero
-    /// with UE and PE (SDM Vol. 1 11.5.2.4, 10.2.3.3).
-    pub(crate) fn result(self, w: W, r: u64, f: Flags) -> (u64, Flags) {
+    /// Applies the post-computation rules SoftFloat does not know to a computed result `r`
+    /// with SoftFloat's flags `f` (SDM Vol. 1 11.5.2.4, 11.5.2.5, 10.2.3.3):
+    /// - SoftFloat reports underflow only for tiny *inexact* results (the masked
+    ///   definition); with UE unmasked x86 reports every tiny result;
+    /// - with OE or UE unmasked, PE means that rounding to the destination precision *with
+    ///   unbounded exponent* was inexact (`exact` tells, computed only then), not that the
+    ///   delivered (overflowed or denormalised) value was;
+    /// - with UE masked and FTZ set, a tiny result becomes a signed zero with UE and PE.
+    pub(crate) fn result(
+        self,
+        w: W,
+        r: u64,
+        f: Flags,
+        exact: impl FnOnce() -> bool,
+    ) -> (u64, Flags) {
+        let unmasked = !(self.0 >> 7) & 0x3f;
+        let pe = |exact: bool| if exact { 0 } else { PE };
+        if f & OE != 0 {
+            return if unmasked & OE != 0 {
+                (r, f & !PE | pe(exact()))
+            } else {
+                (r, f)
+            };
+        }
         let tiny = f & UE != 0 || w.is_denormal(r);
         if !tiny {
             (r, f)
-        } else if self.0 & (UE << 7) == 0 {
-            (r, f | UE)
+        } else if unmasked & UE != 0 {
+            (r, f & !PE | UE | pe(exact()))
         } else if self.0 & FTZ != 0 {
             (r & w.sign(), f | UE | PE)
         } else {
             (r, f)
         }
     }
+}
+
+/// True when `a op b` (non-NaN operands of width `w`, after DAZ) is exactly representable
+/// at `w`'s precision if the exponent range were unbounded. Computed one format wider
+/// (f64 for singles, 80-bit for doubles), whose range holds every such result: an inexact
+/// wider result means more significant bits than the wider format has, so certainly more
+/// than `w` has; an exact one is checked for bits below `w`'s precision.
+pub(crate) fn exact_unbounded(w: W, op: Op, a: u64, b: u64) -> bool {
+    let env = Env::DEFAULT;
+    match w {
+        W::S => {
+            let x = soft::f32_to_f64(SF32 { v: a as u32 });
+            let y = soft::f32_to_f64(SF32 { v: b as u32 });
+            let (r, f) = soft::with_env(env, || match op {
+                Op::Add => soft::f64_add(x, y),
+                Op::Sub => soft::f64_sub(x, y),
+                Op::Mul => soft::f64_mul(x, y),
+                Op::Div => soft::f64_div(x, y),
+            });
+            f & PE == 0 && r.v & ((1 << 29) - 1) == 0
+        }
+        W::D => {
+            let x = soft::f64_to_extF80(SF64 { v: a });
+            let y = soft::f64_to_extF80(SF64 { v: b });
+            let (r, f) = soft::with_env(env, || match op {
+                Op::Add => soft::extF80_add(x, y),
+                Op::Sub => soft::extF80_sub(x, y),
+                Op::Mul => soft::extF80_mul(x, y),
+                Op::Div => soft::extF80_div(x, y),
+            });
+            f & PE == 0 && r.signif & ((1 << 11) - 1) == 0
+        }
+    }
+}
+
+/// True when the double `a` has at most single precision's 24 significant bits (the
+/// unbounded-exponent exactness of narrowing it).
+pub(crate) fn double_fits_single(a: u64) -> bool {
+    soft::f64_to_extF80(SF64 { v: a }).signif & ((1 << 40) - 1) == 0
 }
 
 /// The result of an operation with NaN operands `a` (the destination's element) and `b`:
@@ -212,7 +270,7 @@ pub(crate) fn binop(mx: Mx, w: W, op: Op, a: u64, b: u64) -> (u64, Flags) {
     });
     // Invalid and divide-by-zero outrank the denormal-operand exception.
     let f = if f & (IE | ZE) != 0 { f } else { f | fa | fb };
-    mx.result(w, r, f)
+    mx.result(w, r, f, || exact_unbounded(w, op, a, b))
 }
 
 /// The square root of `a` under MXCSR.
@@ -226,7 +284,8 @@ pub(crate) fn sqrt(mx: Mx, w: W, a: u64) -> (u64, Flags) {
         W::D => soft::f64_sqrt(SF64 { v: a }).v,
     });
     let f = if f & IE != 0 { f } else { f | fa };
-    mx.result(w, r, f)
+    // A square root can neither overflow nor underflow.
+    mx.result(w, r, f, || true)
 }
 
 /// Makes an instruction's collected flags architectural (SDM Vol. 1 11.5.2): when any lane

@@ -100,25 +100,57 @@ fn unmasked_divide_by_zero_and_denormal() {
 
 #[test]
 fn unmasked_post_computation_exceptions() {
-    // Overflow unmasked: OE and PE, destination unchanged; masked DE of another element
-    // is reported too (no unmasked pre-computation exception).
+    // Overflow unmasked: OE, and PE only if the result rounded with unbounded exponent is
+    // inexact (here exact: MAX * 2); a masked DE of another element is reported too (no
+    // unmasked pre-computation exception).
     let den = f32::from_bits(0x10);
     let d = ps([f32::MAX, den, 1.0, 1.0]);
     let s = ps([2.0, 1.0, 1.0, 1.0]);
     let (r, v, m) = emu_fault(Code::Mulps_xmm_xmmm128, mx_unmask(OE), d, s, 0);
-    assert_eq!(
-        (r, v, m),
-        (Err(SimdFault::Xm), d, mx_unmask(OE) | OE | PE | DE)
-    );
-    // Underflow unmasked: an exact tiny result (min normal / 2) still reports UE...
+    assert_eq!((r, v, m), (Err(SimdFault::Xm), d, mx_unmask(OE) | OE | DE));
+    // MAX * 1.5 needs 26 significant bits: PE too. Masked, PE always comes with OE.
+    let s = ps([1.5, 1.0, 1.0, 1.0]);
+    let (r, v, m) = emu_fault(Code::Mulss_xmm_xmmm32, mx_unmask(OE), d, s, 0);
+    assert_eq!((r, v, m), (Err(SimdFault::Xm), d, mx_unmask(OE) | OE | PE));
+    let s = ps([2.0, 1.0, 1.0, 1.0]);
+    let (r, _, m) = emu_fault(Code::Mulss_xmm_xmmm32, 0x1f80, d, s, 0);
+    assert_eq!((r, m), (Ok(()), 0x1f80 | OE | PE));
+    // Double precision: MAX * 2 exact, MAX * 1.5 not.
+    let pd = |a: f64, b: f64| u128::from(a.to_bits()) | u128::from(b.to_bits()) << 64;
+    let d = pd(f64::MAX, 1.0);
+    let (r, _, m) = emu_fault(Code::Mulsd_xmm_xmmm64, mx_unmask(OE), d, pd(2.0, 1.0), 0);
+    assert_eq!((r, m), (Err(SimdFault::Xm), mx_unmask(OE) | OE));
+    let (r, _, m) = emu_fault(Code::Mulsd_xmm_xmmm64, mx_unmask(OE), d, pd(1.5, 1.0), 0);
+    assert_eq!((r, m), (Err(SimdFault::Xm), mx_unmask(OE) | OE | PE));
+    // Underflow unmasked: an exact tiny result (min normal / 2) still reports UE; masked
+    // it reports nothing.
     let d = ps([f32::MIN_POSITIVE, 1.0, 1.0, 1.0]);
     let s = ps([0.5, 1.0, 1.0, 1.0]);
     let (r, v, m) = emu_fault(Code::Mulss_xmm_xmmm32, mx_unmask(UE), d, s, 0);
     assert_eq!((r, v, m), (Err(SimdFault::Xm), d, mx_unmask(UE) | UE));
-    // ...which masked it does not (exact), nor does FTZ flush it... on hosts this is the
-    // case the random tests cover; here only the unmasked rule is pinned down.
     let (r, _, m) = emu_fault(Code::Mulss_xmm_xmmm32, 0x1f80, d, s, 0);
     assert_eq!((r, m), (Ok(()), 0x1f80));
+    // (1 + 2^-23) * 2^-127 has 24 significant bits: exact with unbounded exponent (UE
+    // alone when unmasked) but not as a denormal (UE and PE when masked).
+    let d = ps([f32::from_bits(0x0080_0001), 1.0, 1.0, 1.0]);
+    let (r, _, m) = emu_fault(Code::Mulss_xmm_xmmm32, mx_unmask(UE), d, s, 0);
+    assert_eq!((r, m), (Err(SimdFault::Xm), mx_unmask(UE) | UE));
+    let (r, _, m) = emu_fault(Code::Mulss_xmm_xmmm32, 0x1f80, d, s, 0);
+    assert_eq!((r, m), (Ok(()), 0x1f80 | UE | PE));
+    // FTZ does not apply when UE is unmasked.
+    let (r, _, m) = emu_fault(Code::Mulss_xmm_xmmm32, mx_unmask(UE) | 0x8000, d, s, 0);
+    assert_eq!((r, m), (Err(SimdFault::Xm), mx_unmask(UE) | 0x8000 | UE));
+    // (1 + 2^-23) * 2^-126 / 1.25 is inexact at any precision: UE and PE.
+    let s = ps([1.25, 1.0, 1.0, 1.0]);
+    let (r, _, m) = emu_fault(Code::Divss_xmm_xmmm32, mx_unmask(UE), d, s, 0);
+    assert_eq!((r, m), (Err(SimdFault::Xm), mx_unmask(UE) | UE | PE));
+    // CVTSD2SS of a double below the single range with few significant bits: UE alone.
+    let d = pd(0.0, 0.0);
+    let s = pd(f64::from_bits(0x3690_0000_0000_0000), 0.0); // 2^-150
+    let (r, _, m) = emu_fault(Code::Cvtsd2ss_xmm_xmmm64, mx_unmask(UE), d, s, 0);
+    assert_eq!((r, m), (Err(SimdFault::Xm), mx_unmask(UE) | UE));
+    let (r, v, m) = emu_fault(Code::Cvtsd2ss_xmm_xmmm64, 0x1f80, d, s, 0);
+    assert_eq!((r, v, m), (Ok(()), 0, 0x1f80 | UE | PE));
     // Precision unmasked.
     let d = ps([1.0, 0.0, 0.0, 0.0]);
     let s = ps([1.0e-10, 0.0, 0.0, 0.0]);
