@@ -83,9 +83,12 @@ fn horizontal(fpu: &mut Fpu, code: Code, ops: Operands, w: W) -> Result<(), Simd
 }
 
 /// DPPS/DPPD (SDM Vol. 2 "DPPS"): the products selected by imm8[7:4] (others +0.0), summed
-/// pairwise as the SDM's operation orders them (each step rounded under MXCSR like a
-/// separate add, with its own flags), the sum broadcast to the elements selected by
-/// imm8[3:0] (others +0.0).
+/// pairwise in the order the SDM's operation gives, the sum broadcast to the elements
+/// selected by imm8[3:0] (others +0.0). The SDM determines exceptions "separately for each
+/// add and multiply operation": each stage (the multiplies, the first adds, the last add)
+/// is rounded under MXCSR and its flags are made architectural like those of a separate
+/// packed instruction, so an unmasked exception in a stage stops there with the flags of
+/// the earlier stages recorded and the destination unchanged.
 fn dpp(fpu: &mut Fpu, d: usize, w: W, dv: u128, sv: u128, imm: u8) -> Result<(), SimdFault> {
     let mx = Mx(fpu.mxcsr);
     let n = w.lanes();
@@ -98,25 +101,29 @@ fn dpp(fpu: &mut Fpu, d: usize, w: W, dv: u128, sv: u128, imm: u8) -> Result<(),
             *ti = r;
         }
     }
-    let mut add = |a, b| {
+    lane::commit(fpu, flags)?;
+    let add = |a, b, flags: &mut Flags| {
         let (r, f) = binop(mx, w, Op::Add, a, b);
-        flags |= f;
+        *flags |= f;
         r
     };
+    let mut flags = 0;
     let sum = if n == 4 {
-        let lo = add(t[0], t[1]);
-        let hi = add(t[2], t[3]);
-        add(lo, hi)
+        let lo = add(t[0], t[1], &mut flags);
+        let hi = add(t[2], t[3], &mut flags);
+        lane::commit(fpu, flags)?;
+        flags = 0;
+        add(lo, hi, &mut flags)
     } else {
-        add(t[0], t[1])
+        add(t[0], t[1], &mut flags)
     };
+    lane::commit(fpu, flags)?;
     let mut out = 0u128;
     for i in 0..n {
         if imm & (1 << i) != 0 {
             w.set(&mut out, i, sum);
         }
     }
-    lane::commit(fpu, flags)?;
     fpu.set_xmm128(d, out);
     Ok(())
 }

@@ -347,3 +347,53 @@ fn comis_matches_host() {
         }
     }
 }
+
+/// The x87 TOP and tag word after `cvtpi2ps`/`cvtpi2pd` with a memory source, executed
+/// after FNINIT and one FLD1 (TOP = 7, only R7 valid).
+fn x87_after(pd: bool) -> (u16, u16) {
+    let src = [1u32, 2u32];
+    let mut env = [0u16; 14];
+    // SAFETY: the x87 stack is emptied and its control word reset by the final FNINIT,
+    // as the ABI requires; XMM0 is declared clobbered; the pointers are to live locals of
+    // the right sizes (FNSTENV writes 28 bytes).
+    unsafe {
+        if pd {
+            asm!(
+                "fninit", "fld1", "cvtpi2pd xmm0, qword ptr [{s}]", "fnstenv [{e}]", "fninit",
+                s = in(reg) src.as_ptr(), e = in(reg) env.as_mut_ptr(), out("xmm0") _,
+            );
+        } else {
+            asm!(
+                "fninit", "fld1", "cvtpi2ps xmm0, qword ptr [{s}]", "fnstenv [{e}]", "fninit",
+                s = in(reg) src.as_ptr(), e = in(reg) env.as_mut_ptr(), out("xmm0") _,
+            );
+        }
+    }
+    (env[2] >> 11 & 7, env[4])
+}
+
+#[test]
+fn memory_source_mmx_transition_matches_host() {
+    // CVTPI2PD from memory is not an MMX instruction (SDM Vol. 2 "CVTPI2PD").
+    assert_eq!(x87_after(true), (7, 0x3fff));
+    // CVTPI2PS from memory is one on Intel processors (the SDM makes no exception for it,
+    // and we follow the SDM), but AMD processors leave the x87 untouched: compare only on
+    // an Intel host.
+    // SAFETY: CPUID leaf 0 exists on every x86-64 processor.
+    let id = unsafe { core::arch::x86_64::__cpuid(0) };
+    if [id.ebx, id.edx, id.ecx] == [0x756e_6547, 0x4965_6e69, 0x6c65_746e] {
+        assert_eq!(x87_after(false), (0, 0));
+    }
+    for (code, want) in [
+        (Code::Cvtpi2ps_xmm_mmm64, (0, 0)),
+        (Code::Cvtpi2pd_xmm_mmm64, (7, 0x3fff)),
+    ] {
+        let mut f = Fpu::default();
+        f.x87.fsw = 7 << 11;
+        f.x87.ftw = 0x3fff;
+        f.io[IO_DATA0] = 0x0000_0002_0000_0001;
+        let ops = Operands::new([Loc::Xmm(0), Loc::Mem, Loc::None], 0, 0);
+        assert_eq!(super::super::execute(&mut f, code, ops), Some(Ok(())));
+        assert_eq!((f.x87.fsw >> 11 & 7, f.x87.ftw), want, "{code:?}");
+    }
+}

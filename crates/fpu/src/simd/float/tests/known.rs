@@ -305,3 +305,28 @@ fn every_claimed_form_executes() {
         assert_eq!(super::super::execute(&mut Fpu::default(), code, ops), None);
     }
 }
+
+#[test]
+fn dot_product_stages_fault_separately() {
+    let inf = f32::INFINITY;
+    // The multiplies are exact; the last add is inf + -inf: IE in the third stage only.
+    let d = ps([inf, 1.0, -inf, 1.0]);
+    let s = ps([1.0; 4]);
+    let code = Code::Dpps_xmm_xmmm128_imm8;
+    let (r, v, m) = emu_fault(code, mx_unmask(IE), d, s, 0xff);
+    assert_eq!((r, v, m), (Err(SimdFault::Xm), d, mx_unmask(IE) | IE));
+    let (r, v, m) = emu_fault(code, 0x1f80, d, s, 0xf5);
+    assert_eq!(
+        (r, v, m),
+        (Ok(()), 0x0000_0000_ffc0_0000_0000_0000_ffc0_0000, 0x1f81)
+    );
+    // An inexact product with PE unmasked faults in the first stage, before the adds'
+    // invalid operation is seen.
+    let d = ps([inf, 1.0 / 3.0, -inf, 1.0]);
+    let s = ps([1.0, 1.0 / 3.0, 1.0, 1.0]);
+    let (r, v, m) = emu_fault(code, mx_unmask(IE | PE), d, s, 0xff);
+    assert_eq!((r, v, m), (Err(SimdFault::Xm), d, mx_unmask(IE | PE) | PE));
+    // Masked, the first stage's PE is recorded when the last stage faults.
+    let (r, _, m) = emu_fault(code, mx_unmask(IE), d, s, 0xff);
+    assert_eq!((r, m), (Err(SimdFault::Xm), mx_unmask(IE) | IE | PE));
+}

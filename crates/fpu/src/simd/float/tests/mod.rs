@@ -191,10 +191,12 @@ pub(super) fn vec(r: &mut Rng, w: W, other: Option<u128>) -> u128 {
     v
 }
 
-/// A random MXCSR with all exceptions masked, random RC, DAZ and FTZ and clear flags.
+/// A random MXCSR with all exceptions masked, random RC, DAZ and FTZ, and usually clear
+/// flags (sometimes random ones, which must stay set).
 pub(super) fn mxcsr(r: &mut Rng) -> u32 {
     let x = r.next() as u32;
-    0x1f80 | (x & 3) << 13 | (x >> 2 & 1) << 6 | (x >> 3 & 1) << 15
+    let flags = if x >> 4 & 3 == 0 { x >> 8 & 0x3f } else { 0 };
+    0x1f80 | (x & 3) << 13 | (x >> 2 & 1) << 6 | (x >> 3 & 1) << 15 | flags
 }
 
 /// Runs `code` on the emulator with XMM1 = `d` and the source `s` in XMM2 or, with `mem`,
