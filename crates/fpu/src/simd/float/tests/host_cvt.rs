@@ -379,8 +379,7 @@ fn memory_source_mmx_transition_matches_host() {
     // CVTPI2PS from memory is one on Intel processors (the SDM makes no exception for it,
     // and we follow the SDM), but AMD processors leave the x87 untouched: compare only on
     // an Intel host.
-    // SAFETY: CPUID leaf 0 exists on every x86-64 processor.
-    let id = unsafe { core::arch::x86_64::__cpuid(0) };
+    let id = core::arch::x86_64::__cpuid(0);
     if [id.ebx, id.edx, id.ecx] == [0x756e_6547, 0x4965_6e69, 0x6c65_746e] {
         assert_eq!(x87_after(false), (0, 0));
     }
