@@ -252,3 +252,82 @@ fn approximation_special_cases_match_host() {
         }
     }
 }
+
+/// Operands at the edges of underflow and overflow, under every combination of RC, DAZ and
+/// FTZ: exact tiny results, results that round up to the smallest normal (tininess is
+/// detected after rounding), denormal operands, overflow by rounding.
+#[test]
+fn range_edges_match_host() {
+    use Code::*;
+    let s_pairs: &[(u32, u32)] = &[
+        (0x0080_0000, 0x3f00_0000), // min normal * 0.5: exact tiny
+        (0x3f7f_ffff, 0x0080_0000), // (1 - 2^-24) * min normal
+        (0x3f7f_ffff, 0x0080_0001),
+        (0x0080_0001, 0x3f00_0000),
+        (0x0000_0001, 0x3f00_0000),
+        (0x0000_0003, 0x3f00_0000),
+        (0x0080_0000, 0x8000_0001), // min normal - min denormal (add), products
+        (0x00ff_ffff, 0x4000_0000),
+        (0x7f7f_ffff, 0x3f80_0001),
+        (0x7f7f_ffff, 0x7f7f_ffff),
+        (0x7f7f_ffff, 0x3f00_0000),
+        (0x0100_0000, 0x4000_0000),
+    ];
+    let d_pairs: &[(u64, u64)] = &[
+        (0x0010_0000_0000_0000, 0x3fe0_0000_0000_0000),
+        (0x3fef_ffff_ffff_ffff, 0x0010_0000_0000_0000),
+        (0x3fef_ffff_ffff_ffff, 0x0010_0000_0000_0001),
+        (0x0010_0000_0000_0001, 0x3fe0_0000_0000_0000),
+        (0x0000_0000_0000_0001, 0x3fe0_0000_0000_0000),
+        (0x0010_0000_0000_0000, 0x8000_0000_0000_0001),
+        (0x7fef_ffff_ffff_ffff, 0x3ff0_0000_0000_0001),
+        (0x7fef_ffff_ffff_ffff, 0x7fef_ffff_ffff_ffff),
+        (0x001f_ffff_ffff_ffff, 0x4000_0000_0000_0000),
+    ];
+    let ss: [(Code, HostFn); 4] = [
+        (Addss_xmm_xmmm32, host!("addss {x}, {y}")),
+        (Subss_xmm_xmmm32, host!("subss {x}, {y}")),
+        (Mulss_xmm_xmmm32, host!("mulss {x}, {y}")),
+        (Divss_xmm_xmmm32, host!("divss {x}, {y}")),
+    ];
+    let sd: [(Code, HostFn); 4] = [
+        (Addsd_xmm_xmmm64, host!("addsd {x}, {y}")),
+        (Subsd_xmm_xmmm64, host!("subsd {x}, {y}")),
+        (Mulsd_xmm_xmmm64, host!("mulsd {x}, {y}")),
+        (Divsd_xmm_xmmm64, host!("divsd {x}, {y}")),
+    ];
+    let signs = [(0, 0), (1, 0), (0, 1), (1, 1)];
+    for mode in 0..16u32 {
+        let mx = 0x1f80 | (mode & 3) << 13 | (mode >> 2 & 1) << 6 | (mode >> 3 & 1) << 15;
+        for &(a, b) in s_pairs {
+            for (sa, sb) in signs {
+                let (a, b) = (a ^ sa << 31, b ^ sb << 31);
+                for (code, h) in ss {
+                    for (d, s) in [(a, b), (b, a)] {
+                        let (d, s) = (u128::from(d), u128::from(s));
+                        assert_eq!(
+                            emu(code, mx, d, s, 0, false),
+                            h(mx, d, s),
+                            "{code:?} {mx:#x} {d:#x} {s:#x}"
+                        );
+                    }
+                }
+            }
+        }
+        for &(a, b) in d_pairs {
+            for (sa, sb) in signs {
+                let (a, b) = (a ^ u64::from(sa) << 63, b ^ u64::from(sb) << 63);
+                for (code, h) in sd {
+                    for (d, s) in [(a, b), (b, a)] {
+                        let (d, s) = (u128::from(d), u128::from(s));
+                        assert_eq!(
+                            emu(code, mx, d, s, 0, false),
+                            h(mx, d, s),
+                            "{code:?} {mx:#x} {d:#x} {s:#x}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
