@@ -1,11 +1,18 @@
 //! SSE..SSE4.1 floating-point arithmetic, comparisons and conversions (legacy encodings),
 //! on Berkeley SoftFloat with exact MXCSR semantics.
 //!
-//! Every element goes through [`lane`]: DAZ and the denormal-operand flag on the way in,
+//! Every element goes through `lane`: DAZ and the denormal-operand flag on the way in,
 //! x86 NaN selection, SoftFloat's correctly rounded result in MXCSR.RC, then FTZ and the
 //! unmasked-underflow rule on the way out. The flags of all elements are combined and made
-//! architectural by [`lane::commit`], which also decides whether the destination may be
+//! architectural by `lane::commit`, which also decides whether the destination may be
 //! written (an unmasked exception leaves it unchanged and returns [`SimdFault::Xm`]).
+//!
+//! Layout: `lane` holds the per-element rules and the flag commit; `arith` MIN/MAX,
+//! RCP/RSQRT, ROUND and the horizontal SSE3/SSE4.1 forms; `cmp` CMPxx and COMIS/UCOMIS;
+//! `cvt` the conversions. The tests compare every instruction with the host processor.
+//!
+//! RCPxx/RSQRTxx are approximations: the results here stay within the SDM's relative error
+//! of 1.5 * 2^-12 but are not bit-identical to any particular Intel or AMD processor.
 
 use iced_x86::Code;
 
@@ -198,8 +205,8 @@ fn elementwise(
         Kind::Min => arith::minmax(mx, w, a, b, false),
         Kind::Max => arith::minmax(mx, w, a, b, true),
         Kind::Sqrt => lane::sqrt(mx, w, a),
-        Kind::Rcp => (arith::rcp(mx, a), 0),
-        Kind::Rsqrt => (arith::rsqrt(mx, a), 0),
+        Kind::Rcp => (arith::rcp(a), 0),
+        Kind::Rsqrt => (arith::rsqrt(a), 0),
         Kind::Cmp => cmp::cmp(mx, w, a, b, imm),
         Kind::Round => arith::round(mx, w, a, imm),
     })

@@ -41,6 +41,7 @@ pub(super) fn execute(fpu: &mut Fpu, code: Code, ops: Operands) -> Option<Result
     Some(horizontal(fpu, code, ops, w))
 }
 
+/// The SSE3 and SSE4.1 instructions that combine elements across positions.
 fn horizontal(fpu: &mut Fpu, code: Code, ops: Operands, w: W) -> Result<(), SimdFault> {
     let d = xmm(ops, 0)?;
     let dv = fpu.xmm128(d);
@@ -156,7 +157,7 @@ fn approx12(r: u64) -> u64 {
 /// reciprocal truncated to 12 fraction bits, so not bit-identical to any Intel or AMD
 /// part). Denormal inputs read as zero and tiny results flush to zero whatever DAZ/FTZ say
 /// (SDM Vol. 2 "RCPPS"); no flags.
-pub(super) fn rcp(_mx: Mx, a: u64) -> u64 {
+pub(super) fn rcp(a: u64) -> u64 {
     let w = W::S;
     let sign = a & w.sign();
     if w.is_nan(a) {
@@ -181,7 +182,7 @@ pub(super) fn rcp(_mx: Mx, a: u64) -> u64 {
 /// RSQRTSS/RSQRTPS element: 1/sqrt(a) within the same error bound as [`rcp`]. ±0 and
 /// denormals give ±inf, +inf gives +0, negative numbers and -inf the QNaN indefinite;
 /// no flags.
-pub(super) fn rsqrt(_mx: Mx, a: u64) -> u64 {
+pub(super) fn rsqrt(a: u64) -> u64 {
     let w = W::S;
     let sign = a & w.sign();
     if w.is_nan(a) {
@@ -202,7 +203,7 @@ pub(super) fn rsqrt(_mx: Mx, a: u64) -> u64 {
     approx12(r)
 }
 
-/// ROUNDSS/SS/PS/PD element (SSE4.1): `a` rounded to an integral value in the mode of
+/// ROUNDPS/PD/SS/SD element (SSE4.1): `a` rounded to an integral value in the mode of
 /// imm8[1:0], or MXCSR.RC when imm8[2] is set; imm8[3] suppresses the precision exception.
 /// Only a SNaN raises IE; DAZ applies, DE is never reported.
 pub(super) fn round(mx: Mx, w: W, a: u64, imm: u8) -> (u64, Flags) {

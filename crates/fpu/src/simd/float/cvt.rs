@@ -103,6 +103,8 @@ pub(super) fn execute(fpu: &mut Fpu, code: Code, ops: Operands) -> Option<Result
     Some(convert(fpu, code, ops))
 }
 
+/// One conversion: all elements computed, flags committed, then the destination (XMM,
+/// MMX, or the general register in `io`) written.
 fn convert(fpu: &mut Fpu, code: Code, ops: Operands) -> Result<(), SimdFault> {
     // CVTPI2PD with a memory source does not touch the x87 (SDM Vol. 2 "CVTPI2PD"); every
     // other form with an MMX operand or destination is an MMX instruction.
