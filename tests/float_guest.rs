@@ -97,7 +97,11 @@ fn guest_output(image: &[u8], tier: Tier) -> String {
         .expect("load the guest");
     let end = m.run(Some(2_000_000_000)).expect("run");
     let out = String::from_utf8_lossy(&m.serial_output()).into_owned();
-    assert_eq!(end, RunEnd::DebugExit(0), "{tier:?} ended early; output so far:\n{out}");
+    assert_eq!(
+        end,
+        RunEnd::DebugExit(0),
+        "{tier:?} ended early; output so far:\n{out}"
+    );
     out
 }
 

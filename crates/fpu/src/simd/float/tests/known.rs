@@ -215,7 +215,6 @@ fn mmx_forms_check_pending_x87_exceptions_first() {
     };
     for (code, ops) in [
         (Code::Cvtpi2ps_xmm_mmm64, x_m),
-        (Code::Cvtpi2ps_xmm_mmm64, x_mem),
         (Code::Cvtpi2pd_xmm_mmm64, x_m),
         (Code::Cvtps2pi_mm_xmmm64, m_x),
         (Code::Cvttpd2pi_mm_xmmm128, m_x),
