@@ -27,8 +27,10 @@ pub const LAYOUT: Layout = Layout {
 /// The image of the state after FNINIT with MXCSR at its default: what forms that do not
 /// touch the FPU run with.
 pub fn default_image() -> Box<Image> {
-    let mut fpu = Fpu::default();
-    fpu.x87 = crane86_fpu::state::X87::default();
+    let fpu = Fpu {
+        x87: crane86_fpu::state::X87::default(),
+        ..Fpu::default()
+    };
     let mut img = Box::new([0u8; FXSAVE_SIZE]);
     crane86_fpu::save::fxsave(&fpu, LAYOUT, &mut img);
     img
