@@ -199,6 +199,17 @@ fn rewrap(r: Res, shift: i32, de: Flags) -> Res {
     } else {
         (e, 0)
     };
+    // Beyond what the bias adjustment can bring back: hardware delivers zero or infinity.
+    if e < 1 {
+        return Res::exact(zero(sign(r.v)), UE | PE | de);
+    }
+    if e > 0x7ffe {
+        return Res {
+            v: inf(sign(r.v)),
+            flags: OE | PE | de,
+            up: true,
+        };
+    }
     Res {
         v: F80 {
             signif: r.v.signif,
@@ -206,6 +217,27 @@ fn rewrap(r: Res, shift: i32, de: Flags) -> Res {
         },
         flags: (r.flags & PE) | flag | de,
         up: r.up,
+    }
+}
+
+/// The unmasked underflow response for a result computed exactly (FPREM): a denormal
+/// result is normalised with its exponent raised by 24576, and UE is signalled.
+pub(crate) fn wrap_tiny(x: &X87, r: Res) -> Res {
+    let blocked = r.flags & super::stack::PRE & !Flags::from(x.fcw) != 0;
+    if classify(r.v) != Class::Denormal || x.masked(UE) || blocked {
+        return r;
+    }
+    let (m, e) = unpack(r.v);
+    Res {
+        v: with_sign(
+            F80 {
+                signif: m,
+                sign_exp: (e + BIAS + 24576) as u16,
+            },
+            sign(r.v),
+        ),
+        flags: r.flags | UE,
+        up: false,
     }
 }
 
@@ -333,9 +365,7 @@ pub(crate) fn scale(x: &X87, a: F80, b: F80) -> Res {
             },
             sign(a),
         ));
-        let mut w = rewrap(Res::exact(rb, 0), target, de);
-        w.flags &= !PE;
-        return w;
+        return rewrap(Res::exact(rb, 0), target, de);
     }
     r
 }

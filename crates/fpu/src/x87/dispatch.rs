@@ -327,12 +327,14 @@ pub(crate) fn run(x: &mut X87, io: &mut Io, k: Kind, code: Code, ops: Operands) 
             let r = match (x.get(0), b) {
                 (Some(a), Some(b)) => {
                     let (r, f) = compare(Opnd::reg(a), b, quiet);
+                    set_fsw(x, r);
                     if !x.deliver(f, false) {
                         return Outcome::Done;
                     }
                     r
                 }
                 _ => {
+                    set_fsw(x, None);
                     if !x.underflow() {
                         return Outcome::Done;
                     }
@@ -371,14 +373,12 @@ pub(crate) fn run(x: &mut X87, io: &mut Io, k: Kind, code: Code, ops: Operands) 
         Kind::Tst => match x.get(0) {
             Some(a) => {
                 let (r, f) = compare(Opnd::reg(a), Opnd::reg(F80::ZERO), false);
-                if x.deliver(f, false) {
-                    set_fsw(x, r);
-                }
+                set_fsw(x, r);
+                x.deliver(f, false);
             }
             None => {
-                if x.underflow() {
-                    set_fsw(x, None);
-                }
+                set_fsw(x, None);
+                x.underflow();
             }
         },
         Kind::Xam => {
@@ -494,7 +494,7 @@ pub(crate) fn run(x: &mut X87, io: &mut Io, k: Kind, code: Code, ops: Operands) 
                     }
                 }
                 _ => {
-                    if x.underflow() && cond {
+                    if x.underflow() {
                         x.set_st(0, F80::INDEFINITE);
                     }
                 }
@@ -554,9 +554,11 @@ pub(crate) fn run(x: &mut X87, io: &mut Io, k: Kind, code: Code, ops: Operands) 
         Kind::Prem { ieee } => match (x.get(0), x.get(1)) {
             (Some(a), Some(b)) => {
                 let p = prem(x, a, b, ieee);
-                if x.deliver(p.res.flags, false) {
-                    x.set_st(0, p.res.v);
-                    let q = p.quotient;
+                let res = super::arith::wrap_tiny(x, p.res);
+                if x.deliver(res.flags, false) {
+                    x.set_st(0, res.v);
+                    // An incomplete reduction reports no quotient bits.
+                    let q = if p.complete { p.quotient } else { 0 };
                     x.cc(C2, !p.complete);
                     x.cc(C0, q & 4 != 0);
                     x.cc(C3, q & 2 != 0);
@@ -587,7 +589,7 @@ pub(crate) fn run(x: &mut X87, io: &mut Io, k: Kind, code: Code, ops: Operands) 
         Kind::Init { .. } => super::env::finit(x),
         Kind::Clex { .. } => x.fsw &= 0x7f00,
         Kind::Ldcw => {
-            x.fcw = io.data[0] as u16;
+            x.fcw = super::stack::fcw_value(io.data[0] as u16);
             x.update_es();
         }
         Kind::Stcw { .. } => {
@@ -649,7 +651,12 @@ fn store_fp(x: &mut X87, io: &mut Io, fmt: Src, pop: bool) -> Outcome {
             return Outcome::Store;
         }
     };
-    let (bits, r) = tr::to_fp(x, v, ffmt);
+    let (bits, mut r) = tr::to_fp(x, v, ffmt);
+    if tr::store_blocked(x, r.flags) {
+        // The store is suppressed before the precision exception is detected.
+        r.flags &= !PE;
+        r.up = false;
+    }
     x.cc(C1, r.up && r.flags & PE != 0);
     x.raise(r.flags);
     if tr::store_blocked(x, r.flags) {

@@ -78,7 +78,7 @@ pub fn load_env(x87: &mut X87, bytes: &[u8], op32: bool, protected: bool) {
             u32::from(u16::from_le_bytes([bytes[2 * i], bytes[2 * i + 1]]))
         }
     };
-    x87.fcw = field(0) as u16;
+    x87.fcw = super::stack::fcw_value(field(0) as u16);
     x87.fsw = field(1) as u16;
     let tags = field(2) as u16;
     x87.ftw = (0..8).fold(0, |t, r| {

@@ -1,8 +1,8 @@
 //! FPREM/FPREM1 (partial remainder) and FXTRACT.
 
 use super::arith::Res;
+use super::value::{canon, Class, BIAS};
 use super::value::{classify, from_int, inf, nan_pick, pack_exact, sign, unpack, with_sign};
-use super::value::{Class, BIAS};
 use crate::soft::{DE, IE, ZE};
 use crate::state::{F80, X87};
 
@@ -45,13 +45,13 @@ pub(crate) fn prem(x: &X87, a: F80, b: F80, ieee: bool) -> Prem {
         0
     };
     if (de != 0 && !x.masked(DE)) || ca == Class::Zero || cb == Class::Inf {
-        return done(Res::exact(a, de));
+        return done(Res::exact(canon(a), de));
     }
     let (ma, ea) = unpack(a);
     let (mb, eb) = unpack(b);
     let d = ea - eb;
     if d < -1 || (d == -1 && !ieee) {
-        return done(Res::exact(a, de));
+        return done(Res::exact(canon(a), de));
     }
     let (k, complete) = if d >= 64 {
         (((d & 31) | 32) as u32, false)

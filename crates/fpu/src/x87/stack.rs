@@ -24,6 +24,12 @@ pub(crate) const EXC: u16 = 0x3f;
 /// and TOP untouched.
 pub(crate) const PRE: Flags = crate::soft::IE | crate::soft::DE | crate::soft::ZE;
 
+/// The control word as hardware keeps a loaded value: bit 6 reads as one, bits 7, 13..15
+/// as zero; the infinity-control bit 12 is kept though it has no effect.
+pub(crate) fn fcw_value(v: u16) -> u16 {
+    (v & 0x1f3f) | 0x40
+}
+
 impl X87 {
     /// The top-of-stack index.
     pub(crate) fn top(&self) -> usize {

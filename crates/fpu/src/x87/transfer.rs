@@ -30,7 +30,15 @@ pub(crate) fn load_fp(x: &mut X87, v: F80, denormal: bool) {
         flags |= IE;
         v = quiet(v);
     }
-    push_checked(x, v, flags);
+    if !x.is_empty(7) {
+        return push_checked(x, v, 0);
+    }
+    // An unmasked DE still loads the value (hardware signals it afterwards); only an
+    // unmasked IE prevents the load.
+    x.cc(super::stack::C1, false);
+    if x.raise(flags) & IE == 0 {
+        x.push(v);
+    }
 }
 
 /// The destination formats of FST/FSTP to memory.
@@ -52,7 +60,10 @@ pub(crate) fn to_fp(x: &X87, v: F80, fmt: FpFmt) -> (u64, Res) {
     let exp_all = ((1u64 << exp_bits) - 1) << frac_bits;
     let nan = |s: u64| sign_bit | exp_all | ((s << 1) >> (64 - frac_bits)) | (1 << (frac_bits - 1));
     match classify(v) {
-        Class::Unsupported => (nan(super::value::QUIET_BIT), Res::exact(v, IE)),
+        Class::Unsupported => (
+            (sign_bit | exp_all) | (1 << (frac_bits - 1)) | (1 << (exp_bits + frac_bits)),
+            Res::exact(v, IE),
+        ),
         c @ (Class::SNaN | Class::QNaN) => {
             let f = if c == Class::SNaN { IE } else { 0 };
             (nan(v.signif), Res::exact(v, f))

@@ -123,6 +123,16 @@ pub(crate) fn nan_pick(a: F80, b: F80) -> F80 {
     quiet(r)
 }
 
+/// `v` with a pseudo-denormal rewritten as the normal encoding of the same value, as
+/// hardware writes back an operand it passes through.
+pub(crate) fn canon(v: F80) -> F80 {
+    let pseudo = v.sign_exp & 0x7fff == 0 && v.signif & INT_BIT != 0;
+    F80 {
+        signif: v.signif,
+        sign_exp: v.sign_exp | u16::from(pseudo),
+    }
+}
+
 /// To SoftFloat's representation. Pseudo-denormals (exponent 0, integer bit set) become
 /// the normal encoding of the same value, which SoftFloat's arithmetic expects.
 pub(crate) fn sf(v: F80) -> ExtF80 {

@@ -60,6 +60,8 @@ macro_rules! case {
             unsafe {
                 core::arch::asm!(
                     "fninit",
+                    "fldz", "fldz", "fldz", "fldz", "fldz", "fldz", "fldz", "fldz",
+                    "fninit",
                     "fldcw word ptr [{h} + {o_fcw}]",
                     "mov rcx, qword ptr [{h} + {o_count}]",
                     "2:",
@@ -71,9 +73,9 @@ macro_rules! case {
                     "jmp 2b",
                     "3:",
                     "lea rsi, [{h} + {o_mem}]",
+                    "xor eax, eax",
                     "push qword ptr [{h} + {o_fin}]",
                     "popfq",
-                    "xor eax, eax",
                     $text,
                     "pushfq",
                     "pop qword ptr [{h} + {o_fout}]",
