@@ -1,6 +1,6 @@
 //! Host comparisons, one test per instruction group.
 
-use super::host::{case, check};
+use super::host::{case, check, check_with};
 
 /// Status-word bits compared after arithmetic: everything but C0, C2, C3 (undefined).
 const ARITH: u16 = !(super::super::stack::C0 | super::super::stack::C2 | super::super::stack::C3);
@@ -190,4 +190,97 @@ fn remainders() {
     for c in [case!("fprem"), case!("fprem1")] {
         check(&c, 50000, 0x89ab_cdef, ALL, 1);
     }
+}
+
+/// A random finite value with |x| <= 2^`max_exp` (and at least 2^-`depth` below it).
+fn ranged(rng: &mut super::host::Rng, max_exp: i32, depth: u64) -> crate::state::F80 {
+    let e = 0x3fff + max_exp - 1 - rng.below(depth) as i32;
+    crate::state::F80 {
+        signif: rng.next() | 1 << 63,
+        sign_exp: e as u16 | ((rng.next() & 1) << 15) as u16,
+    }
+}
+
+#[test]
+fn transcendentals_one_operand() {
+    for c in [
+        case!("fsin"),
+        case!("fcos"),
+        case!("fsincos"),
+        case!("fptan"),
+    ] {
+        check_with(
+            &c,
+            5000,
+            0x9abc_def0,
+            ARITH,
+            1,
+            |rng, h| {
+                if rng.below(4) != 0 {
+                    h.vals[0] = ranged(rng, 64, 80).to_bytes();
+                }
+            },
+            true,
+        );
+    }
+    check_with(
+        &case!("f2xm1"),
+        5000,
+        0xabcd_ef01,
+        ARITH,
+        1,
+        |rng, h| {
+            // Only the documented domain, -1..=1 (out of it the result is undefined).
+            let v = crate::state::F80::from_bytes(&h.vals[0]);
+            if rng.below(8) != 0 || (v.sign_exp & 0x7fff >= 0x3fff && v.sign_exp & 0x7fff != 0x7fff)
+            {
+                h.vals[0] = ranged(rng, 0, 70).to_bytes();
+            }
+        },
+        true,
+    );
+}
+
+#[test]
+fn transcendentals_two_operands() {
+    check_with(
+        &case!("fpatan"),
+        5000,
+        0xbcde_f012,
+        ARITH,
+        2,
+        |_, _| {},
+        true,
+    );
+    check_with(
+        &case!("fyl2x"),
+        5000,
+        0xcdef_0123,
+        ARITH,
+        2,
+        |rng, h| {
+            if rng.below(4) != 0 {
+                let mut v = ranged(rng, 100, 200);
+                v.sign_exp &= 0x7fff;
+                h.vals[0] = v.to_bytes();
+            }
+        },
+        true,
+    );
+    check_with(
+        &case!("fyl2xp1"),
+        5000,
+        0xdef0_1234,
+        ARITH,
+        2,
+        |rng, h| {
+            // Only the documented domain, |x| < 1 - sqrt(2)/2.
+            let v = crate::state::F80::from_bytes(&h.vals[0]);
+            if rng.below(8) != 0 || (v.sign_exp & 0x7fff >= 0x3ffd && v.sign_exp & 0x7fff != 0x7fff)
+            {
+                h.vals[0] = ranged(rng, -2, 70).to_bytes();
+            }
+        },
+        true,
+    );
 }
