@@ -418,7 +418,14 @@ pub(super) fn check_with(
     tolerant: bool,
 ) {
     let insn = decode(case);
-    let mut rng = Rng(seed | 1);
+    // X87_TEST_SCALE=k runs k times as many iterations; X87_TEST_SEED varies the seed.
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
+    let n = n * env("X87_TEST_SCALE").unwrap_or(1) as usize;
+    let mut rng = Rng((seed
+        ^ env("X87_TEST_SEED")
+            .unwrap_or(0)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15))
+        | 1);
     for iter in 0..n {
         let mut h = Host {
             fcw: rng.fcw(),

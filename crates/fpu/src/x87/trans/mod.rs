@@ -36,20 +36,34 @@ fn finish(x: &X87, q: Q, dir: i32) -> Res {
 /// exactly once, and the unmasked overflow/underflow responses (exponent biased by 24576,
 /// full precision) see all the bits.
 fn finish_scaled(x: &X87, q: Q, e2: i32, dir: i32) -> Res {
+    // Scaling into binary128's denormals rounds to odd (toward zero, sticky last bit), so
+    // that the final rounding to 80 bits, with at least 49 bits fewer, stays exact.
     let scale = |q: Q, mut k: i32| {
-        quad(|| {
-            let mut q = q;
-            while k != 0 {
-                let step = k.clamp(-16000, 16000);
-                q = quad::mul(q, quad::pow2(step));
-                k -= step;
-            }
+        let env = Env {
+            round: Round::Zero,
+            precision: 80,
+        };
+        let (mut q, mut inexact) = (q, false);
+        while k != 0 {
+            let step = k.clamp(-16000, 16000);
+            let (r, f) = with_env(env, || quad::mul(q, quad::pow2(step)));
+            q = r;
+            inexact |= f & PE != 0;
+            k -= step;
+        }
+        if inexact {
+            quad::sticky(q)
+        } else {
             q
-        })
+        }
     };
     let round = |q: Q| {
+        // The nudge only matters, and is only right, when the computed value is exact at
+        // 80 bits: otherwise it could cancel the computation's own residual.
+        let (_, f) = with_env(x.env(false), || soft::f128_to_extF80(q));
+        let q = if f & PE == 0 { quad::nudge(q, dir) } else { q };
         rounded(x, x.env(false), |e| {
-            with_env(e, || unsf(soft::f128_to_extF80(quad::nudge(q, dir))))
+            with_env(e, || unsf(soft::f128_to_extF80(q)))
         })
     };
     // Every caller's true result is nonzero (exact zeros are special cases).
@@ -217,6 +231,13 @@ pub(crate) fn run(x: &mut X87, t: Trans) {
                     let mut r = match classify(v) {
                         Class::Inf if sign(v) => Res::exact(with_sign(one(), true), 0),
                         Class::Inf | Class::Zero => Res::exact(v, 0),
+                        // 2^x - 1 = x ln 2 (1 + x ln 2 / 2 + ...): for tiny x the product
+                        // alone, its exponent kept apart, nudged up.
+                        _ if unpack(v).1 < -80 => {
+                            let (m, e) = rebased(v);
+                            let q = quad(|| quad::mul(m, quad::ln2()));
+                            finish_scaled(x, q, e, 1)
+                        }
                         _ => {
                             let q = quad(|| quad::exp2m1(v));
                             finish(x, q, 0)
@@ -353,7 +374,12 @@ fn binary_value(x87: &X87, t: Trans, y: F80, x: F80) -> Res {
         return Res::exact(nan_pick(y, x), f);
     }
     // The log of a negative number is invalid before anything else is looked at.
-    if t == Trans::Yl2x && sign(x) && cx != Class::Zero {
+    let log_neg = match t {
+        Trans::Yl2x => sign(x) && cx != Class::Zero,
+        Trans::Yl2xp1 => sign(x) && cx == Class::Inf,
+        _ => false,
+    };
+    if log_neg {
         return Res::exact(F80::INDEFINITE, IE);
     }
     // As with division, log2(0)'s zero divide is detected ahead of a denormal multiplier.
@@ -394,24 +420,20 @@ fn atan2(x87: &X87, y: F80, x: F80) -> Res {
         (_, Class::Inf) if !nx => Res::exact(zero(ny), 0),
         (_, Class::Inf) => pi_frac(x87, ny, 1, 1),
         _ => {
-            // atan t = t - t^3/3 for tiny ratios: toward zero, and possibly below even
-            // binary128's range (then its smallest denormal stands for "tiny, nonzero").
-            let tiny = !nx && unpack(y).1 - unpack(x).1 < -40;
+            // atan t = t - t^3/3 for tiny ratios: the ratio itself with its exponent kept
+            // apart (it may lie far below the format's range), nudged toward zero.
+            if !nx && unpack(y).1 - unpack(x).1 < -40 {
+                let ((my, ey), (mx, ex)) = (rebased(y), rebased(x));
+                let q = quad(|| quad::div(my, quad::abs(mx)));
+                return finish_scaled(x87, q, ey - ex, if ny { 1 } else { -1 });
+            }
             let q = quad(|| {
                 let (ay, ax) = (quad::abs(quad::q80(y)), quad::abs(quad::q80(x)));
-                let small = soft::f128_div(ay, ax);
-                let small = if quad::is_zero(small) {
-                    quad::min_denormal()
-                } else {
-                    small
-                };
-                let mut a = if tiny {
-                    small
-                } else if quad::is_neg(quad::sub(ax, ay)) {
+                let mut a = if quad::is_neg(quad::sub(ax, ay)) {
                     let half_pi = quad::div(quad::pi(), quad::int(2));
                     quad::sub(half_pi, quad::atan(quad::div(ax, ay)))
                 } else {
-                    quad::atan(small)
+                    quad::atan(quad::div(ay, ax))
                 };
                 if nx {
                     a = quad::sub(quad::pi(), a);
@@ -422,12 +444,7 @@ fn atan2(x87: &X87, y: F80, x: F80) -> Res {
                     a
                 }
             });
-            let dir = match (tiny, ny) {
-                (false, _) => 0,
-                (true, false) => -1,
-                (true, true) => 1,
-            };
-            finish(x87, q, dir)
+            finish(x87, q, 0)
         }
     }
 }
@@ -496,6 +513,13 @@ fn yl2xp1(x87: &X87, y: F80, x: F80) -> Res {
         _ if classify(y) == Class::Zero => times_special(y, sign(x), false),
         _ => {
             let (my, ey) = rebased(y);
+            if unpack(x).1 < -80 {
+                // log2(1 + x) = x / ln 2 (1 - x/2 + ...): for tiny x with its exponent
+                // kept apart, which binary128's denormals could not hold precisely.
+                let (mx, ex) = rebased(x);
+                let q = quad(|| quad::div(quad::mul(my, mx), quad::ln2()));
+                return finish_scaled(x87, q, ey + ex, 0);
+            }
             let q = quad(|| quad::mul(my, quad::log2_1p(x)));
             finish_scaled(x87, q, ey, 0)
         }

@@ -53,6 +53,11 @@ pub(crate) fn biased_exp(q: Q) -> u32 {
     ((bits(q) >> 112) & 0x7fff) as u32
 }
 
+/// `q` with its last significand bit set (round to odd).
+pub(crate) fn sticky(q: Q) -> Q {
+    from_bits(bits(q) | 1)
+}
+
 /// True for either zero.
 pub(crate) fn is_zero(q: Q) -> bool {
     bits(q) << 1 == 0
@@ -109,7 +114,7 @@ pub(crate) fn pi() -> Q {
 }
 
 /// ln 2 to 128 bits.
-fn ln2() -> Q {
+pub(crate) fn ln2() -> Q {
     from_sig(false, 0xb172_17f7_d1cf_79ab_c9e3_b398_03f2_f6af, -1)
 }
 
