@@ -304,3 +304,27 @@ mod tests {
         assert_eq!(f, ZE);
     }
 }
+
+// ---- x87 transcendentals: 128-bit quad precision (used by crate::x87's FSIN, FPATAN,
+// FYL2X... which evaluate in binary128 and round once to 80 bits) ----
+
+pub use sf::float128_t as SF128;
+
+wrap! {
+    /// f128 addition.
+    f128_add(a: SF128, b: SF128) -> SF128;
+    /// f128 subtraction.
+    f128_sub(a: SF128, b: SF128) -> SF128;
+    /// f128 multiplication.
+    f128_mul(a: SF128, b: SF128) -> SF128;
+    /// f128 division.
+    f128_div(a: SF128, b: SF128) -> SF128;
+    /// f128 square root.
+    f128_sqrt(a: SF128) -> SF128;
+    /// 80-bit to f128 (exact).
+    extF80_to_f128(a: ExtF80) -> SF128;
+    /// f128 to 80-bit, rounded to the environment's mode and precision.
+    f128_to_extF80(a: SF128) -> ExtF80;
+    /// i64 to f128 (exact).
+    i64_to_f128(a: i64) -> SF128;
+}
