@@ -7,10 +7,11 @@
 //! and Linux does not enable page-table isolation on AMD (see ANCHORS.md).
 
 const VENDOR: &[u8; 12] = b"AuthenticAMD";
-const MAX_LEAF: u32 = 0x7;
+const MAX_LEAF: u32 = 0xd;
 const MAX_EXT_LEAF: u32 = 0x8000_0008;
 
 // CPUID.1:EDX
+const EDX1_FPU: u32 = 1 << 0;
 const EDX1_DE: u32 = 1 << 2;
 const EDX1_PSE: u32 = 1 << 3;
 const EDX1_TSC: u32 = 1 << 4;
@@ -27,12 +28,25 @@ const EDX1_MCA: u32 = 1 << 14;
 const EDX1_CMOV: u32 = 1 << 15;
 const EDX1_PSE36: u32 = 1 << 17;
 const EDX1_CLFSH: u32 = 1 << 19;
+const EDX1_MMX: u32 = 1 << 23;
+const EDX1_FXSR: u32 = 1 << 24;
+const EDX1_SSE: u32 = 1 << 25;
+const EDX1_SSE2: u32 = 1 << 26;
 // CPUID.1:ECX
+const ECX1_SSE3: u32 = 1 << 0;
+const ECX1_SSSE3: u32 = 1 << 9;
 const ECX1_CX16: u32 = 1 << 13;
+const ECX1_SSE41: u32 = 1 << 19;
+const ECX1_SSE42: u32 = 1 << 20;
+const ECX1_XSAVE: u32 = 1 << 26;
+/// CPUID.1:ECX.OSXSAVE: not in [`FEATURES`]; it mirrors CR4.OSXSAVE.
+pub const ECX1_OSXSAVE: u32 = 1 << 27;
 const ECX1_MOVBE: u32 = 1 << 22;
 const ECX1_POPCNT: u32 = 1 << 23;
 // CPUID.7.0:EBX
 const EBX7_BMI1: u32 = 1 << 3;
+/// FCS and FDS are saved as zero (the FPU keeps no segment selectors).
+const EBX7_FPU_CSDS_DEPRECATED: u32 = 1 << 13;
 const EBX7_SMEP: u32 = 1 << 7;
 const EBX7_SMAP: u32 = 1 << 20;
 // CPUID.7.0:ECX
@@ -69,8 +83,16 @@ pub struct Features {
 
 /// What this build of crane86 advertises.
 pub const FEATURES: Features = Features {
-    ecx1: ECX1_CX16 | ECX1_MOVBE | ECX1_POPCNT,
-    edx1: EDX1_DE
+    ecx1: ECX1_SSE3
+        | ECX1_SSSE3
+        | ECX1_CX16
+        | ECX1_SSE41
+        | ECX1_SSE42
+        | ECX1_MOVBE
+        | ECX1_POPCNT
+        | ECX1_XSAVE,
+    edx1: EDX1_FPU
+        | EDX1_DE
         | EDX1_PSE
         | EDX1_TSC
         | EDX1_MSR
@@ -82,12 +104,32 @@ pub const FEATURES: Features = Features {
         | EDX1_MCA
         | EDX1_CMOV
         | EDX1_PSE36
-        | EDX1_CLFSH,
-    ebx7: EBX7_BMI1 | EBX7_SMEP | EBX7_BMI2 | EBX7_ADX | EBX7_SMAP,
+        | EDX1_CLFSH
+        | EDX1_MMX
+        | EDX1_FXSR
+        | EDX1_SSE
+        | EDX1_SSE2,
+    ebx7: EBX7_BMI1 | EBX7_SMEP | EBX7_FPU_CSDS_DEPRECATED | EBX7_BMI2 | EBX7_ADX | EBX7_SMAP,
     ecx7: ECX7_UMIP | ECX7_RDPID,
     ecx81: ECX81_LAHF | ECX81_ABM,
-    edx81: EDX81_SYSCALL | EDX81_NX | EDX81_PAGE1GB | EDX81_RDTSCP | EDX81_LM,
+    // AMD repeats the FPU, MMX and FXSR bits of leaf 1 here.
+    edx81: EDX1_FPU
+        | EDX81_SYSCALL
+        | EDX81_NX
+        | EDX1_MMX
+        | EDX1_FXSR
+        | EDX81_PAGE1GB
+        | EDX81_RDTSCP
+        | EDX81_LM,
 };
+
+/// XCR0 bits XSAVE manages: x87 and SSE (AVX is not offered).
+pub const XCR0_SUPPORTED: u64 = 0b11;
+/// The size of the XSAVE area for x87 and SSE: the legacy region and the header.
+const XSAVE_AREA: u32 = 576;
+// CPUID.(0xD,1):EAX
+const EAX_D1_XSAVEOPT: u32 = 1 << 0;
+const EAX_D1_XSAVEC: u32 = 1 << 1;
 
 fn vendor_regs() -> [u32; 3] {
     let w = |i: usize| u32::from_le_bytes([VENDOR[i], VENDOR[i + 1], VENDOR[i + 2], VENDOR[i + 3]]);
@@ -106,6 +148,12 @@ pub fn cpuid(leaf: u32, subleaf: u32) -> [u32; 4] {
         // Family 0x17 (Zen), model 0x31, stepping 0: what Linux knows as an EPYC-class part.
         1 => [0x0083_0f10, 0x0001_0800, f.ecx1, f.edx1],
         7 if subleaf == 0 => [0, f.ebx7, f.ecx7, 0],
+        // XSAVE enumeration: the x87 and SSE components only, both in the legacy region.
+        0xd => match subleaf {
+            0 => [XCR0_SUPPORTED as u32, XSAVE_AREA, XSAVE_AREA, 0],
+            1 => [EAX_D1_XSAVEOPT | EAX_D1_XSAVEC, XSAVE_AREA, 0, 0],
+            _ => [0; 4],
+        },
         0x8000_0000 => {
             let [b, d, c] = vendor_regs();
             [MAX_EXT_LEAF, b, c, d]

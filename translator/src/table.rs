@@ -282,8 +282,13 @@ fn build(code: Code) -> Option<Entry> {
         | M::Xrstor
         | M::Xrstor64
         | M::Xgetbv
-        | M::Xsetbv => return runtime(Op::FpuState),
-        M::Fldenv | M::Fnstenv | M::Fstenv | M::Frstor | M::Fnsave | M::Fsave => return None,
+        | M::Xsetbv
+        | M::Fldenv
+        | M::Fnstenv
+        | M::Fstenv
+        | M::Frstor
+        | M::Fnsave
+        | M::Fsave => return runtime(Op::FpuState),
         _ if code == Code::Wait
             || crane86_fpu::x87::claims(code)
             || crate::semantics::x87::without_wait(code).is_some_and(crane86_fpu::x87::claims) =>

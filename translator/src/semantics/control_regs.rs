@@ -40,12 +40,13 @@ const CR0_DEFINED: u64 = CR0_PE
     | CR0_PG;
 
 /// CR4 bits this CPU implements (and so accepts): TSD, DE, PSE, PAE, MCE, PGE, PCE, OSFXSR,
-/// OSXMMEXCPT, UMIP, SMEP, SMAP. Setting any other bit is #GP(0), VME and PVI included: the
+/// OSXMMEXCPT, UMIP, OSXSAVE, SMEP, SMAP. Setting any other bit is #GP(0), VME and PVI included: the
 /// virtual-mode extensions are neither implemented nor advertised in CPUID, and accepting
 /// them would let a guest believe virtual-8086 mode runs with them.
 const CR4_DE: u64 = 1 << 3;
 const CR4_UMIP: u64 = 1 << 11;
-const CR4_SUPPORTED: u64 = 0b111_1111_1100 | CR4_UMIP | CR4_SMEP | CR4_SMAP;
+const CR4_SUPPORTED: u64 =
+    0b111_1111_1100 | CR4_UMIP | crane86_runtime::state::CR4_OSXSAVE | CR4_SMEP | CR4_SMAP;
 /// CR4 bits that change what a cached translation allows.
 const CR4_PAGING: u64 = CR4_PSE | CR4_PAE | CR4_PGE | CR4_SMEP | CR4_SMAP;
 

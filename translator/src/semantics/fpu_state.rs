@@ -1,5 +1,6 @@
 //! The FPU state-save instructions that move whole images: FXSAVE/FXRSTOR, XSAVE, XSAVEOPT,
-//! XSAVEC, XRSTOR, XGETBV/XSETBV. They run alone in the runtime (see [`crate::rewrite`]):
+//! XSAVEC, XRSTOR, XGETBV/XSETBV, and (in [`super::x87_env`]) FLDENV, FNSTENV, FNSAVE and
+//! FRSTOR. They run alone in the runtime (see [`crate::rewrite`]):
 //! they are rare (a context switch), touch up to 576 bytes, and XSETBV changes what XSAVE
 //! manages.
 //!
@@ -17,8 +18,7 @@ use super::operands::mem_linear;
 use crate::emit::{Emit, R};
 use crate::interp::Interp;
 
-/// XCR0 bits this CPU supports: x87 (bit 0) and SSE (bit 1).
-pub const XCR0_SUPPORTED: u64 = 0b11;
+use crate::cpu_model::XCR0_SUPPORTED;
 
 fn gp0(it: &mut Interp<'_>) -> crate::emit::Stop {
     it.raise(Fault::with_code(Exception::GeneralProtection, 0))
@@ -42,7 +42,7 @@ fn layout(it: &Interp<'_>, insn: &Instruction) -> Layout {
 }
 
 /// The image's linear address, checked for alignment and for access to all of its bytes.
-fn image_at(
+pub(super) fn image_at(
     it: &mut Interp<'_>,
     insn: &Instruction,
     size: usize,
@@ -64,7 +64,7 @@ fn image_at(
     Ok(a)
 }
 
-fn read_image(it: &mut Interp<'_>, a: u64, out: &mut [u8]) -> R<()> {
+pub(super) fn read_image(it: &mut Interp<'_>, a: u64, out: &mut [u8]) -> R<()> {
     for (i, chunk) in out.chunks_mut(8).enumerate() {
         let v = it.load(a.wrapping_add(8 * i as u64), chunk.len() as u32)?;
         chunk.copy_from_slice(&v.to_le_bytes()[..chunk.len()]);
@@ -72,7 +72,7 @@ fn read_image(it: &mut Interp<'_>, a: u64, out: &mut [u8]) -> R<()> {
     Ok(())
 }
 
-fn write_image(it: &mut Interp<'_>, a: u64, bytes: &[u8]) -> R<()> {
+pub(super) fn write_image(it: &mut Interp<'_>, a: u64, bytes: &[u8]) -> R<()> {
     for (i, chunk) in bytes.chunks(8).enumerate() {
         let mut b = [0u8; 8];
         b[..chunk.len()].copy_from_slice(chunk);
@@ -225,6 +225,6 @@ pub fn execute(it: &mut Interp<'_>, insn: &Instruction) -> R<()> {
             it.cpu.xcr0 = v;
             Ok(())
         }
-        _ => Err(it.raise(Fault::new(Exception::InvalidOpcode))),
+        _ => super::x87_env::execute(it, insn),
     }
 }

@@ -25,6 +25,7 @@ pub mod stack;
 pub mod string;
 pub mod system;
 pub mod x87;
+pub mod x87_env;
 
 use crane86_runtime::{Exception, Fault};
 use iced_x86::Instruction;

@@ -42,6 +42,13 @@ pub fn execute(it: &mut Interp<'_>, insn: &Instruction) -> R<Outcome> {
                 // CPUID.1:EDX.APIC follows IA32_APIC_BASE.EN, as on hardware.
                 r[3] |= cpu_model::EDX1_APIC;
             }
+            if leaf == 1 && it.cpu.cr4 & crane86_runtime::state::CR4_OSXSAVE != 0 {
+                r[2] |= cpu_model::ECX1_OSXSAVE;
+            }
+            if leaf == 0xd && sub == 0 {
+                // EBX: the XSAVE area size for the components XCR0 enables now.
+                r[1] = 576;
+            }
             for (i, reg) in [0usize, 3, 1, 2].into_iter().enumerate() {
                 it.cpu.gpr[reg] = u64::from(r[i]);
             }
