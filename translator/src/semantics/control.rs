@@ -10,6 +10,19 @@ use super::operands::{read_gpr_sized, read_op, sext_size, trunc, write_gpr_sized
 use super::stack::{pop_value, push_value, set_sp, sp, sp_offset};
 use crate::emit::{Bin, Cmp, Emit, R};
 
+/// #GP(0) at the branch when a 64-bit code's computed target is not canonical: the fault
+/// belongs to the transfer (RIP still at the branch), not to the fetch at the target.
+fn check_target<E: Emit>(e: &mut E, t: E::V) -> R<()> {
+    if e.ctx().mode != crane86_runtime::CpuMode::Long64 {
+        return Ok(());
+    }
+    let sh = e.imm(16);
+    let up = e.bin(Bin::Shl, t, sh);
+    let canon = e.bin(Bin::Sar, up, sh);
+    let bad = e.cmp(Cmp::Ne, canon, t);
+    e.raise_if(bad, Fault::with_code(Exception::GeneralProtection, 0))
+}
+
 /// JMP rel / JMP r/m.
 pub fn jmp<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
     if matches!(
@@ -22,6 +35,7 @@ pub fn jmp<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
     }
     let size = super::operands::op_size(insn, 0);
     let t = read_op(e, insn, 0, size)?;
+    check_target(e, t)?;
     e.jump(t);
     Ok(())
 }
@@ -90,7 +104,9 @@ pub fn call<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
     ) {
         e.imm(insn.near_branch_target())
     } else {
-        read_op(e, insn, 0, size)?
+        let t = read_op(e, insn, 0, size)?;
+        check_target(e, t)?;
+        t
     };
     let ret = e.imm(insn.next_ip());
     let s = sp(e);
@@ -110,6 +126,7 @@ pub fn ret<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
     let size = (insn.stack_pointer_increment() as u64 - extra) as u32;
     let s = sp(e);
     let (t, new) = pop_value(e, s, size)?;
+    check_target(e, t)?;
     let new = if extra != 0 {
         sp_offset(e, new, extra as i64)
     } else {
