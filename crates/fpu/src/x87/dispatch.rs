@@ -350,7 +350,10 @@ pub(crate) fn run(x: &mut X87, io: &mut Io, k: Kind, code: Code, ops: Operands) 
             let r = match (x.get(0), x.get(sti(ops.loc(1)))) {
                 (Some(a), Some(b)) => {
                     let (r, f) = compare(Opnd::reg(a), Opnd::reg(b), quiet);
+                    // Unlike FCOM, FCOMI leaves C1 alone.
+                    let c1 = x.fsw & C1;
                     let ok = x.deliver(f, false);
+                    x.fsw = (x.fsw & !C1) | c1;
                     io.flags = eflags(r);
                     if !ok {
                         return Outcome::Done;
@@ -385,22 +388,16 @@ pub(crate) fn run(x: &mut X87, io: &mut Io, k: Kind, code: Code, ops: Operands) 
             let v = x.get(0);
             fxam(x, v);
         }
-        Kind::Ld(Src::Reg) => {
-            if !x.is_empty(7) {
-                if x.overflow() {
+        Kind::Ld(Src::Reg) => match x.get(sti(ops.loc(0))) {
+            Some(v) => tr::push_checked(x, v, 0),
+            // An empty source is reported (and its masked response pushed) ahead of any
+            // stack overflow.
+            None => {
+                if x.underflow() {
                     x.push(F80::INDEFINITE);
                 }
-            } else {
-                match x.get(sti(ops.loc(0))) {
-                    Some(v) => tr::push_checked(x, v, 0),
-                    None => {
-                        if x.underflow() {
-                            x.push(F80::INDEFINITE);
-                        }
-                    }
-                }
             }
-        }
+        },
         Kind::Ld(src @ (Src::F32 | Src::F64)) => {
             let o = mem(io, src);
             tr::load_fp(x, o.v, o.denormal);
@@ -488,7 +485,6 @@ pub(crate) fn run(x: &mut X87, io: &mut Io, k: Kind, code: Code, ops: Operands) 
             };
             match (x.get(0), x.get(sti(ops.loc(1)))) {
                 (Some(_), Some(v)) => {
-                    x.cc(C1, false);
                     if cond {
                         x.set_st(0, v);
                     }
@@ -545,7 +541,7 @@ pub(crate) fn run(x: &mut X87, io: &mut Io, k: Kind, code: Code, ops: Operands) 
                 }
             }
             None => {
-                if x.underflow() && x.is_empty(7) {
+                if x.underflow() {
                     x.set_st(0, F80::INDEFINITE);
                     x.push(F80::INDEFINITE);
                 }
@@ -555,14 +551,16 @@ pub(crate) fn run(x: &mut X87, io: &mut Io, k: Kind, code: Code, ops: Operands) 
             (Some(a), Some(b)) => {
                 let p = prem(x, a, b, ieee);
                 let res = super::arith::wrap_tiny(x, p.res);
+                x.cc(C2, !p.complete);
                 if x.deliver(res.flags, false) {
                     x.set_st(0, res.v);
                     // An incomplete reduction reports no quotient bits.
-                    let q = if p.complete { p.quotient } else { 0 };
-                    x.cc(C2, !p.complete);
-                    x.cc(C0, q & 4 != 0);
-                    x.cc(C3, q & 2 != 0);
-                    x.cc(C1, q & 1 != 0);
+                    if let Some(q) = p.quotient {
+                        let q = if p.complete { q } else { 0 };
+                        x.cc(C0, q & 4 != 0);
+                        x.cc(C3, q & 2 != 0);
+                        x.cc(C1, q & 1 != 0);
+                    }
                 }
             }
             _ => {
@@ -580,6 +578,7 @@ pub(crate) fn run(x: &mut X87, io: &mut Io, k: Kind, code: Code, ops: Operands) 
             x.rotate(7);
         }
         Kind::Free { pop } => {
+            x.cc(C1, false);
             x.free(sti(ops.loc(0)));
             if pop {
                 x.pop();

@@ -24,6 +24,12 @@ pub(super) struct Host {
     pub rax: u64,
     pub mem: [u8; 16],
     pub save: [u8; 108],
+    /// Bits ORed into the status word before the instruction (condition codes, masked
+    /// exception flags).
+    pub fsw_or: u16,
+    /// Bits ORed into the tag word before the instruction (11 pairs empty registers).
+    pub ftw_or: u16,
+    pub env: [u8; 28],
 }
 
 impl Default for Host {
@@ -37,6 +43,9 @@ impl Default for Host {
             rax: 0,
             mem: [0; 16],
             save: [0; 108],
+            fsw_or: 0,
+            ftw_or: 0,
+            env: [0; 28],
         }
     }
 }
@@ -72,6 +81,12 @@ macro_rules! case {
                     "fld tbyte ptr [{h} + rax*2 + {o_vals}]",
                     "jmp 2b",
                     "3:",
+                    "fnstenv [{h} + {o_env}]",
+                    "mov ax, word ptr [{h} + {o_fsw_or}]",
+                    "or word ptr [{h} + {o_env} + 4], ax",
+                    "mov ax, word ptr [{h} + {o_ftw_or}]",
+                    "or word ptr [{h} + {o_env} + 8], ax",
+                    "fldenv [{h} + {o_env}]",
                     "lea rsi, [{h} + {o_mem}]",
                     "xor eax, eax",
                     "push qword ptr [{h} + {o_fin}]",
@@ -91,6 +106,9 @@ macro_rules! case {
                     o_rax = const core::mem::offset_of!(Host, rax),
                     o_mem = const core::mem::offset_of!(Host, mem),
                     o_save = const core::mem::offset_of!(Host, save),
+                    o_env = const core::mem::offset_of!(Host, env),
+                    o_fsw_or = const core::mem::offset_of!(Host, fsw_or),
+                    o_ftw_or = const core::mem::offset_of!(Host, ftw_or),
                     out("rax") _,
                     out("rcx") _,
                     out("rsi") _,
@@ -151,6 +169,8 @@ pub(super) fn on_emu(case: &Case, h: &Host) -> Result {
     for i in (0..h.count as usize).rev() {
         x.push(F80::from_bytes(&h.vals[i]));
     }
+    x.fsw |= h.fsw_or;
+    x.ftw |= h.ftw_or;
     fpu.x87 = x;
     fpu.io[IO_DATA0] = u64::from_le_bytes(h.mem[..8].try_into().unwrap());
     fpu.io[IO_DATA1] = u64::from_le_bytes(h.mem[8..].try_into().unwrap());
@@ -435,6 +455,15 @@ pub(super) fn check_with(
         };
         if rng.below(8) == 0 {
             h.count = rng.below(9);
+        }
+        if rng.below(2) == 0 {
+            // Condition codes, and only masked flags: an unmasked one would make the
+            // waiting instruction under test fault.
+            h.fsw_or = rng.next() as u16 & (0x4700 | (h.fcw & 0x3f));
+        }
+        if rng.below(8) == 0 {
+            let r = rng.below(8);
+            h.ftw_or = 3 << (2 * r);
         }
         for v in h.vals.iter_mut() {
             *v = rng.f80().to_bytes();

@@ -267,9 +267,7 @@ fn two_results(x: &mut X87, t: Trans) {
     let Some(v) = x.get(0) else {
         if x.underflow() {
             x.set_st(0, F80::INDEFINITE);
-            if x.is_empty(7) {
-                x.push(F80::INDEFINITE);
-            }
+            x.push(F80::INDEFINITE);
         }
         return;
     };
