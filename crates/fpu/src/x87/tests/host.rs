@@ -158,10 +158,8 @@ pub(super) fn decode(case: &Case) -> iced_x86::Instruction {
     Decoder::new(64, bytes, 0).decode()
 }
 
-/// Runs `case` in the emulator from the same state.
-pub(super) fn on_emu(case: &Case, h: &Host) -> Result {
-    let insn = decode(case);
-    let mut fpu = Fpu::default();
+/// The emulator's x87 state equivalent to the host's before the instruction.
+pub(super) fn start_state(h: &Host) -> X87 {
     let mut x = X87 {
         fcw: h.fcw,
         ..X87::default()
@@ -171,7 +169,14 @@ pub(super) fn on_emu(case: &Case, h: &Host) -> Result {
     }
     x.fsw |= h.fsw_or;
     x.ftw |= h.ftw_or;
-    fpu.x87 = x;
+    x
+}
+
+/// Runs `case` in the emulator from the same state.
+pub(super) fn on_emu(case: &Case, h: &Host) -> Result {
+    let insn = decode(case);
+    let mut fpu = Fpu::default();
+    fpu.x87 = start_state(h);
     fpu.io[IO_DATA0] = u64::from_le_bytes(h.mem[..8].try_into().unwrap());
     fpu.io[IO_DATA1] = u64::from_le_bytes(h.mem[8..].try_into().unwrap());
     fpu.io[IO_FLAGS] = h.flags_in;
