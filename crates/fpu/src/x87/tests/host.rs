@@ -175,8 +175,10 @@ pub(super) fn start_state(h: &Host) -> X87 {
 /// Runs `case` in the emulator from the same state.
 pub(super) fn on_emu(case: &Case, h: &Host) -> Result {
     let insn = decode(case);
-    let mut fpu = Fpu::default();
-    fpu.x87 = start_state(h);
+    let mut fpu = Fpu {
+        x87: start_state(h),
+        ..Fpu::default()
+    };
     fpu.io[IO_DATA0] = u64::from_le_bytes(h.mem[..8].try_into().unwrap());
     fpu.io[IO_DATA1] = u64::from_le_bytes(h.mem[8..].try_into().unwrap());
     fpu.io[IO_FLAGS] = h.flags_in;

@@ -146,10 +146,14 @@ fn decode(bytes: &[u8]) -> (Code, Operands) {
 
 #[test]
 fn pending_exception_faults_waiting_instructions_only() {
-    let mut fpu = Fpu::default();
-    fpu.x87 = X87::default();
-    fpu.x87.fcw = 0x037e; // IE unmasked
-                          // fld1; fld1; fsub st(0), st(0) is fine; fsqrt of -1 raises an unmasked IE.
+    let mut fpu = Fpu {
+        x87: X87 {
+            fcw: 0x037e, // IE unmasked
+            ..X87::default()
+        },
+        ..Fpu::default()
+    };
+    // fld1; fld1; fsub st(0), st(0) is fine; fsqrt of -1 raises an unmasked IE.
     let run = |fpu: &mut Fpu, b: &[u8]| {
         let (c, o) = decode(b);
         execute(
@@ -196,8 +200,10 @@ fn pending_exception_faults_waiting_instructions_only() {
 
 #[test]
 fn stores_wait_for_commit_and_record_pointers() {
-    let mut fpu = Fpu::default();
-    fpu.x87 = X87::default();
+    let mut fpu = Fpu {
+        x87: X87::default(),
+        ..Fpu::default()
+    };
     let (c, o) = decode(&[0xd9, 0xeb]); // fldpi
     execute(&mut fpu, c, o, Site { ip: 0x40, data: 0 }).unwrap();
     assert_eq!((fpu.x87.fip, fpu.x87.fop), (0x40, 0x1eb));
@@ -244,10 +250,12 @@ fn stores_wait_for_commit_and_record_pointers() {
 
 #[test]
 fn unmasked_store_exceptions_suppress_the_store() {
-    let mut fpu = Fpu::default();
-    fpu.x87 = X87 {
-        fcw: 0x0377, // OE unmasked
-        ..X87::default()
+    let mut fpu = Fpu {
+        x87: X87 {
+            fcw: 0x0377, // OE unmasked
+            ..X87::default()
+        },
+        ..Fpu::default()
     };
     fpu.x87.push(F80 {
         signif: 1 << 63,
