@@ -155,7 +155,15 @@ pub(super) fn decode(case: &Case) -> iced_x86::Instruction {
     // SAFETY: `addr` points at an instruction in this executable's text, which is mapped
     // readable; 16 bytes cover it and the following code.
     let bytes = unsafe { core::slice::from_raw_parts(case.addr, 16) };
-    Decoder::new(64, bytes, 0).decode()
+    let mut d = Decoder::new(64, bytes, 0);
+    let first = d.decode();
+    // iced decodes the waiting forms (FSTSW = WAIT; FNSTSW) as two instructions: the
+    // instruction under test is the second.
+    if first.code() == iced_x86::Code::Wait && !case.text.starts_with("wait") {
+        d.decode()
+    } else {
+        first
+    }
 }
 
 /// The emulator's x87 state equivalent to the host's before the instruction.
@@ -386,7 +394,7 @@ impl Rng {
             0 => self.next() as u16 & 0x3f,
             _ => 0x3f,
         };
-        let pc = [0, 2, 3, 3][self.below(4) as usize];
+        let pc = [0, 1, 2, 3, 3][self.below(5) as usize];
         0x40 | masks | pc << 8 | (self.below(4) as u16) << 10
     }
 }
