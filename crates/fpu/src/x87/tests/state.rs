@@ -309,3 +309,29 @@ fn claims_exactly_the_x87_set() {
     assert!(n > 120, "{n}");
     let _ = F80::ZERO;
 }
+
+#[test]
+fn fldenv_recomputes_the_exception_summary() {
+    // Checked on the host: ES and B follow the loaded flags and masks, not the loaded
+    // ES and B bits.
+    let c = case!("fldenv [rsi]");
+    for (fcw, fsw) in [
+        (0x037eu16, 0x0001u16),
+        (0x037f, 0x0081),
+        (0x037e, 0x8001),
+        (0x037f, 0x8000),
+        (0x0360, 0x003f),
+    ] {
+        let mut h = Host::default();
+        let mut env = [0u8; 28];
+        env[..2].copy_from_slice(&fcw.to_le_bytes());
+        env[4..6].copy_from_slice(&fsw.to_le_bytes());
+        env[8..10].copy_from_slice(&0xffffu16.to_le_bytes());
+        h.mem.copy_from_slice(&env[..16]);
+        h.save[..12].copy_from_slice(&env[16..]);
+        let host = on_host(&c, &h);
+        let mut x = X87::default();
+        load_env(&mut x, &env, true, true);
+        assert_eq!(u16::from_le_bytes([host.save[4], host.save[5]]), x.fsw);
+    }
+}
