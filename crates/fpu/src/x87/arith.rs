@@ -89,9 +89,7 @@ pub(crate) fn binop(x: &X87, op: Bin, dst: Opnd, src: Opnd) -> Res {
         Bin::Mul => soft::extF80_mul(a, b),
         _ => soft::extF80_div(a, b),
     };
-    let mut r = rounded(x, x.env(true), |e| {
-        with_env(e, || unsf(f(sf(a.v), sf(b.v))))
-    });
+    let mut r = rounded(x.env(true), |e| with_env(e, || unsf(f(sf(a.v), sf(b.v)))));
     r.flags |= de;
     if r.flags & IE == 0 && wrap_needed(x, &r) {
         r = wrapped(x, op, a.v, b.v, de);
@@ -101,7 +99,7 @@ pub(crate) fn binop(x: &X87, op: Bin, dst: Opnd, src: Opnd) -> Res {
 
 /// Runs `f` in `env` and, when the result is inexact, once more toward zero to tell
 /// whether rounding went up in magnitude.
-pub(crate) fn rounded(_x: &X87, env: Env, f: impl Fn(Env) -> (F80, Flags)) -> Res {
+pub(crate) fn rounded(env: Env, f: impl Fn(Env) -> (F80, Flags)) -> Res {
     let (v, flags) = f(env);
     let up = flags & PE != 0
         && match env.round {
@@ -179,7 +177,7 @@ fn wrapped(x: &X87, op: Bin, a: F80, b: F80, de: Flags) -> Res {
         Bin::Mul => soft::extF80_mul(a, b),
         _ => soft::extF80_div(a, b),
     };
-    let r = rounded(x, x.env(true), |e| with_env(e, || unsf(f(sf(ra), sf(rb)))));
+    let r = rounded(x.env(true), |e| with_env(e, || unsf(f(sf(ra), sf(rb)))));
     rewrap(r, shift, de)
 }
 
@@ -254,7 +252,7 @@ pub(crate) fn sqrt(x: &X87, a: F80) -> Res {
             if de != 0 && !x.masked(DE) {
                 return Res::exact(a, de);
             }
-            let mut r = rounded(x, x.env(true), |e| {
+            let mut r = rounded(x.env(true), |e| {
                 with_env(e, || unsf(soft::extF80_sqrt(sf(a))))
             });
             r.flags |= de;
@@ -274,7 +272,7 @@ pub(crate) fn rndint(x: &X87, a: F80) -> Res {
             if de != 0 && !x.masked(DE) {
                 return Res::exact(a, de);
             }
-            let mut r = rounded(x, x.env(false), |e| {
+            let mut r = rounded(x.env(false), |e| {
                 with_env(e, || unsf(soft::extF80_round_to_int(sf(a), true)))
             });
             r.flags |= de;
@@ -353,7 +351,7 @@ pub(crate) fn scale(x: &X87, a: F80, b: F80) -> Res {
         signif: 1 << 63,
         sign_exp: (k + BIAS) as u16,
     };
-    let mut r = rounded(x, x.env(false), |e| {
+    let mut r = rounded(x.env(false), |e| {
         with_env(e, || unsf(soft::extF80_mul(sf(base), sf(pow))))
     });
     r.flags |= de;

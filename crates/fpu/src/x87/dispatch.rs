@@ -9,7 +9,7 @@ use super::misc::{prem, xtract};
 use super::stack::{C0, C1, C2, C3};
 use super::trans::{self, Trans};
 use super::transfer::{self as tr, FpFmt};
-use super::value::{from_f32, from_f64, sign, with_sign};
+use super::value::{from_f32, from_f64, from_int, sign, with_sign};
 use super::{Io, Outcome};
 use crate::operands::{Loc, Operands};
 use crate::soft::PE;
@@ -280,9 +280,9 @@ fn mem(io: &Io, src: Src) -> Opnd {
     let (v, denormal) = match src {
         Src::F32 => from_f32(d as u32),
         Src::F64 => from_f64(d),
-        Src::I16 => (tr::int_operand(i64::from(d as u16 as i16)), false),
-        Src::I32 => (tr::int_operand(i64::from(d as u32 as i32)), false),
-        Src::I64 => (tr::int_operand(d as i64), false),
+        Src::I16 => (from_int(i64::from(d as u16 as i16)), false),
+        Src::I32 => (from_int(i64::from(d as u32 as i32)), false),
+        Src::I64 => (from_int(d as i64), false),
         Src::Bcd => (tr::from_bcd(d, io.data[1] as u16), false),
         Src::F80 | Src::Reg => (
             F80 {

@@ -62,7 +62,7 @@ fn finish_scaled(x: &X87, q: Q, e2: i32, dir: i32) -> Res {
         // 80 bits: otherwise it could cancel the computation's own residual.
         let (_, f) = with_env(x.env(false), || soft::f128_to_extF80(q));
         let q = if f & PE == 0 { quad::nudge(q, dir) } else { q };
-        rounded(x, x.env(false), |e| {
+        rounded(x.env(false), |e| {
             with_env(e, || unsf(soft::f128_to_extF80(q)))
         })
     };
