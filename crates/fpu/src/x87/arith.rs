@@ -11,7 +11,9 @@ use crate::state::{F80, X87};
 /// a normal 80-bit number but still raises DE).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Opnd {
+    /// The value.
     pub v: F80,
+    /// It raises DE when used.
     pub denormal: bool,
 }
 
@@ -29,12 +31,16 @@ impl Opnd {
 /// magnitude (C1).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Res {
+    /// The result.
     pub v: F80,
+    /// The exceptions raised, in FSW bit order.
     pub flags: Flags,
+    /// Rounding increased the magnitude (C1 when PE).
     pub up: bool,
 }
 
 impl Res {
+    /// A result that needed no rounding.
     pub(crate) fn exact(v: F80, flags: Flags) -> Res {
         Res {
             v,
@@ -47,11 +53,17 @@ impl Res {
 /// The two-operand arithmetic operations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Bin {
+    /// dst + src.
     Add,
+    /// dst * src.
     Mul,
+    /// dst - src.
     Sub,
+    /// src - dst.
     SubR,
+    /// dst / src.
     Div,
+    /// src / dst.
     DivR,
 }
 

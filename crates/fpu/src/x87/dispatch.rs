@@ -18,86 +18,95 @@ use crate::state::{F80, X87};
 /// Where a non-register operand comes from (the memory operand's format).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Src {
+    /// m32fp.
     F32,
+    /// m64fp.
     F64,
+    /// m80fp.
     F80,
+    /// m16int.
     I16,
+    /// m32int.
     I32,
+    /// m64int.
     I64,
+    /// m80bcd.
     Bcd,
     /// A register, ST(i) from the operands.
     Reg,
 }
 
-/// An instruction family with its parameters.
+/// An instruction family with its parameters. `wait` marks the forms that check for a
+/// pending exception first (FINIT against FNINIT...); `pop`/`pops` how often the stack is
+/// popped after a successful operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
+    /// FADD..FDIVRP, FIADD..FIDIVR: operation, source, pop.
     Arith(Bin, Src, bool),
-    Com {
-        src: Src,
-        quiet: bool,
-        pops: u8,
-    },
-    Comi {
-        quiet: bool,
-        pop: bool,
-    },
+    /// FCOM/FCOMP/FCOMPP/FICOM/FICOMP (`quiet` false) and FUCOM* (`quiet`).
+    Com { src: Src, quiet: bool, pops: u8 },
+    /// FCOMI/FCOMIP/FUCOMI/FUCOMIP: the result goes to EFLAGS.
+    Comi { quiet: bool, pop: bool },
+    /// FTST.
     Tst,
+    /// FXAM.
     Xam,
+    /// FLD/FILD/FBLD.
     Ld(Src),
+    /// FLD1, FLDZ, FLDPI...
     Const,
-    St {
-        fmt: Src,
-        pop: bool,
-    },
-    Ist {
-        bits: u32,
-        pop: bool,
-        trunc: bool,
-    },
+    /// FST/FSTP to memory in format `fmt`.
+    St { fmt: Src, pop: bool },
+    /// FIST/FISTP/FISTTP (`trunc`) to a `bits`-bit integer.
+    Ist { bits: u32, pop: bool, trunc: bool },
+    /// FBSTP.
     Bstp,
-    StReg {
-        pop: bool,
-    },
+    /// FST/FSTP ST(i).
+    StReg { pop: bool },
+    /// FXCH.
     Xch,
+    /// FCMOVcc, the condition from the code.
     Cmov(Code),
+    /// FCHS.
     Chs,
+    /// FABS.
     Abs,
+    /// FSQRT.
     Sqrt,
+    /// FRNDINT.
     Rndint,
+    /// FSCALE.
     Scale,
+    /// FXTRACT.
     Xtract,
-    Prem {
-        ieee: bool,
-    },
+    /// FPREM (`ieee` false) and FPREM1.
+    Prem { ieee: bool },
+    /// The transcendentals.
     Trans(Trans),
+    /// FINCSTP.
     Incstp,
+    /// FDECSTP.
     Decstp,
-    Free {
-        pop: bool,
-    },
+    /// FFREE/FFREEP.
+    Free { pop: bool },
+    /// FNOP.
     Nop,
-    Init {
-        wait: bool,
-    },
-    Clex {
-        wait: bool,
-    },
+    /// FNINIT/FINIT.
+    Init { wait: bool },
+    /// FNCLEX/FCLEX.
+    Clex { wait: bool },
+    /// FLDCW.
     Ldcw,
-    Stcw {
-        wait: bool,
-    },
-    StswMem {
-        wait: bool,
-    },
-    StswAx {
-        wait: bool,
-    },
+    /// FNSTCW/FSTCW.
+    Stcw { wait: bool },
+    /// FNSTSW/FSTSW m16.
+    StswMem { wait: bool },
+    /// FNSTSW/FSTSW AX.
+    StswAx { wait: bool },
+    /// WAIT/FWAIT.
     Wait,
     /// FNENI/FNDISI/FNSETPM: 8087/287 controls that the 387 and later execute as no-ops.
-    Legacy {
-        wait: bool,
-    },
+    Legacy { wait: bool },
 }
 
 /// The family of `code`, None for codes this unit does not execute.
