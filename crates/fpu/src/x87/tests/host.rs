@@ -23,6 +23,8 @@ pub(super) struct Host {
     pub flags_out: u64,
     pub rax: u64,
     pub mem: [u8; 16],
+    /// Room after `mem` for the 28-byte FNSTENV image.
+    pub spill: [u8; 16],
     pub save: [u8; 108],
     /// Bits ORed into the status word before the instruction (condition codes, masked
     /// exception flags).
@@ -42,6 +44,7 @@ impl Default for Host {
             flags_out: 0,
             rax: 0,
             mem: [0; 16],
+            spill: [0; 16],
             save: [0; 108],
             fsw_or: 0,
             ftw_or: 0,
@@ -134,6 +137,7 @@ pub(super) use case;
 pub(super) struct Result {
     pub save: [u8; 108],
     pub mem: [u8; 16],
+    pub spill: [u8; 16],
     pub flags: u64,
     pub ax: u16,
 }
@@ -145,6 +149,7 @@ pub(super) fn on_host(case: &Case, h: &Host) -> Result {
     Result {
         save: h.save,
         mem: h.mem,
+        spill: h.spill,
         flags: h.flags_out,
         ax: h.rax as u16,
     }
@@ -212,6 +217,7 @@ pub(super) fn on_emu(case: &Case, h: &Host) -> Result {
     Result {
         save,
         mem,
+        spill: h.spill,
         flags: fpu.io[IO_FLAGS],
         ax,
     }
