@@ -7,8 +7,9 @@ use super::value::{BIAS, INT_BIT};
 use crate::soft::{self, with_env, Env, Flags, Round, DE, IE, OE, UE};
 use crate::state::{F80, X87};
 
-/// Pushes a loaded value after the stack-overflow check, raising `flags` (IE for an SNaN
-/// operand, DE for a denormal m32/m64), which an unmasked one turns into no load.
+/// Pushes a loaded value after the stack-overflow check (whose masked response pushes the
+/// QNaN indefinite), raising `flags`; an unmasked IE, DE or ZE among them prevents the
+/// load.
 pub(crate) fn push_checked(x: &mut X87, v: F80, flags: Flags) {
     if !x.is_empty(7) {
         if x.overflow() {
@@ -60,8 +61,9 @@ pub(crate) fn to_fp(x: &X87, v: F80, fmt: FpFmt) -> (u64, Res) {
     let exp_all = ((1u64 << exp_bits) - 1) << frac_bits;
     let nan = |s: u64| sign_bit | exp_all | ((s << 1) >> (64 - frac_bits)) | (1 << (frac_bits - 1));
     match classify(v) {
+        // The format's QNaN indefinite (negative, quiet bit only).
         Class::Unsupported => (
-            (sign_bit | exp_all) | (1 << (frac_bits - 1)) | (1 << (exp_bits + frac_bits)),
+            1 << (exp_bits + frac_bits) | exp_all | 1 << (frac_bits - 1),
             Res::exact(v, IE),
         ),
         c @ (Class::SNaN | Class::QNaN) => {
