@@ -219,8 +219,7 @@ pub(crate) fn run(x: &mut X87, t: Trans) {
             }
         }
         Trans::SinCos | Trans::Tan => two_results(x, t),
-        Trans::Atan => binary(x, t),
-        Trans::Yl2x | Trans::Yl2xp1 => binary(x, t),
+        Trans::Atan | Trans::Yl2x | Trans::Yl2xp1 => binary(x, t),
         Trans::Exp2m1 => {
             let Some(v) = x.get(0) else {
                 return underflow(x, 0);
@@ -261,8 +260,8 @@ fn underflow(x: &mut X87, d: usize) {
     }
 }
 
-/// FSINCOS (ST(0) = cos, then push... ST(1) = sin, ST(0) = cos) and FPTAN (ST(0) = tan,
-/// then push 1.0).
+/// FSINCOS (ST(0) becomes sin, then cos is pushed: ST(1) = sin, ST(0) = cos) and FPTAN
+/// (ST(0) becomes tan, then 1.0 is pushed).
 fn two_results(x: &mut X87, t: Trans) {
     let Some(v) = x.get(0) else {
         if x.underflow() {
