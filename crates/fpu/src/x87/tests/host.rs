@@ -280,7 +280,12 @@ impl Rng {
         let s = (self.next() & 1) << 15;
         let sig = self.next();
         let se = |e: u64| (s | e) as u16;
-        match self.below(24) {
+        match self.below(25) {
+            // Pseudo-infinity and pseudo-NaNs (integer bit clear).
+            24 => F80 {
+                signif: (sig >> 1) & if self.below(2) == 0 { 0 } else { u64::MAX },
+                sign_exp: se(0x7fff),
+            },
             0 => F80 {
                 signif: 0,
                 sign_exp: se(0),
