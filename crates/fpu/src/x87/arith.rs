@@ -11,7 +11,9 @@ use crate::state::{F80, X87};
 /// a normal 80-bit number but still raises DE).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Opnd {
+    /// The value.
     pub v: F80,
+    /// It raises DE when used.
     pub denormal: bool,
 }
 
@@ -29,12 +31,16 @@ impl Opnd {
 /// magnitude (C1).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Res {
+    /// The result.
     pub v: F80,
+    /// The exceptions raised, in FSW bit order.
     pub flags: Flags,
+    /// Rounding increased the magnitude (C1 when PE).
     pub up: bool,
 }
 
 impl Res {
+    /// A result that needed no rounding.
     pub(crate) fn exact(v: F80, flags: Flags) -> Res {
         Res {
             v,
@@ -47,11 +53,17 @@ impl Res {
 /// The two-operand arithmetic operations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Bin {
+    /// dst + src.
     Add,
+    /// dst * src.
     Mul,
+    /// dst - src.
     Sub,
+    /// src - dst.
     SubR,
+    /// dst / src.
     Div,
+    /// src / dst.
     DivR,
 }
 
@@ -89,9 +101,7 @@ pub(crate) fn binop(x: &X87, op: Bin, dst: Opnd, src: Opnd) -> Res {
         Bin::Mul => soft::extF80_mul(a, b),
         _ => soft::extF80_div(a, b),
     };
-    let mut r = rounded(x, x.env(true), |e| {
-        with_env(e, || unsf(f(sf(a.v), sf(b.v))))
-    });
+    let mut r = rounded(x.env(true), |e| with_env(e, || unsf(f(sf(a.v), sf(b.v)))));
     r.flags |= de;
     if r.flags & IE == 0 && wrap_needed(x, &r) {
         r = wrapped(x, op, a.v, b.v, de);
@@ -101,7 +111,7 @@ pub(crate) fn binop(x: &X87, op: Bin, dst: Opnd, src: Opnd) -> Res {
 
 /// Runs `f` in `env` and, when the result is inexact, once more toward zero to tell
 /// whether rounding went up in magnitude.
-pub(crate) fn rounded(_x: &X87, env: Env, f: impl Fn(Env) -> (F80, Flags)) -> Res {
+pub(crate) fn rounded(env: Env, f: impl Fn(Env) -> (F80, Flags)) -> Res {
     let (v, flags) = f(env);
     let up = flags & PE != 0
         && match env.round {
@@ -179,7 +189,7 @@ fn wrapped(x: &X87, op: Bin, a: F80, b: F80, de: Flags) -> Res {
         Bin::Mul => soft::extF80_mul(a, b),
         _ => soft::extF80_div(a, b),
     };
-    let r = rounded(x, x.env(true), |e| with_env(e, || unsf(f(sf(ra), sf(rb)))));
+    let r = rounded(x.env(true), |e| with_env(e, || unsf(f(sf(ra), sf(rb)))));
     rewrap(r, shift, de)
 }
 
@@ -254,7 +264,7 @@ pub(crate) fn sqrt(x: &X87, a: F80) -> Res {
             if de != 0 && !x.masked(DE) {
                 return Res::exact(a, de);
             }
-            let mut r = rounded(x, x.env(true), |e| {
+            let mut r = rounded(x.env(true), |e| {
                 with_env(e, || unsf(soft::extF80_sqrt(sf(a))))
             });
             r.flags |= de;
@@ -274,7 +284,7 @@ pub(crate) fn rndint(x: &X87, a: F80) -> Res {
             if de != 0 && !x.masked(DE) {
                 return Res::exact(a, de);
             }
-            let mut r = rounded(x, x.env(false), |e| {
+            let mut r = rounded(x.env(false), |e| {
                 with_env(e, || unsf(soft::extF80_round_to_int(sf(a), true)))
             });
             r.flags |= de;
@@ -353,7 +363,7 @@ pub(crate) fn scale(x: &X87, a: F80, b: F80) -> Res {
         signif: 1 << 63,
         sign_exp: (k + BIAS) as u16,
     };
-    let mut r = rounded(x, x.env(false), |e| {
+    let mut r = rounded(x.env(false), |e| {
         with_env(e, || unsf(soft::extF80_mul(sf(base), sf(pow))))
     });
     r.flags |= de;

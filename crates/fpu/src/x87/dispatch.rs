@@ -9,7 +9,7 @@ use super::misc::{prem, xtract};
 use super::stack::{C0, C1, C2, C3};
 use super::trans::{self, Trans};
 use super::transfer::{self as tr, FpFmt};
-use super::value::{from_f32, from_f64, sign, with_sign};
+use super::value::{from_f32, from_f64, from_int, sign, with_sign};
 use super::{Io, Outcome};
 use crate::operands::{Loc, Operands};
 use crate::soft::PE;
@@ -18,86 +18,95 @@ use crate::state::{F80, X87};
 /// Where a non-register operand comes from (the memory operand's format).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Src {
+    /// m32fp.
     F32,
+    /// m64fp.
     F64,
+    /// m80fp.
     F80,
+    /// m16int.
     I16,
+    /// m32int.
     I32,
+    /// m64int.
     I64,
+    /// m80bcd.
     Bcd,
     /// A register, ST(i) from the operands.
     Reg,
 }
 
-/// An instruction family with its parameters.
+/// An instruction family with its parameters. `wait` marks the forms that check for a
+/// pending exception first (FINIT against FNINIT...); `pop`/`pops` how often the stack is
+/// popped after a successful operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
+    /// FADD..FDIVRP, FIADD..FIDIVR: operation, source, pop.
     Arith(Bin, Src, bool),
-    Com {
-        src: Src,
-        quiet: bool,
-        pops: u8,
-    },
-    Comi {
-        quiet: bool,
-        pop: bool,
-    },
+    /// FCOM/FCOMP/FCOMPP/FICOM/FICOMP (`quiet` false) and FUCOM* (`quiet`).
+    Com { src: Src, quiet: bool, pops: u8 },
+    /// FCOMI/FCOMIP/FUCOMI/FUCOMIP: the result goes to EFLAGS.
+    Comi { quiet: bool, pop: bool },
+    /// FTST.
     Tst,
+    /// FXAM.
     Xam,
+    /// FLD/FILD/FBLD.
     Ld(Src),
+    /// FLD1, FLDZ, FLDPI...
     Const,
-    St {
-        fmt: Src,
-        pop: bool,
-    },
-    Ist {
-        bits: u32,
-        pop: bool,
-        trunc: bool,
-    },
+    /// FST/FSTP to memory in format `fmt`.
+    St { fmt: Src, pop: bool },
+    /// FIST/FISTP/FISTTP (`trunc`) to a `bits`-bit integer.
+    Ist { bits: u32, pop: bool, trunc: bool },
+    /// FBSTP.
     Bstp,
-    StReg {
-        pop: bool,
-    },
+    /// FST/FSTP ST(i).
+    StReg { pop: bool },
+    /// FXCH.
     Xch,
+    /// FCMOVcc, the condition from the code.
     Cmov(Code),
+    /// FCHS.
     Chs,
+    /// FABS.
     Abs,
+    /// FSQRT.
     Sqrt,
+    /// FRNDINT.
     Rndint,
+    /// FSCALE.
     Scale,
+    /// FXTRACT.
     Xtract,
-    Prem {
-        ieee: bool,
-    },
+    /// FPREM (`ieee` false) and FPREM1.
+    Prem { ieee: bool },
+    /// The transcendentals.
     Trans(Trans),
+    /// FINCSTP.
     Incstp,
+    /// FDECSTP.
     Decstp,
-    Free {
-        pop: bool,
-    },
+    /// FFREE/FFREEP.
+    Free { pop: bool },
+    /// FNOP.
     Nop,
-    Init {
-        wait: bool,
-    },
-    Clex {
-        wait: bool,
-    },
+    /// FNINIT/FINIT.
+    Init { wait: bool },
+    /// FNCLEX/FCLEX.
+    Clex { wait: bool },
+    /// FLDCW.
     Ldcw,
-    Stcw {
-        wait: bool,
-    },
-    StswMem {
-        wait: bool,
-    },
-    StswAx {
-        wait: bool,
-    },
+    /// FNSTCW/FSTCW.
+    Stcw { wait: bool },
+    /// FNSTSW/FSTSW m16.
+    StswMem { wait: bool },
+    /// FNSTSW/FSTSW AX.
+    StswAx { wait: bool },
+    /// WAIT/FWAIT.
     Wait,
     /// FNENI/FNDISI/FNSETPM: 8087/287 controls that the 387 and later execute as no-ops.
-    Legacy {
-        wait: bool,
-    },
+    Legacy { wait: bool },
 }
 
 /// The family of `code`, None for codes this unit does not execute.
@@ -280,9 +289,9 @@ fn mem(io: &Io, src: Src) -> Opnd {
     let (v, denormal) = match src {
         Src::F32 => from_f32(d as u32),
         Src::F64 => from_f64(d),
-        Src::I16 => (tr::int_operand(i64::from(d as u16 as i16)), false),
-        Src::I32 => (tr::int_operand(i64::from(d as u32 as i32)), false),
-        Src::I64 => (tr::int_operand(d as i64), false),
+        Src::I16 => (from_int(i64::from(d as u16 as i16)), false),
+        Src::I32 => (from_int(i64::from(d as u32 as i32)), false),
+        Src::I64 => (from_int(d as i64), false),
         Src::Bcd => (tr::from_bcd(d, io.data[1] as u16), false),
         Src::F80 | Src::Reg => (
             F80 {
@@ -350,7 +359,10 @@ pub(crate) fn run(x: &mut X87, io: &mut Io, k: Kind, code: Code, ops: Operands) 
             let r = match (x.get(0), x.get(sti(ops.loc(1)))) {
                 (Some(a), Some(b)) => {
                     let (r, f) = compare(Opnd::reg(a), Opnd::reg(b), quiet);
+                    // Unlike FCOM, FCOMI leaves C1 alone.
+                    let c1 = x.fsw & C1;
                     let ok = x.deliver(f, false);
+                    x.fsw = (x.fsw & !C1) | c1;
                     io.flags = eflags(r);
                     if !ok {
                         return Outcome::Done;
@@ -385,22 +397,16 @@ pub(crate) fn run(x: &mut X87, io: &mut Io, k: Kind, code: Code, ops: Operands) 
             let v = x.get(0);
             fxam(x, v);
         }
-        Kind::Ld(Src::Reg) => {
-            if !x.is_empty(7) {
-                if x.overflow() {
+        Kind::Ld(Src::Reg) => match x.get(sti(ops.loc(0))) {
+            Some(v) => tr::push_checked(x, v, 0),
+            // An empty source is reported (and its masked response pushed) ahead of any
+            // stack overflow.
+            None => {
+                if x.underflow() {
                     x.push(F80::INDEFINITE);
                 }
-            } else {
-                match x.get(sti(ops.loc(0))) {
-                    Some(v) => tr::push_checked(x, v, 0),
-                    None => {
-                        if x.underflow() {
-                            x.push(F80::INDEFINITE);
-                        }
-                    }
-                }
             }
-        }
+        },
         Kind::Ld(src @ (Src::F32 | Src::F64)) => {
             let o = mem(io, src);
             tr::load_fp(x, o.v, o.denormal);
@@ -488,7 +494,6 @@ pub(crate) fn run(x: &mut X87, io: &mut Io, k: Kind, code: Code, ops: Operands) 
             };
             match (x.get(0), x.get(sti(ops.loc(1)))) {
                 (Some(_), Some(v)) => {
-                    x.cc(C1, false);
                     if cond {
                         x.set_st(0, v);
                     }
@@ -545,7 +550,7 @@ pub(crate) fn run(x: &mut X87, io: &mut Io, k: Kind, code: Code, ops: Operands) 
                 }
             }
             None => {
-                if x.underflow() && x.is_empty(7) {
+                if x.underflow() {
                     x.set_st(0, F80::INDEFINITE);
                     x.push(F80::INDEFINITE);
                 }
@@ -555,14 +560,16 @@ pub(crate) fn run(x: &mut X87, io: &mut Io, k: Kind, code: Code, ops: Operands) 
             (Some(a), Some(b)) => {
                 let p = prem(x, a, b, ieee);
                 let res = super::arith::wrap_tiny(x, p.res);
+                x.cc(C2, !p.complete);
                 if x.deliver(res.flags, false) {
                     x.set_st(0, res.v);
                     // An incomplete reduction reports no quotient bits.
-                    let q = if p.complete { p.quotient } else { 0 };
-                    x.cc(C2, !p.complete);
-                    x.cc(C0, q & 4 != 0);
-                    x.cc(C3, q & 2 != 0);
-                    x.cc(C1, q & 1 != 0);
+                    if let Some(q) = p.quotient {
+                        let q = if p.complete { q } else { 0 };
+                        x.cc(C0, q & 4 != 0);
+                        x.cc(C3, q & 2 != 0);
+                        x.cc(C1, q & 1 != 0);
+                    }
                 }
             }
             _ => {
@@ -580,6 +587,7 @@ pub(crate) fn run(x: &mut X87, io: &mut Io, k: Kind, code: Code, ops: Operands) 
             x.rotate(7);
         }
         Kind::Free { pop } => {
+            x.cc(C1, false);
             x.free(sti(ops.loc(0)));
             if pop {
                 x.pop();

@@ -69,7 +69,8 @@ pub fn after_fstenv(x87: &mut X87) {
 }
 
 /// FLDENV: loads an image in [`store_env`]'s layout. Tags other than empty are recomputed
-/// from the registers; B follows the loaded ES.
+/// from the registers; ES and B are recomputed from the loaded flags and masks, as
+/// hardware does.
 pub fn load_env(x87: &mut X87, bytes: &[u8], op32: bool, protected: bool) {
     let field = |i: usize| -> u32 {
         if op32 {
@@ -104,11 +105,7 @@ pub fn load_env(x87: &mut X87, bytes: &[u8], op32: bool, protected: bool) {
         x87.fcs = 0;
         x87.fds = 0;
     }
-    if x87.fsw & super::stack::ES != 0 {
-        x87.fsw |= super::stack::B;
-    } else {
-        x87.fsw &= !super::stack::B;
-    }
+    x87.update_es();
 }
 
 /// FNSAVE's image: the environment, then ST(0)..ST(7) in 80-bit format (94 or 108

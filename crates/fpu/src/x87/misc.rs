@@ -10,7 +10,9 @@ use crate::state::{F80, X87};
 /// whether the reduction completed (None when no remainder was computed).
 pub(crate) struct Prem {
     pub res: Res,
-    pub quotient: u64,
+    /// The quotient's low bits; None for NaN and invalid operands, which leave C0, C1
+    /// and C3 alone.
+    pub quotient: Option<u64>,
     pub complete: bool,
 }
 
@@ -21,12 +23,17 @@ pub(crate) struct Prem {
 pub(crate) fn prem(x: &X87, a: F80, b: F80, ieee: bool) -> Prem {
     let done = |res: Res| Prem {
         res,
-        quotient: 0,
+        quotient: Some(0),
+        complete: true,
+    };
+    let special = |res: Res| Prem {
+        res,
+        quotient: None,
         complete: true,
     };
     let (ca, cb) = (classify(a), classify(b));
     if ca == Class::Unsupported || cb == Class::Unsupported {
-        return done(Res::exact(F80::INDEFINITE, IE));
+        return special(Res::exact(F80::INDEFINITE, IE));
     }
     if ca.is_nan() || cb.is_nan() {
         let f = if ca == Class::SNaN || cb == Class::SNaN {
@@ -34,10 +41,10 @@ pub(crate) fn prem(x: &X87, a: F80, b: F80, ieee: bool) -> Prem {
         } else {
             0
         };
-        return done(Res::exact(nan_pick(a, b), f));
+        return special(Res::exact(nan_pick(a, b), f));
     }
     if ca == Class::Inf || cb == Class::Zero {
-        return done(Res::exact(F80::INDEFINITE, IE));
+        return special(Res::exact(F80::INDEFINITE, IE));
     }
     let de = if ca == Class::Denormal || cb == Class::Denormal {
         DE
@@ -76,7 +83,7 @@ pub(crate) fn prem(x: &X87, a: F80, b: F80, ieee: bool) -> Prem {
     };
     Prem {
         res: Res::exact(v, de),
-        quotient: q as u64,
+        quotient: Some(q as u64),
         complete,
     }
 }

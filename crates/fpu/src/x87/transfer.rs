@@ -2,13 +2,14 @@
 //! and the constants.
 
 use super::arith::{rounded, Res};
-use super::value::{classify, from_int, pack_exact, quiet, sf, sign, unpack, unsf, Class};
+use super::value::{classify, pack_exact, quiet, sf, sign, unpack, unsf, Class};
 use super::value::{BIAS, INT_BIT};
 use crate::soft::{self, with_env, Env, Flags, Round, DE, IE, OE, UE};
 use crate::state::{F80, X87};
 
-/// Pushes a loaded value after the stack-overflow check, raising `flags` (IE for an SNaN
-/// operand, DE for a denormal m32/m64), which an unmasked one turns into no load.
+/// Pushes a loaded value after the stack-overflow check (whose masked response pushes the
+/// QNaN indefinite), raising `flags`; an unmasked IE, DE or ZE among them prevents the
+/// load.
 pub(crate) fn push_checked(x: &mut X87, v: F80, flags: Flags) {
     if !x.is_empty(7) {
         if x.overflow() {
@@ -60,8 +61,9 @@ pub(crate) fn to_fp(x: &X87, v: F80, fmt: FpFmt) -> (u64, Res) {
     let exp_all = ((1u64 << exp_bits) - 1) << frac_bits;
     let nan = |s: u64| sign_bit | exp_all | ((s << 1) >> (64 - frac_bits)) | (1 << (frac_bits - 1));
     match classify(v) {
+        // The format's QNaN indefinite (negative, quiet bit only).
         Class::Unsupported => (
-            (sign_bit | exp_all) | (1 << (frac_bits - 1)) | (1 << (exp_bits + frac_bits)),
+            1 << (exp_bits + frac_bits) | exp_all | 1 << (frac_bits - 1),
             Res::exact(v, IE),
         ),
         c @ (Class::SNaN | Class::QNaN) => {
@@ -72,7 +74,7 @@ pub(crate) fn to_fp(x: &X87, v: F80, fmt: FpFmt) -> (u64, Res) {
         Class::Zero => (sign_bit, Res::exact(v, 0)),
         _ => {
             let mut bits = 0;
-            let r = rounded(x, x.env(false), |e| {
+            let r = rounded(x.env(false), |e| {
                 let (b, f) = with_env(e, || match fmt {
                     FpFmt::F32 => u64::from(soft::extF80_to_f32(sf(v)).v),
                     FpFmt::F64 => soft::extF80_to_f64(sf(v)).v,
@@ -117,7 +119,7 @@ pub(crate) fn to_int(x: &X87, v: F80, bits: u32, truncate: bool) -> (Option<i64>
     if truncate {
         env.round = Round::Zero;
     }
-    let r = rounded(x, env, |e| {
+    let r = rounded(env, |e| {
         with_env(e, || unsf(soft::extF80_round_to_int(sf(v), true)))
     });
     let int = integral(r.v);
@@ -175,7 +177,7 @@ pub(crate) fn to_bcd(x: &X87, v: F80) -> (Option<(u64, u16)>, Res) {
         Class::Zero => (Some(0), Res::exact(v, 0)),
         Class::Unsupported | Class::SNaN | Class::QNaN | Class::Inf => (None, Res::exact(v, IE)),
         _ => {
-            let r = rounded(x, x.env(false), |e| {
+            let r = rounded(x.env(false), |e| {
                 with_env(e, || unsf(soft::extF80_round_to_int(sf(v), true)))
             });
             (integral(r.v), r)
@@ -193,11 +195,6 @@ pub(crate) fn to_bcd(x: &X87, v: F80) -> (Option<(u64, u16)>, Res) {
         }
         _ => (None, Res::exact(v, IE)),
     }
-}
-
-/// An integer operand (FILD, FIADD...) as an F80.
-pub(crate) fn int_operand(v: i64) -> F80 {
-    from_int(v)
 }
 
 /// The constant loads: the value's significand to 128 bits and its unbiased exponent,

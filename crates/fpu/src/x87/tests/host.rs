@@ -23,7 +23,15 @@ pub(super) struct Host {
     pub flags_out: u64,
     pub rax: u64,
     pub mem: [u8; 16],
+    /// Room after `mem` for the 28-byte FNSTENV image.
+    pub spill: [u8; 16],
     pub save: [u8; 108],
+    /// Bits ORed into the status word before the instruction (condition codes, masked
+    /// exception flags).
+    pub fsw_or: u16,
+    /// Bits ORed into the tag word before the instruction (11 pairs empty registers).
+    pub ftw_or: u16,
+    pub env: [u8; 28],
 }
 
 impl Default for Host {
@@ -36,7 +44,11 @@ impl Default for Host {
             flags_out: 0,
             rax: 0,
             mem: [0; 16],
+            spill: [0; 16],
             save: [0; 108],
+            fsw_or: 0,
+            ftw_or: 0,
+            env: [0; 28],
         }
     }
 }
@@ -72,6 +84,12 @@ macro_rules! case {
                     "fld tbyte ptr [{h} + rax*2 + {o_vals}]",
                     "jmp 2b",
                     "3:",
+                    "fnstenv [{h} + {o_env}]",
+                    "mov ax, word ptr [{h} + {o_fsw_or}]",
+                    "or word ptr [{h} + {o_env} + 4], ax",
+                    "mov ax, word ptr [{h} + {o_ftw_or}]",
+                    "or word ptr [{h} + {o_env} + 8], ax",
+                    "fldenv [{h} + {o_env}]",
                     "lea rsi, [{h} + {o_mem}]",
                     "xor eax, eax",
                     "push qword ptr [{h} + {o_fin}]",
@@ -91,6 +109,9 @@ macro_rules! case {
                     o_rax = const core::mem::offset_of!(Host, rax),
                     o_mem = const core::mem::offset_of!(Host, mem),
                     o_save = const core::mem::offset_of!(Host, save),
+                    o_env = const core::mem::offset_of!(Host, env),
+                    o_fsw_or = const core::mem::offset_of!(Host, fsw_or),
+                    o_ftw_or = const core::mem::offset_of!(Host, ftw_or),
                     out("rax") _,
                     out("rcx") _,
                     out("rsi") _,
@@ -116,6 +137,7 @@ pub(super) use case;
 pub(super) struct Result {
     pub save: [u8; 108],
     pub mem: [u8; 16],
+    pub spill: [u8; 16],
     pub flags: u64,
     pub ax: u16,
 }
@@ -127,6 +149,7 @@ pub(super) fn on_host(case: &Case, h: &Host) -> Result {
     Result {
         save: h.save,
         mem: h.mem,
+        spill: h.spill,
         flags: h.flags_out,
         ax: h.rax as u16,
     }
@@ -137,13 +160,19 @@ pub(super) fn decode(case: &Case) -> iced_x86::Instruction {
     // SAFETY: `addr` points at an instruction in this executable's text, which is mapped
     // readable; 16 bytes cover it and the following code.
     let bytes = unsafe { core::slice::from_raw_parts(case.addr, 16) };
-    Decoder::new(64, bytes, 0).decode()
+    let mut d = Decoder::new(64, bytes, 0);
+    let first = d.decode();
+    // iced decodes the waiting forms (FSTSW = WAIT; FNSTSW) as two instructions: the
+    // instruction under test is the second.
+    if first.code() == iced_x86::Code::Wait && !case.text.starts_with("wait") {
+        d.decode()
+    } else {
+        first
+    }
 }
 
-/// Runs `case` in the emulator from the same state.
-pub(super) fn on_emu(case: &Case, h: &Host) -> Result {
-    let insn = decode(case);
-    let mut fpu = Fpu::default();
+/// The emulator's x87 state equivalent to the host's before the instruction.
+pub(super) fn start_state(h: &Host) -> X87 {
     let mut x = X87 {
         fcw: h.fcw,
         ..X87::default()
@@ -151,7 +180,18 @@ pub(super) fn on_emu(case: &Case, h: &Host) -> Result {
     for i in (0..h.count as usize).rev() {
         x.push(F80::from_bytes(&h.vals[i]));
     }
-    fpu.x87 = x;
+    x.fsw |= h.fsw_or;
+    x.ftw |= h.ftw_or;
+    x
+}
+
+/// Runs `case` in the emulator from the same state.
+pub(super) fn on_emu(case: &Case, h: &Host) -> Result {
+    let insn = decode(case);
+    let mut fpu = Fpu {
+        x87: start_state(h),
+        ..Fpu::default()
+    };
     fpu.io[IO_DATA0] = u64::from_le_bytes(h.mem[..8].try_into().unwrap());
     fpu.io[IO_DATA1] = u64::from_le_bytes(h.mem[8..].try_into().unwrap());
     fpu.io[IO_FLAGS] = h.flags_in;
@@ -177,6 +217,7 @@ pub(super) fn on_emu(case: &Case, h: &Host) -> Result {
     Result {
         save,
         mem,
+        spill: h.spill,
         flags: fpu.io[IO_FLAGS],
         ax,
     }
@@ -239,7 +280,12 @@ impl Rng {
         let s = (self.next() & 1) << 15;
         let sig = self.next();
         let se = |e: u64| (s | e) as u16;
-        match self.below(24) {
+        match self.below(25) {
+            // Pseudo-infinity and pseudo-NaNs (integer bit clear).
+            24 => F80 {
+                signif: (sig >> 1) & if self.below(2) == 0 { 0 } else { u64::MAX },
+                sign_exp: se(0x7fff),
+            },
             0 => F80 {
                 signif: 0,
                 sign_exp: se(0),
@@ -359,7 +405,7 @@ impl Rng {
             0 => self.next() as u16 & 0x3f,
             _ => 0x3f,
         };
-        let pc = [0, 2, 3, 3][self.below(4) as usize];
+        let pc = [0, 1, 2, 3, 3][self.below(5) as usize];
         0x40 | masks | pc << 8 | (self.below(4) as u16) << 10
     }
 }
@@ -435,6 +481,15 @@ pub(super) fn check_with(
         };
         if rng.below(8) == 0 {
             h.count = rng.below(9);
+        }
+        if rng.below(2) == 0 {
+            // Condition codes, and only masked flags: an unmasked one would make the
+            // waiting instruction under test fault.
+            h.fsw_or = rng.next() as u16 & (0x4700 | (h.fcw & 0x3f));
+        }
+        if rng.below(8) == 0 {
+            let r = rng.below(8);
+            h.ftw_or = 3 << (2 * r);
         }
         for v in h.vals.iter_mut() {
             *v = rng.f80().to_bytes();

@@ -3,4 +3,5 @@
 //! the host cannot check directly (state images, tags, faults).
 
 mod host;
+mod state;
 mod units;

@@ -180,6 +180,18 @@ fn stack_and_control() {
         case!("fnstcw word ptr [rsi]"),
         case!("fnstsw word ptr [rsi]"),
         case!("fnstsw ax"),
+        case!("fstsw ax"),
+        case!("fstsw word ptr [rsi]"),
+        case!("fstcw word ptr [rsi]"),
+        case!("fclex"),
+        case!("finit"),
+        case!("wait"),
+        case!(".byte 0xdb, 0xe0"),
+        case!(".byte 0xdb, 0xe4"),
+        case!(".byte 0xdd, 0xc9"),
+        case!(".byte 0xdf, 0xd1"),
+        case!(".byte 0xdc, 0xd1"),
+        case!(".byte 0xde, 0xd1"),
     ] {
         check(&c, 5000, 0x789a_bcde, ALL, 0);
     }

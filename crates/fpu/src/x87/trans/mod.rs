@@ -62,7 +62,7 @@ fn finish_scaled(x: &X87, q: Q, e2: i32, dir: i32) -> Res {
         // 80 bits: otherwise it could cancel the computation's own residual.
         let (_, f) = with_env(x.env(false), || soft::f128_to_extF80(q));
         let q = if f & PE == 0 { quad::nudge(q, dir) } else { q };
-        rounded(x, x.env(false), |e| {
+        rounded(x.env(false), |e| {
             with_env(e, || unsf(soft::f128_to_extF80(q)))
         })
     };
@@ -219,8 +219,7 @@ pub(crate) fn run(x: &mut X87, t: Trans) {
             }
         }
         Trans::SinCos | Trans::Tan => two_results(x, t),
-        Trans::Atan => binary(x, t),
-        Trans::Yl2x | Trans::Yl2xp1 => binary(x, t),
+        Trans::Atan | Trans::Yl2x | Trans::Yl2xp1 => binary(x, t),
         Trans::Exp2m1 => {
             let Some(v) = x.get(0) else {
                 return underflow(x, 0);
@@ -261,15 +260,13 @@ fn underflow(x: &mut X87, d: usize) {
     }
 }
 
-/// FSINCOS (ST(0) = cos, then push... ST(1) = sin, ST(0) = cos) and FPTAN (ST(0) = tan,
-/// then push 1.0).
+/// FSINCOS (ST(0) becomes sin, then cos is pushed: ST(1) = sin, ST(0) = cos) and FPTAN
+/// (ST(0) becomes tan, then 1.0 is pushed).
 fn two_results(x: &mut X87, t: Trans) {
     let Some(v) = x.get(0) else {
         if x.underflow() {
             x.set_st(0, F80::INDEFINITE);
-            if x.is_empty(7) {
-                x.push(F80::INDEFINITE);
-            }
+            x.push(F80::INDEFINITE);
         }
         return;
     };
