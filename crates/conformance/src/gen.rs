@@ -699,11 +699,18 @@ fn try_instance(spec: &Spec, rng: &mut Rng, base: u64, div_zero: bool) -> Result
         return Err(format!("encoded as {:?}", decoded.code()));
     }
     let undefined = crate::undefined::mask(&decoded, &regs);
-    let fx = if spec.fpu {
+    let mut fx = if spec.fpu {
         crate::fpstate::random_image(rng)
     } else {
         crate::fpstate::default_image()
     };
+    match spec.code {
+        // Mostly inside the documented domains (largest exponents: 1.0 = 0x3fff and just
+        // under 0.25 = 0x3ffc), where the results are defined; the rest random.
+        Code::F2xm1 => crate::fpstate::constrain_st0(&mut fx, rng, 0x3fff),
+        Code::Fyl2xp1 => crate::fpstate::constrain_st0(&mut fx, rng, 0x3ffc),
+        _ => {}
+    }
     Ok(Case {
         insn: decoded,
         bytes,

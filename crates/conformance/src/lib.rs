@@ -584,12 +584,24 @@ fn compare(base: u64, case: &Case, want: &Final, got: &Emulated) -> Option<Strin
         ));
     }
     if case.fpu {
-        let approx = matches!(
-            case.insn.mnemonic(),
-            Mnemonic::Rcpps | Mnemonic::Rcpss | Mnemonic::Rsqrtps | Mnemonic::Rsqrtss
-        )
-        .then(|| case.insn.op0_register().number());
-        if let Some(d) = fpstate::compare(&want.fx, &got.fx, approx) {
+        use Mnemonic as M;
+        let m = case.insn.mnemonic();
+        let tol = fpstate::Tolerance {
+            approx_xmm: matches!(m, M::Rcpps | M::Rcpss | M::Rsqrtps | M::Rsqrtss)
+                .then(|| case.insn.op0_register().number()),
+            transcendental: matches!(
+                m,
+                M::Fsin
+                    | M::Fcos
+                    | M::Fsincos
+                    | M::Fptan
+                    | M::Fpatan
+                    | M::F2xm1
+                    | M::Fyl2x
+                    | M::Fyl2xp1
+            ),
+        };
+        if let Some(d) = fpstate::compare(&want.fx, &got.fx, tol) {
             diffs.push(d);
         }
     }

@@ -63,6 +63,8 @@ pub(crate) enum Kind {
     Bstp,
     /// FST/FSTP ST(i).
     StReg { pop: bool },
+    /// FSTPNCE ST(i): FSTP without the empty check.
+    StpNoCheck,
     /// FXCH.
     Xch,
     /// FCMOVcc, the condition from the code.
@@ -210,9 +212,8 @@ pub(crate) fn kind(code: Code) -> Option<Kind> {
         C::Fisttp_m64int => ist(64, true, true),
         C::Fbstp_m80bcd => Kind::Bstp,
         C::Fst_sti => Kind::StReg { pop: false },
-        C::Fstp_sti | C::Fstpnce_sti | C::Fstp_sti_DFD0 | C::Fstp_sti_DFD8 => {
-            Kind::StReg { pop: true }
-        }
+        C::Fstp_sti | C::Fstp_sti_DFD0 | C::Fstp_sti_DFD8 => Kind::StReg { pop: true },
+        C::Fstpnce_sti => Kind::StpNoCheck,
         C::Fxch_st0_sti | C::Fxch_st0_sti_DDC8 | C::Fxch_st0_sti_DFC8 => Kind::Xch,
         C::Fcmovb_st0_sti
         | C::Fcmove_st0_sti
@@ -465,6 +466,22 @@ pub(crate) fn run(x: &mut X87, io: &mut Io, k: Kind, code: Code, ops: Operands) 
                     }
                 }
                 None => underflow_to(x, d, pop),
+            }
+        }
+        Kind::StpNoCheck => {
+            // D9 D8+i, "FSTP, no check for empty": with ST(0) empty, AMD processors (whose
+            // CPUID crane86 presents) raise nothing and store nothing, and only pop.
+            let d = sti(ops.loc(0));
+            match x.get(0) {
+                Some(v) => {
+                    x.cc(C1, false);
+                    x.set_st(d, v);
+                    x.pop();
+                }
+                None => {
+                    x.cc(C1, false);
+                    x.pop();
+                }
             }
         }
         Kind::Xch => {

@@ -99,7 +99,8 @@ fn put(page: &mut [u8], at: usize, bytes: &[u8]) {
 /// Writes the ACPI tables (RSDP in the BIOS scan area) and the MP table where a BIOS would
 /// leave them.
 pub fn place_firmware(mem: &mut PhysMem) -> Result<(), LinuxError> {
-    let acpi = build_acpi(&AcpiConfig::default()).map_err(|e| LinuxError::Firmware(e.to_string()))?;
+    let acpi =
+        build_acpi(&AcpiConfig::default()).map_err(|e| LinuxError::Firmware(e.to_string()))?;
     let mut err = None;
     acpi.write(|addr, bytes| {
         if let Err(e) = mem.load(addr, bytes) {
@@ -142,10 +143,11 @@ pub fn load(
     let kernel_off = (setup_sects + 1) * 512;
     let kernel = image.get(kernel_off..).ok_or(LinuxError::NotBzImage)?;
     let ram = mem.ram_size();
-    mem.load(KERNEL_ADDR, kernel).map_err(|_| LinuxError::TooLarge {
-        what: "the kernel",
-        len: kernel.len(),
-    })?;
+    mem.load(KERNEL_ADDR, kernel)
+        .map_err(|_| LinuxError::TooLarge {
+            what: "the kernel",
+            len: kernel.len(),
+        })?;
 
     let mut zp = vec![0u8; size_of::<boot_params>()];
     // The setup header as the image has it: from offset 0x1f1 to the end the jump at 0x200
@@ -166,18 +168,26 @@ pub fn load(
     }
     let mut line = cmdline.as_bytes().to_vec();
     line.push(0);
-    mem.load(CMDLINE_ADDR, &line).map_err(|_| LinuxError::TooLarge {
-        what: "the command line",
-        len: line.len(),
-    })?;
-    put(&mut zp, hdr!(cmd_line_ptr), &(CMDLINE_ADDR as u32).to_le_bytes());
+    mem.load(CMDLINE_ADDR, &line)
+        .map_err(|_| LinuxError::TooLarge {
+            what: "the command line",
+            len: line.len(),
+        })?;
+    put(
+        &mut zp,
+        hdr!(cmd_line_ptr),
+        &(CMDLINE_ADDR as u32).to_le_bytes(),
+    );
 
     if let Some(rd) = initrd {
         // As high as the kernel allows (initrd_addr_max) and RAM below 4 GiB reaches, page
         // aligned.
         let max = u64::from(le32(image, hdr!(initrd_addr_max)));
-        let top = ram.min(crane86_firmware::layout::LOW_RAM_LIMIT).min(max + 1);
-        let end_of_kernel = KERNEL_ADDR + u64::from(le32(image, hdr!(init_size))).max(kernel.len() as u64);
+        let top = ram
+            .min(crane86_firmware::layout::LOW_RAM_LIMIT)
+            .min(max + 1);
+        let end_of_kernel =
+            KERNEL_ADDR + u64::from(le32(image, hdr!(init_size))).max(kernel.len() as u64);
         let at = top
             .checked_sub(rd.len() as u64)
             .map(|a| a & !0xfff)
@@ -191,7 +201,11 @@ pub fn load(
             len: rd.len(),
         })?;
         put(&mut zp, hdr!(ramdisk_image), &(at as u32).to_le_bytes());
-        put(&mut zp, hdr!(ramdisk_size), &(rd.len() as u32).to_le_bytes());
+        put(
+            &mut zp,
+            hdr!(ramdisk_size),
+            &(rd.len() as u32).to_le_bytes(),
+        );
     }
 
     let map = e820_map(ram).map_err(|e| LinuxError::Firmware(e.to_string()))?;
@@ -222,8 +236,20 @@ pub fn load(
         base: GDT_ADDR,
         limit: (8 * gdt.len() - 1) as u16,
     };
-    let code = Segment::flat(BOOT_CS, crane86_runtime::state::SEG_P | 0x1b | crane86_runtime::state::SEG_DB | crane86_runtime::state::SEG_G);
-    let data = Segment::flat(BOOT_DS, crane86_runtime::state::SEG_P | 0x13 | crane86_runtime::state::SEG_DB | crane86_runtime::state::SEG_G);
+    let code = Segment::flat(
+        BOOT_CS,
+        crane86_runtime::state::SEG_P
+            | 0x1b
+            | crane86_runtime::state::SEG_DB
+            | crane86_runtime::state::SEG_G,
+    );
+    let data = Segment::flat(
+        BOOT_DS,
+        crane86_runtime::state::SEG_P
+            | 0x13
+            | crane86_runtime::state::SEG_DB
+            | crane86_runtime::state::SEG_G,
+    );
     for s in [SegReg::Ds, SegReg::Es, SegReg::Ss, SegReg::Fs, SegReg::Gs] {
         cpu.seg[s as usize] = data;
     }
@@ -283,8 +309,14 @@ mod tests {
         assert_eq!(mem.peek_phys(rd_at, 1), 0xa5);
         assert!(zp(offset_of!(boot_params, e820_entries), 1) >= 2);
         assert_eq!(zp(offset_of!(boot_params, acpi_rsdp_addr), 8), RSDP_ADDR);
-        assert_eq!(mem.peek_phys(RSDP_ADDR, 8), u64::from_le_bytes(*b"RSD PTR "));
-        assert_eq!(mem.peek_phys(CMDLINE_ADDR, 8), u64::from_le_bytes(*b"console="));
+        assert_eq!(
+            mem.peek_phys(RSDP_ADDR, 8),
+            u64::from_le_bytes(*b"RSD PTR ")
+        );
+        assert_eq!(
+            mem.peek_phys(CMDLINE_ADDR, 8),
+            u64::from_le_bytes(*b"console=")
+        );
     }
 
     #[test]

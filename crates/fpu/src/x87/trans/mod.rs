@@ -230,6 +230,9 @@ pub(crate) fn run(x: &mut X87, t: Trans) {
                     let mut r = match classify(v) {
                         Class::Inf if sign(v) => Res::exact(with_sign(one(), true), 0),
                         Class::Inf | Class::Zero => Res::exact(v, 0),
+                        // Outside the domain (|x| > 1) the SDM leaves the result undefined;
+                        // AMD processors, whose CPUID crane86 presents, return x, inexact.
+                        _ if magnitude_above_one(v) => Res::exact(v, PE),
                         // 2^x - 1 = x ln 2 (1 + x ln 2 / 2 + ...): for tiny x the product
                         // alone, its exponent kept apart, nudged up.
                         _ if unpack(v).1 < -80 => {
@@ -268,6 +271,7 @@ fn two_results(x: &mut X87, t: Trans) {
             x.set_st(0, F80::INDEFINITE);
             x.push(F80::INDEFINITE);
         }
+        x.cc(C2, false);
         return;
     };
     x.cc(C2, false);
@@ -497,6 +501,12 @@ fn rebased(v: F80) -> (Q, i32) {
     (quad::from_sig(sign(v), u128::from(m) << 64, 0), e)
 }
 
+/// |v| > 1 for a finite, supported value.
+fn magnitude_above_one(v: F80) -> bool {
+    let e = v.sign_exp & 0x7fff;
+    e > 0x3fff || (e == 0x3fff && v.signif != 1 << 63)
+}
+
 /// FYL2XP1: y * log2(x + 1).
 fn yl2xp1(x87: &X87, y: F80, x: F80) -> Res {
     let cx = classify(x);
@@ -508,6 +518,11 @@ fn yl2xp1(x87: &X87, y: F80, x: F80) -> Res {
         Class::Inf => times_special(y, false, true),
         _ if classify(y) == Class::Inf => times_special(y, sign(x), true),
         _ if classify(y) == Class::Zero => times_special(y, sign(x), false),
+        // x <= -1 leaves log2(x + 1) undefined (the SDM's domain is |x| < 1 - sqrt(2)/2);
+        // AMD processors return x, inexact, and compute for every x > -1.
+        _ if sign(x) && (magnitude_above_one(x) || x.sign_exp & 0x7fff == 0x3fff) => {
+            Res::exact(x, PE)
+        }
         _ => {
             let (my, ey) = rebased(y);
             if unpack(x).1 < -80 {

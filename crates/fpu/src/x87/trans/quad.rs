@@ -212,9 +212,29 @@ pub(crate) fn log2(x: F80) -> Q {
     add(int(i64::from(e)), div(two_atanh(s), ln2()))
 }
 
-/// log2(1 + x) for |x| < 1 - sqrt(2)/2.
+/// log2 of a finite positive binary128 value (normal).
+fn log2_q(q: Q) -> Q {
+    let mut e = biased_exp(q) as i32 - 16383;
+    let mut m = mul(q, pow2(-e));
+    // Fold [sqrt(2), 2) down to [sqrt(1/2), 1) so the atanh series converges fast.
+    let sqrt2 = from_sig(false, 0xb504_f333_f9de_6484u128 << 64, 0);
+    if is_neg(sub(sqrt2, m)) {
+        m = mul(m, pow2(-1));
+        e += 1;
+    }
+    let one = int(1);
+    let s = div(sub(m, one), add(m, one));
+    add(int(i64::from(e)), div(two_atanh(s), ln2()))
+}
+
+/// log2(1 + x) for x > -1. Inside the SDM's domain (|x| < 1 - sqrt(2)/2) by atanh of
+/// x / (2 + x), which keeps tiny x exact; beyond it (hardware computes there too) through
+/// 1 + x, exact in binary128 for every 80-bit x below 2^112.
 pub(crate) fn log2_1p(x: F80) -> Q {
     let xq = q80(x);
+    if x.sign_exp & 0x7fff >= 0x3ffd {
+        return log2_q(add(int(1), xq));
+    }
     let s = div(xq, add(int(2), xq));
     div(two_atanh(s), ln2())
 }
