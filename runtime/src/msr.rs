@@ -57,6 +57,13 @@ pub const K7_PERF: std::ops::RangeInclusive<u32> = 0xc001_0000..=0xc001_0007;
 pub const APIC_BASE_DEFAULT: u64 = 0xfee0_0000 | (1 << 8) | APIC_BASE_EN;
 /// IA32_APIC_BASE.EN: the local APIC is globally enabled.
 pub const APIC_BASE_EN: u64 = 1 << 11;
+/// AMD's microcode patch level (MSR_AMD64_PATCH_LEVEL): reads 0 (no patch loaded); a
+/// write asks for the level to be reported, which changes nothing here.
+pub const PATCH_LEVEL: u32 = 0x8b;
+/// AMD's northbridge configuration (NB_CFG): Linux sets its extended-config-space bit;
+/// kept as written, it controls nothing crane86 models.
+pub const NB_CFG: u32 = 0xc001_001f;
+
 /// The PAT's power-on value (WB, WT, UC-, UC, twice).
 pub const PAT_DEFAULT: u64 = 0x0007_0406_0007_0406;
 
@@ -88,6 +95,8 @@ pub struct Msrs {
     pub misc_enable: u64,
     /// IA32_MTRR_DEF_TYPE.
     pub mtrr_def_type: u64,
+    /// NB_CFG.
+    pub nb_cfg: u64,
 }
 
 impl Default for Msrs {
@@ -105,6 +114,7 @@ impl Default for Msrs {
             sysenter: [0; 3],
             misc_enable: 1, // fast-strings enabled, as firmware leaves it
             mtrr_def_type: 0,
+            nb_cfg: 0,
         }
     }
 }
@@ -149,6 +159,8 @@ pub fn read(cpu: &CpuState, index: u32) -> Result<u64, Fault> {
         GS_BASE => cpu.seg[SegReg::Gs as usize].base,
         KERNEL_GS_BASE => cpu.msr.kernel_gs_base,
         TSC_AUX => cpu.msr.tsc_aux,
+        PATCH_LEVEL => 0,
+        NB_CFG => cpu.msr.nb_cfg,
         i if K7_PERF.contains(&i) => 0,
         _ => return Err(gp()),
     })
@@ -210,6 +222,8 @@ pub fn write(cpu: &mut CpuState, index: u32, value: u64) -> Result<(), Fault> {
         GS_BASE => cpu.seg[SegReg::Gs as usize].base = need_canonical(value)?,
         KERNEL_GS_BASE => cpu.msr.kernel_gs_base = need_canonical(value)?,
         TSC_AUX => cpu.msr.tsc_aux = value & 0xffff_ffff,
+        PATCH_LEVEL => {}
+        NB_CFG => cpu.msr.nb_cfg = value,
         i if K7_PERF.contains(&i) => {}
         _ => return Err(gp()),
     }

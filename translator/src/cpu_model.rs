@@ -8,7 +8,7 @@
 
 const VENDOR: &[u8; 12] = b"AuthenticAMD";
 const MAX_LEAF: u32 = 0xd;
-const MAX_EXT_LEAF: u32 = 0x8000_0008;
+const MAX_EXT_LEAF: u32 = 0x8000_0021;
 
 // CPUID.1:EDX
 const EDX1_FPU: u32 = 1 << 0;
@@ -39,6 +39,9 @@ const ECX1_CX16: u32 = 1 << 13;
 const ECX1_SSE41: u32 = 1 << 19;
 const ECX1_SSE42: u32 = 1 << 20;
 const ECX1_XSAVE: u32 = 1 << 26;
+/// Running under a virtualizer: crane86 is one. Guests then expect virtual hardware (Linux
+/// takes a PMU without counters as normal rather than broken).
+const ECX1_HYPERVISOR: u32 = 1 << 31;
 /// CPUID.1:ECX.OSXSAVE: not in [`FEATURES`]; it mirrors CR4.OSXSAVE.
 pub const ECX1_OSXSAVE: u32 = 1 << 27;
 const ECX1_MOVBE: u32 = 1 << 22;
@@ -60,6 +63,9 @@ const EDX81_NX: u32 = 1 << 20;
 const EDX81_PAGE1GB: u32 = 1 << 26;
 const EDX81_RDTSCP: u32 = 1 << 27;
 const EDX81_LM: u32 = 1 << 29;
+// CPUID.80000008:EBX and 80000021:EAX: speculation bugs the CPU does not have.
+const EBX88_SSB_NO: u32 = 1 << 26;
+const EAX821_SRSO_NO: u32 = 1 << 29;
 // CPUID.80000001:ECX
 const ECX81_LAHF: u32 = 1 << 0;
 const ECX81_ABM: u32 = 1 << 5;
@@ -90,7 +96,8 @@ pub const FEATURES: Features = Features {
         | ECX1_SSE42
         | ECX1_MOVBE
         | ECX1_POPCNT
-        | ECX1_XSAVE,
+        | ECX1_XSAVE
+        | ECX1_HYPERVISOR,
     edx1: EDX1_FPU
         | EDX1_DE
         | EDX1_PSE
@@ -160,8 +167,11 @@ pub fn cpuid(leaf: u32, subleaf: u32) -> [u32; 4] {
         }
         0x8000_0001 => [0x0083_0f10, 0, f.ecx81, f.edx81],
         0x8000_0002..=0x8000_0004 => brand(leaf - 0x8000_0002),
-        // 48-bit virtual, 40-bit physical addresses.
-        0x8000_0008 => [0x0000_3028, 0, 0, 0],
+        // 48-bit virtual, 40-bit physical addresses. EBX.SSB_NO: a translated CPU does not
+        // speculate, so speculative store bypass cannot happen.
+        0x8000_0008 => [0x0000_3028, EBX88_SSB_NO, 0, 0],
+        // EAX.SRSO_NO: no return-address speculation to overflow, for the same reason.
+        0x8000_0021 => [EAX821_SRSO_NO, 0, 0, 0],
         _ => [0; 4],
     }
 }

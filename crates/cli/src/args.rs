@@ -113,11 +113,14 @@ pub struct RunArgs {
     /// A multiboot v1 kernel (ELF32 or a.out kludge), started in 32-bit protected mode.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["flat", "guest"])]
     pub multiboot: Option<std::path::PathBuf>,
-    /// The kernel command line (multiboot).
+    /// A Linux kernel (bzImage), booted through the Linux boot protocol on the PC board.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["flat", "guest", "multiboot"])]
+    pub kernel: Option<std::path::PathBuf>,
+    /// The kernel command line (Linux, multiboot).
     #[arg(long, value_name = "TEXT", default_value = "")]
     pub append: String,
-    /// A file handed to the kernel as its first module (multiboot; kvm-unit-tests read their
-    /// environment from it).
+    /// Linux: the initial RAM disk. Multiboot: a file handed to the kernel as its first
+    /// module (kvm-unit-tests read their environment from it).
     #[arg(long, value_name = "FILE")]
     pub initrd: Option<std::path::PathBuf>,
     /// A bundled test guest by name (sieve, sort, crc32, strings).

@@ -31,6 +31,15 @@ pub enum Boot {
         /// Module files' bytes with their names.
         modules: Vec<(Vec<u8>, String)>,
     },
+    /// A Linux bzImage, its initrd and command line.
+    Linux {
+        /// The bzImage's bytes.
+        kernel: Vec<u8>,
+        /// The initrd's bytes.
+        initrd: Option<Vec<u8>>,
+        /// The command line.
+        cmdline: String,
+    },
 }
 
 /// A guest image and where it goes.
@@ -90,8 +99,24 @@ pub fn bundled_image(name: &str, mode: ModeArg) -> Result<Image> {
     })
 }
 
-/// What the command line asks to boot: `--multiboot FILE`, `--guest NAME` or `--flat FILE`.
+/// What the command line asks to boot: `--kernel FILE`, `--multiboot FILE`, `--guest NAME`
+/// or `--flat FILE`.
 pub fn boot_target(args: &RunArgs) -> Result<Boot> {
+    if let Some(path) = &args.kernel {
+        let kernel = std::fs::read(path)
+            .with_context(|| format!("cannot read kernel {}", path.display()))?;
+        let initrd = match &args.initrd {
+            Some(p) => Some(
+                std::fs::read(p).with_context(|| format!("cannot read initrd {}", p.display()))?,
+            ),
+            None => None,
+        };
+        return Ok(Boot::Linux {
+            kernel,
+            initrd,
+            cmdline: args.append.clone(),
+        });
+    }
     if let Some(path) = &args.multiboot {
         let kernel = std::fs::read(path)
             .with_context(|| format!("cannot read multiboot kernel {}", path.display()))?;
@@ -169,7 +194,7 @@ pub fn run_boot(args: &RunArgs, boot: &Boot) -> Result<Outcome> {
         // Multiboot kernels expect a PC around them; flat test guests keep the flat board.
         board: match boot {
             Boot::Flat(_) => Board::Flat,
-            Boot::Multiboot { .. } => Board::Pc,
+            Boot::Multiboot { .. } | Boot::Linux { .. } => Board::Pc,
         },
         ..MachineConfig::default()
     };
@@ -193,6 +218,11 @@ pub fn run_boot(args: &RunArgs, boot: &Boot) -> Result<Outcome> {
                 .collect();
             m.load_multiboot(kernel, cmdline, &mods)?
         }
+        Boot::Linux {
+            kernel,
+            initrd,
+            cmdline,
+        } => m.load_linux(kernel, initrd.as_deref(), cmdline)?,
     }
     let t0 = Instant::now();
     let end = m

@@ -108,6 +108,9 @@ pub enum MachineError {
     /// A multiboot image could not be loaded.
     #[error("cannot load the multiboot image: {0}")]
     Multiboot(#[from] loader::multiboot::MultibootError),
+    /// A Linux kernel could not be loaded.
+    #[error("cannot load the Linux kernel: {0}")]
+    Linux(#[from] loader::linux::LinuxError),
 }
 
 /// One virtual CPU, its memory, its ports and its translation cache.
@@ -147,6 +150,22 @@ impl Machine {
             pc::bios::handoff(pc, &mut self.mem);
         }
         self.cpu = loader::multiboot::load(&mut self.mem, image, cmdline, modules)?;
+        self.cache.flush(&mut self.mem);
+        Ok(())
+    }
+
+    /// Loads a Linux bzImage with its initrd and command line through the Linux boot
+    /// protocol (32-bit entry), with the firmware tables a BIOS would leave.
+    pub fn load_linux(
+        &mut self,
+        kernel: &[u8],
+        initrd: Option<&[u8]>,
+        cmdline: &str,
+    ) -> Result<(), MachineError> {
+        if let Some(pc) = self.pc.as_mut() {
+            pc::bios::handoff(pc, &mut self.mem);
+        }
+        self.cpu = loader::linux::load(&mut self.mem, kernel, initrd, cmdline)?;
         self.cache.flush(&mut self.mem);
         Ok(())
     }
