@@ -169,7 +169,10 @@ fn fuzz(mode: CpuMode) {
                     RunEnd::Halted => 1,
                     RunEnd::Fault { .. } | RunEnd::TripleFault { .. } => 2,
                     RunEnd::Limit => 3,
-                    RunEnd::Stopped | RunEnd::Reset | RunEnd::Unsupported { .. } => 4,
+                    RunEnd::Stopped
+                    | RunEnd::Reset
+                    | RunEnd::PowerOff
+                    | RunEnd::Unsupported { .. } => 4,
                 }] += 1
             }
             Err(e) => {

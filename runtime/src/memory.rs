@@ -567,6 +567,16 @@ pub fn fetch_phys(cpu: &mut CpuState, mem: &mut PhysMem, linear: u64) -> Result<
     Ok(t.phys)
 }
 
+/// [`fetch_phys`] for a fetch the CPU has not committed to (the decoder looking at the page
+/// after a block's first one, the cache re-checking a page-crossing block): a failure leaves
+/// no architectural trace (CR2 keeps its value) and is not a fault.
+pub fn probe_fetch_phys(cpu: &mut CpuState, mem: &mut PhysMem, linear: u64) -> Option<u64> {
+    let cr2 = cpu.cr2;
+    let r = fetch_phys(cpu, mem, linear).ok();
+    cpu.cr2 = cr2;
+    r
+}
+
 /// Drops the TLB entries of both privileges that map linear page `linear` (INVLPG).
 pub fn tlb_flush_page(cpu: &mut CpuState, linear: u64) {
     cpu.paging.invlpg += 1;

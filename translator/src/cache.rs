@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use crane86_runtime::memory::{fetch_phys, PAGE_SIZE};
+use crane86_runtime::memory::{probe_fetch_phys, PAGE_SIZE};
 use crane86_runtime::{BlockKey, CpuState, PhysMem};
 
 use crate::decode::{decode_block, DecodedBlock};
@@ -243,7 +243,7 @@ impl Cache {
             // page may be mapped by now.
             let stale = b.decoded.insns.is_empty()
                 || b.second_linear.is_some_and(|lin| {
-                    fetch_phys(cpu, mem, lin).map(|p| p & PAGE_MASK).ok() != b.pages[1]
+                    probe_fetch_phys(cpu, mem, lin).map(|p| p & PAGE_MASK) != b.pages[1]
                 });
             if !stale {
                 return id;
@@ -269,7 +269,7 @@ impl Cache {
         let mut bytes = [0xffu8; 4096 + 15];
         copy_phys(mem, phys, &mut bytes[..room]);
         let next_linear = (key.linear() & PAGE_MASK).wrapping_add(PAGE_SIZE);
-        let next_phys = fetch_phys(cpu, mem, next_linear).ok();
+        let next_phys = probe_fetch_phys(cpu, mem, next_linear);
         let want = match next_phys {
             Some(p) => {
                 copy_phys(mem, p & PAGE_MASK, &mut bytes[room..room + 15]);

@@ -249,6 +249,7 @@ pub fn run_boot(args: &RunArgs, boot: &Boot) -> Result<Outcome> {
             EXIT_LIMIT
         }
         RunEnd::Stopped => EXIT_STOPPED,
+        RunEnd::PowerOff => 0,
         RunEnd::Reset => {
             eprintln!(
                 "crane86: the guest asked for a reset at rip={:#x}; crane86 does not reboot",

@@ -41,6 +41,8 @@ pub enum RunEnd {
     Limit,
     /// The guest asked for a reset (i8042, port 0x92 or 0xCF9); crane86 does not reboot.
     Reset,
+    /// The guest powered the machine off (ACPI S5).
+    PowerOff,
     /// Someone asked the vCPU to stop (`CpuState::request_exit`).
     Stopped,
     /// The guest needs something crane86 does not implement yet.
@@ -369,7 +371,7 @@ impl Machine {
                     // Leaving virtual-8086 mode changes the mode with the VM bit.
                     crane86_runtime::segment::update_mode(&mut self.cpu);
                     self.stats.exceptions += 1;
-                    tracing::trace!(%current, rip, "exception delivered");
+                    tracing::trace!(%current, rip, cr2 = self.cpu.cr2, "exception delivered");
                     return None;
                 }
                 Err(Delivery::Unsupported(what)) => return Some(RunEnd::Unsupported { what, rip }),

@@ -134,9 +134,15 @@ impl Machine {
     /// the run ends, if it does.
     pub(crate) fn service_devices(&mut self) -> Option<RunEnd> {
         let pc = self.pc.as_mut()?;
-        // Reset requests only come from port writes, which make `refresh` look.
-        if pc.refresh(&mut self.cpu) && pc.take_reset_request() {
-            return Some(RunEnd::Reset);
+        // Reset and power-off requests only come from port writes, which make `refresh`
+        // look.
+        if pc.refresh(&mut self.cpu) {
+            if pc.take_reset_request() {
+                return Some(RunEnd::Reset);
+            }
+            if pc.take_power_off_request() {
+                return Some(RunEnd::PowerOff);
+            }
         }
         if self.irq_shadow {
             return None;

@@ -315,6 +315,11 @@ impl Pc {
         let cf9 = self.pci.lock().take_reset_request().is_some();
         kbd || port92 || cf9
     }
+
+    /// True (once) when the guest entered S5 (soft off) through the ACPI PM block.
+    pub(crate) fn take_power_off_request(&mut self) -> bool {
+        self.pm.lock().take_sleep_request() == Some(crane86_devices::acpi_pm::SLP_TYP_S5)
+    }
 }
 
 #[cfg(test)]
