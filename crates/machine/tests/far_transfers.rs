@@ -269,7 +269,7 @@ fn protected_mode_rings_call_gates_and_segment_instructions() {
         assert_eq!(got[5] & 0xffff, 0x13, "{tier:?}: ARPL");
         assert_eq!(got[6] & 0xffff, 0x28, "{tier:?}: STR");
         assert_eq!(got[7], 0x40, "{tier:?}: SLDT r32 zero-extends");
-        assert_eq!(got[8], 0x11, "{tier:?}: SMSW: PE and ET");
+        assert_eq!(got[8], 0x33, "{tier:?}: SMSW: PE, MP, ET and NE");
         assert_eq!(got[9], 0x1b, "{tier:?}: the gate pushed the caller's CS");
         assert_eq!(got[10], 0x10, "{tier:?}: ring-0 SS from the TSS");
         assert_eq!(

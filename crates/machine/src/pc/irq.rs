@@ -136,6 +136,9 @@ impl Machine {
         let pc = self.pc.as_mut()?;
         // Reset and power-off requests only come from port writes, which make `refresh`
         // look.
+        if std::mem::take(&mut self.cpu.ferr) != 0 {
+            pc.fpu_error();
+        }
         if pc.refresh(&mut self.cpu) {
             if pc.take_reset_request() {
                 return Some(RunEnd::Reset);

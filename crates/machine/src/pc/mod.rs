@@ -76,6 +76,8 @@ pub struct Pc {
     port92: Arc<Mutex<Port92>>,
     pci: Arc<Mutex<PciHost>>,
     debug_exit: Arc<Mutex<DebugExit>>,
+    /// IRQ 13: the x87's FERR# output, for kernels that leave CR0.NE clear.
+    ferr: IsaIrq,
     serial: SerialSink,
     /// Virtual time HLT skipped (the clock is retired instructions plus this).
     idle_ns: u64,
@@ -106,6 +108,20 @@ impl PortIo for PcPorts {
     fn port_write(&mut self, port: u16, size: u8, value: u32) {
         self.touched = true;
         self.bus.port_write(port, size, value)
+    }
+}
+
+/// Port 0xF0: a write clears the latched FERR# interrupt (IRQ 13) and, on the PC/AT, asserts
+/// IGNNE# so the x87 goes on (crane86's x87 never waits for it). Reads float high.
+struct FpuErrorClear(IsaIrq);
+
+impl PortDevice for FpuErrorClear {
+    fn read(&mut self, _offset: u16, _size: u8) -> u32 {
+        0xffff_ffff
+    }
+
+    fn write(&mut self, _offset: u16, _size: u8, _value: u32) {
+        self.0.set_level(false);
     }
 }
 
@@ -184,6 +200,8 @@ impl Pc {
         bus.insert(0x64, 1, Box::new(Offset(Shared(i8042.clone()), 4)))?;
         bus.insert(0x70, 2, Box::new(Shared(rtc.clone())))?;
         bus.insert(0x80, 1, Box::new(PostCode::new()))?;
+        let ferr = isa(13);
+        bus.insert(0xf0, 1, Box::new(FpuErrorClear(ferr.clone())))?;
         bus.insert(0x92, 1, Box::new(Shared(port92.clone())))?;
         bus.insert(0xe9, 1, Box::new(DebugCon::new(serial.clone())))?;
         bus.insert(0xf4, 4, Box::new(Shared(debug_exit.clone())))?;
@@ -271,6 +289,7 @@ impl Pc {
             port92,
             pci,
             debug_exit,
+            ferr,
             serial,
             idle_ns: 0,
             next_deadline: None,
@@ -314,6 +333,12 @@ impl Pc {
         let port92 = self.port92.lock().take_reset_request();
         let cf9 = self.pci.lock().take_reset_request().is_some();
         kbd || port92 || cf9
+    }
+
+    /// The x87 signalled an error with CR0.NE clear (`CpuState::ferr`): FERR# raises IRQ 13
+    /// until the handler writes port 0xF0, as the PC/AT wires it.
+    pub(crate) fn fpu_error(&mut self) {
+        self.ferr.set_level(true);
     }
 
     /// True (once) when the guest entered S5 (soft off) through the ACPI PM block.
