@@ -74,7 +74,20 @@ apt_updated=no
 apt_update() {
 	[ "$apt_updated" = no ] || return 0
 	msg "running apt-get update"
-	apt-get update -qq >/dev/null || die "apt-get update failed (no network or no usable sources.list?)"
+	local err try
+	err=$(mktemp)
+	for try in 1 2 3; do
+		if apt-get update -qq >/dev/null 2>"$err"; then
+			rm -f "$err"
+			apt_updated=yes
+			return 0
+		fi
+		[ "$try" = 3 ] || sleep 5
+	done
+	# Some index files failed (a mirror mid-sync, no network): apt keeps the
+	# ones it has; go on with them and fail later if a package is missing.
+	msg "warning: apt-get update failed, using the package lists apt has: $(grep -m1 '^E:' "$err" || echo 'no error text')"
+	rm -f "$err"
 	apt_updated=yes
 }
 
@@ -123,19 +136,21 @@ if have_pkg "$kernel_pkg-unsigned:$arch"; then
 fi
 
 # --- download ---------------------------------------------------------------
-# fetch PKG -> sets deb to OUT/debs/<pkg>_<version without epoch>_<arch>.deb
+# fetch PKG [ARCH [record|norecord]] -> sets deb to
+# OUT/debs/<pkg>_<version without epoch>_<arch>.deb and, unless norecord,
+# adds the package to versions.txt
 fetch() {
-	local pkg=$1 ver size sha file tmp mib
+	local pkg=$1 arch=${2:-$arch} record=${3:-record} ver size sha file tmp mib
 	ver=$(field "$pkg:$arch" Version)
 	[ -n "$ver" ] || die "package $pkg:$arch not found in the apt lists"
 	sha=$(field "$pkg:$arch" SHA256)
 	size=$(field "$pkg:$arch" Size)
 	file=$out/debs/${pkg}_${ver#*:}_$arch.deb
 	if [ -f "$file" ] && [ -n "$sha" ] && [ "$(sha256sum < "$file" | cut -d' ' -f1)" = "$sha" ]; then
-		msg "using cached $pkg $ver"
+		msg "using cached $pkg:$arch $ver"
 	else
 		mib=$(( (${size:-0} + 524288) / 1048576 ))
-		msg "downloading $pkg $ver ($mib MiB)"
+		msg "downloading $pkg:$arch $ver ($mib MiB)"
 		tmp=$(mktemp -d "$out/debs/.dl.XXXXXX")
 		(cd "$tmp" && apt-get download -qq -o APT::Sandbox::User=root "$pkg:$arch=$ver" >/dev/null 2>"$tmp/.err") || {
 			local why
@@ -154,7 +169,8 @@ fetch() {
 		rm -rf "$tmp"
 	fi
 	deb=$file
-	printf '%s %s %s %s\n' "$pkg" "$ver" "$arch" "$(sha256sum < "$file" | cut -d' ' -f1)" >> "$versions_tmp"
+	[ "$record" = norecord ] ||
+		printf '%s %s %s %s\n' "$pkg" "$ver" "$arch" "$(sha256sum < "$file" | cut -d' ' -f1)" >> "$versions_tmp"
 }
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/crane86-linux.XXXXXX")
@@ -201,11 +217,9 @@ else
 	[ "${bb_ver%+b*}" = "${host_ver%+b*}" ] ||
 		die "cannot run the $arch busybox here, and the $host_arch busybox-static ($host_ver) is not the same version as $bb_ver, so its applet list could differ"
 	msg "$arch busybox does not run here; taking the applet list from busybox-static:$host_arch $host_ver"
-	mkdir "$work/hostbb"
-	(cd "$work/hostbb" && apt-get download -qq -o APT::Sandbox::User=root "busybox-static:$host_arch=$host_ver" >/dev/null 2>&1) ||
-		die "could not download busybox-static:$host_arch=$host_ver to list the applets"
-	dpkg-deb -x "$(find "$work/hostbb" -maxdepth 1 -name '*.deb' | head -n 1)" "$work/hostbb/x"
-	applets=$("$work/hostbb/x/bin/busybox" --list) || die "could not run busybox-static:$host_arch --list"
+	fetch busybox-static "$host_arch" norecord
+	dpkg-deb -x "$deb" "$work/hostbb"
+	applets=$("$work/hostbb/bin/busybox" --list) || die "could not run busybox-static:$host_arch --list"
 fi
 [ -n "$applets" ] || die "busybox --list gave no applets"
 
