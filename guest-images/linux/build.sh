@@ -22,14 +22,16 @@
 #
 # Offline rebuilds: a .deb already in OUT/debs/ whose SHA256 matches the one
 # the apt lists give for the candidate version is used as it is.
-set -euo pipefail
+set -Eeuo pipefail
 
 prog=build.sh
 msg() { printf '%s: %s\n' "$prog" "$*" >&2; }
 die() { printf '%s: error: %s\n' "$prog" "$*" >&2; exit 1; }
 on_err() {
 	local rc=$?
-	printf '%s: error: command failed (exit %d) at line %d: %s\n' "$prog" "$rc" "$1" "$2" >&2
+	# Report once, from the main shell (errtrace also fires in $(...)).
+	[ "$BASH_SUBSHELL" -gt 0 ] ||
+		printf '%s: error: command failed (exit %d) at line %d: %s\n' "$prog" "$rc" "$1" "$2" >&2
 	exit "$rc"
 }
 trap 'on_err "$LINENO" "$BASH_COMMAND"' ERR
@@ -45,7 +47,7 @@ while [ $# -gt 0 ]; do
 	--arch=*) arch=${1#--arch=}; shift ;;
 	--out) [ $# -ge 2 ] || die "--out needs a directory"; out=$2; shift 2 ;;
 	--out=*) out=${1#--out=}; shift ;;
-	-h | --help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
+	-h | --help) sed -n '2,/^set -Eeuo/{/^set -Eeuo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
 	*) die "unknown argument '$1' (usage: $0 [--arch amd64|i386] [--out DIR])" ;;
 	esac
 done
