@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 # Debian packages the tests need: nasm assembles the system test guests
 # (guest-images/system) and QEMU TCG is the referee they are compared with
 # (tests/system_guests.rs); gcc and binutils build the float guest and its native
-# reference (tests/float_guest.rs).
-PACKAGES=(nasm qemu-system-x86 gcc binutils)
+# reference (tests/float_guest.rs); cpio packs the Linux guest's initramfs
+# (guest-images/linux/build.sh, tests/linux_guest.rs).
+PACKAGES=(nasm qemu-system-x86 gcc binutils cpio)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -95,7 +95,13 @@ fn portable(lines: &[String]) -> Vec<String> {
     lines[from..].to_vec()
 }
 
+/// crane86's result lines, from one boot shared by the tests of this file.
 fn crane86_boot() -> Vec<String> {
+    static LINES: OnceLock<Vec<String>> = OnceLock::new();
+    LINES.get_or_init(boot_once).clone()
+}
+
+fn boot_once() -> Vec<String> {
     let dir = images();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_crane86"));
     cmd.arg("run")
