@@ -1,14 +1,16 @@
-//! Debian's stock x86-64 kernel with a busybox initramfs (built from Debian packages by
+//! Debian's stock x86-64 and i386 (686) kernels, each with a busybox initramfs (built from Debian packages by
 //! `guest-images/linux/build.sh`) boots under crane86, runs the deterministic checks script
 //! (`guest-images/linux/checks`: md5sum, sha256sum, gzip round trip, sort, awk arithmetic
 //! over a generated file of a few MiB) and powers off; the results must equal those of the
 //! same busybox run on the host, and every line must equal QEMU TCG's for the same boot.
 //!
 //! The image build downloads the kernel and busybox packages with apt the first time and
-//! reuses them afterwards (`target/guest/linux-amd64/debs`).
+//! reuses them afterwards (`target/guest/linux-<arch>/debs`). The i386 guest's results are
+//! compared with the i386 busybox on the host: its awk computes on the x87, so its floating
+//! point lines differ from amd64's (and must match the host's x87 bit for bit).
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -22,22 +24,64 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Builds (or reuses) the amd64 guest images once per test process.
-fn images() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let out = repo().join("target/guest/linux-amd64");
-        let status = Command::new("bash")
-            .arg(repo().join("guest-images/linux/build.sh"))
-            .args(["--arch", "amd64", "--out"])
-            .arg(&out)
-            .status()
-            .expect("run guest-images/linux/build.sh");
-        assert!(status.success(), "building the Linux guest images failed");
-        out
-    })
+/// One of the two guests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Arch {
+    Amd64,
+    I386,
 }
 
+impl Arch {
+    fn name(self) -> &'static str {
+        match self {
+            Arch::Amd64 => "amd64",
+            Arch::I386 => "i386",
+        }
+    }
+
+    /// What `uname -m` prints in the guest.
+    fn machine(self) -> &'static str {
+        match self {
+            Arch::Amd64 => "x86_64",
+            Arch::I386 => "i686",
+        }
+    }
+
+    fn qemu(self) -> &'static str {
+        match self {
+            Arch::Amd64 => "qemu-system-x86_64",
+            Arch::I386 => "qemu-system-i386",
+        }
+    }
+
+    fn slot(self) -> usize {
+        self as usize
+    }
+}
+
+/// Builds (or reuses) the guest images once per test process; the script serialises on
+/// apt and dpkg, so the two architectures are built one after the other.
+fn images(arch: Arch) -> PathBuf {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    static DIRS: [OnceLock<PathBuf>; 2] = [OnceLock::new(), OnceLock::new()];
+    DIRS[arch.slot()]
+        .get_or_init(|| {
+            let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+            let out = repo().join(format!("target/guest/linux-{}", arch.name()));
+            let status = Command::new("bash")
+                .arg(repo().join("guest-images/linux/build.sh"))
+                .args(["--arch", arch.name(), "--out"])
+                .arg(&out)
+                .status()
+                .expect("run guest-images/linux/build.sh");
+            assert!(
+                status.success(),
+                "building the {arch:?} guest images failed"
+            );
+            out
+        })
+        .clone()
+}
 /// Runs `cmd` to completion within [`TIMEOUT`]; returns its stdout and exit status.
 fn run(mut cmd: Command) -> (String, Option<i32>) {
     let mut child = cmd
@@ -95,14 +139,14 @@ fn portable(lines: &[String]) -> Vec<String> {
     lines[from..].to_vec()
 }
 
-/// crane86's result lines, from one boot shared by the tests of this file.
-fn crane86_boot() -> Vec<String> {
-    static LINES: OnceLock<Vec<String>> = OnceLock::new();
-    LINES.get_or_init(boot_once).clone()
+/// crane86's result lines, from one boot per guest shared by the tests of this file.
+fn crane86_boot(arch: Arch) -> Vec<String> {
+    static LINES: [OnceLock<Vec<String>>; 2] = [OnceLock::new(), OnceLock::new()];
+    LINES[arch.slot()].get_or_init(|| boot_once(arch)).clone()
 }
 
-fn boot_once() -> Vec<String> {
-    let dir = images();
+fn boot_once(arch: Arch) -> Vec<String> {
+    let dir = images(arch);
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_crane86"));
     cmd.arg("run")
         .arg("--kernel")
@@ -111,28 +155,27 @@ fn boot_once() -> Vec<String> {
         .arg(dir.join("initrd.img"))
         .args(["-m", MEM_MIB, "--append", APPEND]);
     let (out, status) = run(cmd);
-    assert_eq!(status, Some(0), "crane86 did not power off cleanly:\n{out}");
+    assert_eq!(
+        status,
+        Some(0),
+        "crane86 did not power off the {arch:?} guest cleanly:\n{out}"
+    );
     results(&out)
 }
 
-#[test]
-fn checks_match_the_host_busybox() {
-    let dir = images();
+fn host_checks(arch: Arch) -> Vec<String> {
+    let dir = images(arch);
     let mut host = Command::new(dir.join("busybox"));
     host.arg("sh").arg(repo().join("guest-images/linux/checks"));
     let (out, status) = run(host);
     assert_eq!(status, Some(0), "the checks failed on the host:\n{out}");
-    let want: Vec<String> = out.lines().map(str::to_string).collect();
-    let want = portable(&want[..want.len() - 1]);
-    let got = crane86_boot();
-    assert_eq!(portable(&got), want);
-    assert!(got.contains(&"arch: x86_64".to_string()), "{got:?}");
+    let lines: Vec<String> = out.lines().map(str::to_string).collect();
+    portable(&lines[..lines.len() - 1])
 }
 
-#[test]
-fn checks_match_qemu_tcg() {
-    let dir = images();
-    let mut q = Command::new("qemu-system-x86_64");
+fn qemu_boot(arch: Arch) -> Vec<String> {
+    let dir = images(arch);
+    let mut q = Command::new(arch.qemu());
     q.args(["-accel", "tcg", "-m", MEM_MIB, "-nographic", "-no-reboot"])
         .arg("-kernel")
         .arg(dir.join("vmlinuz"))
@@ -141,5 +184,35 @@ fn checks_match_qemu_tcg() {
         .args(["-append", APPEND]);
     let (out, status) = run(q);
     assert_eq!(status, Some(0), "QEMU did not power off cleanly:\n{out}");
-    assert_eq!(crane86_boot(), results(&out));
+    results(&out)
+}
+
+#[test]
+fn amd64_checks_match_the_host_busybox() {
+    let got = crane86_boot(Arch::Amd64);
+    assert_eq!(portable(&got), host_checks(Arch::Amd64));
+    assert!(
+        got.contains(&format!("arch: {}", Arch::Amd64.machine())),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn amd64_checks_match_qemu_tcg() {
+    assert_eq!(crane86_boot(Arch::Amd64), qemu_boot(Arch::Amd64));
+}
+
+#[test]
+fn i386_checks_match_the_host_busybox() {
+    let got = crane86_boot(Arch::I386);
+    assert_eq!(portable(&got), host_checks(Arch::I386));
+    assert!(
+        got.contains(&format!("arch: {}", Arch::I386.machine())),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn i386_checks_match_qemu_tcg() {
+    assert_eq!(crane86_boot(Arch::I386), qemu_boot(Arch::I386));
 }
