@@ -199,3 +199,40 @@ mod tests {
         assert_eq!(&s, VENDOR);
     }
 }
+
+#[cfg(test)]
+mod coverage {
+    use iced_x86::{Code, CpuidFeature as F, EncodingKind};
+
+    /// Every legacy-encoded form of an x87/MMX/SSE extension CPUID advertises is in the opcode
+    /// table: advertising SSE4.2 promises all of SSE4.2.
+    #[test]
+    fn every_form_of_an_advertised_simd_extension_is_claimed() {
+        let advertised = [
+            F::FPU,
+            F::FPU287,
+            F::FPU387,
+            F::MMX,
+            F::SSE,
+            F::SSE2,
+            F::SSE3,
+            F::SSSE3,
+            F::SSE4_1,
+            F::SSE4_2,
+            F::FXSR,
+            F::XSAVE,
+            F::XSAVEOPT,
+            F::XSAVEC,
+        ];
+        let missing: Vec<Code> = Code::values()
+            .filter(|c| c.op_code().encoding() == EncodingKind::Legacy)
+            .filter(|c| c.op_code().is_instruction())
+            .filter(|c| {
+                let f = c.cpuid_features();
+                !f.is_empty() && f.iter().all(|x| advertised.contains(x))
+            })
+            .filter(|c| crate::table::lookup(*c).is_none())
+            .collect();
+        assert!(missing.is_empty(), "advertised but unclaimed: {missing:?}");
+    }
+}

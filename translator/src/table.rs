@@ -365,7 +365,8 @@ fn build(code: Code) -> Option<Entry> {
         M::Dec => inline(Op::Dec),
         M::Neg => inline(Op::Neg),
         M::Not => inline(Op::Not),
-        M::Mov => inline(Op::Mov),
+        // MOVNTI: a store with a non-temporal hint, which a translated CPU has no use for.
+        M::Mov | M::Movnti => inline(Op::Mov),
         M::Movzx => inline(Op::Movzx),
         M::Movsx | M::Movsxd => inline(Op::Movsx),
         M::Movbe => inline(Op::Movbe),

@@ -310,6 +310,9 @@ pub fn spec(code: Code) -> Result<Spec, String> {
     if m == M::Xlatb {
         reserved |= RBX;
     }
+    if matches!(m, M::Maskmovq | M::Maskmovdqu) {
+        reserved |= RDI;
+    }
     if code.is_string_instruction() {
         reserved |= RSI | RDI | RCX;
     }
@@ -863,6 +866,10 @@ fn constrain(
         }
         M::Xlatb => {
             regs.gpr[3] = base + layout::DATA_LO;
+        }
+        // The implicit DS:rDI destination, inside the scratch data.
+        M::Maskmovq | M::Maskmovdqu => {
+            regs.gpr[7] = base + 0x2400 + rng.below(0x400);
         }
         _ => {}
     }

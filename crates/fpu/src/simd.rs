@@ -59,11 +59,57 @@ pub fn execute_simd(fpu: &mut Fpu, code: Code, ops: Operands) -> Result<(), Simd
 }
 
 fn control_claims(code: Code) -> bool {
-    matches!(code, Code::Ldmxcsr_m32 | Code::Stmxcsr_m32 | Code::Emms)
+    matches!(
+        code,
+        Code::Ldmxcsr_m32
+            | Code::Stmxcsr_m32
+            | Code::Emms
+            | Code::Maskmovq_rDI_mm_mm
+            | Code::Maskmovdqu_rDI_xmm_xmm
+    )
 }
 
-/// LDMXCSR, STMXCSR and EMMS.
-fn control(fpu: &mut Fpu, code: Code, _ops: Operands) -> Option<Result<(), SimdFault>> {
+/// MASKMOVQ/MASKMOVDQU: the bytes of the first register whose mask byte (second register)
+/// has bit 7 set replace those of the memory at DS:rDI. The translator loads the 8 or 16
+/// bytes there into `io`, this merges, and the translator stores them back (byte-exact for
+/// RAM; an MMIO target would see a read, which hardware does not do).
+fn maskmov(fpu: &mut Fpu, ops: Operands) -> Result<(), SimdFault> {
+    use crate::operands::Loc;
+    let (data, mask, width, mmx) = match (ops.loc(0), ops.loc(1)) {
+        (Loc::Mm(a), Loc::Mm(b)) => (
+            u128::from(fpu.mm(usize::from(a))),
+            u128::from(fpu.mm(usize::from(b))),
+            8,
+            true,
+        ),
+        (Loc::Xmm(a), Loc::Xmm(b)) => (
+            fpu.xmm128(usize::from(a)),
+            fpu.xmm128(usize::from(b)),
+            16,
+            false,
+        ),
+        _ => return Err(SimdFault::Ud),
+    };
+    if mmx && fpu.x87.fsw & 0x80 != 0 {
+        return Err(SimdFault::Mf);
+    }
+    let bytes = (0..width).fold(0u128, |m, i| {
+        if (mask >> (8 * i + 7)) & 1 != 0 {
+            m | 0xff << (8 * i)
+        } else {
+            m
+        }
+    });
+    let merged = (fpu.io128() & !bytes) | (data & bytes);
+    if mmx {
+        fpu.mmx_enter();
+    }
+    fpu.set_io128(merged);
+    Ok(())
+}
+
+/// LDMXCSR, STMXCSR, EMMS, MASKMOVQ and MASKMOVDQU.
+fn control(fpu: &mut Fpu, code: Code, ops: Operands) -> Option<Result<(), SimdFault>> {
     Some(match code {
         Code::Ldmxcsr_m32 => {
             let v = fpu.io[crate::IO_DATA0] as u32;
@@ -78,6 +124,7 @@ fn control(fpu: &mut Fpu, code: Code, _ops: Operands) -> Option<Result<(), SimdF
             fpu.io[crate::IO_DATA0] = u64::from(fpu.mxcsr);
             Ok(())
         }
+        Code::Maskmovq_rDI_mm_mm | Code::Maskmovdqu_rDI_xmm_xmm => maskmov(fpu, ops),
         Code::Emms => {
             // All tags empty; TOP is 0 as after any MMX instruction (what AMD hosts show).
             fpu.x87.ftw = 0xffff;
@@ -86,4 +133,40 @@ fn control(fpu: &mut Fpu, code: Code, _ops: Operands) -> Option<Result<(), SimdF
         }
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operands::Loc;
+
+    #[test]
+    fn maskmovdqu_merges_the_selected_bytes() {
+        let mut f = Fpu::default();
+        f.set_xmm128(1, 0x1111_2222_3333_4444_5555_6666_7777_8888);
+        // Bytes 0, 2 and 15 selected.
+        f.set_xmm128(2, 0x8000_0000_0000_0000_0000_0000_0080_0080);
+        f.set_io128(u128::MAX);
+        let ops = Operands::new([Loc::Xmm(1), Loc::Xmm(2), Loc::None], 0, 0);
+        execute_simd(&mut f, Code::Maskmovdqu_rDI_xmm_xmm, ops).unwrap();
+        assert_eq!(f.io128(), 0x11ff_ffff_ffff_ffff_ffff_ffff_ff77_ff88);
+    }
+
+    #[test]
+    fn maskmovq_is_an_mmx_instruction() {
+        let mut f = Fpu::default();
+        f.set_mm(0, 0x0102_0304_0506_0708);
+        f.set_mm(1, 0x8000_0000_0000_0080);
+        f.io[crate::IO_DATA0] = 0;
+        f.x87.fsw = 3 << 11;
+        let ops = Operands::new([Loc::Mm(0), Loc::Mm(1), Loc::None], 0, 0);
+        execute_simd(&mut f, Code::Maskmovq_rDI_mm_mm, ops).unwrap();
+        assert_eq!(f.io[crate::IO_DATA0], 0x0100_0000_0000_0008);
+        assert_eq!((f.x87.fsw >> 11) & 7, 0, "TOP = 0 after an MMX instruction");
+        f.x87.fsw |= 0x80;
+        assert_eq!(
+            execute_simd(&mut f, Code::Maskmovq_rDI_mm_mm, ops),
+            Err(SimdFault::Mf)
+        );
+    }
 }

@@ -114,6 +114,12 @@ pub fn execute<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
     if inline(e, insn)? {
         return Ok(());
     }
+    if matches!(
+        insn.code(),
+        Code::Maskmovq_rDI_mm_mm | Code::Maskmovdqu_rDI_xmm_xmm
+    ) {
+        return maskmov(e, insn);
+    }
     let code = insn.code();
     let mem_size = insn.memory_size().size() as u32;
     let mem_at = (0..insn.op_count()).find(|&i| insn.op_kind(i) == OpKind::Memory);
@@ -177,6 +183,29 @@ pub fn execute<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
         set_eflags(e, f);
     }
     Ok(())
+}
+
+/// MASKMOVQ/MASKMOVDQU: load the 8/16 bytes at DS:rDI (segment override allowed), merge
+/// the selected bytes in the unit, store them back.
+fn maskmov<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
+    let asz = match insn.op0_kind() {
+        OpKind::MemorySegDI => 2,
+        OpKind::MemorySegEDI => 4,
+        _ => 8,
+    };
+    let width = if insn.code() == Code::Maskmovq_rDI_mm_mm {
+        8
+    } else {
+        16
+    };
+    let di = super::operands::read_gpr_sized(e, 7, asz);
+    let a = super::operands::linear(e, insn.memory_segment(), di);
+    load_io(e, a, width)?;
+    let c = e.imm(insn.code() as u64);
+    let o = e.imm(Operands::of(insn).0);
+    let z = e.imm(0);
+    e.fpu_call(FpuHelper::Simd, [c, o, z, z])?;
+    store_io(e, a, width)
 }
 
 /// The inline forms: full-register moves and bitwise operations on XMM registers. Returns
