@@ -238,7 +238,19 @@ pub enum Loc<V> {
 pub fn loc<E: Emit>(e: &mut E, insn: &Instruction, n: u32) -> R<Loc<E::V>> {
     Ok(match insn.op_kind(n) {
         OpKind::Register => Loc::Reg(insn.op_register(n)),
-        OpKind::Memory => Loc::Mem(mem_linear(e, insn)),
+        OpKind::Memory => {
+            let a = mem_linear(e, insn);
+            if e.ctx().mode == CpuMode::Long64 && insn.memory_segment() == Register::SS {
+                // SDM Vol. 3 6.15: a non-canonical address through SS (RSP or RBP as the
+                // base) is #SS(0), not the #GP(0) of other segments.
+                let sh = e.imm(16);
+                let up = e.bin(Bin::Shl, a, sh);
+                let canon = e.bin(Bin::Sar, up, sh);
+                let bad = e.cmp(crate::emit::Cmp::Ne, canon, a);
+                e.raise_if(bad, Fault::with_code(Exception::StackFault, 0))?;
+            }
+            Loc::Mem(a)
+        }
         OpKind::Immediate8
         | OpKind::Immediate8_2nd
         | OpKind::Immediate16
