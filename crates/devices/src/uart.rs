@@ -128,6 +128,12 @@ impl<I: IrqLine, W: Write + Send> Uart<I, W> {
         self.refill();
     }
 
+    /// True when the guest enabled the received-data interrupt (IER bit 0): a driver is
+    /// listening for input.
+    pub fn receive_interrupt_enabled(&self) -> bool {
+        self.serial.state().interrupt_enable & IER_RDA != 0
+    }
+
     /// The output sink.
     pub fn writer(&self) -> &W {
         self.serial.writer()
@@ -262,6 +268,21 @@ mod tests {
         // More than a FIFO's worth: the rest entered as the guest drained it.
         assert_eq!(got, input);
         assert!(irq.count() >= 2);
+    }
+
+    #[test]
+    fn test_uart_receive_interrupt_enabled_follows_ier() {
+        let (mut u, _irq) = uart();
+        assert!(!u.receive_interrupt_enabled());
+        u.write(IER, 1, u32::from(IER_RDA | IER_THRE));
+        assert!(u.receive_interrupt_enabled());
+        // The divisor latch hides IER without changing it.
+        u.write(LCR, 1, u32::from(LCR_DLAB));
+        u.write(IER, 1, 0);
+        assert!(u.receive_interrupt_enabled());
+        u.write(LCR, 1, 0);
+        u.write(IER, 1, u32::from(IER_THRE));
+        assert!(!u.receive_interrupt_enabled());
     }
 
     #[test]
