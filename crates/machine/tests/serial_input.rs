@@ -61,7 +61,7 @@ fn load(m: &mut Machine, main: &[u8], handler: &[u8]) {
 }
 
 /// The guest: 8259 master at vectors 0x20-0x27 with only IRQ 4 unmasked, COM1's
-/// received-data interrupt on, then HLT until `N` bytes have arrived, then isa-debug-exit 0.
+/// received-data interrupt on (IER and MCR.OUT2), then HLT until `N` bytes have arrived, then isa-debug-exit 0.
 /// The handler copies every byte the UART holds to `BUF` in arrival order.
 fn load_receiver(m: &mut Machine) {
     let main = asm(ENTRY, |a| {
@@ -79,8 +79,12 @@ fn load_receiver(m: &mut Machine) {
         }
         a.mov(al, 0xef)?;
         a.out(0x21, al)?;
+        // IER: received data; MCR: DTR, RTS and OUT2 (the PC's IRQ gate).
         a.mov(dx, COM1 + 1)?;
         a.mov(al, 1)?;
+        a.out(dx, al)?;
+        a.mov(dx, COM1 + 4)?;
+        a.mov(al, 0x0b)?;
         a.out(dx, al)?;
         a.sti()?;
         a.set_label(&mut top)?;

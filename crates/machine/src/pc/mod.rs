@@ -321,11 +321,12 @@ impl Pc {
 
     /// Hands host input to COM1.
     ///
-    /// Input waits on the board until the guest has enabled the received-data interrupt,
-    /// that is until a driver listens: Linux's 8250 driver reads and drops the receive
-    /// register while it starts the port, so bytes piped in before that (`printf 'cmd\n' |
-    /// crane86 run ...`) would otherwise lose their first byte to it. IER only changes
-    /// through port writes, so the UART is only looked at again after port I/O.
+    /// Input waits on the board until a guest driver listens through interrupts (IER's
+    /// received-data bit and MCR.OUT2, see [`Uart::interrupt_driven_receive`]): Linux's 8250
+    /// driver reads and drops the receive register while it probes and starts the port, so
+    /// bytes piped in early (`printf 'cmd\n' | crane86 run ...`) would otherwise lose their
+    /// first bytes to it. A guest that only polls the UART gets no input. IER and MCR only
+    /// change through port writes, so the UART is only looked at again after port I/O.
     fn feed_input(&mut self) {
         let fresh = self.input.is_ready();
         if fresh {
@@ -335,7 +336,7 @@ impl Pc {
             return;
         }
         let mut uart = self.uart.lock();
-        if uart.receive_interrupt_enabled() {
+        if uart.interrupt_driven_receive() {
             uart.enqueue_input(&self.held_input);
             self.held_input.clear();
             // The UART may have raised IRQ 4: make `refresh` look at the controllers.
