@@ -243,7 +243,8 @@ pub fn run_boot(args: &RunArgs, boot: &Boot) -> Result<Outcome> {
     drop(console);
     let status = match end {
         RunEnd::Stopped if quit => {
-            eprintln!("crane86: terminated by Ctrl-A x");
+            // On a line of its own: the guest's prompt is usually left unfinished.
+            eprintln!("\ncrane86: terminated by Ctrl-A x");
             EXIT_CONSOLE_QUIT
         }
         RunEnd::DebugExit(v) => ((v << 1) | 1) as i32,
