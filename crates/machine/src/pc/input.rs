@@ -43,7 +43,9 @@ impl State {
         // `Attached` guard (which clears `exit` under the lock that guards `self`) is dropped
         // at the end of that run; the reference does not outlive `&self`, a borrow of that
         // lock's contents. The word is an atomic: the vCPU thread and generated code access
-        // it only through atomic operations.
+        // it only through atomic operations. (The run loop holds `&mut Machine` meanwhile;
+        // setting the word from outside is the contract `CpuState::exit_request` documents
+        // and generated code already relies on, through its own raw pointer.)
         self.exit.as_ref().map(|w| unsafe { &*w.0 })
     }
 
