@@ -156,6 +156,7 @@ impl Machine {
         self.run_loop(limit)
     }
 
+    /// The loop of [`Machine::run`], with the input handles attached.
     fn run_loop(&mut self, limit: Option<u64>) -> Result<RunEnd, MachineError> {
         let mut remaining = limit.unwrap_or(u64::MAX);
         loop {
