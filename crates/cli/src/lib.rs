@@ -3,6 +3,7 @@
 #![deny(missing_docs)]
 
 pub mod args;
+pub mod console;
 pub mod kut;
 pub mod run;
 pub mod stats;

@@ -9,6 +9,7 @@ use crane86_translator::jit::JitOptions;
 use crane86_translator::Tier;
 
 use crate::args::{JitOptArg, ModeArg, RunArgs, StatsFormat, TierArg};
+use crate::console::{Console, EXIT_CONSOLE_QUIT};
 use crate::stats::Report;
 
 /// Exit status when an exception nothing handles stops the guest.
@@ -170,7 +171,8 @@ pub fn run_image(args: &RunArgs, image: Image) -> Result<Outcome> {
     run_boot(args, &Boot::Flat(image))
 }
 
-/// Boots `boot` with the options in `args`; serial output goes to stdout as it arrives.
+/// Boots `boot` with the options in `args`; serial output goes to stdout as it arrives and,
+/// on the PC board, stdin goes to COM1 ([`Console`]).
 pub fn run_boot(args: &RunArgs, boot: &Boot) -> Result<Outcome> {
     let ram_bytes = args.mem_mib << 20;
     if let Boot::Flat(image) = boot {
@@ -224,6 +226,11 @@ pub fn run_boot(args: &RunArgs, boot: &Boot) -> Result<Outcome> {
             cmdline,
         } => m.load_linux(kernel, initrd.as_deref(), cmdline)?,
     }
+    // PC guests get the host's stdin on COM1; flat guests have no serial input.
+    let console = match m.serial_input() {
+        Some(input) => Some(Console::start(input)?),
+        None => None,
+    };
     let t0 = Instant::now();
     let end = m
         .run(args.max_insns)
@@ -231,7 +238,15 @@ pub fn run_boot(args: &RunArgs, boot: &Boot) -> Result<Outcome> {
     let wall = t0.elapsed();
     use std::io::Write;
     let _ = std::io::stdout().flush();
+    let quit = console.as_ref().is_some_and(Console::quit_requested);
+    // The terminal is restored before anything more is printed.
+    drop(console);
     let status = match end {
+        RunEnd::Stopped if quit => {
+            // On a line of its own: the guest's prompt is usually left unfinished.
+            eprintln!("\ncrane86: terminated by Ctrl-A x");
+            EXIT_CONSOLE_QUIT
+        }
         RunEnd::DebugExit(v) => ((v << 1) | 1) as i32,
         RunEnd::Halted => 0,
         RunEnd::Fault { fault, rip } => {

@@ -62,6 +62,8 @@ pub const LSR_DR: u8 = 1 << 0;
 pub const LSR_THRE: u8 = 1 << 5;
 /// LSR: the transmitter is empty (holding and shift registers).
 pub const LSR_TEMT: u8 = 1 << 6;
+/// MCR: OUT2, which gates the interrupt line on PCs.
+pub const MCR_OUT2: u8 = 1 << 3;
 /// MCR: loopback mode.
 pub const MCR_LOOP: u8 = 1 << 4;
 
@@ -126,6 +128,21 @@ impl<I: IrqLine, W: Write + Send> Uart<I, W> {
     pub fn enqueue_input(&mut self, bytes: &[u8]) {
         self.pending.extend(bytes);
         self.refill();
+    }
+
+    /// True when the guest enabled the received-data interrupt (IER bit 0): a driver is
+    /// listening for input.
+    pub fn receive_interrupt_enabled(&self) -> bool {
+        self.serial.state().interrupt_enable & IER_RDA != 0
+    }
+
+    /// True when a guest driver listens for input through interrupts: the received-data
+    /// interrupt is enabled (IER bit 0) and MCR.OUT2 is set, which on a PC connects the
+    /// UART's interrupt output to the interrupt controller. (A driver probing the chip sets
+    /// IER alone for a moment; Linux's 8250 driver sets OUT2 only when it opens the port.)
+    pub fn interrupt_driven_receive(&self) -> bool {
+        let s = self.serial.state();
+        s.interrupt_enable & IER_RDA != 0 && s.modem_control & MCR_OUT2 != 0
     }
 
     /// The output sink.
@@ -262,6 +279,40 @@ mod tests {
         // More than a FIFO's worth: the rest entered as the guest drained it.
         assert_eq!(got, input);
         assert!(irq.count() >= 2);
+    }
+
+    #[test]
+    fn test_uart_interrupt_driven_receive_needs_ier_and_out2() {
+        let (mut u, _irq) = uart();
+        assert!(!u.interrupt_driven_receive());
+        // Linux's probe: MCR without OUT2 (vm-superio resets it with OUT2 set), then IER.
+        u.write(MCR, 1, 1);
+        u.write(IER, 1, 0x0f);
+        assert!(!u.interrupt_driven_receive());
+        u.write(MCR, 1, u32::from(MCR_OUT2 | 1));
+        assert!(u.interrupt_driven_receive());
+        // The divisor latch hides IER without changing it.
+        u.write(LCR, 1, u32::from(LCR_DLAB));
+        u.write(IER, 1, 0);
+        assert!(u.interrupt_driven_receive());
+        u.write(LCR, 1, 0);
+        u.write(IER, 1, u32::from(IER_THRE));
+        assert!(!u.interrupt_driven_receive());
+    }
+
+    #[test]
+    fn test_uart_receive_interrupt_enabled_follows_ier() {
+        let (mut u, _irq) = uart();
+        assert!(!u.receive_interrupt_enabled());
+        u.write(IER, 1, u32::from(IER_RDA | IER_THRE));
+        assert!(u.receive_interrupt_enabled());
+        // The divisor latch hides IER without changing it.
+        u.write(LCR, 1, u32::from(LCR_DLAB));
+        u.write(IER, 1, 0);
+        assert!(u.receive_interrupt_enabled());
+        u.write(LCR, 1, 0);
+        u.write(IER, 1, u32::from(IER_THRE));
+        assert!(!u.receive_interrupt_enabled());
     }
 
     #[test]

@@ -24,7 +24,7 @@ pub mod pc;
 mod ports;
 mod run;
 
-pub use pc::SerialSink;
+pub use pc::{SerialInput, SerialSink};
 pub use ports::FlatPorts;
 pub use run::{MachineStats, RunEnd};
 
@@ -184,6 +184,12 @@ impl Machine {
             Some(pc) => pc.serial().bytes(),
             None => self.ports.serial.clone(),
         }
+    }
+
+    /// A handle through which other threads type into COM1 and stop the run, on the PC
+    /// board (`None` on the flat board, which has no serial input).
+    pub fn serial_input(&self) -> Option<SerialInput> {
+        self.pc.as_ref().map(|pc| pc.serial_input())
     }
 
     /// Copies the guest's serial output to the host's stdout as it arrives (or stops).

@@ -145,7 +145,19 @@ impl Machine {
     /// delivered counts against `limit` as one instruction (not in `cpu.retired`): a handler
     /// that faults at its first instruction loops without retiring anything, as a CPU would,
     /// and the limit must still end that run.
+    ///
+    /// On the PC board, [`crate::SerialInput`] handles reach this run's `exit_request` while
+    /// it lasts, so that input and stop requests from other threads interrupt it.
     pub fn run(&mut self, limit: Option<u64>) -> Result<RunEnd, MachineError> {
+        let _attached = self
+            .pc
+            .as_ref()
+            .map(|pc| pc.attach_input(&self.cpu.exit_request));
+        self.run_loop(limit)
+    }
+
+    /// The loop of [`Machine::run`], with the input handles attached.
+    fn run_loop(&mut self, limit: Option<u64>) -> Result<RunEnd, MachineError> {
         let mut remaining = limit.unwrap_or(u64::MAX);
         loop {
             if let Some(v) = self.debug_exit_value() {

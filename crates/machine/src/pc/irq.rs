@@ -110,15 +110,25 @@ impl Pc {
     }
 
     /// HLT with interrupts enabled: if nothing is pending, jumps the clock to the next timer
-    /// deadline (the TSC jumps with it). False when nothing can ever wake the CPU.
+    /// deadline (the TSC jumps with it), or without one waits for host input. False when
+    /// nothing can ever wake the CPU.
     fn idle(&mut self, cpu: &mut CpuState) -> bool {
+        self.feed_input();
         self.refresh(cpu);
         if self.pending || self.nmi_pending {
             return true;
         }
         let now = self.clock.now_ns();
         let Some(deadline) = self.next_deadline else {
-            return false;
+            // No timer will fire: only host input (or a stop request) can end this HLT.
+            // Park the thread until some arrives rather than spin; with no sender left,
+            // nothing ever will.
+            if !self.input.wait() {
+                return false;
+            }
+            self.feed_input();
+            self.refresh(cpu);
+            return true;
         };
         let skip = deadline.saturating_sub(now);
         self.idle_ns += skip;
@@ -134,6 +144,7 @@ impl Machine {
     /// the run ends, if it does.
     pub(crate) fn service_devices(&mut self) -> Option<RunEnd> {
         let pc = self.pc.as_mut()?;
+        pc.feed_input();
         // Reset and power-off requests only come from port writes, which make `refresh`
         // look.
         if std::mem::take(&mut self.cpu.ferr) != 0 {

@@ -19,6 +19,7 @@
 //! TSC-deadline conversion is the identity.
 
 pub(crate) mod bios;
+mod input;
 mod wiring;
 
 use std::sync::Arc;
@@ -43,6 +44,7 @@ use crane86_devices::{BusError, Clock, IrqLine, ManualClock, MmioBus, PortBus, P
 use crane86_runtime::PortIo;
 use parking_lot::Mutex;
 
+pub use input::SerialInput;
 pub use wiring::SerialSink;
 use wiring::{ApicPage, IsaIrq, PcMmio, Shared};
 
@@ -79,6 +81,12 @@ pub struct Pc {
     /// IRQ 13: the x87's FERR# output, for kernels that leave CR0.NE clear.
     ferr: IsaIrq,
     serial: SerialSink,
+    uart: Arc<Mutex<Com1>>,
+    /// Host input for COM1, filled by [`SerialInput`] handles.
+    input: input::InputQueue,
+    /// Host input taken from `input` that waits for a guest driver to listen (see
+    /// [`Pc::feed_input`]).
+    held_input: Vec<u8>,
     /// Virtual time HLT skipped (the clock is retired instructions plus this).
     idle_ns: u64,
     /// The earliest timer deadline, as of the last look at the devices.
@@ -91,6 +99,9 @@ pub struct Pc {
     synced_apic_base: u64,
     synced_cr8: u64,
 }
+
+/// COM1 as the board wires it: IRQ 4, output to the serial sink.
+type Com1 = Uart<IsaIrq, SerialSink>;
 
 /// The port bus, remembering whether the guest touched it since the run loop last looked
 /// (a port access may raise an interrupt or reprogram a timer).
@@ -205,11 +216,8 @@ impl Pc {
         bus.insert(0x92, 1, Box::new(Shared(port92.clone())))?;
         bus.insert(0xe9, 1, Box::new(DebugCon::new(serial.clone())))?;
         bus.insert(0xf4, 4, Box::new(Shared(debug_exit.clone())))?;
-        bus.insert(
-            0x3f8,
-            UART_PORTS,
-            Box::new(Uart::new(isa(4), serial.clone())),
-        )?;
+        let uart = Arc::new(Mutex::new(Uart::new(isa(4), serial.clone())));
+        bus.insert(0x3f8, UART_PORTS, Box::new(Shared(uart.clone())))?;
         bus.insert(
             TESTDEV_PORT,
             TESTDEV_PORTS_LEN,
@@ -291,6 +299,9 @@ impl Pc {
             debug_exit,
             ferr,
             serial,
+            uart,
+            input: input::InputQueue::default(),
+            held_input: Vec::new(),
             idle_ns: 0,
             next_deadline: None,
             pending: false,
@@ -314,6 +325,42 @@ impl Pc {
     /// What COM1 and debugcon printed.
     pub fn serial(&self) -> &SerialSink {
         &self.serial
+    }
+
+    /// A handle other threads use to type into COM1 (and to stop the run).
+    pub fn serial_input(&self) -> SerialInput {
+        self.input.handle()
+    }
+
+    /// Publishes the running vCPU's `exit_request` to [`SerialInput`] senders for the
+    /// guard's lifetime (see [`input::InputQueue::attach`]).
+    pub(crate) fn attach_input(&self, exit: &std::sync::atomic::AtomicU32) -> input::Attached {
+        self.input.attach(exit)
+    }
+
+    /// Hands host input to COM1.
+    ///
+    /// Input waits on the board until a guest driver listens through interrupts (IER's
+    /// received-data bit and MCR.OUT2, see [`Uart::interrupt_driven_receive`]): Linux's 8250
+    /// driver reads and drops the receive register while it probes and starts the port, so
+    /// bytes piped in early (`printf 'cmd\n' | crane86 run ...`) would otherwise lose their
+    /// first bytes to it. A guest that only polls the UART gets no input. IER and MCR only
+    /// change through port writes, so the UART is only looked at again after port I/O.
+    fn feed_input(&mut self) {
+        let fresh = self.input.is_ready();
+        if fresh {
+            self.held_input.extend(self.input.take());
+        }
+        if self.held_input.is_empty() || !(fresh || self.ports.touched) {
+            return;
+        }
+        let mut uart = self.uart.lock();
+        if uart.interrupt_driven_receive() {
+            uart.enqueue_input(&self.held_input);
+            self.held_input.clear();
+            // The UART may have raised IRQ 4: make `refresh` look at the controllers.
+            self.ports.touched = true;
+        }
     }
 
     /// The value the guest wrote to isa-debug-exit, once it has.

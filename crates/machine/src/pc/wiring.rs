@@ -68,7 +68,7 @@ impl MmioHandler for PcMmio {
 }
 
 /// Where COM1's and debugcon's bytes go: kept for the caller (tests read them) and, when
-/// `echo` is set, copied to the host's stdout as they arrive.
+/// `echo` is set, copied (and flushed) to the host's stdout as they arrive.
 #[derive(Clone, Default)]
 pub struct SerialSink {
     inner: Arc<Mutex<SinkState>>,
@@ -104,9 +104,9 @@ impl Write for SerialSink {
         if s.echo {
             let mut out = std::io::stdout().lock();
             let _ = out.write_all(buf);
-            if buf.contains(&b'\n') {
-                let _ = out.flush();
-            }
+            // Every write, not only at newlines: an interactive guest's prompt and the
+            // echo of what is typed have none.
+            let _ = out.flush();
         }
         Ok(buf.len())
     }
