@@ -14,14 +14,44 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// `crane86` alone boots the Debian guest (building its image first when missing) to a
+/// shell on the console: commands piped to stdin run there, and `poweroff -f` ends the run
+/// with status 0.
 #[test]
-fn no_arguments_boots_the_default_guest_and_succeeds() {
-    let o = crane86(&[]);
+fn no_arguments_boots_debian_to_a_shell() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_crane86"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the crane86 binary runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"echo hello-$((6*7))\npoweroff -f\n")
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    assert!(out.contains("crane86: boot complete"), "{out}");
+    assert!(out.lines().any(|l| l.trim() == "hello-42"), "{out}");
+}
+
+#[test]
+fn the_bundled_guest_runs_by_name() {
+    let o = crane86(&["run", "--guest", "crc32"]);
     let want = crane86_guests::by_name("crc32", 64)
         .unwrap()
         .expected_output;
     assert_eq!(text(&o.stdout), want);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "isa-debug-exit 0 gives (0 << 1) | 1"
+    );
 }
 
 #[test]

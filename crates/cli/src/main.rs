@@ -4,8 +4,8 @@
 use anyhow::Result;
 use clap::Parser;
 
-use crane86::args::{Cli, Command, ConformanceCmd, RunArgs};
-use crane86::run::{boot_target, bundled_image, run_boot, run_image, DEFAULT_GUEST};
+use crane86::args::{Cli, Command, ConformanceCmd};
+use crane86::run::{boot_target, default_linux_boot, run_boot};
 
 fn main() {
     tracing_subscriber::fmt()
@@ -25,18 +25,11 @@ fn main() {
 fn dispatch(cli: Cli) -> Result<i32> {
     match cli.command {
         None => {
-            let (name, _) = DEFAULT_GUEST;
+            let (args, boot) = default_linux_boot()?;
             eprintln!(
-                "crane86: running the bundled `{name}` test guest (64-bit); `crane86 --help` for more"
+                "crane86: booting Debian's x86-64 kernel to a busybox shell (Ctrl-A x quits, `poweroff` ends it); `crane86 --help` for more"
             );
-            let args = RunArgs::parse_default(name);
-            let image = bundled_image(name, args.mode)?;
-            let outcome = run_image(&args, image)?;
-            // The bundled guest reports success with isa-debug-exit 0; say so as status 0.
-            Ok(match outcome.end {
-                crane86_machine::RunEnd::DebugExit(0) => 0,
-                _ => outcome.status,
-            })
+            Ok(run_boot(&args, &boot)?.status)
         }
         Some(Command::Run(args)) => {
             let boot = boot_target(&args)?;

@@ -75,8 +75,47 @@ pub fn tier(t: TierArg, threshold: u32) -> Tier {
     }
 }
 
-/// The guest `cargo run` boots with no arguments, until the Linux guest boots.
+/// The bundled flat guest of `crane86 run --guest` without a name (and of the tests).
 pub const DEFAULT_GUEST: (&str, u32) = ("crc32", 64);
+
+/// Guest RAM of the default Linux guest, in MiB.
+pub const LINUX_MEM_MIB: u64 = 512;
+
+/// The default guest: Debian's x86-64 kernel and busybox initramfs from
+/// `guest-images/linux/build.sh`, built first when missing (it downloads the Debian packages
+/// with apt), booted to an interactive shell on the terminal.
+pub fn default_linux_boot() -> Result<(RunArgs, Boot)> {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = repo.join("target/guest/linux-amd64");
+    let (kernel, initrd) = (dir.join("vmlinuz"), dir.join("initrd.img"));
+    if !kernel.exists() || !initrd.exists() {
+        eprintln!(
+            "crane86: building the default Linux guest in {} (first run: downloads Debian's kernel and busybox packages)",
+            dir.display()
+        );
+        let script = repo.join("guest-images/linux/build.sh");
+        let status = std::process::Command::new("bash")
+            .arg(&script)
+            .args(["--arch", "amd64", "--out"])
+            .arg(&dir)
+            .status()
+            .with_context(|| format!("cannot run {}", script.display()))?;
+        if !status.success() {
+            bail!(
+                "building the Linux guest failed ({}); see the lines above",
+                script.display()
+            );
+        }
+    }
+    let mut args = RunArgs::parse_default(DEFAULT_GUEST.0);
+    args.guest = None;
+    args.kernel = Some(kernel);
+    args.initrd = Some(initrd);
+    args.append = "console=ttyS0".into();
+    args.mem_mib = LINUX_MEM_MIB;
+    let boot = boot_target(&args)?;
+    Ok((args, boot))
+}
 
 /// A bundled test guest by name, in the mode `--mode` asks for.
 pub fn bundled_image(name: &str, mode: ModeArg) -> Result<Image> {
