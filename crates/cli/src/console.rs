@@ -178,7 +178,7 @@ impl Drop for RawMode {
 }
 
 /// True when stdin is a terminal.
-fn stdin_is_tty() -> bool {
+pub fn stdin_is_tty() -> bool {
     // SAFETY: isatty only inspects the descriptor; any value is safe to pass.
     unsafe { libc::isatty(libc::STDIN_FILENO) == 1 }
 }

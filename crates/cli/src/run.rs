@@ -265,7 +265,9 @@ pub fn run_boot(args: &RunArgs, boot: &Boot) -> Result<Outcome> {
             cmdline,
         } => m.load_linux(kernel, initrd.as_deref(), cmdline)?,
     }
-    // PC guests get the host's stdin on COM1; flat guests have no serial input.
+    // PC guests get the host's stdin on COM1; flat guests have no serial input. With a
+    // person at a terminal, idle guest time passes in real time.
+    m.set_realtime_idle(crate::console::stdin_is_tty());
     let console = match m.serial_input() {
         Some(input) => Some(Console::start(input)?),
         None => None,

@@ -192,6 +192,15 @@ impl Machine {
         self.pc.as_ref().map(|pc| pc.serial_input())
     }
 
+    /// On the PC board: let idle time (HLT until the next timer) pass in real time rather
+    /// than skipping it. For interactive use; the default skips, which keeps runs fast and
+    /// their timing a function of the guest alone.
+    pub fn set_realtime_idle(&mut self, on: bool) {
+        if let Some(pc) = self.pc.as_mut() {
+            pc.set_realtime_idle(on);
+        }
+    }
+
     /// Copies the guest's serial output to the host's stdout as it arrives (or stops).
     pub fn set_echo(&mut self, echo: bool) {
         self.ports.echo = echo;

@@ -179,6 +179,21 @@ impl InputQueue {
         s.bytes.drain(..).collect()
     }
 
+    /// Blocks the calling thread for at most `limit`, or until bytes arrive or a stop is
+    /// requested (true when that woke it).
+    pub(crate) fn wait_timeout(&self, limit: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + limit;
+        let mut s = self.shared.state.lock();
+        loop {
+            if !s.bytes.is_empty() || s.stop || s.pending_exit() & EXIT_STOP != 0 {
+                return true;
+            }
+            if self.shared.cond.wait_until(&mut s, deadline).timed_out() {
+                return false;
+            }
+        }
+    }
+
     /// Blocks the calling thread until bytes arrive or a stop is requested (true), or until
     /// no handle is left to send anything (false, at once if there never was one).
     pub(crate) fn wait(&self) -> bool {

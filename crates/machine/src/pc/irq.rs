@@ -130,7 +130,20 @@ impl Pc {
             self.refresh(cpu);
             return true;
         };
-        let skip = deadline.saturating_sub(now);
+        let mut skip = deadline.saturating_sub(now);
+        if self.realtime_idle {
+            // Interactive runs: idle time passes in real time (a guest `sleep 1` takes a
+            // second, an idle shell leaves the host idle); input ends the wait early, and the
+            // clock then moves by the time actually waited.
+            let t0 = std::time::Instant::now();
+            if self
+                .input
+                .wait_timeout(std::time::Duration::from_nanos(skip))
+            {
+                skip = skip.min(t0.elapsed().as_nanos() as u64);
+                self.feed_input();
+            }
+        }
         self.idle_ns += skip;
         cpu.msr.tsc_offset = cpu.msr.tsc_offset.wrapping_add(skip);
         self.refresh(cpu);

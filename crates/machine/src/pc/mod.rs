@@ -84,6 +84,8 @@ pub struct Pc {
     uart: Arc<Mutex<Com1>>,
     /// Host input for COM1, filled by [`SerialInput`] handles.
     input: input::InputQueue,
+    /// HLT waits out idle time in real time instead of skipping it (interactive runs).
+    realtime_idle: bool,
     /// Host input taken from `input` that waits for a guest driver to listen (see
     /// [`Pc::feed_input`]).
     held_input: Vec<u8>,
@@ -301,6 +303,7 @@ impl Pc {
             serial,
             uart,
             input: input::InputQueue::default(),
+            realtime_idle: false,
             held_input: Vec::new(),
             idle_ns: 0,
             next_deadline: None,
@@ -386,6 +389,11 @@ impl Pc {
     /// until the handler writes port 0xF0, as the PC/AT wires it.
     pub(crate) fn fpu_error(&mut self) {
         self.ferr.set_level(true);
+    }
+
+    /// See [`crate::Machine::set_realtime_idle`].
+    pub(crate) fn set_realtime_idle(&mut self, on: bool) {
+        self.realtime_idle = on;
     }
 
     /// True (once) when the guest entered S5 (soft off) through the ACPI PM block.
