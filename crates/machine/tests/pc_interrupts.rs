@@ -3,40 +3,15 @@
 //! HLTs, and counts the interrupts in its handler. The virtual clock (1 instruction = 1 ns,
 //! plus the time HLT skips) decides when they arrive.
 
-use crane86_machine::{Board, ExceptionPolicy, Machine, MachineConfig, RunEnd};
-use crane86_runtime::{CpuMode, DescriptorTable};
-use crane86_translator::Tier;
+use crane86_machine::{Machine, RunEnd};
+use crane86_runtime::CpuMode;
 use iced_x86::code_asm::*;
 
-const TIERS: [Tier; 3] = [Tier::Interp, Tier::Jit, Tier::Auto { threshold: 3 }];
-const GDT: u64 = 0x500;
-const IDT: u64 = 0x600;
+mod common;
+
+use common::{asm, interrupt_gate, machine, ENTRY, HANDLER, IDT, TIERS};
+
 const COUNTER: u64 = 0x3000;
-const ENTRY: u64 = 0x1000;
-const HANDLER: u64 = 0x2000;
-/// Flat 4 GiB code (0x08) and data (0x10) segments, 32-bit.
-const GDT_ENTRIES: [u64; 3] = [0, 0x00cf_9a00_0000_ffff, 0x00cf_9200_0000_ffff];
-
-fn machine(tier: Tier) -> Machine {
-    Machine::new(&MachineConfig {
-        tier,
-        exceptions: ExceptionPolicy::Stop,
-        board: Board::Pc,
-        ..MachineConfig::default()
-    })
-    .unwrap()
-}
-
-fn asm(at: u64, f: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>) -> Vec<u8> {
-    let mut a = CodeAssembler::new(32).unwrap();
-    f(&mut a).unwrap();
-    a.assemble(at).unwrap()
-}
-
-/// A 32-bit interrupt gate to `HANDLER` in segment 0x08.
-fn interrupt_gate() -> u64 {
-    (HANDLER & 0xffff) | (0x08 << 16) | (0x8e << 40) | ((HANDLER >> 16) << 48)
-}
 
 /// Loads the guest: `setup` runs first (flat segments reloaded), then `sti`, then HLT until
 /// the counter reaches `want`, then the count goes out to isa-debug-exit. `eoi` ends the
@@ -74,22 +49,7 @@ fn load(
         a.pop(eax)?;
         a.iretd()
     });
-    m.load_flat(&main, ENTRY, ENTRY, CpuMode::Prot32).unwrap();
-    m.mem.load(HANDLER, &handler).unwrap();
-    for (i, d) in GDT_ENTRIES.iter().enumerate() {
-        m.mem.load(GDT + 8 * i as u64, &d.to_le_bytes()).unwrap();
-    }
-    m.mem
-        .load(IDT + 8 * u64::from(vector), &interrupt_gate().to_le_bytes())
-        .unwrap();
-    m.cpu.gdtr = DescriptorTable {
-        base: GDT,
-        limit: (GDT_ENTRIES.len() * 8 - 1) as u16,
-    };
-    m.cpu.idtr = DescriptorTable {
-        base: IDT,
-        limit: 0x7ff,
-    };
+    common::load(m, &main, &handler, vector);
 }
 
 #[test]

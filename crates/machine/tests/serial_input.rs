@@ -6,58 +6,24 @@
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crane86_machine::{Board, ExceptionPolicy, Machine, MachineConfig, RunEnd};
-use crane86_runtime::{CpuMode, DescriptorTable};
+use crane86_machine::{Machine, RunEnd};
+use crane86_runtime::CpuMode;
 use crane86_translator::Tier;
 use iced_x86::code_asm::*;
 
-const TIERS: [Tier; 3] = [Tier::Interp, Tier::Jit, Tier::Auto { threshold: 3 }];
-const GDT: u64 = 0x500;
-const IDT: u64 = 0x600;
+mod common;
+
+use common::{asm, machine, ENTRY, HANDLER, TIERS};
+
 const COUNT: u64 = 0x3000;
 const BUF: u64 = 0x10000;
-const ENTRY: u64 = 0x1000;
-const HANDLER: u64 = 0x2000;
 const COM1: u32 = 0x3f8;
 /// Bytes the host sends in the ordering test.
 const N: usize = 5000;
-/// Flat 4 GiB code (0x08) and data (0x10) segments, 32-bit.
-const GDT_ENTRIES: [u64; 3] = [0, 0x00cf_9a00_0000_ffff, 0x00cf_9200_0000_ffff];
 
-fn machine(tier: Tier) -> Machine {
-    Machine::new(&MachineConfig {
-        tier,
-        exceptions: ExceptionPolicy::Stop,
-        board: Board::Pc,
-        ..MachineConfig::default()
-    })
-    .unwrap()
-}
-
-fn asm(at: u64, f: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>) -> Vec<u8> {
-    let mut a = CodeAssembler::new(32).unwrap();
-    f(&mut a).unwrap();
-    a.assemble(at).unwrap()
-}
-
-/// Loads `main` at `ENTRY` in 32-bit protected mode with flat segments, and `handler` behind
-/// IDT vector 0x24 (IRQ 4 with the 8259 master at 0x20).
+/// Loads `main` and `handler` behind IDT vector 0x24 (IRQ 4 with the 8259 master at 0x20).
 fn load(m: &mut Machine, main: &[u8], handler: &[u8]) {
-    m.load_flat(main, ENTRY, ENTRY, CpuMode::Prot32).unwrap();
-    m.mem.load(HANDLER, handler).unwrap();
-    for (i, d) in GDT_ENTRIES.iter().enumerate() {
-        m.mem.load(GDT + 8 * i as u64, &d.to_le_bytes()).unwrap();
-    }
-    let gate = (HANDLER & 0xffff) | (0x08 << 16) | (0x8e << 40) | ((HANDLER >> 16) << 48);
-    m.mem.load(IDT + 8 * 0x24, &gate.to_le_bytes()).unwrap();
-    m.cpu.gdtr = DescriptorTable {
-        base: GDT,
-        limit: (GDT_ENTRIES.len() * 8 - 1) as u16,
-    };
-    m.cpu.idtr = DescriptorTable {
-        base: IDT,
-        limit: 0x7ff,
-    };
+    common::load(m, main, handler, 0x24);
 }
 
 /// The guest: 8259 master at vectors 0x20-0x27 with only IRQ 4 unmasked, COM1's

@@ -202,67 +202,42 @@ pub(crate) fn pack_exact(neg: bool, m: u128, e: i32) -> F80 {
     }
 }
 
-/// A 32-bit float from memory, widened exactly; the flag says it was a denormal (which
-/// raises DE when loaded or used).
-pub(crate) fn from_f32(bits: u32) -> (F80, bool) {
-    let neg = bits >> 31 != 0;
-    let exp = (bits >> 23) & 0xff;
-    let frac = u64::from(bits & 0x7f_ffff);
+/// A binary float of `frac_bits` fraction bits and exponent bias `bias` (its exponent
+/// field `exp`, all ones for infinities and NaNs), widened exactly to 80 bits; the flag
+/// says it was a denormal (which raises DE when loaded or used).
+fn widen(neg: bool, exp: i32, frac: u64, frac_bits: u32, bias: i32) -> (F80, bool) {
+    let max_exp = 2 * bias + 1;
     match exp {
         0 if frac == 0 => (zero(neg), false),
-        0 => (pack_exact(neg, u128::from(frac), -126 - 23), true),
-        0xff => (
-            with_sign(
-                F80 {
-                    signif: INT_BIT | frac << 40,
-                    sign_exp: 0x7fff,
-                },
-                neg,
-            ),
-            false,
+        0 => (
+            pack_exact(neg, u128::from(frac), 1 - bias - frac_bits as i32),
+            true,
         ),
-        _ => (
-            with_sign(
-                F80 {
-                    signif: INT_BIT | frac << 40,
-                    sign_exp: (exp as i32 - 127 + BIAS) as u16,
-                },
-                neg,
-            ),
-            false,
-        ),
+        _ => {
+            let sign_exp = if exp == max_exp {
+                0x7fff
+            } else {
+                (exp - bias + BIAS) as u16
+            };
+            let v = F80 {
+                signif: INT_BIT | frac << (63 - frac_bits),
+                sign_exp,
+            };
+            (with_sign(v, neg), false)
+        }
     }
+}
+
+/// A 32-bit float from memory, widened exactly, with its denormal flag.
+pub(crate) fn from_f32(bits: u32) -> (F80, bool) {
+    let exp = ((bits >> 23) & 0xff) as i32;
+    widen(bits >> 31 != 0, exp, u64::from(bits & 0x7f_ffff), 23, 127)
 }
 
 /// A 64-bit float from memory, widened exactly, with its denormal flag.
 pub(crate) fn from_f64(bits: u64) -> (F80, bool) {
-    let neg = bits >> 63 != 0;
     let exp = ((bits >> 52) & 0x7ff) as i32;
-    let frac = bits & ((1 << 52) - 1);
-    match exp {
-        0 if frac == 0 => (zero(neg), false),
-        0 => (pack_exact(neg, u128::from(frac), -1022 - 52), true),
-        0x7ff => (
-            with_sign(
-                F80 {
-                    signif: INT_BIT | frac << 11,
-                    sign_exp: 0x7fff,
-                },
-                neg,
-            ),
-            false,
-        ),
-        _ => (
-            with_sign(
-                F80 {
-                    signif: INT_BIT | frac << 11,
-                    sign_exp: (exp - 1023 + BIAS) as u16,
-                },
-                neg,
-            ),
-            false,
-        ),
-    }
+    widen(bits >> 63 != 0, exp, bits & ((1 << 52) - 1), 52, 1023)
 }
 
 /// An integer, converted exactly.
