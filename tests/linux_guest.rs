@@ -216,3 +216,28 @@ fn i386_checks_match_the_host_busybox() {
 fn i386_checks_match_qemu_tcg() {
     assert_eq!(crane86_boot(Arch::I386), qemu_boot(Arch::I386));
 }
+
+/// Ten boots in a row of the amd64 guest reach `/init` and power off, none hangs (each
+/// within [`TIMEOUT`]). `/init` powers off at once when the script it is asked for does
+/// not exist.
+#[test]
+fn ten_boots_in_a_row_reach_init_and_power_off() {
+    let dir = images(Arch::Amd64);
+    for i in 0..10 {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_crane86"));
+        cmd.arg("run")
+            .arg("--kernel")
+            .arg(dir.join("vmlinuz"))
+            .arg("--initrd")
+            .arg(dir.join("initrd.img"))
+            .args([
+                "-m",
+                MEM_MIB,
+                "--append",
+                "console=ttyS0 quiet crane86.script=none-such",
+            ]);
+        let (out, status) = run(cmd);
+        assert_eq!(status, Some(0), "boot {i}:\n{out}");
+        assert!(out.contains("crane86: boot complete"), "boot {i}:\n{out}");
+    }
+}
