@@ -9,8 +9,9 @@ cd "$(dirname "$0")/.."
 # (guest-images/system) and QEMU TCG is the referee they are compared with
 # (tests/system_guests.rs); gcc and binutils build the float guest and its native
 # reference (tests/float_guest.rs); cpio packs the Linux guest's initramfs
-# (guest-images/linux/build.sh, tests/linux_guest.rs).
-PACKAGES=(nasm qemu-system-x86 gcc binutils cpio)
+# (guest-images/linux/build.sh, tests/linux_guest.rs); tmux gives the interactive-console
+# test a terminal (tests/console.rs).
+PACKAGES=(nasm qemu-system-x86 gcc binutils cpio tmux)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
