@@ -145,7 +145,8 @@ fn crane86_boot(arch: Arch) -> Vec<String> {
     LINES[arch.slot()].get_or_init(|| boot_once(arch)).clone()
 }
 
-fn boot_once(arch: Arch) -> Vec<String> {
+/// `crane86 run` of the guest's kernel and initrd with the command line `append`.
+fn crane86_cmd(arch: Arch, append: &str) -> Command {
     let dir = images(arch);
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_crane86"));
     cmd.arg("run")
@@ -153,8 +154,12 @@ fn boot_once(arch: Arch) -> Vec<String> {
         .arg(dir.join("vmlinuz"))
         .arg("--initrd")
         .arg(dir.join("initrd.img"))
-        .args(["-m", MEM_MIB, "--append", APPEND]);
-    let (out, status) = run(cmd);
+        .args(["-m", MEM_MIB, "--append", append]);
+    cmd
+}
+
+fn boot_once(arch: Arch) -> Vec<String> {
+    let (out, status) = run(crane86_cmd(arch, APPEND));
     assert_eq!(
         status,
         Some(0),
@@ -222,20 +227,8 @@ fn i386_checks_match_qemu_tcg() {
 /// not exist.
 #[test]
 fn ten_boots_in_a_row_reach_init_and_power_off() {
-    let dir = images(Arch::Amd64);
     for i in 0..10 {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_crane86"));
-        cmd.arg("run")
-            .arg("--kernel")
-            .arg(dir.join("vmlinuz"))
-            .arg("--initrd")
-            .arg(dir.join("initrd.img"))
-            .args([
-                "-m",
-                MEM_MIB,
-                "--append",
-                "console=ttyS0 quiet crane86.script=none-such",
-            ]);
+        let cmd = crane86_cmd(Arch::Amd64, "console=ttyS0 quiet crane86.script=none-such");
         let (out, status) = run(cmd);
         assert_eq!(status, Some(0), "boot {i}:\n{out}");
         assert!(out.contains("crane86: boot complete"), "boot {i}:\n{out}");
