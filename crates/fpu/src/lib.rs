@@ -16,6 +16,8 @@ pub mod save;
 pub mod simd;
 pub mod soft;
 pub mod state;
+#[cfg(test)]
+mod testutil;
 pub mod x87;
 
 pub use operands::{Loc, Operands};

@@ -25,13 +25,7 @@ fn load(
 ) {
     let main = asm(ENTRY, |a| {
         let mut top = a.create_label();
-        let mut flat = a.create_label();
-        a.jmp_far(0x08, ENTRY as u32 + 7)?;
-        a.set_label(&mut flat)?;
-        a.mov(eax, 0x10)?;
-        a.mov(ds, ax)?;
-        a.mov(ss, ax)?;
-        a.mov(esp, 0x8000)?;
+        common::enter_flat(a)?;
         setup(a)?;
         a.sti()?;
         a.set_label(&mut top)?;

@@ -32,13 +32,7 @@ fn load(m: &mut Machine, main: &[u8], handler: &[u8]) {
 fn load_receiver(m: &mut Machine) {
     let main = asm(ENTRY, |a| {
         let mut top = a.create_label();
-        let mut flat = a.create_label();
-        a.jmp_far(0x08, ENTRY as u32 + 7)?;
-        a.set_label(&mut flat)?;
-        a.mov(eax, 0x10)?;
-        a.mov(ds, ax)?;
-        a.mov(ss, ax)?;
-        a.mov(esp, 0x8000)?;
+        common::enter_flat(a)?;
         for (port, v) in [(0x20, 0x11), (0x21, 0x20), (0x21, 0x04), (0x21, 0x01)] {
             a.mov(al, v)?;
             a.out(port, al)?;

@@ -34,6 +34,19 @@ pub fn asm(at: u64, f: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>)
     a.assemble(at).unwrap()
 }
 
+/// The guest's first instructions: reload CS, DS and SS from the test GDT (the flat
+/// loader's descriptor caches do not come from it) and set the stack below 0x8000.
+pub fn enter_flat(a: &mut CodeAssembler) -> Result<(), IcedError> {
+    let mut flat = a.create_label();
+    // jmp far 0x08:flat, 7 bytes at ENTRY.
+    a.jmp_far(0x08, ENTRY as u32 + 7)?;
+    a.set_label(&mut flat)?;
+    a.mov(eax, 0x10)?;
+    a.mov(ds, ax)?;
+    a.mov(ss, ax)?;
+    a.mov(esp, 0x8000)
+}
+
 /// A 32-bit interrupt gate to `HANDLER` through the flat code segment.
 pub fn interrupt_gate() -> u64 {
     (HANDLER & 0xffff) | (0x08 << 16) | (0x8e << 40) | ((HANDLER >> 16) << 48)

@@ -12,23 +12,7 @@ use crate::simd::SimdFault;
 use crate::state::Fpu;
 use iced_x86::Code;
 
-/// A small xorshift64* generator: deterministic, good enough for operand mixing.
-pub(super) struct Rng(u64);
-
-impl Rng {
-    pub(super) fn new(seed: u64) -> Rng {
-        Rng(seed | 1)
-    }
-    pub(super) fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    pub(super) fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+pub(super) use crate::testutil::Rng;
 
 const SPECIAL32: &[u32] = &[
     0x0000_0000,

@@ -21,25 +21,9 @@ mod insert;
 mod int;
 mod string;
 
-/// xorshift64*: a small deterministic generator for test inputs.
-pub(super) struct Rng(u64);
+pub(super) use crate::testutil::Rng;
 
 impl Rng {
-    pub(super) fn new(seed: u64) -> Rng {
-        Rng(seed | 1)
-    }
-
-    pub(super) fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    pub(super) fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
     pub(super) fn u128(&mut self) -> u128 {
         u128::from(self.next()) | u128::from(self.next()) << 64
     }
