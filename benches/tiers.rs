@@ -158,6 +158,13 @@ fn translate(c: &mut Criterion) {
     let chain = ChainSlots {
         slot_addr: [slots.as_ptr() as u64, slots.as_ptr() as u64 + 8],
         token: [1, 2],
+        // No lookup table: exits the cache would not link return to the run loop.
+        key: crane86_runtime::BlockKey {
+            ip: 0,
+            cs_base: 0,
+            bits: 0,
+        },
+        jump_table: 0,
     };
     grp.throughput(Throughput::Elements(blocks.len() as u64));
     for (name, optimize) in [
@@ -167,6 +174,7 @@ fn translate(c: &mut Criterion) {
         let mut jit = Jit::new(JitOptions {
             optimize,
             verify: false,
+            background: false,
         })
         .unwrap();
         grp.bench_function(name, |b| {

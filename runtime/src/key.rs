@@ -67,6 +67,18 @@ impl BlockKey {
         }
     }
 
+    /// The key of the block at `ip`, whose first byte is at physical address `phys`, in the
+    /// same mode and code segment as this one: where a block leads when none of its
+    /// instructions changes a mode bit (those that do are runtime-class and end the run of
+    /// generated code).
+    pub fn successor(self, ip: u64, phys: u64) -> BlockKey {
+        BlockKey {
+            ip,
+            cs_base: self.cs_base,
+            bits: (self.bits & !ADDR_MASK) | (phys & ADDR_MASK),
+        }
+    }
+
     /// The physical address of the block's first byte.
     pub fn phys(self) -> u64 {
         self.bits & ADDR_MASK

@@ -22,7 +22,7 @@ use crate::state::CpuState;
 pub const PAGE_SIZE: u64 = 4096;
 const PAGE_MASK: u64 = !(PAGE_SIZE - 1);
 /// Entries of the direct-mapped software TLB (a power of two).
-pub const TLB_ENTRIES: usize = 256;
+pub const TLB_ENTRIES: usize = 4096;
 
 /// One software-TLB entry. Generated code indexes it by `(linear >> 12) % TLB_ENTRIES` and
 /// compares the page of the access's last byte with `read` or `write`: a match means the
@@ -401,7 +401,9 @@ fn tlb_fill(cpu: &mut CpuState, mem: &PhysMem, linear: u64, t: &Translation, pl:
     let write = write && t.dirty && !mem.is_code_page(ppage);
     cpu.paging.tlb_fills += 1;
     let tag = |ok: bool| if ok { lpage } else { TlbEntry::INVALID_TAG };
-    cpu.tlb[pl.tlb()][tlb_index(linear)] = TlbEntry {
+    let i = tlb_index(linear);
+    cpu.tlb_filled[pl.tlb()][i / 64] |= 1 << (i % 64);
+    cpu.tlb[pl.tlb()][i] = TlbEntry {
         read: tag(read),
         write: tag(write),
         addend: mem.host_addr(ppage).wrapping_sub(lpage),
@@ -433,6 +435,24 @@ fn linear_mask(cpu: &CpuState) -> u64 {
     }
 }
 
+/// The physical address of an access within one page that `pl`'s TLB allows (the tag that
+/// `tag` picks matches): what the walk would give, without it. Implicit accesses always walk:
+/// SMAP treats them differently from the explicit ones the TLB's tags were made for.
+fn tlb_hit(
+    cpu: &CpuState,
+    mem: &PhysMem,
+    linear: u64,
+    pl: Privilege,
+    tag: impl Fn(&TlbEntry) -> u64,
+) -> Option<u64> {
+    if pl == Privilege::Implicit {
+        return None;
+    }
+    let e = &cpu.tlb[pl.tlb()][tlb_index(linear)];
+    (tag(e) == linear & PAGE_MASK)
+        .then(|| linear.wrapping_add(e.addend).wrapping_sub(mem.host_addr(0)))
+}
+
 /// Reads `size` bytes (1..=8) at a linear address with an explicit access at privilege
 /// `pl`; fills that privilege's TLB.
 pub fn read_as(
@@ -449,6 +469,9 @@ pub fn read_as(
             v |= read_as(cpu, mem, linear.wrapping_add(u64::from(i)) & mask, 1, pl)? << (8 * i);
         }
         return Ok(v);
+    }
+    if let Some(phys) = tlb_hit(cpu, mem, linear, pl, |e| e.read) {
+        return Ok(mem.read_phys(phys, size));
     }
     let t = walk_for(
         cpu,
@@ -484,6 +507,11 @@ pub fn write_as(
             let a = linear.wrapping_add(u64::from(i)) & mask;
             write_as(cpu, mem, a, 1, value >> (8 * i), pl)?;
         }
+        return Ok(());
+    }
+    if let Some(phys) = tlb_hit(cpu, mem, linear, pl, |e| e.write) {
+        // A writable entry never maps a code page or a page whose dirty bit is clear.
+        mem.write_phys(phys, size, value);
         return Ok(());
     }
     let t = walk_for(cpu, mem, linear, Access::Write, user, implicit)?;
@@ -565,6 +593,19 @@ pub fn fetch_phys(cpu: &mut CpuState, mem: &mut PhysMem, linear: u64) -> Result<
     let t = translate(cpu, mem, linear, Access::Execute, pl == Privilege::User)?;
     tlb_fill(cpu, mem, linear, &t, pl);
     Ok(t.phys)
+}
+
+/// The physical address of an instruction fetch from `linear`, if the TLB of the given
+/// privilege already holds it; never walks, faults or counts. Generated code uses this to
+/// find the block an indirect branch leads to without leaving to the run loop, which does
+/// the full [`fetch_phys`] on a miss.
+pub fn cached_fetch_phys(cpu: &CpuState, mem: &PhysMem, linear: u64, user: bool) -> Option<u64> {
+    let pl = if user {
+        Privilege::User
+    } else {
+        Privilege::Supervisor
+    };
+    tlb_hit(cpu, mem, linear, pl, |e| e.exec)
 }
 
 /// [`fetch_phys`] for a fetch the CPU has not committed to (the decoder looking at the page

@@ -307,6 +307,10 @@ pub struct CpuState {
     /// CPL is part of its key, so generated code knows which one to index; keeping them apart
     /// means a privilege change needs no flush.
     pub tlb: [[TlbEntry; TLB_ENTRIES]; 2],
+    /// Which entries of each TLB may be valid (a bit per entry, set when one is filled), so
+    /// that a flush, which CR3 writes make frequent, touches only those and not the whole
+    /// 256 KiB.
+    pub tlb_filled: [[u64; TLB_ENTRIES / 64]; 2],
     /// The x87, MMX and SSE state, and the operand exchange area of its helpers.
     pub fpu: crane86_fpu::Fpu,
     /// XCR0: the state components XSAVE manages (bit 0 x87, always set; bit 1 SSE).
@@ -409,6 +413,7 @@ impl CpuState {
             xcr0: 1,
             ferr: 0,
             tlb: [[TlbEntry::INVALID; TLB_ENTRIES]; 2],
+            tlb_filled: [[0; TLB_ENTRIES / 64]; 2],
         }
     }
 
@@ -472,7 +477,15 @@ impl CpuState {
     /// Drops every TLB entry (on a mode change, CR3 write, or a code-page change).
     pub fn flush_tlb(&mut self) {
         self.paging.tlb_flushes += 1;
-        self.tlb = [[TlbEntry::INVALID; TLB_ENTRIES]; 2];
+        for (tlb, filled) in self.tlb.iter_mut().zip(self.tlb_filled.iter_mut()) {
+            for (w, word) in filled.iter_mut().enumerate() {
+                let mut bits = std::mem::take(word);
+                while bits != 0 {
+                    tlb[w * 64 + bits.trailing_zeros() as usize] = TlbEntry::INVALID;
+                    bits &= bits - 1;
+                }
+            }
+        }
     }
 }
 
@@ -513,6 +526,7 @@ impl Clone for CpuState {
             xcr0: self.xcr0,
             ferr: self.ferr,
             tlb: self.tlb,
+            tlb_filled: self.tlb_filled,
         }
     }
 }

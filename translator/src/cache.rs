@@ -11,6 +11,7 @@ use crane86_runtime::{BlockKey, CpuState, PhysMem};
 use crate::decode::{decode_block, DecodedBlock};
 use crate::emit::Ctx;
 use crate::jit::arena::CodeArena;
+use crate::jit::worker::{CompileWorker, Done, Job};
 use crate::jit::{ChainSlots, Jit, JitError, JitOptions};
 
 /// Which back end runs blocks.
@@ -79,6 +80,11 @@ pub struct Block {
     pub second_linear: Option<u64>,
     /// How often the block has run (saturating), for tiering.
     pub runs: u32,
+    /// Unique among all blocks this cache ever held (ids are reused), so that background
+    /// compile results find the block they were made for.
+    serial: u64,
+    /// Queued for the background compiler.
+    queued: bool,
     /// Compiled code, once it exists.
     pub code: Option<*const u8>,
     /// The two chain slots that generated code reads; boxed so their address is stable.
@@ -96,7 +102,18 @@ impl Block {
     }
 }
 
-const FAST_SIZE: usize = 4096;
+const FAST_SIZE: usize = 1 << 15;
+
+/// An entry of the direct-mapped table in front of the cache's hash map. Generated code reads
+/// it too (through [`crate::jit::helpers::jump_lookup`], which gets the table's address as a
+/// constant): `code` is the block's compiled code when generated code may jump to it without
+/// the run loop, else 0.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FastEntry {
+    pub(crate) key: BlockKey,
+    pub(crate) id: BlockId,
+    pub(crate) code: u64,
+}
 const PAGE_MASK: u64 = !(PAGE_SIZE - 1);
 
 /// Copies physical memory into `out`; what lies beyond RAM reads as 0xff.
@@ -119,7 +136,8 @@ pub struct Cache {
     blocks: Vec<Option<Block>>,
     free: Vec<BlockId>,
     map: HashMap<BlockKey, BlockId>,
-    fast: Box<[(BlockKey, BlockId)]>,
+    /// Never reallocated: compiled code holds its address.
+    fast: Box<[FastEntry]>,
     by_page: HashMap<u64, Vec<BlockId>>,
     arena: CodeArena,
     /// The trampoline lives in an arena of its own that is never reset.
@@ -127,6 +145,12 @@ pub struct Cache {
     jit: Jit,
     trampoline: *const u8,
     tier: Tier,
+    /// The background compiler (`--tier auto` with [`JitOptions::background`]).
+    worker: Option<CompileWorker>,
+    /// The serial number of the next block.
+    next_serial: u64,
+    /// `/tmp/perf-PID.map`, when asked for (see [`Cache::enable_perf_map`]).
+    perf_map: Option<std::io::BufWriter<std::fs::File>>,
     /// Statistics.
     pub stats: CacheStats,
 }
@@ -152,7 +176,13 @@ const NO_BLOCK: BlockKey = BlockKey {
     bits: u64::MAX,
 };
 
-fn fast_index(key: BlockKey) -> usize {
+const NO_ENTRY: FastEntry = FastEntry {
+    key: NO_BLOCK,
+    id: 0,
+    code: 0,
+};
+
+pub(crate) fn fast_index(key: BlockKey) -> usize {
     // The physical address usually equals or mirrors the IP (XORing the two would cancel
     // out under identity mappings), so hash the IP, the CS base and the mode bits only.
     let k = key.ip ^ key.cs_base.rotate_left(7) ^ key.mode_bits();
@@ -167,6 +197,10 @@ impl Cache {
         let arena = CodeArena::new(arena_bytes).map_err(CacheError::Arena)?;
         let mut tramp_arena = CodeArena::new(4096).map_err(CacheError::Arena)?;
         let mut jit = Jit::new(opts)?;
+        let worker = match tier {
+            Tier::Auto { .. } if opts.background => Some(CompileWorker::start(opts)?),
+            _ => None,
+        };
         let tramp = jit.compile_trampoline()?;
         let trampoline = tramp_arena
             .alloc(&tramp)
@@ -175,15 +209,46 @@ impl Cache {
             blocks: Vec::new(),
             free: Vec::new(),
             map: HashMap::new(),
-            fast: vec![(NO_BLOCK, 0); FAST_SIZE].into_boxed_slice(),
+            fast: vec![NO_ENTRY; FAST_SIZE].into_boxed_slice(),
             by_page: HashMap::new(),
             arena,
             _tramp_arena: tramp_arena,
             jit,
             trampoline,
             tier,
+            worker,
+            next_serial: 0,
+            perf_map: None,
             stats: CacheStats::default(),
         })
+    }
+
+    /// Starts writing `/tmp/perf-PID.map`, the file Linux `perf report` reads to name code
+    /// that has no symbols: one line per compiled block, `guest_<rip>_<cs base>`, so host
+    /// profiles attribute time to guest blocks. Returns the path.
+    pub fn enable_perf_map(&mut self) -> std::io::Result<std::path::PathBuf> {
+        let path = std::path::PathBuf::from(format!("/tmp/perf-{}.map", std::process::id()));
+        let file = std::fs::File::create(&path)?;
+        self.perf_map = Some(std::io::BufWriter::new(file));
+        Ok(path)
+    }
+
+    fn record_perf_map(&mut self, ptr: *const u8, len: usize, key: BlockKey) {
+        use std::io::Write;
+        let Some(w) = self.perf_map.as_mut() else {
+            return;
+        };
+        // perf reads the file when it reports, after the run: buffered writes suffice, and a
+        // failed write only loses names, so it turns the map off rather than the machine.
+        let line = writeln!(
+            w,
+            "{:x} {:x} guest_{:x}_{:x}",
+            ptr as usize, len, key.ip, key.cs_base
+        );
+        if line.and_then(|()| w.flush()).is_err() {
+            tracing::warn!("cannot write the perf map; no more block names are recorded");
+            self.perf_map = None;
+        }
     }
 
     /// The tier policy.
@@ -226,13 +291,13 @@ impl Cache {
     pub fn lookup(&mut self, key: BlockKey, cpu: &mut CpuState, mem: &mut PhysMem) -> BlockId {
         self.stats.lookups += 1;
         let fi = fast_index(key);
-        let (k, id) = self.fast[fi];
+        let FastEntry { key: k, id, .. } = self.fast[fi];
         let found = if k == key {
             self.stats.fast_hits += 1;
             Some(id)
         } else if let Some(&id) = self.map.get(&key) {
             self.stats.map_hits += 1;
-            self.fast[fi] = (key, id);
+            self.fast[fi] = self.fast_entry(id);
             Some(id)
         } else {
             None
@@ -253,8 +318,26 @@ impl Cache {
         }
         self.stats.misses += 1;
         let id = self.insert(key, cpu, mem);
-        self.fast[fi] = (key, id);
+        self.fast[fi] = self.fast_entry(id);
         id
+    }
+
+    /// The direct-mapped table's entry for block `id`. Its code is only offered to jumps from
+    /// generated code when the block needs none of the run loop's checks: a block that
+    /// crosses into a second page under paging must have that page's mapping re-checked.
+    fn fast_entry(&self, id: BlockId) -> FastEntry {
+        let b = self.block(id);
+        let direct = !(b.key.paging() && b.second_linear.is_some());
+        FastEntry {
+            key: b.key,
+            id,
+            code: b.code.filter(|_| direct).map_or(0, |c| c as u64),
+        }
+    }
+
+    /// The address of the direct-mapped table, for [`crate::jit::helpers::jump_lookup`].
+    fn fast_table(&self) -> u64 {
+        self.fast.as_ptr() as u64
     }
 
     fn insert(&mut self, key: BlockKey, cpu: &mut CpuState, mem: &mut PhysMem) -> BlockId {
@@ -295,11 +378,14 @@ impl Cache {
             pages,
             second_linear: second.map(|_| next_linear),
             runs: 0,
+            serial: self.next_serial,
+            queued: false,
             code: None,
             slots: Box::new([0; 2]),
             incoming: Vec::new(),
             outgoing: [None; 2],
         };
+        self.next_serial += 1;
         let id = match self.free.pop() {
             Some(id) => {
                 self.blocks[id as usize] = Some(block);
@@ -345,36 +431,96 @@ impl Cache {
         if !hot {
             return Ok(false);
         }
+        let (queued, serial) = (b.queued, b.serial);
+        if self.worker.is_some() {
+            if queued {
+                return Ok(false);
+            }
+            let block = self.block(id).decoded.clone();
+            let job = Job {
+                id,
+                serial,
+                block,
+                chain: self.chain_slots(id),
+            };
+            if self.worker.as_mut().is_some_and(|w| w.submit(job)) {
+                self.block_mut(id).queued = true;
+                return Ok(false);
+            }
+            // The worker is gone (it panicked): compile here from now on.
+            self.worker = None;
+        }
         self.compile(id).map(|_| true)
+    }
+
+    /// Installs the blocks the background compiler has finished since the last call (the
+    /// run loop calls this between blocks; without a worker it does nothing).
+    pub fn collect_compiled(&mut self) -> Result<(), CacheError> {
+        while let Some(d) = self.worker.as_mut().and_then(CompileWorker::poll) {
+            self.install(d)?;
+        }
+        Ok(())
+    }
+
+    fn install(&mut self, d: Done) -> Result<(), CacheError> {
+        self.stats.compile_time += d.time;
+        let live = self
+            .blocks
+            .get(d.id as usize)
+            .and_then(Option::as_ref)
+            .is_some_and(|b| b.serial == d.serial && b.code.is_none());
+        if !live {
+            // The block was dropped (its page written, the cache flushed) meanwhile.
+            return Ok(());
+        }
+        self.block_mut(d.id).queued = false;
+        self.place(d.id, &d.result?)?;
+        Ok(())
+    }
+
+    /// The chain slots and lookup table the code of block `id` uses.
+    fn chain_slots(&self, id: BlockId) -> ChainSlots {
+        let b = self.block(id);
+        let base = b.slots.as_ptr() as u64;
+        ChainSlots {
+            slot_addr: [base, base + 8],
+            token: [(u64::from(id) << 1) + 1, (u64::from(id) << 1) + 2],
+            key: b.key,
+            jump_table: self.fast_table(),
+        }
     }
 
     fn compile(&mut self, id: BlockId) -> Result<*const u8, CacheError> {
         let t0 = Instant::now();
-        let slots = {
-            let b = self.block(id);
-            let base = b.slots.as_ptr() as u64;
-            ChainSlots {
-                slot_addr: [base, base + 8],
-                token: [(u64::from(id) << 1) + 1, (u64::from(id) << 1) + 2],
-            }
-        };
+        let slots = self.chain_slots(id);
         let b = self.blocks[id as usize].as_ref().expect("live block id");
         let bytes = self.jit.compile_block(&b.decoded, slots)?;
-        let ptr = match self.arena.alloc(&bytes) {
+        self.stats.compile_time += t0.elapsed();
+        self.place(id, &bytes)
+    }
+
+    /// Copies block `id`'s machine code into the arena and makes it the block's code.
+    fn place(&mut self, id: BlockId, bytes: &[u8]) -> Result<*const u8, CacheError> {
+        let ptr = match self.arena.alloc(bytes) {
             Some(p) => p,
             None => {
                 // Arena full: drop every block's code (the generation ends) and retry.
                 self.flush_code();
                 self.arena
-                    .alloc(&bytes)
+                    .alloc(bytes)
                     .ok_or(CacheError::TooBig(bytes.len()))?
             }
         };
         self.stats.blocks_compiled += 1;
         self.stats.insns_compiled += self.block(id).decoded.insns.len() as u64;
         self.stats.code_bytes += bytes.len() as u64;
-        self.stats.compile_time += t0.elapsed();
+        let key = self.block(id).key;
+        self.record_perf_map(ptr, bytes.len(), key);
         self.block_mut(id).code = Some(ptr);
+        let fi = fast_index(key);
+        if self.fast[fi].key == key {
+            self.fast[fi] = self.fast_entry(id);
+        }
         Ok(ptr)
     }
 
@@ -468,8 +614,8 @@ impl Cache {
         }
         self.map.remove(&b.key);
         let fi = fast_index(b.key);
-        if self.fast[fi].0 == b.key {
-            self.fast[fi] = (NO_BLOCK, 0);
+        if self.fast[fi].key == b.key {
+            self.fast[fi] = NO_ENTRY;
         }
         self.free.push(id);
     }
@@ -484,6 +630,9 @@ impl Cache {
             b.incoming.clear();
             b.outgoing = [None; 2];
         }
+        for e in self.fast.iter_mut() {
+            e.code = 0;
+        }
         self.arena.reset();
         self.stats.flushes += 1;
     }
@@ -497,7 +646,7 @@ impl Cache {
         self.map.clear();
         self.blocks.clear();
         self.free.clear();
-        self.fast.fill((NO_BLOCK, 0));
+        self.fast.fill(NO_ENTRY);
         self.arena.reset();
     }
 }

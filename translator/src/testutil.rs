@@ -77,6 +77,7 @@ fn run_tier(
     let opts = JitOptions {
         optimize: true,
         verify: true,
+        background: false,
     };
     let mut cache = Cache::new(tier, 1 << 22, opts).unwrap();
     let mut steps = 0;

@@ -104,6 +104,15 @@ pub enum StatsFormat {
     Json,
 }
 
+/// `--jit-compile`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum JitCompileArg {
+    /// On a thread of its own.
+    Background,
+    /// On the vCPU thread.
+    Sync,
+}
+
 /// `run` options.
 #[derive(Args, Debug)]
 pub struct RunArgs {
@@ -147,12 +156,20 @@ pub struct RunArgs {
     /// Cranelift optimisation level for compiled blocks.
     #[arg(long, value_enum, default_value = "speed")]
     pub jit_opt: JitOptArg,
+    /// Where `--tier auto` compiles hot blocks: on a background thread while the vCPU keeps
+    /// interpreting them, or on the vCPU thread (repeatable tier split, slower).
+    #[arg(long, value_enum, default_value = "background")]
+    pub jit_compile: JitCompileArg,
     /// Stop after this many guest instructions.
     #[arg(long)]
     pub max_insns: Option<u64>,
     /// Print translation-cache statistics when the run ends.
     #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "text", require_equals = true)]
     pub stats: Option<StatsFormat>,
+    /// Write /tmp/perf-PID.map naming each compiled block, so `perf report` attributes host
+    /// time to guest blocks.
+    #[arg(long)]
+    pub perf_map: bool,
 }
 
 impl RunArgs {

@@ -8,7 +8,7 @@ use crane86_runtime::CpuMode;
 use crane86_translator::jit::JitOptions;
 use crane86_translator::Tier;
 
-use crate::args::{JitOptArg, ModeArg, RunArgs, StatsFormat, TierArg};
+use crate::args::{JitCompileArg, JitOptArg, ModeArg, RunArgs, StatsFormat, TierArg};
 use crate::console::{Console, EXIT_CONSOLE_QUIT};
 use crate::stats::Report;
 
@@ -230,6 +230,7 @@ pub fn run_boot(args: &RunArgs, boot: &Boot) -> Result<Outcome> {
         tier: tier(args.tier, args.jit_threshold),
         jit: JitOptions {
             optimize: args.jit_opt == JitOptArg::Speed,
+            background: args.jit_compile == JitCompileArg::Background,
             ..JitOptions::default()
         },
         // Multiboot kernels expect a PC around them; flat test guests keep the flat board.
@@ -241,6 +242,12 @@ pub fn run_boot(args: &RunArgs, boot: &Boot) -> Result<Outcome> {
     };
     let mut m = Machine::new(&cfg).context("cannot create the machine")?;
     m.set_echo(true);
+    if args.perf_map {
+        let path = m
+            .enable_perf_map()
+            .context("cannot create the perf map in /tmp")?;
+        tracing::info!(path = %path.display(), "writing the perf map");
+    }
     match boot {
         Boot::Flat(image) => m
             .load_flat(&image.bytes, image.load_addr, image.entry, image.mode)

@@ -201,6 +201,12 @@ impl Machine {
         }
     }
 
+    /// Names compiled blocks in `/tmp/perf-PID.map` for Linux `perf` (see
+    /// [`Cache::enable_perf_map`]); returns the file's path.
+    pub fn enable_perf_map(&mut self) -> std::io::Result<std::path::PathBuf> {
+        self.cache.enable_perf_map()
+    }
+
     /// Copies the guest's serial output to the host's stdout as it arrives (or stops).
     pub fn set_echo(&mut self, echo: bool) {
         self.ports.echo = echo;

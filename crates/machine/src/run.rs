@@ -225,6 +225,7 @@ impl Machine {
                 continue;
             }
             let key = BlockKey::new(phys, &self.cpu);
+            self.cache.collect_compiled()?;
             let id = self.cache.lookup(key, &mut self.cpu, &mut self.mem);
             if self.cache.block(id).decoded.insns.is_empty() {
                 // The first instruction runs into a page that cannot be fetched: that

@@ -12,7 +12,7 @@ use iced_x86::OpKind;
 use crane86_runtime::memory::{load_slow, store_slow, TlbEntry};
 use crane86_runtime::{CcOp, Fault, SegReg};
 
-use super::helpers::{div_wide_helper, eflags_of};
+use super::helpers::{div_wide_helper, eflags_of, jump_lookup};
 use super::{guest_flags, off, state_flags, ChainSlots, EXIT_FAULT, EXIT_NEXT};
 use crate::decode::DecodedBlock;
 use crate::emit::{Arith, Bin, Cmp, Ctx, Emit, FpuHelper, Stop, Un, R};
@@ -313,7 +313,70 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
             }
         }
         self.write_back();
-        self.chain_tail(None, [(target, slot), (target, slot)], n);
+        if self.linkable(target) {
+            self.chain_tail(None, [(target, slot), (target, slot)], n);
+        } else {
+            let rip = self.iconst(target);
+            self.jump_tail(rip, n);
+        }
+    }
+
+    /// Whether the cache may link an exit to `target` through a chain slot (the rule of
+    /// [`crate::cache::Cache::link`]): always without paging, else only within the block's
+    /// own linear page. Other exits look their target up with [`jump_lookup`].
+    fn linkable(&self, target: u64) -> bool {
+        let key = self.chain.key;
+        if !key.paging() {
+            return true;
+        }
+        let mut linear = key.cs_base.wrapping_add(target);
+        if key.mode() != crane86_runtime::CpuMode::Long64 {
+            linear &= 0xffff_ffff;
+        }
+        linear & !0xfff == key.linear() & !0xfff
+    }
+
+    /// The end of an exit whose target has no chain slot, once state is written back: retire
+    /// `n` instructions and, unless the vCPU must go back to the run loop, tail-call the
+    /// target's code if [`jump_lookup`] finds it.
+    fn jump_tail(&mut self, rip: Value, n: u32) {
+        let stop = self.retire_and_check(n);
+        let back = self.b.create_block();
+        if self.chain.jump_table != 0 {
+            let try_jump = self.b.create_block();
+            self.b.ins().brif(stop, back, &[], try_jump, &[]);
+            self.b.seal_block(try_jump);
+            self.b.switch_to_block(try_jump);
+            let f = self.iconst(jump_lookup as *const () as usize as u64);
+            let cs_base = self.iconst(self.chain.key.cs_base);
+            let bits = self.iconst(self.chain.key.bits);
+            let table = self.iconst(self.chain.jump_table);
+            // The FPU helpers' signature has the same shape: (cpu, 4 x u64) -> u64.
+            let call = self.b.ins().call_indirect(
+                self.sigs.fpu,
+                f,
+                &[self.cpu, rip, cs_base, bits, table],
+            );
+            let code = self.b.inst_results(call)[0];
+            let go = self.b.create_block();
+            self.b.ins().brif(code, go, &[], back, &[]);
+            self.b.seal_block(go);
+            self.b.switch_to_block(go);
+            let c = self.load_state(off::CHAINED);
+            let c = self.b.ins().iadd_imm_s(c, 1);
+            self.store_state(c, off::CHAINED);
+            self.b
+                .ins()
+                .return_call_indirect(self.sigs.block, code, &[self.cpu]);
+        } else {
+            self.b.ins().jump(back, &[]);
+        }
+        self.b.seal_block(back);
+        self.b.switch_to_block(back);
+        self.store_state(rip, off::RIP);
+        let z = self.iconst(0);
+        self.store_state(z, off::LINK);
+        self.ret(EXIT_NEXT);
     }
 
     /// The common end of chained exits, once state is written back: retire `n` instructions,
@@ -794,7 +857,10 @@ impl Emit for JitEmitter<'_, '_> {
         let n = self.index + 1;
         match self.const_of(target) {
             Some(t) => self.exit_chain(t, 0, n),
-            None => self.exit_next(target, n),
+            None => {
+                self.write_back();
+                self.jump_tail(target, n);
+            }
         }
         self.finish_instruction_end();
     }
@@ -805,7 +871,9 @@ impl Emit for JitEmitter<'_, '_> {
             Some(c) => self.exit_chain(if c != 0 { taken } else { not_taken }, 0, n),
             None if self
                 .loop_head
-                .is_none_or(|(_, start)| taken != start && not_taken != start) =>
+                .is_none_or(|(_, start)| taken != start && not_taken != start)
+                && self.linkable(taken)
+                && self.linkable(not_taken) =>
             {
                 self.write_back();
                 self.chain_tail(Some(cond), [(taken, 0), (not_taken, 1)], n);

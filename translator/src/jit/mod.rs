@@ -11,6 +11,7 @@ pub mod arena;
 mod emitter;
 pub mod entry;
 pub mod helpers;
+pub mod worker;
 
 use std::mem::offset_of;
 
@@ -42,14 +43,21 @@ pub const EXIT_NEXT: i64 = 0;
 /// Exit code: a fault is pending in `cpu.fault`, `cpu.rip` is the faulting instruction.
 pub const EXIT_FAULT: i64 = 1;
 
-/// Where a block's two possible chained exits keep their target, and the token the block
-/// writes to `cpu.link` when the slot is still empty.
-#[derive(Clone, Copy, Debug, Default)]
+/// How a block's exits find the next block's code without the run loop: the two slots its
+/// direct exits chain through (with the token the block writes to `cpu.link` while a slot is
+/// empty), and, for indirect branches and direct ones the cache never links (to another
+/// linear page under paging), the block's own key and the cache's lookup table for
+/// [`helpers::jump_lookup`].
+#[derive(Clone, Copy, Debug)]
 pub struct ChainSlots {
     /// Host addresses of the two slots (each holds a code pointer or 0).
     pub slot_addr: [u64; 2],
     /// The tokens naming the two exits.
     pub token: [u64; 2],
+    /// The key of the block being compiled: its mode bits and CS base are its successors'.
+    pub key: crane86_runtime::BlockKey,
+    /// The cache's direct-mapped table (0: none, every such exit returns to the run loop).
+    pub jump_table: u64,
 }
 
 /// Translation settings.
@@ -59,6 +67,10 @@ pub struct JitOptions {
     pub optimize: bool,
     /// Run the IR verifier (on in tests, off in release: it costs 1.5-2x compile time).
     pub verify: bool,
+    /// With `--tier auto`: compile hot blocks on a background thread while the vCPU goes on
+    /// interpreting them ([`worker`]), instead of stopping to compile. Off by default, since
+    /// which instructions run in which tier then depends on host timing.
+    pub background: bool,
 }
 
 impl Default for JitOptions {
@@ -66,6 +78,7 @@ impl Default for JitOptions {
         JitOptions {
             optimize: true,
             verify: cfg!(debug_assertions),
+            background: false,
         }
     }
 }
@@ -120,6 +133,9 @@ impl Jit {
             if opts.verify { "true" } else { "false" },
         )?;
         set(&mut fb, "is_pic", "false")?;
+        if let Ok(v) = std::env::var("CRANE86_REGALLOC") {
+            set(&mut fb, "regalloc_algorithm", &v)?;
+        }
         let isa = cranelift_native::builder()
             .map_err(|e| JitError::Isa(e.to_string()))?
             .finish(settings::Flags::new(fb))

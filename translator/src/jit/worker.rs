@@ -1,0 +1,140 @@
+//! Compiling in the background: a thread with its own [`Jit`] that turns hot blocks into
+//! machine code while the vCPU keeps interpreting them.
+//!
+//! Cranelift needs a few hundred microseconds per block; a kernel boot compiles tens of
+//! thousands. Done on the vCPU thread, that is seconds of stalls; done here, it overlaps with
+//! execution on another core. The cost is that the moment a block turns compiled depends on
+//! host timing, which changes nothing the guest can see (both tiers run the same semantics)
+//! but does change how instructions split between tiers from run to run. Runs that must be
+//! repeatable exactly compile synchronously instead ([`super::JitOptions::background`]).
+//!
+//! The worker only sees copies: the decoded block and its [`ChainSlots`] (addresses that stay
+//! valid as long as the cache, since each block's slots are boxed and the table is never
+//! reallocated). The cache installs a result only if the block it was made for is still the
+//! one under that id ([`Job::serial`]); code for a block dropped meanwhile is thrown away.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, Receiver, Sender, TryRecvError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::{ChainSlots, Jit, JitError, JitOptions};
+use crate::decode::DecodedBlock;
+
+/// A block to compile.
+pub struct Job {
+    /// The cache's id of the block.
+    pub id: u32,
+    /// The block's serial number: ids are reused, serials never.
+    pub serial: u64,
+    /// What to compile.
+    pub block: DecodedBlock,
+    /// Its exits' chaining information.
+    pub chain: ChainSlots,
+}
+
+/// A compiled block (or the reason it could not be).
+pub struct Done {
+    /// The job's id.
+    pub id: u32,
+    /// The job's serial.
+    pub serial: u64,
+    /// The machine code.
+    pub result: Result<Vec<u8>, JitError>,
+    /// Time the worker spent on it.
+    pub time: Duration,
+}
+
+/// The background compiler: send it [`Job`]s, collect [`Done`]s.
+pub struct CompileWorker {
+    jobs: Option<Sender<Job>>,
+    done: Receiver<Done>,
+    thread: Option<JoinHandle<()>>,
+    /// Set when the cache goes away: queued jobs are dropped, not compiled.
+    stop: Arc<AtomicBool>,
+    in_flight: usize,
+}
+
+impl CompileWorker {
+    /// Starts the worker thread, with a compiler configured by `opts`.
+    pub fn start(opts: JitOptions) -> Result<CompileWorker, JitError> {
+        // Build the compiler here, so a host Cranelift cannot handle fails now, not later.
+        let mut jit = Jit::new(opts)?;
+        let (jobs, job_rx) = channel::<Job>();
+        let (done_tx, done) = channel::<Done>();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("crane86-jit".into())
+            .spawn(move || {
+                for job in job_rx {
+                    if stopped.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let t0 = Instant::now();
+                    let result = jit.compile_block(&job.block, job.chain);
+                    let d = Done {
+                        id: job.id,
+                        serial: job.serial,
+                        result,
+                        time: t0.elapsed(),
+                    };
+                    if done_tx.send(d).is_err() {
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| JitError::Isa(format!("cannot start the compile thread: {e}")))?;
+        Ok(CompileWorker {
+            jobs: Some(jobs),
+            done,
+            thread: Some(thread),
+            stop,
+            in_flight: 0,
+        })
+    }
+
+    /// Queues a block. False if the worker is gone (it panicked): compile synchronously then.
+    pub fn submit(&mut self, job: Job) -> bool {
+        let sent = self.jobs.as_ref().is_some_and(|tx| tx.send(job).is_ok());
+        if sent {
+            self.in_flight += 1;
+        }
+        sent
+    }
+
+    /// The next finished block, if one is ready.
+    pub fn poll(&mut self) -> Option<Done> {
+        if self.in_flight == 0 {
+            return None;
+        }
+        match self.done.try_recv() {
+            Ok(d) => {
+                self.in_flight -= 1;
+                Some(d)
+            }
+            Err(TryRecvError::Empty) => None,
+            Err(TryRecvError::Disconnected) => {
+                self.in_flight = 0;
+                None
+            }
+        }
+    }
+
+    /// Blocks queued and not yet collected.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+}
+
+impl Drop for CompileWorker {
+    fn drop(&mut self) {
+        // The thread ends after the job at hand: queued ones are skipped.
+        self.stop.store(true, Ordering::Relaxed);
+        self.jobs = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
