@@ -403,6 +403,9 @@ fn tlb_fill(cpu: &mut CpuState, mem: &PhysMem, linear: u64, t: &Translation, pl:
     let tag = |ok: bool| if ok { lpage } else { TlbEntry::INVALID_TAG };
     let i = tlb_index(linear);
     cpu.tlb_filled[pl.tlb()][i / 64] |= 1 << (i % 64);
+    if paging && t.page_size > PAGE_SIZE {
+        cpu.tlb_large = cpu.tlb_large.max(t.page_size);
+    }
     cpu.tlb[pl.tlb()][i] = TlbEntry {
         read: tag(read),
         write: tag(write),
@@ -621,6 +624,25 @@ pub fn probe_fetch_phys(cpu: &mut CpuState, mem: &mut PhysMem, linear: u64) -> O
 /// Drops the TLB entries of both privileges that map linear page `linear` (INVLPG).
 pub fn tlb_flush_page(cpu: &mut CpuState, linear: u64) {
     cpu.paging.invlpg += 1;
+    if cpu.tlb_large != 0 {
+        // The address may lie in a large page whose other 4 KiB pieces are cached too: drop
+        // every entry within the largest page size cached (more than needed is allowed).
+        let region = !(cpu.tlb_large - 1);
+        let hit = |tag: u64| tag != TlbEntry::INVALID_TAG && tag & region == linear & region;
+        for (tlb, filled) in cpu.tlb.iter_mut().zip(cpu.tlb_filled.iter()) {
+            for (w, word) in filled.iter().enumerate() {
+                let mut bits = *word;
+                while bits != 0 {
+                    let e = &mut tlb[w * 64 + bits.trailing_zeros() as usize];
+                    if hit(e.read) || hit(e.write) || hit(e.exec) {
+                        *e = TlbEntry::INVALID;
+                    }
+                    bits &= bits - 1;
+                }
+            }
+        }
+        return;
+    }
     let i = tlb_index(linear);
     let page = linear & PAGE_MASK;
     for t in cpu.tlb.iter_mut() {

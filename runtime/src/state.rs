@@ -311,6 +311,10 @@ pub struct CpuState {
     /// that a flush, which CR3 writes make frequent, touches only those and not the whole
     /// 256 KiB.
     pub tlb_filled: [[u64; TLB_ENTRIES / 64]; 2],
+    /// The largest page (2 MiB, 4 MiB or 1 GiB) any entry filled since the last flush came
+    /// from, or 0: INVLPG must drop every entry of the page its address lies in, and the
+    /// TLB holds large pages as 4 KiB pieces.
+    pub tlb_large: u64,
     /// The x87, MMX and SSE state, and the operand exchange area of its helpers.
     pub fpu: crane86_fpu::Fpu,
     /// XCR0: the state components XSAVE manages (bit 0 x87, always set; bit 1 SSE).
@@ -414,6 +418,7 @@ impl CpuState {
             ferr: 0,
             tlb: [[TlbEntry::INVALID; TLB_ENTRIES]; 2],
             tlb_filled: [[0; TLB_ENTRIES / 64]; 2],
+            tlb_large: 0,
         }
     }
 
@@ -477,6 +482,7 @@ impl CpuState {
     /// Drops every TLB entry (on a mode change, CR3 write, or a code-page change).
     pub fn flush_tlb(&mut self) {
         self.paging.tlb_flushes += 1;
+        self.tlb_large = 0;
         for (tlb, filled) in self.tlb.iter_mut().zip(self.tlb_filled.iter_mut()) {
             for (w, word) in filled.iter_mut().enumerate() {
                 let mut bits = std::mem::take(word);
@@ -527,6 +533,7 @@ impl Clone for CpuState {
             ferr: self.ferr,
             tlb: self.tlb,
             tlb_filled: self.tlb_filled,
+            tlb_large: self.tlb_large,
         }
     }
 }
