@@ -67,6 +67,32 @@ pub struct JitEmitter<'a, 'f> {
     /// address. The back edge then jumps to the header with the guest state still in
     /// variables, instead of storing it and chaining to itself.
     loop_head: Option<(Block, u64)>,
+    /// In a loop: the general registers (bit per register) the body writes, which every exit
+    /// stores. From the decoder's instruction information; a write outside it sets
+    /// `loop_violation`.
+    loop_written: u16,
+    loop_violation: bool,
+}
+
+/// The general registers (a bit per register, RAX = bit 0) that the instructions of `block`
+/// write, explicitly or implicitly, by iced-x86's instruction information.
+fn written_gprs(block: &DecodedBlock) -> u16 {
+    use iced_x86::{InstructionInfoFactory, OpAccess, Register};
+    let mut f = InstructionInfoFactory::new();
+    let mut mask = 0u16;
+    for d in &block.insns {
+        for u in f.info(&d.insn).used_registers() {
+            let writes = !matches!(
+                u.access(),
+                OpAccess::None | OpAccess::Read | OpAccess::CondRead | OpAccess::NoMemAccess
+            );
+            let full = u.register().full_register();
+            if writes && full.is_gpr64() {
+                mask |= 1 << (full as u32 - Register::RAX as u32);
+            }
+        }
+    }
+    mask
 }
 
 fn sig(cc: CallConv, params: usize, returns: usize) -> Signature {
@@ -118,11 +144,15 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
             sigs,
             chain,
             loop_head: None,
+            loop_written: 0,
+            loop_violation: false,
         }
     }
 
-    /// Emits the whole block.
-    pub fn translate(&mut self, block: &DecodedBlock) {
+    /// Emits the whole block. Returns false if the block loops and wrote a register outside
+    /// the set the decoder announced: its exits then miss that store, and the caller must
+    /// translate it again with `all_written`.
+    pub fn translate(&mut self, block: &DecodedBlock, all_written: bool) -> bool {
         let start = block.insns.first().map_or(0, |d| d.insn.ip());
         let loops = block.insns.iter().any(|d| {
             matches!(
@@ -142,11 +172,17 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
             self.b.ins().jump(head, &[]);
             self.b.switch_to_block(head);
             self.loop_head = Some((head, start));
+            self.loop_written = if all_written {
+                u16::MAX
+            } else {
+                written_gprs(block)
+            };
         }
         self.translate_body(block);
         if let Some((head, _)) = self.loop_head {
             self.b.seal_block(head);
         }
+        !self.loop_violation
     }
 
     fn translate_body(&mut self, block: &DecodedBlock) {
@@ -230,10 +266,14 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
     /// Stores every changed piece of guest state back to CpuState.
     fn write_back(&mut self) {
         // In a loop, a register written late in the body is already changed when an exit
-        // early in the body is taken on a later iteration: store everything.
-        let all = self.loop_head.is_some();
-        if all {
-            self.reg_state.iter_mut().for_each(|s| *s = Slot::Dirty);
+        // early in the body is taken on a later iteration: store every register the body
+        // writes anywhere (the others were loaded before the loop and never change).
+        if self.loop_head.is_some() {
+            for (r, s) in self.reg_state.iter_mut().enumerate() {
+                if self.loop_written & (1 << r) != 0 {
+                    *s = Slot::Dirty;
+                }
+            }
             self.rflags_state = Slot::Dirty;
             self.cc_state = Slot::Dirty;
         }
@@ -656,6 +696,9 @@ impl Emit for JitEmitter<'_, '_> {
     fn set_gpr(&mut self, r: usize, v: Value) {
         self.b.def_var(self.regs[r], v);
         self.reg_state[r] = Slot::Dirty;
+        if self.loop_head.is_some() && self.loop_written & (1 << r) == 0 {
+            self.loop_violation = true;
+        }
     }
 
     fn rflags_rest(&mut self) -> Value {

@@ -155,9 +155,14 @@ impl Jit {
         s
     }
 
-    fn finish(&mut self) -> Result<Vec<u8>, JitError> {
+    fn finish(&mut self, block: Option<&DecodedBlock>) -> Result<Vec<u8>, JitError> {
         if tracing::enabled!(target: "crane86::ir", tracing::Level::TRACE) {
-            tracing::trace!(target: "crane86::ir", "{}", self.ctx.func.display());
+            let guest: Vec<String> = block
+                .iter()
+                .flat_map(|b| &b.insns)
+                .map(|d| format!("{:#x} {}", d.insn.ip(), d.insn))
+                .collect();
+            tracing::trace!(target: "crane86::ir", "guest:\n{}\n{}", guest.join("\n"), self.ctx.func.display());
         }
         let code = self
             .ctx
@@ -193,7 +198,7 @@ impl Jit {
         let r = b.inst_results(call)[0];
         b.ins().return_(&[r]);
         b.finalize(self.isa.frontend_config());
-        self.finish()
+        self.finish(None)
     }
 
     /// Compiles one decoded block to machine code.
@@ -202,6 +207,18 @@ impl Jit {
         block: &DecodedBlock,
         chain: ChainSlots,
     ) -> Result<Vec<u8>, JitError> {
+        if !self.build_block(block, chain, false) {
+            // A loop wrote a register the decoder's information did not announce (see
+            // `JitEmitter::translate`): build it again storing every register at its exits.
+            self.ctx.clear();
+            self.build_block(block, chain, true);
+        }
+        self.finish(Some(block))
+    }
+
+    /// Builds the IR of `block` into the context; false when it must be built again with
+    /// `all_written` (see [`JitEmitter::translate`]).
+    fn build_block(&mut self, block: &DecodedBlock, chain: ChainSlots, all_written: bool) -> bool {
         self.ctx.func.signature = self.block_sig();
         self.ctx.func.name = UserFuncName::user(0, 1);
         let bsig = self.block_sig();
@@ -214,9 +231,9 @@ impl Jit {
         b.seal_block(entry);
         let cpu = b.block_params(entry)[0];
         let mut em = JitEmitter::new(&mut b, cpu, block.ctx, bsig, host_cc, chain);
-        em.translate(block);
+        let ok = em.translate(block, all_written);
         b.finalize(fc);
-        self.finish()
+        ok
     }
 }
 
