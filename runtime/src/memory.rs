@@ -22,7 +22,7 @@ use crate::state::CpuState;
 pub const PAGE_SIZE: u64 = 4096;
 const PAGE_MASK: u64 = !(PAGE_SIZE - 1);
 /// Entries of the direct-mapped software TLB (a power of two).
-pub const TLB_ENTRIES: usize = 4096;
+pub const TLB_ENTRIES: usize = 1024;
 
 /// One software-TLB entry. Generated code indexes it by `(linear >> 12) % TLB_ENTRIES` and
 /// compares the page of the access's last byte with `read` or `write`: a match means the

@@ -184,6 +184,8 @@ pub const CR4_OSXSAVE: u64 = 1 << 18;
 pub const CR0_PG: u64 = 1 << 31;
 /// CR4.PAE.
 pub const CR4_PAE: u64 = 1 << 5;
+/// CR4.TSD: RDTSC and RDTSCP are privileged (#GP(0) at CPL > 0).
+pub const CR4_TSD: u64 = 1 << 2;
 /// EFER.LME: long mode enable.
 pub const EFER_LME: u64 = 1 << 8;
 /// EFER.LMA: long mode active.
@@ -286,6 +288,10 @@ pub struct CpuState {
     pub mem_slow: u64,
     /// Guest instructions retired so far (the TSC and, later, the deterministic clock).
     pub retired: u64,
+    /// While generated code runs: the TSC value it would read if `budget` were 0, that is
+    /// [`crate::msr::tsc`] at entry plus the budget given. Generated code reads the TSC at an
+    /// instruction as `tsc_base - budget + instructions before it in the block`.
+    pub tsc_base: u64,
     /// Counters of the address-translation machinery (`--stats`).
     pub paging: PagingStats,
     /// The model-specific registers that live nowhere else.
@@ -407,6 +413,7 @@ impl CpuState {
             chained: 0,
             mem_slow: 0,
             retired: 0,
+            tsc_base: 0,
             paging: PagingStats::default(),
             msr: crate::msr::Msrs::default(),
             scratch: [0; 2],
@@ -522,6 +529,7 @@ impl Clone for CpuState {
             chained: self.chained,
             mem_slow: self.mem_slow,
             retired: self.retired,
+            tsc_base: self.tsc_base,
             paging: self.paging,
             msr: self.msr,
             scratch: self.scratch,

@@ -212,6 +212,11 @@ pub trait Emit: Arith {
     /// (`Err`); otherwise returns its status (`crane86_runtime::fpu::STATUS_*`).
     fn fpu_call(&mut self, h: FpuHelper, args: [Self::V; 4]) -> R<Self::V>;
 
+    /// The time-stamp counter as RDTSC reads it at the current instruction
+    /// (`crane86_runtime::msr::tsc` plus the instructions retired since), or #GP(0) when
+    /// CR4.TSD forbids RDTSC at the current CPL.
+    fn read_tsc(&mut self) -> R<Self::V>;
+
     /// Raises `fault` when `cond` is non-zero; otherwise execution goes on.
     fn raise_if(&mut self, cond: Self::V, fault: Fault) -> R<()>;
     /// Raises `fault` unconditionally.

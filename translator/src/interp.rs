@@ -5,7 +5,8 @@
 //! against. It shares every line of instruction semantics with the JIT.
 
 use crane86_runtime::memory::{read_data, write_data};
-use crane86_runtime::{CcOp, CpuState, Fault, LazyFlags, PhysMem, PortIo, SegReg};
+use crane86_runtime::state::CR4_TSD;
+use crane86_runtime::{CcOp, CpuState, Exception, Fault, LazyFlags, PhysMem, PortIo, SegReg};
 
 use crate::decode::DecodedBlock;
 use crate::emit::{Arith, Bin, Cmp, Ctx, Emit, FpuHelper, Stop, Un, R};
@@ -22,6 +23,9 @@ pub struct Interp<'a> {
     ctx: Ctx,
     /// The transfer target set by a control-flow instruction.
     pub next: Option<u64>,
+    /// Instructions of the current block retired before this one (not yet in
+    /// `cpu.retired`, which the run loop advances after the block).
+    pub retired_before: u64,
 }
 
 impl<'a> Interp<'a> {
@@ -38,6 +42,7 @@ impl<'a> Interp<'a> {
             io,
             ctx,
             next: None,
+            retired_before: 0,
         }
     }
 }
@@ -241,6 +246,13 @@ impl Emit for Interp<'_> {
         }
     }
 
+    fn read_tsc(&mut self) -> R<u64> {
+        if self.cpu.cr4 & CR4_TSD != 0 && crane86_runtime::segment::cpl(self.cpu) > 0 {
+            return Err(self.raise(Fault::with_code(Exception::GeneralProtection, 0)));
+        }
+        Ok(crane86_runtime::msr::tsc(self.cpu).wrapping_add(self.retired_before))
+    }
+
     fn raise_if(&mut self, cond: u64, fault: Fault) -> R<()> {
         if cond != 0 {
             Err(self.raise(fault))
@@ -328,6 +340,7 @@ pub fn run_block(
     for d in block.insns.iter().take(limit.max(1) as usize) {
         cpu.rip = d.insn.ip();
         let mut it = Interp::new(cpu, mem, Some(&mut *io), ctx);
+        it.retired_before = retired;
         let result = if d.runtime {
             semantics::system::execute(&mut it, &d.insn)
         } else {

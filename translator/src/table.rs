@@ -101,6 +101,8 @@ pub enum Op {
     /// OUTSB, OUTSW, OUTSD (with REP).
     Outs,
     Popf,
+    /// RDTSC: inline, since kernels spin on it (see `system::rdtsc`).
+    Rdtsc,
     /// CLI, STI.
     InterruptFlag,
     /// RDMSR, WRMSR, RDTSC.
@@ -268,7 +270,7 @@ fn build(code: Code) -> Option<Entry> {
     };
     use Mnemonic as M;
     match code.mnemonic() {
-        M::Rdmsr | M::Wrmsr | M::Rdtsc => return runtime(Op::Msr),
+        M::Rdmsr | M::Wrmsr => return runtime(Op::Msr),
         M::Fxsave
         | M::Fxsave64
         | M::Fxrstor
@@ -414,6 +416,7 @@ fn build(code: Code) -> Option<Entry> {
         M::Cld => inline(Op::Cld),
         M::Std => inline(Op::Std),
         M::Nop | M::Pause => inline(Op::Nop),
+        M::Rdtsc => inline(Op::Rdtsc),
         M::Push => inline(Op::Push),
         M::Pop => inline(Op::Pop),
         M::Pushf | M::Pushfd | M::Pushfq => inline(Op::Pushf),

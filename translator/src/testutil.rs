@@ -89,11 +89,15 @@ fn run_tier(
         let token = std::mem::take(&mut cpu.link);
         if cache.prepare(id).unwrap() {
             cache.link(token, id);
+            // As the run loop does: the budget, and the TSC base generated code reads.
             cpu.budget = 1000;
+            cpu.tsc_base = crane86_runtime::msr::tsc(&cpu) + 1000;
             cache.run_compiled(id, &mut cpu, &mut mem);
+            cpu.retired += (1000 - cpu.budget) as u64;
         } else {
             let block = cache.block(id).decoded.clone();
-            run_block(&mut cpu, &mut mem, &mut NoIo, &block, 1000);
+            let (_, n) = run_block(&mut cpu, &mut mem, &mut NoIo, &block, 1000);
+            cpu.retired += n;
         }
         if mem.has_dirty_code() {
             for page in mem.take_dirty_code() {

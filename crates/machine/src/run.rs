@@ -254,6 +254,7 @@ impl Machine {
                 self.cache.link(token, id);
                 let slice = limit.min(SLICE as u64) as i64;
                 self.cpu.budget = slice;
+                self.cpu.tsc_base = crane86_runtime::msr::tsc(&self.cpu).wrapping_add(slice as u64);
                 let exit = self
                     .cache
                     .run_compiled(id, &mut self.cpu, &mut self.mem)

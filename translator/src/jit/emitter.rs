@@ -856,6 +856,24 @@ impl Emit for JitEmitter<'_, '_> {
         Ok(status)
     }
 
+    fn read_tsc(&mut self) -> R<Value> {
+        if self.chain.key.cpl() > 0 {
+            let cr4 = self.load_state(off::CR4);
+            let tsd = self
+                .b
+                .ins()
+                .band_imm_s(cr4, crane86_runtime::state::CR4_TSD as i64);
+            self.raise_if(
+                tsd,
+                Fault::with_code(crane86_runtime::Exception::GeneralProtection, 0),
+            )?;
+        }
+        let base = self.load_state(off::TSC_BASE);
+        let budget = self.load_state(off::BUDGET);
+        let t = self.b.ins().isub(base, budget);
+        Ok(self.b.ins().iadd_imm_s(t, i64::from(self.index)))
+    }
+
     fn raise_if(&mut self, cond: Value, fault: Fault) -> R<()> {
         match self.const_of(cond) {
             Some(0) => return Ok(()),

@@ -102,6 +102,8 @@ pub(crate) mod off {
     pub const SEG_SIZE: i32 = size_of::<crane86_runtime::Segment>() as i32;
     pub const EXIT_REQUEST: i32 = offset_of!(CpuState, exit_request) as i32;
     pub const BUDGET: i32 = offset_of!(CpuState, budget) as i32;
+    pub const TSC_BASE: i32 = offset_of!(CpuState, tsc_base) as i32;
+    pub const CR4: i32 = offset_of!(CpuState, cr4) as i32;
     pub const FAULT: i32 = offset_of!(CpuState, fault) as i32;
     pub const SMC: i32 = offset_of!(CpuState, smc_pending) as i32;
     pub const LINK: i32 = offset_of!(CpuState, link) as i32;

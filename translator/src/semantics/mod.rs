@@ -64,6 +64,7 @@ pub fn execute<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
         Op::Cld => data::direction(e, false),
         Op::Std => data::direction(e, true),
         Op::Nop => data::nop(e),
+        Op::Rdtsc => system::rdtsc(e),
         Op::Push => stack::push(e, insn),
         Op::Pop => stack::pop(e, insn),
         Op::Pushf => stack::pushf(e, insn),

@@ -61,7 +61,6 @@ pub fn execute(it: &mut Interp<'_>, insn: &Instruction) -> R<Outcome> {
         Mnemonic::Pushf | Mnemonic::Pushfd | Mnemonic::Pushfq => pushf(it, insn)?,
         Mnemonic::Popf | Mnemonic::Popfd | Mnemonic::Popfq => popf(it, insn)?,
         Mnemonic::Rdmsr | Mnemonic::Wrmsr => msr(it, insn.mnemonic() == Mnemonic::Wrmsr)?,
-        Mnemonic::Rdtsc => rdtsc(it)?,
         Mnemonic::Lgdt | Mnemonic::Lidt | Mnemonic::Sgdt | Mnemonic::Sidt => {
             descriptor_table(it, insn)?
         }
@@ -139,15 +138,16 @@ fn msr(it: &mut Interp<'_>, write: bool) -> R<()> {
     Ok(())
 }
 
-/// RDTSC: #GP(0) at CPL > 0 when CR4.TSD is set.
-fn rdtsc(it: &mut Interp<'_>) -> R<()> {
-    const CR4_TSD: u64 = 1 << 2;
-    if it.cpu.cr4 & CR4_TSD != 0 {
-        require_cpl0(it)?;
-    }
-    let t = crane86_runtime::msr::tsc(it.cpu);
-    it.cpu.gpr[0] = t & 0xffff_ffff;
-    it.cpu.gpr[2] = t >> 32;
+/// RDTSC: EDX:EAX = the TSC; #GP(0) at CPL > 0 when CR4.TSD is set. Not runtime-class:
+/// kernels spin on it in delay loops (`delay_tsc`, clock calibration), and leaving generated
+/// code for every read made those loops cost a run-loop round trip per iteration.
+pub fn rdtsc<E: Emit>(e: &mut E) -> R<()> {
+    let t = e.read_tsc()?;
+    let lo = e.zext(t, 32);
+    let sh = e.imm(32);
+    let hi = e.bin(Bin::Shr, t, sh);
+    e.set_gpr(0, lo);
+    e.set_gpr(2, hi);
     Ok(())
 }
 
@@ -372,4 +372,32 @@ fn popf(it: &mut Interp<'_>, insn: &Instruction) -> R<()> {
     let rest = new_flags & !fl::ARITH;
     it.set_rflags_rest(rest);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use iced_x86::code_asm::*;
+
+    use crate::testutil::{asm, run64, DATA};
+
+    #[test]
+    fn rdtsc_counts_the_instructions_retired_before_it_in_both_tiers() {
+        // TSC = retired instructions (offset 0): the first RDTSC is the second instruction,
+        // and each iteration of the loop is five more; the JIT runs it as a loop inside one
+        // compiled block, the interpreter block by block.
+        let code = asm(64, |a| {
+            a.mov(ecx, 5u32).unwrap();
+            let mut top = a.create_label();
+            a.set_label(&mut top).unwrap();
+            a.rdtsc().unwrap();
+            a.mov(qword_ptr(rcx * 8 + DATA as i32), rax).unwrap();
+            a.mov(dword_ptr(rcx * 8 + DATA as i32 + 4), edx).unwrap();
+            a.dec(ecx).unwrap();
+            a.jnz(top).unwrap();
+        });
+        let o = run64(&code, &[]);
+        for (i, want) in [(5, 1u64), (4, 6), (3, 11), (2, 16), (1, 21)] {
+            assert_eq!(o.m(DATA + 8 * i, 8), want, "iteration for rcx = {i}");
+        }
+    }
 }
