@@ -67,27 +67,18 @@ pub struct JitEmitter<'a, 'f> {
     /// address. The back edge then jumps to the header with the guest state still in
     /// variables, instead of storing it and chaining to itself.
     loop_head: Option<(Block, u64)>,
-    /// In a loop: the general registers (bit per register) the body writes, which every exit
-    /// stores. From the decoder's instruction information; a write outside it sets
-    /// `loop_violation`.
-    loop_written: u16,
-    loop_violation: bool,
 }
 
 /// The general registers (a bit per register, RAX = bit 0) that the instructions of `block`
-/// write, explicitly or implicitly, by iced-x86's instruction information.
-fn written_gprs(block: &DecodedBlock) -> u16 {
+/// read or write, explicitly or implicitly, by iced-x86's instruction information.
+fn used_gprs(block: &DecodedBlock) -> u16 {
     use iced_x86::{InstructionInfoFactory, OpAccess, Register};
     let mut f = InstructionInfoFactory::new();
     let mut mask = 0u16;
     for d in &block.insns {
         for u in f.info(&d.insn).used_registers() {
-            let writes = !matches!(
-                u.access(),
-                OpAccess::None | OpAccess::Read | OpAccess::CondRead | OpAccess::NoMemAccess
-            );
             let full = u.register().full_register();
-            if writes && full.is_gpr64() {
+            if u.access() != OpAccess::None && full.is_gpr64() {
                 mask |= 1 << (full as u32 - Register::RAX as u32);
             }
         }
@@ -144,15 +135,11 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
             sigs,
             chain,
             loop_head: None,
-            loop_written: 0,
-            loop_violation: false,
         }
     }
 
-    /// Emits the whole block. Returns false if the block loops and wrote a register outside
-    /// the set the decoder announced: its exits then miss that store, and the caller must
-    /// translate it again with `all_written`.
-    pub fn translate(&mut self, block: &DecodedBlock, all_written: bool) -> bool {
+    /// Emits the whole block.
+    pub fn translate(&mut self, block: &DecodedBlock) {
         let start = block.insns.first().map_or(0, |d| d.insn.ip());
         let loops = block.insns.iter().any(|d| {
             matches!(
@@ -161,9 +148,12 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
             ) && d.insn.near_branch_target() == start
         });
         if loops {
-            // Everything the body may read is loaded before the header, so no load inside
-            // the loop reads state the loop has changed but not stored.
-            for r in 0..16 {
+            // The registers the body uses are loaded before the header, so that they live in
+            // host registers across iterations. (One it reads that the decoder's information
+            // left out is loaded where it is first read, in every iteration: still right,
+            // since register writes reach CpuState at once.)
+            let used = used_gprs(block);
+            for r in (0..16).filter(|r| used & (1 << r) != 0) {
                 self.gpr(r);
             }
             self.rflags_rest();
@@ -172,17 +162,11 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
             self.b.ins().jump(head, &[]);
             self.b.switch_to_block(head);
             self.loop_head = Some((head, start));
-            self.loop_written = if all_written {
-                u16::MAX
-            } else {
-                written_gprs(block)
-            };
         }
         self.translate_body(block);
         if let Some((head, _)) = self.loop_head {
             self.b.seal_block(head);
         }
-        !self.loop_violation
     }
 
     fn translate_body(&mut self, block: &DecodedBlock) {
@@ -263,25 +247,14 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
         }
     }
 
-    /// Stores every changed piece of guest state back to CpuState.
+    /// Stores every changed piece of guest state back to CpuState. General registers need
+    /// nothing: [`Emit::set_gpr`] writes them through.
     fn write_back(&mut self) {
-        // In a loop, a register written late in the body is already changed when an exit
-        // early in the body is taken on a later iteration: store every register the body
-        // writes anywhere (the others were loaded before the loop and never change).
+        // In a loop, flags changed late in the body are already changed when an exit early
+        // in the body is taken on a later iteration.
         if self.loop_head.is_some() {
-            for (r, s) in self.reg_state.iter_mut().enumerate() {
-                if self.loop_written & (1 << r) != 0 {
-                    *s = Slot::Dirty;
-                }
-            }
             self.rflags_state = Slot::Dirty;
             self.cc_state = Slot::Dirty;
-        }
-        for r in 0..16 {
-            if self.reg_state[r] == Slot::Dirty {
-                let v = self.b.use_var(self.regs[r]);
-                self.store_state(v, off::GPR + 8 * r as i32);
-            }
         }
         if self.rflags_state == Slot::Dirty {
             let v = self.b.use_var(self.rflags);
@@ -693,12 +666,14 @@ impl Emit for JitEmitter<'_, '_> {
         self.b.use_var(self.regs[r])
     }
 
+    /// Keeps the value for later reads in the block and writes it through to CpuState at
+    /// once: then no exit has registers to store, which keeps the many cold exits (every
+    /// memory access has one) small and the values from living until them, and a register
+    /// write costs one store, which the host's store buffer absorbs.
     fn set_gpr(&mut self, r: usize, v: Value) {
         self.b.def_var(self.regs[r], v);
-        self.reg_state[r] = Slot::Dirty;
-        if self.loop_head.is_some() && self.loop_written & (1 << r) == 0 {
-            self.loop_violation = true;
-        }
+        self.store_state(v, off::GPR + 8 * r as i32);
+        self.reg_state[r] = Slot::Clean;
     }
 
     fn rflags_rest(&mut self) -> Value {

@@ -2,10 +2,11 @@
 //!
 //! A block becomes one function `fn(cpu: *mut CpuState) -> u64` in Cranelift's `tail` calling
 //! convention, so a block can end by tail-calling the next one (chaining, ARCHITECTURE.md
-//! decision 9). Guest registers live in Cranelift variables, loaded on first use and stored
-//! back at every exit (decision 4); the lazy flags are variables too, and the operation that
-//! produced them is tracked at translation time so that a condition after a CMP becomes one
-//! compare. Exits return 0 (continue at `cpu.rip`) or 1 (a fault is pending).
+//! decision 9). Guest registers live in Cranelift variables, loaded on first use; a write
+//! goes to the variable and through to CpuState at once, so exits store nothing but the
+//! flags (decision 4, revised: see docs/design.md). The lazy flags are variables too, and the
+//! operation that produced them is tracked at translation time so that a condition after a
+//! CMP becomes one compare. Exits return 0 (continue at `cpu.rip`) or 1 (a fault is pending).
 
 pub mod arena;
 mod emitter;
@@ -209,18 +210,6 @@ impl Jit {
         block: &DecodedBlock,
         chain: ChainSlots,
     ) -> Result<Vec<u8>, JitError> {
-        if !self.build_block(block, chain, false) {
-            // A loop wrote a register the decoder's information did not announce (see
-            // `JitEmitter::translate`): build it again storing every register at its exits.
-            self.ctx.clear();
-            self.build_block(block, chain, true);
-        }
-        self.finish(Some(block))
-    }
-
-    /// Builds the IR of `block` into the context; false when it must be built again with
-    /// `all_written` (see [`JitEmitter::translate`]).
-    fn build_block(&mut self, block: &DecodedBlock, chain: ChainSlots, all_written: bool) -> bool {
         self.ctx.func.signature = self.block_sig();
         self.ctx.func.name = UserFuncName::user(0, 1);
         let bsig = self.block_sig();
@@ -233,9 +222,9 @@ impl Jit {
         b.seal_block(entry);
         let cpu = b.block_params(entry)[0];
         let mut em = JitEmitter::new(&mut b, cpu, block.ctx, bsig, host_cc, chain);
-        let ok = em.translate(block, all_written);
+        em.translate(block);
         b.finalize(fc);
-        ok
+        self.finish(Some(block))
     }
 }
 
