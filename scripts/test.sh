@@ -8,10 +8,11 @@ cd "$(dirname "$0")/.."
 # Debian packages the tests need: nasm assembles the system test guests
 # (guest-images/system) and QEMU TCG is the referee they are compared with
 # (tests/system_guests.rs); gcc and binutils build the float guest and its native
-# reference (tests/float_guest.rs); cpio packs the Linux guest's initramfs
+# reference (tests/float_guest.rs), and with libc6-dev's static libc the C benchmarks of
+# `crane86 bench` (guest-images/linux/bench, tests/bench.rs); cpio packs the Linux guest's initramfs
 # (guest-images/linux/build.sh, tests/linux_guest.rs); tmux gives the interactive-console
 # test a terminal (tests/console.rs).
-PACKAGES=(nasm qemu-system-x86 gcc binutils cpio tmux)
+PACKAGES=(nasm qemu-system-x86 gcc binutils libc6-dev cpio tmux)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -19,6 +19,9 @@ pub enum Command {
     /// Run every test of a built kvm-unit-tests tree (reads DIR/x86/unittests.cfg) and print
     /// PASS/FAIL/SKIP per test and a summary line.
     KvmUnitTests(KutArgs),
+    /// Benchmark crane86 against QEMU TCG: the same workloads on both, interleaved, several
+    /// repetitions, and a table of medians and ratios.
+    Bench(BenchArgs),
     /// Check instruction semantics against a reference.
     Conformance {
         /// Which reference.
@@ -37,6 +40,35 @@ pub struct KutArgs {
     /// Cap every test's timeout at this many seconds (unittests.cfg's, 90 s by default).
     #[arg(long)]
     pub max_timeout: Option<u64>,
+}
+
+/// `bench` options.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Only the quick subset (one boot and a few short workloads; one repetition unless
+    /// --reps is given): under two minutes.
+    #[arg(long)]
+    pub quick: bool,
+    /// Repetitions of every workload on every side (default 3; 1 with --quick).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub reps: Option<u32>,
+    /// Only workloads whose name contains this text (case-insensitive); repeatable, a
+    /// workload is kept when any filter matches.
+    #[arg(long, value_name = "TEXT")]
+    pub filter: Vec<String>,
+    /// Also write every raw sample, the outputs and the machine description as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<std::path::PathBuf>,
+    /// Run crane86 (and the native runs) only, without QEMU.
+    #[arg(long)]
+    pub no_qemu: bool,
+    /// A workload (or a boot) that takes longer than this many seconds is stopped and
+    /// reported as failed.
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    pub timeout: u64,
+    /// List the workloads and exit.
+    #[arg(long)]
+    pub list: bool,
 }
 
 /// Conformance references.

@@ -35,6 +35,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             let boot = boot_target(&args)?;
             Ok(run_boot(&args, &boot)?.status)
         }
+        Some(Command::Bench(b)) => crane86::bench::run(&b),
         Some(Command::KvmUnitTests(k)) => {
             let cap = k.max_timeout.map(std::time::Duration::from_secs);
             let (_, fail, _) = crane86::kut::run_tree(&k.dir, &k.tests, cap)?;

@@ -81,22 +81,22 @@ pub const DEFAULT_GUEST: (&str, u32) = ("crc32", 64);
 /// Guest RAM of the default Linux guest, in MiB.
 pub const LINUX_MEM_MIB: u64 = 512;
 
-/// The default guest: Debian's x86-64 kernel and busybox initramfs from
-/// `guest-images/linux/build.sh`, built first when missing (it downloads the Debian packages
-/// with apt), booted to an interactive shell on the terminal.
-pub fn default_linux_boot() -> Result<(RunArgs, Boot)> {
+/// The directory of the Linux guest image for `arch` (`amd64` or `i386`),
+/// `target/guest/linux-<arch>` in the source tree, with `vmlinuz` and `initrd.img` built by
+/// `guest-images/linux/build.sh` first when either is missing (it downloads Debian's kernel
+/// and busybox packages with apt).
+pub fn linux_image_dir(arch: &str) -> Result<std::path::PathBuf> {
     let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let dir = repo.join("target/guest/linux-amd64");
-    let (kernel, initrd) = (dir.join("vmlinuz"), dir.join("initrd.img"));
-    if !kernel.exists() || !initrd.exists() {
+    let dir = repo.join(format!("target/guest/linux-{arch}"));
+    if !dir.join("vmlinuz").exists() || !dir.join("initrd.img").exists() {
         eprintln!(
-            "crane86: building the default Linux guest in {} (first run: downloads Debian's kernel and busybox packages)",
+            "crane86: building the {arch} Linux guest in {} (first run: downloads Debian's kernel and busybox packages)",
             dir.display()
         );
         let script = repo.join("guest-images/linux/build.sh");
         let status = std::process::Command::new("bash")
             .arg(&script)
-            .args(["--arch", "amd64", "--out"])
+            .args(["--arch", arch, "--out"])
             .arg(&dir)
             .status()
             .with_context(|| format!("cannot run {}", script.display()))?;
@@ -107,6 +107,15 @@ pub fn default_linux_boot() -> Result<(RunArgs, Boot)> {
             );
         }
     }
+    Ok(dir)
+}
+
+/// The default guest: Debian's x86-64 kernel and busybox initramfs from
+/// `guest-images/linux/build.sh`, built first when missing ([`linux_image_dir`]), booted to
+/// an interactive shell on the terminal.
+pub fn default_linux_boot() -> Result<(RunArgs, Boot)> {
+    let dir = linux_image_dir("amd64")?;
+    let (kernel, initrd) = (dir.join("vmlinuz"), dir.join("initrd.img"));
     let mut args = RunArgs::parse_default(DEFAULT_GUEST.0);
     args.guest = None;
     args.kernel = Some(kernel);
