@@ -104,6 +104,7 @@ fn blocks() -> Vec<DecodedBlock> {
         mode: CpuMode::Long64,
         stack32: false,
         user: false,
+        cpl: 0,
         fpu: crane86_translator::emit::FPU_OS,
     };
     let mut out = Vec::new();
@@ -128,6 +129,7 @@ fn translate(c: &mut Criterion) {
         mode: CpuMode::Long64,
         stack32: false,
         user: false,
+        cpl: 0,
         fpu: crane86_translator::emit::FPU_OS,
     };
     let mut grp = c.benchmark_group("translate");

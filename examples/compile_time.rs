@@ -12,6 +12,7 @@ fn main() {
         mode: CpuMode::Long64,
         stack32: false,
         user: false,
+        cpl: 0,
         fpu: crane86_translator::emit::FPU_OS,
     };
     let mut blocks = Vec::new();

@@ -277,8 +277,13 @@ pub struct CpuState {
     /// Set by the store slow path when a store hit a page holding translated code; the block
     /// stops after the current instruction so the run loop can invalidate that code first.
     pub smc_pending: u32,
-    /// Padding, kept zero.
-    pub _pad: u32,
+    /// Non-zero while the board has a maskable interrupt waiting (set by the run loop before
+    /// it enters generated code, which cannot see devices): an STI in generated code that
+    /// enables interrupts then returns to the run loop so it can be delivered.
+    pub irq_pending: u32,
+    /// Set by generated code when it returned after such an STI: the run loop holds
+    /// delivery off for one instruction (the STI shadow) and clears it.
+    pub sti_shadow: u32,
     /// Written by generated code at an exit that could have chained but found no target yet:
     /// an opaque token naming the exit, which the translation cache uses to link it.
     pub link: u64,
@@ -408,7 +413,8 @@ impl CpuState {
             budget: 0,
             fault: PendingFault::default(),
             smc_pending: 0,
-            _pad: 0,
+            irq_pending: 0,
+            sti_shadow: 0,
             link: 0,
             chained: 0,
             mem_slow: 0,
@@ -524,7 +530,8 @@ impl Clone for CpuState {
             budget: self.budget,
             fault: self.fault,
             smc_pending: self.smc_pending,
-            _pad: 0,
+            irq_pending: self.irq_pending,
+            sti_shadow: self.sti_shadow,
             link: self.link,
             chained: self.chained,
             mem_slow: self.mem_slow,

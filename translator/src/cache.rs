@@ -364,6 +364,7 @@ impl Cache {
             mode: key.mode(),
             stack32: key.stack32(),
             user: key.cpl() == 3,
+            cpl: key.cpl(),
             fpu: key.fpu_bits(),
         };
         let decoded = decode_block(&bytes[..want], key.ip, room, ctx, key.single_step());

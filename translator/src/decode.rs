@@ -120,6 +120,7 @@ mod tests {
         mode: CpuMode::Long64,
         stack32: false,
         user: false,
+        cpl: 0,
         fpu: crate::emit::FPU_OS,
     };
 

@@ -118,6 +118,9 @@ pub struct Ctx {
     pub stack32: bool,
     /// CPL 3: explicit memory accesses are user-mode accesses (and use the user TLB).
     pub user: bool,
+    /// The CPL (0 in real mode); `user` is `cpl == 3`. Privileged instructions that only
+    /// need CPL 0 run inline when it is 0, and stay runtime-class otherwise.
+    pub cpl: u8,
     /// CR0.EM/TS/MP and CR4.OSFXSR (`crane86_runtime::key::FPU_*`): whether x87, MMX and
     /// SSE instructions run or raise #NM/#UD.
     pub fpu: u8,
@@ -216,6 +219,15 @@ pub trait Emit: Arith {
     /// (`crane86_runtime::msr::tsc` plus the instructions retired since), or #GP(0) when
     /// CR4.TSD forbids RDTSC at the current CPL.
     fn read_tsc(&mut self) -> R<Self::V>;
+
+    /// Exchanges the GS base with IA32_KERNEL_GS_BASE (SWAPGS).
+    fn swap_gs_base(&mut self);
+    /// After an STI at the end of its block: when `was_clear` (1: IF was 0 before it) and the
+    /// run loop may deliver an interrupt next (`CpuState::irq_pending`, an exit request, the
+    /// budget running out), generated code returns to the run loop with
+    /// `CpuState::sti_shadow` set instead of chaining on. The interpreter does
+    /// nothing: the run loop sees the STI itself.
+    fn sti_window(&mut self, was_clear: Self::V);
 
     /// Raises `fault` when `cond` is non-zero; otherwise execution goes on.
     fn raise_if(&mut self, cond: Self::V, fault: Fault) -> R<()>;

@@ -246,6 +246,13 @@ impl Emit for Interp<'_> {
         }
     }
 
+    fn swap_gs_base(&mut self) {
+        let gs = &mut self.cpu.seg[SegReg::Gs as usize].base;
+        std::mem::swap(gs, &mut self.cpu.msr.kernel_gs_base);
+    }
+
+    fn sti_window(&mut self, _was_clear: u64) {}
+
     fn read_tsc(&mut self) -> R<u64> {
         if self.cpu.cr4 & CR4_TSD != 0 && crane86_runtime::segment::cpl(self.cpu) > 0 {
             return Err(self.raise(Fault::with_code(Exception::GeneralProtection, 0)));

@@ -52,6 +52,12 @@ pub enum Plan {
 pub fn plan(insn: &Instruction, ctx: Ctx) -> Plan {
     match lookup(insn.code()) {
         None => Plan::Invalid,
+        // CLI and STI at CPL 0 (no IOPL check can fail) and SWAPGS in 64-bit mode at CPL 0
+        // (no fault) run inline; each ends its block, so a block holds at most one and the
+        // run loop sees what it did (the STI shadow, the GS base a later block uses).
+        Some(e) if e.class == Class::Runtime && inline_at_cpl0(insn, e.op, ctx) => {
+            Plan::Inline { ends_block: true }
+        }
         Some(e) if e.class == Class::Runtime => Plan::Runtime,
         Some(e) if e.op == Op::Pushf && may_be_v86(ctx) => Plan::Runtime,
         Some(e) => Plan::Inline {
@@ -60,6 +66,19 @@ pub fn plan(insn: &Instruction, ctx: Ctx) -> Plan {
                     && (insn.has_rep_prefix() || insn.has_repne_prefix())),
         },
     }
+}
+
+/// The runtime-class instructions that need no runtime when the block runs at CPL 0: CLI
+/// and STI (the IOPL check passes), and SWAPGS in 64-bit mode.
+fn inline_at_cpl0(insn: &Instruction, op: Op, ctx: Ctx) -> bool {
+    ctx.cpl == 0
+        && match op {
+            Op::InterruptFlag => true,
+            Op::FastCall => {
+                insn.mnemonic() == iced_x86::Mnemonic::Swapgs && ctx.mode == CpuMode::Long64
+            }
+            _ => false,
+        }
 }
 
 /// True when a block with this key might run in virtual-8086 mode, which decodes as 16-bit
@@ -84,6 +103,7 @@ mod tests {
             mode,
             stack32: false,
             user,
+            cpl: if user { 3 } else { 0 },
             fpu: crate::emit::FPU_OS,
         };
         assert_eq!(plan(&pushf, ctx(CpuMode::Prot16, true)), Plan::Runtime);
@@ -111,6 +131,7 @@ mod tests {
             mode: CpuMode::Prot32,
             stack32: true,
             user: false,
+            cpl: 0,
             fpu: crate::emit::FPU_OS,
         };
         // rep insb, outsd

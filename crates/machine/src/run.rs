@@ -264,7 +264,9 @@ impl Machine {
                 self.cpu.retired += retired;
                 self.stats.jit_entries += 1;
                 remaining = remaining.saturating_sub(retired);
-                self.irq_shadow = false;
+                // An STI in compiled code that enabled interrupts with one pending came back
+                // here right after it: the next instruction still runs first.
+                self.irq_shadow = std::mem::take(&mut self.cpu.sti_shadow) != 0;
                 if retired > 0 {
                     // RF lasts one instruction (compiled code never sets it: IRET and task
                     // switches, which load it, are interpreted).

@@ -59,6 +59,8 @@ pub struct JitEmitter<'a, 'f> {
     smc: Variable,
     insn_has_store: bool,
     insn_ip: u64,
+    /// The address of the instruction after the current one.
+    insn_next_ip: u64,
     index: u32,
     ended: bool,
     sigs: Sigs,
@@ -130,6 +132,7 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
             smc,
             insn_has_store: false,
             insn_ip: 0,
+            insn_next_ip: 0,
             index: 0,
             ended: false,
             sigs,
@@ -176,6 +179,7 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
             self.index = i as u32;
             self.insn_has_store = false;
             next_ip = d.insn.next_ip();
+            self.insn_next_ip = next_ip;
             if d.runtime {
                 // Runtime-class instructions never reach the JIT (they are alone in blocks the
                 // run loop interprets); should one appear, hand it back to the run loop.
@@ -829,6 +833,50 @@ impl Emit for JitEmitter<'_, '_> {
         self.exit_fault();
         self.b.switch_to_block(cont);
         Ok(status)
+    }
+
+    fn swap_gs_base(&mut self) {
+        let gs_off = off::SEG + off::SEG_SIZE * SegReg::Gs as i32;
+        let gs = self.seg_base(SegReg::Gs);
+        let kernel = self.load_state(off::KERNEL_GS_BASE);
+        self.store_state(kernel, gs_off);
+        self.store_state(gs, off::KERNEL_GS_BASE);
+        self.seg_base[SegReg::Gs as usize] = Some(kernel);
+    }
+
+    fn sti_window(&mut self, was_clear: Value) {
+        // Back to the run loop whenever it may deliver an interrupt after this block: one is
+        // pending, a device access in this block may have raised one (the exit request), or
+        // the budget runs out here (a timer deadline).
+        let pending = self
+            .b
+            .ins()
+            .uload32(state_flags(), self.cpu, off::IRQ_PENDING);
+        let request = self
+            .b
+            .ins()
+            .uload32(state_flags(), self.cpu, off::EXIT_REQUEST);
+        let budget = self.load_state(off::BUDGET);
+        let ends = self.b.ins().icmp_imm_s(
+            IntCC::SignedLessThanOrEqual,
+            budget,
+            i64::from(self.index + 1),
+        );
+        let ends = self.b.ins().uextend(I64, ends);
+        let any = self.b.ins().bor(pending, request);
+        let any = self.b.ins().bor(any, ends);
+        let any = self.b.ins().icmp_imm_s(IntCC::NotEqual, any, 0);
+        let any = self.b.ins().uextend(I64, any);
+        let deliver = self.b.ins().band(was_clear, any);
+        let (exit, cont) = self.split(deliver);
+        self.b.switch_to_block(exit);
+        let one = self.b.ins().iconst(I32, 1);
+        self.b
+            .ins()
+            .store(state_flags(), one, self.cpu, off::STI_SHADOW);
+        let next = self.iconst(self.insn_next_ip);
+        self.exit_next(next, self.index + 1);
+        self.b.switch_to_block(cont);
     }
 
     fn read_tsc(&mut self) -> R<Value> {

@@ -105,6 +105,10 @@ pub(crate) mod off {
     pub const BUDGET: i32 = offset_of!(CpuState, budget) as i32;
     pub const TSC_BASE: i32 = offset_of!(CpuState, tsc_base) as i32;
     pub const CR4: i32 = offset_of!(CpuState, cr4) as i32;
+    pub const IRQ_PENDING: i32 = offset_of!(CpuState, irq_pending) as i32;
+    pub const STI_SHADOW: i32 = offset_of!(CpuState, sti_shadow) as i32;
+    pub const KERNEL_GS_BASE: i32 =
+        (offset_of!(CpuState, msr) + offset_of!(crane86_runtime::msr::Msrs, kernel_gs_base)) as i32;
     pub const FAULT: i32 = offset_of!(CpuState, fault) as i32;
     pub const SMC: i32 = offset_of!(CpuState, smc_pending) as i32;
     pub const LINK: i32 = offset_of!(CpuState, link) as i32;

@@ -37,7 +37,12 @@ use crate::table::{lookup, Class, Op};
 /// end with [`Emit::jump`] or [`Emit::branch`]; everything else falls through to the next
 /// instruction, which the caller accounts for.
 pub fn execute<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
-    let Some(entry) = lookup(insn.code()).filter(|en| en.class == Class::Inline) else {
+    // The runtime-class rows that `rewrite::plan` runs inline at CPL 0 come here too.
+    let cpl0_inline = |en: &crate::table::Entry| {
+        matches!(en.op, Op::InterruptFlag | Op::FastCall) && e.ctx().cpl == 0
+    };
+    let Some(entry) = lookup(insn.code()).filter(|en| en.class == Class::Inline || cpl0_inline(en))
+    else {
         return Err(e.raise(Fault::new(Exception::InvalidOpcode)));
     };
     match entry.op {
@@ -65,6 +70,16 @@ pub fn execute<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
         Op::Std => data::direction(e, true),
         Op::Nop => data::nop(e),
         Op::Rdtsc => system::rdtsc(e),
+        // Only at CPL 0 (`rewrite::plan` keeps them runtime-class elsewhere).
+        Op::InterruptFlag => {
+            system::interrupt_flag_cpl0(e, insn.mnemonic() == iced_x86::Mnemonic::Sti)
+        }
+        Op::FastCall
+            if insn.mnemonic() == iced_x86::Mnemonic::Swapgs
+                && e.ctx().mode == crane86_runtime::CpuMode::Long64 =>
+        {
+            system::swapgs_cpl0(e)
+        }
         Op::Push => stack::push(e, insn),
         Op::Pop => stack::pop(e, insn),
         Op::Pushf => stack::pushf(e, insn),
@@ -122,7 +137,6 @@ pub fn execute<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
         | Op::Ins
         | Op::Outs
         | Op::Popf
-        | Op::InterruptFlag
         | Op::Msr
         | Op::DescriptorTable
         | Op::SegmentMove

@@ -151,6 +151,33 @@ pub fn rdtsc<E: Emit>(e: &mut E) -> R<()> {
     Ok(())
 }
 
+/// CLI and STI where they cannot fault (CPL 0, see `rewrite::plan`): IF cleared or set. An
+/// STI that enables interrupts while one is pending hands the vCPU back to the run loop,
+/// which delivers it after the next instruction (the STI shadow).
+pub fn interrupt_flag_cpl0<E: Emit>(e: &mut E, set: bool) -> R<()> {
+    let rest = e.rflags_rest();
+    if set {
+        let if_bit = e.imm(fl::IF);
+        let v = e.bin(Bin::Or, rest, if_bit);
+        e.set_rflags_rest(v);
+        let was = e.bin(Bin::And, rest, if_bit);
+        let zero = e.imm(0);
+        let was_clear = e.cmp(crate::emit::Cmp::Eq, was, zero);
+        e.sti_window(was_clear);
+    } else {
+        let mask = e.imm(!fl::IF);
+        let v = e.bin(Bin::And, rest, mask);
+        e.set_rflags_rest(v);
+    }
+    Ok(())
+}
+
+/// SWAPGS in 64-bit mode at CPL 0 (where it cannot fault, see `rewrite::plan`).
+pub fn swapgs_cpl0<E: Emit>(e: &mut E) -> R<()> {
+    e.swap_gs_base();
+    Ok(())
+}
+
 /// LGDT, LIDT (CPL 0) and SGDT, SIDT: a 2-byte limit and a base of 8 bytes in 64-bit mode,
 /// else 4 (LGDT/LIDT with a 16-bit operand size keep 24 bits of it).
 fn descriptor_table(it: &mut Interp<'_>, insn: &Instruction) -> R<()> {

@@ -163,7 +163,9 @@ impl Machine {
         if std::mem::take(&mut self.cpu.ferr) != 0 {
             pc.fpu_error();
         }
-        if pc.refresh(&mut self.cpu) {
+        let looked = pc.refresh(&mut self.cpu);
+        self.cpu.irq_pending = u32::from(pc.pending);
+        if looked {
             if pc.take_reset_request() {
                 return Some(RunEnd::Reset);
             }
