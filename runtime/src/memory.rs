@@ -361,9 +361,16 @@ fn canonical(v: u64) -> bool {
     ((v as i64) << 16 >> 16) as u64 == v
 }
 
-fn tlb_index(linear: u64) -> usize {
-    ((linear >> 12) as usize) & (TLB_ENTRIES - 1)
+/// The TLB slot of a linear address: its page number folded with the bits from 29 up, so
+/// that pages at the same offset in different regions (a kernel's text, direct map and
+/// `vmemmap` sit at 2 MiB-aligned bases whose low bits agree) do not all compete for one
+/// slot. Generated code computes the same ([`TLB_HASH_SHIFT`]).
+pub fn tlb_index(linear: u64) -> usize {
+    (((linear >> 12) ^ (linear >> TLB_HASH_SHIFT)) as usize) & (TLB_ENTRIES - 1)
 }
+
+/// See [`tlb_index`].
+pub const TLB_HASH_SHIFT: u32 = 29;
 
 /// The privilege explicit accesses run at now.
 pub fn current_privilege(cpu: &CpuState) -> Privilege {
@@ -751,7 +758,7 @@ mod tests {
             0xfee0_0020
         );
         // Never cached: every access takes the slow path to the device.
-        assert_eq!(cpu.tlb[0][0xee00 & (TLB_ENTRIES - 1)], TlbEntry::INVALID);
+        assert_eq!(cpu.tlb[0][tlb_index(0xfee0_0020)], TlbEntry::INVALID);
         assert_eq!(
             cpu.exit_request.load(std::sync::atomic::Ordering::Relaxed),
             crate::state::EXIT_DEVICE

@@ -486,7 +486,13 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
 
     /// The address of the TLB entry for `addr` (the TLB offset is added by the loads).
     fn tlb_entry(&mut self, addr: Value) -> Value {
-        let idx = self.b.ins().ushr_imm_u(addr, 12);
+        // `crane86_runtime::memory::tlb_index`.
+        let page = self.b.ins().ushr_imm_u(addr, 12);
+        let high = self
+            .b
+            .ins()
+            .ushr_imm_u(addr, i64::from(crane86_runtime::memory::TLB_HASH_SHIFT));
+        let idx = self.b.ins().bxor(page, high);
         let idx = self
             .b
             .ins()
