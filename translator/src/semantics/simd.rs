@@ -291,6 +291,33 @@ fn inline<E: Emit>(e: &mut E, insn: &Instruction) -> R<bool> {
             e.set_xmm(d, 0, halves[0]);
             e.set_xmm(d, 1, halves[1]);
         }
+        // The compare and mask-extract pair of string scans (strlen, memchr), in 64-bit
+        // halves with SWAR arithmetic, so they need no helper call.
+        C::Pcmpeqb_xmm_xmmm128 | C::Pcmpeqw_xmm_xmmm128 | C::Pcmpeqd_xmm_xmmm128 => {
+            let lane = match code {
+                C::Pcmpeqb_xmm_xmmm128 => 8,
+                C::Pcmpeqw_xmm_xmmm128 => 16,
+                _ => 32,
+            };
+            let (slo, shi) = source128(e, insn)?;
+            let d = xmm(0);
+            for (h, s) in [(0, slo), (1, shi)] {
+                let dv = e.xmm(d, h);
+                let r = lanes_equal(e, dv, s, lane);
+                e.set_xmm(d, h, r);
+            }
+        }
+        C::Pmovmskb_r32_xmm | C::Pmovmskb_r64_xmm => {
+            let r = xmm(1);
+            let lo = e.xmm(r, 0);
+            let hi = e.xmm(r, 1);
+            let ml = byte_signs(e, lo);
+            let mh = byte_signs(e, hi);
+            let eight = e.imm(8);
+            let mh = e.bin(Bin::Shl, mh, eight);
+            let v = e.bin(Bin::Or, ml, mh);
+            write_reg(e, insn.op_register(0), v);
+        }
         // MOVD/MOVQ between XMM and general registers or memory.
         C::Movd_xmm_rm32 | C::Movq_xmm_rm64 | C::Movq_xmm_xmmm64 => {
             let size = if code == C::Movd_xmm_rm32 { 4 } else { 8 };
@@ -332,6 +359,45 @@ fn inline<E: Emit>(e: &mut E, insn: &Instruction) -> R<bool> {
         _ => return Ok(false),
     }
     Ok(true)
+}
+
+/// PCMPEQ on one 64-bit half: each `lane`-bit lane of the result is all ones where `a` and
+/// `b` agree, else zero. With x = a ^ b, adding the low bits of each lane to all-ones-but-
+/// the-top carries into the top bit exactly when those low bits are not all zero; or-ing x
+/// in covers the top bit itself, so the top bit of `t` is "lane of x non-zero", without a
+/// carry crossing lanes. A lone top bit per lane then becomes a full lane as
+/// (z << 1) - (z >> (lane - 1)), modulo 2^64.
+fn lanes_equal<E: Emit>(e: &mut E, a: E::V, b: E::V, lane: u32) -> E::V {
+    let top = match lane {
+        8 => 0x8080_8080_8080_8080u64,
+        16 => 0x8000_8000_8000_8000,
+        _ => 0x8000_0000_8000_0000,
+    };
+    let x = e.bin(Bin::Xor, a, b);
+    let low_bits = e.imm(!top);
+    let lx = e.bin(Bin::And, x, low_bits);
+    let t = e.bin(Bin::Add, lx, low_bits);
+    let t = e.bin(Bin::Or, t, x);
+    let nt = e.un(crate::emit::Un::Not, t);
+    let top_v = e.imm(top);
+    let z = e.bin(Bin::And, nt, top_v);
+    let one = e.imm(1);
+    let up = e.bin(Bin::Shl, z, one);
+    let sh = e.imm(u64::from(lane - 1));
+    let down = e.bin(Bin::Shr, z, sh);
+    e.bin(Bin::Sub, up, down)
+}
+
+/// PMOVMSKB on one 64-bit half: the top bit of byte i as bit i. The multiplier moves the
+/// top bit of byte i to bit 56 + i (the partial products never collide), and the shift keeps
+/// those eight bits.
+fn byte_signs<E: Emit>(e: &mut E, v: E::V) -> E::V {
+    let tops = e.imm(0x8080_8080_8080_8080);
+    let m = e.bin(Bin::And, v, tops);
+    let k = e.imm(0x0002_0408_1020_4081);
+    let p = e.bin(Bin::Mul, m, k);
+    let sh = e.imm(56);
+    e.bin(Bin::Shr, p, sh)
 }
 
 /// Operand 1 as a 128-bit value (XMM register or aligned-as-required memory).
