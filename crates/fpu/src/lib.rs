@@ -8,7 +8,10 @@
 //!
 //! Arithmetic is Berkeley SoftFloat 3 (through `softfloat-sys`, wrapped in [`soft`]): results,
 //! rounding and exception flags are exact for every rounding mode and precision, independent
-//! of the host FPU. The x86-specific rules SoftFloat leaves to its user (NaN selection, DAZ,
+//! of the host FPU. One exception, for speed: SSE ADD/SUB/MUL/DIV/SQRT and double-to-single
+//! narrowing of ordinary operands use the host's own IEEE arithmetic when MXCSR (round to
+//! nearest, no FTZ/DAZ, inexact already flagged) and the result prove it identical, flags
+//! included (`simd::float`'s `hard` module). The x86-specific rules SoftFloat leaves to its user (NaN selection, DAZ,
 //! FTZ, the denormal-operand flag, x87 tags and the C0..C3 condition codes) live here.
 
 pub mod operands;

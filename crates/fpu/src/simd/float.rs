@@ -7,6 +7,11 @@
 //! architectural by `lane::commit`, which also decides whether the destination may be
 //! written (an unmasked exception leaves it unchanged and returns [`SimdFault::Xm`]).
 //!
+//! When MXCSR is round-to-nearest without FTZ/DAZ and the inexact flag is already set and
+//! masked, `hard` computes ordinary elements (zero or normal operands, a normal result) of
+//! ADD/SUB/MUL/DIV/SQRT and double-to-single narrowing with the host's own arithmetic,
+//! which gives the same result and leaves MXCSR as SoftFloat would; `lane` tries it first.
+//!
 //! Layout: `lane` holds the per-element rules and the flag commit; `arith` MIN/MAX,
 //! RCP/RSQRT, ROUND and the horizontal SSE3/SSE4.1 forms; `cmp` CMPxx and COMIS/UCOMIS;
 //! `cvt` the conversions. The tests compare every instruction with the host processor.
@@ -24,6 +29,7 @@ use crate::state::Fpu;
 mod arith;
 mod cmp;
 mod cvt;
+mod hard;
 mod lane;
 #[cfg(test)]
 mod tests;
@@ -199,6 +205,10 @@ fn elementwise(
             (w.get(dv, i), b)
         };
     }
+    if let Some(out) = fast(Mx(fpu.mxcsr), w, kind, dv, &pairs[..n]) {
+        fpu.set_xmm128(d, out);
+        return Ok(());
+    }
     let imm = ops.imm();
     write_lanes(fpu, d, w, dv, &pairs[..n], |mx, _, a, b| match kind {
         Kind::Bin(op) => lane::binop(mx, w, op, a, b),
@@ -210,4 +220,37 @@ fn elementwise(
         Kind::Cmp => cmp::cmp(mx, w, a, b, imm),
         Kind::Round => arith::round(mx, w, a, imm),
     })
+}
+
+/// An element-wise ADD/SUB/MUL/DIV/SQRT done entirely on the host FPU (see [`hard`]): the
+/// destination's new value when every element qualifies, in which case MXCSR is left as
+/// it is (no flag but the already set PE could have been raised). `None` sends the
+/// instruction the SoftFloat way, where qualifying elements still take the fast path one
+/// by one.
+#[inline]
+fn fast(mx: Mx, w: W, kind: Kind, base: u128, pairs: &[(u64, u64)]) -> Option<u128> {
+    if !matches!(kind, Kind::Bin(_) | Kind::Sqrt) || !hard::usable(mx) {
+        return None;
+    }
+    // Built in two 64-bit halves kept in registers: cheaper than `W::set`'s variable
+    // 128-bit shifts, and no 16-byte load of freshly stored narrower elements (a
+    // store-forwarding stall).
+    let (mut lo, mut hi) = (base as u64, (base >> 64) as u64);
+    for (i, &(a, b)) in pairs.iter().enumerate() {
+        let r = match kind {
+            Kind::Bin(op) => hard::binop(w, op, a, b)?,
+            _ => hard::sqrt(w, b)?,
+        };
+        let half = if w.bits() * i < 64 { &mut lo } else { &mut hi };
+        match w {
+            W::S if i % 2 == 0 => *half = *half & !0xffff_ffff | r,
+            W::S => *half = *half & 0xffff_ffff | r << 32,
+            W::D => *half = r,
+        }
+    }
+    #[cfg(test)]
+    for _ in pairs {
+        hard::test_hooks::taken();
+    }
+    Some(u128::from(lo) | u128::from(hi) << 64)
 }

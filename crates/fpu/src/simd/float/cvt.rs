@@ -4,7 +4,7 @@
 use iced_x86::Code;
 
 use super::lane::{self, Mx, W};
-use super::source;
+use super::{hard, source};
 use crate::operands::{Loc, Operands};
 use crate::simd::SimdFault;
 use crate::soft::{self, Env, Flags, Round, IE, SF32, SF64};
@@ -72,6 +72,10 @@ fn to_int(mx: Mx, w: W, x: u64, wide: bool, trunc: bool) -> (u64, Flags) {
 
 /// A signed integer to a floating-point element, rounded by MXCSR.RC (PE only).
 fn from_int(mx: Mx, w: W, x: i64, wide: bool) -> (u64, Flags) {
+    if w == W::D && !wide {
+        // Every i32 is a double: exact in every rounding mode, no flags.
+        return (f64::from(x as i32).to_bits(), 0);
+    }
     soft::with_env(mx.env(), || match (w, wide) {
         (W::S, false) => u64::from(soft::i32_to_f32(x as i32).v),
         (W::S, true) => u64::from(soft::i64_to_f32(x).v),
@@ -83,8 +87,20 @@ fn from_int(mx: Mx, w: W, x: i64, wide: bool) -> (u64, Flags) {
 /// A single to a double (`to` D) or a double to a single (`to` S): DAZ/DE on the operand,
 /// a NaN quieted with its payload kept (truncated to single), SoftFloat's rounding and
 /// flags, and FTZ on the narrowed result.
-fn to_float(mx: Mx, to: W, x: u64) -> (u64, Flags) {
+pub(super) fn to_float(mx: Mx, to: W, x: u64) -> (u64, Flags) {
     let from = if to == W::D { W::S } else { W::D };
+    if to == W::D && !from.is_nan(x) && !from.is_denormal(x) {
+        // Widening a zero, normal or infinite single is exact, flagless and independent of
+        // MXCSR; the host does it.
+        return (f64::from(f32::from_bits(x as u32)).to_bits(), 0);
+    }
+    if to == W::S && hard::usable(mx) {
+        if let Some(r) = hard::narrow(x) {
+            #[cfg(test)]
+            hard::test_hooks::taken();
+            return (r, 0);
+        }
+    }
     let (x, fx) = mx.src(from, x);
     let (r, f) = soft::with_env(mx.env(), || match to {
         W::D => soft::f32_to_f64(SF32 { v: x as u32 }).v,

@@ -2,6 +2,7 @@
 //! environment (RC, DAZ, FTZ, masks) and the x86 rules SoftFloat leaves to its caller (NaN
 //! selection, denormal operands, flush-to-zero, the order in which flags become visible).
 
+use super::hard;
 use crate::simd::SimdFault;
 use crate::soft::{self, Env, Flags, Round, DE, IE, OE, PE, SF32, SF64, UE, ZE};
 use crate::state::Fpu;
@@ -237,7 +238,18 @@ pub(crate) enum Op {
 }
 
 /// `a op b` under MXCSR, with the flags it raises.
+///
+/// Takes the host-FPU fast path when MXCSR and the operands allow it (see [`super::hard`]);
+/// the flags returned then are none, as the only one the operation could raise, PE, is
+/// already set and masked.
 pub(crate) fn binop(mx: Mx, w: W, op: Op, a: u64, b: u64) -> (u64, Flags) {
+    if hard::usable(mx) {
+        if let Some(r) = hard::binop(w, op, a, b) {
+            #[cfg(test)]
+            hard::test_hooks::taken();
+            return (r, 0);
+        }
+    }
     let (a, fa) = mx.src(w, a);
     let (b, fb) = mx.src(w, b);
     if w.is_nan(a) || w.is_nan(b) {
@@ -273,8 +285,15 @@ pub(crate) fn binop(mx: Mx, w: W, op: Op, a: u64, b: u64) -> (u64, Flags) {
     mx.result(w, r, f, || exact_unbounded(w, op, a, b))
 }
 
-/// The square root of `a` under MXCSR.
+/// The square root of `a` under MXCSR, on the host FPU when [`super::hard`] allows.
 pub(crate) fn sqrt(mx: Mx, w: W, a: u64) -> (u64, Flags) {
+    if hard::usable(mx) {
+        if let Some(r) = hard::sqrt(w, a) {
+            #[cfg(test)]
+            hard::test_hooks::taken();
+            return (r, 0);
+        }
+    }
     let (a, fa) = mx.src(w, a);
     if w.is_nan(a) {
         return nan2(w, a, a);

@@ -1,10 +1,6 @@
 //! Comparisons with the host CPU: each instruction runs on the host under the same MXCSR
 //! (all exceptions masked) and on the emulator, and results and MXCSR must be identical.
 
-use core::arch::asm;
-use core::arch::x86_64::__m128i;
-use core::mem::transmute;
-
 use iced_x86::Code;
 
 use super::{emu, mxcsr, vec, Rng};
@@ -14,18 +10,18 @@ use crate::simd::float::lane::W;
 type HostFn = fn(u32, u128, u128) -> (u128, u32);
 
 /// Wraps one XMM-XMM instruction (template with `{x}` the destination, `{y}` the source)
-/// as a [`HostFn`].
+/// as a [`HostFn`]. Paths are absolute so that the `hard` tests can use it too.
 macro_rules! host {
     ($($t:tt)+) => {{
         fn f(mx: u32, d: u128, s: u128) -> (u128, u32) {
             let mut m = mx;
             let mut saved = 0u32;
             // SAFETY: u128 and __m128i are both 16 plain bytes.
-            let (mut x, y) = unsafe { (transmute::<u128, __m128i>(d), transmute::<u128, __m128i>(s)) };
+            let (mut x, y) = unsafe { (::core::mem::transmute::<u128, ::core::arch::x86_64::__m128i>(d), ::core::mem::transmute::<u128, ::core::arch::x86_64::__m128i>(s)) };
             // SAFETY: one SSE instruction on the two named registers; the host MXCSR is
             // saved first and restored after, through pointers to live locals.
             unsafe {
-                asm!(
+                ::core::arch::asm!(
                     "stmxcsr [{sv}]",
                     "ldmxcsr [{m}]",
                     concat!($($t)+),
@@ -39,7 +35,7 @@ macro_rules! host {
                 );
             }
             // SAFETY: as above.
-            (unsafe { transmute::<__m128i, u128>(x) }, m)
+            (unsafe { ::core::mem::transmute::<::core::arch::x86_64::__m128i, u128>(x) }, m)
         }
         f as HostFn
     }};

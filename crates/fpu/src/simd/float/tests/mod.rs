@@ -2,7 +2,9 @@
 //! the host CPU (results and MXCSR flags under random RC/DAZ/FTZ, all exceptions masked on
 //! the host), plus known cases for the unmasked-exception paths.
 
+#[macro_use]
 mod host;
+mod hard;
 mod host_cvt;
 mod known;
 
