@@ -69,6 +69,10 @@ pub struct BenchArgs {
     /// List the workloads and exit.
     #[arg(long)]
     pub list: bool,
+    /// An extra argument for every `crane86 run` of the suite, for comparing settings
+    /// (`--crane86-arg=--jit-threshold=200`); repeatable.
+    #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
+    pub crane86_arg: Vec<String>,
 }
 
 /// Conformance references.

@@ -62,6 +62,8 @@ pub struct Runner {
     pub crane86: PathBuf,
     /// How long one workload (or one boot) may take.
     pub timeout: Duration,
+    /// Extra arguments for every `crane86 run` (`--crane86-arg`).
+    pub extra: Vec<String>,
 }
 
 impl Runner {
@@ -83,7 +85,8 @@ impl Runner {
                 .arg(&image.kernel)
                 .arg("--initrd")
                 .arg(&image.initrd)
-                .args(["-m", MEM_MIB, "--append", append]);
+                .args(["-m", MEM_MIB, "--append", append])
+                .args(&self.extra);
         }
         cmd
     }
@@ -201,7 +204,8 @@ impl Runner {
     /// `crane86 run --guest GUEST --mode 64`, from spawn to exit.
     pub fn flat(&self, guest: &str) -> Sample {
         let mut cmd = Command::new(&self.crane86);
-        cmd.args(["run", "--guest", guest, "--mode", "64"]);
+        cmd.args(["run", "--guest", guest, "--mode", "64"])
+            .args(&self.extra);
         // The guests end with isa-debug-exit 0, which `crane86 run` turns into status 1.
         self.to_exit(cmd, 1)
     }
