@@ -157,3 +157,27 @@ fn conformance_host_ends_with_the_summary_line() {
         "{last}"
     );
 }
+
+#[test]
+fn perf_map_names_every_compiled_block() {
+    let child = Command::new(env!("CARGO_BIN_EXE_crane86"))
+        .args(["run", "--guest", "crc32", "--tier", "jit", "--perf-map"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "the guest's debug exit 0");
+    let path = format!("/tmp/perf-{pid}.map");
+    let map = std::fs::read_to_string(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let lines: Vec<&str> = map.lines().collect();
+    assert!(lines.len() > 10, "{} blocks named", lines.len());
+    for l in lines {
+        let f: Vec<&str> = l.split(' ').collect();
+        assert_eq!(f.len(), 3, "{l}");
+        assert!(u64::from_str_radix(f[0], 16).is_ok_and(|a| a != 0), "{l}");
+        assert!(u64::from_str_radix(f[1], 16).is_ok_and(|n| n > 0), "{l}");
+        assert!(f[2].starts_with("guest_"), "{l}");
+    }
+}

@@ -543,3 +543,78 @@ fn cpuid_apic_bit_follows_apic_base_enable() {
         );
     }
 }
+
+/// A loop that calls a function on another page and returns through RET: neither exit can
+/// be chained through a slot (RET is indirect; under paging the call crosses pages), so
+/// compiled code finds both targets through the cache's table (`jump_lookup`) and stays out
+/// of the run loop; the result is the same as the interpreter's.
+#[test]
+fn calls_across_pages_and_returns_stay_in_compiled_code() {
+    let mut a = CodeAssembler::new(64).unwrap();
+    let mut top = a.create_label();
+    let mut func = a.create_label();
+    a.xor(r8, r8).unwrap();
+    a.mov(ecx, 10_000).unwrap();
+    a.set_label(&mut top).unwrap();
+    a.call(func).unwrap();
+    a.dec(ecx).unwrap();
+    a.jne(top).unwrap();
+    a.mov(rax, r8).unwrap();
+    a.out(0xf4, al).unwrap();
+    // The function on the next page.
+    a.db(&[0xcc; 0x1000]).unwrap();
+    a.set_label(&mut func).unwrap();
+    a.lea(r8, qword_ptr(r8 + rcx * 2 + 1)).unwrap();
+    a.ret().unwrap();
+    let code = a.assemble(0x1000).unwrap();
+    let want: u64 = (1..=10_000u64).map(|i| 2 * i + 1).sum();
+    let mut entries = Vec::new();
+    for tier in [Tier::Interp, Tier::Jit] {
+        let mut m = machine(tier);
+        m.load_flat(&code, 0x1000, 0x1000, CpuMode::Long64).unwrap();
+        let end = m.run(Some(1_000_000)).unwrap();
+        assert_eq!(end, RunEnd::DebugExit((want & 0xff) as u32), "{tier:?}");
+        assert_eq!(m.cpu.gpr(Gpr::R8), want, "{tier:?}");
+        entries.push(m.stats.jit_entries);
+    }
+    // 20,000 block transfers; a handful of entries from the run loop while the blocks are
+    // first compiled and linked.
+    assert!(
+        entries[1] < 100,
+        "{} entries into compiled code",
+        entries[1]
+    );
+}
+
+/// Background compilation (`JitOptions::background`): hot blocks are compiled on another
+/// thread while the vCPU interprets them, then run compiled; results do not change.
+#[test]
+fn background_compilation_gives_the_same_result_and_compiles() {
+    let want: u64 = (1..=1000u64).map(|i| (3 * i + 7) ^ 0x55).sum();
+    let mut m = Machine::new(&MachineConfig {
+        tier: Tier::Auto { threshold: 3 },
+        exceptions: ExceptionPolicy::Stop,
+        jit: crane86_translator::jit::JitOptions {
+            background: true,
+            ..Default::default()
+        },
+        ..MachineConfig::default()
+    })
+    .unwrap();
+    // Run the loop many times over, so the compiled code arrives while it still runs.
+    let mut code = sum_loop();
+    let out = code.len() - 2;
+    code.truncate(out);
+    let mut a = CodeAssembler::new(64).unwrap();
+    a.dec(r15).unwrap();
+    a.jne(0x1000u64).unwrap();
+    a.out(0xf4, al).unwrap();
+    code.extend(a.assemble(0x1000 + out as u64).unwrap());
+    m.load_flat(&code, 0x1000, 0x1000, CpuMode::Long64).unwrap();
+    m.cpu.set_gpr(Gpr::R15, 2000);
+    let end = m.run(Some(100_000_000)).unwrap();
+    assert_eq!(end, RunEnd::DebugExit((want & 0xff) as u32));
+    assert_eq!(m.cpu.gpr(Gpr::R9), want);
+    assert!(m.cache.stats.blocks_compiled > 0, "nothing was compiled");
+    assert!(m.stats.insns_jit > m.stats.insns_interp, "{:?}", m.stats);
+}
