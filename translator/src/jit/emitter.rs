@@ -379,12 +379,7 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
             self.b.ins().brif(code, go, &[], back, &[]);
             self.b.seal_block(go);
             self.b.switch_to_block(go);
-            let c = self.load_state(off::CHAINED);
-            let c = self.b.ins().iadd_imm_s(c, 1);
-            self.store_state(c, off::CHAINED);
-            self.b
-                .ins()
-                .return_call_indirect(self.sigs.block, code, &[self.cpu]);
+            self.chain_to(code);
         } else {
             self.b.ins().jump(back, &[]);
         }
@@ -428,16 +423,21 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
         self.b.seal_block(go);
         self.b.seal_block(back);
         self.b.switch_to_block(go);
+        self.chain_to(target_code);
+        self.b.switch_to_block(back);
+        self.store_state(rip, off::RIP);
+        self.store_state(token, off::LINK);
+        self.ret(EXIT_NEXT);
+    }
+
+    /// Counts a chained transfer and tail-calls the compiled block at `code`.
+    fn chain_to(&mut self, code: Value) {
         let c = self.load_state(off::CHAINED);
         let c = self.b.ins().iadd_imm_s(c, 1);
         self.store_state(c, off::CHAINED);
         self.b
             .ins()
-            .return_call_indirect(self.sigs.block, target_code, &[self.cpu]);
-        self.b.switch_to_block(back);
-        self.store_state(rip, off::RIP);
-        self.store_state(token, off::LINK);
-        self.ret(EXIT_NEXT);
+            .return_call_indirect(self.sigs.block, code, &[self.cpu]);
     }
 
     /// The back edge of a self-loop: account for the iteration, and go round again unless

@@ -11,7 +11,7 @@ use crate::simd::float::lane::{self, Mx, Op, W};
 use crate::soft::{PE, UE};
 
 /// An instruction on the host: (MXCSR in, destination, source) to (result, MXCSR out).
-type HostFn = fn(u32, u128, u128) -> (u128, u32);
+use super::host::HostFn;
 
 /// MXCSR with the fast path live: RN, no FTZ/DAZ, all exceptions masked, PE set, and
 /// sometimes other sticky flags already set.
@@ -144,33 +144,14 @@ const N: usize = 20_000;
 #[test]
 fn live_fast_path_matches_host() {
     use Code::*;
-    let cases: &[(Code, W, HostFn)] = &[
-        (Addps_xmm_xmmm128, W::S, host!("addps {x}, {y}")),
-        (Addpd_xmm_xmmm128, W::D, host!("addpd {x}, {y}")),
-        (Addss_xmm_xmmm32, W::S, host!("addss {x}, {y}")),
-        (Addsd_xmm_xmmm64, W::D, host!("addsd {x}, {y}")),
-        (Subps_xmm_xmmm128, W::S, host!("subps {x}, {y}")),
-        (Subpd_xmm_xmmm128, W::D, host!("subpd {x}, {y}")),
-        (Subss_xmm_xmmm32, W::S, host!("subss {x}, {y}")),
-        (Subsd_xmm_xmmm64, W::D, host!("subsd {x}, {y}")),
-        (Mulps_xmm_xmmm128, W::S, host!("mulps {x}, {y}")),
-        (Mulpd_xmm_xmmm128, W::D, host!("mulpd {x}, {y}")),
-        (Mulss_xmm_xmmm32, W::S, host!("mulss {x}, {y}")),
-        (Mulsd_xmm_xmmm64, W::D, host!("mulsd {x}, {y}")),
-        (Divps_xmm_xmmm128, W::S, host!("divps {x}, {y}")),
-        (Divpd_xmm_xmmm128, W::D, host!("divpd {x}, {y}")),
-        (Divss_xmm_xmmm32, W::S, host!("divss {x}, {y}")),
-        (Divsd_xmm_xmmm64, W::D, host!("divsd {x}, {y}")),
-        (Sqrtps_xmm_xmmm128, W::S, host!("sqrtps {x}, {y}")),
-        (Sqrtpd_xmm_xmmm128, W::D, host!("sqrtpd {x}, {y}")),
-        (Sqrtss_xmm_xmmm32, W::S, host!("sqrtss {x}, {y}")),
-        (Sqrtsd_xmm_xmmm64, W::D, host!("sqrtsd {x}, {y}")),
+    let mut cases = super::host::arithmetic_cases();
+    cases.extend_from_slice(&[
         (Cvtsd2ss_xmm_xmmm64, W::D, host!("cvtsd2ss {x}, {y}")),
         (Cvtpd2ps_xmm_xmmm128, W::D, host!("cvtpd2ps {x}, {y}")),
         (Cvtss2sd_xmm_xmmm32, W::S, host!("cvtss2sd {x}, {y}")),
         (Cvtps2pd_xmm_xmmm64, W::S, host!("cvtps2pd {x}, {y}")),
-    ];
-    for &(code, w, h) in cases {
+    ]);
+    for (code, w, h) in cases {
         let taken = check_live(code, w, h, N, 11);
         // Conversions to double never count: they are exact and skip SoftFloat always.
         if !matches!(code, Cvtss2sd_xmm_xmmm32 | Cvtps2pd_xmm_xmmm64) {
@@ -181,15 +162,7 @@ fn live_fast_path_matches_host() {
         }
     }
     if is_x86_feature_detected!("sse3") {
-        let sse3: &[(Code, W, HostFn)] = &[
-            (Addsubps_xmm_xmmm128, W::S, host!("addsubps {x}, {y}")),
-            (Addsubpd_xmm_xmmm128, W::D, host!("addsubpd {x}, {y}")),
-            (Haddps_xmm_xmmm128, W::S, host!("haddps {x}, {y}")),
-            (Haddpd_xmm_xmmm128, W::D, host!("haddpd {x}, {y}")),
-            (Hsubps_xmm_xmmm128, W::S, host!("hsubps {x}, {y}")),
-            (Hsubpd_xmm_xmmm128, W::D, host!("hsubpd {x}, {y}")),
-        ];
-        for &(code, w, h) in sse3 {
+        for (code, w, h) in super::host::sse3_cases() {
             check_live(code, w, h, N / 2, 12);
         }
     }

@@ -7,7 +7,7 @@ use super::{emu, mxcsr, vec, Rng};
 use crate::simd::float::lane::W;
 
 /// An instruction on the host: (MXCSR in, destination, source) to (result, MXCSR out).
-type HostFn = fn(u32, u128, u128) -> (u128, u32);
+pub(super) type HostFn = fn(u32, u128, u128) -> (u128, u32);
 
 /// Wraps one XMM-XMM instruction (template with `{x}` the destination, `{y}` the source)
 /// as a [`HostFn`]. Paths are absolute so that the `hard` tests can use it too.
@@ -63,10 +63,10 @@ fn check(code: Code, w: W, host: HostFn, imm: u8, n: usize, seed: u64) {
 
 const N: usize = 20_000;
 
-#[test]
-fn basic_arithmetic_matches_host() {
+/// ADD, SUB, MUL, DIV and SQRT in their PS, PD, SS and SD forms, with the host's instruction.
+pub(super) fn arithmetic_cases() -> Vec<(Code, W, HostFn)> {
     use Code::*;
-    let cases: &[(Code, W, HostFn)] = &[
+    vec![
         (Addps_xmm_xmmm128, W::S, host!("addps {x}, {y}")),
         (Addpd_xmm_xmmm128, W::D, host!("addpd {x}, {y}")),
         (Addss_xmm_xmmm32, W::S, host!("addss {x}, {y}")),
@@ -87,6 +87,14 @@ fn basic_arithmetic_matches_host() {
         (Sqrtpd_xmm_xmmm128, W::D, host!("sqrtpd {x}, {y}")),
         (Sqrtss_xmm_xmmm32, W::S, host!("sqrtss {x}, {y}")),
         (Sqrtsd_xmm_xmmm64, W::D, host!("sqrtsd {x}, {y}")),
+    ]
+}
+
+#[test]
+fn basic_arithmetic_matches_host() {
+    use Code::*;
+    let mut cases = arithmetic_cases();
+    cases.extend_from_slice(&[
         (Minps_xmm_xmmm128, W::S, host!("minps {x}, {y}")),
         (Minpd_xmm_xmmm128, W::D, host!("minpd {x}, {y}")),
         (Minss_xmm_xmmm32, W::S, host!("minss {x}, {y}")),
@@ -95,8 +103,8 @@ fn basic_arithmetic_matches_host() {
         (Maxpd_xmm_xmmm128, W::D, host!("maxpd {x}, {y}")),
         (Maxss_xmm_xmmm32, W::S, host!("maxss {x}, {y}")),
         (Maxsd_xmm_xmmm64, W::D, host!("maxsd {x}, {y}")),
-    ];
-    for &(code, w, h) in cases {
+    ]);
+    for (code, w, h) in cases {
         check(code, w, h, 0, N, 1);
     }
 }
@@ -106,18 +114,22 @@ fn sse3_arithmetic_matches_host() {
     if !is_x86_feature_detected!("sse3") {
         return;
     }
+    for (code, w, h) in sse3_cases() {
+        check(code, w, h, 0, N, 2);
+    }
+}
+
+/// The SSE3 ADDSUB, HADD and HSUB forms, with the host's instruction.
+pub(super) fn sse3_cases() -> Vec<(Code, W, HostFn)> {
     use Code::*;
-    let cases: &[(Code, W, HostFn)] = &[
+    vec![
         (Addsubps_xmm_xmmm128, W::S, host!("addsubps {x}, {y}")),
         (Addsubpd_xmm_xmmm128, W::D, host!("addsubpd {x}, {y}")),
         (Haddps_xmm_xmmm128, W::S, host!("haddps {x}, {y}")),
         (Haddpd_xmm_xmmm128, W::D, host!("haddpd {x}, {y}")),
         (Hsubps_xmm_xmmm128, W::S, host!("hsubps {x}, {y}")),
         (Hsubpd_xmm_xmmm128, W::D, host!("hsubpd {x}, {y}")),
-    ];
-    for &(code, w, h) in cases {
-        check(code, w, h, 0, N, 2);
-    }
+    ]
 }
 
 /// `[(imm, host function)]` for one instruction template and a list of immediates.
