@@ -319,8 +319,8 @@ pub struct CpuState {
     /// means a privilege change needs no flush.
     pub tlb: [[TlbEntry; TLB_ENTRIES]; 2],
     /// Which entries of each TLB may be valid (a bit per entry, set when one is filled), so
-    /// that a flush, which CR3 writes make frequent, touches only those and not the whole
-    /// 256 KiB.
+    /// that a flush, which CR3 writes make frequent, touches only those and not both whole
+    /// tables.
     pub tlb_filled: [[u64; TLB_ENTRIES / 64]; 2],
     /// The largest page (2 MiB, 4 MiB or 1 GiB) any entry filled since the last flush came
     /// from, or 0: INVLPG must drop every entry of the page its address lies in, and the
