@@ -159,10 +159,10 @@ impl Machine {
     /// The loop of [`Machine::run`], with the input handles attached.
     fn run_loop(&mut self, limit: Option<u64>) -> Result<RunEnd, MachineError> {
         let mut remaining = limit.unwrap_or(u64::MAX);
+        if let Some(v) = self.debug_exit_value() {
+            return Ok(RunEnd::DebugExit(v));
+        }
         loop {
-            if let Some(v) = self.debug_exit_value() {
-                return Ok(RunEnd::DebugExit(v));
-            }
             if self.mem.has_dirty_code() {
                 for page in self.mem.take_dirty_code() {
                     self.cache.invalidate_page(page, &mut self.mem);
@@ -297,6 +297,7 @@ impl Machine {
                             | iced_x86::Mnemonic::Sysretq
                     )
                 });
+                let port_io = block.is_runtime();
                 let io: &mut dyn crane86_runtime::PortIo = match self.pc.as_mut() {
                     Some(pc) => pc.port_io(),
                     None => &mut self.ports,
@@ -306,6 +307,14 @@ impl Machine {
                 self.cpu.retired += n;
                 self.stats.interp_runs += 1;
                 remaining = remaining.saturating_sub(n);
+                // isa-debug-exit is a port, and port I/O instructions are runtime-class: they
+                // only ever run here, alone in their block. The one place to look (it takes a
+                // lock on the PC board).
+                if port_io {
+                    if let Some(v) = self.debug_exit_value() {
+                        return Ok(RunEnd::DebugExit(v));
+                    }
+                }
                 if rf && n > 0 {
                     // RF suppressed the breakpoint check for one instruction, now retired.
                     self.cpu.rflags &= !fl::RF;
