@@ -157,17 +157,12 @@ fn translate(c: &mut Criterion) {
     });
     let blocks = blocks();
     let slots = Box::new([0u64; 2]);
-    let chain = ChainSlots {
-        slot_addr: [slots.as_ptr() as u64, slots.as_ptr() as u64 + 8],
-        token: [1, 2],
-        // No lookup table: exits the cache would not link return to the run loop.
-        key: crane86_runtime::BlockKey {
-            ip: 0,
-            cs_base: 0,
-            bits: 0,
-        },
-        jump_table: 0,
+    let key = crane86_runtime::BlockKey {
+        ip: 0,
+        cs_base: 0,
+        bits: 0,
     };
+    let chain = ChainSlots::standalone(&slots, key);
     grp.throughput(Throughput::Elements(blocks.len() as u64));
     for (name, optimize) in [
         ("compile_blocks_opt", true),

@@ -24,16 +24,12 @@ fn main() {
     }
     // Compiled only, never run: the slots just need a stable address.
     let slots = Box::new([0u64; 2]);
-    let chain = ChainSlots {
-        slot_addr: [slots.as_ptr() as u64, slots.as_ptr() as u64 + 8],
-        token: [1, 2],
-        key: crane86_runtime::BlockKey {
-            ip: 0,
-            cs_base: 0,
-            bits: 0,
-        },
-        jump_table: 0,
+    let key = crane86_runtime::BlockKey {
+        ip: 0,
+        cs_base: 0,
+        bits: 0,
     };
+    let chain = ChainSlots::standalone(&slots, key);
     for optimize in [false, true] {
         let mut jit = Jit::new(JitOptions {
             optimize,

@@ -61,6 +61,21 @@ pub struct ChainSlots {
     pub jump_table: u64,
 }
 
+impl ChainSlots {
+    /// Slots for compiling a block outside a cache (benchmarks, tools): its direct exits
+    /// chain through `slots`, which must outlive any run of the code, and every other exit
+    /// returns to the run loop (no lookup table).
+    pub fn standalone(slots: &[u64; 2], key: crane86_runtime::BlockKey) -> ChainSlots {
+        let base = slots.as_ptr() as u64;
+        ChainSlots {
+            slot_addr: [base, base + 8],
+            token: [1, 2],
+            key,
+            jump_table: 0,
+        }
+    }
+}
+
 /// Translation settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct JitOptions {
