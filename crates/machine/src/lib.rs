@@ -19,6 +19,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod debug;
 pub mod loader;
 pub mod pc;
 mod ports;
@@ -133,6 +134,24 @@ pub struct Machine {
     pub stats: MachineStats,
     /// What an exception does.
     pub exceptions: ExceptionPolicy,
+    /// Settings for debuggers and lockstep comparisons.
+    pub debug: DebugControl,
+}
+
+/// How the run loop behaves under a debugger or a lockstep comparison. The default is a
+/// normal run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DebugControl {
+    /// Interpret every instruction, never entering compiled code: runs end exactly at their
+    /// instruction limit (a compiled block runs whole).
+    pub interpret_only: bool,
+    /// Leave external interrupts and NMIs pending instead of delivering them, as QEMU's
+    /// gdbstub does while it single-steps; [`Machine::interrupt_pending`] tells whether one
+    /// waits, [`Machine::inject_interrupt`] delivers one from outside.
+    pub hold_interrupts: bool,
+    /// HLT ends the run with [`RunEnd::Halted`] (RIP after the HLT) instead of waiting for
+    /// an interrupt.
+    pub halt_stops: bool,
 }
 
 impl Machine {
@@ -236,6 +255,7 @@ impl Machine {
             cache: Cache::new(cfg.tier, cfg.code_arena_bytes, cfg.jit)?,
             stats: MachineStats::default(),
             exceptions: cfg.exceptions,
+            debug: DebugControl::default(),
         })
     }
 

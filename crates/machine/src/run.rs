@@ -250,7 +250,7 @@ impl Machine {
                 limit = 1;
             }
             let if_before = self.cpu.rflags & fl::IF;
-            if !self.irq_shadow && self.cache.prepare(id)? {
+            if !self.irq_shadow && !self.debug.interpret_only && self.cache.prepare(id)? {
                 self.cache.link(token, id);
                 let slice = limit.min(SLICE as u64) as i64;
                 self.cpu.budget = slice;

@@ -48,7 +48,7 @@ impl Pc {
     /// Brings every timer up to date and recomputes the next deadline and whether an
     /// interrupt is pending, if anything may have changed since the last look. Returns
     /// whether it looked.
-    fn refresh(&mut self, cpu: &mut CpuState) -> bool {
+    pub(crate) fn refresh(&mut self, cpu: &mut CpuState) -> bool {
         self.sync(cpu);
         let now = self.clock.now_ns();
         if !self.ports.touched && self.next_deadline.is_none_or(|d| now < d) {
@@ -173,26 +173,29 @@ impl Machine {
                 return Some(RunEnd::PowerOff);
             }
         }
-        if self.irq_shadow {
+        if self.irq_shadow || self.debug.hold_interrupts {
             return None;
         }
         if pc.nmi_pending && !self.nmi_blocked {
             // NMIs ignore IF; further NMIs wait until the handler's IRET.
             pc.nmi_pending = false;
             self.nmi_blocked = true;
-            return self.deliver_external(2, EventKind::Nmi);
+            return self.deliver_external_event(2, EventKind::Nmi);
         }
         if !pc.pending || self.cpu.rflags & fl::IF == 0 {
             return None;
         }
         let vector = pc.acknowledge()?;
-        self.deliver_external(vector, EventKind::External)
+        self.deliver_external_event(vector, EventKind::External)
     }
 
     /// HLT on the PC board: true when the CPU can be woken (the loop goes on), false when
     /// the run must end with [`RunEnd::Halted`].
     pub(crate) fn halt(&mut self) -> bool {
         self.irq_shadow = false;
+        if self.debug.halt_stops {
+            return false;
+        }
         let Some(pc) = self.pc.as_mut() else {
             return false;
         };
@@ -206,7 +209,7 @@ impl Machine {
 
     /// Delivers external interrupt or NMI `vector` through the IDT (the real-mode IVT); a
     /// fault while doing so is delivered as an exception.
-    fn deliver_external(&mut self, vector: u8, kind: EventKind) -> Option<RunEnd> {
+    pub(crate) fn deliver_external_event(&mut self, vector: u8, kind: EventKind) -> Option<RunEnd> {
         self.cpu.link = 0;
         let event = Event { vector, kind };
         let flags = interp::rflags(&self.cpu);

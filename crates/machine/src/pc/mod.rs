@@ -94,9 +94,9 @@ pub struct Pc {
     /// The earliest timer deadline, as of the last look at the devices.
     next_deadline: Option<u64>,
     /// An interrupt was pending at the controllers at the last look.
-    pending: bool,
+    pub(crate) pending: bool,
     /// The local APIC received an NMI the CPU has not taken yet.
-    nmi_pending: bool,
+    pub(crate) nmi_pending: bool,
     /// IA32_APIC_BASE and CR8 as last copied between the CPU and the local APIC.
     synced_apic_base: u64,
     synced_cr8: u64,
