@@ -40,14 +40,15 @@ pub fn active(cpu: &CpuState) -> bool {
 }
 
 /// The segment cache a virtual-8086 mode load produces: base = selector * 16, limit 0xffff,
-/// a present, accessed, DPL-3, 16-bit read/write data segment (CS: readable code).
-pub fn segment(sreg: SegReg, selector: u16) -> Segment {
-    let typ = if sreg == SegReg::Cs { 0x1b } else { 0x13 };
+/// a present, accessed, DPL-3, 16-bit read/write data segment, CS included: access rights
+/// 0xF3, which the SDM's VM-entry checks require of every segment of a virtual-8086 guest
+/// (Vol. 3 27.3.1.2) and which QEMU loads.
+pub fn segment(_sreg: SegReg, selector: u16) -> Segment {
     Segment {
         base: u64::from(selector) << 4,
         limit: 0xffff,
         selector,
-        attrs: SEG_P | (3 << 5) | typ,
+        attrs: SEG_P | (3 << 5) | 0x13,
     }
 }
 

@@ -22,6 +22,12 @@ pub enum Command {
     /// Benchmark crane86 against QEMU TCG: the same workloads on both, interleaved, several
     /// repetitions, and a table of medians and ratios.
     Bench(BenchArgs),
+    /// Differential testing against QEMU TCG.
+    Difftest {
+        /// Which test.
+        #[command(subcommand)]
+        against: crate::difftest::DifftestCmd,
+    },
     /// Check instruction semantics against a reference.
     Conformance {
         /// Which reference.

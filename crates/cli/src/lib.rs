@@ -6,6 +6,7 @@
 pub mod args;
 pub mod bench;
 pub mod console;
+pub mod difftest;
 pub mod kut;
 pub mod run;
 pub mod stats;

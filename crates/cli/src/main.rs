@@ -36,6 +36,9 @@ fn dispatch(cli: Cli) -> Result<i32> {
             Ok(run_boot(&args, &boot)?.status)
         }
         Some(Command::Bench(b)) => crane86::bench::run(&b),
+        Some(Command::Difftest { against }) => match against {
+            crane86::difftest::DifftestCmd::Qemu(a) => crane86::difftest::run_qemu(&a),
+        },
         Some(Command::KvmUnitTests(k)) => {
             let cap = k.max_timeout.map(std::time::Duration::from_secs);
             let (_, fail, _) = crane86::kut::run_tree(&k.dir, &k.tests, cap)?;
