@@ -427,7 +427,10 @@ fn deliver_protected(
         } else if new_cpl < old_cpl {
             st.sp = tss_read(cpu, mem, 4 + 8 * u32::from(new_cpl), 8, ext)?;
         }
-        if new_cpl < old_cpl {
+        // A stack switch (to an inner ring, or to an IST stack even at the same
+        // privilege) loads SS with a null selector of the new CPL: Bochs and QEMU both
+        // take the IST case as a stack switch.
+        if new_cpl < old_cpl || ist != 0 {
             let sel = u16::from(new_cpl);
             new_ss = Some(Segment {
                 base: 0,

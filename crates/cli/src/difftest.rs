@@ -90,7 +90,8 @@ pub fn run_qemu(a: &QemuArgs) -> Result<i32> {
     let mut guest_args = Vec::new();
     let start = match (&a.multiboot, &a.kernel) {
         (Some(mb), None) => {
-            let image = std::fs::read(mb).with_context(|| format!("cannot read {}", mb.display()))?;
+            let image =
+                std::fs::read(mb).with_context(|| format!("cannot read {}", mb.display()))?;
             // crane86's loader knows where the entry point is.
             let mut m = Machine::new(&MachineConfig {
                 ram_bytes: a.mem_mib << 20,
@@ -122,7 +123,10 @@ pub fn run_qemu(a: &QemuArgs) -> Result<i32> {
         guest_args.push(a.append.clone());
     }
     if !crane86_difftest::qemu::available(&a.qemu) {
-        bail!("{} does not run (install the Debian package qemu-system-x86)", a.qemu);
+        bail!(
+            "{} does not run (install the Debian package qemu-system-x86)",
+            a.qemu
+        );
     }
     let cfg = LockstepConfig {
         qemu: QemuConfig {

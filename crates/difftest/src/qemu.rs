@@ -44,7 +44,7 @@ pub struct QemuConfig {
     pub mem_mib: u64,
     /// `-cpu` model, if not QEMU's default.
     pub cpu: Option<String>,
-    /// Where the guest's COM1 output goes (`None`: nowhere).
+    /// Where the guest's COM1 output goes (`None`: a temporary file).
     pub serial: Option<PathBuf>,
     /// The rest: how the guest is loaded (`-kernel ...`, `-initrd ...`, `-append ...`).
     pub guest_args: Vec<String>,
@@ -54,6 +54,9 @@ pub struct QemuConfig {
 pub struct Qemu {
     child: Child,
     socket: PathBuf,
+    /// Where QEMU writes the guest's COM1 output.
+    pub serial: PathBuf,
+    serial_is_temporary: bool,
     /// The gdbstub connection.
     pub rsp: Rsp,
     /// The register layout of its `g` packet.
@@ -65,6 +68,9 @@ impl Drop for Qemu {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.socket);
+        if self.serial_is_temporary {
+            let _ = std::fs::remove_file(&self.serial);
+        }
     }
 }
 
@@ -88,10 +94,12 @@ impl Qemu {
                 socket.display()
             ))
             .args(["-gdb", "chardev:gdb0"]);
-        match &cfg.serial {
-            Some(p) => cmd.arg("-serial").arg(format!("file:{}", p.display())),
-            None => cmd.args(["-serial", "none"]),
-        };
+        // COM1 must exist on both sides (a missing UART reads as 0xFF).
+        let serial = cfg
+            .serial
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join(temp_name("serial.txt")));
+        cmd.arg("-serial").arg(format!("file:{}", serial.display()));
         if let Some(cpu) = &cfg.cpu {
             cmd.args(["-cpu", cpu]);
         }
@@ -135,6 +143,8 @@ impl Qemu {
         Ok(Qemu {
             child,
             socket,
+            serial_is_temporary: cfg.serial.is_none(),
+            serial,
             rsp,
             layout,
         })
@@ -220,4 +230,3 @@ pub fn available(binary: &str) -> bool {
 pub fn temp_name(name: &str) -> String {
     format!("crane86-difftest-{}-{name}", std::process::id())
 }
-

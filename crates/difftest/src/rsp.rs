@@ -292,9 +292,7 @@ fn bad(request: &str, reply: &str) -> RspError {
 }
 
 fn parse_stop(request: &str, reply: &str) -> Result<StopReply, RspError> {
-    let code = reply
-        .get(1..3)
-        .and_then(|h| u8::from_str_radix(h, 16).ok());
+    let code = reply.get(1..3).and_then(|h| u8::from_str_radix(h, 16).ok());
     match (reply.chars().next(), code) {
         (Some('S' | 'T'), Some(c)) => Ok(StopReply::Signal(c)),
         (Some('W'), Some(c)) => Ok(StopReply::Exited(c)),

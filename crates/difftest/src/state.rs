@@ -158,7 +158,13 @@ impl ArchState {
             add(&mut s, sel, "", 4);
             add(&mut s, base, "", 16);
         }
-        for (name, digits) in [("cr0", 8), ("cr2", 16), ("cr3", 16), ("cr4", 8), ("efer", 8)] {
+        for (name, digits) in [
+            ("cr0", 8),
+            ("cr2", 16),
+            ("cr3", 16),
+            ("cr4", 8),
+            ("efer", 8),
+        ] {
             add(&mut s, name, "", digits);
         }
         if scope.fpu {
@@ -234,7 +240,11 @@ const SYSTEM_SEG_NAMES: [[&str; 2]; 6] = [
 /// invisible to software, and CPUs and QEMU keep different things there.
 fn push_cache(s: &mut ArchState, names: &[&'static str; 2], seg: &crane86_runtime::Segment) {
     let usable = seg.attrs & crane86_runtime::state::SEG_P != 0;
-    let (limit, attrs) = if usable { (seg.limit, seg.attrs) } else { (0, 0) };
+    let (limit, attrs) = if usable {
+        (seg.limit, seg.attrs)
+    } else {
+        (0, 0)
+    };
     s.push(names[0], u128::from(limit), 8);
     s.push(names[1], u128::from(attrs), 4);
 }

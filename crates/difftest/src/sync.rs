@@ -193,7 +193,10 @@ EFER=0000000000000000
         let cs = r.segs[SegReg::Cs as usize];
         assert_eq!((cs.selector, cs.base, cs.limit), (8, 0, 0xffff_ffff));
         // P DPL0 S code/readable/accessed... and G, D/B.
-        assert_eq!(cs.attrs, 0x9a | crane86_runtime::state::SEG_G | crane86_runtime::state::SEG_DB);
+        assert_eq!(
+            cs.attrs,
+            0x9a | crane86_runtime::state::SEG_G | crane86_runtime::state::SEG_DB
+        );
         assert_eq!(r.gdtr.base, 0xc02b8);
         assert_eq!(r.gdtr.limit, 0x27);
         assert_eq!(r.idtr.limit, 0x3ff);

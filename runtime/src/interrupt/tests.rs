@@ -475,15 +475,11 @@ fn long_mode_delivery_and_iretq() {
         (0x7fff_0000_1000, 0x5_0001, 3)
     );
     assert_eq!(cpu.seg(SegReg::Ss).selector, 0x23);
-    // Same privilege with IST: the IST stack, aligned; SS unchanged.
+    // Same privilege with IST: the IST stack, aligned; as for a privilege change, SS
+    // becomes a null selector of the new CPL (what Bochs and QEMU do).
     let (mut cpu, mut mem) = long();
     cpu.seg[SegReg::Cs as usize].selector = 0x08;
-    cpu.seg[SegReg::Ss as usize] = Segment {
-        selector: 0,
-        attrs: 0,
-        base: 0,
-        limit: 0,
-    };
+    cpu.seg[SegReg::Ss as usize] = Segment::flat(0x10, 0xc093);
     cpu.gpr[4] = 0x6_0008;
     deliver(
         &mut cpu,
@@ -497,6 +493,9 @@ fn long_mode_delivery_and_iretq() {
     .unwrap();
     assert_eq!((cpu.rip, cpu.gpr[4]), (0x200, 0xc000 - 40));
     assert_eq!(rd(&mem, 0xc000 - 16, 8), 0x6_0008);
+    assert_eq!(rd(&mem, 0xc000 - 8, 8), 0x10);
+    assert_eq!(cpu.seg(SegReg::Ss).selector, 0);
+    assert_eq!(cpu.seg(SegReg::Ss).attrs & crate::state::SEG_P, 0);
     // Same privilege without IST: the current stack, aligned down.
     deliver(&mut cpu, &mut mem, soft(0x80), 0x202).unwrap();
     assert_eq!(cpu.gpr[4], 0xc000 - 48 - 40);
