@@ -237,11 +237,14 @@ const SYSTEM_SEG_NAMES: [[&str; 2]; 6] = [
 
 /// A descriptor cache's limit and attributes. An unusable segment (P clear: a null
 /// selector loaded, or one IRET nulled) shows as zeros: what else its cache holds is
-/// invisible to software, and CPUs and QEMU keep different things there.
+/// invisible to software, and CPUs and QEMU keep different things there. The accessed bit
+/// of code and data segments is left out: QEMU does not set it on every load (far RET and
+/// IRET leave it as the descriptor had it), where the SDM sets it on each.
 fn push_cache(s: &mut ArchState, names: &[&'static str; 2], seg: &crane86_runtime::Segment) {
     let usable = seg.attrs & crane86_runtime::state::SEG_P != 0;
+    let accessed = if seg.attrs & 0x10 != 0 { 1 } else { 0 };
     let (limit, attrs) = if usable {
-        (seg.limit, seg.attrs)
+        (seg.limit, seg.attrs & !accessed)
     } else {
         (0, 0)
     };
