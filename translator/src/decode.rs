@@ -62,7 +62,7 @@ pub fn decode_block(
             // (a block with no instructions).
             break;
         }
-        let p = if insn.is_invalid() {
+        let p = if insn.is_invalid() || vex_in_real_mode(&insn, ctx) {
             Plan::Invalid
         } else {
             plan(&insn, ctx)
@@ -81,6 +81,14 @@ pub fn decode_block(
                 // Keep a one-byte stand-in if iced consumed nothing useful; the block ends at
                 // the #UD it raises either way.
                 let len = insn.len().max(1);
+                if !insn.is_invalid() {
+                    // Valid bytes that this mode refuses: an invalid instruction of their
+                    // length, which raises #UD like any other.
+                    let mut bad = Instruction::default();
+                    bad.set_len(len);
+                    bad.set_code_size(insn.code_size());
+                    insn = bad;
+                }
                 insn.set_ip(ip.wrapping_add(offset as u64));
                 insns.push(DecodedInsn {
                     insn,
@@ -109,6 +117,19 @@ pub fn decode_block(
         insns,
         byte_len: offset as u64,
     }
+}
+
+/// VEX, EVEX and XOP encodings in real mode: #UD (SDM Vol. 2 2.3.2; the bytes decode as
+/// LES/LDS with a register operand there, itself invalid). Virtual-8086 mode has the same
+/// rule, but blocks do not yet record VM, so it is not applied there.
+fn vex_in_real_mode(insn: &Instruction, ctx: Ctx) -> bool {
+    ctx.mode == crane86_runtime::CpuMode::Real16
+        && matches!(
+            insn.encoding(),
+            iced_x86::EncodingKind::VEX
+                | iced_x86::EncodingKind::EVEX
+                | iced_x86::EncodingKind::XOP
+        )
 }
 
 #[cfg(test)]
@@ -151,6 +172,30 @@ mod tests {
         let b = decode_block(&code, 0, 4096, C64, false);
         assert_eq!(b.insns.len(), 2);
         assert!(b.insns[1].insn.is_invalid());
+    }
+
+    #[test]
+    fn vex_instructions_are_invalid_in_real_mode() {
+        // rorx eax, esi, 0x39 (VEX.LZ.F2.0F3A.W0 F0 /r ib), then nop.
+        let code = [0xc4, 0xe3, 0x7b, 0xf0, 0xc6, 0x39, 0x90];
+        let real = Ctx {
+            mode: CpuMode::Real16,
+            stack32: false,
+            user: false,
+            cpl: 0,
+            fpu: crate::emit::FPU_OS,
+        };
+        let b = decode_block(&code, 0x7000, 4096, real, false);
+        assert_eq!(b.insns.len(), 1);
+        assert!(b.insns[0].insn.is_invalid());
+        assert_eq!(b.insns[0].insn.ip(), 0x7000);
+        let prot16 = Ctx {
+            mode: CpuMode::Prot16,
+            ..real
+        };
+        let b = decode_block(&code, 0x7000, 4096, prot16, false);
+        assert_eq!(b.insns.len(), 2);
+        assert!(!b.insns[0].insn.is_invalid());
     }
 
     #[test]

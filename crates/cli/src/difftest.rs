@@ -17,6 +17,64 @@ pub enum DifftestCmd {
     /// the CPU state after every instruction, and report the first divergences. Ends with
     /// `difftest: steps=N divergences=D`; the exit status is 1 when D > 0.
     Qemu(QemuArgs),
+    /// Run random instruction sequences in crane86 (both tiers) and in QEMU TCG from the
+    /// same state and compare registers, flags and memory; divergent cases are minimised
+    /// and saved as regression files. Ends with
+    /// `difftest: random mode=B cases=N divergences=D`; the exit status is 1 when D > 0.
+    Random(RandomArgs),
+}
+
+/// `difftest random` options.
+#[derive(Args, Debug)]
+pub struct RandomArgs {
+    /// Seed of the first case (case k uses seed + k).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Cases to run.
+    #[arg(long, default_value_t = 100)]
+    pub count: u64,
+    /// CPU mode of the programs: 16 (real mode), 32 (protected mode) or 64 (long mode).
+    #[arg(long, default_value_t = 64, value_parser = parse_mode)]
+    pub mode: u32,
+    /// Longest program, in instructions.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub max_len: u64,
+    /// The QEMU binary.
+    #[arg(long, default_value = "qemu-system-x86_64")]
+    pub qemu: String,
+    /// Directory for the regression files of divergent cases.
+    #[arg(long, value_name = "DIR", default_value = "difftest-regressions")]
+    pub save_dir: PathBuf,
+}
+
+fn parse_mode(s: &str) -> std::result::Result<u32, String> {
+    match s {
+        "16" => Ok(16),
+        "32" => Ok(32),
+        "64" => Ok(64),
+        _ => Err(format!("`{s}`: the mode is 16, 32 or 64")),
+    }
+}
+
+/// Runs `difftest random`; returns the exit status.
+pub fn run_random(a: &RandomArgs) -> Result<i32> {
+    if !crane86_difftest::qemu::available(&a.qemu) {
+        bail!(
+            "{} does not run (install the Debian package qemu-system-x86)",
+            a.qemu
+        );
+    }
+    let cfg = crane86_difftest::random::RandomConfig {
+        seed: a.seed,
+        count: a.count,
+        bits: a.mode,
+        max_len: a.max_len as usize,
+        qemu: a.qemu.clone(),
+        save_dir: Some(a.save_dir.clone()),
+    };
+    let stdout = std::io::stdout();
+    let outcome = crane86_difftest::random::run(&cfg, &mut stdout.lock())?;
+    Ok(if outcome.divergences == 0 { 0 } else { 1 })
 }
 
 /// `difftest qemu` options.

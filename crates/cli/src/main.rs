@@ -38,6 +38,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Some(Command::Bench(b)) => crane86::bench::run(&b),
         Some(Command::Difftest { against }) => match against {
             crane86::difftest::DifftestCmd::Qemu(a) => crane86::difftest::run_qemu(&a),
+            crane86::difftest::DifftestCmd::Random(a) => crane86::difftest::run_random(&a),
         },
         Some(Command::KvmUnitTests(k)) => {
             let cap = k.max_timeout.map(std::time::Duration::from_secs);

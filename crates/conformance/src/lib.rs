@@ -37,6 +37,7 @@
 
 mod fpstate;
 mod gen;
+pub use gen::Rng;
 mod layout;
 mod native;
 mod undefined;
@@ -53,7 +54,7 @@ use crane86_translator::table::{claimed_forms, Class, Entry, Op};
 use crane86_translator::{interp, Tier};
 use iced_x86::{Code, Formatter, Instruction, InstructionInfoFactory, IntelFormatter, Mnemonic};
 
-use crate::gen::{Case, Rng};
+use crate::gen::Case;
 use crate::layout::Regs;
 use crate::native::Native;
 

@@ -14,6 +14,7 @@
 pub mod layout;
 pub mod lockstep;
 pub mod qemu;
+pub mod random;
 pub mod rsp;
 pub mod state;
 pub mod sync;

@@ -312,3 +312,21 @@ fn keep_upper(old: u64, new: u64, mode: CpuMode) -> u64 {
         (old & !0xffff_ffff) | (new & 0xffff_ffff)
     }
 }
+
+/// The EFLAGS bits of iced-x86's `RflagsBits` set (the arithmetic flags; iced numbers its
+/// flags its own way).
+pub fn eflags_of_iced(bits: u32) -> u64 {
+    use iced_x86::RflagsBits as R;
+    [
+        (R::OF, fl::OF),
+        (R::SF, fl::SF),
+        (R::ZF, fl::ZF),
+        (R::AF, fl::AF),
+        (R::CF, fl::CF),
+        (R::PF, fl::PF),
+        (R::DF, fl::DF),
+    ]
+    .iter()
+    .filter(|(r, _)| bits & r != 0)
+    .fold(0, |acc, (_, f)| acc | f)
+}
