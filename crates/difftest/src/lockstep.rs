@@ -475,7 +475,9 @@ pub fn run(cfg: &LockstepConfig, out: &mut dyn Write) -> Result<Outcome, Lockste
                     break;
                 }
             }
-            undefined = insn.map_or(0, |i| crate::state::eflags_of_iced(i.rflags_undefined()));
+            undefined = insn.map_or(0, |i| {
+                crate::state::eflags_of_iced(crate::random::gen::undefined_of(&i))
+            });
             checkpoint |= note_system(&m.cpu, &mut last_system);
             if checkpoint {
                 q.add_system(&crate::sync::system_regs(&mut qemu)?);

@@ -165,6 +165,22 @@ impl Qemu {
         }
     }
 
+    /// The signal that killed QEMU, if it died of one (a crash, such as the SIGFPE of a
+    /// division it performs on the host).
+    pub fn exit_signal(&mut self) -> Option<i32> {
+        use std::os::unix::process::ExitStatusExt;
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.signal();
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// Runs until the first instruction at linear address `addr` (a hardware breakpoint,
     /// removed again), waiting at most `timeout`.
     pub fn run_to(&mut self, addr: u64, timeout: Duration) -> Result<StopReply, QemuError> {

@@ -130,7 +130,34 @@ fn not_comparable(m: Mnemonic) -> bool {
         // QEMU 7.2 sets CF after BLSI as after BLSR (CF = source is zero); the SDM and the
         // host CPU: CF = source is not zero.
         | M::Blsi
+        // QEMU 7.2 loses the flags CMPXCHG8B/16B must leave alone (CF PF AF SF OF), and
+        // sets reserved EFLAGS bits after some.
+        | M::Cmpxchg8b | M::Cmpxchg16b
+        // QEMU 7.2 reads the explicit lengths of the REX.W forms (RAX, RDX) as 32-bit
+        // values (checked on the host CPU: 0xffffffff in RDX is a length of 16, not 1).
+        | M::Pcmpestri64 | M::Pcmpestrm64
+        // A zero source leaves the destination undefined (CPUs keep it, QEMU zero-extends
+        // a 32-bit one); which sources are zero is only known at run time.
+        | M::Bsf | M::Bsr
     )
+}
+
+/// Flags `insn` leaves undefined, as iced-x86 bits: iced's static set, plus OF after a
+/// shift or rotate whose count is not the constant 1 (defined for 1-bit counts only).
+pub fn undefined_of(insn: &Instruction) -> u32 {
+    use Mnemonic as M;
+    let mut u = insn.rflags_undefined();
+    let shift = matches!(
+        insn.mnemonic(),
+        M::Rcl | M::Rcr | M::Rol | M::Ror | M::Shl | M::Sal | M::Shr | M::Sar | M::Shld | M::Shrd
+    );
+    let count_is_one = (0..insn.op_count())
+        .any(|i| matches!(insn.op_kind(i), OpKind::Immediate8) && insn.immediate8() == 1)
+        && insn.op_count() == 2;
+    if shift && !count_is_one {
+        u |= iced_x86::RflagsBits::OF;
+    }
+    u
 }
 
 /// Forms QEMU 7.2 gets wrong in one mode only.
@@ -308,7 +335,9 @@ fn memory(rng: &mut Rng, insn: &mut Instruction, i: u32, bits: u32) {
         insn.set_memory_base(Register::None);
         insn.set_memory_displacement64(ea);
         insn.set_memory_displ_size(if bits == 16 { 2 } else { 4 });
-    } else if choice == 1 {
+    } else if choice == 1 && !matches!(insn.mnemonic(), Mnemonic::Shld | Mnemonic::Shrd) {
+        // (Not SHLD/SHRD: QEMU 7.2 forgets their immediate byte when it computes a
+        // RIP-relative address, and lands one byte low.)
         insn.set_memory_base(Register::RIP);
         insn.set_memory_displacement64(ea);
         insn.set_memory_displ_size(8);
@@ -430,10 +459,55 @@ pub fn program(rng: &mut Rng, forms: &[Form], bits: u32, max_len: usize) -> Vec<
         if insn.rflags_read() & undefined != 0 {
             continue;
         }
-        undefined = (undefined & !insn.rflags_modified()) | insn.rflags_undefined();
+        undefined = (undefined & !surely_modified(&insn)) | undefined_of(&insn);
         out.push(insn);
     }
     out
+}
+
+/// Flags `insn` certainly writes, as iced-x86 bits: iced's static set, except for shifts
+/// and rotates whose count may turn out zero (a zero count leaves every flag alone): by CL,
+/// or by an immediate that masks to zero (for RCL/RCR of bytes and words: to a multiple of
+/// 9 or 17, which rotates nothing).
+pub fn surely_modified(insn: &Instruction) -> u32 {
+    use Mnemonic as M;
+    let m = insn.mnemonic();
+    if !matches!(
+        m,
+        M::Rcl | M::Rcr | M::Rol | M::Ror | M::Shl | M::Sal | M::Shr | M::Sar | M::Shld | M::Shrd
+    ) {
+        return insn.rflags_modified();
+    }
+    let last = insn.op_count().saturating_sub(1);
+    let count = match insn.op_kind(last) {
+        OpKind::Immediate8 => u32::from(insn.immediate8()),
+        OpKind::Register => return 0,
+        _ => 1,
+    };
+    let width = match insn.op_kind(0) {
+        OpKind::Register => insn.op_register(0).size() as u32 * 8,
+        _ => insn.memory_size().size() as u32 * 8,
+    };
+    let masked = count & if width == 64 { 0x3f } else { 0x1f };
+    let rotates_nothing = matches!(m, M::Rcl | M::Rcr) && width < 32 && masked % (width + 1) == 0;
+    if masked == 0 || rotates_nothing {
+        0
+    } else {
+        insn.rflags_modified()
+    }
+}
+
+/// True when no instruction of `program` reads a flag an earlier one left undefined (what
+/// [`program`] guarantees, and what the minimiser must keep).
+pub fn valid(program: &[Instruction]) -> bool {
+    let mut undefined = 0u32;
+    for insn in program {
+        if insn.rflags_read() & undefined != 0 {
+            return false;
+        }
+        undefined = (undefined & !surely_modified(insn)) | undefined_of(insn);
+    }
+    true
 }
 
 /// Flags the SDM leaves undefined at the end of `program`, or after any prefix of it (a
@@ -442,8 +516,21 @@ pub fn undefined_flags(program: &[Instruction]) -> u64 {
     let mut now = 0u32;
     let mut any = 0u32;
     for insn in program {
-        now = (now & !insn.rflags_modified()) | insn.rflags_undefined();
+        now = (now & !surely_modified(insn)) | undefined_of(insn);
         any |= now;
     }
     crate::state::eflags_of_iced(any)
+}
+
+/// The program has SSE floating-point arithmetic (a packed or scalar single or double
+/// operation: the mnemonic ends in PS, PD, SS or SD).
+pub fn sse_float(program: &[Instruction]) -> bool {
+    program.iter().any(|i| {
+        let name = format!("{:?}", i.mnemonic()).to_ascii_lowercase();
+        ["ps", "pd", "ss", "sd"].iter().any(|s| name.ends_with(s))
+            && i.cpuid_features().iter().any(|f| {
+                use iced_x86::CpuidFeature as F;
+                matches!(f, F::SSE | F::SSE2 | F::SSE3 | F::SSE4_1)
+            })
+    })
 }

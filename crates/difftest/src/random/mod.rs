@@ -55,6 +55,8 @@ pub struct RandomOutcome {
     pub divergences: u64,
     /// Regression files written.
     pub saved: Vec<PathBuf>,
+    /// Cases QEMU crashed on (not counted as divergences).
+    pub qemu_crashes: u64,
 }
 
 /// Errors that stop a run.
@@ -134,8 +136,8 @@ impl QemuEnv {
         Ok(QemuEnv { qemu, base })
     }
 
-    /// Runs `case`; `None` when QEMU died on it (then this environment is unusable).
-    fn run(&mut self, case: &Case) -> Result<Option<CaseResult>, RandomError> {
+    /// Runs `case`.
+    fn run(&mut self, case: &Case) -> Result<QemuRun, RandomError> {
         let rsp = &mut self.qemu.rsp;
         rsp.write_memory(case.start(), &case.code)?;
         rsp.write_memory(env::SCRATCH, &case.scratch())?;
@@ -155,7 +157,12 @@ impl QemuEnv {
         write_changed(&mut self.qemu, &now, &g)?;
         match self.qemu.rsp.cont(Duration::from_secs(5)) {
             Ok(StopReply::Signal(_)) => {}
-            Ok(_) | Err(RspError::Closed) | Err(RspError::Timeout(..)) => return Ok(None),
+            Ok(_) | Err(RspError::Closed) | Err(RspError::Timeout(..)) => {
+                return Ok(match self.qemu.exit_signal() {
+                    Some(signal) => QemuRun::Crashed(signal),
+                    None => QemuRun::Ended,
+                })
+            }
             Err(e) => return Err(e.into()),
         }
         let g = self.qemu.registers()?;
@@ -177,8 +184,18 @@ impl QemuEnv {
         for (i, x) in r.xmm.iter_mut().enumerate() {
             *x = get(&layout, &g, &format!("xmm{i}")).unwrap_or(0);
         }
-        Ok(Some(r))
+        Ok(QemuRun::Stopped(r))
     }
+}
+
+/// How QEMU's run of a case ended.
+enum QemuRun {
+    /// At END or a stub: its result.
+    Stopped(CaseResult),
+    /// Killed by this signal.
+    Crashed(i32),
+    /// It exited or stopped answering (a reset after a triple fault, with -no-reboot).
+    Ended,
 }
 
 const GPR_NAMES: [[&str; 2]; 16] = [
@@ -288,39 +305,59 @@ impl Runner {
         })
     }
 
-    /// Runs `case` everywhere; `Err(None)` style: `Ok(None)` when all agree.
-    fn check(&mut self, case: &Case) -> Result<Option<Verdict>, RandomError> {
+    /// Runs `case` in QEMU and both crane86 tiers.
+    fn check(&mut self, case: &Case) -> Result<Check, RandomError> {
         let q = match self.qemu.run(case)? {
-            Some(r) => case.normalize(r),
-            None => {
-                // QEMU died or hung (a reset): start it again, and report the case.
+            QemuRun::Stopped(r) => case.normalize(r),
+            QemuRun::Crashed(signal) => {
                 self.qemu = QemuEnv::new(&self.qemu_binary, self.bits)?;
+                let c = case.normalize(self.interp.run(case)?);
+                return Ok(Check::QemuCrashed(signal, c));
+            }
+            QemuRun::Ended => {
+                // A shutdown (triple fault): QEMU's registers are gone; crane86 must have
+                // shut down too.
+                self.qemu = QemuEnv::new(&self.qemu_binary, self.bits)?;
+                let c = case.normalize(self.interp.run(case)?);
+                if c.rip == case::NO_STOP {
+                    return Ok(Check::Agree);
+                }
                 let dead = CaseResult {
-                    rip: u64::MAX,
+                    rip: case::NO_STOP,
                     gpr: [0; 16],
                     rflags: 0,
                     xmm: [0; 16],
                     scratch: Vec::new(),
                 };
-                return Ok(Some(Verdict {
-                    tier: "QEMU did not stop (a triple fault?)",
-                    crane86: case.normalize(self.interp.run(case)?),
+                return Ok(Check::Diverge(Verdict {
+                    tier: "interp (QEMU shut down)",
                     qemu: dead,
+                    crane86: c,
                 }));
             }
         };
         for (tier, env) in [("interp", &mut self.interp), ("jit", &mut self.jit)] {
             let c = case.normalize(env.run(case)?);
-            if c != q {
-                return Ok(Some(Verdict {
+            if !case.matches(&q, &c) {
+                return Ok(Check::Diverge(Verdict {
                     tier,
                     qemu: q,
                     crane86: c,
                 }));
             }
         }
-        Ok(None)
+        Ok(Check::Agree)
     }
+}
+
+/// The verdict on one case.
+enum Check {
+    /// QEMU and both crane86 tiers agree.
+    Agree,
+    /// A crane86 tier differs from QEMU.
+    Diverge(Verdict),
+    /// QEMU died of this signal running the case (a QEMU bug); crane86's result.
+    QemuCrashed(i32, CaseResult),
 }
 
 /// The fields where two results differ, for reports.
@@ -350,6 +387,7 @@ fn describe(v: &Verdict, bits: u32) -> Vec<String> {
     }
     for i in 0..16 {
         if q.xmm[i] != c.xmm[i] {
+            // (NaN lanes the comparison accepts show here too when something else differs.)
             out.push(format!(
                 "xmm{i}: qemu {:#034x} crane86 {:#034x}",
                 q.xmm[i], c.xmm[i]
@@ -385,6 +423,7 @@ fn minimize(
             runner_bits(p),
             code,
             gen::undefined_flags(p),
+            gen::sse_float(p),
         ))
     };
     let mut best = program.to_vec();
@@ -393,8 +432,11 @@ fn minimize(
         i -= 1;
         let mut candidate = best.clone();
         candidate.remove(i);
+        if !gen::valid(&candidate) {
+            continue;
+        }
         let case = make(&candidate)?;
-        if runner.check(&case)?.is_some() {
+        if matches!(runner.check(&case)?, Check::Diverge(_)) {
             best = candidate;
             i = i.min(best.len());
         }
@@ -439,14 +481,24 @@ pub fn run(cfg: &RandomConfig, out: &mut dyn Write) -> Result<RandomOutcome, Ran
             cfg.bits,
             encode(&program, cfg.bits)?,
             gen::undefined_flags(&program),
+            gen::sse_float(&program),
         );
         o.cases += 1;
-        if runner.check(&case)?.is_none() {
-            continue;
+        match runner.check(&case)? {
+            Check::Agree => continue,
+            Check::QemuCrashed(signal, c) => {
+                o.qemu_crashes += 1;
+                writeln!(out, "QEMU crashed (signal {signal}) on case seed {seed}, a QEMU bug; crane86 stopped at {:#x}:", c.rip)?;
+                for line in disassemble(&case.code, cfg.bits, case.start()) {
+                    writeln!(out, "    {line}")?;
+                }
+                continue;
+            }
+            Check::Diverge(_) => {}
         }
         o.divergences += 1;
         let (small, case) = minimize(&mut runner, case_seed, &program)?;
-        let Some(verdict) = runner.check(&case)? else {
+        let Check::Diverge(verdict) = runner.check(&case)? else {
             continue;
         };
         writeln!(
