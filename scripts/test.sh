@@ -30,5 +30,10 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --release -- -D warnings
 echo "== conformance against the host CPU (short run; the full run is --inputs 1000)"
 cargo run --release --quiet -- conformance host --inputs 200 | tail -n 3
+echo "== difftest random against QEMU TCG (bounded run: 1000 programs per mode)"
+for mode in 16 32 64; do
+  cargo run --release --quiet -- difftest random --mode "$mode" --seed 1 --count 1000 \
+    --save-dir target/difftest-regressions | tail -n 1
+done
 echo "== cargo test (release)"
 cargo test --workspace --release

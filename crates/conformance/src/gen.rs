@@ -37,7 +37,9 @@ impl Rng {
         Rng(seed ^ 0x9e37_79b9_7f4a_7c15)
     }
 
-    /// 64 random bits.
+    /// 64 random bits. (Not an `Iterator`: the generator never ends, and callers want
+    /// plain values.)
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;

@@ -419,7 +419,8 @@ pub fn run(cfg: &LockstepConfig, out: &mut dyn Write) -> Result<Outcome, Lockste
             .iter()
             .map(|n| q.get(n))
             .collect();
-        let mut checkpoint = selectors != last_selectors || o.steps % CHECKPOINT_EVERY == 0;
+        let mut checkpoint =
+            selectors != last_selectors || o.steps.is_multiple_of(CHECKPOINT_EVERY);
         last_selectors = selectors;
         // QEMU took an interrupt instead of (or, after HLT, right after) the instruction?
         let suspicious = match insn {

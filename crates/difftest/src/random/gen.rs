@@ -295,7 +295,7 @@ fn register(rng: &mut Rng, size: u32, bits: u32) -> Register {
                 if i == RBX || i == RSP {
                     continue;
                 }
-                let base = match size {
+                match size {
                     1 => {
                         // SPL BPL SIL DIL R8L..: encodings 4.. in the REX byte registers.
                         if i < 4 {
@@ -307,8 +307,7 @@ fn register(rng: &mut Rng, size: u32, bits: u32) -> Register {
                     2 => Register::AX as u32 + i,
                     4 => Register::EAX as u32 + i,
                     _ => Register::RAX as u32 + i,
-                };
-                base
+                }
             }
         };
         if let Ok(r) = Register::try_from(r as usize) {

@@ -184,14 +184,14 @@ impl QemuEnv {
         for (i, x) in r.xmm.iter_mut().enumerate() {
             *x = get(&layout, &g, &format!("xmm{i}")).unwrap_or(0);
         }
-        Ok(QemuRun::Stopped(r))
+        Ok(QemuRun::Stopped(Box::new(r)))
     }
 }
 
 /// How QEMU's run of a case ended.
 enum QemuRun {
     /// At END or a stub: its result.
-    Stopped(CaseResult),
+    Stopped(Box<CaseResult>),
     /// Killed by this signal.
     Crashed(i32),
     /// It exited or stopped answering (a reset after a triple fault, with -no-reboot).
@@ -308,11 +308,11 @@ impl Runner {
     /// Runs `case` in QEMU and both crane86 tiers.
     fn check(&mut self, case: &Case) -> Result<Check, RandomError> {
         let q = match self.qemu.run(case)? {
-            QemuRun::Stopped(r) => case.normalize(r),
+            QemuRun::Stopped(r) => case.normalize(*r),
             QemuRun::Crashed(signal) => {
                 self.qemu = QemuEnv::new(&self.qemu_binary, self.bits)?;
                 let c = case.normalize(self.interp.run(case)?);
-                return Ok(Check::QemuCrashed(signal, c));
+                return Ok(Check::QemuCrashed(signal, Box::new(c)));
             }
             QemuRun::Ended => {
                 // A shutdown (triple fault): QEMU's registers are gone; crane86 must have
@@ -329,21 +329,21 @@ impl Runner {
                     xmm: [0; 16],
                     scratch: Vec::new(),
                 };
-                return Ok(Check::Diverge(Verdict {
+                return Ok(Check::Diverge(Box::new(Verdict {
                     tier: "interp (QEMU shut down)",
                     qemu: dead,
                     crane86: c,
-                }));
+                })));
             }
         };
         for (tier, env) in [("interp", &mut self.interp), ("jit", &mut self.jit)] {
             let c = case.normalize(env.run(case)?);
             if !case.matches(&q, &c) {
-                return Ok(Check::Diverge(Verdict {
+                return Ok(Check::Diverge(Box::new(Verdict {
                     tier,
                     qemu: q,
                     crane86: c,
-                }));
+                })));
             }
         }
         Ok(Check::Agree)
@@ -355,9 +355,9 @@ enum Check {
     /// QEMU and both crane86 tiers agree.
     Agree,
     /// A crane86 tier differs from QEMU.
-    Diverge(Verdict),
+    Diverge(Box<Verdict>),
     /// QEMU died of this signal running the case (a QEMU bug); crane86's result.
-    QemuCrashed(i32, CaseResult),
+    QemuCrashed(i32, Box<CaseResult>),
 }
 
 /// The fields where two results differ, for reports.
@@ -371,11 +371,12 @@ fn describe(v: &Verdict, bits: u32) -> Vec<String> {
         "rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12",
         "r13", "r14", "r15",
     ];
-    for i in 0..if bits == 64 { 16 } else { 8 } {
+    let n = if bits == 64 { 16 } else { 8 };
+    for (i, name) in names.iter().enumerate().take(n) {
         if q.gpr[i] != c.gpr[i] {
             out.push(format!(
-                "{}: qemu {:#x} crane86 {:#x}",
-                names[i], q.gpr[i], c.gpr[i]
+                "{name}: qemu {:#x} crane86 {:#x}",
+                q.gpr[i], c.gpr[i]
             ));
         }
     }
