@@ -249,6 +249,11 @@ pub fn run_boot(args: &RunArgs, boot: &Boot) -> Result<Outcome> {
         },
         ..MachineConfig::default()
     };
+    // Before anything else, so that a port in use is one clear error line.
+    let gdb = match &args.gdb {
+        Some(spec) => Some(crane86_gdb::listen(spec)?),
+        None => None,
+    };
     let mut m = Machine::new(&cfg).context("cannot create the machine")?;
     m.set_echo(true);
     if args.perf_map {
@@ -289,9 +294,26 @@ pub fn run_boot(args: &RunArgs, boot: &Boot) -> Result<Outcome> {
         None => None,
     };
     let t0 = Instant::now();
-    let end = m
-        .run(args.max_insns)
-        .context("internal error while running the guest")?;
+    let end = match gdb {
+        None => m.run(args.max_insns),
+        Some(listener) => {
+            let opts = crane86_gdb::Options {
+                wait: args.wait_gdb,
+                max_insns: args.max_insns,
+            };
+            match crane86_gdb::serve(&mut m, listener, &opts)? {
+                crane86_gdb::Outcome::Guest(end) => Ok(end),
+                crane86_gdb::Outcome::Killed => {
+                    eprintln!("crane86: killed by gdb");
+                    return Ok(Outcome {
+                        end: RunEnd::Stopped,
+                        status: 0,
+                    });
+                }
+            }
+        }
+    }
+    .context("internal error while running the guest")?;
     let wall = t0.elapsed();
     use std::io::Write;
     let _ = std::io::stdout().flush();
@@ -321,6 +343,10 @@ pub fn run_boot(args: &RunArgs, boot: &Boot) -> Result<Outcome> {
             EXIT_LIMIT
         }
         RunEnd::Stopped => EXIT_STOPPED,
+        RunEnd::Breakpoint(addr) => {
+            eprintln!("crane86: stopped at a debugger breakpoint at {addr:#x}");
+            EXIT_STOPPED
+        }
         RunEnd::PowerOff => 0,
         RunEnd::Reset => {
             eprintln!(

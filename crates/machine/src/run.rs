@@ -45,6 +45,9 @@ pub enum RunEnd {
     PowerOff,
     /// Someone asked the vCPU to stop (`CpuState::request_exit`).
     Stopped,
+    /// The next instruction, at this linear address, has a debugger breakpoint
+    /// ([`crate::Breakpoints`]); it has not run. [`Machine::step`] runs it.
+    Breakpoint(u64),
     /// The guest needs something crane86 does not implement yet.
     Unsupported {
         /// What.
@@ -249,10 +252,26 @@ impl Machine {
                 // Exactly one instruction: interpreted, since a compiled block runs whole.
                 limit = 1;
             }
+            // Debugger breakpoints (see `debug.rs`): stop before one, interpret up to one
+            // inside the block, and let compiled code run one block at a time.
+            let mut interpret = self.irq_shadow || self.debug.interpret_only;
+            let mut one_block = false;
+            if !self.breakpoints.is_empty() {
+                match self.breakpoints.check(linear, &self.cache.block(id).decoded) {
+                    crate::debug::BlockBreak::AtStart => return Ok(RunEnd::Breakpoint(linear)),
+                    crate::debug::BlockBreak::After(n) => {
+                        limit = limit.min(n);
+                        interpret = true;
+                    }
+                    crate::debug::BlockBreak::None => one_block = true,
+                }
+            }
             let if_before = self.cpu.rflags & fl::IF;
-            if !self.irq_shadow && !self.debug.interpret_only && self.cache.prepare(id)? {
+            if !interpret && self.cache.prepare(id)? {
                 self.cache.link(token, id);
-                let slice = limit.min(SLICE as u64) as i64;
+                // A budget of 1 ends the block at its first exit (every chained and looked-up
+                // exit checks the budget): the next block start comes back here.
+                let slice = if one_block { 1 } else { limit.min(SLICE as u64) as i64 };
                 self.cpu.budget = slice;
                 self.cpu.tsc_base = crane86_runtime::msr::tsc(&self.cpu).wrapping_add(slice as u64);
                 let exit = self
