@@ -251,7 +251,14 @@ pub fn run_boot(args: &RunArgs, boot: &Boot) -> Result<Outcome> {
     };
     // Before anything else, so that a port in use is one clear error line.
     let gdb = match &args.gdb {
-        Some(spec) => Some(crane86_gdb::listen(spec)?),
+        Some(spec) => {
+            let listener = crane86_gdb::listen(spec)?;
+            if let Ok(addr) = listener.local_addr() {
+                let wait = if args.wait_gdb { "; waiting for it to attach" } else { "" };
+                eprintln!("crane86: gdb stub listening on {addr}{wait}");
+            }
+            Some(listener)
+        }
         None => None,
     };
     let mut m = Machine::new(&cfg).context("cannot create the machine")?;
