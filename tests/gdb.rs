@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 /// 0x1017 out 0xf4, al      ; isa-debug-exit: status (0x2a << 1) | 1 = 85
 /// ```
 const LOOP: &[u8] = &[
-    0xb9, 0x64, 0x00, 0x00, 0x00, 0xff, 0xc0, 0x83, 0xc3, 0x02, 0x89, 0x04, 0x25, 0x00, 0x20,
-    0x00, 0x00, 0xff, 0xc9, 0x75, 0xf0, 0xb0, 0x2a, 0xe6, 0xf4,
+    0xb9, 0x64, 0x00, 0x00, 0x00, 0xff, 0xc0, 0x83, 0xc3, 0x02, 0x89, 0x04, 0x25, 0x00, 0x20, 0x00,
+    0x00, 0xff, 0xc9, 0x75, 0xf0, 0xb0, 0x2a, 0xe6, 0xf4,
 ];
 
 /// `jmp $` at 0x1000: a guest that runs until stopped.
@@ -128,7 +128,11 @@ fn start(args: &[&str]) -> Run {
 
 fn flat(image: &[u8], extra: &[&str]) -> Run {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    let path = dir.join(format!("gdb-guest-{}-{}.bin", std::process::id(), free_port()));
+    let path = dir.join(format!(
+        "gdb-guest-{}-{}.bin",
+        std::process::id(),
+        free_port()
+    ));
     std::fs::write(&path, image).expect("write the guest");
     let mut args = vec![
         "--flat",
@@ -206,7 +210,10 @@ fn gdb_breaks_steps_watches_and_continues_in_every_tier() {
             ],
         );
         assert!(out.contains("Breakpoint 1, 0x0000000000001007"), "{tier}");
-        assert!(out.contains("Hardware watchpoint 2: *(int*)0x2000"), "{tier}");
+        assert!(
+            out.contains("Hardware watchpoint 2: *(int*)0x2000"),
+            "{tier}"
+        );
         assert!(out.contains("Old value = 1\nNew value = 2"), "{tier}");
         assert!(out.contains("Breakpoint 3, 0x0000000000001011"), "{tier}");
         assert_eq!(
@@ -331,7 +338,8 @@ fn gdb_attaches_to_a_running_guest_and_ctrl_c_stops_it() {
     // No --wait-gdb: the guest is already running when the connection comes.
     std::thread::sleep(Duration::from_millis(300));
     let mut conn = TcpStream::connect(("127.0.0.1", run.port)).expect("connect");
-    conn.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
     let stop = packet(&mut conn, "?");
     assert!(stop.starts_with('S') || stop.starts_with('T'), "{stop}");
     // `c` has no reply until the target stops; Ctrl-C (0x03) stops it.
@@ -340,7 +348,10 @@ fn gdb_attaches_to_a_running_guest_and_ctrl_c_stops_it() {
     std::thread::sleep(Duration::from_millis(300));
     conn.write_all(&[0x03]).unwrap();
     let stop = reply(&mut conn);
-    assert!(stop.starts_with("T02") || stop.starts_with("S02"), "SIGINT: {stop}");
+    assert!(
+        stop.starts_with("T02") || stop.starts_with("S02"),
+        "SIGINT: {stop}"
+    );
     // The guest stands at its `jmp $`; read RIP with `g` (rip is bytes 0x80..0x88).
     let regs = packet(&mut conn, "g");
     assert_eq!(&regs[0x100..0x110], "0010000000000000", "{regs}");
@@ -365,7 +376,10 @@ fn a_gdb_port_in_use_is_one_clear_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains(&format!("cannot listen for GDB on 127.0.0.1:{port}")), "{err}");
+    assert!(
+        err.contains(&format!("cannot listen for GDB on 127.0.0.1:{port}")),
+        "{err}"
+    );
 }
 
 /// Linux's local APIC timer vector (`LOCAL_TIMER_VECTOR`): its handler runs on every timer
@@ -430,8 +444,14 @@ fn gdb_attaches_to_a_running_linux_guest_breaks_steps_and_continues() {
     let v = values(&out);
     assert_eq!(v.len(), 7, "{out}");
     let handler = u64::from_str_radix(v[0].trim_start_matches("0x"), 16).unwrap();
-    assert!(handler >= 0xffff_ffff_8000_0000, "a kernel text address: {handler:#x}");
-    assert!(out.contains(&format!("Breakpoint 1, {handler:#018x}")), "{out}");
+    assert!(
+        handler >= 0xffff_ffff_8000_0000,
+        "a kernel text address: {handler:#x}"
+    );
+    assert!(
+        out.contains(&format!("Breakpoint 1, {handler:#018x}")),
+        "{out}"
+    );
     assert_eq!(v[1], v[0], "stopped at the breakpoint");
     let stepped = u64::from_str_radix(v[2].trim_start_matches("0x"), 16).unwrap();
     assert!(

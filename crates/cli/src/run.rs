@@ -254,7 +254,11 @@ pub fn run_boot(args: &RunArgs, boot: &Boot) -> Result<Outcome> {
         Some(spec) => {
             let listener = crane86_gdb::listen(spec)?;
             if let Ok(addr) = listener.local_addr() {
-                let wait = if args.wait_gdb { "; waiting for it to attach" } else { "" };
+                let wait = if args.wait_gdb {
+                    "; waiting for it to attach"
+                } else {
+                    ""
+                };
                 eprintln!("crane86: gdb stub listening on {addr}{wait}");
             }
             Some(listener)

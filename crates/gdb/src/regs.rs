@@ -109,7 +109,8 @@ impl Registers for Regs {
     }
 
     fn gdb_deserialize(&mut self, bytes: &[u8]) -> Result<(), ()> {
-        self.core.gdb_deserialize(bytes.get(..CORE_BYTES).ok_or(())?)?;
+        self.core
+            .gdb_deserialize(bytes.get(..CORE_BYTES).ok_or(())?)?;
         let mut sys = [0u64; 9];
         let rest = bytes.get(CORE_BYTES..CORE_BYTES + 72).ok_or(())?;
         for (v, chunk) in sys.iter_mut().zip(rest.chunks_exact(8)) {

@@ -221,7 +221,11 @@ impl<'m> Debugger<'m> {
             let retired = self.m.cpu.retired == before + 1;
             if retired && self.m.stats.exceptions == exceptions {
                 if let Some((kind, addr)) = watch::hit(&self.watchpoints, &accesses) {
-                    return Ok(Some(StopReason::Watch { tid: (), kind, addr }));
+                    return Ok(Some(StopReason::Watch {
+                        tid: (),
+                        kind,
+                        addr,
+                    }));
                 }
             }
         }
@@ -370,7 +374,12 @@ impl HwBreakpoint for Debugger<'_> {
 }
 
 impl HwWatchpoint for Debugger<'_> {
-    fn add_hw_watchpoint(&mut self, addr: u64, len: u64, kind: WatchKind) -> TargetResult<bool, Self> {
+    fn add_hw_watchpoint(
+        &mut self,
+        addr: u64,
+        len: u64,
+        kind: WatchKind,
+    ) -> TargetResult<bool, Self> {
         self.watchpoints.push(Watchpoint {
             addr,
             len: len.max(1),

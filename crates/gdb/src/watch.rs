@@ -142,7 +142,9 @@ fn register_value(cpu: &crane86_runtime::CpuState, long: bool, r: Register) -> O
         r if r.is_gpr() => {
             let full = cpu.gpr[r.full_register().number() - Register::RAX.number()];
             match r.size() {
-                1 if r.is_gpr8() && matches!(r, Register::AH | Register::CH | Register::DH | Register::BH) => {
+                1 if r.is_gpr8()
+                    && matches!(r, Register::AH | Register::CH | Register::DH | Register::BH) =>
+                {
                     Some((full >> 8) & 0xff)
                 }
                 1 => Some(full & 0xff),

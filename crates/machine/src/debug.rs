@@ -120,7 +120,10 @@ impl Breakpoints {
         if self.addrs.contains(&linear) {
             return BlockBreak::AtStart;
         }
-        let (start, end) = (linear.saturating_add(1), linear.saturating_add(block.byte_len));
+        let (start, end) = (
+            linear.saturating_add(1),
+            linear.saturating_add(block.byte_len),
+        );
         if start >= end || self.addrs.range(start..end).next().is_none() {
             return BlockBreak::None;
         }

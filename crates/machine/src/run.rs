@@ -257,7 +257,10 @@ impl Machine {
             let mut interpret = self.irq_shadow || self.debug.interpret_only;
             let mut one_block = false;
             if !self.breakpoints.is_empty() {
-                match self.breakpoints.check(linear, &self.cache.block(id).decoded) {
+                match self
+                    .breakpoints
+                    .check(linear, &self.cache.block(id).decoded)
+                {
                     crate::debug::BlockBreak::AtStart => return Ok(RunEnd::Breakpoint(linear)),
                     crate::debug::BlockBreak::After(n) => {
                         limit = limit.min(n);
@@ -271,7 +274,11 @@ impl Machine {
                 self.cache.link(token, id);
                 // A budget of 1 ends the block at its first exit (every chained and looked-up
                 // exit checks the budget): the next block start comes back here.
-                let slice = if one_block { 1 } else { limit.min(SLICE as u64) as i64 };
+                let slice = if one_block {
+                    1
+                } else {
+                    limit.min(SLICE as u64) as i64
+                };
                 self.cpu.budget = slice;
                 self.cpu.tsc_base = crane86_runtime::msr::tsc(&self.cpu).wrapping_add(slice as u64);
                 let exit = self

@@ -935,7 +935,11 @@ fn debug_translate_finds_every_mapping_without_setting_a_or_d_or_checking_rights
         r.efer |= EFER_NXE;
         let before: Vec<u64> = used.iter().map(|&e| tb.r(e, 4)).collect();
         let want = page | (lin & ((1u64 << shift) - 1));
-        assert_eq!(debug_translate(&mut tb.mem, &r, lin), Some(want), "{mode:?}");
+        assert_eq!(
+            debug_translate(&mut tb.mem, &r, lin),
+            Some(want),
+            "{mode:?}"
+        );
         let after: Vec<u64> = used.iter().map(|&e| tb.r(e, 4)).collect();
         assert_eq!(before, after, "{mode:?}: no A/D writes");
         // One page further along is not mapped (or, for large pages, maps the next page).
