@@ -38,7 +38,7 @@ struct Run {
 }
 
 impl Run {
-    /// Waits for the run to end; its exit status and stderr.
+    /// Waits (a minute at most) for the run to end; its exit status.
     fn wait(mut self) -> Option<i32> {
         let t0 = Instant::now();
         loop {
@@ -238,6 +238,84 @@ fn gdb_breaks_steps_watches_and_continues_in_every_tier() {
         // The guest ran to its end: isa-debug-exit 0x2a, status 85 (octal 0125).
         assert!(out.contains("exited with code 0125"), "{tier}: {out}");
         assert_eq!(run.wait(), Some(85), "{tier}");
+    }
+}
+
+/// 0x1000 movq rax, xmm1 / 0x1005 fninit / 0x1007 fld1 / 0x1009 hlt
+const FPU: &[u8] = &[0x66, 0x48, 0x0f, 0x7e, 0xc8, 0xdb, 0xe3, 0xd9, 0xe8, 0xf4];
+
+#[test]
+fn gdb_reads_and_writes_sse_x87_flags_and_system_registers() {
+    let run = flat(FPU, &["--wait-gdb"]);
+    let out = gdb(
+        run.port,
+        &[
+            "set $xmm1.v2_int64[0] = 0x1122334455667788",
+            "stepi",
+            // The guest sees what GDB wrote.
+            "p/x $rax",
+            "stepi",
+            "stepi",
+            "p $st0",
+            "p/x $fctrl",
+            "p/x $fstat",
+            "p/x $ftag",
+            "set $st0 = 2.5",
+            "p $st0",
+            "p $mxcsr",
+            "set $eflags = 0x243",
+            "p $eflags",
+            "set $cr2 = 0x1234",
+            "set $fs_base = 0x5000",
+            "set $k_gs_base = 0x6000",
+            "p/x $cr2",
+            "p/x $fs_base",
+            "p/x $k_gs_base",
+            "monitor info registers",
+            "continue",
+        ],
+    );
+    assert_eq!(
+        values(&out),
+        [
+            "0x1122334455667788",
+            "1",
+            "0x37f",
+            // TOP = 7 after one push; R7 valid, the others empty.
+            "0x3800",
+            "0x3fff",
+            "2.5",
+            "[ IM DM ZM OM UM PM ]",
+            "[ CF ZF IF ]",
+            "0x1234",
+            "0x5000",
+            "0x6000",
+        ],
+        "{out}"
+    );
+    assert!(out.contains("rflags=0000000000000243"), "{out}");
+    assert!(out.contains("cr2=0000000000001234"), "{out}");
+    assert!(out.contains("fs   sel=0010 base=0000000000005000"), "{out}");
+    assert!(out.contains("kernel_gs_base=0000000000006000"), "{out}");
+    assert!(
+        out.contains("exited normally"),
+        "HLT ends the flat guest: {out}"
+    );
+    assert_eq!(run.wait(), Some(0));
+}
+
+#[test]
+fn gdb_steps_32_bit_and_real_mode_guests() {
+    for (mode, second) in [("32", "0x1007"), ("16", "0x1009")] {
+        let run = start(&["--guest", "crc32", "--mode", mode, "--wait-gdb"]);
+        let out = gdb(
+            run.port,
+            &["p/x $pc", "stepi", "stepi", "p/x $pc", "continue"],
+        );
+        assert_eq!(values(&out), ["0x1000", second], "{mode}-bit: {out}");
+        // The guest's own end: isa-debug-exit 0, status 1.
+        assert!(out.contains("exited with code 01"), "{mode}-bit: {out}");
+        assert_eq!(run.wait(), Some(1), "{mode}-bit");
     }
 }
 

@@ -57,8 +57,14 @@ fn a_watchpoint_fires_on_overlap_for_its_kind_only() {
     // push rax writes 0x7ff8..0x8000: overlaps the watched 0x7ffc..0x8000.
     let mut m = machine();
     let push = at(&mut m, 0x1000);
-    assert_eq!(hit(&[w(WatchKind::Write)], &push), Some((WatchKind::Write, 0x7ffc)));
-    assert_eq!(hit(&[w(WatchKind::ReadWrite)], &push), Some((WatchKind::ReadWrite, 0x7ffc)));
+    assert_eq!(
+        hit(&[w(WatchKind::Write)], &push),
+        Some((WatchKind::Write, 0x7ffc))
+    );
+    assert_eq!(
+        hit(&[w(WatchKind::ReadWrite)], &push),
+        Some((WatchKind::ReadWrite, 0x7ffc))
+    );
     assert_eq!(hit(&[w(WatchKind::Read)], &push), None);
     let elsewhere = Watchpoint {
         addr: 0x8000,
