@@ -24,6 +24,7 @@ pub mod mem;
 mod monitor;
 pub mod regs;
 pub mod target;
+pub mod wake;
 pub mod watch;
 
 use std::net::{TcpListener, TcpStream};
@@ -99,11 +100,12 @@ pub fn listen(spec: &str) -> Result<TcpListener, GdbError> {
 /// Runs `m` with a GDB stub on `listener` until the guest's run ends or GDB kills it.
 pub fn serve(m: &mut Machine, listener: TcpListener, opts: &Options) -> Result<Outcome, GdbError> {
     let mut remaining = opts.max_insns;
+    let mut stray_stop = false;
     if opts.wait {
         tracing::info!(addr = ?listener.local_addr().ok(), "waiting for GDB");
         let (conn, peer) = listener.accept()?;
         tracing::info!(%peer, "GDB attached");
-        if let Some(end) = session(m, conn, &mut remaining)? {
+        if let Some(end) = session(m, conn, &mut remaining, &mut stray_stop)? {
             return Ok(end);
         }
     }
@@ -114,6 +116,9 @@ pub fn serve(m: &mut Machine, listener: TcpListener, opts: &Options) -> Result<O
             return Ok(Outcome::Guest(RunEnd::Limit));
         }
         let end = m.run(Some(slice))?;
+        if end == RunEnd::Stopped && std::mem::take(&mut stray_stop) {
+            continue;
+        }
         if end != RunEnd::Limit {
             return Ok(Outcome::Guest(end));
         }
@@ -123,7 +128,7 @@ pub fn serve(m: &mut Machine, listener: TcpListener, opts: &Options) -> Result<O
         match listener.accept() {
             Ok((conn, peer)) => {
                 tracing::info!(%peer, "GDB attached");
-                if let Some(end) = session(m, conn, &mut remaining)? {
+                if let Some(end) = session(m, conn, &mut remaining, &mut stray_stop)? {
                     return Ok(end);
                 }
             }
@@ -139,15 +144,25 @@ fn session(
     m: &mut Machine,
     conn: TcpStream,
     remaining: &mut Option<u64>,
+    stray_stop: &mut bool,
 ) -> Result<Option<Outcome>, GdbError> {
     conn.set_nonblocking(false)?;
+    let waker = match m.serial_input() {
+        Some(input) => Some(wake::Waker::start(&conn, input)?),
+        None => None,
+    };
     let mut dbg = Debugger::new(m, *remaining);
+    if let Some(w) = &waker {
+        dbg.set_waker_flag(w.fired.clone());
+    }
     let result = GdbStub::new(conn).run_blocking::<EventLoop<'_>>(&mut dbg);
     *remaining = dbg.remaining();
     dbg.clear();
     let ended = dbg.ended;
     drop(dbg);
     m.debug.hold_interrupts = false;
+    // A stop the waker requested and no run saw yet would end the guest's next run.
+    *stray_stop = waker.is_some_and(|w| w.fired.load(std::sync::atomic::Ordering::Acquire));
     match result {
         Ok(DisconnectReason::Disconnect) => {
             tracing::info!("GDB detached; the guest runs on");

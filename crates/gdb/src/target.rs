@@ -1,6 +1,8 @@
 //! The gdbstub target: a [`Machine`] stopped or running under GDB's control.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use gdbstub::common::Signal;
 use gdbstub::conn::ConnectionExt;
@@ -63,6 +65,8 @@ pub struct Debugger<'m> {
     fatal: Option<RunEnd>,
     /// How the guest's run ended, once it has.
     pub(crate) ended: Option<RunEnd>,
+    /// Raised by the session's [`crate::wake::Waker`] when it stopped the run.
+    fired: Option<Arc<AtomicBool>>,
 }
 
 impl<'m> Debugger<'m> {
@@ -78,6 +82,32 @@ impl<'m> Debugger<'m> {
             remaining,
             fatal: None,
             ended: None,
+            fired: None,
+        }
+    }
+
+    /// Lets runs ended by `fired` (see [`crate::wake`]) count as interruptions.
+    pub fn set_waker_flag(&mut self, fired: Arc<AtomicBool>) {
+        self.fired = Some(fired);
+    }
+
+    /// True when `end` is a stop the waker asked for (GDB sent something), not the
+    /// guest's or the user's.
+    fn interrupted(&self, end: &Result<RunEnd, MachineError>) -> bool {
+        matches!(end, Ok(RunEnd::Stopped))
+            && self
+                .fired
+                .as_ref()
+                .is_some_and(|f| f.swap(false, Ordering::AcqRel))
+    }
+
+    /// [`Machine::step`], again when the waker's stop ended it before it ran.
+    fn step_machine(&mut self) -> Result<RunEnd, MachineError> {
+        loop {
+            let end = self.m.step();
+            if !self.interrupted(&end) {
+                return end;
+            }
         }
     }
 
@@ -151,7 +181,7 @@ impl<'m> Debugger<'m> {
         let before = self.m.cpu.retired;
         let hold = self.m.debug.hold_interrupts;
         self.m.debug.hold_interrupts = true;
-        let end = self.m.step();
+        let end = self.step_machine();
         self.m.debug.hold_interrupts = hold;
         self.count(before);
         Ok(match end? {
@@ -176,7 +206,7 @@ impl<'m> Debugger<'m> {
         }
         let before = self.m.cpu.retired;
         if std::mem::take(&mut self.step_over) {
-            let end = self.m.step()?;
+            let end = self.step_machine()?;
             self.count(before);
             if end != RunEnd::Limit {
                 return Ok(Some(self.finish(end)));
@@ -187,9 +217,13 @@ impl<'m> Debugger<'m> {
             return Ok(Some(self.finish(RunEnd::Limit)));
         }
         let before = self.m.cpu.retired;
-        let end = self.m.run(Some(slice))?;
+        let end = self.m.run(Some(slice));
         self.count(before);
-        Ok(match end {
+        if self.interrupted(&end) {
+            // Back to the event loop, which reads what GDB sent.
+            return Ok(None);
+        }
+        Ok(match end? {
             RunEnd::Limit => None,
             end => Some(self.finish(end)),
         })
@@ -211,7 +245,7 @@ impl<'m> Debugger<'m> {
             let accesses = watch::next_accesses(self.m);
             let (before, exceptions) = (self.m.cpu.retired, self.m.stats.exceptions);
             self.m.debug.hold_interrupts = true;
-            let end = self.m.step();
+            let end = self.step_machine();
             self.m.debug.hold_interrupts = false;
             self.count(before);
             match end? {
