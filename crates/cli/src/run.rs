@@ -305,6 +305,7 @@ pub fn run_boot(args: &RunArgs, boot: &Boot) -> Result<Outcome> {
         None => None,
     };
     let t0 = Instant::now();
+    let mut killed = false;
     let end = match gdb {
         None => m.run(args.max_insns),
         Some(listener) => {
@@ -315,11 +316,8 @@ pub fn run_boot(args: &RunArgs, boot: &Boot) -> Result<Outcome> {
             match crane86_gdb::serve(&mut m, listener, &opts)? {
                 crane86_gdb::Outcome::Guest(end) => Ok(end),
                 crane86_gdb::Outcome::Killed => {
-                    eprintln!("crane86: killed by gdb");
-                    return Ok(Outcome {
-                        end: RunEnd::Stopped,
-                        status: 0,
-                    });
+                    killed = true;
+                    Ok(RunEnd::Stopped)
                 }
             }
         }
@@ -336,6 +334,10 @@ pub fn run_boot(args: &RunArgs, boot: &Boot) -> Result<Outcome> {
             // On a line of its own: the guest's prompt is usually left unfinished.
             eprintln!("\ncrane86: terminated by Ctrl-A x");
             EXIT_CONSOLE_QUIT
+        }
+        RunEnd::Stopped if killed => {
+            eprintln!("\ncrane86: killed by gdb");
+            0
         }
         RunEnd::DebugExit(v) => ((v << 1) | 1) as i32,
         RunEnd::Halted => 0,
