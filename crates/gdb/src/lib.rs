@@ -111,26 +111,53 @@ pub fn serve(m: &mut Machine, listener: TcpListener, opts: &Options) -> Result<O
     }
     listener.set_nonblocking(true)?;
     loop {
+        match run_until_attached(m, &listener, &mut remaining, &mut stray_stop)? {
+            Ok(conn) => {
+                if let Some(end) = session(m, conn, &mut remaining, &mut stray_stop)? {
+                    return Ok(end);
+                }
+            }
+            Err(end) => return Ok(Outcome::Guest(end)),
+        }
+    }
+}
+
+/// Runs the guest with no debugger until GDB connects (`Ok`) or the run ends (`Err`).
+fn run_until_attached(
+    m: &mut Machine,
+    listener: &TcpListener,
+    remaining: &mut Option<u64>,
+    stray_stop: &mut bool,
+) -> Result<Result<TcpStream, RunEnd>, GdbError> {
+    // A guest parked in HLT must still notice a connection.
+    let waker = match m.serial_input() {
+        Some(input) => Some(wake::Waker::start(listener, input)?),
+        None => None,
+    };
+    let fired = |w: &Option<wake::Waker>| {
+        w.as_ref()
+            .is_some_and(|w| w.fired.swap(false, std::sync::atomic::Ordering::AcqRel))
+    };
+    loop {
         let slice = remaining.map_or(IDLE_SLICE, |r| r.min(IDLE_SLICE));
         if slice == 0 {
-            return Ok(Outcome::Guest(RunEnd::Limit));
+            return Ok(Err(RunEnd::Limit));
         }
+        let before = m.cpu.retired;
         let end = m.run(Some(slice))?;
-        if end == RunEnd::Stopped && std::mem::take(&mut stray_stop) {
-            continue;
-        }
-        if end != RunEnd::Limit {
-            return Ok(Outcome::Guest(end));
-        }
         if let Some(r) = remaining.as_mut() {
-            *r -= slice;
+            *r = r.saturating_sub(m.cpu.retired.wrapping_sub(before));
+        }
+        let ours = end == RunEnd::Stopped && (std::mem::take(stray_stop) || fired(&waker));
+        if end != RunEnd::Limit && !ours {
+            return Ok(Err(end));
         }
         match listener.accept() {
             Ok((conn, peer)) => {
                 tracing::info!(%peer, "GDB attached");
-                if let Some(end) = session(m, conn, &mut remaining, &mut stray_stop)? {
-                    return Ok(end);
-                }
+                // A stop the waker asked for that no run has seen yet.
+                *stray_stop |= fired(&waker);
+                return Ok(Ok(conn));
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(e.into()),

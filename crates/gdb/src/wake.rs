@@ -1,15 +1,15 @@
-//! Waking a vCPU parked in HLT when GDB sends something.
+//! Waking a vCPU parked in HLT when GDB sends something or connects.
 //!
 //! On the PC board a HLT with interrupts enabled and no timer armed parks the vCPU thread
-//! until host input arrives ([`SerialInput`]), so the stub's look at the socket between
-//! run slices would never come and GDB's Ctrl-C would hang. A watcher thread polls the
-//! socket and, when bytes are waiting, stops the run through a `SerialInput` handle after
-//! raising [`Waker::fired`]; a run that ends `Stopped` while the flag is up was stopped for
-//! the stub (see `Debugger::interrupted`), which then reads the socket as usual. A stop
-//! that lands while nothing runs ends the next run at once: it is retried.
+//! until host input arrives ([`SerialInput`]), so the stub's look at the socket (or the
+//! listener) between run slices would never come: GDB's Ctrl-C, or its connection, would
+//! hang. A watcher thread polls the descriptor and, when it is readable, stops the run
+//! through a `SerialInput` handle after raising [`Waker::fired`]; a run that ends
+//! `Stopped` while the flag is up was stopped for the stub (see `Debugger::interrupted`),
+//! which then reads the socket as usual. A stop that lands while nothing runs ends the
+//! next run at once: it is retried.
 
-use std::net::TcpStream;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -29,9 +29,10 @@ pub struct Waker {
 }
 
 impl Waker {
-    /// Starts watching `conn` (a duplicate of it; the session keeps the original).
-    pub fn start(conn: &TcpStream, input: SerialInput) -> std::io::Result<Waker> {
-        let conn = conn.try_clone()?;
+    /// Starts watching `fd` (a GDB connection or the listener; through a duplicate, the
+    /// caller keeps the original).
+    pub fn start(fd: &impl AsFd, input: SerialInput) -> std::io::Result<Waker> {
+        let conn = fd.as_fd().try_clone_to_owned()?;
         let fired = Arc::new(AtomicBool::new(false));
         let quit = Arc::new(AtomicBool::new(false));
         let (f, q) = (fired.clone(), quit.clone());
@@ -55,7 +56,7 @@ impl Drop for Waker {
     }
 }
 
-fn watch(conn: &TcpStream, input: &SerialInput, fired: &AtomicBool, quit: &AtomicBool) {
+fn watch(conn: &OwnedFd, input: &SerialInput, fired: &AtomicBool, quit: &AtomicBool) {
     while !quit.load(Ordering::Acquire) {
         if !readable(conn) {
             continue;
@@ -68,15 +69,15 @@ fn watch(conn: &TcpStream, input: &SerialInput, fired: &AtomicBool, quit: &Atomi
     }
 }
 
-/// Waits up to [`POLL_MS`] for `conn` to have bytes (or to be closed).
-fn readable(conn: &TcpStream) -> bool {
+/// Waits up to [`POLL_MS`] for `conn` to have bytes or a connection (or to be closed).
+fn readable(conn: &OwnedFd) -> bool {
     let mut fd = libc::pollfd {
         fd: conn.as_raw_fd(),
         events: libc::POLLIN,
         revents: 0,
     };
-    // SAFETY: one valid pollfd for the duration of the call; the descriptor belongs to
-    // `conn`, which outlives it.
+    // SAFETY: one valid pollfd for the duration of the call; the descriptor is `conn`'s,
+    // which outlives it.
     let n = unsafe { libc::poll(&mut fd, 1, POLL_MS) };
     n > 0 && fd.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0
 }

@@ -6,7 +6,7 @@ use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
 use crane86_gdb::{serve, Options, Outcome};
-use crane86_machine::{Board, Machine, MachineConfig};
+use crane86_machine::{Board, Machine, MachineConfig, SerialInput};
 use crane86_runtime::CpuMode;
 
 /// 0x1000 sti / 0x1001 hlt / 0x1002 jmp 0x1001
@@ -37,8 +37,9 @@ fn reply(conn: &mut TcpStream) -> String {
     String::from_utf8_lossy(&body).into_owned()
 }
 
-#[test]
-fn ctrl_c_stops_a_guest_parked_in_hlt_and_kill_ends_the_run() {
+/// The machine, with a serial-input handle held as the CLI's console holds one (so that
+/// its HLT parks rather than ends the run), and a listener.
+fn parked_machine() -> (Machine, SerialInput, TcpListener, u16) {
     let cfg = MachineConfig {
         board: Board::Pc,
         ..MachineConfig::default()
@@ -47,6 +48,45 @@ fn ctrl_c_stops_a_guest_parked_in_hlt_and_kill_ends_the_run() {
     m.load_flat(&IDLE, 0x1000, 0x1000, CpuMode::Long64).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
+    let console = m.serial_input().expect("the PC board has serial input");
+    (m, console, listener, port)
+}
+
+/// Exits the test process when `f` panics (a read timed out): the vCPU was never woken,
+/// and `serve` would block the test forever.
+fn or_exit<T>(what: &str, f: impl FnOnce() -> T) -> T {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(v) => v,
+        Err(_) => {
+            eprintln!("{what}: the parked vCPU was not woken");
+            std::process::exit(1);
+        }
+    }
+}
+
+#[test]
+fn gdb_attaches_to_a_guest_parked_in_hlt() {
+    let (mut m, _console, listener, port) = parked_machine();
+    let client = std::thread::spawn(move || {
+        // The guest is parked by the time GDB comes.
+        std::thread::sleep(Duration::from_millis(500));
+        let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        send(&mut conn, "?");
+        let stop = or_exit("attach", || reply(&mut conn));
+        send(&mut conn, "k");
+        stop
+    });
+    let outcome = serve(&mut m, listener, &Options::default()).unwrap();
+    let stop = client.join().unwrap();
+    assert!(stop.starts_with('S') || stop.starts_with('T'), "{stop}");
+    assert_eq!(outcome, Outcome::Killed);
+}
+
+#[test]
+fn ctrl_c_stops_a_guest_parked_in_hlt_and_kill_ends_the_run() {
+    let (mut m, _console, listener, port) = parked_machine();
     let client = std::thread::spawn(move || {
         let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
         conn.set_read_timeout(Some(Duration::from_secs(20)))
@@ -57,12 +97,7 @@ fn ctrl_c_stops_a_guest_parked_in_hlt_and_kill_ends_the_run() {
         // Long enough for the guest to reach its HLT and park.
         std::thread::sleep(Duration::from_millis(500));
         conn.write_all(&[0x03]).unwrap();
-        let stop = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reply(&mut conn)));
-        let Ok(stop) = stop else {
-            // The vCPU never woke: serve() would block the test forever.
-            eprintln!("no stop reply after Ctrl-C: the parked vCPU was not woken");
-            std::process::exit(1);
-        };
+        let stop = or_exit("Ctrl-C", || reply(&mut conn));
         send(&mut conn, "k");
         (first, stop)
     });
