@@ -7,11 +7,12 @@
 //!
 //! [`Breakpoints`] are a debugger's instruction breakpoints, kept outside guest memory (no
 //! INT3 is written): the run loop stops with [`RunEnd::Breakpoint`] before an instruction
-//! at one of their linear addresses, in both tiers. While any is set, a block that holds
-//! one past its first instruction is interpreted up to it, and compiled code runs one
-//! block per entry (a budget of one instruction makes every chained or looked-up exit
-//! return to the loop), so no block start escapes the check. With none set the run loop
-//! pays one emptiness test per block.
+//! at one of their linear addresses, in both tiers. A block that holds one past its first
+//! instruction is interpreted up to it; the translation cache is told the addresses
+//! ([`crane86_translator::Cache::set_entry_barriers`]) so that compiled code never chains
+//! or jumps into a block holding one: such blocks are only entered from the run loop,
+//! which checks them, while all other compiled code keeps running chained. With none set
+//! the run loop pays one emptiness test per block.
 
 use std::collections::BTreeSet;
 
@@ -76,6 +77,8 @@ impl Machine {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Breakpoints {
     addrs: BTreeSet<u64>,
+    /// Changed since the run loop last gave the set to the translation cache.
+    changed: bool,
 }
 
 /// What the breakpoints mean for one block about to run.
@@ -92,12 +95,16 @@ pub(crate) enum BlockBreak {
 impl Breakpoints {
     /// Adds a breakpoint at linear address `addr`; false if one was there already.
     pub fn insert(&mut self, addr: u64) -> bool {
-        self.addrs.insert(addr)
+        let new = self.addrs.insert(addr);
+        self.changed |= new;
+        new
     }
 
     /// Removes the breakpoint at `addr`; false if there was none.
     pub fn remove(&mut self, addr: u64) -> bool {
-        self.addrs.remove(&addr)
+        let had = self.addrs.remove(&addr);
+        self.changed |= had;
+        had
     }
 
     /// True when a breakpoint is set at `addr`.
@@ -112,7 +119,13 @@ impl Breakpoints {
 
     /// Removes every breakpoint.
     pub fn clear(&mut self) {
+        self.changed |= !self.addrs.is_empty();
         self.addrs.clear();
+    }
+
+    /// The addresses, once after each change (for the translation cache).
+    pub(crate) fn take_changed(&mut self) -> Option<&BTreeSet<u64>> {
+        std::mem::take(&mut self.changed).then_some(&self.addrs)
     }
 
     /// Where `block`, starting at linear address `linear`, must stop.

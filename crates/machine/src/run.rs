@@ -165,6 +165,10 @@ impl Machine {
         if let Some(v) = self.debug_exit_value() {
             return Ok(RunEnd::DebugExit(v));
         }
+        if let Some(addrs) = self.breakpoints.take_changed() {
+            // Blocks holding a breakpoint must only be entered from this loop.
+            self.cache.set_entry_barriers(addrs);
+        }
         loop {
             if self.mem.has_dirty_code() {
                 for page in self.mem.take_dirty_code() {
@@ -253,9 +257,8 @@ impl Machine {
                 limit = 1;
             }
             // Debugger breakpoints (see `debug.rs`): stop before one, interpret up to one
-            // inside the block, and let compiled code run one block at a time.
+            // inside the block. Compiled code never chains into such a block.
             let mut interpret = self.irq_shadow || self.debug.interpret_only;
-            let mut one_block = false;
             if !self.breakpoints.is_empty() {
                 match self
                     .breakpoints
@@ -266,19 +269,13 @@ impl Machine {
                         limit = limit.min(n);
                         interpret = true;
                     }
-                    crate::debug::BlockBreak::None => one_block = true,
+                    crate::debug::BlockBreak::None => {}
                 }
             }
             let if_before = self.cpu.rflags & fl::IF;
             if !interpret && self.cache.prepare(id)? {
                 self.cache.link(token, id);
-                // A budget of 1 ends the block at its first exit (every chained and looked-up
-                // exit checks the budget): the next block start comes back here.
-                let slice = if one_block {
-                    1
-                } else {
-                    limit.min(SLICE as u64) as i64
-                };
+                let slice = limit.min(SLICE as u64) as i64;
                 self.cpu.budget = slice;
                 self.cpu.tsc_base = crane86_runtime::msr::tsc(&self.cpu).wrapping_add(slice as u64);
                 let exit = self

@@ -79,3 +79,57 @@ fn a_breakpoint_inside_an_instruction_never_stops() {
     assert_eq!(m.run(None).unwrap(), RunEnd::Halted);
     assert_eq!(eax(&m), 100);
 }
+
+/// 0x1000 mov ecx, 100 / 0x1005 call 0x1100 / 0x100a dec ecx / 0x100c jnz 0x1005 /
+/// 0x100e hlt; 0x1100 inc eax / 0x1102 ret
+fn call_loop(tier: Tier) -> Machine {
+    let mut m = machine(tier);
+    let main = [
+        0xb9, 0x64, 0x00, 0x00, 0x00, 0xe8, 0xf6, 0x00, 0x00, 0x00, 0xff, 0xc9, 0x75, 0xf7, 0xf4,
+    ];
+    m.mem.load(0x1000, &main).unwrap();
+    m.mem.load(0x1100, &[0xff, 0xc0, 0xc3]).unwrap();
+    m
+}
+
+#[test]
+fn breakpoints_at_call_and_return_targets_stop_hot_compiled_code() {
+    // The call is a chained exit, the return an indirect one (`jump_lookup`): neither may
+    // enter a block holding a breakpoint without the run loop.
+    for addr in [0x1100, 0x100a] {
+        let mut m = call_loop(Tier::Jit);
+        assert_eq!(m.run(Some(1 + 5 * 60)).unwrap(), RunEnd::Limit);
+        assert!(m.cpu.chained > 0, "the loop runs chained");
+        m.breakpoints.insert(addr);
+        let mut hits = 0;
+        loop {
+            match m.run(None).unwrap() {
+                RunEnd::Breakpoint(a) => {
+                    assert_eq!(a, addr);
+                    hits += 1;
+                    m.step().unwrap();
+                }
+                RunEnd::Halted => break,
+                end => panic!("{addr:#x}: unexpected {end:?}"),
+            }
+        }
+        assert_eq!(eax(&m), 100);
+        assert_eq!(hits, 40, "{addr:#x}: one stop per remaining iteration");
+    }
+}
+
+#[test]
+fn code_without_breakpoints_stays_chained_while_one_is_set_elsewhere() {
+    let mut m = call_loop(Tier::Jit);
+    // Never reached: calls and returns must still go from block to block in compiled code
+    // (chain slots and `jump_lookup`) rather than through the run loop.
+    m.breakpoints.insert(0x5000);
+    assert_eq!(m.run(None).unwrap(), RunEnd::Halted);
+    assert_eq!(eax(&m), 100);
+    assert!(m.cpu.chained >= 200, "chained transfers: {}", m.cpu.chained);
+    assert!(
+        m.stats.jit_entries < 20,
+        "entries from the loop: {}",
+        m.stats.jit_entries
+    );
+}
