@@ -101,14 +101,19 @@ impl<'m> Debugger<'m> {
                 .is_some_and(|f| f.swap(false, Ordering::AcqRel))
     }
 
-    /// [`Machine::step`], again when the waker's stop ended it before it ran.
+    /// [`Machine::step`] with interrupts held, as QEMU's gdbstub holds them while it
+    /// steps (a pending one is taken by the next run, or let in between the watchpoint
+    /// loop's steps); again when the waker's stop ended it before it ran.
     fn step_machine(&mut self) -> Result<RunEnd, MachineError> {
-        loop {
+        let hold = std::mem::replace(&mut self.m.debug.hold_interrupts, true);
+        let end = loop {
             let end = self.m.step();
             if !self.interrupted(&end) {
-                return end;
+                break end;
             }
-        }
+        };
+        self.m.debug.hold_interrupts = hold;
+        end
     }
 
     /// Instructions left of the run's limit.
@@ -172,17 +177,13 @@ impl<'m> Debugger<'m> {
         }
     }
 
-    /// One instruction (or one exception delivered), interrupts held as QEMU's gdbstub
-    /// holds them while stepping.
+    /// GDB's single step: one instruction (or one exception delivered).
     fn step_once(&mut self) -> Result<StopReason, MachineError> {
         if let Some(end) = self.fatal {
             return Ok(self.finish_fatal(end));
         }
         let before = self.m.cpu.retired;
-        let hold = self.m.debug.hold_interrupts;
-        self.m.debug.hold_interrupts = true;
         let end = self.step_machine();
-        self.m.debug.hold_interrupts = hold;
         self.count(before);
         Ok(match end? {
             RunEnd::Limit if self.remaining == Some(0) => self.finish(RunEnd::Limit),
@@ -206,6 +207,8 @@ impl<'m> Debugger<'m> {
         }
         let before = self.m.cpu.retired;
         if std::mem::take(&mut self.step_over) {
+            // Exactly the instruction at the breakpoint: an interrupt waiting is taken right
+            // after it, by the run below.
             let end = self.step_machine()?;
             self.count(before);
             if end != RunEnd::Limit {
@@ -244,9 +247,7 @@ impl<'m> Debugger<'m> {
             }
             let accesses = watch::next_accesses(self.m);
             let (before, exceptions) = (self.m.cpu.retired, self.m.stats.exceptions);
-            self.m.debug.hold_interrupts = true;
             let end = self.step_machine();
-            self.m.debug.hold_interrupts = false;
             self.count(before);
             match end? {
                 RunEnd::Limit => {}
