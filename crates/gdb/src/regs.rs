@@ -195,7 +195,7 @@ pub fn read(cpu: &CpuState) -> Regs {
     r
 }
 
-/// What [`write`] could not apply.
+/// What [`write()`] could not apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Refused(pub &'static str);
 
