@@ -11,8 +11,8 @@ cd "$(dirname "$0")/.."
 # reference (tests/float_guest.rs), and with libc6-dev's static libc the C benchmarks of
 # `crane86 bench` (guest-images/linux/bench, tests/bench.rs); cpio packs the Linux guest's initramfs
 # (guest-images/linux/build.sh, tests/linux_guest.rs); tmux gives the interactive-console
-# test a terminal (tests/console.rs).
-PACKAGES=(nasm qemu-system-x86 gcc binutils libc6-dev cpio tmux)
+# test a terminal (tests/console.rs); gdb drives the GDB stub (tests/gdb.rs).
+PACKAGES=(nasm qemu-system-x86 gcc binutils libc6-dev cpio tmux gdb)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

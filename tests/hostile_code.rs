@@ -170,6 +170,7 @@ fn fuzz(mode: CpuMode) {
                     RunEnd::Fault { .. } | RunEnd::TripleFault { .. } => 2,
                     RunEnd::Limit => 3,
                     RunEnd::Stopped
+                    | RunEnd::Breakpoint(_)
                     | RunEnd::Reset
                     | RunEnd::PowerOff
                     | RunEnd::Unsupported { .. } => 4,

@@ -393,6 +393,32 @@ pub fn walk(
     })
 }
 
+/// The physical address `linear` maps to under `regs`, for a debugger: the same walk as
+/// [`walk`] but with no permission check (a debugger may look at any mapped page) and no
+/// trace (no A/D writes, no fault, CR2 untouched). `None` when the address is not mapped.
+///
+/// Paging structures are read through [`PhysMem::read_phys`], as the CPU reads them; a
+/// table outside RAM therefore reads whatever the bus answers.
+pub fn debug_translate(mem: &mut PhysMem, regs: &WalkRegs, linear: u64) -> Option<u64> {
+    let mut path = Path {
+        used: [Used::default(); 4],
+        len: 0,
+    };
+    let leaf = match regs.mode() {
+        PagingMode::Off => return Some(linear),
+        PagingMode::Bits32 => walk32(mem, regs, linear, &mut path),
+        mode => walk_long(
+            mem,
+            regs,
+            linear,
+            regs.nx_enabled(),
+            mode == PagingMode::Level4,
+            &mut path,
+        ),
+    };
+    leaf.ok().map(|l| l.phys)
+}
+
 /// 32-bit paging. Errors are the error-code bits to add (0 for not present, P|RSVD).
 fn walk32(mem: &mut PhysMem, regs: &WalkRegs, linear: u64, path: &mut Path) -> Result<Leaf, u32> {
     let lin = linear & 0xffff_ffff;

@@ -2,7 +2,7 @@
 //! hash map, tiering from the interpreter to the JIT, chaining between compiled blocks, and
 //! invalidation of every block on a physical page.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use crane86_runtime::memory::{probe_fetch_phys, PAGE_SIZE};
@@ -151,6 +151,9 @@ pub struct Cache {
     next_serial: u64,
     /// `/tmp/perf-PID.map`, when asked for (see [`Cache::enable_perf_map`]).
     perf_map: Option<std::io::BufWriter<std::fs::File>>,
+    /// Linear addresses the run loop must reach before the instruction there runs (a
+    /// debugger's breakpoints, see [`Cache::set_entry_barriers`]).
+    barriers: BTreeSet<u64>,
     /// Statistics.
     pub stats: CacheStats,
 }
@@ -219,6 +222,7 @@ impl Cache {
             worker,
             next_serial: 0,
             perf_map: None,
+            barriers: BTreeSet::new(),
             stats: CacheStats::default(),
         })
     }
@@ -324,10 +328,12 @@ impl Cache {
 
     /// The direct-mapped table's entry for block `id`. Its code is only offered to jumps from
     /// generated code when the block needs none of the run loop's checks: a block that
-    /// crosses into a second page under paging must have that page's mapping re-checked.
+    /// crosses into a second page under paging must have that page's mapping re-checked,
+    /// and a block holding an entry barrier (a breakpoint) must be stopped at.
     fn fast_entry(&self, id: BlockId) -> FastEntry {
         let b = self.block(id);
-        let direct = !(b.key.paging() && b.second_linear.is_some());
+        let crosses = b.key.paging() && b.second_linear.is_some();
+        let direct = !crosses && !self.holds_barrier(b);
         FastEntry {
             key: b.key,
             id,
@@ -567,11 +573,61 @@ impl Cache {
         {
             return;
         }
+        if self.holds_barrier(t) {
+            return;
+        }
         let s = self.block_mut(src);
         s.slots[slot] = code as u64;
         s.outgoing[slot] = Some(target);
         self.block_mut(target).incoming.push((src, slot as u8));
         self.stats.links += 1;
+    }
+
+    /// Sets the linear addresses that generated code must never pass without the run loop
+    /// (a debugger's breakpoints): a block holding one is not linked to and not offered to
+    /// `jump_lookup`, so it is only ever entered from the run loop, which checks it. Links
+    /// into blocks that hold a new barrier are dropped; without barriers the cache behaves
+    /// as before. Cheap enough to call at every debugger stop and resume.
+    pub fn set_entry_barriers(&mut self, addrs: &BTreeSet<u64>) {
+        if *addrs == self.barriers {
+            return;
+        }
+        self.barriers = addrs.clone();
+        for id in 0..self.blocks.len() {
+            let holds = self.blocks[id]
+                .as_ref()
+                .is_some_and(|b| self.holds_barrier(b));
+            if !holds {
+                continue;
+            }
+            let incoming = std::mem::take(&mut self.block_mut(id as BlockId).incoming);
+            for (src, slot) in incoming {
+                if let Some(Some(s)) = self.blocks.get_mut(src as usize) {
+                    s.slots[slot as usize] = 0;
+                    s.outgoing[slot as usize] = None;
+                }
+            }
+        }
+        for fi in 0..self.fast.len() {
+            let FastEntry { key, id, .. } = self.fast[fi];
+            let live = self
+                .blocks
+                .get(id as usize)
+                .is_some_and(|b| b.as_ref().is_some_and(|b| b.key == key));
+            if key != NO_BLOCK && live {
+                self.fast[fi] = self.fast_entry(id);
+            }
+        }
+    }
+
+    /// True when a barrier lies within block `b`'s bytes.
+    fn holds_barrier(&self, b: &Block) -> bool {
+        if self.barriers.is_empty() {
+            return false;
+        }
+        let start = b.key.linear();
+        let end = start.saturating_add(b.decoded.byte_len.max(1));
+        self.barriers.range(start..end).next().is_some()
     }
 
     /// Drops every block on physical page `page` (their bytes changed).

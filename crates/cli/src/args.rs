@@ -212,6 +212,13 @@ pub struct RunArgs {
     /// time to guest blocks.
     #[arg(long)]
     pub perf_map: bool,
+    /// Serve GDB's remote protocol on tcp:PORT (or tcp:HOST:PORT; host 127.0.0.1 by
+    /// default): `target remote :PORT` in gdb attaches, stopping the guest.
+    #[arg(long, value_name = "tcp:PORT")]
+    pub gdb: Option<String>,
+    /// With --gdb: wait for GDB to attach before the first guest instruction.
+    #[arg(long, requires = "gdb")]
+    pub wait_gdb: bool,
 }
 
 impl RunArgs {

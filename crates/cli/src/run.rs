@@ -249,6 +249,22 @@ pub fn run_boot(args: &RunArgs, boot: &Boot) -> Result<Outcome> {
         },
         ..MachineConfig::default()
     };
+    // Before anything else, so that a port in use is one clear error line.
+    let gdb = match &args.gdb {
+        Some(spec) => {
+            let listener = crane86_gdb::listen(spec)?;
+            if let Ok(addr) = listener.local_addr() {
+                let wait = if args.wait_gdb {
+                    "; waiting for it to attach"
+                } else {
+                    ""
+                };
+                eprintln!("crane86: gdb stub listening on {addr}{wait}");
+            }
+            Some(listener)
+        }
+        None => None,
+    };
     let mut m = Machine::new(&cfg).context("cannot create the machine")?;
     m.set_echo(true);
     if args.perf_map {
@@ -289,9 +305,24 @@ pub fn run_boot(args: &RunArgs, boot: &Boot) -> Result<Outcome> {
         None => None,
     };
     let t0 = Instant::now();
-    let end = m
-        .run(args.max_insns)
-        .context("internal error while running the guest")?;
+    let mut killed = false;
+    let end = match gdb {
+        None => m.run(args.max_insns),
+        Some(listener) => {
+            let opts = crane86_gdb::Options {
+                wait: args.wait_gdb,
+                max_insns: args.max_insns,
+            };
+            match crane86_gdb::serve(&mut m, listener, &opts)? {
+                crane86_gdb::Outcome::Guest(end) => Ok(end),
+                crane86_gdb::Outcome::Killed => {
+                    killed = true;
+                    Ok(RunEnd::Stopped)
+                }
+            }
+        }
+    }
+    .context("internal error while running the guest")?;
     let wall = t0.elapsed();
     use std::io::Write;
     let _ = std::io::stdout().flush();
@@ -303,6 +334,10 @@ pub fn run_boot(args: &RunArgs, boot: &Boot) -> Result<Outcome> {
             // On a line of its own: the guest's prompt is usually left unfinished.
             eprintln!("\ncrane86: terminated by Ctrl-A x");
             EXIT_CONSOLE_QUIT
+        }
+        RunEnd::Stopped if killed => {
+            eprintln!("\ncrane86: killed by gdb");
+            0
         }
         RunEnd::DebugExit(v) => ((v << 1) | 1) as i32,
         RunEnd::Halted => 0,
@@ -321,6 +356,10 @@ pub fn run_boot(args: &RunArgs, boot: &Boot) -> Result<Outcome> {
             EXIT_LIMIT
         }
         RunEnd::Stopped => EXIT_STOPPED,
+        RunEnd::Breakpoint(addr) => {
+            eprintln!("crane86: stopped at a debugger breakpoint at {addr:#x}");
+            EXIT_STOPPED
+        }
         RunEnd::PowerOff => 0,
         RunEnd::Reset => {
             eprintln!(

@@ -25,6 +25,7 @@ pub mod pc;
 mod ports;
 mod run;
 
+pub use debug::Breakpoints;
 pub use pc::{SerialInput, SerialSink};
 pub use ports::FlatPorts;
 pub use run::{MachineStats, RunEnd};
@@ -136,6 +137,8 @@ pub struct Machine {
     pub exceptions: ExceptionPolicy,
     /// Settings for debuggers and lockstep comparisons.
     pub debug: DebugControl,
+    /// A debugger's instruction breakpoints (linear addresses).
+    pub breakpoints: Breakpoints,
 }
 
 /// How the run loop behaves under a debugger or a lockstep comparison. The default is a
@@ -256,6 +259,7 @@ impl Machine {
             stats: MachineStats::default(),
             exceptions: cfg.exceptions,
             debug: DebugControl::default(),
+            breakpoints: Breakpoints::default(),
         })
     }
 

@@ -45,6 +45,9 @@ pub enum RunEnd {
     PowerOff,
     /// Someone asked the vCPU to stop (`CpuState::request_exit`).
     Stopped,
+    /// The next instruction, at this linear address, has a debugger breakpoint
+    /// ([`crate::Breakpoints`]); it has not run. [`Machine::step`] runs it.
+    Breakpoint(u64),
     /// The guest needs something crane86 does not implement yet.
     Unsupported {
         /// What.
@@ -162,6 +165,10 @@ impl Machine {
         if let Some(v) = self.debug_exit_value() {
             return Ok(RunEnd::DebugExit(v));
         }
+        if let Some(addrs) = self.breakpoints.take_changed() {
+            // Blocks holding a breakpoint must only be entered from this loop.
+            self.cache.set_entry_barriers(addrs);
+        }
         loop {
             if self.mem.has_dirty_code() {
                 for page in self.mem.take_dirty_code() {
@@ -249,8 +256,24 @@ impl Machine {
                 // Exactly one instruction: interpreted, since a compiled block runs whole.
                 limit = 1;
             }
+            // Debugger breakpoints (see `debug.rs`): stop before one, interpret up to one
+            // inside the block. Compiled code never chains into such a block.
+            let mut interpret = self.irq_shadow || self.debug.interpret_only;
+            if !self.breakpoints.is_empty() {
+                match self
+                    .breakpoints
+                    .check(linear, &self.cache.block(id).decoded)
+                {
+                    crate::debug::BlockBreak::AtStart => return Ok(RunEnd::Breakpoint(linear)),
+                    crate::debug::BlockBreak::After(n) => {
+                        limit = limit.min(n);
+                        interpret = true;
+                    }
+                    crate::debug::BlockBreak::None => {}
+                }
+            }
             let if_before = self.cpu.rflags & fl::IF;
-            if !self.irq_shadow && !self.debug.interpret_only && self.cache.prepare(id)? {
+            if !interpret && self.cache.prepare(id)? {
                 self.cache.link(token, id);
                 let slice = limit.min(SLICE as u64) as i64;
                 self.cpu.budget = slice;

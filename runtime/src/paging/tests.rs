@@ -914,3 +914,42 @@ fn read_of_a_present_dirty_page_keeps_d_and_reports_dirty() {
     let after: Vec<u64> = used.iter().map(|&e| tb.r(e, 8)).collect();
     assert_eq!(before, after);
 }
+
+#[test]
+fn debug_translate_finds_every_mapping_without_setting_a_or_d_or_checking_rights() {
+    for (mode, shift) in [
+        (PagingMode::Bits32, 12),
+        (PagingMode::Bits32, 22),
+        (PagingMode::Pae, 21),
+        (PagingMode::Level4, 12),
+        (PagingMode::Level4, 30),
+    ] {
+        let mut tb = Tb::new();
+        let lin = 0x4060_1234;
+        let page = 0x20_0000 & !((1u64 << shift) - 1);
+        // A supervisor read-only page, NX where the format has it: the debugger still sees it.
+        let xd = if mode == PagingMode::Bits32 { 0 } else { XD };
+        let leaf = page | P | if shift == 12 { 0 } else { PS } | xd;
+        let (cr3, used) = tb.build(mode, lin, shift, P, leaf);
+        let mut r = regs(mode, cr3);
+        r.efer |= EFER_NXE;
+        let before: Vec<u64> = used.iter().map(|&e| tb.r(e, 4)).collect();
+        let want = page | (lin & ((1u64 << shift) - 1));
+        assert_eq!(
+            debug_translate(&mut tb.mem, &r, lin),
+            Some(want),
+            "{mode:?}"
+        );
+        let after: Vec<u64> = used.iter().map(|&e| tb.r(e, 4)).collect();
+        assert_eq!(before, after, "{mode:?}: no A/D writes");
+        // One page further along is not mapped (or, for large pages, maps the next page).
+        if shift == 12 {
+            assert_eq!(debug_translate(&mut tb.mem, &r, lin + 0x1000), None);
+        }
+    }
+    let mut tb = Tb::new();
+    assert_eq!(
+        debug_translate(&mut tb.mem, &regs(PagingMode::Off, 0), 0x1234),
+        Some(0x1234)
+    );
+}
