@@ -537,7 +537,9 @@ fn mem_write(mem: &mut [u8], base: u64, ea: u64, size: u32, v: u64) {
     mem[off..off + size as usize].copy_from_slice(&v.to_le_bytes()[..size as usize]);
 }
 
-fn set_imm(insn: &mut Instruction, i: u32, kind: OpKind, v: u64) {
+/// Makes operand `i` of `insn` the immediate `v` of `kind` (truncated or sign-extended as
+/// the kind says).
+pub fn set_imm(insn: &mut Instruction, i: u32, kind: OpKind, v: u64) {
     insn.set_op_kind(i, kind);
     match kind {
         OpKind::Immediate8 => insn.set_immediate8(v as u8),

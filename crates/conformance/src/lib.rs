@@ -37,7 +37,7 @@
 
 mod fpstate;
 mod gen;
-pub use gen::Rng;
+pub use gen::{set_imm, Rng};
 mod layout;
 mod native;
 mod undefined;

@@ -5,8 +5,9 @@ use crane86_runtime::{flags as fl, CpuMode, CpuState};
 
 use crate::layout::Layout;
 
-/// GDB's names of the general registers, in crane86's (the encoding's) order.
-const GPR_NAMES: [[&str; 2]; 16] = [
+/// GDB's names of the general registers (x86-64, i386), in crane86's (the encoding's)
+/// order.
+pub(crate) const GPR_NAMES: [[&str; 2]; 16] = [
     ["rax", "eax"],
     ["rcx", "ecx"],
     ["rdx", "edx"],

@@ -360,21 +360,6 @@ fn memory(rng: &mut Rng, insn: &mut Instruction, i: u32, bits: u32) {
     }
 }
 
-fn immediate(insn: &mut Instruction, i: u32, kind: OpKind, v: u64) {
-    insn.set_op_kind(i, kind);
-    match kind {
-        OpKind::Immediate8 => insn.set_immediate8(v as u8),
-        OpKind::Immediate8_2nd => insn.set_immediate8_2nd(v as u8),
-        OpKind::Immediate16 => insn.set_immediate16(v as u16),
-        OpKind::Immediate32 => insn.set_immediate32(v as u32),
-        OpKind::Immediate64 => insn.set_immediate64(v),
-        OpKind::Immediate8to16 => insn.set_immediate8to16(v as i8 as i16),
-        OpKind::Immediate8to32 => insn.set_immediate8to32(v as i8 as i32),
-        OpKind::Immediate8to64 => insn.set_immediate8to64(v as i8 as i64),
-        _ => insn.set_immediate32to64(v as i32 as i64),
-    }
-}
-
 /// Writes to RBX or RSP (other than a push's or pop's own stack pointer update).
 fn touches_reserved(insn: &Instruction, info: &mut InstructionInfoFactory) -> bool {
     let stack_op = matches!(
@@ -428,9 +413,9 @@ pub fn instance(
                 } else {
                     rng.value()
                 };
-                immediate(&mut insn, i, kind, v);
+                crane86_conformance::set_imm(&mut insn, i, kind, v);
             }
-            Op::One => immediate(&mut insn, i, OpKind::Immediate8, 1),
+            Op::One => crane86_conformance::set_imm(&mut insn, i, OpKind::Immediate8, 1),
         }
     }
     if touches_reserved(&insn, info) {

@@ -198,24 +198,7 @@ enum QemuRun {
     Ended,
 }
 
-const GPR_NAMES: [[&str; 2]; 16] = [
-    ["rax", "eax"],
-    ["rcx", "ecx"],
-    ["rdx", "edx"],
-    ["rbx", "ebx"],
-    ["rsp", "esp"],
-    ["rbp", "ebp"],
-    ["rsi", "esi"],
-    ["rdi", "edi"],
-    ["r8", "r8"],
-    ["r9", "r9"],
-    ["r10", "r10"],
-    ["r11", "r11"],
-    ["r12", "r12"],
-    ["r13", "r13"],
-    ["r14", "r14"],
-    ["r15", "r15"],
-];
+use crate::state::GPR_NAMES;
 
 /// Writes, one `P` packet each, the registers where `want` differs from `now` (QEMU 7.2's
 /// `G` packet reads some registers at 4 bytes outside 64-bit mode while `g` gives 8, so a
