@@ -183,9 +183,18 @@ impl Qemu {
 
     /// Runs until the first instruction at linear address `addr` (a hardware breakpoint,
     /// removed again), waiting at most `timeout`.
+    /// On a timeout QEMU is stopped again (interrupted) before the error returns.
     pub fn run_to(&mut self, addr: u64, timeout: Duration) -> Result<StopReply, QemuError> {
         self.rsp.breakpoint(1, addr, true)?;
-        let stop = self.rsp.cont(timeout)?;
+        let stop = match self.rsp.cont(timeout) {
+            Err(RspError::Timeout(what, t)) => {
+                self.rsp.interrupt()?;
+                self.rsp.wait_stop(Duration::from_secs(5))?;
+                self.rsp.breakpoint(1, addr, false)?;
+                return Err(RspError::Timeout(what, t).into());
+            }
+            other => other?,
+        };
         self.rsp.breakpoint(1, addr, false)?;
         Ok(stop)
     }

@@ -258,6 +258,12 @@ impl Rsp {
         parse_stop("c", &reply)
     }
 
+    /// Waits for the stop reply of a target that was asked to stop ([`Rsp::interrupt`]).
+    pub fn wait_stop(&mut self, timeout: Duration) -> Result<StopReply, RspError> {
+        let reply = self.recv("(stop)", timeout)?;
+        parse_stop("(stop)", &reply)
+    }
+
     /// Runs a monitor command (`qRcmd`) and returns its output.
     pub fn monitor(&mut self, command: &str) -> Result<String, RspError> {
         let req = format!("qRcmd,{}", hex(command.as_bytes()));
