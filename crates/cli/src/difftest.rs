@@ -110,6 +110,10 @@ pub struct QemuArgs {
     /// Compare x87 and SSE registers too.
     #[arg(long)]
     pub fpu: bool,
+    /// Compare the memory every instruction writes too (slower: one more QEMU request per
+    /// write).
+    #[arg(long)]
+    pub memory: bool,
     /// Instructions shown before a divergence.
     #[arg(long, default_value_t = 20)]
     pub history: usize,
@@ -198,6 +202,7 @@ pub fn run_qemu(a: &QemuArgs) -> Result<i32> {
         max_steps: a.steps,
         until_interrupt: a.until_interrupt,
         fpu: a.fpu,
+        memory: a.memory,
         history: a.history,
         max_divergences: a.max_divergences,
         start_timeout: Duration::from_secs(120),

@@ -25,6 +25,9 @@ pub struct SystemRegs {
     pub cr: [u64; 4],
     /// EFER.
     pub efer: u64,
+    /// The x87 tag word as QEMU prints it (abridged: bit i set when physical register i is
+    /// not empty).
+    pub ftw_abridged: u8,
 }
 
 /// QEMU prints a descriptor cache's flags as the descriptor's high dword (type, S, DPL, P
@@ -97,6 +100,7 @@ pub fn parse_info_registers(text: &str) -> Option<SystemRegs> {
                     r.efer = v;
                     seen |= 1 << 8;
                 }
+                "FTW" => r.ftw_abridged = v as u8,
                 _ => {}
             }
         }
@@ -122,14 +126,45 @@ pub fn clone_from_qemu(qemu: &mut Qemu, m: &mut Machine) -> Result<(), QemuError
     cpu.cr4 = sys.cr[3];
     cpu.efer = sys.efer;
     segment::update_mode(cpu);
-    let scope = scope_of(cpu, false);
+    let scope = scope_of(cpu, true);
     let state = qemu.state(scope)?;
     adopt_registers(cpu, &state, u64::MAX);
+    adopt_fpu(cpu, &state, sys.ftw_abridged);
     segment::update_mode(cpu);
     cpu.flush_tlb();
     let m_mem = &mut m.mem;
     m.cache.flush(m_mem);
     Ok(())
+}
+
+/// Takes QEMU's x87 and SSE registers (FCW, FSW, ST0-7, the tags, XMM, MXCSR).
+fn adopt_fpu(cpu: &mut crane86_runtime::CpuState, q: &crate::state::ArchState, ftw: u8) {
+    let x = &mut cpu.fpu.x87;
+    if let Some(v) = q.get("fctrl") {
+        x.fcw = v as u16;
+    }
+    if let Some(v) = q.get("fstat") {
+        x.fsw = v as u16;
+    }
+    let top = usize::from((x.fsw >> 11) & 7);
+    for i in 0..8 {
+        if let Some(v) = q.get(["st0", "st1", "st2", "st3", "st4", "st5", "st6", "st7"][i]) {
+            let b = v.to_le_bytes();
+            let mut ten = [0u8; 10];
+            ten.copy_from_slice(&b[..10]);
+            x.regs[(top + i) & 7] = crane86_fpu::state::F80::from_bytes(&ten);
+        }
+    }
+    x.ftw = crane86_fpu::x87::full_tag(x, ftw);
+    cpu.fpu.pending = cpu.fpu.x87;
+    for i in 0..16 {
+        if let Some(v) = q.get(&format!("xmm{i}")) {
+            cpu.fpu.set_xmm128(i, v);
+        }
+    }
+    if let Some(v) = q.get("mxcsr") {
+        cpu.fpu.mxcsr = v as u32;
+    }
 }
 
 /// QEMU's system registers now (`info registers`).

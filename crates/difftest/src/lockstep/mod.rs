@@ -2,6 +2,7 @@
 //! step (see the crate documentation for the method).
 
 mod explain;
+mod memory;
 mod report;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -35,6 +36,9 @@ pub struct LockstepConfig {
     pub until_interrupt: bool,
     /// Compare x87 and SSE registers too.
     pub fpu: bool,
+    /// Compare the memory each instruction writes too (one more QEMU round trip per
+    /// write).
+    pub memory: bool,
     /// Instructions shown before a divergence.
     pub history: usize,
     /// After a divergence, adopt QEMU's registers and go on (up to this many divergences);
@@ -274,6 +278,10 @@ impl Lockstep<'_> {
             .exit_request
             .fetch_and(!EXIT_DEVICE, Ordering::AcqRel);
         let exceptions = self.m.stats.exceptions;
+        let writes = match (self.cfg.memory, &insn) {
+            (true, Some(i)) => memory::written(i, &self.m.cpu),
+            _ => Vec::new(),
+        };
         match self.m.step()? {
             RunEnd::Limit => {}
             RunEnd::Halted if is_hlt => {}
@@ -323,6 +331,20 @@ impl Lockstep<'_> {
             q
         };
         self.prev_q = Some(q.clone());
+        if self.m.stats.exceptions == exceptions {
+            for (at, len) in writes {
+                if let Some(what) = self.check_written(at, len, insn.as_ref(), touched_device)? {
+                    let fpu = self.cfg.fpu;
+                    let c = ArchState::of_crane86(&self.m.cpu, scope_of(&self.m.cpu, fpu));
+                    writeln!(self.out, "  {what}")?;
+                    report::report(self.out, &self.o, next.as_ref(), &q, &c, &[], &self.history)?;
+                    self.o.divergences += 1;
+                    if self.o.divergences >= self.cfg.max_divergences {
+                        return Ok(Some(End::Diverged));
+                    }
+                }
+            }
+        }
         if self.m.stats.exceptions != exceptions {
             if let Some(what) = self.check_frame(&q)? {
                 let fpu = self.cfg.fpu;
@@ -409,6 +431,38 @@ impl Lockstep<'_> {
         Ok(Ok(self.qemu.state(scope)?))
     }
 
+    /// `--memory`: the `len` bytes the instruction wrote at `at` must be equal; when the
+    /// instruction's values are explained (device input...), crane86 takes QEMU's.
+    fn check_written(
+        &mut self,
+        at: u64,
+        len: usize,
+        insn: Option<&Instruction>,
+        touched_device: bool,
+    ) -> Result<Option<String>, LockstepError> {
+        let theirs = match self.qemu.rsp.read_memory(at, len) {
+            Ok(b) => b,
+            Err(RspError::Reply { .. }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let Some(ours) = memory::read(&mut self.m.cpu, &mut self.m.mem, at, len) else {
+            return Ok(None);
+        };
+        if ours == theirs {
+            return Ok(None);
+        }
+        if let Some(kind) = insn.and_then(|i| explanation(i, touched_device)) {
+            memory::write(&mut self.m.cpu, &mut self.m.mem, at, &theirs);
+            *self.o.explained.entry(kind).or_default() += 1;
+            return Ok(None);
+        }
+        Ok(Some(format!(
+            "memory written at {at:#x}: qemu {} crane86 {}",
+            crate::rsp::hex(&theirs),
+            crate::rsp::hex(&ours)
+        )))
+    }
+
     /// After crane86 delivered an exception: its frame must equal QEMU's, except for RF in
     /// the pushed RFLAGS, which QEMU 7.2 leaves clear where CPUs set it (fault-class
     /// exceptions); crane86 then takes QEMU's frame. `Some` describes a frame difference.
@@ -442,12 +496,22 @@ impl Lockstep<'_> {
         if ours == theirs {
             return Ok(None);
         }
-        let only_rf = ours
-            .iter()
-            .zip(&theirs)
-            .enumerate()
-            .all(|(i, (a, b))| a == b || (i % 4 == 2 && a ^ b == 1 && a & 1 == 1));
-        if !only_rf {
+        // QEMU 7.2 in 64-bit mode builds the error code of a fault on an IDT gate from
+        // the gate's byte offset (vector * 16 + 2); the SDM's is vector * 8 + 2 (bits 15:3
+        // hold the vector).
+        let word = |b: &[u8]| u64::from_le_bytes(b[..8].try_into().unwrap_or([0; 8]));
+        let (mine, qemus) = (word(&ours), word(&theirs));
+        let idt_code = self.m.cpu.mode == CpuMode::Long64
+            && mine & 2 != 0
+            && mine >> 16 == 0
+            && qemus == ((mine >> 3) << 4) | (mine & 7);
+        if idt_code {
+            *self.o.explained.entry("qemu-64bit-idt-error-code").or_default() += 1;
+        }
+        let only_known = ours.iter().zip(&theirs).enumerate().all(|(i, (a, b))| {
+            a == b || (idt_code && i < 8) || (i % 4 == 2 && a ^ b == 1 && a & 1 == 1)
+        });
+        if !only_known {
             return Ok(Some(format!(
                 "exception frame at {at:#x}: qemu {} crane86 {}",
                 crate::rsp::hex(&theirs),
