@@ -41,7 +41,10 @@ pub(super) fn written(insn: &Instruction, cpu: &CpuState) -> Vec<(u64, usize)> {
         .filter(|m| {
             matches!(
                 m.access(),
-                OpAccess::Write | OpAccess::ReadWrite | OpAccess::CondWrite | OpAccess::ReadCondWrite
+                OpAccess::Write
+                    | OpAccess::ReadWrite
+                    | OpAccess::CondWrite
+                    | OpAccess::ReadCondWrite
             )
         })
         .filter_map(|m| {
@@ -57,7 +60,11 @@ pub(super) fn written(insn: &Instruction, cpu: &CpuState) -> Vec<(u64, usize)> {
 /// crane86's bytes at `at` (linear), if mapped.
 pub(super) fn read(cpu: &mut CpuState, mem: &mut PhysMem, at: u64, len: usize) -> Option<Vec<u8>> {
     (0..len as u64)
-        .map(|i| memory::read_linear(cpu, mem, at.wrapping_add(i), 1).ok().map(|b| b as u8))
+        .map(|i| {
+            memory::read_linear(cpu, mem, at.wrapping_add(i), 1)
+                .ok()
+                .map(|b| b as u8)
+        })
         .collect()
 }
 

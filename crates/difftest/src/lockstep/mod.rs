@@ -506,7 +506,11 @@ impl Lockstep<'_> {
             && mine >> 16 == 0
             && qemus == ((mine >> 3) << 4) | (mine & 7);
         if idt_code {
-            *self.o.explained.entry("qemu-64bit-idt-error-code").or_default() += 1;
+            *self
+                .o
+                .explained
+                .entry("qemu-64bit-idt-error-code")
+                .or_default() += 1;
         }
         let only_known = ours.iter().zip(&theirs).enumerate().all(|(i, (a, b))| {
             a == b || (idt_code && i < 8) || (i % 4 == 2 && a ^ b == 1 && a & 1 == 1)
