@@ -106,6 +106,7 @@ fn blocks() -> Vec<DecodedBlock> {
         user: false,
         cpl: 0,
         fpu: crane86_translator::emit::FPU_OS,
+        v86: false,
     };
     let mut out = Vec::new();
     let mut off = 0usize;
@@ -131,6 +132,7 @@ fn translate(c: &mut Criterion) {
         user: false,
         cpl: 0,
         fpu: crane86_translator::emit::FPU_OS,
+        v86: false,
     };
     let mut grp = c.benchmark_group("translate");
     grp.sample_size(10)

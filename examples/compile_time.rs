@@ -14,6 +14,7 @@ fn main() {
         user: false,
         cpl: 0,
         fpu: crane86_translator::emit::FPU_OS,
+        v86: false,
     };
     let mut blocks = Vec::new();
     let mut off = 0usize;

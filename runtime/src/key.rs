@@ -32,7 +32,9 @@ const TF_SHIFT: u32 = PG_SHIFT + 1;
 // 4 bits: CR0.EM, CR0.TS, CR0.MP and CR4.OSFXSR, which decide whether x87/MMX/SSE
 // instructions run or raise #NM/#UD (see `fpu_bits`).
 const FPU_SHIFT: u32 = TF_SHIFT + 1;
-const LAST_BIT: u32 = FPU_SHIFT + 4;
+// 1 bit: EFLAGS.VM (virtual-8086 mode decodes as 16-bit protected mode, but refuses VEX).
+const VM_SHIFT: u32 = FPU_SHIFT + 4;
+const LAST_BIT: u32 = VM_SHIFT + 1;
 const _: () = assert!(LAST_BIT <= 64, "BlockKey fields overflow a u64");
 
 /// A translated block's identity: where it was decoded (RIP and CS base), the physical
@@ -59,7 +61,8 @@ impl BlockKey {
             | u64::from(
                 cpu.rflags & crate::flags::TF != 0 || crate::debug::exec_breakpoints_armed(cpu),
             ) << TF_SHIFT
-            | u64::from(fpu_bits(cpu)) << FPU_SHIFT;
+            | u64::from(fpu_bits(cpu)) << FPU_SHIFT
+            | u64::from(cpu.rflags & crate::flags::VM != 0) << VM_SHIFT;
         BlockKey {
             ip: cpu.rip,
             cs_base: cpu.seg[SegReg::Cs as usize].base,
@@ -102,6 +105,11 @@ impl BlockKey {
     /// The CPL the block runs at.
     pub fn cpl(self) -> u8 {
         ((self.bits >> CPL_SHIFT) & 3) as u8
+    }
+
+    /// True when the block runs in virtual-8086 mode (EFLAGS.VM).
+    pub fn v86(self) -> bool {
+        (self.bits >> VM_SHIFT) & 1 != 0
     }
 
     /// True when paging was on (CR0.PG) for this block.

@@ -372,6 +372,7 @@ impl Cache {
             user: key.cpl() == 3,
             cpl: key.cpl(),
             fpu: key.fpu_bits(),
+            v86: key.v86(),
         };
         let decoded = decode_block(&bytes[..want], key.ip, room, ctx, key.single_step());
         let crosses = decoded.byte_len as usize > room;

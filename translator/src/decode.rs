@@ -119,11 +119,10 @@ pub fn decode_block(
     }
 }
 
-/// VEX, EVEX and XOP encodings in real mode: #UD (SDM Vol. 2 2.3.2; the bytes decode as
-/// LES/LDS with a register operand there, itself invalid). Virtual-8086 mode has the same
-/// rule, but blocks do not yet record VM, so it is not applied there.
+/// VEX, EVEX and XOP encodings in real and virtual-8086 mode: #UD (SDM Vol. 2 2.3.2; the
+/// bytes decode as LES/LDS with a register operand there, itself invalid).
 fn vex_in_real_mode(insn: &Instruction, ctx: Ctx) -> bool {
-    ctx.mode == crane86_runtime::CpuMode::Real16
+    (ctx.mode == crane86_runtime::CpuMode::Real16 || ctx.v86)
         && matches!(
             insn.encoding(),
             iced_x86::EncodingKind::VEX
@@ -143,6 +142,7 @@ mod tests {
         user: false,
         cpl: 0,
         fpu: crate::emit::FPU_OS,
+        v86: false,
     };
 
     #[test]
@@ -184,6 +184,7 @@ mod tests {
             user: false,
             cpl: 0,
             fpu: crate::emit::FPU_OS,
+            v86: false,
         };
         let b = decode_block(&code, 0x7000, 4096, real, false);
         assert_eq!(b.insns.len(), 1);
@@ -196,6 +197,12 @@ mod tests {
         let b = decode_block(&code, 0x7000, 4096, prot16, false);
         assert_eq!(b.insns.len(), 2);
         assert!(!b.insns[0].insn.is_invalid());
+        let v86 = Ctx {
+            v86: true,
+            ..prot16
+        };
+        let b = decode_block(&code, 0x7000, 4096, v86, false);
+        assert!(b.insns[0].insn.is_invalid());
     }
 
     #[test]

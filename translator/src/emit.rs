@@ -124,6 +124,8 @@ pub struct Ctx {
     /// CR0.EM/TS/MP and CR4.OSFXSR (`crane86_runtime::key::FPU_*`): whether x87, MMX and
     /// SSE instructions run or raise #NM/#UD.
     pub fpu: u8,
+    /// Virtual-8086 mode (EFLAGS.VM): decodes as 16-bit code, where VEX raises #UD.
+    pub v86: bool,
 }
 
 /// [`Ctx::fpu`] as an operating system sets it up: the FPU present and in use, SSE enabled.

@@ -105,6 +105,7 @@ mod tests {
             user,
             cpl: if user { 3 } else { 0 },
             fpu: crate::emit::FPU_OS,
+            v86: false,
         };
         assert_eq!(plan(&pushf, ctx(CpuMode::Prot16, true)), Plan::Runtime);
         for (mode, user) in [
@@ -133,6 +134,7 @@ mod tests {
             user: false,
             cpl: 0,
             fpu: crate::emit::FPU_OS,
+            v86: false,
         };
         // rep insb, outsd
         assert_eq!(plan(&decode(32, &[0xf3, 0x6c]), ctx), Plan::Runtime);
