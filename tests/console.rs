@@ -96,7 +96,9 @@ fn cpio_entry(out: &mut Vec<u8>, ino: u32, name: &str, mode: u32, rdev: (u32, u3
 }
 
 /// Builds the test's initramfs (uncompressed newc cpio) around `busybox`; returns its path.
-fn build_initramfs(busybox: &Path) -> PathBuf {
+/// Writes the initramfs to a file named after `test`: the tests of this file run in
+/// parallel, and one must not read the file while another rewrites it.
+fn build_initramfs(busybox: &Path, test: &str) -> PathBuf {
     let bb = std::fs::read(busybox).expect("read busybox");
     let mut cpio = Vec::new();
     let mut ino = 1..;
@@ -114,7 +116,8 @@ fn build_initramfs(busybox: &Path) -> PathBuf {
     }
     add("init", 0o100755, (0, 0), INIT.as_bytes());
     add("TRAILER!!!", 0, (0, 0), &[]);
-    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-initramfs.cpio");
+    let path =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("console-initramfs-{test}.cpio"));
     std::fs::write(&path, cpio).expect("write the initramfs");
     path
 }
@@ -158,7 +161,7 @@ fn piped_stdin_drives_the_guest_shell() {
     let Some((kernel, busybox)) = guest_files() else {
         return;
     };
-    let initrd = build_initramfs(&busybox);
+    let initrd = build_initramfs(&busybox, "piped");
     let mut child = Command::new(env!("CARGO_BIN_EXE_crane86"))
         .args(run_args(&kernel, &initrd))
         .stdin(Stdio::piped())
@@ -262,7 +265,7 @@ fn interactive_console_in_tmux() {
         eprintln!("SKIP: tmux is not installed (Debian package `tmux`)");
         return;
     }
-    let initrd = build_initramfs(&busybox);
+    let initrd = build_initramfs(&busybox, "tmux");
     let tmux = Tmux {
         socket: format!("crane86-console-test-{}", std::process::id()),
     };

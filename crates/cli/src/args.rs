@@ -202,6 +202,13 @@ pub struct RunArgs {
     /// interpreting them, or on the vCPU thread (repeatable tier split, slower).
     #[arg(long, value_enum, default_value = "background")]
     pub jit_compile: JitCompileArg,
+    /// Make the run a function of the guest alone, so that two runs are identical: time
+    /// comes from retired instructions only (idle time is skipped, never waited for, even
+    /// at a terminal) and hot blocks compile on the vCPU thread (`--jit-compile sync`), so
+    /// interrupts land at the same instructions. Input typed or piped to COM1 still arrives
+    /// when the host delivers it.
+    #[arg(long)]
+    pub deterministic: bool,
     /// Stop after this many guest instructions.
     #[arg(long)]
     pub max_insns: Option<u64>,

@@ -239,7 +239,9 @@ pub fn run_boot(args: &RunArgs, boot: &Boot) -> Result<Outcome> {
         tier: tier(args.tier, args.jit_threshold),
         jit: JitOptions {
             optimize: args.jit_opt == JitOptArg::Speed,
-            background: args.jit_compile == JitCompileArg::Background,
+            // A background compile changes when a block switches tier, and a compiled
+            // block runs whole where the interpreter stops at the next timer deadline.
+            background: args.jit_compile == JitCompileArg::Background && !args.deterministic,
             ..JitOptions::default()
         },
         // Multiboot kernels expect a PC around them; flat test guests keep the flat board.
@@ -299,7 +301,7 @@ pub fn run_boot(args: &RunArgs, boot: &Boot) -> Result<Outcome> {
     }
     // PC guests get the host's stdin on COM1; flat guests have no serial input. With a
     // person at a terminal, idle guest time passes in real time.
-    m.set_realtime_idle(crate::console::stdin_is_tty());
+    m.set_realtime_idle(crate::console::stdin_is_tty() && !args.deterministic);
     let console = match m.serial_input() {
         Some(input) => Some(Console::start(input)?),
         None => None,
