@@ -181,3 +181,56 @@ fn perf_map_names_every_compiled_block() {
         assert!(f[2].starts_with("guest_"), "{l}");
     }
 }
+
+/// `--timeout` ends a spinning guest on either board with status 121 and one line.
+#[test]
+fn a_timeout_ends_a_spinning_guest_with_its_own_status() {
+    let dir = std::env::temp_dir().join(format!("crane86-timeout-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // Flat: `jmp $`.
+    let flat = dir.join("spin.bin");
+    std::fs::write(&flat, [0xeb, 0xfe]).unwrap();
+    // Multiboot (a.out kludge at 1 MiB, entry right after the header): `cli; jmp $`.
+    let magic: u32 = 0x1bad_b002;
+    let flags: u32 = 1 << 16;
+    let mut mb = Vec::new();
+    for v in [
+        magic,
+        flags,
+        0u32.wrapping_sub(magic.wrapping_add(flags)),
+        0x10_0000,
+        0x10_0000,
+        0,
+        0,
+        0x10_0020,
+    ] {
+        mb.extend_from_slice(&v.to_le_bytes());
+    }
+    mb.extend_from_slice(&[0xfa, 0xeb, 0xfe]);
+    let multiboot = dir.join("spin.mb");
+    std::fs::write(&multiboot, &mb).unwrap();
+    for args in [
+        vec!["run", "--flat", flat.to_str().unwrap(), "--timeout", "1"],
+        vec![
+            "run",
+            "--multiboot",
+            multiboot.to_str().unwrap(),
+            "--timeout",
+            "1",
+        ],
+    ] {
+        let t0 = std::time::Instant::now();
+        let o = crane86(&args);
+        let took = t0.elapsed();
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(121), "{args:?}: {err}");
+        assert!(err.contains("crane86: timeout"), "{args:?}: {err}");
+        assert!(
+            took < std::time::Duration::from_secs(10),
+            "{args:?}: {took:?}"
+        );
+    }
+    let o = crane86(&["run", "--flat", flat.to_str().unwrap(), "--timeout", "0"]);
+    assert_eq!(o.status.code(), Some(2), "clap refuses a zero timeout");
+    let _ = std::fs::remove_dir_all(&dir);
+}

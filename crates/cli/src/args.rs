@@ -212,6 +212,10 @@ pub struct RunArgs {
     /// Stop after this many guest instructions.
     #[arg(long)]
     pub max_insns: Option<u64>,
+    /// Stop the run after this many seconds of wall time, with exit status 121 (a guest
+    /// halted for good waits for it rather than ending the run).
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: Option<u64>,
     /// Print translation-cache statistics when the run ends.
     #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "text", require_equals = true)]
     pub stats: Option<StatsFormat>,

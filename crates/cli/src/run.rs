@@ -1,6 +1,6 @@
 //! The `run` command: build a machine, load the guest, run it, report.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use crane86_machine::{Board, Machine, MachineConfig, RunEnd};
@@ -18,6 +18,83 @@ pub const EXIT_GUEST_FAULT: i32 = 120;
 pub const EXIT_LIMIT: i32 = 124;
 /// Exit status when the run was stopped from outside.
 pub const EXIT_STOPPED: i32 = 130;
+/// Exit status when `--timeout` ended the run.
+pub const EXIT_TIMEOUT: i32 = 121;
+
+/// `--timeout`: a thread that stops the run once the time is up (through the PC board's
+/// input handle, which reaches a vCPU running compiled code or parked in HLT), or, on the
+/// flat board, a deadline [`run_in_slices`] checks.
+struct Timeout {
+    deadline: Instant,
+    fired: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Timeout {
+    fn start(m: &crane86_machine::Machine, after: Duration) -> Timeout {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        let t = Timeout {
+            deadline: Instant::now() + after,
+            fired: Arc::new(AtomicBool::new(false)),
+            done: Arc::new(AtomicBool::new(false)),
+        };
+        if let Some(input) = m.serial_input() {
+            let (deadline, fired, done) = (t.deadline, t.fired.clone(), t.done.clone());
+            std::thread::spawn(move || {
+                while !done.load(Ordering::Acquire) {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        fired.store(true, Ordering::Release);
+                        input.request_stop();
+                        return;
+                    }
+                    std::thread::sleep((deadline - now).min(Duration::from_millis(50)));
+                }
+            });
+        }
+        t
+    }
+
+    /// The time is up (and, on the PC board, the stop was requested).
+    fn expired(&self) -> bool {
+        self.fired.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
+impl Drop for Timeout {
+    fn drop(&mut self) {
+        self.done.store(true, std::sync::atomic::Ordering::Release);
+    }
+}
+
+/// The flat board has no input handle to stop a run from another thread: run in slices of
+/// guest instructions and look at the clock between them.
+fn run_in_slices(
+    m: &mut crane86_machine::Machine,
+    limit: Option<u64>,
+    timer: Option<&Timeout>,
+) -> Result<RunEnd, crane86_machine::MachineError> {
+    const SLICE: u64 = 1 << 22;
+    let mut left = limit.unwrap_or(u64::MAX);
+    loop {
+        let n = left.min(SLICE);
+        let end = m.run(Some(n))?;
+        if end != RunEnd::Limit {
+            return Ok(end);
+        }
+        left -= n;
+        if left == 0 {
+            return Ok(RunEnd::Limit);
+        }
+        if let Some(t) = timer {
+            if Instant::now() >= t.deadline {
+                t.fired.store(true, std::sync::atomic::Ordering::Release);
+                return Ok(RunEnd::Stopped);
+            }
+        }
+    }
+}
 
 /// What to boot and how.
 pub enum Boot {
@@ -308,7 +385,13 @@ pub fn run_boot(args: &RunArgs, boot: &Boot) -> Result<Outcome> {
     };
     let t0 = Instant::now();
     let mut killed = false;
+    let timer = args
+        .timeout
+        .map(|secs| Timeout::start(&m, Duration::from_secs(secs)));
     let end = match gdb {
+        None if m.serial_input().is_none() && timer.is_some() => {
+            run_in_slices(&mut m, args.max_insns, timer.as_ref())
+        }
         None => m.run(args.max_insns),
         Some(listener) => {
             let opts = crane86_gdb::Options {
@@ -331,7 +414,16 @@ pub fn run_boot(args: &RunArgs, boot: &Boot) -> Result<Outcome> {
     let quit = console.as_ref().is_some_and(Console::quit_requested);
     // The terminal is restored before anything more is printed.
     drop(console);
+    let timed_out = timer.is_some_and(|t| t.expired());
     let status = match end {
+        RunEnd::Stopped if timed_out => {
+            eprintln!(
+                "\ncrane86: timeout: the run was stopped after {} s (--timeout) at rip={:#x}",
+                args.timeout.unwrap_or(0),
+                m.cpu.rip
+            );
+            EXIT_TIMEOUT
+        }
         RunEnd::Stopped if quit => {
             // On a line of its own: the guest's prompt is usually left unfinished.
             eprintln!("\ncrane86: terminated by Ctrl-A x");
