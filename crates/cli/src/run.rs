@@ -75,7 +75,9 @@ fn run_in_slices(
     limit: Option<u64>,
     timer: Option<&Timeout>,
 ) -> Result<RunEnd, crane86_machine::MachineError> {
-    const SLICE: u64 = 1 << 22;
+    // Small enough that even a guest at 1 MIPS (a self-modifying loop) is looked at
+    // several times a second.
+    const SLICE: u64 = 1 << 18;
     let mut left = limit.unwrap_or(u64::MAX);
     loop {
         let n = left.min(SLICE);

@@ -1,0 +1,242 @@
+//! Hostile guests (issue 9): guests that spin with interrupts off, rewrite their own code
+//! in a loop, thrash their page tables, storm the CPU with interrupts, or triple-fault. Each
+//! runs as `crane86 run` for a while; its resident memory must stay under a bound, and
+//! SIGTERM must end the process within a second (a triple fault ends the run by itself,
+//! with its own status and message).
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use iced_x86::code_asm::*;
+
+/// Resident memory a hostile guest may make crane86 use: its 16 MiB of RAM, the code
+/// arena it touches, Cranelift and the decoded blocks, with room to spare. A leak per SMC
+/// invalidation or per interrupt would pass it within the seconds each guest runs.
+const RSS_LIMIT_KIB: u64 = 256 * 1024;
+/// How long each guest runs before it is measured and terminated.
+const RUN: Duration = Duration::from_secs(3);
+
+fn write_image(name: &str, bytes: &[u8]) -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("hostile-guests");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// A multiboot v1 image (a.out kludge, loaded at 1 MiB) whose 32-bit code `code` starts
+/// right after the 32-byte header.
+fn multiboot(name: &str, code: &[u8]) -> std::path::PathBuf {
+    let magic: u32 = 0x1bad_b002;
+    let flags: u32 = 1 << 16;
+    let mut img = Vec::new();
+    for v in [
+        magic,
+        flags,
+        0u32.wrapping_sub(magic.wrapping_add(flags)),
+        0x10_0000,
+        0x10_0000,
+        0,
+        0,
+        0x10_0020,
+    ] {
+        img.extend_from_slice(&v.to_le_bytes());
+    }
+    img.extend_from_slice(code);
+    write_image(name, &img)
+}
+
+fn rss_kib(child: &Child) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/PID/status")
+}
+
+/// Runs crane86 with `args` for [`RUN`], checks its resident memory, sends SIGTERM and
+/// requires it gone within a second.
+fn survive_and_terminate(what: &str, args: &[&str]) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_crane86"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("crane86 starts");
+    std::thread::sleep(RUN);
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "{what}: the guest must still be running"
+    );
+    let rss = rss_kib(&child);
+    assert!(
+        rss < RSS_LIMIT_KIB,
+        "{what}: {rss} KiB resident, over {RSS_LIMIT_KIB} KiB"
+    );
+    // SAFETY: sending a signal to our own child process, whose pid is valid until waited.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let t0 = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(1),
+            "{what}: still running a second after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_guest_spinning_with_interrupts_off_ends_on_sigterm() {
+    // cli; jmp $
+    let image = multiboot("spin.mb", &[0xfa, 0xeb, 0xfe]);
+    survive_and_terminate(
+        "IF=0 spin",
+        &["run", "--multiboot", image.to_str().unwrap()],
+    );
+}
+
+#[test]
+fn a_self_modifying_loop_keeps_memory_bounded() {
+    // Every iteration stores into the page it runs from: each store invalidates the
+    // page's translations, which the next iteration translates again.
+    let mut a = CodeAssembler::new(64).unwrap();
+    let mut top = a.create_label();
+    let mut patched = a.create_label();
+    a.set_label(&mut top).unwrap();
+    a.inc(rcx).unwrap();
+    // The byte stored is the NOP already there: the code stays the same, and every
+    // store still lands in a page holding translations.
+    a.mov(byte_ptr(patched), 0x90).unwrap();
+    a.set_label(&mut patched).unwrap();
+    a.nop().unwrap();
+    a.add(rax, 1).unwrap();
+    a.jmp(top).unwrap();
+    let code = a.assemble(0x1000).unwrap();
+    let image = write_image("smc.bin", &code);
+    for tier in ["jit", "auto"] {
+        survive_and_terminate(
+            &format!("SMC loop ({tier})"),
+            &[
+                "run",
+                "--flat",
+                image.to_str().unwrap(),
+                "--entry",
+                "0x1000",
+                "--tier",
+                tier,
+            ],
+        );
+    }
+}
+
+#[test]
+fn page_table_thrash_keeps_memory_bounded() {
+    // Reload CR3 (a full TLB flush), INVLPG, and rewrite the first PML4 entry (the flat
+    // 64-bit machine's identity map) with its own value, forever.
+    let mut a = CodeAssembler::new(64).unwrap();
+    let mut top = a.create_label();
+    a.set_label(&mut top).unwrap();
+    a.mov(rax, cr3).unwrap();
+    a.mov(rbx, qword_ptr(rax)).unwrap();
+    a.mov(qword_ptr(rax), rbx).unwrap();
+    a.mov(cr3, rax).unwrap();
+    a.invlpg(byte_ptr(rcx)).unwrap();
+    a.add(rcx, 0x1000).unwrap();
+    a.and(rcx, 0x3f_ffff).unwrap();
+    a.jmp(top).unwrap();
+    let code = a.assemble(0x1000).unwrap();
+    let image = write_image("pt-thrash.bin", &code);
+    survive_and_terminate(
+        "page-table thrash",
+        &[
+            "run",
+            "--flat",
+            image.to_str().unwrap(),
+            "--entry",
+            "0x1000",
+        ],
+    );
+}
+
+#[test]
+fn an_interrupt_storm_keeps_memory_bounded() {
+    // 32-bit: an IDT whose vector 0x40 handler only signals EOI; the local APIC timer in
+    // periodic mode with the smallest count; the PICs masked; interrupts on; the main loop
+    // counts. Absolute
+    // addresses throughout (32-bit code has no RIP-relative form): the handler sits at
+    // `HANDLER`, the IDTR image at `IDTR`.
+    const BASE: u32 = 0x10_0020;
+    const HANDLER: u32 = BASE + 0x100;
+    const IDTR: u32 = BASE + 0x180;
+    const IDT: u32 = 0x20_0000;
+    const APIC: u32 = 0xfee0_0000;
+    let mut a = CodeAssembler::new(32).unwrap();
+    let mut top = a.create_label();
+    // A stack (multiboot leaves ESP undefined).
+    a.mov(esp, 0x18_0000).unwrap();
+    // IDT entry 0x40: a present DPL-0 32-bit interrupt gate to HANDLER through this CS.
+    a.mov(eax, cs).unwrap();
+    a.shl(eax, 16).unwrap();
+    a.or(eax, HANDLER & 0xffff).unwrap();
+    a.mov(dword_ptr(IDT + 0x40 * 8), eax).unwrap();
+    a.mov(
+        dword_ptr(IDT + 0x40 * 8 + 4),
+        (HANDLER & 0xffff_0000) | 0x8e00,
+    )
+    .unwrap();
+    a.lidt(dword_ptr(IDTR)).unwrap();
+    // The legacy PICs masked (the BIOS hand-off leaves the PIT's IRQ 0 open).
+    a.mov(al, 0xff).unwrap();
+    a.out(0x21, al).unwrap();
+    a.out(0xa1, al).unwrap();
+    // Spurious-interrupt register: APIC software-enabled.
+    a.mov(dword_ptr(APIC + 0xf0), 0x1ff).unwrap();
+    // Divide by 1, periodic timer on vector 0x40, initial count 1.
+    a.mov(dword_ptr(APIC + 0x3e0), 0xb).unwrap();
+    a.mov(dword_ptr(APIC + 0x320), 0x2_0040).unwrap();
+    a.mov(dword_ptr(APIC + 0x380), 1).unwrap();
+    a.sti().unwrap();
+    a.set_label(&mut top).unwrap();
+    a.inc(ebx).unwrap();
+    a.jmp(top).unwrap();
+    let mut code = a.assemble(u64::from(BASE)).unwrap();
+    code.resize(0x100, 0xcc);
+    let mut h = CodeAssembler::new(32).unwrap();
+    h.mov(dword_ptr(APIC + 0xb0), 0).unwrap();
+    h.iretd().unwrap();
+    code.extend(h.assemble(u64::from(HANDLER)).unwrap());
+    code.resize(0x180, 0xcc);
+    code.extend_from_slice(&0x7ffu16.to_le_bytes());
+    code.extend_from_slice(&IDT.to_le_bytes());
+    let image = multiboot("irq-storm.mb", &code);
+    survive_and_terminate(
+        "interrupt storm",
+        &["run", "--multiboot", image.to_str().unwrap()],
+    );
+}
+
+#[test]
+fn a_triple_fault_ends_the_run_with_its_message() {
+    // An IDT limit of 0 makes every exception fault again: #UD -> #GP -> #DF -> shutdown.
+    const BASE: u32 = 0x10_0020;
+    const IDTR: u32 = BASE + 0x40;
+    let mut a = CodeAssembler::new(32).unwrap();
+    a.lidt(dword_ptr(IDTR)).unwrap();
+    a.ud2().unwrap();
+    let mut code = a.assemble(u64::from(BASE)).unwrap();
+    code.resize(0x40, 0xcc);
+    code.extend_from_slice(&[0; 6]);
+    let image = multiboot("triple.mb", &code);
+    let t0 = Instant::now();
+    let o = Command::new(env!("CARGO_BIN_EXE_crane86"))
+        .args(["run", "--multiboot", image.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(120), "{err}");
+    assert!(err.contains("triple fault"), "{err}");
+    assert!(t0.elapsed() < Duration::from_secs(10));
+}
