@@ -107,11 +107,12 @@ pub enum MachineError {
     /// The PC board's devices could not be wired (a bug in the board, not the guest).
     #[error("cannot wire the PC board: {0}")]
     Board(#[from] crane86_devices::BusError),
-    /// A multiboot image could not be loaded.
-    #[error("cannot load the multiboot image: {0}")]
+    /// A multiboot image could not be loaded. (The reason is the error's source, which
+    /// `anyhow`'s `{:#}` prints after the colon; repeating it here printed it twice.)
+    #[error("cannot load the multiboot image")]
     Multiboot(#[from] loader::multiboot::MultibootError),
-    /// A Linux kernel could not be loaded.
-    #[error("cannot load the Linux kernel: {0}")]
+    /// A Linux kernel could not be loaded (the reason is the source).
+    #[error("cannot load the Linux kernel")]
     Linux(#[from] loader::linux::LinuxError),
 }
 
