@@ -3,6 +3,8 @@
 
 use std::process::{Command, Output};
 
+mod common;
+
 fn crane86(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_crane86"))
         .args(args)
@@ -190,23 +192,8 @@ fn a_timeout_ends_a_spinning_guest_with_its_own_status() {
     // Flat: `jmp $`.
     let flat = dir.join("spin.bin");
     std::fs::write(&flat, [0xeb, 0xfe]).unwrap();
-    // Multiboot (a.out kludge at 1 MiB, entry right after the header): `cli; jmp $`.
-    let magic: u32 = 0x1bad_b002;
-    let flags: u32 = 1 << 16;
-    let mut mb = Vec::new();
-    for v in [
-        magic,
-        flags,
-        0u32.wrapping_sub(magic.wrapping_add(flags)),
-        0x10_0000,
-        0x10_0000,
-        0,
-        0,
-        0x10_0020,
-    ] {
-        mb.extend_from_slice(&v.to_le_bytes());
-    }
-    mb.extend_from_slice(&[0xfa, 0xeb, 0xfe]);
+    // Multiboot: `cli; jmp $`.
+    let mb = common::multiboot_image(&[0xfa, 0xeb, 0xfe]);
     let multiboot = dir.join("spin.mb");
     std::fs::write(&multiboot, &mb).unwrap();
     for args in [

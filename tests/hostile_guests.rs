@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use iced_x86::code_asm::*;
 
+mod common;
+
 /// Resident memory a hostile guest may make crane86 use: its 16 MiB of RAM, the code
 /// arena it touches, Cranelift and the decoded blocks, with room to spare. A leak per SMC
 /// invalidation or per interrupt would pass it within the seconds each guest runs.
@@ -24,26 +26,9 @@ fn write_image(name: &str, bytes: &[u8]) -> std::path::PathBuf {
     path
 }
 
-/// A multiboot v1 image (a.out kludge, loaded at 1 MiB) whose 32-bit code `code` starts
-/// right after the 32-byte header.
+/// A multiboot image of `code` (see [`common::multiboot_image`]) in a file.
 fn multiboot(name: &str, code: &[u8]) -> std::path::PathBuf {
-    let magic: u32 = 0x1bad_b002;
-    let flags: u32 = 1 << 16;
-    let mut img = Vec::new();
-    for v in [
-        magic,
-        flags,
-        0u32.wrapping_sub(magic.wrapping_add(flags)),
-        0x10_0000,
-        0x10_0000,
-        0,
-        0,
-        0x10_0020,
-    ] {
-        img.extend_from_slice(&v.to_le_bytes());
-    }
-    img.extend_from_slice(code);
-    write_image(name, &img)
+    write_image(name, &common::multiboot_image(code))
 }
 
 fn rss_kib(child: &Child) -> u64 {

@@ -331,30 +331,20 @@ impl Lockstep<'_> {
             q
         };
         self.prev_q = Some(q.clone());
+        let mut memory_differences = Vec::new();
         if self.m.stats.exceptions == exceptions {
             for (at, len) in writes {
-                if let Some(what) = self.check_written(at, len, insn.as_ref(), touched_device)? {
-                    let fpu = self.cfg.fpu;
-                    let c = ArchState::of_crane86(&self.m.cpu, scope_of(&self.m.cpu, fpu));
-                    writeln!(self.out, "  {what}")?;
-                    report::report(self.out, &self.o, next.as_ref(), &q, &c, &[], &self.history)?;
-                    self.o.divergences += 1;
-                    if self.o.divergences >= self.cfg.max_divergences {
-                        return Ok(Some(End::Diverged));
-                    }
+                let explained = insn.as_ref();
+                if let Some(what) = self.check_written(at, len, explained, touched_device)? {
+                    memory_differences.push(what);
                 }
             }
+        } else if let Some(what) = self.check_frame(&q)? {
+            memory_differences.push(what);
         }
-        if self.m.stats.exceptions != exceptions {
-            if let Some(what) = self.check_frame(&q)? {
-                let fpu = self.cfg.fpu;
-                let c = ArchState::of_crane86(&self.m.cpu, scope_of(&self.m.cpu, fpu));
-                writeln!(self.out, "  {what}")?;
-                report::report(self.out, &self.o, next.as_ref(), &q, &c, &[], &self.history)?;
-                self.o.divergences += 1;
-                if self.o.divergences >= self.cfg.max_divergences {
-                    return Ok(Some(End::Diverged));
-                }
+        for what in memory_differences {
+            if let Some(end) = self.memory_divergence(&what, next.as_ref(), &q)? {
+                return Ok(Some(end));
             }
         }
         let undefined = insn.map_or(0, |i| {
@@ -429,6 +419,20 @@ impl Lockstep<'_> {
             Err(e) => return Err(e.into()),
         }
         Ok(Ok(self.qemu.state(scope)?))
+    }
+
+    /// Reports a difference in memory (`what`) as a divergence; `Some` ends the run.
+    fn memory_divergence(
+        &mut self,
+        what: &str,
+        next: Option<&(Instruction, Vec<u8>, u64)>,
+        q: &ArchState,
+    ) -> Result<Option<End>, LockstepError> {
+        let c = ArchState::of_crane86(&self.m.cpu, scope_of(&self.m.cpu, self.cfg.fpu));
+        report::report(self.out, &self.o, next, q, &c, &[], &self.history)?;
+        writeln!(self.out, "  {what}")?;
+        self.o.divergences += 1;
+        Ok((self.o.divergences >= self.cfg.max_divergences).then_some(End::Diverged))
     }
 
     /// `--memory`: the `len` bytes the instruction wrote at `at` must be equal; when the

@@ -107,7 +107,11 @@ pub(super) fn report(
         o.steps
     )?;
     let names: Vec<&str> = differ.iter().map(|(f, _)| f.name).collect();
-    writeln!(out, "  differing: {}", names.join(" "))?;
+    if names.is_empty() {
+        writeln!(out, "  differing: memory (below the states)")?;
+    } else {
+        writeln!(out, "  differing: {}", names.join(" "))?;
+    }
     side_by_side(out, q, c, differ)?;
     writeln!(out, "  the last {} instructions:", history.len())?;
     for e in history {
