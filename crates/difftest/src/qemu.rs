@@ -150,13 +150,12 @@ impl Qemu {
         })
     }
 
-    /// QEMU's exit status once it has exited by itself (waits up to five seconds);
-    /// isa-debug-exit makes it `value << 1 | 1`.
-    pub fn exit_status(&mut self) -> Option<i32> {
-        let deadline = Instant::now() + Duration::from_secs(5);
+    /// How QEMU ended, once it has exited by itself, waiting up to `limit` for it.
+    fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                return status.code();
+                return Some(status);
             }
             if Instant::now() > deadline {
                 return None;
@@ -165,20 +164,17 @@ impl Qemu {
         }
     }
 
+    /// QEMU's exit status once it has exited by itself (waits up to five seconds);
+    /// isa-debug-exit makes it `value << 1 | 1`.
+    pub fn exit_status(&mut self) -> Option<i32> {
+        self.wait_exit(Duration::from_secs(5))?.code()
+    }
+
     /// The signal that killed QEMU, if it died of one (a crash, such as the SIGFPE of a
     /// division it performs on the host).
     pub fn exit_signal(&mut self) -> Option<i32> {
         use std::os::unix::process::ExitStatusExt;
-        let deadline = Instant::now() + Duration::from_secs(2);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.signal();
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        self.wait_exit(Duration::from_secs(2))?.signal()
     }
 
     /// Runs until the first instruction at linear address `addr` (a hardware breakpoint,
