@@ -37,3 +37,5 @@ for mode in 16 32 64; do
 done
 echo "== cargo test (release)"
 cargo test --workspace --release
+echo "== fuzz targets, 60 s each (cargo fuzz)"
+./scripts/fuzz.sh 60
