@@ -221,3 +221,166 @@ fn a_timeout_ends_a_spinning_guest_with_its_own_status() {
     assert_eq!(o.status.code(), Some(2), "clap refuses a zero timeout");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A panic inside a guest's run (forced here by the test-only `CRANE86_TEST_PANIC_AT_INSNS`)
+/// is crane86's bug: one line saying so, the guest's state, the code at CS:RIP, where to
+/// report it with the command line, and status 122; Rust's "panicked at" and backtrace only
+/// when `RUST_BACKTRACE` asks for them. On the flat and the PC board.
+#[test]
+fn an_internal_error_reports_the_guest_state_and_its_own_status() {
+    let dir = std::env::temp_dir().join(format!("crane86-internal-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // Multiboot: `cli; jmp $`.
+    let multiboot = dir.join("spin.mb");
+    std::fs::write(&multiboot, common::multiboot_image(&[0xfa, 0xeb, 0xfe])).unwrap();
+    let mb = multiboot.to_str().unwrap();
+    let cases: [(&[&str], &str, bool); 3] = [
+        (&["run", "--guest", "crc32"], "64-bit mode", false),
+        (&["run", "--guest", "crc32"], "64-bit mode", true),
+        (&["run", "--multiboot", mb], "32-bit protected mode", false),
+    ];
+    for (args, mode, backtrace) in cases {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_crane86"));
+        cmd.args(args).env("CRANE86_TEST_PANIC_AT_INSNS", "1000");
+        if backtrace {
+            cmd.env("RUST_BACKTRACE", "1");
+        } else {
+            cmd.env_remove("RUST_BACKTRACE");
+        }
+        let o = cmd.output().unwrap();
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(122), "{args:?}: {err}");
+        let mut lines = err
+            .lines()
+            .skip_while(|l| !l.starts_with("crane86: internal error"));
+        let first = lines
+            .next()
+            .unwrap_or_else(|| panic!("no reason line in {err}"));
+        assert!(
+            first.contains("a bug in crane86, not a fault of the guest")
+                && first.contains("test-only panic after 1000 guest instructions"),
+            "{first}"
+        );
+        let state = lines.next().unwrap();
+        assert!(
+            state.starts_with("crane86: guest state: ")
+                && state.contains(mode)
+                && state.contains("CS:RIP 0008:0x")
+                && state.contains("1000 instructions retired"),
+            "{state}"
+        );
+        for reg in [
+            "rip=", "rax=", "rsp=", "r15=", "rflags=", "cr0=", "cr3=", "cr4=", "efer=",
+        ] {
+            assert!(err.contains(reg), "{args:?}: no {reg} in {err}");
+        }
+        assert!(err.contains("crane86: the block at CS:RIP:"), "{err}");
+        let last = err.lines().last().unwrap();
+        assert!(
+            last.starts_with("crane86: please report this crane86 bug")
+                && last.ends_with(&args.join(" ")),
+            "{last}"
+        );
+        let noise = err.contains("panicked at") || err.contains("stack backtrace");
+        assert_eq!(
+            noise, backtrace,
+            "{args:?}, RUST_BACKTRACE: {backtrace}: {err}"
+        );
+        if !backtrace {
+            assert!(
+                err.trim_start().starts_with("crane86: internal error"),
+                "nothing before the reason: {err}"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Bad input named in the README's table: a directory where a file should be (EISDIR, which
+/// also holds when the tests run as root, unlike a chmod 000 file), a PE or random file as a
+/// kernel, images and modules larger than `-m`, a GDB port in use: one line naming the file
+/// or thing and the reason, status 1.
+#[test]
+fn more_bad_input_gets_one_line_naming_the_file() {
+    let dir = std::env::temp_dir().join(format!("crane86-badinput-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = dir.to_str().unwrap().to_string();
+    let pe = dir.join("prog.exe");
+    let mut pe_bytes = b"MZ\x90\x00".to_vec();
+    pe_bytes.resize(4096, 0x5a);
+    std::fs::write(&pe, &pe_bytes).unwrap();
+    let pe = pe.to_str().unwrap().to_string();
+    let mb = dir.join("spin.mb");
+    std::fs::write(&mb, common::multiboot_image(&[0xfa, 0xeb, 0xfe])).unwrap();
+    let mb = mb.to_str().unwrap().to_string();
+    let big = dir.join("big.bin");
+    std::fs::write(&big, vec![0u8; 3 << 20]).unwrap();
+    let big = big.to_str().unwrap().to_string();
+    let is_dir = "Is a directory (os error 21)";
+    let cases: Vec<(Vec<&str>, String)> = vec![
+        (vec!["--flat", &d], format!("cannot read flat image {d}: {is_dir}")),
+        (vec!["--kernel", &d], format!("cannot read kernel {d}: {is_dir}")),
+        (
+            vec!["--multiboot", &d],
+            format!("cannot read multiboot kernel {d}: {is_dir}"),
+        ),
+        (
+            vec!["--kernel", &pe, "--initrd", &d],
+            format!("cannot read initrd {d}: {is_dir}"),
+        ),
+        (
+            vec!["--multiboot", &mb, "--initrd", &d],
+            format!("cannot read module {d}: {is_dir}"),
+        ),
+        (
+            vec!["--kernel", &pe],
+            format!("cannot load the Linux kernel {pe}: not a Linux bzImage"),
+        ),
+        (
+            vec!["--multiboot", &pe],
+            format!("cannot load the multiboot image {pe}: no multiboot v1 header"),
+        ),
+        (
+            vec!["--multiboot", &mb, "-m", "1"],
+            format!("cannot load the multiboot image {mb}: the a.out image at 0x100000 (35 bytes) does not fit in 0x100000 bytes of guest RAM"),
+        ),
+        (
+            vec!["--multiboot", &mb, "--initrd", &big, "-m", "2"],
+            format!("cannot load the multiboot image {mb}: a module at 0x101000 (3145728 bytes) does not fit"),
+        ),
+    ];
+    for (args, want) in cases {
+        let o = crane86(&[&["run"], args.as_slice()].concat());
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: one line, got {err}");
+        assert!(err.contains(&want), "{args:?}: `{want}` not in {err}");
+    }
+    // A module that fits goes after the kernel even when the middle of RAM (where modules
+    // go) is inside it: the guest runs (it used to be overwritten and triple-fault).
+    let small = dir.join("small.bin");
+    std::fs::write(&small, vec![0xffu8; 100_000]).unwrap();
+    let o = crane86(&[
+        "run",
+        "--multiboot",
+        &mb,
+        "--initrd",
+        small.to_str().unwrap(),
+        "-m",
+        "2",
+        "--timeout",
+        "1",
+    ]);
+    assert_eq!(o.status.code(), Some(121), "{}", text(&o.stderr));
+    // A GDB port in use: the reason once (it used to be printed twice).
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let o = crane86(&["run", "--guest", "crc32", &format!("--gdb=tcp:{port}")]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(
+        err.trim_end(),
+        format!("crane86: cannot listen for GDB on 127.0.0.1:{port}: Address already in use (os error 98)")
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -3,6 +3,9 @@
 //! runs as `crane86 run` for a while; its resident memory must stay under a bound, and
 //! SIGTERM must end the process within a second (a triple fault ends the run by itself,
 //! with its own status and message).
+//!
+//! The one `unsafe` is `kill(2)` on a child this test spawned and has not waited for yet,
+//! so its pid cannot have been reused.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

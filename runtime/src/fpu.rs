@@ -6,6 +6,11 @@
 //! `extern "C"` shims), so they cannot disagree. Each helper returns a status: 0 when the
 //! instruction goes on, [`STATUS_FAULT`] when it recorded a fault in [`CpuState::fault`],
 //! [`STATUS_DONE`] when an x87 store completed without writing memory.
+//!
+//! # Safety invariant
+//! The `extern "C"` shims are `unsafe` only because they turn the `*mut CpuState` generated
+//! code passes into `&mut CpuState`: generated code passes its own, which the run loop lent
+//! it for the call and which nothing else borrows until the shim returns.
 
 use crane86_fpu::x87::{self, Outcome, Site, X87Fault};
 use crane86_fpu::{Operands, SimdFault};

@@ -3,6 +3,11 @@
 //! Generated code receives a `*mut CpuState` and addresses fields with
 //! `core::mem::offset_of!`, so the struct is `#[repr(C)]` and holds only plain data plus the
 //! one context pointer documented on [`CpuState::mem`]. No globals: two CPUs are two values.
+//!
+//! The module's one `unsafe` is `impl Send for CpuState`, which the raw `mem` pointer would
+//! otherwise forbid: the pointer is null outside a run, and during one it points to memory
+//! that the same run borrows, so a CPU state moved to another thread never carries a live
+//! pointer with it.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -336,7 +341,8 @@ pub struct CpuState {
 }
 
 // SAFETY: the only non-Send field is the `mem` context pointer, which is null outside a run
-// and only ever points to memory owned by the thread that runs the CPU.
+// and only ever points to memory owned by the thread that runs the CPU. (The TLBs' host
+// addends are plain integers, dereferenced only by generated code during a run.)
 unsafe impl Send for CpuState {}
 
 impl CpuState {

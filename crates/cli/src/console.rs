@@ -15,6 +15,12 @@
 //!
 //! Bytes go to the guest through a [`SerialInput`] from a reader thread. That thread is left
 //! blocked in `read` when the run ends: the process exits right after.
+//!
+//! The `unsafe` here is libc's terminal and signal interface (`tcgetattr`, `tcsetattr`,
+//! `isatty`, `sigaction`, `_exit`). Invariants: every `termios` passed to the kernel is one it
+//! filled in for stdin (possibly modified), and the signal handlers call only
+//! async-signal-safe functions (an atomic swap, a lock-free `OnceLock::get`, `tcsetattr`,
+//! `_exit`).
 
 use std::io::{ErrorKind, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};

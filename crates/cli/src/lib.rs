@@ -7,6 +7,7 @@ pub mod args;
 pub mod bench;
 pub mod console;
 pub mod difftest;
+pub mod internal;
 pub mod kut;
 pub mod run;
 pub mod stats;

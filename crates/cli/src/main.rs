@@ -5,6 +5,7 @@ use anyhow::Result;
 use clap::Parser;
 
 use crane86::args::{Cli, Command, ConformanceCmd};
+use crane86::internal;
 use crane86::run::{boot_target, default_linux_boot, run_boot};
 
 fn main() {
@@ -13,11 +14,18 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    match dispatch(cli) {
-        Ok(status) => std::process::exit(status),
-        Err(e) => {
+    // A panic is a crane86 bug: one line saying so and where to report it, not a backtrace.
+    // Inside a guest's run `run_boot` catches it first and adds the guest's state.
+    match internal::catch(|| dispatch(cli)) {
+        Ok(Ok(status)) => std::process::exit(status),
+        Ok(Err(e)) => {
             eprintln!("crane86: {e:#}");
             std::process::exit(1);
+        }
+        Err(panic) => {
+            eprintln!("{}", internal::headline(&panic));
+            eprintln!("{}", internal::hint());
+            std::process::exit(internal::EXIT_INTERNAL);
         }
     }
 }

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use crane86_machine::{Board, Machine, MachineConfig, RunEnd};
+use crane86_machine::{Board, Machine, MachineConfig, MachineError, RunEnd};
 use crane86_runtime::CpuMode;
 use crane86_translator::jit::JitOptions;
 use crane86_translator::Tier;
@@ -287,8 +287,9 @@ pub fn flat_image(args: &RunArgs) -> Result<Image> {
 
 /// The outcome of a run: how it ended, and the process exit status that reflects it.
 pub struct Outcome {
-    /// How the guest stopped.
-    pub end: RunEnd,
+    /// How the guest stopped; `None` when an internal error ended the run (reported on
+    /// stderr, see [`crate::internal`]).
+    pub end: Option<RunEnd>,
     /// What the process should exit with.
     pub status: i32,
 }
@@ -370,13 +371,16 @@ pub fn run_boot(args: &RunArgs, boot: &Boot) -> Result<Outcome> {
                     cmdline: name,
                 })
                 .collect();
-            m.load_multiboot(kernel, cmdline, &mods)?
+            m.load_multiboot(kernel, cmdline, &mods)
+                .map_err(|e| name_file(e, args.multiboot.as_deref()))?
         }
         Boot::Linux {
             kernel,
             initrd,
             cmdline,
-        } => m.load_linux(kernel, initrd.as_deref(), cmdline)?,
+        } => m
+            .load_linux(kernel, initrd.as_deref(), cmdline)
+            .map_err(|e| name_file(e, args.kernel.as_deref()))?,
     }
     // PC guests get the host's stdin on COM1; flat guests have no serial input. With a
     // person at a terminal, idle guest time passes in real time.
@@ -390,32 +394,58 @@ pub fn run_boot(args: &RunArgs, boot: &Boot) -> Result<Outcome> {
     let timer = args
         .timeout
         .map(|secs| Timeout::start(&m, Duration::from_secs(secs)));
-    let end = match gdb {
-        None if m.serial_input().is_none() && timer.is_some() => {
-            run_in_slices(&mut m, args.max_insns, timer.as_ref())
-        }
-        None => m.run(args.max_insns),
-        Some(listener) => {
-            let opts = crane86_gdb::Options {
-                wait: args.wait_gdb,
-                max_insns: args.max_insns,
-            };
-            match crane86_gdb::serve(&mut m, listener, &opts)? {
-                crane86_gdb::Outcome::Guest(end) => Ok(end),
-                crane86_gdb::Outcome::Killed => {
-                    killed = true;
-                    Ok(RunEnd::Stopped)
+    let panic_at = crate::internal::test_panic_at();
+    // A panic in the run is crane86's bug: caught, it becomes the internal-error report below
+    // instead of a backtrace. The machine is only read for that report afterwards.
+    let caught = crate::internal::catch(|| -> Result<Result<RunEnd, MachineError>> {
+        Ok(match gdb {
+            None if panic_at.is_some() => test_panic_run(&mut m, panic_at.unwrap_or(0)),
+            None if m.serial_input().is_none() && timer.is_some() => {
+                run_in_slices(&mut m, args.max_insns, timer.as_ref())
+            }
+            None => m.run(args.max_insns),
+            Some(listener) => {
+                let opts = crane86_gdb::Options {
+                    wait: args.wait_gdb,
+                    max_insns: args.max_insns,
+                };
+                match crane86_gdb::serve(&mut m, listener, &opts) {
+                    Ok(crane86_gdb::Outcome::Guest(end)) => Ok(end),
+                    Ok(crane86_gdb::Outcome::Killed) => {
+                        killed = true;
+                        Ok(RunEnd::Stopped)
+                    }
+                    Err(crane86_gdb::GdbError::Machine(e)) => Err(e),
+                    // The connection, not crane86's machine: an ordinary error.
+                    Err(e) => return Err(e.into()),
                 }
             }
-        }
-    }
-    .context("internal error while running the guest")?;
+        })
+    });
+    let run: Result<RunEnd, String> = match caught {
+        Ok(Ok(Ok(end))) => Ok(end),
+        Ok(Ok(Err(e))) => Err(format!("{:#}", anyhow::Error::from(e))),
+        Ok(Err(e)) => return Err(e),
+        Err(panic) => Err(panic.to_string()),
+    };
     let wall = t0.elapsed();
     use std::io::Write;
     let _ = std::io::stdout().flush();
     let quit = console.as_ref().is_some_and(Console::quit_requested);
     // The terminal is restored before anything more is printed.
     drop(console);
+    let end = match run {
+        Ok(end) => end,
+        Err(what) => {
+            // On a line of its own: the guest's output may have left one unfinished.
+            eprintln!();
+            crate::internal::report(&mut std::io::stderr().lock(), &what, &mut m);
+            return Ok(Outcome {
+                end: None,
+                status: crate::internal::EXIT_INTERNAL,
+            });
+        }
+    };
     let timed_out = timer.is_some_and(|t| t.expired());
     let status = match end {
         RunEnd::Stopped if timed_out => {
@@ -474,5 +504,34 @@ pub fn run_boot(args: &RunArgs, boot: &Boot) -> Result<Outcome> {
         Some(StatsFormat::Json) => eprintln!("{}", Report::new(&m, wall).json()),
         None => {}
     }
-    Ok(Outcome { end, status })
+    Ok(Outcome {
+        end: Some(end),
+        status,
+    })
+}
+
+/// A loader's error, naming the file it was loading (the loader only sees its bytes): "cannot
+/// load the Linux kernel FILE: the reason".
+fn name_file(e: MachineError, path: Option<&std::path::Path>) -> anyhow::Error {
+    let (what, reason): (&str, anyhow::Error) = match e {
+        MachineError::Multiboot(r) => ("the multiboot image", r.into()),
+        MachineError::Linux(r) => ("the Linux kernel", r.into()),
+        e => return e.into(),
+    };
+    match path {
+        Some(p) => reason.context(format!("cannot load {what} {}", p.display())),
+        None => reason.context(format!("cannot load {what}")),
+    }
+}
+
+/// Test-only ([`crate::internal::TEST_PANIC_ENV`]): runs `n` guest instructions, then
+/// panics as a bug inside the run would, unless the guest ended first.
+fn test_panic_run(m: &mut Machine, n: u64) -> Result<RunEnd, MachineError> {
+    match m.run(Some(n))? {
+        RunEnd::Limit => panic!(
+            "test-only panic after {n} guest instructions ({})",
+            crate::internal::TEST_PANIC_ENV
+        ),
+        end => Ok(end),
+    }
 }

@@ -160,10 +160,14 @@ impl Native {
                 fx.len(),
             );
         }
-        // SAFETY: sigset_t is plain data; sigfillset initialises it. Blocking signals for the
-        // duration of the call keeps the kernel from delivering one onto the scratch stack.
+        // SAFETY: sigset_t is plain data (a bit array), for which all zeroes is a valid value.
         let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: as for `all`.
         let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: both pointers are to live local sigsets: sigfillset writes `all`,
+        // pthread_sigmask reads it and writes `old`. Blocking every signal for the duration
+        // of the native call keeps the kernel from delivering one onto the scratch stack the
+        // prologue switches to; the old mask is restored right after the call (below).
         unsafe {
             libc::sigfillset(&mut all);
             libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);

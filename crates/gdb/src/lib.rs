@@ -42,8 +42,10 @@ pub enum GdbError {
     /// `--gdb` was not `tcp:PORT` or `tcp:HOST:PORT`.
     #[error("`{0}` is not a GDB address: use tcp:PORT or tcp:HOST:PORT")]
     BadAddress(String),
-    /// The port could not be bound (in use, no permission).
-    #[error("cannot listen for GDB on {addr}: {source}")]
+    /// The port could not be bound (in use, no permission). (The reason is the error's
+    /// source, which `anyhow`'s `{:#}` prints after the colon; naming it here too printed it
+    /// twice.)
+    #[error("cannot listen for GDB on {addr}")]
     Listen {
         /// The address asked for.
         addr: String,

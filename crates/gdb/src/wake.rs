@@ -8,6 +8,9 @@
 //! `Stopped` while the flag is up was stopped for the stub (see `Debugger::interrupted`),
 //! which then reads the socket as usual. A stop that lands while nothing runs ends the
 //! next run at once: it is retried.
+//!
+//! The module's one `unsafe` is that `poll(2)`: one `pollfd` on the stack and a descriptor
+//! the watcher's own handle keeps open for the whole call.
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,6 +1,13 @@
 //! `extern "C"` helpers that generated code calls for work too rare or too large to inline.
 //! Memory slow paths live in the runtime (`crane86_runtime::memory`); these are the
 //! translator's own.
+//!
+//! # Safety invariant
+//! Only generated code calls the `unsafe` helpers, always with its own `*mut CpuState`: the
+//! one [`super::entry::run_compiled`] was given, live and not otherwise borrowed until that
+//! call returns, with `cpu.mem` pointing to the run's guest memory. [`jump_lookup`] also gets
+//! the address of the direct-mapped table of the cache that compiled the caller, baked into
+//! the code as a constant; the table is allocated once per cache and never moves or shrinks.
 
 use crane86_runtime::memory::cached_fetch_phys;
 use crane86_runtime::{BlockKey, CcOp, CpuMode, CpuState, LazyFlags};

@@ -287,7 +287,13 @@ pub fn load(
     };
     // 3. modules, page-aligned, after the highest byte of the kernel area (from 16 MiB down
     //    is left to the kernel; put them at 32 MiB or the middle of RAM, whichever is lower)
-    let mut next = (mem.ram_size() / 2).min(32 << 20) & !0xfff;
+    //    but never over the kernel or an information area placed after it: with little RAM
+    //    (`-m 2`) the middle of RAM is inside the kernel, and a module there overwrote it
+    let mut after_kernel = (extent.end + 0xfff) & !0xfff;
+    if info_addr == after_kernel {
+        after_kernel += INFO_AREA.next_multiple_of(0x1000);
+    }
+    let mut next = ((mem.ram_size() / 2).min(32 << 20) & !0xfff).max(after_kernel);
     let mut mod_list = Vec::new();
     for m in modules {
         write(mem, "a module", next, m.data)?;

@@ -8,6 +8,11 @@
 //! `EXIT_STOP` (stop the run) and the vCPU comes back to the loop at its next block exit. A
 //! guest halted with no timer deadline parks the run loop's thread on a condition variable
 //! ([`InputQueue::wait`]) that every send, stop request and handle drop signals: no spinning.
+//!
+//! # Safety invariant
+//! The published address (an `ExitWord`, the module's `unsafe`) is only set while that run
+//! holds the machine, cleared under the queue's lock before the run returns (the `Attached`
+//! guard), and only ever read as a shared `&AtomicU32`.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};

@@ -1,6 +1,13 @@
 //! The host-comparison harness: one instruction runs on the host x87 (`asm!`) and in the
 //! emulator from the same state, and the FNSAVE images, memory operand, EFLAGS and AX are
 //! compared.
+//!
+//! The `asm!` blocks are the module's `unsafe`. Invariants: each names every register it
+//! changes (as an output or a clobber), touches no memory but the live buffers it is given
+//! pointers to, and leaves what the Rust ABI expects: an empty x87 stack (EMMS or FNINIT
+//! where MMX or x87 registers were used) and the host's MXCSR and control word restored.
+//! Besides them, `decode` reads the 16 bytes at an instruction's address in this
+//! executable's own text, which is mapped readable.
 
 use core::arch::asm;
 use core::mem::offset_of;

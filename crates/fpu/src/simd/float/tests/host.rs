@@ -1,5 +1,11 @@
 //! Comparisons with the host CPU: each instruction runs on the host under the same MXCSR
 //! (all exceptions masked) and on the emulator, and results and MXCSR must be identical.
+//!
+//! The `asm!` blocks (and transmutes between `u128` and `__m128i`, both 16 plain bytes) are
+//! the module's `unsafe`. Invariants: each block names every register it
+//! changes (as an output or a clobber), touches no memory but the live buffers it is given
+//! pointers to, and leaves what the Rust ABI expects: an empty x87 stack (EMMS or FNINIT
+//! where MMX or x87 registers were used) and the host's MXCSR and control word restored.
 
 use iced_x86::Code;
 

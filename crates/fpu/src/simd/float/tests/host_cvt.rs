@@ -1,4 +1,10 @@
 //! Conversions, COMIS/UCOMIS and the MMX-register conversions compared with the host CPU.
+//!
+//! The `asm!` blocks (and transmutes between `u128` and `__m128i`, both 16 plain bytes) are
+//! the module's `unsafe`. Invariants: each block names every register it
+//! changes (as an output or a clobber), touches no memory but the live buffers it is given
+//! pointers to, and leaves what the Rust ABI expects: an empty x87 stack (EMMS or FNINIT
+//! where MMX or x87 registers were used) and the host's MXCSR and control word restored.
 
 use core::arch::asm;
 use core::arch::x86_64::__m128i;

@@ -1,5 +1,10 @@
 //! Tests of the integer and data-movement instructions, mostly against the host CPU: the
 //! host runs the same legacy-encoded instruction through `asm!` on the same random inputs.
+//!
+//! The `asm!` blocks are the module's `unsafe`. Invariants: each names every register it
+//! changes (as an output or a clobber), touches no memory but the live buffers it is given
+//! pointers to, and leaves what the Rust ABI expects: an empty x87 stack (EMMS or FNINIT
+//! where MMX or x87 registers were used) and the host's MXCSR and control word restored.
 
 use iced_x86::Code;
 

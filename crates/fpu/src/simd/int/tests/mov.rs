@@ -1,5 +1,10 @@
 //! Data movement: whole-state checks against the SDM's definitions, and the host CPU for
 //! the merging moves and the extractions into general registers.
+//!
+//! The `asm!` blocks are the module's `unsafe`. Invariants: each names every register it
+//! changes (as an output or a clobber), touches no memory but the live buffers it is given
+//! pointers to, and leaves what the Rust ABI expects: an empty x87 stack (EMMS or FNINIT
+//! where MMX or x87 registers were used) and the host's MXCSR and control word restored.
 
 use iced_x86::{Code, Mnemonic};
 

@@ -1,4 +1,7 @@
 //! CRC32 (through [`crc32c`]) against the host's CRC32 instruction and a known check value.
+//!
+//! The `unsafe` is calling the `sse4.2` target-feature function, only after `host_ok` found
+//! SSE4.2 on the host.
 
 use core::arch::x86_64::{_mm_crc32_u16, _mm_crc32_u32, _mm_crc32_u64, _mm_crc32_u8};
 

@@ -5,6 +5,12 @@
 //! fixed register assignment (XMM1 the first operand, XMM2 the second, XMM0 the implicit
 //! one, RAX/RCX/RDX the general registers), so every immediate can be exercised: a macro
 //! expands one `asm!` block per immediate value.
+//!
+//! The `asm!` blocks (and transmutes between `u128` and `__m128i`, both 16 plain bytes) are
+//! the module's `unsafe`. Invariants: each block names every register it
+//! changes (as an output or a clobber), touches no memory but the live buffers it is given
+//! pointers to, and leaves what the Rust ABI expects: an empty x87 stack (EMMS or FNINIT
+//! where MMX or x87 registers were used) and the host's MXCSR and control word restored.
 
 use core::arch::asm;
 use core::arch::x86_64::__m128i;
