@@ -150,54 +150,9 @@ fn page_table_thrash_keeps_memory_bounded() {
 
 #[test]
 fn an_interrupt_storm_keeps_memory_bounded() {
-    // 32-bit: an IDT whose vector 0x40 handler only signals EOI; the local APIC timer in
-    // periodic mode with the smallest count; the PICs masked; interrupts on; the main loop
-    // counts. Absolute
-    // addresses throughout (32-bit code has no RIP-relative form): the handler sits at
-    // `HANDLER`, the IDTR image at `IDTR`.
-    const BASE: u32 = 0x10_0020;
-    const HANDLER: u32 = BASE + 0x100;
-    const IDTR: u32 = BASE + 0x180;
-    const IDT: u32 = 0x20_0000;
-    const APIC: u32 = 0xfee0_0000;
-    let mut a = CodeAssembler::new(32).unwrap();
-    let mut top = a.create_label();
-    // A stack (multiboot leaves ESP undefined).
-    a.mov(esp, 0x18_0000).unwrap();
-    // IDT entry 0x40: a present DPL-0 32-bit interrupt gate to HANDLER through this CS.
-    a.mov(eax, cs).unwrap();
-    a.shl(eax, 16).unwrap();
-    a.or(eax, HANDLER & 0xffff).unwrap();
-    a.mov(dword_ptr(IDT + 0x40 * 8), eax).unwrap();
-    a.mov(
-        dword_ptr(IDT + 0x40 * 8 + 4),
-        (HANDLER & 0xffff_0000) | 0x8e00,
-    )
-    .unwrap();
-    a.lidt(dword_ptr(IDTR)).unwrap();
-    // The legacy PICs masked (the BIOS hand-off leaves the PIT's IRQ 0 open).
-    a.mov(al, 0xff).unwrap();
-    a.out(0x21, al).unwrap();
-    a.out(0xa1, al).unwrap();
-    // Spurious-interrupt register: APIC software-enabled.
-    a.mov(dword_ptr(APIC + 0xf0), 0x1ff).unwrap();
-    // Divide by 1, periodic timer on vector 0x40, initial count 1.
-    a.mov(dword_ptr(APIC + 0x3e0), 0xb).unwrap();
-    a.mov(dword_ptr(APIC + 0x320), 0x2_0040).unwrap();
-    a.mov(dword_ptr(APIC + 0x380), 1).unwrap();
-    a.sti().unwrap();
-    a.set_label(&mut top).unwrap();
-    a.inc(ebx).unwrap();
-    a.jmp(top).unwrap();
-    let mut code = a.assemble(u64::from(BASE)).unwrap();
-    code.resize(0x100, 0xcc);
-    let mut h = CodeAssembler::new(32).unwrap();
-    h.mov(dword_ptr(APIC + 0xb0), 0).unwrap();
-    h.iretd().unwrap();
-    code.extend(h.assemble(u64::from(HANDLER)).unwrap());
-    code.resize(0x180, 0xcc);
-    code.extend_from_slice(&0x7ffu16.to_le_bytes());
-    code.extend_from_slice(&IDT.to_le_bytes());
+    // The local APIC timer, periodic with the smallest count, into a handler that only
+    // signals EOI; the main loop counts.
+    let code = common::apic_storm_code(1);
     let image = multiboot("irq-storm.mb", &code);
     survive_and_terminate(
         "interrupt storm",

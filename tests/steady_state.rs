@@ -126,47 +126,9 @@ fn page_table_churn_allocates_nothing() {
 #[test]
 fn an_interrupt_storm_allocates_nothing() {
     let _turn = turn();
-    // The local APIC timer, periodic at its shortest period, into a handler that signals
-    // EOI; the main loop counts (as tests/hostile_guests.rs's storm, run in-process).
-    const BASE: u32 = 0x10_0020;
-    const HANDLER: u32 = BASE + 0x100;
-    const IDTR: u32 = BASE + 0x180;
-    const IDT: u32 = 0x20_0000;
-    const APIC: u32 = 0xfee0_0000;
-    let mut a = CodeAssembler::new(32).unwrap();
-    let mut top = a.create_label();
-    a.mov(esp, 0x18_0000).unwrap();
-    a.mov(eax, cs).unwrap();
-    a.shl(eax, 16).unwrap();
-    a.or(eax, HANDLER & 0xffff).unwrap();
-    a.mov(dword_ptr(IDT + 0x40 * 8), eax).unwrap();
-    a.mov(
-        dword_ptr(IDT + 0x40 * 8 + 4),
-        (HANDLER & 0xffff_0000) | 0x8e00,
-    )
-    .unwrap();
-    a.lidt(dword_ptr(IDTR)).unwrap();
-    a.mov(al, 0xff).unwrap();
-    a.out(0x21, al).unwrap();
-    a.out(0xa1, al).unwrap();
-    a.mov(dword_ptr(APIC + 0xf0), 0x1ff).unwrap();
-    a.mov(dword_ptr(APIC + 0x3e0), 0xb).unwrap();
-    a.mov(dword_ptr(APIC + 0x320), 0x2_0040).unwrap();
-    a.mov(dword_ptr(APIC + 0x380), 50).unwrap();
-    a.sti().unwrap();
-    a.set_label(&mut top).unwrap();
-    a.inc(ebx).unwrap();
-    a.jmp(top).unwrap();
-    let mut code = a.assemble(u64::from(BASE)).unwrap();
-    code.resize(0x100, 0xcc);
-    let mut h = CodeAssembler::new(32).unwrap();
-    h.inc(esi).unwrap();
-    h.mov(dword_ptr(APIC + 0xb0), 0).unwrap();
-    h.iretd().unwrap();
-    code.extend(h.assemble(u64::from(HANDLER)).unwrap());
-    code.resize(0x180, 0xcc);
-    code.extend_from_slice(&0x7ffu16.to_le_bytes());
-    code.extend_from_slice(&IDT.to_le_bytes());
+    // The local APIC timer, periodic, into a handler that signals EOI; the main loop
+    // counts (the storm of tests/hostile_guests.rs, run in-process).
+    let code = common::apic_storm_code(50);
     let image = common::multiboot_image(&code);
     let mut m = Machine::new(&MachineConfig {
         board: Board::Pc,

@@ -58,6 +58,29 @@ pub struct Descriptor {
     pub address: u64,
 }
 
+/// Encodes an 8-byte segment or system descriptor: `access` is byte 5 (P, DPL, S, type),
+/// `flags` the high nibble of byte 6 (G, D/B, L, AVL), `limit` 20 bits. For building
+/// tables in tests, guests and fuzz harnesses; [`Descriptor::from_raw`] decodes it.
+pub fn encode_descriptor(base: u32, limit: u32, access: u8, flags: u8) -> u64 {
+    u64::from(limit & 0xffff)
+        | u64::from(base & 0xff_ffff) << 16
+        | u64::from(access) << 40
+        | u64::from((limit >> 16) & 0xf) << 48
+        | u64::from(flags & 0xf) << 52
+        | u64::from(base >> 24) << 56
+}
+
+/// Encodes an 8-byte gate (call, interrupt, trap or task gate; the low half of a 16-byte
+/// long-mode gate): target `selector` and `offset` (bits 0..31), `access` byte 5 (P, DPL,
+/// type). A call gate's parameter count goes in bits 32..36, a long-mode gate's IST in
+/// bits 32..34: OR them in.
+pub fn encode_gate(selector: u16, offset: u32, access: u8) -> u64 {
+    u64::from(offset & 0xffff)
+        | u64::from(selector) << 16
+        | u64::from(access) << 40
+        | u64::from(offset >> 16) << 48
+}
+
 impl Descriptor {
     /// Decodes a descriptor from its raw bytes (`upper` = bytes 8..15 or 0).
     pub fn from_raw(raw: u64, upper: u64, address: u64) -> Descriptor {

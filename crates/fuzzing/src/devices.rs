@@ -12,9 +12,8 @@
 //! The oracle is the fuzzer's: no panic, no hang, no machine error. The run has an
 //! instruction budget, and HLT only skips ahead to the next device deadline.
 
-use crane86_machine::{Board, Machine, MachineConfig};
+use crane86_machine::Machine;
 use crane86_runtime::{CpuMode, DescriptorTable, SegReg, Segment};
-use crane86_translator::Tier;
 
 use crate::{Bytes, Finding};
 
@@ -171,14 +170,7 @@ fn build(m: &mut Machine, input: &mut Bytes<'_>) {
 
 /// Runs the device program `data` describes on a fresh PC board.
 pub fn run(data: &[u8]) -> Result<(), Finding> {
-    let mut m = Machine::new(&MachineConfig {
-        tier: Tier::Interp,
-        ram_bytes: RAM,
-        code_arena_bytes: 1 << 20,
-        board: Board::Pc,
-        ..Default::default()
-    })
-    .map_err(|e| Finding(format!("cannot build the PC board: {e}")))?;
+    let mut m = crate::pc_machine(RAM)?;
     build(&mut m, &mut Bytes::new(data));
     m.cpu = m.flat_cpu(CpuMode::Prot32);
     m.cpu.gdtr = DescriptorTable {

@@ -39,6 +39,20 @@ pub const TARGETS: [(&str, Harness); 4] = [
     ("tables", tables::run),
 ];
 
+/// A fresh PC board with `ram` bytes of RAM, interpreting (the PC-board harnesses do not
+/// compare tiers: interrupts land at block boundaries, so the tiers see them at different
+/// instructions).
+pub(crate) fn pc_machine(ram: u64) -> Result<crane86_machine::Machine, Finding> {
+    crane86_machine::Machine::new(&crane86_machine::MachineConfig {
+        tier: crane86_translator::Tier::Interp,
+        ram_bytes: ram,
+        code_arena_bytes: 1 << 20,
+        board: crane86_machine::Board::Pc,
+        ..Default::default()
+    })
+    .map_err(|e| Finding(format!("cannot build the PC board: {e}")))
+}
+
 /// Reads an input front to back; past its end every read gives zeros, so that any input,
 /// including the empty one, is a valid program for every harness.
 pub(crate) struct Bytes<'a> {

@@ -10,8 +10,7 @@
 //! The oracle: loading returns `Ok` or one of the loader's errors, never a panic; an image
 //! that loads then runs for a bounded number of instructions on the PC board.
 
-use crane86_machine::{loader::multiboot::Module, Board, Machine, MachineConfig};
-use crane86_translator::Tier;
+use crane86_machine::loader::multiboot::Module;
 
 use crate::{Bytes, Finding};
 
@@ -158,14 +157,7 @@ pub fn describe(data: &[u8]) -> (Kind, Vec<u8>, String, usize) {
 /// Loads the image `data` describes on a fresh PC board and runs it briefly.
 pub fn run(data: &[u8]) -> Result<(), Finding> {
     let (kind, image, cmdline, initrd_len) = describe(data);
-    let mut m = Machine::new(&MachineConfig {
-        tier: Tier::Interp,
-        ram_bytes: RAM,
-        code_arena_bytes: 1 << 20,
-        board: Board::Pc,
-        ..Default::default()
-    })
-    .map_err(|e| Finding(format!("cannot build the PC board: {e}")))?;
+    let mut m = crate::pc_machine(RAM)?;
     let initrd = vec![0x5a; initrd_len];
     let loaded = match kind {
         Kind::Linux => m.load_linux(&image, (initrd_len > 0).then_some(&initrd[..]), &cmdline),

@@ -16,6 +16,7 @@
 
 use crane86_machine::{Machine, RunEnd};
 use crane86_runtime::paging::{CR0_WP, CR4_PGE, CR4_PSE, CR4_SMAP, CR4_SMEP, EFER_NXE};
+use crane86_runtime::segment::{encode_descriptor, encode_gate};
 use crane86_runtime::state::{CR0_PG, CR4_PAE, SEG_DB, SEG_G, SEG_L, SEG_P};
 use crane86_runtime::{CpuMode, DescriptorTable, SegReg, Segment};
 use crane86_translator::Tier;
@@ -76,22 +77,15 @@ const USER_CODE64: u16 = 0x73;
 const LDT_SEL: u16 = 0x50;
 const CODE16: u16 = 0x78;
 
+/// A segment or system descriptor for the template (bases here are below 4 GiB).
 fn descriptor(base: u64, limit: u32, access: u8, flags: u8) -> u64 {
-    u64::from(limit & 0xffff)
-        | (base & 0xff_ffff) << 16
-        | u64::from(access) << 40
-        | u64::from((limit >> 16) & 0xf) << 48
-        | u64::from(flags & 0xf) << 52
-        | (base >> 24 & 0xff) << 56
+    encode_descriptor(base as u32, limit, access, flags)
 }
 
-/// A gate (interrupt, trap or call) to `offset` in `selector`; in long mode the second
-/// quadword holds the offset's high half.
+/// A gate (interrupt, trap or call) to `offset` in `selector` (the handler is below 4 GiB;
+/// a long-mode gate's second quadword, the offset's high half, is then 0).
 fn gate(offset: u64, selector: u16, access: u8) -> u64 {
-    (offset & 0xffff)
-        | u64::from(selector) << 16
-        | u64::from(access) << 40
-        | (offset >> 16 & 0xffff) << 48
+    encode_gate(selector, offset as u32, access)
 }
 
 /// Writes the valid machine: page tables, GDT, LDT, IDT and TSSs.

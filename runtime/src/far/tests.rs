@@ -18,11 +18,7 @@ fn fault(e: Exception, code: u32) -> Result<u64, Delivery> {
 
 /// A call gate: `access` = P|DPL|type byte, `count` parameters.
 fn gate(sel: u16, off: u32, access: u8, count: u8) -> u64 {
-    u64::from(off & 0xffff)
-        | (u64::from(sel) << 16)
-        | (u64::from(count & 0x1f) << 32)
-        | (u64::from(access) << 40)
-        | (u64::from(off >> 16) << 48)
+    crate::segment::encode_gate(sel, off, access) | u64::from(count & 0x1f) << 32
 }
 
 /// The GDT the protected-mode tests share.

@@ -5,10 +5,7 @@ use crate::segment::tests::{code32, code64, data32, desc, setup, write_table, Rn
 use crate::state::{CpuMode, DescriptorTable};
 
 fn gate32(sel: u16, off: u32, access: u8) -> u64 {
-    u64::from(off & 0xffff)
-        | (u64::from(sel) << 16)
-        | (u64::from(access) << 40)
-        | (u64::from(off >> 16) << 48)
+    crate::segment::encode_gate(sel, off, access)
 }
 
 fn gate64(sel: u16, off: u64, access: u8, ist: u8) -> [u64; 2] {

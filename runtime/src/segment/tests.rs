@@ -11,14 +11,7 @@ pub(crate) const TSS: u64 = 0x4000;
 
 /// A code/data/system descriptor: `access` = P|DPL|S|type byte, `flags` = G|DB|L|AVL nibble,
 /// `limit` the raw 20-bit limit.
-pub(crate) fn desc(base: u32, limit: u32, access: u8, flags: u8) -> u64 {
-    u64::from(limit & 0xffff)
-        | (u64::from(base & 0xff_ffff) << 16)
-        | (u64::from(access) << 40)
-        | (u64::from((limit >> 16) & 0xf) << 48)
-        | (u64::from(flags & 0xf) << 52)
-        | (u64::from(base >> 24) << 56)
-}
+pub(crate) use super::encode_descriptor as desc;
 
 /// Flat 4 GiB 32-bit code, readable, with the given DPL.
 pub(crate) fn code32(dpl: u8) -> u64 {
@@ -488,4 +481,15 @@ fn random_tables_never_panic() {
             let _ = verw(&mut cpu, &mut mem, sel);
         }
     }
+}
+
+#[test]
+fn encode_descriptor_is_what_from_raw_decodes() {
+    let d = Descriptor::from_raw(encode_descriptor(0x1234_5678, 0xa_bcde, 0x9a, 0xc), 0, 0);
+    assert_eq!(
+        (d.base(), d.typ(), d.dpl(), d.present()),
+        (0x1234_5678, 0xa, 0, true)
+    );
+    assert!(d.g() && d.db() && !d.l());
+    assert_eq!(d.limit(), 0xabcd_efff);
 }

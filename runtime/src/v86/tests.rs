@@ -9,10 +9,7 @@ use crate::state::{CpuMode, DescriptorTable};
 
 /// An interrupt or trap gate: selector, offset, access byte (P, DPL, type).
 fn gate(sel: u16, off: u32, access: u8) -> u64 {
-    u64::from(off & 0xffff)
-        | (u64::from(sel) << 16)
-        | (u64::from(access) << 40)
-        | (u64::from(off >> 16) << 48)
+    crate::segment::encode_gate(sel, off, access)
 }
 
 /// Ring-0 stack from the TSS.

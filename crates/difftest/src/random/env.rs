@@ -5,6 +5,7 @@
 //! Physical = linear everywhere (paging, in 64-bit mode, is an identity map of 1 GiB in 2 MiB
 //! pages), and everything sits below 64 KiB so that real mode reaches it with all segments 0.
 
+use crane86_runtime::segment::encode_descriptor as descriptor;
 use iced_x86::code_asm::*;
 
 /// Real-mode interrupt vector table.
@@ -48,15 +49,6 @@ const CODE32: u16 = 0x08;
 const DATA: u16 = 0x10;
 const CODE64: u16 = 0x18;
 const TSS_SEL: u16 = 0x30;
-
-fn descriptor(base: u32, limit: u32, access: u8, flags: u8) -> u64 {
-    u64::from(limit & 0xffff)
-        | (u64::from(base & 0xff_ffff) << 16)
-        | (u64::from(access) << 40)
-        | (u64::from((limit >> 16) & 0xf) << 48)
-        | (u64::from(flags & 0xf) << 52)
-        | (u64::from(base >> 24) << 56)
-}
 
 /// The memory image of the tables and stubs: (address, bytes) pieces.
 pub fn tables() -> Vec<(u64, Vec<u8>)> {
