@@ -384,3 +384,44 @@ fn more_bad_input_gets_one_line_naming_the_file() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A guest that resets the machine (port 0xCF9) is booted again, as QEMU does, with RAM
+/// and devices fresh and the kernel loaded again; with `--no-reboot` the reset ends the run
+/// with status 0 and one line saying so.
+#[test]
+fn a_reset_reboots_unless_no_reboot() {
+    let dir = std::env::temp_dir().join(format!("crane86-reboot-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // Print "boot\n" on COM1 (a byte in RAM that a reboot must clear counts the boots the
+    // guest itself saw: it prints "again" if it finds its mark), then reset through 0xCF9.
+    let code: Vec<u8> = [
+        &[0x80, 0x3d, 0x00, 0x00, 0x20, 0x00, 0x00][..], // cmp byte [0x200000], 0
+        &[0x75, 0x1c],                                   // jne again
+        &[0xc6, 0x05, 0x00, 0x00, 0x20, 0x00, 0x01],     // mov byte [0x200000], 1
+        &[0x66, 0xba, 0xf8, 0x03],                       // mov dx, 0x3f8
+        &[0xb0, b'b', 0xee, 0xb0, b'o', 0xee, 0xb0, b'o', 0xee, 0xb0, b't', 0xee],
+        &[0xb0, b'\n', 0xee],
+        &[0xeb, 0x0d], // jmp reset
+        // again: print "again\n"
+        &[0x66, 0xba, 0xf8, 0x03, 0xb0, b'a', 0xee, 0xb0, b'\n', 0xee, 0xfa, 0xf4],
+        &[0x90],
+        // reset: out 0xcf9, 0x06
+        &[0x66, 0xba, 0xf9, 0x0c, 0xb0, 0x06, 0xee, 0xfa, 0xf4],
+    ]
+    .concat();
+    let mb = dir.join("reset.mb");
+    std::fs::write(&mb, common::multiboot_image(&code)).unwrap();
+    let mb = mb.to_str().unwrap();
+
+    let o = crane86(&["run", "--no-reboot", "--multiboot", mb]);
+    let (out, err) = (text(&o.stdout), text(&o.stderr));
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert_eq!(out, "boot\n");
+    assert!(err.contains("reset the machine") && err.contains("--no-reboot"), "{err}");
+
+    let o = crane86(&["run", "--timeout", "2", "--multiboot", mb]);
+    let (out, err) = (text(&o.stdout), text(&o.stderr));
+    assert_eq!(o.status.code(), Some(121), "{err}");
+    assert!(out.lines().count() > 10 && out.lines().all(|l| l == "boot"), "{out}");
+    assert!(err.contains("rebooting (reboot 1)"), "{err}");
+}

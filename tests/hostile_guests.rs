@@ -160,8 +160,8 @@ fn an_interrupt_storm_keeps_memory_bounded() {
     );
 }
 
-#[test]
-fn a_triple_fault_ends_the_run_with_its_message() {
+/// A guest that triple-faults at once, as [`a_triple_fault_ends_the_run_with_its_message`].
+fn triple_fault_image(name: &str) -> std::path::PathBuf {
     // An IDT limit of 0 makes every exception fault again: #UD -> #GP -> #DF -> shutdown.
     const BASE: u32 = 0x10_0020;
     const IDTR: u32 = BASE + 0x40;
@@ -171,10 +171,26 @@ fn a_triple_fault_ends_the_run_with_its_message() {
     let mut code = a.assemble(u64::from(BASE)).unwrap();
     code.resize(0x40, 0xcc);
     code.extend_from_slice(&[0; 6]);
-    let image = multiboot("triple.mb", &code);
+    multiboot(name, &code)
+}
+
+#[test]
+fn a_triple_fault_loop_keeps_memory_bounded() {
+    // Without --no-reboot every triple fault reboots the machine (fresh RAM, devices and
+    // translation cache, the kernel loaded again), which triple-faults again, forever.
+    let image = triple_fault_image("triple-loop.mb");
+    survive_and_terminate(
+        "triple-fault loop",
+        &["run", "--multiboot", image.to_str().unwrap()],
+    );
+}
+
+#[test]
+fn a_triple_fault_ends_the_run_with_its_message() {
+    let image = triple_fault_image("triple.mb");
     let t0 = Instant::now();
     let o = Command::new(env!("CARGO_BIN_EXE_crane86"))
-        .args(["run", "--multiboot", image.to_str().unwrap()])
+        .args(["run", "--no-reboot", "--multiboot", image.to_str().unwrap()])
         .stdin(Stdio::null())
         .output()
         .unwrap();

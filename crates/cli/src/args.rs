@@ -209,7 +209,12 @@ pub struct RunArgs {
     /// when the host delivers it.
     #[arg(long)]
     pub deterministic: bool,
-    /// Stop after this many guest instructions.
+    /// On the PC board, end the run when the guest resets the machine or triple-faults,
+    /// instead of rebooting it (QEMU's `-no-reboot`). Without it, a reset or triple fault
+    /// reboots: RAM and devices start over and the kernel is loaded again.
+    #[arg(long)]
+    pub no_reboot: bool,
+    /// Stop after this many guest instructions (counted per boot).
     #[arg(long)]
     pub max_insns: Option<u64>,
     /// Stop the run after this many seconds of wall time, with exit status 121 (a guest

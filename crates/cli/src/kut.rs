@@ -122,7 +122,8 @@ enum Verdict {
 fn run_one(exe: &Path, dir: &Path, e: &Entry, limit: Duration) -> Result<Verdict> {
     let args = e.test_args.trim_matches(|c| c == '\'' || c == '"');
     let mut child = Command::new(exe)
-        .arg("run")
+        // As QEMU's runner (x86/run: --no-reboot): a test that resets or triple-faults ends.
+        .args(["run", "--no-reboot"])
         .arg("--multiboot")
         .arg(dir.join("x86").join(&e.file))
         .args(["-m", MEM_MIB, "--append", args])

@@ -355,33 +355,7 @@ pub fn run_boot(args: &RunArgs, boot: &Boot) -> Result<Outcome> {
             .context("cannot create the perf map in /tmp")?;
         tracing::info!(path = %path.display(), "writing the perf map");
     }
-    match boot {
-        Boot::Flat(image) => m
-            .load_flat(&image.bytes, image.load_addr, image.entry, image.mode)
-            .context("cannot load the guest")?,
-        Boot::Multiboot {
-            kernel,
-            cmdline,
-            modules,
-        } => {
-            let mods: Vec<_> = modules
-                .iter()
-                .map(|(data, name)| crane86_machine::loader::multiboot::Module {
-                    data,
-                    cmdline: name,
-                })
-                .collect();
-            m.load_multiboot(kernel, cmdline, &mods)
-                .map_err(|e| name_file(e, args.multiboot.as_deref()))?
-        }
-        Boot::Linux {
-            kernel,
-            initrd,
-            cmdline,
-        } => m
-            .load_linux(kernel, initrd.as_deref(), cmdline)
-            .map_err(|e| name_file(e, args.kernel.as_deref()))?,
-    }
+    load(&mut m, &boot, args)?;
     // PC guests get the host's stdin on COM1; flat guests have no serial input. With a
     // person at a terminal, idle guest time passes in real time.
     m.set_realtime_idle(crate::console::stdin_is_tty() && !args.deterministic);
@@ -403,7 +377,7 @@ pub fn run_boot(args: &RunArgs, boot: &Boot) -> Result<Outcome> {
             None if m.serial_input().is_none() && timer.is_some() => {
                 run_in_slices(&mut m, args.max_insns, timer.as_ref())
             }
-            None => m.run(args.max_insns),
+            None => run_rebooting(&mut m, &boot, args)?,
             Some(listener) => {
                 let opts = crane86_gdb::Options {
                     wait: args.wait_gdb,
@@ -489,10 +463,10 @@ pub fn run_boot(args: &RunArgs, boot: &Boot) -> Result<Outcome> {
         RunEnd::PowerOff => 0,
         RunEnd::Reset => {
             eprintln!(
-                "crane86: the guest asked for a reset at rip={:#x}; crane86 does not reboot",
+                "\ncrane86: the guest reset the machine at rip={:#x}; not rebooting (--no-reboot)",
                 m.cpu.rip
             );
-            EXIT_GUEST_FAULT
+            0
         }
         RunEnd::Unsupported { what, rip } => {
             eprintln!("crane86: the guest needs {what} at rip={rip:#x}, which crane86 does not implement yet");
@@ -508,6 +482,73 @@ pub fn run_boot(args: &RunArgs, boot: &Boot) -> Result<Outcome> {
         end: Some(end),
         status,
     })
+}
+
+/// Puts the guest `boot` describes into `m` (at start, and again after a reboot).
+fn load(m: &mut Machine, boot: &Boot, args: &RunArgs) -> Result<()> {
+    match boot {
+        Boot::Flat(image) => m
+            .load_flat(&image.bytes, image.load_addr, image.entry, image.mode)
+            .context("cannot load the guest")?,
+        Boot::Multiboot {
+            kernel,
+            cmdline,
+            modules,
+        } => {
+            let mods: Vec<_> = modules
+                .iter()
+                .map(|(data, name)| crane86_machine::loader::multiboot::Module {
+                    data,
+                    cmdline: name,
+                })
+                .collect();
+            m.load_multiboot(kernel, cmdline, &mods)
+                .map_err(|e| name_file(e, args.multiboot.as_deref()))?
+        }
+        Boot::Linux {
+            kernel,
+            initrd,
+            cmdline,
+        } => m
+            .load_linux(kernel, initrd.as_deref(), cmdline)
+            .map_err(|e| name_file(e, args.kernel.as_deref()))?,
+    }
+    Ok(())
+}
+
+/// Runs a PC guest, rebooting it whenever it resets the machine or triple-faults, as a PC
+/// does, unless `--no-reboot`: RAM and devices start over and `boot` is loaded again (there
+/// is no firmware to do it). Ends with anything else the run ends with.
+fn run_rebooting(
+    m: &mut Machine,
+    boot: &Boot,
+    args: &RunArgs,
+) -> Result<Result<RunEnd, MachineError>> {
+    let mut reboots = 0u64;
+    loop {
+        let end = match m.run(args.max_insns) {
+            Ok(end) => end,
+            Err(e) => return Ok(Err(e)),
+        };
+        let why = match end {
+            RunEnd::Reset => format!("the guest reset the machine at rip={:#x}", m.cpu.rip),
+            RunEnd::TripleFault { first, rip } => {
+                format!("triple fault (CPU shutdown), starting with {first} at rip={rip:#x}")
+            }
+            _ => return Ok(Ok(end)),
+        };
+        if args.no_reboot || m.pc.is_none() {
+            return Ok(Ok(end));
+        }
+        reboots += 1;
+        // A guest that resets in a loop would otherwise flood the terminal: the first few
+        // reboots are told, then every thousandth.
+        if reboots <= 3 || reboots.is_multiple_of(1000) {
+            eprintln!("\ncrane86: {why}: rebooting (reboot {reboots})");
+        }
+        m.reboot().context("cannot reset the machine")?;
+        load(m, boot, args)?;
+    }
 }
 
 /// A loader's error, naming the file it was loading (the loader only sees its bytes): "cannot

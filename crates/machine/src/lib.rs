@@ -193,6 +193,28 @@ impl Machine {
         Ok(())
     }
 
+    /// A hardware reset, as the reset line does to a PC: RAM cleared, every device and the
+    /// CPU as at power-on, the translation cache emptied. What the guest printed on COM1,
+    /// the console's input handles and the statistics survive. The caller loads the guest
+    /// again (crane86 has no firmware that would): this is how `crane86 run` reboots.
+    pub fn reboot(&mut self) -> Result<(), MachineError> {
+        let ram = self.mem.ram_size();
+        let mut mem = PhysMem::new(ram)?;
+        if let Some(pc) = self.pc.as_mut() {
+            let (new, mmio) = pc.after_reset(ram)?;
+            mem.set_mmio(mmio);
+            self.pc = Some(Box::new(new));
+        }
+        // The old RAM goes only after the cache has forgotten its pages.
+        self.cache.flush(&mut self.mem);
+        self.mem = mem;
+        self.cpu = CpuState::new(CpuMode::Real16);
+        self.irq_shadow = false;
+        self.nmi_blocked = false;
+        self.ports.exit = None;
+        Ok(())
+    }
+
     /// The value the guest wrote to isa-debug-exit, once it has.
     pub fn debug_exit_value(&self) -> Option<u32> {
         match &self.pc {

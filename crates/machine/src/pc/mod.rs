@@ -158,9 +158,34 @@ impl Pc {
     pub(crate) fn new(
         ram_bytes: u64,
     ) -> Result<(Pc, Box<dyn crane86_runtime::MmioHandler>), BusError> {
+        Pc::build(ram_bytes, SerialSink::default(), input::InputQueue::default())
+    }
+
+    /// The board after a hardware reset: every device as at power-on, but the host's side
+    /// of COM1 kept (what the guest printed so far, the echo setting, input typed and not
+    /// yet read, the [`SerialInput`] handles given out) so that a console stays attached
+    /// across the reboot. Returns the new board and its MMIO handler.
+    pub(crate) fn after_reset(
+        &mut self,
+        ram_bytes: u64,
+    ) -> Result<(Pc, Box<dyn crane86_runtime::MmioHandler>), BusError> {
+        let (mut pc, mmio) = Pc::build(
+            ram_bytes,
+            self.serial.clone(),
+            std::mem::take(&mut self.input),
+        )?;
+        pc.realtime_idle = self.realtime_idle;
+        pc.held_input = std::mem::take(&mut self.held_input);
+        Ok((pc, mmio))
+    }
+
+    fn build(
+        ram_bytes: u64,
+        serial: SerialSink,
+        input: input::InputQueue,
+    ) -> Result<(Pc, Box<dyn crane86_runtime::MmioHandler>), BusError> {
         let clock = ManualClock::new();
         let dyn_clock: Arc<dyn Clock> = Arc::new(clock.clone());
-        let serial = SerialSink::default();
 
         let mut bsp_apic = LocalApic::new(0, dyn_clock.clone(), TSC_HZ);
         // What SeaBIOS leaves (and QEMU's reset sets) on the BSP: LINT0 in ExtINT mode, so
@@ -302,7 +327,7 @@ impl Pc {
             ferr,
             serial,
             uart,
-            input: input::InputQueue::default(),
+            input,
             realtime_idle: false,
             held_input: Vec::new(),
             idle_ns: 0,
