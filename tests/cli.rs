@@ -399,11 +399,15 @@ fn a_reset_reboots_unless_no_reboot() {
         &[0x75, 0x1c],                                   // jne again
         &[0xc6, 0x05, 0x00, 0x00, 0x20, 0x00, 0x01],     // mov byte [0x200000], 1
         &[0x66, 0xba, 0xf8, 0x03],                       // mov dx, 0x3f8
-        &[0xb0, b'b', 0xee, 0xb0, b'o', 0xee, 0xb0, b'o', 0xee, 0xb0, b't', 0xee],
+        &[
+            0xb0, b'b', 0xee, 0xb0, b'o', 0xee, 0xb0, b'o', 0xee, 0xb0, b't', 0xee,
+        ],
         &[0xb0, b'\n', 0xee],
         &[0xeb, 0x0d], // jmp reset
         // again: print "again\n"
-        &[0x66, 0xba, 0xf8, 0x03, 0xb0, b'a', 0xee, 0xb0, b'\n', 0xee, 0xfa, 0xf4],
+        &[
+            0x66, 0xba, 0xf8, 0x03, 0xb0, b'a', 0xee, 0xb0, b'\n', 0xee, 0xfa, 0xf4,
+        ],
         &[0x90],
         // reset: out 0xcf9, 0x06
         &[0x66, 0xba, 0xf9, 0x0c, 0xb0, 0x06, 0xee, 0xfa, 0xf4],
@@ -417,11 +421,17 @@ fn a_reset_reboots_unless_no_reboot() {
     let (out, err) = (text(&o.stdout), text(&o.stderr));
     assert_eq!(o.status.code(), Some(0), "{err}");
     assert_eq!(out, "boot\n");
-    assert!(err.contains("reset the machine") && err.contains("--no-reboot"), "{err}");
+    assert!(
+        err.contains("reset the machine") && err.contains("--no-reboot"),
+        "{err}"
+    );
 
     let o = crane86(&["run", "--timeout", "2", "--multiboot", mb]);
     let (out, err) = (text(&o.stdout), text(&o.stderr));
     assert_eq!(o.status.code(), Some(121), "{err}");
-    assert!(out.lines().count() > 10 && out.lines().all(|l| l == "boot"), "{out}");
+    assert!(
+        out.lines().count() > 10 && out.lines().all(|l| l == "boot"),
+        "{out}"
+    );
     assert!(err.contains("rebooting (reboot 1)"), "{err}");
 }

@@ -355,7 +355,7 @@ pub fn run_boot(args: &RunArgs, boot: &Boot) -> Result<Outcome> {
             .context("cannot create the perf map in /tmp")?;
         tracing::info!(path = %path.display(), "writing the perf map");
     }
-    load(&mut m, &boot, args)?;
+    load(&mut m, boot, args)?;
     // PC guests get the host's stdin on COM1; flat guests have no serial input. With a
     // person at a terminal, idle guest time passes in real time.
     m.set_realtime_idle(crate::console::stdin_is_tty() && !args.deterministic);
@@ -377,7 +377,7 @@ pub fn run_boot(args: &RunArgs, boot: &Boot) -> Result<Outcome> {
             None if m.serial_input().is_none() && timer.is_some() => {
                 run_in_slices(&mut m, args.max_insns, timer.as_ref())
             }
-            None => run_rebooting(&mut m, &boot, args)?,
+            None => run_rebooting(&mut m, boot, args)?,
             Some(listener) => {
                 let opts = crane86_gdb::Options {
                     wait: args.wait_gdb,

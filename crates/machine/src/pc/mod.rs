@@ -158,7 +158,11 @@ impl Pc {
     pub(crate) fn new(
         ram_bytes: u64,
     ) -> Result<(Pc, Box<dyn crane86_runtime::MmioHandler>), BusError> {
-        Pc::build(ram_bytes, SerialSink::default(), input::InputQueue::default())
+        Pc::build(
+            ram_bytes,
+            SerialSink::default(),
+            input::InputQueue::default(),
+        )
     }
 
     /// The board after a hardware reset: every device as at power-on, but the host's side
