@@ -7,12 +7,16 @@
 //! - guest RAM is one anonymous mapping of exactly the configured size that lives as long as
 //!   its [`PhysMem`]; every host address generated code computes comes from a TLB entry whose
 //!   page lies wholly inside it (checked when the entry is filled);
+//! - [`GUARD_BYTES`] of `PROT_NONE` lie right before and right after it, reserved with it and
+//!   never made accessible, so that an access that misses the RAM by a little (a wrong
+//!   addend, an off-by-some in a slow path) faults at once instead of touching other host
+//!   memory; no slice ever covers them;
 //! - a TLB entry is filled only for a page of RAM, and only for accesses that do not cross a
 //!   page, so `host = linear + addend` stays inside that page;
 //! - the slow paths are only called by generated code while the run loop has set
 //!   `CpuState::mem` to its live `PhysMem`.
 
-use memmap2::MmapMut;
+use std::ptr::NonNull;
 
 use crate::exception::{Exception, Fault};
 use crate::paging::{walk, Access, PagingMode, Translation, WalkRegs, CR0_WP, CR4_SMAP, CR4_SMEP};
@@ -129,19 +133,104 @@ pub trait MmioHandler: Send {
     fn mmio_write(&mut self, addr: u64, size: u32, value: u64);
 }
 
-/// Guest RAM: one anonymous host mapping.
+/// Bytes of inaccessible (`PROT_NONE`) host memory on each side of guest RAM. Generated code
+/// forms host addresses only inside one page of RAM (see the module invariants), so any
+/// guard would do against its mistakes; 64 KiB also catches a wrong base plus a small
+/// offset, and costs only address space.
+pub const GUARD_BYTES: usize = 64 << 10;
+
+/// Guest RAM: one anonymous host mapping, between two guard regions ([`GUARD_BYTES`]).
 pub struct GuestRam {
-    map: MmapMut,
+    /// The first byte of RAM, [`GUARD_BYTES`] into the reservation.
+    base: NonNull<u8>,
+    /// RAM size in bytes (the reservation is this plus both guards).
+    size: usize,
 }
+
+// SAFETY: `GuestRam` owns its mapping alone (like a `Vec<u8>`): no other handle to it exists,
+// and its bytes are only reached through `&self`/`&mut self` (or, by generated code, while
+// the run loop holds the `PhysMem` mutably), so moving or sharing it across threads is as
+// safe as for a `Vec<u8>`.
+unsafe impl Send for GuestRam {}
+// SAFETY: as above: shared access only reads through `&[u8]`.
+unsafe impl Sync for GuestRam {}
 
 impl GuestRam {
     fn new(size: u64) -> Result<GuestRam, MemError> {
         if size == 0 || !size.is_multiple_of(PAGE_SIZE) || size >= 1 << 48 {
             return Err(MemError::BadSize(size));
         }
-        let map =
-            MmapMut::map_anon(size as usize).map_err(|source| MemError::Alloc { size, source })?;
-        Ok(GuestRam { map })
+        let alloc_err = |source| MemError::Alloc { size, source };
+        let total = (size as usize)
+            .checked_add(2 * GUARD_BYTES)
+            .ok_or(MemError::BadSize(size))?;
+        // SAFETY: a new private anonymous mapping at an address the kernel picks: it overlaps
+        // nothing that exists. The result is checked before use.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                total,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(alloc_err(std::io::Error::last_os_error()));
+        }
+        // SAFETY: `GUARD_BYTES < total`, so the address stays inside the reservation.
+        let base = unsafe { p.cast::<u8>().add(GUARD_BYTES) };
+        // SAFETY: `[base, base + size)` lies inside the reservation just made, which nothing
+        // else knows about; only its middle becomes accessible, the guards stay PROT_NONE.
+        let rc = unsafe {
+            libc::mprotect(
+                base.cast(),
+                size as usize,
+                libc::PROT_READ | libc::PROT_WRITE,
+            )
+        };
+        if rc != 0 {
+            let e = std::io::Error::last_os_error();
+            // SAFETY: unmapping the reservation made above, which nothing refers to yet.
+            unsafe { libc::munmap(p, total) };
+            return Err(alloc_err(e));
+        }
+        let base = NonNull::new(base).ok_or_else(|| alloc_err(std::io::Error::other("null")))?;
+        Ok(GuestRam {
+            base,
+            size: size as usize,
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.size
+    }
+
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: `[base, base + size)` is mapped read-write and zero-initialised for as long
+        // as `self` lives; the borrow of `self` keeps it from being unmapped or written
+        // through `bytes_mut` meanwhile.
+        unsafe { std::slice::from_raw_parts(self.base.as_ptr(), self.size) }
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `bytes`, and `&mut self` makes this the only reference.
+        unsafe { std::slice::from_raw_parts_mut(self.base.as_ptr(), self.size) }
+    }
+}
+
+impl Drop for GuestRam {
+    fn drop(&mut self) {
+        // SAFETY: the reservation starts GUARD_BYTES before `base` and spans both guards and
+        // the RAM; nothing refers to it once its owner is dropped (generated code only runs
+        // while the run loop borrows the `PhysMem`).
+        unsafe {
+            libc::munmap(
+                self.base.as_ptr().sub(GUARD_BYTES).cast(),
+                self.size + 2 * GUARD_BYTES,
+            );
+        }
     }
 }
 
@@ -182,18 +271,18 @@ impl PhysMem {
 
     /// RAM size in bytes.
     pub fn ram_size(&self) -> u64 {
-        self.ram.map.len() as u64
+        self.ram.len() as u64
     }
 
     /// The RAM as bytes, for loaders and tests.
     pub fn ram(&self) -> &[u8] {
-        &self.ram.map
+        self.ram.bytes()
     }
 
     /// The RAM as mutable bytes, for loaders. Writes here bypass code tracking: load images
     /// before running, or call [`PhysMem::note_write`].
     pub fn ram_mut(&mut self) -> &mut [u8] {
-        &mut self.ram.map
+        self.ram.bytes_mut()
     }
 
     /// Copies `data` into RAM at `addr`.
@@ -206,7 +295,7 @@ impl PhysMem {
                 len: data.len(),
                 ram: self.ram_size(),
             })?;
-        self.ram.map[addr as usize..end as usize].copy_from_slice(data);
+        self.ram.bytes_mut()[addr as usize..end as usize].copy_from_slice(data);
         for page in (addr & PAGE_MASK..end).step_by(PAGE_SIZE as usize) {
             self.note_write(page);
         }
@@ -231,7 +320,7 @@ impl PhysMem {
         }
         let mut buf = [0u8; 8];
         let a = addr as usize;
-        buf[..size as usize].copy_from_slice(&self.ram.map[a..a + size as usize]);
+        buf[..size as usize].copy_from_slice(&self.ram.bytes()[a..a + size as usize]);
         u64::from_le_bytes(buf)
     }
 
@@ -245,7 +334,7 @@ impl PhysMem {
         }
         let mut buf = [0u8; 8];
         let a = addr as usize;
-        buf[..size as usize].copy_from_slice(&self.ram.map[a..a + size as usize]);
+        buf[..size as usize].copy_from_slice(&self.ram.bytes()[a..a + size as usize]);
         u64::from_le_bytes(buf)
     }
 
@@ -266,7 +355,8 @@ impl PhysMem {
             return;
         }
         let a = addr as usize;
-        self.ram.map[a..a + size as usize].copy_from_slice(&value.to_le_bytes()[..size as usize]);
+        self.ram.bytes_mut()[a..a + size as usize]
+            .copy_from_slice(&value.to_le_bytes()[..size as usize]);
         self.note_write(addr);
         if (addr & !PAGE_MASK) + u64::from(size) > PAGE_SIZE {
             self.note_write(addr + u64::from(size) - 1);
@@ -315,7 +405,7 @@ impl PhysMem {
 
     /// Host address of a physical RAM address; callers check [`PhysMem::is_ram`] first.
     fn host_addr(&self, addr: u64) -> u64 {
-        self.ram.map.as_ptr() as u64 + addr
+        self.ram.base.as_ptr() as u64 + addr
     }
 }
 
@@ -701,6 +791,37 @@ pub unsafe extern "C" fn store_slow(cpu: *mut CpuState, linear: u64, size: u64, 
 mod tests {
     use super::*;
     use crate::CpuMode;
+
+    /// The permissions of the `/proc/self/maps` line that holds `addr`.
+    fn perms_at(addr: usize) -> Option<String> {
+        let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+        maps.lines().find_map(|l| {
+            let mut f = l.split_whitespace();
+            let (lo, hi) = f.next()?.split_once('-')?;
+            let lo = usize::from_str_radix(lo, 16).ok()?;
+            let hi = usize::from_str_radix(hi, 16).ok()?;
+            (lo..hi)
+                .contains(&addr)
+                .then(|| f.next().map(str::to_owned))?
+        })
+    }
+
+    #[test]
+    fn guest_ram_is_exactly_its_size_between_guard_pages() {
+        let mem = PhysMem::new(1 << 20).unwrap();
+        assert_eq!(mem.ram().len(), 1 << 20);
+        let base = mem.ram().as_ptr() as usize;
+        let end = base + (1 << 20);
+        assert_eq!(perms_at(base).as_deref(), Some("rw-p"));
+        assert_eq!(perms_at(end - 1).as_deref(), Some("rw-p"));
+        for g in [base - GUARD_BYTES, base - 1, end, end + GUARD_BYTES - 1] {
+            assert_eq!(
+                perms_at(g).as_deref(),
+                Some("---p"),
+                "{g:#x} near {base:#x}"
+            );
+        }
+    }
 
     #[test]
     fn reads_and_writes_cross_pages_and_fill_the_tlb() {

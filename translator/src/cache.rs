@@ -1,9 +1,22 @@
 //! The translation cache: blocks by [`BlockKey`], a direct-mapped lookup table in front of a
 //! hash map, tiering from the interpreter to the JIT, chaining between compiled blocks, and
 //! invalidation of every block on a physical page.
+//!
+//! Both halves of the cache are bounded, so that a guest cannot grow host memory by running
+//! code at ever-new addresses. The compiled code lives in a fixed-size arena; when it is
+//! full, every block's code is dropped and the blocks stay decoded ([`CacheStats::flushes`]).
+//! The decoded blocks and their bookkeeping are charged against a budget of host bytes (the
+//! same size as the arena, [`Cache::block_budget`]); when a new block must be decoded and
+//! the budget is spent, every block is dropped first ([`CacheStats::capacity_flushes`]).
+//! Like QEMU's TCG, which flushes its whole code buffer when it fills, the cache flushes
+//! whole rather than evicting a block at a time: no per-block recency to keep on the hot
+//! lookup path, no chain links to unpick block by block, and a guest whose working set fits
+//! never sees it. Capacity flushes happen only in [`Cache::lookup`], which the run loop
+//! calls between blocks, when no generated code runs and no block id is held; results of
+//! background compiles for dropped blocks are recognised by their serial and thrown away.
 
 use std::collections::{BTreeSet, HashMap};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crane86_runtime::memory::{probe_fetch_phys, PAGE_SIZE};
 use crane86_runtime::{BlockKey, CpuState, PhysMem};
@@ -13,6 +26,11 @@ use crate::emit::Ctx;
 use crate::jit::arena::CodeArena;
 use crate::jit::worker::{CompileWorker, Done, Job};
 use crate::jit::{ChainSlots, Jit, JitError, JitOptions};
+
+mod stats;
+#[cfg(test)]
+mod tests;
+pub use stats::CacheStats;
 
 /// Which back end runs blocks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,41 +44,6 @@ pub enum Tier {
         /// Runs before a block is compiled.
         threshold: u32,
     },
-}
-
-/// Translation-cache statistics (`--stats`).
-#[derive(Clone, Debug, Default)]
-pub struct CacheStats {
-    /// Blocks decoded (all enter the interpreter tier first, or go straight to the JIT).
-    pub blocks_decoded: u64,
-    /// Guest instructions in decoded blocks.
-    pub insns_decoded: u64,
-    /// Blocks compiled by the JIT.
-    pub blocks_compiled: u64,
-    /// Guest instructions in compiled blocks.
-    pub insns_compiled: u64,
-    /// Time spent compiling.
-    pub compile_time: Duration,
-    /// Time spent decoding.
-    pub decode_time: Duration,
-    /// Lookups by the run loop.
-    pub lookups: u64,
-    /// Lookups answered by the direct-mapped table.
-    pub fast_hits: u64,
-    /// Lookups answered by the hash map.
-    pub map_hits: u64,
-    /// Lookups that had to translate.
-    pub misses: u64,
-    /// Exits linked to their target (later taken without the run loop).
-    pub links: u64,
-    /// Blocks invalidated because their page was written.
-    pub invalidated_smc: u64,
-    /// Page-crossing blocks dropped because their second page now maps elsewhere.
-    pub invalidated_remap: u64,
-    /// Whole-cache flushes (code arena full, or asked for).
-    pub flushes: u64,
-    /// Bytes of host code produced.
-    pub code_bytes: u64,
 }
 
 /// Identifies a block in the cache.
@@ -103,6 +86,38 @@ impl Block {
 }
 
 const FAST_SIZE: usize = 1 << 15;
+
+/// The smallest decoded-block budget, so that a tiny code arena still leaves room for a
+/// working set of a few hundred blocks.
+const MIN_BLOCK_BUDGET: usize = 256 << 10;
+
+/// Background compiles queued at most: beyond it a hot block stays interpreted until the
+/// worker catches up, so that the queue (each job holds a copy of its block) stays bounded.
+const MAX_IN_FLIGHT: usize = 1024;
+
+/// Host bytes a block is charged against the budget: the block itself, its instruction
+/// vector, its boxed chain slots, its share of the hash map, the page index and the chain
+/// links it may gain, and an allocator header per heap allocation. An estimate, but one that grows with everything a block holds.
+fn block_cost(b: &Block) -> usize {
+    const ALLOC_HEADER: usize = 16;
+    let insns = b.decoded.insns.capacity() * std::mem::size_of::<crate::decode::DecodedInsn>();
+    let map = 2 * std::mem::size_of::<(BlockKey, BlockId)>();
+    // A block gains at most two links in all (its own two slots), but a target's `incoming`
+    // vector starts at four entries.
+    let links = 4 * std::mem::size_of::<(BlockId, u8)>();
+    // Charged as if the block were alone on its pages: a page-index entry and its vector.
+    let pages = b.pages.iter().flatten().count()
+        * (std::mem::size_of::<(u64, Vec<BlockId>)>()
+            + std::mem::size_of::<BlockId>()
+            + ALLOC_HEADER);
+    std::mem::size_of::<Option<Block>>()
+        + insns
+        + std::mem::size_of::<[u64; 2]>()
+        + map
+        + links
+        + pages
+        + 3 * ALLOC_HEADER
+}
 
 /// An entry of the direct-mapped table in front of the cache's hash map. Generated code reads
 /// it too (through [`crate::jit::helpers::jump_lookup`], which gets the table's address as a
@@ -154,6 +169,10 @@ pub struct Cache {
     /// Linear addresses the run loop must reach before the instruction there runs (a
     /// debugger's breakpoints, see [`Cache::set_entry_barriers`]).
     barriers: BTreeSet<u64>,
+    /// Host bytes the live blocks are charged ([`block_cost`]).
+    decoded_bytes: usize,
+    /// The most `decoded_bytes` may reach before the next new block flushes the cache.
+    block_budget: usize,
     /// Statistics.
     pub stats: CacheStats,
 }
@@ -193,7 +212,8 @@ pub(crate) fn fast_index(key: BlockKey) -> usize {
 }
 
 impl Cache {
-    /// A cache using `tier`, with `arena_bytes` of executable memory.
+    /// A cache using `tier`, with `arena_bytes` of executable memory, and as many host bytes
+    /// (at least 256 KiB) for the decoded blocks (see the module documentation).
     pub fn new(tier: Tier, arena_bytes: usize, opts: JitOptions) -> Result<Cache, CacheError> {
         // Build the opcode table now, so its one-time cost is not charged to the first block.
         crate::table::lookup(iced_x86::Code::INVALID);
@@ -223,6 +243,8 @@ impl Cache {
             next_serial: 0,
             perf_map: None,
             barriers: BTreeSet::new(),
+            decoded_bytes: 0,
+            block_budget: arena_bytes.max(MIN_BLOCK_BUDGET),
             stats: CacheStats::default(),
         })
     }
@@ -289,6 +311,17 @@ impl Cache {
         self.arena.used()
     }
 
+    /// Host bytes the live decoded blocks are charged (an estimate of what they hold).
+    pub fn decoded_bytes(&self) -> usize {
+        self.decoded_bytes
+    }
+
+    /// The budget of [`Cache::decoded_bytes`]: a new block that finds it spent flushes the
+    /// cache first.
+    pub fn block_budget(&self) -> usize {
+        self.block_budget
+    }
+
     /// Finds the block for `key`, decoding it from guest memory if needed. `cpu` is the CPU
     /// about to run it: a block whose tail lies on another page needs that page's current
     /// translation.
@@ -319,8 +352,19 @@ impl Cache {
             }
             self.remove(id, mem);
             self.stats.invalidated_remap += 1;
+            // The exit that led here may belong to the block just dropped, whose id the
+            // new block can take: it must not be linked.
+            cpu.link = 0;
         }
         self.stats.misses += 1;
+        if self.decoded_bytes >= self.block_budget {
+            // The safe point: the run loop holds no block between lookups, and no generated
+            // code runs. The exit that led here names a block about to be dropped.
+            self.stats.capacity_flushes += 1;
+            self.stats.evicted += self.map.len() as u64;
+            self.flush(mem);
+            cpu.link = 0;
+        }
         let id = self.insert(key, cpu, mem);
         self.fast[fi] = self.fast_entry(id);
         id
@@ -394,6 +438,7 @@ impl Cache {
             outgoing: [None; 2],
         };
         self.next_serial += 1;
+        self.decoded_bytes += block_cost(&block);
         let id = match self.free.pop() {
             Some(id) => {
                 self.blocks[id as usize] = Some(block);
@@ -440,8 +485,8 @@ impl Cache {
             return Ok(false);
         }
         let (queued, serial) = (b.queued, b.serial);
-        if self.worker.is_some() {
-            if queued {
+        if let Some(w) = &self.worker {
+            if queued || w.in_flight() >= MAX_IN_FLIGHT {
                 return Ok(false);
             }
             let block = self.block(id).decoded.clone();
@@ -650,6 +695,7 @@ impl Cache {
         let Some(b) = self.blocks[id as usize].take() else {
             return;
         };
+        self.decoded_bytes = self.decoded_bytes.saturating_sub(block_cost(&b));
         for (src, slot) in &b.incoming {
             if let Some(Some(s)) = self.blocks.get_mut(*src as usize) {
                 s.slots[*slot as usize] = 0;
@@ -695,7 +741,9 @@ impl Cache {
         self.stats.flushes += 1;
     }
 
-    /// Drops every block.
+    /// Drops every block. Only between blocks: no generated code may be running, and block
+    /// ids held by the caller are dead afterwards (as is the exit token in `CpuState::link`,
+    /// which the caller must clear).
     pub fn flush(&mut self, mem: &mut PhysMem) {
         for p in self.by_page.keys() {
             mem.set_code_page(*p, false);
@@ -706,5 +754,6 @@ impl Cache {
         self.free.clear();
         self.fast.fill(NO_ENTRY);
         self.arena.reset();
+        self.decoded_bytes = 0;
     }
 }

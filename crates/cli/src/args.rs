@@ -192,6 +192,11 @@ pub struct RunArgs {
     /// Translation tier.
     #[arg(long, value_enum, default_value = "auto")]
     pub tier: TierArg,
+    /// Size of the translation cache in MiB (1 to 4096): the compiled-code arena, and as much
+    /// again for the decoded blocks; a cache that fills is flushed whole and refilled, so a
+    /// small one only costs speed. QEMU's equivalent is `-accel tcg,tb-size=MIB`.
+    #[arg(long = "code-cache", value_name = "MIB", default_value_t = 64, value_parser = parse_code_cache)]
+    pub code_cache_mib: usize,
     /// Runs of a block before `--tier auto` compiles it.
     #[arg(long, default_value_t = crane86_machine::DEFAULT_JIT_THRESHOLD)]
     pub jit_threshold: u32,
@@ -246,6 +251,14 @@ impl RunArgs {
             run: RunArgs,
         }
         Wrapper::parse_from(["crane86", "--guest", guest]).run
+    }
+}
+
+/// Parses `--code-cache`: MiB from 1 to 4096.
+fn parse_code_cache(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n @ 1..=4096) => Ok(n),
+        _ => Err("the code cache takes a whole number of MiB from 1 to 4096".into()),
     }
 }
 

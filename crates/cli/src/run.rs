@@ -317,6 +317,7 @@ pub fn run_boot(args: &RunArgs, boot: &Boot) -> Result<Outcome> {
     let cfg = MachineConfig {
         ram_bytes,
         tier: tier(args.tier, args.jit_threshold),
+        code_arena_bytes: args.code_cache_mib << 20,
         jit: JitOptions {
             optimize: args.jit_opt == JitOptArg::Speed,
             // A background compile changes when a block switches tier, and a compiled

@@ -123,6 +123,13 @@ impl Report {
                     c.invalidated_smc, r.smc_pages, c.flushes
                 ),
             ),
+            (
+                "capacity flushes",
+                format!(
+                    "{} (cache full: {} blocks evicted)",
+                    c.capacity_flushes, c.evicted
+                ),
+            ),
             ("code bytes", format!("{}", c.code_bytes)),
             ("memory slow paths (JIT)", format!("{}", self.mem_slow)),
             (
@@ -166,7 +173,12 @@ impl Report {
             "decode_ms": c.decode_time.as_secs_f64() * 1e3,
             "lookups": { "total": c.lookups, "fast_hits": c.fast_hits, "map_hits": c.map_hits, "misses": c.misses },
             "exits": { "chained": self.chained, "dispatched": r.jit_entries, "links": c.links },
-            "invalidations": { "smc_blocks": c.invalidated_smc, "smc_pages": r.smc_pages, "flushes": c.flushes },
+            "invalidations": {
+                "smc_blocks": c.invalidated_smc,
+                "smc_pages": r.smc_pages,
+                "flushes": c.flushes,
+                "capacity": { "flushes": c.capacity_flushes, "evicted": c.evicted },
+            },
             "code_bytes": c.code_bytes,
             "mem_slow_paths": self.mem_slow,
             "paging": {

@@ -42,7 +42,8 @@ pub struct MachineConfig {
     pub ram_bytes: u64,
     /// Which translation tiers run.
     pub tier: Tier,
-    /// Executable memory for compiled code, in bytes.
+    /// Executable memory for compiled code, in bytes; the decoded blocks may hold as many
+    /// host bytes again (`crane86 run --code-cache`, see [`Cache::block_budget`]).
     pub code_arena_bytes: usize,
     /// Cranelift settings.
     pub jit: JitOptions,

@@ -233,6 +233,9 @@ impl Machine {
             }
             let key = BlockKey::new(phys, &self.cpu);
             self.cache.collect_compiled()?;
+            // The safe point where a full cache flushes itself (`Cache::lookup`): no block id
+            // is held across the call, no generated code runs, and the exit token below is
+            // read after it (a flush clears it).
             let id = self.cache.lookup(key, &mut self.cpu, &mut self.mem);
             if self.cache.block(id).decoded.insns.is_empty() {
                 // The first instruction runs into a page that cannot be fetched: that

@@ -6,23 +6,98 @@
 //!
 //! Invariants:
 //! - both views map the same `cap` bytes of the same file for the arena's whole life;
+//! - each view sits in the middle of a reservation of its own with [`GUARD_BYTES`] of
+//!   `PROT_NONE` before and after it, never made accessible, so that a stray jump or access
+//!   just past either view faults instead of reaching other host memory;
 //! - [`CodeArena::alloc`] only hands out ranges below `used` + the new size, never overlapping
 //!   a live block, and returns addresses inside the execute view;
 //! - [`CodeArena::reset`] is only called when no generated code is running and every pointer
 //!   into the arena has been dropped (the translation cache flushes all blocks first).
 
 use std::fs::File;
-use std::os::fd::FromRawFd;
-
-use memmap2::{Mmap, MmapMut, MmapOptions};
+use std::os::fd::{AsRawFd, FromRawFd};
 
 /// Alignment of each block's code (a cache line).
 const ALIGN: usize = 64;
 
+/// Bytes of `PROT_NONE` on each side of both views. Generated code holds no host pointer
+/// into the arena other than its own code and the chain targets the cache gives it, so one
+/// page would catch a fall-through off the end; 64 KiB also catches a short jump or a
+/// wrong small offset.
+pub const GUARD_BYTES: usize = 64 << 10;
+
+/// An address range reserved as `PROT_NONE`, of which the middle `len` bytes (after
+/// [`GUARD_BYTES`]) are mapped to the arena's file; unmapped whole on drop.
+struct View {
+    /// The first byte after the leading guard.
+    base: *mut u8,
+    /// Bytes between the guards.
+    len: usize,
+}
+
+impl View {
+    /// Reserves `len` bytes between two guards and maps `file` there with `prot`.
+    fn map(file: &File, len: usize, prot: libc::c_int) -> std::io::Result<View> {
+        let total = len + 2 * GUARD_BYTES;
+        // SAFETY: a new private anonymous mapping at an address the kernel picks: it overlaps
+        // nothing that exists. The result is checked before use.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                total,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `GUARD_BYTES < total`: inside the reservation.
+        let base = unsafe { p.cast::<u8>().add(GUARD_BYTES) };
+        // SAFETY: MAP_FIXED replaces `[base, base + len)`, which lies inside the reservation
+        // just made and owned by nothing else; the file is this arena's own memfd, at least
+        // `len` bytes long. The guards around it stay PROT_NONE.
+        let q = unsafe {
+            libc::mmap(
+                base.cast(),
+                len,
+                prot,
+                libc::MAP_SHARED | libc::MAP_FIXED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if q == libc::MAP_FAILED {
+            let e = std::io::Error::last_os_error();
+            // SAFETY: unmapping the reservation made above, which nothing refers to.
+            unsafe { libc::munmap(p, total) };
+            return Err(e);
+        }
+        Ok(View { base, len })
+    }
+}
+
+impl Drop for View {
+    fn drop(&mut self) {
+        // SAFETY: the reservation starts GUARD_BYTES before `base` and spans both guards;
+        // the arena's owner guarantees no code runs from it any more (module invariants).
+        unsafe {
+            libc::munmap(
+                self.base.sub(GUARD_BYTES).cast(),
+                self.len + 2 * GUARD_BYTES,
+            );
+        }
+    }
+}
+
 /// A bump-allocated region of executable memory.
 pub struct CodeArena {
-    rw: MmapMut,
-    rx: Mmap,
+    /// Where code is written; never executable.
+    rw: View,
+    /// Where code runs from; never writable.
+    rx: View,
     used: usize,
 }
 
@@ -38,11 +113,9 @@ impl CodeArena {
         // SAFETY: `fd` is a fresh descriptor that nothing else owns.
         let file = unsafe { File::from_raw_fd(fd) };
         file.set_len(cap as u64)?;
-        // SAFETY: the file is private to this arena (memfd, no other handle is shared), so
-        // nothing outside this module changes the mapping under us.
-        let rw = unsafe { MmapOptions::new().len(cap).map_mut(&file)? };
-        // SAFETY: as above; this view is never written through.
-        let rx = unsafe { MmapOptions::new().len(cap).map_exec(&file)? };
+        // The mappings keep the memfd alive after `file` is closed.
+        let rw = View::map(&file, cap, libc::PROT_READ | libc::PROT_WRITE)?;
+        let rx = View::map(&file, cap, libc::PROT_READ | libc::PROT_EXEC)?;
         Ok(CodeArena { rw, rx, used: 0 })
     }
 
@@ -50,13 +123,17 @@ impl CodeArena {
     pub fn alloc(&mut self, code: &[u8]) -> Option<*const u8> {
         let start = self.used.next_multiple_of(ALIGN);
         let end = start.checked_add(code.len())?;
-        if end > self.rw.len() {
+        if end > self.rw.len {
             return None;
         }
-        self.rw[start..end].copy_from_slice(code);
+        // SAFETY: `start <= end <= len`: the range lies inside the writable view, which
+        // `&mut self` makes the only writer; `code` is a separate host buffer.
+        unsafe {
+            std::ptr::copy_nonoverlapping(code.as_ptr(), self.rw.base.add(start), code.len());
+        }
         self.used = end;
         // SAFETY: `start < end <= len`, so the pointer stays inside the execute view.
-        Some(unsafe { self.rx.as_ptr().add(start) })
+        Some(unsafe { self.rx.base.add(start).cast_const() })
     }
 
     /// Forgets every block (see the module invariants).
@@ -71,13 +148,13 @@ impl CodeArena {
 
     /// Total capacity in bytes.
     pub fn capacity(&self) -> usize {
-        self.rw.len()
+        self.rw.len
     }
 
     /// True when `p` points into the executable view.
     pub fn contains(&self, p: *const u8) -> bool {
-        let base = self.rx.as_ptr() as usize;
-        (base..base + self.rx.len()).contains(&(p as usize))
+        let base = self.rx.base as usize;
+        (base..base + self.rx.len).contains(&(p as usize))
     }
 }
 
@@ -95,5 +172,36 @@ mod tests {
         assert!(a.alloc(&[0; 8192]).is_none());
         a.reset();
         assert_eq!(a.used(), 0);
+    }
+
+    /// The permissions of the `/proc/self/maps` line that holds `addr`.
+    fn perms_at(addr: usize) -> Option<String> {
+        let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+        maps.lines().find_map(|l| {
+            let mut f = l.split_whitespace();
+            let (lo, hi) = f.next()?.split_once('-')?;
+            let lo = usize::from_str_radix(lo, 16).ok()?;
+            let hi = usize::from_str_radix(hi, 16).ok()?;
+            (lo..hi)
+                .contains(&addr)
+                .then(|| f.next().map(str::to_owned))?
+        })
+    }
+
+    #[test]
+    fn both_views_sit_between_guard_pages() {
+        let a = CodeArena::new(1 << 16).unwrap();
+        for (view, perms) in [(&a.rw, "rw-s"), (&a.rx, "r-xs")] {
+            let (base, end) = (view.base as usize, view.base as usize + view.len);
+            assert_eq!(perms_at(base).as_deref(), Some(perms));
+            assert_eq!(perms_at(end - 1).as_deref(), Some(perms));
+            for g in [base - GUARD_BYTES, base - 1, end, end + GUARD_BYTES - 1] {
+                assert_eq!(
+                    perms_at(g).as_deref(),
+                    Some("---p"),
+                    "{g:#x} near {base:#x}"
+                );
+            }
+        }
     }
 }

@@ -1,0 +1,47 @@
+//! The translation cache's counters.
+
+use std::time::Duration;
+
+#[cfg(doc)]
+use super::Cache;
+
+/// Translation-cache statistics (`--stats`).
+#[derive(Clone, Debug, Default)]
+pub struct CacheStats {
+    /// Blocks decoded (all enter the interpreter tier first, or go straight to the JIT).
+    pub blocks_decoded: u64,
+    /// Guest instructions in decoded blocks.
+    pub insns_decoded: u64,
+    /// Blocks compiled by the JIT.
+    pub blocks_compiled: u64,
+    /// Guest instructions in compiled blocks.
+    pub insns_compiled: u64,
+    /// Time spent compiling.
+    pub compile_time: Duration,
+    /// Time spent decoding.
+    pub decode_time: Duration,
+    /// Lookups by the run loop.
+    pub lookups: u64,
+    /// Lookups answered by the direct-mapped table.
+    pub fast_hits: u64,
+    /// Lookups answered by the hash map.
+    pub map_hits: u64,
+    /// Lookups that had to translate.
+    pub misses: u64,
+    /// Exits linked to their target (later taken without the run loop).
+    pub links: u64,
+    /// Blocks invalidated because their page was written.
+    pub invalidated_smc: u64,
+    /// Page-crossing blocks dropped because their second page now maps elsewhere.
+    pub invalidated_remap: u64,
+    /// Code-arena flushes: the arena was full, so every block's compiled code was dropped
+    /// (the blocks stay decoded).
+    pub flushes: u64,
+    /// Capacity flushes: the decoded blocks reached their budget (see
+    /// [`Cache::block_budget`]), so every block was dropped.
+    pub capacity_flushes: u64,
+    /// Blocks dropped by capacity flushes.
+    pub evicted: u64,
+    /// Bytes of host code produced.
+    pub code_bytes: u64,
+}

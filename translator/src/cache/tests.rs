@@ -1,0 +1,116 @@
+//! The cache's bound: a guest that runs more distinct blocks than the cache holds still runs
+//! correctly, through capacity flushes.
+
+use crane86_runtime::{BlockKey, CpuMode, CpuState, PhysMem, PortIo};
+
+use super::{Cache, CacheStats, Tier};
+use crate::interp::run_block;
+use crate::jit::JitOptions;
+
+struct NoIo;
+
+impl PortIo for NoIo {
+    fn port_read(&mut self, _port: u16, _size: u8) -> u32 {
+        0
+    }
+    fn port_write(&mut self, _port: u16, _size: u8, _value: u32) {}
+}
+
+const START: u64 = 0x1000;
+/// Distinct blocks in the chain: several times what a 256 KiB budget holds.
+const BLOCKS: u32 = 3000;
+/// Times the chain runs.
+const ROUNDS: u32 = 3;
+
+/// 32-bit code: `BLOCKS` blocks `add ebx, i; jmp next`, 16 bytes apart, then `dec ecx; jnz
+/// START; hlt`. Returns the code and the address of the HLT (where the run stops).
+fn chain() -> (Vec<u8>, u64) {
+    let mut code = Vec::new();
+    for i in 0..BLOCKS {
+        code.extend_from_slice(&[0x81, 0xc3]);
+        code.extend_from_slice(&i.to_le_bytes());
+        code.push(0xe9);
+        code.extend_from_slice(&5i32.to_le_bytes());
+        code.resize(code.len() + 5, 0xcc);
+    }
+    let back = -(code.len() as i32) - 7;
+    code.extend_from_slice(&[0x49, 0x0f, 0x85]);
+    code.extend_from_slice(&back.to_le_bytes());
+    let hlt = START + code.len() as u64;
+    code.push(0xf4);
+    (code, hlt)
+}
+
+/// Runs the chain through a cache of the smallest size as the run loop does; returns the
+/// CPU, the statistics and the most decoded bytes the cache ever held, with its budget.
+fn run_chain(tier: Tier, background: bool) -> (CpuState, CacheStats, usize, usize) {
+    let (code, hlt) = chain();
+    let mut mem = PhysMem::new(1 << 20).unwrap();
+    mem.load(START, &code).unwrap();
+    let mut cpu = CpuState::new(CpuMode::Prot32);
+    cpu.rip = START;
+    cpu.gpr[1] = u64::from(ROUNDS);
+    let opts = JitOptions {
+        optimize: false,
+        verify: true,
+        background,
+    };
+    let mut cache = Cache::new(tier, 64 << 10, opts).unwrap();
+    let mut most = 0;
+    let mut steps = 0u64;
+    while cpu.rip != hlt {
+        steps += 1;
+        assert!(steps < 1_000_000, "{tier:?}: the chain does not finish");
+        assert_eq!(cpu.fault.pending, 0, "{tier:?}: fault at {:#x}", cpu.rip);
+        cache.collect_compiled().unwrap();
+        let key = BlockKey::new(cpu.rip, &cpu);
+        let id = cache.lookup(key, &mut cpu, &mut mem);
+        most = most.max(cache.decoded_bytes());
+        let token = std::mem::take(&mut cpu.link);
+        if cache.prepare(id).unwrap() {
+            cache.link(token, id);
+            cpu.budget = 1000;
+            cpu.tsc_base = crane86_runtime::msr::tsc(&cpu) + 1000;
+            cache.run_compiled(id, &mut cpu, &mut mem);
+        } else {
+            let block = cache.block(id).decoded.clone();
+            run_block(&mut cpu, &mut mem, &mut NoIo, &block, 1000);
+        }
+    }
+    (cpu, cache.stats.clone(), most, cache.block_budget())
+}
+
+#[test]
+fn blocks_run_correctly_across_capacity_flushes() {
+    let sum: u64 = (0..u64::from(BLOCKS)).sum();
+    for (tier, background) in [
+        (Tier::Interp, false),
+        (Tier::Jit, false),
+        (Tier::Auto { threshold: 2 }, true),
+    ] {
+        let (cpu, stats, most, budget) = run_chain(tier, background);
+        assert_eq!(
+            cpu.gpr[3] & 0xffff_ffff,
+            (sum * u64::from(ROUNDS)) & 0xffff_ffff
+        );
+        assert_eq!(cpu.gpr[1] & 0xffff_ffff, 0, "{tier:?}");
+        // Every round decodes more blocks than fit: each round flushes at least once.
+        assert!(
+            stats.capacity_flushes >= u64::from(ROUNDS),
+            "{tier:?}: {stats:?}"
+        );
+        assert!(stats.evicted >= stats.capacity_flushes, "{tier:?}");
+        // One block may go past the budget: the one decoded after the check.
+        assert!(
+            most <= budget + 4096,
+            "{tier:?}: {most} bytes held, budget {budget}"
+        );
+        assert!(
+            stats.blocks_decoded > u64::from(BLOCKS * ROUNDS),
+            "{tier:?}"
+        );
+        if tier == Tier::Jit {
+            assert!(stats.blocks_compiled > 0 && stats.links > 0, "{stats:?}");
+        }
+    }
+}
