@@ -11,6 +11,10 @@
 //! - `difftest` runs `crane86 difftest qemu` on it: both machines in lockstep from the entry
 //!   point to the exit, compared after every instruction, with no divergence allowed.
 //!
+//! A guest may also hold checks where QEMU 7.2 TCG itself is wrong (listed in
+//! `docs/design.md`), run only with `sdm-only` on its multiboot command line: `debugregs_sdm`
+//! runs those under crane86 alone, in every tier, judged by the guest's own PASS/FAIL.
+//!
 //! The guests are assembled with nasm at test time into the cargo target directory (nothing
 //! prebuilt is committed). nasm and QEMU come from the Debian packages `nasm` and
 //! `qemu-system-x86`, which `scripts/test.sh` installs; without them these tests fail.
@@ -142,6 +146,10 @@ fn run_qemu(image: &Path) -> Run {
 }
 
 fn run_crane86(image: &Path, tier: &str) -> Run {
+    run_crane86_with(image, tier, &[])
+}
+
+fn run_crane86_with(image: &Path, tier: &str, extra: &[&str]) -> Run {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_crane86"));
     cmd.args([
         "run",
@@ -152,6 +160,7 @@ fn run_crane86(image: &Path, tier: &str) -> Run {
         "--max-insns",
         MAX_INSNS,
     ])
+    .args(extra)
     .arg("--multiboot")
     .arg(image);
     run_with_timeout(cmd, "crane86")
@@ -215,6 +224,31 @@ fn compare(name: &'static str, tier: &str) {
             c.stderr
         );
     }
+}
+
+/// The checks a guest runs only with `sdm-only` on its multiboot command line, where QEMU
+/// 7.2 TCG differs from the SDM and cannot referee (each listed in `docs/design.md`):
+/// crane86 in `tier` alone must print `DONE` and no `FAIL`, and print every line the
+/// QEMU-refereed run printed.
+fn sdm_only(name: &'static str, tier: &str) {
+    let r = reference(name);
+    let c = run_crane86_with(&r.image, tier, &["--append", "sdm-only"]);
+    let fails: Vec<&str> = c.output.lines().filter(|l| l.starts_with("FAIL")).collect();
+    assert!(
+        c.output.ends_with("DONE\n") && fails.is_empty() && c.status == Some(1),
+        "{name} (sdm-only) under crane86 --tier {tier}: status {:?}, FAIL lines:\n{}\n\
+         --- output ---\n{}--- stderr ---\n{}",
+        c.status,
+        fails.join("\n"),
+        c.output,
+        c.stderr
+    );
+    let shared = r.qemu.output.trim_end_matches("DONE\n");
+    assert!(
+        c.output.starts_with(shared) && c.output.len() > r.qemu.output.len(),
+        "{name} (sdm-only) under crane86 --tier {tier} does not extend QEMU's output:\n{}",
+        diff(&r.qemu.output, &c.output)
+    );
 }
 
 /// A line diff of two short texts (longest common subsequence), `-` for lines only in
@@ -328,6 +362,7 @@ macro_rules! system_guest {
 
 system_guest!(ad_bits);
 system_guest!(cr3_switch);
+system_guest!(debugregs);
 system_guest!(exceptions);
 system_guest!(modes);
 system_guest!(paging);
@@ -336,6 +371,22 @@ system_guest!(syscall);
 system_guest!(taskswitch);
 system_guest!(tlb);
 system_guest!(v86);
+
+/// `debugregs`' checks where QEMU is wrong (ICEBP, DR7.GD, ...): crane86 alone, every tier.
+mod debugregs_sdm {
+    #[test]
+    fn interp() {
+        super::sdm_only("debugregs", "interp");
+    }
+    #[test]
+    fn jit() {
+        super::sdm_only("debugregs", "jit");
+    }
+    #[test]
+    fn auto() {
+        super::sdm_only("debugregs", "auto");
+    }
+}
 
 /// Every guest source has its tests, and every test its source.
 #[test]
@@ -355,6 +406,7 @@ fn every_guest_is_covered() {
 const GUESTS: &[&str] = &[
     "ad_bits",
     "cr3_switch",
+    "debugregs",
     "exceptions",
     "modes",
     "paging",

@@ -1,27 +1,63 @@
-//! Hardware breakpoints (DR0-DR3 under DR7, SDM Vol. 3 chapter 18): which instruction
-//! breakpoints are armed and whether one matches an instruction about to run.
+//! Hardware breakpoints (DR0-DR3 under DR7, SDM Vol. 3 chapter 18): which breakpoints are
+//! armed, whether an instruction breakpoint matches an instruction about to run, and which
+//! data breakpoints an instruction's memory accesses hit.
 //!
-//! Only instruction breakpoints are modelled. Blocks are single-instruction while one is
-//! armed (the bit is part of the block key, like TF), so the run loop can check each
-//! instruction's address before it runs. Data breakpoints (R/W = 01 or 11) and I/O
-//! breakpoints are stored in DR7 but never fire yet.
+//! Instruction breakpoints (R/W = 00) and data breakpoints (R/W = 01 write, 11 read or
+//! write) are modelled; I/O breakpoints (R/W = 10 with CR4.DE) are stored in DR7 but never
+//! fire. While any breakpoint is armed, blocks are single-instruction and interpreted (the
+//! bit is part of the block key, like TF), so the run loop sees every instruction: it
+//! checks the instruction's address before it runs and its memory accesses
+//! ([`instruction_accesses`], listed before it runs, from the registers it starts with)
+//! after it retires. Implicit accesses of the system (page walks, descriptor tables,
+//! interrupt frames) are not matched.
 
-use crate::state::CpuState;
+use iced_x86::{Instruction, InstructionInfoFactory, OpAccess, Register};
+
+use crate::state::{CpuMode, CpuState, SegReg};
+
+/// DR6.BD: the #DB is a general-detect fault (a debug-register access with DR7.GD set).
+pub const DR6_BD: u64 = 1 << 13;
+/// DR6.BS: the #DB includes a single-step trap.
+pub const DR6_BS: u64 = 1 << 14;
+/// DR6.B0-B3: which breakpoints matched.
+pub const DR6_HITS: u64 = 0xf;
 
 /// DR7.Ln|Gn for breakpoint `n`.
 fn enabled(dr7: u64, n: usize) -> bool {
     dr7 & (0b11 << (2 * n)) != 0
 }
 
-/// DR7.R/Wn: 00 = instruction execution.
-fn is_execute(dr7: u64, n: usize) -> bool {
-    (dr7 >> (16 + 4 * n)) & 0b11 == 0
+/// DR7.R/Wn: 00 instruction execution, 01 data writes, 10 I/O, 11 data reads and writes.
+fn kind(dr7: u64, n: usize) -> u64 {
+    (dr7 >> (16 + 4 * n)) & 0b11
+}
+
+/// DR7.LENn as a byte count: 00 one, 01 two, 10 eight, 11 four.
+fn length(dr7: u64, n: usize) -> u64 {
+    match (dr7 >> (18 + 4 * n)) & 0b11 {
+        0b00 => 1,
+        0b01 => 2,
+        0b10 => 8,
+        _ => 4,
+    }
 }
 
 /// True when at least one instruction breakpoint is armed.
 pub fn exec_breakpoints_armed(cpu: &CpuState) -> bool {
     let dr7 = cpu.dr[7];
-    dr7 & 0xff != 0 && (0..4).any(|n| enabled(dr7, n) && is_execute(dr7, n))
+    dr7 & 0xff != 0 && (0..4).any(|n| enabled(dr7, n) && kind(dr7, n) == 0b00)
+}
+
+/// True when at least one data breakpoint (R/W = 01 or 11) is armed.
+pub fn data_breakpoints_armed(cpu: &CpuState) -> bool {
+    let dr7 = cpu.dr[7];
+    dr7 & 0xff != 0 && (0..4).any(|n| enabled(dr7, n) && kind(dr7, n) & 1 != 0)
+}
+
+/// True when any breakpoint the run loop checks is armed: blocks must then hold one
+/// instruction and be interpreted.
+pub fn breakpoints_armed(cpu: &CpuState) -> bool {
+    exec_breakpoints_armed(cpu) || data_breakpoints_armed(cpu)
 }
 
 /// The DR6.B0-B3 bits of the armed instruction breakpoints whose address is `linear`, or
@@ -29,27 +65,292 @@ pub fn exec_breakpoints_armed(cpu: &CpuState) -> bool {
 pub fn exec_breakpoint_hit(cpu: &CpuState, linear: u64) -> Option<u64> {
     let dr7 = cpu.dr[7];
     let bits = (0..4)
-        .filter(|&n| enabled(dr7, n) && is_execute(dr7, n) && cpu.dr[n] == linear)
+        .filter(|&n| enabled(dr7, n) && kind(dr7, n) == 0b00 && cpu.dr[n] == linear)
         .fold(0u64, |b, n| b | 1 << n);
     (bits != 0).then_some(bits)
+}
+
+/// One memory access of an instruction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Access {
+    /// Linear address of the first byte.
+    pub addr: u64,
+    /// Bytes (at least 1).
+    pub len: u64,
+    /// The instruction reads it.
+    pub read: bool,
+    /// The instruction writes it.
+    pub write: bool,
+}
+
+/// The DR6.B0-B3 bits of the armed data breakpoints that `accesses` hit (0 for none). A
+/// breakpoint covers LEN bytes from its address aligned down to LEN (SDM Vol. 3 18.2.5);
+/// R/W = 01 matches writes, 11 reads and writes.
+pub fn data_breakpoint_hits(cpu: &CpuState, accesses: &[Access]) -> u64 {
+    let dr7 = cpu.dr[7];
+    let mut bits = 0;
+    for n in 0..4 {
+        let k = kind(dr7, n);
+        if !enabled(dr7, n) || k & 1 == 0 {
+            continue;
+        }
+        let len = length(dr7, n);
+        let start = cpu.dr[n] & !(len - 1);
+        let hit = accesses.iter().any(|a| {
+            (a.write || (k == 0b11 && a.read))
+                && a.addr < start.wrapping_add(len)
+                && start < a.addr.wrapping_add(a.len)
+        });
+        if hit {
+            bits |= 1 << n;
+        }
+    }
+    bits
+}
+
+/// The explicit memory accesses of `insn` run with `cpu`'s current registers, from iced-x86's
+/// instruction info: operands, stack pushes and pops, string operands (one iteration: a REP
+/// instruction runs one iteration per execution, none when the count is 0), RIP-relative
+/// operands. LEA, prefetches and NOP forms access nothing.
+pub fn instruction_accesses(cpu: &CpuState, insn: &Instruction) -> Vec<Access> {
+    let long = cpu.mode == CpuMode::Long64;
+    if insn.has_rep_prefix() || insn.has_repne_prefix() {
+        if let Some(size) = string_address_size(insn) {
+            // The count register (CX, ECX or RCX: the address size) is 0: no iteration.
+            let mask = match size {
+                16 => 0xffff,
+                32 => 0xffff_ffff,
+                _ => u64::MAX,
+            };
+            if cpu.gpr[1] & mask == 0 {
+                return Vec::new();
+            }
+        }
+    }
+    let mut factory = InstructionInfoFactory::new();
+    let info = factory.info(insn);
+    let reg = |r: Register, _element: usize, _size: usize| register_value(cpu, long, r);
+    let mut out = Vec::new();
+    for used in info.used_memory() {
+        let (read, write) = match used.access() {
+            OpAccess::Read | OpAccess::CondRead => (true, false),
+            OpAccess::Write | OpAccess::CondWrite => (false, true),
+            OpAccess::ReadWrite | OpAccess::ReadCondWrite => (true, true),
+            // LEA, prefetches, NOP memory forms: no access.
+            _ => continue,
+        };
+        let Some(mut addr) = used.virtual_address(0, reg) else {
+            continue;
+        };
+        if !long {
+            addr &= 0xffff_ffff;
+        }
+        // iced leaves the size of REP string operands unknown (the whole run's); one
+        // iteration accesses one element.
+        let size = match used.memory_size().size() {
+            0 => insn.memory_size().size(),
+            n => n,
+        };
+        let len = size.max(1) as u64;
+        out.push(Access {
+            addr,
+            len,
+            read,
+            write,
+        });
+    }
+    out
+}
+
+/// 16, 32 or 64 for a string instruction: its address size, from the register its memory
+/// operand is based on (SI/ESI/RSI or DI/EDI/RDI); `None` for other instructions.
+fn string_address_size(insn: &Instruction) -> Option<u32> {
+    use iced_x86::OpKind as K;
+    (0..insn.op_count()).find_map(|i| match insn.op_kind(i) {
+        K::MemorySegSI | K::MemorySegDI | K::MemoryESDI => Some(16),
+        K::MemorySegESI | K::MemorySegEDI | K::MemoryESEDI => Some(32),
+        K::MemorySegRSI | K::MemorySegRDI | K::MemoryESRDI => Some(64),
+        _ => None,
+    })
+}
+
+/// A register's value for iced's address computation: general registers at their width,
+/// segment registers as their base (0 for CS, DS, ES and SS in 64-bit mode).
+fn register_value(cpu: &CpuState, long: bool, r: Register) -> Option<u64> {
+    let seg = |s: SegReg| Some(cpu.seg[s as usize].base);
+    match r {
+        Register::ES | Register::CS | Register::SS | Register::DS if long => Some(0),
+        Register::ES => seg(SegReg::Es),
+        Register::CS => seg(SegReg::Cs),
+        Register::SS => seg(SegReg::Ss),
+        Register::DS => seg(SegReg::Ds),
+        Register::FS => seg(SegReg::Fs),
+        Register::GS => seg(SegReg::Gs),
+        // iced folds RIP-relative displacements into absolute addresses.
+        Register::RIP | Register::EIP => Some(0),
+        r if r.is_gpr() => {
+            let full = cpu.gpr[r.full_register().number() - Register::RAX.number()];
+            match r.size() {
+                1 if matches!(r, Register::AH | Register::CH | Register::DH | Register::BH) => {
+                    Some((full >> 8) & 0xff)
+                }
+                1 => Some(full & 0xff),
+                2 => Some(full & 0xffff),
+                4 => Some(full & 0xffff_ffff),
+                _ => Some(full),
+            }
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::CpuMode;
+    use iced_x86::{Decoder, DecoderOptions};
+
+    fn decode(bitness: u32, bytes: &[u8]) -> Instruction {
+        Decoder::with_ip(bitness, bytes, 0x1000, DecoderOptions::NONE).decode()
+    }
+
+    fn access(addr: u64, len: u64, read: bool, write: bool) -> Access {
+        Access {
+            addr,
+            len,
+            read,
+            write,
+        }
+    }
 
     #[test]
     fn only_enabled_execute_breakpoints_match() {
         let mut cpu = CpuState::new(CpuMode::Prot32);
         cpu.dr[0] = 0x1000;
         cpu.dr[1] = 0x2000;
-        assert!(!exec_breakpoints_armed(&cpu));
+        assert!(!breakpoints_armed(&cpu));
         // L0 (execute), G1 with R/W1 = 01 (data write).
         cpu.dr[7] = 0x400 | 0b1 | 0b1000 | (0b01 << 20);
         assert!(exec_breakpoints_armed(&cpu));
+        assert!(data_breakpoints_armed(&cpu));
         assert_eq!(exec_breakpoint_hit(&cpu, 0x1000), Some(0b1));
         assert_eq!(exec_breakpoint_hit(&cpu, 0x2000), None);
         assert_eq!(exec_breakpoint_hit(&cpu, 0x1001), None);
+    }
+
+    #[test]
+    fn io_breakpoints_do_not_arm_the_check() {
+        let mut cpu = CpuState::new(CpuMode::Prot32);
+        cpu.dr[7] = 0x400 | 0b10 | (0b10 << 16);
+        assert!(!breakpoints_armed(&cpu));
+    }
+
+    #[test]
+    fn write_breakpoints_ignore_reads() {
+        let mut cpu = CpuState::new(CpuMode::Long64);
+        cpu.dr[1] = 0x5000;
+        // G1, R/W1 = 01, LEN1 = 11 (4 bytes): the kvm-unit-tests value.
+        cpu.dr[7] = 0x00d0_040a;
+        assert_eq!(
+            data_breakpoint_hits(&cpu, &[access(0x5000, 8, true, false)]),
+            0
+        );
+        assert_eq!(
+            data_breakpoint_hits(&cpu, &[access(0x5000, 8, false, true)]),
+            0b10
+        );
+        // Read/write (R/W1 = 11) matches both.
+        cpu.dr[7] = 0x00f0_040a;
+        assert_eq!(
+            data_breakpoint_hits(&cpu, &[access(0x5003, 1, true, false)]),
+            0b10
+        );
+        assert_eq!(
+            data_breakpoint_hits(&cpu, &[access(0x5004, 4, true, true)]),
+            0
+        );
+        assert_eq!(
+            data_breakpoint_hits(&cpu, &[access(0x4ffc, 4, true, true)]),
+            0
+        );
+        assert_eq!(
+            data_breakpoint_hits(&cpu, &[access(0x4ffd, 4, true, true)]),
+            0b10
+        );
+    }
+
+    #[test]
+    fn lengths_align_the_address_down() {
+        let mut cpu = CpuState::new(CpuMode::Prot32);
+        for (len_bits, len) in [(0b00u64, 1u64), (0b01, 2), (0b11, 4), (0b10, 8)] {
+            cpu.dr[2] = 0x8000 + len - 1; // the last byte of an aligned range
+                                          // G2, R/W2 = 11.
+            cpu.dr[7] = 0x400 | (0b10 << 4) | (0b11 << 24) | (len_bits << 26);
+            for off in 0..16u64 {
+                let want = if off < len { 0b100 } else { 0 };
+                let got = data_breakpoint_hits(&cpu, &[access(0x8000 + off, 1, true, false)]);
+                assert_eq!(got, want, "len {len} offset {off}");
+            }
+            assert_eq!(
+                data_breakpoint_hits(&cpu, &[access(0x7fff, 1, false, true)]),
+                0
+            );
+        }
+    }
+
+    #[test]
+    fn several_breakpoints_report_together() {
+        let mut cpu = CpuState::new(CpuMode::Prot32);
+        cpu.dr[0] = 0x100;
+        cpu.dr[3] = 0x104;
+        // L0 and L3, both write, 8 and 1 bytes.
+        cpu.dr[7] = 0x400 | 0b1 | (0b1 << 6) | (0b1001 << 16) | (0b0001 << 28);
+        let hits = data_breakpoint_hits(&cpu, &[access(0x100, 8, false, true)]);
+        assert_eq!(hits, 0b1001);
+    }
+
+    #[test]
+    fn accesses_of_common_instructions() {
+        let mut cpu = CpuState::new(CpuMode::Long64);
+        cpu.gpr[0] = 0x2000; // RAX
+        cpu.gpr[4] = 0x9000; // RSP
+                             // mov [rax+8], ecx
+        let a = instruction_accesses(&cpu, &decode(64, &[0x89, 0x48, 0x08]));
+        assert_eq!(a, vec![access(0x2008, 4, false, true)]);
+        // push rax
+        let a = instruction_accesses(&cpu, &decode(64, &[0x50]));
+        assert_eq!(a, vec![access(0x8ff8, 8, false, true)]);
+        // lea rcx, [rax+8]: no access
+        let a = instruction_accesses(&cpu, &decode(64, &[0x48, 0x8d, 0x48, 0x08]));
+        assert!(a.is_empty());
+        // mov ss, [rax] in 32-bit code with a DS base.
+        let mut cpu = CpuState::new(CpuMode::Prot32);
+        cpu.seg[SegReg::Ds as usize].base = 0x10_0000;
+        cpu.gpr[0] = 0x2000;
+        let a = instruction_accesses(&cpu, &decode(32, &[0x8e, 0x10]));
+        assert_eq!(a, vec![access(0x10_2000, 2, true, false)]);
+    }
+
+    #[test]
+    fn rep_strings_list_one_iteration_or_none() {
+        let mut cpu = CpuState::new(CpuMode::Prot32);
+        cpu.gpr[6] = 0x3000; // ESI
+        cpu.gpr[7] = 0x4000; // EDI
+        cpu.gpr[1] = 2; // ECX
+        let rep_movsd = decode(32, &[0xf3, 0xa5]);
+        let a = instruction_accesses(&cpu, &rep_movsd);
+        assert!(a.contains(&access(0x3000, 4, true, false)), "{a:?}");
+        assert!(a.contains(&access(0x4000, 4, false, true)), "{a:?}");
+        cpu.gpr[1] = 0;
+        assert!(instruction_accesses(&cpu, &rep_movsd).is_empty());
+        // REPNE SCASW in 16-bit code: CX is the count, ES:DI the operand.
+        let mut cpu = CpuState::new(CpuMode::Real16);
+        cpu.seg[SegReg::Es as usize].base = 0x2_0000;
+        cpu.gpr[7] = 0x1_0010; // EDI: only DI counts
+        cpu.gpr[1] = 0x1_0000; // ECX: CX = 0, no iteration
+        let repne_scasw = decode(16, &[0xf2, 0xaf]);
+        assert!(instruction_accesses(&cpu, &repne_scasw).is_empty());
+        cpu.gpr[1] = 1;
+        let a = instruction_accesses(&cpu, &repne_scasw);
+        assert_eq!(a, vec![access(0x2_0010, 2, true, false)]);
     }
 }

@@ -27,7 +27,7 @@ const STACK32_SHIFT: u32 = MODE_SHIFT + 2; // 1 bit: SS.B
 const CPL_SHIFT: u32 = STACK32_SHIFT + 1; // 2 bits
 const PE_SHIFT: u32 = CPL_SHIFT + 2; // 1 bit
 const PG_SHIFT: u32 = PE_SHIFT + 1; // 1 bit
-                                    // 1 bit: one instruction per block, for TF single-stepping and armed instruction breakpoints.
+                                    // 1 bit: one instruction per block, for TF single-stepping and armed breakpoints.
 const TF_SHIFT: u32 = PG_SHIFT + 1;
 // 4 bits: CR0.EM, CR0.TS, CR0.MP and CR4.OSFXSR, which decide whether x87/MMX/SSE
 // instructions run or raise #NM/#UD (see `fpu_bits`).
@@ -58,9 +58,8 @@ impl BlockKey {
             | cpl << CPL_SHIFT
             | u64::from(cpu.cr0 & CR0_PE != 0) << PE_SHIFT
             | u64::from(cpu.cr0 & CR0_PG != 0) << PG_SHIFT
-            | u64::from(
-                cpu.rflags & crate::flags::TF != 0 || crate::debug::exec_breakpoints_armed(cpu),
-            ) << TF_SHIFT
+            | u64::from(cpu.rflags & crate::flags::TF != 0 || crate::debug::breakpoints_armed(cpu))
+                << TF_SHIFT
             | u64::from(fpu_bits(cpu)) << FPU_SHIFT
             | u64::from(cpu.rflags & crate::flags::VM != 0) << VM_SHIFT;
         BlockKey {
@@ -137,7 +136,7 @@ impl BlockKey {
         ((self.bits >> FPU_SHIFT) & 0xf) as u8
     }
 
-    /// True when the block was translated for single-stepping (TF, or an armed instruction
+    /// True when the block was translated for single-stepping (TF, or an armed instruction or data
     /// breakpoint): one instruction, always interpreted.
     pub fn single_step(self) -> bool {
         (self.bits >> TF_SHIFT) & 1 != 0

@@ -297,7 +297,8 @@ impl Emit for Interp<'_> {
 pub enum InterpExit {
     /// Execution goes on at `cpu.rip`.
     Next,
-    /// A fault is pending in `cpu.fault`; `cpu.rip` is the faulting instruction.
+    /// A fault is pending in `cpu.fault`; `cpu.rip` is the faulting instruction (after the
+    /// trap-like #DB of ICEBP, which retired, the next one).
     Fault,
     /// The guest executed HLT.
     Halt,
@@ -369,6 +370,11 @@ pub fn run_block(
                 retired += 1;
                 if halted {
                     return (InterpExit::Halt, retired);
+                }
+                if outcome == semantics::system::Outcome::DebugTrap {
+                    // A trap: the #DB is delivered with RIP at the next instruction.
+                    cpu.raise(Fault::new(Exception::Debug), 0);
+                    return (InterpExit::Fault, retired);
                 }
                 if cpu.smc_pending != 0 {
                     break;

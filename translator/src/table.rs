@@ -498,7 +498,7 @@ fn build(code: Code) -> Option<Entry> {
         M::Outsb | M::Outsw | M::Outsd => runtime(Op::Outs),
         M::Popf | M::Popfd | M::Popfq => runtime(Op::Popf),
         M::Cli | M::Sti => runtime(Op::InterruptFlag),
-        M::Int | M::Int3 | M::Into => runtime(Op::Int),
+        M::Int | M::Int1 | M::Int3 | M::Into => runtime(Op::Int),
         M::Iret | M::Iretd | M::Iretq => runtime(Op::Iret),
         M::Clts
         | M::Lmsw

@@ -131,6 +131,9 @@ pub struct Machine {
     irq_shadow: bool,
     /// An NMI handler is running: further NMIs wait for its IRET.
     nmi_blocked: bool,
+    /// MOV SS blocking after an SS load: the debug traps (DR6 bits) it holds back until the
+    /// next instruction retires (see `run.rs`).
+    db_blocked: Option<u64>,
     /// The translation cache.
     pub cache: Cache,
     /// Run statistics.
@@ -279,6 +282,7 @@ impl Machine {
             pc,
             irq_shadow: false,
             nmi_blocked: false,
+            db_blocked: None,
             cache: Cache::new(cfg.tier, cfg.code_arena_bytes, cfg.jit)?,
             stats: MachineStats::default(),
             exceptions: cfg.exceptions,

@@ -22,6 +22,9 @@ pub enum Outcome {
     Continue,
     /// The CPU halted (HLT) until an interrupt arrives.
     Halt,
+    /// ICEBP (INT1): the instruction completed and raises a trap-like #DB, which is a
+    /// hardware exception (no gate DPL check, unlike INT n) and leaves DR6 as it is.
+    DebugTrap,
     /// The instruction needs something crane86 does not implement yet (a task switch, a
     /// virtual-8086 transition): the run must stop rather than pretend.
     Unsupported(&'static str),
@@ -82,6 +85,7 @@ pub fn execute(it: &mut Interp<'_>, insn: &Instruction) -> R<Outcome> {
             far_pointer_load(it, insn)?
         }
         Mnemonic::Cli | Mnemonic::Sti => interrupt_flag(it, insn.mnemonic() == Mnemonic::Sti)?,
+        Mnemonic::Int1 => return Ok(Outcome::DebugTrap),
         Mnemonic::Int | Mnemonic::Int3 | Mnemonic::Into => return software_interrupt(it, insn),
         Mnemonic::Iret | Mnemonic::Iretd | Mnemonic::Iretq => return iret(it, insn),
         m if super::far::handles(m) => return super::far::execute(it, insn),
