@@ -161,20 +161,7 @@ fn a_block_spray_keeps_memory_bounded() {
 
 #[test]
 fn page_table_thrash_keeps_memory_bounded() {
-    // Reload CR3 (a full TLB flush), INVLPG, and rewrite the first PML4 entry (the flat
-    // 64-bit machine's identity map) with its own value, forever.
-    let mut a = CodeAssembler::new(64).unwrap();
-    let mut top = a.create_label();
-    a.set_label(&mut top).unwrap();
-    a.mov(rax, cr3).unwrap();
-    a.mov(rbx, qword_ptr(rax)).unwrap();
-    a.mov(qword_ptr(rax), rbx).unwrap();
-    a.mov(cr3, rax).unwrap();
-    a.invlpg(byte_ptr(rcx)).unwrap();
-    a.add(rcx, 0x1000).unwrap();
-    a.and(rcx, 0x3f_ffff).unwrap();
-    a.jmp(top).unwrap();
-    let code = a.assemble(0x1000).unwrap();
+    let code = common::page_table_churn_code();
     let image = write_image("pt-thrash.bin", &code);
     survive_and_terminate(
         "page-table thrash",

@@ -101,20 +101,8 @@ fn a_hot_loop_allocates_nothing() {
 #[test]
 fn page_table_churn_allocates_nothing() {
     let _turn = turn();
-    // Reload CR3, INVLPG a walking address, and store a PML4 entry's own value back.
-    let mut a = CodeAssembler::new(64).unwrap();
-    let mut top = a.create_label();
-    a.set_label(&mut top).unwrap();
-    a.mov(rax, cr3).unwrap();
-    a.mov(rbx, qword_ptr(rax)).unwrap();
-    a.mov(qword_ptr(rax), rbx).unwrap();
-    a.mov(cr3, rax).unwrap();
-    a.invlpg(byte_ptr(rcx)).unwrap();
-    a.mov(rdx, qword_ptr(rcx)).unwrap();
-    a.add(rcx, 0x1000).unwrap();
-    a.and(rcx, 0x3f_ffff).unwrap();
-    a.jmp(top).unwrap();
-    let mut m = flat(&a.assemble(0x1000).unwrap());
+    let code = common::page_table_churn_code();
+    let mut m = flat(&code);
     let (n, end) = allocations(&mut m);
     assert_eq!(end, RunEnd::Limit);
     assert_eq!(

@@ -787,24 +787,26 @@ pub unsafe extern "C" fn store_slow(cpu: *mut CpuState, linear: u64, size: u64, 
     }
 }
 
+/// The permissions `/proc/self/maps` shows for the host mapping that holds `addr` (such as
+/// `rw-p`, or `---p` for a guard region), or `None` when no mapping holds it. For the tests
+/// that check guard pages around guest RAM and the code arena.
+pub fn host_mapping_permissions(addr: usize) -> Option<String> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    maps.lines().find_map(|l| {
+        let mut f = l.split_whitespace();
+        let (lo, hi) = f.next()?.split_once('-')?;
+        let lo = usize::from_str_radix(lo, 16).ok()?;
+        let hi = usize::from_str_radix(hi, 16).ok()?;
+        (lo..hi)
+            .contains(&addr)
+            .then(|| f.next().map(str::to_owned))?
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::CpuMode;
-
-    /// The permissions of the `/proc/self/maps` line that holds `addr`.
-    fn perms_at(addr: usize) -> Option<String> {
-        let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
-        maps.lines().find_map(|l| {
-            let mut f = l.split_whitespace();
-            let (lo, hi) = f.next()?.split_once('-')?;
-            let lo = usize::from_str_radix(lo, 16).ok()?;
-            let hi = usize::from_str_radix(hi, 16).ok()?;
-            (lo..hi)
-                .contains(&addr)
-                .then(|| f.next().map(str::to_owned))?
-        })
-    }
 
     #[test]
     fn guest_ram_is_exactly_its_size_between_guard_pages() {
@@ -812,11 +814,11 @@ mod tests {
         assert_eq!(mem.ram().len(), 1 << 20);
         let base = mem.ram().as_ptr() as usize;
         let end = base + (1 << 20);
-        assert_eq!(perms_at(base).as_deref(), Some("rw-p"));
-        assert_eq!(perms_at(end - 1).as_deref(), Some("rw-p"));
+        assert_eq!(host_mapping_permissions(base).as_deref(), Some("rw-p"));
+        assert_eq!(host_mapping_permissions(end - 1).as_deref(), Some("rw-p"));
         for g in [base - GUARD_BYTES, base - 1, end, end + GUARD_BYTES - 1] {
             assert_eq!(
-                perms_at(g).as_deref(),
+                host_mapping_permissions(g).as_deref(),
                 Some("---p"),
                 "{g:#x} near {base:#x}"
             );

@@ -78,3 +78,24 @@ pub fn apic_storm_code(initial_count: u32) -> Vec<u8> {
     code.extend_from_slice(&IDT.to_le_bytes());
     code
 }
+
+/// 64-bit flat-guest code (at 0x1000) that churns page tables forever: reload CR3 (a full
+/// TLB flush), store the first PML4 entry (the flat machine's identity map) back with its
+/// own value, INVLPG and read a page that walks through the first 4 MiB.
+#[allow(dead_code)] // not every test file that shares this module uses it
+pub fn page_table_churn_code() -> Vec<u8> {
+    use iced_x86::code_asm::*;
+    let mut a = CodeAssembler::new(64).unwrap();
+    let mut top = a.create_label();
+    a.set_label(&mut top).unwrap();
+    a.mov(rax, cr3).unwrap();
+    a.mov(rbx, qword_ptr(rax)).unwrap();
+    a.mov(qword_ptr(rax), rbx).unwrap();
+    a.mov(cr3, rax).unwrap();
+    a.invlpg(byte_ptr(rcx)).unwrap();
+    a.mov(rdx, qword_ptr(rcx)).unwrap();
+    a.add(rcx, 0x1000).unwrap();
+    a.and(rcx, 0x3f_ffff).unwrap();
+    a.jmp(top).unwrap();
+    a.assemble(0x1000).unwrap()
+}

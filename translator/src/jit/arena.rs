@@ -174,30 +174,22 @@ mod tests {
         assert_eq!(a.used(), 0);
     }
 
-    /// The permissions of the `/proc/self/maps` line that holds `addr`.
-    fn perms_at(addr: usize) -> Option<String> {
-        let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
-        maps.lines().find_map(|l| {
-            let mut f = l.split_whitespace();
-            let (lo, hi) = f.next()?.split_once('-')?;
-            let lo = usize::from_str_radix(lo, 16).ok()?;
-            let hi = usize::from_str_radix(hi, 16).ok()?;
-            (lo..hi)
-                .contains(&addr)
-                .then(|| f.next().map(str::to_owned))?
-        })
-    }
-
     #[test]
     fn both_views_sit_between_guard_pages() {
         let a = CodeArena::new(1 << 16).unwrap();
         for (view, perms) in [(&a.rw, "rw-s"), (&a.rx, "r-xs")] {
             let (base, end) = (view.base as usize, view.base as usize + view.len);
-            assert_eq!(perms_at(base).as_deref(), Some(perms));
-            assert_eq!(perms_at(end - 1).as_deref(), Some(perms));
+            assert_eq!(
+                crane86_runtime::memory::host_mapping_permissions(base).as_deref(),
+                Some(perms)
+            );
+            assert_eq!(
+                crane86_runtime::memory::host_mapping_permissions(end - 1).as_deref(),
+                Some(perms)
+            );
             for g in [base - GUARD_BYTES, base - 1, end, end + GUARD_BYTES - 1] {
                 assert_eq!(
-                    perms_at(g).as_deref(),
+                    crane86_runtime::memory::host_mapping_permissions(g).as_deref(),
                     Some("---p"),
                     "{g:#x} near {base:#x}"
                 );
