@@ -1,0 +1,98 @@
+//! Tests of guest RAM, its guard regions, the TLB and the memory slow paths.
+
+use super::*;
+use crate::CpuMode;
+
+#[test]
+fn guest_ram_is_exactly_its_size_between_guard_pages() {
+    let mem = PhysMem::new(1 << 20).unwrap();
+    assert_eq!(mem.ram().len(), 1 << 20);
+    let base = mem.ram().as_ptr() as usize;
+    let end = base + (1 << 20);
+    assert_eq!(host_mapping_permissions(base).as_deref(), Some("rw-p"));
+    assert_eq!(host_mapping_permissions(end - 1).as_deref(), Some("rw-p"));
+    for g in [base - GUARD_BYTES, base - 1, end, end + GUARD_BYTES - 1] {
+        assert_eq!(
+            host_mapping_permissions(g).as_deref(),
+            Some("---p"),
+            "{g:#x} near {base:#x}"
+        );
+    }
+}
+
+#[test]
+fn reads_and_writes_cross_pages_and_fill_the_tlb() {
+    let mut mem = PhysMem::new(0x10000).unwrap();
+    let mut cpu = CpuState::new(CpuMode::Prot32);
+    write_linear(&mut cpu, &mut mem, 0xffe, 4, 0xdead_beef).unwrap();
+    assert_eq!(
+        read_linear(&mut cpu, &mut mem, 0xffe, 4).unwrap(),
+        0xdead_beef
+    );
+    assert_eq!(cpu.tlb[0][1].read, 0x1000);
+}
+
+#[test]
+fn outside_ram_reads_all_ones_and_drops_writes() {
+    let mut mem = PhysMem::new(0x1000).unwrap();
+    let mut cpu = CpuState::new(CpuMode::Prot32);
+    write_linear(&mut cpu, &mut mem, 0x5000, 2, 7).unwrap();
+    assert_eq!(read_linear(&mut cpu, &mut mem, 0x5000, 2).unwrap(), 0xffff);
+    assert_eq!(cpu.tlb[0][5], TlbEntry::INVALID);
+}
+
+#[test]
+fn a_store_to_a_code_page_is_reported_and_never_cached_writable() {
+    let mut mem = PhysMem::new(0x4000).unwrap();
+    let mut cpu = CpuState::new(CpuMode::Prot32);
+    mem.set_code_page(0x2000, true);
+    write_linear(&mut cpu, &mut mem, 0x2010, 1, 0x90).unwrap();
+    assert_eq!(cpu.smc_pending, 1);
+    assert_eq!(mem.take_dirty_code(), vec![0x2000]);
+    assert_eq!(cpu.tlb[0][2].write, TlbEntry::INVALID_TAG);
+}
+
+/// Remembers the last write and answers reads with the address.
+struct Probe(std::sync::Arc<std::sync::Mutex<Vec<(u64, u32, u64)>>>);
+impl MmioHandler for Probe {
+    fn mmio_read(&mut self, addr: u64, _size: u32) -> u64 {
+        addr
+    }
+    fn mmio_write(&mut self, addr: u64, size: u32, value: u64) {
+        self.0.lock().unwrap().push((addr, size, value));
+    }
+}
+
+#[test]
+fn outside_ram_accesses_reach_the_mmio_handler_and_ask_for_attention() {
+    let mut mem = PhysMem::new(0x1000).unwrap();
+    let log = std::sync::Arc::default();
+    mem.set_mmio(Box::new(Probe(std::sync::Arc::clone(&log))));
+    let mut cpu = CpuState::new(CpuMode::Prot32);
+    write_linear(&mut cpu, &mut mem, 0xfee0_00b0, 4, 0).unwrap();
+    assert_eq!(*log.lock().unwrap(), vec![(0xfee0_00b0, 4, 0)]);
+    assert_eq!(
+        read_linear(&mut cpu, &mut mem, 0xfee0_0020, 4).unwrap(),
+        0xfee0_0020
+    );
+    // Never cached: every access takes the slow path to the device.
+    assert_eq!(cpu.tlb[0][tlb_index(0xfee0_0020)], TlbEntry::INVALID);
+    assert_eq!(
+        cpu.exit_request.load(std::sync::atomic::Ordering::Relaxed),
+        crate::state::EXIT_DEVICE
+    );
+    // RAM accesses do not.
+    cpu.exit_request
+        .store(0, std::sync::atomic::Ordering::Relaxed);
+    write_linear(&mut cpu, &mut mem, 0x10, 4, 1).unwrap();
+    assert_eq!(
+        cpu.exit_request.load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+}
+
+#[test]
+fn bad_ram_sizes_are_refused() {
+    assert!(matches!(PhysMem::new(0), Err(MemError::BadSize(0))));
+    assert!(matches!(PhysMem::new(100), Err(MemError::BadSize(100))));
+}
