@@ -16,6 +16,7 @@ fn machine() -> Machine {
     m.cpu.set_gpr(Gpr::Rsp, 0x8000);
     m.cpu.set_gpr(Gpr::Rsi, 0x3000);
     m.cpu.set_gpr(Gpr::Rdi, 0x4000);
+    m.cpu.set_gpr(Gpr::Rcx, 5);
     m
 }
 
@@ -44,6 +45,9 @@ fn pushes_rip_relative_loads_and_string_operands_are_seen_and_lea_is_not() {
     let movs = at(&mut m, 0x1008);
     assert!(movs.contains(&read(0x3000, 1)), "{movs:?}");
     assert!(movs.contains(&write(0x4000, 1)), "{movs:?}");
+    // A REP string instruction with a count of 0 accesses nothing.
+    m.cpu.set_gpr(Gpr::Rcx, 0);
+    assert_eq!(at(&mut m, 0x1008), []);
     assert_eq!(at(&mut m, 0x100a), []);
 }
 
