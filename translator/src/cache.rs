@@ -463,14 +463,16 @@ impl Cache {
 
     /// Counts a run of block `id` and tells whether it should run compiled (then run it with
     /// [`Cache::run_compiled`]); compiles it when the tier policy says it is time. `false`
-    /// means: interpret it.
-    pub fn prepare(&mut self, id: BlockId) -> Result<bool, CacheError> {
+    /// means: interpret it. `entry_cc` is `cpu.cc.op` now, kept as the compiler's hint
+    /// ([`DecodedBlock::cc_hint`]).
+    pub fn prepare(&mut self, id: BlockId, entry_cc: u64) -> Result<bool, CacheError> {
         let tier = self.tier;
         let b = self.block_mut(id);
         b.runs = b.runs.saturating_add(1);
         if b.code.is_some() {
             return Ok(true);
         }
+        b.decoded.cc_hint = Some(entry_cc);
         // Single-stepped blocks (TF) stay in the interpreter: the run loop must see every
         // instruction retire to raise its #DB, which chaining and self-loops would skip.
         if b.decoded.is_runtime() || b.decoded.insns.is_empty() || b.key.single_step() {

@@ -28,6 +28,11 @@ pub struct DecodedBlock {
     pub insns: Vec<DecodedInsn>,
     /// Guest bytes covered, from the first byte of the first instruction.
     pub byte_len: u64,
+    /// The lazy flags' operation ([`crane86_runtime::CcOp::encode`]) seen on entry the last
+    /// time the block was about to run (see [`crate::cache::Cache::prepare`]): the JIT
+    /// compiles flag reads at the block's start for this operation first, behind a check
+    /// ([`crate::emit::Emit::guess_cc`]). A hint only: never needed for correctness.
+    pub cc_hint: Option<u64>,
 }
 
 impl DecodedBlock {
@@ -116,6 +121,7 @@ pub fn decode_block(
         ctx,
         insns,
         byte_len: offset as u64,
+        cc_hint: None,
     }
 }
 

@@ -199,6 +199,15 @@ pub trait Emit: Arith {
     fn cc_values(&mut self) -> (Self::V, Self::V, Self::V);
     /// The arithmetic flags computed by the runtime, for when [`Emit::cc_op`] is unknown.
     fn cc_dynamic_eflags(&mut self) -> Self::V;
+    /// Evaluates `f`, a pure computation from the lazy flags, when [`Emit::cc_op`] may be
+    /// unknown. The JIT, given a profile hint of the operation usually recorded on entry to
+    /// the block, checks the recorded operation at run time and evaluates `f` twice: with the
+    /// operation known (a comparison or two, inline) when it is the hinted one, and through
+    /// [`Emit::cc_dynamic_eflags`] otherwise. Elsewhere `f` just runs. `f` must not call
+    /// `guess_cc` itself.
+    fn guess_cc<F: FnMut(&mut Self) -> Self::V>(&mut self, mut f: F) -> Self::V {
+        f(self)
+    }
 
     /// Reads `size` bytes (1, 2, 4 or 8) at a linear address.
     fn load(&mut self, linear: Self::V, size: u32) -> R<Self::V>;

@@ -87,7 +87,7 @@ fn run_tier(
         let key = BlockKey::new(cpu.rip, &cpu);
         let id = cache.lookup(key, &mut cpu, &mut mem);
         let token = std::mem::take(&mut cpu.link);
-        if cache.prepare(id).unwrap() {
+        if cache.prepare(id, cpu.cc.op).unwrap() {
             cache.link(token, id);
             // As the run loop does: the budget, and the TSC base generated code reads.
             cpu.budget = 1000;

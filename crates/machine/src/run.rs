@@ -276,7 +276,7 @@ impl Machine {
                 }
             }
             let if_before = self.cpu.rflags & fl::IF;
-            if !interpret && self.cache.prepare(id)? {
+            if !interpret && self.cache.prepare(id, self.cpu.cc.op)? {
                 self.cache.link(token, id);
                 let slice = limit.min(SLICE as u64) as i64;
                 self.cpu.budget = slice;

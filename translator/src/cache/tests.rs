@@ -67,7 +67,7 @@ fn run_chain(tier: Tier, background: bool) -> (CpuState, CacheStats, usize, usiz
         let id = cache.lookup(key, &mut cpu, &mut mem);
         most = most.max(cache.decoded_bytes());
         let token = std::mem::take(&mut cpu.link);
-        if cache.prepare(id).unwrap() {
+        if cache.prepare(id, cpu.cc.op).unwrap() {
             cache.link(token, id);
             cpu.budget = 1000;
             cpu.tsc_base = crane86_runtime::msr::tsc(&cpu) + 1000;

@@ -55,6 +55,10 @@ pub struct JitEmitter<'a, 'f> {
     cc: [Variable; 4],
     cc_state: Slot,
     cc_static: Option<CcOp>,
+    /// The block's profile hint for the flags' operation on entry ([`Emit::guess_cc`]).
+    cc_hint: Option<CcOp>,
+    /// Inside [`Emit::guess_cc`]: no nested guess.
+    guessing: bool,
     seg_base: [Option<Value>; 6],
     smc: Variable,
     insn_has_store: bool,
@@ -128,6 +132,8 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
             cc,
             cc_state: Slot::Unloaded,
             cc_static: None,
+            cc_hint: None,
+            guessing: false,
             seg_base: [None; 6],
             smc,
             insn_has_store: false,
@@ -143,6 +149,10 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
 
     /// Emits the whole block.
     pub fn translate(&mut self, block: &DecodedBlock) {
+        self.cc_hint = block
+            .cc_hint
+            .map(CcOp::decode)
+            .filter(|op| Some(op.encode()) == block.cc_hint);
         let start = block.insns.first().map_or(0, |d| d.insn.ip());
         let loops = block.insns.iter().any(|d| {
             matches!(
@@ -738,6 +748,41 @@ impl Emit for JitEmitter<'_, '_> {
         let f = self.iconst(eflags_of as *const () as usize as u64);
         let call = self.b.ins().call_indirect(self.sigs.eflags, f, &args);
         self.b.inst_results(call)[0]
+    }
+
+    fn guess_cc<F: FnMut(&mut Self) -> Value>(&mut self, mut f: F) -> Value {
+        let hint = match self.cc_hint {
+            Some(h) if self.cc_static.is_none() && !self.guessing => h,
+            _ => return f(self),
+        };
+        // Loaded before the split, so that both arms see the same variables.
+        self.ensure_cc_loaded();
+        let op = self.b.use_var(self.cc[0]);
+        let hit = self
+            .b
+            .ins()
+            .icmp_imm_s(IntCC::Equal, op, hint.encode() as i64);
+        let known = self.b.create_block();
+        let other = self.b.create_block();
+        let merge = self.b.create_block();
+        let result = self.b.append_block_param(merge, I64);
+        self.b.set_cold_block(other);
+        self.b.ins().brif(hit, known, &[], other, &[]);
+        self.b.seal_block(known);
+        self.b.seal_block(other);
+        self.guessing = true;
+        self.b.switch_to_block(known);
+        self.cc_static = Some(hint);
+        let v = f(self);
+        self.cc_static = None;
+        self.b.ins().jump(merge, &[BlockArg::Value(v)]);
+        self.b.switch_to_block(other);
+        let v = f(self);
+        self.b.ins().jump(merge, &[BlockArg::Value(v)]);
+        self.guessing = false;
+        self.b.seal_block(merge);
+        self.b.switch_to_block(merge);
+        result
     }
 
     fn load(&mut self, linear: Value, size: u32) -> R<Value> {

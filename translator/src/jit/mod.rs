@@ -186,10 +186,15 @@ impl Jit {
                 .collect();
             tracing::trace!(target: "crane86::ir", "guest:\n{}\n{}", guest.join("\n"), self.ctx.func.display());
         }
+        let asm = tracing::enabled!(target: "crane86::asm", tracing::Level::TRACE);
+        self.ctx.set_disasm(asm);
         let code = self
             .ctx
             .compile(&*self.isa, &mut ControlPlane::default())
             .map_err(|e| JitError::Compile(format!("{:?}", e.inner)))?;
+        if let Some(text) = code.vcode.as_ref().filter(|_| asm) {
+            tracing::trace!(target: "crane86::asm", "host code:\n{text}");
+        }
         if !code.buffer.relocs().is_empty() {
             return Err(JitError::Relocations);
         }
