@@ -174,6 +174,7 @@ fn translate(c: &mut Criterion) {
             optimize,
             verify: false,
             background: false,
+            count_chains: true,
         })
         .unwrap();
         grp.bench_function(name, |b| {

@@ -36,6 +36,7 @@ fn main() {
             optimize,
             verify: false,
             background: false,
+            count_chains: true,
         })
         .unwrap();
         let t0 = Instant::now();

@@ -162,6 +162,8 @@ pub struct Cache {
     tier: Tier,
     /// The background compiler (`--tier auto` with [`JitOptions::background`]).
     worker: Option<CompileWorker>,
+    /// [`JitOptions::count_chains`].
+    count_chains: bool,
     /// The serial number of the next block.
     next_serial: u64,
     /// `/tmp/perf-PID.map`, when asked for (see [`Cache::enable_perf_map`]).
@@ -246,6 +248,7 @@ impl Cache {
             decoded_bytes: 0,
             block_budget: arena_bytes.max(MIN_BLOCK_BUDGET),
             stats: CacheStats::default(),
+            count_chains: opts.count_chains,
         })
     }
 
@@ -542,6 +545,7 @@ impl Cache {
             token: [(u64::from(id) << 1) + 1, (u64::from(id) << 1) + 2],
             key: b.key,
             jump_table: self.fast_table(),
+            count: self.count_chains,
         }
     }
 

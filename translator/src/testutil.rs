@@ -78,6 +78,7 @@ fn run_tier(
         optimize: true,
         verify: true,
         background: false,
+        count_chains: true,
     };
     let mut cache = Cache::new(tier, 1 << 22, opts).unwrap();
     let mut steps = 0;

@@ -323,6 +323,7 @@ pub fn run_boot(args: &RunArgs, boot: &Boot) -> Result<Outcome> {
             // A background compile changes when a block switches tier, and a compiled
             // block runs whole where the interpreter stops at the next timer deadline.
             background: args.jit_compile == JitCompileArg::Background && !args.deterministic,
+            count_chains: args.stats.is_some(),
             ..JitOptions::default()
         },
         // Multiboot kernels expect a PC around them; flat test guests keep the flat board.

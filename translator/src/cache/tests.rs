@@ -54,6 +54,7 @@ fn run_chain(tier: Tier, background: bool) -> (CpuState, CacheStats, usize, usiz
         optimize: false,
         verify: true,
         background,
+        count_chains: true,
     };
     let mut cache = Cache::new(tier, 64 << 10, opts).unwrap();
     let mut most = 0;

@@ -285,17 +285,28 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
         }
     }
 
-    /// Retires `n` instructions and tells (non-zero) whether the vCPU must go back to the run
-    /// loop: the budget ran out or an exit was requested.
-    fn retire_and_check(&mut self, n: u32) -> Value {
+    /// Retires `n` instructions and branches to a new cold block (returned, not sealed: the
+    /// caller may add predecessors) when the vCPU must go back to the run loop (the budget ran
+    /// out or an exit was requested); otherwise execution goes on in a new current block. Two compare-and-branches, which the host
+    /// fuses and predicts, rather than one branch on a combined condition.
+    fn retire_and_check(&mut self, n: u32) -> Block {
         let nb = self.retire(n);
+        let stop = self.b.create_block();
+        self.b.set_cold_block(stop);
         let exhausted = self.b.ins().icmp_imm_s(IntCC::SignedLessThanOrEqual, nb, 0);
+        let more = self.b.create_block();
+        self.b.ins().brif(exhausted, stop, &[], more, &[]);
+        self.b.seal_block(more);
+        self.b.switch_to_block(more);
         let req = self
             .b
             .ins()
             .uload32(state_flags(), self.cpu, off::EXIT_REQUEST);
-        let requested = self.b.ins().icmp_imm_s(IntCC::NotEqual, req, 0);
-        self.b.ins().bor(exhausted, requested)
+        let go = self.b.create_block();
+        self.b.ins().brif(req, stop, &[], go, &[]);
+        self.b.seal_block(go);
+        self.b.switch_to_block(go);
+        stop
     }
 
     /// Subtracts `n` retired instructions from the budget; returns the new budget.
@@ -367,13 +378,8 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
     /// `n` instructions and, unless the vCPU must go back to the run loop, tail-call the
     /// target's code if [`jump_lookup`] finds it.
     fn jump_tail(&mut self, rip: Value, n: u32) {
-        let stop = self.retire_and_check(n);
-        let back = self.b.create_block();
+        let back = self.retire_and_check(n);
         if self.chain.jump_table != 0 {
-            let try_jump = self.b.create_block();
-            self.b.ins().brif(stop, back, &[], try_jump, &[]);
-            self.b.seal_block(try_jump);
-            self.b.switch_to_block(try_jump);
             let f = self.iconst(jump_lookup as *const () as usize as u64);
             let cs_base = self.iconst(self.chain.key.cs_base);
             let bits = self.iconst(self.chain.key.bits);
@@ -386,13 +392,15 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
             );
             let code = self.b.inst_results(call)[0];
             let go = self.b.create_block();
-            self.b.ins().brif(code, go, &[], back, &[]);
+            let miss = self.b.create_block();
+            self.b.ins().brif(code, go, &[], miss, &[]);
             self.b.seal_block(go);
+            self.b.seal_block(miss);
             self.b.switch_to_block(go);
             self.chain_to(code);
-        } else {
-            self.b.ins().jump(back, &[]);
+            self.b.switch_to_block(miss);
         }
+        self.b.ins().jump(back, &[]);
         self.b.seal_block(back);
         self.b.switch_to_block(back);
         self.store_state(rip, off::RIP);
@@ -401,13 +409,32 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
         self.ret(EXIT_NEXT);
     }
 
-    /// The common end of chained exits, once state is written back: retire `n` instructions,
-    /// pick the target (the first when `cond` is `None` or non-zero), and tail-call its code if
-    /// its slot holds it and the vCPU may go on. A two-way branch shares this one sequence,
-    /// selecting the target, instead of duplicating it per arm. RIP and the link token are only
-    /// stored on the way back to the run loop: a chained target knows its own address.
+    /// The common end of chained exits, once state is written back: retire `n` instructions
+    /// and, unless the vCPU must go back to the run loop, take the first exit when `cond` is
+    /// `None` or non-zero and the second otherwise, each tail-calling its target's code if its
+    /// slot holds it. Each arm has its own indirect jump, whose target the host predicts
+    /// well. RIP and the link token are only stored on the way back to the run loop: a
+    /// chained target knows its own address.
     fn chain_tail(&mut self, cond: Option<Value>, exits: [(u64, usize); 2], n: u32) {
         let stop = self.retire_and_check(n);
+        let [(t0, s0), (t1, s1)] = exits;
+        match cond {
+            Some(c) if exits[0] != exits[1] => {
+                let arm0 = self.b.create_block();
+                let arm1 = self.b.create_block();
+                self.b.ins().brif(c, arm0, &[], arm1, &[]);
+                self.b.seal_block(arm0);
+                self.b.seal_block(arm1);
+                self.b.switch_to_block(arm0);
+                self.chain_arm(t0, s0);
+                self.b.switch_to_block(arm1);
+                self.chain_arm(t1, s1);
+            }
+            _ => self.chain_arm(t0, s0),
+        }
+        // Back to the run loop, at whichever target the instruction chose.
+        self.b.seal_block(stop);
+        self.b.switch_to_block(stop);
         let pick = |em: &mut Self, a: u64, b: u64| {
             let av = em.iconst(a);
             match cond {
@@ -418,33 +445,42 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
                 _ => av,
             }
         };
-        let [(t0, s0), (t1, s1)] = exits;
-        let slot_addr = pick(self, self.chain.slot_addr[s0], self.chain.slot_addr[s1]);
         let rip = pick(self, t0, t1);
         let token = pick(self, self.chain.token[s0], self.chain.token[s1]);
-        let back = self.b.create_block();
-        let try_chain = self.b.create_block();
-        self.b.ins().brif(stop, back, &[], try_chain, &[]);
-        self.b.seal_block(try_chain);
-        self.b.switch_to_block(try_chain);
-        let target_code = self.b.ins().load(I64, state_flags(), slot_addr, 0);
-        let go = self.b.create_block();
-        self.b.ins().brif(target_code, go, &[], back, &[]);
-        self.b.seal_block(go);
-        self.b.seal_block(back);
-        self.b.switch_to_block(go);
-        self.chain_to(target_code);
-        self.b.switch_to_block(back);
         self.store_state(rip, off::RIP);
         self.store_state(token, off::LINK);
         self.ret(EXIT_NEXT);
     }
 
-    /// Counts a chained transfer and tail-calls the compiled block at `code`.
+    /// One arm of [`Self::chain_tail`]: tail-call the code in chain slot `slot`, or return to
+    /// the run loop at `target` with the slot's token while the slot is empty.
+    fn chain_arm(&mut self, target: u64, slot: usize) {
+        let slot_addr = self.iconst(self.chain.slot_addr[slot]);
+        let code = self.b.ins().load(I64, state_flags(), slot_addr, 0);
+        let go = self.b.create_block();
+        let empty = self.b.create_block();
+        self.b.set_cold_block(empty);
+        self.b.ins().brif(code, go, &[], empty, &[]);
+        self.b.seal_block(go);
+        self.b.seal_block(empty);
+        self.b.switch_to_block(go);
+        self.chain_to(code);
+        self.b.switch_to_block(empty);
+        let rip = self.iconst(target);
+        let token = self.iconst(self.chain.token[slot]);
+        self.store_state(rip, off::RIP);
+        self.store_state(token, off::LINK);
+        self.ret(EXIT_NEXT);
+    }
+
+    /// Tail-calls the compiled block at `code`, counting the transfer when statistics want
+    /// it ([`super::JitOptions::count_chains`]).
     fn chain_to(&mut self, code: Value) {
-        let c = self.load_state(off::CHAINED);
-        let c = self.b.ins().iadd_imm_s(c, 1);
-        self.store_state(c, off::CHAINED);
+        if self.chain.count {
+            let c = self.load_state(off::CHAINED);
+            let c = self.b.ins().iadd_imm_s(c, 1);
+            self.store_state(c, off::CHAINED);
+        }
         self.b
             .ins()
             .return_call_indirect(self.sigs.block, code, &[self.cpu]);
@@ -453,10 +489,8 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
     /// The back edge of a self-loop: account for the iteration, and go round again unless
     /// the budget ran out or an exit was requested.
     fn loop_back(&mut self, head: Block, target: u64, n: u32) {
-        let stop = self.retire_and_check(n);
-        let back = self.b.create_block();
-        self.b.set_cold_block(back);
-        self.b.ins().brif(stop, back, &[], head, &[]);
+        let back = self.retire_and_check(n);
+        self.b.ins().jump(head, &[]);
         self.b.seal_block(back);
         self.b.switch_to_block(back);
         // The flags' kind differs per path into the header: store it from its variable.

@@ -59,6 +59,8 @@ pub struct ChainSlots {
     pub key: crane86_runtime::BlockKey,
     /// The cache's direct-mapped table (0: none, every such exit returns to the run loop).
     pub jump_table: u64,
+    /// Count chained transfers in `CpuState::chained` ([`JitOptions::count_chains`]).
+    pub count: bool,
 }
 
 impl ChainSlots {
@@ -72,6 +74,7 @@ impl ChainSlots {
             token: [1, 2],
             key,
             jump_table: 0,
+            count: true,
         }
     }
 }
@@ -87,6 +90,9 @@ pub struct JitOptions {
     /// interpreting them ([`worker`]), instead of stopping to compile. Off by default, since
     /// which instructions run in which tier then depends on host timing.
     pub background: bool,
+    /// Count every chained transfer between compiled blocks in `CpuState::chained` (a
+    /// read-modify-write per transfer: on for `--stats`, off otherwise).
+    pub count_chains: bool,
 }
 
 impl Default for JitOptions {
@@ -95,6 +101,7 @@ impl Default for JitOptions {
             optimize: true,
             verify: cfg!(debug_assertions),
             background: false,
+            count_chains: true,
         }
     }
 }
