@@ -308,6 +308,10 @@ pub struct CpuState {
     pub msr: crate::msr::Msrs,
     /// Results of helpers that return more than one value (wide division).
     pub scratch: [u64; 2],
+    /// The result of a helper called from generated code through a register-preserving shim
+    /// (the shim's calling convention has no return values; see the translator's
+    /// `jit::shims`).
+    pub helper_ret: u64,
     /// The guest's physical memory, for the slow paths that generated code calls.
     ///
     /// Invariant: while generated code or a slow path runs, this points to the live
@@ -429,6 +433,7 @@ impl CpuState {
             paging: PagingStats::default(),
             msr: crate::msr::Msrs::default(),
             scratch: [0; 2],
+            helper_ret: 0,
             mem: std::ptr::null_mut(),
             dr: [0, 0, 0, 0, 0, 0, DR6_INIT, DR7_INIT],
             cr8: 0,
@@ -546,6 +551,7 @@ impl Clone for CpuState {
             paging: self.paging,
             msr: self.msr,
             scratch: self.scratch,
+            helper_ret: self.helper_ret,
             mem: std::ptr::null_mut(),
             dr: self.dr,
             cr8: self.cr8,

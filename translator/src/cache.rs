@@ -24,6 +24,7 @@ use crane86_runtime::{BlockKey, CpuState, PhysMem};
 use crate::decode::{decode_block, DecodedBlock};
 use crate::emit::Ctx;
 use crate::jit::arena::CodeArena;
+use crate::jit::shims::{Helper, Shims};
 use crate::jit::worker::{CompileWorker, Done, Job};
 use crate::jit::{ChainSlots, Jit, JitError, JitOptions};
 
@@ -164,6 +165,8 @@ pub struct Cache {
     worker: Option<CompileWorker>,
     /// [`JitOptions::count_chains`].
     count_chains: bool,
+    /// The helper shims, in the trampoline's arena.
+    shims: Shims,
     /// The serial number of the next block.
     next_serial: u64,
     /// `/tmp/perf-PID.map`, when asked for (see [`Cache::enable_perf_map`]).
@@ -220,7 +223,7 @@ impl Cache {
         // Build the opcode table now, so its one-time cost is not charged to the first block.
         crate::table::lookup(iced_x86::Code::INVALID);
         let arena = CodeArena::new(arena_bytes).map_err(CacheError::Arena)?;
-        let mut tramp_arena = CodeArena::new(4096).map_err(CacheError::Arena)?;
+        let mut tramp_arena = CodeArena::new(16 << 10).map_err(CacheError::Arena)?;
         let mut jit = Jit::new(opts)?;
         let worker = match tier {
             Tier::Auto { .. } if opts.background => Some(CompileWorker::start(opts)?),
@@ -230,6 +233,14 @@ impl Cache {
         let trampoline = tramp_arena
             .alloc(&tramp)
             .ok_or(CacheError::TooBig(tramp.len()))?;
+        let mut shims = Shims::default();
+        for h in Helper::ALL {
+            let code = jit.compile_shim(h)?;
+            let at = tramp_arena
+                .alloc(&code)
+                .ok_or(CacheError::TooBig(code.len()))?;
+            shims.addr[h as usize] = at as u64;
+        }
         Ok(Cache {
             blocks: Vec::new(),
             free: Vec::new(),
@@ -249,6 +260,7 @@ impl Cache {
             block_budget: arena_bytes.max(MIN_BLOCK_BUDGET),
             stats: CacheStats::default(),
             count_chains: opts.count_chains,
+            shims,
         })
     }
 
@@ -546,6 +558,7 @@ impl Cache {
             key: b.key,
             jump_table: self.fast_table(),
             count: self.count_chains,
+            shims: self.shims,
         }
     }
 

@@ -1,6 +1,6 @@
 //! [`JitEmitter`]: the [`Emit`] implementation that builds Cranelift IR for one block.
 
-use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::condcodes::{CondCode, IntCC};
 use cranelift_codegen::ir::{
     types, AbiParam, Block, BlockArg, InstBuilder, InstructionData, Opcode, SigRef, Signature,
     Value, ValueDef,
@@ -9,10 +9,10 @@ use cranelift_codegen::isa::CallConv;
 use cranelift_frontend::{FunctionBuilder, Variable};
 use iced_x86::OpKind;
 
-use crane86_runtime::memory::{load_slow, store_slow, TlbEntry};
+use crane86_runtime::memory::TlbEntry;
 use crane86_runtime::{CcOp, Fault, SegReg};
 
-use super::helpers::{div_wide_helper, eflags_of, jump_lookup};
+use super::shims::Helper;
 use super::{guest_flags, off, state_flags, ChainSlots, EXIT_FAULT, EXIT_NEXT};
 use crate::decode::DecodedBlock;
 use crate::emit::{Arith, Bin, Cmp, Ctx, Emit, FpuHelper, Stop, Un, R};
@@ -35,15 +35,14 @@ enum Slot {
 
 struct Sigs {
     block: SigRef,
-    load: SigRef,
-    store: SigRef,
-    eflags: SigRef,
-    div: SigRef,
     fpu: SigRef,
+    /// Per [`Helper`]: its host signature and its shim's, imported on first use.
+    helper: [Option<(SigRef, SigRef)>; 5],
 }
 
 /// Builds the IR of one block. See the module documentation of [`crate::jit`].
 pub struct JitEmitter<'a, 'f> {
+    host_cc: CallConv,
     b: &'a mut FunctionBuilder<'f>,
     cpu: Value,
     ctx: Ctx,
@@ -115,13 +114,11 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
         let smc = b.declare_var(I64);
         let sigs = Sigs {
             block: b.import_signature(block_sig),
-            load: b.import_signature(sig(host_cc, 3, 1)),
-            store: b.import_signature(sig(host_cc, 4, 0)),
-            eflags: b.import_signature(sig(host_cc, 4, 1)),
-            div: b.import_signature(sig(host_cc, 5, 1)),
             fpu: b.import_signature(sig(host_cc, 5, 1)),
+            helper: [None; 5],
         };
         JitEmitter {
+            host_cc,
             b,
             cpu,
             ctx,
@@ -231,16 +228,82 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
         }
     }
 
+    /// The instruction that defines `v`, with its opcode and arguments.
+    fn def_of(&self, v: Value) -> Option<(Opcode, &[Value])> {
+        let dfg = &self.b.func.dfg;
+        match dfg.value_def(v) {
+            ValueDef::Result(inst, 0) => Some((dfg.insts[inst].opcode(), dfg.inst_args(inst))),
+            _ => None,
+        }
+    }
+
+    /// The value to test for "non-zero" in place of `c`: for a 0/1 value made by zero-extending
+    /// a comparison ([`Arith::cmp`]), the comparison itself, so that the host compares and
+    /// branches (or selects) on its flags directly.
+    fn truth(&self, c: Value) -> Value {
+        match self.def_of(c) {
+            Some((Opcode::Uextend, &[x]))
+                if self.def_of(x).is_some_and(|(o, _)| o == Opcode::Icmp) =>
+            {
+                x
+            }
+            _ => c,
+        }
+    }
+
+    /// `a` without a zero extension from a narrower type, with that type, when it is one.
+    fn narrow(&self, a: Value) -> Option<(Value, types::Type)> {
+        match self.def_of(a) {
+            Some((Opcode::Uextend, &[x])) => Some((x, self.b.func.dfg.value_type(x))),
+            _ => None,
+        }
+    }
+
     /// Branches on `c` to a new cold block (returned first) or a new continuation block, and
     /// seals both (each has this one predecessor).
     fn split(&mut self, c: Value) -> (Block, Block) {
         let yes = self.b.create_block();
         let no = self.b.create_block();
         self.b.set_cold_block(yes);
+        let c = self.truth(c);
         self.b.ins().brif(c, yes, &[], no, &[]);
         self.b.seal_block(yes);
         self.b.seal_block(no);
         (yes, no)
+    }
+
+    /// Calls helper `h` with `args` (after the CPU state pointer, for those that take it):
+    /// through its register-preserving shim when the cache made shims, directly otherwise.
+    /// Returns its result, if it has one.
+    fn call_helper(&mut self, h: Helper, args: &[Value]) -> Option<Value> {
+        let (host, shim) = match self.sigs.helper[h as usize] {
+            Some(s) => s,
+            None => {
+                let host = self.b.import_signature(h.host_signature(self.host_cc));
+                let shim = self.b.import_signature(h.shim_signature());
+                self.sigs.helper[h as usize] = Some((host, shim));
+                (host, shim)
+            }
+        };
+        let mut all = Vec::with_capacity(args.len() + 1);
+        match self.chain.shims.of(h) {
+            Some(addr) => {
+                let f = self.iconst(addr);
+                all.push(self.cpu);
+                all.extend_from_slice(args);
+                self.b.ins().call_indirect(shim, f, &all);
+                h.returns().then(|| self.load_state(off::HELPER_RET))
+            }
+            None => {
+                let f = self.iconst(h.function());
+                if h.takes_cpu() {
+                    all.push(self.cpu);
+                }
+                all.extend_from_slice(args);
+                let call = self.b.ins().call_indirect(host, f, &all);
+                h.returns().then(|| self.b.inst_results(call)[0])
+            }
+        }
     }
 
     fn store_state(&mut self, v: Value, offset: i32) {
@@ -361,7 +424,8 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
 
     /// Whether the cache may link an exit to `target` through a chain slot (the rule of
     /// [`crate::cache::Cache::link`]): always without paging, else only within the block's
-    /// own linear page. Other exits look their target up with [`jump_lookup`].
+    /// own linear page. Other exits look their target up with
+    /// [`super::helpers::jump_lookup`].
     fn linkable(&self, target: u64) -> bool {
         let key = self.chain.key;
         if !key.paging() {
@@ -376,21 +440,16 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
 
     /// The end of an exit whose target has no chain slot, once state is written back: retire
     /// `n` instructions and, unless the vCPU must go back to the run loop, tail-call the
-    /// target's code if [`jump_lookup`] finds it.
+    /// target's code if [`super::helpers::jump_lookup`] finds it.
     fn jump_tail(&mut self, rip: Value, n: u32) {
         let back = self.retire_and_check(n);
         if self.chain.jump_table != 0 {
-            let f = self.iconst(jump_lookup as *const () as usize as u64);
             let cs_base = self.iconst(self.chain.key.cs_base);
             let bits = self.iconst(self.chain.key.bits);
             let table = self.iconst(self.chain.jump_table);
-            // The FPU helpers' signature has the same shape: (cpu, 4 x u64) -> u64.
-            let call = self.b.ins().call_indirect(
-                self.sigs.fpu,
-                f,
-                &[self.cpu, rip, cs_base, bits, table],
-            );
-            let code = self.b.inst_results(call)[0];
+            let code = self
+                .call_helper(Helper::JumpLookup, &[rip, cs_base, bits, table])
+                .expect("jump_lookup returns the code");
             let go = self.b.create_block();
             let miss = self.b.create_block();
             self.b.ins().brif(code, go, &[], miss, &[]);
@@ -420,6 +479,7 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
         let [(t0, s0), (t1, s1)] = exits;
         match cond {
             Some(c) if exits[0] != exits[1] => {
+                let c = self.truth(c);
                 let arm0 = self.b.create_block();
                 let arm1 = self.b.create_block();
                 self.b.ins().brif(c, arm0, &[], arm1, &[]);
@@ -440,6 +500,7 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
             match cond {
                 Some(c) if a != b => {
                     let bv = em.iconst(b);
+                    let c = em.truth(c);
                     em.b.ins().select(c, av, bv)
                 }
                 _ => av,
@@ -606,6 +667,23 @@ impl Arith for JitEmitter<'_, '_> {
                 Bin::Add | Bin::Sub | Bin::Or | Bin::Xor | Bin::Shl | Bin::Shr | Bin::Sar,
                 Some(0),
             ) => return a,
+            // Masks to an operand size: a zero extension, one `mov`/`movzx` on the host.
+            (Bin::And, Some(0xff)) => return self.zext(a, 8),
+            (Bin::And, Some(0xffff)) => return self.zext(a, 16),
+            (Bin::And, Some(0xffff_ffff)) => return self.zext(a, 32),
+            // The negation of a 0/1 comparison result: the opposite comparison.
+            (Bin::Xor, Some(1)) => {
+                let t = self.truth(a);
+                if t != a {
+                    let inst = self.b.func.dfg.value_def(t).unwrap_inst();
+                    if let InstructionData::IntCompare { cond, args, .. } =
+                        self.b.func.dfg.insts[inst]
+                    {
+                        let c = self.b.ins().icmp(cond.complement(), args[0], args[1]);
+                        return self.b.ins().uextend(I64, c);
+                    }
+                }
+            }
             _ => {}
         }
         let i = self.b.ins();
@@ -659,6 +737,23 @@ impl Arith for JitEmitter<'_, '_> {
             Cmp::Slt => IntCC::SignedLessThan,
             Cmp::Sle => IntCC::SignedLessThanOrEqual,
         };
+        // Zero-extended operands compare as unsigned or equal in their own width (a 32-bit
+        // compare rather than a 64-bit one with a mask).
+        if matches!(op, Cmp::Eq | Cmp::Ne | Cmp::Ult | Cmp::Ule) {
+            if let Some((x, ty)) = self.narrow(a) {
+                let y = match (self.narrow(b), self.const_of(b)) {
+                    (Some((y, ty2)), _) if ty2 == ty => Some(y),
+                    (_, Some(k)) if k <= u64::MAX >> (64 - ty.bits()) => {
+                        Some(self.b.ins().iconst(ty, k as i64))
+                    }
+                    _ => None,
+                };
+                if let Some(y) = y {
+                    let c = self.b.ins().icmp(cc, x, y);
+                    return self.b.ins().uextend(I64, c);
+                }
+            }
+        }
         let c = self.b.ins().icmp(cc, a, b);
         self.b.ins().uextend(I64, c)
     }
@@ -667,6 +762,7 @@ impl Arith for JitEmitter<'_, '_> {
         if let Some(x) = self.const_of(c) {
             return if x != 0 { a } else { b };
         }
+        let c = self.truth(c);
         self.b.ins().select(c, a, b)
     }
 
@@ -689,17 +785,26 @@ impl Arith for JitEmitter<'_, '_> {
             let v = Values.zext(x, bits);
             return self.iconst(v);
         }
-        self.b.ins().band_imm_s(a, (u64::MAX >> (64 - bits)) as i64)
+        let ty = match bits {
+            8 => types::I8,
+            16 => types::I16,
+            _ => I32,
+        };
+        if let Some((_, t)) = self.narrow(a) {
+            if t.bits() <= ty.bits() {
+                // Already zero-extended from as narrow a type.
+                return a;
+            }
+        }
+        let n = self.b.ins().ireduce(ty, a);
+        self.b.ins().uextend(I64, n)
     }
 
     fn div_wide(&mut self, signed: bool, hi: Value, lo: Value, d: Value) -> (Value, Value, Value) {
-        let f = self.iconst(div_wide_helper as *const () as usize as u64);
         let s = self.iconst(u64::from(signed));
-        let call = self
-            .b
-            .ins()
-            .call_indirect(self.sigs.div, f, &[self.cpu, s, hi, lo, d]);
-        let ok = self.b.inst_results(call)[0];
+        let ok = self
+            .call_helper(Helper::DivWide, &[s, hi, lo, d])
+            .expect("the division helper returns ok");
         let q = self.load_state(off::SCRATCH);
         let r = self.load_state(off::SCRATCH + 8);
         (q, r, ok)
@@ -779,9 +884,8 @@ impl Emit for JitEmitter<'_, '_> {
     fn cc_dynamic_eflags(&mut self) -> Value {
         self.ensure_cc_loaded();
         let args: Vec<Value> = (0..4).map(|i| self.b.use_var(self.cc[i])).collect();
-        let f = self.iconst(eflags_of as *const () as usize as u64);
-        let call = self.b.ins().call_indirect(self.sigs.eflags, f, &args);
-        self.b.inst_results(call)[0]
+        self.call_helper(Helper::Eflags, &args)
+            .expect("eflags_of returns the flags")
     }
 
     fn guess_cc<F: FnMut(&mut Self) -> Value>(&mut self, mut f: F) -> Value {
@@ -833,13 +937,10 @@ impl Emit for JitEmitter<'_, '_> {
         };
         self.b.ins().jump(merge, &[BlockArg::Value(v)]);
         self.b.switch_to_block(slow);
-        let f = self.iconst(load_slow as *const () as usize as u64);
         let sz = self.iconst(u64::from(size));
-        let call = self
-            .b
-            .ins()
-            .call_indirect(self.sigs.load, f, &[self.cpu, linear, sz]);
-        let v = self.b.inst_results(call)[0];
+        let v = self
+            .call_helper(Helper::LoadSlow, &[linear, sz])
+            .expect("load_slow returns the value");
         self.fault_check();
         self.b.ins().jump(merge, &[BlockArg::Value(v)]);
         self.b.seal_block(merge);
@@ -865,11 +966,8 @@ impl Emit for JitEmitter<'_, '_> {
         };
         self.b.ins().jump(merge, &[]);
         self.b.switch_to_block(slow);
-        let f = self.iconst(store_slow as *const () as usize as u64);
         let sz = self.iconst(u64::from(size));
-        self.b
-            .ins()
-            .call_indirect(self.sigs.store, f, &[self.cpu, linear, sz, v]);
+        self.call_helper(Helper::StoreSlow, &[linear, sz, v]);
         self.fault_check();
         let smc = self.b.ins().uload32(state_flags(), self.cpu, off::SMC);
         self.b.def_var(self.smc, smc);
@@ -1050,6 +1148,7 @@ impl Emit for JitEmitter<'_, '_> {
             None => {
                 let t = self.b.create_block();
                 let f = self.b.create_block();
+                let cond = self.truth(cond);
                 self.b.ins().brif(cond, t, &[], f, &[]);
                 self.b.seal_block(t);
                 self.b.seal_block(f);

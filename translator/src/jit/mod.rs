@@ -12,6 +12,7 @@ pub mod arena;
 mod emitter;
 pub mod entry;
 pub mod helpers;
+pub mod shims;
 pub mod worker;
 
 use std::mem::offset_of;
@@ -61,6 +62,8 @@ pub struct ChainSlots {
     pub jump_table: u64,
     /// Count chained transfers in `CpuState::chained` ([`JitOptions::count_chains`]).
     pub count: bool,
+    /// The register-preserving shims slow paths call helpers through ([`shims`]).
+    pub shims: shims::Shims,
 }
 
 impl ChainSlots {
@@ -75,6 +78,7 @@ impl ChainSlots {
             key,
             jump_table: 0,
             count: true,
+            shims: shims::Shims::default(),
         }
     }
 }
@@ -136,6 +140,7 @@ pub(crate) mod off {
     pub const LINK: i32 = offset_of!(CpuState, link) as i32;
     pub const CHAINED: i32 = offset_of!(CpuState, chained) as i32;
     pub const SCRATCH: i32 = offset_of!(CpuState, scratch) as i32;
+    pub const HELPER_RET: i32 = offset_of!(CpuState, helper_ret) as i32;
     pub const XMM: i32 = (offset_of!(CpuState, fpu) + offset_of!(crane86_fpu::Fpu, xmm)) as i32;
     pub const FPU_IO: i32 = (offset_of!(CpuState, fpu) + offset_of!(crane86_fpu::Fpu, io)) as i32;
     pub const TLB: i32 = offset_of!(CpuState, tlb) as i32;

@@ -1,0 +1,149 @@
+//! Register-preserving shims for the helpers that generated code calls on its slow paths.
+//!
+//! A block calls a Rust helper (`extern "C"`, the host's System V convention) when a memory
+//! access misses the TLB, when the flags' operation is unknown, for a wide division and to
+//! find the code of an indirect branch's target. Such a call clobbers every caller-saved
+//! register, so every value the block still needs after it (the `CpuState` pointer at least)
+//! had to sit in a callee-saved register, and a block that has one such call anywhere, even on
+//! a cold path, saved and restored those registers in its prologue and epilogue on every run:
+//! up to ten memory accesses per block transfer.
+//!
+//! Instead, blocks call a shim in Cranelift's `preserve_all` convention, which clobbers
+//! nothing: values stay where they are across the call, and a block's prologue only saves the
+//! registers its own code uses. The shim calls the helper in the System V convention and,
+//! since `preserve_all` has no return values, leaves the helper's result in
+//! `CpuState::helper_ret`. Cranelift compiles each shim and saves exactly the registers the
+//! call inside may clobber (the caller-saved general registers and the XMM registers): the
+//! cost moves from every block run to the slow paths.
+
+use cranelift_codegen::ir::{types, AbiParam, InstBuilder, Signature, UserFuncName};
+use cranelift_codegen::isa::CallConv;
+use cranelift_frontend::FunctionBuilder;
+
+use super::{off, state_flags, Jit, JitError};
+
+/// The helpers that generated code reaches through a shim.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Helper {
+    /// `crane86_runtime::memory::load_slow(cpu, linear, size) -> value`.
+    LoadSlow,
+    /// `crane86_runtime::memory::store_slow(cpu, linear, size, value)`.
+    StoreSlow,
+    /// [`super::helpers::eflags_of`]`(op, src1, src2, res) -> flags` (no CPU argument).
+    Eflags,
+    /// [`super::helpers::div_wide_helper`]`(cpu, signed, hi, lo, divisor) -> ok`.
+    DivWide,
+    /// [`super::helpers::jump_lookup`]`(cpu, rip, cs_base, mode bits, table) -> code`.
+    JumpLookup,
+}
+
+impl Helper {
+    /// Every helper, in the order of [`Shims::addr`].
+    pub const ALL: [Helper; 5] = [
+        Helper::LoadSlow,
+        Helper::StoreSlow,
+        Helper::Eflags,
+        Helper::DivWide,
+        Helper::JumpLookup,
+    ];
+
+    /// The helper's own address.
+    pub fn function(self) -> u64 {
+        use crane86_runtime::memory::{load_slow, store_slow};
+        let f = match self {
+            Helper::LoadSlow => load_slow as *const (),
+            Helper::StoreSlow => store_slow as *const (),
+            Helper::Eflags => super::helpers::eflags_of as *const (),
+            Helper::DivWide => super::helpers::div_wide_helper as *const (),
+            Helper::JumpLookup => super::helpers::jump_lookup as *const (),
+        };
+        f as usize as u64
+    }
+
+    /// Its arguments other than the CPU state pointer.
+    pub fn args(self) -> usize {
+        match self {
+            Helper::LoadSlow => 2,
+            Helper::StoreSlow => 3,
+            Helper::Eflags | Helper::DivWide | Helper::JumpLookup => 4,
+        }
+    }
+
+    /// Whether its first argument is the CPU state pointer.
+    pub fn takes_cpu(self) -> bool {
+        self != Helper::Eflags
+    }
+
+    /// Whether it returns a value.
+    pub fn returns(self) -> bool {
+        self != Helper::StoreSlow
+    }
+
+    /// Its System V signature.
+    pub fn host_signature(self, host: CallConv) -> Signature {
+        let mut s = Signature::new(host);
+        let n = self.args() + usize::from(self.takes_cpu());
+        s.params.extend((0..n).map(|_| AbiParam::new(types::I64)));
+        if self.returns() {
+            s.returns.push(AbiParam::new(types::I64));
+        }
+        s
+    }
+
+    /// The shim's signature: the CPU state pointer, then the helper's other arguments.
+    pub fn shim_signature(self) -> Signature {
+        let mut s = Signature::new(CallConv::PreserveAll);
+        s.params
+            .extend((0..=self.args()).map(|_| AbiParam::new(types::I64)));
+        s
+    }
+}
+
+/// The shims' entry points, indexed like [`Helper::ALL`]; all zero when blocks call the
+/// helpers directly (code compiled outside a cache).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Shims {
+    /// Entry point of each helper's shim.
+    pub addr: [u64; 5],
+}
+
+impl Shims {
+    /// The shim of `h`, if there are shims.
+    pub fn of(&self, h: Helper) -> Option<u64> {
+        let a = self.addr[h as usize];
+        (a != 0).then_some(a)
+    }
+}
+
+impl Jit {
+    /// Compiles the shim of helper `h`: a `preserve_all` function that calls it and stores
+    /// its result in `CpuState::helper_ret`.
+    pub fn compile_shim(&mut self, h: Helper) -> Result<Vec<u8>, JitError> {
+        self.ctx.func.signature = h.shim_signature();
+        self.ctx.func.name = UserFuncName::user(0, 2 + h as u32);
+        let host = h.host_signature(self.isa.default_call_conv());
+        let fc = self.isa.frontend_config();
+        let mut b = FunctionBuilder::new(&mut self.ctx.func, &mut self.fctx);
+        let entry = b.create_block();
+        b.append_block_params_for_function_params(entry);
+        b.switch_to_block(entry);
+        b.seal_block(entry);
+        let params = b.block_params(entry).to_vec();
+        let cpu = params[0];
+        let args = if h.takes_cpu() {
+            &params[..]
+        } else {
+            &params[1..]
+        };
+        let sig = b.import_signature(host);
+        let f = b.ins().iconst(types::I64, h.function() as i64);
+        let call = b.ins().call_indirect(sig, f, args);
+        if h.returns() {
+            let r = b.inst_results(call)[0];
+            b.ins().store(state_flags(), r, cpu, off::HELPER_RET);
+        }
+        b.ins().return_(&[]);
+        b.finalize(fc);
+        self.finish(None)
+    }
+}
