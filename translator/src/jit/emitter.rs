@@ -42,6 +42,9 @@ struct Sigs {
 
 /// Builds the IR of one block. See the module documentation of [`crate::jit`].
 pub struct JitEmitter<'a, 'f> {
+    /// Instructions left before the vCPU must return to the run loop: a block parameter,
+    /// passed on to chained blocks and stored to `CpuState::budget` on every return.
+    budget: Variable,
     host_cc: CallConv,
     b: &'a mut FunctionBuilder<'f>,
     cpu: Value,
@@ -103,6 +106,7 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
     pub fn new(
         b: &'a mut FunctionBuilder<'f>,
         cpu: Value,
+        budget: Value,
         ctx: Ctx,
         block_sig: Signature,
         host_cc: CallConv,
@@ -112,12 +116,15 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
         let rflags = b.declare_var(I64);
         let cc = std::array::from_fn(|_| b.declare_var(I64));
         let smc = b.declare_var(I64);
+        let budget_var = b.declare_var(I64);
+        b.def_var(budget_var, budget);
         let sigs = Sigs {
             block: b.import_signature(block_sig),
             fpu: b.import_signature(sig(host_cc, 5, 1)),
             helper: [None; 5],
         };
         JitEmitter {
+            budget: budget_var,
             host_cc,
             b,
             cpu,
@@ -374,13 +381,16 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
 
     /// Subtracts `n` retired instructions from the budget; returns the new budget.
     fn retire(&mut self, n: u32) -> Value {
-        let bud = self.load_state(off::BUDGET);
+        let bud = self.b.use_var(self.budget);
         let nb = self.b.ins().iadd_imm_s(bud, -i64::from(n));
-        self.store_state(nb, off::BUDGET);
+        self.b.def_var(self.budget, nb);
         nb
     }
 
+    /// Returns to the run loop with exit code `code`, leaving the budget in CpuState.
     fn ret(&mut self, code: i64) {
+        let bud = self.b.use_var(self.budget);
+        self.store_state(bud, off::BUDGET);
         let c = self.b.ins().iconst(I64, code);
         self.b.ins().return_(&[c]);
     }
@@ -537,6 +547,7 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
     /// Tail-calls the compiled block at `code`, counting the transfer when statistics want
     /// it ([`super::JitOptions::count_chains`]).
     fn chain_to(&mut self, code: Value) {
+        let bud = self.b.use_var(self.budget);
         if self.chain.count {
             let c = self.load_state(off::CHAINED);
             let c = self.b.ins().iadd_imm_s(c, 1);
@@ -544,7 +555,7 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
         }
         self.b
             .ins()
-            .return_call_indirect(self.sigs.block, code, &[self.cpu]);
+            .return_call_indirect(self.sigs.block, code, &[self.cpu, bud]);
     }
 
     /// The back edge of a self-loop: account for the iteration, and go round again unless
@@ -1039,7 +1050,7 @@ impl Emit for JitEmitter<'_, '_> {
             .b
             .ins()
             .uload32(state_flags(), self.cpu, off::EXIT_REQUEST);
-        let budget = self.load_state(off::BUDGET);
+        let budget = self.b.use_var(self.budget);
         let ends = self.b.ins().icmp_imm_s(
             IntCC::SignedLessThanOrEqual,
             budget,
@@ -1075,7 +1086,7 @@ impl Emit for JitEmitter<'_, '_> {
             )?;
         }
         let base = self.load_state(off::TSC_BASE);
-        let budget = self.load_state(off::BUDGET);
+        let budget = self.b.use_var(self.budget);
         let t = self.b.ins().isub(base, budget);
         Ok(self.b.ins().iadd_imm_s(t, i64::from(self.index)))
     }

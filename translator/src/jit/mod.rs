@@ -181,9 +181,12 @@ impl Jit {
         })
     }
 
-    /// The signature of every block: `tail fn(cpu) -> exit code`.
+    /// The signature of every block: `tail fn(cpu, budget) -> exit code`. The instruction
+    /// budget travels in a register from block to block and reaches `CpuState::budget` only
+    /// on the way back to the run loop.
     fn block_sig(&self) -> Signature {
         let mut s = Signature::new(CallConv::Tail);
+        s.params.push(AbiParam::new(types::I64));
         s.params.push(AbiParam::new(types::I64));
         s.returns.push(AbiParam::new(types::I64));
         s
@@ -233,7 +236,8 @@ impl Jit {
         let code = b.block_params(entry)[0];
         let cpu = b.block_params(entry)[1];
         let sref = b.import_signature(bsig);
-        let call = b.ins().call_indirect(sref, code, &[cpu]);
+        let budget = b.ins().load(types::I64, state_flags(), cpu, off::BUDGET);
+        let call = b.ins().call_indirect(sref, code, &[cpu, budget]);
         let r = b.inst_results(call)[0];
         b.ins().return_(&[r]);
         b.finalize(self.isa.frontend_config());
@@ -257,7 +261,8 @@ impl Jit {
         b.switch_to_block(entry);
         b.seal_block(entry);
         let cpu = b.block_params(entry)[0];
-        let mut em = JitEmitter::new(&mut b, cpu, block.ctx, bsig, host_cc, chain);
+        let budget = b.block_params(entry)[1];
+        let mut em = JitEmitter::new(&mut b, cpu, budget, block.ctx, bsig, host_cc, chain);
         em.translate(block);
         b.finalize(fc);
         self.finish(Some(block))
