@@ -71,19 +71,23 @@ pub struct JitEmitter<'a, 'f> {
     ended: bool,
     sigs: Sigs,
     chain: ChainSlots,
-    /// For a block that branches back to its own start: the loop header and the start
-    /// address. The back edge then jumps to the header with the guest state still in
-    /// variables, instead of storing it and chaining to itself.
-    loop_head: Option<(Block, u64)>,
+    /// For a region (several guest blocks compiled together, or one that branches back to
+    /// its own start): each member's start address and header. A transfer to a member jumps
+    /// to its header with the guest state still in variables, instead of storing it and
+    /// chaining.
+    heads: Vec<(u64, Block)>,
+    /// The targets of the two chain slots, assigned as exits ask for them: each slot only
+    /// ever serves one target, since the cache links a slot to one block.
+    slot_target: [Option<u64>; 2],
 }
 
 /// The general registers (a bit per register, RAX = bit 0) that the instructions of `block`
 /// read or write, explicitly or implicitly, by iced-x86's instruction information.
-fn used_gprs(block: &DecodedBlock) -> u16 {
+fn used_gprs(blocks: &[DecodedBlock]) -> u16 {
     use iced_x86::{InstructionInfoFactory, OpAccess, Register};
     let mut f = InstructionInfoFactory::new();
     let mut mask = 0u16;
-    for d in &block.insns {
+    for d in blocks.iter().flat_map(|b| &b.insns) {
         for u in f.info(&d.insn).used_registers() {
             let full = u.register().full_register();
             if u.access() != OpAccess::None && full.is_gpr64() {
@@ -147,43 +151,86 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
             ended: false,
             sigs,
             chain,
-            loop_head: None,
+            heads: Vec::new(),
+            slot_target: [None; 2],
         }
     }
 
-    /// Emits the whole block.
-    pub fn translate(&mut self, block: &DecodedBlock) {
-        self.cc_hint = block
-            .cc_hint
-            .map(CcOp::decode)
-            .filter(|op| Some(op.encode()) == block.cc_hint);
-        let start = block.insns.first().map_or(0, |d| d.insn.ip());
-        let loops = block.insns.iter().any(|d| {
+    /// Emits a region: `blocks[0]` is the entry, the others guest blocks it reaches by direct
+    /// branches (see [`crate::cache`]), compiled into this one function.
+    pub fn translate(&mut self, blocks: &[DecodedBlock]) {
+        let Some(entry) = blocks.first() else {
+            return;
+        };
+        let start = entry.insns.first().map_or(0, |d| d.insn.ip());
+        let loops = entry.insns.iter().any(|d| {
             matches!(
                 d.insn.op0_kind(),
                 OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64
             ) && d.insn.near_branch_target() == start
         });
-        if loops {
-            // The registers the body uses are loaded before the header, so that they live in
-            // host registers across iterations. (One it reads that the decoder's information
-            // left out is loaded where it is first read, in every iteration: still right,
-            // since register writes reach CpuState at once.)
-            let used = used_gprs(block);
-            for r in (0..16).filter(|r| used & (1 << r) != 0) {
-                self.gpr(r);
-            }
-            self.rflags_rest();
-            self.ensure_cc_loaded();
-            let head = self.b.create_block();
-            self.b.ins().jump(head, &[]);
-            self.b.switch_to_block(head);
-            self.loop_head = Some((head, start));
+        if blocks.len() == 1 && !loops {
+            self.begin_member(entry);
+            self.translate_body(entry);
+            return;
         }
-        self.translate_body(block);
-        if let Some((head, _)) = self.loop_head {
+        // The registers the members use are loaded before the headers, so that they live in
+        // host registers across the region's internal transfers. One the decoder's
+        // information left out is loaded where it is first read, in its member (still right,
+        // since register writes reach CpuState at once).
+        let used = used_gprs(blocks);
+        for r in (0..16).filter(|r| used & (1 << r) != 0) {
+            self.gpr(r);
+        }
+        self.rflags_rest();
+        self.ensure_cc_loaded();
+        for b in blocks {
+            let ip = b.insns.first().map_or(0, |d| d.insn.ip());
+            let head = self.b.create_block();
+            self.heads.push((ip, head));
+        }
+        self.b.ins().jump(self.heads[0].1, &[]);
+        for (i, b) in blocks.iter().enumerate() {
+            self.b.switch_to_block(self.heads[i].1);
+            for r in (0..16).filter(|r| used & (1 << r) == 0) {
+                self.reg_state[r] = Slot::Unloaded;
+            }
+            self.begin_member(b);
+            self.translate_body(b);
+        }
+        for &(_, head) in &self.heads {
             self.b.seal_block(head);
         }
+    }
+
+    /// Per-member state at the start of a member's code: nothing is known about the flags'
+    /// operation (several paths may lead here), and no value of another member may be used.
+    fn begin_member(&mut self, block: &DecodedBlock) {
+        self.cc_static = None;
+        self.seg_base = [None; 6];
+        self.ended = false;
+        self.cc_hint = block
+            .cc_hint
+            .map(CcOp::decode)
+            .filter(|op| Some(op.encode()) == block.cc_hint);
+    }
+
+    /// The header of the region member starting at `ip`.
+    fn head_of(&self, ip: u64) -> Option<Block> {
+        self.heads.iter().find(|h| h.0 == ip).map(|h| h.1)
+    }
+
+    /// The chain slot serving exits to `target`, if it may be linked and a slot is free for it.
+    fn slot_for(&mut self, target: u64) -> Option<usize> {
+        if !self.linkable(target) {
+            return None;
+        }
+        if let Some(i) = self.slot_target.iter().position(|t| *t == Some(target)) {
+            return Some(i);
+        }
+        let i = self.slot_target.iter().position(Option::is_none)?;
+        self.slot_target[i] = Some(target);
+        Some(i)
     }
 
     fn translate_body(&mut self, block: &DecodedBlock) {
@@ -214,7 +261,7 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
                 self.b.switch_to_block(cont);
             }
         }
-        self.exit_chain(next_ip, 0, block.insns.len() as u32);
+        self.exit_chain(next_ip, block.insns.len() as u32);
     }
 
     fn iconst(&mut self, v: u64) -> Value {
@@ -334,9 +381,9 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
     /// Stores every changed piece of guest state back to CpuState. General registers need
     /// nothing: [`Emit::set_gpr`] writes them through.
     fn write_back(&mut self) {
-        // In a loop, flags changed late in the body are already changed when an exit early
-        // in the body is taken on a later iteration.
-        if self.loop_head.is_some() {
+        // In a region, flags changed by a member emitted later may already be changed when
+        // an exit emitted earlier is taken.
+        if !self.heads.is_empty() {
             self.rflags_state = Slot::Dirty;
             self.cc_state = Slot::Dirty;
         }
@@ -416,19 +463,20 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
         self.ret(EXIT_FAULT);
     }
 
-    /// Exit to a known target: tail-call its code if the slot holds it and the vCPU may go on.
-    fn exit_chain(&mut self, target: u64, slot: usize, n: u32) {
-        if let Some((head, start)) = self.loop_head {
-            if target == start {
-                return self.loop_back(head, target, n);
-            }
+    /// Exit to a known target after `n` instructions of the current member: jump to its
+    /// header if it is a member of the region, else tail-call its code if a chain slot holds
+    /// it (or [`super::helpers::jump_lookup`] finds it) and the vCPU may go on.
+    fn exit_chain(&mut self, target: u64, n: u32) {
+        if let Some(head) = self.head_of(target) {
+            return self.loop_back(head, target, n);
         }
         self.write_back();
-        if self.linkable(target) {
-            self.chain_tail(None, [(target, slot), (target, slot)], n);
-        } else {
-            let rip = self.iconst(target);
-            self.jump_tail(rip, n);
+        match self.slot_for(target) {
+            Some(slot) => self.chain_tail(None, [(target, slot), (target, slot)], n),
+            None => {
+                let rip = self.iconst(target);
+                self.jump_tail(rip, n);
+            }
         }
     }
 
@@ -558,8 +606,8 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
             .return_call_indirect(self.sigs.block, code, &[self.cpu, bud]);
     }
 
-    /// The back edge of a self-loop: account for the iteration, and go round again unless
-    /// the budget ran out or an exit was requested.
+    /// A transfer to a member of the region: account for the instructions, and go on at its
+    /// header unless the budget ran out or an exit was requested.
     fn loop_back(&mut self, head: Block, target: u64, n: u32) {
         let back = self.retire_and_check(n);
         self.b.ins().jump(head, &[]);
@@ -1110,8 +1158,7 @@ impl Emit for JitEmitter<'_, '_> {
         match self.const_of(cond) {
             Some(0) => return Ok(()),
             Some(_) => {
-                // Slot 1: the same not-taken target as the instruction's final branch.
-                self.exit_chain(target, 1, n);
+                self.exit_chain(target, n);
                 self.finish_instruction_end();
                 return Err(Stop);
             }
@@ -1119,7 +1166,7 @@ impl Emit for JitEmitter<'_, '_> {
         }
         let (exit, cont) = self.split(cond);
         self.b.switch_to_block(exit);
-        self.exit_chain(target, 1, n);
+        self.exit_chain(target, n);
         self.b.switch_to_block(cont);
         Ok(())
     }
@@ -1134,7 +1181,7 @@ impl Emit for JitEmitter<'_, '_> {
     fn jump(&mut self, target: Value) {
         let n = self.index + 1;
         match self.const_of(target) {
-            Some(t) => self.exit_chain(t, 0, n),
+            Some(t) => self.exit_chain(t, n),
             None => {
                 self.write_back();
                 self.jump_tail(target, n);
@@ -1145,29 +1192,31 @@ impl Emit for JitEmitter<'_, '_> {
 
     fn branch(&mut self, cond: Value, taken: u64, not_taken: u64) {
         let n = self.index + 1;
-        match self.const_of(cond) {
-            Some(c) => self.exit_chain(if c != 0 { taken } else { not_taken }, 0, n),
-            None if self
-                .loop_head
-                .is_none_or(|(_, start)| taken != start && not_taken != start)
-                && self.linkable(taken)
-                && self.linkable(not_taken) =>
-            {
-                self.write_back();
-                self.chain_tail(Some(cond), [(taken, 0), (not_taken, 1)], n);
-            }
-            None => {
-                let t = self.b.create_block();
-                let f = self.b.create_block();
-                let cond = self.truth(cond);
-                self.b.ins().brif(cond, t, &[], f, &[]);
-                self.b.seal_block(t);
-                self.b.seal_block(f);
-                self.b.switch_to_block(t);
-                self.exit_chain(taken, 0, n);
-                self.b.switch_to_block(f);
-                self.exit_chain(not_taken, 1, n);
-            }
+        if let Some(c) = self.const_of(cond) {
+            self.exit_chain(if c != 0 { taken } else { not_taken }, n);
+            self.finish_instruction_end();
+            return;
+        }
+        let internal = self.head_of(taken).is_some() || self.head_of(not_taken).is_some();
+        let slots = if internal {
+            None
+        } else {
+            self.slot_for(taken).zip(self.slot_for(not_taken))
+        };
+        if let Some((s0, s1)) = slots {
+            self.write_back();
+            self.chain_tail(Some(cond), [(taken, s0), (not_taken, s1)], n);
+        } else {
+            let t = self.b.create_block();
+            let f = self.b.create_block();
+            let cond = self.truth(cond);
+            self.b.ins().brif(cond, t, &[], f, &[]);
+            self.b.seal_block(t);
+            self.b.seal_block(f);
+            self.b.switch_to_block(t);
+            self.exit_chain(taken, n);
+            self.b.switch_to_block(f);
+            self.exit_chain(not_taken, n);
         }
         self.finish_instruction_end();
     }

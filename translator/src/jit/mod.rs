@@ -192,9 +192,9 @@ impl Jit {
         s
     }
 
-    fn finish(&mut self, block: Option<&DecodedBlock>) -> Result<Vec<u8>, JitError> {
+    fn finish(&mut self, blocks: &[DecodedBlock]) -> Result<Vec<u8>, JitError> {
         if tracing::enabled!(target: "crane86::ir", tracing::Level::TRACE) {
-            let guest: Vec<String> = block
+            let guest: Vec<String> = blocks
                 .iter()
                 .flat_map(|b| &b.insns)
                 .map(|d| format!("{:#x} {}", d.insn.ip(), d.insn))
@@ -241,7 +241,7 @@ impl Jit {
         let r = b.inst_results(call)[0];
         b.ins().return_(&[r]);
         b.finalize(self.isa.frontend_config());
-        self.finish(None)
+        self.finish(&[])
     }
 
     /// Compiles one decoded block to machine code.
@@ -250,6 +250,21 @@ impl Jit {
         block: &DecodedBlock,
         chain: ChainSlots,
     ) -> Result<Vec<u8>, JitError> {
+        self.compile_region(std::slice::from_ref(block), chain)
+    }
+
+    /// Compiles a region to machine code: `blocks[0]`, entered by the code, and guest blocks
+    /// on its page that it reaches by direct branches, which become jumps within the code
+    /// (see [`crate::cache`] for how regions are formed).
+    pub fn compile_region(
+        &mut self,
+        blocks: &[DecodedBlock],
+        chain: ChainSlots,
+    ) -> Result<Vec<u8>, JitError> {
+        let ctx = blocks
+            .first()
+            .map(|b| b.ctx)
+            .ok_or_else(|| JitError::Compile("an empty region".into()))?;
         self.ctx.func.signature = self.block_sig();
         self.ctx.func.name = UserFuncName::user(0, 1);
         let bsig = self.block_sig();
@@ -262,10 +277,10 @@ impl Jit {
         b.seal_block(entry);
         let cpu = b.block_params(entry)[0];
         let budget = b.block_params(entry)[1];
-        let mut em = JitEmitter::new(&mut b, cpu, budget, block.ctx, bsig, host_cc, chain);
-        em.translate(block);
+        let mut em = JitEmitter::new(&mut b, cpu, budget, ctx, bsig, host_cc, chain);
+        em.translate(blocks);
         b.finalize(fc);
-        self.finish(Some(block))
+        self.finish(blocks)
     }
 }
 

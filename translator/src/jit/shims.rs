@@ -144,6 +144,6 @@ impl Jit {
         }
         b.ins().return_(&[]);
         b.finalize(fc);
-        self.finish(None)
+        self.finish(&[])
     }
 }

@@ -29,7 +29,7 @@ pub struct Job {
     /// The block's serial number: ids are reused, serials never.
     pub serial: u64,
     /// What to compile.
-    pub block: DecodedBlock,
+    pub blocks: Vec<DecodedBlock>,
     /// Its exits' chaining information.
     pub chain: ChainSlots,
 }
@@ -44,6 +44,8 @@ pub struct Done {
     pub result: Result<Vec<u8>, JitError>,
     /// Time the worker spent on it.
     pub time: Duration,
+    /// It was a region of several blocks.
+    pub region: bool,
 }
 
 /// The background compiler: send it [`Job`]s, collect [`Done`]s.
@@ -73,12 +75,13 @@ impl CompileWorker {
                         return;
                     }
                     let t0 = Instant::now();
-                    let result = jit.compile_block(&job.block, job.chain);
+                    let result = jit.compile_region(&job.blocks, job.chain);
                     let d = Done {
                         id: job.id,
                         serial: job.serial,
                         result,
                         time: t0.elapsed(),
+                        region: job.blocks.len() > 1,
                     };
                     if done_tx.send(d).is_err() {
                         return;
