@@ -550,8 +550,10 @@ fn linear_mask(cpu: &CpuState) -> u64 {
 }
 
 /// The physical address of an access within one page that `pl`'s TLB allows (the tag that
-/// `tag` picks matches): what the walk would give, without it. Implicit accesses always walk:
-/// SMAP treats them differently from the explicit ones the TLB's tags were made for.
+/// `tag` picks matches): what the walk would give, without it. Implicit supervisor accesses
+/// use the supervisor TLB too: they differ from explicit ones only on user pages under SMAP
+/// (EFLAGS.AC does not open those to them), and the supervisor TLB never tags a user page's
+/// data accesses under SMAP, so those still walk and fault.
 fn tlb_hit(
     cpu: &CpuState,
     mem: &PhysMem,
@@ -559,9 +561,6 @@ fn tlb_hit(
     pl: Privilege,
     tag: impl Fn(&TlbEntry) -> u64,
 ) -> Option<u64> {
-    if pl == Privilege::Implicit {
-        return None;
-    }
     let e = &cpu.tlb[pl.tlb()][tlb_index(linear)];
     (tag(e) == linear & PAGE_MASK)
         .then(|| linear.wrapping_add(e.addend).wrapping_sub(mem.host_addr(0)))
