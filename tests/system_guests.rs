@@ -134,9 +134,18 @@ fn run_with_limit(mut cmd: Command, what: &str, limit: Duration) -> Run {
     }
 }
 
-fn run_qemu(image: &Path) -> Run {
+/// QEMU's `-cpu` model for a guest, when its default (`qemu64`) lacks a feature the guest
+/// tests: `pkeys` needs PKU and PKS, which `max` has.
+fn qemu_cpu(name: &str) -> Option<&'static str> {
+    (name == "pkeys").then_some("max")
+}
+
+fn run_qemu(name: &str, image: &Path) -> Run {
     need_tool("qemu-system-x86_64", "qemu-system-x86");
     let mut cmd = Command::new("qemu-system-x86_64");
+    if let Some(cpu) = qemu_cpu(name) {
+        cmd.args(["-cpu", cpu]);
+    }
     cmd.args(["-accel", "tcg", "-nodefaults", "-no-reboot"])
         .args(["-display", "none", "-monitor", "none", "-serial", "stdio"])
         .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
@@ -187,7 +196,7 @@ fn reference(name: &'static str) -> Arc<Reference> {
         .clone();
     cell.get_or_init(|| {
         let image = build(name);
-        let qemu = run_qemu(&image);
+        let qemu = run_qemu(name, &image);
         Arc::new(Reference { image, qemu })
     })
     .clone()
@@ -295,17 +304,12 @@ fn difftest(name: &'static str) {
     let r = reference(name);
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_crane86"));
     cmd.args([
-        "difftest",
-        "qemu",
-        "-m",
-        MEM_MIB,
-        "--steps",
-        "1000000",
-        "--fpu",
-        "--memory",
-        "--multiboot",
-    ])
-    .arg(&r.image);
+        "difftest", "qemu", "-m", MEM_MIB, "--steps", "1000000", "--fpu", "--memory",
+    ]);
+    if let Some(cpu) = qemu_cpu(name) {
+        cmd.args(["--cpu", cpu]);
+    }
+    cmd.arg("--multiboot").arg(&r.image);
     let run = run_with_limit(cmd, "crane86 difftest", Duration::from_secs(600));
     let last = run.output.lines().last().unwrap_or_default();
     assert!(
@@ -366,6 +370,7 @@ system_guest!(debugregs);
 system_guest!(exceptions);
 system_guest!(modes);
 system_guest!(paging);
+system_guest!(pkeys);
 system_guest!(smc);
 system_guest!(syscall);
 system_guest!(taskswitch);
@@ -410,6 +415,7 @@ const GUESTS: &[&str] = &[
     "exceptions",
     "modes",
     "paging",
+    "pkeys",
     "smc",
     "syscall",
     "taskswitch",

@@ -19,7 +19,9 @@
 use std::ptr::NonNull;
 
 use crate::exception::{Exception, Fault};
-use crate::paging::{walk, Access, PagingMode, Translation, WalkRegs, CR0_WP, CR4_SMAP, CR4_SMEP};
+use crate::paging::{
+    key_allows, walk, Access, PagingMode, Translation, WalkRegs, CR0_WP, CR4_SMAP, CR4_SMEP,
+};
 use crate::state::CpuState;
 
 /// The page size that the TLB and code tracking work in.
@@ -473,6 +475,11 @@ pub fn current_privilege(cpu: &CpuState) -> Privilege {
 
 /// Fills `linear`'s entry of the `pl` TLB from a translation, if it maps RAM, with the tags of
 /// every access the translation allows at that privilege without another walk.
+///
+/// Protection keys are applied here with the PKRU and IA32_PKRS values of the moment: a data
+/// tag is set only if the page's key allows that access now. Every change of what the keys
+/// decide (WRPKRU, an XRSTOR that loads PKRU, WRMSR to IA32_PKRS, CR4.PKE/PKS, CR0.WP)
+/// flushes the TLB, so no tag outlives the rights it was computed with.
 fn tlb_fill(cpu: &mut CpuState, mem: &PhysMem, linear: u64, t: &Translation, pl: Privilege) {
     let lpage = linear & PAGE_MASK;
     let ppage = t.phys & PAGE_MASK;
@@ -480,18 +487,25 @@ fn tlb_fill(cpu: &mut CpuState, mem: &PhysMem, linear: u64, t: &Translation, pl:
         return;
     }
     let paging = cpu.cr0 & crate::state::CR0_PG != 0;
+    let regs = WalkRegs::from_cpu(cpu);
+    let user = pl == Privilege::User;
+    let key_ok = |write: bool| key_allows(&regs, t.user, t.key, write, user);
     let (read, write, exec) = if !paging {
         (true, true, true)
-    } else if pl == Privilege::User {
-        (t.user, t.user && t.writable, t.user && t.executable)
+    } else if user {
+        (
+            t.user && key_ok(false),
+            t.user && t.writable && key_ok(true),
+            t.user && t.executable,
+        )
     } else {
         // With SMAP a supervisor access to a user page depends on EFLAGS.AC (and is never
         // allowed for implicit accesses): keep such pages out of the fast path.
         let smap_blocks = t.user && cpu.cr4 & CR4_SMAP != 0;
         let smep_blocks = t.user && cpu.cr4 & CR4_SMEP != 0;
         (
-            !smap_blocks,
-            !smap_blocks && (t.writable || cpu.cr0 & CR0_WP == 0),
+            !smap_blocks && key_ok(false),
+            !smap_blocks && (t.writable || cpu.cr0 & CR0_WP == 0) && key_ok(true),
             t.executable && !smep_blocks,
         )
     };
@@ -536,8 +550,10 @@ fn linear_mask(cpu: &CpuState) -> u64 {
 }
 
 /// The physical address of an access within one page that `pl`'s TLB allows (the tag that
-/// `tag` picks matches): what the walk would give, without it. Implicit accesses always walk:
-/// SMAP treats them differently from the explicit ones the TLB's tags were made for.
+/// `tag` picks matches): what the walk would give, without it. Implicit supervisor accesses
+/// use the supervisor TLB too: they differ from explicit ones only on user pages under SMAP
+/// (EFLAGS.AC does not open those to them), and the supervisor TLB never tags a user page's
+/// data accesses under SMAP, so those still walk and fault.
 fn tlb_hit(
     cpu: &CpuState,
     mem: &PhysMem,
@@ -545,9 +561,6 @@ fn tlb_hit(
     pl: Privilege,
     tag: impl Fn(&TlbEntry) -> u64,
 ) -> Option<u64> {
-    if pl == Privilege::Implicit {
-        return None;
-    }
     let e = &cpu.tlb[pl.tlb()][tlb_index(linear)];
     (tag(e) == linear & PAGE_MASK)
         .then(|| linear.wrapping_add(e.addend).wrapping_sub(mem.host_addr(0)))

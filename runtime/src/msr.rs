@@ -29,6 +29,9 @@ pub const MISC_ENABLE: u32 = 0x1a0;
 pub const PAT: u32 = 0x277;
 /// IA32_MTRR_DEF_TYPE.
 pub const MTRR_DEF_TYPE: u32 = 0x2ff;
+/// IA32_PKRS: the protection-key rights of supervisor-mode pages (CR4.PKS), laid out as
+/// PKRU; bits 63:32 are reserved.
+pub const PKRS: u32 = 0x6e1;
 /// IA32_EFER.
 pub const EFER: u32 = 0xc000_0080;
 /// STAR: SYSCALL/SYSRET selectors.
@@ -97,6 +100,8 @@ pub struct Msrs {
     pub mtrr_def_type: u64,
     /// NB_CFG.
     pub nb_cfg: u64,
+    /// IA32_PKRS (bits 31:0; the TLB's tags depend on it, so writes go through [`write`]).
+    pub pkrs: u32,
 }
 
 impl Default for Msrs {
@@ -115,6 +120,7 @@ impl Default for Msrs {
             misc_enable: 1, // fast-strings enabled, as firmware leaves it
             mtrr_def_type: 0,
             nb_cfg: 0,
+            pkrs: 0,
         }
     }
 }
@@ -161,6 +167,7 @@ pub fn read(cpu: &CpuState, index: u32) -> Result<u64, Fault> {
         TSC_AUX => cpu.msr.tsc_aux,
         PATCH_LEVEL => 0,
         NB_CFG => cpu.msr.nb_cfg,
+        PKRS => u64::from(cpu.msr.pkrs),
         i if K7_PERF.contains(&i) => 0,
         _ => return Err(gp()),
     })
@@ -224,6 +231,14 @@ pub fn write(cpu: &mut CpuState, index: u32, value: u64) -> Result<(), Fault> {
         TSC_AUX => cpu.msr.tsc_aux = value & 0xffff_ffff,
         PATCH_LEVEL => {}
         NB_CFG => cpu.msr.nb_cfg = value,
+        PKRS => {
+            let v = u32::try_from(value).map_err(|_| gp())?;
+            if v != cpu.msr.pkrs {
+                // The TLB's tags for supervisor pages were computed with the old rights.
+                cpu.msr.pkrs = v;
+                cpu.flush_tlb();
+            }
+        }
         i if K7_PERF.contains(&i) => {}
         _ => return Err(gp()),
     }

@@ -37,12 +37,16 @@
 //!   rest; 4-level paging uses bits 47:0. A non-canonical address is a #GP (or #SS) that the
 //!   caller raises before walking; the walker does not check it. With paging off the address
 //!   is returned unchanged (A20 masking, if any, is the caller's).
-//! - Protection keys (CR4.PKE/PKS) are not modelled: bits 62:59 of 4-level entries are ignored
-//!   and the PK bit of the error code is never set.
+//! - Protection keys (SDM Vol. 3 4.6.2) apply under 4-level paging only: the leaf entry's bits
+//!   62:59 are the page's key, checked against PKRU for user-mode pages (CR4.PKE) and against
+//!   IA32_PKRS for supervisor-mode pages (CR4.PKS), for data accesses only ([`key_allows`]).
+//!   As in QEMU, a user-mode access to a supervisor-mode page faults on U/S before any key is
+//!   looked at; otherwise a key that refuses the access faults with PK in the error code even
+//!   when R/W or SMAP would refuse it too (the SDM defines PK by the key alone).
 
 use crate::exception::{Exception, Fault};
 use crate::memory::PhysMem;
-use crate::state::{CpuState, CR0_PG, CR4_PAE, EFER_LMA};
+use crate::state::{CpuState, CR0_PG, CR4_PAE, CR4_PKE, CR4_PKS, EFER_LMA};
 
 #[cfg(test)]
 mod tests;
@@ -99,6 +103,8 @@ pub mod pf {
     pub const RSVD: u32 = 1 << 3;
     /// The access was an instruction fetch and NX (PAE/4-level with EFER.NXE) or SMEP is on.
     pub const ID: u32 = 1 << 4;
+    /// The page's protection key refused the data access (PKRU or IA32_PKRS).
+    pub const PK: u32 = 1 << 5;
 }
 
 /// The kind of memory access being translated.
@@ -136,6 +142,10 @@ pub struct WalkRegs {
     pub cr4: u64,
     /// EFER (NXE, LMA).
     pub efer: u64,
+    /// PKRU: the key rights of user-mode pages, when CR4.PKE = 1.
+    pub pkru: u32,
+    /// IA32_PKRS: the key rights of supervisor-mode pages, when CR4.PKS = 1.
+    pub pkrs: u32,
 }
 
 impl WalkRegs {
@@ -146,6 +156,8 @@ impl WalkRegs {
             cr3: cpu.cr3,
             cr4: cpu.cr4,
             efer: cpu.efer,
+            pkru: cpu.pkru,
+            pkrs: cpu.msr.pkrs,
         }
     }
 
@@ -167,6 +179,41 @@ impl WalkRegs {
     pub fn nx_enabled(&self) -> bool {
         matches!(self.mode(), PagingMode::Pae | PagingMode::Level4) && self.efer & EFER_NXE != 0
     }
+
+    /// The key rights register that governs pages of this kind (`user_page`: U/S set at
+    /// every level): PKRU under CR4.PKE for user-mode pages, IA32_PKRS under CR4.PKS for
+    /// supervisor-mode pages, or 0 (no restriction) when that is off or paging is not
+    /// 4-level.
+    fn key_rights(&self, user_page: bool) -> u32 {
+        let (enable, rights) = if user_page {
+            (CR4_PKE, self.pkru)
+        } else {
+            (CR4_PKS, self.pkrs)
+        };
+        if self.mode() == PagingMode::Level4 && self.cr4 & enable != 0 {
+            rights
+        } else {
+            0
+        }
+    }
+}
+
+/// True when the protection key `key` of a page lets a data access through (SDM Vol. 3
+/// 4.6.2): access-disable (AD, bit 2 * key of the rights register) refuses every data
+/// access; write-disable (WD, bit 2 * key + 1) refuses user-mode writes, and supervisor-mode
+/// writes when CR0.WP = 1. `user_page`: U/S was set at every level (PKRU decides, else
+/// IA32_PKRS); `user_access`: an explicit access at CPL 3. Instruction fetches are never
+/// subject to keys: callers do not ask for them.
+pub fn key_allows(
+    regs: &WalkRegs,
+    user_page: bool,
+    key: u8,
+    write: bool,
+    user_access: bool,
+) -> bool {
+    let rights = regs.key_rights(user_page) >> (2 * u32::from(key & 0xf));
+    let (ad, wd) = (rights & 1 != 0, rights & 2 != 0);
+    !(ad || (write && wd && (user_access || regs.cr0 & CR0_WP != 0)))
 }
 
 /// A successful translation.
@@ -192,6 +239,9 @@ pub struct Translation {
     pub global: bool,
     /// The leaf's D bit is set (after this walk's update). True with paging off.
     pub dirty: bool,
+    /// The protection key (bits 62:59 of the leaf) under 4-level paging; 0 otherwise. See
+    /// [`key_allows`] for what it restricts.
+    pub key: u8,
 }
 
 /// 4 KiB.
@@ -222,6 +272,8 @@ struct Leaf {
     writable: bool,
     user: bool,
     xd: bool,
+    /// The protection key (4-level leaves only).
+    key: u8,
 }
 
 /// The entries a walk touched (at most four; PAE PDPTEs have no A bit and are not listed).
@@ -270,8 +322,8 @@ pub fn identity_map(mem: &mut PhysMem, at: u64) -> u64 {
 /// - `ac`: EFLAGS.AC. With CR4.SMAP = 1 it lets explicit supervisor data accesses reach
 ///   user-mode pages; implicit supervisor accesses to user pages fault regardless.
 ///
-/// On failure returns a #PF [`Fault`] whose error code has P, W/R, U/S, RSVD and I/D as the
-/// SDM (4.7) defines them; the caller sets CR2 to `linear`. On success the A bit of every
+/// On failure returns a #PF [`Fault`] whose error code has P, W/R, U/S, RSVD, I/D and PK as
+/// the SDM (4.7) defines them; the caller sets CR2 to `linear`. On success the A bit of every
 /// paging-structure entry used, and the D bit of the leaf on a write, are set in memory.
 ///
 /// ```
@@ -284,7 +336,8 @@ pub fn identity_map(mem: &mut PhysMem, at: u64) -> u64 {
 /// mem.write_phys(0x1000, 8, 0x2000 | rwp);
 /// mem.write_phys(0x2000, 8, 0x3000 | rwp);
 /// mem.write_phys(0x3000, 8, 0x20_0000 | pte::PS | rwp);
-/// let regs = WalkRegs { cr0: CR0_PG | 1, cr3: 0x1000, cr4: CR4_PAE, efer: EFER_LMA };
+/// let (cr0, cr3, cr4, efer) = (CR0_PG | 1, 0x1000, CR4_PAE, EFER_LMA);
+/// let regs = WalkRegs { cr0, cr3, cr4, efer, ..Default::default() };
 /// let t = walk(&mut mem, &regs, 0x1234, Access::Write, false, false, false).unwrap();
 /// assert_eq!((t.phys, t.page_size), (0x20_1234, 2 << 20));
 /// assert_eq!(mem.read_phys(0x3000, 8) & (pte::A | pte::D), pte::A | pte::D);
@@ -311,6 +364,7 @@ pub fn walk(
             executable: true,
             global: false,
             dirty: true,
+            key: 0,
         });
     }
     let nxe = regs.nx_enabled();
@@ -347,6 +401,23 @@ pub fn walk(
         ),
     }
     .map_err(fault)?;
+
+    // A user-mode access to a supervisor-mode page fails on U/S alone; otherwise a key that
+    // refuses a data access is a fault of its own kind (PK), whatever R/W and SMAP say.
+    if user_access && !leaf.user {
+        return Err(fault(pf::P));
+    }
+    if access != Access::Execute
+        && !key_allows(
+            regs,
+            leaf.user,
+            leaf.key,
+            access == Access::Write,
+            user_access,
+        )
+    {
+        return Err(fault(pf::P | pf::PK));
+    }
 
     let xd = nxe && leaf.xd;
     let allowed = if user_access {
@@ -390,6 +461,7 @@ pub fn walk(
         executable: !xd,
         global: leaf.value & pte::G != 0 && regs.cr4 & CR4_PGE != 0,
         dirty: leaf.value & pte::D != 0 || access == Access::Write,
+        key: leaf.key,
     })
 }
 
@@ -446,6 +518,7 @@ fn walk32(mem: &mut PhysMem, regs: &WalkRegs, linear: u64, path: &mut Path) -> R
             writable,
             user,
             xd: false,
+            key: 0,
         });
     }
 
@@ -464,6 +537,7 @@ fn walk32(mem: &mut PhysMem, regs: &WalkRegs, linear: u64, path: &mut Path) -> R
         writable,
         user,
         xd: false,
+        key: 0,
     })
 }
 
@@ -546,6 +620,9 @@ fn walk_long(
                 writable,
                 user,
                 xd,
+                // Bits 62:59 are the key in 4-level entries; in PAE entries they are
+                // reserved, so zero here.
+                key: if level4 { ((e >> 59) & 0xf) as u8 } else { 0 },
             });
         }
         table = e & ADDR_MASK;

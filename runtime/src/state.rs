@@ -185,6 +185,11 @@ pub const CR4_OSFXSR: u64 = 1 << 9;
 pub const CR4_OSXMMEXCPT: u64 = 1 << 10;
 /// CR4.OSXSAVE: XSAVE/XRSTOR/XGETBV/XSETBV are enabled.
 pub const CR4_OSXSAVE: u64 = 1 << 18;
+/// CR4.PKE: protection keys for user-mode pages (PKRU), under 4-level paging; also enables
+/// RDPKRU/WRPKRU.
+pub const CR4_PKE: u64 = 1 << 22;
+/// CR4.PKS: protection keys for supervisor-mode pages (IA32_PKRS), under 4-level paging.
+pub const CR4_PKS: u64 = 1 << 24;
 /// CR0.PG: paging.
 pub const CR0_PG: u64 = 1 << 31;
 /// CR4.PAE.
@@ -337,8 +342,13 @@ pub struct CpuState {
     pub tlb_large: u64,
     /// The x87, MMX and SSE state, and the operand exchange area of its helpers.
     pub fpu: crane86_fpu::Fpu,
-    /// XCR0: the state components XSAVE manages (bit 0 x87, always set; bit 1 SSE).
+    /// XCR0: the state components XSAVE manages (bit 0 x87, always set; bit 1 SSE; bit 9
+    /// PKRU).
     pub xcr0: u64,
+    /// PKRU: two bits per protection key i, access-disable (bit 2i) and write-disable
+    /// (bit 2i + 1), applied to user-mode pages when CR4.PKE = 1. Written through
+    /// [`CpuState::set_pkru`], which keeps the TLB coherent with it.
+    pub pkru: u32,
     /// Set when an x87 instruction found an unmasked exception pending with CR0.NE clear:
     /// the board raises IRQ 13 (the PC's FERR# wiring) and clears this.
     pub ferr: u32,
@@ -439,6 +449,7 @@ impl CpuState {
             cr8: 0,
             fpu: crane86_fpu::Fpu::default(),
             xcr0: 1,
+            pkru: 0,
             ferr: 0,
             tlb: [[TlbEntry::INVALID; TLB_ENTRIES]; 2],
             tlb_filled: [[0; TLB_ENTRIES / 64]; 2],
@@ -503,6 +514,15 @@ impl CpuState {
         })
     }
 
+    /// Loads PKRU (WRPKRU, XRSTOR). The TLB's read and write tags were computed with the
+    /// old value (see `memory::tlb_fill`), so a change flushes it.
+    pub fn set_pkru(&mut self, v: u32) {
+        if v != self.pkru {
+            self.pkru = v;
+            self.flush_tlb();
+        }
+    }
+
     /// Drops every TLB entry (on a mode change, CR3 write, or a code-page change).
     pub fn flush_tlb(&mut self) {
         self.paging.tlb_flushes += 1;
@@ -557,6 +577,7 @@ impl Clone for CpuState {
             cr8: self.cr8,
             fpu: self.fpu,
             xcr0: self.xcr0,
+            pkru: self.pkru,
             ferr: self.ferr,
             tlb: self.tlb,
             tlb_filled: self.tlb_filled,

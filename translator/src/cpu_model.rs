@@ -54,7 +54,13 @@ const EBX7_SMEP: u32 = 1 << 7;
 const EBX7_SMAP: u32 = 1 << 20;
 // CPUID.7.0:ECX
 const ECX7_UMIP: u32 = 1 << 2;
+/// Protection keys for user-mode pages: CR4.PKE, PKRU, RDPKRU/WRPKRU.
+const ECX7_PKU: u32 = 1 << 3;
+/// CPUID.7.0:ECX.OSPKE: not in [`FEATURES`]; it mirrors CR4.PKE.
+pub const ECX7_OSPKE: u32 = 1 << 4;
 const ECX7_RDPID: u32 = 1 << 22;
+/// Protection keys for supervisor-mode pages: CR4.PKS, IA32_PKRS.
+const ECX7_PKS: u32 = 1 << 31;
 const EBX7_BMI2: u32 = 1 << 8;
 const EBX7_ADX: u32 = 1 << 19;
 // CPUID.80000001:EDX
@@ -117,7 +123,7 @@ pub const FEATURES: Features = Features {
         | EDX1_SSE
         | EDX1_SSE2,
     ebx7: EBX7_BMI1 | EBX7_SMEP | EBX7_FPU_CSDS_DEPRECATED | EBX7_BMI2 | EBX7_ADX | EBX7_SMAP,
-    ecx7: ECX7_UMIP | ECX7_RDPID,
+    ecx7: ECX7_UMIP | ECX7_PKU | ECX7_RDPID | ECX7_PKS,
     ecx81: ECX81_LAHF | ECX81_ABM,
     // AMD repeats the FPU, MMX and FXSR bits of leaf 1 here.
     edx81: EDX1_FPU
@@ -130,10 +136,37 @@ pub const FEATURES: Features = Features {
         | EDX81_LM,
 };
 
-/// XCR0 bits XSAVE manages: x87 and SSE (AVX is not offered).
-pub const XCR0_SUPPORTED: u64 = 0b11;
+/// XCR0 bit of the PKRU state component (9).
+pub const XCR0_PKRU: u64 = 1 << 9;
+/// XCR0 bits XSAVE manages: x87, SSE and PKRU (AVX is not offered).
+pub const XCR0_SUPPORTED: u64 = 0b11 | XCR0_PKRU;
 /// The size of the XSAVE area for x87 and SSE: the legacy region and the header.
 const XSAVE_AREA: u32 = 576;
+/// Where the PKRU component sits in the standard (non-compacted) XSAVE format, after the
+/// places of the AVX, MPX and AVX-512 components this CPU does not have (SDM Vol. 1
+/// 13.4.3), and its size: PKRU and four reserved bytes.
+pub const PKRU_OFFSET: u32 = 0xa80;
+/// See [`PKRU_OFFSET`].
+pub const PKRU_SIZE: u32 = 8;
+
+/// The size of an XSAVE area in the standard format holding the components of `xcr0`.
+pub fn xsave_size(xcr0: u64) -> u32 {
+    if xcr0 & XCR0_PKRU != 0 {
+        PKRU_OFFSET + PKRU_SIZE
+    } else {
+        XSAVE_AREA
+    }
+}
+
+/// The size of an XSAVE area in the compacted format holding the components of `xcr0`:
+/// the legacy region and the header, then the components above SSE in order (PKRU only).
+pub fn xsave_compacted_size(xcr0: u64) -> u32 {
+    if xcr0 & XCR0_PKRU != 0 {
+        XSAVE_AREA + PKRU_SIZE
+    } else {
+        XSAVE_AREA
+    }
+}
 // CPUID.(0xD,1):EAX
 const EAX_D1_XSAVEOPT: u32 = 1 << 0;
 const EAX_D1_XSAVEC: u32 = 1 << 1;
@@ -155,10 +188,20 @@ pub fn cpuid(leaf: u32, subleaf: u32) -> [u32; 4] {
         // Family 0x17 (Zen), model 0x31, stepping 0: what Linux knows as an EPYC-class part.
         1 => [0x0083_0f10, 0x0001_0800, f.ecx1, f.edx1],
         7 if subleaf == 0 => [0, f.ebx7, f.ecx7, 0],
-        // XSAVE enumeration: the x87 and SSE components only, both in the legacy region.
+        // XSAVE enumeration: x87 and SSE in the legacy region, and PKRU. The sizes for the
+        // components XCR0 enables now (subleaf 0 EBX, subleaf 1 EBX) are filled in by the
+        // CPUID instruction, which sees XCR0; these are for XCR0 = x87 | SSE.
         0xd => match subleaf {
-            0 => [XCR0_SUPPORTED as u32, XSAVE_AREA, XSAVE_AREA, 0],
+            0 => [
+                XCR0_SUPPORTED as u32,
+                XSAVE_AREA,
+                xsave_size(XCR0_SUPPORTED),
+                0,
+            ],
             1 => [EAX_D1_XSAVEOPT | EAX_D1_XSAVEC, XSAVE_AREA, 0, 0],
+            // Size, standard-format offset; ECX = 0: a user state component, not aligned to
+            // 64 bytes in the compacted format.
+            9 => [PKRU_SIZE, PKRU_OFFSET, 0, 0],
             _ => [0; 4],
         },
         0x8000_0000 => {

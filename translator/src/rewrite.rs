@@ -10,6 +10,7 @@
 //! | PUSHF | inline, except in 16-bit code at CPL 3, where it runs alone | in virtual-8086 mode it is #GP(0) when IOPL < 3, and IOPL is not in the block key; the key does hold the decoding mode and CPL, and virtual-8086 mode is 16-bit code at CPL 3, so only those blocks (v86 and rare 16-bit ring-3 protected-mode code) pay for the check, and Linux's frequent PUSHF stays inline |
 //! | CLI, STI | run alone, with the CPL/IOPL check | IF opens or closes the interrupt window; STI's one-instruction shadow starts a new block; IOPL-sensitive in virtual-8086 mode (no VME) |
 //! | RDMSR, WRMSR, RDTSC | run alone through `runtime::msr` | MSRs live in CpuState; the TSC counts retired instructions, so it is deterministic |
+//! | RDPKRU, WRPKRU | run alone (`semantics::control_regs`) | #UD depends on CR4.PKE, which is not in the block key; WRPKRU changes what the TLB's tags allow and flushes it; rare (context switches) |
 //! | LGDT, LIDT, SGDT, SIDT | run alone | the tables are CPU state that delivery and segment loads read |
 //! | MOV/PUSH/POP of segment registers | run alone through `runtime::segment` | a load checks the descriptor, may fault, and may change the stack size (part of the block key) |
 //! | INT n, INT3, INTO, IRET | run alone through `runtime::interrupt` (IVT/IDT delivery, IRET) and `runtime::v86` | they load CS, may change mode, CPL and stack, and enter or leave virtual-8086 mode; INT n and IRET are IOPL-sensitive there |
@@ -19,7 +20,7 @@
 //! | LAR, LSL, VERR, VERW | run alone through `runtime::segment` | they read descriptor tables with the CPL's privilege rules |
 //! | LLDT, LTR | run alone through `runtime::segment` | they load LDTR/TR (LTR writes the busy bit) |
 //! | SLDT, STR, SMSW, ARPL | run alone | #UD in real mode (not SMSW) and CR4.UMIP are decided at run time from state the block key does not hold |
-//! | FXSAVE, FXRSTOR, XSAVE, XSAVEOPT, XSAVEC, XRSTOR, XGETBV, XSETBV | run alone (`semantics::fpu_state`) | whole-state images of up to 576 bytes, checked page by page before the first byte moves; XSETBV changes what XSAVE manages; rare (context switches) |
+//! | FXSAVE, FXRSTOR, XSAVE, XSAVEOPT, XSAVEC, XRSTOR, XGETBV, XSETBV | run alone (`semantics::fpu_state`) | whole-state images of up to 2696 bytes (x87, SSE, PKRU), checked page by page before the first byte moves; XSETBV changes what XSAVE manages; rare (context switches) |
 //! | x87, MMX, SSE | inline: a call to the FPU unit's helper (soft float), or inline code for moves and bitwise forms | CR0.EM/TS/MP and CR4.OSFXSR are in the block key, so #UD/#NM are decided at translation time; MXCSR and the x87 control word are read by the helper at run time |
 //! | UD0/UD1/UD2, unclaimed forms | inline #UD that ends the block | the fault is precise at the instruction |
 //! | REP string ops | one iteration per execution, ending the block; the next iteration chains to the same block | every iteration is an interrupt window, and chaining keeps the loop in generated code |

@@ -509,7 +509,9 @@ fn build(code: Code) -> Option<Entry> {
         | M::Rdtscp
         | M::Rdpid
         | M::Stac
-        | M::Clac => runtime(Op::ControlReg),
+        | M::Clac
+        | M::Rdpkru
+        | M::Wrpkru => runtime(Op::ControlReg),
         // Indirect-branch tracking is not offered (CET), so ENDBR is the NOP it was encoded as.
         M::Endbr32 | M::Endbr64 => inline(Op::Nop),
         // One vCPU and no caches: ordering and prefetch hints have nothing to do.

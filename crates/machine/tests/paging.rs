@@ -1,5 +1,6 @@
 //! Paging behaviour that the nasm system guests do not cover: SMAP with STAC/CLAC, SMEP,
-//! and what the TLB keeps across privilege levels, in every tier. The flat 64-bit machine
+//! protection keys in hot compiled loops, and what the TLB keeps across privilege levels,
+//! in every tier. The flat 64-bit machine
 //! maps RAM with user pages (`paging::identity_map`), so every page is a user page here.
 
 use crane86_machine::{ExceptionPolicy, Machine, MachineConfig, RunEnd};
@@ -103,5 +104,116 @@ fn smep_stops_kernel_fetches_from_user_pages() {
     for tier in TIERS {
         let (m, end) = run(&code, tier);
         expect_pf(&m, end, tier, 0x11, nop, nop);
+    }
+}
+
+/// A store loop that hits the TLB's write tag (compiled in the JIT tiers), then WRPKRU with
+/// write-disable for key 0 (every page of the flat machine has key 0) and CR0.WP = 1: reads
+/// still work, the next store faults with P, W and PK. The rights the TLB cached before the
+/// WRPKRU must not outlive it.
+#[test]
+fn wrpkru_takes_effect_on_pages_the_tlb_holds() {
+    let mut a = CodeAssembler::new(64).unwrap();
+    let mut top = a.create_label();
+    a.mov(rax, cr4).unwrap();
+    a.or(rax, 1 << 22).unwrap(); // CR4.PKE
+    a.mov(cr4, rax).unwrap();
+    a.mov(rax, cr0).unwrap();
+    a.or(rax, 1 << 16).unwrap(); // CR0.WP
+    a.mov(cr0, rax).unwrap();
+    a.xor(ecx, ecx).unwrap();
+    a.xor(edx, edx).unwrap();
+    a.mov(ebx, 10).unwrap();
+    a.set_label(&mut top).unwrap();
+    a.mov(qword_ptr(0x3000), rbx).unwrap();
+    a.dec(ebx).unwrap();
+    a.jnz(top).unwrap();
+    a.mov(eax, 2).unwrap(); // WD for key 0
+    a.wrpkru().unwrap();
+    a.mov(rsi, qword_ptr(0x3000)).unwrap();
+    a.mov(qword_ptr(0x3000), rsi).unwrap();
+    a.hlt().unwrap();
+    let code = a.assemble(0x1000).unwrap();
+    let store = 0x1000 + code.len() as u64 - 1 - 8;
+    for tier in TIERS {
+        let (m, end) = run(&code, tier);
+        expect_pf(&m, end, tier, 0x23, store, 0x3000);
+        assert_eq!(m.cpu.gpr(Gpr::Rsi), 1, "{tier:?}: the read after WRPKRU");
+        assert_eq!(m.cpu.pkru, 2, "{tier:?}");
+    }
+}
+
+/// RDPKRU and WRPKRU raise #UD while CR4.PKE is clear, and #GP(0) with ECX != 0.
+#[test]
+fn rdpkru_needs_cr4_pke_and_ecx_zero() {
+    let mut a = CodeAssembler::new(64).unwrap();
+    a.xor(ecx, ecx).unwrap();
+    a.rdpkru().unwrap();
+    a.hlt().unwrap();
+    let code = a.assemble(0x1000).unwrap();
+    let mut b = CodeAssembler::new(64).unwrap();
+    b.mov(rax, cr4).unwrap();
+    b.or(rax, 1 << 22).unwrap();
+    b.mov(cr4, rax).unwrap();
+    b.mov(ecx, 1).unwrap();
+    b.rdpkru().unwrap();
+    b.hlt().unwrap();
+    let code_gp = b.assemble(0x1000).unwrap();
+    let rdpkru = 0x1000 + code_gp.len() as u64 - 4;
+    for tier in TIERS {
+        match run(&code, tier).1 {
+            RunEnd::Fault { fault, rip } => {
+                assert_eq!(fault.exception, Exception::InvalidOpcode, "{tier:?}");
+                assert_eq!(rip, 0x1002, "{tier:?}");
+            }
+            other => panic!("{tier:?}: {other:?}"),
+        }
+        match run(&code_gp, tier).1 {
+            RunEnd::Fault { fault, rip } => {
+                assert_eq!(fault.exception, Exception::GeneralProtection, "{tier:?}");
+                assert_eq!((fault.error_code, rip), (0, rdpkru), "{tier:?}");
+            }
+            other => panic!("{tier:?}: {other:?}"),
+        }
+    }
+}
+
+/// PKRU as XSAVE state component 9 in the compacted format (XSAVEC, which Linux uses and
+/// QEMU 7.2 lacks, so no system guest compares it): saved right after the header, with
+/// XCOMP_BV naming it; XRSTOR of that image loads it back.
+#[test]
+fn xsavec_keeps_pkru_right_after_the_header() {
+    let mut a = CodeAssembler::new(64).unwrap();
+    a.mov(rax, cr4).unwrap();
+    a.or(rax, (1 << 22) | (1 << 18)).unwrap(); // CR4.PKE, CR4.OSXSAVE
+    a.mov(cr4, rax).unwrap();
+    a.mov(eax, 0x203).unwrap(); // XCR0 = x87 | SSE | PKRU
+    a.xor(ecx, ecx).unwrap();
+    a.xor(edx, edx).unwrap();
+    a.xsetbv().unwrap();
+    a.mov(eax, 0x5555_0000).unwrap(); // AD for keys 8-15: the machine's pages have key 0
+    a.wrpkru().unwrap();
+    a.mov(eax, -1).unwrap();
+    a.mov(edx, -1).unwrap();
+    a.xsavec(ptr(0x4000)).unwrap();
+    a.mov(rbx, qword_ptr(0x4000 + 576)).unwrap();
+    a.mov(rsi, qword_ptr(0x4000 + 512)).unwrap(); // XSTATE_BV
+    a.mov(rdi, qword_ptr(0x4000 + 520)).unwrap(); // XCOMP_BV
+    a.mov(dword_ptr(0x4000 + 576), 8).unwrap();
+    a.xor(eax, eax).unwrap();
+    a.xor(edx, edx).unwrap();
+    a.wrpkru().unwrap();
+    a.mov(eax, -1).unwrap();
+    a.mov(edx, -1).unwrap();
+    a.xrstor(ptr(0x4000)).unwrap();
+    a.hlt().unwrap();
+    let code = a.assemble(0x1000).unwrap();
+    for tier in TIERS {
+        let (m, end) = run(&code, tier);
+        assert_eq!(end, RunEnd::Halted, "{tier:?}");
+        assert_eq!(m.cpu.gpr(Gpr::Rbx), 0x5555_0000, "{tier:?}: saved PKRU");
+        assert_eq!(m.cpu.gpr(Gpr::Rsi), 0x203, "{tier:?}: XSTATE_BV");
+        assert_eq!(m.cpu.gpr(Gpr::Rdi), (1 << 63) | 0x203, "{tier:?}: XCOMP_BV");
+        assert_eq!(m.cpu.pkru, 8, "{tier:?}: restored PKRU");
     }
 }

@@ -96,3 +96,68 @@ fn bad_ram_sizes_are_refused() {
     assert!(matches!(PhysMem::new(0), Err(MemError::BadSize(0))));
     assert!(matches!(PhysMem::new(100), Err(MemError::BadSize(100))));
 }
+
+/// A 4-level mapping of linear 0x10_0000 onto the same physical page (user, writable, A and
+/// D set) with protection key 3, in fresh RAM, and a supervisor CPU in 64-bit mode using it
+/// with CR4.PKE and CR0.WP set.
+fn keyed_page() -> (CpuState, PhysMem) {
+    use crate::paging::pte::{A, D, P, RW, US};
+    let mut mem = PhysMem::new(4 << 20).unwrap();
+    let upper = P | RW | US | A;
+    mem.write_phys(0x1000, 8, 0x2000 | upper);
+    mem.write_phys(0x2000, 8, 0x3000 | upper);
+    mem.write_phys(0x3000, 8, 0x4000 | upper);
+    mem.write_phys(0x4000 + 0x100 * 8, 8, 0x10_0000 | upper | D | 3 << 59);
+    let mut cpu = CpuState::new(CpuMode::Long64);
+    cpu.cr3 = 0x1000;
+    cpu.cr0 |= CR0_WP;
+    cpu.cr4 |= crate::state::CR4_PKE;
+    (cpu, mem)
+}
+
+#[test]
+fn tlb_tags_follow_protection_keys_and_pkru_writes_flush_them() {
+    let (mut cpu, mut mem) = keyed_page();
+    let lin = 0x10_0010;
+    let slot = tlb_index(lin);
+    write_data(&mut cpu, &mut mem, lin, 4, 7).unwrap();
+    assert_eq!(cpu.tlb[0][slot].write, 0x10_0000);
+    // WD for key 3: the entry goes, and comes back readable but not writable.
+    cpu.set_pkru(0b10 << 6);
+    assert_eq!(cpu.tlb[0][slot], TlbEntry::INVALID);
+    assert_eq!(read_data(&mut cpu, &mut mem, lin, 4), Ok(7));
+    assert_eq!(cpu.tlb[0][slot].read, 0x10_0000);
+    assert_eq!(cpu.tlb[0][slot].write, TlbEntry::INVALID_TAG);
+    let f = write_data(&mut cpu, &mut mem, lin, 4, 8).unwrap_err();
+    assert_eq!((f.exception, f.error_code), (Exception::PageFault, 0x23));
+    assert_eq!(cpu.cr2, lin);
+    // AD for key 3: nothing cached for data, fetches still allowed.
+    cpu.set_pkru(0b01 << 6);
+    let f = read_data(&mut cpu, &mut mem, lin, 4).unwrap_err();
+    assert_eq!(f.error_code, 0x21);
+    assert_eq!(fetch_phys(&mut cpu, &mut mem, lin), Ok(lin));
+    assert_eq!(cpu.tlb[0][slot].read, TlbEntry::INVALID_TAG);
+    assert_eq!(cpu.tlb[0][slot].exec, 0x10_0000);
+    // CR0.WP = 0 lets supervisor writes through WD; user writes still fault.
+    cpu.set_pkru(0b10 << 6);
+    cpu.cr0 &= !CR0_WP;
+    cpu.flush_tlb();
+    write_data(&mut cpu, &mut mem, lin, 4, 9).unwrap();
+    assert_eq!(read_as(&mut cpu, &mut mem, lin, 4, Privilege::User), Ok(9));
+    assert_eq!(cpu.tlb[1][slot].read, 0x10_0000);
+    assert_eq!(cpu.tlb[1][slot].write, TlbEntry::INVALID_TAG);
+    let f = write_as(&mut cpu, &mut mem, lin, 4, 9, Privilege::User).unwrap_err();
+    assert_eq!(f.error_code, 0x27);
+}
+
+#[test]
+fn pkrs_writes_flush_the_tlb_and_refuse_high_bits() {
+    let (mut cpu, mut mem) = keyed_page();
+    let lin = 0x10_0010;
+    read_data(&mut cpu, &mut mem, lin, 4).unwrap();
+    assert_ne!(cpu.tlb[0][tlb_index(lin)], TlbEntry::INVALID);
+    crate::msr::write(&mut cpu, crate::msr::PKRS, 0x10).unwrap();
+    assert_eq!(cpu.tlb[0][tlb_index(lin)], TlbEntry::INVALID);
+    assert_eq!(crate::msr::read(&cpu, crate::msr::PKRS), Ok(0x10));
+    assert!(crate::msr::write(&mut cpu, crate::msr::PKRS, 1 << 32).is_err());
+}

@@ -1,6 +1,7 @@
 //! Control and debug registers, and the cache/TLB maintenance instructions: MOV to and from
 //! CR0/CR2/CR3/CR4/CR8 and DR0-DR7, CLTS, LMSW, INVLPG, WBINVD, INVD, CLFLUSH, RDTSCP,
-//! RDPID, and STAC/CLAC (EFLAGS.AC decides what SMAP lets the kernel touch).
+//! RDPID, STAC/CLAC (EFLAGS.AC decides what SMAP lets the kernel touch), and RDPKRU/WRPKRU
+//! (the protection-key rights of user pages, which the TLB's tags depend on).
 //!
 //! All are runtime class: each runs alone in its block, so a write that changes how code
 //! translates (CR0.PE/PG, EFER.LMA through CR0.PG, CR4 paging bits) or what the TLB holds
@@ -9,7 +10,9 @@
 
 use crane86_runtime::memory::tlb_flush_page;
 use crane86_runtime::paging::{CR0_WP, CR4_PGE, CR4_PSE, CR4_SMAP, CR4_SMEP, EFER_NXE, MAXPHYADDR};
-use crane86_runtime::state::{CR0_ET, CR0_PE, CR0_PG, CR4_PAE, EFER_LMA, EFER_LME};
+use crane86_runtime::state::{
+    CR0_ET, CR0_PE, CR0_PG, CR4_PAE, CR4_PKE, CR4_PKS, EFER_LMA, EFER_LME,
+};
 use crane86_runtime::{segment, CpuMode, CpuState, Exception, Fault, SegReg};
 use iced_x86::{Instruction, Mnemonic, OpKind, Register};
 
@@ -40,15 +43,21 @@ const CR0_DEFINED: u64 = CR0_PE
     | CR0_PG;
 
 /// CR4 bits this CPU implements (and so accepts): TSD, DE, PSE, PAE, MCE, PGE, PCE, OSFXSR,
-/// OSXMMEXCPT, UMIP, OSXSAVE, SMEP, SMAP. Setting any other bit is #GP(0), VME and PVI included: the
-/// virtual-mode extensions are neither implemented nor advertised in CPUID, and accepting
-/// them would let a guest believe virtual-8086 mode runs with them.
+/// OSXMMEXCPT, UMIP, OSXSAVE, SMEP, SMAP, PKE, PKS. Setting any other bit is #GP(0), VME and
+/// PVI included: the virtual-mode extensions are neither implemented nor advertised in CPUID,
+/// and accepting them would let a guest believe virtual-8086 mode runs with them. PKE and
+/// PKS may be set in any mode; they take effect under 4-level paging only.
 const CR4_DE: u64 = 1 << 3;
 const CR4_UMIP: u64 = 1 << 11;
-const CR4_SUPPORTED: u64 =
-    0b111_1111_1100 | CR4_UMIP | crane86_runtime::state::CR4_OSXSAVE | CR4_SMEP | CR4_SMAP;
+const CR4_SUPPORTED: u64 = 0b111_1111_1100
+    | CR4_UMIP
+    | crane86_runtime::state::CR4_OSXSAVE
+    | CR4_SMEP
+    | CR4_SMAP
+    | CR4_PKE
+    | CR4_PKS;
 /// CR4 bits that change what a cached translation allows.
-const CR4_PAGING: u64 = CR4_PSE | CR4_PAE | CR4_PGE | CR4_SMEP | CR4_SMAP;
+const CR4_PAGING: u64 = CR4_PSE | CR4_PAE | CR4_PGE | CR4_SMEP | CR4_SMAP | CR4_PKE | CR4_PKS;
 
 /// DR6 bits that always read as 1, and DR7's.
 const DR6_FIXED1: u64 = 0xffff_0ff0;
@@ -127,8 +136,30 @@ pub fn execute(it: &mut Interp<'_>, insn: &Instruction) -> R<()> {
             }
             Ok(())
         }
+        Mnemonic::Rdpkru | Mnemonic::Wrpkru => pkru(it, insn.mnemonic() == Mnemonic::Wrpkru),
         _ => Err(it.raise(Fault::new(Exception::InvalidOpcode))),
     }
+}
+
+/// RDPKRU (EDX:EAX = 0:PKRU) and WRPKRU (PKRU = EAX), at any privilege level: #UD without
+/// CR4.PKE, #GP(0) when ECX (and for WRPKRU, EDX) is not zero. A WRPKRU that changes PKRU
+/// flushes the TLB, whose tags were computed with the old rights.
+fn pkru(it: &mut Interp<'_>, write: bool) -> R<()> {
+    if it.cpu.cr4 & CR4_PKE == 0 {
+        return Err(it.raise(Fault::new(Exception::InvalidOpcode)));
+    }
+    let (ecx, edx) = (it.cpu.gpr[1] as u32, it.cpu.gpr[2] as u32);
+    if ecx != 0 || (write && edx != 0) {
+        return Err(gp0(it));
+    }
+    if write {
+        let v = it.cpu.gpr[0] as u32;
+        it.cpu.set_pkru(v);
+    } else {
+        it.cpu.gpr[0] = u64::from(it.cpu.pkru);
+        it.cpu.gpr[2] = 0;
+    }
+    Ok(())
 }
 
 /// SGDT, SIDT, SLDT, STR and SMSW at CPL > 0 with CR4.UMIP set: #GP(0).

@@ -1,8 +1,8 @@
 //! The FPU state-save instructions that move whole images: FXSAVE/FXRSTOR, XSAVE, XSAVEOPT,
 //! XSAVEC, XRSTOR, XGETBV/XSETBV, and (in [`super::x87_env`]) FLDENV, FNSTENV, FNSAVE and
 //! FRSTOR. They run alone in the runtime (see [`crate::rewrite`]):
-//! they are rare (a context switch), touch up to 576 bytes, and XSETBV changes what XSAVE
-//! manages.
+//! they are rare (a context switch), touch up to 2696 bytes (576 for x87 and SSE, then PKRU
+//! at offset 0xA80 of the standard format), and XSETBV changes what XSAVE manages.
 //!
 //! Faults stay precise: every page of the image is checked (for writes: probed writable)
 //! before the first byte moves.
@@ -18,7 +18,18 @@ use super::operands::mem_linear;
 use crate::emit::{Emit, R};
 use crate::interp::Interp;
 
-use crate::cpu_model::XCR0_SUPPORTED;
+use crate::cpu_model::{PKRU_OFFSET, PKRU_SIZE, XCR0_PKRU, XCR0_SUPPORTED};
+
+/// Where the PKRU component lies in an XSAVE image: at its fixed place in the standard
+/// format, right after the header in the compacted one (no component between SSE and PKRU
+/// exists on this CPU).
+fn pkru_offset(compact: bool) -> usize {
+    if compact {
+        XSAVE_SIZE
+    } else {
+        PKRU_OFFSET as usize
+    }
+}
 
 fn gp0(it: &mut Interp<'_>) -> crate::emit::Stop {
     it.raise(Fault::with_code(Exception::GeneralProtection, 0))
@@ -119,9 +130,15 @@ pub fn execute(it: &mut Interp<'_>, insn: &Instruction) -> R<()> {
         M::Xsave | M::Xsave64 | M::Xsaveopt | M::Xsaveopt64 | M::Xsavec | M::Xsavec64 => {
             xsave_checks(it)?;
             let l = layout(it, insn);
-            let a = image_at(it, insn, XSAVE_SIZE, 64, true)?;
             let rfbm = it.cpu.xcr0 & ((it.cpu.gpr[2] << 32) | (it.cpu.gpr[0] & 0xffff_ffff));
             let compact = matches!(insn.mnemonic(), M::Xsavec | M::Xsavec64);
+            let pkru_at = pkru_offset(compact);
+            let size = if rfbm & XCR0_PKRU != 0 {
+                pkru_at + PKRU_SIZE as usize
+            } else {
+                XSAVE_SIZE
+            };
+            let a = image_at(it, insn, size, 64, true)?;
             let mut img = [0u8; XSAVE_SIZE];
             read_image(it, a, &mut img)?;
             let mut legacy: [u8; FXSAVE_SIZE] = img[..FXSAVE_SIZE].try_into().expect("512");
@@ -133,8 +150,8 @@ pub fn execute(it: &mut Interp<'_>, insn: &Instruction) -> R<()> {
                 save::save_xmm(&it.cpu.fpu, l, &mut legacy);
             }
             img[..FXSAVE_SIZE].copy_from_slice(&legacy);
-            // Both components always count as in use (XINUSE = XCR0), which the SDM
-            // allows: XSAVEOPT then saves like XSAVE.
+            // Every component always counts as in use (XINUSE = XCR0), which the SDM
+            // allows (QEMU does the same): XSAVEOPT then saves like XSAVE.
             let h = XSAVE_HEADER;
             let old_bv = u64::from_le_bytes(img[h..h + 8].try_into().expect("8"));
             let bv = if compact {
@@ -147,7 +164,13 @@ pub fn execute(it: &mut Interp<'_>, insn: &Instruction) -> R<()> {
                 let xcomp = (1u64 << 63) | rfbm;
                 img[h + 8..h + 16].copy_from_slice(&xcomp.to_le_bytes());
             }
-            write_image(it, a, &img)
+            write_image(it, a, &img)?;
+            if rfbm & XCR0_PKRU != 0 {
+                // PKRU in bytes 3:0, the reserved bytes 7:4 written as zero.
+                let v = u64::from(it.cpu.pkru);
+                it.store(a.wrapping_add(pkru_at as u64), 8, v)?;
+            }
+            Ok(())
         }
         M::Xrstor | M::Xrstor64 => {
             xsave_checks(it)?;
@@ -171,6 +194,16 @@ pub fn execute(it: &mut Interp<'_>, insn: &Instruction) -> R<()> {
             if bv & !it.cpu.xcr0 != 0 || reserved_bad {
                 return Err(gp0(it));
             }
+            // PKRU is read before anything changes, so a fault there leaves no trace. In the
+            // compacted form it follows the header: no other component lies between.
+            let pkru = match (rfbm & XCR0_PKRU != 0, bv & XCR0_PKRU != 0) {
+                (false, _) => None,
+                (true, false) => Some(0),
+                (true, true) => {
+                    let at = a.wrapping_add(pkru_offset(compact) as u64);
+                    Some(it.load(at, 4)? as u32)
+                }
+            };
             let legacy: [u8; FXSAVE_SIZE] = img[..FXSAVE_SIZE].try_into().expect("512");
             let mxcsr = if rfbm & 2 != 0 && (!compact || bv & 2 != 0) {
                 Some(save::image_mxcsr(&legacy).map_err(|_| gp0(it))?)
@@ -195,6 +228,10 @@ pub fn execute(it: &mut Interp<'_>, insn: &Instruction) -> R<()> {
                     Some(m) => fpu.mxcsr = m,
                     None => fpu.mxcsr = crane86_fpu::MXCSR_DEFAULT,
                 }
+            }
+            if let Some(v) = pkru {
+                // Flushes the TLB if the rights change.
+                it.cpu.set_pkru(v);
             }
             Ok(())
         }

@@ -48,9 +48,17 @@ pub fn execute(it: &mut Interp<'_>, insn: &Instruction) -> R<Outcome> {
             if leaf == 1 && it.cpu.cr4 & crane86_runtime::state::CR4_OSXSAVE != 0 {
                 r[2] |= cpu_model::ECX1_OSXSAVE;
             }
-            if leaf == 0xd && sub == 0 {
-                // EBX: the XSAVE area size for the components XCR0 enables now.
-                r[1] = 576;
+            if leaf == 7 && sub == 0 && it.cpu.cr4 & crane86_runtime::state::CR4_PKE != 0 {
+                r[2] |= cpu_model::ECX7_OSPKE;
+            }
+            if leaf == 0xd && sub <= 1 {
+                // EBX: the XSAVE area size for the components XCR0 enables now, in the
+                // standard format (subleaf 0) and the compacted one (subleaf 1; no IA32_XSS).
+                r[1] = if sub == 0 {
+                    cpu_model::xsave_size(it.cpu.xcr0)
+                } else {
+                    cpu_model::xsave_compacted_size(it.cpu.xcr0)
+                };
             }
             for (i, reg) in [0usize, 3, 1, 2].into_iter().enumerate() {
                 it.cpu.gpr[reg] = u64::from(r[i]);
@@ -79,7 +87,9 @@ pub fn execute(it: &mut Interp<'_>, insn: &Instruction) -> R<Outcome> {
         | Mnemonic::Rdtscp
         | Mnemonic::Rdpid
         | Mnemonic::Stac
-        | Mnemonic::Clac => super::control_regs::execute(it, insn)?,
+        | Mnemonic::Clac
+        | Mnemonic::Rdpkru
+        | Mnemonic::Wrpkru => super::control_regs::execute(it, insn)?,
         Mnemonic::Mov | Mnemonic::Push | Mnemonic::Pop => segment_move(it, insn)?,
         Mnemonic::Lds | Mnemonic::Les | Mnemonic::Lfs | Mnemonic::Lgs | Mnemonic::Lss => {
             far_pointer_load(it, insn)?

@@ -72,6 +72,8 @@ fn denied(m: Mnemonic) -> bool {
             | M::Rdrand
             | M::Rdseed
             | M::Rdpid
+            | M::Rdpkru
+            | M::Wrpkru
             | M::Cpuid
             | M::Swapgs
             | M::Syscall
