@@ -2,8 +2,8 @@
 
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{
-    types, AbiParam, Block, BlockArg, InstBuilder, InstructionData, Opcode, SigRef, Signature,
-    Value, ValueDef,
+    types, AbiParam, Block, BlockArg, InstBuilder, InstructionData, MemFlagsData, Opcode, SigRef,
+    Signature, Value, ValueDef,
 };
 use cranelift_codegen::isa::CallConv;
 use cranelift_frontend::{FunctionBuilder, Variable};
@@ -15,7 +15,7 @@ use crane86_runtime::{CcOp, Fault, SegReg};
 use super::helpers::{div_wide_helper, eflags_of, jump_lookup};
 use super::{guest_flags, off, state_flags, ChainSlots, EXIT_FAULT, EXIT_NEXT};
 use crate::decode::DecodedBlock;
-use crate::emit::{Arith, Bin, Cmp, Ctx, Emit, FpuHelper, Stop, Un, R};
+use crate::emit::{Arith, Bin, Cmp, Ctx, Emit, FloatOp, FloatWidth, FpuHelper, Stop, Un, R};
 use crate::interp::Values;
 use crate::semantics;
 
@@ -660,6 +660,44 @@ impl Arith for JitEmitter<'_, '_> {
         let r = self.load_state(off::SCRATCH + 8);
         (q, r, ok)
     }
+
+    /// The bits moved to a float register (`bitcast`), one Cranelift float instruction
+    /// (`fadd`... `sqrt`: SSE2's ADDSD... on an x86-64 host, IEEE round-to-nearest under
+    /// the host's default MXCSR), and back.
+    fn float(&mut self, op: FloatOp, w: FloatWidth, a: Value, b: Value) -> Value {
+        if let (Some(x), Some(y)) = (self.const_of(a), self.const_of(b)) {
+            let v = Values.float(op, w, x, y);
+            return self.iconst(v);
+        }
+        let (ity, fty) = match w {
+            FloatWidth::Single => (I32, types::F32),
+            FloatWidth::Double => (I64, types::F64),
+        };
+        let mut to_float = |v: Value| {
+            let v = if ity == I32 {
+                self.b.ins().ireduce(I32, v)
+            } else {
+                v
+            };
+            self.b.ins().bitcast(fty, MemFlagsData::new(), v)
+        };
+        let x = to_float(a);
+        let y = if op == FloatOp::Sqrt { x } else { to_float(b) };
+        let i = self.b.ins();
+        let r = match op {
+            FloatOp::Add => i.fadd(x, y),
+            FloatOp::Sub => i.fsub(x, y),
+            FloatOp::Mul => i.fmul(x, y),
+            FloatOp::Div => i.fdiv(x, y),
+            FloatOp::Sqrt => i.sqrt(x),
+        };
+        let r = self.b.ins().bitcast(ity, MemFlagsData::new(), r);
+        if ity == I32 {
+            self.b.ins().uextend(I64, r)
+        } else {
+            r
+        }
+    }
 }
 
 impl Emit for JitEmitter<'_, '_> {
@@ -839,6 +877,38 @@ impl Emit for JitEmitter<'_, '_> {
         self.exit_fault();
         self.b.switch_to_block(cont);
         Ok(status)
+    }
+
+    fn fpu_call_if(
+        &mut self,
+        cond: Value,
+        h: FpuHelper,
+        args: [Value; 4],
+        io: &[(usize, Value)],
+    ) -> R<()> {
+        if self.const_of(cond) == Some(0) {
+            return Ok(());
+        }
+        let call = self.b.create_block();
+        let merge = self.b.create_block();
+        self.b.set_cold_block(call);
+        self.b.ins().brif(cond, call, &[], merge, &[]);
+        self.b.seal_block(call);
+        self.b.switch_to_block(call);
+        for &(i, v) in io {
+            self.set_fpu_io(i, v);
+        }
+        // A fault leaves through `fpu_call`'s own cold exit; the instruction goes on at
+        // `merge` otherwise.
+        self.fpu_call(h, args)?;
+        self.b.ins().jump(merge, &[]);
+        self.b.seal_block(merge);
+        self.b.switch_to_block(merge);
+        Ok(())
+    }
+
+    fn mxcsr(&mut self) -> Value {
+        self.b.ins().uload32(state_flags(), self.cpu, off::MXCSR)
     }
 
     fn swap_gs_base(&mut self) {
