@@ -10,8 +10,11 @@
 //! either leaves memory untouched).
 //!
 //! The most frequent data movement and bitwise forms (what compilers emit for `memcpy`,
-//! `memset` and zeroing) are lowered inline as 64-bit halves instead; they have no MXCSR
-//! interaction, so the inline form is exactly the helper's.
+//! `memset`, zeroing and scalar float code: MOVAPS..., MOVSD/MOVSS, MOVLPD/MOVHPD,
+//! UNPCKLPD/UNPCKHPD, PXOR/ANDPD...) are lowered inline as 64-bit halves instead; they have
+//! no MXCSR interaction, so the inline form is exactly the helper's. SSE float arithmetic
+//! and COMIS/UCOMIS are inline under a guard, with the helper as fallback
+//! (`simd_float`).
 
 use crane86_fpu::{Operands, IO_DATA0, IO_DATA1, IO_FLAGS, IO_RAX, IO_RDX};
 use crane86_runtime::key::{FPU_EM, FPU_OSFXSR, FPU_TS};
@@ -208,8 +211,8 @@ fn maskmov<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
     store_io(e, a, width)
 }
 
-/// The inline forms: full-register moves and bitwise operations on XMM registers. Returns
-/// false when `insn` is not one of them.
+/// The inline forms: moves and bitwise operations on XMM registers. Returns false when
+/// `insn` is not one of them.
 fn inline<E: Emit>(e: &mut E, insn: &Instruction) -> R<bool> {
     use Code as C;
     let code = insn.code();
