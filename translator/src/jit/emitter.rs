@@ -69,6 +69,12 @@ pub struct JitEmitter<'a, 'f> {
     /// address. The back edge then jumps to the header with the guest state still in
     /// variables, instead of storing it and chaining to itself.
     loop_head: Option<(Block, u64)>,
+    /// XMM0-15 halves as variables, written through like the general registers (see
+    /// [`Emit::set_xmm`]); `xmm_loaded` tells which hold CpuState's current value.
+    xmm: [[Variable; 2]; 16],
+    xmm_loaded: [[bool; 2]; 16],
+    /// MXCSR as loaded since the last helper call (only helpers change it).
+    mxcsr: Option<Value>,
 }
 
 /// The general registers (a bit per register, RAX = bit 0) that the instructions of `block`
@@ -109,6 +115,7 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
         let rflags = b.declare_var(I64);
         let cc = std::array::from_fn(|_| b.declare_var(I64));
         let smc = b.declare_var(I64);
+        let xmm = std::array::from_fn(|_| [b.declare_var(I64), b.declare_var(I64)]);
         let sigs = Sigs {
             block: b.import_signature(block_sig),
             load: b.import_signature(sig(host_cc, 3, 1)),
@@ -138,6 +145,9 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
             sigs,
             chain,
             loop_head: None,
+            xmm,
+            xmm_loaded: [[false; 2]; 16],
+            mxcsr: None,
         }
     }
 
@@ -839,11 +849,22 @@ impl Emit for JitEmitter<'_, '_> {
     }
 
     fn xmm(&mut self, r: usize, half: usize) -> Value {
-        self.load_state(off::XMM + 16 * (r & 15) as i32 + 8 * (half & 1) as i32)
+        let (r, h) = (r & 15, half & 1);
+        if !self.xmm_loaded[r][h] {
+            let v = self.load_state(off::XMM + 16 * r as i32 + 8 * h as i32);
+            self.b.def_var(self.xmm[r][h], v);
+            self.xmm_loaded[r][h] = true;
+        }
+        self.b.use_var(self.xmm[r][h])
     }
 
+    /// Written through, as [`Emit::set_gpr`]: later reads in the block use the value, and
+    /// CpuState always holds it for helpers and exits.
     fn set_xmm(&mut self, r: usize, half: usize, v: Value) {
-        self.store_state(v, off::XMM + 16 * (r & 15) as i32 + 8 * (half & 1) as i32);
+        let (r, h) = (r & 15, half & 1);
+        self.b.def_var(self.xmm[r][h], v);
+        self.xmm_loaded[r][h] = true;
+        self.store_state(v, off::XMM + 16 * r as i32 + 8 * h as i32);
     }
 
     fn fpu_io(&mut self, i: usize) -> Value {
@@ -868,6 +889,9 @@ impl Emit for JitEmitter<'_, '_> {
             &[self.cpu, args[0], args[1], args[2], args[3]],
         );
         let status = self.b.inst_results(call)[0];
+        // The helper may have changed any XMM register and MXCSR.
+        self.xmm_loaded = [[false; 2]; 16];
+        self.mxcsr = None;
         let faulted = self
             .b
             .ins()
@@ -899,8 +923,19 @@ impl Emit for JitEmitter<'_, '_> {
             self.set_fpu_io(i, v);
         }
         // A fault leaves through `fpu_call`'s own cold exit; the instruction goes on at
-        // `merge` otherwise.
+        // `merge` otherwise, where the XMM halves held in variables get the values the
+        // helper left (reloaded here, so the path that skipped the call keeps its own).
+        let loaded = self.xmm_loaded;
         self.fpu_call(h, args)?;
+        for (r, halves) in loaded.iter().enumerate() {
+            for (h, &l) in halves.iter().enumerate() {
+                if l {
+                    let v = self.load_state(off::XMM + 16 * r as i32 + 8 * h as i32);
+                    self.b.def_var(self.xmm[r][h], v);
+                }
+            }
+        }
+        self.xmm_loaded = loaded;
         self.b.ins().jump(merge, &[]);
         self.b.seal_block(merge);
         self.b.switch_to_block(merge);
@@ -908,7 +943,12 @@ impl Emit for JitEmitter<'_, '_> {
     }
 
     fn mxcsr(&mut self) -> Value {
-        self.b.ins().uload32(state_flags(), self.cpu, off::MXCSR)
+        if let Some(v) = self.mxcsr {
+            return v;
+        }
+        let v = self.b.ins().uload32(state_flags(), self.cpu, off::MXCSR);
+        self.mxcsr = Some(v);
+        v
     }
 
     fn swap_gs_base(&mut self) {

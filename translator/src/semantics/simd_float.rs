@@ -744,4 +744,43 @@ mod tests {
             assert_eq!(o.cpu.fpu.xmm128(1), want, "{code:?}");
         }
     }
+
+    /// A block mixing inline forms, their fallbacks and helper-only instructions on the
+    /// same registers: the JIT keeps XMM halves and MXCSR in variables across them, which
+    /// must see what the helper calls change (`run_both` compares the back ends).
+    #[test]
+    fn mixed_block_agrees_across_back_ends() {
+        use iced_x86::code_asm::*;
+        let code = crate::testutil::asm(64, |a| {
+            a.addsd(xmm1, xmm2).unwrap();
+            a.mulpd(xmm1, xmm3).unwrap();
+            a.haddpd(xmm1, xmm2).unwrap(); // helper only
+            a.subsd(xmm1, qword_ptr(rsi)).unwrap();
+            a.ldmxcsr(dword_ptr(rsi + 16)).unwrap(); // helper: a new MXCSR
+            a.divpd(xmm2, xmm1).unwrap();
+            a.sqrtsd(xmm3, xmm2).unwrap();
+            a.ucomisd(xmm3, xmm1).unwrap();
+            a.movsd_2(qword_ptr(rsi + 32), xmm3).unwrap();
+            a.mulss(xmm1, xmm2).unwrap();
+            a.movapd(xmm4, xmm1).unwrap();
+            a.cvtsd2ss(xmm4, xmm2).unwrap(); // helper only
+            a.addps(xmm4, xmm1).unwrap();
+        });
+        let mut rng = Rng(99);
+        for n in 0..300 {
+            let regs = [1, 2, 3].map(|_| vector(&mut rng, n % 3 == 0));
+            let mem = rng.pick(&DOUBLES);
+            let mxcsr = [FAST, MXCSRS[rng.next() as usize % MXCSRS.len()]];
+            let o = run_both(CpuMode::Long64, &code, |cpu, m| {
+                cpu.fpu.mxcsr = mxcsr[0];
+                for (i, v) in regs.iter().enumerate() {
+                    cpu.fpu.set_xmm128(i + 1, *v);
+                }
+                cpu.gpr[6] = DATA;
+                m.load(DATA, &mem.to_le_bytes()).unwrap();
+                m.load(DATA + 16, &mxcsr[1].to_le_bytes()).unwrap();
+            });
+            let _ = o;
+        }
+    }
 }
