@@ -1,5 +1,5 @@
-//! SSE floating-point arithmetic compiled inline: ADD/SUB/MUL/DIV/SQRT in their scalar and
-//! packed, single and double forms, and COMISS/COMISD/UCOMISS/UCOMISD.
+//! SSE floating-point arithmetic compiled inline: ADD/SUB/MUL/DIV/SQRT and MIN/MAX in their
+//! scalar and packed, single and double forms, and COMISS/COMISD/UCOMISS/UCOMISD.
 //!
 //! Each instruction is computed with [`Arith::float`] (the host's IEEE arithmetic) under a
 //! guard, evaluated on the operands' and the result's bits, that holds exactly when the
@@ -21,9 +21,11 @@
 //! Packed forms are accepted only when all their elements are, as the unit's `fast` does
 //! (the helper then combines per-element fast and slow paths itself).
 //!
-//! COMIS/UCOMIS need no MXCSR condition: two operands that are neither NaN nor denormal
-//! compare without raising any flag whatever MXCSR holds (DAZ only changes denormals), so
-//! the guard is on the operands alone and the EFLAGS result is computed with integers.
+//! COMIS/UCOMIS and MIN/MAX need no MXCSR condition: two operands that are neither NaN nor
+//! denormal compare without raising any flag whatever MXCSR holds (DAZ only changes
+//! denormals), so the guard is on the operands alone and the EFLAGS result or the selected
+//! operand is computed with integers (the unit's `arith::minmax` rule: the destination's
+//! element when strictly smaller, or larger, else the source's).
 //!
 //! The guard is written once, over [`Arith`], for both back ends: the interpreter evaluates
 //! it on integers, the JIT emits it as integer IR around one Cranelift float instruction.
@@ -54,6 +56,35 @@ enum Shape {
     Scalar,
     /// Every element.
     Packed,
+}
+
+/// The per-element operation of an inline form.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// ADD/SUB/MUL/DIV/SQRT: guarded by MXCSR and the operand and result classes.
+    Arith(FloatOp),
+    /// MIN: guarded by the operand classes alone.
+    Min,
+    /// MAX: likewise.
+    Max,
+}
+
+/// The element-wise forms compiled inline.
+fn form(code: Code) -> Option<(Shape, FloatWidth, Kind)> {
+    use FloatWidth::*;
+    use Shape::*;
+    let minmax = match code {
+        Code::Minss_xmm_xmmm32 => Some((Scalar, Single, Kind::Min)),
+        Code::Minsd_xmm_xmmm64 => Some((Scalar, Double, Kind::Min)),
+        Code::Minps_xmm_xmmm128 => Some((Packed, Single, Kind::Min)),
+        Code::Minpd_xmm_xmmm128 => Some((Packed, Double, Kind::Min)),
+        Code::Maxss_xmm_xmmm32 => Some((Scalar, Single, Kind::Max)),
+        Code::Maxsd_xmm_xmmm64 => Some((Scalar, Double, Kind::Max)),
+        Code::Maxps_xmm_xmmm128 => Some((Packed, Single, Kind::Max)),
+        Code::Maxpd_xmm_xmmm128 => Some((Packed, Double, Kind::Max)),
+        _ => None,
+    };
+    minmax.or_else(|| arith_form(code).map(|(sh, w, op)| (sh, w, Kind::Arith(op))))
 }
 
 /// The arithmetic forms compiled inline.
@@ -192,6 +223,62 @@ pub(crate) fn element<A: Arith>(
     (r, e.bin(Bin::And, ok, result_ok))
 }
 
+/// For COMIS/UCOMIS and MIN/MAX: 1 when `x` is neither a NaN nor a denormal (then it raises
+/// no flag whatever MXCSR holds: DAZ only changes denormals), and an order key: the
+/// magnitude, negated for negative values, so that ±0 compare equal.
+fn ordered_key<A: Arith>(e: &mut A, w: FloatWidth, x: A::V) -> (A::V, A::V) {
+    let (sign, min, inf) = limits(w);
+    let m = magnitude(e, w, x);
+    let z = zero(e, m);
+    let n = within(e, m, min, inf + 1);
+    let ok = e.bin(Bin::Or, z, n);
+    let s = e.imm(sign);
+    let neg = e.bin(Bin::And, x, s);
+    let zero_v = e.imm(0);
+    let minus = e.bin(Bin::Sub, zero_v, m);
+    (ok, e.select(neg, minus, m))
+}
+
+/// One element of an inline MIN (`max` false) or MAX: the destination's element `a` when it
+/// is strictly below (above) the source's `b`, else `b` (which also covers two zeros), and
+/// 1 when neither is a NaN or a denormal (`arith::minmax` then raises no flag).
+pub(crate) fn minmax_element<A: Arith>(
+    e: &mut A,
+    w: FloatWidth,
+    a: A::V,
+    b: A::V,
+    max: bool,
+) -> (A::V, A::V) {
+    let (oka, ka) = ordered_key(e, w, a);
+    let (okb, kb) = ordered_key(e, w, b);
+    let first = if max {
+        e.cmp(Cmp::Slt, kb, ka)
+    } else {
+        e.cmp(Cmp::Slt, ka, kb)
+    };
+    let r = e.select(first, a, b);
+    (r, e.bin(Bin::And, oka, okb))
+}
+
+/// One element of any inline element-wise form.
+fn lane<A: Arith>(e: &mut A, kind: Kind, w: FloatWidth, a: A::V, b: A::V) -> (A::V, A::V) {
+    match kind {
+        Kind::Arith(op) => element(e, op, w, a, b),
+        Kind::Min => minmax_element(e, w, a, b, false),
+        Kind::Max => minmax_element(e, w, a, b, true),
+    }
+}
+
+/// `ok` and, for arithmetic, MXCSR's fast-path condition.
+fn with_mxcsr<E: Emit>(e: &mut E, kind: Kind, ok: E::V) -> E::V {
+    if !matches!(kind, Kind::Arith(_)) {
+        return ok;
+    }
+    let mx = e.mxcsr();
+    let mx_ok = mxcsr_fast(e, mx);
+    e.bin(Bin::And, ok, mx_ok)
+}
+
 /// The low 32 bits of `v` (element 0 of a half).
 fn low32<E: Emit>(e: &mut E, v: E::V) -> E::V {
     e.zext(v, 32)
@@ -204,14 +291,14 @@ fn high32<E: Emit>(e: &mut E, v: E::V) -> E::V {
 }
 
 /// One 64-bit half of a packed operation: its result and guard.
-fn packed_half<E: Emit>(e: &mut E, op: FloatOp, w: FloatWidth, a: E::V, b: E::V) -> (E::V, E::V) {
+fn packed_half<E: Emit>(e: &mut E, kind: Kind, w: FloatWidth, a: E::V, b: E::V) -> (E::V, E::V) {
     match w {
-        FloatWidth::Double => element(e, op, w, a, b),
+        FloatWidth::Double => lane(e, kind, w, a, b),
         FloatWidth::Single => {
             let (a0, b0) = (low32(e, a), low32(e, b));
             let (a1, b1) = (high32(e, a), high32(e, b));
-            let (r0, ok0) = element(e, op, w, a0, b0);
-            let (r1, ok1) = element(e, op, w, a1, b1);
+            let (r0, ok0) = lane(e, kind, w, a0, b0);
+            let (r1, ok1) = lane(e, kind, w, a1, b1);
             let s = e.imm(32);
             let r1 = e.bin(Bin::Shl, r1, s);
             let r = e.bin(Bin::Or, r0, r1);
@@ -252,10 +339,10 @@ fn fallback<E: Emit>(e: &mut E, insn: &Instruction, ok: E::V, io: &[(usize, E::V
 /// Executes or translates `insn` inline if it is one of this module's forms; false when
 /// it is not. The caller has checked that SSE is available.
 pub(super) fn execute<E: Emit>(e: &mut E, insn: &Instruction) -> R<bool> {
-    if let Some((shape, w, op)) = arith_form(insn.code()) {
+    if let Some((shape, w, kind)) = form(insn.code()) {
         match shape {
-            Shape::Scalar => scalar(e, insn, w, op)?,
-            Shape::Packed => packed(e, insn, w, op)?,
+            Shape::Scalar => scalar(e, insn, w, kind)?,
+            Shape::Packed => packed(e, insn, w, kind)?,
         }
         return Ok(true);
     }
@@ -269,7 +356,7 @@ pub(super) fn execute<E: Emit>(e: &mut E, insn: &Instruction) -> R<bool> {
 }
 
 /// ADDSS/ADDSD... SQRTSD: element 0 of the destination.
-fn scalar<E: Emit>(e: &mut E, insn: &Instruction, w: FloatWidth, op: FloatOp) -> R<()> {
+fn scalar<E: Emit>(e: &mut E, insn: &Instruction, w: FloatWidth, kind: Kind) -> R<()> {
     let (b, mem) = scalar_source(e, insn, w)?;
     let d = insn.op_register(0).number();
     let half = e.xmm(d, 0);
@@ -278,10 +365,8 @@ fn scalar<E: Emit>(e: &mut E, insn: &Instruction, w: FloatWidth, op: FloatOp) ->
     } else {
         half
     };
-    let (r, ok) = element(e, op, w, a, b);
-    let mx = e.mxcsr();
-    let mx_ok = mxcsr_fast(e, mx);
-    let ok = e.bin(Bin::And, ok, mx_ok);
+    let (r, ok) = lane(e, kind, w, a, b);
+    let ok = with_mxcsr(e, kind, ok);
     let new = if w == FloatWidth::Single {
         let keep = e.imm(0xffff_ffff_0000_0000);
         let upper = e.bin(Bin::And, half, keep);
@@ -299,17 +384,15 @@ fn scalar<E: Emit>(e: &mut E, insn: &Instruction, w: FloatWidth, op: FloatOp) ->
 }
 
 /// ADDPS/ADDPD... SQRTPD: every element.
-fn packed<E: Emit>(e: &mut E, insn: &Instruction, w: FloatWidth, op: FloatOp) -> R<()> {
+fn packed<E: Emit>(e: &mut E, insn: &Instruction, w: FloatWidth, kind: Kind) -> R<()> {
     let (slo, shi) = source128(e, insn)?;
     let d = insn.op_register(0).number();
     let alo = e.xmm(d, 0);
     let ahi = e.xmm(d, 1);
-    let (rlo, ok_lo) = packed_half(e, op, w, alo, slo);
-    let (rhi, ok_hi) = packed_half(e, op, w, ahi, shi);
-    let mx = e.mxcsr();
-    let mx_ok = mxcsr_fast(e, mx);
+    let (rlo, ok_lo) = packed_half(e, kind, w, alo, slo);
+    let (rhi, ok_hi) = packed_half(e, kind, w, ahi, shi);
     let ok = e.bin(Bin::And, ok_lo, ok_hi);
-    let ok = e.bin(Bin::And, ok, mx_ok);
+    let ok = with_mxcsr(e, kind, ok);
     let lo = e.select(ok, rlo, alo);
     let hi = e.select(ok, rhi, ahi);
     e.set_xmm(d, 0, lo);
@@ -333,23 +416,10 @@ fn compare<E: Emit>(e: &mut E, insn: &Instruction, w: FloatWidth) -> R<()> {
     } else {
         a
     };
-    let (sign, min, inf) = limits(w);
-    // Ordered and not denormal: ±0, normals and infinities.
-    let mut ok = e.imm(1);
-    let mut keys = [a, b];
-    for x in keys.iter_mut() {
-        let m = magnitude(e, w, *x);
-        let z = zero(e, m);
-        let n = within(e, m, min, inf + 1);
-        let p = e.bin(Bin::Or, z, n);
-        ok = e.bin(Bin::And, ok, p);
-        // An order key: the magnitude, negated for negative values (±0 both give 0).
-        let s = e.imm(sign);
-        let neg = e.bin(Bin::And, *x, s);
-        let zero_v = e.imm(0);
-        let minus = e.bin(Bin::Sub, zero_v, m);
-        *x = e.select(neg, minus, m);
-    }
+    let (oka, ka) = ordered_key(e, w, a);
+    let (okb, kb) = ordered_key(e, w, b);
+    let ok = e.bin(Bin::And, oka, okb);
+    let keys = [ka, kb];
     let less = e.cmp(Cmp::Slt, keys[0], keys[1]);
     let equal = e.cmp(Cmp::Eq, keys[0], keys[1]);
     let zf = e.imm(ZF);
@@ -517,6 +587,29 @@ mod tests {
         assert_eq!(s(Add, f32::MIN_POSITIVE / 2.0, 1.0).1, 0);
     }
 
+    #[test]
+    fn minmax_guard() {
+        use super::minmax_element;
+        let mm = |a: f64, b: f64, max| {
+            minmax_element(
+                &mut Values,
+                FloatWidth::Double,
+                a.to_bits(),
+                b.to_bits(),
+                max,
+            )
+        };
+        assert_eq!(mm(1.0, 2.0, false), (f64b(1.0), 1));
+        assert_eq!(mm(1.0, 2.0, true), (f64b(2.0), 1));
+        assert_eq!(mm(-3.0, f64::INFINITY, false), (f64b(-3.0), 1));
+        // Two zeros, or equal values: the source.
+        assert_eq!(mm(0.0, -0.0, false), (1 << 63, 1));
+        assert_eq!(mm(-0.0, 0.0, true), (0, 1));
+        // NaNs (IE) and denormals (DE, or DAZ) go to the helper.
+        assert_eq!(mm(f64::NAN, 1.0, false).1, 0);
+        assert_eq!(mm(1.0, f64::from_bits(1), true).1, 0);
+    }
+
     /// A deterministic generator (xorshift64*).
     struct Rng(u64);
     impl Rng {
@@ -666,6 +759,14 @@ mod tests {
             Code::Ucomisd_xmm_xmmm64,
             Code::Comiss_xmm_xmmm32,
             Code::Ucomiss_xmm_xmmm32,
+            Code::Minsd_xmm_xmmm64,
+            Code::Maxsd_xmm_xmmm64,
+            Code::Minss_xmm_xmmm32,
+            Code::Maxss_xmm_xmmm32,
+            Code::Minpd_xmm_xmmm128,
+            Code::Maxpd_xmm_xmmm128,
+            Code::Minps_xmm_xmmm128,
+            Code::Maxps_xmm_xmmm128,
         ];
         for code in forms {
             let accepted = check(code, false, 120, &mut rng);
@@ -765,6 +866,9 @@ mod tests {
             a.movapd(xmm4, xmm1).unwrap();
             a.cvtsd2ss(xmm4, xmm2).unwrap(); // helper only
             a.addps(xmm4, xmm1).unwrap();
+            a.maxpd(xmm2, xmm3).unwrap();
+            a.minsd(xmm3, qword_ptr(rsi)).unwrap();
+            a.mulsd(xmm3, xmm2).unwrap();
         });
         let mut rng = Rng(99);
         for n in 0..300 {
