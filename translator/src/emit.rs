@@ -97,6 +97,31 @@ pub enum Cmp {
     Sle,
 }
 
+/// IEEE floating-point operations of [`Arith::float`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FloatOp {
+    /// a + b.
+    Add,
+    /// a - b.
+    Sub,
+    /// a * b.
+    Mul,
+    /// a / b.
+    Div,
+    /// The square root of a (b is ignored).
+    Sqrt,
+}
+
+/// The format of the operands of [`Arith::float`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FloatWidth {
+    /// binary32 in the low 32 bits of a value (the upper 32 bits of operands are ignored,
+    /// those of the result zero).
+    Single,
+    /// binary64.
+    Double,
+}
+
 /// The FPU/SIMD unit's helpers that semantics may call ([`Emit::fpu_call`]); each is a
 /// function of `crane86_runtime::fpu` taking four values and returning a status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -171,6 +196,11 @@ pub trait Arith {
         lo: Self::V,
         d: Self::V,
     ) -> (Self::V, Self::V, Self::V);
+    /// `a op b` in IEEE arithmetic with round-to-nearest-even, no flush-to-zero and no
+    /// denormals-are-zero, on raw bits: the host FPU's answer. Total, but defined only up to
+    /// NaN payloads: semantics use it only under a guard that rules out NaN operands and
+    /// results (the SSE fast path, `semantics::simd_float`), never to decide flags.
+    fn float(&mut self, op: FloatOp, w: FloatWidth, a: Self::V, b: Self::V) -> Self::V;
 }
 
 /// The primitive operations semantics are written against. See the module documentation.
@@ -225,6 +255,19 @@ pub trait Emit: Arith {
     /// Calls an FPU/SIMD helper. When it records a fault the instruction stops there
     /// (`Err`); otherwise returns its status (`crane86_runtime::fpu::STATUS_*`).
     fn fpu_call(&mut self, h: FpuHelper, args: [Self::V; 4]) -> R<Self::V>;
+    /// When `cond` is non-zero: writes the exchange-area slots `io` (slot, value) and
+    /// calls the helper as [`Emit::fpu_call`] does (a fault stops the instruction, `Err`).
+    /// When `cond` is zero nothing happens. The JIT puts the call on a cold path: this is
+    /// the fallback of an instruction compiled inline under a guard.
+    fn fpu_call_if(
+        &mut self,
+        cond: Self::V,
+        h: FpuHelper,
+        args: [Self::V; 4],
+        io: &[(usize, Self::V)],
+    ) -> R<()>;
+    /// MXCSR, zero-extended. Only FPU/SIMD helpers change it.
+    fn mxcsr(&mut self) -> Self::V;
 
     /// The time-stamp counter as RDTSC reads it at the current instruction
     /// (`crane86_runtime::msr::tsc` plus the instructions retired since), or #GP(0) when

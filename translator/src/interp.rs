@@ -9,7 +9,7 @@ use crane86_runtime::state::CR4_TSD;
 use crane86_runtime::{CcOp, CpuState, Exception, Fault, LazyFlags, PhysMem, PortIo, SegReg};
 
 use crate::decode::DecodedBlock;
-use crate::emit::{Arith, Bin, Cmp, Ctx, Emit, FpuHelper, Stop, Un, R};
+use crate::emit::{Arith, Bin, Cmp, Ctx, Emit, FloatOp, FloatWidth, FpuHelper, Stop, Un, R};
 use crate::semantics::{self, flags};
 
 /// The interpreter's view of one CPU for the duration of one instruction.
@@ -124,6 +124,38 @@ impl Arith for Values {
     fn div_wide(&mut self, signed: bool, hi: u64, lo: u64, d: u64) -> (u64, u64, u64) {
         div_wide(signed, hi, lo, d).map_or((0, 0, 0), |(q, r)| (q, r, 1))
     }
+
+    /// Rust's `f32`/`f64` operators: correctly rounded IEEE operations (SSE2 on x86-64)
+    /// under the host thread's MXCSR, which crane86 never changes from the default (round to
+    /// nearest, no FTZ/DAZ).
+    fn float(&mut self, op: FloatOp, w: FloatWidth, a: u64, b: u64) -> u64 {
+        match w {
+            FloatWidth::Single => {
+                let (x, y) = (f32::from_bits(a as u32), f32::from_bits(b as u32));
+                u64::from(
+                    match op {
+                        FloatOp::Add => x + y,
+                        FloatOp::Sub => x - y,
+                        FloatOp::Mul => x * y,
+                        FloatOp::Div => x / y,
+                        FloatOp::Sqrt => x.sqrt(),
+                    }
+                    .to_bits(),
+                )
+            }
+            FloatWidth::Double => {
+                let (x, y) = (f64::from_bits(a), f64::from_bits(b));
+                match op {
+                    FloatOp::Add => x + y,
+                    FloatOp::Sub => x - y,
+                    FloatOp::Mul => x * y,
+                    FloatOp::Div => x / y,
+                    FloatOp::Sqrt => x.sqrt(),
+                }
+                .to_bits()
+            }
+        }
+    }
 }
 
 impl Arith for Interp<'_> {
@@ -152,6 +184,9 @@ impl Arith for Interp<'_> {
     }
     fn div_wide(&mut self, signed: bool, hi: u64, lo: u64, d: u64) -> (u64, u64, u64) {
         Values.div_wide(signed, hi, lo, d)
+    }
+    fn float(&mut self, op: FloatOp, w: FloatWidth, a: u64, b: u64) -> u64 {
+        Values.float(op, w, a, b)
     }
 }
 
@@ -244,6 +279,26 @@ impl Emit for Interp<'_> {
         } else {
             Ok(status)
         }
+    }
+
+    fn fpu_call_if(
+        &mut self,
+        cond: u64,
+        h: FpuHelper,
+        args: [u64; 4],
+        io: &[(usize, u64)],
+    ) -> R<()> {
+        if cond != 0 {
+            for &(i, v) in io {
+                self.cpu.fpu.io[i] = v;
+            }
+            self.fpu_call(h, args)?;
+        }
+        Ok(())
+    }
+
+    fn mxcsr(&mut self) -> u64 {
+        u64::from(self.cpu.fpu.mxcsr)
     }
 
     fn swap_gs_base(&mut self) {

@@ -113,7 +113,8 @@ fn run_tier(
 }
 
 /// Runs `code` on both back ends from the same start state, asserts that they agree on the
-/// registers, RIP, RFLAGS, the fault and the data area, and returns the interpreter's result.
+/// registers, RIP, RFLAGS, the fault, XMM0-15, MXCSR and the data area, and returns the
+/// interpreter's result.
 pub fn run_both(
     mode: CpuMode,
     code: &[u8],
@@ -125,6 +126,8 @@ pub fn run_both(
     assert_eq!(i.cpu.rip, j.cpu.rip, "rip differs");
     assert_eq!(i.flags(), j.flags(), "rflags differ");
     assert_eq!(i.fault, j.fault, "faults differ");
+    assert_eq!(i.cpu.fpu.xmm, j.cpu.fpu.xmm, "XMM registers differ");
+    assert_eq!(i.cpu.fpu.mxcsr, j.cpu.fpu.mxcsr, "MXCSR differs");
     for a in (DATA..DATA + DATA_LEN).step_by(8) {
         assert_eq!(i.m(a, 8), j.m(a, 8), "memory at {a:#x} differs");
     }

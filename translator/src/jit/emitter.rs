@@ -2,8 +2,8 @@
 
 use cranelift_codegen::ir::condcodes::{CondCode, IntCC};
 use cranelift_codegen::ir::{
-    types, AbiParam, Block, BlockArg, InstBuilder, InstructionData, Opcode, SigRef, Signature,
-    Value, ValueDef,
+    types, AbiParam, Block, BlockArg, InstBuilder, InstructionData, MemFlagsData, Opcode, SigRef,
+    Signature, Value, ValueDef,
 };
 use cranelift_codegen::isa::CallConv;
 use cranelift_frontend::{FunctionBuilder, Variable};
@@ -15,7 +15,7 @@ use crane86_runtime::{CcOp, Fault, SegReg};
 use super::shims::Helper;
 use super::{guest_flags, off, state_flags, ChainSlots, EXIT_FAULT, EXIT_NEXT};
 use crate::decode::DecodedBlock;
-use crate::emit::{Arith, Bin, Cmp, Ctx, Emit, FpuHelper, Stop, Un, R};
+use crate::emit::{Arith, Bin, Cmp, Ctx, Emit, FloatOp, FloatWidth, FpuHelper, Stop, Un, R};
 use crate::interp::Values;
 use crate::semantics;
 
@@ -79,6 +79,12 @@ pub struct JitEmitter<'a, 'f> {
     /// The targets of the two chain slots, assigned as exits ask for them: each slot only
     /// ever serves one target, since the cache links a slot to one block.
     slot_target: [Option<u64>; 2],
+    /// XMM0-15 halves as variables, written through like the general registers (see
+    /// [`Emit::set_xmm`]); `xmm_loaded` tells which hold CpuState's current value.
+    xmm: [[Variable; 2]; 16],
+    xmm_loaded: [[bool; 2]; 16],
+    /// MXCSR as loaded since the last helper call (only helpers change it).
+    mxcsr: Option<Value>,
 }
 
 /// The general registers (a bit per register, RAX = bit 0) that the instructions of `block`
@@ -122,6 +128,7 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
         let smc = b.declare_var(I64);
         let budget_var = b.declare_var(I64);
         b.def_var(budget_var, budget);
+        let xmm = std::array::from_fn(|_| [b.declare_var(I64), b.declare_var(I64)]);
         let sigs = Sigs {
             block: b.import_signature(block_sig),
             fpu: b.import_signature(sig(host_cc, 5, 1)),
@@ -153,6 +160,9 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
             chain,
             heads: Vec::new(),
             slot_target: [None; 2],
+            xmm,
+            xmm_loaded: [[false; 2]; 16],
+            mxcsr: None,
         }
     }
 
@@ -208,6 +218,8 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
     fn begin_member(&mut self, block: &DecodedBlock) {
         self.cc_static = None;
         self.seg_base = [None; 6];
+        self.xmm_loaded = [[false; 2]; 16];
+        self.mxcsr = None;
         self.ended = false;
         self.cc_hint = block
             .cc_hint
@@ -868,6 +880,44 @@ impl Arith for JitEmitter<'_, '_> {
         let r = self.load_state(off::SCRATCH + 8);
         (q, r, ok)
     }
+
+    /// The bits moved to a float register (`bitcast`), one Cranelift float instruction
+    /// (`fadd`... `sqrt`: SSE2's ADDSD... on an x86-64 host, IEEE round-to-nearest under
+    /// the host's default MXCSR), and back.
+    fn float(&mut self, op: FloatOp, w: FloatWidth, a: Value, b: Value) -> Value {
+        if let (Some(x), Some(y)) = (self.const_of(a), self.const_of(b)) {
+            let v = Values.float(op, w, x, y);
+            return self.iconst(v);
+        }
+        let (ity, fty) = match w {
+            FloatWidth::Single => (I32, types::F32),
+            FloatWidth::Double => (I64, types::F64),
+        };
+        let mut to_float = |v: Value| {
+            let v = if ity == I32 {
+                self.b.ins().ireduce(I32, v)
+            } else {
+                v
+            };
+            self.b.ins().bitcast(fty, MemFlagsData::new(), v)
+        };
+        let x = to_float(a);
+        let y = if op == FloatOp::Sqrt { x } else { to_float(b) };
+        let i = self.b.ins();
+        let r = match op {
+            FloatOp::Add => i.fadd(x, y),
+            FloatOp::Sub => i.fsub(x, y),
+            FloatOp::Mul => i.fmul(x, y),
+            FloatOp::Div => i.fdiv(x, y),
+            FloatOp::Sqrt => i.sqrt(x),
+        };
+        let r = self.b.ins().bitcast(ity, MemFlagsData::new(), r);
+        if ity == I32 {
+            self.b.ins().uextend(I64, r)
+        } else {
+            r
+        }
+    }
 }
 
 impl Emit for JitEmitter<'_, '_> {
@@ -1037,11 +1087,22 @@ impl Emit for JitEmitter<'_, '_> {
     }
 
     fn xmm(&mut self, r: usize, half: usize) -> Value {
-        self.load_state(off::XMM + 16 * (r & 15) as i32 + 8 * (half & 1) as i32)
+        let (r, h) = (r & 15, half & 1);
+        if !self.xmm_loaded[r][h] {
+            let v = self.load_state(off::XMM + 16 * r as i32 + 8 * h as i32);
+            self.b.def_var(self.xmm[r][h], v);
+            self.xmm_loaded[r][h] = true;
+        }
+        self.b.use_var(self.xmm[r][h])
     }
 
+    /// Written through, as [`Emit::set_gpr`]: later reads in the block use the value, and
+    /// CpuState always holds it for helpers and exits.
     fn set_xmm(&mut self, r: usize, half: usize, v: Value) {
-        self.store_state(v, off::XMM + 16 * (r & 15) as i32 + 8 * (half & 1) as i32);
+        let (r, h) = (r & 15, half & 1);
+        self.b.def_var(self.xmm[r][h], v);
+        self.xmm_loaded[r][h] = true;
+        self.store_state(v, off::XMM + 16 * r as i32 + 8 * h as i32);
     }
 
     fn fpu_io(&mut self, i: usize) -> Value {
@@ -1066,6 +1127,9 @@ impl Emit for JitEmitter<'_, '_> {
             &[self.cpu, args[0], args[1], args[2], args[3]],
         );
         let status = self.b.inst_results(call)[0];
+        // The helper may have changed any XMM register and MXCSR.
+        self.xmm_loaded = [[false; 2]; 16];
+        self.mxcsr = None;
         let faulted = self
             .b
             .ins()
@@ -1075,6 +1139,54 @@ impl Emit for JitEmitter<'_, '_> {
         self.exit_fault();
         self.b.switch_to_block(cont);
         Ok(status)
+    }
+
+    fn fpu_call_if(
+        &mut self,
+        cond: Value,
+        h: FpuHelper,
+        args: [Value; 4],
+        io: &[(usize, Value)],
+    ) -> R<()> {
+        if self.const_of(cond) == Some(0) {
+            return Ok(());
+        }
+        let call = self.b.create_block();
+        let merge = self.b.create_block();
+        self.b.set_cold_block(call);
+        self.b.ins().brif(cond, call, &[], merge, &[]);
+        self.b.seal_block(call);
+        self.b.switch_to_block(call);
+        for &(i, v) in io {
+            self.set_fpu_io(i, v);
+        }
+        // A fault leaves through `fpu_call`'s own cold exit; the instruction goes on at
+        // `merge` otherwise, where the XMM halves held in variables get the values the
+        // helper left (reloaded here, so the path that skipped the call keeps its own).
+        let loaded = self.xmm_loaded;
+        self.fpu_call(h, args)?;
+        for (r, halves) in loaded.iter().enumerate() {
+            for (h, &l) in halves.iter().enumerate() {
+                if l {
+                    let v = self.load_state(off::XMM + 16 * r as i32 + 8 * h as i32);
+                    self.b.def_var(self.xmm[r][h], v);
+                }
+            }
+        }
+        self.xmm_loaded = loaded;
+        self.b.ins().jump(merge, &[]);
+        self.b.seal_block(merge);
+        self.b.switch_to_block(merge);
+        Ok(())
+    }
+
+    fn mxcsr(&mut self) -> Value {
+        if let Some(v) = self.mxcsr {
+            return v;
+        }
+        let v = self.b.ins().uload32(state_flags(), self.cpu, off::MXCSR);
+        self.mxcsr = Some(v);
+        v
     }
 
     fn swap_gs_base(&mut self) {

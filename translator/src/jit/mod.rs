@@ -142,6 +142,7 @@ pub(crate) mod off {
     pub const SCRATCH: i32 = offset_of!(CpuState, scratch) as i32;
     pub const HELPER_RET: i32 = offset_of!(CpuState, helper_ret) as i32;
     pub const XMM: i32 = (offset_of!(CpuState, fpu) + offset_of!(crane86_fpu::Fpu, xmm)) as i32;
+    pub const MXCSR: i32 = (offset_of!(CpuState, fpu) + offset_of!(crane86_fpu::Fpu, mxcsr)) as i32;
     pub const FPU_IO: i32 = (offset_of!(CpuState, fpu) + offset_of!(crane86_fpu::Fpu, io)) as i32;
     pub const TLB: i32 = offset_of!(CpuState, tlb) as i32;
 }

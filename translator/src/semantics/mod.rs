@@ -21,6 +21,7 @@ pub mod operands;
 pub mod segments;
 pub mod shift;
 pub mod simd;
+mod simd_float;
 pub mod stack;
 pub mod string;
 pub mod system;

@@ -10,8 +10,11 @@
 //! either leaves memory untouched).
 //!
 //! The most frequent data movement and bitwise forms (what compilers emit for `memcpy`,
-//! `memset` and zeroing) are lowered inline as 64-bit halves instead; they have no MXCSR
-//! interaction, so the inline form is exactly the helper's.
+//! `memset`, zeroing and scalar float code: MOVAPS..., MOVSD/MOVSS, MOVLPD/MOVHPD,
+//! UNPCKLPD/UNPCKHPD, PXOR/ANDPD...) are lowered inline as 64-bit halves instead; they have
+//! no MXCSR interaction, so the inline form is exactly the helper's. SSE float arithmetic
+//! and COMIS/UCOMIS are inline under a guard, with the helper as fallback
+//! (`simd_float`).
 
 use crane86_fpu::{Operands, IO_DATA0, IO_DATA1, IO_FLAGS, IO_RAX, IO_RDX};
 use crane86_runtime::key::{FPU_EM, FPU_OSFXSR, FPU_TS};
@@ -111,7 +114,7 @@ fn address<E: Emit>(e: &mut E, insn: &Instruction, size: u32) -> R<E::V> {
 /// Executes or translates one MMX/SSE instruction.
 pub fn execute<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
     check_available(e, is_sse(insn))?;
-    if inline(e, insn)? {
+    if inline(e, insn)? || super::simd_float::execute(e, insn)? {
         return Ok(());
     }
     if matches!(
@@ -208,8 +211,8 @@ fn maskmov<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
     store_io(e, a, width)
 }
 
-/// The inline forms: full-register moves and bitwise operations on XMM registers. Returns
-/// false when `insn` is not one of them.
+/// The inline forms: moves and bitwise operations on XMM registers. Returns false when
+/// `insn` is not one of them.
 fn inline<E: Emit>(e: &mut E, insn: &Instruction) -> R<bool> {
     use Code as C;
     let code = insn.code();
@@ -318,6 +321,67 @@ fn inline<E: Emit>(e: &mut E, insn: &Instruction) -> R<bool> {
             let v = e.bin(Bin::Or, ml, mh);
             write_reg(e, insn.op_register(0), v);
         }
+        // MOVSD/MOVSS: a load zeroes the rest of the register, a register move keeps it.
+        C::Movsd_xmm_xmmm64 | C::Movss_xmm_xmmm32 | C::Movsd_xmmm64_xmm | C::Movss_xmmm32_xmm => {
+            let single = matches!(code, C::Movss_xmm_xmmm32 | C::Movss_xmmm32_xmm);
+            let size = if single { 4 } else { 8 };
+            if insn.op1_kind() == OpKind::Memory {
+                let a = mem_linear(e, insn);
+                let v = e.load(a, size)?;
+                let z = e.imm(0);
+                e.set_xmm(xmm(0), 0, v);
+                e.set_xmm(xmm(0), 1, z);
+            } else {
+                let v = e.xmm(xmm(1), 0);
+                if insn.op0_kind() == OpKind::Memory {
+                    let a = mem_linear(e, insn);
+                    e.store(a, size, v)?;
+                } else if single {
+                    let d = e.xmm(xmm(0), 0);
+                    let keep = e.imm(0xffff_ffff_0000_0000);
+                    let d = e.bin(Bin::And, d, keep);
+                    let v = e.zext(v, 32);
+                    let v = e.bin(Bin::Or, d, v);
+                    e.set_xmm(xmm(0), 0, v);
+                } else {
+                    e.set_xmm(xmm(0), 0, v);
+                }
+            }
+        }
+        // One 64-bit half loaded or stored, the other kept.
+        C::Movlpd_xmm_m64 | C::Movlps_xmm_m64 | C::Movhpd_xmm_m64 | C::Movhps_xmm_m64 => {
+            let a = mem_linear(e, insn);
+            let v = e.load(a, 8)?;
+            let half = usize::from(matches!(code, C::Movhpd_xmm_m64 | C::Movhps_xmm_m64));
+            e.set_xmm(xmm(0), half, v);
+        }
+        C::Movlpd_m64_xmm | C::Movlps_m64_xmm | C::Movhpd_m64_xmm | C::Movhps_m64_xmm => {
+            let half = usize::from(matches!(code, C::Movhpd_m64_xmm | C::Movhps_m64_xmm));
+            let v = e.xmm(xmm(1), half);
+            let a = mem_linear(e, insn);
+            e.store(a, 8, v)?;
+        }
+        C::Movhlps_xmm_xmm | C::Movlhps_xmm_xmm => {
+            let (from, to) = if code == C::Movhlps_xmm_xmm {
+                (1, 0)
+            } else {
+                (0, 1)
+            };
+            let v = e.xmm(xmm(1), from);
+            e.set_xmm(xmm(0), to, v);
+        }
+        // UNPCKLPD: the two low halves; UNPCKHPD: the two high halves.
+        C::Unpcklpd_xmm_xmmm128 | C::Unpckhpd_xmm_xmmm128 => {
+            let (slo, shi) = source128(e, insn)?;
+            let d = xmm(0);
+            if code == C::Unpcklpd_xmm_xmmm128 {
+                e.set_xmm(d, 1, slo);
+            } else {
+                let dhi = e.xmm(d, 1);
+                e.set_xmm(d, 0, dhi);
+                e.set_xmm(d, 1, shi);
+            }
+        }
         // MOVD/MOVQ between XMM and general registers or memory.
         C::Movd_xmm_rm32 | C::Movq_xmm_rm64 | C::Movq_xmm_xmmm64 => {
             let size = if code == C::Movd_xmm_rm32 { 4 } else { 8 };
@@ -401,7 +465,7 @@ fn byte_signs<E: Emit>(e: &mut E, v: E::V) -> E::V {
 }
 
 /// Operand 1 as a 128-bit value (XMM register or aligned-as-required memory).
-fn source128<E: Emit>(e: &mut E, insn: &Instruction) -> R<(E::V, E::V)> {
+pub(super) fn source128<E: Emit>(e: &mut E, insn: &Instruction) -> R<(E::V, E::V)> {
     if insn.op1_kind() == OpKind::Memory {
         let a = address(e, insn, 16)?;
         let lo = e.load(a, 8)?;
