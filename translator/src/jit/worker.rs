@@ -8,14 +8,19 @@
 //! but does change how instructions split between tiers from run to run. Runs that must be
 //! repeatable exactly compile synchronously instead ([`super::JitOptions::background`]).
 //!
+//! The newest job is compiled first: a block that turned hot just now is the one the vCPU is
+//! interpreting now (a loop), while older jobs may be for code that has run its course. With
+//! a first-in-first-out queue, a short benchmark's hot loop waited behind the hundreds of
+//! blocks its program's start-up had queued, interpreted all the while.
+//!
 //! The worker only sees copies: the decoded block and its [`ChainSlots`] (addresses that stay
 //! valid as long as the cache, since each block's slots are boxed and the table is never
 //! reallocated). The cache installs a result only if the block it was made for is still the
 //! one under that id ([`Job::serial`]); code for a block dropped meanwhile is thrown away.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{channel, Receiver, Sender, TryRecvError};
-use std::sync::Arc;
+use std::sync::mpsc::{channel, Receiver, TryRecvError};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -48,9 +53,20 @@ pub struct Done {
     pub region: bool,
 }
 
+/// Jobs waiting for the worker, newest last.
+#[derive(Default)]
+struct Queue {
+    jobs: Vec<Job>,
+    /// The cache is gone: the worker ends.
+    closed: bool,
+}
+
+/// The queue and the condition the worker waits on while it is empty.
+type Shared = Arc<(Mutex<Queue>, Condvar)>;
+
 /// The background compiler: send it [`Job`]s, collect [`Done`]s.
 pub struct CompileWorker {
-    jobs: Option<Sender<Job>>,
+    queue: Shared,
     done: Receiver<Done>,
     thread: Option<JoinHandle<()>>,
     /// Set when the cache goes away: queued jobs are dropped, not compiled.
@@ -63,34 +79,43 @@ impl CompileWorker {
     pub fn start(opts: JitOptions) -> Result<CompileWorker, JitError> {
         // Build the compiler here, so a host Cranelift cannot handle fails now, not later.
         let mut jit = Jit::new(opts)?;
-        let (jobs, job_rx) = channel::<Job>();
+        let queue: Shared = Arc::default();
         let (done_tx, done) = channel::<Done>();
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = stop.clone();
+        let shared = queue.clone();
         let thread = std::thread::Builder::new()
             .name("crane86-jit".into())
-            .spawn(move || {
-                for job in job_rx {
-                    if stopped.load(Ordering::Relaxed) {
-                        return;
+            .spawn(move || loop {
+                let job = {
+                    let (lock, ready) = &*shared;
+                    let mut q = lock.lock().unwrap_or_else(|e| e.into_inner());
+                    loop {
+                        if q.closed || stopped.load(Ordering::Relaxed) {
+                            return;
+                        }
+                        if let Some(job) = q.jobs.pop() {
+                            break job;
+                        }
+                        q = ready.wait(q).unwrap_or_else(|e| e.into_inner());
                     }
-                    let t0 = Instant::now();
-                    let result = jit.compile_region(&job.blocks, job.chain);
-                    let d = Done {
-                        id: job.id,
-                        serial: job.serial,
-                        result,
-                        time: t0.elapsed(),
-                        region: job.blocks.len() > 1,
-                    };
-                    if done_tx.send(d).is_err() {
-                        return;
-                    }
+                };
+                let t0 = Instant::now();
+                let result = jit.compile_region(&job.blocks, job.chain);
+                let d = Done {
+                    id: job.id,
+                    serial: job.serial,
+                    result,
+                    time: t0.elapsed(),
+                    region: job.blocks.len() > 1,
+                };
+                if done_tx.send(d).is_err() {
+                    return;
                 }
             })
             .map_err(|e| JitError::Isa(format!("cannot start the compile thread: {e}")))?;
         Ok(CompileWorker {
-            jobs: Some(jobs),
+            queue,
             done,
             thread: Some(thread),
             stop,
@@ -100,11 +125,17 @@ impl CompileWorker {
 
     /// Queues a block. False if the worker is gone (it panicked): compile synchronously then.
     pub fn submit(&mut self, job: Job) -> bool {
-        let sent = self.jobs.as_ref().is_some_and(|tx| tx.send(job).is_ok());
-        if sent {
-            self.in_flight += 1;
+        if self.thread.as_ref().is_none_or(|t| t.is_finished()) {
+            return false;
         }
-        sent
+        let (lock, ready) = &*self.queue;
+        lock.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .jobs
+            .push(job);
+        ready.notify_one();
+        self.in_flight += 1;
+        true
     }
 
     /// The next finished block, if one is ready.
@@ -135,7 +166,11 @@ impl Drop for CompileWorker {
     fn drop(&mut self) {
         // The thread ends after the job at hand: queued ones are skipped.
         self.stop.store(true, Ordering::Relaxed);
-        self.jobs = None;
+        {
+            let (lock, ready) = &*self.queue;
+            lock.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
+            ready.notify_one();
+        }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
