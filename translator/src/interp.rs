@@ -129,22 +129,10 @@ impl Arith for Values {
     /// under the host thread's MXCSR, which crane86 never changes from the default (round to
     /// nearest, no FTZ/DAZ).
     fn float(&mut self, op: FloatOp, w: FloatWidth, a: u64, b: u64) -> u64 {
-        match w {
-            FloatWidth::Single => {
-                let (x, y) = (f32::from_bits(a as u32), f32::from_bits(b as u32));
-                u64::from(
-                    match op {
-                        FloatOp::Add => x + y,
-                        FloatOp::Sub => x - y,
-                        FloatOp::Mul => x * y,
-                        FloatOp::Div => x / y,
-                        FloatOp::Sqrt => x.sqrt(),
-                    }
-                    .to_bits(),
-                )
-            }
-            FloatWidth::Double => {
-                let (x, y) = (f64::from_bits(a), f64::from_bits(b));
+        // The same five operations on either width.
+        macro_rules! apply {
+            ($x:expr, $y:expr) => {{
+                let (x, y) = ($x, $y);
                 match op {
                     FloatOp::Add => x + y,
                     FloatOp::Sub => x - y,
@@ -153,7 +141,14 @@ impl Arith for Values {
                     FloatOp::Sqrt => x.sqrt(),
                 }
                 .to_bits()
-            }
+            }};
+        }
+        match w {
+            FloatWidth::Single => u64::from(apply!(
+                f32::from_bits(a as u32),
+                f32::from_bits(b as u32)
+            )),
+            FloatWidth::Double => apply!(f64::from_bits(a), f64::from_bits(b)),
         }
     }
 }

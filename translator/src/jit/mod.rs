@@ -230,12 +230,8 @@ impl Jit {
         self.ctx.func.name = UserFuncName::user(0, 0);
         let bsig = self.block_sig();
         let mut b = FunctionBuilder::new(&mut self.ctx.func, &mut self.fctx);
-        let entry = b.create_block();
-        b.append_block_params_for_function_params(entry);
-        b.switch_to_block(entry);
-        b.seal_block(entry);
-        let code = b.block_params(entry)[0];
-        let cpu = b.block_params(entry)[1];
+        let params = enter_function(&mut b);
+        let (code, cpu) = (params[0], params[1]);
         let sref = b.import_signature(bsig);
         let budget = b.ins().load(types::I64, state_flags(), cpu, off::BUDGET);
         let call = b.ins().call_indirect(sref, code, &[cpu, budget]);
@@ -272,17 +268,23 @@ impl Jit {
         let host_cc = self.isa.default_call_conv();
         let fc = self.isa.frontend_config();
         let mut b = FunctionBuilder::new(&mut self.ctx.func, &mut self.fctx);
-        let entry = b.create_block();
-        b.append_block_params_for_function_params(entry);
-        b.switch_to_block(entry);
-        b.seal_block(entry);
-        let cpu = b.block_params(entry)[0];
-        let budget = b.block_params(entry)[1];
+        let params = enter_function(&mut b);
+        let (cpu, budget) = (params[0], params[1]);
         let mut em = JitEmitter::new(&mut b, cpu, budget, ctx, bsig, host_cc, chain);
         em.translate(blocks);
         b.finalize(fc);
         self.finish(blocks)
     }
+}
+
+/// Starts a function in `b`: its entry block, with the function's parameters as block
+/// parameters, current and sealed. Returns the parameters.
+pub(crate) fn enter_function(b: &mut FunctionBuilder) -> Vec<cranelift_codegen::ir::Value> {
+    let entry = b.create_block();
+    b.append_block_params_for_function_params(entry);
+    b.switch_to_block(entry);
+    b.seal_block(entry);
+    b.block_params(entry).to_vec()
 }
 
 /// Memory flags for CpuState accesses: aligned, never trapping.

@@ -124,11 +124,7 @@ impl Jit {
         let host = h.host_signature(self.isa.default_call_conv());
         let fc = self.isa.frontend_config();
         let mut b = FunctionBuilder::new(&mut self.ctx.func, &mut self.fctx);
-        let entry = b.create_block();
-        b.append_block_params_for_function_params(entry);
-        b.switch_to_block(entry);
-        b.seal_block(entry);
-        let params = b.block_params(entry).to_vec();
+        let params = super::enter_function(&mut b);
         let cpu = params[0];
         let args = if h.takes_cpu() {
             &params[..]
