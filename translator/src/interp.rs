@@ -144,10 +144,9 @@ impl Arith for Values {
             }};
         }
         match w {
-            FloatWidth::Single => u64::from(apply!(
-                f32::from_bits(a as u32),
-                f32::from_bits(b as u32)
-            )),
+            FloatWidth::Single => {
+                u64::from(apply!(f32::from_bits(a as u32), f32::from_bits(b as u32)))
+            }
             FloatWidth::Double => apply!(f64::from_bits(a), f64::from_bits(b)),
         }
     }

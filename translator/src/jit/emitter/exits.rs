@@ -1,0 +1,257 @@
+//! The ends of a block's code: writing guest state back, retiring instructions, and the
+//! transfers out of the block (chained through a slot, looked up, into a region member, or
+//! back to the run loop).
+
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{Block, InstBuilder, Value};
+
+use super::super::shims::Helper;
+use super::super::{off, state_flags, EXIT_FAULT, EXIT_NEXT};
+use super::{JitEmitter, Slot, I64};
+
+impl JitEmitter<'_, '_> {
+    /// Stores every changed piece of guest state back to CpuState. General registers need
+    /// nothing: [`crate::emit::Emit::set_gpr`] writes them through.
+    pub(super) fn write_back(&mut self) {
+        // In a region, flags changed by a member emitted later may already be changed when
+        // an exit emitted earlier is taken.
+        if !self.heads.is_empty() {
+            self.rflags_state = Slot::Dirty;
+            self.cc_state = Slot::Dirty;
+        }
+        if self.rflags_state == Slot::Dirty {
+            let v = self.b.use_var(self.rflags);
+            self.store_state(v, off::RFLAGS);
+        }
+        if self.cc_state == Slot::Dirty {
+            for i in 0..4 {
+                let v = match (i, self.cc_static) {
+                    (0, Some(op)) => self.iconst(op.encode()),
+                    _ => self.b.use_var(self.cc[i]),
+                };
+                self.store_state(v, off::CC + 8 * i as i32);
+            }
+        }
+    }
+
+    /// Retires `n` instructions and branches to a new cold block (returned, not sealed: the
+    /// caller may add predecessors) when the vCPU must go back to the run loop (the budget ran
+    /// out or an exit was requested); otherwise execution goes on in a new current block. Two compare-and-branches, which the host
+    /// fuses and predicts, rather than one branch on a combined condition.
+    pub(super) fn retire_and_check(&mut self, n: u32) -> Block {
+        let nb = self.retire(n);
+        let stop = self.b.create_block();
+        self.b.set_cold_block(stop);
+        let exhausted = self.b.ins().icmp_imm_s(IntCC::SignedLessThanOrEqual, nb, 0);
+        let more = self.b.create_block();
+        self.b.ins().brif(exhausted, stop, &[], more, &[]);
+        self.b.seal_block(more);
+        self.b.switch_to_block(more);
+        let req = self
+            .b
+            .ins()
+            .uload32(state_flags(), self.cpu, off::EXIT_REQUEST);
+        let go = self.b.create_block();
+        self.b.ins().brif(req, stop, &[], go, &[]);
+        self.b.seal_block(go);
+        self.b.switch_to_block(go);
+        stop
+    }
+
+    /// Subtracts `n` retired instructions from the budget; returns the new budget.
+    pub(super) fn retire(&mut self, n: u32) -> Value {
+        let bud = self.b.use_var(self.budget);
+        let nb = self.b.ins().iadd_imm_s(bud, -i64::from(n));
+        self.b.def_var(self.budget, nb);
+        nb
+    }
+
+    /// Returns to the run loop with exit code `code`, leaving the budget in CpuState.
+    pub(super) fn ret(&mut self, code: i64) {
+        let bud = self.b.use_var(self.budget);
+        self.store_state(bud, off::BUDGET);
+        let c = self.b.ins().iconst(I64, code);
+        self.b.ins().return_(&[c]);
+    }
+
+    /// Exit to the run loop, continuing at `rip`, after `n` instructions.
+    pub(super) fn exit_next(&mut self, rip: Value, n: u32) {
+        self.write_back();
+        self.store_state(rip, off::RIP);
+        self.retire(n);
+        let z = self.iconst(0);
+        self.store_state(z, off::LINK);
+        self.ret(EXIT_NEXT);
+    }
+
+    /// Exit with the fault in `cpu.fault`, at the current instruction.
+    pub(super) fn exit_fault(&mut self) {
+        self.write_back();
+        let ip = self.iconst(self.insn_ip);
+        self.store_state(ip, off::RIP);
+        self.retire(self.index);
+        let z = self.iconst(0);
+        self.store_state(z, off::LINK);
+        self.ret(EXIT_FAULT);
+    }
+
+    /// Exit to a known target after `n` instructions of the current member: jump to its
+    /// header if it is a member of the region, else tail-call its code if a chain slot holds
+    /// it (or [`super::helpers::jump_lookup`] finds it) and the vCPU may go on.
+    pub(super) fn exit_chain(&mut self, target: u64, n: u32) {
+        if let Some(head) = self.head_of(target) {
+            return self.loop_back(head, target, n);
+        }
+        self.write_back();
+        match self.slot_for(target) {
+            Some(slot) => self.chain_tail(None, [(target, slot), (target, slot)], n),
+            None => {
+                let rip = self.iconst(target);
+                self.jump_tail(rip, n);
+            }
+        }
+    }
+
+    /// Whether the cache may link an exit to `target` through a chain slot (the rule of
+    /// [`crate::cache::Cache::link`]): always without paging, else only within the block's
+    /// own linear page. Other exits look their target up with
+    /// [`super::helpers::jump_lookup`].
+    pub(super) fn linkable(&self, target: u64) -> bool {
+        let key = self.chain.key;
+        if !key.paging() {
+            return true;
+        }
+        let mut linear = key.cs_base.wrapping_add(target);
+        if key.mode() != crane86_runtime::CpuMode::Long64 {
+            linear &= 0xffff_ffff;
+        }
+        linear & !0xfff == key.linear() & !0xfff
+    }
+
+    /// The end of an exit whose target has no chain slot, once state is written back: retire
+    /// `n` instructions and, unless the vCPU must go back to the run loop, tail-call the
+    /// target's code if [`super::helpers::jump_lookup`] finds it.
+    pub(super) fn jump_tail(&mut self, rip: Value, n: u32) {
+        let back = self.retire_and_check(n);
+        if self.chain.jump_table != 0 {
+            let cs_base = self.iconst(self.chain.key.cs_base);
+            let bits = self.iconst(self.chain.key.bits);
+            let table = self.iconst(self.chain.jump_table);
+            let code = self
+                .call_helper(Helper::JumpLookup, &[rip, cs_base, bits, table])
+                .expect("jump_lookup returns the code");
+            let go = self.b.create_block();
+            let miss = self.b.create_block();
+            self.b.ins().brif(code, go, &[], miss, &[]);
+            self.b.seal_block(go);
+            self.b.seal_block(miss);
+            self.b.switch_to_block(go);
+            self.chain_to(code);
+            self.b.switch_to_block(miss);
+        }
+        self.b.ins().jump(back, &[]);
+        self.b.seal_block(back);
+        self.b.switch_to_block(back);
+        self.store_state(rip, off::RIP);
+        let z = self.iconst(0);
+        self.store_state(z, off::LINK);
+        self.ret(EXIT_NEXT);
+    }
+
+    /// The common end of chained exits, once state is written back: retire `n` instructions
+    /// and, unless the vCPU must go back to the run loop, take the first exit when `cond` is
+    /// `None` or non-zero and the second otherwise, each tail-calling its target's code if its
+    /// slot holds it. Each arm has its own indirect jump, whose target the host predicts
+    /// well. RIP and the link token are only stored on the way back to the run loop: a
+    /// chained target knows its own address.
+    pub(super) fn chain_tail(&mut self, cond: Option<Value>, exits: [(u64, usize); 2], n: u32) {
+        let stop = self.retire_and_check(n);
+        let [(t0, s0), (t1, s1)] = exits;
+        match cond {
+            Some(c) if exits[0] != exits[1] => {
+                let c = self.truth(c);
+                let arm0 = self.b.create_block();
+                let arm1 = self.b.create_block();
+                self.b.ins().brif(c, arm0, &[], arm1, &[]);
+                self.b.seal_block(arm0);
+                self.b.seal_block(arm1);
+                self.b.switch_to_block(arm0);
+                self.chain_arm(t0, s0);
+                self.b.switch_to_block(arm1);
+                self.chain_arm(t1, s1);
+            }
+            _ => self.chain_arm(t0, s0),
+        }
+        // Back to the run loop, at whichever target the instruction chose.
+        self.b.seal_block(stop);
+        self.b.switch_to_block(stop);
+        let pick = |em: &mut Self, a: u64, b: u64| {
+            let av = em.iconst(a);
+            match cond {
+                Some(c) if a != b => {
+                    let bv = em.iconst(b);
+                    let c = em.truth(c);
+                    em.b.ins().select(c, av, bv)
+                }
+                _ => av,
+            }
+        };
+        let rip = pick(self, t0, t1);
+        let token = pick(self, self.chain.token[s0], self.chain.token[s1]);
+        self.store_state(rip, off::RIP);
+        self.store_state(token, off::LINK);
+        self.ret(EXIT_NEXT);
+    }
+
+    /// One arm of [`Self::chain_tail`]: tail-call the code in chain slot `slot`, or return to
+    /// the run loop at `target` with the slot's token while the slot is empty.
+    pub(super) fn chain_arm(&mut self, target: u64, slot: usize) {
+        let slot_addr = self.iconst(self.chain.slot_addr[slot]);
+        let code = self.b.ins().load(I64, state_flags(), slot_addr, 0);
+        let go = self.b.create_block();
+        let empty = self.b.create_block();
+        self.b.set_cold_block(empty);
+        self.b.ins().brif(code, go, &[], empty, &[]);
+        self.b.seal_block(go);
+        self.b.seal_block(empty);
+        self.b.switch_to_block(go);
+        self.chain_to(code);
+        self.b.switch_to_block(empty);
+        let rip = self.iconst(target);
+        let token = self.iconst(self.chain.token[slot]);
+        self.store_state(rip, off::RIP);
+        self.store_state(token, off::LINK);
+        self.ret(EXIT_NEXT);
+    }
+
+    /// Tail-calls the compiled block at `code`, counting the transfer when statistics want
+    /// it ([`super::JitOptions::count_chains`]).
+    pub(super) fn chain_to(&mut self, code: Value) {
+        let bud = self.b.use_var(self.budget);
+        if self.chain.count {
+            let c = self.load_state(off::CHAINED);
+            let c = self.b.ins().iadd_imm_s(c, 1);
+            self.store_state(c, off::CHAINED);
+        }
+        self.b
+            .ins()
+            .return_call_indirect(self.sigs.block, code, &[self.cpu, bud]);
+    }
+
+    /// A transfer to a member of the region: account for the instructions, and go on at its
+    /// header unless the budget ran out or an exit was requested.
+    pub(super) fn loop_back(&mut self, head: Block, target: u64, n: u32) {
+        let back = self.retire_and_check(n);
+        self.b.ins().jump(head, &[]);
+        self.b.seal_block(back);
+        self.b.switch_to_block(back);
+        // The flags' kind differs per path into the header: store it from its variable.
+        self.cc_static = None;
+        self.write_back();
+        let rip = self.iconst(target);
+        self.store_state(rip, off::RIP);
+        let z = self.iconst(0);
+        self.store_state(z, off::LINK);
+        self.ret(EXIT_NEXT);
+    }
+}

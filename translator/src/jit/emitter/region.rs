@@ -1,0 +1,123 @@
+//! Translating a region: its members' headers, their per-member state, and the chain slots
+//! its exits are given.
+
+use cranelift_codegen::ir::{Block, InstBuilder};
+use iced_x86::OpKind;
+
+use super::{used_gprs, JitEmitter, Slot};
+use crate::decode::DecodedBlock;
+use crate::emit::Emit;
+use crate::semantics;
+use crane86_runtime::CcOp;
+
+impl JitEmitter<'_, '_> {
+    /// Emits a region: `blocks[0]` is the entry, the others guest blocks it reaches by direct
+    /// branches (see [`crate::cache`]), compiled into this one function.
+    pub fn translate(&mut self, blocks: &[DecodedBlock]) {
+        let Some(entry) = blocks.first() else {
+            return;
+        };
+        let start = entry.insns.first().map_or(0, |d| d.insn.ip());
+        let loops = entry.insns.iter().any(|d| {
+            matches!(
+                d.insn.op0_kind(),
+                OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64
+            ) && d.insn.near_branch_target() == start
+        });
+        if blocks.len() == 1 && !loops {
+            self.begin_member(entry);
+            self.translate_body(entry);
+            return;
+        }
+        // The registers the members use are loaded before the headers, so that they live in
+        // host registers across the region's internal transfers. One the decoder's
+        // information left out is loaded where it is first read, in its member (still right,
+        // since register writes reach CpuState at once).
+        let used = used_gprs(blocks);
+        for r in (0..16).filter(|r| used & (1 << r) != 0) {
+            self.gpr(r);
+        }
+        self.rflags_rest();
+        self.ensure_cc_loaded();
+        for b in blocks {
+            let ip = b.insns.first().map_or(0, |d| d.insn.ip());
+            let head = self.b.create_block();
+            self.heads.push((ip, head));
+        }
+        self.b.ins().jump(self.heads[0].1, &[]);
+        for (i, b) in blocks.iter().enumerate() {
+            self.b.switch_to_block(self.heads[i].1);
+            for r in (0..16).filter(|r| used & (1 << r) == 0) {
+                self.reg_state[r] = Slot::Unloaded;
+            }
+            self.begin_member(b);
+            self.translate_body(b);
+        }
+        for &(_, head) in &self.heads {
+            self.b.seal_block(head);
+        }
+    }
+
+    /// Per-member state at the start of a member's code: nothing is known about the flags'
+    /// operation (several paths may lead here), and no value of another member may be used.
+    pub(super) fn begin_member(&mut self, block: &DecodedBlock) {
+        self.cc_static = None;
+        self.seg_base = [None; 6];
+        self.xmm_loaded = [[false; 2]; 16];
+        self.mxcsr = None;
+        self.ended = false;
+        self.cc_hint = block
+            .cc_hint
+            .map(CcOp::decode)
+            .filter(|op| Some(op.encode()) == block.cc_hint);
+    }
+
+    /// The header of the region member starting at `ip`.
+    pub(super) fn head_of(&self, ip: u64) -> Option<Block> {
+        self.heads.iter().find(|h| h.0 == ip).map(|h| h.1)
+    }
+
+    /// The chain slot serving exits to `target`, if it may be linked and a slot is free for it.
+    pub(super) fn slot_for(&mut self, target: u64) -> Option<usize> {
+        if !self.linkable(target) {
+            return None;
+        }
+        if let Some(i) = self.slot_target.iter().position(|t| *t == Some(target)) {
+            return Some(i);
+        }
+        let i = self.slot_target.iter().position(Option::is_none)?;
+        self.slot_target[i] = Some(target);
+        Some(i)
+    }
+
+    pub(super) fn translate_body(&mut self, block: &DecodedBlock) {
+        let mut next_ip = 0;
+        for (i, d) in block.insns.iter().enumerate() {
+            self.insn_ip = d.insn.ip();
+            self.index = i as u32;
+            self.insn_has_store = false;
+            next_ip = d.insn.next_ip();
+            self.insn_next_ip = next_ip;
+            if d.runtime {
+                // Runtime-class instructions never reach the JIT (they are alone in blocks the
+                // run loop interprets); should one appear, hand it back to the run loop.
+                let ip = self.iconst(self.insn_ip);
+                self.exit_next(ip, i as u32);
+                return;
+            }
+            let _ = semantics::execute(self, &d.insn);
+            if self.ended {
+                return;
+            }
+            if self.insn_has_store {
+                let s = self.b.use_var(self.smc);
+                let (exit, cont) = self.split(s);
+                self.b.switch_to_block(exit);
+                let ip = self.iconst(next_ip);
+                self.exit_next(ip, i as u32 + 1);
+                self.b.switch_to_block(cont);
+            }
+        }
+        self.exit_chain(next_ip, block.insns.len() as u32);
+    }
+}
