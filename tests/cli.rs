@@ -69,7 +69,11 @@ fn debug_exit_becomes_the_exit_status_and_stats_are_json() {
     let json: serde_json::Value = serde_json::from_str(err.lines().last().unwrap()).unwrap();
     assert!(json["insns"]["jit"].as_u64().unwrap() > 1_000_000);
     assert!(json["blocks"]["compiled"].as_u64().unwrap() > 0);
-    assert!(json["exits"]["chained"].as_u64().unwrap() > 0);
+    // Sieve's loops run as regions inside compiled code, so chained transfers may be few or
+    // none; every entry into compiled code is counted either way.
+    let exits = &json["exits"];
+    assert!(exits["chained"].as_u64().is_some());
+    assert!(exits["dispatched"].as_u64().unwrap() > 0);
 }
 
 #[test]
