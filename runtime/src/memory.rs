@@ -19,51 +19,20 @@
 use std::ptr::NonNull;
 
 use crate::exception::{Exception, Fault};
-use crate::paging::{
-    key_allows, walk, Access, PagingMode, Translation, WalkRegs, CR0_WP, CR4_SMAP, CR4_SMEP,
-};
+use crate::paging::{walk, Access, PagingMode, Translation, WalkRegs};
 use crate::state::CpuState;
+
+mod tlb;
+pub(crate) use tlb::flush_victims;
+use tlb::{tlb_fill, tlb_hit, tlb_lookup};
+pub use tlb::{
+    tlb_flush_page, tlb_index, tlb_protect_phys, TlbEntry, TlbVictims, TLB_ENTRIES, TLB_HASH_SHIFT,
+    TLB_VICTIMS,
+};
 
 /// The page size that the TLB and code tracking work in.
 pub const PAGE_SIZE: u64 = 4096;
 const PAGE_MASK: u64 = !(PAGE_SIZE - 1);
-/// Entries of the direct-mapped software TLB (a power of two).
-pub const TLB_ENTRIES: usize = 1024;
-
-/// One software-TLB entry. Generated code indexes it by `(linear >> 12) % TLB_ENTRIES` and
-/// compares the page of the access's last byte with `read` or `write`: a match means the
-/// whole access is inside that page and `host = linear + addend`.
-///
-/// A tag is set only when that kind of access is allowed *for the privilege level of the
-/// TLB holding the entry* (see [`CpuState::tlb`]) with no further page walk: reads need
-/// the page readable at that level; writes also need it writable (CR0.WP honoured), its D bit
-/// already set and no translated code on it; fetches need it executable (NX, SMEP).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(C)]
-pub struct TlbEntry {
-    /// Linear page readable through this entry, or [`TlbEntry::INVALID_TAG`].
-    pub read: u64,
-    /// Linear page writable through this entry (not a code page), or the invalid tag.
-    pub write: u64,
-    /// Host address minus linear address for this page.
-    pub addend: u64,
-    /// Linear page instructions may be fetched from, or the invalid tag. Also pads the entry
-    /// to 32 bytes so an index is a shift.
-    pub exec: u64,
-}
-
-impl TlbEntry {
-    /// A tag no access can match: page addresses have their low 12 bits clear.
-    pub const INVALID_TAG: u64 = u64::MAX;
-    /// An empty entry.
-    pub const INVALID: TlbEntry = TlbEntry {
-        read: Self::INVALID_TAG,
-        write: Self::INVALID_TAG,
-        addend: 0,
-        exec: Self::INVALID_TAG,
-    };
-}
-
 /// The privilege of an access, which picks one of the two software TLBs: supervisor
 /// (explicit accesses at CPL 0-2, and implicit supervisor accesses such as descriptor-table
 /// reads) or user (explicit accesses at CPL 3).
@@ -453,89 +422,12 @@ fn canonical(v: u64) -> bool {
     ((v as i64) << 16 >> 16) as u64 == v
 }
 
-/// The TLB slot of a linear address: its page number folded with the bits from 29 up, so
-/// that pages at the same offset in different regions (a kernel's text, direct map and
-/// `vmemmap` sit at 2 MiB-aligned bases whose low bits agree) do not all compete for one
-/// slot. Generated code computes the same ([`TLB_HASH_SHIFT`]).
-pub fn tlb_index(linear: u64) -> usize {
-    (((linear >> 12) ^ (linear >> TLB_HASH_SHIFT)) as usize) & (TLB_ENTRIES - 1)
-}
-
-/// See [`tlb_index`].
-pub const TLB_HASH_SHIFT: u32 = 29;
-
 /// The privilege explicit accesses run at now.
 pub fn current_privilege(cpu: &CpuState) -> Privilege {
     if crate::segment::cpl(cpu) == 3 {
         Privilege::User
     } else {
         Privilege::Supervisor
-    }
-}
-
-/// Fills `linear`'s entry of the `pl` TLB from a translation, if it maps RAM, with the tags of
-/// every access the translation allows at that privilege without another walk.
-///
-/// Protection keys are applied here with the PKRU and IA32_PKRS values of the moment: a data
-/// tag is set only if the page's key allows that access now. Every change of what the keys
-/// decide (WRPKRU, an XRSTOR that loads PKRU, WRMSR to IA32_PKRS, CR4.PKE/PKS, CR0.WP)
-/// flushes the TLB, so no tag outlives the rights it was computed with.
-fn tlb_fill(cpu: &mut CpuState, mem: &PhysMem, linear: u64, t: &Translation, pl: Privilege) {
-    let lpage = linear & PAGE_MASK;
-    let ppage = t.phys & PAGE_MASK;
-    if !mem.is_ram(ppage, PAGE_SIZE) {
-        return;
-    }
-    let paging = cpu.cr0 & crate::state::CR0_PG != 0;
-    let regs = WalkRegs::from_cpu(cpu);
-    let user = pl == Privilege::User;
-    let key_ok = |write: bool| key_allows(&regs, t.user, t.key, write, user);
-    let (read, write, exec) = if !paging {
-        (true, true, true)
-    } else if user {
-        (
-            t.user && key_ok(false),
-            t.user && t.writable && key_ok(true),
-            t.user && t.executable,
-        )
-    } else {
-        // With SMAP a supervisor access to a user page depends on EFLAGS.AC (and is never
-        // allowed for implicit accesses): keep such pages out of the fast path.
-        let smap_blocks = t.user && cpu.cr4 & CR4_SMAP != 0;
-        let smep_blocks = t.user && cpu.cr4 & CR4_SMEP != 0;
-        (
-            !smap_blocks && key_ok(false),
-            !smap_blocks && (t.writable || cpu.cr0 & CR0_WP == 0) && key_ok(true),
-            t.executable && !smep_blocks,
-        )
-    };
-    let write = write && t.dirty && !mem.is_code_page(ppage);
-    cpu.paging.tlb_fills += 1;
-    let tag = |ok: bool| if ok { lpage } else { TlbEntry::INVALID_TAG };
-    let i = tlb_index(linear);
-    cpu.tlb_filled[pl.tlb()][i / 64] |= 1 << (i % 64);
-    if paging && t.page_size > PAGE_SIZE {
-        cpu.tlb_large = cpu.tlb_large.max(t.page_size);
-    }
-    cpu.tlb[pl.tlb()][i] = TlbEntry {
-        read: tag(read),
-        write: tag(write),
-        addend: mem.host_addr(ppage).wrapping_sub(lpage),
-        exec: tag(exec),
-    };
-}
-
-/// Drops write permission from every TLB entry that maps physical page `phys_page` (under
-/// any linear alias), so stores to it reach the slow path and keep translated code coherent.
-pub fn tlb_protect_phys(cpu: &mut CpuState, mem: &PhysMem, phys_page: u64) {
-    if !mem.is_ram(phys_page, PAGE_SIZE) {
-        return;
-    }
-    let host = mem.host_addr(phys_page & PAGE_MASK);
-    for e in cpu.tlb.iter_mut().flatten() {
-        if e.write != TlbEntry::INVALID_TAG && e.write.wrapping_add(e.addend) == host {
-            e.write = TlbEntry::INVALID_TAG;
-        }
     }
 }
 
@@ -547,23 +439,6 @@ fn linear_mask(cpu: &CpuState) -> u64 {
     } else {
         0xffff_ffff
     }
-}
-
-/// The physical address of an access within one page that `pl`'s TLB allows (the tag that
-/// `tag` picks matches): what the walk would give, without it. Implicit supervisor accesses
-/// use the supervisor TLB too: they differ from explicit ones only on user pages under SMAP
-/// (EFLAGS.AC does not open those to them), and the supervisor TLB never tags a user page's
-/// data accesses under SMAP, so those still walk and fault.
-fn tlb_hit(
-    cpu: &CpuState,
-    mem: &PhysMem,
-    linear: u64,
-    pl: Privilege,
-    tag: impl Fn(&TlbEntry) -> u64,
-) -> Option<u64> {
-    let e = &cpu.tlb[pl.tlb()][tlb_index(linear)];
-    (tag(e) == linear & PAGE_MASK)
-        .then(|| linear.wrapping_add(e.addend).wrapping_sub(mem.host_addr(0)))
 }
 
 /// Reads `size` bytes (1..=8) at a linear address with an explicit access at privilege
@@ -583,7 +458,7 @@ pub fn read_as(
         }
         return Ok(v);
     }
-    if let Some(phys) = tlb_hit(cpu, mem, linear, pl, |e| e.read) {
+    if let Some(phys) = tlb_lookup(cpu, mem, linear, pl, |e| e.read) {
         return Ok(mem.read_phys(phys, size));
     }
     let t = walk_for(
@@ -622,7 +497,7 @@ pub fn write_as(
         }
         return Ok(());
     }
-    if let Some(phys) = tlb_hit(cpu, mem, linear, pl, |e| e.write) {
+    if let Some(phys) = tlb_lookup(cpu, mem, linear, pl, |e| e.write) {
         // A writable entry never maps a code page or a page whose dirty bit is clear.
         mem.write_phys(phys, size, value);
         return Ok(());
@@ -696,11 +571,9 @@ pub fn write_data(
 /// as the error's absence of RAM is not a fault: the bytes then read as the bus floats.
 pub fn fetch_phys(cpu: &mut CpuState, mem: &mut PhysMem, linear: u64) -> Result<u64, Fault> {
     let pl = current_privilege(cpu);
-    let e = cpu.tlb[pl.tlb()][tlb_index(linear)];
-    if e.exec == linear & PAGE_MASK {
+    if let Some(phys) = tlb_lookup(cpu, mem, linear, pl, |e| e.exec) {
         cpu.paging.fetch_hits += 1;
-        let host = linear.wrapping_add(e.addend);
-        return Ok(host - mem.host_addr(0));
+        return Ok(phys);
     }
     cpu.paging.fetch_misses += 1;
     let t = translate(cpu, mem, linear, Access::Execute, pl == Privilege::User)?;
@@ -718,7 +591,7 @@ pub fn cached_fetch_phys(cpu: &CpuState, mem: &PhysMem, linear: u64, user: bool)
     } else {
         Privilege::Supervisor
     };
-    tlb_hit(cpu, mem, linear, pl, |e| e.exec)
+    tlb_hit(cpu, mem, linear, pl, &|e: &TlbEntry| e.exec)
 }
 
 /// [`fetch_phys`] for a fetch the CPU has not committed to (the decoder looking at the page
@@ -729,38 +602,6 @@ pub fn probe_fetch_phys(cpu: &mut CpuState, mem: &mut PhysMem, linear: u64) -> O
     let r = fetch_phys(cpu, mem, linear).ok();
     cpu.cr2 = cr2;
     r
-}
-
-/// Drops the TLB entries of both privileges that map linear page `linear` (INVLPG).
-pub fn tlb_flush_page(cpu: &mut CpuState, linear: u64) {
-    cpu.paging.invlpg += 1;
-    if cpu.tlb_large != 0 {
-        // The address may lie in a large page whose other 4 KiB pieces are cached too: drop
-        // every entry within the largest page size cached (more than needed is allowed).
-        let region = !(cpu.tlb_large - 1);
-        let hit = |tag: u64| tag != TlbEntry::INVALID_TAG && tag & region == linear & region;
-        for (tlb, filled) in cpu.tlb.iter_mut().zip(cpu.tlb_filled.iter()) {
-            for (w, word) in filled.iter().enumerate() {
-                let mut bits = *word;
-                while bits != 0 {
-                    let e = &mut tlb[w * 64 + bits.trailing_zeros() as usize];
-                    if hit(e.read) || hit(e.write) || hit(e.exec) {
-                        *e = TlbEntry::INVALID;
-                    }
-                    bits &= bits - 1;
-                }
-            }
-        }
-        return;
-    }
-    let i = tlb_index(linear);
-    let page = linear & PAGE_MASK;
-    for t in cpu.tlb.iter_mut() {
-        let e = &mut t[i];
-        if e.read == page || e.write == page || e.exec == page {
-            *e = TlbEntry::INVALID;
-        }
-    }
 }
 
 /// Load slow path called by generated code on a TLB miss. On a fault it records it in

@@ -12,7 +12,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::flags::{self, LazyFlags};
-use crate::memory::{PhysMem, TlbEntry, TLB_ENTRIES};
+use crate::memory::{PhysMem, TlbEntry, TlbVictims, TLB_ENTRIES};
 
 /// A general-purpose register, numbered as the instruction encoding numbers them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -240,6 +240,8 @@ pub struct PagingStats {
     pub fetch_hits: u64,
     /// Block fetches that had to translate.
     pub fetch_misses: u64,
+    /// Slow-path lookups answered by a TLB's victim buffer (no walk).
+    pub tlb_victim_hits: u64,
 }
 
 /// The whole architectural state of one virtual CPU.
@@ -340,6 +342,9 @@ pub struct CpuState {
     /// from, or 0: INVLPG must drop every entry of the page its address lies in, and the
     /// TLB holds large pages as 4 KiB pieces.
     pub tlb_large: u64,
+    /// The entries fills displaced from `tlb`, which slow paths look in before walking;
+    /// generated code never reads them.
+    pub tlb_victims: TlbVictims,
     /// The x87, MMX and SSE state, and the operand exchange area of its helpers.
     pub fpu: crane86_fpu::Fpu,
     /// XCR0: the state components XSAVE manages (bit 0 x87, always set; bit 1 SSE; bit 9
@@ -454,6 +459,7 @@ impl CpuState {
             tlb: [[TlbEntry::INVALID; TLB_ENTRIES]; 2],
             tlb_filled: [[0; TLB_ENTRIES / 64]; 2],
             tlb_large: 0,
+            tlb_victims: TlbVictims::EMPTY,
         }
     }
 
@@ -527,6 +533,7 @@ impl CpuState {
     pub fn flush_tlb(&mut self) {
         self.paging.tlb_flushes += 1;
         self.tlb_large = 0;
+        crate::memory::flush_victims(self);
         for (tlb, filled) in self.tlb.iter_mut().zip(self.tlb_filled.iter_mut()) {
             for (w, word) in filled.iter_mut().enumerate() {
                 let mut bits = std::mem::take(word);
@@ -582,6 +589,7 @@ impl Clone for CpuState {
             tlb: self.tlb,
             tlb_filled: self.tlb_filled,
             tlb_large: self.tlb_large,
+            tlb_victims: self.tlb_victims,
         }
     }
 }

@@ -159,7 +159,11 @@ pub fn run_qemu(a: &QemuArgs) -> Result<i32> {
                 ram_bytes: a.mem_mib << 20,
                 ..MachineConfig::default()
             })?;
-            m.load_multiboot(&image, &a.append, &[])
+            // QEMU's `-kernel` path below is absolute; so is the name in this command line,
+            // or the two guests' memory would differ from the first instruction.
+            let cmdline =
+                crane86_machine::loader::multiboot::qemu_cmdline(&absolute(mb)?, &a.append);
+            m.load_multiboot(&image, &cmdline, &[])
                 .with_context(|| mb.display().to_string())?;
             guest_args.push("-kernel".into());
             guest_args.push(absolute(mb)?);

@@ -256,7 +256,10 @@ pub fn boot_target(args: &RunArgs) -> Result<Boot> {
         }
         return Ok(Boot::Multiboot {
             kernel,
-            cmdline: args.append.clone(),
+            cmdline: crane86_machine::loader::multiboot::qemu_cmdline(
+                &path.display().to_string(),
+                &args.append,
+            ),
             modules,
         });
     }

@@ -135,8 +135,9 @@ impl Report {
             (
                 "address translation",
                 format!(
-                    "{} walks ({} page faults), {} TLB fills, {} full flushes, {} INVLPG",
-                    p.walks, p.page_faults, p.tlb_fills, p.tlb_flushes, p.invlpg
+                    "{} walks ({} page faults), {} TLB fills, {} victim-buffer hits, {} full \
+                     flushes, {} INVLPG",
+                    p.walks, p.page_faults, p.tlb_fills, p.tlb_victim_hits, p.tlb_flushes, p.invlpg
                 ),
             ),
             (
@@ -185,6 +186,7 @@ impl Report {
                 "walks": self.paging.walks,
                 "page_faults": self.paging.page_faults,
                 "tlb_fills": self.paging.tlb_fills,
+                "tlb_victim_hits": self.paging.tlb_victim_hits,
                 "tlb_flushes": self.paging.tlb_flushes,
                 "invlpg": self.paging.invlpg,
                 "fetch_hits": self.paging.fetch_hits,

@@ -257,6 +257,15 @@ fn load_aout(
     Ok(h.entry_addr)
 }
 
+/// The command line a multiboot kernel gets for `kernel_path` and the user's `append`, as
+/// QEMU builds it: the kernel's file name, a space, then the arguments. Kernels that take
+/// their `argv[0]` from the first word (kvm-unit-tests does) see their own name there and
+/// their arguments after it; with `append` alone as the command line, its first word became
+/// the program name and was lost.
+pub fn qemu_cmdline(kernel_path: &str, append: &str) -> String {
+    format!("{kernel_path} {append}")
+}
+
 /// Loads a multiboot v1 kernel with its command line and modules into `mem` and returns the
 /// CPU state to start it with.
 pub fn load(

@@ -1,0 +1,272 @@
+//! The software TLBs in front of guest memory: one direct-mapped table per privilege that
+//! generated code checks inline, and a small victim buffer behind each.
+//!
+//! A direct-mapped table thrashes when two hot pages share a slot (kvm-unit-tests'
+//! `vmexit_cpuid` keeps its stack and a global 12 MiB apart, exactly 3072 pages: every
+//! iteration walked the page tables twice). An entry a fill displaces goes to its table's
+//! victim buffer, [`TLB_VICTIMS`] entries replaced round-robin (QEMU keeps such a buffer
+//! too); a miss looks there before walking and swaps the entry back into its slot. Generated
+//! code never reads the victim buffers, so they cost nothing on the fast path, and every
+//! invalidation (flush, INVLPG, a page turning into code) covers them as it covers the
+//! tables.
+
+use super::{PhysMem, Privilege, PAGE_MASK, PAGE_SIZE};
+use crate::paging::{key_allows, Translation, WalkRegs, CR0_WP, CR4_SMAP, CR4_SMEP};
+use crate::state::CpuState;
+
+/// Entries in each TLB's victim buffer.
+pub const TLB_VICTIMS: usize = 8;
+
+/// Entries of the direct-mapped software TLB (a power of two).
+pub const TLB_ENTRIES: usize = 1024;
+
+/// One software-TLB entry. Generated code indexes it by `(linear >> 12) % TLB_ENTRIES` and
+/// compares the page of the access's last byte with `read` or `write`: a match means the
+/// whole access is inside that page and `host = linear + addend`.
+///
+/// A tag is set only when that kind of access is allowed *for the privilege level of the
+/// TLB holding the entry* (see [`CpuState::tlb`]) with no further page walk: reads need
+/// the page readable at that level; writes also need it writable (CR0.WP honoured), its D bit
+/// already set and no translated code on it; fetches need it executable (NX, SMEP).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub struct TlbEntry {
+    /// Linear page readable through this entry, or [`TlbEntry::INVALID_TAG`].
+    pub read: u64,
+    /// Linear page writable through this entry (not a code page), or the invalid tag.
+    pub write: u64,
+    /// Host address minus linear address for this page.
+    pub addend: u64,
+    /// Linear page instructions may be fetched from, or the invalid tag. Also pads the entry
+    /// to 32 bytes so an index is a shift.
+    pub exec: u64,
+}
+
+impl TlbEntry {
+    /// A tag no access can match: page addresses have their low 12 bits clear.
+    pub const INVALID_TAG: u64 = u64::MAX;
+    /// An empty entry.
+    pub const INVALID: TlbEntry = TlbEntry {
+        read: Self::INVALID_TAG,
+        write: Self::INVALID_TAG,
+        addend: 0,
+        exec: Self::INVALID_TAG,
+    };
+}
+
+/// The TLB slot of a linear address: its page number folded with the bits from 29 up, so
+/// that pages at the same offset in different regions (a kernel's text, direct map and
+/// `vmemmap` sit at 2 MiB-aligned bases whose low bits agree) do not all compete for one
+/// slot. Generated code computes the same ([`TLB_HASH_SHIFT`]).
+pub fn tlb_index(linear: u64) -> usize {
+    (((linear >> 12) ^ (linear >> TLB_HASH_SHIFT)) as usize) & (TLB_ENTRIES - 1)
+}
+
+/// See [`tlb_index`].
+pub const TLB_HASH_SHIFT: u32 = 29;
+
+/// Fills `linear`'s entry of the `pl` TLB from a translation, if it maps RAM, with the tags of
+/// every access the translation allows at that privilege without another walk.
+///
+/// Protection keys are applied here with the PKRU and IA32_PKRS values of the moment: a data
+/// tag is set only if the page's key allows that access now. Every change of what the keys
+/// decide (WRPKRU, an XRSTOR that loads PKRU, WRMSR to IA32_PKRS, CR4.PKE/PKS, CR0.WP)
+/// flushes the TLB, so no tag outlives the rights it was computed with.
+pub(super) fn tlb_fill(
+    cpu: &mut CpuState,
+    mem: &PhysMem,
+    linear: u64,
+    t: &Translation,
+    pl: Privilege,
+) {
+    let lpage = linear & PAGE_MASK;
+    let ppage = t.phys & PAGE_MASK;
+    if !mem.is_ram(ppage, PAGE_SIZE) {
+        return;
+    }
+    let paging = cpu.cr0 & crate::state::CR0_PG != 0;
+    let regs = WalkRegs::from_cpu(cpu);
+    let user = pl == Privilege::User;
+    let key_ok = |write: bool| key_allows(&regs, t.user, t.key, write, user);
+    let (read, write, exec) = if !paging {
+        (true, true, true)
+    } else if user {
+        (
+            t.user && key_ok(false),
+            t.user && t.writable && key_ok(true),
+            t.user && t.executable,
+        )
+    } else {
+        // With SMAP a supervisor access to a user page depends on EFLAGS.AC (and is never
+        // allowed for implicit accesses): keep such pages out of the fast path.
+        let smap_blocks = t.user && cpu.cr4 & CR4_SMAP != 0;
+        let smep_blocks = t.user && cpu.cr4 & CR4_SMEP != 0;
+        (
+            !smap_blocks && key_ok(false),
+            !smap_blocks && (t.writable || cpu.cr0 & CR0_WP == 0) && key_ok(true),
+            t.executable && !smep_blocks,
+        )
+    };
+    let write = write && t.dirty && !mem.is_code_page(ppage);
+    cpu.paging.tlb_fills += 1;
+    let tag = |ok: bool| if ok { lpage } else { TlbEntry::INVALID_TAG };
+    let i = tlb_index(linear);
+    let displaced = cpu.tlb[pl.tlb()][i];
+    if displaced.page().is_some_and(|p| p != lpage) {
+        cpu.tlb_victims.push(pl.tlb(), displaced);
+    }
+    cpu.tlb_filled[pl.tlb()][i / 64] |= 1 << (i % 64);
+    if paging && t.page_size > PAGE_SIZE {
+        cpu.tlb_large = cpu.tlb_large.max(t.page_size);
+    }
+    cpu.tlb[pl.tlb()][i] = TlbEntry {
+        read: tag(read),
+        write: tag(write),
+        addend: mem.host_addr(ppage).wrapping_sub(lpage),
+        exec: tag(exec),
+    };
+}
+
+/// Drops write permission from every TLB entry that maps physical page `phys_page` (under
+/// any linear alias), so stores to it reach the slow path and keep translated code coherent.
+pub fn tlb_protect_phys(cpu: &mut CpuState, mem: &PhysMem, phys_page: u64) {
+    if !mem.is_ram(phys_page, PAGE_SIZE) {
+        return;
+    }
+    let host = mem.host_addr(phys_page & PAGE_MASK);
+    let victims = cpu.tlb_victims.all_mut();
+    for e in cpu.tlb.iter_mut().flatten().chain(victims) {
+        if e.write != TlbEntry::INVALID_TAG && e.write.wrapping_add(e.addend) == host {
+            e.write = TlbEntry::INVALID_TAG;
+        }
+    }
+}
+
+/// The physical address of an access within one page that `pl`'s TLB allows (the tag that
+/// `tag` picks matches): what the walk would give, without it. Implicit supervisor accesses
+/// use the supervisor TLB too: they differ from explicit ones only on user pages under SMAP
+/// (EFLAGS.AC does not open those to them), and the supervisor TLB never tags a user page's
+/// data accesses under SMAP, so those still walk and fault.
+pub(super) fn tlb_hit(
+    cpu: &CpuState,
+    mem: &PhysMem,
+    linear: u64,
+    pl: Privilege,
+    tag: &impl Fn(&TlbEntry) -> u64,
+) -> Option<u64> {
+    let e = &cpu.tlb[pl.tlb()][tlb_index(linear)];
+    (tag(e) == linear & PAGE_MASK)
+        .then(|| linear.wrapping_add(e.addend).wrapping_sub(mem.host_addr(0)))
+}
+
+/// Drops the TLB entries of both privileges that map linear page `linear` (INVLPG).
+pub fn tlb_flush_page(cpu: &mut CpuState, linear: u64) {
+    cpu.paging.invlpg += 1;
+    let region = match cpu.tlb_large {
+        0 => PAGE_MASK,
+        large => !(large - 1),
+    };
+    for e in cpu.tlb_victims.all_mut() {
+        if e.page().is_some_and(|p| p & region == linear & region) {
+            *e = TlbEntry::INVALID;
+        }
+    }
+    if cpu.tlb_large != 0 {
+        // The address may lie in a large page whose other 4 KiB pieces are cached too: drop
+        // every entry within the largest page size cached (more than needed is allowed).
+        let region = !(cpu.tlb_large - 1);
+        let hit = |tag: u64| tag != TlbEntry::INVALID_TAG && tag & region == linear & region;
+        for (tlb, filled) in cpu.tlb.iter_mut().zip(cpu.tlb_filled.iter()) {
+            for (w, word) in filled.iter().enumerate() {
+                let mut bits = *word;
+                while bits != 0 {
+                    let e = &mut tlb[w * 64 + bits.trailing_zeros() as usize];
+                    if hit(e.read) || hit(e.write) || hit(e.exec) {
+                        *e = TlbEntry::INVALID;
+                    }
+                    bits &= bits - 1;
+                }
+            }
+        }
+        return;
+    }
+    let i = tlb_index(linear);
+    let page = linear & PAGE_MASK;
+    for t in cpu.tlb.iter_mut() {
+        let e = &mut t[i];
+        if e.read == page || e.write == page || e.exec == page {
+            *e = TlbEntry::INVALID;
+        }
+    }
+}
+
+impl TlbEntry {
+    /// The linear page the entry maps, if any of its tags is valid.
+    fn page(&self) -> Option<u64> {
+        [self.read, self.write, self.exec]
+            .into_iter()
+            .find(|&t| t != Self::INVALID_TAG)
+    }
+}
+
+/// The entries fills displaced from each TLB (`[0]` supervisor, `[1]` user), most recent
+/// last in round-robin order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TlbVictims {
+    entries: [[TlbEntry; TLB_VICTIMS]; 2],
+    next: [usize; 2],
+}
+
+impl TlbVictims {
+    /// Empty buffers.
+    pub const EMPTY: TlbVictims = TlbVictims {
+        entries: [[TlbEntry::INVALID; TLB_VICTIMS]; 2],
+        next: [0; 2],
+    };
+
+    /// Keeps `e`, displaced from TLB `t`, in place of the oldest victim.
+    fn push(&mut self, t: usize, e: TlbEntry) {
+        let n = self.next[t];
+        self.entries[t][n] = e;
+        self.next[t] = (n + 1) % TLB_VICTIMS;
+    }
+
+    /// Every victim entry of both TLBs, for invalidation.
+    fn all_mut(&mut self) -> impl Iterator<Item = &mut TlbEntry> {
+        self.entries.iter_mut().flatten()
+    }
+}
+
+/// Looks for `linear`'s page in the victim buffer of `pl`'s TLB with the tag `tag` picks
+/// and, if it is there, swaps it with the entry in its slot. True when it was found.
+fn recall(cpu: &mut CpuState, linear: u64, pl: Privilege, tag: &impl Fn(&TlbEntry) -> u64) -> bool {
+    let (t, page) = (pl.tlb(), linear & PAGE_MASK);
+    let Some(k) = cpu.tlb_victims.entries[t]
+        .iter()
+        .position(|e| tag(e) == page)
+    else {
+        return false;
+    };
+    let i = tlb_index(linear);
+    std::mem::swap(&mut cpu.tlb_victims.entries[t][k], &mut cpu.tlb[t][i]);
+    cpu.tlb_filled[t][i / 64] |= 1 << (i % 64);
+    cpu.paging.tlb_victim_hits += 1;
+    true
+}
+
+/// [`tlb_hit`], trying the victim buffer before giving up.
+pub(super) fn tlb_lookup(
+    cpu: &mut CpuState,
+    mem: &PhysMem,
+    linear: u64,
+    pl: Privilege,
+    tag: impl Fn(&TlbEntry) -> u64,
+) -> Option<u64> {
+    tlb_hit(cpu, mem, linear, pl, &tag)
+        .or_else(|| recall(cpu, linear, pl, &tag).then(|| tlb_hit(cpu, mem, linear, pl, &tag))?)
+}
+
+/// Empties both victim buffers (part of a whole-TLB flush).
+pub(crate) fn flush_victims(cpu: &mut CpuState) {
+    cpu.tlb_victims = TlbVictims::EMPTY;
+}
