@@ -1,6 +1,7 @@
 //! Tests of guest RAM, its guard regions, the TLB and the memory slow paths.
 
 use super::*;
+use crate::paging::CR0_WP;
 use crate::CpuMode;
 
 #[test]
@@ -160,4 +161,43 @@ fn pkrs_writes_flush_the_tlb_and_refuse_high_bits() {
     assert_eq!(cpu.tlb[0][tlb_index(lin)], TlbEntry::INVALID);
     assert_eq!(crate::msr::read(&cpu, crate::msr::PKRS), Ok(0x10));
     assert!(crate::msr::write(&mut cpu, crate::msr::PKRS, 1 << 32).is_err());
+}
+
+/// Two pages 1024 pages apart share a TLB slot: the one a fill displaced comes back from the
+/// victim buffer without a walk, and INVLPG, code-page protection and flushes reach it there.
+#[test]
+fn displaced_entries_are_recalled_from_the_victim_buffer_and_invalidated_there() {
+    let mut mem = PhysMem::new(8 << 20).unwrap();
+    let mut cpu = CpuState::new(CpuMode::Prot32);
+    let (a, b) = (0x1008u64, 0x1008 + (TLB_ENTRIES as u64) * PAGE_SIZE);
+    assert_eq!(tlb_index(a), tlb_index(b));
+    write_linear(&mut cpu, &mut mem, a, 4, 1).unwrap();
+    write_linear(&mut cpu, &mut mem, b, 4, 2).unwrap();
+    let walks = cpu.paging.walks;
+    for _ in 0..10 {
+        assert_eq!(read_linear(&mut cpu, &mut mem, a, 4).unwrap(), 1);
+        assert_eq!(read_linear(&mut cpu, &mut mem, b, 4).unwrap(), 2);
+    }
+    assert_eq!(cpu.paging.walks, walks, "no walk for either page");
+    assert!(cpu.paging.tlb_victim_hits >= 19);
+    // `b` is in its slot now, `a` among the victims. Marking `a`'s page as code must drop
+    // the victim's write tag: the next store there takes the walk and reports the SMC.
+    mem.set_code_page(a & !0xfff, true);
+    tlb_protect_phys(&mut cpu, &mem, a & !0xfff);
+    write_linear(&mut cpu, &mut mem, a, 1, 0x90).unwrap();
+    assert_eq!(cpu.smc_pending, 1);
+    mem.set_code_page(a & !0xfff, false);
+    // INVLPG of the page in the victim buffer: the next access walks.
+    read_linear(&mut cpu, &mut mem, b, 4).unwrap();
+    let walks = cpu.paging.walks;
+    tlb_flush_page(&mut cpu, a);
+    read_linear(&mut cpu, &mut mem, a, 4).unwrap();
+    assert_eq!(cpu.paging.walks, walks + 1);
+    // A whole flush empties the victims too.
+    read_linear(&mut cpu, &mut mem, b, 4).unwrap();
+    cpu.flush_tlb();
+    let walks = cpu.paging.walks;
+    read_linear(&mut cpu, &mut mem, a, 4).unwrap();
+    read_linear(&mut cpu, &mut mem, b, 4).unwrap();
+    assert_eq!(cpu.paging.walks, walks + 2);
 }
