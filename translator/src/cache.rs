@@ -48,6 +48,17 @@ pub enum Tier {
     },
 }
 
+impl Tier {
+    /// Whether a block that has run `runs` times should be compiled.
+    fn hot(self, runs: u32) -> bool {
+        match self {
+            Tier::Interp => false,
+            Tier::Jit => true,
+            Tier::Auto { threshold } => runs >= threshold,
+        }
+    }
+}
+
 /// Identifies a block in the cache.
 pub type BlockId = u32;
 
@@ -77,6 +88,10 @@ pub struct Block {
     pub code: Option<*const u8>,
     /// The two chain slots that generated code reads; boxed so their address is stable.
     slots: Box<[u64; 2]>,
+    /// For a runtime-class block compiled to run its instruction from generated code: a copy
+    /// of `decoded` at a stable address, which that code hands the interpreter (see
+    /// `crate::rewrite`); it lives as long as the block, and so as long as the code.
+    runtime: Option<Box<DecodedBlock>>,
     /// Chain slots of other blocks that point at this block's code.
     incoming: Vec<(BlockId, u8)>,
     /// Targets this block's slots point at.
@@ -454,6 +469,7 @@ impl Cache {
             in_region: false,
             code: None,
             slots: Box::new([0; 2]),
+            runtime: None,
             incoming: Vec::new(),
             outgoing: [None; 2],
         };
@@ -489,23 +505,55 @@ impl Cache {
         let tier = self.tier;
         let b = self.block_mut(id);
         b.runs = b.runs.saturating_add(1);
+        if b.decoded.is_runtime() {
+            // Its code serves other blocks' exits only (see `prepare_runtime`).
+            return Ok(false);
+        }
         if b.code.is_some() {
             return Ok(true);
         }
         b.decoded.cc_hint = Some(entry_cc);
         // Single-stepped blocks (TF) stay in the interpreter: the run loop must see every
         // instruction retire to raise its #DB, which chaining and self-loops would skip.
-        if b.decoded.is_runtime() || b.decoded.insns.is_empty() || b.key.single_step() {
+        if b.decoded.insns.is_empty() || b.key.single_step() {
             return Ok(false);
         }
-        let hot = match tier {
-            Tier::Interp => false,
-            Tier::Jit => true,
-            Tier::Auto { threshold } => b.runs >= threshold,
-        };
-        if !hot {
+        if !tier.hot(b.runs) {
             return Ok(false);
         }
+        self.start_compile(id)
+    }
+
+    /// Counts a run of block `id`, one runtime-class instruction that the run loop is about
+    /// to interpret, and compiles it when hot if generated code may run that instruction too
+    /// ([`crate::rewrite::runs_compiled`]): other blocks' exits then reach it, and it goes
+    /// on to its successor, without the run loop. Once it has code, links the exit `token`
+    /// the run loop came by (from `cpu.link`) to it.
+    pub fn prepare_runtime(&mut self, id: BlockId, token: u64) -> Result<(), CacheError> {
+        let tier = self.tier;
+        let b = self.block_mut(id);
+        b.runs = b.runs.saturating_add(1);
+        if b.code.is_some() {
+            self.link(token, id);
+            return Ok(());
+        }
+        if !b.decoded.is_runtime()
+            || b.key.single_step()
+            || !crate::rewrite::runs_compiled(&b.decoded.insns[0].insn)
+            || !tier.hot(b.runs)
+        {
+            return Ok(());
+        }
+        if b.runtime.is_none() {
+            b.runtime = Some(Box::new(b.decoded.clone()));
+        }
+        self.start_compile(id).map(|_| ())
+    }
+
+    /// Compiles hot block `id`: queues it for the background compiler (`false`: it has no
+    /// code yet) or compiles it here (`true`).
+    fn start_compile(&mut self, id: BlockId) -> Result<bool, CacheError> {
+        let b = self.block(id);
         let (queued, serial) = (b.queued, b.serial);
         if let Some(w) = &self.worker {
             if queued || w.in_flight() >= MAX_IN_FLIGHT {
@@ -568,6 +616,10 @@ impl Cache {
             jump_table: self.fast_table(),
             count: self.count_chains,
             shims: self.shims,
+            runtime: b
+                .runtime
+                .as_deref()
+                .map_or(0, |r| r as *const DecodedBlock as u64),
         }
     }
 

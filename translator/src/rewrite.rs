@@ -26,8 +26,21 @@
 //! | REP string ops | one iteration per execution, ending the block; the next iteration chains to the same block | every iteration is an interrupt window, and chaining keeps the loop in generated code |
 //!
 //! "Runs alone" means the decoder ends the previous block before the instruction and gives it
-//! a block of its own, which is always interpreted with the whole machine at hand. The
+//! a block of its own, which the run loop interprets with the whole machine at hand. The
 //! generated code of the surrounding blocks never needs a path into device code.
+//!
+//! Such a block also gets compiled code when it turns hot, if its instruction needs nothing
+//! but the CPU state and guest memory ([`runs_compiled`]): CPUID, the system-call MSRs,
+//! SYSCALL/SYSRET, control-register moves, segment loads other than SS... Linux runs these on
+//! every system call and context switch. The code calls the interpreter for that one
+//! instruction (`jit::helpers::run_runtime`) and goes on to the next block through a lookup
+//! keyed by the state the instruction left (it may change the mode, CPL or CS), so that a
+//! chain of blocks need not go back to the run loop. The helper hands the instruction to
+//! the run loop before running it when a run-time value makes it need the machine (an MSR
+//! that belongs to a device or reads the TSC, SYSRET setting TF), and returns there after
+//! it when the machine must look (IF set with an interrupt pending, TF or RF set, CR8
+//! written, a store into translated code). The run loop itself still interprets these
+//! blocks when it meets them.
 
 use crane86_runtime::CpuMode;
 use iced_x86::Instruction;
@@ -80,6 +93,31 @@ fn inline_at_cpl0(insn: &Instruction, op: Op, ctx: Ctx) -> bool {
             }
             _ => false,
         }
+}
+
+/// Whether runtime-class `insn` may also run from generated code through
+/// `jit::helpers::run_runtime` (see the module documentation): it needs no device and none
+/// of the run loop's own state (interrupt shadows after STI and loads of SS, NMI blocking
+/// that IRET ends, breakpoints that MOV DR arms, I/O ports, HLT, software interrupts and far
+/// transfers, which deliver through the run loop or may switch tasks).
+pub fn runs_compiled(insn: &Instruction) -> bool {
+    use iced_x86::{Mnemonic::*, OpKind, Register};
+    let writes_ss = insn.op0_kind() == OpKind::Register && insn.op0_register() == Register::SS;
+    match insn.mnemonic() {
+        Cpuid | Rdmsr | Wrmsr | Syscall | Sysret | Sysretq | Sysenter | Sysexit | Sysexitq
+        | Swapgs | Lgdt | Lidt | Sgdt | Sidt | Sldt | Str | Lldt | Ltr | Smsw | Lmsw | Clts
+        | Invlpg | Wbinvd | Invd | Clflush | Rdpid | Stac | Clac | Rdpkru | Wrpkru | Popf
+        | Popfd | Popfq | Lds | Les | Lfs | Lgs | Xgetbv | Xsetbv | Fxsave | Fxsave64 | Fxrstor
+        | Fxrstor64 | Xsave | Xsave64 | Xsaveopt | Xsaveopt64 | Xsavec | Xsavec64 | Xrstor
+        | Xrstor64 => true,
+        Mov if crate::semantics::control_regs::is_control_move(insn) => (0..2).all(|i| {
+            insn.op_kind(i) != OpKind::Register
+                || !crate::semantics::control_regs::is_debug_register(insn.op_register(i))
+        }),
+        Mov | Pop => !writes_ss,
+        Push => true,
+        _ => false,
+    }
 }
 
 /// True when a block with this key might run in virtual-8086 mode, which decodes as 16-bit

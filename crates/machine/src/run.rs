@@ -276,7 +276,10 @@ impl Machine {
                 }
             }
             let if_before = self.cpu.rflags & fl::IF;
-            if !interpret && self.cache.prepare(id, self.cpu.cc.op)? {
+            // Runtime-class blocks are always interpreted here, with the machine at hand; the
+            // code some of them get serves other blocks' exits (`Cache::prepare_runtime`).
+            let runtime = self.cache.block(id).decoded.is_runtime();
+            if !interpret && !runtime && self.cache.prepare(id, self.cpu.cc.op)? {
                 self.cache.link(token, id);
                 let slice = limit.min(SLICE as u64) as i64;
                 self.cpu.budget = slice;
@@ -306,6 +309,9 @@ impl Machine {
                     self.cpu.link = 0;
                 }
             } else {
+                if runtime && !interpret {
+                    self.cache.prepare_runtime(id, token)?;
+                }
                 let single_step = self.cpu.rflags & fl::TF != 0;
                 let rf = self.cpu.rflags & fl::RF != 0;
                 if key.single_step() && !rf {

@@ -19,6 +19,7 @@ use crate::emit::{Ctx, Emit, FpuHelper, Stop, R};
 mod arith;
 mod exits;
 mod region;
+mod runtime;
 
 const I64: types::Type = types::I64;
 const I32: types::Type = types::I32;
@@ -38,7 +39,7 @@ struct Sigs {
     block: SigRef,
     fpu: SigRef,
     /// Per [`Helper`]: its host signature and its shim's, imported on first use.
-    helper: [Option<(SigRef, SigRef)>; 5],
+    helper: [Option<(SigRef, SigRef)>; Helper::ALL.len()],
 }
 
 /// Builds the IR of one block. See the module documentation of [`crate::jit`].
@@ -133,7 +134,7 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
         let sigs = Sigs {
             block: b.import_signature(block_sig),
             fpu: b.import_signature(sig(host_cc, 5, 1)),
-            helper: [None; 5],
+            helper: [None; Helper::ALL.len()],
         };
         JitEmitter {
             budget: budget_var,

@@ -10,7 +10,7 @@
 //! the code as a constant; the table is allocated once per cache and never moves or shrinks.
 
 use crane86_runtime::memory::cached_fetch_phys;
-use crane86_runtime::{BlockKey, CcOp, CpuMode, CpuState, LazyFlags};
+use crane86_runtime::{BlockKey, CcOp, CpuMode, CpuState, LazyFlags, SegReg};
 
 use crate::cache::{fast_index, FastEntry};
 use crate::interp::{div_wide, eflags_value};
@@ -74,6 +74,9 @@ pub unsafe extern "C" fn jump_lookup(
     // SAFETY: see the function's contract: both pointers are live for the call, and nothing
     // else accesses the CPU state or guest memory while generated code runs.
     let (cpu, mem) = unsafe { (&*cpu, &*(*cpu).mem) };
+    if mode_bits == KEY_FROM_STATE {
+        return lookup_from_state(cpu, mem, table);
+    }
     let src = BlockKey {
         ip: rip,
         cs_base,
@@ -86,12 +89,145 @@ pub unsafe extern "C" fn jump_lookup(
     let Some(phys) = cached_fetch_phys(cpu, mem, linear, src.cpl() == 3) else {
         return 0;
     };
-    let key = src.successor(rip, phys);
-    // SAFETY: `table` is the cache's table (see above); `fast_index` stays within its length.
+    // SAFETY: `table` is the caller's cache's table (see above).
+    unsafe { table_code(table, src.successor(rip, phys)) }
+}
+
+/// [`jump_lookup`]'s `mode_bits` after a runtime-class instruction, which may have changed
+/// the mode, CPL or CS: the key is built from the CPU state as the run loop builds it, at
+/// `cpu.rip` (the `rip` and `cs_base` arguments are not used). Never the bits of a real key,
+/// whose mode field is small.
+pub const KEY_FROM_STATE: u64 = u64::MAX;
+
+/// The code of the block at `cpu.rip` in the current mode, if the TLB has its fetch and
+/// `table` has it compiled.
+fn lookup_from_state(cpu: &CpuState, mem: &crane86_runtime::PhysMem, table: u64) -> u64 {
+    let mut linear = cpu.seg[SegReg::Cs as usize].base.wrapping_add(cpu.rip);
+    if cpu.mode != CpuMode::Long64 {
+        linear &= 0xffff_ffff;
+    }
+    let user = crane86_runtime::segment::cpl(cpu) == 3;
+    let Some(phys) = cached_fetch_phys(cpu, mem, linear, user) else {
+        return 0;
+    };
+    // SAFETY: `table` is the caller's cache's table (see `jump_lookup`).
+    unsafe { table_code(table, BlockKey::new(phys, cpu)) }
+}
+
+/// The code `table` holds for `key`, or 0.
+///
+/// # Safety
+/// `table` must be a live cache's direct-mapped table (see [`jump_lookup`]).
+unsafe fn table_code(table: u64, key: BlockKey) -> u64 {
+    // SAFETY: per the contract; `fast_index` stays within the table's length.
     let e = unsafe { &*(table as *const FastEntry).add(fast_index(key)) };
     if e.key == key {
         e.code
     } else {
         0
+    }
+}
+
+/// [`run_runtime`]: the instruction did not run; the run loop interprets it (`cpu.rip` is
+/// its address).
+pub const RUNTIME_BAIL: u64 = 0;
+/// [`run_runtime`]: the instruction faulted; the fault is in `cpu.fault` and `cpu.rip` is the
+/// instruction's address.
+pub const RUNTIME_FAULT: u64 = 1;
+/// [`run_runtime`]: the instruction retired; the run loop must look before the next block
+/// runs (`cpu.rip` is its address).
+pub const RUNTIME_RETURN: u64 = 2;
+/// [`run_runtime`]: the instruction retired; the next block may follow without the run loop.
+pub const RUNTIME_DONE: u64 = 3;
+
+/// Ports for instructions run by [`run_runtime`], which never does port I/O
+/// ([`crate::rewrite::runs_compiled`] leaves IN/OUT to the run loop): a read floats high, a
+/// write goes nowhere, as on a bus with nothing decoding the port.
+struct NoPorts;
+
+impl crane86_runtime::PortIo for NoPorts {
+    fn port_read(&mut self, _port: u16, _size: u8) -> u32 {
+        u32::MAX
+    }
+    fn port_write(&mut self, _port: u16, _size: u8, _value: u32) {}
+}
+
+/// MSRs that are plain CPU state (no device behind them, no TSC): RDMSR and WRMSR of these may
+/// run from generated code.
+fn msr_is_cpu_state(index: u32) -> bool {
+    use crane86_runtime::msr::*;
+    matches!(
+        index,
+        SYSENTER_CS
+            | SYSENTER_ESP
+            | SYSENTER_EIP
+            | MISC_ENABLE
+            | PAT
+            | PKRS
+            | EFER
+            | STAR
+            | LSTAR
+            | CSTAR
+            | SFMASK
+            | FS_BASE
+            | GS_BASE
+            | KERNEL_GS_BASE
+            | TSC_AUX
+    )
+}
+
+/// Runs the runtime-class instruction of `block` (a block of that one instruction, which
+/// [`crate::rewrite::runs_compiled`] accepts) for generated code, with the interpreter, and
+/// tells the code where to go next: one of the `RUNTIME_*` codes. See `crate::rewrite` for
+/// which instructions and why.
+///
+/// # Safety
+/// `cpu` as for the other helpers (see the module's invariant); `block` must point to the
+/// cache's boxed copy of the block the calling code was compiled from, which lives as long
+/// as that code (`crate::cache::Block::runtime`).
+pub unsafe extern "C" fn run_runtime(cpu: *mut CpuState, block: u64) -> u64 {
+    use crane86_runtime::flags::{IF, RF, TF};
+    use iced_x86::{Mnemonic, Register};
+    // SAFETY: see the function's contract: the state, guest memory and block are live for
+    // the call, and nothing else accesses them while generated code runs.
+    let (cpu, mem, block) = unsafe {
+        (
+            &mut *cpu,
+            &mut *(*cpu).mem,
+            &*(block as *const crate::decode::DecodedBlock),
+        )
+    };
+    let Some(d) = block.insns.first() else {
+        return RUNTIME_BAIL;
+    };
+    let insn = &d.insn;
+    let bail = match insn.mnemonic() {
+        Mnemonic::Rdmsr | Mnemonic::Wrmsr => !msr_is_cpu_state(cpu.gpr[1] as u32),
+        // The single-step trap after SYSRET follows TF as SYSRET loads it from R11.
+        Mnemonic::Sysret | Mnemonic::Sysretq => cpu.gpr[11] & TF != 0,
+        _ => false,
+    };
+    if bail {
+        cpu.rip = insn.ip();
+        return RUNTIME_BAIL;
+    }
+    let if_before = cpu.rflags & IF;
+    let (exit, n) = crate::interp::run_block(cpu, mem, &mut NoPorts, block, 1);
+    match exit {
+        crate::interp::InterpExit::Next if n == 1 => {}
+        crate::interp::InterpExit::Fault if n == 0 => return RUNTIME_FAULT,
+        // Anything else is the run loop's to handle, as if it had met the instruction.
+        _ if n == 0 => {
+            cpu.rip = insn.ip();
+            return RUNTIME_BAIL;
+        }
+        _ => return RUNTIME_RETURN,
+    }
+    let opened = if_before == 0 && cpu.rflags & IF != 0 && cpu.irq_pending != 0;
+    let cr8 = insn.mnemonic() == Mnemonic::Mov && insn.op0_register() == Register::CR8;
+    if opened || cr8 || cpu.rflags & (TF | RF) != 0 || cpu.smc_pending != 0 {
+        RUNTIME_RETURN
+    } else {
+        RUNTIME_DONE
     }
 }

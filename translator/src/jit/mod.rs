@@ -64,6 +64,10 @@ pub struct ChainSlots {
     pub count: bool,
     /// The register-preserving shims slow paths call helpers through ([`shims`]).
     pub shims: shims::Shims,
+    /// For a block of one runtime-class instruction: the address of the cache's boxed copy
+    /// of it, which [`helpers::run_runtime`] interprets (0: such a block returns to the run
+    /// loop instead).
+    pub runtime: u64,
 }
 
 impl ChainSlots {
@@ -79,6 +83,7 @@ impl ChainSlots {
             jump_table: 0,
             count: true,
             shims: shims::Shims::default(),
+            runtime: 0,
         }
     }
 }

@@ -35,16 +35,19 @@ pub enum Helper {
     DivWide,
     /// [`super::helpers::jump_lookup`]`(cpu, rip, cs_base, mode bits, table) -> code`.
     JumpLookup,
+    /// [`super::helpers::run_runtime`]`(cpu, block) -> status`.
+    RunRuntime,
 }
 
 impl Helper {
     /// Every helper, in the order of [`Shims::addr`].
-    pub const ALL: [Helper; 5] = [
+    pub const ALL: [Helper; 6] = [
         Helper::LoadSlow,
         Helper::StoreSlow,
         Helper::Eflags,
         Helper::DivWide,
         Helper::JumpLookup,
+        Helper::RunRuntime,
     ];
 
     /// The helper's own address.
@@ -56,6 +59,7 @@ impl Helper {
             Helper::Eflags => super::helpers::eflags_of as *const (),
             Helper::DivWide => super::helpers::div_wide_helper as *const (),
             Helper::JumpLookup => super::helpers::jump_lookup as *const (),
+            Helper::RunRuntime => super::helpers::run_runtime as *const (),
         };
         f as usize as u64
     }
@@ -63,6 +67,7 @@ impl Helper {
     /// Its arguments other than the CPU state pointer.
     pub fn args(self) -> usize {
         match self {
+            Helper::RunRuntime => 1,
             Helper::LoadSlow => 2,
             Helper::StoreSlow => 3,
             Helper::Eflags | Helper::DivWide | Helper::JumpLookup => 4,
@@ -104,7 +109,7 @@ impl Helper {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Shims {
     /// Entry point of each helper's shim.
-    pub addr: [u64; 5],
+    pub addr: [u64; Helper::ALL.len()],
 }
 
 impl Shims {

@@ -203,6 +203,11 @@ fn cr_number(r: Register) -> Option<u8> {
     (n < 16).then_some(n as u8)
 }
 
+/// Whether `r` is one of DR0-DR15 (a MOV DR, not a MOV CR).
+pub fn is_debug_register(r: Register) -> bool {
+    dr_number(r).is_some()
+}
+
 fn dr_number(r: Register) -> Option<u8> {
     let n = (r as u32).checked_sub(Register::DR0 as u32)?;
     (n < 16).then_some(n as u8)

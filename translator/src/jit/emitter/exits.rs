@@ -132,10 +132,16 @@ impl JitEmitter<'_, '_> {
     /// `n` instructions and, unless the vCPU must go back to the run loop, tail-call the
     /// target's code if [`super::helpers::jump_lookup`] finds it.
     pub(super) fn jump_tail(&mut self, rip: Value, n: u32) {
+        self.jump_tail_keyed(rip, n, self.chain.key.bits);
+    }
+
+    /// [`Self::jump_tail`] with the target's mode bits given: the block's own, or
+    /// [`super::super::helpers::KEY_FROM_STATE`] after an instruction that may change them.
+    pub(super) fn jump_tail_keyed(&mut self, rip: Value, n: u32, bits: u64) {
         let back = self.retire_and_check(n);
         if self.chain.jump_table != 0 {
             let cs_base = self.iconst(self.chain.key.cs_base);
-            let bits = self.iconst(self.chain.key.bits);
+            let bits = self.iconst(bits);
             let table = self.iconst(self.chain.jump_table);
             let code = self
                 .call_helper(Helper::JumpLookup, &[rip, cs_base, bits, table])

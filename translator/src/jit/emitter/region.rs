@@ -24,6 +24,11 @@ impl JitEmitter<'_, '_> {
                 OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64
             ) && d.insn.near_branch_target() == start
         });
+        if self.runs_runtime(entry) {
+            self.begin_member(entry);
+            self.translate_runtime(entry);
+            return;
+        }
         if blocks.len() == 1 && !loops {
             self.begin_member(entry);
             self.translate_body(entry);
@@ -99,8 +104,8 @@ impl JitEmitter<'_, '_> {
             next_ip = d.insn.next_ip();
             self.insn_next_ip = next_ip;
             if d.runtime {
-                // Runtime-class instructions never reach the JIT (they are alone in blocks the
-                // run loop interprets); should one appear, hand it back to the run loop.
+                // A runtime-class instruction the JIT does not run (see `translate`): hand it
+                // back to the run loop.
                 let ip = self.iconst(self.insn_ip);
                 self.exit_next(ip, i as u32);
                 return;
