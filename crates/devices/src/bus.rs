@@ -87,6 +87,19 @@ impl PortBus {
     }
 }
 
+impl PortBus {
+    /// [`PortDevice::read_changes_state`] of the device at `port` (false where nothing
+    /// answers: a floating read changes nothing).
+    pub fn read_changes_state(&self, port: u16) -> bool {
+        let addr = u64::from(port);
+        let i = self.ranges.partition_point(|r| r.base <= addr);
+        match i.checked_sub(1).map(|i| &self.ranges[i]) {
+            Some(r) if addr < r.base + r.len => r.dev.read_changes_state((addr - r.base) as u16),
+            _ => false,
+        }
+    }
+}
+
 impl PortIo for PortBus {
     fn port_read(&mut self, port: u16, size: u8) -> u32 {
         match find(&mut self.ranges, u64::from(port)) {
@@ -156,6 +169,24 @@ mod tests {
         fn write(&mut self, _offset: u16, _size: u8, value: u32) {
             self.0 = value;
         }
+    }
+
+    #[test]
+    fn reads_change_state_unless_the_device_says_otherwise() {
+        let mut bus = PortBus::new();
+        bus.insert(0x40, 4, Box::new(Echo(0))).unwrap();
+        let pm = crate::acpi_pm::AcpiPmPorts {
+            pm: std::sync::Arc::new(parking_lot::Mutex::new(crate::acpi_pm::AcpiPm::new(
+                std::sync::Arc::new(crate::ManualClock::new()),
+                std::sync::Arc::new(crate::testing::EdgeCounter::default()),
+            ))),
+        };
+        bus.insert(0x600, 0x10, Box::new(pm)).unwrap();
+        assert!(bus.read_changes_state(0x43), "a device that does not say");
+        assert!(!bus.read_changes_state(0x50), "nothing answers");
+        assert!(!bus.read_changes_state(0x608), "PM_TMR");
+        assert!(!bus.read_changes_state(0x60b), "PM_TMR's last byte");
+        assert!(bus.read_changes_state(0x600), "PM1_STS");
     }
 
     #[test]

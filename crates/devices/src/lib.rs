@@ -53,6 +53,14 @@ pub trait PortDevice: Send {
     fn read(&mut self, offset: u16, size: u8) -> u32;
     /// Writes `size` (1, 2 or 4) bytes at `offset`.
     fn write(&mut self, offset: u16, size: u8, value: u32);
+    /// Whether a read at `offset` may change what the device signals (an interrupt line, a
+    /// timer deadline), so that the machine must look at its devices again before the next
+    /// instruction. True unless the device knows the register only reports (a free-running
+    /// counter): a guest polling one then costs no look at every timer.
+    fn read_changes_state(&self, offset: u16) -> bool {
+        let _ = offset;
+        true
+    }
 }
 
 /// A device on the MMIO bus, addressed by offset from its base.

@@ -114,7 +114,7 @@ struct PcPorts {
 
 impl PortIo for PcPorts {
     fn port_read(&mut self, port: u16, size: u8) -> u32 {
-        self.touched = true;
+        self.touched |= self.bus.read_changes_state(port);
         self.bus.port_read(port, size)
     }
 

@@ -1,0 +1,146 @@
+//! Runtime-class instructions that generated code runs through the interpreter
+//! (`crane86_translator::rewrite::runs_compiled`): the same results in every tier, loops
+//! around them stay out of the run loop, and a fault in one is precise.
+
+use crane86_machine::{ExceptionPolicy, Machine, MachineConfig, RunEnd};
+use crane86_runtime::{CpuMode, Exception, Gpr, SegReg};
+use crane86_translator::Tier;
+use iced_x86::code_asm::*;
+
+const TIERS: [Tier; 3] = [Tier::Interp, Tier::Jit, Tier::Auto { threshold: 3 }];
+const ITERATIONS: u32 = 300;
+
+fn machine(tier: Tier) -> Machine {
+    Machine::new(&MachineConfig {
+        tier,
+        exceptions: ExceptionPolicy::Stop,
+        ..MachineConfig::default()
+    })
+    .unwrap()
+}
+
+/// A loop over CPUID, WRMSR/RDMSR of FS.base, a MOV from and to CR0, a reload of DS, POPF,
+/// RDMSR of the TSC (handed back to the run loop) and MOV to CR8 (which returns to it),
+/// folding what they give into R8; then `out 0xf4`.
+fn system_loop() -> Vec<u8> {
+    let mut a = CodeAssembler::new(64).unwrap();
+    let mut top = a.create_label();
+    a.xor(r8, r8).unwrap();
+    a.mov(r12d, ITERATIONS).unwrap();
+    a.set_label(&mut top).unwrap();
+    a.mov(eax, r12d).unwrap();
+    a.and(eax, 7).unwrap();
+    a.xor(ecx, ecx).unwrap();
+    a.cpuid().unwrap();
+    a.xor(r8d, eax).unwrap();
+    a.add(r8d, ebx).unwrap();
+    a.xor(r8d, ecx).unwrap();
+    a.add(r8d, edx).unwrap();
+    // FS.base = counter << 4, read back
+    a.mov(ecx, 0xc000_0100u32 as i32).unwrap();
+    a.mov(eax, r12d).unwrap();
+    a.shl(eax, 4).unwrap();
+    a.xor(edx, edx).unwrap();
+    a.wrmsr().unwrap();
+    a.xor(eax, eax).unwrap();
+    a.rdmsr().unwrap();
+    a.add(r8, rax).unwrap();
+    // CR0 round trip, DS reload, POPF of the flags PUSHF saw
+    a.mov(rax, cr0).unwrap();
+    a.mov(cr0, rax).unwrap();
+    a.mov(ax, ds).unwrap();
+    a.mov(ds, ax).unwrap();
+    a.pushfq().unwrap();
+    a.popfq().unwrap();
+    // the TSC: its run-time value differs between tiers, so only its presence is checked
+    a.mov(ecx, 0x10).unwrap();
+    a.rdmsr().unwrap();
+    a.mov(r9d, eax).unwrap();
+    a.mov(eax, r12d).unwrap();
+    a.and(eax, 15).unwrap();
+    a.mov(cr8, rax).unwrap();
+    a.dec(r12d).unwrap();
+    a.jne(top).unwrap();
+    a.mov(rax, cr8).unwrap();
+    a.mov(r10, rax).unwrap();
+    a.mov(eax, 0).unwrap();
+    a.out(0xf4, al).unwrap();
+    a.assemble(0x1000).unwrap()
+}
+
+#[test]
+fn a_loop_of_system_instructions_agrees_in_every_tier_and_stays_compiled() {
+    let code = system_loop();
+    let mut want = None;
+    for tier in TIERS {
+        let mut m = machine(tier);
+        m.load_flat(&code, 0x1000, 0x1000, CpuMode::Long64).unwrap();
+        assert_eq!(
+            m.run(Some(1_000_000)).unwrap(),
+            RunEnd::DebugExit(0),
+            "{tier:?}"
+        );
+        let got = (
+            m.cpu.gpr(Gpr::R8),
+            m.cpu.seg[SegReg::Fs as usize].base,
+            m.cpu.gpr(Gpr::R10),
+            m.cpu.cr0,
+            m.cpu.rflags,
+        );
+        assert_eq!(got.1, 0x10, "{tier:?}: FS.base of the last iteration");
+        assert_eq!(got.2, 1, "{tier:?}: CR8 of the last iteration");
+        assert_ne!(m.cpu.gpr(Gpr::R9), 0, "{tier:?}: the TSC was read");
+        match &want {
+            None => want = Some(got),
+            Some(w) => assert_eq!(&got, w, "{tier:?} against the interpreter"),
+        }
+        if tier == Tier::Jit {
+            // Per iteration: six runtime instructions run from generated code; the TSC read
+            // and the CR8 write come back to the run loop (two interpreted runs of the TSC
+            // read and the block after the CR8 write at most).
+            let runs = m.stats.interp_runs;
+            assert!(
+                runs < 3 * u64::from(ITERATIONS) + 50,
+                "{runs} interpreted block runs"
+            );
+        }
+    }
+}
+
+/// WRMSR of a non-canonical FS.base in the 200th iteration: #GP(0) at the WRMSR, with the
+/// state of the iterations before, in every tier.
+#[test]
+fn a_fault_in_a_compiled_runtime_instruction_is_precise() {
+    let mut a = CodeAssembler::new(64).unwrap();
+    let mut top = a.create_label();
+    let mut wrmsr = a.create_label();
+    a.mov(r12d, 0).unwrap();
+    a.mov(ecx, 0xc000_0100u32 as i32).unwrap();
+    a.set_label(&mut top).unwrap();
+    a.inc(r12d).unwrap();
+    a.xor(eax, eax).unwrap();
+    // EDX = 0x8000 from the 200th iteration on: bit 47 set, bits 63:48 clear
+    a.cmp(r12d, 200).unwrap();
+    a.mov(edx, 0x8000).unwrap();
+    a.mov(r13d, 0).unwrap();
+    a.cmovb(edx, r13d).unwrap();
+    a.set_label(&mut wrmsr).unwrap();
+    a.wrmsr().unwrap();
+    a.jmp(top).unwrap();
+    let code = a.assemble(0x1000).unwrap();
+    let at = 0x1000 + code.len() as u64 - 2 - 2;
+    for tier in TIERS {
+        let mut m = machine(tier);
+        m.load_flat(&code, 0x1000, 0x1000, CpuMode::Long64).unwrap();
+        match m.run(Some(1_000_000)).unwrap() {
+            RunEnd::Fault { fault, rip } => {
+                assert_eq!(fault.exception, Exception::GeneralProtection, "{tier:?}");
+                assert_eq!(fault.error_code, 0, "{tier:?}");
+                assert_eq!(rip, at, "{tier:?}: at the WRMSR");
+            }
+            other => panic!("{tier:?}: {other:?}"),
+        }
+        assert_eq!(m.cpu.gpr(Gpr::R12), 200, "{tier:?}");
+        assert_eq!(m.cpu.seg[SegReg::Fs as usize].base, 0, "{tier:?}");
+    }
+}

@@ -1,0 +1,170 @@
+//! Tiering and compilation: counting block runs, compiling hot blocks (here or on the
+//! background worker), installing their code.
+
+use std::time::Instant;
+
+use super::{fast_index, BlockId, Cache, CacheError, CompileWorker, Done, Job, MAX_IN_FLIGHT};
+use crate::decode::DecodedBlock;
+use crate::jit::ChainSlots;
+
+impl Cache {
+    /// Counts a run of block `id` and tells whether it should run compiled (then run it with
+    /// [`Cache::run_compiled`]); compiles it when the tier policy says it is time. `false`
+    /// means: interpret it. `entry_cc` is `cpu.cc.op` now, kept as the compiler's hint
+    /// ([`DecodedBlock::cc_hint`]).
+    pub fn prepare(&mut self, id: BlockId, entry_cc: u64) -> Result<bool, CacheError> {
+        let tier = self.tier;
+        let b = self.block_mut(id);
+        b.runs = b.runs.saturating_add(1);
+        if b.decoded.is_runtime() {
+            // Its code serves other blocks' exits only (see `prepare_runtime`).
+            return Ok(false);
+        }
+        if b.code.is_some() {
+            return Ok(true);
+        }
+        b.decoded.cc_hint = Some(entry_cc);
+        // Single-stepped blocks (TF) stay in the interpreter: the run loop must see every
+        // instruction retire to raise its #DB, which chaining and self-loops would skip.
+        if b.decoded.insns.is_empty() || b.key.single_step() {
+            return Ok(false);
+        }
+        if !tier.hot(b.runs) {
+            return Ok(false);
+        }
+        self.start_compile(id)
+    }
+
+    /// Counts a run of block `id`, one runtime-class instruction that the run loop is about
+    /// to interpret, and compiles it when hot if generated code may run that instruction too
+    /// ([`crate::rewrite::runs_compiled`]): other blocks' exits then reach it, and it goes
+    /// on to its successor, without the run loop. Once it has code, links the exit `token`
+    /// the run loop came by (from `cpu.link`) to it.
+    pub fn prepare_runtime(&mut self, id: BlockId, token: u64) -> Result<(), CacheError> {
+        let tier = self.tier;
+        let b = self.block_mut(id);
+        b.runs = b.runs.saturating_add(1);
+        if b.code.is_some() {
+            self.link(token, id);
+            return Ok(());
+        }
+        if !b.decoded.is_runtime()
+            || b.key.single_step()
+            || !crate::rewrite::runs_compiled(&b.decoded.insns[0].insn)
+            || !tier.hot(b.runs)
+        {
+            return Ok(());
+        }
+        if b.runtime.is_none() {
+            b.runtime = Some(Box::new(b.decoded.clone()));
+        }
+        self.start_compile(id).map(|_| ())
+    }
+
+    /// Compiles hot block `id`: queues it for the background compiler (`false`: it has no
+    /// code yet) or compiles it here (`true`).
+    fn start_compile(&mut self, id: BlockId) -> Result<bool, CacheError> {
+        let b = self.block(id);
+        let (queued, serial) = (b.queued, b.serial);
+        if let Some(w) = &self.worker {
+            if queued || w.in_flight() >= MAX_IN_FLIGHT {
+                return Ok(false);
+            }
+            let blocks = self.region(id);
+            let job = Job {
+                id,
+                serial,
+                blocks,
+                chain: self.chain_slots(id),
+            };
+            if self.worker.as_mut().is_some_and(|w| w.submit(job)) {
+                self.block_mut(id).queued = true;
+                return Ok(false);
+            }
+            // The worker is gone (it panicked): compile here from now on.
+            self.worker = None;
+        }
+        self.compile(id).map(|_| true)
+    }
+
+    /// Installs the blocks the background compiler has finished since the last call (the
+    /// run loop calls this between blocks; without a worker it does nothing).
+    pub fn collect_compiled(&mut self) -> Result<(), CacheError> {
+        while let Some(d) = self.worker.as_mut().and_then(CompileWorker::poll) {
+            self.install(d)?;
+        }
+        Ok(())
+    }
+
+    fn install(&mut self, d: Done) -> Result<(), CacheError> {
+        self.stats.compile_time += d.time;
+        let live = self
+            .blocks
+            .get(d.id as usize)
+            .and_then(Option::as_ref)
+            .is_some_and(|b| b.serial == d.serial && b.code.is_none());
+        if !live {
+            // The block was dropped (its page written, the cache flushed) meanwhile.
+            return Ok(());
+        }
+        self.block_mut(d.id).queued = false;
+        if d.region && !self.barriers.is_empty() {
+            // Made before a debugger set a breakpoint, which a region could run past.
+            return Ok(());
+        }
+        self.place(d.id, &d.result?)?;
+        Ok(())
+    }
+
+    /// The chain slots and lookup table the code of block `id` uses.
+    fn chain_slots(&self, id: BlockId) -> ChainSlots {
+        let b = self.block(id);
+        let base = b.slots.as_ptr() as u64;
+        ChainSlots {
+            slot_addr: [base, base + 8],
+            token: [(u64::from(id) << 1) + 1, (u64::from(id) << 1) + 2],
+            key: b.key,
+            jump_table: self.fast_table(),
+            count: self.count_chains,
+            shims: self.shims,
+            runtime: b
+                .runtime
+                .as_deref()
+                .map_or(0, |r| r as *const DecodedBlock as u64),
+        }
+    }
+
+    fn compile(&mut self, id: BlockId) -> Result<*const u8, CacheError> {
+        let t0 = Instant::now();
+        let slots = self.chain_slots(id);
+        let blocks = self.region(id);
+        let bytes = self.jit.compile_region(&blocks, slots)?;
+        self.stats.compile_time += t0.elapsed();
+        self.place(id, &bytes)
+    }
+
+    /// Copies block `id`'s machine code into the arena and makes it the block's code.
+    fn place(&mut self, id: BlockId, bytes: &[u8]) -> Result<*const u8, CacheError> {
+        let ptr = match self.arena.alloc(bytes) {
+            Some(p) => p,
+            None => {
+                // Arena full: drop every block's code (the generation ends) and retry.
+                self.flush_code();
+                self.arena
+                    .alloc(bytes)
+                    .ok_or(CacheError::TooBig(bytes.len()))?
+            }
+        };
+        self.stats.blocks_compiled += 1;
+        self.stats.insns_compiled += self.block(id).decoded.insns.len() as u64;
+        self.stats.code_bytes += bytes.len() as u64;
+        let key = self.block(id).key;
+        self.record_perf_map(ptr, bytes.len(), key);
+        self.block_mut(id).code = Some(ptr);
+        let fi = fast_index(key);
+        if self.fast[fi].key == key {
+            self.fast[fi] = self.fast_entry(id);
+        }
+        Ok(ptr)
+    }
+}
