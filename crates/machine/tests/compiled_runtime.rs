@@ -19,7 +19,7 @@ fn machine(tier: Tier) -> Machine {
     .unwrap()
 }
 
-/// A loop over CPUID, WRMSR/RDMSR of FS.base, a MOV from and to CR0, a reload of DS, POPF,
+/// A loop over CPUID, WRMSR/RDMSR of FS.base, a MOV from and to CR0, MOV from DS and to ES, POPF,
 /// RDMSR of the TSC (handed back to the run loop) and MOV to CR8 (which returns to it),
 /// folding what they give into R8; then `out 0xf4`.
 fn system_loop() -> Vec<u8> {
@@ -48,8 +48,11 @@ fn system_loop() -> Vec<u8> {
     // CR0 round trip, DS reload, POPF of the flags PUSHF saw
     a.mov(rax, cr0).unwrap();
     a.mov(cr0, rax).unwrap();
+    // a null selector into ES (allowed in 64-bit mode), the old DS value read into R11
     a.mov(ax, ds).unwrap();
-    a.mov(ds, ax).unwrap();
+    a.movzx(r11d, ax).unwrap();
+    a.xor(eax, eax).unwrap();
+    a.mov(es, ax).unwrap();
     a.pushfq().unwrap();
     a.popfq().unwrap();
     // the TSC: its run-time value differs between tiers, so only its presence is checked
