@@ -24,7 +24,7 @@ use crate::state::CpuState;
 
 mod tlb;
 pub(crate) use tlb::flush_victims;
-use tlb::{tlb_fill, tlb_hit, tlb_lookup};
+use tlb::{tlb_fill, tlb_lookup};
 pub use tlb::{
     tlb_flush_page, tlb_index, tlb_protect_phys, TlbEntry, TlbVictims, TLB_ENTRIES, TLB_HASH_SHIFT,
     TLB_VICTIMS,
@@ -581,26 +581,15 @@ pub fn fetch_phys(cpu: &mut CpuState, mem: &mut PhysMem, linear: u64) -> Result<
     Ok(t.phys)
 }
 
-/// The physical address of an instruction fetch from `linear`, if the TLB of the given
-/// privilege already holds it; never walks, faults or counts. Generated code uses this to
-/// find the block an indirect branch leads to without leaving to the run loop, which does
-/// the full [`fetch_phys`] on a miss.
-pub fn cached_fetch_phys(cpu: &CpuState, mem: &PhysMem, linear: u64, user: bool) -> Option<u64> {
-    let pl = if user {
-        Privilege::User
-    } else {
-        Privilege::Supervisor
-    };
-    tlb_hit(cpu, mem, linear, pl, &|e: &TlbEntry| e.exec)
-}
-
 /// [`fetch_phys`] for a fetch the CPU has not committed to (the decoder looking at the page
 /// after a block's first one, the cache re-checking a page-crossing block): a failure leaves
 /// no architectural trace (CR2 keeps its value) and is not a fault.
 pub fn probe_fetch_phys(cpu: &mut CpuState, mem: &mut PhysMem, linear: u64) -> Option<u64> {
-    let cr2 = cpu.cr2;
+    let (cr2, faults) = (cpu.cr2, cpu.paging.page_faults);
     let r = fetch_phys(cpu, mem, linear).ok();
     cpu.cr2 = cr2;
+    // The fetch that does fault is the CPU's own, later; count that one.
+    cpu.paging.page_faults = faults;
     r
 }
 

@@ -147,7 +147,7 @@ pub fn tlb_protect_phys(cpu: &mut CpuState, mem: &PhysMem, phys_page: u64) {
 /// use the supervisor TLB too: they differ from explicit ones only on user pages under SMAP
 /// (EFLAGS.AC does not open those to them), and the supervisor TLB never tags a user page's
 /// data accesses under SMAP, so those still walk and fault.
-pub(super) fn tlb_hit(
+fn tlb_hit(
     cpu: &CpuState,
     mem: &PhysMem,
     linear: u64,

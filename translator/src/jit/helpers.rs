@@ -9,7 +9,7 @@
 //! the address of the direct-mapped table of the cache that compiled the caller, baked into
 //! the code as a constant; the table is allocated once per cache and never moves or shrinks.
 
-use crane86_runtime::memory::cached_fetch_phys;
+use crane86_runtime::memory::probe_fetch_phys;
 use crane86_runtime::{BlockKey, CcOp, CpuMode, CpuState, LazyFlags, SegReg};
 
 use crate::cache::{fast_index, FastEntry};
@@ -55,9 +55,12 @@ pub unsafe extern "C" fn div_wide_helper(
 /// code that may be entered directly.
 ///
 /// The source block's mode bits and CS base are the target's (instructions that change them
-/// are runtime-class and never compiled); the TLB, which every CR3 write, INVLPG and paging
-/// change keeps exact, gives the physical address, so the key is the one the run loop would
-/// build.
+/// are runtime-class, and their code asks for [`KEY_FROM_STATE`]); the TLB's fetch tags give
+/// the physical address, walking the page tables on a miss as the run loop's fetch would (a
+/// walk that fails leaves no trace: the run loop then takes the fault), so the key is the one
+/// the run loop would build. The walk on a miss matters after CR3 writes, which empty the
+/// TLB: on a fork/exec loop two thirds of the lookups that went back to the run loop missed
+/// the TLB, not the table.
 ///
 /// # Safety
 /// `cpu` must point to the live CpuState of the calling generated code, with `cpu.mem` set
@@ -73,7 +76,7 @@ pub unsafe extern "C" fn jump_lookup(
 ) -> u64 {
     // SAFETY: see the function's contract: both pointers are live for the call, and nothing
     // else accesses the CPU state or guest memory while generated code runs.
-    let (cpu, mem) = unsafe { (&*cpu, &*(*cpu).mem) };
+    let (cpu, mem) = unsafe { (&mut *cpu, &mut *(*cpu).mem) };
     if mode_bits == KEY_FROM_STATE {
         return lookup_from_state(cpu, mem, table);
     }
@@ -86,7 +89,7 @@ pub unsafe extern "C" fn jump_lookup(
     if src.mode() != CpuMode::Long64 {
         linear &= 0xffff_ffff;
     }
-    let Some(phys) = cached_fetch_phys(cpu, mem, linear, src.cpl() == 3) else {
+    let Some(phys) = probe_fetch_phys(cpu, mem, linear) else {
         return 0;
     };
     // SAFETY: `table` is the caller's cache's table (see above).
@@ -101,13 +104,12 @@ pub const KEY_FROM_STATE: u64 = u64::MAX;
 
 /// The code of the block at `cpu.rip` in the current mode, if the TLB has its fetch and
 /// `table` has it compiled.
-fn lookup_from_state(cpu: &CpuState, mem: &crane86_runtime::PhysMem, table: u64) -> u64 {
+fn lookup_from_state(cpu: &mut CpuState, mem: &mut crane86_runtime::PhysMem, table: u64) -> u64 {
     let mut linear = cpu.seg[SegReg::Cs as usize].base.wrapping_add(cpu.rip);
     if cpu.mode != CpuMode::Long64 {
         linear &= 0xffff_ffff;
     }
-    let user = crane86_runtime::segment::cpl(cpu) == 3;
-    let Some(phys) = cached_fetch_phys(cpu, mem, linear, user) else {
+    let Some(phys) = probe_fetch_phys(cpu, mem, linear) else {
         return 0;
     };
     // SAFETY: `table` is the caller's cache's table (see `jump_lookup`).
