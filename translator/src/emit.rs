@@ -276,6 +276,8 @@ pub trait Emit: Arith {
 
     /// Exchanges the GS base with IA32_KERNEL_GS_BASE (SWAPGS).
     fn swap_gs_base(&mut self);
+    /// IA32_TSC_AUX (its low 32 bits, as RDTSCP and RDPID read it).
+    fn tsc_aux(&mut self) -> Self::V;
     /// After an STI at the end of its block: when `was_clear` (1: IF was 0 before it) and the
     /// run loop may deliver an interrupt next (`CpuState::irq_pending`, an exit request, the
     /// budget running out), generated code returns to the run loop with

@@ -300,6 +300,10 @@ impl Emit for Interp<'_> {
         std::mem::swap(gs, &mut self.cpu.msr.kernel_gs_base);
     }
 
+    fn tsc_aux(&mut self) -> u64 {
+        self.cpu.msr.tsc_aux & 0xffff_ffff
+    }
+
     fn sti_window(&mut self, _was_clear: u64) {}
 
     fn read_tsc(&mut self) -> R<u64> {

@@ -9,7 +9,8 @@
 //! | POPF | runs alone; ends the block | may change TF (part of the block key) and IF (interrupt window); IOPL-sensitive in virtual-8086 mode; which flags it may change depends on CPL and IOPL |
 //! | PUSHF | inline, except in 16-bit code at CPL 3, where it runs alone | in virtual-8086 mode it is #GP(0) when IOPL < 3, and IOPL is not in the block key; the key does hold the decoding mode and CPL, and virtual-8086 mode is 16-bit code at CPL 3, so only those blocks (v86 and rare 16-bit ring-3 protected-mode code) pay for the check, and Linux's frequent PUSHF stays inline |
 //! | CLI, STI | run alone, with the CPL/IOPL check | IF opens or closes the interrupt window; STI's one-instruction shadow starts a new block; IOPL-sensitive in virtual-8086 mode (no VME) |
-//! | RDMSR, WRMSR, RDTSC | run alone through `runtime::msr` | MSRs live in CpuState; the TSC counts retired instructions, so it is deterministic |
+//! | RDMSR, WRMSR | run alone through `runtime::msr` | MSRs live in CpuState, and some belong to devices (IA32_APIC_BASE) |
+//! | RDTSC, RDTSCP, RDPID | inline | the TSC counts retired instructions (`tsc_base` minus the budget in generated code), so it is deterministic; kernels read it constantly; CR4.TSD is checked when the block's CPL is not 0 |
 //! | RDPKRU, WRPKRU | run alone (`semantics::control_regs`) | #UD depends on CR4.PKE, which is not in the block key; WRPKRU changes what the TLB's tags allow and flushes it; rare (context switches) |
 //! | LGDT, LIDT, SGDT, SIDT | run alone | the tables are CPU state that delivery and segment loads read |
 //! | MOV/PUSH/POP of segment registers | run alone through `runtime::segment` | a load checks the descriptor, may fault, and may change the stack size (part of the block key) |
@@ -106,8 +107,8 @@ pub fn runs_compiled(insn: &Instruction) -> bool {
     match insn.mnemonic() {
         Cpuid | Rdmsr | Wrmsr | Syscall | Sysret | Sysretq | Sysenter | Sysexit | Sysexitq
         | Swapgs | Lgdt | Lidt | Sgdt | Sidt | Sldt | Str | Lldt | Ltr | Smsw | Lmsw | Clts
-        | Invlpg | Wbinvd | Invd | Clflush | Rdpid | Stac | Clac | Rdpkru | Wrpkru | Popf
-        | Popfd | Popfq | Lds | Les | Lfs | Lgs | Xgetbv | Xsetbv | Fxsave | Fxsave64 | Fxrstor
+        | Invlpg | Wbinvd | Invd | Clflush | Stac | Clac | Rdpkru | Wrpkru | Popf | Popfd
+        | Popfq | Lds | Les | Lfs | Lgs | Xgetbv | Xsetbv | Fxsave | Fxsave64 | Fxrstor
         | Fxrstor64 | Xsave | Xsave64 | Xsaveopt | Xsaveopt64 | Xsavec | Xsavec64 | Xrstor
         | Xrstor64 => true,
         Mov if crate::semantics::control_regs::is_control_move(insn) => (0..2).all(|i| {

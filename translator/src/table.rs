@@ -103,6 +103,10 @@ pub enum Op {
     Popf,
     /// RDTSC: inline, since kernels spin on it (see `system::rdtsc`).
     Rdtsc,
+    /// RDTSCP: inline too: Linux reads its clock with it (`rdtsc_ordered`) where offered.
+    Rdtscp,
+    /// RDPID: TSC_AUX into a register.
+    Rdpid,
     /// CLI, STI.
     InterruptFlag,
     /// RDMSR, WRMSR, RDTSC.
@@ -417,6 +421,8 @@ fn build(code: Code) -> Option<Entry> {
         M::Std => inline(Op::Std),
         M::Nop | M::Pause => inline(Op::Nop),
         M::Rdtsc => inline(Op::Rdtsc),
+        M::Rdtscp => inline(Op::Rdtscp),
+        M::Rdpid => inline(Op::Rdpid),
         M::Push => inline(Op::Push),
         M::Pop => inline(Op::Pop),
         M::Pushf | M::Pushfd | M::Pushfq => inline(Op::Pushf),
@@ -506,8 +512,6 @@ fn build(code: Code) -> Option<Entry> {
         | M::Wbinvd
         | M::Invd
         | M::Clflush
-        | M::Rdtscp
-        | M::Rdpid
         | M::Stac
         | M::Clac
         | M::Rdpkru

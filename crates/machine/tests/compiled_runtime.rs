@@ -19,7 +19,7 @@ fn machine(tier: Tier) -> Machine {
     .unwrap()
 }
 
-/// A loop over CPUID, WRMSR/RDMSR of FS.base, a MOV from and to CR0, MOV from DS and to ES, POPF,
+/// A loop over CPUID, WRMSR/RDMSR of FS.base, WRMSR of TSC_AUX with RDTSCP and RDPID, a MOV from and to CR0, MOV from DS and to ES, POPF,
 /// RDMSR of the TSC (handed back to the run loop) and MOV to CR8 (which returns to it),
 /// folding what they give into R8; then `out 0xf4`.
 fn system_loop() -> Vec<u8> {
@@ -44,6 +44,15 @@ fn system_loop() -> Vec<u8> {
     a.wrmsr().unwrap();
     a.xor(eax, eax).unwrap();
     a.rdmsr().unwrap();
+    a.add(r8, rax).unwrap();
+    // TSC_AUX = counter, read back by RDTSCP (ECX) and RDPID (inline instructions)
+    a.mov(ecx, 0xc000_0103u32 as i32).unwrap();
+    a.mov(eax, r12d).unwrap();
+    a.xor(edx, edx).unwrap();
+    a.wrmsr().unwrap();
+    a.rdtscp().unwrap();
+    a.mov(r13d, ecx).unwrap();
+    a.rdpid(rax).unwrap();
     a.add(r8, rax).unwrap();
     // CR0 round trip, DS reload, POPF of the flags PUSHF saw
     a.mov(rax, cr0).unwrap();
@@ -93,6 +102,7 @@ fn a_loop_of_system_instructions_agrees_in_every_tier_and_stays_compiled() {
         assert_eq!(got.1, 0x10, "{tier:?}: FS.base of the last iteration");
         assert_eq!(got.2, 1, "{tier:?}: CR8 of the last iteration");
         assert_ne!(m.cpu.gpr(Gpr::R9), 0, "{tier:?}: the TSC was read");
+        assert_eq!(m.cpu.gpr(Gpr::R13), 1, "{tier:?}: TSC_AUX through RDTSCP");
         match &want {
             None => want = Some(got),
             Some(w) => assert_eq!(&got, w, "{tier:?} against the interpreter"),

@@ -642,6 +642,11 @@ impl Emit for JitEmitter<'_, '_> {
         self.seg_base[SegReg::Gs as usize] = Some(kernel);
     }
 
+    fn tsc_aux(&mut self) -> Value {
+        // WRMSR keeps only the low 32 bits.
+        self.load_state(off::TSC_AUX)
+    }
+
     fn sti_window(&mut self, was_clear: Value) {
         // Back to the run loop whenever it may deliver an interrupt after this block: one is
         // pending, a device access in this block may have raised one (the exit request), or

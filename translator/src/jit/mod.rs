@@ -140,6 +140,8 @@ pub(crate) mod off {
     pub const STI_SHADOW: i32 = offset_of!(CpuState, sti_shadow) as i32;
     pub const KERNEL_GS_BASE: i32 =
         (offset_of!(CpuState, msr) + offset_of!(crane86_runtime::msr::Msrs, kernel_gs_base)) as i32;
+    pub const TSC_AUX: i32 =
+        (offset_of!(CpuState, msr) + offset_of!(crane86_runtime::msr::Msrs, tsc_aux)) as i32;
     pub const FAULT: i32 = offset_of!(CpuState, fault) as i32;
     pub const SMC: i32 = offset_of!(CpuState, smc_pending) as i32;
     pub const LINK: i32 = offset_of!(CpuState, link) as i32;

@@ -107,22 +107,6 @@ pub fn execute(it: &mut Interp<'_>, insn: &Instruction) -> R<()> {
             let linear = mem_linear(it, insn);
             it.load(linear, 1).map(|_| ())
         }
-        Mnemonic::Rdtscp => {
-            const CR4_TSD: u64 = 1 << 2;
-            if it.cpu.cr4 & CR4_TSD != 0 {
-                require_cpl0(it)?;
-            }
-            let t = crane86_runtime::msr::tsc(it.cpu);
-            it.cpu.gpr[0] = t & 0xffff_ffff;
-            it.cpu.gpr[2] = t >> 32;
-            it.cpu.gpr[1] = it.cpu.msr.tsc_aux & 0xffff_ffff;
-            Ok(())
-        }
-        Mnemonic::Rdpid => {
-            let r = insn.op_register(0);
-            it.cpu.gpr[gpr_index(r)] = it.cpu.msr.tsc_aux & 0xffff_ffff;
-            Ok(())
-        }
         Mnemonic::Stac | Mnemonic::Clac => {
             // #UD, not #GP, outside ring 0 (SDM Vol. 2 STAC).
             if segment::cpl(it.cpu) != 0 {

@@ -71,6 +71,8 @@ pub fn execute<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
         Op::Std => data::direction(e, true),
         Op::Nop => data::nop(e),
         Op::Rdtsc => system::rdtsc(e),
+        Op::Rdtscp => system::rdtscp(e),
+        Op::Rdpid => system::rdpid(e, insn),
         // Only at CPL 0 (`rewrite::plan` keeps them runtime-class elsewhere).
         Op::InterruptFlag => {
             system::interrupt_flag_cpl0(e, insn.mnemonic() == iced_x86::Mnemonic::Sti)

@@ -84,8 +84,6 @@ pub fn execute(it: &mut Interp<'_>, insn: &Instruction) -> R<Outcome> {
         | Mnemonic::Wbinvd
         | Mnemonic::Invd
         | Mnemonic::Clflush
-        | Mnemonic::Rdtscp
-        | Mnemonic::Rdpid
         | Mnemonic::Stac
         | Mnemonic::Clac
         | Mnemonic::Rdpkru
@@ -162,6 +160,23 @@ pub fn rdtsc<E: Emit>(e: &mut E) -> R<()> {
     let hi = e.bin(Bin::Shr, t, sh);
     e.set_gpr(0, lo);
     e.set_gpr(2, hi);
+    Ok(())
+}
+
+/// RDTSCP: RDTSC, and ECX = IA32_TSC_AUX (low 32 bits). Inline for the same reason as
+/// RDTSC: Linux's clock reads use it (`rdtsc_ordered`) when the CPU offers it, and as a
+/// runtime-class instruction each one was a run-loop round trip (280 thousand in a boot).
+pub fn rdtscp<E: Emit>(e: &mut E) -> R<()> {
+    let aux = e.tsc_aux();
+    rdtsc(e)?;
+    e.set_gpr(1, aux);
+    Ok(())
+}
+
+/// RDPID r32/r64: IA32_TSC_AUX into the register (zero-extended).
+pub fn rdpid<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
+    let aux = e.tsc_aux();
+    e.set_gpr(insn.op0_register().full_register().number() & 15, aux);
     Ok(())
 }
 
