@@ -67,9 +67,10 @@ pub enum Plan {
 pub fn plan(insn: &Instruction, ctx: Ctx) -> Plan {
     match lookup(insn.code()) {
         None => Plan::Invalid,
-        // CLI and STI at CPL 0 (no IOPL check can fail) and SWAPGS in 64-bit mode at CPL 0
-        // (no fault) run inline; each ends its block, so a block holds at most one and the
-        // run loop sees what it did (the STI shadow, the GS base a later block uses).
+        // CLI and STI at CPL 0 (no IOPL check can fail), STAC and CLAC at CPL 0, and SWAPGS
+        // in 64-bit mode at CPL 0 (no fault) run inline; each ends its block, so a block
+        // holds at most one and the run loop sees what it did (the STI shadow, the GS base a
+        // later block uses, the AC flag the memory slow paths read).
         Some(e) if e.class == Class::Runtime && inline_at_cpl0(insn, e.op, ctx) => {
             Plan::Inline { ends_block: true }
         }
@@ -84,11 +85,14 @@ pub fn plan(insn: &Instruction, ctx: Ctx) -> Plan {
 }
 
 /// The runtime-class instructions that need no runtime when the block runs at CPL 0: CLI
-/// and STI (the IOPL check passes), and SWAPGS in 64-bit mode.
-fn inline_at_cpl0(insn: &Instruction, op: Op, ctx: Ctx) -> bool {
+/// and STI (the IOPL check passes), STAC and CLAC (#UD only above CPL 0), and SWAPGS in
+/// 64-bit mode.
+pub(crate) fn inline_at_cpl0(insn: &Instruction, op: Op, ctx: Ctx) -> bool {
+    use iced_x86::Mnemonic;
     ctx.cpl == 0
         && match op {
             Op::InterruptFlag => true,
+            Op::ControlReg => matches!(insn.mnemonic(), Mnemonic::Stac | Mnemonic::Clac),
             Op::FastCall => {
                 insn.mnemonic() == iced_x86::Mnemonic::Swapgs && ctx.mode == CpuMode::Long64
             }

@@ -157,3 +157,46 @@ fn a_fault_in_a_compiled_runtime_instruction_is_precise() {
         assert_eq!(m.cpu.seg[SegReg::Fs as usize].base, 0, "{tier:?}");
     }
 }
+
+/// STAC and CLAC at CPL 0 run inline (each ends its block): EFLAGS.AC as PUSHF sees it after
+/// each, in every tier.
+#[test]
+fn stac_and_clac_at_cpl0_set_and_clear_ac_in_every_tier() {
+    const AC: i32 = 1 << 18;
+    let mut a = CodeAssembler::new(64).unwrap();
+    let mut top = a.create_label();
+    a.xor(r8, r8).unwrap();
+    a.xor(r9, r9).unwrap();
+    a.mov(r12d, 100).unwrap();
+    a.set_label(&mut top).unwrap();
+    a.stac().unwrap();
+    a.pushfq().unwrap();
+    a.pop(rax).unwrap();
+    a.and(eax, AC).unwrap();
+    a.add(r8, rax).unwrap();
+    a.clac().unwrap();
+    a.pushfq().unwrap();
+    a.pop(rax).unwrap();
+    a.and(eax, AC).unwrap();
+    a.add(r9, rax).unwrap();
+    a.dec(r12d).unwrap();
+    a.jne(top).unwrap();
+    a.mov(eax, 0).unwrap();
+    a.out(0xf4, al).unwrap();
+    let code = a.assemble(0x1000).unwrap();
+    for tier in TIERS {
+        let mut m = machine(tier);
+        m.load_flat(&code, 0x1000, 0x1000, CpuMode::Long64).unwrap();
+        assert_eq!(
+            m.run(Some(100_000)).unwrap(),
+            RunEnd::DebugExit(0),
+            "{tier:?}"
+        );
+        assert_eq!(
+            m.cpu.gpr(Gpr::R8),
+            100 * AC as u64,
+            "{tier:?}: AC after STAC"
+        );
+        assert_eq!(m.cpu.gpr(Gpr::R9), 0, "{tier:?}: AC after CLAC");
+    }
+}

@@ -39,9 +39,8 @@ use crate::table::{lookup, Class, Op};
 /// instruction, which the caller accounts for.
 pub fn execute<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
     // The runtime-class rows that `rewrite::plan` runs inline at CPL 0 come here too.
-    let cpl0_inline = |en: &crate::table::Entry| {
-        matches!(en.op, Op::InterruptFlag | Op::FastCall) && e.ctx().cpl == 0
-    };
+    let cpl0_inline =
+        |en: &crate::table::Entry| crate::rewrite::inline_at_cpl0(insn, en.op, e.ctx());
     let Some(entry) = lookup(insn.code()).filter(|en| en.class == Class::Inline || cpl0_inline(en))
     else {
         return Err(e.raise(Fault::new(Exception::InvalidOpcode)));
@@ -76,6 +75,14 @@ pub fn execute<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
         // Only at CPL 0 (`rewrite::plan` keeps them runtime-class elsewhere).
         Op::InterruptFlag => {
             system::interrupt_flag_cpl0(e, insn.mnemonic() == iced_x86::Mnemonic::Sti)
+        }
+        Op::ControlReg
+            if matches!(
+                insn.mnemonic(),
+                iced_x86::Mnemonic::Stac | iced_x86::Mnemonic::Clac
+            ) =>
+        {
+            system::ac_flag_cpl0(e, insn.mnemonic() == iced_x86::Mnemonic::Stac)
         }
         Op::FastCall
             if insn.mnemonic() == iced_x86::Mnemonic::Swapgs

@@ -201,6 +201,22 @@ pub fn interrupt_flag_cpl0<E: Emit>(e: &mut E, set: bool) -> R<()> {
     Ok(())
 }
 
+/// STAC and CLAC at CPL 0, where they cannot fault (see `rewrite::plan`): EFLAGS.AC set or
+/// cleared. Linux's exception and interrupt entries start with CLAC. The block ends after
+/// it: the memory slow paths read AC from `CpuState` (SMAP), where the exit stores it.
+pub fn ac_flag_cpl0<E: Emit>(e: &mut E, set: bool) -> R<()> {
+    let rest = e.rflags_rest();
+    let v = if set {
+        let ac = e.imm(fl::AC);
+        e.bin(Bin::Or, rest, ac)
+    } else {
+        let mask = e.imm(!fl::AC);
+        e.bin(Bin::And, rest, mask)
+    };
+    e.set_rflags_rest(v);
+    Ok(())
+}
+
 /// SWAPGS in 64-bit mode at CPL 0 (where it cannot fault, see `rewrite::plan`).
 pub fn swapgs_cpl0<E: Emit>(e: &mut E) -> R<()> {
     e.swap_gs_base();
