@@ -338,6 +338,9 @@ pub struct CpuState {
     /// that a flush, which CR3 writes make frequent, touches only those and not both whole
     /// tables.
     pub tlb_filled: [[u64; TLB_ENTRIES / 64]; 2],
+    /// Which entries of each TLB were filled from a global translation (G set, CR4.PGE = 1):
+    /// a CR3 write keeps them ([`CpuState::flush_tlb_nonglobal`]).
+    pub tlb_global: [[u64; TLB_ENTRIES / 64]; 2],
     /// The largest page (2 MiB, 4 MiB or 1 GiB) any entry filled since the last flush came
     /// from, or 0: INVLPG must drop every entry of the page its address lies in, and the
     /// TLB holds large pages as 4 KiB pieces.
@@ -458,6 +461,7 @@ impl CpuState {
             ferr: 0,
             tlb: [[TlbEntry::INVALID; TLB_ENTRIES]; 2],
             tlb_filled: [[0; TLB_ENTRIES / 64]; 2],
+            tlb_global: [[0; TLB_ENTRIES / 64]; 2],
             tlb_large: 0,
             tlb_victims: TlbVictims::EMPTY,
         }
@@ -529,19 +533,39 @@ impl CpuState {
         }
     }
 
-    /// Drops every TLB entry (on a mode change, CR3 write, or a code-page change).
+    /// Drops every TLB entry, global ones included (a paging-mode change, CR4.PGE, PKRU,
+    /// a task switch).
     pub fn flush_tlb(&mut self) {
+        self.tlb_global = [[0; TLB_ENTRIES / 64]; 2];
+        self.flush_tlb_nonglobal();
+    }
+
+    /// Drops every TLB entry but those filled from global translations, as a CR3 write does
+    /// (SDM Vol. 3 4.10.4.1). Linux maps the kernel with global pages (without PTI): its
+    /// text, stacks and direct map stay cached across the context switches of a pipe.
+    pub fn flush_tlb_nonglobal(&mut self) {
         self.paging.tlb_flushes += 1;
-        self.tlb_large = 0;
+        // The victim buffers do not remember which entries were global.
         crate::memory::flush_victims(self);
-        for (tlb, filled) in self.tlb.iter_mut().zip(self.tlb_filled.iter_mut()) {
+        let mut large_left = false;
+        for ((tlb, filled), global) in self
+            .tlb
+            .iter_mut()
+            .zip(self.tlb_filled.iter_mut())
+            .zip(self.tlb_global.iter())
+        {
             for (w, word) in filled.iter_mut().enumerate() {
-                let mut bits = std::mem::take(word);
+                let mut bits = *word & !global[w];
+                *word &= global[w];
+                large_left |= *word != 0;
                 while bits != 0 {
                     tlb[w * 64 + bits.trailing_zeros() as usize] = TlbEntry::INVALID;
                     bits &= bits - 1;
                 }
             }
+        }
+        if !large_left {
+            self.tlb_large = 0;
         }
     }
 }
@@ -588,6 +612,7 @@ impl Clone for CpuState {
             ferr: self.ferr,
             tlb: self.tlb,
             tlb_filled: self.tlb_filled,
+            tlb_global: self.tlb_global,
             tlb_large: self.tlb_large,
             tlb_victims: self.tlb_victims,
         }

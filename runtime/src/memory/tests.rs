@@ -205,3 +205,45 @@ fn displaced_entries_are_recalled_from_the_victim_buffer_and_invalidated_there()
     read_linear(&mut cpu, &mut mem, b, 4).unwrap();
     assert_eq!(cpu.paging.walks, walks + 2);
 }
+
+/// A CR3 write keeps the entries of global pages (G set, CR4.PGE = 1) and drops the others;
+/// a full flush drops both.
+#[test]
+fn global_entries_survive_a_cr3_flush_but_not_a_full_one() {
+    use crate::paging::pte::{A, D, G, P, RW};
+    let mut mem = PhysMem::new(4 << 20).unwrap();
+    let upper = P | RW | A;
+    mem.write_phys(0x1000, 8, 0x2000 | upper);
+    mem.write_phys(0x2000, 8, 0x3000 | upper);
+    mem.write_phys(0x3000, 8, 0x4000 | upper);
+    // 0x100000: global; 0x101000: not
+    mem.write_phys(0x4000 + 0x100 * 8, 8, 0x10_0000 | upper | D | G);
+    mem.write_phys(0x4000 + 0x101 * 8, 8, 0x20_0000 | upper | D);
+    let mut cpu = CpuState::new(CpuMode::Long64);
+    cpu.cr3 = 0x1000;
+    cpu.cr4 |= crate::paging::CR4_PGE;
+    let (global, local) = (0x10_0008u64, 0x10_1008u64);
+    write_data(&mut cpu, &mut mem, global, 4, 1).unwrap();
+    write_data(&mut cpu, &mut mem, local, 4, 2).unwrap();
+    cpu.flush_tlb_nonglobal();
+    let walks = cpu.paging.walks;
+    assert_eq!(read_data(&mut cpu, &mut mem, global, 4).unwrap(), 1);
+    assert_eq!(cpu.paging.walks, walks, "the global page is still cached");
+    assert_eq!(read_data(&mut cpu, &mut mem, local, 4).unwrap(), 2);
+    assert_eq!(cpu.paging.walks, walks + 1, "the other one walked again");
+    cpu.flush_tlb();
+    read_data(&mut cpu, &mut mem, global, 4).unwrap();
+    assert_eq!(
+        cpu.paging.walks,
+        walks + 2,
+        "a full flush drops global pages too"
+    );
+    // Without CR4.PGE, G means nothing.
+    cpu.cr4 &= !crate::paging::CR4_PGE;
+    cpu.flush_tlb();
+    read_data(&mut cpu, &mut mem, global, 4).unwrap();
+    cpu.flush_tlb_nonglobal();
+    let walks = cpu.paging.walks;
+    read_data(&mut cpu, &mut mem, global, 4).unwrap();
+    assert_eq!(cpu.paging.walks, walks + 1);
+}

@@ -119,6 +119,11 @@ pub(super) fn tlb_fill(
         cpu.tlb_victims.push(pl.tlb(), displaced);
     }
     cpu.tlb_filled[pl.tlb()][i / 64] |= 1 << (i % 64);
+    if paging && t.global {
+        cpu.tlb_global[pl.tlb()][i / 64] |= 1 << (i % 64);
+    } else {
+        cpu.tlb_global[pl.tlb()][i / 64] &= !(1 << (i % 64));
+    }
     if paging && t.page_size > PAGE_SIZE {
         cpu.tlb_large = cpu.tlb_large.max(t.page_size);
     }
@@ -253,6 +258,9 @@ fn recall(cpu: &mut CpuState, linear: u64, pl: Privilege, tag: &impl Fn(&TlbEntr
     let i = tlb_index(linear);
     std::mem::swap(&mut cpu.tlb_victims.entries[t][k], &mut cpu.tlb[t][i]);
     cpu.tlb_filled[t][i / 64] |= 1 << (i % 64);
+    // Whether the recalled entry was global is not kept: treat it as not (a CR3 write then
+    // drops it, which is always allowed).
+    cpu.tlb_global[t][i / 64] &= !(1 << (i % 64));
     cpu.paging.tlb_victim_hits += 1;
     true
 }

@@ -282,9 +282,7 @@ fn write_cr3(it: &mut Interp<'_>, v: u64) -> R<()> {
         return Err(gp0(it));
     }
     it.cpu.cr3 = v;
-    // Global pages could survive this; flushing them too is always correct for a cache
-    // the guest cannot observe directly.
-    it.cpu.flush_tlb();
+    it.cpu.flush_tlb_nonglobal();
     Ok(())
 }
 
