@@ -13,7 +13,8 @@
 //!
 //! A guest may also hold checks where QEMU 7.2 TCG itself is wrong (listed in
 //! `docs/design.md`), run only with `sdm-only` on its multiboot command line: `debugregs_sdm`
-//! runs those under crane86 alone, in every tier, judged by the guest's own PASS/FAIL.
+//! and `vme_sdm` run those under crane86 alone, in every tier, judged by the guest's own
+//! PASS/FAIL.
 //!
 //! The guests are assembled with nasm at test time into the cargo target directory (nothing
 //! prebuilt is committed). nasm and QEMU come from the Debian packages `nasm` and
@@ -376,6 +377,7 @@ system_guest!(syscall);
 system_guest!(taskswitch);
 system_guest!(tlb);
 system_guest!(v86);
+system_guest!(vme);
 
 /// `debugregs`' checks where QEMU is wrong (ICEBP, DR7.GD, ...): crane86 alone, every tier.
 mod debugregs_sdm {
@@ -390,6 +392,23 @@ mod debugregs_sdm {
     #[test]
     fn auto() {
         super::sdm_only("debugregs", "auto");
+    }
+}
+
+/// `vme`'s checks of the virtual-mode extensions, which QEMU 7.2 TCG does not implement
+/// (nor advertise): crane86 alone, every tier.
+mod vme_sdm {
+    #[test]
+    fn interp() {
+        super::sdm_only("vme", "interp");
+    }
+    #[test]
+    fn jit() {
+        super::sdm_only("vme", "jit");
+    }
+    #[test]
+    fn auto() {
+        super::sdm_only("vme", "auto");
     }
 }
 
@@ -421,6 +440,7 @@ const GUESTS: &[&str] = &[
     "taskswitch",
     "tlb",
     "v86",
+    "vme",
 ];
 
 #[test]
