@@ -12,8 +12,9 @@
 //!   point to the exit, compared after every instruction, with no divergence allowed.
 //!
 //! A guest may also hold checks where QEMU 7.2 TCG itself is wrong (listed in
-//! `docs/design.md`), run only with `sdm-only` on its multiboot command line: `debugregs_sdm`
-//! runs those under crane86 alone, in every tier, judged by the guest's own PASS/FAIL.
+//! `docs/design.md`), run only with `sdm-only` on its multiboot command line: `debugregs_sdm`,
+//! `iobp_sdm` and `vme_sdm` run those under crane86 alone, in every tier, judged by the guest's own
+//! PASS/FAIL.
 //!
 //! The guests are assembled with nasm at test time into the cargo target directory (nothing
 //! prebuilt is committed). nasm and QEMU come from the Debian packages `nasm` and
@@ -368,6 +369,7 @@ system_guest!(ad_bits);
 system_guest!(cr3_switch);
 system_guest!(debugregs);
 system_guest!(exceptions);
+system_guest!(iobp);
 system_guest!(modes);
 system_guest!(paging);
 system_guest!(pkeys);
@@ -376,6 +378,7 @@ system_guest!(syscall);
 system_guest!(taskswitch);
 system_guest!(tlb);
 system_guest!(v86);
+system_guest!(vme);
 
 /// `debugregs`' checks where QEMU is wrong (ICEBP, DR7.GD, ...): crane86 alone, every tier.
 mod debugregs_sdm {
@@ -390,6 +393,40 @@ mod debugregs_sdm {
     #[test]
     fn auto() {
         super::sdm_only("debugregs", "auto");
+    }
+}
+
+/// `iobp`'s checks where QEMU is wrong (REP OUTS, unaligned addresses, TF with an I/O
+/// breakpoint): crane86 alone, every tier.
+mod iobp_sdm {
+    #[test]
+    fn interp() {
+        super::sdm_only("iobp", "interp");
+    }
+    #[test]
+    fn jit() {
+        super::sdm_only("iobp", "jit");
+    }
+    #[test]
+    fn auto() {
+        super::sdm_only("iobp", "auto");
+    }
+}
+
+/// `vme`'s checks of the virtual-mode extensions, which QEMU 7.2 TCG does not implement
+/// (nor advertise): crane86 alone, every tier.
+mod vme_sdm {
+    #[test]
+    fn interp() {
+        super::sdm_only("vme", "interp");
+    }
+    #[test]
+    fn jit() {
+        super::sdm_only("vme", "jit");
+    }
+    #[test]
+    fn auto() {
+        super::sdm_only("vme", "auto");
     }
 }
 
@@ -413,6 +450,7 @@ const GUESTS: &[&str] = &[
     "cr3_switch",
     "debugregs",
     "exceptions",
+    "iobp",
     "modes",
     "paging",
     "pkeys",
@@ -421,6 +459,7 @@ const GUESTS: &[&str] = &[
     "taskswitch",
     "tlb",
     "v86",
+    "vme",
 ];
 
 #[test]

@@ -1,19 +1,23 @@
 //! Hardware breakpoints (DR0-DR3 under DR7, SDM Vol. 3 chapter 18): which breakpoints are
 //! armed, whether an instruction breakpoint matches an instruction about to run, and which
-//! data breakpoints an instruction's memory accesses hit.
+//! data and I/O breakpoints an instruction's accesses hit.
 //!
-//! Instruction breakpoints (R/W = 00) and data breakpoints (R/W = 01 write, 11 read or
-//! write) are modelled; I/O breakpoints (R/W = 10 with CR4.DE) are stored in DR7 but never
-//! fire. While any breakpoint is armed, blocks are single-instruction and interpreted (the
-//! bit is part of the block key, like TF), so the run loop sees every instruction: it
-//! checks the instruction's address before it runs and its memory accesses
-//! ([`instruction_accesses`], listed before it runs, from the registers it starts with)
-//! after it retires. Implicit accesses of the system (page walks, descriptor tables,
-//! interrupt frames) are not matched.
+//! Instruction breakpoints (R/W = 00), data breakpoints (R/W = 01 write, 11 read or write)
+//! and, with CR4.DE = 1, I/O breakpoints (R/W = 10: IN, OUT, INS and OUTS touching a port
+//! in the range; without CR4.DE the encoding is undefined and such a breakpoint never
+//! fires) are modelled. While any breakpoint is armed, blocks are single-instruction and
+//! interpreted (the bit is part of the block key, like TF), so the run loop sees every
+//! instruction: it checks the instruction's address before it runs and its accesses
+//! ([`instruction_accesses`]: memory operands and ports, listed before it runs, from the
+//! registers it starts with) after it retires, with [`data_breakpoint_hits`]. Implicit
+//! accesses of the system (page walks, descriptor tables, interrupt frames, the I/O
+//! permission bitmap) are not matched. A REP INS/OUTS runs one iteration per execution, so
+//! an I/O breakpoint traps after the first iteration that touched the port, as the SDM
+//! says (18.3.1.2), with EIP still at the instruction when iterations remain.
 
-use iced_x86::{Instruction, InstructionInfoFactory, OpAccess, Register};
+use iced_x86::{Instruction, InstructionInfoFactory, Mnemonic, OpAccess, OpKind, Register};
 
-use crate::state::{CpuMode, CpuState, SegReg};
+use crate::state::{CpuMode, CpuState, SegReg, CR4_DE};
 
 /// DR6.BD: the #DB is a general-detect fault (a debug-register access with DR7.GD set).
 pub const DR6_BD: u64 = 1 << 13;
@@ -48,10 +52,19 @@ pub fn exec_breakpoints_armed(cpu: &CpuState) -> bool {
     dr7 & 0xff != 0 && (0..4).any(|n| enabled(dr7, n) && kind(dr7, n) == 0b00)
 }
 
-/// True when at least one data breakpoint (R/W = 01 or 11) is armed.
+/// True when breakpoint `n` is matched against accesses: a data breakpoint (R/W = 01 or
+/// 11), or an I/O breakpoint (R/W = 10) with CR4.DE.
+fn matches_accesses(cpu: &CpuState, n: usize) -> bool {
+    let k = kind(cpu.dr[7], n);
+    enabled(cpu.dr[7], n) && (k & 1 != 0 || (k == 0b10 && cpu.cr4 & CR4_DE != 0))
+}
+
+/// True when at least one breakpoint matched against an instruction's accesses after it
+/// retires is armed: a data breakpoint (R/W = 01 or 11), or with CR4.DE an I/O breakpoint
+/// (R/W = 10). The run loop then lists the accesses ([`instruction_accesses`]) and matches
+/// them ([`data_breakpoint_hits`]).
 pub fn data_breakpoints_armed(cpu: &CpuState) -> bool {
-    let dr7 = cpu.dr[7];
-    dr7 & 0xff != 0 && (0..4).any(|n| enabled(dr7, n) && kind(dr7, n) & 1 != 0)
+    cpu.dr[7] & 0xff != 0 && (0..4).any(|n| matches_accesses(cpu, n))
 }
 
 /// True when any breakpoint the run loop checks is armed: blocks must then hold one
@@ -70,10 +83,10 @@ pub fn exec_breakpoint_hit(cpu: &CpuState, linear: u64) -> Option<u64> {
     (bits != 0).then_some(bits)
 }
 
-/// One memory access of an instruction.
+/// One memory or I/O access of an instruction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Access {
-    /// Linear address of the first byte.
+    /// Linear address of the first byte; for an I/O access, the first port.
     pub addr: u64,
     /// Bytes (at least 1).
     pub len: u64,
@@ -81,25 +94,31 @@ pub struct Access {
     pub read: bool,
     /// The instruction writes it.
     pub write: bool,
+    /// The access is to I/O port space (IN, OUT, INS, OUTS), not memory.
+    pub io: bool,
 }
 
-/// The DR6.B0-B3 bits of the armed data breakpoints that `accesses` hit (0 for none). A
-/// breakpoint covers LEN bytes from its address aligned down to LEN (SDM Vol. 3 18.2.5);
-/// R/W = 01 matches writes, 11 reads and writes.
+/// The DR6.B0-B3 bits of the armed data and I/O breakpoints that `accesses` hit (0 for
+/// none). A breakpoint covers LEN bytes (or ports) from its address aligned down to LEN (SDM
+/// Vol. 3 18.2.5); R/W = 01 matches memory writes, 11 memory reads and writes, and with
+/// CR4.DE 10 matches port reads and writes.
 pub fn data_breakpoint_hits(cpu: &CpuState, accesses: &[Access]) -> u64 {
     let dr7 = cpu.dr[7];
     let mut bits = 0;
     for n in 0..4 {
-        let k = kind(dr7, n);
-        if !enabled(dr7, n) || k & 1 == 0 {
+        if !matches_accesses(cpu, n) {
             continue;
         }
+        let k = kind(dr7, n);
         let len = length(dr7, n);
         let start = cpu.dr[n] & !(len - 1);
         let hit = accesses.iter().any(|a| {
-            (a.write || (k == 0b11 && a.read))
-                && a.addr < start.wrapping_add(len)
-                && start < a.addr.wrapping_add(a.len)
+            let wanted = match k {
+                0b01 => !a.io && a.write,
+                0b11 => !a.io && (a.read || a.write),
+                _ => a.io,
+            };
+            wanted && a.addr < start.wrapping_add(len) && start < a.addr.wrapping_add(a.len)
         });
         if hit {
             bits |= 1 << n;
@@ -111,7 +130,8 @@ pub fn data_breakpoint_hits(cpu: &CpuState, accesses: &[Access]) -> u64 {
 /// The explicit memory accesses of `insn` run with `cpu`'s current registers, from iced-x86's
 /// instruction info: operands, stack pushes and pops, string operands (one iteration: a REP
 /// instruction runs one iteration per execution, none when the count is 0), RIP-relative
-/// operands. LEA, prefetches and NOP forms access nothing.
+/// operands; and the ports IN, OUT, INS and OUTS touch (`io` set). LEA, prefetches and NOP
+/// forms access nothing.
 pub fn instruction_accesses(cpu: &CpuState, insn: &Instruction) -> Vec<Access> {
     let long = cpu.mode == CpuMode::Long64;
     if insn.has_rep_prefix() || insn.has_repne_prefix() {
@@ -130,7 +150,7 @@ pub fn instruction_accesses(cpu: &CpuState, insn: &Instruction) -> Vec<Access> {
     let mut factory = InstructionInfoFactory::new();
     let info = factory.info(insn);
     let reg = |r: Register, _element: usize, _size: usize| register_value(cpu, long, r);
-    let mut out = Vec::new();
+    let mut out: Vec<Access> = port_access(cpu, insn).into_iter().collect();
     for used in info.used_memory() {
         let (read, write) = match used.access() {
             OpAccess::Read | OpAccess::CondRead => (true, false),
@@ -157,9 +177,36 @@ pub fn instruction_accesses(cpu: &CpuState, insn: &Instruction) -> Vec<Access> {
             len,
             read,
             write,
+            io: false,
         });
     }
     out
+}
+
+/// The ports an I/O instruction touches: IN and OUT at the immediate port or DX, INS and
+/// OUTS at DX, as many consecutive ports as the data has bytes (AL/AX/EAX for IN and OUT,
+/// the string element for INS and OUTS).
+fn port_access(cpu: &CpuState, insn: &Instruction) -> Option<Access> {
+    let (read, len) = match insn.mnemonic() {
+        Mnemonic::In => (true, insn.op0_register().size()),
+        Mnemonic::Out => (false, insn.op1_register().size()),
+        Mnemonic::Insb | Mnemonic::Insw | Mnemonic::Insd => (true, insn.memory_size().size()),
+        Mnemonic::Outsb | Mnemonic::Outsw | Mnemonic::Outsd => (false, insn.memory_size().size()),
+        _ => return None,
+    };
+    let immediate = (0..insn.op_count()).any(|i| insn.op_kind(i) == OpKind::Immediate8);
+    let addr = if immediate {
+        u64::from(insn.immediate8())
+    } else {
+        cpu.gpr[2] & 0xffff
+    };
+    Some(Access {
+        addr,
+        len: len.max(1) as u64,
+        read,
+        write: !read,
+        io: true,
+    })
 }
 
 /// 16, 32 or 64 for a string instruction: its address size, from the register its memory
@@ -219,6 +266,17 @@ mod tests {
             len,
             read,
             write,
+            io: false,
+        }
+    }
+
+    fn port(addr: u64, len: u64, read: bool) -> Access {
+        Access {
+            addr,
+            len,
+            read,
+            write: !read,
+            io: true,
         }
     }
 
@@ -238,10 +296,85 @@ mod tests {
     }
 
     #[test]
-    fn io_breakpoints_do_not_arm_the_check() {
+    fn io_breakpoints_need_cr4_de() {
         let mut cpu = CpuState::new(CpuMode::Prot32);
+        cpu.dr[0] = 0x80;
+        // G0, R/W0 = 10, LEN0 = 00.
         cpu.dr[7] = 0x400 | 0b10 | (0b10 << 16);
+        // Without CR4.DE the encoding is undefined: never armed, never hit.
         assert!(!breakpoints_armed(&cpu));
+        assert_eq!(data_breakpoint_hits(&cpu, &[port(0x80, 1, false)]), 0);
+        cpu.cr4 |= CR4_DE;
+        assert!(breakpoints_armed(&cpu));
+        assert!(data_breakpoints_armed(&cpu));
+        assert_eq!(data_breakpoint_hits(&cpu, &[port(0x80, 1, false)]), 0b1);
+        assert_eq!(data_breakpoint_hits(&cpu, &[port(0x80, 1, true)]), 0b1);
+        // A memory access at the same address is no I/O.
+        assert_eq!(
+            data_breakpoint_hits(&cpu, &[access(0x80, 1, true, true)]),
+            0
+        );
+    }
+
+    #[test]
+    fn io_breakpoint_ranges_and_data_breakpoints_ignore_ports() {
+        let mut cpu = CpuState::new(CpuMode::Prot32);
+        cpu.cr4 |= CR4_DE;
+        // L1: R/W1 = 10, LEN1 = 11 (4 ports) at 0x3f9, aligned down to 0x3f8..0x3fb.
+        cpu.dr[1] = 0x3f9;
+        cpu.dr[7] = 0x400 | 0b100 | (0b1110 << 20);
+        for (p, len, want) in [
+            (0x3f7u64, 1u64, 0u64),
+            (0x3f7, 2, 0b10),
+            (0x3f8, 1, 0b10),
+            (0x3fb, 4, 0b10),
+            (0x3fc, 4, 0),
+        ] {
+            assert_eq!(
+                data_breakpoint_hits(&cpu, &[port(p, len, true)]),
+                want,
+                "port {p:#x} len {len}"
+            );
+        }
+        // A read/write data breakpoint (R/W1 = 11) at 0x3f8 is not hit by port 0x3f8.
+        cpu.dr[7] = 0x400 | 0b100 | (0b1111 << 20);
+        assert_eq!(data_breakpoint_hits(&cpu, &[port(0x3f8, 1, false)]), 0);
+    }
+
+    #[test]
+    fn io_instructions_list_their_ports() {
+        let mut cpu = CpuState::new(CpuMode::Prot32);
+        cpu.gpr[2] = 0x1_03f8; // EDX: only DX counts
+        cpu.gpr[6] = 0x3000; // ESI
+        cpu.gpr[7] = 0x4000; // EDI
+        cpu.gpr[1] = 1; // ECX
+                        // out 0x80, al / in ax, 0x61 / in eax, dx / out dx, al
+        assert_eq!(
+            instruction_accesses(&cpu, &decode(32, &[0xe6, 0x80])),
+            [port(0x80, 1, false)]
+        );
+        assert_eq!(
+            instruction_accesses(&cpu, &decode(32, &[0x66, 0xe5, 0x61])),
+            [port(0x61, 2, true)]
+        );
+        assert_eq!(
+            instruction_accesses(&cpu, &decode(32, &[0xed])),
+            [port(0x3f8, 4, true)]
+        );
+        assert_eq!(
+            instruction_accesses(&cpu, &decode(32, &[0xee])),
+            [port(0x3f8, 1, false)]
+        );
+        // rep outsw: the port and the memory read; insd: the port and the memory write.
+        let a = instruction_accesses(&cpu, &decode(32, &[0xf3, 0x66, 0x6f]));
+        assert!(a.contains(&port(0x3f8, 2, false)), "{a:?}");
+        assert!(a.contains(&access(0x3000, 2, true, false)), "{a:?}");
+        let a = instruction_accesses(&cpu, &decode(32, &[0x6d]));
+        assert!(a.contains(&port(0x3f8, 4, true)), "{a:?}");
+        assert!(a.contains(&access(0x4000, 4, false, true)), "{a:?}");
+        // A REP INS with a count of 0 touches no port.
+        cpu.gpr[1] = 0;
+        assert!(instruction_accesses(&cpu, &decode(32, &[0xf3, 0x6c])).is_empty());
     }
 
     #[test]

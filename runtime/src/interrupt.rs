@@ -554,7 +554,8 @@ fn iret_mask(cpl: u8, rflags: u64, op_size: u32) -> u64 {
 
 /// IRET with a 16-, 32- or 64-bit operand size (`op_size` in bits; 64 only in 64-bit
 /// mode). `rflags` is the full current RFLAGS; the result is the new full RFLAGS for the
-/// caller to split. Real mode; virtual-8086 mode with IOPL = 3 (#GP(0) otherwise); a 32-bit
+/// caller to split. Real mode; virtual-8086 mode with IOPL = 3 (with IOPL < 3 #GP(0), but
+/// for a 16-bit IRET with CR4.VME, see [`crate::v86::vme::iret16`]); a 32-bit
 /// IRET at CPL 0 to virtual-8086 mode (see [`crate::v86`]); protected
 /// and long mode returns to the same or an outer privilege level with every CS/SS check
 /// (#GP(sel), #NP(sel) for CS, #SS(sel) for SS, #GP(0) for a null CS, a null SS outside
@@ -572,6 +573,10 @@ pub fn iret(
     if cpu.cr0 & CR0_PE == 0 || rflags & VM != 0 {
         let v86 = rflags & VM != 0;
         if v86 && (rflags & IOPL) != IOPL {
+            // IOPL < 3: only the 16-bit form with CR4.VME runs, on VIF.
+            if n == 2 && cpu.cr4 & crate::state::CR4_VME != 0 {
+                return v86::vme::iret16(cpu, mem, rflags);
+            }
             return Err(gp0());
         }
         let mut st = Stack::current(cpu);

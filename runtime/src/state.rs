@@ -196,6 +196,13 @@ pub const CR0_PG: u64 = 1 << 31;
 pub const CR4_PAE: u64 = 1 << 5;
 /// CR4.TSD: RDTSC and RDTSCP are privileged (#GP(0) at CPL > 0).
 pub const CR4_TSD: u64 = 1 << 2;
+/// CR4.VME: virtual-8086 mode extensions (VIF/VIP for CLI, STI, PUSHF, POPF, IRET, and the
+/// software interrupt redirection bitmap), see `v86::vme`.
+pub const CR4_VME: u64 = 1 << 0;
+/// CR4.PVI: protected-mode virtual interrupts (CLI/STI at CPL 3 act on VIF).
+pub const CR4_PVI: u64 = 1 << 1;
+/// CR4.DE: debugging extensions (DR4/DR5 are #UD; DR7 R/W = 10b means I/O breakpoints).
+pub const CR4_DE: u64 = 1 << 3;
 /// EFER.LME: long mode enable.
 pub const EFER_LME: u64 = 1 << 8;
 /// EFER.LMA: long mode active.

@@ -8,12 +8,12 @@
 //! segment; [`crate::interrupt::deliver`] then pushes the data segment registers as well
 //! (`push_data_segments`) and nulls them (`null_data_segments`).
 //!
-//! Without the virtual-mode extensions (CR4.VME/PVI are neither advertised nor accepted by
-//! MOV to CR4), CLI, STI, PUSHF, POPF, INT n and IRET are IOPL-sensitive in
-//! virtual-8086 mode: with IOPL < 3 they raise #GP(0) ([`iopl_sensitive`]) so that a monitor
-//! can emulate them; with IOPL = 3 they run, but POPF and IRET cannot change IOPL. INT3,
-//! INTO and the I/O instructions are not IOPL-sensitive there (the I/O instructions always
-//! consult the TSS bitmap instead, see [`crate::io_perm`]).
+//! CLI, STI, PUSHF, POPF, INT n and IRET are IOPL-sensitive in virtual-8086 mode: with
+//! IOPL = 3 they run, but POPF and IRET cannot change IOPL; with IOPL < 3 they raise #GP(0)
+//! so that a monitor can emulate them, unless the virtual-mode extensions (CR4.VME, [`vme`])
+//! let them work on the virtual interrupt flag VIF and redirect INT n to the task's own
+//! vector table. INT3, INTO and the I/O instructions are not IOPL-sensitive there (the I/O
+//! instructions always consult the TSS bitmap instead, see [`crate::io_perm`]).
 //!
 //! Like the rest of the delivery code, nothing here touches `cpu.rflags`: callers apply the
 //! returned RFLAGS and then recompute the mode with [`crate::segment::update_mode`], which
@@ -53,7 +53,8 @@ pub fn segment(_sreg: SegReg, selector: u16) -> Segment {
 }
 
 /// #GP(0) for an IOPL-sensitive instruction (CLI, STI, PUSHF, POPF, INT n, IRET) in
-/// virtual-8086 mode with IOPL < 3; `rflags` is the full current RFLAGS.
+/// virtual-8086 mode with IOPL < 3, the rule without CR4.VME (with it, see [`vme`]);
+/// `rflags` is the full current RFLAGS.
 pub fn iopl_sensitive(rflags: u64) -> Result<(), Fault> {
     if rflags & VM != 0 && rflags & IOPL != IOPL {
         return Err(Fault::with_code(Exception::GeneralProtection, 0));
@@ -129,6 +130,8 @@ pub(crate) fn iret_to_v86(
     cpu.rip = ip & 0xffff;
     Ok((fl & DEFINED) | flags::FIXED1)
 }
+
+pub mod vme;
 
 #[cfg(test)]
 mod tests;

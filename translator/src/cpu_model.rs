@@ -12,6 +12,8 @@ const MAX_EXT_LEAF: u32 = 0x8000_0021;
 
 // CPUID.1:EDX
 const EDX1_FPU: u32 = 1 << 0;
+/// Virtual-8086 mode extensions (CR4.VME) and protected-mode virtual interrupts (CR4.PVI).
+const EDX1_VME: u32 = 1 << 1;
 const EDX1_DE: u32 = 1 << 2;
 const EDX1_PSE: u32 = 1 << 3;
 const EDX1_TSC: u32 = 1 << 4;
@@ -105,6 +107,7 @@ pub const FEATURES: Features = Features {
         | ECX1_XSAVE
         | ECX1_HYPERVISOR,
     edx1: EDX1_FPU
+        | EDX1_VME
         | EDX1_DE
         | EDX1_PSE
         | EDX1_TSC

@@ -70,7 +70,8 @@ pub fn next_accesses(m: &mut Machine) -> Vec<Access> {
 
 /// The first watchpoint `accesses` trigger, with the address GDB is told.
 pub fn hit(watchpoints: &[Watchpoint], accesses: &[Access]) -> Option<(WatchKind, u64)> {
-    for a in accesses {
+    // Port accesses (IN, OUT, INS, OUTS) are not memory: GDB watches addresses.
+    for a in accesses.iter().filter(|a| !a.io) {
         for w in watchpoints {
             if w.overlaps(a.addr, a.len) && w.triggered_by(a.read, a.write) {
                 return Some((w.kind, w.addr.max(a.addr)));

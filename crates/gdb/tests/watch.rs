@@ -33,12 +33,14 @@ fn pushes_rip_relative_loads_and_string_operands_are_seen_and_lea_is_not() {
         len,
         read: false,
         write: true,
+        io: false,
     };
     let read = |addr, len| Access {
         addr,
         len,
         read: true,
         write: false,
+        io: false,
     };
     assert_eq!(at(&mut m, 0x1000), [write(0x7ff8, 8)]);
     assert_eq!(at(&mut m, 0x1001), [read(0x1108, 8)]);

@@ -19,7 +19,7 @@ const ESP0: u64 = 0xa000;
 /// 0x30 DPL-3 interrupt gate, 0x31 DPL-3 trap gate, 0x32 DPL-0 gate, 0x33 to a DPL-3 code
 /// segment, 0x34 to a conforming DPL-0 one, 0x35 a 16-bit DPL-3 interrupt gate, 13 (#GP) a
 /// DPL-0 interrupt gate.
-fn machine() -> (CpuState, PhysMem) {
+pub(super) fn machine() -> (CpuState, PhysMem) {
     let tss = desc(TSS as u32, 0x67, 0x8b, 0);
     let entries = [
         0,
@@ -57,7 +57,7 @@ fn machine() -> (CpuState, PhysMem) {
 }
 
 /// Applies a returned RFLAGS the way the callers do.
-fn apply(cpu: &mut CpuState, fl: u64) {
+pub(super) fn apply(cpu: &mut CpuState, fl: u64) {
     cpu.rflags = (fl & !flags::ARITH) | flags::FIXED1;
     update_mode(cpu);
 }
@@ -76,7 +76,7 @@ const ENTRY_FRAME: [u64; 9] = [
 ];
 
 /// Enters virtual-8086 mode through IRET from CPL 0; returns the new RFLAGS.
-fn enter(cpu: &mut CpuState, mem: &mut PhysMem) -> u64 {
+pub(super) fn enter(cpu: &mut CpuState, mem: &mut PhysMem) -> u64 {
     cpu.gpr[4] = 0x9000;
     for (i, v) in ENTRY_FRAME.iter().enumerate() {
         mem.write_phys(0x9000 + 4 * i as u64, 4, *v);

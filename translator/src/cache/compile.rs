@@ -48,7 +48,10 @@ impl Cache {
             self.link(token, id);
             return Ok(());
         }
+        // Not in virtual-8086 mode: with CR4.VME, POPF and the interrupt flag work on VIF
+        // there, which `run_runtime`'s checks after the instruction do not cover.
         if !b.decoded.is_runtime()
+            || b.decoded.ctx.v86
             || b.key.single_step()
             || !crate::rewrite::runs_compiled(&b.decoded.insns[0].insn)
             || !tier.hot(b.runs)

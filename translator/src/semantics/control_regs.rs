@@ -11,7 +11,7 @@
 use crane86_runtime::memory::tlb_flush_page;
 use crane86_runtime::paging::{CR0_WP, CR4_PGE, CR4_PSE, CR4_SMAP, CR4_SMEP, EFER_NXE, MAXPHYADDR};
 use crane86_runtime::state::{
-    CR0_ET, CR0_PE, CR0_PG, CR4_PAE, CR4_PKE, CR4_PKS, EFER_LMA, EFER_LME,
+    CR0_ET, CR0_PE, CR0_PG, CR4_DE, CR4_PAE, CR4_PKE, CR4_PKS, EFER_LMA, EFER_LME,
 };
 use crane86_runtime::{segment, CpuMode, CpuState, Exception, Fault, SegReg};
 use iced_x86::{Instruction, Mnemonic, OpKind, Register};
@@ -42,14 +42,13 @@ const CR0_DEFINED: u64 = CR0_PE
     | CR0_CD
     | CR0_PG;
 
-/// CR4 bits this CPU implements (and so accepts): TSD, DE, PSE, PAE, MCE, PGE, PCE, OSFXSR,
-/// OSXMMEXCPT, UMIP, OSXSAVE, SMEP, SMAP, PKE, PKS. Setting any other bit is #GP(0), VME and
-/// PVI included: the virtual-mode extensions are neither implemented nor advertised in CPUID,
-/// and accepting them would let a guest believe virtual-8086 mode runs with them. PKE and
-/// PKS may be set in any mode; they take effect under 4-level paging only.
-const CR4_DE: u64 = 1 << 3;
+/// CR4 bits this CPU implements (and so accepts): VME, PVI, TSD, DE, PSE, PAE, MCE, PGE,
+/// PCE, OSFXSR, OSXMMEXCPT, UMIP, OSXSAVE, SMEP, SMAP, PKE, PKS. Setting any other bit is
+/// #GP(0). PKE and PKS may be set in any mode; they take effect under 4-level paging only.
+/// VME and PVI are read at run time by the instructions they change, all runtime class
+/// where they apply (virtual-8086 mode and CPL 3), so they need no block-key bit.
 const CR4_UMIP: u64 = 1 << 11;
-const CR4_SUPPORTED: u64 = 0b111_1111_1100
+const CR4_SUPPORTED: u64 = 0b111_1111_1111
     | CR4_UMIP
     | crane86_runtime::state::CR4_OSXSAVE
     | CR4_SMEP

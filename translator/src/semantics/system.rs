@@ -353,29 +353,28 @@ fn far_pointer_load(it: &mut Interp<'_>, insn: &Instruction) -> R<()> {
     Ok(())
 }
 
-/// CLI and STI: #GP(0) when CPL > IOPL (the virtual-interrupt extensions come with
-/// virtual-8086 mode). The one-instruction interrupt shadow after STI matters once external
-/// interrupts are delivered; STI ends its block, so the next instruction starts a new one.
+/// CLI and STI where they may fault or work on VIF (`runtime::v86::vme::cli_sti`): IF
+/// changes when CPL <= IOPL; otherwise VIF does, in virtual-8086 mode with CR4.VME and at
+/// CPL 3 with CR4.PVI (STI with VIP set is #GP(0)); otherwise #GP(0). STI ends its block, so
+/// the instruction in its interrupt shadow starts a new one.
 fn interrupt_flag(it: &mut Interp<'_>, set: bool) -> R<()> {
-    let rest = it.rflags_rest();
-    let iopl = (rest & fl::IOPL) >> 12;
-    let protected = it.cpu.cr0 & crane86_runtime::state::CR0_PE != 0;
-    if protected && u64::from(crane86_runtime::segment::cpl(it.cpu)) > iopl {
-        return Err(it.raise(Fault::with_code(Exception::GeneralProtection, 0)));
+    let flags = crate::interp::rflags(it.cpu);
+    match crane86_runtime::v86::vme::cli_sti(it.cpu, flags, set) {
+        Ok(v) => {
+            it.set_rflags_rest(v & !fl::ARITH);
+            Ok(())
+        }
+        Err(f) => Err(it.raise(f)),
     }
-    let v = if set { rest | fl::IF } else { rest & !fl::IF };
-    it.set_rflags_rest(v);
-    Ok(())
 }
 
 /// INT n, INT3 and INTO: a software interrupt through the IVT or IDT (INTO only when OF=1).
-/// In virtual-8086 mode INT n with IOPL < 3 is #GP(0); INT3 and INTO are not IOPL-sensitive
-/// and always reach the protected-mode IDT (gate DPL checked against CPL 3).
+/// In virtual-8086 mode INT n follows `runtime::v86::vme::int_n` (#GP(0) with IOPL < 3
+/// unless CR4.VME redirects it to the task's own vector table); INT3 and INTO are not
+/// IOPL-sensitive and always reach the protected-mode IDT (gate DPL checked against CPL 3).
 fn software_interrupt(it: &mut Interp<'_>, insn: &Instruction) -> R<Outcome> {
+    use crane86_runtime::v86::vme::{int_n, SoftwareInterrupt};
     let flags = crate::interp::rflags(it.cpu);
-    if insn.mnemonic() == Mnemonic::Int {
-        iopl_sensitive(it, flags)?;
-    }
     let vector = match insn.mnemonic() {
         Mnemonic::Int3 => 3,
         Mnemonic::Into => {
@@ -386,11 +385,17 @@ fn software_interrupt(it: &mut Interp<'_>, insn: &Instruction) -> R<Outcome> {
         }
         _ => insn.immediate8(),
     };
+    let insn_len = insn.len() as u8;
+    if insn.mnemonic() == Mnemonic::Int {
+        match int_n(it.cpu, it.mem, vector, insn_len, flags) {
+            Ok(SoftwareInterrupt::Idt) => {}
+            Ok(SoftwareInterrupt::Redirected(v)) => return finish_transfer(it, Ok(v)),
+            Err(e) => return finish_transfer(it, Err(e)),
+        }
+    }
     let event = Event {
         vector,
-        kind: EventKind::Software {
-            insn_len: insn.len() as u8,
-        },
+        kind: EventKind::Software { insn_len },
     };
     let r = deliver(it.cpu, it.mem, event, flags);
     finish_transfer(it, r)
@@ -410,35 +415,44 @@ fn iret(it: &mut Interp<'_>, insn: &Instruction) -> R<Outcome> {
     finish_transfer(it, r)
 }
 
-/// #GP(0) for an IOPL-sensitive instruction in virtual-8086 mode with IOPL < 3.
-fn iopl_sensitive(it: &mut Interp<'_>, flags: u64) -> R<()> {
-    match crane86_runtime::v86::iopl_sensitive(flags) {
-        Ok(()) => Ok(()),
+/// PUSHF/PUSHFD/PUSHFQ where it is runtime class (16-bit code at CPL 3, which covers
+/// virtual-8086 mode; see [`crate::rewrite`]): in virtual-8086 mode with IOPL < 3, #GP(0)
+/// or, for the 16-bit form with CR4.VME, the image with VIF as IF and IOPL as 3
+/// (`runtime::v86::vme::pushf`); else the ordinary push.
+fn pushf(it: &mut Interp<'_>, insn: &Instruction) -> R<()> {
+    let flags = crate::interp::rflags(it.cpu);
+    let size = (-insn.stack_pointer_increment()) as u32;
+    match crane86_runtime::v86::vme::pushf(it.cpu, flags, size) {
+        Ok(None) => super::stack::pushf(it, insn),
+        Ok(Some(image)) => {
+            let s = sp(it);
+            let v = it.imm(image);
+            let new = push_value(it, s, v, size)?;
+            set_sp(it, new);
+            Ok(())
+        }
         Err(f) => Err(it.raise(f)),
     }
 }
 
-/// PUSHF/PUSHFD/PUSHFQ where it is runtime class (16-bit code at CPL 3, which covers
-/// virtual-8086 mode; see [`crate::rewrite`]): #GP(0) in virtual-8086 mode with IOPL < 3,
-/// else the ordinary push.
-fn pushf(it: &mut Interp<'_>, insn: &Instruction) -> R<()> {
-    let flags = crate::interp::rflags(it.cpu);
-    iopl_sensitive(it, flags)?;
-    super::stack::pushf(it, insn)
-}
-
-/// POPF/POPFD/POPFQ: #GP(0) in virtual-8086 mode with IOPL < 3; otherwise the flags the CPL
-/// and IOPL allow change (`runtime::v86::popf_mask`: IOPL only at CPL 0, IF only when
-/// CPL <= IOPL), RF is cleared and VM/VIF/VIP are kept. A 16-bit POPF changes only the low
-/// 16 bits.
+/// POPF/POPFD/POPFQ: in virtual-8086 mode with IOPL < 3 #GP(0), except the 16-bit form
+/// with CR4.VME, which loads VIF from the popped IF (`runtime::v86::vme::popf`); otherwise
+/// the flags the CPL and IOPL allow change (`runtime::v86::popf_mask`: IOPL only at CPL 0,
+/// IF only when CPL <= IOPL), RF is cleared and VM/VIF/VIP are kept. A 16-bit POPF changes
+/// only the low 16 bits.
 fn popf(it: &mut Interp<'_>, insn: &Instruction) -> R<()> {
+    use crane86_runtime::v86::vme;
     let old = crate::interp::rflags(it.cpu);
-    iopl_sensitive(it, old)?;
     let size = insn.stack_pointer_increment() as u32;
+    if let Err(f) = vme::popf_allowed(it.cpu, old, size) {
+        return Err(it.raise(f));
+    }
     let s = sp(it);
     let (v, new) = pop_value(it, s, size)?;
-    let writable = crane86_runtime::v86::popf_mask(it.cpu) & mask(size);
-    let new_flags = ((old & !writable) | (v & writable)) & !fl::RF | fl::FIXED1;
+    let new_flags = match vme::popf(it.cpu, old, v & mask(size), size) {
+        Ok(f) => f,
+        Err(f) => return Err(it.raise(f)),
+    };
     set_sp(it, new);
     set_eflags(it, new_flags);
     let rest = new_flags & !fl::ARITH;
