@@ -10,12 +10,20 @@
 ;   TSS (AX, SP, IP), FS and GS are null (the format has no slots for them), and switching
 ;   away saves IP, FLAGS, the general registers and ES..DS as words, writing nothing past
 ;   the TSS's 44 bytes. The upper words of the registers are left unchecked: the SDM says
-;   they are "modified and not maintained".
+;   they are "modified and not maintained";
+; - a fault through a task gate in the IDT: the handler task gets the error code on its
+;   stack, the interrupted task's TSS holds the faulting EIP and is the back link, and IRET
+;   returns to it (at the EIP the handler put in its TSS). The EFLAGS saved for the faulting
+;   task are not checked: crane86 sets RF there, as in the stack frame of a fault, and QEMU
+;   does not (`difftest qemu` takes QEMU's value there).
 
 %include "lib.inc"
 
 SEL_TASK        equ SEL_FREE
 SEL_TASK16      equ SEL_FREE + 8
+SEL_TASK_GP     equ SEL_FREE + 16
+GP_STACK_TOP    equ 0x60000
+BAD_SELECTOR    equ 0x1234          ; beyond the GDT's limit: loading it is #GP(0x1234)
 TASK_STACK_TOP  equ 0x70000
 ; TSS field offsets
 TSS_LINK        equ 0x00
@@ -110,7 +118,64 @@ main:
         and     eax, FL_NT
         CHECK   "iret: caller's nt clear", eax, 0
         call    tss16_tests
+        call    task_gate_tests
         ret
+
+; ---- a fault through a task gate ----
+task_gate_tests:
+        mov     dword [tss_gp + TSS_EIP], gp_task
+        mov     dword [tss_gp + TSS_EFLAGS], FL_FIXED
+        mov     dword [tss_gp + TSS_ESP], GP_STACK_TOP
+        mov     dword [tss_gp + TSS_CS], SEL_CODE32
+        mov     eax, SEL_DATA
+        mov     [tss_gp + TSS_ES], eax
+        mov     [tss_gp + TSS_SS], eax
+        mov     [tss_gp + TSS_DS], eax
+        mov     word [tss_gp + 102], 104
+        mov     eax, SEL_TASK_GP
+        mov     ebx, tss_gp
+        mov     ecx, 103
+        mov     dx, TYPE_AVAIL
+        call    set_desc
+        mov     eax, 13
+        mov     ebx, SEL_TASK_GP
+        mov     cl, 0x85
+        call    set_gate32
+        mov     ax, BAD_SELECTOR
+.fault: mov     es, ax                  ; #GP(BAD_SELECTOR) through the task gate
+.resume:
+        mov     eax, 13                 ; vector 13 back to its stub
+        mov     ebx, exc_stubs32 + 13 * STUB_SIZE
+        mov     cl, 0x8e
+        call    set_gate32
+        clts
+        CHECK   "task gate: handler got the error code", dword [seen_gp_code], BAD_SELECTOR
+        CHECK   "task gate: handler stack below its tss esp", dword [seen_gp_esp], GP_STACK_TOP - 4
+        CHECK   "task gate: old tss saved the faulting eip", dword [seen_gp_eip], .fault
+        CHECK   "task gate: link is the interrupted task", dword [seen_gp_link], SEL_TSS32
+        CHECK   "task gate: nt set in the handler", dword [seen_gp_nt], FL_NT
+        CHECK   "task gate: iret resumed the interrupted task", dword [gp_resumed], 1
+        movzx   eax, byte [gdt + SEL_TASK_GP + 5]
+        CHECK   "task gate: handler tss available again", eax, TYPE_AVAIL
+        ret
+
+; The #GP handler task: records what it sees, moves the interrupted task past the faulting
+; MOV ES (2 bytes) and returns to it by IRET (NT is set: a task return).
+gp_task:
+        mov     [seen_gp_esp], esp
+        pop     eax
+        mov     [seen_gp_code], eax
+        mov     eax, [tss32 + TSS_EIP]
+        mov     [seen_gp_eip], eax
+        add     dword [tss32 + TSS_EIP], task_gate_tests.resume - task_gate_tests.fault
+        movzx   eax, word [tss_gp + TSS_LINK]
+        mov     [seen_gp_link], eax
+        pushfd
+        pop     eax
+        and     eax, FL_NT
+        mov     [seen_gp_nt], eax
+        mov     dword [gp_resumed], 1
+        iretd
 
 ; ---- a 16-bit TSS ----
 tss16_tests:
@@ -247,6 +312,12 @@ task16_end:
         bits    32
 
         align   4
+seen_gp_code:   dd      0
+seen_gp_esp:    dd      0
+seen_gp_eip:    dd      0
+seen_gp_link:   dd      0
+seen_gp_nt:     dd      0
+gp_resumed:     dd      0
 seen16_ax:      dd      0
 seen16_sp:      dd      0
 seen16_tr:      dd      0
@@ -270,5 +341,7 @@ main_ts:        dd      0
 tss_task:       times 104 db 0
         align   16
 tss16:          times TSS16_SIZE + 4 db 0
+        align   16
+tss_gp:         times 104 db 0
 
 GUEST_END
