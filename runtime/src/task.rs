@@ -1,7 +1,7 @@
-//! Hardware task switching through 32-bit and 16-bit TSSs (SDM Vol. 3 chapter 7): JMP or CALL to a
-//! TSS or task gate, an interrupt through a task gate, and IRET with NT = 1.
+//! Hardware task switching through 32-bit and 16-bit TSSs (SDM Vol. 3 chapter 7): JMP or
+//! CALL to a TSS or task gate, an interrupt through a task gate, and IRET with NT = 1.
 //!
-//! [`switch`] follows SDM 7.3: the new TSS is checked (present, limit ≥ 0x67, busy state)
+//! [`switch`] follows SDM 7.3: the new TSS is checked (present, limit ≥ 0x67 or 0x2b, busy state)
 //! and read whole, the current task's dynamic state is saved into the current TSS, busy bits
 //! and the back link are updated, TR is loaded and CR0.TS set. That is the commit point:
 //! from then on the switch cannot be undone, and a fault while loading the new task's LDTR
@@ -21,11 +21,12 @@
 //! task's read in the format of the new one. A 16-bit TSS holds no CR3 (the current page
 //! tables stay), no FS or GS (they are loaded null) and only the low words of EIP, EFLAGS
 //! and the general registers. The SDM leaves the upper words of the general registers
-//! "modified and not maintained": here they keep their values, as in QEMU TCG, and so does
-//! the upper word of EFLAGS but VM (a 16-bit task never runs in virtual-8086 mode).
+//! "modified and not maintained": here they keep their values, as in QEMU TCG, and so do
+//! AC, VIF, VIP and ID in the upper word of EFLAGS (VM and RF are cleared: a 16-bit task
+//! never runs in virtual-8086 mode, and RF would come from a TSS field that is not there).
 
 use crate::exception::{Exception, Fault};
-use crate::flags::{self, LazyFlags, NT, VM};
+use crate::flags::{self, LazyFlags, NT, RF, VM};
 use crate::interrupt::{Delivery, Stack};
 use crate::memory::{read_linear, write_linear, PhysMem};
 use crate::segment::{
@@ -310,10 +311,11 @@ pub fn switch(
         let v = u64::from(cpu.seg[i].selector);
         wr(cpu, mem, old_layout.seg(i), 2, v)?;
     }
-    // A 16-bit TSS holds FLAGS only: the upper word (RF, AC, VIF, VIP, ID) stays as it was,
-    // as in QEMU, except VM: the new task's segments are protected-mode ones.
+    // A 16-bit TSS holds FLAGS only: AC, VIF, VIP and ID stay as they were, as in QEMU;
+    // VM is cleared (the new task's segments are protected-mode ones), and so is RF, which a
+    // new task takes from its TSS.
     let upper = if new_layout == TSS16 {
-        rflags & 0xffff_0000 & !VM
+        rflags & 0xffff_0000 & !(VM | RF)
     } else {
         0
     };

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::far::{jmp_call, FarKind};
-use crate::flags::{CF, FIXED1, IF};
+use crate::flags::{CF, FIXED1, IF, RF};
 use crate::interrupt::{deliver, Event, EventKind};
 use crate::segment::tests::{code32, data32, desc, setup, write_table, Rng, GDT, IDT, LDT, TSS};
 use crate::state::{CpuMode, DescriptorTable};
@@ -359,10 +359,14 @@ fn a_jmp_to_a_16_bit_tss_loads_words_and_a_jmp_back_saves_words() {
         0,
         4,
         0x1007,
-        FIXED1 | AC,
+        FIXED1 | AC | RF,
     )
     .unwrap();
-    assert_eq!(f, 0x203 | AC, "FLAGS from the TSS, AC kept, no NT");
+    assert_eq!(
+        f,
+        0x203 | AC,
+        "FLAGS from the TSS, AC kept, RF and NT clear"
+    );
     assert_eq!((cpu.tr.selector, cpu.tr.attrs & 0xf), (SEL_E, 0x3));
     assert_eq!((access(&mem, 0x28), access(&mem, 0x60)), (0x89, 0x83));
     assert_eq!(cpu.rip, 0x1234);
@@ -385,7 +389,7 @@ fn a_jmp_to_a_16_bit_tss_loads_words_and_a_jmp_back_saves_words() {
     // JMP back to A: E's state is saved as words, nothing past its 44 bytes is written.
     cpu.gpr[3] = 0x1234_4242;
     let back = jmp_call(&mut cpu, &mut mem, FarKind::Jmp, 0x28, 0, 4, 0x1_1240, f).unwrap();
-    assert_eq!(back, FIXED1 | AC, "A's EFLAGS, as saved");
+    assert_eq!(back, FIXED1 | AC | RF, "A's EFLAGS, as saved");
     assert_eq!((cpu.tr.selector, cpu.rip), (0x28, 0x1007));
     assert_eq!(cpu.gpr[3], 0xdead_0003);
     assert_eq!(mem.read_phys(TSS_E + 0x0e, 2), 0x1240, "IP: the low word");
