@@ -5,11 +5,25 @@
 ;   CR0.TS is set; a JMP back resumes the first task after its JMP;
 ; - CALL to a TSS selector: the new task runs with NT set and the caller's selector in its
 ;   TSS link field, the caller's TSS stays busy; IRET in the called task returns to the
-;   caller (through the link, because NT is set) and frees the called TSS.
+;   caller (through the link, because NT is set) and frees the called TSS;
+; - the same with a 16-bit (80286) TSS running 16-bit code: the task gets the words of its
+;   TSS (AX, SP, IP), FS and GS are null (the format has no slots for them), and switching
+;   away saves IP, FLAGS, the general registers and ES..DS as words, writing nothing past
+;   the TSS's 44 bytes. The upper words of the registers are left unchecked: the SDM says
+;   they are "modified and not maintained";
+; - a fault through a task gate in the IDT: the handler task gets the error code on its
+;   stack, the interrupted task's TSS holds the faulting EIP and is the back link, and IRET
+;   returns to it (at the EIP the handler put in its TSS). The EFLAGS saved for the faulting
+;   task are not checked: crane86 sets RF there, as in the stack frame of a fault, and QEMU
+;   does not (`difftest qemu` takes QEMU's value there).
 
 %include "lib.inc"
 
 SEL_TASK        equ SEL_FREE
+SEL_TASK16      equ SEL_FREE + 8
+SEL_TASK_GP     equ SEL_FREE + 16
+GP_STACK_TOP    equ 0x60000
+BAD_SELECTOR    equ 0x1234          ; beyond the GDT's limit: loading it is #GP(0x1234)
 TASK_STACK_TOP  equ 0x70000
 ; TSS field offsets
 TSS_LINK        equ 0x00
@@ -27,6 +41,21 @@ TSS_GS          equ 0x5c
 ; access byte type field: 32-bit TSS available (9) or busy (0xb)
 TYPE_AVAIL      equ 0x89
 TYPE_BUSY       equ 0x8b
+TYPE16_AVAIL    equ 0x81
+TYPE16_BUSY     equ 0x83
+; 16-bit TSS field offsets
+TSS16_IP        equ 0x0e
+TSS16_FLAGS     equ 0x10
+TSS16_AX        equ 0x12
+TSS16_BX        equ 0x18
+TSS16_SP        equ 0x1a
+TSS16_ES        equ 0x22
+TSS16_CS        equ 0x24
+TSS16_SS        equ 0x26
+TSS16_DS        equ 0x28
+TSS16_SIZE      equ 0x2c
+TASK16_STACK    equ 0x7000          ; below LOW_CODE: SP is a word
+%define LOW16(x) (LOW_CODE + (x) - task16_start)   ; where the 16-bit task's code runs
 
 main:
         call    enable_tss              ; TR = SEL_TSS32: the main task
@@ -88,6 +117,133 @@ main:
         pop     eax
         and     eax, FL_NT
         CHECK   "iret: caller's nt clear", eax, 0
+        call    tss16_tests
+        call    task_gate_tests
+        ret
+
+; ---- a fault through a task gate ----
+task_gate_tests:
+        mov     dword [tss_gp + TSS_EIP], gp_task
+        mov     dword [tss_gp + TSS_EFLAGS], FL_FIXED
+        mov     dword [tss_gp + TSS_ESP], GP_STACK_TOP
+        mov     dword [tss_gp + TSS_CS], SEL_CODE32
+        mov     eax, SEL_DATA
+        mov     [tss_gp + TSS_ES], eax
+        mov     [tss_gp + TSS_SS], eax
+        mov     [tss_gp + TSS_DS], eax
+        mov     word [tss_gp + 102], 104
+        mov     eax, SEL_TASK_GP
+        mov     ebx, tss_gp
+        mov     ecx, 103
+        mov     dx, TYPE_AVAIL
+        call    set_desc
+        mov     eax, 13
+        mov     ebx, SEL_TASK_GP
+        mov     cl, 0x85
+        call    set_gate32
+        mov     ax, BAD_SELECTOR
+.fault: mov     es, ax                  ; #GP(BAD_SELECTOR) through the task gate
+.resume:
+        mov     eax, 13                 ; vector 13 back to its stub
+        mov     ebx, exc_stubs32 + 13 * STUB_SIZE
+        mov     cl, 0x8e
+        call    set_gate32
+        clts
+        CHECK   "task gate: handler got the error code", dword [seen_gp_code], BAD_SELECTOR
+        CHECK   "task gate: handler stack below its tss esp", dword [seen_gp_esp], GP_STACK_TOP - 4
+        CHECK   "task gate: old tss saved the faulting eip", dword [seen_gp_eip], .fault
+        CHECK   "task gate: link is the interrupted task", dword [seen_gp_link], SEL_TSS32
+        CHECK   "task gate: nt set in the handler", dword [seen_gp_nt], FL_NT
+        CHECK   "task gate: iret resumed the interrupted task", dword [gp_resumed], 1
+        movzx   eax, byte [gdt + SEL_TASK_GP + 5]
+        CHECK   "task gate: handler tss available again", eax, TYPE_AVAIL
+        ret
+
+; The #GP handler task: records what it sees, moves the interrupted task past the faulting
+; MOV ES (2 bytes) and returns to it by IRET (NT is set: a task return).
+gp_task:
+        mov     [seen_gp_esp], esp
+        pop     eax
+        mov     [seen_gp_code], eax
+        mov     eax, [tss32 + TSS_EIP]
+        mov     [seen_gp_eip], eax
+        add     dword [tss32 + TSS_EIP], task_gate_tests.resume - task_gate_tests.fault
+        movzx   eax, word [tss_gp + TSS_LINK]
+        mov     [seen_gp_link], eax
+        pushfd
+        pop     eax
+        and     eax, FL_NT
+        mov     [seen_gp_nt], eax
+        mov     dword [gp_resumed], 1
+        iretd
+
+; ---- a 16-bit TSS ----
+tss16_tests:
+        mov     esi, task16_start       ; its code runs below 64 KiB: IP is a word
+        mov     edi, LOW_CODE
+        mov     ecx, task16_end - task16_start
+        rep movsb
+        mov     word [tss16 + TSS16_IP], LOW16(task16_entry)
+        mov     word [tss16 + TSS16_FLAGS], FL_FIXED
+        mov     word [tss16 + TSS16_AX], 0x1616
+        mov     word [tss16 + TSS16_SP], TASK16_STACK
+        mov     word [tss16 + TSS16_CS], SEL_CODE16
+        mov     ax, SEL_DATA
+        mov     [tss16 + TSS16_ES], ax
+        mov     [tss16 + TSS16_SS], ax
+        mov     [tss16 + TSS16_DS], ax
+        mov     dword [tss16 + TSS16_SIZE], 0x5e5e5e5e  ; must survive: not part of the TSS
+        mov     eax, SEL_TASK16
+        mov     ebx, tss16
+        mov     ecx, TSS16_SIZE - 1
+        mov     dx, TYPE16_AVAIL
+        call    set_desc
+        mov     ax, SEL_DATA
+        mov     fs, ax                  ; the 16-bit task must see FS null
+        mov     gs, ax
+
+        ; ---- JMP ----
+        mov     ebx, 0x0c0c0c0c
+        jmp     SEL_TASK16:0
+.after_jmp:
+        mov     [main_ebx_back], ebx
+        clts
+        CHECK   "16-bit jmp: task got ax from its tss", dword [seen16_ax], 0x1616
+        CHECK   "16-bit jmp: task got sp from its tss", dword [seen16_sp], TASK16_STACK
+        CHECK   "16-bit jmp: tr is the task", dword [seen16_tr], SEL_TASK16
+        CHECK   "16-bit jmp: fs null", dword [seen16_fs], 0
+        CHECK   "16-bit jmp: gs null", dword [seen16_gs], 0
+        CHECK   "16-bit jmp: nt clear", dword [seen16_nt], 0
+        CHECK   "16-bit jmp: new tss busy", dword [seen16_type], TYPE16_BUSY
+        CHECK   "16-bit jmp: old tss available", dword [seen_main_type], TYPE_AVAIL
+        CHECK   "16-bit jmp back: ebx restored", dword [main_ebx_back], 0x0c0c0c0c
+        movzx   eax, word [tss16 + TSS16_IP]
+        CHECK   "16-bit jmp back: ip saved", eax, LOW16(task16_resume)
+        movzx   eax, word [tss16 + TSS16_BX]
+        CHECK   "16-bit jmp back: bx saved", eax, 0x4242
+        movzx   eax, word [tss16 + TSS16_CS]
+        CHECK   "16-bit jmp back: cs saved", eax, SEL_CODE16
+        movzx   eax, word [tss16 + TSS16_FLAGS]
+        and     eax, ~(FL_CF | FL_ZF | 0xd4)    ; arithmetic flags left by the task
+        CHECK   "16-bit jmp back: flags saved", eax, FL_FIXED
+        CHECK   "16-bit jmp back: nothing past the tss", dword [tss16 + TSS16_SIZE], 0x5e5e5e5e
+        movzx   eax, byte [gdt + SEL_TASK16 + 5]
+        CHECK   "16-bit jmp back: task tss available", eax, TYPE16_AVAIL
+
+        ; ---- CALL ----
+        call    SEL_TASK16:0
+        clts
+        CHECK   "16-bit call: nt set in the called task", dword [seen16_nt], FL_NT
+        CHECK   "16-bit call: link is the caller", dword [seen16_link], SEL_TSS32
+        CHECK   "16-bit call: caller tss stays busy", dword [seen_main_type], TYPE_BUSY
+        str     ax
+        movzx   eax, ax
+        CHECK   "16-bit iret: back in the caller", eax, SEL_TSS32
+        movzx   eax, byte [gdt + SEL_TASK16 + 5]
+        CHECK   "16-bit iret: called tss available again", eax, TYPE16_AVAIL
+        movzx   eax, word [tss16 + TSS16_FLAGS]
+        and     eax, FL_NT
+        CHECK   "16-bit iret: nt clear in the saved flags", eax, 0
         ret
 
 ; The other task: records what it sees, returns by JMP the first time and by IRET the
@@ -122,7 +278,54 @@ record:
         mov     [seen_task_type], eax
         ret
 
+; The 16-bit task, copied to LOW_CODE and run with CS = SEL_CODE16 (16-bit, base 0): it
+; records what it sees, JMPs back the first time and IRETs the second (it resumes after its
+; JMP when called). Data lives above 1 MiB, hence the 32-bit addresses.
+        bits    16
+task16_start:
+task16_entry:
+        mov     [dword seen16_ax], ax
+        mov     [dword seen16_sp], sp
+        call    task16_record
+        mov     bx, 0x4242
+        jmp     SEL_TSS32:0
+task16_resume:
+        call    task16_record
+        mov     ax, [dword tss16]
+        mov     [dword seen16_link], ax
+        iret
+task16_record:
+        str     ax
+        mov     [dword seen16_tr], ax
+        mov     [dword seen16_fs], fs
+        mov     [dword seen16_gs], gs
+        pushf
+        pop     ax
+        and     ax, FL_NT
+        mov     [dword seen16_nt], ax
+        mov     al, [dword gdt + SEL_TASK16 + 5]
+        mov     [dword seen16_type], al
+        mov     al, [dword gdt + SEL_TSS32 + 5]
+        mov     [dword seen_main_type], al
+        ret
+task16_end:
+        bits    32
+
         align   4
+seen_gp_code:   dd      0
+seen_gp_esp:    dd      0
+seen_gp_eip:    dd      0
+seen_gp_link:   dd      0
+seen_gp_nt:     dd      0
+gp_resumed:     dd      0
+seen16_ax:      dd      0
+seen16_sp:      dd      0
+seen16_tr:      dd      0
+seen16_fs:      dd      0
+seen16_gs:      dd      0
+seen16_nt:      dd      0
+seen16_link:    dd      0
+seen16_type:    dd      0
 seen_eax:       dd      0
 seen_esp:       dd      0
 seen_tr:        dd      0
@@ -136,5 +339,9 @@ main_ebx_back:  dd      0
 main_ts:        dd      0
         align   16
 tss_task:       times 104 db 0
+        align   16
+tss16:          times TSS16_SIZE + 4 db 0
+        align   16
+tss_gp:         times 104 db 0
 
 GUEST_END

@@ -1,7 +1,7 @@
-//! Hardware task switching through 32-bit TSSs (SDM Vol. 3 chapter 7): JMP or CALL to a
-//! TSS or task gate, an interrupt through a task gate, and IRET with NT = 1.
+//! Hardware task switching through 32-bit and 16-bit TSSs (SDM Vol. 3 chapter 7): JMP or
+//! CALL to a TSS or task gate, an interrupt through a task gate, and IRET with NT = 1.
 //!
-//! [`switch`] follows SDM 7.3: the new TSS is checked (present, limit ≥ 0x67, busy state)
+//! [`switch`] follows SDM 7.3: the new TSS is checked (present, limit ≥ 0x67 or 0x2b, busy state)
 //! and read whole, the current task's dynamic state is saved into the current TSS, busy bits
 //! and the back link are updated, TR is loaded and CR0.TS set. That is the commit point:
 //! from then on the switch cannot be undone, and a fault while loading the new task's LDTR
@@ -13,11 +13,20 @@
 //!
 //! Checks of the new task's segments run in the order LDTR, CS, SS, ES, DS, FS, GS (the order
 //! QEMU, the project's referee, uses; the SDM lists the checks without fixing an order
-//! between registers). 16-bit TSSs are reported as unsupported; the T (debug trap) bit and
-//! the PDPTE reload of PAE paging on the CR3 load are not implemented.
+//! between registers). The T (debug trap) bit and the PDPTE reload of PAE paging on the CR3
+//! load are not implemented.
+//!
+//! 16-bit TSSs (the 80286 format, SDM Vol. 3 7.6 and figure 7-10) are switched to and from
+//! as well: the outgoing task's state is saved in the format of *its* TSS and the incoming
+//! task's read in the format of the new one. A 16-bit TSS holds no CR3 (the current page
+//! tables stay), no FS or GS (they are loaded null) and only the low words of EIP, EFLAGS
+//! and the general registers. The SDM leaves the upper words of the general registers
+//! "modified and not maintained": here they keep their values, as in QEMU TCG, and so do
+//! AC, VIF, VIP and ID in the upper word of EFLAGS (VM and RF are cleared: a 16-bit task
+//! never runs in virtual-8086 mode, and RF would come from a TSS field that is not there).
 
 use crate::exception::{Exception, Fault};
-use crate::flags::{self, LazyFlags, NT, VM};
+use crate::flags::{self, LazyFlags, NT, RF, VM};
 use crate::interrupt::{Delivery, Stack};
 use crate::memory::{read_linear, write_linear, PhysMem};
 use crate::segment::{
@@ -27,10 +36,72 @@ use crate::state::{CpuState, SegReg, Segment, CR0_PG};
 
 /// CR0.TS: set by every task switch so the first FPU/SSE use traps (#NM).
 const CR0_TS: u64 = 1 << 3;
-/// The smallest limit of a 32-bit TSS (the last byte of the I/O map base field).
-const TSS32_MIN_LIMIT: u32 = 0x67;
-/// The last byte of the dynamic fields the processor saves into the old TSS.
-const TSS32_SAVE_END: u32 = 0x5f;
+
+/// Where a TSS format keeps each field of a task's state (SDM Vol. 3 figures 7-2 and 7-10):
+/// the 32-bit format in dwords, the 16-bit (80286) one in words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Layout {
+    /// Bytes per register field: 4 or 2.
+    width: u32,
+    /// Offset of EIP (IP); EFLAGS follows, then EAX..EDI, then the selectors.
+    eip: u64,
+    /// Offset of ES; then CS, SS, DS (and FS, GS in the 32-bit format).
+    es: u64,
+    /// How many selectors the format holds: ES, CS, SS, DS (, FS, GS).
+    segs: usize,
+    /// Offset of the LDT selector.
+    ldt: u64,
+    /// The smallest limit a new TSS may have (#TS below it): the last byte of the format.
+    min_limit: u32,
+    /// The last byte of the fields saved into the old TSS (its limit must reach it).
+    save_end: u32,
+}
+
+/// The 32-bit TSS: the limit must cover the I/O map base field.
+const TSS32: Layout = Layout {
+    width: 4,
+    eip: 0x20,
+    es: 0x48,
+    segs: 6,
+    ldt: 0x60,
+    min_limit: 0x67,
+    save_end: 0x5f,
+};
+
+/// The 16-bit TSS: 44 bytes, up to the LDT selector.
+const TSS16: Layout = Layout {
+    width: 2,
+    eip: 0x0e,
+    es: 0x22,
+    segs: 4,
+    ldt: 0x2a,
+    min_limit: 0x2b,
+    save_end: 0x29,
+};
+
+impl Layout {
+    /// The format of a TSS of descriptor type `typ` (bit 3 set: 32-bit).
+    fn of(typ: u8) -> Layout {
+        if typ & 8 != 0 {
+            TSS32
+        } else {
+            TSS16
+        }
+    }
+
+    fn eflags(self) -> u64 {
+        self.eip + u64::from(self.width)
+    }
+
+    fn gpr(self, i: usize) -> u64 {
+        self.eflags() + u64::from(self.width) * (i as u64 + 1)
+    }
+
+    /// Selector `i` (ES, CS, SS, DS, FS, GS) sits in a slot of the format's width.
+    fn seg(self, i: usize) -> u64 {
+        self.es + u64::from(self.width) * i as u64
+    }
+}
 
 /// What started a task switch: it decides the busy-bit, back-link and NT handling.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,9 +202,10 @@ fn task_return(
     switch(cpu, mem, link, d, TaskSource::Iret, next_ip, rflags)
 }
 
-/// The state a 32-bit TSS holds for its task (SDM Vol. 3 figure 7-2).
+/// The state a TSS holds for its task (SDM Vol. 3 figures 7-2 and 7-10), widened: the
+/// fields a 16-bit TSS lacks are `None` (CR3) or null (FS, GS).
 struct Image {
-    cr3: u64,
+    cr3: Option<u64>,
     eip: u64,
     eflags: u64,
     gpr: [u64; 8],
@@ -142,24 +214,34 @@ struct Image {
     ldt: u16,
 }
 
-fn read_image(cpu: &mut CpuState, mem: &mut PhysMem, base: u64) -> Result<Image, Fault> {
+fn read_image(
+    cpu: &mut CpuState,
+    mem: &mut PhysMem,
+    base: u64,
+    layout: Layout,
+) -> Result<Image, Fault> {
     let mut rd =
         |off: u64, size: u32| read_linear(cpu, mem, base.wrapping_add(off) & 0xffff_ffff, size);
+    let w = layout.width;
     let mut gpr = [0; 8];
     for (i, g) in gpr.iter_mut().enumerate() {
-        *g = rd(0x28 + 4 * i as u64, 4)?;
+        *g = rd(layout.gpr(i), w)?;
     }
     let mut seg = [0; 6];
-    for (i, s) in seg.iter_mut().enumerate() {
-        *s = rd(0x48 + 4 * i as u64, 2)? as u16;
+    for (i, s) in seg.iter_mut().enumerate().take(layout.segs) {
+        *s = rd(layout.seg(i), 2)? as u16;
     }
     Ok(Image {
-        cr3: rd(0x1c, 4)?,
-        eip: rd(0x20, 4)?,
-        eflags: rd(0x24, 4)?,
+        cr3: if layout == TSS32 {
+            Some(rd(0x1c, 4)?)
+        } else {
+            None
+        },
+        eip: rd(layout.eip, w)?,
+        eflags: rd(layout.eflags(), w)?,
         gpr,
         seg,
-        ldt: rd(0x60, 2)? as u16,
+        ldt: rd(layout.ldt, 2)? as u16,
     })
 }
 
@@ -191,18 +273,17 @@ pub fn switch(
     rflags: u64,
 ) -> Result<u64, Delivery> {
     let ext = source.ext();
-    if desc.typ() & 8 == 0 || cpu.tr.attrs & 8 == 0 {
-        return Err(Delivery::Unsupported("task switch with a 16-bit TSS"));
-    }
-    // Checks in the old task's context: the new TSS must hold a whole 32-bit image, the old
-    // one must have room for the state saved into it.
-    if desc.limit() < TSS32_MIN_LIMIT {
+    let new_layout = Layout::of(desc.typ());
+    let old_layout = Layout::of(cpu.tr.attrs as u8);
+    // Checks in the old task's context: the new TSS must hold a whole image of its format,
+    // the old one must have room for the state saved into it.
+    if desc.limit() < new_layout.min_limit {
         return Err(coded(Exception::InvalidTss, selector, ext).into());
     }
-    if cpu.tr.limit < TSS32_SAVE_END {
+    if cpu.tr.limit < old_layout.save_end {
         return Err(coded(Exception::InvalidTss, cpu.tr.selector, ext).into());
     }
-    let new = read_image(cpu, mem, desc.base())?;
+    let new = read_image(cpu, mem, desc.base(), new_layout)?;
 
     // Save the current task; update busy bits and the back link.
     let old_sel = cpu.tr.selector;
@@ -218,17 +299,27 @@ pub fn switch(
     let wr = |cpu: &mut CpuState, mem: &mut PhysMem, off: u64, size: u32, v: u64| {
         write_linear(cpu, mem, old_base.wrapping_add(off) & 0xffff_ffff, size, v)
     };
-    wr(cpu, mem, 0x20, 4, next_ip)?;
-    wr(cpu, mem, 0x24, 4, saved_flags)?;
+    // A 16-bit TSS keeps the low words only (SDM 7.6: the upper ones are lost).
+    let w = old_layout.width;
+    wr(cpu, mem, old_layout.eip, w, next_ip)?;
+    wr(cpu, mem, old_layout.eflags(), w, saved_flags)?;
     for i in 0..8 {
         let v = cpu.gpr[i];
-        wr(cpu, mem, 0x28 + 4 * i as u64, 4, v)?;
+        wr(cpu, mem, old_layout.gpr(i), w, v)?;
     }
-    for i in 0..6 {
+    for i in 0..old_layout.segs {
         let v = u64::from(cpu.seg[i].selector);
-        wr(cpu, mem, 0x48 + 4 * i as u64, 2, v)?;
+        wr(cpu, mem, old_layout.seg(i), 2, v)?;
     }
-    let mut new_flags = (new.eflags & 0xffff_ffff) | flags::FIXED1;
+    // A 16-bit TSS holds FLAGS only: AC, VIF, VIP and ID stay as they were, as in QEMU;
+    // VM is cleared (the new task's segments are protected-mode ones), and so is RF, which a
+    // new task takes from its TSS.
+    let upper = if new_layout == TSS16 {
+        rflags & 0xffff_0000 & !(VM | RF)
+    } else {
+        0
+    };
+    let mut new_flags = upper | (new.eflags & 0xffff_ffff) | flags::FIXED1;
     if source.nests() {
         write_linear(cpu, mem, desc.base() & 0xffff_ffff, 2, u64::from(old_sel))?;
         new_flags |= NT;
@@ -242,13 +333,20 @@ pub fn switch(
     // The commit point: TR, CR0.TS, CR3, the registers and the selectors of the new task.
     cpu.tr = desc.to_segment(selector);
     cpu.cr0 |= CR0_TS;
-    if cpu.cr0 & CR0_PG != 0 {
-        cpu.cr3 = new.cr3;
+    // A 16-bit task runs on the page tables of the task before it.
+    if let (Some(cr3), true) = (new.cr3, cpu.cr0 & CR0_PG != 0) {
+        cpu.cr3 = cr3;
         cpu.flush_tlb();
     }
     cpu.rip = new.eip;
     for (i, v) in new.gpr.iter().enumerate() {
-        cpu.gpr[i] = *v;
+        // From a 16-bit TSS only the low words are loaded; the upper ones are left as they
+        // were (the SDM leaves them undefined; QEMU does this).
+        cpu.gpr[i] = if new_layout == TSS16 {
+            (cpu.gpr[i] & 0xffff_0000) | v
+        } else {
+            *v
+        };
     }
     cpu.cc = LazyFlags::from_eflags(new_flags);
     cpu.rflags = new_flags & !flags::ARITH;
@@ -271,8 +369,9 @@ pub fn switch(
         ..
     } = source
     {
+        // Pushed as a word onto a 16-bit task's stack, as a dword onto a 32-bit one's.
         let mut st = Stack::current(cpu);
-        st.push(cpu, mem, 4, u64::from(code))?;
+        st.push(cpu, mem, new_layout.width, u64::from(code))?;
         cpu.gpr[4] = st.rsp(cpu.gpr[4]);
     }
     let cs = cpu.seg[SegReg::Cs as usize];

@@ -169,10 +169,20 @@ fn run_one(exe: &Path, dir: &Path, e: &Entry, limit: Duration) -> Result<Verdict
     Ok(match status.and_then(|s| s.code()) {
         None if status.is_none() => Verdict::Fail(format!("timeout after {}s", limit.as_secs())),
         Some(1) => Verdict::Pass,
-        Some(77) => Verdict::Skip(last),
+        Some(77) => Verdict::Skip(skip_line(&text).unwrap_or(last)),
         Some(code) => Verdict::Fail(format!("status {code}: {last}")),
         None => Verdict::Fail(format!("killed by a signal: {last}")),
     })
+}
+
+/// The guest's own reason for skipping: its last `SKIP: ...` line (the summary line that
+/// follows it only counts the skips).
+fn skip_line(output: &str) -> Option<String> {
+    output
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("SKIP: "))
+        .map(|why| why.trim().to_string())
 }
 
 /// Runs the tests of the tree at `dir` (all, or those named in `only`), printing one line per
@@ -263,5 +273,25 @@ timeout = 2m
         assert!(skip_reason(&e[1], "x86_64", dir)
             .unwrap()
             .contains("not built"));
+        // An i386 tree skips the x86_64-only sections.
+        let only64 = Entry {
+            arch: "x86_64".into(),
+            ..Entry::default()
+        };
+        assert_eq!(
+            skip_reason(&only64, "i386", dir).unwrap(),
+            "built for i386, the test is x86_64"
+        );
+    }
+
+    #[test]
+    fn a_skipping_guest_gives_its_skip_line() {
+        let out = "enabling apic\nSKIP: MSR_IA32_TSC_ADJUST feature not enabled\n\
+                   SUMMARY: 1 tests, 1 skipped\n";
+        assert_eq!(
+            skip_line(out).as_deref(),
+            Some("MSR_IA32_TSC_ADJUST feature not enabled")
+        );
+        assert_eq!(skip_line("SUMMARY: 0 tests\n"), None);
     }
 }

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::far::{jmp_call, FarKind};
-use crate::flags::{CF, FIXED1, IF};
+use crate::flags::{CF, FIXED1, IF, RF};
 use crate::interrupt::{deliver, Event, EventKind};
 use crate::segment::tests::{code32, data32, desc, setup, write_table, Rng, GDT, IDT, LDT, TSS};
 use crate::state::{CpuMode, DescriptorTable};
@@ -303,4 +303,174 @@ fn a_switch_from_the_reset_tr_leaves_the_null_descriptor_alone() {
         "state saved at TR.base"
     );
     assert_eq!(cpu.tr.selector, 0x30);
+}
+
+/// Where task E's 16-bit TSS lives, and the selectors of the 16-bit tests.
+const TSS_E: u64 = 0x6000;
+/// EFLAGS.AC, a bit of the upper word a 16-bit TSS cannot hold.
+const AC: u64 = 1 << 18;
+const SEL_E: u16 = 0x60;
+const SEL_E_GATE: u16 = 0x68;
+const SEL_SHORT16: u16 = 0x70;
+
+/// The machine of the 32-bit tests plus task E, a ring-0 task in a 16-bit TSS at 0x1234:
+/// AX..DI = 0xe0.., its FS/GS slots do not exist, and a sentinel follows its 44 bytes.
+fn machine16() -> (CpuState, PhysMem) {
+    let (mut cpu, mut mem) = machine();
+    let extra = [
+        desc(TSS_E as u32, 0x2b, 0x81, 0),       // 0x60 task E, available
+        (u64::from(SEL_E) << 16) | (0x85 << 40), // 0x68 task gate to E
+        desc(0x6400, 0x2a, 0x81, 0),             // 0x70 16-bit TSS, limit too small
+    ];
+    write_table(&mut mem, GDT + u64::from(SEL_E), &extra);
+    cpu.gdtr.limit = 0x77;
+    mem.write_phys(TSS_E + 0x0e, 2, 0x1234); // IP
+    mem.write_phys(TSS_E + 0x10, 2, 0x0203); // FLAGS: IF, CF
+    for i in 0..8 {
+        mem.write_phys(TSS_E + 0x12 + 2 * i, 2, 0xe0 + i);
+    }
+    for (i, s) in [0x10u64, 0x08, 0x10, 0x10].iter().enumerate() {
+        mem.write_phys(TSS_E + 0x22 + 2 * i as u64, 2, *s);
+    }
+    mem.write_phys(TSS_E + 0x2a, 2, 0);
+    mem.write_phys(TSS_E + 0x2c, 4, 0x5e5e_5e5e);
+    cpu.seg[SegReg::Fs as usize] = cpu.seg[SegReg::Ds as usize];
+    (cpu, mem)
+}
+
+#[test]
+fn a_jmp_to_a_16_bit_tss_loads_words_and_a_jmp_back_saves_words() {
+    let (mut cpu, mut mem) = machine16();
+    // Paging on (one 4 MiB identity page) so that a CR3 in the TSS would be loaded.
+    mem.write_phys(0x1_9000, 4, 0x87);
+    cpu.cr4 |= crate::paging::CR4_PSE;
+    cpu.cr0 |= CR0_PG;
+    cpu.cr3 = 0x1_9000;
+    cpu.flush_tlb();
+    mem.write_phys(TSS + 0x1c, 4, 0x1_9000); // A's CR3, loaded when it is switched back to
+    for i in 0..8 {
+        cpu.gpr[i] = 0xdead_0000 + i as u64;
+    }
+    let f = jmp_call(
+        &mut cpu,
+        &mut mem,
+        FarKind::Jmp,
+        SEL_E,
+        0,
+        4,
+        0x1007,
+        FIXED1 | AC | RF,
+    )
+    .unwrap();
+    assert_eq!(
+        f,
+        0x203 | AC,
+        "FLAGS from the TSS, AC kept, RF and NT clear"
+    );
+    assert_eq!((cpu.tr.selector, cpu.tr.attrs & 0xf), (SEL_E, 0x3));
+    assert_eq!((access(&mem, 0x28), access(&mem, 0x60)), (0x89, 0x83));
+    assert_eq!(cpu.rip, 0x1234);
+    // The low words come from the TSS, the upper ones stay (QEMU's choice; the SDM leaves
+    // them undefined).
+    assert_eq!(
+        (cpu.gpr[0], cpu.gpr[4], cpu.gpr[7]),
+        (0xdead_00e0, 0xdead_00e4, 0xdead_00e7)
+    );
+    assert_eq!(cpu.cr3, 0x1_9000, "a 16-bit TSS holds no CR3");
+    assert_eq!(cpu.seg(SegReg::Cs).selector, 0x08);
+    assert_eq!(
+        (cpu.seg(SegReg::Fs).selector, cpu.seg(SegReg::Gs).selector),
+        (0, 0),
+        "FS and GS are loaded null"
+    );
+    // The 32-bit task's state went into its own (32-bit) TSS, in full.
+    assert_eq!(mem.read_phys(TSS + 0x28 + 4 * 3, 4), 0xdead_0003);
+
+    // JMP back to A: E's state is saved as words, nothing past its 44 bytes is written.
+    cpu.gpr[3] = 0x1234_4242;
+    let back = jmp_call(&mut cpu, &mut mem, FarKind::Jmp, 0x28, 0, 4, 0x1_1240, f).unwrap();
+    assert_eq!(back, FIXED1 | AC | RF, "A's EFLAGS, as saved");
+    assert_eq!((cpu.tr.selector, cpu.rip), (0x28, 0x1007));
+    assert_eq!(cpu.gpr[3], 0xdead_0003);
+    assert_eq!(mem.read_phys(TSS_E + 0x0e, 2), 0x1240, "IP: the low word");
+    assert_eq!(mem.read_phys(TSS_E + 0x10, 2), 0x203, "FLAGS: the low word");
+    assert_eq!(mem.read_phys(TSS_E + 0x18, 2), 0x4242, "BX");
+    assert_eq!(mem.read_phys(TSS_E + 0x24, 2), 0x08, "CS");
+    assert_eq!(mem.read_phys(TSS_E + 0x2c, 4), 0x5e5e_5e5e, "past the TSS");
+    assert_eq!((access(&mem, 0x28), access(&mem, 0x60)), (0x8b, 0x81));
+}
+
+#[test]
+fn an_exception_through_a_gate_to_a_16_bit_task_pushes_a_word_and_iret_returns() {
+    let (mut cpu, mut mem) = machine16();
+    mem.write_phys(IDT + 13 * 8, 8, (u64::from(SEL_E) << 16) | (0x85 << 40));
+    cpu.idtr = DescriptorTable {
+        base: IDT,
+        limit: 0x7ff,
+    };
+    mem.write_phys(TSS_E + 0x1a, 2, 0x9000); // E's SP
+    let event = Event {
+        vector: 13,
+        kind: EventKind::Exception {
+            error_code: Some(0x18),
+        },
+    };
+    let f = deliver(&mut cpu, &mut mem, event, FIXED1 | IF).unwrap();
+    assert_eq!(f, 0x203 | NT);
+    assert_eq!(
+        (cpu.tr.selector, cpu.gpr[4]),
+        (SEL_E, 0x8ffe),
+        "a word pushed"
+    );
+    assert_eq!(mem.read_phys(0x8ffe, 2), 0x18);
+    assert_eq!(mem.read_phys(TSS_E, 2), 0x28, "back link");
+
+    // IRET with NT = 1 from the 16-bit task returns to A and frees E.
+    let back = nested_iret(&mut cpu, &mut mem, 0x1300, f).unwrap().unwrap();
+    assert_eq!(back, FIXED1 | IF);
+    assert_eq!((cpu.tr.selector, cpu.rip), (0x28, 0x1000));
+    assert_eq!(
+        mem.read_phys(TSS_E + 0x10, 2),
+        0x203,
+        "NT cleared in E's FLAGS"
+    );
+    assert_eq!(mem.read_phys(TSS_E + 0x0e, 2), 0x1300);
+    assert_eq!((access(&mem, 0x28), access(&mem, 0x60)), (0x8b, 0x81));
+
+    // CALL through a task gate nests as well.
+    let f = jmp_call(
+        &mut cpu,
+        &mut mem,
+        FarKind::Call,
+        SEL_E_GATE,
+        0,
+        4,
+        0x1005,
+        FIXED1,
+    )
+    .unwrap();
+    assert_eq!((f & NT, cpu.rip), (NT, 0x1300));
+    assert_eq!(mem.read_phys(TSS_E, 2), 0x28);
+}
+
+#[test]
+fn a_16_bit_tss_below_0x2b_is_invalid() {
+    let (mut cpu, mut mem) = machine16();
+    assert_eq!(
+        jmp_call(
+            &mut cpu,
+            &mut mem,
+            FarKind::Jmp,
+            SEL_SHORT16,
+            0,
+            4,
+            0,
+            FIXED1
+        ),
+        Err(Delivery::Fault(Fault::with_code(
+            Exception::InvalidTss,
+            u32::from(SEL_SHORT16)
+        )))
+    );
+    assert_eq!(cpu.tr.selector, 0x28);
 }

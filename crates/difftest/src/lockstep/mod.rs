@@ -278,6 +278,7 @@ impl Lockstep<'_> {
             .exit_request
             .fetch_and(!EXIT_DEVICE, Ordering::AcqRel);
         let exceptions = self.m.stats.exceptions;
+        let old_tr = self.m.cpu.tr;
         let writes = match (self.cfg.memory, &insn) {
             (true, Some(i)) => memory::written(i, &self.m.cpu),
             _ => Vec::new(),
@@ -339,8 +340,13 @@ impl Lockstep<'_> {
                     memory_differences.push(what);
                 }
             }
-        } else if let Some(what) = self.check_frame(&q)? {
-            memory_differences.push(what);
+        } else {
+            if let Some(what) = self.check_frame(&q)? {
+                memory_differences.push(what);
+            }
+            if let Some(what) = self.check_task_gate_rf(old_tr)? {
+                memory_differences.push(what);
+            }
         }
         for what in memory_differences {
             if let Some(end) = self.memory_divergence(&what, next.as_ref(), &q)? {
@@ -531,6 +537,41 @@ impl Lockstep<'_> {
             let _ =
                 crane86_runtime::memory::write_linear(cpu, mem, at + i as u64, 1, u64::from(*b));
         }
+        *self.o.explained.entry("qemu-fault-frame-rf").or_default() += 1;
+        Ok(None)
+    }
+
+    /// After crane86 delivered an exception through a task gate (TR changed): the EFLAGS
+    /// saved in the old 32-bit TSS must equal QEMU's, except for RF, which crane86 sets for
+    /// fault-class exceptions there as in a stack frame and QEMU 7.2 leaves as it was (the
+    /// same difference as in [`Self::check_frame`]); crane86 then takes QEMU's value.
+    fn check_task_gate_rf(
+        &mut self,
+        old_tr: crane86_runtime::Segment,
+    ) -> Result<Option<String>, LockstepError> {
+        const RF: u64 = 1 << 16;
+        if self.m.cpu.tr.selector == old_tr.selector || old_tr.attrs & 8 == 0 {
+            return Ok(None);
+        }
+        let at = old_tr.base.wrapping_add(0x24) & 0xffff_ffff;
+        let theirs = match self.qemu.rsp.read_memory(at, 4) {
+            Ok(b) => u64::from(u32::from_le_bytes(b[..4].try_into().unwrap_or([0; 4]))),
+            Err(RspError::Reply { .. }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let (cpu, mem) = (&mut self.m.cpu, &mut self.m.mem);
+        let Ok(ours) = crane86_runtime::memory::read_linear(cpu, mem, at, 4) else {
+            return Ok(None);
+        };
+        if ours == theirs {
+            return Ok(None);
+        }
+        if ours ^ theirs != RF || ours & RF == 0 {
+            return Ok(Some(format!(
+                "EFLAGS saved in the old TSS at {at:#x}: qemu {theirs:#x} crane86 {ours:#x}"
+            )));
+        }
+        let _ = crane86_runtime::memory::write_linear(cpu, mem, at, 4, theirs);
         *self.o.explained.entry("qemu-fault-frame-rf").or_default() += 1;
         Ok(None)
     }
