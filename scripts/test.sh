@@ -6,8 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests need: nasm assembles the system test guests
-# (guest-images/system) and QEMU TCG is the referee they are compared with
-# (tests/system_guests.rs); gcc and binutils build the float guest and its native
+# (guest-images/system, guest-images/pc) and QEMU TCG is the referee they are compared with
+# (tests/system_guests.rs, tests/pc_guest.rs); gcc and binutils build the float guest and its native
 # reference (tests/float_guest.rs), and with libc6-dev's static libc the C benchmarks of
 # `crane86 bench` (guest-images/linux/bench, tests/bench.rs); cpio packs the Linux guest's initramfs
 # (guest-images/linux/build.sh, tests/linux_guest.rs); tmux gives the interactive-console

@@ -20,12 +20,15 @@
 //! prebuilt is committed). nasm and QEMU come from the Debian packages `nasm` and
 //! `qemu-system-x86`, which `scripts/test.sh` installs; without them these tests fail.
 
+mod common;
+
 use std::collections::HashMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use common::guest_run::{diff, need_tool, run_with_limit, Run};
 
 /// A guest that runs longer than this under either machine is stuck.
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -34,34 +37,8 @@ const MAX_INSNS: &str = "200000000";
 /// Guest RAM in MiB, the same on both machines.
 const MEM_MIB: &str = "64";
 
-/// How a run ended and what it printed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Run {
-    /// Everything written to COM1.
-    output: String,
-    /// The process exit status (isa-debug-exit value V gives `(V << 1) | 1`); `None` if the
-    /// run timed out or was killed by a signal.
-    status: Option<i32>,
-    /// What the emulator printed on stderr (diagnostics only, never compared).
-    stderr: String,
-}
-
 fn source_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("guest-images/system")
-}
-
-fn need_tool(tool: &str, package: &str) {
-    let found = Command::new(tool)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    assert!(
-        found,
-        "`{tool}` is not installed: the system guests need the Debian package `{package}`. \
-         Run scripts/test.sh, which installs it (or apt-get install {package})."
-    );
 }
 
 /// Assembles `guest-images/system/<name>.asm` into a flat multiboot image.
@@ -92,47 +69,6 @@ fn build(name: &str) -> PathBuf {
 /// Runs `cmd` with its stdout and stderr captured, killing it after `TIMEOUT`.
 fn run_with_timeout(cmd: Command, what: &str) -> Run {
     run_with_limit(cmd, what, TIMEOUT)
-}
-
-/// Runs `cmd` with its stdout and stderr captured, killing it after `limit`.
-fn run_with_limit(mut cmd: Command, what: &str, limit: Duration) -> Run {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
-    // Drain both pipes on threads so a chatty child never blocks on a full pipe.
-    let drain = |mut r: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = r.read_to_end(&mut buf);
-            String::from_utf8_lossy(&buf).into_owned()
-        })
-    };
-    let out = drain(Box::new(child.stdout.take().unwrap()));
-    let err = drain(Box::new(child.stderr.take().unwrap()));
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait for the child") {
-            break s.code();
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut stderr = err.join().unwrap();
-    if status.is_none() && start.elapsed() > limit {
-        stderr.push_str(&format!("\n[killed after {} s]", limit.as_secs()));
-    }
-    Run {
-        output: out.join().unwrap(),
-        status,
-        stderr,
-    }
 }
 
 /// QEMU's `-cpu` model for a guest, when its default (`qemu64`) lacks a feature the guest
@@ -259,42 +195,6 @@ fn sdm_only(name: &'static str, tier: &str) {
         "{name} (sdm-only) under crane86 --tier {tier} does not extend QEMU's output:\n{}",
         diff(&r.qemu.output, &c.output)
     );
-}
-
-/// A line diff of two short texts (longest common subsequence), `-` for lines only in
-/// `want`, `+` for lines only in `got`.
-fn diff(want: &str, got: &str) -> String {
-    let a: Vec<&str> = want.lines().collect();
-    let b: Vec<&str> = got.lines().collect();
-    // lcs[i][j]: length of the LCS of a[i..] and b[j..]
-    let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for i in (0..a.len()).rev() {
-        for j in (0..b.len()).rev() {
-            lcs[i][j] = if a[i] == b[j] {
-                lcs[i + 1][j + 1] + 1
-            } else {
-                lcs[i + 1][j].max(lcs[i][j + 1])
-            };
-        }
-    }
-    let (mut i, mut j, mut out) = (0, 0, String::new());
-    while i < a.len() || j < b.len() {
-        if i < a.len() && j < b.len() && a[i] == b[j] {
-            out += &format!("  {}\n", a[i]);
-            i += 1;
-            j += 1;
-        } else if j < b.len() && (i == a.len() || lcs[i][j + 1] >= lcs[i + 1][j]) {
-            out += &format!("+ {}\n", b[j]);
-            j += 1;
-        } else {
-            out += &format!("- {}\n", a[i]);
-            i += 1;
-        }
-    }
-    if !got.is_empty() && !got.ends_with('\n') {
-        out += "(crane86's output does not end with a newline)\n";
-    }
-    out
 }
 
 /// `crane86 difftest qemu --fpu --memory` on the guest: crane86 and QEMU in lockstep from

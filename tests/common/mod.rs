@@ -1,5 +1,7 @@
 //! Pieces several test files share.
 
+pub mod guest_run;
+
 /// A multiboot v1 image with the a.out kludge: loaded at 1 MiB, entered in 32-bit protected
 /// mode right after its 32-byte header, where `code` starts.
 #[allow(dead_code)] // not every test file that shares this module uses it

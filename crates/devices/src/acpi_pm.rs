@@ -13,6 +13,14 @@
 //! lock, power button, sleep button, RTC) is set together with its enable, regardless of
 //! `SCI_EN`, as on QEMU's PIIX4 (there is no SMI mode to route events to instead).
 //!
+//! `SCI_EN` reads 1 and ignores writes: the board has no SMI mode (the FADT's `SMI_CMD` is
+//! 0), and the ACPI spec makes the bit the hardware's to set (ACPI 6.5, table 4.13: "It is
+//! the responsibility of the hardware to set or reset this bit. OSPM always preserves this
+//! bit position"), so a machine that cannot leave ACPI mode shows it always set. An OS that
+//! follows the spec's mode switch (write `ACPI_ENABLE` to `SMI_CMD` when `SCI_EN` is clear,
+//! then wait for it) would otherwise find no port to write and wait forever; QEMU's PIIX4,
+//! which has SMM, starts with it clear until the OS writes `ACPI_ENABLE` to port 0xB2.
+//!
 //! Sleep: writing `SLP_EN` with `SLP_TYP` latches a request the machine collects with
 //! [`AcpiPm::take_sleep_request`]. The DSDT must use QEMU's PIIX4 values: `_S5` = SLP_TYP 0
 //! ([`SLP_TYP_S5`], soft off), `_S3` = 1 ([`SLP_TYP_S3`]).
@@ -70,8 +78,8 @@ const STS_BITS: u16 = TMR_STS | BM_STS | GBL_STS | PWRBTN_STS | SLPBTN_STS | RTC
 const EN_BITS: u16 = TMR_STS | GBL_STS | PWRBTN_STS | SLPBTN_STS | RTC_STS;
 
 // PM1 control.
-/// Bit 0: SCI enable (events go to the SCI rather than an SMI).
-const SCI_EN: u16 = 1 << 0;
+/// Bit 0: SCI enable (events go to the SCI rather than an SMI): always set here.
+pub const SCI_EN: u16 = 1 << 0;
 /// Bit 1: bus master requests wake the processor from C3.
 const BM_RLD: u16 = 1 << 1;
 /// Bit 2: release the global lock to the BIOS (write only, reads 0).
@@ -136,7 +144,8 @@ pub struct AcpiPm {
 }
 
 impl AcpiPm {
-    /// A block at power-on: no status, nothing enabled, SCI_EN clear, the SCI low.
+    /// A block at power-on: no status, nothing enabled, SCI_EN set (ACPI mode, the only
+    /// one), the SCI low.
     pub fn new(clock: Arc<dyn Clock>, sci: Arc<dyn IrqLine>) -> AcpiPm {
         let checked_tick = ns_to_tick(clock.now_ns());
         AcpiPm {
@@ -144,6 +153,7 @@ impl AcpiPm {
             sci,
             s: AcpiPmState {
                 checked_tick,
+                cnt: SCI_EN,
                 ..AcpiPmState::default()
             },
         }
@@ -190,7 +200,7 @@ impl AcpiPm {
         self.sync_sci();
     }
 
-    /// Whether the guest has set `SCI_EN` (it is in ACPI mode).
+    /// Whether `SCI_EN` is set (the machine is in ACPI mode): always, see the module docs.
     pub fn sci_enabled(&self) -> bool {
         self.s.cnt & SCI_EN != 0
     }
@@ -227,7 +237,8 @@ impl AcpiPm {
             PM1_STS => self.s.sts &= !(v & m & STS_BITS),
             PM1_EN => self.s.en = (self.s.en & !m | v & m) & EN_BITS,
             PM1_CNT => {
-                self.s.cnt = (self.s.cnt & !m | v & m) & CNT_BITS;
+                // SCI_EN belongs to the hardware (see the module docs).
+                self.s.cnt = (self.s.cnt & !m | v & m) & CNT_BITS | SCI_EN;
                 if v & m & SLP_EN != 0 {
                     let typ = ((self.s.cnt & SLP_TYP_MASK) >> SLP_TYP_SHIFT) as u8;
                     tracing::info!(slp_typ = typ, "ACPI sleep request");

@@ -117,6 +117,23 @@ fn test_pm1_enable_and_sci() {
 }
 
 #[test]
+fn test_pm1_cnt_sci_en_is_always_set() {
+    // No SMI mode (FADT SMI_CMD = 0): the hardware keeps the machine in ACPI mode, and an OS
+    // that checks SCI_EN before a mode switch finds it set.
+    let (_, _, mut pm) = rig();
+    assert!(pm.sci_enabled());
+    assert_eq!(pm.read(PM1_CNT, 2), u32::from(SCI_EN));
+    pm.write(PM1_CNT, 2, 0);
+    assert_eq!(
+        pm.read(PM1_CNT, 2),
+        u32::from(SCI_EN),
+        "writes cannot clear it"
+    );
+    pm.write(PM1_CNT, 1, 1 << 1);
+    assert_eq!(pm.read(PM1_CNT, 2), u32::from(SCI_EN | 1 << 1));
+}
+
+#[test]
 fn test_pm1_cnt_sleep_request() {
     let (_, _, mut pm) = rig();
     assert_eq!(pm.take_sleep_request(), None);

@@ -4,11 +4,17 @@
 //! map) in low memory, and enter in 32-bit protected mode with EAX = 0x2BADB002 and EBX = the
 //! information's address.
 //!
+//! The ACPI and MP tables go where a BIOS leaves them (see [`super::firmware`]), as SeaBIOS
+//! has left them under QEMU by the time its multiboot loader runs, unless the kernel, a
+//! module or the information area occupies that BIOS area.
+//!
 //! ELF parsing is done here by hand: only the ELF32 file header and program headers are
 //! needed, every offset is bounds-checked, and a general ELF crate would add more surface
 //! than it saves.
 
 use crane86_runtime::{CpuMode, CpuState, Gpr, PhysMem};
+
+use super::firmware::{overlaps_firmware_area, place_firmware_tables};
 
 /// The magic the image's header carries.
 pub const HEADER_MAGIC: u32 = 0x1bad_b002;
@@ -62,6 +68,9 @@ pub enum MultibootError {
     /// An ELF header or program header points outside the file.
     #[error("the ELF image is truncated or corrupt: {0}")]
     BadElf(&'static str),
+    /// The firmware tables could not be placed.
+    #[error(transparent)]
+    Firmware(#[from] super::firmware::FirmwareTablesError),
     /// A segment, module or the info area does not fit in guest RAM.
     #[error("{what} at {addr:#x} ({len} bytes) does not fit in {ram:#x} bytes of guest RAM")]
     DoesNotFit {
@@ -304,7 +313,13 @@ pub fn load(
     }
     let mut next = ((mem.ram_size() / 2).min(32 << 20) & !0xfff).max(after_kernel);
     let mut mod_list = Vec::new();
+    // What the firmware tables must not overwrite: the kernel, the information area and,
+    // below, each module.
+    let mut tables_fit =
+        !overlaps_firmware_area(extent.start, extent.end.saturating_sub(extent.start))
+            && !overlaps_firmware_area(info_addr, INFO_AREA);
     for m in modules {
+        tables_fit &= !overlaps_firmware_area(next, m.data.len() as u64);
         write(mem, "a module", next, m.data)?;
         mod_list.push((next, next + m.data.len() as u64, m.cmdline));
         next = (next + m.data.len() as u64 + 0xfff) & !0xfff;
@@ -356,6 +371,11 @@ pub fn load(
         area[4 * i..4 * i + 4].copy_from_slice(&v.to_le_bytes());
     }
     write(mem, "the multiboot information", info_addr, &area)?;
+    // The tables after everything else has been checked to fit. A kernel that lives in the
+    // BIOS area gets none: a BIOS's tables would be gone under it too.
+    if tables_fit {
+        place_firmware_tables(mem)?;
+    }
     // 5. the CPU: flat 32-bit protected mode, paging off, interrupts off, with a GDT like
     //    the one QEMU's multiboot loader leaves (0x08 flat code, 0x10 flat data): the spec
     //    says the kernel must load its own, but some (kvm-unit-tests' realmode) use it.

@@ -221,3 +221,81 @@ fn a_multiboot_kernel_runs_with_the_magic_and_info_pointer() {
         RunEnd::DebugExit((INFO_ADDR >> 8) as u32 & 0xff)
     );
 }
+
+/// Finds the RSDP the way ACPI 6.5 section 5.2.5.1 tells an OS to on IA-PC systems: the
+/// first KiB of the EBDA (its segment is the word at 0x40E), then 0xE0000..0xFFFFF, on
+/// 16-byte boundaries, a signature `RSD PTR ` whose first 20 bytes sum to zero (and all 36
+/// for revision 2 and later).
+fn scan_for_rsdp(m: &PhysMem) -> Option<u64> {
+    let ebda = m.peek_phys(0x40e, 2) << 4;
+    let windows = [(ebda, ebda + 1024), (0xe_0000, 0x10_0000)];
+    let sums_to_zero = |at: u64, len: u64| {
+        (0..len)
+            .map(|i| m.peek_phys(at + i, 1) as u8)
+            .fold(0u8, u8::wrapping_add)
+            == 0
+    };
+    windows
+        .into_iter()
+        .filter(|&(start, _)| start != 0)
+        .flat_map(|(start, end)| (start..end).step_by(16))
+        .find(|&at| {
+            m.peek_phys(at, 8) == u64::from_le_bytes(*b"RSD PTR ")
+                && sums_to_zero(at, 20)
+                && (m.peek_phys(at + 15, 1) < 2 || sums_to_zero(at, 36))
+        })
+}
+
+/// The table the RSDT at `rsdt` lists with signature `sig`, checksum verified.
+fn find_table(m: &PhysMem, rsdt: u64, sig: &[u8; 4]) -> Option<u64> {
+    let sum = |at: u64| {
+        let len = m.peek_phys(at + 4, 4);
+        (0..len)
+            .map(|i| m.peek_phys(at + i, 1) as u8)
+            .fold(0u8, u8::wrapping_add)
+    };
+    assert_eq!(sum(rsdt), 0, "RSDT checksum");
+    let entries = (m.peek_phys(rsdt + 4, 4) - 36) / 4;
+    (0..entries)
+        .map(|i| m.peek_phys(rsdt + 36 + 4 * i, 4))
+        .find(|&t| m.peek_phys(t, 4) == u64::from(u32::from_le_bytes(*sig)))
+        .inspect(|&t| assert_eq!(sum(t), 0, "{} checksum", String::from_utf8_lossy(sig)))
+}
+
+#[test]
+fn a_multiboot_boot_finds_the_acpi_tables_by_the_spec_scan() {
+    use crane86_devices::acpi_pm::ACPI_PM_BASE;
+    let mut m = mem();
+    load(&mut m, &elf(0x40_0000, &[0xf4], 0), "", &[]).unwrap();
+    let rsdp = scan_for_rsdp(&m).expect("an RSDP in the BIOS area");
+    let rsdt = m.peek_phys(rsdp + 16, 4);
+    let fadt = find_table(&m, rsdt, b"FACP").expect("a FADT");
+    // PM1a_CNT_BLK (FADT offset 64) is the board's ACPI PM block's control register.
+    assert_eq!(m.peek_phys(fadt + 64, 4), u64::from(ACPI_PM_BASE) + 4);
+    assert_eq!(m.peek_phys(fadt + 89, 1), 2, "PM1_CNT_LEN");
+    // The DSDT (FADT offset 40) holds \_S5.
+    let dsdt = m.peek_phys(fadt + 40, 4);
+    let len = m.peek_phys(dsdt + 4, 4) as usize;
+    let body = &m.ram()[dsdt as usize..dsdt as usize + len];
+    assert!(body.windows(4).any(|w| w == b"_S5_"));
+    assert!(find_table(&m, rsdt, b"APIC").is_some(), "a MADT");
+    // And the MP floating pointer where a BIOS leaves it.
+    assert_eq!(
+        m.peek_phys(0xf_0000, 4),
+        u64::from(u32::from_le_bytes(*b"_MP_"))
+    );
+}
+
+#[test]
+fn a_kernel_in_the_bios_area_keeps_it_and_gets_no_tables() {
+    let mut m = mem();
+    let img = elf(0xe_8000, &[0xf4; 64], 0);
+    let cpu = load(&mut m, &img, "", &[]).unwrap();
+    assert_eq!(cpu.rip, 0xe_800c);
+    assert_eq!(m.peek_phys(0xe_800c, 1), 0xf4);
+    assert_eq!(scan_for_rsdp(&m), None);
+    // A kernel just below the area is fine and gets them.
+    let mut m = mem();
+    load(&mut m, &elf(0xd_0000, &[0xf4; 64], 0), "", &[]).unwrap();
+    assert!(scan_for_rsdp(&m).is_some());
+}
