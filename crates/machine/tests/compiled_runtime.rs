@@ -2,22 +2,15 @@
 //! (`crane86_translator::rewrite::runs_compiled`): the same results in every tier, loops
 //! around them stay out of the run loop, and a fault in one is precise.
 
-use crane86_machine::{ExceptionPolicy, Machine, MachineConfig, RunEnd};
+mod common;
+
+use common::{flat_machine as machine, TIERS};
+use crane86_machine::RunEnd;
 use crane86_runtime::{CpuMode, Exception, Gpr, SegReg};
 use crane86_translator::Tier;
 use iced_x86::code_asm::*;
 
-const TIERS: [Tier; 3] = [Tier::Interp, Tier::Jit, Tier::Auto { threshold: 3 }];
 const ITERATIONS: u32 = 300;
-
-fn machine(tier: Tier) -> Machine {
-    Machine::new(&MachineConfig {
-        tier,
-        exceptions: ExceptionPolicy::Stop,
-        ..MachineConfig::default()
-    })
-    .unwrap()
-}
 
 /// A loop over CPUID, WRMSR/RDMSR of FS.base, WRMSR of TSC_AUX with RDTSCP and RDPID, a MOV from and to CR0, MOV from DS and to ES, POPF,
 /// RDMSR of the TSC (handed back to the run loop) and MOV to CR8 (which returns to it),

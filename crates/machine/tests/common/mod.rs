@@ -27,6 +27,16 @@ pub fn machine(tier: Tier) -> Machine {
     .unwrap()
 }
 
+/// A flat test machine (no PC devices) that stops at the first exception.
+pub fn flat_machine(tier: Tier) -> Machine {
+    Machine::new(&MachineConfig {
+        tier,
+        exceptions: ExceptionPolicy::Stop,
+        ..MachineConfig::default()
+    })
+    .unwrap()
+}
+
 /// Assembles 32-bit code at `at`.
 pub fn asm(at: u64, f: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>) -> Vec<u8> {
     let mut a = CodeAssembler::new(32).unwrap();
