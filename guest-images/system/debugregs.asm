@@ -174,24 +174,6 @@ main:
         call    sdm_tests
 .done:  ret
 
-; sdm_requested: EAX = 1 when the multiboot command line holds `sdm-only`, else 0.
-sdm_requested:
-        xor     eax, eax
-        mov     ebx, [mb_info]
-        test    dword [ebx], 1 << 2     ; flags: cmdline valid
-        jz      .no
-        mov     esi, [ebx + 16]
-.scan:  cmp     byte [esi], 0
-        je      .no
-        cmp     dword [esi], 'sdm-'
-        jne     .next
-        cmp     dword [esi + 4], 'only'
-        je      .yes
-.next:  inc     esi
-        jmp     .scan
-.yes:   inc     eax
-.no:    ret
-
 ; sdm_tests: the checks QEMU gets wrong (see the top of the file).
 sdm_tests:
         ; two breakpoints hit by one access both report

@@ -212,24 +212,6 @@ rep_db:
         pop     eax
         iretd
 
-; sdm_requested: EAX = 1 when the multiboot command line holds `sdm-only`, else 0.
-sdm_requested:
-        xor     eax, eax
-        mov     ebx, [mb_info]
-        test    dword [ebx], 1 << 2     ; flags: cmdline valid
-        jz      .no
-        mov     esi, [ebx + 16]
-.scan:  cmp     byte [esi], 0
-        je      .no
-        cmp     dword [esi], 'sdm-'
-        jne     .next
-        cmp     dword [esi + 4], 'only'
-        je      .yes
-.next:  inc     esi
-        jmp     .scan
-.yes:   inc     eax
-.no:    ret
-
 ring3_out:
         out     0x80, al
         int     0x3f

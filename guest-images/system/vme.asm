@@ -247,24 +247,6 @@ sdm_tests:
                 FL_FIXED, USER_STACK_TOP, SEL_UDATA | 3
         ret
 
-; sdm_requested: EAX = 1 when the multiboot command line holds `sdm-only`, else 0.
-sdm_requested:
-        xor     eax, eax
-        mov     ebx, [mb_info]
-        test    dword [ebx], 1 << 2     ; flags: cmdline valid
-        jz      .no
-        mov     esi, [ebx + 16]
-.scan:  cmp     byte [esi], 0
-        je      .no
-        cmp     dword [esi], 'sdm-'
-        jne     .next
-        cmp     dword [esi + 4], 'only'
-        je      .yes
-.next:  inc     esi
-        jmp     .scan
-.yes:   inc     eax
-.no:    ret
-
 ; enter_v86: IRET into virtual-8086 mode at V86_SEG:AX with EFLAGS = EDX; segment registers
 ; DS = V86_DATA_SEG, ES = FS = GS = 0. Does not return.
 enter_v86:
