@@ -27,7 +27,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::guest_run::{diff, need_tool, run_with_limit, Run};
+use common::guest_run::{assemble, diff, need_tool, run_with_limit, Run};
 
 /// A guest that runs longer than this under either machine is stuck (`pc` waits about two
 /// seconds of guest time for the RTC's update cycle).
@@ -35,34 +35,9 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 /// Guest RAM in MiB, the same on both machines.
 const MEM_MIB: &str = "64";
 
-fn source_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("guest-images")
-}
-
 /// Assembles `guest-images/pc/<name>.asm` (which includes `system/lib.inc` and `pc.inc`).
 fn build(name: &str) -> PathBuf {
-    need_tool("nasm", "nasm");
-    let dir = source_dir();
-    let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pc-guests");
-    std::fs::create_dir_all(&out_dir).expect("create the guest output directory");
-    let out = out_dir.join(format!("{name}.bin"));
-    let o = Command::new("nasm")
-        .args(["-f", "bin", "-w+all"])
-        .arg("-I")
-        .arg(dir.join("system/"))
-        .arg("-I")
-        .arg(dir.join("pc/"))
-        .arg("-o")
-        .arg(&out)
-        .arg(dir.join(format!("pc/{name}.asm")))
-        .output()
-        .expect("nasm runs");
-    assert!(
-        o.status.success(),
-        "nasm failed on {name}.asm:\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    out
+    assemble("pc", name, &["system", "pc"], "pc-guests")
 }
 
 fn run_qemu(image: &Path, append: &str) -> Run {

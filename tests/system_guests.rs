@@ -28,7 +28,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use common::guest_run::{diff, need_tool, run_with_limit, Run};
+use common::guest_run::{assemble, diff, need_tool, run_with_limit, Run};
 
 /// A guest that runs longer than this under either machine is stuck.
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -43,27 +43,7 @@ fn source_dir() -> PathBuf {
 
 /// Assembles `guest-images/system/<name>.asm` into a flat multiboot image.
 fn build(name: &str) -> PathBuf {
-    need_tool("nasm", "nasm");
-    let dir = source_dir();
-    let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("system-guests");
-    std::fs::create_dir_all(&out_dir).expect("create the guest output directory");
-    let out = out_dir.join(format!("{name}.bin"));
-    let mut include = dir.clone().into_os_string();
-    include.push("/");
-    let o = Command::new("nasm")
-        .args(["-f", "bin", "-w+all", "-I"])
-        .arg(&include)
-        .arg("-o")
-        .arg(&out)
-        .arg(dir.join(format!("{name}.asm")))
-        .output()
-        .expect("nasm runs");
-    assert!(
-        o.status.success(),
-        "nasm failed on {name}.asm:\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    out
+    assemble("system", name, &["system"], "system-guests")
 }
 
 /// Runs `cmd` with its stdout and stderr captured, killing it after `TIMEOUT`.

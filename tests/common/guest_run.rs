@@ -6,6 +6,42 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Assembles `guest-images/<subdir>/<name>.asm` with NASM into a flat binary under the test
+/// target's temporary directory (`out_subdir`), with `guest-images/<d>/` on the include
+/// path for each `d` in `include`. Returns the binary's path.
+pub fn assemble(
+    subdir: &str,
+    name: &str,
+    include: &[&str],
+    out_subdir: &str,
+) -> std::path::PathBuf {
+    need_tool("nasm", "nasm");
+    let images = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("guest-images");
+    let out_dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(out_subdir);
+    std::fs::create_dir_all(&out_dir).expect("create the guest output directory");
+    let out = out_dir.join(format!("{name}.bin"));
+    let mut cmd = Command::new("nasm");
+    cmd.args(["-f", "bin", "-w+all"]);
+    for d in include {
+        // NASM joins the include directory and the file name as strings: keep the slash.
+        let mut dir = images.join(d).into_os_string();
+        dir.push("/");
+        cmd.arg("-I").arg(dir);
+    }
+    let o = cmd
+        .arg("-o")
+        .arg(&out)
+        .arg(images.join(subdir).join(format!("{name}.asm")))
+        .output()
+        .expect("nasm runs");
+    assert!(
+        o.status.success(),
+        "nasm failed on {name}.asm:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    out
+}
+
 /// How a run ended and what it printed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Run {
