@@ -72,11 +72,9 @@ fn qemu_reference(name: &'static str, append: &'static str) -> &'static (PathBuf
     static PC: OnceLock<(PathBuf, Run)> = OnceLock::new();
     static CF9: OnceLock<(PathBuf, Run)> = OnceLock::new();
     static KBD: OnceLock<(PathBuf, Run)> = OnceLock::new();
-    static STRICT_HLT: OnceLock<(PathBuf, Run)> = OnceLock::new();
     let cell = match append {
         "reset=cf9" => &CF9,
         "reset=kbd" => &KBD,
-        "strict-hlt" => &STRICT_HLT,
         _ => &PC,
     };
     cell.get_or_init(|| {
@@ -145,14 +143,6 @@ macro_rules! pc_guest {
 }
 
 pc_guest!(devices_and_poweroff, "pc", "", "DONE");
-// The same with the HLT check (see `test_hlt_wakeup` in pc.asm).
-pc_guest!(
-    strict_hlt,
-    "pc",
-    "strict-hlt",
-    "DONE",
-    #[ignore = "HLT resumes at any timer deadline, even of a masked device: pc/irq.rs idle()"]
-);
 pc_guest!(reset_cf9, "reset", "reset=cf9", "reset: port 0xcf9");
 pc_guest!(
     reset_i8042,

@@ -109,11 +109,7 @@ main:
         call    pic_init
         call    test_pit
         call    test_lapic_timer
-        mov     esi, kw_strict_hlt
-        call    cmdline_has
-        jnc     .lax
         call    test_hlt_wakeup
-.lax:
         call    test_rtc_periodic
         call    test_rtc_time
         call    test_uart
@@ -308,9 +304,8 @@ spurious_handler:
 
 ; HLT resumes only for an interrupt (or NMI, SMI, INIT, reset: SDM Vol. 2 "HLT"), not when
 ; a device whose interrupt is masked reaches a deadline: with the PIT running at 1 kHz
-; behind a masked IRQ 0, a HLT waits for the APIC timer 5 ms later. crane86 wakes at the
-; PIT's deadline (its idle loop returns at the next timer deadline, interrupt or not), so
-; this check runs only with `strict-hlt` on the command line until that is fixed.
+; behind a masked IRQ 0, a HLT waits for the APIC timer 5 ms later. (crane86 used to wake
+; at the PIT's deadline.)
 test_hlt_wakeup:
         mov     dword [apic_count], 0
         mov     byte [apic_eoi], 1
@@ -329,7 +324,6 @@ test_hlt_wakeup:
         mov     dword [LAPIC + APIC_LVT_TIMER], LVT_MASKED
         ret
 
-kw_strict_hlt:  db "strict-hlt", 0
 
 ; ---- MC146818 RTC ----
 

@@ -9,6 +9,7 @@ use crane86_runtime::{flags as fl, BlockKey, Exception, Fault, LazyFlags, SegReg
 use crane86_translator::interp::{self, run_block, InterpExit};
 use crane86_translator::jit::EXIT_FAULT;
 
+use crate::pc::Wake;
 use crate::{Machine, MachineError};
 
 /// Instructions generated code may retire before it returns to the run loop, so that the
@@ -324,6 +325,7 @@ impl Machine {
                 }
                 let block = &self.cache.block(id).decoded;
                 let last = block.insns.last().map(|d| interrupt_effect(&d.insn));
+                let last_ip = block.insns.last().map(|d| d.insn.ip());
                 // Data breakpoints: the instruction's accesses, listed from the registers it
                 // starts with (the block holds this one instruction) and matched if it
                 // retires. See `crane86_runtime::debug`.
@@ -412,8 +414,17 @@ impl Machine {
                     InterpExit::Halt => {
                         // A debug trap of the HLT itself (single-step) is an event that wakes
                         // the CPU at once: its handler returns past the HLT.
-                        if self.cpu.fault.pending == 0 && !self.halt() {
-                            return Ok(RunEnd::Halted);
+                        if self.cpu.fault.pending == 0 {
+                            match self.halt() {
+                                Wake::Event => {}
+                                Wake::Never => return Ok(RunEnd::Halted),
+                                Wake::Stopped => {
+                                    // Still halted: back onto the HLT (alone in its block).
+                                    if let Some(ip) = last_ip {
+                                        self.cpu.rip = ip;
+                                    }
+                                }
+                            }
                         }
                     }
                     InterpExit::Unsupported(what) => {

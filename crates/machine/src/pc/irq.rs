@@ -9,8 +9,10 @@
 
 use crane86_devices::Clock;
 use crane86_runtime::interrupt::{self, Delivery, Event, EventKind};
+use crane86_runtime::state::EXIT_STOP;
 use crane86_runtime::{flags as fl, CpuState, LazyFlags};
 use crane86_translator::interp;
+use std::sync::atomic::Ordering;
 
 use super::Pc;
 use crate::{Machine, RunEnd};
@@ -109,46 +111,57 @@ impl Pc {
         (wire && pic.has_interrupt()).then(|| pic.acknowledge())
     }
 
-    /// HLT with interrupts enabled: if nothing is pending, jumps the clock to the next timer
-    /// deadline (the TSC jumps with it), or without one waits for host input. False when
-    /// nothing can ever wake the CPU.
-    fn idle(&mut self, cpu: &mut CpuState) -> bool {
-        self.feed_input();
-        self.refresh(cpu);
-        if self.pending || self.nmi_pending {
-            return true;
-        }
-        let now = self.clock.now_ns();
-        let Some(deadline) = self.next_deadline else {
-            // No timer will fire: only host input (or a stop request) can end this HLT.
-            // Park the thread until some arrives rather than spin; with no sender left,
-            // nothing ever will.
-            if !self.input.wait() {
-                return false;
-            }
+    /// HLT with interrupts enabled: until an interrupt or NMI is pending, jumps the clock
+    /// from one timer deadline to the next (the TSC jumps with it; a deadline whose interrupt
+    /// is masked wakes nothing, as on hardware), or without one waits for host input.
+    fn idle(&mut self, cpu: &mut CpuState, nmi_blocked: bool) -> Wake {
+        loop {
             self.feed_input();
             self.refresh(cpu);
-            return true;
-        };
-        let mut skip = deadline.saturating_sub(now);
-        if self.realtime_idle {
-            // Interactive runs: idle time passes in real time (a guest `sleep 1` takes a
-            // second, an idle shell leaves the host idle); input ends the wait early, and the
-            // clock then moves by the time actually waited.
-            let t0 = std::time::Instant::now();
-            if self
-                .input
-                .wait_timeout(std::time::Duration::from_nanos(skip))
-            {
-                skip = skip.min(t0.elapsed().as_nanos() as u64);
-                self.feed_input();
+            if self.pending || (self.nmi_pending && !nmi_blocked) {
+                return Wake::Event;
             }
+            if cpu.exit_request.load(Ordering::Acquire) & EXIT_STOP != 0 {
+                return Wake::Stopped;
+            }
+            let now = self.clock.now_ns();
+            let Some(deadline) = self.next_deadline else {
+                // No timer will fire: only host input (or a stop request) can end this HLT.
+                // Park the thread until some arrives rather than spin; with no sender left,
+                // nothing ever will.
+                if !self.input.wait() {
+                    return Wake::Never;
+                }
+                continue;
+            };
+            let mut skip = deadline.saturating_sub(now);
+            if self.realtime_idle {
+                // Interactive runs: idle time passes in real time (a guest `sleep 1` takes a
+                // second, an idle shell leaves the host idle); input ends the wait early, and
+                // the clock then moves by the time actually waited.
+                let t0 = std::time::Instant::now();
+                if self
+                    .input
+                    .wait_timeout(std::time::Duration::from_nanos(skip))
+                {
+                    skip = skip.min(t0.elapsed().as_nanos() as u64);
+                }
+            }
+            self.idle_ns += skip;
+            cpu.msr.tsc_offset = cpu.msr.tsc_offset.wrapping_add(skip);
         }
-        self.idle_ns += skip;
-        cpu.msr.tsc_offset = cpu.msr.tsc_offset.wrapping_add(skip);
-        self.refresh(cpu);
-        true
     }
+}
+
+/// How an idle HLT ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Wake {
+    /// An interrupt or NMI is pending: the CPU resumes.
+    Event,
+    /// Someone outside the guest asked the run to stop while the CPU waited.
+    Stopped,
+    /// Nothing can ever wake the CPU.
+    Never,
 }
 
 impl Machine {
@@ -189,22 +202,27 @@ impl Machine {
         self.deliver_external_event(vector, EventKind::External)
     }
 
-    /// HLT on the PC board: true when the CPU can be woken (the loop goes on), false when
-    /// the run must end with [`RunEnd::Halted`].
-    pub(crate) fn halt(&mut self) -> bool {
+    /// HLT on the PC board: how the wait ended. [`Wake::Never`] ends the run with
+    /// [`RunEnd::Halted`]; after [`Wake::Stopped`] the caller leaves the CPU on its HLT, so
+    /// that a run resumed later (a debugger's `continue`) halts again.
+    pub(crate) fn halt(&mut self) -> Wake {
         self.irq_shadow = false;
         if self.debug.halt_stops {
-            return false;
+            return Wake::Never;
         }
         let Some(pc) = self.pc.as_mut() else {
-            return false;
+            return Wake::Never;
         };
         if self.cpu.rflags & fl::IF == 0 {
             // Only an NMI can wake the CPU now, and only one already on its way.
             pc.refresh(&mut self.cpu);
-            return pc.nmi_pending && !self.nmi_blocked;
+            return if pc.nmi_pending && !self.nmi_blocked {
+                Wake::Event
+            } else {
+                Wake::Never
+            };
         }
-        pc.idle(&mut self.cpu)
+        pc.idle(&mut self.cpu, self.nmi_blocked)
     }
 
     /// Delivers external interrupt or NMI `vector` through the IDT (the real-mode IVT); a

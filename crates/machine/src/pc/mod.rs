@@ -49,6 +49,7 @@ pub use wiring::SerialSink;
 use wiring::{ApicPage, IsaIrq, PcMmio, Shared};
 
 mod irq;
+pub(crate) use irq::Wake;
 
 /// Indexes of LINT0 and LINT1 among the local APIC's LVT entries (timer, thermal,
 /// performance, LINT0, LINT1, error).
