@@ -6,6 +6,9 @@ use crate::state::{CpuState, SegReg, CR0_PG, EFER_LMA, EFER_LME};
 
 /// EFER.SCE: SYSCALL/SYSRET enable.
 pub const EFER_SCE: u64 = 1 << 0;
+/// EFER.AUTOIBRS (AMD): automatic IBRS, advertised by CPUID.80000021:EAX[8]. Writable and
+/// without effect: a translated CPU has no branch predictor to protect.
+pub const EFER_AUTOIBRS: u64 = 1 << 21;
 
 /// IA32_TIME_STAMP_COUNTER.
 pub const TSC: u32 = 0x10;
@@ -206,9 +209,10 @@ pub fn write(cpu: &mut CpuState, index: u32, value: u64) -> Result<(), Fault> {
             cpu.msr.mtrr_def_type = value;
         }
         EFER => {
-            // SCE, LME and NXE are writable; LMA is the processor's; every other bit is
-            // reserved.
-            if value & !(EFER_SCE | EFER_LME | EFER_LMA | crate::paging::EFER_NXE) != 0 {
+            // SCE, LME, NXE and AUTOIBRS are writable; LMA is the processor's; every other
+            // bit is reserved.
+            let writable = EFER_SCE | EFER_LME | EFER_LMA | crate::paging::EFER_NXE | EFER_AUTOIBRS;
+            if value & !writable != 0 {
                 return Err(gp());
             }
             if (value ^ cpu.efer) & crate::paging::EFER_NXE != 0 {
@@ -277,6 +281,10 @@ mod tests {
         let e = cpu.efer;
         write(&mut cpu, EFER, e | EFER_SCE).unwrap();
         assert_eq!(read(&cpu, EFER).unwrap(), e | EFER_SCE);
+        // Linux sets AUTOIBRS when CPUID advertises it.
+        write(&mut cpu, EFER, e | EFER_SCE | EFER_AUTOIBRS).unwrap();
+        assert_eq!(read(&cpu, EFER).unwrap(), e | EFER_SCE | EFER_AUTOIBRS);
+        write(&mut cpu, EFER, e | EFER_SCE).unwrap();
         assert_eq!(
             write(&mut cpu, EFER, EFER_SCE),
             Err(gp()),

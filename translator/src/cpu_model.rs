@@ -71,9 +71,14 @@ const EDX81_NX: u32 = 1 << 20;
 const EDX81_PAGE1GB: u32 = 1 << 26;
 const EDX81_RDTSCP: u32 = 1 << 27;
 const EDX81_LM: u32 = 1 << 29;
-// CPUID.80000008:EBX and 80000021:EAX: speculation bugs the CPU does not have.
+// CPUID.80000008:EBX and 80000021:EAX/ECX: speculation bugs the CPU does not have, and
+// the branch-prediction protection it offers.
 const EBX88_SSB_NO: u32 = 1 << 26;
 const EAX821_SRSO_NO: u32 = 1 << 29;
+/// Automatic IBRS (EFER.AUTOIBRS protects CPL 0 from lower-privilege branch predictions).
+const EAX821_AUTOIBRS: u32 = 1 << 8;
+const ECX821_TSA_SQ_NO: u32 = 1 << 1;
+const ECX821_TSA_L1_NO: u32 = 1 << 2;
 // CPUID.80000001:ECX
 const ECX81_LAHF: u32 = 1 << 0;
 const ECX81_ABM: u32 = 1 << 5;
@@ -174,6 +179,10 @@ pub fn xsave_compacted_size(xcr0: u64) -> u32 {
 const EAX_D1_XSAVEOPT: u32 = 1 << 0;
 const EAX_D1_XSAVEC: u32 = 1 << 1;
 
+/// CPUID.1:EAX (and 80000001:EAX): family 0x19 (extended family 0xA + 0xF), model 1,
+/// stepping 0.
+const FAMILY_MODEL: u32 = 0x00a0_0f10;
+
 fn vendor_regs() -> [u32; 3] {
     let w = |i: usize| u32::from_le_bytes([VENDOR[i], VENDOR[i + 1], VENDOR[i + 2], VENDOR[i + 3]]);
     // CPUID returns the vendor string in EBX, EDX, ECX order.
@@ -188,8 +197,11 @@ pub fn cpuid(leaf: u32, subleaf: u32) -> [u32; 4] {
             let [b, d, c] = vendor_regs();
             [MAX_LEAF, b, c, d]
         }
-        // Family 0x17 (Zen), model 0x31, stepping 0: what Linux knows as an EPYC-class part.
-        1 => [0x0083_0f10, 0x0001_0800, f.ecx1, f.edx1],
+        // Family 0x19 (Zen 3), model 0x01, stepping 0: an EPYC-class part. Not family 0x17:
+        // Linux gives families 0x15-0x17 the RETBleed mitigation (every RET becomes a jump to
+        // a return thunk), which a CPU that does not speculate does not need and which cost
+        // a cross-page jump and an indirect branch per return (see docs/design.md).
+        1 => [FAMILY_MODEL, 0x0001_0800, f.ecx1, f.edx1],
         7 if subleaf == 0 => [0, f.ebx7, f.ecx7, 0],
         // XSAVE enumeration: x87 and SSE in the legacy region, and PKRU. The sizes for the
         // components XCR0 enables now (subleaf 0 EBX, subleaf 1 EBX) are filled in by the
@@ -211,13 +223,22 @@ pub fn cpuid(leaf: u32, subleaf: u32) -> [u32; 4] {
             let [b, d, c] = vendor_regs();
             [MAX_EXT_LEAF, b, c, d]
         }
-        0x8000_0001 => [0x0083_0f10, 0, f.ecx81, f.edx81],
+        0x8000_0001 => [FAMILY_MODEL, 0, f.ecx81, f.edx81],
         0x8000_0002..=0x8000_0004 => brand(leaf - 0x8000_0002),
         // 48-bit virtual, 40-bit physical addresses. EBX.SSB_NO: a translated CPU does not
         // speculate, so speculative store bypass cannot happen.
         0x8000_0008 => [0x0000_3028, EBX88_SSB_NO, 0, 0],
         // EAX.SRSO_NO: no return-address speculation to overflow, for the same reason.
-        0x8000_0021 => [EAX821_SRSO_NO, 0, 0, 0],
+        // EAX.AUTOIBRS: indirect branch predictions cannot cross privilege levels, trivially
+        // without predictions; Linux then needs no retpolines (EFER.AUTOIBRS is writable
+        // and changes nothing). ECX.TSA_SQ_NO/TSA_L1_NO: no transient scheduler attacks
+        // (without them Linux clears CPU buffers with VERW at every return to user mode).
+        0x8000_0021 => [
+            EAX821_SRSO_NO | EAX821_AUTOIBRS,
+            0,
+            ECX821_TSA_SQ_NO | ECX821_TSA_L1_NO,
+            0,
+        ],
         _ => [0; 4],
     }
 }
