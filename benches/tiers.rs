@@ -158,7 +158,7 @@ fn translate(c: &mut Criterion) {
         })
     });
     let blocks = blocks();
-    let slots = Box::new([0u64; 2]);
+    let slots = Box::new(crane86_translator::jit::fresh_slots());
     let key = crane86_runtime::BlockKey {
         ip: 0,
         cs_base: 0,

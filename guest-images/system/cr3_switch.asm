@@ -17,6 +17,8 @@ ONLY_A_VA       equ 0x40002000          ; mapped in space A only
 FRAME_A         equ SCRATCH + 0x10000   ; private frame of A
 FRAME_B         equ SCRATCH + 0x11000   ; private frame of B
 FRAME_SHARED    equ SCRATCH + 0x12000
+CODE_OFF        equ 0x800               ; code on the private page
+CALLS           equ 300
 
 main:
         mov     edi, PD_A
@@ -65,10 +67,63 @@ main:
         CHECK   "space a again: sees b's shared write", dword [SHARED_VA], 0x55550002
         CHECK   "space a again: a-only page", dword [ONLY_A_VA], 0xaaaa0001
 
+        ; Code at one linear address on the private page, different in each space, called
+        ; from shared code often enough to be compiled and chained: every call must run the
+        ; code of the space (and the mapping) current at the call.
+        mov     dword [PRIVATE_VA + CODE_OFF], 0x00000ab8       ; mov eax, 0xa; ret
+        mov     byte [PRIVATE_VA + CODE_OFF + 5], 0xc3
+        mov     eax, PD_B
+        mov     cr3, eax
+        mov     dword [PRIVATE_VA + CODE_OFF], 0x00000bb8       ; mov eax, 0xb; ret
+        mov     byte [PRIVATE_VA + CODE_OFF + 5], 0xc3
+        xor     esi, esi
+        xor     edi, edi
+        mov     ecx, CALLS
+.switching:
+        mov     eax, PD_A
+        mov     cr3, eax
+        call    call_private
+        add     esi, eax
+        mov     eax, PD_B
+        mov     cr3, eax
+        call    call_private
+        add     edi, eax
+        dec     ecx
+        jnz     .switching
+        CHECK   "code on a private page, space a", esi, CALLS * 0xa
+        CHECK   "code on a private page, space b", edi, CALLS * 0xb
+        ; The same through one space whose page table entry alternates between the two
+        ; frames, each change followed by INVLPG.
+        mov     eax, PD_A
+        mov     cr3, eax
+        xor     esi, esi
+        mov     ecx, CALLS
+.remapping:
+        mov     dword [PT_A + 0], FRAME_B | PTE_P | PTE_W
+        invlpg  [PRIVATE_VA]
+        call    call_private
+        add     esi, eax
+        mov     dword [PT_A + 0], FRAME_A | PTE_P | PTE_W
+        invlpg  [PRIVATE_VA]
+        call    call_private
+        shl     eax, 8
+        add     esi, eax
+        dec     ecx
+        jnz     .remapping
+        CHECK   "code on a remapped page", esi, CALLS * (0xb + 0xa00)
+
         call    paging32_off
         CHECK   "frames: a", dword [FRAME_A], 0xaaaa0001
         CHECK   "frames: b", dword [FRAME_B], 0xbbbb0002
         CHECK   "frames: shared", dword [FRAME_SHARED], 0x55550002
+        ret
+
+; One call site for the private page's code in every space and mapping, with the page
+; already in the TLB when the call is made (a compiled call to another page may only be
+; chained while the TLB maps that page where it did when it was linked).
+call_private:
+        mov     eax, [PRIVATE_VA]
+        call    PRIVATE_VA + CODE_OFF
         ret
 
 GUEST_END

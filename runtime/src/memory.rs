@@ -24,11 +24,11 @@ use crate::state::CpuState;
 
 mod tlb;
 pub(crate) use tlb::flush_victims;
-use tlb::{tlb_fill, tlb_lookup};
 pub use tlb::{
-    tlb_flush_page, tlb_index, tlb_protect_phys, TlbEntry, TlbVictims, TLB_ENTRIES, TLB_HASH_SHIFT,
-    TLB_VICTIMS,
+    tlb_fetch_addend, tlb_flush_page, tlb_index, tlb_protect_phys, TlbEntry, TlbVictims,
+    TLB_ENTRIES, TLB_HASH_SHIFT, TLB_VICTIMS,
 };
+use tlb::{tlb_fill, tlb_lookup};
 
 /// The page size that the TLB and code tracking work in.
 pub const PAGE_SIZE: u64 = 4096;

@@ -308,6 +308,10 @@ pub struct CpuState {
     pub link: u64,
     /// Chained block transfers taken by generated code (a statistic).
     pub chained: u64,
+    /// Exits of generated code that looked their target up (`jump_lookup`: indirect
+    /// branches, exits after runtime-class instructions, cross-page exits the TLB check
+    /// sent there), found or not (a statistic).
+    pub jump_lookups: u64,
     /// Memory accesses that missed the inline TLB check and took a slow path (a statistic).
     pub mem_slow: u64,
     /// Guest instructions retired so far (the TSC and, later, the deterministic clock).
@@ -452,6 +456,7 @@ impl CpuState {
             sti_shadow: 0,
             link: 0,
             chained: 0,
+            jump_lookups: 0,
             mem_slow: 0,
             retired: 0,
             tsc_base: 0,
@@ -603,6 +608,7 @@ impl Clone for CpuState {
             sti_shadow: self.sti_shadow,
             link: self.link,
             chained: self.chained,
+            jump_lookups: self.jump_lookups,
             mem_slow: self.mem_slow,
             retired: self.retired,
             tsc_base: self.tsc_base,

@@ -18,7 +18,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
 
-use crane86_runtime::memory::{probe_fetch_phys, PAGE_SIZE};
+use crane86_runtime::memory::{probe_fetch_phys, tlb_fetch_addend, PAGE_SIZE};
 use crane86_runtime::{BlockKey, CpuState, PhysMem};
 
 use crate::decode::{decode_block, DecodedBlock};
@@ -26,7 +26,9 @@ use crate::emit::Ctx;
 use crate::jit::arena::CodeArena;
 use crate::jit::shims::{Helper, Shims};
 use crate::jit::worker::{CompileWorker, Done, Job};
-use crate::jit::{Jit, JitError, JitOptions};
+use crate::jit::{
+    fresh_slots, Jit, JitError, JitOptions, SlotWords, ADDEND_REFUSED, ADDEND_UNLINKED,
+};
 
 mod compile;
 mod region;
@@ -88,7 +90,7 @@ pub struct Block {
     /// Compiled code, once it exists.
     pub code: Option<*const u8>,
     /// The two chain slots that generated code reads; boxed so their address is stable.
-    slots: Box<[u64; 2]>,
+    slots: Box<SlotWords>,
     /// For a runtime-class block compiled to run its instruction from generated code: a copy
     /// of `decoded` at a stable address, which that code hands the interpreter (see
     /// `crate::rewrite`); it lives as long as the block, and so as long as the code.
@@ -103,6 +105,13 @@ impl Block {
     /// The instruction pointer the block was decoded at.
     pub fn start_ip(&self) -> u64 {
         self.decoded.insns.first().map_or(0, |d| d.insn.ip())
+    }
+
+    /// Empties chain slot `slot` (its target is gone or may no longer be entered).
+    fn unlink(&mut self, slot: usize) {
+        self.slots[slot] = 0;
+        self.slots[2 + slot] = ADDEND_UNLINKED;
+        self.outgoing[slot] = None;
     }
 }
 
@@ -474,7 +483,7 @@ impl Cache {
             queued: false,
             in_region: false,
             code: None,
-            slots: Box::new([0; 2]),
+            slots: Box::new(fresh_slots()),
             runtime: None,
             incoming: Vec::new(),
             outgoing: [None; 2],
@@ -515,8 +524,9 @@ impl Cache {
     }
 
     /// Links the exit named by `token` (from `cpu.link`) to block `target` if both are
-    /// compiled, so the next time it is taken without the run loop.
-    pub fn link(&mut self, token: u64, target: BlockId) {
+    /// compiled, so the next time it is taken without the run loop. `cpu` is the state the
+    /// target is about to run in: its TLB holds the target page's translation.
+    pub fn link(&mut self, token: u64, target: BlockId, cpu: &CpuState) {
         if token == 0 {
             return;
         }
@@ -532,27 +542,44 @@ impl Cache {
             return;
         };
         // Only link within one mode: the slot is tied to the source's mode bits. With paging
-        // on, a chained jump skips the run loop's translation of the target address, so only
-        // targets on the source's own linear page are linked: whatever address space the
-        // source runs in maps that page to the same physical page as when it was linked.
+        // on, a chained jump skips the run loop's translation of the target address. Within
+        // the source's own linear page that is always right: whatever address space the
+        // source runs in maps that page to the same physical page as when it was linked. An
+        // exit to another page was compiled to check the target page's TLB entry first
+        // (`SlotWords`): it is linked with that page's addend now, and is taken only while
+        // the TLB still holds it.
         let (sk, t) = (self.block(src).key, self.block(target));
         let tk = t.key;
-        if sk.mode_bits() != tk.mode_bits() || sk.cs_base != tk.cs_base {
-            return;
-        }
-        if tk.paging()
-            && (tk.linear() & PAGE_MASK != sk.linear() & PAGE_MASK || t.second_linear.is_some())
-        {
+        let cross_page = tk.paging() && tk.linear() & PAGE_MASK != sk.linear() & PAGE_MASK;
+        let refuse = sk.mode_bits() != tk.mode_bits()
+            || sk.cs_base != tk.cs_base
+            || (tk.paging() && t.second_linear.is_some());
+        if refuse {
+            if cross_page {
+                self.block_mut(src).slots[2 + slot] = ADDEND_REFUSED;
+            }
             return;
         }
         if self.holds_barrier(t) {
             return;
         }
+        let addend = if cross_page {
+            match tlb_fetch_addend(cpu, tk.linear(), tk.cpl() == 3) {
+                Some(a) => a,
+                None => return,
+            }
+        } else {
+            ADDEND_UNLINKED
+        };
         let s = self.block_mut(src);
         s.slots[slot] = code as u64;
+        s.slots[2 + slot] = addend;
         s.outgoing[slot] = Some(target);
         self.block_mut(target).incoming.push((src, slot as u8));
         self.stats.links += 1;
+        if cross_page {
+            self.stats.links_cross_page += 1;
+        }
     }
 
     /// Sets the linear addresses that generated code must never pass without the run loop
@@ -580,8 +607,7 @@ impl Cache {
             let incoming = std::mem::take(&mut self.block_mut(id as BlockId).incoming);
             for (src, slot) in incoming {
                 if let Some(Some(s)) = self.blocks.get_mut(src as usize) {
-                    s.slots[slot as usize] = 0;
-                    s.outgoing[slot as usize] = None;
+                    s.unlink(slot as usize);
                 }
             }
         }
@@ -629,8 +655,7 @@ impl Cache {
         self.decoded_bytes = self.decoded_bytes.saturating_sub(block_cost(&b));
         for (src, slot) in &b.incoming {
             if let Some(Some(s)) = self.blocks.get_mut(*src as usize) {
-                s.slots[*slot as usize] = 0;
-                s.outgoing[*slot as usize] = None;
+                s.unlink(*slot as usize);
             }
         }
         for t in b.outgoing.iter().flatten() {
@@ -660,8 +685,7 @@ impl Cache {
     fn flush_code(&mut self) {
         for b in self.blocks.iter_mut().flatten() {
             b.code = None;
-            b.slots[0] = 0;
-            b.slots[1] = 0;
+            *b.slots = fresh_slots();
             b.incoming.clear();
             b.outgoing = [None; 2];
         }

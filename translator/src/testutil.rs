@@ -89,7 +89,7 @@ fn run_tier(
         let id = cache.lookup(key, &mut cpu, &mut mem);
         let token = std::mem::take(&mut cpu.link);
         if cache.prepare(id, cpu.cc.op).unwrap() {
-            cache.link(token, id);
+            cache.link(token, id, &cpu);
             // As the run loop does: the budget, and the TSC base generated code reads.
             cpu.budget = 1000;
             cpu.tsc_base = crane86_runtime::msr::tsc(&cpu) + 1000;

@@ -15,6 +15,8 @@ pub struct Report {
     pub cache: CacheStats,
     /// Chained transfers taken inside generated code.
     pub chained: u64,
+    /// Exits of generated code that looked their target up (`jump_lookup`).
+    pub jump_lookups: u64,
     /// Guest memory accesses of compiled code that took the slow path (TLB miss, page
     /// crossing, store into code, non-RAM).
     pub mem_slow: u64,
@@ -31,6 +33,7 @@ impl Report {
             run: m.stats.clone(),
             cache: m.cache.stats.clone(),
             chained: m.cpu.chained,
+            jump_lookups: m.cpu.jump_lookups,
             mem_slow: m.cpu.mem_slow,
             paging: m.cpu.paging,
             wall,
@@ -109,11 +112,14 @@ impl Report {
             (
                 "compiled block exits",
                 format!(
-                    "{} chained ({:.1}%), {} to the run loop, {} links",
+                    "{} chained ({:.1}%), {} lookups, {} to the run loop, {} links ({} across \
+                     pages)",
                     self.chained,
                     pct(self.chained, exits),
+                    self.jump_lookups,
                     r.jit_entries,
-                    c.links
+                    c.links,
+                    c.links_cross_page
                 ),
             ),
             (
@@ -173,7 +179,7 @@ impl Report {
             "compile": { "ms": c.compile_time.as_secs_f64() * 1e3, "us_per_guest_insn": self.us_per_compiled_insn() },
             "decode_ms": c.decode_time.as_secs_f64() * 1e3,
             "lookups": { "total": c.lookups, "fast_hits": c.fast_hits, "map_hits": c.map_hits, "misses": c.misses },
-            "exits": { "chained": self.chained, "dispatched": r.jit_entries, "links": c.links },
+            "exits": { "chained": self.chained, "jump_lookups": self.jump_lookups, "dispatched": r.jit_entries, "links": c.links, "links_cross_page": c.links_cross_page },
             "invalidations": {
                 "smc_blocks": c.invalidated_smc,
                 "smc_pages": r.smc_pages,

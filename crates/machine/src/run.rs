@@ -281,7 +281,7 @@ impl Machine {
             // code some of them get serves other blocks' exits (`Cache::prepare_runtime`).
             let runtime = self.cache.block(id).decoded.is_runtime();
             if !interpret && !runtime && self.cache.prepare(id, self.cpu.cc.op)? {
-                self.cache.link(token, id);
+                self.cache.link(token, id, &self.cpu);
                 let slice = limit.min(SLICE as u64) as i64;
                 self.cpu.budget = slice;
                 self.cpu.tsc_base = crane86_runtime::msr::tsc(&self.cpu).wrapping_add(slice as u64);
@@ -311,7 +311,7 @@ impl Machine {
                 }
             } else {
                 if runtime && !interpret {
-                    self.cache.prepare_runtime(id, token)?;
+                    self.cache.prepare_runtime(id, token, &self.cpu)?;
                 }
                 let single_step = self.cpu.rflags & fl::TF != 0;
                 let rf = self.cpu.rflags & fl::RF != 0;

@@ -167,6 +167,16 @@ fn tlb_hit(
         .then(|| linear.wrapping_add(e.addend).wrapping_sub(mem.host_addr(0)))
 }
 
+/// The addend (host minus linear address) of linear page `linear` if the TLB of CPL 3
+/// (`user`) or of CPL 0-2 allows fetches from it now. Generated code that jumps to another
+/// page checks the same entry for the same addend: a match proves the page still maps to
+/// the physical page its chained target was translated from (the translator's
+/// `Cache::link`).
+pub fn tlb_fetch_addend(cpu: &CpuState, linear: u64, user: bool) -> Option<u64> {
+    let e = &cpu.tlb[usize::from(user)][tlb_index(linear)];
+    (e.exec == linear & PAGE_MASK).then_some(e.addend)
+}
+
 /// Drops the TLB entries of both privileges that map linear page `linear` (INVLPG).
 pub fn tlb_flush_page(cpu: &mut CpuState, linear: u64) {
     cpu.paging.invlpg += 1;

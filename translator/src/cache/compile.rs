@@ -6,6 +6,7 @@ use std::time::Instant;
 use super::{fast_index, BlockId, Cache, CacheError, CompileWorker, Done, Job, MAX_IN_FLIGHT};
 use crate::decode::DecodedBlock;
 use crate::jit::ChainSlots;
+use crane86_runtime::CpuState;
 
 impl Cache {
     /// Counts a run of block `id` and tells whether it should run compiled (then run it with
@@ -40,12 +41,17 @@ impl Cache {
     /// ([`crate::rewrite::runs_compiled`]): other blocks' exits then reach it, and it goes
     /// on to its successor, without the run loop. Once it has code, links the exit `token`
     /// the run loop came by (from `cpu.link`) to it.
-    pub fn prepare_runtime(&mut self, id: BlockId, token: u64) -> Result<(), CacheError> {
+    pub fn prepare_runtime(
+        &mut self,
+        id: BlockId,
+        token: u64,
+        cpu: &CpuState,
+    ) -> Result<(), CacheError> {
         let tier = self.tier;
         let b = self.block_mut(id);
         b.runs = b.runs.saturating_add(1);
         if b.code.is_some() {
-            self.link(token, id);
+            self.link(token, id, cpu);
             return Ok(());
         }
         // Not in virtual-8086 mode: with CR4.VME, POPF and the interrupt flag work on VIF

@@ -30,6 +30,8 @@ pub struct CacheStats {
     pub misses: u64,
     /// Exits linked to their target (later taken without the run loop).
     pub links: u64,
+    /// Of those, exits to another linear page under paging, taken while the TLB agrees.
+    pub links_cross_page: u64,
     /// Blocks invalidated because their page was written.
     pub invalidated_smc: u64,
     /// Page-crossing blocks dropped because their second page now maps elsewhere.

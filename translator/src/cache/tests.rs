@@ -69,7 +69,7 @@ fn run_chain(tier: Tier, background: bool) -> (CpuState, CacheStats, usize, usiz
         most = most.max(cache.decoded_bytes());
         let token = std::mem::take(&mut cpu.link);
         if cache.prepare(id, cpu.cc.op).unwrap() {
-            cache.link(token, id);
+            cache.link(token, id, &cpu);
             cpu.budget = 1000;
             cpu.tsc_base = crane86_runtime::msr::tsc(&cpu) + 1000;
             cache.run_compiled(id, &mut cpu, &mut mem);

@@ -77,6 +77,7 @@ pub unsafe extern "C" fn jump_lookup(
     // SAFETY: see the function's contract: both pointers are live for the call, and nothing
     // else accesses the CPU state or guest memory while generated code runs.
     let (cpu, mem) = unsafe { (&mut *cpu, &mut *(*cpu).mem) };
+    cpu.jump_lookups += 1;
     if mode_bits == KEY_FROM_STATE {
         return lookup_from_state(cpu, mem, table);
     }

@@ -52,7 +52,7 @@ pub const EXIT_FAULT: i64 = 1;
 /// [`helpers::jump_lookup`].
 #[derive(Clone, Copy, Debug)]
 pub struct ChainSlots {
-    /// Host addresses of the two slots (each holds a code pointer or 0).
+    /// Host addresses of the two slots' code words (see [`SlotWords`]).
     pub slot_addr: [u64; 2],
     /// The tokens naming the two exits.
     pub token: [u64; 2],
@@ -70,11 +70,38 @@ pub struct ChainSlots {
     pub runtime: u64,
 }
 
+/// A block's chain slots as its generated code reads them: words 0 and 1 hold the code of
+/// each exit's linked target (0: none); words 2 and 3, for an exit to another linear page
+/// under paging, the TLB addend of the target's page when it was linked, or one of
+/// [`ADDEND_UNLINKED`] and [`ADDEND_REFUSED`].
+///
+/// Such an exit is chained only while the TLB entry of the target's page allows fetches and
+/// holds that same addend, which proves the page maps to the same physical page as when the
+/// target was translated, in whatever address space the exit runs. Addends are page-aligned
+/// (host and linear pages both are), so the two markers never match one.
+pub type SlotWords = [u64; 4];
+
+/// [`SlotWords`] addend of a cross-page exit not linked (yet, or any more): taking it returns
+/// to the run loop, which links it.
+pub const ADDEND_UNLINKED: u64 = 1;
+/// [`SlotWords`] addend of a cross-page exit that cannot be linked (its target crosses a
+/// page, or has other mode bits): taking it looks the target up with [`helpers::jump_lookup`]
+/// rather than returning to the run loop each time.
+pub const ADDEND_REFUSED: u64 = 3;
+
+/// Fresh chain slots: no exit linked.
+pub const fn fresh_slots() -> SlotWords {
+    [0, 0, ADDEND_UNLINKED, ADDEND_UNLINKED]
+}
+
+/// The byte offset of an exit's addend word from its code word in [`SlotWords`].
+pub const SLOT_ADDEND: i32 = 16;
+
 impl ChainSlots {
     /// Slots for compiling a block outside a cache (benchmarks, tools): its direct exits
     /// chain through `slots`, which must outlive any run of the code, and every other exit
     /// returns to the run loop (no lookup table).
-    pub fn standalone(slots: &[u64; 2], key: crane86_runtime::BlockKey) -> ChainSlots {
+    pub fn standalone(slots: &SlotWords, key: crane86_runtime::BlockKey) -> ChainSlots {
         let base = slots.as_ptr() as u64;
         ChainSlots {
             slot_addr: [base, base + 8],

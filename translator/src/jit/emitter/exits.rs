@@ -113,19 +113,26 @@ impl JitEmitter<'_, '_> {
     }
 
     /// Whether the cache may link an exit to `target` through a chain slot (the rule of
-    /// [`crate::cache::Cache::link`]): always without paging, else only within the block's
-    /// own linear page. Other exits look their target up with
-    /// [`super::helpers::jump_lookup`].
-    pub(super) fn linkable(&self, target: u64) -> bool {
+    /// [`crate::cache::Cache::link`]): always. Without paging, or within the block's own
+    /// linear page, a linked exit is taken as is; an exit to another page is taken only
+    /// while the TLB agrees ([`Self::cross_page`]).
+    pub(super) fn linkable(&self, _target: u64) -> bool {
+        true
+    }
+
+    /// The linear address of `target` if it lies on another linear page than the block
+    /// under paging: an exit there is chained only while the TLB entry of its page allows
+    /// fetches with the addend the slot was linked with (see [`crate::jit::SlotWords`]).
+    pub(super) fn cross_page(&self, target: u64) -> Option<u64> {
         let key = self.chain.key;
         if !key.paging() {
-            return true;
+            return None;
         }
         let mut linear = key.cs_base.wrapping_add(target);
         if key.mode() != crane86_runtime::CpuMode::Long64 {
             linear &= 0xffff_ffff;
         }
-        linear & !0xfff == key.linear() & !0xfff
+        (linear & !0xfff != key.linear() & !0xfff).then_some(linear)
     }
 
     /// The end of an exit whose target has no chain slot, once state is written back: retire
@@ -139,22 +146,7 @@ impl JitEmitter<'_, '_> {
     /// [`super::super::helpers::KEY_FROM_STATE`] after an instruction that may change them.
     pub(super) fn jump_tail_keyed(&mut self, rip: Value, n: u32, bits: u64) {
         let back = self.retire_and_check(n);
-        if self.chain.jump_table != 0 {
-            let cs_base = self.iconst(self.chain.key.cs_base);
-            let bits = self.iconst(bits);
-            let table = self.iconst(self.chain.jump_table);
-            let code = self
-                .call_helper(Helper::JumpLookup, &[rip, cs_base, bits, table])
-                .expect("jump_lookup returns the code");
-            let go = self.b.create_block();
-            let miss = self.b.create_block();
-            self.b.ins().brif(code, go, &[], miss, &[]);
-            self.b.seal_block(go);
-            self.b.seal_block(miss);
-            self.b.switch_to_block(go);
-            self.chain_to(code);
-            self.b.switch_to_block(miss);
-        }
+        self.lookup_and_chain(rip, bits);
         self.b.ins().jump(back, &[]);
         self.b.seal_block(back);
         self.b.switch_to_block(back);
@@ -162,6 +154,29 @@ impl JitEmitter<'_, '_> {
         let z = self.iconst(0);
         self.store_state(z, off::LINK);
         self.ret(EXIT_NEXT);
+    }
+
+    /// Tail-calls the code [`super::helpers::jump_lookup`] finds for `rip` (with mode bits
+    /// `bits`), if the cache has a lookup table; execution goes on in the current block when
+    /// it finds none.
+    fn lookup_and_chain(&mut self, rip: Value, bits: u64) {
+        if self.chain.jump_table == 0 {
+            return;
+        }
+        let cs_base = self.iconst(self.chain.key.cs_base);
+        let bits = self.iconst(bits);
+        let table = self.iconst(self.chain.jump_table);
+        let code = self
+            .call_helper(Helper::JumpLookup, &[rip, cs_base, bits, table])
+            .expect("jump_lookup returns the code");
+        let go = self.b.create_block();
+        let miss = self.b.create_block();
+        self.b.ins().brif(code, go, &[], miss, &[]);
+        self.b.seal_block(go);
+        self.b.seal_block(miss);
+        self.b.switch_to_block(go);
+        self.chain_to(code);
+        self.b.switch_to_block(miss);
     }
 
     /// The common end of chained exits, once state is written back: retire `n` instructions
@@ -210,8 +225,12 @@ impl JitEmitter<'_, '_> {
     }
 
     /// One arm of [`Self::chain_tail`]: tail-call the code in chain slot `slot`, or return to
-    /// the run loop at `target` with the slot's token while the slot is empty.
+    /// the run loop at `target` with the slot's token while the slot is empty. An exit to
+    /// another page checks the TLB first, and looks its target up when the TLB disagrees.
     pub(super) fn chain_arm(&mut self, target: u64, slot: usize) {
+        if let Some(linear) = self.cross_page(target) {
+            return self.chain_arm_cross_page(target, linear, slot);
+        }
         let slot_addr = self.iconst(self.chain.slot_addr[slot]);
         let code = self.b.ins().load(I64, state_flags(), slot_addr, 0);
         let go = self.b.create_block();
@@ -223,6 +242,66 @@ impl JitEmitter<'_, '_> {
         self.b.switch_to_block(go);
         self.chain_to(code);
         self.b.switch_to_block(empty);
+        self.return_via_slot(target, slot);
+    }
+
+    /// [`Self::chain_arm`] for a target at `linear` on another page: chained while the TLB
+    /// entry of that page allows fetches and holds the addend the slot was linked with (the
+    /// page maps where it did then); otherwise back to the run loop if the slot was never
+    /// linked (the run loop links it), else through [`super::helpers::jump_lookup`].
+    fn chain_arm_cross_page(&mut self, target: u64, linear: u64, slot: usize) {
+        use crane86_runtime::memory::{tlb_index, TlbEntry};
+        let entry = off::TLB
+            + self.tlb_offset()
+            + (tlb_index(linear) * std::mem::size_of::<TlbEntry>()) as i32;
+        let exec_at = entry + std::mem::offset_of!(TlbEntry, exec) as i32;
+        let addend_at = entry + std::mem::offset_of!(TlbEntry, addend) as i32;
+        let exec = self.b.ins().load(I64, state_flags(), self.cpu, exec_at);
+        let addend = self.b.ins().load(I64, state_flags(), self.cpu, addend_at);
+        let slot_addr = self.iconst(self.chain.slot_addr[slot]);
+        let want = self
+            .b
+            .ins()
+            .load(I64, state_flags(), slot_addr, crate::jit::SLOT_ADDEND);
+        let page_ok = self
+            .b
+            .ins()
+            .icmp_imm_s(IntCC::Equal, exec, (linear & !0xfff) as i64);
+        let addend_ok = self.b.ins().icmp(IntCC::Equal, addend, want);
+        let ok = self.b.ins().band(page_ok, addend_ok);
+        let linked = self.b.create_block();
+        let go = self.b.create_block();
+        let miss = self.b.create_block();
+        self.b.set_cold_block(miss);
+        self.b.ins().brif(ok, linked, &[], miss, &[]);
+        self.b.seal_block(linked);
+        self.b.switch_to_block(linked);
+        let code = self.b.ins().load(I64, state_flags(), slot_addr, 0);
+        self.b.ins().brif(code, go, &[], miss, &[]);
+        self.b.seal_block(go);
+        self.b.seal_block(miss);
+        self.b.switch_to_block(go);
+        self.chain_to(code);
+        self.b.switch_to_block(miss);
+        let lookup = self.b.create_block();
+        let back = self.b.create_block();
+        let fresh = self
+            .b
+            .ins()
+            .icmp_imm_s(IntCC::Equal, want, crate::jit::ADDEND_UNLINKED as i64);
+        self.b.ins().brif(fresh, back, &[], lookup, &[]);
+        self.b.seal_block(lookup);
+        self.b.switch_to_block(lookup);
+        let rip = self.iconst(target);
+        self.lookup_and_chain(rip, self.chain.key.bits);
+        self.b.ins().jump(back, &[]);
+        self.b.seal_block(back);
+        self.b.switch_to_block(back);
+        self.return_via_slot(target, slot);
+    }
+
+    /// Back to the run loop at `target` with exit `slot`'s token, so that it links the slot.
+    fn return_via_slot(&mut self, target: u64, slot: usize) {
         let rip = self.iconst(target);
         let token = self.iconst(self.chain.token[slot]);
         self.store_state(rip, off::RIP);
