@@ -13,7 +13,7 @@
 //!
 //! A guest may also hold checks where QEMU 7.2 TCG itself is wrong (listed in
 //! `docs/design.md`), run only with `sdm-only` on its multiboot command line: `debugregs_sdm`,
-//! `iobp_sdm`, `pcid_sdm` and `vme_sdm` run those under crane86 alone, in every tier, judged by the guest's own
+//! `iobp_sdm`, `pcid_sdm`, `taskswitch_sdm` and `vme_sdm` run those under crane86 alone, in every tier, judged by the guest's own
 //! PASS/FAIL.
 //!
 //! The guests are assembled with nasm at test time into the cargo target directory (nothing
@@ -309,6 +309,22 @@ mod pcid_sdm {
     #[test]
     fn auto() {
         super::sdm_only("pcid", "auto");
+    }
+}
+
+/// QEMU 7.2 TCG ignores the T flag of a TSS: `taskswitch`'s checks of it are here.
+mod taskswitch_sdm {
+    #[test]
+    fn interp() {
+        super::sdm_only("taskswitch", "interp");
+    }
+    #[test]
+    fn jit() {
+        super::sdm_only("taskswitch", "jit");
+    }
+    #[test]
+    fn auto() {
+        super::sdm_only("taskswitch", "auto");
     }
 }
 
