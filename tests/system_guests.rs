@@ -13,7 +13,7 @@
 //!
 //! A guest may also hold checks where QEMU 7.2 TCG itself is wrong (listed in
 //! `docs/design.md`), run only with `sdm-only` on its multiboot command line: `debugregs_sdm`,
-//! `iobp_sdm` and `vme_sdm` run those under crane86 alone, in every tier, judged by the guest's own
+//! `iobp_sdm`, `pcid_sdm`, `taskswitch_sdm` and `vme_sdm` run those under crane86 alone, in every tier, judged by the guest's own
 //! PASS/FAIL.
 //!
 //! The guests are assembled with nasm at test time into the cargo target directory (nothing
@@ -252,6 +252,7 @@ system_guest!(exceptions);
 system_guest!(iobp);
 system_guest!(modes);
 system_guest!(paging);
+system_guest!(pcid);
 system_guest!(pkeys);
 system_guest!(smc);
 system_guest!(syscall);
@@ -295,6 +296,38 @@ mod iobp_sdm {
 
 /// `vme`'s checks of the virtual-mode extensions, which QEMU 7.2 TCG does not implement
 /// (nor advertise): crane86 alone, every tier.
+/// QEMU 7.2 TCG has neither PCID nor INVPCID: every check of `pcid` is here.
+mod pcid_sdm {
+    #[test]
+    fn interp() {
+        super::sdm_only("pcid", "interp");
+    }
+    #[test]
+    fn jit() {
+        super::sdm_only("pcid", "jit");
+    }
+    #[test]
+    fn auto() {
+        super::sdm_only("pcid", "auto");
+    }
+}
+
+/// QEMU 7.2 TCG ignores the T flag of a TSS: `taskswitch`'s checks of it are here.
+mod taskswitch_sdm {
+    #[test]
+    fn interp() {
+        super::sdm_only("taskswitch", "interp");
+    }
+    #[test]
+    fn jit() {
+        super::sdm_only("taskswitch", "jit");
+    }
+    #[test]
+    fn auto() {
+        super::sdm_only("taskswitch", "auto");
+    }
+}
+
 mod vme_sdm {
     #[test]
     fn interp() {
@@ -333,6 +366,7 @@ const GUESTS: &[&str] = &[
     "iobp",
     "modes",
     "paging",
+    "pcid",
     "pkeys",
     "smc",
     "syscall",

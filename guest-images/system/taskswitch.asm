@@ -15,13 +15,22 @@
 ;   stack, the interrupted task's TSS holds the faulting EIP and is the back link, and IRET
 ;   returns to it (at the EIP the handler put in its TSS). The EFLAGS saved for the faulting
 ;   task are not checked: crane86 sets RF there, as in the stack frame of a fault, and QEMU
-;   does not (`difftest qemu` takes QEMU's value there).
+;   does not (`difftest qemu` takes QEMU's value there);
+; - the T (debug trap) flag of a 32-bit TSS (SDM Vol. 3 7.2.1, 17.3.1.5): entering a task
+;   whose TSS has it set by JMP, CALL, INT n through a task gate, an exception through a
+;   task gate, or IRET (back to a caller whose TSS has it) raises #DB with DR6.BT after the
+;   switch, at the new task's first instruction. QEMU 7.2 TCG ignores the flag, so these
+;   checks run only with `sdm-only` (crane86 alone).
 
 %include "lib.inc"
 
 SEL_TASK        equ SEL_FREE
 SEL_TASK16      equ SEL_FREE + 8
 SEL_TASK_GP     equ SEL_FREE + 16
+SEL_TASK_T      equ SEL_FREE + 24
+T_STACK_TOP     equ 0x68000
+TSS_T           equ 0x64            ; bit 0: the debug trap flag
+DR6_BT          equ 1 << 15
 GP_STACK_TOP    equ 0x60000
 BAD_SELECTOR    equ 0x1234          ; beyond the GDT's limit: loading it is #GP(0x1234)
 TASK_STACK_TOP  equ 0x70000
@@ -119,7 +128,124 @@ main:
         CHECK   "iret: caller's nt clear", eax, 0
         call    tss16_tests
         call    task_gate_tests
+        call    sdm_requested
+        test    eax, eax
+        jz      .done
+        call    t_flag_tests
+.done:  ret
+
+; ---- the T flag ----
+
+; T_TASK_RESET how, skip: makes tss_t a fresh task at t_entry that returns by JMP (how = 0)
+; or IRET (1) after adding `skip` to the EIP saved in the main TSS.
+%macro T_TASK_RESET 2
+        mov     dword [tss_t + TSS_EIP], t_entry
+        mov     dword [tss_t + TSS_EFLAGS], FL_FIXED
+        mov     dword [tss_t + TSS_ESP], T_STACK_TOP
+        mov     dword [t_return_by_iret], %1
+        mov     dword [t_skip], %2
+%endmacro
+
+; T_VERIFY "name", "dr6 name": the #DB was taken once, at t_entry, and the task saw
+; DR6.BT (and no other DR6 condition).
+%macro T_VERIFY 2
+        VERIFY  %1, M_VEC | M_EIP | M_CS, 1, 0, t_entry, SEL_CODE32
+        mov     eax, [seen_t_dr6]
+        and     eax, 0xe00f                     ; BT, BS, BD, B3-B0
+        CHECK   %2, eax, DR6_BT
+%endmacro
+
+t_flag_tests:
+        mov     dword [tss_t + TSS_CS], SEL_CODE32
+        mov     eax, SEL_DATA
+        mov     [tss_t + TSS_ES], eax
+        mov     [tss_t + TSS_SS], eax
+        mov     [tss_t + TSS_DS], eax
+        mov     [tss_t + TSS_FS], eax
+        mov     [tss_t + TSS_GS], eax
+        mov     word [tss_t + TSS_T], 1
+        mov     word [tss_t + 102], 104
+        mov     eax, SEL_TASK_T
+        mov     ebx, tss_t
+        mov     ecx, 103
+        mov     dx, TYPE_AVAIL
+        call    set_desc
+
+        T_TASK_RESET 0, 0
+        ARM_IRET
+        jmp     SEL_TASK_T:0
+        clts
+        T_VERIFY "t flag, jmp: #db at the task's first instruction", "t flag, jmp: dr6.bt"
+
+        T_TASK_RESET 1, 0
+        ARM_IRET
+        call    SEL_TASK_T:0
+        clts
+        T_VERIFY "t flag, call: #db at the task's first instruction", "t flag, call: dr6.bt"
+
+        T_TASK_RESET 1, 0
+        mov     eax, 0x30
+        mov     ebx, SEL_TASK_T
+        mov     cl, 0x85                        ; task gate, DPL 0
+        call    set_gate32
+        ARM_IRET
+        int     0x30
+        clts
+        T_VERIFY "t flag, int n through a task gate: #db", \
+                "t flag, int n through a task gate: dr6.bt"
+
+        T_TASK_RESET 1, 2                       ; back past the UD2
+        mov     eax, 6
+        mov     ebx, SEL_TASK_T
+        mov     cl, 0x85
+        call    set_gate32
+        ARM_IRET
+        ud2
+        clts
+        T_VERIFY "t flag, exception through a task gate: #db", \
+                "t flag, exception through a task gate: dr6.bt"
+        mov     eax, 6
+        mov     ebx, exc_stubs32 + 6 * STUB_SIZE
+        mov     cl, 0x8e
+        call    set_gate32
+        mov     eax, 0x30
+        mov     ebx, exc_stubs32 + 0x30 * STUB_SIZE
+        mov     cl, 0x8e
+        call    set_gate32
+
+        ; IRET back into this task with T set in its own TSS: the called task has T clear.
+        T_TASK_RESET 1, 0
+        mov     word [tss_t + TSS_T], 0
+        mov     word [tss32 + TSS_T], 1
+        ARM_IRET
+        call    SEL_TASK_T:0
+.iret_back:
+        mov     word [tss32 + TSS_T], 0
+        clts
+        mov     eax, dr6
+        mov     [seen_t_dr6], eax
+        xor     eax, eax
+        mov     dr6, eax
+        VERIFY  "t flag, iret to the caller: #db after the call", M_VEC | M_EIP | M_CS, 1, 0, \
+                .iret_back, SEL_CODE32
+        mov     eax, [seen_t_dr6]
+        and     eax, 0xe00f
+        CHECK   "t flag, iret to the caller: dr6.bt", eax, DR6_BT
         ret
+
+; The task with the T flag: notes DR6 (clearing it), then returns by JMP or, when called
+; (NT set), by IRET, first moving the caller past `t_skip` bytes.
+t_entry:
+        mov     eax, dr6
+        mov     [seen_t_dr6], eax
+        xor     eax, eax
+        mov     dr6, eax
+        cmp     dword [t_return_by_iret], 0
+        jne     .iret
+        jmp     SEL_TSS32:0
+.iret:  mov     eax, [t_skip]
+        add     [tss32 + TSS_EIP], eax
+        iretd
 
 ; ---- a fault through a task gate ----
 task_gate_tests:
@@ -313,6 +439,9 @@ task16_end:
 
         align   4
 seen_gp_code:   dd      0
+seen_t_dr6:     dd      0
+t_return_by_iret: dd    0
+t_skip:         dd      0
 seen_gp_esp:    dd      0
 seen_gp_eip:    dd      0
 seen_gp_link:   dd      0
@@ -343,5 +472,7 @@ tss_task:       times 104 db 0
 tss16:          times TSS16_SIZE + 4 db 0
         align   16
 tss_gp:         times 104 db 0
+        align   16
+tss_t:          times 104 db 0
 
 GUEST_END

@@ -23,6 +23,8 @@ use crate::state::{CpuMode, CpuState, SegReg, CR4_DE};
 pub const DR6_BD: u64 = 1 << 13;
 /// DR6.BS: the #DB includes a single-step trap.
 pub const DR6_BS: u64 = 1 << 14;
+/// DR6.BT: the #DB is the task-switch trap of a TSS with its T flag set.
+pub const DR6_BT: u64 = 1 << 15;
 /// DR6.B0-B3: which breakpoints matched.
 pub const DR6_HITS: u64 = 0xf;
 

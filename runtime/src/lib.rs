@@ -25,6 +25,7 @@ pub mod key;
 pub mod memory;
 pub mod msr;
 pub mod paging;
+pub mod pcid;
 pub mod segment;
 pub mod state;
 pub mod task;

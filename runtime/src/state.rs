@@ -371,6 +371,10 @@ pub struct CpuState {
     /// Set when an x87 instruction found an unmasked exception pending with CR0.NE clear:
     /// the board raises IRQ 13 (the PC's FERR# wiring) and clears this.
     pub ferr: u32,
+    /// Set by a task switch into a 32-bit TSS whose T flag is set: the run loop raises the
+    /// #DB with DR6.BT before the new task's first instruction, and clears this
+    /// (`crane86_runtime::task`, SDM Vol. 3 17.3.1.5).
+    pub task_trap: bool,
 }
 
 // SAFETY: the only non-Send field is the `mem` context pointer, which is null outside a run
@@ -471,6 +475,7 @@ impl CpuState {
             xcr0: 1,
             pkru: 0,
             ferr: 0,
+            task_trap: false,
             tlb: [[TlbEntry::INVALID; TLB_ENTRIES]; 2],
             tlb_filled: [[0; TLB_ENTRIES / 64]; 2],
             tlb_global: [[0; TLB_ENTRIES / 64]; 2],
@@ -623,6 +628,7 @@ impl Clone for CpuState {
             xcr0: self.xcr0,
             pkru: self.pkru,
             ferr: self.ferr,
+            task_trap: self.task_trap,
             tlb: self.tlb,
             tlb_filled: self.tlb_filled,
             tlb_global: self.tlb_global,

@@ -13,8 +13,14 @@
 //!
 //! Checks of the new task's segments run in the order LDTR, CS, SS, ES, DS, FS, GS (the order
 //! QEMU, the project's referee, uses; the SDM lists the checks without fixing an order
-//! between registers). The T (debug trap) bit and the PDPTE reload of PAE paging on the CR3
-//! load are not implemented.
+//! between registers). The PDPTE reload of PAE paging on the CR3 load is not implemented.
+//!
+//! The T (debug trap) flag of a 32-bit TSS (byte 0x64, bit 0; SDM Vol. 3 7.2.1 and
+//! 17.3.1.5): a switch into such a task that completes sets [`CpuState::task_trap`], and the
+//! run loop raises #DB with DR6.BT after the switch and before the new task's first
+//! instruction, whichever way the task was entered (JMP, CALL, INT n, an exception or an
+//! interrupt through a task gate, IRET). A 16-bit TSS has no T flag. A switch that faults
+//! in the new task's context leaves no trap pending: the fault is what the new task sees.
 //!
 //! 16-bit TSSs (the 80286 format, SDM Vol. 3 7.6 and figure 7-10) are switched to and from
 //! as well: the outgoing task's state is saved in the format of *its* TSS and the incoming
@@ -212,7 +218,12 @@ struct Image {
     /// ES, CS, SS, DS, FS, GS.
     seg: [u16; 6],
     ldt: u16,
+    /// The T flag (32-bit TSS only).
+    trap: bool,
 }
+
+/// Offset of the T flag (bit 0) in a 32-bit TSS.
+const TSS32_T: u64 = 0x64;
 
 fn read_image(
     cpu: &mut CpuState,
@@ -242,6 +253,7 @@ fn read_image(
         gpr,
         seg,
         ldt: rd(layout.ldt, 2)? as u16,
+        trap: layout == TSS32 && rd(TSS32_T, 2)? & 1 != 0,
     })
 }
 
@@ -378,6 +390,7 @@ pub fn switch(
     if new_flags & VM == 0 && cpu.rip > u64::from(cs.limit) {
         return Err(Fault::with_code(Exception::GeneralProtection, ext).into());
     }
+    cpu.task_trap = new.trap;
     Ok(new_flags)
 }
 

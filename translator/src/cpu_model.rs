@@ -38,6 +38,8 @@ const EDX1_SSE2: u32 = 1 << 26;
 const ECX1_SSE3: u32 = 1 << 0;
 const ECX1_SSSE3: u32 = 1 << 9;
 const ECX1_CX16: u32 = 1 << 13;
+/// Process-context identifiers: CR4.PCIDE (see `crane86_runtime::pcid`).
+const ECX1_PCID: u32 = 1 << 17;
 const ECX1_SSE41: u32 = 1 << 19;
 const ECX1_SSE42: u32 = 1 << 20;
 const ECX1_XSAVE: u32 = 1 << 26;
@@ -53,6 +55,8 @@ const EBX7_BMI1: u32 = 1 << 3;
 /// FCS and FDS are saved as zero (the FPU keeps no segment selectors).
 const EBX7_FPU_CSDS_DEPRECATED: u32 = 1 << 13;
 const EBX7_SMEP: u32 = 1 << 7;
+/// INVPCID.
+const EBX7_INVPCID: u32 = 1 << 10;
 const EBX7_SMAP: u32 = 1 << 20;
 // CPUID.7.0:ECX
 const ECX7_UMIP: u32 = 1 << 2;
@@ -105,6 +109,7 @@ pub const FEATURES: Features = Features {
     ecx1: ECX1_SSE3
         | ECX1_SSSE3
         | ECX1_CX16
+        | ECX1_PCID
         | ECX1_SSE41
         | ECX1_SSE42
         | ECX1_MOVBE
@@ -130,7 +135,13 @@ pub const FEATURES: Features = Features {
         | EDX1_FXSR
         | EDX1_SSE
         | EDX1_SSE2,
-    ebx7: EBX7_BMI1 | EBX7_SMEP | EBX7_FPU_CSDS_DEPRECATED | EBX7_BMI2 | EBX7_ADX | EBX7_SMAP,
+    ebx7: EBX7_BMI1
+        | EBX7_SMEP
+        | EBX7_INVPCID
+        | EBX7_FPU_CSDS_DEPRECATED
+        | EBX7_BMI2
+        | EBX7_ADX
+        | EBX7_SMAP,
     ecx7: ECX7_UMIP | ECX7_PKU | ECX7_RDPID | ECX7_PKS,
     ecx81: ECX81_LAHF | ECX81_ABM,
     // AMD repeats the FPU, MMX and FXSR bits of leaf 1 here.

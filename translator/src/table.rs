@@ -119,8 +119,8 @@ pub enum Op {
     Int,
     /// IRET, IRETD, IRETQ.
     Iret,
-    /// MOV to/from CR/DR, CLTS, LMSW, INVLPG, WBINVD, INVD, CLFLUSH, RDTSCP, RDPID, STAC,
-    /// CLAC.
+    /// MOV to/from CR/DR, CLTS, LMSW, INVLPG, INVPCID, WBINVD, INVD, CLFLUSH, RDTSCP, RDPID,
+    /// STAC, CLAC.
     ControlReg,
     /// Far JMP, far CALL, RETF.
     Far,
@@ -509,6 +509,7 @@ fn build(code: Code) -> Option<Entry> {
         M::Clts
         | M::Lmsw
         | M::Invlpg
+        | M::Invpcid
         | M::Wbinvd
         | M::Invd
         | M::Clflush

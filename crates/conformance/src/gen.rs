@@ -169,6 +169,7 @@ fn native_denied(m: Mnemonic) -> Option<&'static str> {
         | M::Lldt
         | M::Ltr
         | M::Invlpg
+        | M::Invpcid
         | M::Wrmsr
         | M::Rdmsr
         | M::Wbinvd

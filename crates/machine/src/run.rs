@@ -1,7 +1,7 @@
 //! The run loop: find or translate the block at RIP, run it in its tier, handle what made it
 //! stop (a fault, a store into code, HLT, a port write that ends the run), repeat.
 
-use crane86_runtime::debug::{self, DR6_BS, DR6_HITS};
+use crane86_runtime::debug::{self, DR6_BS, DR6_BT, DR6_HITS};
 use crane86_runtime::interrupt::{self, Combined, Delivery, Event, EventKind};
 use crane86_runtime::memory::fetch_phys;
 use crane86_runtime::state::{EXIT_DEVICE, EXIT_STOP};
@@ -193,6 +193,9 @@ impl Machine {
                 remaining = remaining.saturating_sub(1);
                 continue;
             }
+            if self.task_trap() {
+                continue;
+            }
             if remaining == 0 {
                 return Ok(RunEnd::Limit);
             }
@@ -210,7 +213,7 @@ impl Machine {
                 if let Some(end) = self.service_devices() {
                     return Ok(end);
                 }
-                if self.cpu.fault.pending != 0 {
+                if self.cpu.fault.pending != 0 || self.task_trap() {
                     continue;
                 }
             }
@@ -388,6 +391,11 @@ impl Machine {
                     if let Some(accesses) = &watched {
                         traps |= debug::data_breakpoint_hits(&self.cpu, accesses);
                     }
+                    // A task switch (far JMP/CALL, INT n, IRET) into a TSS with the T flag:
+                    // one #DB with the instruction's own traps.
+                    if std::mem::take(&mut self.cpu.task_trap) {
+                        traps |= DR6_BT;
+                    }
                 }
                 self.debug_traps(
                     traps,
@@ -473,6 +481,19 @@ impl Machine {
         }
         self.cpu.dr[6] |= traps & !DR6_HITS;
         self.cpu.raise(Fault::new(Exception::Debug), 0);
+    }
+
+    /// Raises the #DB (DR6.BT) of a task switch into a TSS with its T flag set, when an
+    /// exception or interrupt delivered through a task gate made it (SDM Vol. 3 17.3.1.5):
+    /// before the new task's first instruction, and before any external interrupt (a trap
+    /// on task switch outranks them, SDM Vol. 3 table 6-2). True when it raised one.
+    fn task_trap(&mut self) -> bool {
+        if !std::mem::take(&mut self.cpu.task_trap) {
+            return false;
+        }
+        self.cpu.dr[6] |= DR6_BT;
+        self.cpu.raise(Fault::new(Exception::Debug), 0);
+        true
     }
 
     /// Delivers an exception raised at `cpu.rip` through the IDT, turning faults during

@@ -615,3 +615,88 @@ fn task_switches_by_call_and_interrupt_return_with_iret() {
         assert_eq!(m.cpu.rflags & (1 << 14), 0, "{tier:?}: NT clear in task A");
     }
 }
+
+/// The T flag of a 32-bit TSS: entering task B (T set) by CALL FAR, and by an exception
+/// through a task gate, raises #DB with DR6.BT before B's first instruction; the #DB
+/// handler (an interrupt gate, run in B's context) records DR6 and the EIP it would return
+/// to, then leaves through isa-debug-exit.
+#[test]
+fn a_tss_with_the_t_flag_traps_before_the_first_instruction() {
+    const TSS_B: u64 = 0x700;
+    const SEEN: u64 = 0x3000;
+    for via_exception in [false, true] {
+        let main = asm(32, 0x1000, |a| {
+            a.mov(esp, 0x8000)?;
+            a.mov(eax, 0x28)?;
+            a.ltr(ax)?;
+            if via_exception {
+                a.ud2()?;
+            } else {
+                a.call_far(0x30, 0)?;
+            }
+            a.hlt()
+        });
+        let task_b = asm(32, 0x2000, |a| {
+            a.nop()?;
+            a.hlt()
+        });
+        let db_handler = asm(32, 0x2800, |a| {
+            a.mov(eax, dr6)?;
+            a.mov(dword_ptr(SEEN), eax)?;
+            a.mov(eax, dword_ptr(esp))?;
+            a.mov(dword_ptr(SEEN + 4), eax)?;
+            a.out(0xf4, al)
+        });
+        let g = Guest {
+            mode: CpuMode::Prot32,
+            pieces: vec![(0x1000, main), (0x2000, task_b), (0x2800, db_handler)],
+            gdt: vec![
+                0,
+                CODE32_0,
+                DATA32_0,
+                CODE32_3,
+                DATA32_3,
+                TSS32,
+                0x0000_8900_0000_0067 | (TSS_B << 16),
+            ],
+        };
+        let mut image = vec![0u8; 0x68];
+        image[0x20..0x24].copy_from_slice(&0x2000u32.to_le_bytes());
+        image[0x24..0x28].copy_from_slice(&2u32.to_le_bytes());
+        image[0x38..0x3c].copy_from_slice(&0x9000u32.to_le_bytes());
+        for (i, sel) in [0x10u16, 0x08, 0x10, 0x10, 0x10, 0x10].iter().enumerate() {
+            image[0x48 + 4 * i..0x4a + 4 * i].copy_from_slice(&sel.to_le_bytes());
+        }
+        image[0x64] = 1; // T
+                         // IDT: vector 1 an interrupt gate to the handler, vector 6 a task gate to B.
+        let int_gate = 0x2800u64 | (0x08 << 16) | (0x8e << 40);
+        let task_gate = (0x30u64 << 16) | (0x85 << 40);
+        for tier in TIERS {
+            let mut m = Machine::new(&MachineConfig {
+                tier,
+                ..MachineConfig::default()
+            })
+            .unwrap();
+            g.load(&mut m);
+            m.mem.load(TSS_B, &image).unwrap();
+            m.mem.load(0x800 + 8, &int_gate.to_le_bytes()).unwrap();
+            m.mem.load(0x800 + 6 * 8, &task_gate.to_le_bytes()).unwrap();
+            m.cpu.idtr = DescriptorTable {
+                base: 0x800,
+                limit: 0x7ff,
+            };
+            let what = format!("{tier:?}, via exception {via_exception}");
+            assert!(
+                matches!(m.run(Some(1000)).unwrap(), RunEnd::DebugExit(_)),
+                "{what}"
+            );
+            assert_eq!(read32(&m, SEEN) & 0xe00f, 0x8000, "{what}: DR6.BT alone");
+            assert_eq!(
+                read32(&m, SEEN + 4),
+                0x2000,
+                "{what}: at B's first instruction"
+            );
+            assert_eq!(m.cpu.tr.selector, 0x30, "{what}: in task B");
+        }
+    }
+}

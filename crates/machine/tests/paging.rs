@@ -217,3 +217,67 @@ fn xsavec_keeps_pkru_right_after_the_header() {
         assert_eq!(m.cpu.pkru, 8, "{tier:?}: restored PKRU");
     }
 }
+
+/// INVPCID in real mode (CPL 0 there: allowed) and in a 64-bit loop hot enough for the JIT
+/// (runtime class, run from compiled code through `rewrite::runs_compiled`): types 0-3 with a
+/// zero descriptor pass, type 4 is #GP(0) at the instruction.
+#[test]
+fn invpcid_runs_in_real_mode_and_in_compiled_loops() {
+    for real in [true, false] {
+        let bits = if real { 16 } else { 64 };
+        let mut a = CodeAssembler::new(bits).unwrap();
+        let mut top = a.create_label();
+        a.mov(ecx, 10).unwrap();
+        a.set_label(&mut top).unwrap();
+        for kind in 0..4 {
+            a.mov(eax, kind).unwrap();
+            if real {
+                a.invpcid(eax, xmmword_ptr(0x3000)).unwrap();
+            } else {
+                a.invpcid(rax, xmmword_ptr(0x3000)).unwrap();
+            }
+        }
+        a.dec(ecx).unwrap();
+        a.jnz(top).unwrap();
+        a.mov(eax, 4).unwrap();
+        let mut faulting = a.create_label();
+        a.set_label(&mut faulting).unwrap();
+        if real {
+            a.invpcid(eax, xmmword_ptr(0x3000)).unwrap();
+        } else {
+            a.invpcid(rax, xmmword_ptr(0x3000)).unwrap();
+        }
+        a.hlt().unwrap();
+        let assembled = a
+            .assemble_options(
+                0x1000,
+                iced_x86::BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS,
+            )
+            .unwrap();
+        let at = assembled.label_ip(&faulting).unwrap();
+        let code = assembled.inner.code_buffer;
+        let mode = if real {
+            CpuMode::Real16
+        } else {
+            CpuMode::Long64
+        };
+        for tier in TIERS {
+            let mut m = Machine::new(&MachineConfig {
+                tier,
+                exceptions: ExceptionPolicy::Stop,
+                ..MachineConfig::default()
+            })
+            .unwrap();
+            m.load_flat(&code, 0x1000, 0x1000, mode).unwrap();
+            match m.run(Some(10_000)).unwrap() {
+                RunEnd::Fault { fault, rip } => {
+                    assert_eq!(fault.exception, Exception::GeneralProtection, "{tier:?}");
+                    assert_eq!(fault.error_code, 0, "{tier:?}");
+                    assert_eq!(rip, at, "{tier:?}, real mode {real}");
+                }
+                other => panic!("{tier:?}, real mode {real}: {other:?}"),
+            }
+            assert_eq!(m.cpu.gpr(Gpr::Rcx) & 0xffff, 0, "{tier:?}: the loop ran");
+        }
+    }
+}

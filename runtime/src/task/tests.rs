@@ -157,6 +157,27 @@ fn jmp_to_a_tss_does_not_nest() {
     );
 }
 
+/// The T flag of the new 32-bit TSS asks the run loop for a #DB ([`CpuState::task_trap`]);
+/// a switch that faults in the new task's context leaves none pending, and neither does a
+/// TSS without the flag.
+#[test]
+fn the_t_flag_of_the_new_tss_asks_for_a_debug_trap() {
+    let (mut cpu, mut mem) = machine();
+    mem.write_phys(TSS_B + 0x64, 2, 1);
+    jmp_call(&mut cpu, &mut mem, FarKind::Jmp, 0x30, 0, 4, 0x1007, FIXED1).unwrap();
+    assert!(cpu.task_trap);
+
+    let (mut cpu, mut mem) = machine();
+    jmp_call(&mut cpu, &mut mem, FarKind::Jmp, 0x30, 0, 4, 0x1007, FIXED1).unwrap();
+    assert!(!cpu.task_trap, "T clear");
+
+    let (mut cpu, mut mem) = machine();
+    mem.write_phys(TSS_D + 0x64, 2, 1);
+    let r = jmp_call(&mut cpu, &mut mem, FarKind::Jmp, 0x50, 0, 4, 0x1007, FIXED1);
+    assert!(r.is_err());
+    assert!(!cpu.task_trap, "the switch faulted in task D");
+}
+
 #[test]
 fn faults_before_the_commit_point_leave_the_old_task_alone() {
     let (mut cpu, mut mem) = machine();

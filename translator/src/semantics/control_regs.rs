@@ -1,7 +1,8 @@
 //! Control and debug registers, and the cache/TLB maintenance instructions: MOV to and from
 //! CR0/CR2/CR3/CR4/CR8 and DR0-DR7, CLTS, LMSW, INVLPG, WBINVD, INVD, CLFLUSH, RDTSCP,
-//! RDPID, STAC/CLAC (EFLAGS.AC decides what SMAP lets the kernel touch), and RDPKRU/WRPKRU
-//! (the protection-key rights of user pages, which the TLB's tags depend on).
+//! RDPID, STAC/CLAC (EFLAGS.AC decides what SMAP lets the kernel touch), RDPKRU/WRPKRU
+//! (the protection-key rights of user pages, which the TLB's tags depend on), and INVPCID
+//! (with the PCID rules of CR3 and CR4 in `crane86_runtime::pcid`).
 //!
 //! All are runtime class: each runs alone in its block, so a write that changes how code
 //! translates (CR0.PE/PG, EFER.LMA through CR0.PG, CR4 paging bits) or what the TLB holds
@@ -10,6 +11,7 @@
 
 use crane86_runtime::memory::tlb_flush_page;
 use crane86_runtime::paging::{CR0_WP, CR4_PGE, CR4_PSE, CR4_SMAP, CR4_SMEP, EFER_NXE, MAXPHYADDR};
+use crane86_runtime::pcid::{self, Invpcid, CR4_PCIDE};
 use crane86_runtime::state::{
     CR0_ET, CR0_PE, CR0_PG, CR4_DE, CR4_PAE, CR4_PKE, CR4_PKS, EFER_LMA, EFER_LME,
 };
@@ -43,20 +45,24 @@ const CR0_DEFINED: u64 = CR0_PE
     | CR0_PG;
 
 /// CR4 bits this CPU implements (and so accepts): VME, PVI, TSD, DE, PSE, PAE, MCE, PGE,
-/// PCE, OSFXSR, OSXMMEXCPT, UMIP, OSXSAVE, SMEP, SMAP, PKE, PKS. Setting any other bit is
+/// PCE, OSFXSR, OSXMMEXCPT, UMIP, PCIDE, OSXSAVE, SMEP, SMAP, PKE, PKS. Setting any other bit is
 /// #GP(0). PKE and PKS may be set in any mode; they take effect under 4-level paging only.
 /// VME and PVI are read at run time by the instructions they change, all runtime class
 /// where they apply (virtual-8086 mode and CPL 3), so they need no block-key bit.
 const CR4_UMIP: u64 = 1 << 11;
 const CR4_SUPPORTED: u64 = 0b111_1111_1111
     | CR4_UMIP
+    | CR4_PCIDE
     | crane86_runtime::state::CR4_OSXSAVE
     | CR4_SMEP
     | CR4_SMAP
     | CR4_PKE
     | CR4_PKS;
-/// CR4 bits that change what a cached translation allows.
-const CR4_PAGING: u64 = CR4_PSE | CR4_PAE | CR4_PGE | CR4_SMEP | CR4_SMAP | CR4_PKE | CR4_PKS;
+/// CR4 bits that change what a cached translation allows, or (PCIDE) which translations
+/// may be cached: clearing PCIDE must drop every entry (SDM Vol. 3 4.10.4.1); setting it
+/// need not, but may.
+const CR4_PAGING: u64 =
+    CR4_PSE | CR4_PAE | CR4_PGE | CR4_SMEP | CR4_SMAP | CR4_PKE | CR4_PKS | CR4_PCIDE;
 
 /// DR6 bits that always read as 1, and DR7's.
 const DR6_FIXED1: u64 = 0xffff_0ff0;
@@ -100,6 +106,7 @@ pub fn execute(it: &mut Interp<'_>, insn: &Instruction) -> R<()> {
             tlb_flush_page(it.cpu, linear);
             Ok(())
         }
+        Mnemonic::Invpcid => invpcid(it, insn),
         Mnemonic::Wbinvd | Mnemonic::Invd => require_cpl0(it),
         Mnemonic::Clflush | Mnemonic::Clflushopt => {
             // No caches to flush, but the address is checked as a one-byte read would be.
@@ -142,6 +149,30 @@ fn pkru(it: &mut Interp<'_>, write: bool) -> R<()> {
         it.cpu.gpr[0] = u64::from(it.cpu.pkru);
         it.cpu.gpr[2] = 0;
     }
+    Ok(())
+}
+
+/// INVPCID type, [descriptor] (SDM Vol. 2 INVPCID). CPL 0 only, real mode included; in
+/// virtual-8086 mode (CPL 3) it is #GP(0). The descriptor is read before its checks, as the
+/// SDM's operation reads it first: a #PF on it wins over a #GP for its contents.
+fn invpcid(it: &mut Interp<'_>, insn: &Instruction) -> R<()> {
+    require_cpl0(it)?;
+    // The type register is 64 bits in 64-bit mode, 32 elsewhere whatever CS.D says.
+    let width_mask = if it.ctx().mode == CpuMode::Long64 {
+        u64::MAX
+    } else {
+        0xffff_ffff
+    };
+    let kind = it.cpu.gpr[gpr_index(insn.op0_register())] & width_mask;
+    let at = mem_linear(it, insn);
+    let lo = it.load(at, 8)?;
+    let hi_at = at.wrapping_add(8) & width_mask;
+    let hi = it.load(hi_at, 8)?;
+    let pcide = it.cpu.cr4 & CR4_PCIDE != 0;
+    let Some(inv) = Invpcid::decode(kind, [lo, hi], pcide) else {
+        return Err(gp0(it));
+    };
+    inv.execute(it.cpu);
     Ok(())
 }
 
@@ -248,7 +279,7 @@ fn write_cr0(it: &mut Interp<'_>, v: u64) -> R<()> {
     let v = (v & CR0_DEFINED) | CR0_ET;
     let cpu = &*it.cpu;
     let invalid = (v & CR0_PG != 0 && v & CR0_PE == 0) || (v & CR0_NW != 0 && v & CR0_CD == 0);
-    if invalid {
+    if invalid || !pcid::cr0_allows(cpu, v) {
         return Err(gp0(it));
     }
     let enabling_paging = v & CR0_PG != 0 && cpu.cr0 & CR0_PG == 0;
@@ -276,7 +307,11 @@ fn write_cr0(it: &mut Interp<'_>, v: u64) -> R<()> {
     Ok(())
 }
 
+/// MOV to CR3. With CR4.PCIDE, bit 63 asks not to invalidate the TLB and is not stored;
+/// the TLB, which holds one address space only, drops its non-global entries anyway
+/// (allowed: see `crane86_runtime::pcid`).
 fn write_cr3(it: &mut Interp<'_>, v: u64) -> R<()> {
+    let (v, _no_flush) = pcid::cr3_value(it.cpu, v);
     if it.cpu.efer & EFER_LMA != 0 && v >> MAXPHYADDR != 0 {
         return Err(gp0(it));
     }
@@ -287,7 +322,7 @@ fn write_cr3(it: &mut Interp<'_>, v: u64) -> R<()> {
 
 fn write_cr4(it: &mut Interp<'_>, v: u64) -> R<()> {
     let long = it.cpu.efer & EFER_LMA != 0;
-    if v & !CR4_SUPPORTED != 0 || (long && v & CR4_PAE == 0) {
+    if v & !CR4_SUPPORTED != 0 || (long && v & CR4_PAE == 0) || !pcid::cr4_allows(it.cpu, v) {
         return Err(gp0(it));
     }
     let before = paging_bits(it.cpu);

@@ -81,6 +81,7 @@ pub fn execute(it: &mut Interp<'_>, insn: &Instruction) -> R<Outcome> {
         Mnemonic::Clts
         | Mnemonic::Lmsw
         | Mnemonic::Invlpg
+        | Mnemonic::Invpcid
         | Mnemonic::Wbinvd
         | Mnemonic::Invd
         | Mnemonic::Clflush
