@@ -248,6 +248,13 @@ impl<V: Copy> MemRef<V> {
     }
 }
 
+/// The linear address of the ModRM memory operand for an access of `size` bytes, after
+/// the segment's limit and type checks.
+pub fn mem_access<E: Emit>(e: &mut E, insn: &Instruction, size: u32, access: Access) -> R<E::V> {
+    let off = effective_address(e, insn);
+    super::seg_check::checked_linear(e, insn.memory_segment(), off, size, access)
+}
+
 /// Where an operand lives.
 #[derive(Clone, Copy, Debug)]
 pub enum Loc<V> {
