@@ -172,4 +172,103 @@ mod tests {
             }
         }
     }
+
+    use crate::testutil::{asm, run_both, Outcome, DATA};
+    use crane86_runtime::CpuMode;
+    use iced_x86::code_asm::{ax, dword_ptr, eax, word_ptr};
+
+    const RSP: usize = 4;
+
+    /// Runs 32-bit `code` (both back ends) with SS an expand-down data segment (B = 1,
+    /// base 0) whose limit is `DATA + 0xfff`, ESP at `sp` and DS a byte-granular segment
+    /// of limit 0xff based at DATA.
+    fn run32_small(sp: u64, code: &[u8]) -> Outcome {
+        run_both(CpuMode::Prot32, code, move |cpu, _| {
+            let stack = &mut cpu.seg[SegReg::Ss as usize];
+            stack.limit = (DATA + 0xfff) as u32;
+            stack.attrs = SEG_P | SEG_DB | 0x17;
+            let data = &mut cpu.seg[SegReg::Ds as usize];
+            data.base = DATA;
+            data.limit = 0xff;
+            cpu.gpr[RSP] = sp;
+        })
+    }
+
+    fn expect(o: &Outcome, vector: Exception, rip: u64) {
+        assert_eq!(o.fault, Some(Fault::with_code(vector, 0)));
+        assert_eq!(o.cpu.rip, rip);
+    }
+
+    #[test]
+    fn pushes_and_calls_below_an_expand_down_limit_raise_ss() {
+        let top = DATA + 0x1000;
+        let push = asm(32, |a| a.push(eax).unwrap());
+        let o = run32_small(top + 4, &push);
+        assert_eq!(o.fault, None);
+        let o = run32_small(top + 2, &push);
+        expect(&o, Exception::StackFault, crate::testutil::CODE);
+        assert_eq!(o.r(RSP), top + 2, "ESP unchanged");
+        assert_eq!(o.m(top - 2, 4), 0, "nothing written");
+        let call = asm(32, |a| {
+            let mut l = a.create_label();
+            a.call(l).unwrap();
+            a.set_label(&mut l).unwrap();
+            a.nop().unwrap();
+        });
+        expect(
+            &run32_small(top + 3, &call),
+            Exception::StackFault,
+            crate::testutil::CODE,
+        );
+        let pusha = asm(32, |a| a.pushad().unwrap());
+        expect(
+            &run32_small(top + 16, &pusha),
+            Exception::StackFault,
+            crate::testutil::CODE,
+        );
+        let enter = asm(32, |a| a.enter(8u32, 0u32).unwrap());
+        assert_eq!(run32_small(top + 4, &enter).fault, None);
+        let pop = asm(32, |a| a.pop(eax).unwrap());
+        // B = 1: the stack reaches 0xFFFFFFFF; a POP of the last three bytes crosses it.
+        expect(
+            &run32_small(0xffff_fffd, &pop),
+            Exception::StackFault,
+            crate::testutil::CODE,
+        );
+    }
+
+    #[test]
+    fn data_accesses_and_strings_beyond_the_limit_raise_gp() {
+        let code = asm(32, |a| {
+            a.mov(eax, dword_ptr(0xfc)).unwrap();
+            a.mov(dword_ptr(0xfd), eax).unwrap();
+        });
+        let o = run32_small(DATA + 0x2000, &code);
+        expect(&o, Exception::GeneralProtection, crate::testutil::CODE + 5);
+        let movs = asm(32, |a| a.rep().movsd().unwrap());
+        let o = run_both(CpuMode::Prot32, &movs, |cpu, _| {
+            let dst = &mut cpu.seg[SegReg::Es as usize];
+            dst.base = DATA;
+            dst.limit = 0x10;
+            cpu.gpr[1] = 8; // ECX
+            cpu.gpr[6] = DATA + 0x100; // ESI (flat DS)
+            cpu.gpr[7] = 4; // EDI: the fourth dword crosses the limit
+        });
+        expect(&o, Exception::GeneralProtection, crate::testutil::CODE);
+        assert_eq!(o.r(1), 5, "three iterations done");
+        assert_eq!(o.r(7), 16);
+    }
+
+    #[test]
+    fn real_mode_word_at_the_end_of_the_segment() {
+        let code = asm(16, |a| {
+            a.mov(ax, word_ptr(0xfffe)).unwrap();
+            a.mov(ax, word_ptr(0xffff)).unwrap();
+        });
+        let o = run_both(CpuMode::Real16, &code, |_, _| {});
+        expect(&o, Exception::GeneralProtection, crate::testutil::CODE + 3);
+        let code = asm(16, |a| a.push(ax).unwrap());
+        let o = run_both(CpuMode::Real16, &code, |cpu, _| cpu.gpr[RSP] = 1);
+        expect(&o, Exception::StackFault, crate::testutil::CODE);
+    }
 }
