@@ -181,7 +181,7 @@ mod tests {
 
     /// Runs 32-bit `code` (both back ends) with SS an expand-down data segment (B = 1,
     /// base 0) whose limit is `DATA + 0xfff`, ESP at `sp` and DS a byte-granular segment
-    /// of limit 0xff based at DATA.
+    /// of limit 0xff based at DATA; EAX is non-zero.
     fn run32_small(sp: u64, code: &[u8]) -> Outcome {
         run_both(CpuMode::Prot32, code, move |cpu, _| {
             let stack = &mut cpu.seg[SegReg::Ss as usize];
@@ -191,6 +191,7 @@ mod tests {
             data.base = DATA;
             data.limit = 0xff;
             cpu.gpr[RSP] = sp;
+            cpu.gpr[0] = 0x1111_1111; // EAX: what PUSHAD would store first
         })
     }
 
@@ -221,11 +222,10 @@ mod tests {
             crate::testutil::CODE,
         );
         let pusha = asm(32, |a| a.pushad().unwrap());
-        expect(
-            &run32_small(top + 16, &pusha),
-            Exception::StackFault,
-            crate::testutil::CODE,
-        );
+        let o = run32_small(top + 16, &pusha);
+        expect(&o, Exception::StackFault, crate::testutil::CODE);
+        let written = o.m(top, 8) | o.m(top + 8, 8);
+        assert_eq!(written, 0, "PUSHAD checks its last push before the first");
         let enter = asm(32, |a| a.enter(8u32, 0u32).unwrap());
         assert_eq!(run32_small(top + 4, &enter).fault, None);
         let pop = asm(32, |a| a.pop(eax).unwrap());

@@ -8,7 +8,7 @@ use super::flags::eflags;
 use super::operands::{
     effective_address, linear, loc, read_gpr_sized, read_op, trunc, write_gpr_sized, write_loc,
 };
-use super::seg_check::{checked_linear, Access};
+use super::seg_check::{check, checked_linear, Access};
 use crate::emit::{Bin, Emit, R};
 
 const RSP: usize = 4;
@@ -113,6 +113,10 @@ pub fn pushf<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
 pub fn pusha<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
     let size = if insn.code() == Code::Pushaw { 2 } else { 4 };
     let mut s = sp(e);
+    // SDM: #SS(0) if the starting or ending stack address is outside the limit, before
+    // anything is written (each push checks the start again).
+    let last = sp_offset(e, s, -8 * i64::from(size));
+    check(e, Register::SS, last, size, Access::Write)?;
     let original = read_gpr_sized(e, RSP, size);
     for r in 0..8 {
         let v = if r == RSP {
