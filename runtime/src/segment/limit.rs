@@ -73,7 +73,7 @@ pub fn access_fault(
     size: u32,
     write: bool,
 ) -> bool {
-    let end = off + u64::from(size) - 1;
+    let end = off + u64::from(size.max(1)) - 1;
     if rules == Rules::Real {
         return end > u64::from(seg.limit);
     }

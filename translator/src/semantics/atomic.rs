@@ -10,9 +10,9 @@ use crane86_runtime::{CcKind, CcOp, Exception, Fault};
 use iced_x86::Instruction;
 
 use super::flags::update_flags;
-use super::operands::mem_access;
 use super::operands::{
-    gpr_ref, loc, op_size, read_gpr_sized, read_loc, read_reg, trunc, write_loc, write_reg, Loc,
+    gpr_ref, loc, mem_access, op_size, read_gpr_sized, read_loc, read_reg, trunc, write_loc,
+    write_reg, Loc,
 };
 use super::seg_check::Access;
 use crate::emit::{Bin, Cmp, Emit, R};

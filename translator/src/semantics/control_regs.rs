@@ -16,8 +16,7 @@ use crane86_runtime::state::{
 use crane86_runtime::{segment, CpuMode, CpuState, Exception, Fault, SegReg};
 use iced_x86::{Instruction, Mnemonic, OpKind, Register};
 
-use super::operands::mem_access;
-use super::operands::{mem_linear, read_op};
+use super::operands::{mem_access, mem_linear, read_op};
 use super::seg_check::Access;
 use crate::emit::{Emit, R};
 use crate::interp::Interp;

@@ -70,7 +70,8 @@ pub fn fault_cond<A: Arith>(
     size: u32,
     access: Access,
 ) -> A::V {
-    let last = e.imm(u64::from(size) - 1);
+    // A size of 0 (a memory form iced gives no size) is checked as one byte.
+    let last = e.imm(u64::from(size.max(1)) - 1);
     let end = e.bin(Bin::Add, off, last);
     let beyond = e.cmp(Cmp::Ult, limit, end);
     let Some(attrs) = attrs else {

@@ -22,8 +22,7 @@ use crane86_runtime::{flags as fl, Exception, Fault};
 use iced_x86::{Code, Instruction, OpKind, Register};
 
 use super::flags::set_eflags;
-use super::operands::mem_access;
-use super::operands::{op_size, read_op, read_reg, write_reg};
+use super::operands::{mem_access, op_size, read_op, read_reg, write_reg};
 use super::seg_check::{checked_linear, Access};
 use crate::emit::{Bin, Emit, FpuHelper, R};
 

@@ -9,8 +9,7 @@ use crane86_runtime::interrupt::{self, deliver, Delivery, Event, EventKind};
 
 use super::flags::{flag, set_eflags, Flag};
 use super::operands::mask;
-use super::operands::mem_access;
-use super::operands::{loc, op_size, read_op, write_loc};
+use super::operands::{loc, mem_access, op_size, read_op, write_loc};
 use super::seg_check::Access;
 use super::stack::{pop_value, push_value, set_sp, sp};
 use crate::cpu_model;
