@@ -107,6 +107,7 @@ fn blocks() -> Vec<DecodedBlock> {
         cpl: 0,
         fpu: crane86_translator::emit::FPU_OS,
         v86: false,
+        seg_checks: false,
     };
     let mut out = Vec::new();
     let mut off = 0usize;
@@ -133,6 +134,7 @@ fn translate(c: &mut Criterion) {
         cpl: 0,
         fpu: crane86_translator::emit::FPU_OS,
         v86: false,
+        seg_checks: false,
     };
     let mut grp = c.benchmark_group("translate");
     grp.sample_size(10)

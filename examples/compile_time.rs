@@ -15,6 +15,7 @@ fn main() {
         cpl: 0,
         fpu: crane86_translator::emit::FPU_OS,
         v86: false,
+        seg_checks: false,
     };
     let mut blocks = Vec::new();
     let mut off = 0usize;

@@ -34,7 +34,10 @@ const TF_SHIFT: u32 = PG_SHIFT + 1;
 const FPU_SHIFT: u32 = TF_SHIFT + 1;
 // 1 bit: EFLAGS.VM (virtual-8086 mode decodes as 16-bit protected mode, but refuses VEX).
 const VM_SHIFT: u32 = FPU_SHIFT + 4;
-const LAST_BIT: u32 = VM_SHIFT + 1;
+// 1 bit: DS, ES or SS is not flat, so accesses through them need limit and type checks
+// (`segment::limit::data_segments_flat`).
+const SEGCHECK_SHIFT: u32 = VM_SHIFT + 1;
+const LAST_BIT: u32 = SEGCHECK_SHIFT + 1;
 const _: () = assert!(LAST_BIT <= 64, "BlockKey fields overflow a u64");
 
 /// A translated block's identity: where it was decoded (RIP and CS base), the physical
@@ -61,7 +64,8 @@ impl BlockKey {
             | u64::from(cpu.rflags & crate::flags::TF != 0 || crate::debug::breakpoints_armed(cpu))
                 << TF_SHIFT
             | u64::from(fpu_bits(cpu)) << FPU_SHIFT
-            | u64::from(cpu.rflags & crate::flags::VM != 0) << VM_SHIFT;
+            | u64::from(cpu.rflags & crate::flags::VM != 0) << VM_SHIFT
+            | u64::from(!crate::segment::limit::data_segments_flat(cpu)) << SEGCHECK_SHIFT;
         BlockKey {
             ip: cpu.rip,
             cs_base: cpu.seg[SegReg::Cs as usize].base,
@@ -109,6 +113,12 @@ impl BlockKey {
     /// True when the block runs in virtual-8086 mode (EFLAGS.VM).
     pub fn v86(self) -> bool {
         (self.bits >> VM_SHIFT) & 1 != 0
+    }
+
+    /// True when DS, ES or SS was not flat for this block: its accesses through them are
+    /// checked against the segment's limit and type.
+    pub fn seg_checks(self) -> bool {
+        (self.bits >> SEGCHECK_SHIFT) & 1 != 0
     }
 
     /// True when paging was on (CR0.PG) for this block.

@@ -8,7 +8,8 @@
 //! error codes the SDM prescribes; nothing is raised or delivered here.
 //!
 //! Not covered: far CS loads (JMP/CALL/RET far, call gates), which the far-transfer code will
-//! build from [`read_descriptor`]; segment-limit checks on ordinary memory accesses.
+//! build from [`read_descriptor`]. Limit and type checks on ordinary memory accesses are in
+//! [`limit`].
 
 use crate::exception::{Exception, Fault};
 use crate::flags;
@@ -600,6 +601,8 @@ pub fn verw(cpu: &mut CpuState, mem: &mut PhysMem, selector: u16) -> Result<bool
     };
     Ok(d.is_writable() && visible(cpu, &d, selector))
 }
+
+pub mod limit;
 
 #[cfg(test)]
 pub(crate) mod tests;

@@ -466,6 +466,7 @@ impl Cache {
             cpl: key.cpl(),
             fpu: key.fpu_bits(),
             v86: key.v86(),
+            seg_checks: key.seg_checks(),
         };
         let decoded = decode_block(&bytes[..want], key.ip, room, ctx, key.single_step());
         let crosses = decoded.byte_len as usize > room;

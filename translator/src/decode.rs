@@ -149,6 +149,7 @@ mod tests {
         cpl: 0,
         fpu: crate::emit::FPU_OS,
         v86: false,
+        seg_checks: false,
     };
 
     #[test]
@@ -191,6 +192,7 @@ mod tests {
             cpl: 0,
             fpu: crate::emit::FPU_OS,
             v86: false,
+            seg_checks: false,
         };
         let b = decode_block(&code, 0x7000, 4096, real, false);
         assert_eq!(b.insns.len(), 1);
@@ -205,6 +207,7 @@ mod tests {
         assert!(!b.insns[0].insn.is_invalid());
         let v86 = Ctx {
             v86: true,
+            seg_checks: false,
             ..prot16
         };
         let b = decode_block(&code, 0x7000, 4096, v86, false);

@@ -151,6 +151,9 @@ pub struct Ctx {
     pub fpu: u8,
     /// Virtual-8086 mode (EFLAGS.VM): decodes as 16-bit code, where VEX raises #UD.
     pub v86: bool,
+    /// DS, ES or SS is not flat (`BlockKey::seg_checks`): accesses through them are checked
+    /// against the segment's limit and type. Flat blocks check only CS/FS/GS overrides.
+    pub seg_checks: bool,
 }
 
 /// [`Ctx::fpu`] as an operating system sets it up: the FPU present and in use, SSE enabled.
@@ -219,6 +222,10 @@ pub trait Emit: Arith {
     fn set_rflags_rest(&mut self, v: Self::V);
     /// The base of a segment register's descriptor cache.
     fn seg_base(&mut self, s: SegReg) -> Self::V;
+    /// A segment's limit (in bytes, zero-extended), read at run time from its cache.
+    fn seg_limit(&mut self, s: SegReg) -> Self::V;
+    /// A segment's attributes (`Segment::attrs`), read at run time from its cache.
+    fn seg_attrs(&mut self, s: SegReg) -> Self::V;
 
     /// Records the last flag-setting operation (lazy flags).
     fn set_cc(&mut self, op: CcOp, src1: Self::V, src2: Self::V, res: Self::V);

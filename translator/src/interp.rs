@@ -209,6 +209,14 @@ impl Emit for Interp<'_> {
         self.cpu.seg[s as usize].base
     }
 
+    fn seg_limit(&mut self, s: SegReg) -> u64 {
+        u64::from(self.cpu.seg[s as usize].limit)
+    }
+
+    fn seg_attrs(&mut self, s: SegReg) -> u64 {
+        u64::from(self.cpu.seg[s as usize].attrs)
+    }
+
     fn set_cc(&mut self, op: CcOp, src1: u64, src2: u64, res: u64) {
         self.cpu.cc.op = op.encode();
         self.cpu.cc.src1 = src1;

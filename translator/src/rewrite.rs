@@ -150,6 +150,7 @@ mod tests {
             cpl: if user { 3 } else { 0 },
             fpu: crate::emit::FPU_OS,
             v86: false,
+            seg_checks: false,
         };
         assert_eq!(plan(&pushf, ctx(CpuMode::Prot16, true)), Plan::Runtime);
         for (mode, user) in [
@@ -179,6 +180,7 @@ mod tests {
             cpl: 0,
             fpu: crate::emit::FPU_OS,
             v86: false,
+            seg_checks: false,
         };
         // rep insb, outsd
         assert_eq!(plan(&decode(32, &[0xf3, 0x6c]), ctx), Plan::Runtime);

@@ -411,6 +411,16 @@ impl Emit for JitEmitter<'_, '_> {
         v
     }
 
+    fn seg_limit(&mut self, s: SegReg) -> Value {
+        let at = off::SEG + off::SEG_SIZE * s as i32 + off::SEG_LIMIT;
+        self.b.ins().uload32(state_flags(), self.cpu, at)
+    }
+
+    fn seg_attrs(&mut self, s: SegReg) -> Value {
+        let at = off::SEG + off::SEG_SIZE * s as i32 + off::SEG_ATTRS;
+        self.b.ins().uload16(I64, state_flags(), self.cpu, at)
+    }
+
     fn set_cc(&mut self, op: CcOp, src1: Value, src2: Value, res: Value) {
         let o = self.iconst(op.encode());
         self.b.def_var(self.cc[0], o);

@@ -11,9 +11,10 @@ use iced_x86::Instruction;
 
 use super::flags::update_flags;
 use super::operands::{
-    gpr_ref, loc, mem_linear, op_size, read_gpr_sized, read_loc, read_reg, trunc, write_loc,
+    gpr_ref, loc, mem_access, op_size, read_gpr_sized, read_loc, read_reg, trunc, write_loc,
     write_reg, Loc,
 };
+use super::seg_check::Access;
 use crate::emit::{Bin, Cmp, Emit, R};
 
 /// XADD r/m, r: `r := dst; dst := dst + r`, flags as ADD.
@@ -97,7 +98,7 @@ pub fn cmpxchg_wide<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
     } else {
         4
     };
-    let addr = mem_linear(e, insn);
+    let addr = mem_access(e, insn, 2 * half, Access::Write)?;
     if half == 8 {
         let m = e.imm(15);
         let low = e.bin(Bin::And, addr, m);

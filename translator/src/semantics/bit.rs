@@ -6,8 +6,8 @@ use iced_x86::{Instruction, OpKind};
 
 use super::flags::{set_eflags, update_flags};
 use super::operands::{
-    addr_size, effective_address, gpr_ref, linear, loc, op_size, read_gref, read_loc, read_op,
-    sext_size, trunc, write_loc, write_reg, Loc,
+    addr_size, effective_address, gpr_ref, loc, op_size, read_gref, read_loc, read_op, sext_size,
+    trunc, write_loc, write_reg, Loc, MemRef,
 };
 use crate::emit::{Bin, Cmp, Emit, Un, R};
 
@@ -42,7 +42,7 @@ pub fn bt<E: Emit>(e: &mut E, insn: &Instruction, op: BitOp) -> R<()> {
             let ea = effective_address(e, insn);
             let ea = e.bin(Bin::Add, ea, disp);
             let ea = trunc(e, ea, addr_size(insn));
-            (Loc::Mem(linear(e, insn.memory_segment(), ea)), off)
+            (Loc::Mem(MemRef::new(e, insn.memory_segment(), ea)), off)
         } else {
             (loc(e, insn, 0)?, off)
         }

@@ -7,6 +7,7 @@ use iced_x86::{Code, Instruction, Mnemonic, OpKind};
 
 use super::flags::{cond, flag, Flag};
 use super::operands::{read_gpr_sized, read_op, sext_size, trunc, write_gpr_sized};
+use super::seg_check::Access;
 use super::stack::{pop_value, push_value, set_sp, sp, sp_offset};
 use crate::emit::{Bin, Cmp, Emit, R};
 
@@ -141,7 +142,7 @@ pub fn ret<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
 /// as signed values, with the two bounds read from consecutive memory operands.
 pub fn bound<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
     let size = insn.op_register(0).size() as u32;
-    let at = super::operands::mem_linear(e, insn);
+    let at = super::operands::mem_access(e, insn, 2 * size, Access::Read)?;
     let lower = e.load(at, size)?;
     let step = e.imm(u64::from(size));
     let at_upper = e.bin(Bin::Add, at, step);

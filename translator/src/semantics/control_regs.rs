@@ -18,7 +18,8 @@ use crane86_runtime::state::{
 use crane86_runtime::{segment, CpuMode, CpuState, Exception, Fault, SegReg};
 use iced_x86::{Instruction, Mnemonic, OpKind, Register};
 
-use super::operands::{mem_linear, read_op};
+use super::operands::{mem_access, mem_linear, read_op};
+use super::seg_check::Access;
 use crate::emit::{Emit, R};
 use crate::interp::Interp;
 
@@ -110,7 +111,7 @@ pub fn execute(it: &mut Interp<'_>, insn: &Instruction) -> R<()> {
         Mnemonic::Wbinvd | Mnemonic::Invd => require_cpl0(it),
         Mnemonic::Clflush | Mnemonic::Clflushopt => {
             // No caches to flush, but the address is checked as a one-byte read would be.
-            let linear = mem_linear(it, insn);
+            let linear = mem_access(it, insn, 1, Access::Read)?;
             it.load(linear, 1).map(|_| ())
         }
         Mnemonic::Stac | Mnemonic::Clac => {

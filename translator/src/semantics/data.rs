@@ -7,9 +7,10 @@ use iced_x86::{Instruction, Mnemonic, OpKind, Register};
 
 use super::flags::{cond, eflags, flag, update_flags, Flag};
 use super::operands::{
-    addr_size, effective_address, linear, loc, mask, op_size, read_gpr_sized, read_loc, read_op,
-    read_reg, sext_size, trunc, write_gpr_sized, write_loc, write_reg,
+    addr_size, effective_address, loc, mask, op_size, read_gpr_sized, read_loc, read_op, read_reg,
+    sext_size, trunc, write_gpr_sized, write_loc, write_reg,
 };
+use super::seg_check::{checked_linear, Access};
 use crate::emit::{Bin, Emit, Un, R};
 
 /// MOV r/m, r/m/imm (and the moffs forms, whose memory operand iced reports as ModRM-like).
@@ -170,7 +171,7 @@ pub fn xlat<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
     let off = e.bin(Bin::Add, bx, al);
     let m = e.imm(mask(asz));
     let off = e.bin(Bin::And, off, m);
-    let lin = linear(e, insn.memory_segment(), off);
+    let lin = checked_linear(e, insn.memory_segment(), off, 1, Access::Read)?;
     let v = e.load(lin, 1)?;
     write_gpr_sized(e, 0, 1, v);
     Ok(())

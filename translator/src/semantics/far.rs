@@ -11,7 +11,8 @@ use crane86_runtime::interrupt::Delivery;
 use crane86_runtime::{fastcall, Fault};
 use iced_x86::{Code, Instruction, Mnemonic};
 
-use super::operands::mem_linear;
+use super::operands::mem_access;
+use super::seg_check::Access;
 use super::system::Outcome;
 use crate::emit::{Arith, Bin, Emit, R};
 use crate::interp::{rflags, Interp};
@@ -100,7 +101,7 @@ fn far_pointer(it: &mut Interp<'_>, insn: &Instruction) -> R<(u16, u64, u32)> {
         Jmp_m1664 | Call_m1664 => 8,
         _ => 4,
     };
-    let addr = mem_linear(it, insn);
+    let addr = mem_access(it, insn, size + 2, Access::Read)?;
     let offset = it.load(addr, size)?;
     let n = it.imm(u64::from(size));
     let sel_at = it.bin(Bin::Add, addr, n);

@@ -14,7 +14,8 @@ use crane86_runtime::state::{CR0_EM, CR0_TS, CR4_OSXSAVE};
 use crane86_runtime::{segment, CpuMode, Exception, Fault};
 use iced_x86::{Instruction, Mnemonic};
 
-use super::operands::mem_linear;
+use super::operands::mem_access;
+use super::seg_check::Access as SegAccess;
 use crate::emit::{Emit, R};
 use crate::interp::Interp;
 
@@ -60,7 +61,12 @@ pub(super) fn image_at(
     align: u64,
     write: bool,
 ) -> R<u64> {
-    let a = mem_linear(it, insn);
+    let kind = if write {
+        SegAccess::Write
+    } else {
+        SegAccess::Read
+    };
+    let a = mem_access(it, insn, size as u32, kind)?;
     if a & (align - 1) != 0 {
         return Err(gp0(it));
     }

@@ -15,7 +15,8 @@
 use crane86_runtime::{flags as fl, io_perm};
 use iced_x86::{Instruction, OpKind, Register};
 
-use super::operands::{linear, mask, read_gpr_sized, read_reg, write_gpr_sized};
+use super::operands::{mask, read_gpr_sized, read_reg, write_gpr_sized};
+use super::seg_check::{checked_linear, Access};
 use super::string::string_addr_size;
 use crate::emit::{Emit, R};
 use crate::interp::Interp;
@@ -93,14 +94,14 @@ pub fn string(it: &mut Interp<'_>, insn: &Instruction, input: bool) -> R<()> {
     };
     if input {
         let di = read_gpr_sized(it, RDI, asz);
-        let dst = linear(it, Register::ES, di);
+        let dst = checked_linear(it, Register::ES, di, size, Access::Write)?;
         it.store(dst, size, 0)?;
         let v = read_port(it, port, size);
         it.store(dst, size, v)?;
         write_gpr_sized(it, RDI, asz, di.wrapping_add(delta) & mask(asz));
     } else {
         let si = read_gpr_sized(it, RSI, asz);
-        let src = linear(it, insn.memory_segment(), si);
+        let src = checked_linear(it, insn.memory_segment(), si, size, Access::Read)?;
         let v = it.load(src, size)?;
         write_port(it, port, size, v);
         write_gpr_sized(it, RSI, asz, si.wrapping_add(delta) & mask(asz));

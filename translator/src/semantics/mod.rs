@@ -18,6 +18,7 @@ pub mod fpu_state;
 pub mod io;
 pub mod muldiv;
 pub mod operands;
+pub mod seg_check;
 pub mod segments;
 pub mod shift;
 pub mod simd;

@@ -4,6 +4,7 @@
 use crane86_runtime::{CpuMode, Exception, Fault, SegReg};
 use iced_x86::{Instruction, OpKind, Register};
 
+use super::seg_check::{check, Access};
 use crate::emit::{Arith, Bin, Emit, R};
 
 /// A value mask for an operand size in bytes.
@@ -133,7 +134,8 @@ pub fn write_gpr_sized<E: Emit>(e: &mut E, index: usize, size: u32, v: E::V) {
     )
 }
 
-fn seg_of(r: Register) -> SegReg {
+/// The segment register an iced segment register names (DS for anything else).
+pub fn seg_of(r: Register) -> SegReg {
     match r {
         Register::ES => SegReg::Es,
         Register::CS => SegReg::Cs,
@@ -223,13 +225,43 @@ pub fn mem_linear<E: Emit>(e: &mut E, insn: &Instruction) -> E::V {
     linear(e, insn.memory_segment(), off)
 }
 
+/// A memory operand: its linear address, and the segment and offset it was formed from,
+/// which the access checks against the segment's limit and type.
+#[derive(Clone, Copy, Debug)]
+pub struct MemRef<V> {
+    /// The linear address.
+    pub lin: V,
+    /// The segment register (as iced names it).
+    pub seg: Register,
+    /// The offset within the segment, truncated to the address size.
+    pub off: V,
+}
+
+impl<V: Copy> MemRef<V> {
+    /// The memory operand at offset `off` in `seg`.
+    pub fn new<E: Emit<V = V>>(e: &mut E, seg: Register, off: V) -> MemRef<V> {
+        MemRef {
+            lin: linear(e, seg, off),
+            seg,
+            off,
+        }
+    }
+}
+
+/// The linear address of the ModRM memory operand for an access of `size` bytes, after
+/// the segment's limit and type checks.
+pub fn mem_access<E: Emit>(e: &mut E, insn: &Instruction, size: u32, access: Access) -> R<E::V> {
+    let off = effective_address(e, insn);
+    super::seg_check::checked_linear(e, insn.memory_segment(), off, size, access)
+}
+
 /// Where an operand lives.
 #[derive(Clone, Copy, Debug)]
 pub enum Loc<V> {
     /// A general register.
     Reg(Register),
-    /// Memory at a linear address.
-    Mem(V),
+    /// Memory, checked at each access.
+    Mem(MemRef<V>),
     /// An immediate value.
     Imm(u64),
 }
@@ -239,7 +271,9 @@ pub fn loc<E: Emit>(e: &mut E, insn: &Instruction, n: u32) -> R<Loc<E::V>> {
     Ok(match insn.op_kind(n) {
         OpKind::Register => Loc::Reg(insn.op_register(n)),
         OpKind::Memory => {
-            let a = mem_linear(e, insn);
+            let off = effective_address(e, insn);
+            let m = MemRef::new(e, insn.memory_segment(), off);
+            let a = m.lin;
             if e.ctx().mode == CpuMode::Long64 && insn.memory_segment() == Register::SS {
                 // SDM Vol. 3 6.15: a non-canonical address through SS (RSP or RBP as the
                 // base) is #SS(0), not the #GP(0) of other segments.
@@ -249,7 +283,7 @@ pub fn loc<E: Emit>(e: &mut E, insn: &Instruction, n: u32) -> R<Loc<E::V>> {
                 let bad = e.cmp(crate::emit::Cmp::Ne, canon, a);
                 e.raise_if(bad, Fault::with_code(Exception::StackFault, 0))?;
             }
-            Loc::Mem(a)
+            Loc::Mem(m)
         }
         OpKind::Immediate8
         | OpKind::Immediate8_2nd
@@ -268,7 +302,10 @@ pub fn loc<E: Emit>(e: &mut E, insn: &Instruction, n: u32) -> R<Loc<E::V>> {
 pub fn read_loc<E: Emit>(e: &mut E, l: Loc<E::V>, size: u32) -> R<E::V> {
     Ok(match l {
         Loc::Reg(r) => read_reg(e, r),
-        Loc::Mem(a) => e.load(a, size)?,
+        Loc::Mem(m) => {
+            check(e, m.seg, m.off, size, Access::Read)?;
+            e.load(m.lin, size)?
+        }
         Loc::Imm(v) => e.imm(v & mask(size)),
     })
 }
@@ -277,7 +314,10 @@ pub fn read_loc<E: Emit>(e: &mut E, l: Loc<E::V>, size: u32) -> R<E::V> {
 pub fn write_loc<E: Emit>(e: &mut E, l: Loc<E::V>, size: u32, v: E::V) -> R<()> {
     match l {
         Loc::Reg(r) => write_reg(e, r, v),
-        Loc::Mem(a) => e.store(a, size, v)?,
+        Loc::Mem(m) => {
+            check(e, m.seg, m.off, size, Access::Write)?;
+            e.store(m.lin, size, v)?
+        }
         Loc::Imm(_) => return Err(e.raise(Fault::new(Exception::InvalidOpcode))),
     }
     Ok(())

@@ -22,7 +22,8 @@ use crane86_runtime::{flags as fl, Exception, Fault};
 use iced_x86::{Code, Instruction, OpKind, Register};
 
 use super::flags::set_eflags;
-use super::operands::{mem_linear, op_size, read_op, read_reg, write_reg};
+use super::operands::{mem_access, op_size, read_op, read_reg, write_reg};
+use super::seg_check::{checked_linear, Access};
 use crate::emit::{Bin, Emit, FpuHelper, R};
 
 /// Raises #UD/#NM as CR0.EM/TS and CR4.OSFXSR say (SDM Vol. 3 table 2-2): SSE forms need
@@ -101,8 +102,8 @@ fn store128<E: Emit>(e: &mut E, a: E::V, lo: E::V, hi: E::V) -> R<()> {
 }
 
 /// The linear address of a 16-byte operand, with the alignment #GP(0) of aligned forms.
-fn address<E: Emit>(e: &mut E, insn: &Instruction, size: u32) -> R<E::V> {
-    let a = mem_linear(e, insn);
+fn address<E: Emit>(e: &mut E, insn: &Instruction, size: u32, access: Access) -> R<E::V> {
+    let a = mem_access(e, insn, size, access)?;
     if size == 16 && !unaligned_ok(insn.code()) {
         let m = e.imm(15);
         let low = e.bin(Bin::And, a, m);
@@ -127,7 +128,10 @@ pub fn execute<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
     let mem_size = insn.memory_size().size() as u32;
     let mem_at = (0..insn.op_count()).find(|&i| insn.op_kind(i) == OpKind::Memory);
     let addr = match mem_at {
-        Some(_) => Some(address(e, insn, mem_size)?),
+        Some(i) => {
+            let access = if i == 0 { Access::Write } else { Access::Read };
+            Some(address(e, insn, mem_size, access)?)
+        }
         None => None,
     };
     // Sources: a memory operand anywhere but the destination, or a general register.
@@ -202,7 +206,7 @@ fn maskmov<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
         16
     };
     let di = super::operands::read_gpr_sized(e, 7, asz);
-    let a = super::operands::linear(e, insn.memory_segment(), di);
+    let a = checked_linear(e, insn.memory_segment(), di, width, Access::Write)?;
     load_io(e, a, width)?;
     let c = e.imm(insn.code() as u64);
     let o = e.imm(Operands::of(insn).0);
@@ -244,7 +248,7 @@ fn inline<E: Emit>(e: &mut E, insn: &Instruction) -> R<bool> {
             let lo = e.xmm(xmm(1), 0);
             let hi = e.xmm(xmm(1), 1);
             if insn.op0_kind() == OpKind::Memory {
-                let a = address(e, insn, 16)?;
+                let a = address(e, insn, 16, Access::Write)?;
                 store128(e, a, lo, hi)?;
             } else {
                 e.set_xmm(xmm(0), 0, lo);
@@ -326,7 +330,7 @@ fn inline<E: Emit>(e: &mut E, insn: &Instruction) -> R<bool> {
             let single = matches!(code, C::Movss_xmm_xmmm32 | C::Movss_xmmm32_xmm);
             let size = if single { 4 } else { 8 };
             if insn.op1_kind() == OpKind::Memory {
-                let a = mem_linear(e, insn);
+                let a = mem_access(e, insn, size, Access::Read)?;
                 let v = e.load(a, size)?;
                 let z = e.imm(0);
                 e.set_xmm(xmm(0), 0, v);
@@ -334,7 +338,7 @@ fn inline<E: Emit>(e: &mut E, insn: &Instruction) -> R<bool> {
             } else {
                 let v = e.xmm(xmm(1), 0);
                 if insn.op0_kind() == OpKind::Memory {
-                    let a = mem_linear(e, insn);
+                    let a = mem_access(e, insn, size, Access::Write)?;
                     e.store(a, size, v)?;
                 } else if single {
                     let d = e.xmm(xmm(0), 0);
@@ -350,7 +354,7 @@ fn inline<E: Emit>(e: &mut E, insn: &Instruction) -> R<bool> {
         }
         // One 64-bit half loaded or stored, the other kept.
         C::Movlpd_xmm_m64 | C::Movlps_xmm_m64 | C::Movhpd_xmm_m64 | C::Movhps_xmm_m64 => {
-            let a = mem_linear(e, insn);
+            let a = mem_access(e, insn, 8, Access::Read)?;
             let v = e.load(a, 8)?;
             let half = usize::from(matches!(code, C::Movhpd_xmm_m64 | C::Movhps_xmm_m64));
             e.set_xmm(xmm(0), half, v);
@@ -358,7 +362,7 @@ fn inline<E: Emit>(e: &mut E, insn: &Instruction) -> R<bool> {
         C::Movlpd_m64_xmm | C::Movlps_m64_xmm | C::Movhpd_m64_xmm | C::Movhps_m64_xmm => {
             let half = usize::from(matches!(code, C::Movhpd_m64_xmm | C::Movhps_m64_xmm));
             let v = e.xmm(xmm(1), half);
-            let a = mem_linear(e, insn);
+            let a = mem_access(e, insn, 8, Access::Write)?;
             e.store(a, 8, v)?;
         }
         C::Movhlps_xmm_xmm | C::Movlhps_xmm_xmm => {
@@ -387,7 +391,7 @@ fn inline<E: Emit>(e: &mut E, insn: &Instruction) -> R<bool> {
             let size = if code == C::Movd_xmm_rm32 { 4 } else { 8 };
             let v = match insn.op1_kind() {
                 OpKind::Memory => {
-                    let a = mem_linear(e, insn);
+                    let a = mem_access(e, insn, size, Access::Read)?;
                     e.load(a, size)?
                 }
                 _ if code == C::Movq_xmm_xmmm64 => e.xmm(xmm(1), 0),
@@ -409,7 +413,7 @@ fn inline<E: Emit>(e: &mut E, insn: &Instruction) -> R<bool> {
             let v = e.xmm(xmm(1), 0);
             match insn.op0_kind() {
                 OpKind::Memory => {
-                    let a = mem_linear(e, insn);
+                    let a = mem_access(e, insn, size, Access::Write)?;
                     e.store(a, size, v)?;
                 }
                 _ if code == C::Movq_xmmm64_xmm => {
@@ -467,7 +471,7 @@ fn byte_signs<E: Emit>(e: &mut E, v: E::V) -> E::V {
 /// Operand 1 as a 128-bit value (XMM register or aligned-as-required memory).
 pub(super) fn source128<E: Emit>(e: &mut E, insn: &Instruction) -> R<(E::V, E::V)> {
     if insn.op1_kind() == OpKind::Memory {
-        let a = address(e, insn, 16)?;
+        let a = address(e, insn, 16, Access::Read)?;
         let lo = e.load(a, 8)?;
         let eight = e.imm(8);
         let a8 = e.bin(Bin::Add, a, eight);

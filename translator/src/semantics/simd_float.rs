@@ -34,7 +34,8 @@ use crane86_fpu::{Operands, IO_DATA0, IO_DATA1, IO_FLAGS};
 use iced_x86::{Code, Instruction, OpKind};
 
 use super::flags::set_eflags;
-use super::operands::mem_linear;
+use super::operands::mem_access;
+use super::seg_check::Access;
 use super::simd::source128;
 use crate::emit::{Arith, Bin, Cmp, Emit, FloatOp, FloatWidth, FpuHelper, R};
 
@@ -311,8 +312,8 @@ fn packed_half<E: Emit>(e: &mut E, kind: Kind, w: FloatWidth, a: E::V, b: E::V) 
 /// (which the fallback passes to the helper in `IO_DATA0`, as the generic path would).
 fn scalar_source<E: Emit>(e: &mut E, insn: &Instruction, w: FloatWidth) -> R<(E::V, Option<E::V>)> {
     if insn.op1_kind() == OpKind::Memory {
-        let a = mem_linear(e, insn);
         let size = if w == FloatWidth::Single { 4 } else { 8 };
+        let a = mem_access(e, insn, size, Access::Read)?;
         let v = e.load(a, size)?;
         Ok((v, Some(v)))
     } else {

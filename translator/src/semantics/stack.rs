@@ -8,6 +8,7 @@ use super::flags::eflags;
 use super::operands::{
     effective_address, linear, loc, read_gpr_sized, read_op, trunc, write_gpr_sized, write_loc,
 };
+use super::seg_check::{check, checked_linear, Access};
 use crate::emit::{Bin, Emit, R};
 
 const RSP: usize = 4;
@@ -42,14 +43,14 @@ pub fn set_sp<E: Emit>(e: &mut E, v: E::V) {
 /// caller writes it back once nothing else can fault.
 pub fn push_value<E: Emit>(e: &mut E, sp_now: E::V, v: E::V, size: u32) -> R<E::V> {
     let new = sp_offset(e, sp_now, -(size as i64));
-    let lin = stack_linear(e, new);
+    let lin = checked_linear(e, Register::SS, new, size, Access::Write)?;
     e.store(lin, size, v)?;
     Ok(new)
 }
 
 /// Loads `size` bytes at the stack pointer; returns the value and the new stack pointer.
 pub fn pop_value<E: Emit>(e: &mut E, sp_now: E::V, size: u32) -> R<(E::V, E::V)> {
-    let lin = stack_linear(e, sp_now);
+    let lin = checked_linear(e, Register::SS, sp_now, size, Access::Read)?;
     let v = e.load(lin, size)?;
     let new = sp_offset(e, sp_now, size as i64);
     Ok((v, new))
@@ -77,7 +78,7 @@ pub fn pop<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
         set_sp(e, new);
         let ea = effective_address(e, insn);
         e.set_gpr(RSP, old);
-        let lin = linear(e, insn.memory_segment(), ea);
+        let lin = checked_linear(e, insn.memory_segment(), ea, size, Access::Write)?;
         e.store(lin, size, v)?;
         set_sp(e, new);
     } else {
@@ -112,6 +113,10 @@ pub fn pushf<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
 pub fn pusha<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
     let size = if insn.code() == Code::Pushaw { 2 } else { 4 };
     let mut s = sp(e);
+    // SDM: #SS(0) if the starting or ending stack address is outside the limit, before
+    // anything is written (each push checks the start again).
+    let last = sp_offset(e, s, -8 * i64::from(size));
+    check(e, Register::SS, last, size, Access::Write)?;
     let original = read_gpr_sized(e, RSP, size);
     for r in 0..8 {
         let v = if r == RSP {
@@ -163,7 +168,7 @@ pub fn enter<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
         let bp_w = read_gpr_sized(e, RBP, ssz);
         for i in 1..level {
             let p = sp_offset(e, bp_w, -((i * osz as u64) as i64));
-            let lin = stack_linear(e, p);
+            let lin = checked_linear(e, Register::SS, p, osz, Access::Read)?;
             let v = e.load(lin, osz)?;
             t = push_value(e, t, v, osz)?;
         }

@@ -13,6 +13,7 @@ use crane86_runtime::{CcKind, CcOp};
 use iced_x86::{Instruction, OpKind, Register};
 
 use super::operands::{linear, read_gpr_sized, trunc, write_gpr_sized};
+use super::seg_check::{checked_linear, Access};
 use crate::emit::{Bin, Cmp, Emit, R};
 
 /// The five string operations.
@@ -72,8 +73,17 @@ pub fn string<E: Emit>(e: &mut E, insn: &Instruction, op: StrOp) -> R<()> {
     let uses_di = !matches!(op, StrOp::Lods);
     let si = read_gpr_sized(e, RSI, asz);
     let di = read_gpr_sized(e, RDI, asz);
-    let src = linear(e, insn.memory_segment(), si);
-    let dst = linear(e, Register::ES, di);
+    // Checks in the order of the accesses, all before the first store.
+    let src = if uses_si {
+        checked_linear(e, insn.memory_segment(), si, size, Access::Read)?
+    } else {
+        linear(e, insn.memory_segment(), si)
+    };
+    let dst = match op {
+        StrOp::Lods => linear(e, Register::ES, di),
+        StrOp::Movs | StrOp::Stos => checked_linear(e, Register::ES, di, size, Access::Write)?,
+        StrOp::Cmps | StrOp::Scas => checked_linear(e, Register::ES, di, size, Access::Read)?,
+    };
     // Loads, then stores.
     let acc = read_gpr_sized(e, RAX, size);
     let (a, b) = match op {

@@ -9,7 +9,8 @@ use crane86_runtime::interrupt::{self, deliver, Delivery, Event, EventKind};
 
 use super::flags::{flag, set_eflags, Flag};
 use super::operands::mask;
-use super::operands::{loc, mem_linear, op_size, read_op, write_loc};
+use super::operands::{loc, mem_access, op_size, read_op, write_loc};
+use super::seg_check::Access;
 use super::stack::{pop_value, push_value, set_sp, sp};
 use crate::cpu_model;
 use crate::emit::{Arith, Bin, Emit, R};
@@ -229,12 +230,13 @@ pub fn swapgs_cpl0<E: Emit>(e: &mut E) -> R<()> {
 fn descriptor_table(it: &mut Interp<'_>, insn: &Instruction) -> R<()> {
     let m = insn.mnemonic();
     let load = matches!(m, Mnemonic::Lgdt | Mnemonic::Lidt);
-    let addr = mem_linear(it, insn);
     let base_size = if it.ctx().mode == CpuMode::Long64 {
         8
     } else {
         4
     };
+    let access = if load { Access::Read } else { Access::Write };
+    let addr = mem_access(it, insn, 2 + base_size, access)?;
     if load {
         require_cpl0(it)?;
         let limit = it.load(addr, 2)? as u16;
@@ -332,7 +334,7 @@ fn segment_move(it: &mut Interp<'_>, insn: &Instruction) -> R<()> {
 fn far_pointer_load(it: &mut Interp<'_>, insn: &Instruction) -> R<()> {
     let reg = insn.op_register(0);
     let size = reg.size() as u32;
-    let at = mem_linear(it, insn);
+    let at = mem_access(it, insn, size + 2, Access::Read)?;
     let offset = it.load(at, size)?;
     let step = it.imm(u64::from(size));
     let mut sel_at = it.bin(Bin::Add, at, step);

@@ -14,7 +14,8 @@ use crane86_runtime::{Exception, Fault};
 use iced_x86::{Code, Instruction, Mnemonic, OpKind, Register};
 
 use super::flags::{eflags, set_eflags};
-use super::operands::{effective_address, linear, write_reg};
+use super::operands::{effective_address, write_reg};
+use super::seg_check::{checked_linear, Access};
 use super::simd::{load_io, store_io};
 use crate::emit::{Bin, Cmp, Emit, FpuHelper, R};
 
@@ -92,7 +93,8 @@ pub fn execute<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
     let store = has_mem && is_store(code);
     let (offset, addr) = if has_mem {
         let off = effective_address(e, insn);
-        let lin = linear(e, insn.memory_segment(), off);
+        let access = if store { Access::Write } else { Access::Read };
+        let lin = checked_linear(e, insn.memory_segment(), off, size.max(1), access)?;
         (off, Some(lin))
     } else {
         (zero, None)
