@@ -364,6 +364,9 @@ impl Machine {
                 // only ever run here, alone in their block. The one place to look (it takes a
                 // lock on the PC board).
                 if port_io {
+                    if let Some(pc) = self.pc.as_mut() {
+                        pc.charge_port_io(&mut self.cpu);
+                    }
                     if let Some(v) = self.debug_exit_value() {
                         return Ok(RunEnd::DebugExit(v));
                     }

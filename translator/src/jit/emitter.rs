@@ -220,10 +220,17 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
     /// Branches on `c` to a new cold block (returned first) or a new continuation block, and
     /// seals both (each has this one predecessor).
     fn split(&mut self, c: Value) -> (Block, Block) {
+        let c = self.truth(c);
+        let (yes, no) = self.fork(c);
+        self.b.set_cold_block(yes);
+        (yes, no)
+    }
+
+    /// Branches on `c` (zero or not) to two new sealed blocks, returned as (non-zero, zero);
+    /// the current block ends.
+    pub(super) fn fork(&mut self, c: Value) -> (Block, Block) {
         let yes = self.b.create_block();
         let no = self.b.create_block();
-        self.b.set_cold_block(yes);
-        let c = self.truth(c);
         self.b.ins().brif(c, yes, &[], no, &[]);
         self.b.seal_block(yes);
         self.b.seal_block(no);

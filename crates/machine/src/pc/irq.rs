@@ -22,7 +22,7 @@ impl Pc {
     /// when the CPU changed them (the CPU state holds the architectural registers; the APIC
     /// device follows them).
     fn sync(&mut self, cpu: &CpuState) {
-        self.clock.set(cpu.retired.wrapping_add(self.idle_ns));
+        self.clock.set(cpu.retired.wrapping_add(self.extra_ns));
         if cpu.msr.apic_base != self.synced_apic_base {
             let mut lapic = self.lapic.lock();
             if !lapic.set_apic_base(cpu.msr.apic_base) {
@@ -147,7 +147,7 @@ impl Pc {
                     skip = skip.min(t0.elapsed().as_nanos() as u64);
                 }
             }
-            self.idle_ns += skip;
+            self.extra_ns += skip;
             cpu.msr.tsc_offset = cpu.msr.tsc_offset.wrapping_add(skip);
         }
     }

@@ -41,7 +41,7 @@ use crane86_devices::testdev::{
 };
 use crane86_devices::uart::{Uart, UART_PORTS};
 use crane86_devices::{BusError, Clock, IrqLine, ManualClock, MmioBus, PortBus, PortDevice};
-use crane86_runtime::PortIo;
+use crane86_runtime::{CpuState, PortIo};
 use parking_lot::Mutex;
 
 pub use input::SerialInput;
@@ -90,8 +90,9 @@ pub struct Pc {
     /// Host input taken from `input` that waits for a guest driver to listen (see
     /// [`Pc::feed_input`]).
     held_input: Vec<u8>,
-    /// Virtual time HLT skipped (the clock is retired instructions plus this).
-    idle_ns: u64,
+    /// Virtual time not counted by retired instructions: what HLT skipped, and port accesses'
+    /// own time ([`PORT_ACCESS_NS`] each). The clock is retired instructions plus this.
+    extra_ns: u64,
     /// The earliest timer deadline, as of the last look at the devices.
     next_deadline: Option<u64>,
     /// An interrupt was pending at the controllers at the last look.
@@ -111,15 +112,28 @@ type Com1 = Uart<IsaIrq, SerialSink>;
 struct PcPorts {
     bus: PortBus,
     touched: bool,
+    /// Port accesses not yet charged to the clock ([`Pc::charge_port_io`]).
+    accesses: u64,
 }
+
+/// The virtual time one port access takes (a read or write; each element of a string
+/// instruction is one). A port access crosses to the chipset and the ISA or LPC bus on a PC:
+/// about a microsecond (an `outb` to port 0x80 is Linux's classic 1 µs delay, and an ACPI PM
+/// timer read takes about as long). Counting an access as one instruction (1 ns), as before
+/// session 9, made a guest that measures time in TSC cycles run a thousand times as many
+/// port accesses as hardware would in the same time: kvm-unit-tests' `vmexit_inl_pmtimer`
+/// runs `inl` until 2^30 cycles pass, and took 48 s on a quiet host.
+pub const PORT_ACCESS_NS: u64 = 1000;
 
 impl PortIo for PcPorts {
     fn port_read(&mut self, port: u16, size: u8) -> u32 {
+        self.accesses += 1;
         self.touched |= self.bus.read_changes_state(port);
         self.bus.port_read(port, size)
     }
 
     fn port_write(&mut self, port: u16, size: u8, value: u32) {
+        self.accesses += 1;
         self.touched = true;
         self.bus.port_write(port, size, value)
     }
@@ -318,7 +332,11 @@ impl Pc {
         let synced_apic_base = lapic.lock().apic_base();
         let pc = Pc {
             clock,
-            ports: PcPorts { bus, touched: true },
+            ports: PcPorts {
+                bus,
+                touched: true,
+                accesses: 0,
+            },
             pic,
             pit,
             rtc,
@@ -335,7 +353,7 @@ impl Pc {
             input,
             realtime_idle: false,
             held_input: Vec::new(),
-            idle_ns: 0,
+            extra_ns: 0,
             next_deadline: None,
             pending: false,
             nmi_pending: false,
@@ -353,6 +371,14 @@ impl Pc {
     /// The port bus, for the interpreter's IN/OUT.
     pub(crate) fn port_io(&mut self) -> &mut dyn PortIo {
         &mut self.ports
+    }
+
+    /// Moves the clock and the TSC on by the time of the port accesses made since the last
+    /// call ([`PORT_ACCESS_NS`] each).
+    pub(crate) fn charge_port_io(&mut self, cpu: &mut CpuState) {
+        let ns = std::mem::take(&mut self.ports.accesses) * PORT_ACCESS_NS;
+        self.extra_ns += ns;
+        cpu.msr.tsc_offset = cpu.msr.tsc_offset.wrapping_add(ns);
     }
 
     /// What COM1 and debugcon printed.

@@ -169,11 +169,7 @@ impl JitEmitter<'_, '_> {
         let code = self
             .call_helper(Helper::JumpLookup, &[rip, cs_base, bits, table])
             .expect("jump_lookup returns the code");
-        let go = self.b.create_block();
-        let miss = self.b.create_block();
-        self.b.ins().brif(code, go, &[], miss, &[]);
-        self.b.seal_block(go);
-        self.b.seal_block(miss);
+        let (go, miss) = self.fork(code);
         self.b.switch_to_block(go);
         self.chain_to(code);
         self.b.switch_to_block(miss);
@@ -191,11 +187,7 @@ impl JitEmitter<'_, '_> {
         match cond {
             Some(c) if exits[0] != exits[1] => {
                 let c = self.truth(c);
-                let arm0 = self.b.create_block();
-                let arm1 = self.b.create_block();
-                self.b.ins().brif(c, arm0, &[], arm1, &[]);
-                self.b.seal_block(arm0);
-                self.b.seal_block(arm1);
+                let (arm0, arm1) = self.fork(c);
                 self.b.switch_to_block(arm0);
                 self.chain_arm(t0, s0);
                 self.b.switch_to_block(arm1);
@@ -233,12 +225,8 @@ impl JitEmitter<'_, '_> {
         }
         let slot_addr = self.iconst(self.chain.slot_addr[slot]);
         let code = self.b.ins().load(I64, state_flags(), slot_addr, 0);
-        let go = self.b.create_block();
-        let empty = self.b.create_block();
+        let (go, empty) = self.fork(code);
         self.b.set_cold_block(empty);
-        self.b.ins().brif(code, go, &[], empty, &[]);
-        self.b.seal_block(go);
-        self.b.seal_block(empty);
         self.b.switch_to_block(go);
         self.chain_to(code);
         self.b.switch_to_block(empty);
