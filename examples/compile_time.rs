@@ -25,7 +25,7 @@ fn main() {
         blocks.push(b);
     }
     // Compiled only, never run: the slots just need a stable address.
-    let slots = Box::new([0u64; 2]);
+    let slots = Box::new(crane86_translator::jit::fresh_slots());
     let key = crane86_runtime::BlockKey {
         ip: 0,
         cs_base: 0,
