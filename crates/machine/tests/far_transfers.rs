@@ -536,7 +536,6 @@ fn far_transfer_faults_are_precise() {
 /// whose IRETD (NT = 1) returns to task A; A's registers survive, B resumes after its IRETD.
 #[test]
 fn task_switches_by_call_and_interrupt_return_with_iret() {
-    const TSS_B: u64 = 0x700;
     let main = asm(32, 0x1000, |a| {
         a.mov(esp, 0x8000)?;
         a.mov(eax, 0x28)?;
@@ -559,24 +558,9 @@ fn task_switches_by_call_and_interrupt_return_with_iret() {
     let g = Guest {
         mode: CpuMode::Prot32,
         pieces: vec![(0x1000, main), (0x2000, task_b)],
-        gdt: vec![
-            0,
-            CODE32_0,
-            DATA32_0,
-            CODE32_3,
-            DATA32_3,
-            TSS32,
-            0x0000_8900_0000_0067 | (TSS_B << 16),
-        ],
+        gdt: task_b_gdt(),
     };
-    // Task B: EIP 0x2000, EFLAGS 2, ESP 0x9000, CS 0x08, the others 0x10.
-    let mut image = vec![0u8; 0x68];
-    image[0x20..0x24].copy_from_slice(&0x2000u32.to_le_bytes());
-    image[0x24..0x28].copy_from_slice(&2u32.to_le_bytes());
-    image[0x38..0x3c].copy_from_slice(&0x9000u32.to_le_bytes());
-    for (i, sel) in [0x10u16, 0x08, 0x10, 0x10, 0x10, 0x10].iter().enumerate() {
-        image[0x48 + 4 * i..0x4a + 4 * i].copy_from_slice(&sel.to_le_bytes());
-    }
+    let image = task_b_tss();
     // IDT vector 0x40: a task gate to B.
     let task_gate = (0x30u64 << 16) | (0x85 << 40);
     for tier in TIERS {
@@ -622,7 +606,6 @@ fn task_switches_by_call_and_interrupt_return_with_iret() {
 /// to, then leaves through isa-debug-exit.
 #[test]
 fn a_tss_with_the_t_flag_traps_before_the_first_instruction() {
-    const TSS_B: u64 = 0x700;
     const SEEN: u64 = 0x3000;
     for via_exception in [false, true] {
         let main = asm(32, 0x1000, |a| {
@@ -650,23 +633,9 @@ fn a_tss_with_the_t_flag_traps_before_the_first_instruction() {
         let g = Guest {
             mode: CpuMode::Prot32,
             pieces: vec![(0x1000, main), (0x2000, task_b), (0x2800, db_handler)],
-            gdt: vec![
-                0,
-                CODE32_0,
-                DATA32_0,
-                CODE32_3,
-                DATA32_3,
-                TSS32,
-                0x0000_8900_0000_0067 | (TSS_B << 16),
-            ],
+            gdt: task_b_gdt(),
         };
-        let mut image = vec![0u8; 0x68];
-        image[0x20..0x24].copy_from_slice(&0x2000u32.to_le_bytes());
-        image[0x24..0x28].copy_from_slice(&2u32.to_le_bytes());
-        image[0x38..0x3c].copy_from_slice(&0x9000u32.to_le_bytes());
-        for (i, sel) in [0x10u16, 0x08, 0x10, 0x10, 0x10, 0x10].iter().enumerate() {
-            image[0x48 + 4 * i..0x4a + 4 * i].copy_from_slice(&sel.to_le_bytes());
-        }
+        let mut image = task_b_tss();
         image[0x64] = 1; // T
                          // IDT: vector 1 an interrupt gate to the handler, vector 6 a task gate to B.
         let int_gate = 0x2800u64 | (0x08 << 16) | (0x8e << 40);
@@ -699,4 +668,33 @@ fn a_tss_with_the_t_flag_traps_before_the_first_instruction() {
             assert_eq!(m.cpu.tr.selector, 0x30, "{what}: in task B");
         }
     }
+}
+
+/// Where task B's TSS lies in the task-gate tests.
+const TSS_B: u64 = 0x700;
+
+/// The GDT of the task-gate tests: flat ring 0 and ring 3 segments, the current task's TSS
+/// and task B's TSS (at `TSS_B`).
+fn task_b_gdt() -> Vec<u64> {
+    vec![
+        0,
+        CODE32_0,
+        DATA32_0,
+        CODE32_3,
+        DATA32_3,
+        TSS32,
+        0x0000_8900_0000_0067 | (TSS_B << 16),
+    ]
+}
+
+/// Task B's 32-bit TSS image: EIP 0x2000, EFLAGS 2, ESP 0x9000, CS 0x08, the others 0x10.
+fn task_b_tss() -> Vec<u8> {
+    let mut image = vec![0u8; 0x68];
+    image[0x20..0x24].copy_from_slice(&0x2000u32.to_le_bytes());
+    image[0x24..0x28].copy_from_slice(&2u32.to_le_bytes());
+    image[0x38..0x3c].copy_from_slice(&0x9000u32.to_le_bytes());
+    for (i, sel) in [0x10u16, 0x08, 0x10, 0x10, 0x10, 0x10].iter().enumerate() {
+        image[0x48 + 4 * i..0x4a + 4 * i].copy_from_slice(&sel.to_le_bytes());
+    }
+    image
 }
