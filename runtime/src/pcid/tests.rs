@@ -75,7 +75,7 @@ fn invpcid_checks_its_type_and_descriptor() {
     assert_eq!(Invpcid::decode(3, [0xfff, 0], false), Some(All));
     // The address matters for type 0 only, and all 64 bits of it.
     assert_eq!(Invpcid::decode(0, [0, 1 << 47], true), None);
-    assert_eq!(Invpcid::decode(0, [0, 0x1_0000_0000], true).is_some(), true);
+    assert!(Invpcid::decode(0, [0, 0x1_0000_0000], true).is_some());
     assert_eq!(
         Invpcid::decode(1, [0, 1 << 47], true),
         Some(Context { pcid: 0 })
