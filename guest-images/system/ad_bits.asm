@@ -99,11 +99,7 @@ main:
         mov     dword [L4_PDPT + 8], L4_PD1 | PTE_P | PTE_W
         mov     edi, L4_PD0             ; identity 0..16 MiB, 2 MiB pages
         mov     eax, PTE_P | PTE_W | PTE_U | PTE_PS
-        mov     ecx, 8
-.id:    mov     [edi], eax
-        add     eax, 0x200000
-        add     edi, 8
-        loop    .id
+        call    pd64_identity_16m
         mov     dword [L4_PD1], L4_PT | PTE_P | PTE_W
         mov     dword [L4_PD1 + 8 * ((VA_LARGE >> 21) & 511)], FRAME_LARGE | PTE_P | PTE_W | PTE_PS
         mov     dword [L4_PT], FRAME | PTE_P | PTE_W
