@@ -647,4 +647,4 @@ pub fn host_mapping_permissions(addr: usize) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -206,23 +206,34 @@ fn displaced_entries_are_recalled_from_the_victim_buffer_and_invalidated_there()
     assert_eq!(cpu.paging.walks, walks + 2);
 }
 
-/// A CR3 write keeps the entries of global pages (G set, CR4.PGE = 1) and drops the others;
-/// a full flush drops both.
-#[test]
-fn global_entries_survive_a_cr3_flush_but_not_a_full_one() {
+/// 4 MiB of RAM with 4-level page tables at 0x1000 that map [`GLOBAL`]'s page as a global
+/// page and [`LOCAL`]'s as a non-global one (both dirty, writable, supervisor).
+pub(crate) fn global_and_local_tables() -> PhysMem {
     use crate::paging::pte::{A, D, G, P, RW};
     let mut mem = PhysMem::new(4 << 20).unwrap();
     let upper = P | RW | A;
     mem.write_phys(0x1000, 8, 0x2000 | upper);
     mem.write_phys(0x2000, 8, 0x3000 | upper);
     mem.write_phys(0x3000, 8, 0x4000 | upper);
-    // 0x100000: global; 0x101000: not
     mem.write_phys(0x4000 + 0x100 * 8, 8, 0x10_0000 | upper | D | G);
     mem.write_phys(0x4000 + 0x101 * 8, 8, 0x20_0000 | upper | D);
+    mem
+}
+
+/// An address in the global page of [`global_and_local_tables`].
+pub(crate) const GLOBAL: u64 = 0x10_0008;
+/// An address in its non-global page.
+pub(crate) const LOCAL: u64 = 0x10_1008;
+
+/// A CR3 write keeps the entries of global pages (G set, CR4.PGE = 1) and drops the others;
+/// a full flush drops both.
+#[test]
+fn global_entries_survive_a_cr3_flush_but_not_a_full_one() {
+    let mut mem = global_and_local_tables();
     let mut cpu = CpuState::new(CpuMode::Long64);
     cpu.cr3 = 0x1000;
     cpu.cr4 |= crate::paging::CR4_PGE;
-    let (global, local) = (0x10_0008u64, 0x10_1008u64);
+    let (global, local) = (GLOBAL, LOCAL);
     write_data(&mut cpu, &mut mem, global, 4, 1).unwrap();
     write_data(&mut cpu, &mut mem, local, 4, 2).unwrap();
     cpu.flush_tlb_nonglobal();

@@ -1,8 +1,9 @@
 //! Tests of the PCID rules and of INVPCID on the software TLB.
 
 use super::*;
+use crate::memory::tests::{global_and_local_tables, GLOBAL, LOCAL};
 use crate::memory::{read_data, write_data};
-use crate::paging::pte::{A, D, G, P, RW};
+use crate::paging::pte::{A, D, P, RW};
 use crate::paging::CR4_PGE;
 use crate::{CpuMode, PhysMem};
 
@@ -85,22 +86,13 @@ fn invpcid_checks_its_type_and_descriptor() {
 /// A 4-level mapping of 0x100000 (global) and 0x101000 (not) with both pages read once, so
 /// both are cached.
 fn cached_global_and_local() -> (CpuState, PhysMem) {
-    let mut mem = PhysMem::new(4 << 20).unwrap();
-    let upper = P | RW | A;
-    mem.write_phys(0x1000, 8, 0x2000 | upper);
-    mem.write_phys(0x2000, 8, 0x3000 | upper);
-    mem.write_phys(0x3000, 8, 0x4000 | upper);
-    mem.write_phys(0x4000 + 0x100 * 8, 8, 0x10_0000 | upper | D | G);
-    mem.write_phys(0x4000 + 0x101 * 8, 8, 0x20_0000 | upper | D);
+    let mut mem = global_and_local_tables();
     let mut cpu = long_mode_cpu();
     cpu.cr4 |= CR4_PGE | CR4_PCIDE;
     write_data(&mut cpu, &mut mem, GLOBAL, 4, 1).unwrap();
     write_data(&mut cpu, &mut mem, LOCAL, 4, 2).unwrap();
     (cpu, mem)
 }
-
-const GLOBAL: u64 = 0x10_0008;
-const LOCAL: u64 = 0x10_1008;
 
 /// Which of the two pages are still cached: reading each and counting walks.
 fn cached(cpu: &mut CpuState, mem: &mut PhysMem) -> (bool, bool) {
