@@ -112,14 +112,6 @@ impl JitEmitter<'_, '_> {
         }
     }
 
-    /// Whether the cache may link an exit to `target` through a chain slot (the rule of
-    /// [`crate::cache::Cache::link`]): always. Without paging, or within the block's own
-    /// linear page, a linked exit is taken as is; an exit to another page is taken only
-    /// while the TLB agrees ([`Self::cross_page`]).
-    pub(super) fn linkable(&self, _target: u64) -> bool {
-        true
-    }
-
     /// The linear address of `target` if it lies on another linear page than the block
     /// under paging: an exit there is chained only while the TLB entry of its page allows
     /// fetches with the addend the slot was linked with (see [`crate::jit::SlotWords`]).

@@ -82,11 +82,11 @@ impl JitEmitter<'_, '_> {
         self.heads.iter().find(|h| h.0 == ip).map(|h| h.1)
     }
 
-    /// The chain slot serving exits to `target`, if it may be linked and a slot is free for it.
+    /// The chain slot serving exits to `target`, if a slot is free for it. Every direct
+    /// exit may be linked (the rule of [`crate::cache::Cache::link`]): within the block's own
+    /// linear page, or without paging, as is; to another page, behind the TLB check of
+    /// [`Self::cross_page`].
     pub(super) fn slot_for(&mut self, target: u64) -> Option<usize> {
-        if !self.linkable(target) {
-            return None;
-        }
         if let Some(i) = self.slot_target.iter().position(|t| *t == Some(target)) {
             return Some(i);
         }
