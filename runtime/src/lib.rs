@@ -27,6 +27,7 @@ pub mod msr;
 pub mod paging;
 pub mod pcid;
 pub mod segment;
+pub mod shadow;
 pub mod state;
 pub mod task;
 pub mod v86;

@@ -19,7 +19,7 @@
 use std::ptr::NonNull;
 
 use crate::exception::{Exception, Fault};
-use crate::paging::{walk, Access, PagingMode, Translation, WalkRegs};
+use crate::paging::{permits, walk_traced, Access, PagingMode, Translation, WalkRegs};
 use crate::state::CpuState;
 
 mod tlb;
@@ -209,8 +209,18 @@ impl Drop for GuestRam {
 /// code coherent with stores (which physical pages hold code, which of those were written).
 pub struct PhysMem {
     ram: GuestRam,
+    /// Tells this memory from any other, for caches that rely on its write tracking.
+    id: u64,
     /// One bit per RAM page: set while translated blocks exist for the page.
     code_pages: Vec<u64>,
+    /// One bit per RAM page: set while the shadow page tables hold translations computed
+    /// from paging-structure entries in the page (`crate::shadow`). Such a page never gets a
+    /// TLB write tag, so every store to it comes through [`PhysMem::write_phys`].
+    table_pages: Vec<u64>,
+    /// Tracked pages written since the shadow tables last looked, and how many stores hit
+    /// tracked pages (see [`PhysMem::take_written_tables`]).
+    written_tables: Vec<u64>,
+    table_writes: u64,
     /// Code pages written since the run loop last looked (see [`PhysMem::take_dirty_code`]).
     dirty_code: Vec<u64>,
     /// Where accesses outside RAM go; without it they float high and writes are dropped.
@@ -222,9 +232,14 @@ impl PhysMem {
     pub fn new(size: u64) -> Result<PhysMem, MemError> {
         let ram = GuestRam::new(size)?;
         let pages = size / PAGE_SIZE;
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Ok(PhysMem {
             ram,
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             code_pages: vec![0; pages.div_ceil(64) as usize],
+            table_pages: vec![0; pages.div_ceil(64) as usize],
+            written_tables: Vec::new(),
+            table_writes: 0,
             dirty_code: Vec::new(),
             mmio: None,
         })
@@ -334,8 +349,58 @@ impl PhysMem {
         }
     }
 
-    /// Records that physical page of `addr` was written, for code coherence.
+    /// This memory's identity: no two `PhysMem`s of a process share one.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Writes a paging-structure entry with the A/D bits the page walker set. Like
+    /// [`PhysMem::write_phys`], except that a tracked page stays tracked: these updates only
+    /// add bits the walk found clear, which no cached translation depends on (see
+    /// `crate::shadow`).
+    pub fn write_paging_entry(&mut self, addr: u64, size: u32, value: u64) {
+        if !self.is_table_page(addr) {
+            return self.write_phys(addr, size, value);
+        }
+        // Entries are aligned, so the write stays in this one page.
+        self.set_page_bit(Bits::Table, addr, false);
+        self.write_phys(addr, size, value);
+        self.set_page_bit(Bits::Table, addr, true);
+    }
+
+    /// True when the shadow page tables rely on paging-structure entries in the page holding
+    /// `addr` (see [`PhysMem::track_table_page`]).
+    pub fn is_table_page(&self, addr: u64) -> bool {
+        self.page_bit(Bits::Table, addr)
+    }
+
+    /// Marks the page holding `addr` as holding paging-structure entries that cached
+    /// translations depend on: its next store is reported by
+    /// [`PhysMem::take_written_tables`]. True when it was not marked before; the caller must
+    /// then take write permission for it out of its TLB.
+    pub fn track_table_page(&mut self, addr: u64) -> bool {
+        let was = self.is_table_page(addr);
+        self.set_page_bit(Bits::Table, addr, true);
+        !was && self.is_table_page(addr)
+    }
+
+    /// The tracked pages (page numbers) written since the last call, each now untracked, and
+    /// how many stores hit tracked pages.
+    pub fn take_written_tables(&mut self) -> (Vec<u64>, u64) {
+        let writes = std::mem::take(&mut self.table_writes);
+        (std::mem::take(&mut self.written_tables), writes)
+    }
+
+    /// Records that physical page of `addr` was written, for code coherence and for the
+    /// shadow page tables.
     pub fn note_write(&mut self, addr: u64) {
+        if self.is_table_page(addr) {
+            // Untracked at once: the shadow tables drop what depended on the page before
+            // their next lookup, and until a walk tracks it again stores may go fast.
+            self.set_page_bit(Bits::Table, addr, false);
+            self.written_tables.push(addr / PAGE_SIZE);
+            self.table_writes += 1;
+        }
         if self.is_code_page(addr) {
             let page = addr & PAGE_MASK;
             if !self.dirty_code.contains(&page) {
@@ -346,16 +411,35 @@ impl PhysMem {
 
     /// True when translated code exists for the physical page holding `addr`.
     pub fn is_code_page(&self, addr: u64) -> bool {
-        let p = addr / PAGE_SIZE;
-        self.code_pages
-            .get((p / 64) as usize)
-            .is_some_and(|w| w & (1 << (p % 64)) != 0)
+        self.page_bit(Bits::Code, addr)
     }
 
     /// Marks or unmarks the physical page holding `addr` as holding translated code.
     pub fn set_code_page(&mut self, addr: u64, on: bool) {
+        self.set_page_bit(Bits::Code, addr, on);
+    }
+
+    fn bits(&self, which: Bits) -> &Vec<u64> {
+        match which {
+            Bits::Code => &self.code_pages,
+            Bits::Table => &self.table_pages,
+        }
+    }
+
+    fn page_bit(&self, which: Bits, addr: u64) -> bool {
         let p = addr / PAGE_SIZE;
-        if let Some(w) = self.code_pages.get_mut((p / 64) as usize) {
+        self.bits(which)
+            .get((p / 64) as usize)
+            .is_some_and(|w| w & (1 << (p % 64)) != 0)
+    }
+
+    fn set_page_bit(&mut self, which: Bits, addr: u64, on: bool) {
+        let p = addr / PAGE_SIZE;
+        let bits = match which {
+            Bits::Code => &mut self.code_pages,
+            Bits::Table => &mut self.table_pages,
+        };
+        if let Some(w) = bits.get_mut((p / 64) as usize) {
             if on {
                 *w |= 1 << (p % 64);
             } else {
@@ -378,6 +462,13 @@ impl PhysMem {
     fn host_addr(&self, addr: u64) -> u64 {
         self.ram.base.as_ptr() as u64 + addr
     }
+}
+
+/// The per-page bitmaps of [`PhysMem`].
+#[derive(Clone, Copy)]
+enum Bits {
+    Code,
+    Table,
 }
 
 /// Translates `linear` for one access: the page walk (A/D updates included) or, with paging
@@ -409,13 +500,37 @@ fn walk_for(
         return Err(Fault::with_code(Exception::GeneralProtection, 0));
     }
     let ac = cpu.rflags & crate::flags::AC != 0;
-    cpu.paging.walks += 1;
-    walk(mem, &regs, linear, access, user, implicit, ac).inspect_err(|f| {
-        if f.exception == Exception::PageFault {
-            cpu.paging.page_faults += 1;
-            cpu.cr2 = linear;
+    let mode = regs.mode();
+    if mode != PagingMode::Off {
+        cpu.shadow.sync(mem);
+        if let Some(t) = cpu.shadow.lookup(regs.root(), mode, linear) {
+            if permits(&regs, &t, access, user, implicit, ac) {
+                cpu.shadow.stats.hits += 1;
+                return Ok(t);
+            }
         }
-    })
+    }
+    cpu.paging.walks += 1;
+    match walk_traced(mem, &regs, linear, access, user, implicit, ac) {
+        Ok((t, trace)) => {
+            if mode != PagingMode::Off {
+                let newly = cpu
+                    .shadow
+                    .insert(mem, regs.root(), mode, linear, &t, &trace);
+                for page in newly {
+                    tlb_protect_phys(cpu, mem, page);
+                }
+            }
+            Ok(t)
+        }
+        Err(f) => {
+            if f.exception == Exception::PageFault {
+                cpu.paging.page_faults += 1;
+                cpu.cr2 = linear;
+            }
+            Err(f)
+        }
+    }
 }
 
 fn canonical(v: u64) -> bool {

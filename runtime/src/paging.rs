@@ -175,6 +175,17 @@ impl WalkRegs {
         }
     }
 
+    /// The physical address of the paging-structure root CR3 selects (without its flag and
+    /// PCID bits): what tells one address space from another.
+    pub fn root(&self) -> u64 {
+        match self.mode() {
+            PagingMode::Off => 0,
+            PagingMode::Bits32 => self.cr3 & 0xffff_f000,
+            PagingMode::Pae => self.cr3 & 0xffff_ffe0,
+            PagingMode::Level4 => self.cr3 & ADDR_MASK,
+        }
+    }
+
     /// True when the XD bit is honoured: PAE or 4-level paging with EFER.NXE = 1.
     pub fn nx_enabled(&self) -> bool {
         matches!(self.mode(), PagingMode::Pae | PagingMode::Level4) && self.efer & EFER_NXE != 0
@@ -277,15 +288,43 @@ struct Leaf {
 }
 
 /// The entries a walk touched (at most four; PAE PDPTEs have no A bit and are not listed).
+#[derive(Default)]
 struct Path {
     used: [Used; 4],
     len: usize,
+    /// Every entry read, the PAE PDPTE included.
+    trace: Trace,
 }
 
 impl Path {
     fn push(&mut self, addr: u64, value: u64, size: u32) {
+        self.trace.push(addr);
         if let Some(slot) = self.used.get_mut(self.len) {
             *slot = Used { addr, value, size };
+            self.len += 1;
+        }
+    }
+}
+
+/// The physical addresses of the paging-structure entries a successful walk read, root
+/// first (at most four: a PAE walk reads a PDPTE, a PDE and a PTE; a 4-level walk one entry
+/// per level). A cache of the translation stays valid while none of them is written (see
+/// `crate::shadow`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Trace {
+    addrs: [u64; 4],
+    len: usize,
+}
+
+impl Trace {
+    /// The entries read, root first.
+    pub fn entries(&self) -> &[u64] {
+        &self.addrs[..self.len]
+    }
+
+    fn push(&mut self, addr: u64) {
+        if let Some(slot) = self.addrs.get_mut(self.len) {
+            *slot = addr;
             self.len += 1;
         }
     }
@@ -354,9 +393,23 @@ pub fn walk(
     implicit_supervisor: bool,
     ac: bool,
 ) -> Result<Translation, Fault> {
+    walk_traced(mem, regs, linear, access, user, implicit_supervisor, ac).map(|(t, _)| t)
+}
+
+/// [`walk`], also returning the paging-structure entries it read, for a cache of the
+/// translation that must notice when they change.
+pub fn walk_traced(
+    mem: &mut PhysMem,
+    regs: &WalkRegs,
+    linear: u64,
+    access: Access,
+    user: bool,
+    implicit_supervisor: bool,
+    ac: bool,
+) -> Result<(Translation, Trace), Fault> {
     let mode = regs.mode();
     if mode == PagingMode::Off {
-        return Ok(Translation {
+        let t = Translation {
             phys: linear,
             page_size: SIZE_4K,
             writable: true,
@@ -365,30 +418,11 @@ pub fn walk(
             global: false,
             dirty: true,
             key: 0,
-        });
+        };
+        return Ok((t, Trace::default()));
     }
     let nxe = regs.nx_enabled();
-    let smep = regs.cr4 & CR4_SMEP != 0;
-    let smap = regs.cr4 & CR4_SMAP != 0;
-    let wp = regs.cr0 & CR0_WP != 0;
-    let user_access = user && !implicit_supervisor;
-
-    let mut code = 0;
-    if access == Access::Write {
-        code |= pf::W;
-    }
-    if user_access {
-        code |= pf::U;
-    }
-    if access == Access::Execute && (nxe || smep) {
-        code |= pf::ID;
-    }
-    let fault = |bits: u32| Fault::with_code(Exception::PageFault, code | bits);
-
-    let mut path = Path {
-        used: [Used::default(); 4],
-        len: 0,
-    };
+    let mut path = Path::default();
     let leaf = match mode {
         PagingMode::Bits32 => walk32(mem, regs, linear, &mut path),
         _ => walk_long(
@@ -399,49 +433,19 @@ pub fn walk(
             mode == PagingMode::Level4,
             &mut path,
         ),
-    }
-    .map_err(fault)?;
-
-    // A user-mode access to a supervisor-mode page fails on U/S alone; otherwise a key that
-    // refuses a data access is a fault of its own kind (PK), whatever R/W and SMAP say.
-    if user_access && !leaf.user {
-        return Err(fault(pf::P));
-    }
-    if access != Access::Execute
-        && !key_allows(
-            regs,
-            leaf.user,
-            leaf.key,
-            access == Access::Write,
-            user_access,
-        )
-    {
-        return Err(fault(pf::P | pf::PK));
-    }
-
-    let xd = nxe && leaf.xd;
-    let allowed = if user_access {
-        leaf.user
-            && match access {
-                Access::Read => true,
-                Access::Write => leaf.writable,
-                Access::Execute => !xd,
-            }
-    } else {
-        // Supervisor-mode access. SMAP lets explicit accesses through with EFLAGS.AC = 1.
-        let data_to_user_ok = !smap || (ac && !implicit_supervisor);
-        match access {
-            Access::Read => !leaf.user || data_to_user_ok,
-            Access::Write => (!leaf.user || data_to_user_ok) && (leaf.writable || !wp),
-            // SMEP: no supervisor fetches from user pages.
-            Access::Execute => !xd && (!leaf.user || !smep),
-        }
     };
-    if !allowed {
-        return Err(fault(pf::P));
-    }
+    let leaf = leaf.map_err(|bits| page_fault(regs, access, user, implicit_supervisor, bits))?;
+    let rights = Rights {
+        user: leaf.user,
+        writable: leaf.writable,
+        xd: nxe && leaf.xd,
+        key: leaf.key,
+    };
+    check(regs, &rights, access, user, implicit_supervisor, ac)
+        .map_err(|bits| page_fault(regs, access, user, implicit_supervisor, bits))?;
 
-    // Success: set A everywhere, D in the leaf on a write.
+    // Success: set A everywhere, D in the leaf on a write. These updates only ever add bits
+    // the walk found clear, so they are not writes a cache of translations must react to.
     let last = path.len.saturating_sub(1);
     for (i, e) in path.used[..path.len].iter().enumerate() {
         let mut v = e.value | pte::A;
@@ -449,20 +453,121 @@ pub fn walk(
             v |= pte::D;
         }
         if v != e.value {
-            mem.write_phys(e.addr, e.size, v);
+            mem.write_paging_entry(e.addr, e.size, v);
         }
     }
 
-    Ok(Translation {
+    let t = Translation {
         phys: leaf.phys,
         page_size: leaf.page_size,
         writable: leaf.writable,
         user: leaf.user,
-        executable: !xd,
+        executable: !rights.xd,
         global: leaf.value & pte::G != 0 && regs.cr4 & CR4_PGE != 0,
         dirty: leaf.value & pte::D != 0 || access == Access::Write,
         key: leaf.key,
-    })
+    };
+    Ok((t, path.trace))
+}
+
+/// A page's rights, combined over every level of its walk.
+struct Rights {
+    user: bool,
+    writable: bool,
+    /// Fetches are blocked (XD set at some level, with NX on).
+    xd: bool,
+    key: u8,
+}
+
+/// The #PF of an access, with `bits` (P, RSVD, PK) added to what the access itself puts in
+/// the error code.
+fn page_fault(regs: &WalkRegs, access: Access, user: bool, implicit: bool, bits: u32) -> Fault {
+    let mut code = bits;
+    if access == Access::Write {
+        code |= pf::W;
+    }
+    if user && !implicit {
+        code |= pf::U;
+    }
+    if access == Access::Execute && (regs.nx_enabled() || regs.cr4 & CR4_SMEP != 0) {
+        code |= pf::ID;
+    }
+    Fault::with_code(Exception::PageFault, code)
+}
+
+/// Whether a present page with `rights` allows the access under `regs`: `Err` holds the
+/// error-code bits of the refusal (P, or P|PK).
+fn check(
+    regs: &WalkRegs,
+    rights: &Rights,
+    access: Access,
+    user: bool,
+    implicit_supervisor: bool,
+    ac: bool,
+) -> Result<(), u32> {
+    let user_access = user && !implicit_supervisor;
+    // A user-mode access to a supervisor-mode page fails on U/S alone; otherwise a key that
+    // refuses a data access is a fault of its own kind (PK), whatever R/W and SMAP say.
+    if user_access && !rights.user {
+        return Err(pf::P);
+    }
+    if access != Access::Execute
+        && !key_allows(
+            regs,
+            rights.user,
+            rights.key,
+            access == Access::Write,
+            user_access,
+        )
+    {
+        return Err(pf::P | pf::PK);
+    }
+    let smep = regs.cr4 & CR4_SMEP != 0;
+    let smap = regs.cr4 & CR4_SMAP != 0;
+    let wp = regs.cr0 & CR0_WP != 0;
+    let allowed = if user_access {
+        match access {
+            Access::Read => true,
+            Access::Write => rights.writable,
+            Access::Execute => !rights.xd,
+        }
+    } else {
+        // Supervisor-mode access. SMAP lets explicit accesses through with EFLAGS.AC = 1.
+        let data_to_user_ok = !smap || (ac && !implicit_supervisor);
+        match access {
+            Access::Read => !rights.user || data_to_user_ok,
+            Access::Write => (!rights.user || data_to_user_ok) && (rights.writable || !wp),
+            // SMEP: no supervisor fetches from user pages.
+            Access::Execute => !rights.xd && (!rights.user || !smep),
+        }
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(pf::P)
+    }
+}
+
+/// True when a cached translation `t` lets the access through now without a walk: the
+/// walker's own rules, applied to the rights it found (CR0.WP, SMEP, SMAP with EFLAGS.AC,
+/// CPL and the protection keys are read from `regs` now). A write also needs the D bit set
+/// already, or the walk must run to set it.
+pub fn permits(
+    regs: &WalkRegs,
+    t: &Translation,
+    access: Access,
+    user: bool,
+    implicit_supervisor: bool,
+    ac: bool,
+) -> bool {
+    let rights = Rights {
+        user: t.user,
+        writable: t.writable,
+        xd: !t.executable,
+        key: t.key,
+    };
+    (access != Access::Write || t.dirty)
+        && check(regs, &rights, access, user, implicit_supervisor, ac).is_ok()
 }
 
 /// The physical address `linear` maps to under `regs`, for a debugger: the same walk as
@@ -472,10 +577,7 @@ pub fn walk(
 /// Paging structures are read through [`PhysMem::read_phys`], as the CPU reads them; a
 /// table outside RAM therefore reads whatever the bus answers.
 pub fn debug_translate(mem: &mut PhysMem, regs: &WalkRegs, linear: u64) -> Option<u64> {
-    let mut path = Path {
-        used: [Used::default(); 4],
-        len: 0,
-    };
+    let mut path = Path::default();
     let leaf = match regs.mode() {
         PagingMode::Off => return Some(linear),
         PagingMode::Bits32 => walk32(mem, regs, linear, &mut path),
@@ -582,6 +684,7 @@ fn walk_long(
         if pdpte & PDPTE_PAE_RSVD != 0 {
             return Err(RSVD);
         }
+        path.trace.push(pdpte_addr);
         (lin, pdpte & ADDR_MASK, &[21, 12])
     };
 

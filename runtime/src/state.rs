@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::flags::{self, LazyFlags};
 use crate::memory::{PhysMem, TlbEntry, TlbVictims, TLB_ENTRIES};
+use crate::shadow::ShadowTables;
 
 /// A general-purpose register, numbered as the instruction encoding numbers them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -375,6 +376,9 @@ pub struct CpuState {
     /// #DB with DR6.BT before the new task's first instruction, and clears this
     /// (`crane86_runtime::task`, SDM Vol. 3 17.3.1.5).
     pub task_trap: bool,
+    /// The shadow page tables behind the TLBs: translations of every recent address space,
+    /// kept across CR3 writes (`crate::shadow`).
+    pub shadow: Box<ShadowTables>,
 }
 
 // SAFETY: the only non-Send field is the `mem` context pointer, which is null outside a run
@@ -481,6 +485,7 @@ impl CpuState {
             tlb_global: [[0; TLB_ENTRIES / 64]; 2],
             tlb_large: 0,
             tlb_victims: TlbVictims::EMPTY,
+            shadow: Box::new(ShadowTables::new()),
         }
     }
 
@@ -553,6 +558,7 @@ impl CpuState {
     /// Drops every TLB entry, global ones included (a paging-mode change, CR4.PGE, PKRU,
     /// a task switch).
     pub fn flush_tlb(&mut self) {
+        self.shadow.clear();
         self.tlb_global = [[0; TLB_ENTRIES / 64]; 2];
         self.flush_tlb_nonglobal();
     }
@@ -634,6 +640,7 @@ impl Clone for CpuState {
             tlb_global: self.tlb_global,
             tlb_large: self.tlb_large,
             tlb_victims: self.tlb_victims,
+            shadow: self.shadow.clone(),
         }
     }
 }

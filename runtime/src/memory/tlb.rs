@@ -110,7 +110,7 @@ pub(super) fn tlb_fill(
             t.executable && !smep_blocks,
         )
     };
-    let write = write && t.dirty && !mem.is_code_page(ppage);
+    let write = write && t.dirty && !mem.is_code_page(ppage) && !mem.is_table_page(ppage);
     cpu.paging.tlb_fills += 1;
     let tag = |ok: bool| if ok { lpage } else { TlbEntry::INVALID_TAG };
     let i = tlb_index(linear);
@@ -136,16 +136,27 @@ pub(super) fn tlb_fill(
 }
 
 /// Drops write permission from every TLB entry that maps physical page `phys_page` (under
-/// any linear alias), so stores to it reach the slow path and keep translated code coherent.
+/// any linear alias), so stores to it reach the slow path: a page that now holds translated
+/// code, or paging structures the shadow page tables track.
 pub fn tlb_protect_phys(cpu: &mut CpuState, mem: &PhysMem, phys_page: u64) {
     if !mem.is_ram(phys_page, PAGE_SIZE) {
         return;
     }
     let host = mem.host_addr(phys_page & PAGE_MASK);
-    let victims = cpu.tlb_victims.all_mut();
-    for e in cpu.tlb.iter_mut().flatten().chain(victims) {
+    let protect = |e: &mut TlbEntry| {
         if e.write != TlbEntry::INVALID_TAG && e.write.wrapping_add(e.addend) == host {
             e.write = TlbEntry::INVALID_TAG;
+        }
+    };
+    cpu.tlb_victims.all_mut().for_each(protect);
+    // Only entries filled since the last flush can be valid.
+    for (tlb, filled) in cpu.tlb.iter_mut().zip(cpu.tlb_filled.iter()) {
+        for (w, word) in filled.iter().enumerate() {
+            let mut bits = *word;
+            while bits != 0 {
+                protect(&mut tlb[w * 64 + bits.trailing_zeros() as usize]);
+                bits &= bits - 1;
+            }
         }
     }
 }
@@ -180,6 +191,9 @@ pub fn tlb_fetch_addend(cpu: &CpuState, linear: u64, user: bool) -> Option<u64> 
 /// Drops the TLB entries of both privileges that map linear page `linear` (INVLPG).
 pub fn tlb_flush_page(cpu: &mut CpuState, linear: u64) {
     cpu.paging.invlpg += 1;
+    // Global translations outlive CR3 writes in the shadow tables too; the per-space ones
+    // need nothing, being coherent with the paging structures.
+    cpu.shadow.invalidate_global(linear);
     let region = match cpu.tlb_large {
         0 => PAGE_MASK,
         large => !(large - 1),
