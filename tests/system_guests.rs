@@ -395,6 +395,29 @@ const GUESTS: &[&str] = &[
     "vme",
 ];
 
+/// `--stats` on a guest that switches address spaces and rewrites page tables reports the
+/// shadow page tables at work: translations kept and served after CR3 writes, stores into
+/// tracked paging structures, and the data TLB's hit rate.
+#[test]
+fn stats_show_the_shadow_page_tables_and_the_tlb_hit_rate() {
+    let r = reference("cr3_switch");
+    let run = run_crane86_with(&r.image, "jit", &["--stats=json"]);
+    assert!(run.output.ends_with("DONE\n"), "{}", run.output);
+    let json: serde_json::Value =
+        serde_json::from_str(run.stderr.lines().last().unwrap_or_default()).unwrap();
+    let n = |a: &str, b: &str| json[a][b].as_u64().unwrap_or_else(|| panic!("{a}.{b}"));
+    assert!(n("shadow", "fills") > 0);
+    // 2 x 300 switches between two spaces: all but the first return to a kept space.
+    assert!(n("shadow", "space_reuses") >= 590, "{json}");
+    assert!(n("shadow", "hits") >= 590, "{json}");
+    // The remapping loop's 600 PTE writes, and the changes made to the other space.
+    assert!(n("shadow", "tracked_writes") >= 600, "{json}");
+    assert!(n("shadow", "dropped") > 0);
+    let hits = n("paging", "data_hits_jit") + n("paging", "data_hits_runtime");
+    // A guest made of CR3 switches still hits the TLB on most accesses.
+    assert!(hits > 2 * n("paging", "data_misses"), "{json}");
+}
+
 #[test]
 fn diff_marks_missing_and_extra_lines() {
     let d = diff("PASS a\nPASS b\nDONE\n", "PASS a\nFAIL b: x\nDONE\n");

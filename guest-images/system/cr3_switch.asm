@@ -3,7 +3,8 @@
 ; frame); PRIVATE_VA maps to a different frame in each. Writes through one space are seen
 ; through the other only for shared pages; switching back finds the private data intact;
 ; a page present in one space and not mapped in the other faults after the switch (the
-; SDM requires MOV CR3 to invalidate every non-global TLB entry).
+; SDM requires MOV CR3 to invalidate every non-global TLB entry), and so does a change to
+; the other space's page tables made while it was not current.
 
 %include "lib.inc"
 
@@ -111,6 +112,45 @@ main:
         dec     ecx
         jnz     .remapping
         CHECK   "code on a remapped page", esi, CALLS * (0xb + 0xa00)
+
+        ; Space b's page tables change while space a runs: the switch back to b must see
+        ; the change (a MOV to CR3 invalidates every non-global translation), even though b's
+        ; old translation was in use just before.
+        mov     eax, PD_B
+        mov     cr3, eax
+        mov     eax, [PRIVATE_VA]
+        mov     eax, PD_A
+        mov     cr3, eax
+        mov     dword [PT_B + 0], FRAME_SHARED | PTE_P | PTE_W
+        mov     eax, PD_B
+        mov     cr3, eax
+        CHECK   "space b: its pte changed from a", dword [PRIVATE_VA], 0x55550002
+        mov     eax, PD_A
+        mov     cr3, eax
+        mov     dword [PD_B + 4 * (PRIVATE_VA >> 22)], PT_A | PTE_P | PTE_W
+        mov     eax, PD_B
+        mov     cr3, eax
+        CHECK   "space b: its pde changed from a", dword [PRIVATE_VA], 0xaaaa0001
+        mov     eax, PD_A
+        mov     cr3, eax
+        mov     dword [PD_B + 4 * (PRIVATE_VA >> 22)], PT_B | PTE_P | PTE_W
+        mov     dword [PT_B + 0], FRAME_B | PTE_P | PTE_W
+        mov     eax, PD_B
+        mov     cr3, eax
+        CHECK   "space b: both restored", dword [PRIVATE_VA], 0xbbbb0002
+        ; Space b clears the accessed bit of its own pte, then leaves and comes back: the
+        ; first access after the switch walks and sets it again.
+        and     dword [PT_B + 0], ~PTE_A
+        mov     eax, PD_A
+        mov     cr3, eax
+        mov     eax, PD_B
+        mov     cr3, eax
+        mov     eax, [PRIVATE_VA]
+        mov     eax, [PT_B + 0]
+        and     eax, PTE_A
+        CHECK   "space b: accessed bit set again", eax, PTE_A
+        mov     eax, PD_A
+        mov     cr3, eax
 
         call    paging32_off
         CHECK   "frames: a", dword [FRAME_A], 0xaaaa0001

@@ -574,8 +574,10 @@ pub fn read_as(
         return Ok(v);
     }
     if let Some(phys) = tlb_lookup(cpu, mem, linear, pl, |e| e.read) {
+        cpu.paging.data_hits += 1;
         return Ok(mem.read_phys(phys, size));
     }
+    cpu.paging.data_misses += 1;
     let t = walk_for(
         cpu,
         mem,
@@ -613,10 +615,13 @@ pub fn write_as(
         return Ok(());
     }
     if let Some(phys) = tlb_lookup(cpu, mem, linear, pl, |e| e.write) {
-        // A writable entry never maps a code page or a page whose dirty bit is clear.
+        // A writable entry never maps a code page, a tracked paging-structure page or a
+        // page whose dirty bit is clear.
+        cpu.paging.data_hits += 1;
         mem.write_phys(phys, size, value);
         return Ok(());
     }
+    cpu.paging.data_misses += 1;
     let t = walk_for(cpu, mem, linear, Access::Write, user, implicit)?;
     tlb_fill(cpu, mem, linear, &t, pl);
     if mem.is_code_page(t.phys) {

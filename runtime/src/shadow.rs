@@ -276,7 +276,13 @@ impl ShadowTables {
             // The same translation again (a walk that set the D bit, or a global one from
             // another space): its dependencies are recorded already, and a global one may
             // keep those of the space it came from.
-            Some(o) if Translation { dirty: false, ..o } == Translation { dirty: false, ..stored } => {
+            Some(o)
+                if Translation { dirty: false, ..o }
+                    == Translation {
+                        dirty: false,
+                        ..stored
+                    } =>
+            {
                 return Vec::new();
             }
             Some(_) => {}

@@ -250,6 +250,12 @@ pub struct PagingStats {
     pub fetch_misses: u64,
     /// Slow-path lookups answered by a TLB's victim buffer (no walk).
     pub tlb_victim_hits: u64,
+    /// Data accesses of the runtime (the interpreter, helpers and the slow paths of compiled
+    /// code) that the TLB, its victim buffer included, answered.
+    pub data_hits: u64,
+    /// Data accesses that the TLB could not answer: a translation from the shadow page
+    /// tables or a walk followed.
+    pub data_misses: u64,
 }
 
 /// The whole architectural state of one virtual CPU.
@@ -315,6 +321,9 @@ pub struct CpuState {
     pub jump_lookups: u64,
     /// Memory accesses that missed the inline TLB check and took a slow path (a statistic).
     pub mem_slow: u64,
+    /// Memory accesses of compiled code that the inline TLB check let through (a statistic,
+    /// counted only when the JIT's `count_chains` option asks for statistics).
+    pub jit_tlb_hits: u64,
     /// Guest instructions retired so far (the TSC and, later, the deterministic clock).
     pub retired: u64,
     /// While generated code runs: the TSC value it would read if `budget` were 0, that is
@@ -466,6 +475,7 @@ impl CpuState {
             chained: 0,
             jump_lookups: 0,
             mem_slow: 0,
+            jit_tlb_hits: 0,
             retired: 0,
             tsc_base: 0,
             paging: PagingStats::default(),
@@ -621,6 +631,7 @@ impl Clone for CpuState {
             chained: self.chained,
             jump_lookups: self.jump_lookups,
             mem_slow: self.mem_slow,
+            jit_tlb_hits: self.jit_tlb_hits,
             retired: self.retired,
             tsc_base: self.tsc_base,
             paging: self.paging,

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crane86_machine::{Machine, MachineStats};
+use crane86_runtime::shadow::ShadowStats;
 use crane86_runtime::state::PagingStats;
 use crane86_translator::CacheStats;
 
@@ -20,8 +21,14 @@ pub struct Report {
     /// Guest memory accesses of compiled code that took the slow path (TLB miss, page
     /// crossing, store into code, non-RAM).
     pub mem_slow: u64,
+    /// Memory accesses of compiled code that hit the inline TLB check.
+    pub jit_tlb_hits: u64,
     /// Address-translation counters.
     pub paging: PagingStats,
+    /// The shadow page tables' counters.
+    pub shadow: ShadowStats,
+    /// Address spaces and translations the shadow page tables hold at the end.
+    pub shadow_held: (usize, usize),
     /// Wall time of the run.
     pub wall: Duration,
 }
@@ -35,7 +42,10 @@ impl Report {
             chained: m.cpu.chained,
             jump_lookups: m.cpu.jump_lookups,
             mem_slow: m.cpu.mem_slow,
+            jit_tlb_hits: m.cpu.jit_tlb_hits,
             paging: m.cpu.paging,
+            shadow: m.cpu.shadow.stats,
+            shadow_held: (m.cpu.shadow.spaces(), m.cpu.shadow.len()),
             wall,
         }
     }
@@ -60,7 +70,7 @@ impl Report {
 
     /// A human-readable table.
     pub fn table(&self) -> String {
-        let (r, c, p) = (&self.run, &self.cache, &self.paging);
+        let (r, c, p, sh) = (&self.run, &self.cache, &self.paging, &self.shadow);
         let exits = self.chained + r.jit_entries;
         let pct = |a: u64, b: u64| {
             if b == 0 {
@@ -70,6 +80,7 @@ impl Report {
             }
         };
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let data_hits = self.jit_tlb_hits + p.data_hits;
         let rows = [
             (
                 "guest instructions",
@@ -147,6 +158,34 @@ impl Report {
                 ),
             ),
             (
+                "data TLB",
+                format!(
+                    "{:.2}% hits ({} inline in compiled code, {} in the runtime, {} misses)",
+                    pct(data_hits, data_hits + p.data_misses),
+                    self.jit_tlb_hits,
+                    p.data_hits,
+                    p.data_misses
+                ),
+            ),
+            (
+                "shadow page tables",
+                format!(
+                    "{} TLB misses served without a walk ({:.1}% of translations), {} fills, \
+                     {} tracked writes dropping {} translations, {} flushes, {} spaces \
+                     evicted, {} reused; {} spaces and {} translations held",
+                    sh.hits,
+                    pct(sh.hits, sh.hits + p.walks),
+                    sh.fills,
+                    sh.tracked_writes,
+                    sh.dropped,
+                    sh.flushes,
+                    sh.evictions,
+                    sh.space_reuses,
+                    self.shadow_held.0,
+                    self.shadow_held.1
+                ),
+            ),
+            (
                 "block fetch TLB",
                 format!(
                     "{:.1}% hits ({} hits, {} misses)",
@@ -197,6 +236,20 @@ impl Report {
                 "invlpg": self.paging.invlpg,
                 "fetch_hits": self.paging.fetch_hits,
                 "fetch_misses": self.paging.fetch_misses,
+                "data_hits_jit": self.jit_tlb_hits,
+                "data_hits_runtime": self.paging.data_hits,
+                "data_misses": self.paging.data_misses,
+            },
+            "shadow": {
+                "hits": self.shadow.hits,
+                "fills": self.shadow.fills,
+                "tracked_writes": self.shadow.tracked_writes,
+                "dropped": self.shadow.dropped,
+                "flushes": self.shadow.flushes,
+                "evictions": self.shadow.evictions,
+                "space_reuses": self.shadow.space_reuses,
+                "spaces": self.shadow_held.0,
+                "translations": self.shadow_held.1,
             },
             "invalidated_remap": c.invalidated_remap,
             "exceptions": r.exceptions,

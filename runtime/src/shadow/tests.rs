@@ -81,7 +81,10 @@ fn a_store_into_a_tracked_table_drops_what_was_computed_from_it() {
     read(&mut cpu, &mut mem, LIN);
     // Space A's PTE now maps B's page: A must see it when it runs again.
     mem.write_phys(PT_A + 0x100 * 8, 8, PAGE_B | P | RW | US | A | D);
-    assert!(!mem.is_table_page(PT_A), "a written page is no longer tracked");
+    assert!(
+        !mem.is_table_page(PT_A),
+        "a written page is no longer tracked"
+    );
     switch(&mut cpu, ROOT_A);
     assert_eq!(read(&mut cpu, &mut mem, LIN), 0xbbbb);
     assert_eq!(cpu.paging.walks, 3);
@@ -108,7 +111,10 @@ fn a_tracked_table_page_loses_its_write_tags_and_its_stores_are_seen() {
     switch(&mut cpu, ROOT_B);
     write_data(&mut cpu, &mut mem, ALIAS + 8, 8, 0).unwrap();
     let slot = tlb_index(ALIAS);
-    assert_eq!(cpu.tlb[0][slot].write, ALIAS, "writable before it is tracked");
+    assert_eq!(
+        cpu.tlb[0][slot].write, ALIAS,
+        "writable before it is tracked"
+    );
     // A walk through that page tracks it, and the alias loses its write tag at once.
     assert_eq!(read(&mut cpu, &mut mem, 0x30_0008), 0xaaaa);
     assert!(mem.is_table_page(PT_A));
@@ -116,7 +122,10 @@ fn a_tracked_table_page_loses_its_write_tags_and_its_stores_are_seen() {
     // Through the alias, B rewrites the PTE both spaces use.
     let pte = ALIAS + 0x100 * 8;
     write_data(&mut cpu, &mut mem, pte, 8, PAGE_B | P | RW | US | A | D).unwrap();
-    assert_eq!(cpu.shadow.stats.tracked_writes, 0, "seen at the next lookup");
+    assert_eq!(
+        cpu.shadow.stats.tracked_writes, 0,
+        "seen at the next lookup"
+    );
     switch(&mut cpu, ROOT_A);
     assert_eq!(read(&mut cpu, &mut mem, LIN), 0xbbbb);
     assert_eq!(cpu.shadow.stats.tracked_writes, 1);
@@ -251,7 +260,9 @@ fn the_least_recently_used_space_makes_room() {
     let mut cpu = CpuState::new(CpuMode::Long64);
     // MAX_SPACES + 1 roots sharing the lower levels of space A.
     chain(&mut mem, ROOT_A, PAGE_A, P | RW | US | A | D);
-    let roots: Vec<u64> = (0..=MAX_SPACES as u64).map(|i| 0x10_0000 + i * 0x1000).collect();
+    let roots: Vec<u64> = (0..=MAX_SPACES as u64)
+        .map(|i| 0x10_0000 + i * 0x1000)
+        .collect();
     for &r in &roots {
         mem.write_phys(r, 8, mem.peek_phys(ROOT_A, 8));
         switch(&mut cpu, r);
@@ -278,13 +289,21 @@ fn legacy_and_pae_walks_are_tracked_too() {
     cpu.cr4 |= CR4_PSE;
     cpu.efer &= !EFER_LMA;
     // 32-bit: PD at 0x1000 maps 0x40_0000 as a 4 MiB page onto 0x80_0000.
-    mem.write_phys(0x1000 + 4, 4, 0x80_0000 | P | RW | A | D | crate::paging::pte::PS);
+    mem.write_phys(
+        0x1000 + 4,
+        4,
+        0x80_0000 | P | RW | A | D | crate::paging::pte::PS,
+    );
     mem.write_phys(0x80_0000 + 0x1234, 4, 7);
     mem.write_phys(0xc0_0000 + 0x1234, 4, 8);
     cpu.cr3 = 0x1000;
     assert_eq!(read(&mut cpu, &mut mem, 0x40_1234), 7);
     switch(&mut cpu, 0x2000);
-    mem.write_phys(0x1000 + 4, 4, 0xc0_0000 | P | RW | A | D | crate::paging::pte::PS);
+    mem.write_phys(
+        0x1000 + 4,
+        4,
+        0xc0_0000 | P | RW | A | D | crate::paging::pte::PS,
+    );
     switch(&mut cpu, 0x1000);
     assert_eq!(read(&mut cpu, &mut mem, 0x40_1234), 8);
     assert_eq!(cpu.shadow.stats.dropped, 1);

@@ -344,6 +344,13 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
         };
         let page = self.b.ins().band_imm_s(last, !0xfffi64);
         let hit = self.b.ins().icmp(IntCC::Equal, tag, page);
+        if self.chain.count {
+            // Statistics: count hits without a branch (`hit` is 0 or 1).
+            let n = self.load_state(off::JIT_TLB_HITS);
+            let one = self.b.ins().uextend(I64, hit);
+            let n = self.b.ins().iadd(n, one);
+            self.store_state(n, off::JIT_TLB_HITS);
+        }
         let fast = self.b.create_block();
         let slow = self.b.create_block();
         self.b.set_cold_block(slow);
