@@ -265,8 +265,9 @@ impl PhysMem {
         self.ram.bytes()
     }
 
-    /// The RAM as mutable bytes, for loaders. Writes here bypass code tracking: load images
-    /// before running, or call [`PhysMem::note_write`].
+    /// The RAM as mutable bytes, for loaders. Writes here bypass code and paging-structure
+    /// tracking: load images before running, or call [`PhysMem::note_write`] for each page
+    /// (or flush the CPU's TLB, which empties its shadow page tables too).
     pub fn ram_mut(&mut self) -> &mut [u8] {
         self.ram.bytes_mut()
     }
