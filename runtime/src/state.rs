@@ -375,6 +375,9 @@ pub struct CpuState {
     /// #DB with DR6.BT before the new task's first instruction, and clears this
     /// (`crane86_runtime::task`, SDM Vol. 3 17.3.1.5).
     pub task_trap: bool,
+    /// The return stack buffer that generated code pushes at near CALLs and checks at near
+    /// RETs (a prediction only; see [`crate::rsb`]).
+    pub rsb: crate::rsb::Rsb,
 }
 
 // SAFETY: the only non-Send field is the `mem` context pointer, which is null outside a run
@@ -476,6 +479,7 @@ impl CpuState {
             pkru: 0,
             ferr: 0,
             task_trap: false,
+            rsb: crate::rsb::Rsb::EMPTY,
             tlb: [[TlbEntry::INVALID; TLB_ENTRIES]; 2],
             tlb_filled: [[0; TLB_ENTRIES / 64]; 2],
             tlb_global: [[0; TLB_ENTRIES / 64]; 2],
@@ -629,6 +633,8 @@ impl Clone for CpuState {
             pkru: self.pkru,
             ferr: self.ferr,
             task_trap: self.task_trap,
+            // Predictions name the code of the cache that ran this state: a copy starts empty.
+            rsb: crate::rsb::Rsb::EMPTY,
             tlb: self.tlb,
             tlb_filled: self.tlb_filled,
             tlb_global: self.tlb_global,
