@@ -777,10 +777,7 @@ impl Emit for JitEmitter<'_, '_> {
     }
 
     fn return_to(&mut self, target: Value) {
-        let n = self.index + 1;
-        self.write_back();
-        self.predicted_return(target, n);
-        self.finish_instruction_end();
+        self.predicted_return(target);
     }
 
     fn branch(&mut self, cond: Value, taken: u64, not_taken: u64) {

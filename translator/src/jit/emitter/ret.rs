@@ -100,10 +100,17 @@ impl JitEmitter<'_, '_> {
         put(self, v, E_TOKEN);
     }
 
-    /// The end of a near RET to `target` after `n` instructions, state written back: pop the
-    /// newest prediction and tail-call its code if it provably is `target`'s (see the module
-    /// documentation), else go on as an indirect jump does.
-    pub(super) fn predicted_return(&mut self, target: Value, n: u32) {
+    /// Ends a near RET to `target`: pop the newest prediction and tail-call its code if it
+    /// provably is `target`'s (see the module documentation), else go on as an indirect jump
+    /// does.
+    pub(super) fn predicted_return(&mut self, target: Value) {
+        self.write_back();
+        self.predicted_return_tail(target, self.index + 1);
+        self.finish_instruction_end();
+    }
+
+    /// [`Self::predicted_return`] once state is written back, after `n` instructions.
+    fn predicted_return_tail(&mut self, target: Value, n: u32) {
         if !self.predicts_returns() {
             return self.jump_tail(target, n);
         }
