@@ -19,6 +19,7 @@ FRAME_A         equ SCRATCH + 0x10000   ; private frame of A
 FRAME_B         equ SCRATCH + 0x11000   ; private frame of B
 FRAME_SHARED    equ SCRATCH + 0x12000
 CODE_OFF        equ 0x800               ; code on the private page
+CALL_OFF        equ 0x900               ; a call from the private page, and its return
 CALLS           equ 300
 
 main:
@@ -152,6 +153,40 @@ main:
         mov     eax, PD_A
         mov     cr3, eax
 
+        ; Returns across a CR3 switch: code on the private page calls a shared routine that
+        ; loads CR3 (edx) and runs the private page's code there (so the TLB holds the page's
+        ; mapping in the new space), then returns to the private page. The return address is
+        ; one linear address; the code there is the frame of the space current at the RET,
+        ; whichever space the CALL ran in (a return prediction is only good while the page
+        ; maps where it did when the code after the CALL was translated).
+        mov     eax, PD_A
+        mov     cr3, eax
+        mov     dword [PRIVATE_VA + CALL_OFF], 0x0ab8d3ff         ; call ebx; mov eax, 0xa
+        mov     dword [PRIVATE_VA + CALL_OFF + 4], 0xc3000000     ; ...; ret
+        mov     eax, PD_B
+        mov     cr3, eax
+        mov     dword [PRIVATE_VA + CALL_OFF], 0x0bb8d3ff         ; call ebx; mov eax, 0xb
+        mov     dword [PRIVATE_VA + CALL_OFF + 4], 0xc3000000     ; ...; ret
+        mov     ebx, switch_space
+        xor     esi, esi
+        xor     edi, edi
+        mov     ecx, CALLS
+.returning:
+        mov     eax, PD_A
+        mov     cr3, eax
+        mov     edx, PD_A
+        call    PRIVATE_VA + CALL_OFF
+        add     esi, eax
+        mov     eax, PD_A
+        mov     cr3, eax
+        mov     edx, PD_B
+        call    PRIVATE_VA + CALL_OFF
+        add     edi, eax
+        dec     ecx
+        jnz     .returning
+        CHECK   "return to a private page, same space", esi, CALLS * 0xa
+        CHECK   "return to a private page, other space", edi, CALLS * 0xb
+
         call    paging32_off
         CHECK   "frames: a", dword [FRAME_A], 0xaaaa0001
         CHECK   "frames: b", dword [FRAME_B], 0xbbbb0002
@@ -163,6 +198,13 @@ main:
 ; chained while the TLB maps that page where it did when it was linked).
 call_private:
         mov     eax, [PRIVATE_VA]
+        call    PRIVATE_VA + CODE_OFF
+        ret
+
+; Called from the private page: switch to the space in edx and run the private page's code
+; there, then return to the private page (in that space).
+switch_space:
+        mov     cr3, edx
         call    PRIVATE_VA + CODE_OFF
         ret
 

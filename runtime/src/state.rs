@@ -388,6 +388,9 @@ pub struct CpuState {
     /// The shadow page tables behind the TLBs: translations of every recent address space,
     /// kept across CR3 writes (`crate::shadow`).
     pub shadow: Box<ShadowTables>,
+    /// The return stack buffer that generated code pushes at near CALLs and checks at near
+    /// RETs (a prediction only; see [`crate::rsb`]).
+    pub rsb: crate::rsb::Rsb,
 }
 
 // SAFETY: the only non-Send field is the `mem` context pointer, which is null outside a run
@@ -490,6 +493,7 @@ impl CpuState {
             pkru: 0,
             ferr: 0,
             task_trap: false,
+            rsb: crate::rsb::Rsb::EMPTY,
             tlb: [[TlbEntry::INVALID; TLB_ENTRIES]; 2],
             tlb_filled: [[0; TLB_ENTRIES / 64]; 2],
             tlb_global: [[0; TLB_ENTRIES / 64]; 2],
@@ -646,6 +650,8 @@ impl Clone for CpuState {
             pkru: self.pkru,
             ferr: self.ferr,
             task_trap: self.task_trap,
+            // Predictions name the code of the cache that ran this state: a copy starts empty.
+            rsb: crate::rsb::Rsb::EMPTY,
             tlb: self.tlb,
             tlb_filled: self.tlb_filled,
             tlb_global: self.tlb_global,

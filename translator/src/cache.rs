@@ -27,11 +27,14 @@ use crate::jit::arena::CodeArena;
 use crate::jit::shims::{Helper, Shims};
 use crate::jit::worker::{CompileWorker, Done, Job};
 use crate::jit::{
-    fresh_slots, Jit, JitError, JitOptions, SlotWords, ADDEND_REFUSED, ADDEND_UNLINKED,
+    fresh_slots, token_slot, Jit, JitError, JitOptions, SlotWords, ADDEND_REFUSED, ADDEND_UNLINKED,
+    RETURN_SLOT,
 };
 
 mod compile;
 mod region;
+#[cfg(test)]
+mod ret_tests;
 mod stats;
 #[cfg(test)]
 mod tests;
@@ -89,7 +92,8 @@ pub struct Block {
     in_region: bool,
     /// Compiled code, once it exists.
     pub code: Option<*const u8>,
-    /// The two chain slots that generated code reads; boxed so their address is stable.
+    /// The chain slots (two for direct exits, one for the return after a near CALL) that
+    /// generated code reads; boxed so their address is stable.
     slots: Box<SlotWords>,
     /// For a runtime-class block compiled to run its instruction from generated code: a copy
     /// of `decoded` at a stable address, which that code hands the interpreter (see
@@ -98,7 +102,7 @@ pub struct Block {
     /// Chain slots of other blocks that point at this block's code.
     incoming: Vec<(BlockId, u8)>,
     /// Targets this block's slots point at.
-    outgoing: [Option<BlockId>; 2],
+    outgoing: [Option<BlockId>; 3],
 }
 
 impl Block {
@@ -110,7 +114,7 @@ impl Block {
     /// Empties chain slot `slot` (its target is gone or may no longer be entered).
     fn unlink(&mut self, slot: usize) {
         self.slots[slot] = 0;
-        self.slots[2 + slot] = ADDEND_UNLINKED;
+        self.slots[3 + slot] = ADDEND_UNLINKED;
         self.outgoing[slot] = None;
     }
 }
@@ -137,8 +141,8 @@ fn block_cost(b: &Block) -> usize {
     const ALLOC_HEADER: usize = 16;
     let insns = b.decoded.insns.capacity() * std::mem::size_of::<crate::decode::DecodedInsn>();
     let map = 2 * std::mem::size_of::<(BlockKey, BlockId)>();
-    // A block gains at most two links in all (its own two slots), but a target's `incoming`
-    // vector starts at four entries.
+    // A block gains at most three links in all (its own three slots), but a target's
+    // `incoming` vector starts at four entries.
     let links = 4 * std::mem::size_of::<(BlockId, u8)>();
     // Charged as if the block were alone on its pages: a page-index entry and its vector.
     let pages = b.pages.iter().flatten().count()
@@ -147,7 +151,7 @@ fn block_cost(b: &Block) -> usize {
             + ALLOC_HEADER);
     std::mem::size_of::<Option<Block>>()
         + insns
-        + std::mem::size_of::<[u64; 2]>()
+        + std::mem::size_of::<SlotWords>()
         + map
         + links
         + pages
@@ -203,6 +207,10 @@ pub struct Cache {
     shims: Shims,
     /// The serial number of the next block.
     next_serial: u64,
+    /// The epoch that return-address predictions are checked against
+    /// ([`crane86_runtime::rsb`]): replaced by a never-used value whenever a block or
+    /// compiled code is dropped. Boxed: generated code reads it at a fixed address.
+    epoch: Box<u64>,
     /// `/tmp/perf-PID.map`, when asked for (see [`Cache::enable_perf_map`]).
     perf_map: Option<std::io::BufWriter<std::fs::File>>,
     /// Linear addresses the run loop must reach before the instruction there runs (a
@@ -242,6 +250,14 @@ const NO_ENTRY: FastEntry = FastEntry {
     id: 0,
     code: 0,
 };
+
+/// A cache epoch never issued before, by any cache in the process (two caches may run the
+/// same `CpuState` one after the other, so each one's predictions must fail in the other).
+/// Never 0, the epoch of an empty prediction.
+fn new_epoch() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
 
 pub(crate) fn fast_index(key: BlockKey) -> usize {
     // The physical address usually equals or mirrors the IP (XORing the two would cancel
@@ -288,6 +304,7 @@ impl Cache {
             tier,
             worker,
             next_serial: 0,
+            epoch: Box::new(new_epoch()),
             perf_map: None,
             barriers: BTreeSet::new(),
             decoded_bytes: 0,
@@ -487,7 +504,7 @@ impl Cache {
             slots: Box::new(fresh_slots()),
             runtime: None,
             incoming: Vec::new(),
-            outgoing: [None; 2],
+            outgoing: [None; 3],
         };
         self.next_serial += 1;
         self.decoded_bytes += block_cost(&block);
@@ -531,11 +548,13 @@ impl Cache {
         if token == 0 {
             return;
         }
-        let src = ((token - 1) >> 1) as BlockId;
-        let slot = ((token - 1) & 1) as usize;
+        let (src, slot) = token_slot(token);
         let Some(Some(s)) = self.blocks.get(src as usize) else {
             return;
         };
+        if slot > RETURN_SLOT {
+            return;
+        }
         if s.outgoing[slot].is_some() || s.code.is_none() {
             return;
         }
@@ -548,16 +567,18 @@ impl Cache {
         // source runs in maps that page to the same physical page as when it was linked. An
         // exit to another page was compiled to check the target page's TLB entry first
         // (`SlotWords`): it is linked with that page's addend now, and is taken only while
-        // the TLB still holds it.
+        // the TLB still holds it. The return slot is read by a RET that may run anywhere, in
+        // any address space: under paging it always carries the addend.
         let (sk, t) = (self.block(src).key, self.block(target));
         let tk = t.key;
-        let cross_page = tk.paging() && tk.linear() & PAGE_MASK != sk.linear() & PAGE_MASK;
+        let cross_page = tk.paging()
+            && (slot == RETURN_SLOT || tk.linear() & PAGE_MASK != sk.linear() & PAGE_MASK);
         let refuse = sk.mode_bits() != tk.mode_bits()
             || sk.cs_base != tk.cs_base
             || (tk.paging() && t.second_linear.is_some());
         if refuse {
-            if cross_page {
-                self.block_mut(src).slots[2 + slot] = ADDEND_REFUSED;
+            if cross_page || slot == RETURN_SLOT {
+                self.block_mut(src).slots[3 + slot] = ADDEND_REFUSED;
             }
             return;
         }
@@ -574,7 +595,7 @@ impl Cache {
         };
         let s = self.block_mut(src);
         s.slots[slot] = code as u64;
-        s.slots[2 + slot] = addend;
+        s.slots[3 + slot] = addend;
         s.outgoing[slot] = Some(target);
         self.block_mut(target).incoming.push((src, slot as u8));
         self.stats.links += 1;
@@ -597,6 +618,9 @@ impl Cache {
             // any of them: compile again, without regions while barriers are set.
             self.flush_code();
         }
+        // Return predictions read their slot when taken, and the unlinking below empties
+        // those into barrier blocks; a new epoch besides costs nothing here.
+        self.new_epoch();
         self.barriers = addrs.clone();
         for id in 0..self.blocks.len() {
             let holds = self.blocks[id]
@@ -653,6 +677,9 @@ impl Cache {
         let Some(b) = self.blocks[id as usize].take() else {
             return;
         };
+        // Return predictions pushed until now may name this block's slots, or its code
+        // through another block's return slot: none of them may be used any more.
+        self.new_epoch();
         self.decoded_bytes = self.decoded_bytes.saturating_sub(block_cost(&b));
         for (src, slot) in &b.incoming {
             if let Some(Some(s)) = self.blocks.get_mut(*src as usize) {
@@ -688,12 +715,13 @@ impl Cache {
             b.code = None;
             *b.slots = fresh_slots();
             b.incoming.clear();
-            b.outgoing = [None; 2];
+            b.outgoing = [None; 3];
         }
         for e in self.fast.iter_mut() {
             e.code = 0;
         }
         self.arena.reset();
+        self.new_epoch();
         self.stats.flushes += 1;
     }
 
@@ -711,5 +739,11 @@ impl Cache {
         self.fast.fill(NO_ENTRY);
         self.arena.reset();
         self.decoded_bytes = 0;
+        self.new_epoch();
+    }
+
+    /// Invalidates every return prediction pushed so far (see [`Cache::epoch`]).
+    fn new_epoch(&mut self) {
+        *self.epoch = new_epoch();
     }
 }

@@ -303,6 +303,16 @@ pub trait Emit: Arith {
     fn exit_if(&mut self, cond: Self::V, target: u64) -> R<()>;
     /// Ends the instruction with a transfer to `target` (an instruction pointer value).
     fn jump(&mut self, target: Self::V);
+    /// A near CALL, its return address `ret` pushed, is about to [`Emit::jump`] to its
+    /// target: the JIT records a return prediction (`crane86_runtime::rsb`). Only a hint:
+    /// the interpreter does nothing.
+    fn predict_return(&mut self, _ret: u64) {}
+    /// Ends a near RET with a transfer to `target`, the return address it popped. The JIT
+    /// checks the newest return prediction and goes straight to the code after the CALL
+    /// when it provably matches; otherwise, and in the interpreter, as [`Emit::jump`].
+    fn return_to(&mut self, target: Self::V) {
+        self.jump(target)
+    }
     /// Ends the instruction with a transfer to `taken` if `cond` is non-zero, else to
     /// `not_taken`: a conditional branch, or an iteration of a REP string instruction.
     fn branch(&mut self, cond: Self::V, taken: u64, not_taken: u64);

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use super::{fast_index, BlockId, Cache, CacheError, CompileWorker, Done, Job, MAX_IN_FLIGHT};
 use crate::decode::DecodedBlock;
-use crate::jit::ChainSlots;
+use crate::jit::{slot_token, ChainSlots};
 use crane86_runtime::CpuState;
 
 impl Cache {
@@ -130,10 +130,11 @@ impl Cache {
         let b = self.block(id);
         let base = b.slots.as_ptr() as u64;
         ChainSlots {
-            slot_addr: [base, base + 8],
-            token: [(u64::from(id) << 1) + 1, (u64::from(id) << 1) + 2],
+            slot_addr: [base, base + 8, base + 16],
+            token: [0, 1, 2].map(|slot| slot_token(id, slot)),
             key: b.key,
             jump_table: self.fast_table(),
+            epoch: &*self.epoch as *const u64 as u64,
             count: self.count_chains,
             shims: self.shims,
             runtime: b

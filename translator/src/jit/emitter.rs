@@ -19,6 +19,7 @@ use crate::emit::{Ctx, Emit, FpuHelper, Stop, R};
 mod arith;
 mod exits;
 mod region;
+mod ret;
 mod runtime;
 
 const I64: types::Type = types::I64;
@@ -81,6 +82,8 @@ pub struct JitEmitter<'a, 'f> {
     /// The targets of the two chain slots, assigned as exits ask for them: each slot only
     /// ever serves one target, since the cache links a slot to one block.
     slot_target: [Option<u64>; 2],
+    /// The return address of the near CALL that the return slot serves (the first compiled).
+    ret_slot_target: Option<u64>,
     /// XMM0-15 halves as variables, written through like the general registers (see
     /// [`Emit::set_xmm`]); `xmm_loaded` tells which hold CpuState's current value.
     xmm: [[Variable; 2]; 16],
@@ -162,6 +165,7 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
             chain,
             heads: Vec::new(),
             slot_target: [None; 2],
+            ret_slot_target: None,
             xmm,
             xmm_loaded: [[false; 2]; 16],
             mxcsr: None,
@@ -773,6 +777,14 @@ impl Emit for JitEmitter<'_, '_> {
             }
         }
         self.finish_instruction_end();
+    }
+
+    fn predict_return(&mut self, ret: u64) {
+        self.push_return(ret);
+    }
+
+    fn return_to(&mut self, target: Value) {
+        self.predicted_return(target);
     }
 
     fn branch(&mut self, cond: Value, taken: u64, not_taken: u64) {

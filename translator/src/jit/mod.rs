@@ -45,21 +45,24 @@ pub const EXIT_NEXT: i64 = 0;
 /// Exit code: a fault is pending in `cpu.fault`, `cpu.rip` is the faulting instruction.
 pub const EXIT_FAULT: i64 = 1;
 
-/// How a block's exits find the next block's code without the run loop: the two slots its
-/// direct exits chain through (with the token the block writes to `cpu.link` while a slot is
-/// empty), and, for indirect branches and direct ones the cache never links (to another
-/// linear page under paging), the block's own key and the cache's lookup table for
-/// [`helpers::jump_lookup`].
+/// How a block's exits find the next block's code without the run loop: the slots its direct
+/// exits chain through (with the token the block writes to `cpu.link` while a slot is
+/// empty), the return slot its near CALL predicts the return through (see [`RETURN_SLOT`]),
+/// and, for indirect branches and exits that find their slot unusable, the block's own key
+/// and the cache's lookup table for [`helpers::jump_lookup`].
 #[derive(Clone, Copy, Debug)]
 pub struct ChainSlots {
-    /// Host addresses of the two slots' code words (see [`SlotWords`]).
-    pub slot_addr: [u64; 2],
-    /// The tokens naming the two exits.
-    pub token: [u64; 2],
+    /// Host addresses of the three slots' code words (see [`SlotWords`]).
+    pub slot_addr: [u64; 3],
+    /// The tokens naming the three exits.
+    pub token: [u64; 3],
     /// The key of the block being compiled: its mode bits and CS base are its successors'.
     pub key: crane86_runtime::BlockKey,
     /// The cache's direct-mapped table (0: none, every such exit returns to the run loop).
     pub jump_table: u64,
+    /// The address of the cache's epoch word, which changes whenever the cache drops a block
+    /// or code (0: no return-address prediction; see [`crane86_runtime::rsb`]).
+    pub epoch: u64,
     /// Count chained transfers in `CpuState::chained` ([`JitOptions::count_chains`]).
     pub count: bool,
     /// The register-preserving shims slow paths call helpers through ([`shims`]).
@@ -70,16 +73,22 @@ pub struct ChainSlots {
     pub runtime: u64,
 }
 
-/// A block's chain slots as its generated code reads them: words 0 and 1 hold the code of
-/// each exit's linked target (0: none); words 2 and 3, for an exit to another linear page
-/// under paging, the TLB addend of the target's page when it was linked, or one of
-/// [`ADDEND_UNLINKED`] and [`ADDEND_REFUSED`].
+/// A block's chain slots as its generated code reads them: words 0 to 2 hold the code of each
+/// exit's linked target (0: none); words 3 to 5 the TLB addend of the target's page when it
+/// was linked, for an exit to another linear page under paging and for the return slot
+/// under paging, or one of [`ADDEND_UNLINKED`] and [`ADDEND_REFUSED`].
 ///
 /// Such an exit is chained only while the TLB entry of the target's page allows fetches and
 /// holds that same addend, which proves the page maps to the same physical page as when the
 /// target was translated, in whatever address space the exit runs. Addends are page-aligned
 /// (host and linear pages both are), so the two markers never match one.
-pub type SlotWords = [u64; 4];
+pub type SlotWords = [u64; 6];
+
+/// The slot of [`SlotWords`] that serves a block's near CALL: linked to the block after the
+/// CALL (its continuation), read by the RET that returns there through the vCPU's return
+/// stack buffer. Its addend is kept under paging whatever page the continuation lies on,
+/// since the RET runs elsewhere, perhaps in another address space.
+pub const RETURN_SLOT: usize = 2;
 
 /// [`SlotWords`] addend of a cross-page exit not linked (yet, or any more): taking it returns
 /// to the run loop, which links it.
@@ -91,23 +100,35 @@ pub const ADDEND_REFUSED: u64 = 3;
 
 /// Fresh chain slots: no exit linked.
 pub const fn fresh_slots() -> SlotWords {
-    [0, 0, ADDEND_UNLINKED, ADDEND_UNLINKED]
+    [0, 0, 0, ADDEND_UNLINKED, ADDEND_UNLINKED, ADDEND_UNLINKED]
 }
 
 /// The byte offset of an exit's addend word from its code word in [`SlotWords`].
-pub const SLOT_ADDEND: i32 = 16;
+pub const SLOT_ADDEND: i32 = 24;
+
+/// The exit token of slot `slot` of block `id`: what generated code writes to `cpu.link`
+/// while the slot is empty, and [`token_slot`] reads back. Never 0 (no exit).
+pub const fn slot_token(id: u32, slot: usize) -> u64 {
+    ((id as u64) << 2) + 1 + slot as u64
+}
+
+/// The block id and slot a [`slot_token`] names.
+pub const fn token_slot(token: u64) -> (u32, usize) {
+    (((token - 1) >> 2) as u32, ((token - 1) & 3) as usize)
+}
 
 impl ChainSlots {
     /// Slots for compiling a block outside a cache (benchmarks, tools): its direct exits
     /// chain through `slots`, which must outlive any run of the code, and every other exit
-    /// returns to the run loop (no lookup table).
+    /// returns to the run loop (no lookup table, no return-address prediction).
     pub fn standalone(slots: &SlotWords, key: crane86_runtime::BlockKey) -> ChainSlots {
         let base = slots.as_ptr() as u64;
         ChainSlots {
-            slot_addr: [base, base + 8],
-            token: [1, 2],
+            slot_addr: [base, base + 8, base + 16],
+            token: [slot_token(0, 0), slot_token(0, 1), slot_token(0, 2)],
             key,
             jump_table: 0,
+            epoch: 0,
             count: true,
             shims: shims::Shims::default(),
             runtime: 0,
@@ -182,6 +203,10 @@ pub(crate) mod off {
     pub const MXCSR: i32 = (offset_of!(CpuState, fpu) + offset_of!(crane86_fpu::Fpu, mxcsr)) as i32;
     pub const FPU_IO: i32 = (offset_of!(CpuState, fpu) + offset_of!(crane86_fpu::Fpu, io)) as i32;
     pub const TLB: i32 = offset_of!(CpuState, tlb) as i32;
+    pub const RSB: i32 =
+        (offset_of!(CpuState, rsb) + offset_of!(crane86_runtime::rsb::Rsb, entries)) as i32;
+    pub const RSB_TOP: i32 =
+        (offset_of!(CpuState, rsb) + offset_of!(crane86_runtime::rsb::Rsb, top)) as i32;
 }
 
 impl Jit {

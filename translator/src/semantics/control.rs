@@ -113,6 +113,7 @@ pub fn call<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
     let s = sp(e);
     let new = push_value(e, s, ret, size)?;
     set_sp(e, new);
+    e.predict_return(insn.next_ip());
     e.jump(target);
     Ok(())
 }
@@ -134,7 +135,7 @@ pub fn ret<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
         new
     };
     set_sp(e, new);
-    e.jump(t);
+    e.return_to(t);
     Ok(())
 }
 

@@ -151,7 +151,7 @@ impl JitEmitter<'_, '_> {
     /// Tail-calls the code [`super::helpers::jump_lookup`] finds for `rip` (with mode bits
     /// `bits`), if the cache has a lookup table; execution goes on in the current block when
     /// it finds none.
-    fn lookup_and_chain(&mut self, rip: Value, bits: u64) {
+    pub(super) fn lookup_and_chain(&mut self, rip: Value, bits: u64) {
         if self.chain.jump_table == 0 {
             return;
         }
