@@ -218,7 +218,7 @@ pub struct PhysMem {
     /// TLB write tag, so every store to it comes through [`PhysMem::write_phys`].
     table_pages: Vec<u64>,
     /// Tracked pages written since the shadow tables last looked, and how many stores hit
-    /// tracked pages (see [`PhysMem::take_written_tables`]).
+    /// tracked pages (see [`PhysMem::swap_written_tables`]).
     written_tables: Vec<u64>,
     table_writes: u64,
     /// Code pages written since the run loop last looked (see [`PhysMem::take_dirty_code`]).
@@ -377,7 +377,7 @@ impl PhysMem {
 
     /// Marks the page holding `addr` as holding paging-structure entries that cached
     /// translations depend on: its next store is reported by
-    /// [`PhysMem::take_written_tables`]. True when it was not marked before; the caller must
+    /// [`PhysMem::swap_written_tables`]. True when it was not marked before; the caller must
     /// then take write permission for it out of its TLB.
     pub fn track_table_page(&mut self, addr: u64) -> bool {
         let was = self.is_table_page(addr);
@@ -385,11 +385,19 @@ impl PhysMem {
         !was && self.is_table_page(addr)
     }
 
-    /// The tracked pages (page numbers) written since the last call, each now untracked, and
-    /// how many stores hit tracked pages.
-    pub fn take_written_tables(&mut self) -> (Vec<u64>, u64) {
-        let writes = std::mem::take(&mut self.table_writes);
-        (std::mem::take(&mut self.written_tables), writes)
+    /// True when a tracked page was written since the last
+    /// [`PhysMem::swap_written_tables`].
+    pub fn has_written_tables(&self) -> bool {
+        self.table_writes != 0
+    }
+
+    /// Swaps the queue of tracked pages (page numbers) written since the last call, each now
+    /// untracked, with `empty` (whose capacity the queue keeps, so that a steady stream of
+    /// such writes allocates nothing); returns how many stores hit tracked pages.
+    pub fn swap_written_tables(&mut self, empty: &mut Vec<u64>) -> u64 {
+        debug_assert!(empty.is_empty());
+        std::mem::swap(&mut self.written_tables, empty);
+        std::mem::take(&mut self.table_writes)
     }
 
     /// Records that physical page of `addr` was written, for code coherence and for the
@@ -518,7 +526,7 @@ fn walk_for(
                 let newly = cpu
                     .shadow
                     .insert(mem, regs.root(), mode, linear, &t, &trace);
-                for page in newly {
+                for &page in newly.pages() {
                     tlb_protect_phys(cpu, mem, page);
                 }
             }

@@ -89,7 +89,7 @@ struct Space {
 
 /// A translation that depends on a paging-structure page: which table holds it, under
 /// which key.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct Dep {
     space: u32,
     key: u64,
@@ -109,8 +109,59 @@ pub struct ShadowTables {
     next_id: u32,
     /// The [`PhysMem::id`] whose tracking these tables rely on.
     mem_id: u64,
+    /// Emptied dependency lists and written-page queues kept for reuse: the steady state of
+    /// a guest that keeps rewriting its page tables allocates nothing.
+    spare: Vec<Vec<Dep>>,
+    written: Vec<u64>,
     /// Counters for `--stats`.
     pub stats: ShadowStats,
+}
+
+/// The paging-structure pages a fill started tracking (at most one per level).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NewlyTracked {
+    pages: [u64; 4],
+    len: usize,
+}
+
+impl NewlyTracked {
+    /// The pages' physical addresses.
+    pub fn pages(&self) -> &[u64] {
+        &self.pages[..self.len]
+    }
+}
+
+/// Emptied lists kept for reuse at most.
+const SPARE_LISTS: usize = 256;
+
+/// A page's dependency list is compacted each time its length reaches a power of two from
+/// this one up.
+const COMPACT_AT: usize = 64;
+
+/// Drops the duplicate records of `list` and those whose translation is gone. Translations
+/// are dropped without hunting down their records in the lists of the other pages they
+/// depended on, and refilled ones add records again: without this, the list of a page that
+/// is never written (a kernel's upper-level table, which every process shares) would grow
+/// until the bound clears everything. Compacting at each doubling keeps a list within twice
+/// its live records at a constant cost per record added.
+fn compact(list: &mut Vec<Dep>, spaces: &[Space], global: &Map<u64, Translation>) {
+    list.sort_unstable();
+    list.dedup();
+    let mut at: Option<(u32, Option<&Space>)> = None;
+    list.retain(|d| {
+        if d.space == GLOBAL {
+            return global.contains_key(&d.key);
+        }
+        let space = match at {
+            Some((id, s)) if id == d.space => s,
+            _ => {
+                let s = spaces.iter().find(|s| s.id == d.space);
+                at = Some((d.space, s));
+                s
+            }
+        };
+        space.is_some_and(|s| s.map.contains_key(&d.key))
+    });
 }
 
 /// The linear-address bits that select pages under `mode`.
@@ -183,20 +234,25 @@ impl ShadowTables {
             self.clear();
             self.mem_id = mem.id();
         }
-        let (pages, writes) = mem.take_written_tables();
-        self.stats.tracked_writes += writes;
-        for page in pages {
+        if !mem.has_written_tables() {
+            return;
+        }
+        let mut written = std::mem::take(&mut self.written);
+        self.stats.tracked_writes += mem.swap_written_tables(&mut written);
+        for &page in &written {
             self.page_written(page);
         }
+        written.clear();
+        self.written = written;
     }
 
     /// Drops the translations computed from paging-structure page `page` (a page number).
     fn page_written(&mut self, page: u64) {
-        let Some(deps) = self.deps.remove(&page) else {
+        let Some(mut deps) = self.deps.remove(&page) else {
             return;
         };
         self.dep_records -= deps.len();
-        for d in deps {
+        for d in deps.drain(..) {
             let removed = if d.space == GLOBAL {
                 self.global.remove(&d.key)
             } else {
@@ -209,6 +265,9 @@ impl ShadowTables {
                 self.entries -= 1;
                 self.stats.dropped += 1;
             }
+        }
+        if self.spare.len() < SPARE_LISTS {
+            self.spare.push(deps);
         }
     }
 
@@ -244,11 +303,12 @@ impl ShadowTables {
         linear: u64,
         t: &Translation,
         trace: &Trace,
-    ) -> Vec<u64> {
+    ) -> NewlyTracked {
+        let mut newly = NewlyTracked::default();
         let addrs = trace.entries();
         if mode == PagingMode::Off || addrs.iter().any(|&a| !mem.is_ram(a, 8)) {
             // Paging structures outside RAM cannot be tracked.
-            return Vec::new();
+            return newly;
         }
         if self.entries >= MAX_ENTRIES || self.dep_records + addrs.len() > MAX_DEPS {
             self.clear();
@@ -277,23 +337,31 @@ impl ShadowTables {
             // another space): its dependencies are recorded already, and a global one may
             // keep those of the space it came from.
             Some(o)
-                if Translation { dirty: false, ..o }
-                    == Translation {
-                        dirty: false,
-                        ..stored
-                    } =>
+                if Translation {
+                    dirty: o.dirty,
+                    ..stored
+                } == o =>
             {
-                return Vec::new();
+                return newly
             }
             Some(_) => {}
         }
-        let mut newly = Vec::new();
         for &a in addrs {
-            let page = a >> 12;
-            self.deps.entry(page).or_default().push(Dep { space, key });
+            let spare = &mut self.spare;
+            let list = self
+                .deps
+                .entry(a >> 12)
+                .or_insert_with(|| spare.pop().unwrap_or_default());
+            list.push(Dep { space, key });
             self.dep_records += 1;
+            if list.len() >= COMPACT_AT && list.len().is_power_of_two() {
+                let before = list.len();
+                compact(list, &self.spaces, &self.global);
+                self.dep_records -= before - list.len();
+            }
             if mem.track_table_page(a) {
-                newly.push(a & !0xfff);
+                newly.pages[newly.len] = a & !0xfff;
+                newly.len += 1;
             }
         }
         newly

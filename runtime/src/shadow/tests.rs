@@ -327,3 +327,26 @@ fn legacy_and_pae_walks_are_tracked_too() {
     switch(&mut cpu, 0x3000);
     assert_eq!(read(&mut cpu, &mut mem, 0x1000), 10);
 }
+
+/// Records of dropped translations stay behind in the lists of the pages that were not
+/// written (here space A's upper levels), and every refill adds more: compaction keeps those
+/// lists short, so the bound that clears everything is never reached.
+#[test]
+fn the_records_of_dropped_translations_do_not_pile_up() {
+    let (mut cpu, mut mem) = two_spaces();
+    let pte = PT_A + 0x100 * 8;
+    for i in 0..10_000u64 {
+        let page = if i % 2 == 0 { PAGE_A } else { PAGE_B };
+        mem.write_phys(pte, 8, page | P | RW | US | A | D);
+        switch(&mut cpu, ROOT_B);
+        switch(&mut cpu, ROOT_A);
+        read(&mut cpu, &mut mem, LIN);
+    }
+    assert_eq!(cpu.shadow.stats.dropped, 9_999);
+    assert_eq!(cpu.shadow.stats.flushes, 0);
+    assert!(
+        cpu.shadow.dep_records < 4 * COMPACT_AT,
+        "{}",
+        cpu.shadow.dep_records
+    );
+}
