@@ -13,7 +13,7 @@
 //!
 //! A guest may also hold checks where QEMU 7.2 TCG itself is wrong (listed in
 //! `docs/design.md`), run only with `sdm-only` on its multiboot command line: `debugregs_sdm`,
-//! `iobp_sdm`, `pcid_sdm`, `taskswitch_sdm` and `vme_sdm` run those under crane86 alone, in every tier, judged by the guest's own
+//! `iobp_sdm`, `pcid_sdm`, `seglimit_sdm`, `sslimit_sdm`, `taskswitch_sdm` and `vme_sdm` run those under crane86 alone, in every tier, judged by the guest's own
 //! PASS/FAIL.
 //!
 //! The guests are assembled with nasm at test time into the cargo target directory (nothing
@@ -256,6 +256,7 @@ system_guest!(pcid);
 system_guest!(pkeys);
 system_guest!(seglimit);
 system_guest!(smc);
+system_guest!(sslimit);
 system_guest!(syscall);
 system_guest!(taskswitch);
 system_guest!(tlb);
@@ -361,6 +362,23 @@ mod seglimit_sdm {
     }
 }
 
+/// `sslimit`'s faults on the frames the processor pushes and pops (interrupts, far
+/// transfers, ENTER), which QEMU 7.2 TCG does not check: crane86 alone, every tier.
+mod sslimit_sdm {
+    #[test]
+    fn interp() {
+        super::sdm_only("sslimit", "interp");
+    }
+    #[test]
+    fn jit() {
+        super::sdm_only("sslimit", "jit");
+    }
+    #[test]
+    fn auto() {
+        super::sdm_only("sslimit", "auto");
+    }
+}
+
 /// Every guest source has its tests, and every test its source.
 #[test]
 fn every_guest_is_covered() {
@@ -388,6 +406,7 @@ const GUESTS: &[&str] = &[
     "pkeys",
     "seglimit",
     "smc",
+    "sslimit",
     "syscall",
     "taskswitch",
     "tlb",

@@ -18,8 +18,9 @@
 ;   does not (`difftest qemu` takes QEMU's value there);
 ; - the T (debug trap) flag of a 32-bit TSS (SDM Vol. 3 7.2.1, 17.3.1.5): entering a task
 ;   whose TSS has it set by JMP, CALL, INT n through a task gate, an exception through a
-;   task gate, or IRET (back to a caller whose TSS has it) raises #DB with DR6.BT after the
-;   switch, at the new task's first instruction. QEMU 7.2 TCG ignores the flag, so these
+;   task gate, an external interrupt (the PIT's IRQ 0) through a task gate, or IRET (back
+;   to a caller whose TSS has it) raises #DB with DR6.BT after the switch, at the new
+;   task's first instruction. QEMU 7.2 TCG ignores the flag, so these
 ;   checks run only with `sdm-only` (crane86 alone).
 
 %include "lib.inc"
@@ -31,6 +32,7 @@ SEL_TASK_T      equ SEL_FREE + 24
 T_STACK_TOP     equ 0x68000
 TSS_T           equ 0x64            ; bit 0: the debug trap flag
 DR6_BT          equ 1 << 15
+VEC_IRQ0        equ 0x38            ; IRQ 0 once the 8259 is programmed (pic_init)
 GP_STACK_TOP    equ 0x60000
 BAD_SELECTOR    equ 0x1234          ; beyond the GDT's limit: loading it is #GP(0x1234)
 TASK_STACK_TOP  equ 0x70000
@@ -136,6 +138,28 @@ main:
 
 ; ---- the T flag ----
 
+; pic_init: the master 8259 edge-triggered with IRQ 0-7 on VEC_IRQ0.., the slave on
+; 0x28.. (never unmasked), IRQ 2 the cascade, everything masked.
+pic_init:
+        mov     al, 0x11
+        out     0x20, al
+        out     0xa0, al
+        mov     al, VEC_IRQ0
+        out     0x21, al
+        mov     al, 0x28
+        out     0xa1, al
+        mov     al, 0x04
+        out     0x21, al
+        mov     al, 0x02
+        out     0xa1, al
+        mov     al, 0x01
+        out     0x21, al
+        out     0xa1, al
+        mov     al, 0xff
+        out     0x21, al
+        out     0xa1, al
+        ret
+
 ; T_TASK_RESET how, skip: makes tss_t a fresh task at t_entry that returns by JMP (how = 0)
 ; or IRET (1) after adding `skip` to the EIP saved in the main TSS.
 %macro T_TASK_RESET 2
@@ -213,6 +237,38 @@ t_flag_tests:
         mov     cl, 0x8e
         call    set_gate32
 
+        ; An external interrupt through a task gate: IRQ 0 of a one-shot PIT count, through
+        ; the 8259 remapped to VEC_IRQ0, taken in HLT; the task acknowledges it (EOI).
+        T_TASK_RESET 1, 0
+        mov     dword [t_eoi], 1
+        mov     eax, VEC_IRQ0
+        mov     ebx, SEL_TASK_T
+        mov     cl, 0x85
+        call    set_gate32
+        call    pic_init
+        mov     al, 0x30                        ; counter 0, low then high byte, mode 0
+        out     0x43, al
+        mov     al, 0
+        out     0x40, al
+        mov     al, 1                           ; 256 ticks: about 0.2 ms
+        out     0x40, al
+        mov     al, 0xfe                        ; unmask IRQ 0
+        out     0x21, al
+        ARM_IRET
+        sti
+        hlt
+        cli
+        mov     al, 0xff
+        out     0x21, al
+        mov     dword [t_eoi], 0
+        clts
+        T_VERIFY "t flag, external interrupt through a task gate: #db", \
+                "t flag, external interrupt through a task gate: dr6.bt"
+        mov     eax, VEC_IRQ0
+        mov     ebx, exc_stubs32 + VEC_IRQ0 * STUB_SIZE
+        mov     cl, 0xee
+        call    set_gate32
+
         ; IRET back into this task with T set in its own TSS: the called task has T clear.
         T_TASK_RESET 1, 0
         mov     word [tss_t + TSS_T], 0
@@ -240,6 +296,11 @@ t_entry:
         mov     [seen_t_dr6], eax
         xor     eax, eax
         mov     dr6, eax
+        cmp     dword [t_eoi], 0
+        je      .no_eoi
+        mov     al, 0x20                        ; non-specific EOI to the master 8259
+        out     0x20, al
+.no_eoi:
         cmp     dword [t_return_by_iret], 0
         jne     .iret
         jmp     SEL_TSS32:0
@@ -442,6 +503,7 @@ seen_gp_code:   dd      0
 seen_t_dr6:     dd      0
 t_return_by_iret: dd    0
 t_skip:         dd      0
+t_eoi:          dd      0
 seen_gp_esp:    dd      0
 seen_gp_eip:    dd      0
 seen_gp_link:   dd      0

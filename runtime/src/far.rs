@@ -6,11 +6,14 @@
 //! (only a task switch changes it; see [`crate::task`]), and on failure no register has
 //! changed: every check and every read happens before the first register write (except for
 //! faults a task switch raises in the new task's context, after its commit point). Stack memory
-//! may be partly written by a CALL that then faults, as on hardware.
+//! is not written by a CALL that faults on its own checks (the room on the stack is checked
+//! before the first push), but a page fault on a later push leaves the earlier ones written.
 //!
-//! Checks are made in the order of the SDM's pseudocode, with its error codes. Segment-limit
-//! checks on the stack itself are not made (crane86 does not check data-segment limits yet);
-//! the checks of the new instruction pointer against the code-segment limit are.
+//! Checks are made in the order of the SDM's pseudocode, with its error codes: outside
+//! 64-bit mode every push and pop is checked against the stack segment's limit (see
+//! [`Stack`]), #SS(0) on the current stack and #SS(new SS) on the inner stack of a
+//! privilege-changing CALL, before the new instruction pointer is checked against the
+//! code segment's limit.
 
 use crate::exception::{Exception, Fault};
 use crate::interrupt::{canonical, Delivery, Stack};
@@ -122,10 +125,13 @@ fn real_jmp_call(
     next_ip: u64,
 ) -> Result<(), Fault> {
     let ip = offset & mask_of(op_size);
+    let mut st = Stack::current(cpu);
+    if kind == FarKind::Call {
+        st.room(2, op_size)?;
+    }
     if ip > u64::from(cpu.seg[SegReg::Cs as usize].limit) {
         return Err(gp0());
     }
-    let mut st = Stack::current(cpu);
     if kind == FarKind::Call {
         let cs = u64::from(cpu.seg[SegReg::Cs as usize].selector);
         st.push(cpu, mem, op_size, cs)?;
@@ -206,12 +212,22 @@ fn direct(
     if kind == FarKind::Call && !to64 {
         ip &= 0xffff_ffff;
     }
-    check_ip(&d, to64, ip)?;
-    same_level(cpu, mem, kind, op_size, next_ip, d, selector, cpl, ip)
+    same_level(
+        cpu,
+        mem,
+        kind,
+        op_size,
+        next_ip,
+        d,
+        selector,
+        cpl,
+        (ip, to64),
+    )
 }
 
-/// The end of a transfer that keeps the CPL: a CALL pushes CS and the return address on the
-/// current stack (checked first, so a fault changes nothing), then CS:IP is loaded.
+/// The end of a transfer that keeps the CPL: a CALL checks the room for CS and the return
+/// address on the current stack, then the new instruction pointer (`ip`, and whether the
+/// target is 64-bit code) is checked, the CALL pushes, and CS:IP is loaded.
 #[allow(clippy::too_many_arguments)]
 fn same_level(
     cpu: &mut CpuState,
@@ -222,11 +238,15 @@ fn same_level(
     cs: Descriptor,
     cs_sel: u16,
     cpl: u8,
-    ip: u64,
+    (ip, to64): (u64, bool),
 ) -> Result<(), Fault> {
     let mut st = Stack::current(cpu);
     if kind == FarKind::Call {
         check_pushes(&st, 2 * u64::from(size))?;
+        st.room(2, size)?;
+    }
+    check_ip(&cs, to64, ip)?;
+    if kind == FarKind::Call {
         let old_cs = u64::from(cpu.seg[SegReg::Cs as usize].selector);
         st.push(cpu, mem, size, old_cs)?;
         st.push(cpu, mem, size, next_ip & mask_of(size))?;
@@ -342,17 +362,18 @@ fn call_gate(
         (_, true) => 8,
     };
     let ip = gate.gate_offset() & mask_of(size);
-    check_ip(&cs, lm, ip)?;
     let raise = kind == FarKind::Call && !cs.is_conforming() && cs.dpl() < cpl;
     if !raise {
-        return same_level(cpu, mem, kind, size, next_ip, cs, cs_sel, cpl, ip);
+        return same_level(cpu, mem, kind, size, next_ip, cs, cs_sel, cpl, (ip, lm));
     }
     more_privilege(cpu, mem, gate, cs, cs_sel, size, ip, next_ip)
 }
 
 /// CALL through a gate to a more privileged non-conforming segment: switch to the stack the
-/// TSS holds for the new CPL, push the caller's SS:ESP, copy the gate's parameters (32- and
-/// 16-bit gates), push the return address.
+/// TSS holds for the new CPL, check that the frame fits (#SS(new SS) if not) and the new
+/// instruction pointer, read the gate's parameters from the caller's stack (32- and 16-bit
+/// gates; #SS(0) beyond its limit), then push the caller's SS:ESP, the parameters and the
+/// return address.
 #[allow(clippy::too_many_arguments)]
 fn more_privilege(
     cpu: &mut CpuState,
@@ -393,33 +414,36 @@ fn more_privilege(
         let mut d = check_stack(cpu, mem, ss_sel, new_cpl, Exception::InvalidTss)?;
         segment::set_accessed(cpu, mem, &mut d)?;
         let m = if d.db() { 0xffff_ffff } else { 0xffff };
+        let seg = d.to_segment(ss_sel);
+        let code = u32::from(ss_sel & 0xfffc);
         (
-            d.to_segment(ss_sel),
-            Stack::new(d.base(), sp, m, 0xffff_ffff),
+            seg,
+            Stack::new(d.base(), sp, m, 0xffff_ffff).checked(seg, code),
         )
     };
     let old_ss = u64::from(cpu.seg[SegReg::Ss as usize].selector);
     let old_cs = u64::from(cpu.seg[SegReg::Cs as usize].selector);
     let old_rsp = cpu.gpr[4];
-    let mut old = Stack::current(cpu);
+    let count = if lm {
+        0
+    } else {
+        u32::from(gate.gate_param_count())
+    };
     check_pushes(&st, 4 * u64::from(size))?;
+    st.room(4 + count, size)?;
+    check_ip(&cs, lm, ip)?;
+    // The parameters, read from the caller's top of stack upwards before anything is
+    // pushed; they keep their order, the one at the caller's top of stack ending up just
+    // above the return address.
+    let mut old = Stack::current(cpu);
+    let mut params = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        params.push(old.pop(cpu, mem, size)?);
+    }
     st.push(cpu, mem, size, old_ss)?;
     st.push(cpu, mem, size, old_rsp & mask_of(size))?;
-    if !lm {
-        // The parameters keep their order: the one at the caller's top of stack ends up
-        // just above the return address.
-        let count = u32::from(gate.gate_param_count());
-        old.sp = old.sp.wrapping_add(u64::from(count * size)) & old.mask;
-        for _ in 0..count {
-            old.sp = old.sp.wrapping_sub(u64::from(size)) & old.mask;
-            let v = read_linear(
-                cpu,
-                mem,
-                old.base.wrapping_add(old.sp) & old.linear_mask,
-                size,
-            )?;
-            st.push(cpu, mem, size, v)?;
-        }
+    for v in params.into_iter().rev() {
+        st.push(cpu, mem, size, v)?;
     }
     st.push(cpu, mem, size, old_cs)?;
     st.push(cpu, mem, size, next_ip & mask_of(size))?;

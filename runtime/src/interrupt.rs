@@ -25,16 +25,21 @@
 //! [`update_mode`] after applying the returned RFLAGS (the mode computed here still sees the
 //! old VM bit).
 //!
-//! Not checked: stack-segment limits and canonical addresses on the pushes themselves (memory
-//! faults from [`write_linear`] are raised).
+//! Outside 64-bit mode the frame is checked against the stack segment's limit before the
+//! first push (see [`Stack::room`]): #SS(EXT) on the current stack, #SS(new SS | EXT) on the
+//! stack of a privilege change. Not checked: canonical addresses of 64-bit frames (memory
+//! faults from the pushes themselves are raised).
 
 use crate::exception::{Exception, Fault};
 use crate::flags::{self, AC, ID, IF, IOPL, NT, RF, TF, VIF, VIP, VM};
-use crate::memory::{read_linear, write_linear, PhysMem};
+use crate::memory::{read_linear, PhysMem};
 use crate::segment::{self, cpl, fetch_descriptor, long_mode, mode64, update_mode, Descriptor};
 use crate::state::{CpuState, SegReg, Segment, CR0_PE, SEG_DB, SEG_P};
 use crate::task::{self, TaskSource};
 use crate::v86;
+
+mod stack;
+pub(crate) use stack::Stack;
 
 /// What caused an event, which decides the pushed RIP, the EXT bit of error codes and the
 /// gate-DPL check.
@@ -135,82 +140,6 @@ fn coded(e: Exception, code: u32) -> Delivery {
     Delivery::Fault(Fault::with_code(e, code))
 }
 
-/// A stack being pushed or popped: base, pointer and pointer width. Shared with the far
-/// transfers and task switches, which push and pop frames the same way.
-pub(crate) struct Stack {
-    pub(crate) base: u64,
-    pub(crate) sp: u64,
-    pub(crate) mask: u64,
-    pub(crate) linear_mask: u64,
-}
-
-impl Stack {
-    pub(crate) fn current(cpu: &CpuState) -> Stack {
-        let ss = cpu.seg[SegReg::Ss as usize];
-        if mode64(cpu) {
-            Stack::new(0, cpu.gpr[4], u64::MAX, u64::MAX)
-        } else {
-            let mask = if ss.attrs & SEG_DB != 0 {
-                0xffff_ffff
-            } else {
-                0xffff
-            };
-            Stack::new(ss.base, cpu.gpr[4], mask, 0xffff_ffff)
-        }
-    }
-
-    pub(crate) fn new(base: u64, sp: u64, mask: u64, linear_mask: u64) -> Stack {
-        Stack {
-            base,
-            sp: sp & mask,
-            mask,
-            linear_mask,
-        }
-    }
-
-    pub(crate) fn push(
-        &mut self,
-        cpu: &mut CpuState,
-        mem: &mut PhysMem,
-        size: u32,
-        v: u64,
-    ) -> Result<(), Fault> {
-        self.sp = self.sp.wrapping_sub(u64::from(size)) & self.mask;
-        write_linear(
-            cpu,
-            mem,
-            self.base.wrapping_add(self.sp) & self.linear_mask,
-            size,
-            v,
-        )
-    }
-
-    pub(crate) fn pop(
-        &mut self,
-        cpu: &mut CpuState,
-        mem: &mut PhysMem,
-        size: u32,
-    ) -> Result<u64, Fault> {
-        let v = read_linear(
-            cpu,
-            mem,
-            self.base.wrapping_add(self.sp) & self.linear_mask,
-            size,
-        )?;
-        self.sp = self.sp.wrapping_add(u64::from(size)) & self.mask;
-        Ok(v)
-    }
-
-    /// The new RSP: a 16-bit pointer keeps the old value's upper bits.
-    pub(crate) fn rsp(&self, old: u64) -> u64 {
-        if self.mask == 0xffff {
-            (old & !0xffff) | self.sp
-        } else {
-            self.sp
-        }
-    }
-}
-
 pub(crate) fn canonical(v: u64) -> bool {
     ((v as i64) << 16 >> 16) as u64 == v
 }
@@ -257,7 +186,9 @@ fn deliver_real(
         return Err(coded(Exception::GeneralProtection, 0));
     }
     let entry = read_linear(cpu, mem, cpu.idtr.base.wrapping_add(off) & 0xffff_ffff, 4)?;
+    // SDM: "IF top 6 bytes of stack not within stack limits THEN #SS".
     let mut st = Stack::current(cpu);
+    st.room(3, 2)?;
     st.push(cpu, mem, 2, rflags)?;
     st.push(
         cpu,
@@ -402,14 +333,12 @@ fn deliver_protected(
     } else {
         gate.gate_offset() & 0xffff
     };
+    // The SDM checks the new stack's room before the new instruction pointer (below).
     let bad_ip = if lm {
         !canonical(offset)
     } else {
         offset > u64::from(target.limit())
     };
-    if bad_ip {
-        return Err(coded(Exception::GeneralProtection, ext));
-    }
     let error_code = match event.kind {
         EventKind::Exception { error_code } => error_code,
         _ => None,
@@ -440,6 +369,9 @@ fn deliver_protected(
             });
         }
         st.sp &= !0xf;
+        if bad_ip {
+            return Err(coded(Exception::GeneralProtection, ext));
+        }
         for v in [old_ss, old_rsp, rflags, old_cs, ret] {
             st.push(cpu, mem, 8, v)?;
         }
@@ -468,15 +400,25 @@ fn deliver_protected(
             } else {
                 0xffff
             };
-            st = Stack::new(ss.base, sp, m, 0xffff_ffff);
+            let code = u32::from(ss_sel & 0xfffc) | ext;
+            st = Stack::new(ss.base, sp, m, 0xffff_ffff).checked(ss, code);
             new_ss = Some(ss);
+            let saved = if from_v86 { 6 } else { 2 };
+            st.room(saved + 3 + u32::from(error_code.is_some()), size)?;
+            if bad_ip {
+                return Err(coded(Exception::GeneralProtection, ext));
+            }
             if from_v86 {
                 v86::push_data_segments(cpu, mem, &mut st, size)?;
             }
             st.push(cpu, mem, size, old_ss)?;
             st.push(cpu, mem, size, old_rsp)?;
         } else {
-            st = Stack::current(cpu);
+            st = Stack::current(cpu).with_code(ext);
+            st.room(3 + u32::from(error_code.is_some()), size)?;
+            if bad_ip {
+                return Err(coded(Exception::GeneralProtection, ext));
+            }
         }
         for v in [rflags, old_cs, ret] {
             st.push(cpu, mem, size, v)?;

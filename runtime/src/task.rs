@@ -382,7 +382,9 @@ pub fn switch(
     } = source
     {
         // Pushed as a word onto a 16-bit task's stack, as a dword onto a 32-bit one's.
-        let mut st = Stack::current(cpu);
+        // Outside its SS limit: #SS(EXT) in the new task's context (the SDM has no
+        // pseudocode for it; EXT because the push is part of delivering the event).
+        let mut st = Stack::current(cpu).with_code(ext);
         st.push(cpu, mem, new_layout.width, u64::from(code))?;
         cpu.gpr[4] = st.rsp(cpu.gpr[4]);
     }

@@ -37,6 +37,7 @@ fn gdt() -> Vec<u64> {
         gate(0x18, 0x0123_5000, 0xe4, 1), // 0x50 16-bit call gate DPL 3 -> ring 3 code
         gate(0x08, 0x4000, 0x6c, 0),      // 0x58 not-present call gate DPL 3
         desc(0, 0xffff, 0x92, 0x4),       // 0x60 16-bit ring-0 stack
+        desc(0, 0x8feb, 0x96, 0x4),       // 0x68 ring-0 stack, expand-down above 0x8feb
     ]
 }
 
@@ -400,4 +401,94 @@ fn random_descriptors_never_panic() {
             let _ = retf(&mut cpu, &mut mem, size, rng.next() as u16, FL);
         }
     }
+}
+
+#[test]
+fn far_call_pushes_are_checked_against_the_stack_limit() {
+    // Same level, expand-down SS valid above 0x7ffb: CS fits, the return address does not.
+    let (mut cpu, mut mem) = prot(0);
+    cpu.seg[SegReg::Ss as usize].attrs |= 0x4;
+    cpu.seg[SegReg::Ss as usize].limit = 0x7ffb;
+    let before = cpu.clone();
+    let call = |cpu: &mut CpuState, mem: &mut PhysMem, sel, off| {
+        jmp_call(cpu, mem, FarKind::Call, sel, off, 4, 0x1007, FL)
+    };
+    assert_eq!(
+        call(&mut cpu, &mut mem, 0x08, 0x2000),
+        fault(Exception::StackFault, 0)
+    );
+    assert_eq!(
+        (cpu.gpr, cpu.seg, cpu.rip),
+        (before.gpr, before.seg, before.rip)
+    );
+    assert_eq!(rd(&mem, 0x7ffc, 4), 0, "CS not written");
+    // The room comes before the new EIP: beyond the conforming segment's limit too, #SS.
+    assert_eq!(
+        call(&mut cpu, &mut mem, 0x28, 0x2000),
+        fault(Exception::StackFault, 0)
+    );
+    cpu.seg[SegReg::Ss as usize].limit = 0x7ff7;
+    assert_eq!(
+        call(&mut cpu, &mut mem, 0x28, 0x2000),
+        fault(Exception::GeneralProtection, 0)
+    );
+    call(&mut cpu, &mut mem, 0x08, 0x2000).unwrap();
+    assert_eq!((cpu.gpr[4], rd(&mem, 0x7ff8, 4)), (0x7ff8, 0x1007));
+    // Real mode: a word at 0xFFFF crosses the 64 KiB limit.
+    let mut cpu = CpuState::new(CpuMode::Real16);
+    let mut mem = PhysMem::new(0x20000).unwrap();
+    cpu.gpr[4] = 1;
+    let before = cpu.clone();
+    assert_eq!(
+        jmp_call(&mut cpu, &mut mem, FarKind::Call, 0x10, 0, 2, 5, FL),
+        fault(Exception::StackFault, 0)
+    );
+    assert_eq!(
+        (cpu.gpr, cpu.seg, cpu.rip),
+        (before.gpr, before.seg, before.rip)
+    );
+}
+
+#[test]
+fn a_call_gate_frame_that_does_not_fit_the_inner_stack_is_ss_new_selector() {
+    let (mut cpu, mut mem) = prot(3);
+    mem.write_phys(0x8000, 4, 0x1111);
+    mem.write_phys(0x8004, 4, 0x2222);
+    // Ring-0 stack 0x68, valid above 0x8feb: 20 bytes below ESP0 0x9000, 24 needed.
+    mem.write_phys(TSS + 8, 2, 0x68);
+    let before = cpu.clone();
+    let go = |cpu: &mut CpuState, mem: &mut PhysMem| {
+        jmp_call(cpu, mem, FarKind::Call, 0x3b, 0, 4, 0x1007, FL)
+    };
+    assert_eq!(go(&mut cpu, &mut mem), fault(Exception::StackFault, 0x68));
+    assert_eq!(
+        (cpu.gpr, cpu.seg, cpu.rip),
+        (before.gpr, before.seg, before.rip)
+    );
+    let untouched = (0..5).all(|i| rd(&mem, 0x8fec + 4 * i, 4) == 0);
+    assert!(untouched, "nothing pushed on the new stack");
+    // The parameters are read from the caller's stack within its limit: #SS(0), before
+    // any push.
+    mem.write_phys(TSS + 4, 4, 0x9004);
+    cpu.seg[SegReg::Ss as usize].limit = 0x8005;
+    assert_eq!(go(&mut cpu, &mut mem), fault(Exception::StackFault, 0));
+    assert_eq!(rd(&mem, 0x9000, 4), 0);
+    cpu.seg[SegReg::Ss as usize].limit = 0x8007;
+    go(&mut cpu, &mut mem).unwrap();
+    assert_eq!((cpu.seg(SegReg::Ss).selector, cpu.gpr[4]), (0x68, 0x8fec));
+    let frame: Vec<u64> = (0..6).map(|i| rd(&mem, 0x8fec + 4 * i, 4)).collect();
+    assert_eq!(frame, [0x1007, 0x1b, 0x1111, 0x2222, 0x8000, 0x23]);
+    // RETF pops within the limit: with an expand-up limit of 0x8ffb, EIP and CS pop, but
+    // after the 8 released bytes the caller's ESP does not.
+    cpu.seg[SegReg::Ss as usize].limit = 0x8ffb;
+    cpu.seg[SegReg::Ss as usize].attrs &= !0x4;
+    let before = cpu.clone();
+    assert_eq!(
+        retf(&mut cpu, &mut mem, 4, 8, FL),
+        fault(Exception::StackFault, 0)
+    );
+    assert_eq!(
+        (cpu.gpr, cpu.seg, cpu.rip),
+        (before.gpr, before.seg, before.rip)
+    );
 }

@@ -581,3 +581,147 @@ fn random_tables_never_panic() {
         }
     }
 }
+
+/// SS made an expand-down 32-bit segment whose valid offsets start above `limit`.
+fn expand_down(limit: u32, dpl: u8) -> u64 {
+    desc(0, limit, 0x96 | (dpl << 5), 4)
+}
+
+#[test]
+fn a_frame_that_does_not_fit_the_current_stack_is_ss_ext_with_nothing_written() {
+    let (mut cpu, mut mem) = prot(false);
+    cpu.rip = 0x1000;
+    cpu.gpr[4] = 0x9000;
+    // Offsets 0x8ff8.. are valid: EFLAGS and CS fit, EIP does not.
+    cpu.seg[SegReg::Ss as usize] =
+        Descriptor::from_raw(expand_down(0x8ff7, 0), 0, 0).to_segment(0x10);
+    let before = cpu.clone();
+    let ext = Event {
+        vector: 0x20,
+        kind: EventKind::External,
+    };
+    assert_eq!(
+        deliver(&mut cpu, &mut mem, ext, IFL),
+        err(Exception::StackFault, 1)
+    );
+    assert_eq!(
+        deliver(&mut cpu, &mut mem, soft(0x21), IFL),
+        err(Exception::StackFault, 0),
+        "INT n: EXT clear"
+    );
+    assert_eq!(
+        (cpu.gpr, cpu.seg, cpu.rip),
+        (before.gpr, before.seg, before.rip)
+    );
+    assert_eq!(rd(&mem, 0x8ff8, 8), 0, "no push written");
+    // The error code is the fourth push: room for three is not enough.
+    cpu.seg[SegReg::Ss as usize].limit = 0x8ff3;
+    assert_eq!(
+        deliver(&mut cpu, &mut mem, exc(13, Some(0)), IFL),
+        err(Exception::StackFault, 1)
+    );
+    assert_eq!(rd(&mem, 0x8ff4, 8) | rd(&mem, 0x8ffc, 4), 0);
+    cpu.seg[SegReg::Ss as usize].limit = 0x8fef;
+    deliver(&mut cpu, &mut mem, exc(13, Some(0x28)), IFL).unwrap();
+    assert_eq!((cpu.gpr[4], rd(&mem, 0x8ff0, 4)), (0x8ff0, 0x28));
+    // IRET pops within the limit too: EFLAGS beyond a 0x8ffb expand-up limit is #SS(0).
+    let (mut cpu, mut mem) = prot(false);
+    cpu.gpr[4] = 0x8ff4;
+    cpu.seg[SegReg::Ss as usize].limit = 0x8ffb;
+    let before = cpu.clone();
+    assert_eq!(
+        iret(&mut cpu, &mut mem, 32, 0x2),
+        err(Exception::StackFault, 0)
+    );
+    assert_eq!(
+        (cpu.gpr, cpu.seg, cpu.rip),
+        (before.gpr, before.seg, before.rip)
+    );
+}
+
+#[test]
+fn a_frame_that_does_not_fit_the_inner_stack_is_ss_new_selector() {
+    let (mut cpu, mut mem) = prot(true);
+    // Ring-0 stack 0x48: expand-down, valid above 0x9fef; ESP0 0xa000 leaves 16 bytes,
+    // the inter-privilege frame needs 20.
+    mem.write_phys(GDT + 0x48, 8, expand_down(0x9fef, 0));
+    cpu.gdtr.limit = 0x4f;
+    mem.write_phys(TSS + 8, 2, 0x48);
+    cpu.rip = 0x1000;
+    cpu.gpr[4] = 0x7000;
+    let before = cpu.clone();
+    let ext = Event {
+        vector: 0x20,
+        kind: EventKind::External,
+    };
+    assert_eq!(
+        deliver(&mut cpu, &mut mem, ext, IFL),
+        err(Exception::StackFault, 0x49)
+    );
+    assert_eq!(
+        deliver(&mut cpu, &mut mem, soft(0x80), IFL),
+        err(Exception::StackFault, 0x48)
+    );
+    assert_eq!(
+        (cpu.gpr, cpu.seg, cpu.rip),
+        (before.gpr, before.seg, before.rip)
+    );
+    assert_eq!(
+        rd(&mem, 0x9ff0, 8) | rd(&mem, 0x9ff8, 8),
+        0,
+        "no push written"
+    );
+    // Four more bytes of stack: the frame fits.
+    mem.write_phys(TSS + 4, 4, 0xa004);
+    deliver(&mut cpu, &mut mem, soft(0x80), IFL).unwrap();
+    assert_eq!((cpu.seg(SegReg::Ss).selector, cpu.gpr[4]), (0x48, 0x9ff0));
+    assert_eq!(rd(&mem, 0xa000, 4), 0x23, "the old SS, pushed first");
+}
+
+#[test]
+fn the_room_check_comes_before_the_instruction_pointer_check() {
+    let (mut cpu, mut mem) = prot(false);
+    // Gate 0x22 targets an offset beyond the 64 KiB code segment 0x38 (made present).
+    mem.write_phys(GDT + 0x38, 8, desc(0, 0xffff, 0x9a, 4));
+    mem.write_phys(IDT + 8 * 0x22, 8, gate32(0x38, 0x1_0000, 0x8e));
+    cpu.gpr[4] = 0x9000;
+    cpu.seg[SegReg::Ss as usize].limit = 0x8ffb;
+    let ext = Event {
+        vector: 0x22,
+        kind: EventKind::External,
+    };
+    assert_eq!(
+        deliver(&mut cpu, &mut mem, ext, IFL),
+        err(Exception::StackFault, 1)
+    );
+    cpu.seg[SegReg::Ss as usize].limit = 0xffff_ffff;
+    assert_eq!(
+        deliver(&mut cpu, &mut mem, ext, IFL),
+        err(Exception::GeneralProtection, 1)
+    );
+}
+
+#[test]
+fn real_mode_frames_respect_the_64k_limit() {
+    let mut cpu = CpuState::new(CpuMode::Real16);
+    let mut mem = PhysMem::new(0x20000).unwrap();
+    cpu.seg[SegReg::Ss as usize] = Segment::real(0x100);
+    // SP = 1: the first push would be a word at 0xFFFF, crossing the limit.
+    cpu.gpr[4] = 1;
+    let before = cpu.clone();
+    assert_eq!(
+        deliver(&mut cpu, &mut mem, soft(0x21), IFL),
+        err(Exception::StackFault, 0)
+    );
+    assert_eq!((cpu.gpr, cpu.rip), (before.gpr, before.rip));
+    // SP = 0 wraps to 0xFFFE: within the limit.
+    cpu.gpr[4] = 0;
+    deliver(&mut cpu, &mut mem, soft(0x21), IFL).unwrap();
+    assert_eq!(cpu.gpr[4], 0xfffa);
+    // IRET pops: a word at 0xFFFF crosses the end (a pop at 0xFFFE would wrap to 0).
+    cpu.gpr[4] = 0xffff;
+    assert_eq!(
+        iret(&mut cpu, &mut mem, 16, 0x2),
+        err(Exception::StackFault, 0)
+    );
+}

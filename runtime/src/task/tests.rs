@@ -284,6 +284,37 @@ fn an_exception_through_a_task_gate_pushes_its_error_code_on_the_new_stack() {
 }
 
 #[test]
+fn an_error_code_beyond_the_new_stacks_limit_is_ss_in_the_new_task() {
+    let (mut cpu, mut mem) = machine();
+    // B's SS (0x23) becomes a 4 KiB segment; B's ESP 0x9000 is beyond it.
+    mem.write_phys(GDT + 0x20, 8, desc(0, 0xfff, 0xf2, 4));
+    mem.write_phys(IDT + 13 * 8, 8, (u64::from(0x30u16) << 16) | (0x85 << 40));
+    cpu.idtr = DescriptorTable {
+        base: IDT,
+        limit: 0x7ff,
+    };
+    mem.write_phys(TSS_B + 0x38, 4, 0x9000);
+    mem.write_phys(TSS_B + 0x64, 2, 1); // T: no trap when the switch faults
+    let event = Event {
+        vector: 13,
+        kind: EventKind::Exception {
+            error_code: Some(0x18),
+        },
+    };
+    assert_eq!(
+        deliver(&mut cpu, &mut mem, event, FIXED1 | IF),
+        Err(Delivery::Fault(Fault::with_code(Exception::StackFault, 1)))
+    );
+    // Committed: the fault is B's, with B's ESP as it was.
+    assert_eq!(
+        (cpu.tr.selector, cpu.rip, cpu.gpr[4]),
+        (0x30, 0x7777, 0x9000)
+    );
+    assert!(!cpu.task_trap);
+    assert_eq!(mem.read_phys(0x8ffc, 4), 0);
+}
+
+#[test]
 fn random_task_images_never_panic() {
     let mut rng = Rng(0xfeed_beef_1234_5678);
     for _ in 0..300 {

@@ -184,7 +184,13 @@ mod tests {
     /// base 0) whose limit is `DATA + 0xfff`, ESP at `sp` and DS a byte-granular segment
     /// of limit 0xff based at DATA; EAX is non-zero.
     fn run32_small(sp: u64, code: &[u8]) -> Outcome {
+        run32_small_bp(sp, 0, code)
+    }
+
+    /// [`run32_small`] with EBP at `bp`.
+    fn run32_small_bp(sp: u64, bp: u64, code: &[u8]) -> Outcome {
         run_both(CpuMode::Prot32, code, move |cpu, _| {
+            cpu.gpr[5] = bp;
             let stack = &mut cpu.seg[SegReg::Ss as usize];
             stack.limit = (DATA + 0xfff) as u32;
             stack.attrs = SEG_P | SEG_DB | 0x17;
@@ -228,7 +234,7 @@ mod tests {
         let written = o.m(top, 8) | o.m(top + 8, 8);
         assert_eq!(written, 0, "PUSHAD checks its last push before the first");
         let enter = asm(32, |a| a.enter(8u32, 0u32).unwrap());
-        assert_eq!(run32_small(top + 4, &enter).fault, None);
+        assert_eq!(run32_small(top + 12, &enter).fault, None);
         let pop = asm(32, |a| a.pop(eax).unwrap());
         // B = 1: the stack reaches 0xFFFFFFFF; a POP of the last three bytes crosses it.
         expect(
@@ -236,6 +242,41 @@ mod tests {
             Exception::StackFault,
             crate::testutil::CODE,
         );
+    }
+
+    /// ENTER checks all its pushes, its frame-pointer reads and the final stack pointer
+    /// before it stores anything: a fault leaves memory, ESP and EBP as they were.
+    #[test]
+    fn enter_checks_every_push_before_the_first() {
+        let top = DATA + 0x1000;
+        let bp = top + 0x100;
+        let nested = asm(32, |a| a.enter(0u32, 3u32).unwrap());
+        // Pushes at top+4, top, top-4 (faults), top-8.
+        let o = run32_small_bp(top + 8, bp, &nested);
+        expect(&o, Exception::StackFault, crate::testutil::CODE);
+        assert_eq!((o.r(RSP), o.r(5)), (top + 8, bp), "ESP and EBP unchanged");
+        assert_eq!(
+            o.m(top, 8),
+            0,
+            "the pushes before the faulting one are not written"
+        );
+        // With room for the four pushes it runs: EBP, two copied frame pointers, the frame.
+        let o = run32_small_bp(top + 16, bp, &nested);
+        assert_eq!(o.fault, None);
+        assert_eq!((o.r(RSP), o.r(5)), (top, top + 12));
+        assert_eq!(o.m(top + 12, 4), bp);
+        assert_eq!(o.m(top, 4), top + 12);
+        // A frame-pointer read below the limit faults as well, before any store.
+        let o = run32_small_bp(top + 0x100, top + 4, &nested);
+        expect(&o, Exception::StackFault, crate::testutil::CODE);
+        assert_eq!(o.m(top + 0xfc, 4), 0);
+        // The allocation: the final ESP must lie within the limit (SDM: "the new value of
+        // ESP"), checked before the EBP push is written.
+        let alloc = asm(32, |a| a.enter(8u32, 0u32).unwrap());
+        let o = run32_small_bp(top + 4, bp, &alloc);
+        expect(&o, Exception::StackFault, crate::testutil::CODE);
+        assert_eq!(o.r(RSP), top + 4);
+        assert_eq!(o.m(top, 4), 0);
     }
 
     #[test]

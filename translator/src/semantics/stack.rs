@@ -150,7 +150,11 @@ pub fn popa<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
     Ok(())
 }
 
-/// ENTER size, level: every store happens before the frame and stack pointers change.
+/// ENTER size, level. Every segment check comes first, in the order of the accesses (the
+/// BP push, then each frame-pointer read and its push, the frame pointer's push), then the
+/// final stack pointer's (SDM: #SS(0) if the new SP is outside the limit), so an ENTER
+/// that faults on its limits has written nothing; then the loads and stores in the same
+/// order, and the frame and stack pointers change last.
 pub fn enter<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
     let osz = match insn.code() {
         Code::Enterw_imm16_imm8 => 2,
@@ -160,21 +164,44 @@ pub fn enter<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
     let alloc = insn.immediate(0) & 0xffff;
     let level = insn.immediate(1) & 31;
     let ssz = e.ctx().stack_size();
-    let rbp = read_gpr_sized(e, RBP, osz);
+    let step = i64::from(osz);
     let s = sp(e);
-    let mut t = push_value(e, s, rbp, osz)?;
-    let frame = t;
-    if level > 0 {
-        let bp_w = read_gpr_sized(e, RBP, ssz);
-        for i in 1..level {
-            let p = sp_offset(e, bp_w, -((i * osz as u64) as i64));
-            let lin = checked_linear(e, Register::SS, p, osz, Access::Read)?;
-            let v = e.load(lin, osz)?;
-            t = push_value(e, t, v, osz)?;
+    let bp_w = read_gpr_sized(e, RBP, ssz);
+    // Offsets: the i-th push stores at SP - i * size, the i-th read loads BP - i * size.
+    let pushes = if level > 0 { level as i64 + 1 } else { 1 };
+    let mut push_at = Vec::with_capacity(pushes as usize);
+    let mut read_at = Vec::with_capacity(level as usize);
+    for i in 1..=pushes {
+        if i > 1 && i < pushes {
+            let p = sp_offset(e, bp_w, -(i - 1) * step);
+            check(e, Register::SS, p, osz, Access::Read)?;
+            read_at.push(p);
         }
-        t = push_value(e, t, frame, osz)?;
+        let w = sp_offset(e, s, -i * step);
+        check(e, Register::SS, w, osz, Access::Write)?;
+        push_at.push(w);
     }
-    let new_sp = sp_offset(e, t, -(alloc as i64));
+    let frame = push_at[0];
+    let last = push_at[push_at.len() - 1];
+    let new_sp = sp_offset(e, last, -(alloc as i64));
+    if alloc != 0 {
+        check(e, Register::SS, new_sp, osz, Access::Write)?;
+    }
+    // The accesses in the SDM's order: a frame-pointer read may see an earlier push.
+    let rbp = read_gpr_sized(e, RBP, osz);
+    let mut reads = read_at.into_iter();
+    for (i, at) in push_at.into_iter().enumerate() {
+        let v = if i == 0 {
+            rbp
+        } else if let Some(p) = reads.next() {
+            let lin = stack_linear(e, p);
+            e.load(lin, osz)?
+        } else {
+            frame
+        };
+        let lin = stack_linear(e, at);
+        e.store(lin, osz, v)?;
+    }
     write_gpr_sized(e, RBP, osz, frame);
     set_sp(e, new_sp);
     Ok(())
