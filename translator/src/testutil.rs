@@ -4,7 +4,7 @@
 use crane86_runtime::{BlockKey, CpuMode, CpuState, Fault, PhysMem, PortIo};
 use iced_x86::code_asm::CodeAssembler;
 
-use crate::cache::{Cache, Tier};
+use crate::cache::{BlockId, Cache, Tier};
 use crate::interp::{rflags, run_block};
 use crate::jit::JitOptions;
 
@@ -87,19 +87,7 @@ fn run_tier(
         assert!(steps < 100_000, "{tier:?}: the snippet does not finish");
         let key = BlockKey::new(cpu.rip, &cpu);
         let id = cache.lookup(key, &mut cpu, &mut mem);
-        let token = std::mem::take(&mut cpu.link);
-        if cache.prepare(id, cpu.cc.op).unwrap() {
-            cache.link(token, id, &cpu);
-            // As the run loop does: the budget, and the TSC base generated code reads.
-            cpu.budget = 1000;
-            cpu.tsc_base = crane86_runtime::msr::tsc(&cpu) + 1000;
-            cache.run_compiled(id, &mut cpu, &mut mem);
-            cpu.retired += (1000 - cpu.budget) as u64;
-        } else {
-            let block = cache.block(id).decoded.clone();
-            let (_, n) = run_block(&mut cpu, &mut mem, &mut NoIo, &block, 1000);
-            cpu.retired += n;
-        }
+        run_step(&mut cache, id, &mut cpu, &mut mem);
         if mem.has_dirty_code() {
             for page in mem.take_dirty_code() {
                 cache.invalidate_page(page, &mut mem);
@@ -110,6 +98,24 @@ fn run_tier(
     }
     let fault = cpu.take_fault();
     Outcome { cpu, mem, fault }
+}
+
+/// One step of a test's run loop: links the exit that led to block `id` (`cpu.link`), then
+/// runs the block, compiled if it is (with the budget and TSC base the run loop sets) or
+/// else interpreted, for at most 1000 instructions, counting them in `cpu.retired`.
+pub fn run_step(cache: &mut Cache, id: BlockId, cpu: &mut CpuState, mem: &mut PhysMem) {
+    let token = std::mem::take(&mut cpu.link);
+    if cache.prepare(id, cpu.cc.op).unwrap() {
+        cache.link(token, id, cpu);
+        cpu.budget = 1000;
+        cpu.tsc_base = crane86_runtime::msr::tsc(cpu) + 1000;
+        cache.run_compiled(id, cpu, mem);
+        cpu.retired += (1000 - cpu.budget) as u64;
+    } else {
+        let block = cache.block(id).decoded.clone();
+        let (_, n) = run_block(cpu, mem, &mut NoIo, &block, 1000);
+        cpu.retired += n;
+    }
 }
 
 /// Runs `code` on both back ends from the same start state, asserts that they agree on the

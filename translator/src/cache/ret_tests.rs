@@ -4,21 +4,11 @@
 //! cache flushed, more nested calls than the buffer holds) still returns to the right place.
 //! Each program runs in every tier, which must agree; the JIT must also predict.
 
-use crane86_runtime::{BlockKey, CpuMode, CpuState, PhysMem, PortIo};
+use crane86_runtime::{BlockKey, CpuMode, CpuState, PhysMem};
 use iced_x86::code_asm::*;
 
 use super::{Cache, Tier};
-use crate::interp::run_block;
 use crate::jit::JitOptions;
-
-struct NoIo;
-
-impl PortIo for NoIo {
-    fn port_read(&mut self, _port: u16, _size: u8) -> u32 {
-        0
-    }
-    fn port_write(&mut self, _port: u16, _size: u8, _value: u32) {}
-}
 
 const START: u64 = 0x1000;
 const RAM: u64 = 1 << 21;
@@ -62,16 +52,7 @@ fn run(mode: CpuMode, code: &[u8], tier: Tier, arena: usize) -> CpuState {
         let phys = crane86_runtime::memory::fetch_phys(&mut cpu, &mut mem, rip).unwrap();
         let key = BlockKey::new(phys, &cpu);
         let id = cache.lookup(key, &mut cpu, &mut mem);
-        let token = std::mem::take(&mut cpu.link);
-        if cache.prepare(id, cpu.cc.op).unwrap() {
-            cache.link(token, id, &cpu);
-            cpu.budget = 1000;
-            cpu.tsc_base = crane86_runtime::msr::tsc(&cpu) + 1000;
-            cache.run_compiled(id, &mut cpu, &mut mem);
-        } else {
-            let block = cache.block(id).decoded.clone();
-            run_block(&mut cpu, &mut mem, &mut NoIo, &block, 1000);
-        }
+        crate::testutil::run_step(&mut cache, id, &mut cpu, &mut mem);
         if mem.has_dirty_code() {
             for page in mem.take_dirty_code() {
                 cache.invalidate_page(page, &mut mem);

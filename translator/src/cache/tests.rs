@@ -1,20 +1,10 @@
 //! The cache's bound: a guest that runs more distinct blocks than the cache holds still runs
 //! correctly, through capacity flushes.
 
-use crane86_runtime::{BlockKey, CpuMode, CpuState, PhysMem, PortIo};
+use crane86_runtime::{BlockKey, CpuMode, CpuState, PhysMem};
 
 use super::{Cache, CacheStats, Tier};
-use crate::interp::run_block;
 use crate::jit::JitOptions;
-
-struct NoIo;
-
-impl PortIo for NoIo {
-    fn port_read(&mut self, _port: u16, _size: u8) -> u32 {
-        0
-    }
-    fn port_write(&mut self, _port: u16, _size: u8, _value: u32) {}
-}
 
 const START: u64 = 0x1000;
 /// Distinct blocks in the chain: several times what a 256 KiB budget holds.
@@ -67,16 +57,7 @@ fn run_chain(tier: Tier, background: bool) -> (CpuState, CacheStats, usize, usiz
         let key = BlockKey::new(cpu.rip, &cpu);
         let id = cache.lookup(key, &mut cpu, &mut mem);
         most = most.max(cache.decoded_bytes());
-        let token = std::mem::take(&mut cpu.link);
-        if cache.prepare(id, cpu.cc.op).unwrap() {
-            cache.link(token, id, &cpu);
-            cpu.budget = 1000;
-            cpu.tsc_base = crane86_runtime::msr::tsc(&cpu) + 1000;
-            cache.run_compiled(id, &mut cpu, &mut mem);
-        } else {
-            let block = cache.block(id).decoded.clone();
-            run_block(&mut cpu, &mut mem, &mut NoIo, &block, 1000);
-        }
+        crate::testutil::run_step(&mut cache, id, &mut cpu, &mut mem);
     }
     (cpu, cache.stats.clone(), most, cache.block_budget())
 }
