@@ -379,10 +379,11 @@ impl ShadowTables {
                 self.entries -= gone.map.len();
                 self.stats.evictions += 1;
             }
-            let id = self.next_id;
+            // Never GLOBAL, even for tables made by `Default`.
+            let id = self.next_id.max(GLOBAL + 1);
             // After 2^32 spaces an id comes back while stale records may still name it:
             // harmless, since a stale record only ever drops a translation.
-            self.next_id = self.next_id.wrapping_add(1).max(GLOBAL + 1);
+            self.next_id = id.wrapping_add(1).max(GLOBAL + 1);
             self.spaces.push(Space {
                 root,
                 id,
