@@ -22,6 +22,13 @@ fn exc(vector: u8, error_code: Option<u32>) -> Event {
     }
 }
 
+fn ext(vector: u8) -> Event {
+    Event {
+        vector,
+        kind: EventKind::External,
+    }
+}
+
 fn soft(vector: u8) -> Event {
     Event {
         vector,
@@ -186,16 +193,7 @@ fn same_privilege_interrupt_and_trap_gates() {
     let (mut cpu, mut mem) = prot(false);
     cpu.rip = 0x1000;
     cpu.gpr[4] = 0x9000;
-    let fl = deliver(
-        &mut cpu,
-        &mut mem,
-        Event {
-            vector: 0x20,
-            kind: EventKind::External,
-        },
-        IFL | NT,
-    )
-    .unwrap();
+    let fl = deliver(&mut cpu, &mut mem, ext(0x20), IFL | NT).unwrap();
     assert_eq!(fl, flags::FIXED1 | flags::CF);
     assert_eq!(
         (cpu.rip, cpu.gpr[4], cpu.seg(SegReg::Cs).selector),
@@ -296,42 +294,38 @@ fn gate_and_target_faults() {
     let (mut cpu, mut mem) = prot(true);
     cpu.gpr[4] = 0x9000;
     use Exception::*;
-    let e = |v| Event {
-        vector: v,
-        kind: EventKind::External,
-    };
     assert_eq!(
         deliver(&mut cpu, &mut mem, soft(0x20), 0x2),
         err(GeneralProtection, 0x20 * 8 + 2)
     );
     assert_eq!(
-        deliver(&mut cpu, &mut mem, e(0x30), 0x2),
+        deliver(&mut cpu, &mut mem, ext(0x30), 0x2),
         err(SegmentNotPresent, 0x30 * 8 + 3)
     );
     assert_eq!(
-        deliver(&mut cpu, &mut mem, e(0x31), 0x2),
+        deliver(&mut cpu, &mut mem, ext(0x31), 0x2),
         err(GeneralProtection, 0x31 * 8 + 3)
     );
     assert_eq!(
-        deliver(&mut cpu, &mut mem, e(0x32), 0x2),
+        deliver(&mut cpu, &mut mem, ext(0x32), 0x2),
         err(GeneralProtection, 1)
     );
     assert_eq!(
-        deliver(&mut cpu, &mut mem, e(0x33), 0x2),
+        deliver(&mut cpu, &mut mem, ext(0x33), 0x2),
         err(GeneralProtection, 0x11)
     );
     assert_eq!(
-        deliver(&mut cpu, &mut mem, e(0x34), 0x2),
+        deliver(&mut cpu, &mut mem, ext(0x34), 0x2),
         err(SegmentNotPresent, 0x39)
     );
     assert_eq!(
-        deliver(&mut cpu, &mut mem, e(0x35), 0x2),
+        deliver(&mut cpu, &mut mem, ext(0x35), 0x2),
         err(GeneralProtection, 0x09),
         "a task gate naming a code segment, not a TSS (EXT set)"
     );
     cpu.idtr.limit = 0x20 * 8 + 6;
     assert_eq!(
-        deliver(&mut cpu, &mut mem, e(0x20), 0x2),
+        deliver(&mut cpu, &mut mem, ext(0x20), 0x2),
         err(GeneralProtection, 0x103)
     );
     assert_eq!(
@@ -341,12 +335,12 @@ fn gate_and_target_faults() {
     // A DPL-3 target from ring 0 is more privileged than CPL: #GP(sel | ext).
     let (mut cpu, mut mem) = prot(false);
     assert_eq!(
-        deliver(&mut cpu, &mut mem, e(0x36), 0x2),
+        deliver(&mut cpu, &mut mem, ext(0x36), 0x2),
         err(GeneralProtection, 0x19)
     );
     // Bad ring-0 stacks in the TSS.
     let (mut cpu, mut mem) = prot(true);
-    let ext = e(0x20);
+    let irq = ext(0x20);
     for (ss0, want) in [
         (0u64, err(InvalidTss, 1)),
         (0x11, err(InvalidTss, 0x11)),
@@ -356,17 +350,17 @@ fn gate_and_target_faults() {
         (0x400, err(InvalidTss, 0x401)),
     ] {
         mem.write_phys(TSS + 8, 2, ss0);
-        assert_eq!(deliver(&mut cpu, &mut mem, ext, 0x2), want, "ss0 {ss0:#x}");
+        assert_eq!(deliver(&mut cpu, &mut mem, irq, 0x2), want, "ss0 {ss0:#x}");
     }
     cpu.tr.limit = 8;
-    assert_eq!(deliver(&mut cpu, &mut mem, ext, 0x2), err(InvalidTss, 0x29));
+    assert_eq!(deliver(&mut cpu, &mut mem, irq, 0x2), err(InvalidTss, 0x29));
     // Nothing changed through all of that.
     assert_eq!((cpu.seg(SegReg::Cs).selector, cpu.gpr[4]), (0x1b, 0));
     // Virtual-8086 mode is delivered (see the v86 tests for the frame).
     cpu.rflags |= VM;
     cpu.tr.limit = 0x67;
     mem.write_phys(TSS + 8, 2, 0x10);
-    assert!(deliver(&mut cpu, &mut mem, ext, VM).is_ok());
+    assert!(deliver(&mut cpu, &mut mem, irq, VM).is_ok());
 }
 
 #[test]
@@ -596,10 +590,7 @@ fn a_frame_that_does_not_fit_the_current_stack_is_ss_ext_with_nothing_written() 
     cpu.seg[SegReg::Ss as usize] =
         Descriptor::from_raw(expand_down(0x8ff7, 0), 0, 0).to_segment(0x10);
     let before = cpu.clone();
-    let ext = Event {
-        vector: 0x20,
-        kind: EventKind::External,
-    };
+    let ext = ext(0x20);
     assert_eq!(
         deliver(&mut cpu, &mut mem, ext, IFL),
         err(Exception::StackFault, 1)
@@ -650,10 +641,7 @@ fn a_frame_that_does_not_fit_the_inner_stack_is_ss_new_selector() {
     cpu.rip = 0x1000;
     cpu.gpr[4] = 0x7000;
     let before = cpu.clone();
-    let ext = Event {
-        vector: 0x20,
-        kind: EventKind::External,
-    };
+    let ext = ext(0x20);
     assert_eq!(
         deliver(&mut cpu, &mut mem, ext, IFL),
         err(Exception::StackFault, 0x49)
@@ -686,10 +674,7 @@ fn the_room_check_comes_before_the_instruction_pointer_check() {
     mem.write_phys(IDT + 8 * 0x22, 8, gate32(0x38, 0x1_0000, 0x8e));
     cpu.gpr[4] = 0x9000;
     cpu.seg[SegReg::Ss as usize].limit = 0x8ffb;
-    let ext = Event {
-        vector: 0x22,
-        kind: EventKind::External,
-    };
+    let ext = ext(0x22);
     assert_eq!(
         deliver(&mut cpu, &mut mem, ext, IFL),
         err(Exception::StackFault, 1)
