@@ -262,3 +262,17 @@ fn global_entries_survive_a_cr3_flush_but_not_a_full_one() {
     read_data(&mut cpu, &mut mem, global, 4).unwrap();
     assert_eq!(cpu.shadow.stats.hits, hits + 1, "not kept in the TLB");
 }
+
+/// Generated code finds an access's TLB slot from its first byte and compares the tag with
+/// the page of its last byte: that is only sound if a page's successor never shares its slot.
+/// Checked across every boundary where the page number's low ten bits wrap, in the low 4 GiB
+/// (pages 0x7FFFF and 0x80000 shared one under the earlier XOR fold) and at high addresses.
+#[test]
+fn consecutive_pages_never_share_a_tlb_slot() {
+    let lows = (0u64..1 << 20).step_by(1024).map(|p| p + 1023);
+    let highs = (0u64..4096).map(|k| 0x7fff_ffff_f000_0000u64 / PAGE_SIZE + k * 1024 + 1023);
+    for page in lows.chain(highs).chain(0..4096) {
+        let a = page * PAGE_SIZE;
+        assert_ne!(tlb_index(a), tlb_index(a + PAGE_SIZE), "page {page:#x}");
+    }
+}

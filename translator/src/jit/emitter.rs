@@ -326,7 +326,7 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
             .b
             .ins()
             .ushr_imm_u(addr, i64::from(crane86_runtime::memory::TLB_HASH_SHIFT));
-        let idx = self.b.ins().bxor(page, high);
+        let idx = self.b.ins().iadd(page, high);
         let idx = self
             .b
             .ins()

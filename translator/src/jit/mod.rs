@@ -13,6 +13,8 @@ mod emitter;
 pub mod entry;
 pub mod helpers;
 pub mod shims;
+#[cfg(test)]
+mod tlb_tests;
 pub mod worker;
 
 use std::mem::offset_of;
