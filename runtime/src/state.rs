@@ -324,6 +324,9 @@ pub struct CpuState {
     /// Memory accesses of compiled code that the inline TLB check let through (a statistic,
     /// counted only when the JIT's `count_chains` option asks for statistics).
     pub jit_tlb_hits: u64,
+    /// Of those, the loads a loop's memo served without reading the TLB (the translator's
+    /// `jit::emitter::memo`; a statistic, counted like `jit_tlb_hits`).
+    pub jit_memo_hits: u64,
     /// Guest instructions retired so far (the TSC and, later, the deterministic clock).
     pub retired: u64,
     /// While generated code runs: the TSC value it would read if `budget` were 0, that is
@@ -479,6 +482,7 @@ impl CpuState {
             jump_lookups: 0,
             mem_slow: 0,
             jit_tlb_hits: 0,
+            jit_memo_hits: 0,
             retired: 0,
             tsc_base: 0,
             paging: PagingStats::default(),
@@ -636,6 +640,7 @@ impl Clone for CpuState {
             jump_lookups: self.jump_lookups,
             mem_slow: self.mem_slow,
             jit_tlb_hits: self.jit_tlb_hits,
+            jit_memo_hits: self.jit_memo_hits,
             retired: self.retired,
             tsc_base: self.tsc_base,
             paging: self.paging,

@@ -55,7 +55,9 @@ pub fn asm(bits: u32, f: impl FnOnce(&mut CodeAssembler)) -> Vec<u8> {
     a.assemble(CODE).unwrap()
 }
 
-fn run_tier(
+/// Runs `code` in one tier from the state `setup` leaves (after the defaults: `mode`, the
+/// identity map in 64-bit mode, RSP) until it reaches its end or faults.
+pub fn run_tier(
     tier: Tier,
     mode: CpuMode,
     code: &[u8],

@@ -23,6 +23,8 @@ pub struct Report {
     pub mem_slow: u64,
     /// Memory accesses of compiled code that hit the inline TLB check.
     pub jit_tlb_hits: u64,
+    /// Of those, loads served by a loop's remembered translation.
+    pub jit_memo_hits: u64,
     /// Address-translation counters.
     pub paging: PagingStats,
     /// The shadow page tables' counters.
@@ -43,6 +45,7 @@ impl Report {
             jump_lookups: m.cpu.jump_lookups,
             mem_slow: m.cpu.mem_slow,
             jit_tlb_hits: m.cpu.jit_tlb_hits,
+            jit_memo_hits: m.cpu.jit_memo_hits,
             paging: m.cpu.paging,
             shadow: m.cpu.shadow.stats,
             shadow_held: (m.cpu.shadow.spaces(), m.cpu.shadow.len()),
@@ -160,9 +163,11 @@ impl Report {
             (
                 "data TLB",
                 format!(
-                    "{:.2}% hits ({} inline in compiled code, {} in the runtime, {} misses)",
+                    "{:.2}% hits ({} inline in compiled code, {} of them remembered by \
+                     loops, {} in the runtime, {} misses)",
                     pct(data_hits, data_hits + p.data_misses),
                     self.jit_tlb_hits,
+                    self.jit_memo_hits,
                     p.data_hits,
                     p.data_misses
                 ),
@@ -237,6 +242,7 @@ impl Report {
                 "fetch_hits": self.paging.fetch_hits,
                 "fetch_misses": self.paging.fetch_misses,
                 "data_hits_jit": self.jit_tlb_hits,
+                "data_hits_jit_memo": self.jit_memo_hits,
                 "data_hits_runtime": self.paging.data_hits,
                 "data_misses": self.paging.data_misses,
             },

@@ -18,6 +18,7 @@ use crate::emit::{Ctx, Emit, FpuHelper, Stop, R};
 
 mod arith;
 mod exits;
+mod memo;
 mod region;
 mod ret;
 mod runtime;
@@ -90,6 +91,14 @@ pub struct JitEmitter<'a, 'f> {
     xmm_loaded: [[bool; 2]; 16],
     /// MXCSR as loaded since the last helper call (only helpers change it).
     mxcsr: Option<Value>,
+    /// A region's load-site memos ([`memo`]); empty outside regions.
+    memos: Vec<memo::Memo>,
+    /// Load sites given a memo so far.
+    memos_used: usize,
+    /// The instructions of the region whose loads get a memo ([`memo::memo_sites`]).
+    memo_sites: Vec<u64>,
+    /// The current instruction is one of them.
+    memo_here: bool,
 }
 
 /// The general registers (a bit per register, RAX = bit 0) that the instructions of `block`
@@ -169,6 +178,10 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
             xmm,
             xmm_loaded: [[false; 2]; 16],
             mxcsr: None,
+            memos: Vec::new(),
+            memos_used: 0,
+            memo_sites: Vec::new(),
+            memo_here: false,
         }
     }
 
@@ -254,6 +267,13 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
                 (host, shim)
             }
         };
+        if !matches!(
+            h,
+            Helper::LoadSlow | Helper::StoreSlow | Helper::Eflags | Helper::DivWide
+        ) {
+            // See `memo`: only the memory slow paths are known to leave read rights alone.
+            self.forget_memos();
+        }
         let mut all = Vec::with_capacity(args.len() + 1);
         match self.chain.shims.of(h) {
             Some(addr) => {
@@ -349,11 +369,7 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
         let page = self.b.ins().band_imm_s(last, !0xfffi64);
         let hit = self.b.ins().icmp(IntCC::Equal, tag, page);
         if self.chain.count {
-            // Statistics: count hits without a branch (`hit` is 0 or 1).
-            let n = self.load_state(off::JIT_TLB_HITS);
-            let one = self.b.ins().uextend(I64, hit);
-            let n = self.b.ins().iadd(n, one);
-            self.store_state(n, off::JIT_TLB_HITS);
+            self.count_hit(hit, off::JIT_TLB_HITS);
         }
         let fast = self.b.create_block();
         let slow = self.b.create_block();
@@ -367,6 +383,15 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
         self.b.seal_block(fast);
         self.b.seal_block(slow);
         (fast, slow)
+    }
+
+    /// Statistics: adds `hit` (0 or 1) to the counter at `offset` in `CpuState`, without a
+    /// branch.
+    fn count_hit(&mut self, hit: Value, offset: i32) {
+        let n = self.load_state(offset);
+        let one = self.b.ins().uextend(I64, hit);
+        let n = self.b.ins().iadd(n, one);
+        self.store_state(n, offset);
     }
 
     fn fault_check(&mut self) {
@@ -505,7 +530,15 @@ impl Emit for JitEmitter<'_, '_> {
     }
 
     fn load(&mut self, linear: Value, size: u32) -> R<Value> {
-        let (fast, slow) = self.tlb_check(linear, size, 0);
+        let memo = if self.memo_here {
+            self.next_memo()
+        } else {
+            None
+        };
+        let (fast, slow) = match memo {
+            Some(m) => self.memo_check(m, linear, size),
+            None => self.tlb_check(linear, size, 0),
+        };
         let merge = self.b.create_block();
         let result = self.b.append_block_param(merge, I64);
         self.b.switch_to_block(fast);
@@ -599,9 +632,10 @@ impl Emit for JitEmitter<'_, '_> {
             &[self.cpu, args[0], args[1], args[2], args[3]],
         );
         let status = self.b.inst_results(call)[0];
-        // The helper may have changed any XMM register and MXCSR.
+        // The helper may have changed any XMM register and MXCSR, and TLB entries.
         self.xmm_loaded = [[false; 2]; 16];
         self.mxcsr = None;
+        self.forget_memos();
         let faulted = self
             .b
             .ins()

@@ -199,6 +199,7 @@ pub(crate) mod off {
     pub const LINK: i32 = offset_of!(CpuState, link) as i32;
     pub const CHAINED: i32 = offset_of!(CpuState, chained) as i32;
     pub const JIT_TLB_HITS: i32 = offset_of!(CpuState, jit_tlb_hits) as i32;
+    pub const JIT_MEMO_HITS: i32 = offset_of!(CpuState, jit_memo_hits) as i32;
     pub const SCRATCH: i32 = offset_of!(CpuState, scratch) as i32;
     pub const HELPER_RET: i32 = offset_of!(CpuState, helper_ret) as i32;
     pub const XMM: i32 = (offset_of!(CpuState, fpu) + offset_of!(crane86_fpu::Fpu, xmm)) as i32;

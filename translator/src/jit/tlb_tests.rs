@@ -3,24 +3,41 @@
 //! the bytes the interpreter reads, through whatever mappings the TLB and the memos hold.
 
 use crane86_runtime::paging::pte;
-use crane86_runtime::{CpuMode, PhysMem};
+use crane86_runtime::{CpuMode, CpuState, Exception, PhysMem};
 use iced_x86::code_asm::*;
 
-use crate::testutil::{asm, run_both};
+use crate::cache::Tier;
+use crate::testutil::{asm, run_both, run_tier, DATA};
 
 /// The identity map of the test harness (`testutil`) keeps its PDPT at the top of its 1 MiB.
 const PDPT: u64 = (1 << 20) - 0x1000;
 const RWP: u64 = pte::P | pte::RW | pte::A | pte::D;
 
-/// Maps 4 KiB linear page `linear` (below 512 GiB) to physical page `phys` through a page
-/// directory and a page table of their own at `tables` (two pages), replacing the harness's
-/// 1 GiB identity mapping of that gigabyte.
-fn map_4k(mem: &mut PhysMem, linear: u64, phys: u64, tables: u64) {
-    let (pd, pt) = (tables, tables + 0x1000);
-    let gib = (linear >> 30) & 511;
-    mem.write_phys(PDPT + 8 * gib, 8, pd | RWP);
-    mem.write_phys(pd + 8 * ((linear >> 21) & 511), 8, pt | RWP);
-    mem.write_phys(pt + 8 * ((linear >> 12) & 511), 8, phys | RWP);
+/// Where [`map_4k`] puts the page directories and tables it needs (zeroed RAM, 64 KiB).
+const TABLES: u64 = 0x30000;
+
+/// Maps 4 KiB linear page `linear` (below 8 GiB, outside the gigabyte of the harness's code
+/// and data) to physical page `phys`, or unmaps it if `phys` is `None`; a gigabyte's first
+/// such page replaces its 1 GiB identity mapping with a page directory. Each gigabyte and
+/// each 2 MiB region gets a fixed table slot (enough for the few regions a test maps).
+/// Returns the physical address of the page-table entry.
+fn map_4k(mem: &mut PhysMem, linear: u64, phys: Option<u64>) -> u64 {
+    let (gib, region) = ((linear >> 30) & 7, (linear >> 21) & 511);
+    let table = |entry: u64, fresh: u64, mem: &mut PhysMem| {
+        let e = mem.peek_phys(entry, 8);
+        if e & pte::P != 0 && e & pte::PS == 0 {
+            e & 0x000f_ffff_ffff_f000
+        } else {
+            mem.write_phys(entry, 8, fresh | RWP);
+            fresh
+        }
+    };
+    let pd = table(PDPT + 8 * gib, TABLES + 0x1000 * gib, mem);
+    let pt_slot = TABLES + 0x8000 + 0x1000 * ((gib * 3 + region) % 8);
+    let pt = table(pd + 8 * region, pt_slot, mem);
+    let at = pt + 8 * ((linear >> 12) & 511);
+    mem.write_phys(at, 8, phys.map_or(0, |p| p | RWP));
+    at
 }
 
 /// A 4-byte load that crosses from linear page 0x7FFFF000 into 0x80000000, after an access
@@ -38,8 +55,8 @@ fn a_load_crossing_into_a_page_in_the_same_slot_reads_both_pages() {
         a.mov(ebx, dword_ptr(rsi)).unwrap();
     });
     let o = run_both(CpuMode::Long64, &code, |_, mem| {
-        map_4k(mem, 0x7fff_f000, 0x50000, 0x30000);
-        map_4k(mem, 0x8000_0000, 0x60000, 0x32000);
+        map_4k(mem, 0x7fff_f000, Some(0x50000));
+        map_4k(mem, 0x8000_0000, Some(0x60000));
         mem.write_phys(0x50ffc, 4, 0x4433_2211);
         mem.write_phys(0x60000, 4, 0x8877_6655);
         // What the crossing access would read through the second page's addend.
@@ -47,4 +64,198 @@ fn a_load_crossing_into_a_page_in_the_same_slot_reads_both_pages() {
     });
     assert_eq!(o.r(0), 0x8877_6655);
     assert_eq!(o.r(3), 0x6655_4433);
+}
+
+/// Where the table-lookup loops below find their table: a gigabyte of 4 KiB pages of its own.
+const TABLE: u64 = 0x4000_0000;
+/// Bytes the loops run over, at [`DATA`] (identity-mapped).
+const BYTES: usize = 1500;
+
+/// Element `i` of table number `which`.
+fn element(which: u32, i: u32) -> u32 {
+    (i ^ which.wrapping_mul(0x5bd1_e995)).wrapping_mul(0x85eb_ca6b) ^ which
+}
+
+/// The table index of lookup `i`: every index in turn (7 is odd), so that each test's
+/// interesting elements (a straddling one, one in an unmapped page) are reached.
+fn index(i: usize) -> u32 {
+    (i as u32).wrapping_mul(7).wrapping_add(3) & 0xff
+}
+
+/// The data bytes that make [`lookup_loop`] look up [`index`]`(0)`, `index(1)`, ... in
+/// table number `which`, starting from EDX = `init`.
+fn data(which: u32, init: u32) -> Vec<u8> {
+    let mut c = init;
+    (0..BYTES)
+        .map(|i| {
+            let b = ((c ^ index(i)) & 0xff) as u8;
+            c = element(which, index(i));
+            b
+        })
+        .collect()
+}
+
+/// EDX after [`lookup_loop`] over [`data`]`(which, _)`.
+fn expected(which: u32) -> u32 {
+    element(which, index(BYTES - 1))
+}
+
+/// R10D after [`lookup_loop`] over [`data`]`(which, _)` from R10D = 0: the sum of every
+/// element looked up (EDX alone would miss a wrong upper byte, which no index depends on).
+fn expected_sum(which: u32) -> u32 {
+    (0..BYTES).fold(0u32, |s, i| s.wrapping_add(element(which, index(i))))
+}
+
+/// The loop of a byte-wise table-driven checksum (the CRC-32 shape): `edx = table[(edx ^
+/// byte) & 0xff]` for [`BYTES`] bytes at RDI, table at RSI, summing the elements in R10D. The lookup's index is a MOVZX
+/// from a byte and its base is unchanged in the loop, so the load gets a memo.
+fn lookup_loop(a: &mut CodeAssembler) {
+    let mut top = a.create_label();
+    a.mov(ecx, BYTES as u32).unwrap();
+    a.set_label(&mut top).unwrap();
+    a.movzx(eax, byte_ptr(rdi)).unwrap();
+    a.inc(rdi).unwrap();
+    a.xor(eax, edx).unwrap();
+    a.movzx(eax, al).unwrap();
+    a.mov(edx, dword_ptr(rsi + rax * 4)).unwrap();
+    a.add(r10d, edx).unwrap();
+    a.dec(ecx).unwrap();
+    a.jnz(top).unwrap();
+}
+
+/// Writes table number `which` (256 elements) at physical address `at`, and its data bytes.
+fn fill(mem: &mut PhysMem, which: u32, at: u64) {
+    for i in 0..256u32 {
+        mem.write_phys(at + 4 * u64::from(i), 4, u64::from(element(which, i)));
+    }
+    fill_data(mem, which);
+}
+
+fn set_pointers(cpu: &mut CpuState, table: u64) {
+    cpu.gpr[6] = table;
+    cpu.gpr[7] = DATA;
+}
+
+#[test]
+fn table_lookups_in_a_loop_are_served_by_the_memo() {
+    let code = asm(64, lookup_loop);
+    let setup = |cpu: &mut CpuState, mem: &mut PhysMem| {
+        map_4k(mem, TABLE, Some(0x50000));
+        fill(mem, 1, 0x50000 + 0x100);
+        set_pointers(cpu, TABLE + 0x100);
+    };
+    let o = run_both(CpuMode::Long64, &code, setup);
+    assert_eq!(o.r(2) as u32, expected(1));
+    assert_eq!(o.r(10) as u32, expected_sum(1));
+    // Every lookup but the first of each run of the loop's function (a run ends when the
+    // test harness's budget of 1000 instructions does) hits the memo.
+    let jit = run_tier(Tier::Jit, CpuMode::Long64, &code, &setup);
+    assert!(
+        jit.cpu.jit_memo_hits >= BYTES as u64 - BYTES as u64 / 50,
+        "{} memo hits for {BYTES} lookups",
+        jit.cpu.jit_memo_hits
+    );
+}
+
+/// Runs the lookup loop over table number `which`, laid out from linear `base` across
+/// linear pages [`TABLE`] and the next, whose frames (0x50000 and 0x70000) are far apart;
+/// the bytes after the first frame and before the second are poison. Each lookup must
+/// read its own frame, whichever page the memo remembers.
+fn run_straddling(which: u32, base: u64) {
+    let code = asm(64, lookup_loop);
+    let o = run_both(CpuMode::Long64, &code, |cpu, mem| {
+        map_4k(mem, TABLE, Some(0x50000));
+        map_4k(mem, TABLE + 0x1000, Some(0x70000));
+        let mut bytes = Vec::new();
+        for i in 0..256 {
+            bytes.extend_from_slice(&element(which, i).to_le_bytes());
+        }
+        let first = (TABLE + 0x1000 - base) as usize;
+        mem.load(0x51000 - first as u64, &bytes[..first]).unwrap();
+        mem.load(0x70000, &bytes[first..]).unwrap();
+        mem.load(0x51000, &[0x5a; 0x1000]).unwrap();
+        mem.load(0x6f000, &[0xa5; 0x1000]).unwrap();
+        fill_data(mem, which);
+        set_pointers(cpu, base);
+    });
+    assert_eq!(o.r(2) as u32, expected(which));
+    assert_eq!(o.r(10) as u32, expected_sum(which));
+}
+
+/// Half the table in each page: lookups alternate between the pages at random.
+#[test]
+fn a_table_straddling_two_pages_is_read_from_both_frames() {
+    run_straddling(2, TABLE + 0x1000 - 0x1fe);
+}
+
+/// All of the table but its last element in the first page, at an odd offset: element 255
+/// straddles the boundary and must not be read through the first page's memo.
+#[test]
+fn an_element_straddling_the_page_end_is_read_from_both_frames() {
+    run_straddling(6, TABLE + 0x1000 - 0x3fe);
+}
+
+fn fill_data(mem: &mut PhysMem, which: u32) {
+    mem.load(DATA, &data(which, 0)).unwrap();
+}
+
+/// The table's second half lies in a page that is not mapped: the first lookup there faults
+/// exactly as in the interpreter, after lookups in the first page the memo served.
+#[test]
+fn a_lookup_past_a_remembered_page_into_an_unmapped_one_faults() {
+    let code = asm(64, lookup_loop);
+    let o = run_both(CpuMode::Long64, &code, |cpu, mem| {
+        map_4k(mem, TABLE, Some(0x50000));
+        map_4k(mem, TABLE + 0x1000, None);
+        fill(mem, 3, 0x50000 + 0x1000 - 0x200);
+        set_pointers(cpu, TABLE + 0x1000 - 0x200);
+    });
+    let f = o.fault.expect("a page fault");
+    assert_eq!(f.exception, Exception::PageFault);
+    assert!(o.r(1) < BYTES as u64, "the fault comes inside the loop");
+}
+
+/// The loop runs, then the table's page is mapped to another frame (a PTE store and INVLPG,
+/// which end the loop's function), then the same loop runs again: its memo starts afresh.
+#[test]
+fn a_loop_entered_again_after_invlpg_reads_the_new_frame() {
+    let setup = |cpu: &mut CpuState, mem: &mut PhysMem| {
+        let at = map_4k(mem, TABLE, Some(0x50000));
+        fill(mem, 5, 0x60000);
+        fill(mem, 4, 0x50000);
+        // The second run starts from the first one's result, with data of its own.
+        mem.load(DATA + 0x800, &data(5, expected(4))).unwrap();
+        set_pointers(cpu, TABLE);
+        cpu.gpr[9] = at;
+    };
+    let code = asm(64, |a| {
+        let mut again = a.create_label();
+        let mut done = a.create_label();
+        a.xor(ebx, ebx).unwrap();
+        a.set_label(&mut again).unwrap();
+        let mut first_data = a.create_label();
+        a.mov(rdi, DATA).unwrap();
+        a.test(ebx, ebx).unwrap();
+        a.jz(first_data).unwrap();
+        a.add(rdi, 0x800).unwrap();
+        a.set_label(&mut first_data).unwrap();
+        lookup_loop(a);
+        a.test(ebx, ebx).unwrap();
+        a.jnz(done).unwrap();
+        a.mov(r8d, edx).unwrap();
+        a.mov(rax, 0x60000 | RWP).unwrap();
+        a.mov(qword_ptr(r9), rax).unwrap();
+        a.invlpg(byte_ptr(rsi)).unwrap();
+        a.inc(ebx).unwrap();
+        a.jmp(again).unwrap();
+        a.set_label(&mut done).unwrap();
+        a.nop().unwrap();
+    });
+    let o = run_both(CpuMode::Long64, &code, setup);
+    assert_eq!(o.r(8) as u32, expected(4));
+    assert_eq!(o.r(2) as u32, expected(5));
+    assert_eq!(
+        o.r(10) as u32,
+        expected_sum(4).wrapping_add(expected_sum(5))
+    );
 }

@@ -44,6 +44,10 @@ impl JitEmitter<'_, '_> {
         }
         self.rflags_rest();
         self.ensure_cc_loaded();
+        self.memo_sites = super::memo::memo_sites(blocks);
+        if !self.memo_sites.is_empty() {
+            self.start_memos();
+        }
         for b in blocks {
             let ip = b.insns.first().map_or(0, |d| d.insn.ip());
             let head = self.b.create_block();
@@ -101,6 +105,7 @@ impl JitEmitter<'_, '_> {
             self.insn_ip = d.insn.ip();
             self.index = i as u32;
             self.insn_has_store = false;
+            self.memo_here = self.memo_sites.contains(&self.insn_ip);
             next_ip = d.insn.next_ip();
             self.insn_next_ip = next_ip;
             if d.runtime {

@@ -1,0 +1,230 @@
+//! Load translations a region remembers across its iterations, for table lookups.
+//!
+//! In a loop the inline TLB check sits on the critical path of every load whose address
+//! depends on the previous iteration: hash the address, load the entry's tag and addend, and
+//! only then the data. A table lookup indexed by a running value (CRC-32 by byte, Huffman
+//! and other decoding tables) is such a chain, and its loop runs at the speed of that
+//! latency. A *memo* keeps, per such load site of a region, the page and addend of the first
+//! translation the site found in the TLB, in variables that live across the region's
+//! iterations. While an access stays inside that page the site adds the remembered addend
+//! (a subtraction, a compare and a predicted branch beside it, none of them waiting on
+//! memory); otherwise it checks the TLB as before, and gives the memo up for the rest of
+//! the function's run ([`RETIRED`]).
+//!
+//! # Which loads get one
+//! Only table lookups, where the page is known to stay: [`memo_sites`] picks the
+//! instructions whose base register (if any) is RSP or unchanged in the region and whose
+//! index was last written in the block by a MOVZX from a byte (at most 256 elements).
+//! Memos on every load made the kernel's LZMA decoder and gzip's match search slower (10-40%
+//! per block): where the page keeps changing a memo costs a mispredicted branch on top of
+//! the TLB check, and where the loop runs few iterations per entry it only adds work.
+//!
+//! # Why a remembered translation stays right
+//! A memo lives only while the region's function runs: it starts invalid at the function's
+//! entry, and every exit (to the run loop, a chained block, a fault) leaves it behind.
+//! Inside the function, TLB entries change only through calls out of generated code. The
+//! memory slow paths (`load_slow`, `store_slow`) fill and evict entries, and the walks they
+//! make may take write tags away from a page that became a paging structure
+//! (`tlb_protect_phys`); none of that takes a read right away, and an evicted translation
+//! stays the translation the paging structures gave, as it would in a hardware TLB until the
+//! guest invalidates it (INVLPG, a CR3 write, which are runtime-class and never inside a
+//! region). Every other call (the FPU and SIMD helpers, the runtime-instruction helper)
+//! forgets all memos, being free to do more. Only loads have memos: a store memo would have
+//! to be dropped at every slow path, whose walk may protect its page.
+//!
+//! # Page-crossing accesses
+//! A memo matches when `addr - page < limit`, unsigned, with `limit = 4097 - size` once
+//! valid: the whole access lies in the page. An invalid memo has `limit = 0`, which no
+//! address matches, so its other variables need no particular value.
+
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{Block, BlockArg, InstBuilder, Value};
+use cranelift_frontend::Variable;
+
+use iced_x86::{InstructionInfoFactory, Mnemonic, OpAccess, OpKind, Register};
+
+use super::{off, JitEmitter, I64};
+use crate::decode::DecodedBlock;
+
+/// Load sites per region that get a memo: each costs three variables live across the loop.
+pub(super) const MEMOS: usize = 4;
+
+/// A load site's memo: one remembered translation.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Memo {
+    /// The linear page the translation is for; 0 until the site first remembers one (and
+    /// for page 0), [`RETIRED`] once it gave up.
+    page: Variable,
+    /// Host minus linear address for that page.
+    addend: Variable,
+    /// `4097 - size` while valid, 0 while invalid.
+    limit: Variable,
+}
+
+/// The page value of a memo that missed once it held a translation: it keeps checking the
+/// TLB for the rest of the run of its function. A table that straddles a page boundary
+/// would otherwise make its site switch pages at random, a mispredicted branch each time
+/// (the in-guest CRC-32 ran 1.3x longer than with no memo when its stack table did).
+const RETIRED: i64 = 1;
+
+impl JitEmitter<'_, '_> {
+    /// Declares the region's memos, invalid, at the current point (the function's entry,
+    /// before the first member header).
+    pub(super) fn start_memos(&mut self) {
+        let zero = self.iconst(0);
+        for _ in 0..MEMOS {
+            let m = Memo {
+                page: self.b.declare_var(I64),
+                addend: self.b.declare_var(I64),
+                limit: self.b.declare_var(I64),
+            };
+            self.b.def_var(m.page, zero);
+            self.b.def_var(m.addend, zero);
+            self.b.def_var(m.limit, zero);
+            self.memos.push(m);
+        }
+    }
+
+    /// Invalidates every memo: a call that may change TLB entries in any way is coming.
+    pub(super) fn forget_memos(&mut self) {
+        if self.memos.is_empty() {
+            return;
+        }
+        let zero = self.iconst(0);
+        for m in self.memos.clone() {
+            self.b.def_var(m.limit, zero);
+        }
+    }
+
+    /// The next load site's memo, if one is left.
+    pub(super) fn next_memo(&mut self) -> Option<Memo> {
+        let m = self.memos.get(self.memos_used).copied();
+        self.memos_used += 1;
+        m
+    }
+
+    /// The check of a load site with memo `m`, shaped like [`JitEmitter::tlb_check`]: the
+    /// returned fast block gets the host address, the cold slow block runs the slow path.
+    pub(super) fn memo_check(&mut self, m: Memo, addr: Value, size: u32) -> (Block, Block) {
+        let page = self.b.use_var(m.page);
+        let limit = self.b.use_var(m.limit);
+        let addend = self.b.use_var(m.addend);
+        let offset = self.b.ins().isub(addr, page);
+        let hit = self.b.ins().icmp(IntCC::UnsignedLessThan, offset, limit);
+        if self.chain.count {
+            self.count_hit(hit, off::JIT_TLB_HITS);
+            self.count_hit(hit, off::JIT_MEMO_HITS);
+        }
+        let host = self.b.ins().iadd(addr, addend);
+        let fast = self.b.create_block();
+        self.b.append_block_param(fast, I64);
+        let check = self.b.create_block();
+        self.b
+            .ins()
+            .brif(hit, fast, &[BlockArg::Value(host)], check, &[]);
+        self.b.seal_block(check);
+        self.b.switch_to_block(check);
+        let (found, slow) = self.tlb_check(addr, size, 0);
+        self.b.switch_to_block(found);
+        let host = self.b.block_params(found)[0];
+        let fresh = self.b.ins().icmp_imm_s(IntCC::Equal, page, 0);
+        let remember = self.b.create_block();
+        let retire = self.b.create_block();
+        self.b.ins().brif(fresh, remember, &[], retire, &[]);
+        self.b.seal_block(remember);
+        self.b.seal_block(retire);
+        // The TLB hit proves the whole access lies in the page of `addr`.
+        self.b.switch_to_block(remember);
+        let page = self.b.ins().band_imm_s(addr, !0xfffi64);
+        let addend = self.b.ins().isub(host, addr);
+        let limit = self.iconst(4097 - u64::from(size));
+        self.b.def_var(m.page, page);
+        self.b.def_var(m.addend, addend);
+        self.b.def_var(m.limit, limit);
+        self.b.ins().jump(fast, &[BlockArg::Value(host)]);
+        self.b.switch_to_block(retire);
+        let retired = self.iconst(RETIRED as u64);
+        let zero = self.iconst(0);
+        self.b.def_var(m.page, retired);
+        self.b.def_var(m.limit, zero);
+        self.b.ins().jump(fast, &[BlockArg::Value(host)]);
+        self.b.seal_block(fast);
+        (fast, slow)
+    }
+}
+
+/// The bit of general register `r`'s full register (RAX = bit 0), if it is one.
+fn gpr_bit(r: Register) -> Option<u16> {
+    let full = r.full_register();
+    full.is_gpr64()
+        .then(|| 1 << (full as u32 - Register::RAX as u32))
+}
+
+/// The addresses of the instructions of a region (`blocks`, entry first) whose loads get a
+/// memo (see the module documentation).
+pub(super) fn memo_sites(blocks: &[DecodedBlock]) -> Vec<u64> {
+    let mut f = InstructionInfoFactory::new();
+    let rsp = gpr_bit(Register::RSP).unwrap_or(0);
+    // Registers some instruction of the region changes.
+    let mut varies = 0u16;
+    for d in blocks.iter().flat_map(|b| &b.insns) {
+        for u in f.info(&d.insn).used_registers() {
+            let writes = matches!(
+                u.access(),
+                OpAccess::Write
+                    | OpAccess::CondWrite
+                    | OpAccess::ReadWrite
+                    | OpAccess::ReadCondWrite
+            );
+            if let Some(bit) = gpr_bit(u.register()).filter(|_| writes) {
+                varies |= bit;
+            }
+        }
+    }
+    let steady = |r: Register| match gpr_bit(r) {
+        None => true, // none, RIP or EIP
+        Some(bit) => bit == rsp || varies & bit == 0,
+    };
+    let mut sites = Vec::new();
+    for b in blocks {
+        for (i, d) in b.insns.iter().enumerate() {
+            let info = f.info(&d.insn);
+            let mems = info.used_memory();
+            let ok = !mems.is_empty()
+                && mems
+                    .iter()
+                    .all(|m| steady(m.base()) && byte_index(&b.insns[..i], m.index()));
+            if ok {
+                sites.push(d.insn.ip());
+            }
+        }
+    }
+    sites
+}
+
+/// Whether index register `r` was last written, among `before` (the instructions before
+/// the load in its block), by a MOVZX from a byte.
+fn byte_index(before: &[crate::decode::DecodedInsn], r: Register) -> bool {
+    let Some(bit) = gpr_bit(r) else {
+        return false;
+    };
+    let mut f = InstructionInfoFactory::new();
+    for d in before.iter().rev() {
+        let writes = f.info(&d.insn).used_registers().iter().any(|u| {
+            gpr_bit(u.register()) == Some(bit)
+                && !matches!(
+                    u.access(),
+                    OpAccess::Read | OpAccess::CondRead | OpAccess::None
+                )
+        });
+        if writes {
+            let insn = &d.insn;
+            return insn.mnemonic() == Mnemonic::Movzx
+                && match insn.op_kind(1) {
+                    OpKind::Register => insn.op_register(1).size() == 1,
+                    _ => insn.memory_size().size() == 1,
+                };
+        }
+    }
+    false
+}
