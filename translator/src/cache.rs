@@ -16,6 +16,8 @@
 //! background compiles for dropped blocks are recognised by their serial and thrown away.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::AtomicU32;
+use std::sync::Arc;
 use std::time::Instant;
 
 use crane86_runtime::memory::{probe_fetch_phys, tlb_fetch_addend, PAGE_SIZE};
@@ -87,6 +89,9 @@ pub struct Block {
     serial: u64,
     /// Queued for the background compiler.
     queued: bool,
+    /// While queued: its runs since, shared with the queued job, which the compiler takes
+    /// hottest first ([`crate::jit::worker`]).
+    heat: Option<Arc<AtomicU32>>,
     /// A member of another block's region (compiled or queued): compiled alone itself, so
     /// that a loop is compiled as a region once, from the first of its blocks to turn hot.
     in_region: bool,
@@ -499,6 +504,7 @@ impl Cache {
             runs: 0,
             serial: self.next_serial,
             queued: false,
+            heat: None,
             in_region: false,
             code: None,
             slots: Box::new(fresh_slots()),

@@ -1,6 +1,8 @@
 //! Tiering and compilation: counting block runs, compiling hot blocks (here or on the
 //! background worker), installing their code.
 
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::{fast_index, BlockId, Cache, CacheError, CompileWorker, Done, Job, MAX_IN_FLIGHT};
@@ -76,18 +78,29 @@ impl Cache {
         let b = self.block(id);
         let (queued, serial) = (b.queued, b.serial);
         if let Some(w) = &self.worker {
-            if queued || w.in_flight() >= MAX_IN_FLIGHT {
+            if queued {
+                // Still interpreted: the compiler takes the hottest job next.
+                if let Some(h) = &b.heat {
+                    h.fetch_add(1, Ordering::Relaxed);
+                }
+                return Ok(false);
+            }
+            if w.in_flight() >= MAX_IN_FLIGHT {
                 return Ok(false);
             }
             let blocks = self.region(id);
+            let heat = Arc::new(AtomicU32::new(0));
             let job = Job {
                 id,
                 serial,
                 blocks,
                 chain: self.chain_slots(id),
+                heat: heat.clone(),
             };
             if self.worker.as_mut().is_some_and(|w| w.submit(job)) {
-                self.block_mut(id).queued = true;
+                let b = self.block_mut(id);
+                b.queued = true;
+                b.heat = Some(heat);
                 return Ok(false);
             }
             // The worker is gone (it panicked): compile here from now on.
@@ -116,7 +129,9 @@ impl Cache {
             // The block was dropped (its page written, the cache flushed) meanwhile.
             return Ok(());
         }
-        self.block_mut(d.id).queued = false;
+        let b = self.block_mut(d.id);
+        b.queued = false;
+        b.heat = None;
         if d.region && !self.barriers.is_empty() {
             // Made before a debugger set a breakpoint, which a region could run past.
             return Ok(());

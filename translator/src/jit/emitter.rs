@@ -17,6 +17,7 @@ use crate::decode::DecodedBlock;
 use crate::emit::{Ctx, Emit, FpuHelper, Stop, R};
 
 mod arith;
+mod deferred;
 mod exits;
 mod memo;
 mod region;
@@ -99,6 +100,10 @@ pub struct JitEmitter<'a, 'f> {
     memo_sites: Vec<u64>,
     /// The current instruction is one of them.
     memo_here: bool,
+    /// The current instruction's register writes may wait ([`deferred`]).
+    defer_gprs: bool,
+    /// Registers written and not stored yet (a bit per register).
+    gpr_pending: u16,
 }
 
 /// The general registers (a bit per register, RAX = bit 0) that the instructions of `block`
@@ -182,6 +187,8 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
             memos_used: 0,
             memo_sites: Vec::new(),
             memo_here: false,
+            defer_gprs: false,
+            gpr_pending: 0,
         }
     }
 
@@ -425,9 +432,17 @@ impl Emit for JitEmitter<'_, '_> {
     /// once: then no exit has registers to store, which keeps the many cold exits (every
     /// memory access has one) small and the values from living until them, and a register
     /// write costs one store, which the host's store buffer absorbs.
+    ///
+    /// Within a run of instructions that cannot leave the block, the store waits for the
+    /// run's end, so that only a register's last value is stored ([`deferred`]).
     fn set_gpr(&mut self, r: usize, v: Value) {
         self.b.def_var(self.regs[r], v);
-        self.store_state(v, off::GPR + 8 * r as i32);
+        if self.defer_gprs {
+            self.gpr_pending |= 1 << r;
+        } else {
+            self.store_state(v, off::GPR + 8 * r as i32);
+            self.gpr_pending &= !(1 << r);
+        }
         self.reg_state[r] = Slot::Clean;
     }
 

@@ -11,8 +11,10 @@ use super::{JitEmitter, Slot, I64};
 
 impl JitEmitter<'_, '_> {
     /// Stores every changed piece of guest state back to CpuState. General registers need
-    /// nothing: [`crate::emit::Emit::set_gpr`] writes them through.
+    /// nothing, [`crate::emit::Emit::set_gpr`] writing them through, but for writes still
+    /// pending ([`super::deferred`]).
     pub(super) fn write_back(&mut self) {
+        self.store_pending_gprs();
         // In a region, flags changed by a member emitted later may already be changed when
         // an exit emitted earlier is taken.
         if !self.heads.is_empty() {

@@ -70,6 +70,9 @@ impl JitEmitter<'_, '_> {
     /// Per-member state at the start of a member's code: nothing is known about the flags'
     /// operation (several paths may lead here), and no value of another member may be used.
     pub(super) fn begin_member(&mut self, block: &DecodedBlock) {
+        // Every way out of the previous member stored its pending register writes.
+        debug_assert_eq!(self.gpr_pending, 0);
+        self.defer_gprs = false;
         self.cc_static = None;
         self.seg_base = [None; 6];
         self.xmm_loaded = [[false; 2]; 16];
@@ -108,6 +111,11 @@ impl JitEmitter<'_, '_> {
             self.memo_here = self.memo_sites.contains(&self.insn_ip);
             next_ip = d.insn.next_ip();
             self.insn_next_ip = next_ip;
+            let defer = !d.runtime && super::deferred::defers_gprs(&d.insn);
+            if !defer {
+                self.flush_gprs();
+            }
+            self.defer_gprs = defer;
             if d.runtime {
                 // A runtime-class instruction the JIT does not run (see `translate`): hand it
                 // back to the run loop.
@@ -128,6 +136,8 @@ impl JitEmitter<'_, '_> {
                 self.b.switch_to_block(cont);
             }
         }
+        self.flush_gprs();
+        self.defer_gprs = false;
         self.exit_chain(next_ip, block.insns.len() as u32);
     }
 }
