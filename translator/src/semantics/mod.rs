@@ -23,6 +23,7 @@ pub mod segments;
 pub mod shift;
 pub mod simd;
 mod simd_float;
+mod simd_int;
 pub mod stack;
 pub mod string;
 pub mod system;

@@ -14,7 +14,8 @@
 //! UNPCKLPD/UNPCKHPD, PXOR/ANDPD...) are lowered inline as 64-bit halves instead; they have
 //! no MXCSR interaction, so the inline form is exactly the helper's. SSE float arithmetic
 //! and COMIS/UCOMIS are inline under a guard, with the helper as fallback
-//! (`simd_float`).
+//! (`simd_float`); the hot SSE2 integer forms (packed add/subtract, unpacks, PSHUFD and
+//! friends, shifts by an immediate) are inline SWAR arithmetic (`simd_int`).
 
 use crane86_fpu::{Operands, IO_DATA0, IO_DATA1, IO_FLAGS, IO_RAX, IO_RDX};
 use crane86_runtime::key::{FPU_EM, FPU_OSFXSR, FPU_TS};
@@ -115,7 +116,8 @@ fn address<E: Emit>(e: &mut E, insn: &Instruction, size: u32, access: Access) ->
 /// Executes or translates one MMX/SSE instruction.
 pub fn execute<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
     check_available(e, is_sse(insn))?;
-    if inline(e, insn)? || super::simd_float::execute(e, insn)? {
+    if inline(e, insn)? || super::simd_int::inline(e, insn)? || super::simd_float::execute(e, insn)?
+    {
         return Ok(());
     }
     if matches!(
