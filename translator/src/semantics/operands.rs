@@ -285,17 +285,25 @@ pub fn loc<E: Emit>(e: &mut E, insn: &Instruction, n: u32) -> R<Loc<E::V>> {
             }
             Loc::Mem(m)
         }
-        OpKind::Immediate8
-        | OpKind::Immediate8_2nd
-        | OpKind::Immediate16
-        | OpKind::Immediate32
-        | OpKind::Immediate64
-        | OpKind::Immediate8to16
-        | OpKind::Immediate8to32
-        | OpKind::Immediate8to64
-        | OpKind::Immediate32to64 => Loc::Imm(insn.immediate(n)),
+        k if is_immediate(k) => Loc::Imm(insn.immediate(n)),
         _ => return Err(e.raise(Fault::new(Exception::InvalidOpcode))),
     })
+}
+
+/// Whether an operand of kind `k` is an immediate (of any width or extension).
+pub(crate) fn is_immediate(k: OpKind) -> bool {
+    matches!(
+        k,
+        OpKind::Immediate8
+            | OpKind::Immediate8_2nd
+            | OpKind::Immediate16
+            | OpKind::Immediate32
+            | OpKind::Immediate64
+            | OpKind::Immediate8to16
+            | OpKind::Immediate8to32
+            | OpKind::Immediate8to64
+            | OpKind::Immediate32to64
+    )
 }
 
 /// Reads a location as `size` bytes, zero-extended.

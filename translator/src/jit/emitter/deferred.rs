@@ -23,16 +23,7 @@ pub(super) fn defers_gprs(insn: &Instruction) -> bool {
         OpKind::Register => insn.op_register(i).is_gpr(),
         // LEA computes an address without accessing memory.
         OpKind::Memory => insn.mnemonic() == Lea,
-        OpKind::Immediate8
-        | OpKind::Immediate8_2nd
-        | OpKind::Immediate16
-        | OpKind::Immediate32
-        | OpKind::Immediate64
-        | OpKind::Immediate8to16
-        | OpKind::Immediate8to32
-        | OpKind::Immediate8to64
-        | OpKind::Immediate32to64 => true,
-        _ => false,
+        k => crate::semantics::operands::is_immediate(k),
     });
     operands_ok
         && !insn.has_lock_prefix()
