@@ -111,6 +111,17 @@ pub struct Block {
 }
 
 impl Block {
+    /// Tells the background compiler to skip this block's job, if one is queued: the block
+    /// is being dropped.
+    fn cancel_compile(&self) {
+        if let Some(h) = &self.heat {
+            h.store(
+                crate::jit::worker::CANCELLED,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
+    }
+
     /// The instruction pointer the block was decoded at.
     pub fn start_ip(&self) -> u64 {
         self.decoded.insns.first().map_or(0, |d| d.insn.ip())
@@ -683,6 +694,7 @@ impl Cache {
         let Some(b) = self.blocks[id as usize].take() else {
             return;
         };
+        b.cancel_compile();
         // Return predictions pushed until now may name this block's slots, or its code
         // through another block's return slot: none of them may be used any more.
         self.new_epoch();
@@ -735,6 +747,9 @@ impl Cache {
     /// ids held by the caller are dead afterwards (as is the exit token in `CpuState::link`,
     /// which the caller must clear).
     pub fn flush(&mut self, mem: &mut PhysMem) {
+        for b in self.blocks.iter().flatten() {
+            b.cancel_compile();
+        }
         for p in self.by_page.keys() {
             mem.set_code_page(*p, false);
         }

@@ -7,6 +7,8 @@ use std::time::Instant;
 
 use super::{fast_index, BlockId, Cache, CacheError, CompileWorker, Done, Job, MAX_IN_FLIGHT};
 use crate::decode::DecodedBlock;
+use crate::jit::worker::CANCELLED;
+use crate::jit::JitError;
 use crate::jit::{slot_token, ChainSlots};
 use crane86_runtime::CpuState;
 
@@ -80,7 +82,11 @@ impl Cache {
         if let Some(w) = &self.worker {
             if queued {
                 // Still interpreted: the compiler takes the hottest job next.
-                if let Some(h) = &b.heat {
+                if let Some(h) = b
+                    .heat
+                    .as_ref()
+                    .filter(|h| h.load(Ordering::Relaxed) < CANCELLED - 1)
+                {
                     h.fetch_add(1, Ordering::Relaxed);
                 }
                 return Ok(false);
@@ -132,6 +138,11 @@ impl Cache {
         let b = self.block_mut(d.id);
         b.queued = false;
         b.heat = None;
+        if matches!(d.result, Err(JitError::Cancelled)) {
+            // Only a block dropped meanwhile is cancelled, and that one is not live; stay
+            // total anyway: it is queued again when it next turns hot.
+            return Ok(());
+        }
         if d.region && !self.barriers.is_empty() {
             // Made before a debugger set a breakpoint, which a region could run past.
             return Ok(());

@@ -40,6 +40,9 @@ pub enum JitError {
     /// The compiled code needs relocations, which the arena cannot apply.
     #[error("compiled code unexpectedly needs relocations")]
     Relocations,
+    /// The background compiler skipped a job whose block was dropped while it waited.
+    #[error("the block was dropped before it was compiled")]
+    Cancelled,
 }
 
 /// Exit code: continue at `cpu.rip`.

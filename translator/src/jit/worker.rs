@@ -41,9 +41,15 @@ pub struct Job {
     pub blocks: Vec<DecodedBlock>,
     /// Its exits' chaining information.
     pub chain: ChainSlots,
-    /// The block's runs since it was queued, counted by the cache while it waits.
+    /// The block's runs since it was queued, counted by the cache while it waits;
+    /// [`CANCELLED`] once the block is gone.
     pub heat: Arc<AtomicU32>,
 }
+
+/// A job's heat once the cache dropped its block (a store into its page, a flush): the
+/// worker answers it at once with [`JitError::Cancelled`], without compiling. It is the
+/// greatest heat, so dead jobs leave the queue first.
+pub const CANCELLED: u32 = u32::MAX;
 
 /// A compiled block (or the reason it could not be).
 pub struct Done {
@@ -124,7 +130,11 @@ impl CompileWorker {
                     }
                 };
                 let t0 = Instant::now();
-                let result = jit.compile_region(&job.blocks, job.chain);
+                let result = if job.heat.load(Ordering::Relaxed) == CANCELLED {
+                    Err(JitError::Cancelled)
+                } else {
+                    jit.compile_region(&job.blocks, job.chain)
+                };
                 let d = Done {
                     id: job.id,
                     serial: job.serial,
@@ -202,7 +212,50 @@ impl Drop for CompileWorker {
 
 #[cfg(test)]
 mod tests {
-    use super::hottest;
+    use std::sync::atomic::AtomicU32;
+    use std::sync::Arc;
+
+    use crane86_runtime::{BlockKey, CpuMode, CpuState};
+
+    use super::{hottest, CompileWorker, Job, CANCELLED};
+    use crate::jit::{ChainSlots, JitError, JitOptions};
+
+    /// A cancelled job comes back as [`JitError::Cancelled`] without a compile; another
+    /// one (here with nothing to compile) does not.
+    #[test]
+    fn a_cancelled_job_is_answered_without_compiling() {
+        let mut w = CompileWorker::start(JitOptions::default()).unwrap();
+        let chain = ChainSlots {
+            slot_addr: [0; 3],
+            token: [0; 3],
+            key: BlockKey::new(0x1000, &CpuState::new(CpuMode::Long64)),
+            jump_table: 0,
+            epoch: 0,
+            count: false,
+            shims: Default::default(),
+            runtime: 0,
+        };
+        for (id, heat) in [(1, CANCELLED), (2, 0)] {
+            let job = Job {
+                id,
+                serial: u64::from(id),
+                blocks: Vec::new(),
+                chain,
+                heat: Arc::new(AtomicU32::new(heat)),
+            };
+            assert!(w.submit(job));
+            let done = loop {
+                if let Some(d) = w.poll() {
+                    break d;
+                }
+                std::thread::yield_now();
+            };
+            assert_eq!(done.id, id);
+            let cancelled = matches!(done.result, Err(JitError::Cancelled));
+            assert_eq!(cancelled, heat == CANCELLED, "job {id}");
+        }
+        assert_eq!(w.in_flight(), 0);
+    }
 
     #[test]
     fn the_hottest_job_goes_first_and_the_newest_among_equals() {
