@@ -175,3 +175,12 @@ pub fn encode(bits: u32, insns: &[iced_x86::Instruction]) -> Vec<u8> {
     }
     enc.take_buffer()
 }
+
+/// Encodes one instruction at [`CODE`] for `bits`-bit code and decodes it back, as the
+/// translator will see it (with its IP and length).
+pub fn encode_decoded(bits: u32, insn: &iced_x86::Instruction) -> (Vec<u8>, iced_x86::Instruction) {
+    let bytes = encode(bits, std::slice::from_ref(insn));
+    let decoded =
+        iced_x86::Decoder::with_ip(bits, &bytes, CODE, iced_x86::DecoderOptions::NONE).decode();
+    (bytes, decoded)
+}

@@ -447,7 +447,7 @@ mod tests {
     use crate::testutil::{encode, run_both, DATA};
     use crane86_fpu::{Operands, IO_DATA0, IO_DATA1};
     use crane86_runtime::{CpuMode, CpuState};
-    use iced_x86::{Code, Decoder, DecoderOptions, Instruction, MemoryOperand, Register};
+    use iced_x86::{Code, Instruction, MemoryOperand, Register};
 
     /// MXCSR with PE set and every exception masked: the state the fast path needs.
     const FAST: u32 = 0x1fa0;
@@ -655,9 +655,7 @@ mod tests {
             Instruction::with2(code, Register::XMM1, Register::XMM2)
         }
         .unwrap();
-        let bytes = encode(64, &[insn]);
-        let decoded =
-            Decoder::with_ip(64, &bytes, crate::testutil::CODE, DecoderOptions::NONE).decode();
+        let (bytes, decoded) = crate::testutil::encode_decoded(64, &insn);
         let single = matches!(
             code.op_code().instruction_string().split_whitespace().next(),
             Some(m) if m.ends_with("PS") || m.ends_with("SS")

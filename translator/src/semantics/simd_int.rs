@@ -349,7 +349,7 @@ mod tests {
     use crate::testutil::{encode, run_both, DATA};
     use crane86_fpu::{Operands, IO_DATA0, IO_DATA1};
     use crane86_runtime::CpuMode;
-    use iced_x86::{Code, Decoder, DecoderOptions, Instruction, MemoryOperand, Register};
+    use iced_x86::{Code, Instruction, MemoryOperand, Register};
 
     /// The forms of this module with a register-or-memory source.
     const BINARY: [Code; 19] = [
@@ -422,9 +422,7 @@ mod tests {
             Instruction::with2(code, Register::XMM1, Register::XMM2)
         }
         .unwrap();
-        let bytes = encode(64, &[insn]);
-        let decoded =
-            Decoder::with_ip(64, &bytes, crate::testutil::CODE, DecoderOptions::NONE).decode();
+        let (bytes, decoded) = crate::testutil::encode_decoded(64, &insn);
         let o = run_both(CpuMode::Long64, &bytes, |cpu, mem| {
             cpu.fpu.set_xmm128(1, d);
             cpu.fpu.set_xmm128(2, s);
