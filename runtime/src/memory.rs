@@ -16,6 +16,7 @@
 //! - the slow paths are only called by generated code while the run loop has set
 //!   `CpuState::mem` to its live `PhysMem`.
 
+use std::ops::Range;
 use std::ptr::NonNull;
 
 use crate::exception::{Exception, Fault};
@@ -221,8 +222,9 @@ pub struct PhysMem {
     /// tracked pages (see [`PhysMem::swap_written_tables`]).
     written_tables: Vec<u64>,
     table_writes: u64,
-    /// Code pages written since the run loop last looked (see [`PhysMem::take_dirty_code`]).
-    dirty_code: Vec<u64>,
+    /// Bytes of code pages written since the run loop last looked, each range within one
+    /// page (see [`PhysMem::take_code_writes`]).
+    dirty_code: Vec<Range<u64>>,
     /// Where accesses outside RAM go; without it they float high and writes are dropped.
     mmio: Option<Box<dyn MmioHandler>>,
 }
@@ -266,7 +268,7 @@ impl PhysMem {
     }
 
     /// The RAM as mutable bytes, for loaders. Writes here bypass code and paging-structure
-    /// tracking: load images before running, or call [`PhysMem::note_write`] for each page
+    /// tracking: load images before running, or call [`PhysMem::note_write`] for what they wrote
     /// (or flush the CPU's TLB, which empties its shadow page tables too).
     pub fn ram_mut(&mut self) -> &mut [u8] {
         self.ram.bytes_mut()
@@ -283,9 +285,7 @@ impl PhysMem {
                 ram: self.ram_size(),
             })?;
         self.ram.bytes_mut()[addr as usize..end as usize].copy_from_slice(data);
-        for page in (addr & PAGE_MASK..end).step_by(PAGE_SIZE as usize) {
-            self.note_write(page);
-        }
+        self.note_write(addr, data.len() as u64);
         Ok(())
     }
 
@@ -344,10 +344,7 @@ impl PhysMem {
         let a = addr as usize;
         self.ram.bytes_mut()[a..a + size as usize]
             .copy_from_slice(&value.to_le_bytes()[..size as usize]);
-        self.note_write(addr);
-        if (addr & !PAGE_MASK) + u64::from(size) > PAGE_SIZE {
-            self.note_write(addr + u64::from(size) - 1);
-        }
+        self.note_write(addr, u64::from(size));
     }
 
     /// This memory's identity: no two `PhysMem`s of a process share one.
@@ -400,20 +397,39 @@ impl PhysMem {
         std::mem::take(&mut self.table_writes)
     }
 
-    /// Records that physical page of `addr` was written, for code coherence and for the
-    /// shadow page tables.
-    pub fn note_write(&mut self, addr: u64) {
-        if self.is_table_page(addr) {
+    /// Records that the `len` bytes at physical address `addr` were written, for code
+    /// coherence and for the shadow page tables.
+    pub fn note_write(&mut self, addr: u64, len: u64) {
+        let end = addr.saturating_add(len.max(1));
+        let mut start = addr;
+        while start < end {
+            let page_end = (start & PAGE_MASK).saturating_add(PAGE_SIZE);
+            self.note_page_write(start..end.min(page_end));
+            start = page_end;
+        }
+    }
+
+    /// [`PhysMem::note_write`] for bytes within one page.
+    fn note_page_write(&mut self, bytes: Range<u64>) {
+        if self.is_table_page(bytes.start) {
             // Untracked at once: the shadow tables drop what depended on the page before
             // their next lookup, and until a walk tracks it again stores may go fast.
-            self.set_page_bit(Bits::Table, addr, false);
-            self.written_tables.push(addr / PAGE_SIZE);
+            self.set_page_bit(Bits::Table, bytes.start, false);
+            self.written_tables.push(bytes.start / PAGE_SIZE);
             self.table_writes += 1;
         }
-        if self.is_code_page(addr) {
-            let page = addr & PAGE_MASK;
-            if !self.dirty_code.contains(&page) {
-                self.dirty_code.push(page);
+        if self.is_code_page(bytes.start) {
+            // A string store or a copy writes runs of adjacent bytes: one range for them.
+            match self.dirty_code.last_mut() {
+                Some(r)
+                    if r.start & PAGE_MASK == bytes.start & PAGE_MASK
+                        && r.start <= bytes.end
+                        && bytes.start <= r.end =>
+                {
+                    r.start = r.start.min(bytes.start);
+                    r.end = r.end.max(bytes.end);
+                }
+                _ => self.dirty_code.push(bytes),
             }
         }
     }
@@ -457,8 +473,9 @@ impl PhysMem {
         }
     }
 
-    /// The code pages written since the last call; their blocks must be invalidated.
-    pub fn take_dirty_code(&mut self) -> Vec<u64> {
+    /// The bytes of code pages written since the last call, each range within one page:
+    /// blocks holding them must be invalidated.
+    pub fn take_code_writes(&mut self) -> Vec<Range<u64>> {
         std::mem::take(&mut self.dirty_code)
     }
 

@@ -37,6 +37,7 @@ mod compile;
 mod region;
 #[cfg(test)]
 mod ret_tests;
+mod smc;
 mod stats;
 #[cfg(test)]
 mod tests;
@@ -209,6 +210,9 @@ pub struct Cache {
     /// Never reallocated: compiled code holds its address.
     fast: Box<[FastEntry]>,
     by_page: HashMap<u64, Vec<BlockId>>,
+    /// Per code page: stores into it that missed all its blocks since its blocks were last
+    /// dropped (see [`Cache::invalidate_written`]).
+    spared: HashMap<u64, u32>,
     arena: CodeArena,
     /// The trampoline lives in an arena of its own that is never reset.
     _tramp_arena: CodeArena,
@@ -313,6 +317,7 @@ impl Cache {
             map: HashMap::new(),
             fast: vec![NO_ENTRY; FAST_SIZE].into_boxed_slice(),
             by_page: HashMap::new(),
+            spared: HashMap::new(),
             arena,
             _tramp_arena: tramp_arena,
             jit,
@@ -675,21 +680,6 @@ impl Cache {
         self.barriers.range(start..end).next().is_some()
     }
 
-    /// Drops every block on physical page `page` (their bytes changed).
-    pub fn invalidate_page(&mut self, page: u64, mem: &mut PhysMem) {
-        let Some(ids) = self.by_page.remove(&page) else {
-            mem.set_code_page(page, false);
-            return;
-        };
-        for id in ids {
-            if self.blocks.get(id as usize).is_some_and(|b| b.is_some()) {
-                self.remove(id, mem);
-                self.stats.invalidated_smc += 1;
-            }
-        }
-        mem.set_code_page(page, false);
-    }
-
     fn remove(&mut self, id: BlockId, mem: &mut PhysMem) {
         let Some(b) = self.blocks[id as usize].take() else {
             return;
@@ -754,6 +744,7 @@ impl Cache {
             mem.set_code_page(*p, false);
         }
         self.by_page.clear();
+        self.spared.clear();
         self.map.clear();
         self.blocks.clear();
         self.free.clear();

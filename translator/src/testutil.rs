@@ -91,8 +91,8 @@ pub fn run_tier(
         let id = cache.lookup(key, &mut cpu, &mut mem);
         run_step(&mut cache, id, &mut cpu, &mut mem);
         if mem.has_dirty_code() {
-            for page in mem.take_dirty_code() {
-                cache.invalidate_page(page, &mut mem);
+            for bytes in mem.take_code_writes() {
+                cache.invalidate_written(bytes, &mut mem);
             }
             cpu.link = 0;
         }

@@ -139,8 +139,8 @@ impl Report {
             (
                 "invalidations",
                 format!(
-                    "{} blocks by stores into code ({} pages), {} arena flushes",
-                    c.invalidated_smc, r.smc_pages, c.flushes
+                    "{} blocks by stores into code ({} pages; {} stores missed every block), {} arena flushes",
+                    c.invalidated_smc, r.smc_pages, c.smc_spared, c.flushes
                 ),
             ),
             (
@@ -227,6 +227,7 @@ impl Report {
             "invalidations": {
                 "smc_blocks": c.invalidated_smc,
                 "smc_pages": r.smc_pages,
+                "smc_spared_stores": c.smc_spared,
                 "flushes": c.flushes,
                 "capacity": { "flushes": c.capacity_flushes, "evicted": c.evicted },
             },

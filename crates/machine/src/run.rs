@@ -70,7 +70,7 @@ pub struct MachineStats {
     pub jit_entries: u64,
     /// Interpreted block runs.
     pub interp_runs: u64,
-    /// Code pages invalidated by guest stores.
+    /// Code pages whose blocks guest stores invalidated.
     pub smc_pages: u64,
     /// Exceptions delivered through the IDT (or the real-mode IVT).
     pub exceptions: u64,
@@ -170,9 +170,10 @@ impl Machine {
         }
         loop {
             if self.mem.has_dirty_code() {
-                for page in self.mem.take_dirty_code() {
-                    self.cache.invalidate_page(page, &mut self.mem);
-                    self.stats.smc_pages += 1;
+                for bytes in self.mem.take_code_writes() {
+                    if self.cache.invalidate_written(bytes, &mut self.mem) {
+                        self.stats.smc_pages += 1;
+                    }
                 }
                 self.cpu.link = 0;
             }

@@ -49,8 +49,27 @@ fn a_store_to_a_code_page_is_reported_and_never_cached_writable() {
     mem.set_code_page(0x2000, true);
     write_linear(&mut cpu, &mut mem, 0x2010, 1, 0x90).unwrap();
     assert_eq!(cpu.smc_pending, 1);
-    assert_eq!(mem.take_dirty_code(), vec![0x2000]);
+    assert_eq!(mem.take_code_writes(), vec![0x2010..0x2011]);
     assert_eq!(cpu.tlb[0][2].write, TlbEntry::INVALID_TAG);
+}
+
+#[test]
+fn code_writes_are_reported_per_page_and_adjacent_ones_merged() {
+    let mut mem = PhysMem::new(0x4000).unwrap();
+    mem.set_code_page(0x1000, true);
+    mem.set_code_page(0x2000, true);
+    // Straddling the two code pages: one range on each.
+    mem.write_phys(0x1ffe, 4, 0);
+    assert_eq!(mem.take_code_writes(), vec![0x1ffe..0x2000, 0x2000..0x2002]);
+    // A run of adjacent stores (a string store) is one range; a distant one is another.
+    for a in 0..8 {
+        mem.write_phys(0x1100 + 2 * a, 2, 0);
+    }
+    mem.write_phys(0x1800, 1, 0);
+    // Stores to a data page are not code writes.
+    mem.write_phys(0x3000, 8, 0);
+    assert_eq!(mem.take_code_writes(), vec![0x1100..0x1110, 0x1800..0x1801]);
+    assert!(!mem.has_dirty_code());
 }
 
 /// Remembers the last write and answers reads with the address.

@@ -54,8 +54,8 @@ fn run(mode: CpuMode, code: &[u8], tier: Tier, arena: usize) -> CpuState {
         let id = cache.lookup(key, &mut cpu, &mut mem);
         crate::testutil::run_step(&mut cache, id, &mut cpu, &mut mem);
         if mem.has_dirty_code() {
-            for page in mem.take_dirty_code() {
-                cache.invalidate_page(page, &mut mem);
+            for bytes in mem.take_code_writes() {
+                cache.invalidate_written(bytes, &mut mem);
             }
             cpu.link = 0;
         }

@@ -34,6 +34,9 @@ pub struct CacheStats {
     pub links_cross_page: u64,
     /// Blocks invalidated because their page was written.
     pub invalidated_smc: u64,
+    /// Stores into code pages that missed every block there, so dropped none
+    /// ([`crate::Cache::invalidate_written`]).
+    pub smc_spared: u64,
     /// Page-crossing blocks dropped because their second page now maps elsewhere.
     pub invalidated_remap: u64,
     /// Code-arena flushes: the arena was full, so every block's compiled code was dropped
