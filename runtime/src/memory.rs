@@ -23,7 +23,9 @@ use crate::exception::{Exception, Fault};
 use crate::paging::{permits, walk_traced, Access, PagingMode, Translation, WalkRegs};
 use crate::state::CpuState;
 
+mod bulk;
 mod tlb;
+pub use bulk::{rep_bulk, BulkOp};
 pub(crate) use tlb::flush_victims;
 pub use tlb::{
     tlb_fetch_addend, tlb_flush_page, tlb_index, tlb_protect_phys, TlbEntry, TlbVictims,
@@ -774,6 +776,25 @@ pub unsafe extern "C" fn store_slow(cpu: *mut CpuState, linear: u64, size: u64, 
     if let Err(f) = write_data(cpu, mem, linear, size as u32, value) {
         cpu.raise(f, linear);
     }
+}
+
+/// [`rep_bulk`] for generated code: `code` is [`BulkOp::code`]. Returns the iterations done.
+///
+/// # Safety
+/// As for [`load_slow`].
+pub unsafe extern "C" fn rep_bulk_slow(
+    cpu: *mut CpuState,
+    dst: u64,
+    src_or_value: u64,
+    count: u64,
+    code: u64,
+) -> u64 {
+    // SAFETY: as in `load_slow`.
+    let cpu = unsafe { &mut *cpu };
+    // SAFETY: as in `load_slow`; the helper is the only user of `mem` while it runs.
+    let mem = unsafe { &mut *cpu.mem };
+    let (op, size) = BulkOp::from_code(code);
+    rep_bulk(cpu, mem, op, size, dst, src_or_value, count)
 }
 
 /// The permissions `/proc/self/maps` shows for the host mapping that holds `addr` (such as

@@ -303,6 +303,10 @@ pub struct CpuState {
     /// Set by the store slow path when a store hit a page holding translated code; the block
     /// stops after the current instruction so the run loop can invalidate that code first.
     pub smc_pending: u32,
+    /// REP string instructions do one iteration per run, never a run of them in bulk
+    /// (`crate::memory::rep_bulk`): set while a debugger or the lockstep comparison with
+    /// QEMU steps one instruction, where each iteration is a step, as under TF.
+    pub rep_one_at_a_time: bool,
     /// Non-zero while the board has a maskable interrupt waiting (set by the run loop before
     /// it enters generated code, which cannot see devices): an STI in generated code that
     /// enables interrupts then returns to the run loop so it can be delivered.
@@ -475,6 +479,7 @@ impl CpuState {
             budget: 0,
             fault: PendingFault::default(),
             smc_pending: 0,
+            rep_one_at_a_time: false,
             irq_pending: 0,
             sti_shadow: 0,
             link: 0,
@@ -633,6 +638,7 @@ impl Clone for CpuState {
             budget: self.budget,
             fault: self.fault,
             smc_pending: self.smc_pending,
+            rep_one_at_a_time: self.rep_one_at_a_time,
             irq_pending: self.irq_pending,
             sti_shadow: self.sti_shadow,
             link: self.link,

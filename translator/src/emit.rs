@@ -15,6 +15,7 @@
 //! accesses and fault checks of an instruction happen before its first register or flags
 //! write**, so a fault leaves the instruction without effect.
 
+use crane86_runtime::memory::BulkOp;
 use crane86_runtime::{CcOp, CpuMode, Fault, SegReg};
 
 /// An instruction stopped early because it raised a fault (already recorded by the back end).
@@ -250,6 +251,19 @@ pub trait Emit: Arith {
     fn load(&mut self, linear: Self::V, size: u32) -> R<Self::V>;
     /// Writes `size` bytes at a linear address.
     fn store(&mut self, linear: Self::V, size: u32, v: Self::V) -> R<()>;
+
+    /// Does up to `count` iterations of a REP STOS or MOVS at once, forward, from linear
+    /// `dst` (and source `src_or_value`, or the value to store): those within one page of
+    /// each that the TLB already maps ([`crane86_runtime::memory::rep_bulk`]). Returns how
+    /// many, 0 when none; changes memory only, never faults.
+    fn rep_bulk(
+        &mut self,
+        op: BulkOp,
+        size: u32,
+        dst: Self::V,
+        src_or_value: Self::V,
+        count: Self::V,
+    ) -> Self::V;
 
     /// Reads one 64-bit half (0 low, 1 high) of XMM register `r`.
     fn xmm(&mut self, r: usize, half: usize) -> Self::V;

@@ -4,7 +4,7 @@
 //! runtime-class instructions (which need the machine), and the oracle the JIT is tested
 //! against. It shares every line of instruction semantics with the JIT.
 
-use crane86_runtime::memory::{read_data, write_data};
+use crane86_runtime::memory::{read_data, rep_bulk, write_data, BulkOp};
 use crane86_runtime::state::CR4_TSD;
 use crane86_runtime::{CcOp, CpuState, Exception, Fault, LazyFlags, PhysMem, PortIo, SegReg};
 
@@ -241,6 +241,10 @@ impl Emit for Interp<'_> {
             self.cpu.raise(f, linear);
             Stop
         })
+    }
+
+    fn rep_bulk(&mut self, op: BulkOp, size: u32, dst: u64, src_or_value: u64, count: u64) -> u64 {
+        rep_bulk(self.cpu, self.mem, op, size, dst, src_or_value, count)
     }
 
     fn store(&mut self, linear: u64, size: u32, v: u64) -> R<()> {

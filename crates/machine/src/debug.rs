@@ -23,8 +23,9 @@ use crane86_translator::decode::DecodedBlock;
 use crate::{Machine, MachineError, RunEnd};
 
 impl Machine {
-    /// Executes one guest instruction in the interpreter, or delivers the exception that
-    /// is pending. Returns [`RunEnd::Limit`] when the step completed and the machine can go
+    /// Executes one guest instruction in the interpreter (one iteration of a REP string
+    /// instruction, as a single step under TF does), or delivers the exception that is
+    /// pending. Returns [`RunEnd::Limit`] when the step completed and the machine can go
     /// on, or how the run ended (HLT with [`crate::DebugControl::halt_stops`], a triple
     /// fault, isa-debug-exit...). [`Breakpoints`] do not stop a step: it runs the
     /// instruction a breakpoint stopped the run before.
@@ -32,7 +33,9 @@ impl Machine {
         let saved = self.debug.interpret_only;
         let breakpoints = std::mem::take(&mut self.breakpoints);
         self.debug.interpret_only = true;
+        self.cpu.rep_one_at_a_time = true;
         let end = self.run(Some(1));
+        self.cpu.rep_one_at_a_time = false;
         self.debug.interpret_only = saved;
         self.breakpoints = breakpoints;
         end

@@ -8,7 +8,7 @@ use cranelift_codegen::ir::{
 use cranelift_codegen::isa::CallConv;
 use cranelift_frontend::{FunctionBuilder, Variable};
 
-use crane86_runtime::memory::TlbEntry;
+use crane86_runtime::memory::{BulkOp, TlbEntry};
 use crane86_runtime::{CcOp, Fault, SegReg};
 
 use super::shims::Helper;
@@ -604,6 +604,22 @@ impl Emit for JitEmitter<'_, '_> {
         self.b.seal_block(merge);
         self.b.switch_to_block(merge);
         Ok(())
+    }
+
+    fn rep_bulk(
+        &mut self,
+        op: BulkOp,
+        size: u32,
+        dst: Value,
+        src_or_value: Value,
+        count: Value,
+    ) -> Value {
+        let code = self.iconst(op.code(size));
+        // It returns a value (`Helper::returns`); none would mean no iterations done.
+        match self.call_helper(Helper::RepBulk, &[dst, src_or_value, count, code]) {
+            Some(done) => done,
+            None => self.iconst(0),
+        }
     }
 
     fn xmm(&mut self, r: usize, half: usize) -> Value {

@@ -37,22 +37,25 @@ pub enum Helper {
     JumpLookup,
     /// [`super::helpers::run_runtime`]`(cpu, block) -> status`.
     RunRuntime,
+    /// `crane86_runtime::memory::rep_bulk_slow(cpu, dst, src or value, count, op) -> done`.
+    RepBulk,
 }
 
 impl Helper {
     /// Every helper, in the order of [`Shims::addr`].
-    pub const ALL: [Helper; 6] = [
+    pub const ALL: [Helper; 7] = [
         Helper::LoadSlow,
         Helper::StoreSlow,
         Helper::Eflags,
         Helper::DivWide,
         Helper::JumpLookup,
         Helper::RunRuntime,
+        Helper::RepBulk,
     ];
 
     /// The helper's own address.
     pub fn function(self) -> u64 {
-        use crane86_runtime::memory::{load_slow, store_slow};
+        use crane86_runtime::memory::{load_slow, rep_bulk_slow, store_slow};
         let f = match self {
             Helper::LoadSlow => load_slow as *const (),
             Helper::StoreSlow => store_slow as *const (),
@@ -60,6 +63,7 @@ impl Helper {
             Helper::DivWide => super::helpers::div_wide_helper as *const (),
             Helper::JumpLookup => super::helpers::jump_lookup as *const (),
             Helper::RunRuntime => super::helpers::run_runtime as *const (),
+            Helper::RepBulk => rep_bulk_slow as *const (),
         };
         f as usize as u64
     }
@@ -70,7 +74,7 @@ impl Helper {
             Helper::RunRuntime => 1,
             Helper::LoadSlow => 2,
             Helper::StoreSlow => 3,
-            Helper::Eflags | Helper::DivWide | Helper::JumpLookup => 4,
+            Helper::Eflags | Helper::DivWide | Helper::JumpLookup | Helper::RepBulk => 4,
         }
     }
 
