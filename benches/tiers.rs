@@ -177,6 +177,7 @@ fn translate(c: &mut Criterion) {
             verify: false,
             background: false,
             count_chains: true,
+            tiered: false,
         })
         .unwrap();
         grp.bench_function(name, |b| {

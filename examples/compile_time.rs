@@ -38,6 +38,7 @@ fn main() {
             verify: false,
             background: false,
             count_chains: true,
+            tiered: false,
         })
         .unwrap();
         let t0 = Instant::now();

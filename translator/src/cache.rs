@@ -41,6 +41,8 @@ mod smc;
 mod stats;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tier_tests;
 pub use stats::CacheStats;
 
 /// Which back end runs blocks.
@@ -98,6 +100,9 @@ pub struct Block {
     in_region: bool,
     /// Compiled code, once it exists.
     pub code: Option<*const u8>,
+    /// That code is quick code, which counts its runs to be compiled again optimised
+    /// ([`crate::jit::ChainSlots::tier_up`]).
+    quick: bool,
     /// The chain slots (two for direct exits, one for the return after a near CALL) that
     /// generated code reads; boxed so their address is stable.
     slots: Box<SlotWords>,
@@ -223,6 +228,8 @@ pub struct Cache {
     worker: Option<CompileWorker>,
     /// [`JitOptions::count_chains`].
     count_chains: bool,
+    /// [`JitOptions::tiered`] (with `optimize`).
+    tiered: bool,
     /// The helper shims, in the trampoline's arena.
     shims: Shims,
     /// The serial number of the next block.
@@ -332,6 +339,7 @@ impl Cache {
             block_budget: arena_bytes.max(MIN_BLOCK_BUDGET),
             stats: CacheStats::default(),
             count_chains: opts.count_chains,
+            tiered: opts.tiered && opts.optimize,
             shims,
         })
     }
@@ -522,6 +530,7 @@ impl Cache {
             queued: false,
             heat: None,
             in_region: false,
+            quick: false,
             code: None,
             slots: Box::new(fresh_slots()),
             runtime: None,

@@ -81,6 +81,7 @@ pub fn run_tier(
         verify: true,
         background: false,
         count_chains: true,
+        tiered: false,
     };
     let mut cache = Cache::new(tier, 1 << 22, opts).unwrap();
     let mut steps = 0;

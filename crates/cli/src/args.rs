@@ -135,6 +135,9 @@ pub enum JitOptArg {
     None,
     /// Cranelift's e-graph optimiser: better code, slower compiles.
     Speed,
+    /// No optimisation first, the optimiser for blocks that then run 2000 times more
+    /// (loops spanning several blocks are optimised at once).
+    Tiered,
 }
 
 /// Format of the statistics report.
@@ -201,7 +204,7 @@ pub struct RunArgs {
     #[arg(long, default_value_t = crane86_machine::DEFAULT_JIT_THRESHOLD)]
     pub jit_threshold: u32,
     /// Cranelift optimisation level for compiled blocks.
-    #[arg(long, value_enum, default_value = "speed")]
+    #[arg(long, value_enum, default_value = "tiered")]
     pub jit_opt: JitOptArg,
     /// Where `--tier auto` compiles hot blocks: on a background thread while the vCPU keeps
     /// interpreting them, or on the vCPU thread (repeatable tier split, slower).

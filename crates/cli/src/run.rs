@@ -322,7 +322,8 @@ pub fn run_boot(args: &RunArgs, boot: &Boot) -> Result<Outcome> {
         tier: tier(args.tier, args.jit_threshold),
         code_arena_bytes: args.code_cache_mib << 20,
         jit: JitOptions {
-            optimize: args.jit_opt == JitOptArg::Speed,
+            optimize: args.jit_opt != JitOptArg::None,
+            tiered: args.jit_opt == JitOptArg::Tiered,
             // A background compile changes when a block switches tier, and a compiled
             // block runs whole where the interpreter stops at the next timer deadline.
             background: args.jit_compile == JitCompileArg::Background && !args.deterministic,

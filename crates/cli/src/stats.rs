@@ -109,11 +109,12 @@ impl Report {
             (
                 "blocks compiled",
                 format!(
-                    "{} ({} guest insns, {:.3} ms, {:.2} us/guest insn)",
+                    "{} ({} guest insns, {:.3} ms, {:.2} us/guest insn; {} again optimised)",
                     c.blocks_compiled,
                     c.insns_compiled,
                     ms(c.compile_time),
-                    self.us_per_compiled_insn()
+                    self.us_per_compiled_insn(),
+                    c.recompiled
                 ),
             ),
             (
@@ -219,7 +220,7 @@ impl Report {
             "insns": { "interp": r.insns_interp, "jit": r.insns_jit, "total": self.total_insns() },
             "wall_s": self.wall.as_secs_f64(),
             "mips": self.mips(),
-            "blocks": { "decoded": c.blocks_decoded, "compiled": c.blocks_compiled, "insns_compiled": c.insns_compiled },
+            "blocks": { "decoded": c.blocks_decoded, "compiled": c.blocks_compiled, "recompiled_optimised": c.recompiled, "insns_compiled": c.insns_compiled },
             "compile": { "ms": c.compile_time.as_secs_f64() * 1e3, "us_per_guest_insn": self.us_per_compiled_insn() },
             "decode_ms": c.decode_time.as_secs_f64() * 1e3,
             "lookups": { "total": c.lookups, "fast_hits": c.fast_hits, "map_hits": c.map_hits, "misses": c.misses },

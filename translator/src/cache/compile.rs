@@ -9,7 +9,7 @@ use super::{fast_index, BlockId, Cache, CacheError, CompileWorker, Done, Job, MA
 use crate::decode::DecodedBlock;
 use crate::jit::worker::CANCELLED;
 use crate::jit::JitError;
-use crate::jit::{slot_token, ChainSlots};
+use crate::jit::{slot_token, ChainSlots, TIER_UP_RUNS, TIER_UP_WORD};
 use crane86_runtime::CpuState;
 
 impl Cache {
@@ -26,6 +26,11 @@ impl Cache {
             return Ok(false);
         }
         if b.code.is_some() {
+            if b.quick && b.slots[TIER_UP_WORD] as i64 <= 0 && !b.queued {
+                // Quick code that has run its count: compile it again optimised, and run
+                // the quick code meanwhile.
+                self.start_compile(id, true)?;
+            }
             return Ok(true);
         }
         b.decoded.cc_hint = Some(entry_cc);
@@ -37,7 +42,7 @@ impl Cache {
         if !tier.hot(b.runs) {
             return Ok(false);
         }
-        self.start_compile(id)
+        self.start_compile(id, false)
     }
 
     /// Counts a run of block `id`, one runtime-class instruction that the run loop is about
@@ -71,12 +76,13 @@ impl Cache {
         if b.runtime.is_none() {
             b.runtime = Some(Box::new(b.decoded.clone()));
         }
-        self.start_compile(id).map(|_| ())
+        self.start_compile(id, false).map(|_| ())
     }
 
-    /// Compiles hot block `id`: queues it for the background compiler (`false`: it has no
-    /// code yet) or compiles it here (`true`).
-    fn start_compile(&mut self, id: BlockId) -> Result<bool, CacheError> {
+    /// Compiles hot block `id` (`upgrade`: again, optimised, it has quick code): queues it
+    /// for the background compiler (`false`: it has no new code yet) or compiles it here
+    /// (`true`).
+    fn start_compile(&mut self, id: BlockId, upgrade: bool) -> Result<bool, CacheError> {
         let b = self.block(id);
         let (queued, serial) = (b.queued, b.serial);
         if let Some(w) = &self.worker {
@@ -92,27 +98,44 @@ impl Cache {
                 return Ok(false);
             }
             if w.in_flight() >= MAX_IN_FLIGHT {
+                if upgrade {
+                    // Try again after as many runs more.
+                    self.block_mut(id).slots[TIER_UP_WORD] = TIER_UP_RUNS;
+                }
                 return Ok(false);
             }
             let blocks = self.region(id);
+            let quick = self.compiles_quick(id, &blocks, upgrade);
             let heat = Arc::new(AtomicU32::new(0));
             let job = Job {
                 id,
                 serial,
                 blocks,
-                chain: self.chain_slots(id),
+                chain: self.chain_slots(id, quick),
                 heat: heat.clone(),
             };
             if self.worker.as_mut().is_some_and(|w| w.submit(job)) {
                 let b = self.block_mut(id);
                 b.queued = true;
                 b.heat = Some(heat);
+                b.slots[TIER_UP_WORD] = tier_up_start(quick);
                 return Ok(false);
             }
             // The worker is gone (it panicked): compile here from now on.
             self.worker = None;
         }
-        self.compile(id).map(|_| true)
+        self.compile(id, upgrade).map(|_| true)
+    }
+
+    /// Whether block `id`, to be compiled as `blocks`, gets quick code first
+    /// ([`JitOptions::tiered`](crate::jit::JitOptions::tiered)): not a loop (a region, or a
+    /// block that branches to itself, which runs within its code and so counts only its
+    /// entries: loops are worth optimising at once), not a runtime-class block (the run loop
+    /// interprets those, so it would never see their count run out), not a recompile.
+    fn compiles_quick(&self, id: BlockId, blocks: &[DecodedBlock], upgrade: bool) -> bool {
+        let b = self.block(id);
+        let self_loop = super::region::successors(&b.decoded).any(|t| t == b.start_ip());
+        self.tiered && !upgrade && blocks.len() == 1 && !self_loop && !b.decoded.is_runtime()
     }
 
     /// Installs the blocks the background compiler has finished since the last call (the
@@ -130,13 +153,14 @@ impl Cache {
             .blocks
             .get(d.id as usize)
             .and_then(Option::as_ref)
-            .is_some_and(|b| b.serial == d.serial && b.code.is_none());
+            .is_some_and(|b| b.serial == d.serial && b.queued);
         if !live {
             // The block was dropped (its page written, the cache flushed) meanwhile.
             return Ok(());
         }
         let b = self.block_mut(d.id);
         b.queued = false;
+        let quick = d.quick;
         b.heat = None;
         if matches!(d.result, Err(JitError::Cancelled)) {
             // Only a block dropped meanwhile is cancelled, and that one is not live; stay
@@ -147,12 +171,13 @@ impl Cache {
             // Made before a debugger set a breakpoint, which a region could run past.
             return Ok(());
         }
-        self.place(d.id, &d.result?)?;
+        self.place(d.id, &d.result?, quick)?;
         Ok(())
     }
 
-    /// The chain slots and lookup table the code of block `id` uses.
-    fn chain_slots(&self, id: BlockId) -> ChainSlots {
+    /// The chain slots and lookup table the code of block `id` uses; `quick`: the code
+    /// counts its runs in the block's tier-up word.
+    fn chain_slots(&self, id: BlockId, quick: bool) -> ChainSlots {
         let b = self.block(id);
         let base = b.slots.as_ptr() as u64;
         ChainSlots {
@@ -167,20 +192,30 @@ impl Cache {
                 .runtime
                 .as_deref()
                 .map_or(0, |r| r as *const DecodedBlock as u64),
+            tier_up: if quick {
+                base + 8 * TIER_UP_WORD as u64
+            } else {
+                0
+            },
         }
     }
 
-    fn compile(&mut self, id: BlockId) -> Result<*const u8, CacheError> {
+    fn compile(&mut self, id: BlockId, upgrade: bool) -> Result<*const u8, CacheError> {
         let t0 = Instant::now();
-        let slots = self.chain_slots(id);
         let blocks = self.region(id);
+        let quick = self.compiles_quick(id, &blocks, upgrade);
+        let slots = self.chain_slots(id, quick);
+        self.block_mut(id).slots[TIER_UP_WORD] = tier_up_start(quick);
         let bytes = self.jit.compile_region(&blocks, slots)?;
         self.stats.compile_time += t0.elapsed();
-        self.place(id, &bytes)
+        self.place(id, &bytes, quick)
     }
 
-    /// Copies block `id`'s machine code into the arena and makes it the block's code.
-    fn place(&mut self, id: BlockId, bytes: &[u8]) -> Result<*const u8, CacheError> {
+    /// Copies block `id`'s machine code into the arena and makes it the block's code
+    /// (`quick`: code that counts its runs). Code that replaces the block's quick code takes
+    /// over the links into the block; the old code stays in the arena unused until the arena
+    /// is reset.
+    fn place(&mut self, id: BlockId, bytes: &[u8], quick: bool) -> Result<*const u8, CacheError> {
         let ptr = match self.arena.alloc(bytes) {
             Some(p) => p,
             None => {
@@ -196,11 +231,34 @@ impl Cache {
         self.stats.code_bytes += bytes.len() as u64;
         let key = self.block(id).key;
         self.record_perf_map(ptr, bytes.len(), key);
-        self.block_mut(id).code = Some(ptr);
+        let b = self.block_mut(id);
+        let replaced = b.code.replace(ptr).is_some();
+        b.quick = quick;
+        if replaced {
+            self.stats.recompiled += 1;
+            for (src, slot) in self.block(id).incoming.clone() {
+                if let Some(Some(s)) = self.blocks.get_mut(src as usize) {
+                    s.slots[slot as usize] = ptr as u64;
+                }
+            }
+            // Return predictions may lead to the old code through a return slot.
+            self.new_epoch();
+        }
         let fi = fast_index(key);
         if self.fast[fi].key == key {
             self.fast[fi] = self.fast_entry(id);
         }
         Ok(ptr)
+    }
+}
+
+/// The tier-up counter for new code: its run count when `quick`, else a count that never
+/// runs out (quick code still running while its optimised successor compiles must not come
+/// back to the run loop at every run).
+fn tier_up_start(quick: bool) -> u64 {
+    if quick {
+        TIER_UP_RUNS
+    } else {
+        i64::MAX as u64
     }
 }

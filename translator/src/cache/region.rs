@@ -15,7 +15,7 @@ const MAX_REGION_INSNS: usize = 128;
 /// jump or conditional branch (LOOP and JCXZ included), its fall-through after a conditional
 /// branch, and the next instruction when it only ended at the length cap. Calls, returns and
 /// instructions that end a block for the run loop's sake (STI, ...) give none.
-fn successors(b: &DecodedBlock) -> impl Iterator<Item = u64> {
+pub(super) fn successors(b: &DecodedBlock) -> impl Iterator<Item = u64> {
     use iced_x86::{FlowControl, OpKind};
     let mut out = [None, None];
     if let Some(last) = b.insns.last().filter(|d| !d.runtime) {

@@ -41,6 +41,7 @@ fn run(mode: CpuMode, code: &[u8], tier: Tier, arena: usize) -> CpuState {
         verify: true,
         background: false,
         count_chains: true,
+        tiered: false,
     };
     let mut cache = Cache::new(tier, arena, opts).unwrap();
     let mut steps = 0u64;

@@ -32,6 +32,9 @@ pub struct CacheStats {
     pub links: u64,
     /// Of those, exits to another linear page under paging, taken while the TLB agrees.
     pub links_cross_page: u64,
+    /// Blocks compiled again optimised after their quick code ran its count
+    /// ([`crate::jit::JitOptions::tiered`]); also counted in `blocks_compiled`.
+    pub recompiled: u64,
     /// Blocks invalidated because their page was written.
     pub invalidated_smc: u64,
     /// Stores into code pages that missed every block there, so dropped none

@@ -45,6 +45,7 @@ fn run_chain(tier: Tier, background: bool) -> (CpuState, CacheStats, usize, usiz
         verify: true,
         background,
         count_chains: true,
+        tiered: false,
     };
     let mut cache = Cache::new(tier, 64 << 10, opts).unwrap();
     let mut most = 0;

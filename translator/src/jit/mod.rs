@@ -19,7 +19,10 @@ pub mod worker;
 
 use std::mem::offset_of;
 
-use cranelift_codegen::ir::{types, AbiParam, InstBuilder, MemFlagsData, Signature, UserFuncName};
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{
+    types, AbiParam, InstBuilder, MemFlagsData, Signature, UserFuncName, Value,
+};
 use cranelift_codegen::isa::{CallConv, OwnedTargetIsa};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_codegen::{control::ControlPlane, Context};
@@ -76,6 +79,12 @@ pub struct ChainSlots {
     /// of it, which [`helpers::run_runtime`] interprets (0: such a block returns to the run
     /// loop instead).
     pub runtime: u64,
+    /// Compile quickly (Cranelift's `opt_level=none`) and count runs: the address of the
+    /// block's tier-up counter ([`TIER_UP_WORD`] of its [`SlotWords`]), which the code
+    /// decrements on entry, returning to the run loop before its first instruction once it
+    /// reaches zero so that the cache can compile it again optimised. 0: optimised code
+    /// that counts nothing.
+    pub tier_up: u64,
 }
 
 /// A block's chain slots as its generated code reads them: words 0 to 2 hold the code of each
@@ -87,7 +96,11 @@ pub struct ChainSlots {
 /// holds that same addend, which proves the page maps to the same physical page as when the
 /// target was translated, in whatever address space the exit runs. Addends are page-aligned
 /// (host and linear pages both are), so the two markers never match one.
-pub type SlotWords = [u64; 6];
+/// Word 6 is the tier-up counter of quickly compiled code ([`ChainSlots::tier_up`]).
+pub type SlotWords = [u64; 7];
+
+/// The word of [`SlotWords`] that counts down the runs of quickly compiled code.
+pub const TIER_UP_WORD: usize = 6;
 
 /// The slot of [`SlotWords`] that serves a block's near CALL: linked to the block after the
 /// CALL (its continuation), read by the RET that returns there through the vCPU's return
@@ -105,7 +118,15 @@ pub const ADDEND_REFUSED: u64 = 3;
 
 /// Fresh chain slots: no exit linked.
 pub const fn fresh_slots() -> SlotWords {
-    [0, 0, 0, ADDEND_UNLINKED, ADDEND_UNLINKED, ADDEND_UNLINKED]
+    [
+        0,
+        0,
+        0,
+        ADDEND_UNLINKED,
+        ADDEND_UNLINKED,
+        ADDEND_UNLINKED,
+        0,
+    ]
 }
 
 /// The byte offset of an exit's addend word from its code word in [`SlotWords`].
@@ -137,6 +158,7 @@ impl ChainSlots {
             count: true,
             shims: shims::Shims::default(),
             runtime: 0,
+            tier_up: 0,
         }
     }
 }
@@ -155,7 +177,15 @@ pub struct JitOptions {
     /// Count every chained transfer between compiled blocks in `CpuState::chained` (a
     /// read-modify-write per transfer: on for `--stats`, off otherwise).
     pub count_chains: bool,
+    /// With `optimize`: compile a block that is not a region quickly first
+    /// ([`ChainSlots::tier_up`]) and optimised once it has run [`TIER_UP_RUNS`] times more.
+    /// Cranelift's optimiser costs about as much compile time as it saves on code that runs a
+    /// few hundred times, and the Linux boot compiles 11 k such blocks.
+    pub tiered: bool,
 }
+
+/// Runs of quickly compiled code before it is compiled again optimised.
+pub const TIER_UP_RUNS: u64 = 2000;
 
 impl Default for JitOptions {
     fn default() -> Self {
@@ -164,6 +194,7 @@ impl Default for JitOptions {
             verify: cfg!(debug_assertions),
             background: false,
             count_chains: true,
+            tiered: false,
         }
     }
 }
@@ -171,6 +202,8 @@ impl Default for JitOptions {
 /// The Cranelift compiler with its reusable contexts.
 pub struct Jit {
     isa: OwnedTargetIsa,
+    /// The same with `opt_level=none`, for [`ChainSlots::tier_up`] code.
+    isa_quick: OwnedTargetIsa,
     ctx: Context,
     fctx: FunctionBuilderContext,
 }
@@ -239,12 +272,17 @@ impl Jit {
         if let Ok(v) = std::env::var("CRANE86_REGALLOC") {
             set(&mut fb, "regalloc_algorithm", &v)?;
         }
-        let isa = cranelift_native::builder()
-            .map_err(|e| JitError::Isa(e.to_string()))?
-            .finish(settings::Flags::new(fb))
-            .map_err(|e| JitError::Isa(e.to_string()))?;
+        let mut quick = fb.clone();
+        set(&mut quick, "opt_level", "none")?;
+        let build = |fb: settings::Builder| {
+            cranelift_native::builder()
+                .map_err(|e| JitError::Isa(e.to_string()))?
+                .finish(settings::Flags::new(fb))
+                .map_err(|e| JitError::Isa(e.to_string()))
+        };
         Ok(Jit {
-            isa,
+            isa: build(fb)?,
+            isa_quick: build(quick)?,
             ctx: Context::new(),
             fctx: FunctionBuilderContext::new(),
         })
@@ -261,7 +299,7 @@ impl Jit {
         s
     }
 
-    fn finish(&mut self, blocks: &[DecodedBlock]) -> Result<Vec<u8>, JitError> {
+    fn finish(&mut self, blocks: &[DecodedBlock], quick: bool) -> Result<Vec<u8>, JitError> {
         if tracing::enabled!(target: "crane86::ir", tracing::Level::TRACE) {
             let guest: Vec<String> = blocks
                 .iter()
@@ -272,9 +310,10 @@ impl Jit {
         }
         let asm = tracing::enabled!(target: "crane86::asm", tracing::Level::TRACE);
         self.ctx.set_disasm(asm);
+        let isa = if quick { &self.isa_quick } else { &self.isa };
         let code = self
             .ctx
-            .compile(&*self.isa, &mut ControlPlane::default())
+            .compile(&**isa, &mut ControlPlane::default())
             .map_err(|e| JitError::Compile(format!("{:?}", e.inner)))?;
         if let Some(text) = code.vcode.as_ref().filter(|_| asm) {
             tracing::trace!(target: "crane86::asm", "host code:\n{text}");
@@ -306,7 +345,7 @@ impl Jit {
         let r = b.inst_results(call)[0];
         b.ins().return_(&[r]);
         b.finalize(self.isa.frontend_config());
-        self.finish(&[])
+        self.finish(&[], false)
     }
 
     /// Compiles one decoded block to machine code.
@@ -338,11 +377,42 @@ impl Jit {
         let mut b = FunctionBuilder::new(&mut self.ctx.func, &mut self.fctx);
         let params = enter_function(&mut b);
         let (cpu, budget) = (params[0], params[1]);
+        let quick = chain.tier_up != 0;
+        if quick {
+            let start = blocks[0].insns.first().map_or(0, |d| d.insn.ip());
+            count_run(&mut b, chain.tier_up, cpu, budget, start);
+        }
         let mut em = JitEmitter::new(&mut b, cpu, budget, ctx, bsig, host_cc, chain);
         em.translate(blocks);
         b.finalize(fc);
-        self.finish(blocks)
+        self.finish(blocks, quick)
     }
+}
+
+/// The entry of quickly compiled code: decrements the tier-up counter at `counter` and, once
+/// it reaches zero, returns to the run loop at `start` (the block's first instruction, none
+/// retired) for the cache to compile the block again ([`ChainSlots::tier_up`]).
+fn count_run(b: &mut FunctionBuilder, counter: u64, cpu: Value, budget: Value, start: u64) {
+    let addr = b.ins().iconst(types::I64, counter as i64);
+    let n = b.ins().load(types::I64, state_flags(), addr, 0);
+    let n = b.ins().iadd_imm_s(n, -1);
+    b.ins().store(state_flags(), n, addr, 0);
+    let hot = b.ins().icmp_imm_s(IntCC::SignedLessThanOrEqual, n, 0);
+    let exit = b.create_block();
+    let go_on = b.create_block();
+    b.ins().brif(hot, exit, &[], go_on, &[]);
+    b.seal_block(exit);
+    b.seal_block(go_on);
+    b.set_cold_block(exit);
+    b.switch_to_block(exit);
+    let rip = b.ins().iconst(types::I64, start as i64);
+    b.ins().store(state_flags(), rip, cpu, off::RIP);
+    let none = b.ins().iconst(types::I64, 0);
+    b.ins().store(state_flags(), none, cpu, off::LINK);
+    b.ins().store(state_flags(), budget, cpu, off::BUDGET);
+    let code = b.ins().iconst(types::I64, EXIT_NEXT);
+    b.ins().return_(&[code]);
+    b.switch_to_block(go_on);
 }
 
 /// Starts a function in `b`: its entry block, with the function's parameters as block

@@ -63,6 +63,8 @@ pub struct Done {
     pub time: Duration,
     /// It was a region of several blocks.
     pub region: bool,
+    /// It is quick code ([`super::ChainSlots::tier_up`]).
+    pub quick: bool,
 }
 
 /// Jobs waiting for the worker, newest last.
@@ -141,6 +143,7 @@ impl CompileWorker {
                     result,
                     time: t0.elapsed(),
                     region: job.blocks.len() > 1,
+                    quick: job.chain.tier_up != 0,
                 };
                 if done_tx.send(d).is_err() {
                     return;
@@ -234,6 +237,7 @@ mod tests {
             count: false,
             shims: Default::default(),
             runtime: 0,
+            tier_up: 0,
         };
         for (id, heat) in [(1, CANCELLED), (2, 0)] {
             let job = Job {

@@ -1,0 +1,105 @@
+//! Tiered compilation ([`crate::jit::JitOptions::tiered`]): quick code counts its runs, is
+//! compiled again optimised, and the new code takes over the links into the block.
+
+use crane86_runtime::{BlockKey, CpuMode, CpuState, PhysMem};
+
+use super::{Cache, CacheStats, Tier};
+use crate::jit::{JitOptions, TIER_UP_RUNS, TIER_UP_WORD};
+
+const START: u64 = 0x1000;
+const CALLS: u32 = 3 * TIER_UP_RUNS as u32;
+
+/// 32-bit code: `START: call F; dec ecx; jnz START; hlt` and `F: add ebx, 1; ret`. Three
+/// blocks that loop through one another without forming a region (calls and returns end
+/// region candidates), each run `CALLS` times. Returns the code and the HLT's address.
+fn calls() -> (Vec<u8>, u64) {
+    let mut code = vec![0xe8, 0x10, 0, 0, 0]; // call START + 0x15
+    code.extend_from_slice(&[0x49, 0x75, 0xf8]); // dec ecx; jnz START
+    let hlt = START + code.len() as u64;
+    code.push(0xf4);
+    code.resize(0x15, 0xcc);
+    code.extend_from_slice(&[0x83, 0xc3, 0x01, 0xc3]); // add ebx, 1; ret
+    (code, hlt)
+}
+
+/// Every link into a block with code leads to its current code.
+fn links_lead_to_current_code(cache: &Cache) -> bool {
+    cache.blocks.iter().flatten().all(|b| {
+        b.code.is_none_or(|code| {
+            b.incoming.iter().all(|&(src, slot)| {
+                cache.blocks[src as usize]
+                    .as_ref()
+                    .is_some_and(|s| s.slots[slot as usize] == code as u64)
+            })
+        })
+    })
+}
+
+/// Runs [`calls`] as the run loop does; returns the CPU and the statistics.
+fn run(tier: Tier, opts: JitOptions) -> (CpuState, CacheStats) {
+    let (code, hlt) = calls();
+    let mut mem = PhysMem::new(1 << 20).unwrap();
+    mem.load(START, &code).unwrap();
+    let mut cpu = CpuState::new(CpuMode::Prot32);
+    cpu.rip = START;
+    cpu.gpr[1] = u64::from(CALLS);
+    cpu.gpr[4] = 0xf000;
+    let mut cache = Cache::new(tier, 1 << 22, opts).unwrap();
+    let mut steps = 0u64;
+    while cpu.rip != hlt {
+        steps += 1;
+        assert!(steps < 1_000_000, "{tier:?}: the loop does not finish");
+        assert_eq!(cpu.fault.pending, 0, "{tier:?}: fault at {:#x}", cpu.rip);
+        cache.collect_compiled().unwrap();
+        let key = BlockKey::new(cpu.rip, &cpu);
+        let id = cache.lookup(key, &mut cpu, &mut mem);
+        crate::testutil::run_step(&mut cache, id, &mut cpu, &mut mem);
+        assert!(links_lead_to_current_code(&cache), "{tier:?}: a stale link");
+    }
+    for b in cache.blocks.iter().flatten().filter(|b| b.code.is_some()) {
+        if b.quick {
+            // Quick code left: it has not run its count since it was compiled.
+            assert!(
+                b.slots[TIER_UP_WORD] as i64 > 0,
+                "{tier:?}: {:#x}",
+                b.start_ip()
+            );
+        }
+    }
+    (cpu, cache.stats.clone())
+}
+
+fn opts(tiered: bool, background: bool) -> JitOptions {
+    JitOptions {
+        optimize: true,
+        verify: true,
+        background,
+        count_chains: true,
+        tiered,
+    }
+}
+
+#[test]
+fn quick_code_is_compiled_again_once_it_has_run_its_count() {
+    let (cpu, stats) = run(Tier::Jit, opts(true, false));
+    assert_eq!(cpu.gpr[3] & 0xffff_ffff, u64::from(CALLS));
+    assert_eq!(cpu.gpr[1] & 0xffff_ffff, 0);
+    // The call, the function and the loop's tail each ran 3x their count: each was
+    // compiled quick, then optimised, and never again.
+    assert_eq!(stats.recompiled, 3, "{stats:?}");
+    assert_eq!(stats.blocks_compiled, 3 + 3, "{stats:?}");
+}
+
+#[test]
+fn without_tiers_blocks_compile_once() {
+    let (cpu, stats) = run(Tier::Jit, opts(false, false));
+    assert_eq!(cpu.gpr[3] & 0xffff_ffff, u64::from(CALLS));
+    assert_eq!(stats.recompiled, 0);
+}
+
+#[test]
+fn background_recompiles_keep_links_current() {
+    let (cpu, _) = run(Tier::Auto { threshold: 2 }, opts(true, true));
+    assert_eq!(cpu.gpr[3] & 0xffff_ffff, u64::from(CALLS));
+    assert_eq!(cpu.gpr[1] & 0xffff_ffff, 0);
+}
