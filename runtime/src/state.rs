@@ -258,6 +258,9 @@ pub struct PagingStats {
     pub data_misses: u64,
 }
 
+/// Room in [`CpuState::tier_up_ids`].
+pub const TIER_UP_REQUESTS: usize = 16;
+
 /// The whole architectural state of one virtual CPU.
 #[repr(C)]
 pub struct CpuState {
@@ -317,6 +320,12 @@ pub struct CpuState {
     /// Written by generated code at an exit that could have chained but found no target yet:
     /// an opaque token naming the exit, which the translation cache uses to link it.
     pub link: u64,
+    /// Blocks whose quickly compiled code has run its count, for the translation cache to
+    /// compile again optimised (the first `tier_up_len`; generated code appends, the cache
+    /// empties it between blocks). A full list drops a request; its block counts again.
+    pub tier_up_ids: [u32; TIER_UP_REQUESTS],
+    /// How many of `tier_up_ids` are requests.
+    pub tier_up_len: u32,
     /// Chained block transfers taken by generated code (a statistic).
     pub chained: u64,
     /// Exits of generated code that looked their target up (`jump_lookup`: indirect
@@ -483,6 +492,8 @@ impl CpuState {
             irq_pending: 0,
             sti_shadow: 0,
             link: 0,
+            tier_up_ids: [0; TIER_UP_REQUESTS],
+            tier_up_len: 0,
             chained: 0,
             jump_lookups: 0,
             mem_slow: 0,
@@ -642,6 +653,8 @@ impl Clone for CpuState {
             irq_pending: self.irq_pending,
             sti_shadow: self.sti_shadow,
             link: self.link,
+            tier_up_ids: self.tier_up_ids,
+            tier_up_len: self.tier_up_len,
             chained: self.chained,
             jump_lookups: self.jump_lookups,
             mem_slow: self.mem_slow,

@@ -238,6 +238,7 @@ impl Machine {
             }
             let key = BlockKey::new(phys, &self.cpu);
             self.cache.collect_compiled()?;
+            self.cache.take_tier_ups(&mut self.cpu)?;
             // The safe point where a full cache flushes itself (`Cache::lookup`): no block id
             // is held across the call, no generated code runs, and the exit token below is
             // read after it (a flush clears it).

@@ -26,11 +26,6 @@ impl Cache {
             return Ok(false);
         }
         if b.code.is_some() {
-            if b.quick && b.slots[TIER_UP_WORD] as i64 <= 0 && !b.queued {
-                // Quick code that has run its count: compile it again optimised, and run
-                // the quick code meanwhile.
-                self.start_compile(id, true)?;
-            }
             return Ok(true);
         }
         b.decoded.cc_hint = Some(entry_cc);
@@ -136,6 +131,26 @@ impl Cache {
         let b = self.block(id);
         let self_loop = super::region::successors(&b.decoded).any(|t| t == b.start_ip());
         self.tiered && !upgrade && blocks.len() == 1 && !self_loop && !b.decoded.is_runtime()
+    }
+
+    /// Compiles again, optimised, the blocks whose quick code has run its count since the
+    /// last call (`CpuState::tier_up_ids`); their quick code goes on running until the new
+    /// code is installed. The run loop calls this between blocks, before it looks a block
+    /// up (so no id in the list has been given to a new block yet: requests whose block
+    /// was dropped meanwhile find none, or one without quick code).
+    pub fn take_tier_ups(&mut self, cpu: &mut CpuState) -> Result<(), CacheError> {
+        let n = std::mem::take(&mut cpu.tier_up_len) as usize;
+        for &id in &cpu.tier_up_ids[..n.min(cpu.tier_up_ids.len())] {
+            let due = self
+                .blocks
+                .get(id as usize)
+                .and_then(Option::as_ref)
+                .is_some_and(|b| b.quick && b.code.is_some() && !b.queued);
+            if due {
+                self.start_compile(id, true)?;
+            }
+        }
+        Ok(())
     }
 
     /// Installs the blocks the background compiler has finished since the last call (the

@@ -5,6 +5,7 @@ use crane86_runtime::{BlockKey, CpuMode, CpuState, PhysMem};
 
 use super::{Cache, CacheStats, Tier};
 use crate::jit::{JitOptions, TIER_UP_RUNS, TIER_UP_WORD};
+use crane86_runtime::state::TIER_UP_REQUESTS;
 
 const START: u64 = 0x1000;
 const CALLS: u32 = 3 * TIER_UP_RUNS as u32;
@@ -35,8 +36,9 @@ fn links_lead_to_current_code(cache: &Cache) -> bool {
     })
 }
 
-/// Runs [`calls`] as the run loop does; returns the CPU and the statistics.
-fn run(tier: Tier, opts: JitOptions) -> (CpuState, CacheStats) {
+/// Runs [`calls`] as the run loop does, with the list of tier-up requests kept full for the
+/// first `full_for` steps; returns the CPU and the statistics.
+fn run(tier: Tier, opts: JitOptions, full_for: u64) -> (CpuState, CacheStats) {
     let (code, hlt) = calls();
     let mut mem = PhysMem::new(1 << 20).unwrap();
     mem.load(START, &code).unwrap();
@@ -51,6 +53,10 @@ fn run(tier: Tier, opts: JitOptions) -> (CpuState, CacheStats) {
         assert!(steps < 1_000_000, "{tier:?}: the loop does not finish");
         assert_eq!(cpu.fault.pending, 0, "{tier:?}: fault at {:#x}", cpu.rip);
         cache.collect_compiled().unwrap();
+        cache.take_tier_ups(&mut cpu).unwrap();
+        if steps <= full_for {
+            cpu.tier_up_len = TIER_UP_REQUESTS as u32;
+        }
         let key = BlockKey::new(cpu.rip, &cpu);
         let id = cache.lookup(key, &mut cpu, &mut mem);
         crate::testutil::run_step(&mut cache, id, &mut cpu, &mut mem);
@@ -81,7 +87,7 @@ fn opts(tiered: bool, background: bool) -> JitOptions {
 
 #[test]
 fn quick_code_is_compiled_again_once_it_has_run_its_count() {
-    let (cpu, stats) = run(Tier::Jit, opts(true, false));
+    let (cpu, stats) = run(Tier::Jit, opts(true, false), 0);
     assert_eq!(cpu.gpr[3] & 0xffff_ffff, u64::from(CALLS));
     assert_eq!(cpu.gpr[1] & 0xffff_ffff, 0);
     // The call, the function and the loop's tail each ran 3x their count: each was
@@ -92,14 +98,23 @@ fn quick_code_is_compiled_again_once_it_has_run_its_count() {
 
 #[test]
 fn without_tiers_blocks_compile_once() {
-    let (cpu, stats) = run(Tier::Jit, opts(false, false));
+    let (cpu, stats) = run(Tier::Jit, opts(false, false), 0);
     assert_eq!(cpu.gpr[3] & 0xffff_ffff, u64::from(CALLS));
     assert_eq!(stats.recompiled, 0);
 }
 
 #[test]
 fn background_recompiles_keep_links_current() {
-    let (cpu, _) = run(Tier::Auto { threshold: 2 }, opts(true, true));
+    let (cpu, _) = run(Tier::Auto { threshold: 2 }, opts(true, true), 0);
     assert_eq!(cpu.gpr[3] & 0xffff_ffff, u64::from(CALLS));
     assert_eq!(cpu.gpr[1] & 0xffff_ffff, 0);
+}
+
+#[test]
+fn a_request_that_finds_the_list_full_is_made_again_later() {
+    // Full while the first counts run out (a third of the way: the 13th of some 33 steps):
+    // those requests are dropped, the counts start over, and the second requests are taken.
+    let (cpu, stats) = run(Tier::Jit, opts(true, false), 20);
+    assert_eq!(cpu.gpr[3] & 0xffff_ffff, u64::from(CALLS));
+    assert_eq!(stats.recompiled, 3, "{stats:?}");
 }

@@ -81,9 +81,9 @@ pub struct ChainSlots {
     pub runtime: u64,
     /// Compile quickly (Cranelift's `opt_level=none`) and count runs: the address of the
     /// block's tier-up counter ([`TIER_UP_WORD`] of its [`SlotWords`]), which the code
-    /// decrements on entry, returning to the run loop before its first instruction once it
-    /// reaches zero so that the cache can compile it again optimised. 0: optimised code
-    /// that counts nothing.
+    /// decrements on entry; at zero it asks the cache to compile the block again optimised
+    /// (`CpuState::tier_up_ids`, emptied by [`crate::Cache::take_tier_ups`]). 0: optimised
+    /// code that counts nothing.
     pub tier_up: u64,
 }
 
@@ -237,6 +237,8 @@ pub(crate) mod off {
     pub const JIT_TLB_HITS: i32 = offset_of!(CpuState, jit_tlb_hits) as i32;
     pub const JIT_MEMO_HITS: i32 = offset_of!(CpuState, jit_memo_hits) as i32;
     pub const SCRATCH: i32 = offset_of!(CpuState, scratch) as i32;
+    pub const TIER_UP_IDS: i32 = offset_of!(CpuState, tier_up_ids) as i32;
+    pub const TIER_UP_LEN: i32 = offset_of!(CpuState, tier_up_len) as i32;
     pub const HELPER_RET: i32 = offset_of!(CpuState, helper_ret) as i32;
     pub const XMM: i32 = (offset_of!(CpuState, fpu) + offset_of!(crane86_fpu::Fpu, xmm)) as i32;
     pub const MXCSR: i32 = (offset_of!(CpuState, fpu) + offset_of!(crane86_fpu::Fpu, mxcsr)) as i32;
@@ -379,8 +381,7 @@ impl Jit {
         let (cpu, budget) = (params[0], params[1]);
         let quick = chain.tier_up != 0;
         if quick {
-            let start = blocks[0].insns.first().map_or(0, |d| d.insn.ip());
-            count_run(&mut b, chain.tier_up, cpu, budget, start);
+            count_run(&mut b, chain.tier_up, cpu, token_slot(chain.token[0]).0);
         }
         let mut em = JitEmitter::new(&mut b, cpu, budget, ctx, bsig, host_cc, chain);
         em.translate(blocks);
@@ -389,29 +390,51 @@ impl Jit {
     }
 }
 
-/// The entry of quickly compiled code: decrements the tier-up counter at `counter` and, once
-/// it reaches zero, returns to the run loop at `start` (the block's first instruction, none
-/// retired) for the cache to compile the block again ([`ChainSlots::tier_up`]).
-fn count_run(b: &mut FunctionBuilder, counter: u64, cpu: Value, budget: Value, start: u64) {
+/// The entry of quickly compiled code: decrements the tier-up counter at `counter` and, when
+/// it reaches zero, asks the cache to compile block `id` again optimised by appending `id`
+/// to `CpuState::tier_up_ids` ([`ChainSlots::tier_up`]). The code goes on either way, so
+/// the request costs no trip to the run loop. When the list is full the count starts over.
+fn count_run(b: &mut FunctionBuilder, counter: u64, cpu: Value, id: u32) {
     let addr = b.ins().iconst(types::I64, counter as i64);
     let n = b.ins().load(types::I64, state_flags(), addr, 0);
     let n = b.ins().iadd_imm_s(n, -1);
     b.ins().store(state_flags(), n, addr, 0);
-    let hot = b.ins().icmp_imm_s(IntCC::SignedLessThanOrEqual, n, 0);
-    let exit = b.create_block();
+    let due = b.ins().icmp_imm_s(IntCC::Equal, n, 0);
+    let request = b.create_block();
+    let full = b.create_block();
+    let append = b.create_block();
     let go_on = b.create_block();
-    b.ins().brif(hot, exit, &[], go_on, &[]);
-    b.seal_block(exit);
+    b.ins().brif(due, request, &[], go_on, &[]);
+    b.seal_block(request);
+    b.set_cold_block(request);
+    b.switch_to_block(request);
+    let len = b
+        .ins()
+        .load(types::I32, state_flags(), cpu, off::TIER_UP_LEN);
+    let room = b.ins().icmp_imm_u(
+        IntCC::UnsignedLessThan,
+        len,
+        crane86_runtime::state::TIER_UP_REQUESTS as i64,
+    );
+    b.ins().brif(room, append, &[], full, &[]);
+    b.seal_block(append);
+    b.seal_block(full);
+    b.set_cold_block(append);
+    b.switch_to_block(append);
+    let slot = b.ins().uextend(types::I64, len);
+    let slot = b.ins().ishl_imm_u(slot, 2);
+    let at = b.ins().iadd(cpu, slot);
+    let id = b.ins().iconst(types::I32, i64::from(id));
+    b.ins().store(state_flags(), id, at, off::TIER_UP_IDS);
+    let len = b.ins().iadd_imm_s(len, 1);
+    b.ins().store(state_flags(), len, cpu, off::TIER_UP_LEN);
+    b.ins().jump(go_on, &[]);
+    b.set_cold_block(full);
+    b.switch_to_block(full);
+    let again = b.ins().iconst(types::I64, TIER_UP_RUNS as i64);
+    b.ins().store(state_flags(), again, addr, 0);
+    b.ins().jump(go_on, &[]);
     b.seal_block(go_on);
-    b.set_cold_block(exit);
-    b.switch_to_block(exit);
-    let rip = b.ins().iconst(types::I64, start as i64);
-    b.ins().store(state_flags(), rip, cpu, off::RIP);
-    let none = b.ins().iconst(types::I64, 0);
-    b.ins().store(state_flags(), none, cpu, off::LINK);
-    b.ins().store(state_flags(), budget, cpu, off::BUDGET);
-    let code = b.ins().iconst(types::I64, EXIT_NEXT);
-    b.ins().return_(&[code]);
     b.switch_to_block(go_on);
 }
 
