@@ -184,7 +184,7 @@ fn translate(c: &mut Criterion) {
             b.iter(|| {
                 blocks
                     .iter()
-                    .map(|blk| jit.compile_block(blk, chain).unwrap().len())
+                    .map(|blk| jit.compile_block(blk, chain).unwrap().bytes.len())
                     .sum::<usize>()
             })
         });

@@ -46,7 +46,7 @@ fn main() {
         let mut bytes = 0;
         for _ in 0..20 {
             for b in &blocks {
-                bytes += jit.compile_block(b, chain).unwrap().len();
+                bytes += jit.compile_block(b, chain).unwrap().bytes.len();
                 n += 1;
             }
         }

@@ -26,14 +26,17 @@ use crane86_runtime::{BlockKey, CpuState, PhysMem};
 use crate::decode::{decode_block, DecodedBlock};
 use crate::emit::Ctx;
 use crate::jit::arena::CodeArena;
+use crate::jit::direct::DIRECT_SLOTS;
 use crate::jit::shims::{Helper, Shims};
 use crate::jit::worker::{CompileWorker, Done, Job};
 use crate::jit::{
-    fresh_slots, token_slot, Jit, JitError, JitOptions, SlotWords, ADDEND_REFUSED, ADDEND_UNLINKED,
-    RETURN_SLOT,
+    fresh_slots, token_slot, ChainInfo, Jit, JitError, JitOptions, SlotWords, ADDEND_REFUSED,
+    ADDEND_UNLINKED, RETURN_SLOT,
 };
 
 mod compile;
+#[cfg(test)]
+mod direct_tests;
 mod region;
 #[cfg(test)]
 mod ret_tests;
@@ -100,6 +103,9 @@ pub struct Block {
     in_region: bool,
     /// Compiled code, once it exists.
     pub code: Option<*const u8>,
+    /// That code's direct exits (the jumps the cache patches when it links them) and the
+    /// targets of its chain slots.
+    chain: Box<ChainInfo>,
     /// That code is quick code, which counts its runs to be compiled again optimised
     /// ([`crate::jit::ChainSlots::tier_up`]).
     quick: bool,
@@ -133,11 +139,33 @@ impl Block {
         self.decoded.insns.first().map_or(0, |d| d.insn.ip())
     }
 
-    /// Empties chain slot `slot` (its target is gone or may no longer be entered).
-    fn unlink(&mut self, slot: usize) {
+    /// Empties chain slot `slot` (its target is gone or may no longer be entered), pointing
+    /// its direct jumps back at their stub.
+    fn unlink(&mut self, slot: usize, arena: &mut CodeArena) {
         self.slots[slot] = 0;
         self.slots[3 + slot] = ADDEND_UNLINKED;
         self.outgoing[slot] = None;
+        self.aim(slot, None, arena);
+    }
+
+    /// Points the direct jumps of chain slot `slot` at `to`, or at the slot's stub (`None`).
+    /// False when a jump cannot reach `to` (the jumps then all lead to the stub).
+    fn aim(&self, slot: usize, to: Option<*const u8>, arena: &mut CodeArena) -> bool {
+        let Some(code) = self.code.filter(|_| slot < DIRECT_SLOTS) else {
+            return true;
+        };
+        let stub = code.wrapping_add(self.chain.stubs[slot] as usize);
+        let mut ok = true;
+        for site in self.chain.sites_of(slot) {
+            let at = code.wrapping_add(site.offset as usize);
+            ok &= arena.patch_jump(at, to.unwrap_or(stub));
+        }
+        if !ok && to.is_some() {
+            for site in self.chain.sites_of(slot) {
+                arena.patch_jump(code.wrapping_add(site.offset as usize), stub);
+            }
+        }
+        ok
     }
 }
 
@@ -532,6 +560,7 @@ impl Cache {
             in_region: false,
             quick: false,
             code: None,
+            chain: Box::default(),
             slots: Box::new(fresh_slots()),
             runtime: None,
             incoming: Vec::new(),
@@ -592,6 +621,11 @@ impl Cache {
         let Some(code) = self.block(target).code else {
             return;
         };
+        // The token may come from code the block no longer runs (it was compiled again
+        // since), whose slots served other targets.
+        if s.chain.targets[slot] != Some(self.block(target).key.ip) {
+            return;
+        }
         // Only link within one mode: the slot is tied to the source's mode bits. With paging
         // on, a chained jump skips the run loop's translation of the target address. Within
         // the source's own linear page that is always right: whatever address space the
@@ -624,7 +658,12 @@ impl Cache {
         } else {
             ADDEND_UNLINKED
         };
-        let s = self.block_mut(src);
+        let s = self.blocks[src as usize]
+            .as_mut()
+            .expect("live source block");
+        if !s.aim(slot, Some(code), &mut self.arena) {
+            return;
+        }
         s.slots[slot] = code as u64;
         s.slots[3 + slot] = addend;
         s.outgoing[slot] = Some(target);
@@ -663,7 +702,7 @@ impl Cache {
             let incoming = std::mem::take(&mut self.block_mut(id as BlockId).incoming);
             for (src, slot) in incoming {
                 if let Some(Some(s)) = self.blocks.get_mut(src as usize) {
-                    s.unlink(slot as usize);
+                    s.unlink(slot as usize, &mut self.arena);
                 }
             }
         }
@@ -677,6 +716,51 @@ impl Cache {
                 self.fast[fi] = self.fast_entry(id);
             }
         }
+    }
+
+    /// Every link into a block with code leads to its current code, through its source's
+    /// slot word and its direct jumps, and every direct jump of an empty slot leads to the
+    /// slot's stub (tests).
+    #[cfg(test)]
+    pub(crate) fn links_consistent(&self) -> bool {
+        let incoming_ok = self.blocks.iter().flatten().all(|b| {
+            b.code.is_none_or(|code| {
+                b.incoming.iter().all(|&(src, slot)| {
+                    self.blocks[src as usize]
+                        .as_ref()
+                        .is_some_and(|s| s.slots[slot as usize] == code as u64)
+                })
+            })
+        });
+        let jumps_ok = self.blocks.iter().flatten().all(|b| {
+            let Some(code) = b.code else {
+                return true;
+            };
+            b.chain.sites.iter().all(|site| {
+                let slot = site.slot as usize;
+                let want = match b.slots[slot] {
+                    0 => code.wrapping_add(b.chain.stubs[slot] as usize),
+                    linked => linked as *const u8,
+                };
+                let at = code.wrapping_add(site.offset as usize);
+                self.arena.jump_target(at) == Some(want)
+            })
+        });
+        incoming_ok && jumps_ok
+    }
+
+    /// Direct jumps in all compiled code, and how many of them are linked (tests).
+    #[cfg(test)]
+    pub(crate) fn direct_jumps(&self) -> (usize, usize) {
+        let all = self.blocks.iter().flatten().filter(|b| b.code.is_some());
+        all.fold((0, 0), |(n, linked), b| {
+            let l = b
+                .chain
+                .sites
+                .iter()
+                .filter(|s| b.slots[s.slot as usize] != 0);
+            (n + b.chain.sites.len(), linked + l.count())
+        })
     }
 
     /// True when a barrier lies within block `b`'s bytes.
@@ -700,7 +784,7 @@ impl Cache {
         self.decoded_bytes = self.decoded_bytes.saturating_sub(block_cost(&b));
         for (src, slot) in &b.incoming {
             if let Some(Some(s)) = self.blocks.get_mut(*src as usize) {
-                s.unlink(*slot as usize);
+                s.unlink(*slot as usize, &mut self.arena);
             }
         }
         for t in b.outgoing.iter().flatten() {
@@ -730,6 +814,7 @@ impl Cache {
     fn flush_code(&mut self) {
         for b in self.blocks.iter_mut().flatten() {
             b.code = None;
+            *b.chain = ChainInfo::default();
             *b.slots = fresh_slots();
             b.incoming.clear();
             b.outgoing = [None; 3];

@@ -9,7 +9,7 @@ use super::{fast_index, BlockId, Cache, CacheError, CompileWorker, Done, Job, MA
 use crate::decode::DecodedBlock;
 use crate::jit::worker::CANCELLED;
 use crate::jit::JitError;
-use crate::jit::{slot_token, ChainSlots, TIER_UP_RUNS, TIER_UP_WORD};
+use crate::jit::{slot_token, ChainSlots, Compiled, TIER_UP_RUNS, TIER_UP_WORD};
 use crane86_runtime::CpuState;
 
 impl Cache {
@@ -186,7 +186,7 @@ impl Cache {
             // Made before a debugger set a breakpoint, which a region could run past.
             return Ok(());
         }
-        self.place(d.id, &d.result?, quick)?;
+        self.place(d.id, d.result?, quick)?;
         Ok(())
     }
 
@@ -221,16 +221,18 @@ impl Cache {
         let quick = self.compiles_quick(id, &blocks, upgrade);
         let slots = self.chain_slots(id, quick);
         self.block_mut(id).slots[TIER_UP_WORD] = tier_up_start(quick);
-        let bytes = self.jit.compile_region(&blocks, slots)?;
+        let code = self.jit.compile_region(&blocks, slots)?;
         self.stats.compile_time += t0.elapsed();
-        self.place(id, &bytes, quick)
+        self.place(id, code, quick)
     }
 
     /// Copies block `id`'s machine code into the arena and makes it the block's code
     /// (`quick`: code that counts its runs). Code that replaces the block's quick code takes
-    /// over the links into the block; the old code stays in the arena unused until the arena
-    /// is reset.
-    fn place(&mut self, id: BlockId, bytes: &[u8], quick: bool) -> Result<*const u8, CacheError> {
+    /// over the links into the block, and starts with its own exits unlinked (it may assign
+    /// its slots to other targets, when it is a region); the old code stays in the arena
+    /// unused until the arena is reset.
+    fn place(&mut self, id: BlockId, code: Compiled, quick: bool) -> Result<*const u8, CacheError> {
+        let bytes = &code.bytes[..];
         let ptr = match self.arena.alloc(bytes) {
             Some(p) => p,
             None => {
@@ -246,14 +248,30 @@ impl Cache {
         self.stats.code_bytes += bytes.len() as u64;
         let key = self.block(id).key;
         self.record_perf_map(ptr, bytes.len(), key);
-        let b = self.block_mut(id);
+        let b = self.blocks[id as usize].as_mut().expect("live block id");
         let replaced = b.code.replace(ptr).is_some();
+        *b.chain = code.chain;
         b.quick = quick;
         if replaced {
+            let outgoing = std::mem::take(&mut b.outgoing);
+            for slot in 0..outgoing.len() {
+                b.unlink(slot, &mut self.arena);
+            }
             self.stats.recompiled += 1;
+            for (slot, t) in outgoing.iter().enumerate() {
+                if let Some(Some(tb)) = t.and_then(|t| self.blocks.get_mut(t as usize)) {
+                    tb.incoming.retain(|&(s, k)| (s, k as usize) != (id, slot));
+                }
+            }
             for (src, slot) in self.block(id).incoming.clone() {
-                if let Some(Some(s)) = self.blocks.get_mut(src as usize) {
+                let Some(Some(s)) = self.blocks.get_mut(src as usize) else {
+                    continue;
+                };
+                if s.aim(slot as usize, Some(ptr), &mut self.arena) {
                     s.slots[slot as usize] = ptr as u64;
+                } else {
+                    s.unlink(slot as usize, &mut self.arena);
+                    self.block_mut(id).incoming.retain(|&l| l != (src, slot));
                 }
             }
             // Return predictions may lead to the old code through a return slot.

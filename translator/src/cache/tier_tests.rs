@@ -23,17 +23,10 @@ fn calls() -> (Vec<u8>, u64) {
     (code, hlt)
 }
 
-/// Every link into a block with code leads to its current code.
+/// Every link into a block with code leads to its current code (slot words and direct
+/// jumps alike).
 fn links_lead_to_current_code(cache: &Cache) -> bool {
-    cache.blocks.iter().flatten().all(|b| {
-        b.code.is_none_or(|code| {
-            b.incoming.iter().all(|&(src, slot)| {
-                cache.blocks[src as usize]
-                    .as_ref()
-                    .is_some_and(|s| s.slots[slot as usize] == code as u64)
-            })
-        })
-    })
+    cache.links_consistent()
 }
 
 /// Runs [`calls`] as the run loop does, with the list of tier-up requests kept full for the

@@ -12,7 +12,13 @@
 //! - [`CodeArena::alloc`] only hands out ranges below `used` + the new size, never overlapping
 //!   a live block, and returns addresses inside the execute view;
 //! - [`CodeArena::reset`] is only called when no generated code is running and every pointer
-//!   into the arena has been dropped (the translation cache flushes all blocks first).
+//!   into the arena has been dropped (the translation cache flushes all blocks first);
+//! - [`CodeArena::patch_jump`] writes only the 4 bytes it is given, within the code handed
+//!   out, and only while no generated code runs (the cache patches direct exits between
+//!   blocks, on the vCPU thread, the only thread that runs generated code). The bytes are a
+//!   `jmp rel32`'s displacement that the cache recorded when it placed the code
+//!   ([`super::direct`]). The host's instruction caches follow stores through the other view:
+//!   x86 keeps them coherent by physical address.
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd};
@@ -136,6 +142,43 @@ impl CodeArena {
         Some(unsafe { self.rx.base.add(start).cast_const() })
     }
 
+    /// Points the `jmp rel32` whose displacement field is at `site` (an address in the
+    /// execute view, inside code handed out) at `target`. Returns false, and writes nothing,
+    /// when the field does not lie inside the code handed out or the distance does not fit
+    /// in a displacement.
+    pub fn patch_jump(&mut self, site: *const u8, target: *const u8) -> bool {
+        let Some(at) = self.field(site) else {
+            return false;
+        };
+        let Some(d) = super::direct::displacement(site as usize, target as usize) else {
+            return false;
+        };
+        // SAFETY: `field` checked that the 4 bytes lie inside the used part of the writable
+        // view; `&mut self` makes this the only writer, and no generated code runs meanwhile
+        // (module invariants).
+        unsafe {
+            std::ptr::write_unaligned(self.rw.base.add(at).cast::<[u8; 4]>(), d.to_le_bytes());
+        }
+        true
+    }
+
+    /// Where the `jmp rel32` whose displacement field is at `site` leads (tests).
+    #[cfg(test)]
+    pub fn jump_target(&self, site: *const u8) -> Option<*const u8> {
+        let at = self.field(site)?;
+        // SAFETY: `field` checked that the 4 bytes lie inside the used part of the view.
+        let d = unsafe { std::ptr::read_unaligned(self.rw.base.add(at).cast::<[u8; 4]>()) };
+        let d = i32::from_le_bytes(d) as isize;
+        Some((site as usize).wrapping_add(4).wrapping_add_signed(d) as *const u8)
+    }
+
+    /// The offset of a 4-byte field at execute-view address `site`, if it lies inside the
+    /// code handed out.
+    fn field(&self, site: *const u8) -> Option<usize> {
+        let at = (site as usize).checked_sub(self.rx.base as usize)?;
+        (at.checked_add(4)? <= self.used).then_some(at)
+    }
+
     /// Forgets every block (see the module invariants).
     pub fn reset(&mut self) {
         self.used = 0;
@@ -172,6 +215,23 @@ mod tests {
         assert!(a.alloc(&[0; 8192]).is_none());
         a.reset();
         assert_eq!(a.used(), 0);
+    }
+
+    #[test]
+    fn jumps_are_patched_within_the_code_only() {
+        let mut a = CodeArena::new(1 << 16).unwrap();
+        let p = a.alloc(&[0xe9, 0, 0, 0, 0, 0xc3]).unwrap();
+        // Addresses only: nothing is dereferenced through them here.
+        let site = p.wrapping_add(1);
+        assert_eq!(a.jump_target(site), Some(p.wrapping_add(5)));
+        assert!(a.patch_jump(site, p));
+        assert_eq!(a.jump_target(site), Some(p));
+        // A field reaching past the code handed out, or before the view, is refused.
+        assert!(!a.patch_jump(p.wrapping_add(3), p));
+        assert!(!a.patch_jump(p.wrapping_sub(64), p));
+        // A target further than 2 GiB is refused.
+        assert!(!a.patch_jump(site, (p as usize + (3 << 30)) as *const u8));
+        assert_eq!(a.jump_target(site), Some(p));
     }
 
     #[test]

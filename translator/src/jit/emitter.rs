@@ -43,6 +43,9 @@ struct Sigs {
     fpu: SigRef,
     /// Per [`Helper`]: its host signature and its shim's, imported on first use.
     helper: [Option<(SigRef, SigRef)>; Helper::ALL.len()],
+    /// Per direct chain slot: the pseudo-function its exits jump to ([`super::direct`]),
+    /// imported on first use.
+    direct: [Option<cranelift_codegen::ir::FuncRef>; super::direct::DIRECT_SLOTS],
 }
 
 /// Builds the IR of one block. See the module documentation of [`crate::jit`].
@@ -152,6 +155,7 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
             block: b.import_signature(block_sig),
             fpu: b.import_signature(sig(host_cc, 5, 1)),
             helper: [None; Helper::ALL.len()],
+            direct: [None; super::direct::DIRECT_SLOTS],
         };
         JitEmitter {
             budget: budget_var,

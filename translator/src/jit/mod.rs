@@ -9,6 +9,7 @@
 //! CMP becomes one compare. Exits return 0 (continue at `cpu.rip`) or 1 (a fault is pending).
 
 pub mod arena;
+pub mod direct;
 mod emitter;
 pub mod entry;
 pub mod helpers;
@@ -21,7 +22,7 @@ use std::mem::offset_of;
 
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{
-    types, AbiParam, InstBuilder, MemFlagsData, Signature, UserFuncName, Value,
+    types, AbiParam, ExternalName, InstBuilder, MemFlagsData, Signature, UserFuncName, Value,
 };
 use cranelift_codegen::isa::{CallConv, OwnedTargetIsa};
 use cranelift_codegen::settings::{self, Configurable};
@@ -29,6 +30,7 @@ use cranelift_codegen::{control::ControlPlane, Context};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 
 use crate::decode::DecodedBlock;
+pub use direct::{ChainInfo, ChainSite, Compiled};
 pub use emitter::JitEmitter;
 
 /// Errors of the JIT back end. None of them is the guest's doing.
@@ -40,7 +42,8 @@ pub enum JitError {
     /// Cranelift rejected a function (a translator bug).
     #[error("Cranelift failed to compile a block: {0}")]
     Compile(String),
-    /// The compiled code needs relocations, which the arena cannot apply.
+    /// The compiled code needs relocations other than direct exits' jumps
+    /// ([`direct`]), which the arena cannot apply.
     #[error("compiled code unexpectedly needs relocations")]
     Relocations,
     /// The background compiler skipped a job whose block was dropped while it waited.
@@ -301,7 +304,13 @@ impl Jit {
         s
     }
 
-    fn finish(&mut self, blocks: &[DecodedBlock], quick: bool) -> Result<Vec<u8>, JitError> {
+    /// Compiles the function in the context; returns its code and its relocations (only
+    /// direct exits have any: see [`direct`]).
+    fn finish(
+        &mut self,
+        blocks: &[DecodedBlock],
+        quick: bool,
+    ) -> Result<(Vec<u8>, Vec<cranelift_codegen::FinalizedMachReloc>), JitError> {
         if tracing::enabled!(target: "crane86::ir", tracing::Level::TRACE) {
             let guest: Vec<String> = blocks
                 .iter()
@@ -320,12 +329,9 @@ impl Jit {
         if let Some(text) = code.vcode.as_ref().filter(|_| asm) {
             tracing::trace!(target: "crane86::asm", "host code:\n{text}");
         }
-        if !code.buffer.relocs().is_empty() {
-            return Err(JitError::Relocations);
-        }
+        let relocs = code.buffer.relocs().to_vec();
         let bytes = code.code_buffer().to_vec();
-        self.ctx.clear();
-        Ok(bytes)
+        Ok((bytes, relocs))
     }
 
     /// The entry trampoline: a host-ABI `fn(code, cpu) -> u64` that calls a block in the tail
@@ -347,7 +353,18 @@ impl Jit {
         let r = b.inst_results(call)[0];
         b.ins().return_(&[r]);
         b.finalize(self.isa.frontend_config());
-        self.finish(&[], false)
+        self.finish_plain()
+    }
+
+    /// Compiles the function in the context, which must need no relocation (the trampoline
+    /// and the shims call nothing by name).
+    pub(crate) fn finish_plain(&mut self) -> Result<Vec<u8>, JitError> {
+        let out = self.finish(&[], false);
+        self.ctx.clear();
+        match out? {
+            (bytes, relocs) if relocs.is_empty() => Ok(bytes),
+            _ => Err(JitError::Relocations),
+        }
     }
 
     /// Compiles one decoded block to machine code.
@@ -355,7 +372,7 @@ impl Jit {
         &mut self,
         block: &DecodedBlock,
         chain: ChainSlots,
-    ) -> Result<Vec<u8>, JitError> {
+    ) -> Result<Compiled, JitError> {
         self.compile_region(std::slice::from_ref(block), chain)
     }
 
@@ -366,7 +383,7 @@ impl Jit {
         &mut self,
         blocks: &[DecodedBlock],
         chain: ChainSlots,
-    ) -> Result<Vec<u8>, JitError> {
+    ) -> Result<Compiled, JitError> {
         let ctx = blocks
             .first()
             .map(|b| b.ctx)
@@ -385,8 +402,24 @@ impl Jit {
         }
         let mut em = JitEmitter::new(&mut b, cpu, budget, ctx, bsig, host_cc, chain);
         em.translate(blocks);
+        let targets = em.slot_targets();
         b.finalize(fc);
-        self.finish(blocks, quick)
+        let out = self.finish(blocks, quick).and_then(|(bytes, relocs)| {
+            let params = &self.ctx.func.params;
+            direct::resolve(
+                bytes,
+                &relocs,
+                |name| match name {
+                    ExternalName::User(r) => params.user_named_funcs().get(*r).cloned(),
+                    _ => None,
+                },
+                chain.token,
+                targets,
+                chain.count,
+            )
+        });
+        self.ctx.clear();
+        out
     }
 }
 

@@ -149,6 +149,6 @@ impl Jit {
         }
         b.ins().return_(&[]);
         b.finalize(fc);
-        self.finish(&[], false)
+        self.finish_plain()
     }
 }

@@ -58,7 +58,7 @@ pub struct Done {
     /// The job's serial.
     pub serial: u64,
     /// The machine code.
-    pub result: Result<Vec<u8>, JitError>,
+    pub result: Result<super::Compiled, JitError>,
     /// Time the worker spent on it.
     pub time: Duration,
     /// It was a region of several blocks.

@@ -171,9 +171,8 @@ impl JitEmitter<'_, '_> {
 
     /// The common end of chained exits, once state is written back: retire `n` instructions
     /// and, unless the vCPU must go back to the run loop, take the first exit when `cond` is
-    /// `None` or non-zero and the second otherwise, each tail-calling its target's code if its
-    /// slot holds it. Each arm has its own indirect jump, whose target the host predicts
-    /// well. RIP and the link token are only stored on the way back to the run loop: a
+    /// `None` or non-zero and the second otherwise, each jumping to its target's code once
+    /// its slot is linked (a direct jump, patched: [`super::super::direct`]). RIP and the link token are only stored on the way back to the run loop: a
     /// chained target knows its own address.
     pub(super) fn chain_tail(&mut self, cond: Option<Value>, exits: [(u64, usize); 2], n: u32) {
         let stop = self.retire_and_check(n);
@@ -210,21 +209,52 @@ impl JitEmitter<'_, '_> {
         self.ret(EXIT_NEXT);
     }
 
-    /// One arm of [`Self::chain_tail`]: tail-call the code in chain slot `slot`, or return to
-    /// the run loop at `target` with the slot's token while the slot is empty. An exit to
+    /// One arm of [`Self::chain_tail`]: jump to the code linked to chain slot `slot`, or (its
+    /// stub) return to the run loop at `target` with the slot's token while it is empty. An exit to
     /// another page checks the TLB first, and looks its target up when the TLB disagrees.
     pub(super) fn chain_arm(&mut self, target: u64, slot: usize) {
         if let Some(linear) = self.cross_page(target) {
             return self.chain_arm_cross_page(target, linear, slot);
         }
-        let slot_addr = self.iconst(self.chain.slot_addr[slot]);
-        let code = self.b.ins().load(I64, state_flags(), slot_addr, 0);
-        let (go, empty) = self.fork(code);
-        self.b.set_cold_block(empty);
-        self.b.switch_to_block(go);
-        self.chain_to(code);
-        self.b.switch_to_block(empty);
-        self.return_via_slot(target, slot);
+        self.chain_direct(slot);
+    }
+
+    /// Jumps to the code linked to direct slot `slot` (a `jmp rel32` that the cache patches;
+    /// its stub returns to the run loop while the slot is empty: see [`super::super::direct`]).
+    fn chain_direct(&mut self, slot: usize) {
+        use cranelift_codegen::ir::{ExtFuncData, ExternalName, UserExternalName};
+        let f = match self.sigs.direct[slot] {
+            Some(f) => f,
+            None => {
+                let name = self
+                    .b
+                    .func
+                    .declare_imported_user_function(UserExternalName::new(
+                        super::super::direct::CHAIN_NAMESPACE,
+                        slot as u32,
+                    ));
+                let f = self.b.import_function(ExtFuncData {
+                    name: ExternalName::User(name),
+                    signature: self.sigs.block,
+                    colocated: true,
+                    patchable: false,
+                });
+                self.sigs.direct[slot] = Some(f);
+                f
+            }
+        };
+        let bud = self.b.use_var(self.budget);
+        self.count_chain();
+        self.b.ins().return_call(f, &[self.cpu, bud]);
+    }
+
+    /// The guest RIP each chain slot's exit leads to, as assigned during the translation.
+    pub fn slot_targets(&self) -> [Option<u64>; 3] {
+        [
+            self.slot_target[0],
+            self.slot_target[1],
+            self.ret_slot_target,
+        ]
     }
 
     /// [`Self::chain_arm`] for a target at `linear` on another page: chained while the TLB
@@ -252,18 +282,15 @@ impl JitEmitter<'_, '_> {
         let addend_ok = self.b.ins().icmp(IntCC::Equal, addend, want);
         let ok = self.b.ins().band(page_ok, addend_ok);
         let linked = self.b.create_block();
-        let go = self.b.create_block();
         let miss = self.b.create_block();
         self.b.set_cold_block(miss);
         self.b.ins().brif(ok, linked, &[], miss, &[]);
         self.b.seal_block(linked);
         self.b.switch_to_block(linked);
-        let code = self.b.ins().load(I64, state_flags(), slot_addr, 0);
-        self.b.ins().brif(code, go, &[], miss, &[]);
-        self.b.seal_block(go);
+        // The addend matches only while the slot is linked (its unlinked values are no
+        // addend), so the jump goes to the linked code.
+        self.chain_direct(slot);
         self.b.seal_block(miss);
-        self.b.switch_to_block(go);
-        self.chain_to(code);
         self.b.switch_to_block(miss);
         let lookup = self.b.create_block();
         let back = self.b.create_block();
@@ -295,14 +322,19 @@ impl JitEmitter<'_, '_> {
     /// it ([`super::JitOptions::count_chains`]).
     pub(super) fn chain_to(&mut self, code: Value) {
         let bud = self.b.use_var(self.budget);
+        self.count_chain();
+        self.b
+            .ins()
+            .return_call_indirect(self.sigs.block, code, &[self.cpu, bud]);
+    }
+
+    /// Counts a chained transfer when statistics want it ([`super::JitOptions::count_chains`]).
+    fn count_chain(&mut self) {
         if self.chain.count {
             let c = self.load_state(off::CHAINED);
             let c = self.b.ins().iadd_imm_s(c, 1);
             self.store_state(c, off::CHAINED);
         }
-        self.b
-            .ins()
-            .return_call_indirect(self.sigs.block, code, &[self.cpu, bud]);
     }
 
     /// A transfer to a member of the region: account for the instructions, and go on at its

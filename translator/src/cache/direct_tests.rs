@@ -1,0 +1,143 @@
+//! Direct chaining ([`crate::jit::direct`]): linked exits jump straight to their target's
+//! code, unlinking points them back at their stub, and a link is only made into code whose
+//! slot serves that target.
+
+use crane86_runtime::{BlockKey, CpuMode, CpuState, PhysMem};
+
+use super::{Cache, Tier};
+use crate::jit::{slot_token, JitOptions};
+
+const START: u64 = 0x1000;
+/// Blocks in the chain.
+const BLOCKS: u32 = 200;
+/// Times the chain runs.
+const ROUNDS: u32 = 50;
+
+/// 32-bit code: `BLOCKS` blocks `add ebx, i; jmp next`, 16 bytes apart, then `dec ecx; jnz
+/// START; hlt`. Returns the code and the address of the HLT.
+fn chain() -> (Vec<u8>, u64) {
+    let mut code = Vec::new();
+    for i in 0..BLOCKS {
+        code.extend_from_slice(&[0x81, 0xc3]);
+        code.extend_from_slice(&i.to_le_bytes());
+        code.push(0xe9);
+        code.extend_from_slice(&5i32.to_le_bytes());
+        code.resize(code.len() + 5, 0xcc);
+    }
+    let back = -(code.len() as i32) - 7;
+    code.extend_from_slice(&[0x49, 0x0f, 0x85]);
+    code.extend_from_slice(&back.to_le_bytes());
+    let hlt = START + code.len() as u64;
+    code.push(0xf4);
+    (code, hlt)
+}
+
+struct Run {
+    cpu: CpuState,
+    cache: Cache,
+    mem: PhysMem,
+    /// Trips through the run loop.
+    steps: u64,
+}
+
+/// Runs [`chain`] compiled, as the run loop does, checking the links after every step.
+fn run() -> Run {
+    let (code, hlt) = chain();
+    let mut mem = PhysMem::new(1 << 20).unwrap();
+    mem.load(START, &code).unwrap();
+    let mut cpu = CpuState::new(CpuMode::Prot32);
+    cpu.rip = START;
+    cpu.gpr[1] = u64::from(ROUNDS);
+    let opts = JitOptions {
+        optimize: false,
+        verify: true,
+        background: false,
+        count_chains: true,
+        tiered: false,
+    };
+    let mut cache = Cache::new(Tier::Jit, 1 << 22, opts).unwrap();
+    let mut steps = 0u64;
+    while cpu.rip != hlt {
+        steps += 1;
+        assert!(steps < 1_000_000, "the chain does not finish");
+        assert_eq!(cpu.fault.pending, 0, "fault at {:#x}", cpu.rip);
+        let key = BlockKey::new(cpu.rip, &cpu);
+        let id = cache.lookup(key, &mut cpu, &mut mem);
+        crate::testutil::run_step(&mut cache, id, &mut cpu, &mut mem);
+        assert!(
+            cache.links_consistent(),
+            "a jump leads elsewhere than its slot"
+        );
+    }
+    Run {
+        cpu,
+        cache,
+        mem,
+        steps,
+    }
+}
+
+#[test]
+fn linked_exits_jump_without_the_run_loop() {
+    let r = run();
+    let sum: u64 = (0..u64::from(BLOCKS)).sum();
+    assert_eq!(r.cpu.gpr[3], sum * u64::from(ROUNDS));
+    let (jumps, linked) = r.cache.direct_jumps();
+    assert!(jumps > BLOCKS as usize, "{jumps} direct jumps");
+    assert!(linked >= BLOCKS as usize, "{linked} of {jumps} linked");
+    // Each exit comes back to the run loop once, to be linked; then the budget (1000
+    // instructions a step) is what ends a trip: a chain that only ran through stubs would
+    // take a trip per block.
+    let insns = u64::from(BLOCKS * ROUNDS) * 2;
+    assert!(
+        r.steps < u64::from(BLOCKS) + 2 * insns / 1000 + 10,
+        "{} trips through the run loop",
+        r.steps
+    );
+}
+
+#[test]
+fn dropped_targets_point_their_jumps_back_at_the_stub() {
+    let mut r = run();
+    let (_, linked) = r.cache.direct_jumps();
+    assert!(linked > 0);
+    // Writing the code page drops every block on it: no jump may lead into dropped code.
+    r.mem.write_phys(START + 2, 1, 7);
+    for bytes in r.mem.take_code_writes() {
+        r.cache.invalidate_written(bytes, &mut r.mem);
+    }
+    assert!(r.cache.links_consistent());
+    assert_eq!(r.cache.direct_jumps().1, 0);
+}
+
+#[test]
+fn an_exit_is_linked_only_to_the_target_its_code_chose() {
+    let mut r = run();
+    let cpu = r.cpu.clone();
+    // Two consecutive blocks: the first's exit 0 leads to the second.
+    let key = |ip: u64| {
+        let mut c = cpu.clone();
+        c.rip = ip;
+        BlockKey::new(ip, &c)
+    };
+    let first = r.cache.lookup(key(START), &mut r.cpu, &mut r.mem);
+    let second = r.cache.lookup(key(START + 16), &mut r.cpu, &mut r.mem);
+    let slot = (0..2)
+        .find(|&s| r.cache.block(first).chain.targets[s] == Some(START + 16))
+        .expect("an exit to the next block");
+    // As if the first block's code had been compiled again, with that slot serving
+    // another target: a token from its old code must not link the new code's slot.
+    let b = r.cache.blocks[first as usize].as_mut().unwrap();
+    b.chain.targets[slot] = Some(START + 32);
+    b.unlink(slot, &mut r.cache.arena);
+    r.cache.link(slot_token(first, slot), second, &cpu);
+    assert_eq!(
+        r.cache.block(first).slots[slot],
+        0,
+        "linked to the wrong target"
+    );
+    r.cache.block_mut(first).chain.targets[slot] = Some(START + 16);
+    r.cache.link(slot_token(first, slot), second, &cpu);
+    assert_ne!(r.cache.block(first).slots[slot], 0, "not linked");
+    assert!(r.cache.links_consistent());
+}
