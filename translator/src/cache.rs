@@ -382,7 +382,7 @@ impl Cache {
         Ok(path)
     }
 
-    fn record_perf_map(&mut self, ptr: *const u8, len: usize, key: BlockKey) {
+    fn record_perf_map(&mut self, ptr: *const u8, len: usize, key: BlockKey, quick: bool) {
         use std::io::Write;
         let Some(w) = self.perf_map.as_mut() else {
             return;
@@ -391,8 +391,12 @@ impl Cache {
         // failed write only loses names, so it turns the map off rather than the machine.
         let line = writeln!(
             w,
-            "{:x} {:x} guest_{:x}_{:x}",
-            ptr as usize, len, key.ip, key.cs_base
+            "{:x} {:x} guest_{:x}_{:x}{}",
+            ptr as usize,
+            len,
+            key.ip,
+            key.cs_base,
+            if quick { "_quick" } else { "" }
         );
         if line.and_then(|()| w.flush()).is_err() {
             tracing::warn!("cannot write the perf map; no more block names are recorded");

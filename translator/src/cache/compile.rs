@@ -247,7 +247,7 @@ impl Cache {
         self.stats.insns_compiled += self.block(id).decoded.insns.len() as u64;
         self.stats.code_bytes += bytes.len() as u64;
         let key = self.block(id).key;
-        self.record_perf_map(ptr, bytes.len(), key);
+        self.record_perf_map(ptr, bytes.len(), key, quick);
         let b = self.blocks[id as usize].as_mut().expect("live block id");
         let replaced = b.code.replace(ptr).is_some();
         *b.chain = code.chain;

@@ -246,11 +246,19 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
     }
 
     /// Branches on `c` to a new cold block (returned first) or a new continuation block, and
-    /// seals both (each has this one predecessor).
+    /// seals both (each has this one predecessor). The continuation of a cold block is cold
+    /// too: a slow path's rest must not sit between a fast path and the code after it.
     fn split(&mut self, c: Value) -> (Block, Block) {
+        let cold = self
+            .b
+            .current_block()
+            .is_some_and(|cur| self.b.func.layout.is_cold(cur));
         let c = self.truth(c);
         let (yes, no) = self.fork(c);
         self.b.set_cold_block(yes);
+        if cold {
+            self.b.set_cold_block(no);
+        }
         (yes, no)
     }
 
