@@ -178,6 +178,7 @@ fn translate(c: &mut Criterion) {
             background: false,
             count_chains: true,
             tiered: false,
+            tier_up_runs: crane86_translator::jit::TIER_UP_RUNS,
         })
         .unwrap();
         grp.bench_function(name, |b| {

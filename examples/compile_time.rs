@@ -39,6 +39,7 @@ fn main() {
             background: false,
             count_chains: true,
             tiered: false,
+            tier_up_runs: crane86_translator::jit::TIER_UP_RUNS,
         })
         .unwrap();
         let t0 = Instant::now();

@@ -258,6 +258,8 @@ pub struct Cache {
     count_chains: bool,
     /// [`JitOptions::tiered`] (with `optimize`).
     tiered: bool,
+    /// [`JitOptions::tier_up_runs`].
+    tier_up_runs: u64,
     /// The helper shims, in the trampoline's arena.
     shims: Shims,
     /// The serial number of the next block.
@@ -368,6 +370,7 @@ impl Cache {
             stats: CacheStats::default(),
             count_chains: opts.count_chains,
             tiered: opts.tiered && opts.optimize,
+            tier_up_runs: opts.tier_up_runs.max(1),
             shims,
         })
     }

@@ -82,6 +82,7 @@ pub fn run_tier(
         background: false,
         count_chains: true,
         tiered: false,
+        tier_up_runs: crate::jit::TIER_UP_RUNS,
     };
     let mut cache = Cache::new(tier, 1 << 22, opts).unwrap();
     let mut steps = 0;

@@ -135,8 +135,8 @@ pub enum JitOptArg {
     None,
     /// Cranelift's e-graph optimiser: better code, slower compiles.
     Speed,
-    /// No optimisation first, the optimiser for blocks that then run 2000 times more
-    /// (loops spanning several blocks are optimised at once).
+    /// No optimisation first, the optimiser for blocks that then run `--tier-up-runs` times
+    /// more (loops spanning several blocks are optimised at once).
     Tiered,
 }
 
@@ -206,6 +206,10 @@ pub struct RunArgs {
     /// Cranelift optimisation level for compiled blocks.
     #[arg(long, value_enum, default_value = "tiered")]
     pub jit_opt: JitOptArg,
+    /// With `--jit-opt tiered`: runs of a block's quick code before it is compiled again
+    /// optimised.
+    #[arg(long, value_name = "RUNS", default_value_t = crane86_translator::jit::TIER_UP_RUNS, value_parser = clap::value_parser!(u64).range(1..))]
+    pub tier_up_runs: u64,
     /// Where `--tier auto` compiles hot blocks: on a background thread while the vCPU keeps
     /// interpreting them, or on the vCPU thread (repeatable tier split, slower).
     #[arg(long, value_enum, default_value = "background")]

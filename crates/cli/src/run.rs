@@ -324,6 +324,7 @@ pub fn run_boot(args: &RunArgs, boot: &Boot) -> Result<Outcome> {
         jit: JitOptions {
             optimize: args.jit_opt != JitOptArg::None,
             tiered: args.jit_opt == JitOptArg::Tiered,
+            tier_up_runs: args.tier_up_runs,
             // A background compile changes when a block switches tier, and a compiled
             // block runs whole where the interpreter stops at the next timer deadline.
             background: args.jit_compile == JitCompileArg::Background && !args.deterministic,

@@ -9,7 +9,7 @@ use super::{fast_index, BlockId, Cache, CacheError, CompileWorker, Done, Job, MA
 use crate::decode::DecodedBlock;
 use crate::jit::worker::CANCELLED;
 use crate::jit::JitError;
-use crate::jit::{slot_token, ChainSlots, Compiled, TIER_UP_RUNS, TIER_UP_WORD};
+use crate::jit::{slot_token, ChainSlots, Compiled, TIER_UP_WORD};
 use crane86_runtime::CpuState;
 
 impl Cache {
@@ -95,7 +95,7 @@ impl Cache {
             if w.in_flight() >= MAX_IN_FLIGHT {
                 if upgrade {
                     // Try again after as many runs more.
-                    self.block_mut(id).slots[TIER_UP_WORD] = TIER_UP_RUNS;
+                    self.block_mut(id).slots[TIER_UP_WORD] = self.tier_up_runs;
                 }
                 return Ok(false);
             }
@@ -110,10 +110,11 @@ impl Cache {
                 heat: heat.clone(),
             };
             if self.worker.as_mut().is_some_and(|w| w.submit(job)) {
+                let runs = self.tier_up_runs;
                 let b = self.block_mut(id);
                 b.queued = true;
                 b.heat = Some(heat);
-                b.slots[TIER_UP_WORD] = tier_up_start(quick);
+                b.slots[TIER_UP_WORD] = tier_up_start(quick, runs);
                 return Ok(false);
             }
             // The worker is gone (it panicked): compile here from now on.
@@ -212,6 +213,7 @@ impl Cache {
             } else {
                 0
             },
+            tier_up_runs: self.tier_up_runs,
         }
     }
 
@@ -220,7 +222,8 @@ impl Cache {
         let blocks = self.region(id);
         let quick = self.compiles_quick(id, &blocks, upgrade);
         let slots = self.chain_slots(id, quick);
-        self.block_mut(id).slots[TIER_UP_WORD] = tier_up_start(quick);
+        let start = tier_up_start(quick, self.tier_up_runs);
+        self.block_mut(id).slots[TIER_UP_WORD] = start;
         let code = self.jit.compile_region(&blocks, slots)?;
         self.stats.compile_time += t0.elapsed();
         self.place(id, code, quick)
@@ -288,9 +291,9 @@ impl Cache {
 /// The tier-up counter for new code: its run count when `quick`, else a count that never
 /// runs out (quick code still running while its optimised successor compiles must not come
 /// back to the run loop at every run).
-fn tier_up_start(quick: bool) -> u64 {
+fn tier_up_start(quick: bool, runs: u64) -> u64 {
     if quick {
-        TIER_UP_RUNS
+        runs
     } else {
         i64::MAX as u64
     }

@@ -54,6 +54,7 @@ fn run() -> Run {
         background: false,
         count_chains: true,
         tiered: false,
+        tier_up_runs: crate::jit::TIER_UP_RUNS,
     };
     let mut cache = Cache::new(Tier::Jit, 1 << 22, opts).unwrap();
     let mut steps = 0u64;

@@ -42,6 +42,7 @@ fn run(mode: CpuMode, code: &[u8], tier: Tier, arena: usize) -> CpuState {
         background: false,
         count_chains: true,
         tiered: false,
+        tier_up_runs: crate::jit::TIER_UP_RUNS,
     };
     let mut cache = Cache::new(tier, arena, opts).unwrap();
     let mut steps = 0u64;

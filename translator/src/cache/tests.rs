@@ -46,6 +46,7 @@ fn run_chain(tier: Tier, background: bool) -> (CpuState, CacheStats, usize, usiz
         background,
         count_chains: true,
         tiered: false,
+        tier_up_runs: crate::jit::TIER_UP_RUNS,
     };
     let mut cache = Cache::new(tier, 64 << 10, opts).unwrap();
     let mut most = 0;

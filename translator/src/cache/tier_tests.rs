@@ -75,6 +75,7 @@ fn opts(tiered: bool, background: bool) -> JitOptions {
         background,
         count_chains: true,
         tiered,
+        tier_up_runs: TIER_UP_RUNS,
     }
 }
 

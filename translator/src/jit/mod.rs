@@ -88,6 +88,8 @@ pub struct ChainSlots {
     /// (`CpuState::tier_up_ids`, emptied by [`crate::Cache::take_tier_ups`]). 0: optimised
     /// code that counts nothing.
     pub tier_up: u64,
+    /// The count quick code starts over from when the cache's list of requests is full.
+    pub tier_up_runs: u64,
 }
 
 /// A block's chain slots as its generated code reads them: words 0 to 2 hold the code of each
@@ -162,6 +164,7 @@ impl ChainSlots {
             shims: shims::Shims::default(),
             runtime: 0,
             tier_up: 0,
+            tier_up_runs: TIER_UP_RUNS,
         }
     }
 }
@@ -185,9 +188,11 @@ pub struct JitOptions {
     /// Cranelift's optimiser costs about as much compile time as it saves on code that runs a
     /// few hundred times, and the Linux boot compiles 11 k such blocks.
     pub tiered: bool,
+    /// With `tiered`: runs of quick code before it is compiled again optimised.
+    pub tier_up_runs: u64,
 }
 
-/// Runs of quickly compiled code before it is compiled again optimised.
+/// Runs of quickly compiled code before it is compiled again optimised, by default.
 pub const TIER_UP_RUNS: u64 = 2000;
 
 impl Default for JitOptions {
@@ -198,6 +203,7 @@ impl Default for JitOptions {
             background: false,
             count_chains: true,
             tiered: false,
+            tier_up_runs: TIER_UP_RUNS,
         }
     }
 }
@@ -398,7 +404,8 @@ impl Jit {
         let (cpu, budget) = (params[0], params[1]);
         let quick = chain.tier_up != 0;
         if quick {
-            count_run(&mut b, chain.tier_up, cpu, token_slot(chain.token[0]).0);
+            let id = token_slot(chain.token[0]).0;
+            count_run(&mut b, chain.tier_up, chain.tier_up_runs, cpu, id);
         }
         let mut em = JitEmitter::new(&mut b, cpu, budget, ctx, bsig, host_cc, chain);
         em.translate(blocks);
@@ -427,7 +434,7 @@ impl Jit {
 /// it reaches zero, asks the cache to compile block `id` again optimised by appending `id`
 /// to `CpuState::tier_up_ids` ([`ChainSlots::tier_up`]). The code goes on either way, so
 /// the request costs no trip to the run loop. When the list is full the count starts over.
-fn count_run(b: &mut FunctionBuilder, counter: u64, cpu: Value, id: u32) {
+fn count_run(b: &mut FunctionBuilder, counter: u64, runs: u64, cpu: Value, id: u32) {
     let addr = b.ins().iconst(types::I64, counter as i64);
     let n = b.ins().load(types::I64, state_flags(), addr, 0);
     let n = b.ins().iadd_imm_s(n, -1);
@@ -464,7 +471,7 @@ fn count_run(b: &mut FunctionBuilder, counter: u64, cpu: Value, id: u32) {
     b.ins().jump(go_on, &[]);
     b.set_cold_block(full);
     b.switch_to_block(full);
-    let again = b.ins().iconst(types::I64, TIER_UP_RUNS as i64);
+    let again = b.ins().iconst(types::I64, runs as i64);
     b.ins().store(state_flags(), again, addr, 0);
     b.ins().jump(go_on, &[]);
     b.seal_block(go_on);

@@ -238,6 +238,7 @@ mod tests {
             shims: Default::default(),
             runtime: 0,
             tier_up: 0,
+            tier_up_runs: 1,
         };
         for (id, heat) in [(1, CANCELLED), (2, 0)] {
             let job = Job {
