@@ -106,6 +106,11 @@ pub struct Block {
     /// That code's direct exits (the jumps the cache patches when it links them) and the
     /// targets of its chain slots.
     chain: Box<ChainInfo>,
+    /// Where that code was cut (offsets from there on lie in its cold part, at
+    /// `cold_code`; see [`crate::jit::split`]), or `u32::MAX`.
+    cut_at: u32,
+    /// The cold part of that code.
+    cold_code: *const u8,
     /// That code is quick code, which counts its runs to be compiled again optimised
     /// ([`crate::jit::ChainSlots::tier_up`]).
     quick: bool,
@@ -151,21 +156,30 @@ impl Block {
     /// Points the direct jumps of chain slot `slot` at `to`, or at the slot's stub (`None`).
     /// False when a jump cannot reach `to` (the jumps then all lead to the stub).
     fn aim(&self, slot: usize, to: Option<*const u8>, arena: &mut CodeArena) -> bool {
-        let Some(code) = self.code.filter(|_| slot < DIRECT_SLOTS) else {
+        if self.code.is_none() || slot >= DIRECT_SLOTS {
             return true;
-        };
-        let stub = code.wrapping_add(self.chain.stubs[slot] as usize);
+        }
+        let stub = self.code_at(self.chain.stubs[slot]);
         let mut ok = true;
         for site in self.chain.sites_of(slot) {
-            let at = code.wrapping_add(site.offset as usize);
-            ok &= arena.patch_jump(at, to.unwrap_or(stub));
+            ok &= arena.patch_jump(self.code_at(site.offset), to.unwrap_or(stub));
         }
         if !ok && to.is_some() {
             for site in self.chain.sites_of(slot) {
-                arena.patch_jump(code.wrapping_add(site.offset as usize), stub);
+                arena.patch_jump(self.code_at(site.offset), stub);
             }
         }
         ok
+    }
+
+    /// Where offset `x` of the block's code (as compiled, before the cut) lies.
+    fn code_at(&self, x: u32) -> *const u8 {
+        let code = self.code.unwrap_or(std::ptr::null());
+        if x < self.cut_at {
+            code.wrapping_add(x as usize)
+        } else {
+            self.cold_code.wrapping_add((x - self.cut_at) as usize)
+        }
     }
 }
 
@@ -385,7 +399,7 @@ impl Cache {
         Ok(path)
     }
 
-    fn record_perf_map(&mut self, ptr: *const u8, len: usize, key: BlockKey, quick: bool) {
+    fn record_perf_map(&mut self, ptr: *const u8, len: usize, key: BlockKey, tag: &str) {
         use std::io::Write;
         let Some(w) = self.perf_map.as_mut() else {
             return;
@@ -394,12 +408,8 @@ impl Cache {
         // failed write only loses names, so it turns the map off rather than the machine.
         let line = writeln!(
             w,
-            "{:x} {:x} guest_{:x}_{:x}{}",
-            ptr as usize,
-            len,
-            key.ip,
-            key.cs_base,
-            if quick { "_quick" } else { "" }
+            "{:x} {:x} guest_{:x}_{:x}{tag}",
+            ptr as usize, len, key.ip, key.cs_base
         );
         if line.and_then(|()| w.flush()).is_err() {
             tracing::warn!("cannot write the perf map; no more block names are recorded");
@@ -568,6 +578,8 @@ impl Cache {
             quick: false,
             code: None,
             chain: Box::default(),
+            cut_at: u32::MAX,
+            cold_code: std::ptr::null(),
             slots: Box::new(fresh_slots()),
             runtime: None,
             incoming: Vec::new(),
@@ -743,14 +755,14 @@ impl Cache {
             let Some(code) = b.code else {
                 return true;
             };
+            let _ = code;
             b.chain.sites.iter().all(|site| {
                 let slot = site.slot as usize;
                 let want = match b.slots[slot] {
-                    0 => code.wrapping_add(b.chain.stubs[slot] as usize),
+                    0 => b.code_at(b.chain.stubs[slot]),
                     linked => linked as *const u8,
                 };
-                let at = code.wrapping_add(site.offset as usize);
-                self.arena.jump_target(at) == Some(want)
+                self.arena.jump_target(b.code_at(site.offset)) == Some(want)
             })
         });
         incoming_ok && jumps_ok

@@ -151,7 +151,13 @@ impl Report {
                     c.capacity_flushes, c.evicted
                 ),
             ),
-            ("code bytes", format!("{}", c.code_bytes)),
+            (
+                "code bytes",
+                format!(
+                    "{} ({} of them cold; {} blocks not cut)",
+                    c.code_bytes, c.cold_bytes, c.uncut
+                ),
+            ),
             ("memory slow paths (JIT)", format!("{}", self.mem_slow)),
             (
                 "address translation",
@@ -233,6 +239,8 @@ impl Report {
                 "capacity": { "flushes": c.capacity_flushes, "evicted": c.evicted },
             },
             "code_bytes": c.code_bytes,
+            "cold_code_bytes": c.cold_bytes,
+            "uncut_blocks": c.uncut,
             "mem_slow_paths": self.mem_slow,
             "paging": {
                 "walks": self.paging.walks,

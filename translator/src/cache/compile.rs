@@ -7,6 +7,8 @@ use std::time::Instant;
 
 use super::{fast_index, BlockId, Cache, CacheError, CompileWorker, Done, Job, MAX_IN_FLIGHT};
 use crate::decode::DecodedBlock;
+use crate::jit::arena::CodeArena;
+use crate::jit::split::{self, Cut, TAIL_JUMP};
 use crate::jit::worker::CANCELLED;
 use crate::jit::JitError;
 use crate::jit::{slot_token, ChainSlots, Compiled, TIER_UP_WORD};
@@ -236,24 +238,50 @@ impl Cache {
     /// unused until the arena is reset.
     fn place(&mut self, id: BlockId, code: Compiled, quick: bool) -> Result<*const u8, CacheError> {
         let bytes = &code.bytes[..];
-        let ptr = match self.arena.alloc(bytes) {
+        let (hot, cold) = match &code.cut {
+            Some(cut) => {
+                let at = cut.at as usize;
+                let mut hot = bytes[..at].to_vec();
+                if cut.tail_jump {
+                    hot.extend_from_slice(&TAIL_JUMP);
+                }
+                (std::borrow::Cow::Owned(hot), &bytes[at..])
+            }
+            None => (std::borrow::Cow::Borrowed(bytes), &[][..]),
+        };
+        let (ptr, cold_ptr) = match self.arena.alloc_split(&hot, cold) {
             Some(p) => p,
             None => {
                 // Arena full: drop every block's code (the generation ends) and retry.
                 self.flush_code();
                 self.arena
-                    .alloc(bytes)
+                    .alloc_split(&hot, cold)
                     .ok_or(CacheError::TooBig(bytes.len()))?
             }
         };
+        if let Some(cut) = &code.cut {
+            if !apply_cut(&mut self.arena, cut, ptr, cold_ptr) {
+                // Cannot happen within one arena (under 4 GiB, every displacement fits);
+                // the code is left unused rather than run half-rewritten.
+                return Err(CacheError::Jit(crate::jit::JitError::Relocations));
+            }
+        }
         self.stats.blocks_compiled += 1;
         self.stats.insns_compiled += self.block(id).decoded.insns.len() as u64;
-        self.stats.code_bytes += bytes.len() as u64;
+        self.stats.code_bytes += (hot.len() + cold.len()) as u64;
+        self.stats.cold_bytes += cold.len() as u64;
+        self.stats.uncut += u64::from(code.cut.is_none());
         let key = self.block(id).key;
-        self.record_perf_map(ptr, bytes.len(), key, quick);
+        let tag = if quick { "_quick" } else { "" };
+        self.record_perf_map(ptr, hot.len(), key, tag);
+        if !cold.is_empty() {
+            self.record_perf_map(cold_ptr, cold.len(), key, &format!("{tag}_cold"));
+        }
         let b = self.blocks[id as usize].as_mut().expect("live block id");
         let replaced = b.code.replace(ptr).is_some();
         *b.chain = code.chain;
+        b.cut_at = code.cut.as_ref().map_or(u32::MAX, |c| c.at);
+        b.cold_code = cold_ptr;
         b.quick = quick;
         if replaced {
             let outgoing = std::mem::take(&mut b.outgoing);
@@ -286,6 +314,25 @@ impl Cache {
         }
         Ok(ptr)
     }
+}
+
+/// Rewrites the displacements that cross `cut` once its parts lie at `hot` and `cold`
+/// (see [`crate::jit::split`]). False if one cannot be written.
+fn apply_cut(arena: &mut CodeArena, cut: &Cut, hot: *const u8, cold: *const u8) -> bool {
+    let (h, c) = (hot as usize, cold as usize);
+    let mut ok = true;
+    for f in &cut.fixups {
+        let hot_side = f.field < cut.at;
+        let field = split::place(f.field, cut.at, h, c, hot_side);
+        let end = split::place(f.end, cut.at, h, c, hot_side);
+        let target = split::place(f.target, cut.at, h, c, f.target < cut.at);
+        ok &= arena.patch_rel32(field as *const u8, end as *const u8, target as *const u8);
+    }
+    if cut.tail_jump {
+        let jmp = h + cut.at as usize;
+        ok &= arena.patch_rel32((jmp + 1) as *const u8, (jmp + 5) as *const u8, cold);
+    }
+    ok
 }
 
 /// The tier-up counter for new code: its run count when `quick`, else a count that never

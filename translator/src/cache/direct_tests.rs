@@ -1,6 +1,6 @@
 //! Direct chaining ([`crate::jit::direct`]): linked exits jump straight to their target's
 //! code, unlinking points them back at their stub, and a link is only made into code whose
-//! slot serves that target.
+//! slot serves that target; and code cut into hot and cold parts ([`crate::jit::split`]).
 
 use crane86_runtime::{BlockKey, CpuMode, CpuState, PhysMem};
 
@@ -95,6 +95,17 @@ fn linked_exits_jump_without_the_run_loop() {
         "{} trips through the run loop",
         r.steps
     );
+}
+
+#[test]
+fn compiled_code_is_cut_into_hot_and_cold_parts() {
+    let r = run();
+    let s = &r.cache.stats;
+    assert!(s.blocks_compiled > u64::from(BLOCKS), "{s:?}");
+    // Every block has cold code (its exits' returns to the run loop), and the chain ran
+    // through the rewritten jumps between the parts.
+    assert_eq!(s.uncut, 0, "{s:?}");
+    assert!(s.cold_bytes > 0 && s.cold_bytes < s.code_bytes, "{s:?}");
 }
 
 #[test]

@@ -52,4 +52,9 @@ pub struct CacheStats {
     pub evicted: u64,
     /// Bytes of host code produced.
     pub code_bytes: u64,
+    /// Of those, bytes placed in the arena's cold end ([`crate::jit::split`]).
+    pub cold_bytes: u64,
+    /// Compiled blocks whose code was not cut into a hot and a cold part (none had a cold
+    /// block, or the cut was refused).
+    pub uncut: u64,
 }

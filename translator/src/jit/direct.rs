@@ -66,6 +66,8 @@ pub struct Compiled {
     pub bytes: Vec<u8>,
     /// The direct exits and their stubs.
     pub chain: ChainInfo,
+    /// Where the code is cut into a hot and a cold part ([`super::split`]), if it is.
+    pub cut: Option<super::split::Cut>,
 }
 
 /// The stub of an empty direct slot: entered by a tail call (`rdi` = cpu, `rsi` = budget,
@@ -157,6 +159,7 @@ pub fn resolve(
             stubs,
             targets,
         },
+        cut: None,
     })
 }
 

@@ -14,6 +14,7 @@ mod emitter;
 pub mod entry;
 pub mod helpers;
 pub mod shims;
+pub mod split;
 #[cfg(test)]
 mod tlb_tests;
 pub mod worker;
@@ -310,13 +311,10 @@ impl Jit {
         s
     }
 
-    /// Compiles the function in the context; returns its code and its relocations (only
-    /// direct exits have any: see [`direct`]).
-    fn finish(
-        &mut self,
-        blocks: &[DecodedBlock],
-        quick: bool,
-    ) -> Result<(Vec<u8>, Vec<cranelift_codegen::FinalizedMachReloc>), JitError> {
+    /// Compiles the function in the context; returns its code, its relocations (only direct
+    /// exits have any: see [`direct`]) and where its instructions end and its cold part
+    /// starts, if it has one ([`split`]).
+    fn finish(&mut self, blocks: &[DecodedBlock], quick: bool) -> Result<Finished, JitError> {
         if tracing::enabled!(target: "crane86::ir", tracing::Level::TRACE) {
             let guest: Vec<String> = blocks
                 .iter()
@@ -337,7 +335,20 @@ impl Jit {
         }
         let relocs = code.buffer.relocs().to_vec();
         let bytes = code.code_buffer().to_vec();
-        Ok((bytes, relocs))
+        let locs = code.buffer.get_srclocs_sorted();
+        let code_end = locs.iter().map(|l| l.end).max().unwrap_or(0) as usize;
+        let cold = locs
+            .iter()
+            .filter(|l| l.loc.bits() == split::COLD)
+            .map(|l| l.start)
+            .min()
+            .map(|c| c as usize);
+        Ok(Finished {
+            bytes,
+            relocs,
+            code_end,
+            cold,
+        })
     }
 
     /// The entry trampoline: a host-ABI `fn(code, cpu) -> u64` that calls a block in the tail
@@ -368,7 +379,7 @@ impl Jit {
         let out = self.finish(&[], false);
         self.ctx.clear();
         match out? {
-            (bytes, relocs) if relocs.is_empty() => Ok(bytes),
+            f if f.relocs.is_empty() => Ok(f.bytes),
             _ => Err(JitError::Relocations),
         }
     }
@@ -411,11 +422,12 @@ impl Jit {
         em.translate(blocks);
         let targets = em.slot_targets();
         b.finalize(fc);
-        let out = self.finish(blocks, quick).and_then(|(bytes, relocs)| {
+        mark_cold(&mut self.ctx.func);
+        let out = self.finish(blocks, quick).and_then(|f| {
             let params = &self.ctx.func.params;
-            direct::resolve(
-                bytes,
-                &relocs,
+            let mut c = direct::resolve(
+                f.bytes,
+                &f.relocs,
                 |name| match name {
                     ExternalName::User(r) => params.user_named_funcs().get(*r).cloned(),
                     _ => None,
@@ -423,10 +435,40 @@ impl Jit {
                 chain.token,
                 targets,
                 chain.count,
-            )
+            )?;
+            c.cut = f.cold.and_then(|at| split::plan(&c.bytes, f.code_end, at));
+            Ok(c)
         });
         self.ctx.clear();
         out
+    }
+}
+
+/// What [`Jit::finish`] returns.
+struct Finished {
+    bytes: Vec<u8>,
+    relocs: Vec<cranelift_codegen::FinalizedMachReloc>,
+    /// Where the instructions end (constants follow).
+    code_end: usize,
+    /// The first byte of cold code, if any.
+    cold: Option<usize>,
+}
+
+/// Gives every instruction of `func` the source location that tells [`split`] whether its
+/// block is cold.
+fn mark_cold(func: &mut cranelift_codegen::ir::Function) {
+    use cranelift_codegen::ir::SourceLoc;
+    let blocks: Vec<_> = func.layout.blocks().collect();
+    for blk in blocks {
+        let loc = if func.layout.is_cold(blk) {
+            split::COLD
+        } else {
+            split::HOT
+        };
+        let insts: Vec<_> = func.layout.block_insts(blk).collect();
+        for i in insts {
+            func.set_srcloc(i, SourceLoc::new(loc));
+        }
     }
 }
 
