@@ -7,30 +7,12 @@ use crane86_runtime::{BlockKey, CpuMode, CpuState, PhysMem};
 use super::{Cache, Tier};
 use crate::jit::{slot_token, JitOptions};
 
-const START: u64 = 0x1000;
+use super::tests::{chain_of, START};
+
 /// Blocks in the chain.
 const BLOCKS: u32 = 200;
 /// Times the chain runs.
 const ROUNDS: u32 = 50;
-
-/// 32-bit code: `BLOCKS` blocks `add ebx, i; jmp next`, 16 bytes apart, then `dec ecx; jnz
-/// START; hlt`. Returns the code and the address of the HLT.
-fn chain() -> (Vec<u8>, u64) {
-    let mut code = Vec::new();
-    for i in 0..BLOCKS {
-        code.extend_from_slice(&[0x81, 0xc3]);
-        code.extend_from_slice(&i.to_le_bytes());
-        code.push(0xe9);
-        code.extend_from_slice(&5i32.to_le_bytes());
-        code.resize(code.len() + 5, 0xcc);
-    }
-    let back = -(code.len() as i32) - 7;
-    code.extend_from_slice(&[0x49, 0x0f, 0x85]);
-    code.extend_from_slice(&back.to_le_bytes());
-    let hlt = START + code.len() as u64;
-    code.push(0xf4);
-    (code, hlt)
-}
 
 struct Run {
     cpu: CpuState,
@@ -42,7 +24,7 @@ struct Run {
 
 /// Runs [`chain`] compiled, as the run loop does, checking the links after every step.
 fn run() -> Run {
-    let (code, hlt) = chain();
+    let (code, hlt) = chain_of(BLOCKS);
     let mut mem = PhysMem::new(1 << 20).unwrap();
     mem.load(START, &code).unwrap();
     let mut cpu = CpuState::new(CpuMode::Prot32);

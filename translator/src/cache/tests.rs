@@ -6,17 +6,17 @@ use crane86_runtime::{BlockKey, CpuMode, CpuState, PhysMem};
 use super::{Cache, CacheStats, Tier};
 use crate::jit::JitOptions;
 
-const START: u64 = 0x1000;
+pub(super) const START: u64 = 0x1000;
 /// Distinct blocks in the chain: several times what a 256 KiB budget holds.
 const BLOCKS: u32 = 3000;
 /// Times the chain runs.
 const ROUNDS: u32 = 3;
 
-/// 32-bit code: `BLOCKS` blocks `add ebx, i; jmp next`, 16 bytes apart, then `dec ecx; jnz
-/// START; hlt`. Returns the code and the address of the HLT (where the run stops).
-fn chain() -> (Vec<u8>, u64) {
+/// 32-bit code at `START`: `blocks` blocks `add ebx, i; jmp next`, 16 bytes apart, then `dec
+/// ecx; jnz START; hlt`. Returns the code and the address of the HLT (where the run stops).
+pub(super) fn chain_of(blocks: u32) -> (Vec<u8>, u64) {
     let mut code = Vec::new();
-    for i in 0..BLOCKS {
+    for i in 0..blocks {
         code.extend_from_slice(&[0x81, 0xc3]);
         code.extend_from_slice(&i.to_le_bytes());
         code.push(0xe9);
@@ -34,7 +34,7 @@ fn chain() -> (Vec<u8>, u64) {
 /// Runs the chain through a cache of the smallest size as the run loop does; returns the
 /// CPU, the statistics and the most decoded bytes the cache ever held, with its budget.
 fn run_chain(tier: Tier, background: bool) -> (CpuState, CacheStats, usize, usize) {
-    let (code, hlt) = chain();
+    let (code, hlt) = chain_of(BLOCKS);
     let mut mem = PhysMem::new(1 << 20).unwrap();
     mem.load(START, &code).unwrap();
     let mut cpu = CpuState::new(CpuMode::Prot32);
