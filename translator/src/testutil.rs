@@ -104,6 +104,71 @@ pub fn run_tier(
     Outcome { cpu, mem, fault }
 }
 
+/// JIT options for tests: the IR verifier on, chained transfers counted, no tiered compiles.
+pub fn test_jit_options(optimize: bool, background: bool) -> JitOptions {
+    JitOptions {
+        optimize,
+        verify: true,
+        background,
+        count_chains: true,
+        tiered: false,
+        tier_up_runs: crate::jit::TIER_UP_RUNS,
+    }
+}
+
+/// 1 MiB of RAM holding 32-bit `code` at `start`, and a protected-mode CPU about to run it
+/// with ECX = `ecx`.
+pub fn prot32_guest(code: &[u8], start: u64, ecx: u64) -> (PhysMem, CpuState) {
+    let mut mem = PhysMem::new(1 << 20).unwrap();
+    mem.load(start, code).unwrap();
+    let mut cpu = CpuState::new(CpuMode::Prot32);
+    cpu.rip = start;
+    cpu.gpr[1] = ecx;
+    (mem, cpu)
+}
+
+/// The run loop of the cache's tests, as the machine's does it: until RIP reaches `end`,
+/// each step installs background compiles, calls `before` with the step's number, looks the
+/// block at RIP up (its fetch translated through the TLB under paging), runs it with
+/// [`run_step`], drops the blocks whose bytes were written, and calls `after`. A pending
+/// fault or more than `max_steps` steps fail the test. Returns the steps taken.
+pub fn drive(
+    cache: &mut Cache,
+    cpu: &mut CpuState,
+    mem: &mut PhysMem,
+    end: u64,
+    max_steps: u64,
+    mut before: impl FnMut(&mut Cache, &mut CpuState, u64),
+    mut after: impl FnMut(&Cache),
+) -> u64 {
+    let mut steps = 0;
+    while cpu.rip != end {
+        steps += 1;
+        assert!(steps <= max_steps, "the program does not finish");
+        assert_eq!(cpu.fault.pending, 0, "fault at {:#x}", cpu.rip);
+        cache.collect_compiled().unwrap();
+        before(cache, cpu, steps);
+        let rip = cpu.rip;
+        let phys = if cpu.cr0 & crane86_runtime::state::CR0_PG != 0 {
+            crane86_runtime::memory::fetch_phys(cpu, mem, rip).unwrap()
+        } else {
+            rip
+        };
+        let key = BlockKey::new(phys, cpu);
+        let id = cache.lookup(key, cpu, mem);
+        run_step(cache, id, cpu, mem);
+        if mem.has_dirty_code() {
+            for bytes in mem.take_code_writes() {
+                cache.invalidate_written(bytes, mem);
+            }
+            cpu.link = 0;
+        }
+        cpu.smc_pending = 0;
+        after(cache);
+    }
+    steps
+}
+
 /// One step of a test's run loop: links the exit that led to block `id` (`cpu.link`), then
 /// runs the block, compiled if it is (with the budget and TSC base the run loop sets) or
 /// else interpreted, for at most 1000 instructions, counting them in `cpu.retired`.

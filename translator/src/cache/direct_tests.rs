@@ -2,10 +2,11 @@
 //! code, unlinking points them back at their stub, and a link is only made into code whose
 //! slot serves that target; and code cut into hot and cold parts ([`crate::jit::split`]).
 
-use crane86_runtime::{BlockKey, CpuMode, CpuState, PhysMem};
+use crane86_runtime::{BlockKey, CpuState, PhysMem};
 
 use super::{Cache, Tier};
-use crate::jit::{slot_token, JitOptions};
+use crate::jit::slot_token;
+use crate::testutil::{prot32_guest, test_jit_options};
 
 use super::tests::{chain_of, START};
 
@@ -25,33 +26,23 @@ struct Run {
 /// Runs [`chain`] compiled, as the run loop does, checking the links after every step.
 fn run() -> Run {
     let (code, hlt) = chain_of(BLOCKS);
-    let mut mem = PhysMem::new(1 << 20).unwrap();
-    mem.load(START, &code).unwrap();
-    let mut cpu = CpuState::new(CpuMode::Prot32);
-    cpu.rip = START;
-    cpu.gpr[1] = u64::from(ROUNDS);
-    let opts = JitOptions {
-        optimize: false,
-        verify: true,
-        background: false,
-        count_chains: true,
-        tiered: false,
-        tier_up_runs: crate::jit::TIER_UP_RUNS,
-    };
+    let (mut mem, mut cpu) = prot32_guest(&code, START, u64::from(ROUNDS));
+    let opts = test_jit_options(false, false);
     let mut cache = Cache::new(Tier::Jit, 1 << 22, opts).unwrap();
-    let mut steps = 0u64;
-    while cpu.rip != hlt {
-        steps += 1;
-        assert!(steps < 1_000_000, "the chain does not finish");
-        assert_eq!(cpu.fault.pending, 0, "fault at {:#x}", cpu.rip);
-        let key = BlockKey::new(cpu.rip, &cpu);
-        let id = cache.lookup(key, &mut cpu, &mut mem);
-        crate::testutil::run_step(&mut cache, id, &mut cpu, &mut mem);
-        assert!(
-            cache.links_consistent(),
-            "a jump leads elsewhere than its slot"
-        );
-    }
+    let steps = crate::testutil::drive(
+        &mut cache,
+        &mut cpu,
+        &mut mem,
+        hlt,
+        1_000_000,
+        |_, _, _| {},
+        |cache| {
+            assert!(
+                cache.links_consistent(),
+                "a jump leads elsewhere than its slot"
+            )
+        },
+    );
     Run {
         cpu,
         cache,

@@ -36,33 +36,17 @@ fn run(mode: CpuMode, code: &[u8], tier: Tier, arena: usize) -> CpuState {
     }
     cpu.rip = START;
     cpu.gpr[4] = 0x10_0000;
-    let opts = JitOptions {
-        optimize: true,
-        verify: true,
-        background: false,
-        count_chains: true,
-        tiered: false,
-        tier_up_runs: crate::jit::TIER_UP_RUNS,
-    };
+    let opts = crate::testutil::test_jit_options(true, false);
     let mut cache = Cache::new(tier, arena, opts).unwrap();
-    let mut steps = 0u64;
-    while cpu.rip != end {
-        steps += 1;
-        assert!(steps < 2_000_000, "{tier:?}: the program does not finish");
-        assert_eq!(cpu.fault.pending, 0, "{tier:?}: fault at {:#x}", cpu.rip);
-        let rip = cpu.rip;
-        let phys = crane86_runtime::memory::fetch_phys(&mut cpu, &mut mem, rip).unwrap();
-        let key = BlockKey::new(phys, &cpu);
-        let id = cache.lookup(key, &mut cpu, &mut mem);
-        crate::testutil::run_step(&mut cache, id, &mut cpu, &mut mem);
-        if mem.has_dirty_code() {
-            for bytes in mem.take_code_writes() {
-                cache.invalidate_written(bytes, &mut mem);
-            }
-            cpu.link = 0;
-        }
-        cpu.smc_pending = 0;
-    }
+    crate::testutil::drive(
+        &mut cache,
+        &mut cpu,
+        &mut mem,
+        end,
+        2_000_000,
+        |_, _, _| {},
+        |_| {},
+    );
     cpu
 }
 

@@ -1,10 +1,10 @@
 //! The cache's bound: a guest that runs more distinct blocks than the cache holds still runs
 //! correctly, through capacity flushes.
 
-use crane86_runtime::{BlockKey, CpuMode, CpuState, PhysMem};
+use crane86_runtime::CpuState;
 
 use super::{Cache, CacheStats, Tier};
-use crate::jit::JitOptions;
+use crate::testutil::{prot32_guest, test_jit_options};
 
 pub(super) const START: u64 = 0x1000;
 /// Distinct blocks in the chain: several times what a 256 KiB budget holds.
@@ -35,32 +35,19 @@ pub(super) fn chain_of(blocks: u32) -> (Vec<u8>, u64) {
 /// CPU, the statistics and the most decoded bytes the cache ever held, with its budget.
 fn run_chain(tier: Tier, background: bool) -> (CpuState, CacheStats, usize, usize) {
     let (code, hlt) = chain_of(BLOCKS);
-    let mut mem = PhysMem::new(1 << 20).unwrap();
-    mem.load(START, &code).unwrap();
-    let mut cpu = CpuState::new(CpuMode::Prot32);
-    cpu.rip = START;
-    cpu.gpr[1] = u64::from(ROUNDS);
-    let opts = JitOptions {
-        optimize: false,
-        verify: true,
-        background,
-        count_chains: true,
-        tiered: false,
-        tier_up_runs: crate::jit::TIER_UP_RUNS,
-    };
+    let (mut mem, mut cpu) = prot32_guest(&code, START, u64::from(ROUNDS));
+    let opts = test_jit_options(false, background);
     let mut cache = Cache::new(tier, 64 << 10, opts).unwrap();
     let mut most = 0;
-    let mut steps = 0u64;
-    while cpu.rip != hlt {
-        steps += 1;
-        assert!(steps < 1_000_000, "{tier:?}: the chain does not finish");
-        assert_eq!(cpu.fault.pending, 0, "{tier:?}: fault at {:#x}", cpu.rip);
-        cache.collect_compiled().unwrap();
-        let key = BlockKey::new(cpu.rip, &cpu);
-        let id = cache.lookup(key, &mut cpu, &mut mem);
-        most = most.max(cache.decoded_bytes());
-        crate::testutil::run_step(&mut cache, id, &mut cpu, &mut mem);
-    }
+    crate::testutil::drive(
+        &mut cache,
+        &mut cpu,
+        &mut mem,
+        hlt,
+        1_000_000,
+        |_, _, _| {},
+        |cache| most = most.max(cache.decoded_bytes()),
+    );
     (cpu, cache.stats.clone(), most, cache.block_budget())
 }
 

@@ -1,10 +1,11 @@
 //! Tiered compilation ([`crate::jit::JitOptions::tiered`]): quick code counts its runs, is
 //! compiled again optimised, and the new code takes over the links into the block.
 
-use crane86_runtime::{BlockKey, CpuMode, CpuState, PhysMem};
+use crane86_runtime::CpuState;
 
 use super::{Cache, CacheStats, Tier};
 use crate::jit::{JitOptions, TIER_UP_RUNS, TIER_UP_WORD};
+use crate::testutil::{prot32_guest, test_jit_options};
 use crane86_runtime::state::TIER_UP_REQUESTS;
 
 const START: u64 = 0x1000;
@@ -33,28 +34,23 @@ fn links_lead_to_current_code(cache: &Cache) -> bool {
 /// first `full_for` steps; returns the CPU and the statistics.
 fn run(tier: Tier, opts: JitOptions, full_for: u64) -> (CpuState, CacheStats) {
     let (code, hlt) = calls();
-    let mut mem = PhysMem::new(1 << 20).unwrap();
-    mem.load(START, &code).unwrap();
-    let mut cpu = CpuState::new(CpuMode::Prot32);
-    cpu.rip = START;
-    cpu.gpr[1] = u64::from(CALLS);
+    let (mut mem, mut cpu) = prot32_guest(&code, START, u64::from(CALLS));
     cpu.gpr[4] = 0xf000;
     let mut cache = Cache::new(tier, 1 << 22, opts).unwrap();
-    let mut steps = 0u64;
-    while cpu.rip != hlt {
-        steps += 1;
-        assert!(steps < 1_000_000, "{tier:?}: the loop does not finish");
-        assert_eq!(cpu.fault.pending, 0, "{tier:?}: fault at {:#x}", cpu.rip);
-        cache.collect_compiled().unwrap();
-        cache.take_tier_ups(&mut cpu).unwrap();
-        if steps <= full_for {
-            cpu.tier_up_len = TIER_UP_REQUESTS as u32;
-        }
-        let key = BlockKey::new(cpu.rip, &cpu);
-        let id = cache.lookup(key, &mut cpu, &mut mem);
-        crate::testutil::run_step(&mut cache, id, &mut cpu, &mut mem);
-        assert!(links_lead_to_current_code(&cache), "{tier:?}: a stale link");
-    }
+    crate::testutil::drive(
+        &mut cache,
+        &mut cpu,
+        &mut mem,
+        hlt,
+        1_000_000,
+        |cache, cpu, step| {
+            cache.take_tier_ups(cpu).unwrap();
+            if step <= full_for {
+                cpu.tier_up_len = TIER_UP_REQUESTS as u32;
+            }
+        },
+        |cache| assert!(links_lead_to_current_code(cache), "{tier:?}: a stale link"),
+    );
     for b in cache.blocks.iter().flatten().filter(|b| b.code.is_some()) {
         if b.quick {
             // Quick code left: it has not run its count since it was compiled.
@@ -70,12 +66,8 @@ fn run(tier: Tier, opts: JitOptions, full_for: u64) -> (CpuState, CacheStats) {
 
 fn opts(tiered: bool, background: bool) -> JitOptions {
     JitOptions {
-        optimize: true,
-        verify: true,
-        background,
-        count_chains: true,
         tiered,
-        tier_up_runs: TIER_UP_RUNS,
+        ..test_jit_options(true, background)
     }
 }
 
