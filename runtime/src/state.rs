@@ -378,6 +378,11 @@ pub struct CpuState {
     /// Which entries of each TLB were filled from a global translation (G set, CR4.PGE = 1):
     /// a CR3 write keeps them ([`CpuState::flush_tlb_nonglobal`]).
     pub tlb_global: [[u64; TLB_ENTRIES / 64]; 2],
+    /// Where the TLBs hold a writable entry of each guest-physical page (indexed by page
+    /// number; see [`crate::memory::TlbWriters`]), so that taking write permission away from
+    /// one page ([`crate::memory::tlb_protect_phys`]) looks at one slot instead of every
+    /// filled entry.
+    pub tlb_writers: crate::memory::TlbWriters,
     /// The largest page (2 MiB, 4 MiB or 1 GiB) any entry filled since the last flush came
     /// from, or 0: INVLPG must drop every entry of the page its address lies in, and the
     /// TLB holds large pages as 4 KiB pieces.
@@ -517,6 +522,7 @@ impl CpuState {
             tlb: [[TlbEntry::INVALID; TLB_ENTRIES]; 2],
             tlb_filled: [[0; TLB_ENTRIES / 64]; 2],
             tlb_global: [[0; TLB_ENTRIES / 64]; 2],
+            tlb_writers: crate::memory::TlbWriters::default(),
             tlb_large: 0,
             tlb_victims: TlbVictims::EMPTY,
             shadow: Box::new(ShadowTables::new()),
@@ -679,6 +685,7 @@ impl Clone for CpuState {
             tlb: self.tlb,
             tlb_filled: self.tlb_filled,
             tlb_global: self.tlb_global,
+            tlb_writers: self.tlb_writers.clone(),
             tlb_large: self.tlb_large,
             tlb_victims: self.tlb_victims,
             shadow: self.shadow.clone(),

@@ -295,3 +295,73 @@ fn consecutive_pages_never_share_a_tlb_slot() {
         assert_ne!(tlb_index(a), tlb_index(a + PAGE_SIZE), "page {page:#x}");
     }
 }
+
+/// Writable TLB entries stay where the page's writer record says, through fills, displacements
+/// into the victim buffers, recalls, aliases (many linear pages on a few physical ones) and
+/// both privileges, so that `tlb_protect_phys` finds every one of them.
+#[test]
+fn protecting_a_page_finds_every_writable_entry_of_it() {
+    use crate::paging::pte::{A, D, P, RW, US};
+    let mut mem = PhysMem::new(4 << 20).unwrap();
+    let upper = P | RW | US | A;
+    mem.write_phys(0x1000, 8, 0x2000 | upper);
+    mem.write_phys(0x2000, 8, 0x3000 | upper);
+    mem.write_phys(0x3000, 8, 0x4000 | upper);
+    // Linear pages 0x100-0x1ff and 0x4ff-0x5ff onto eight physical pages, so each has
+    // about 64 aliases; the second range lies on the first one's TLB slots.
+    let pool = |n: u64| 0x20_0000 + (n % 8) * PAGE_SIZE;
+    mem.write_phys(0x3000 + 2 * 8, 8, 0x5000 | upper);
+    for n in 0..0x100u64 {
+        mem.write_phys(0x4000 + (0x100 + n) * 8, 8, pool(n * 5) | upper | D);
+        mem.write_phys(0x5000 + (0xff + n) * 8, 8, pool(n * 3) | upper | D);
+    }
+    assert_eq!(tlb_index(0x10_0000), tlb_index(0x4f_f000));
+    let mut cpu = CpuState::new(CpuMode::Long64);
+    cpu.cr3 = 0x1000;
+    let ram = mem.host_addr(0);
+    let check = |cpu: &CpuState| {
+        for (t, tlb) in cpu.tlb.iter().enumerate() {
+            for (i, e) in tlb.iter().enumerate() {
+                if e.write != TlbEntry::INVALID_TAG {
+                    let page = (e.write.wrapping_add(e.addend) - ram) as usize >> 12;
+                    assert!(cpu.tlb_writers.covers(page, t * TLB_ENTRIES + i));
+                }
+            }
+        }
+    };
+    let mut x = 12345u64;
+    for round in 0..6000u64 {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let base = if x & (1 << 20) == 0 {
+            0x10_0000
+        } else {
+            0x4f_f000
+        };
+        // Half the accesses stay within a few slots, so that displaced entries come back.
+        let span = if round % 2 == 0 { 0x100 } else { 6 };
+        let lin = base + ((x >> 33) % span) * PAGE_SIZE + 16;
+        let pl = if x >> 63 == 0 {
+            Privilege::Supervisor
+        } else {
+            Privilege::User
+        };
+        match round % 5 {
+            0 => drop(read_as(&mut cpu, &mut mem, lin, 4, pl).unwrap()),
+            4 if round % 35 == 4 => {
+                let page = pool(x >> 40);
+                tlb_protect_phys(&mut cpu, &mem, page);
+                let host = mem.host_addr(page);
+                let writes = |e: &TlbEntry| {
+                    e.write != TlbEntry::INVALID_TAG && e.write.wrapping_add(e.addend) == host
+                };
+                assert!(!cpu.tlb.iter().flatten().any(writes), "round {round}");
+                assert!(!cpu.tlb_victims.all_mut().any(|e| writes(e)));
+            }
+            _ => write_as(&mut cpu, &mut mem, lin, 4, round, pl).unwrap(),
+        }
+        check(&cpu);
+    }
+    assert!(cpu.paging.tlb_victim_hits > 100, "recalls were exercised");
+}

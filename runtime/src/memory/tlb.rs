@@ -133,12 +133,87 @@ pub(super) fn tlb_fill(
     if paging && t.page_size > PAGE_SIZE {
         cpu.tlb_large = cpu.tlb_large.max(t.page_size);
     }
+    let host = mem.host_addr(ppage);
+    if write {
+        let ram = mem.host_addr(0);
+        cpu.tlb_writers.note(&cpu.tlb, ram, host, pl.tlb(), i);
+    }
     cpu.tlb[pl.tlb()][i] = TlbEntry {
         read: tag(read),
         write: tag(write),
-        addend: mem.host_addr(ppage).wrapping_sub(lpage),
+        addend: host.wrapping_sub(lpage),
         exec: tag(exec),
     };
+}
+
+/// Where the TLBs hold writable entries of each guest-physical page: none, one slot, or
+/// perhaps several (a page written through two linear aliases, such as a user page and the
+/// kernel's direct map of it). The page-fault workload took write permission away from a
+/// page about once per fault (the kernel's store to a page table drops the shadow
+/// translations that depend on it and stops tracking it; the next walk tracks it again),
+/// and reading every filled entry each time was 7-9% of the run.
+///
+/// Invariant: a slot (not a victim: those are always searched) that holds a writable entry
+/// of page `p` is the one `p`'s record names, or the record says several. Fills and recalls
+/// into a slot keep it, since they are the only ways a slot gains a writable entry; removing
+/// or overwriting entries cannot break it, so flushes and INVLPG need not touch the records
+/// (a stale record only costs a look at its slot).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlbWriters {
+    /// Per page: 0 none, [`TlbWriters::SEVERAL`], or 1 + the slot (TLB number times
+    /// [`TLB_ENTRIES`] plus index). Grown on demand, up to the pages of guest RAM.
+    pages: Vec<u32>,
+}
+
+impl TlbWriters {
+    /// The record of a page that may have writable entries in several slots.
+    const SEVERAL: u32 = u32::MAX;
+
+    /// Records that slot `i` of TLB `t` now holds a writable entry of host page `host`
+    /// (`ram` is guest RAM's host base).
+    fn note(
+        &mut self,
+        tlbs: &[[TlbEntry; TLB_ENTRIES]; 2],
+        ram: u64,
+        host: u64,
+        t: usize,
+        i: usize,
+    ) {
+        let page = (host.wrapping_sub(ram) >> 12) as usize;
+        if page >= self.pages.len() {
+            self.pages.resize(page + 1, 0);
+        }
+        let me = 1 + (t * TLB_ENTRIES + i) as u32;
+        let rec = &mut self.pages[page];
+        *rec = match *rec {
+            0 => me,
+            r if r == me || r == Self::SEVERAL => r,
+            r => {
+                let slot = (r - 1) as usize;
+                let e = &tlbs[slot / TLB_ENTRIES][slot % TLB_ENTRIES];
+                if writes_to(e, host) {
+                    Self::SEVERAL
+                } else {
+                    // By the invariant no other slot writes the page: the record moves.
+                    me
+                }
+            }
+        };
+    }
+}
+
+#[cfg(test)]
+impl TlbWriters {
+    /// Whether the record of guest-physical page `page` allows a writable entry of it in
+    /// slot `slot` (TLB number times [`TLB_ENTRIES`] plus index): the invariant.
+    pub(crate) fn covers(&self, page: usize, slot: usize) -> bool {
+        matches!(self.pages.get(page), Some(&r) if r == Self::SEVERAL || r == 1 + slot as u32)
+    }
+}
+
+/// Whether `e` is a writable entry of host page `host`.
+fn writes_to(e: &TlbEntry, host: u64) -> bool {
+    e.write != TlbEntry::INVALID_TAG && e.write.wrapping_add(e.addend) == host
 }
 
 /// Drops write permission from every TLB entry that maps physical page `phys_page` (under
@@ -150,19 +225,32 @@ pub fn tlb_protect_phys(cpu: &mut CpuState, mem: &PhysMem, phys_page: u64) {
     }
     let host = mem.host_addr(phys_page & PAGE_MASK);
     let protect = |e: &mut TlbEntry| {
-        if e.write != TlbEntry::INVALID_TAG && e.write.wrapping_add(e.addend) == host {
+        if writes_to(e, host) {
             e.write = TlbEntry::INVALID_TAG;
         }
     };
     cpu.tlb_victims.all_mut().for_each(protect);
-    // Only entries filled since the last flush can be valid.
-    for (tlb, filled) in cpu.tlb.iter_mut().zip(cpu.tlb_filled.iter()) {
-        for (w, word) in filled.iter().enumerate() {
-            let mut bits = *word;
-            while bits != 0 {
-                protect(&mut tlb[w * 64 + bits.trailing_zeros() as usize]);
-                bits &= bits - 1;
+    let page = (phys_page >> 12) as usize;
+    let Some(rec) = cpu.tlb_writers.pages.get_mut(page) else {
+        return;
+    };
+    match std::mem::take(rec) {
+        0 => {}
+        TlbWriters::SEVERAL => {
+            // Only entries filled since the last flush can be valid.
+            for (tlb, filled) in cpu.tlb.iter_mut().zip(cpu.tlb_filled.iter()) {
+                for (w, word) in filled.iter().enumerate() {
+                    let mut bits = *word;
+                    while bits != 0 {
+                        protect(&mut tlb[w * 64 + bits.trailing_zeros() as usize]);
+                        bits &= bits - 1;
+                    }
+                }
             }
+        }
+        r => {
+            let slot = (r - 1) as usize;
+            protect(&mut cpu.tlb[slot / TLB_ENTRIES][slot % TLB_ENTRIES]);
         }
     }
 }
@@ -270,14 +358,20 @@ impl TlbVictims {
     }
 
     /// Every victim entry of both TLBs, for invalidation.
-    fn all_mut(&mut self) -> impl Iterator<Item = &mut TlbEntry> {
+    pub(crate) fn all_mut(&mut self) -> impl Iterator<Item = &mut TlbEntry> {
         self.entries.iter_mut().flatten()
     }
 }
 
 /// Looks for `linear`'s page in the victim buffer of `pl`'s TLB with the tag `tag` picks
 /// and, if it is there, swaps it with the entry in its slot. True when it was found.
-fn recall(cpu: &mut CpuState, linear: u64, pl: Privilege, tag: &impl Fn(&TlbEntry) -> u64) -> bool {
+fn recall(
+    cpu: &mut CpuState,
+    mem: &PhysMem,
+    linear: u64,
+    pl: Privilege,
+    tag: &impl Fn(&TlbEntry) -> u64,
+) -> bool {
     let (t, page) = (pl.tlb(), linear & PAGE_MASK);
     let Some(k) = cpu.tlb_victims.entries[t]
         .iter()
@@ -286,6 +380,11 @@ fn recall(cpu: &mut CpuState, linear: u64, pl: Privilege, tag: &impl Fn(&TlbEntr
         return false;
     };
     let i = tlb_index(linear);
+    let e = cpu.tlb_victims.entries[t][k];
+    if e.write != TlbEntry::INVALID_TAG {
+        let host = e.write.wrapping_add(e.addend);
+        cpu.tlb_writers.note(&cpu.tlb, mem.host_addr(0), host, t, i);
+    }
     std::mem::swap(&mut cpu.tlb_victims.entries[t][k], &mut cpu.tlb[t][i]);
     cpu.tlb_filled[t][i / 64] |= 1 << (i % 64);
     // Whether the recalled entry was global is not kept: treat it as not (a CR3 write then
@@ -303,8 +402,9 @@ pub(super) fn tlb_lookup(
     pl: Privilege,
     tag: impl Fn(&TlbEntry) -> u64,
 ) -> Option<u64> {
-    tlb_hit(cpu, mem, linear, pl, &tag)
-        .or_else(|| recall(cpu, linear, pl, &tag).then(|| tlb_hit(cpu, mem, linear, pl, &tag))?)
+    tlb_hit(cpu, mem, linear, pl, &tag).or_else(|| {
+        recall(cpu, mem, linear, pl, &tag).then(|| tlb_hit(cpu, mem, linear, pl, &tag))?
+    })
 }
 
 /// Empties both victim buffers (part of a whole-TLB flush).
