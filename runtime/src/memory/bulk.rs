@@ -96,12 +96,7 @@ pub fn rep_bulk(
         return 0;
     }
     match from {
-        None => {
-            let value = src_or_value.to_le_bytes();
-            for chunk in ram[to..to + len].chunks_exact_mut(size as usize) {
-                chunk.copy_from_slice(&value[..size as usize]);
-            }
-        }
+        None => fill(&mut ram[to..to + len], src_or_value, size),
         Some(from) => {
             let from = from as usize;
             if from.checked_add(len).is_none_or(|end| end > ram.len()) {
@@ -121,4 +116,47 @@ pub fn rep_bulk(
     }
     cpu.paging.data_hits += 1;
     n
+}
+
+/// Fills `dst` with the low `size` bytes of `value`, repeated: with `memset` when they are
+/// all one byte (the kernel clearing a page), else with stores of the element's width. A
+/// copy of a slice of run-time length per element made each element a call to `memcpy`.
+fn fill(dst: &mut [u8], value: u64, size: u64) {
+    fn each<const N: usize>(dst: &mut [u8], value: u64) {
+        let v: [u8; N] = value.to_le_bytes()[..N].try_into().expect("N <= 8");
+        for chunk in dst.chunks_exact_mut(N) {
+            chunk.copy_from_slice(&v);
+        }
+    }
+    let bytes = value.to_le_bytes();
+    let elem = &bytes[..size as usize];
+    if elem.iter().all(|&b| b == elem[0]) {
+        dst.fill(elem[0]);
+        return;
+    }
+    match size {
+        2 => each::<2>(dst, value),
+        4 => each::<4>(dst, value),
+        _ => each::<8>(dst, value),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fill;
+
+    #[test]
+    fn fill_repeats_the_element_of_each_width() {
+        for size in [1u64, 2, 4, 8] {
+            for value in [0u64, 0x4242_4242_4242_4242, 0x0102_0304_0506_0708, u64::MAX] {
+                let mut dst = vec![0xeeu8; 64];
+                fill(&mut dst[8..40], value, size);
+                let elem = &value.to_le_bytes()[..size as usize];
+                for (i, chunk) in dst[8..40].chunks(size as usize).enumerate() {
+                    assert_eq!(chunk, elem, "size {size} value {value:#x} element {i}");
+                }
+                assert!(dst[..8].iter().chain(&dst[40..]).all(|&b| b == 0xee));
+            }
+        }
+    }
 }
