@@ -149,7 +149,7 @@ mod tests {
     fn fill_repeats_the_element_of_each_width() {
         for size in [1u64, 2, 4, 8] {
             for value in [0u64, 0x4242_4242_4242_4242, 0x0102_0304_0506_0708, u64::MAX] {
-                let mut dst = vec![0xeeu8; 64];
+                let mut dst = [0xeeu8; 64];
                 fill(&mut dst[8..40], value, size);
                 let elem = &value.to_le_bytes()[..size as usize];
                 for (i, chunk) in dst[8..40].chunks(size as usize).enumerate() {
