@@ -259,3 +259,66 @@ fn a_loop_entered_again_after_invlpg_reads_the_new_frame() {
         expected_sum(4).wrapping_add(expected_sum(5))
     );
 }
+
+/// A block's stack accesses after its first one use the page that one found in the TLB
+/// (`jit::emitter::stack`), and read and write the same bytes as the interpreter.
+#[test]
+fn stack_accesses_after_the_first_are_served_by_the_stack_memo() {
+    let code = asm(64, |a| {
+        a.mov(rax, 0x1111u64).unwrap();
+        a.mov(rbx, 0x2222u64).unwrap();
+        a.push(rax).unwrap();
+        a.push(rbx).unwrap();
+        a.mov(rcx, qword_ptr(rsp + 8)).unwrap();
+        a.mov(qword_ptr(rsp), rcx).unwrap();
+        a.pop(rdx).unwrap();
+        a.pop(rsi).unwrap();
+    });
+    let o = run_both(CpuMode::Long64, &code, |_, _| {});
+    assert_eq!((o.r(1), o.r(2), o.r(6)), (0x1111, 0x1111, 0x1111));
+    let jit = run_tier(Tier::Jit, CpuMode::Long64, &code, &|_, _| {});
+    // The first push fills the TLB through the slow path; the second checks the TLB and
+    // fills the memo; the other four use it.
+    assert!(
+        jit.cpu.jit_stack_hits >= 4,
+        "{} stack memo hits",
+        jit.cpu.jit_stack_hits
+    );
+}
+
+/// The stack page turns into a tracked paging structure in the middle of a block: a load's
+/// walk goes through it. The push after that load must not write through the write right
+/// the memo remembered before it: the shadow page tables must see the store.
+#[test]
+fn a_stack_page_that_becomes_a_page_table_loses_its_remembered_write_right() {
+    // Linear 0x4000_0000 goes through a page table of its own, whose frame the identity
+    // map also makes the stack's page (RSP at its top).
+    let target = 0x4000_0000u64;
+    let code = asm(64, |a| {
+        let mut next = a.create_label();
+        // First block: the stack page's TLB entry, filled by the slow path.
+        a.push(rax).unwrap();
+        a.pop(rax).unwrap();
+        a.jmp(next).unwrap();
+        a.set_label(&mut next).unwrap();
+        // Second block: a TLB hit that fills the memo, a walk through the stack page, and
+        // a push into it.
+        a.push(rax).unwrap();
+        a.mov(rcx, qword_ptr(rbx)).unwrap();
+        a.push(rdx).unwrap();
+    });
+    let setup = |cpu: &mut CpuState, mem: &mut PhysMem| {
+        let pte = map_4k(mem, target, Some(0x50000));
+        mem.write_phys(0x50000, 8, 0x77);
+        cpu.gpr[4] = (pte & !0xfff) + 0x1000;
+        cpu.gpr[3] = target;
+        cpu.gpr[2] = 0x5555;
+    };
+    let o = run_both(CpuMode::Long64, &code, setup);
+    assert_eq!(o.r(1), 0x77);
+    let jit = run_tier(Tier::Jit, CpuMode::Long64, &code, &setup);
+    assert!(
+        jit.mem.has_written_tables() || jit.cpu.shadow.stats.tracked_writes > 0,
+        "the last push wrote into the page table without the slow path"
+    );
+}
