@@ -91,9 +91,11 @@ impl Report {
             (
                 "guest instructions",
                 format!(
-                    "{} (interp {}, jit {})",
+                    "{} (interp {} in {} block runs, {} of them chained; jit {})",
                     self.total_insns(),
                     r.insns_interp,
+                    r.interp_runs,
+                    r.interp_chained,
                     r.insns_jit
                 ),
             ),
@@ -228,6 +230,7 @@ impl Report {
         let (r, c) = (&self.run, &self.cache);
         serde_json::json!({
             "insns": { "interp": r.insns_interp, "jit": r.insns_jit, "total": self.total_insns() },
+            "interp_runs": { "total": r.interp_runs, "chained": r.interp_chained },
             "wall_s": self.wall.as_secs_f64(),
             "mips": self.mips(),
             "blocks": { "decoded": c.blocks_decoded, "compiled": c.blocks_compiled, "recompiled_optimised": c.recompiled, "insns_compiled": c.insns_compiled },

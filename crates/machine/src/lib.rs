@@ -19,6 +19,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod chain;
 mod debug;
 pub mod loader;
 pub mod pc;

@@ -70,6 +70,9 @@ pub struct MachineStats {
     pub jit_entries: u64,
     /// Interpreted block runs.
     pub interp_runs: u64,
+    /// Of those, the blocks run one after another without the run loop
+    /// ([`Machine::chain_interpreted`]).
+    pub interp_chained: u64,
     /// Code pages whose blocks guest stores invalidated.
     pub smc_pages: u64,
     /// Exceptions delivered through the IDT (or the real-mode IVT).
@@ -80,7 +83,7 @@ pub struct MachineStats {
 
 /// What an instruction means for interrupt delivery right after it.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum InterruptEffect {
+pub(crate) enum InterruptEffect {
     /// STI: a one-instruction shadow if it set IF.
     Sti,
     /// MOV SS or POP SS: a one-instruction shadow.
@@ -91,7 +94,14 @@ enum InterruptEffect {
     None,
 }
 
-fn interrupt_effect(insn: &iced_x86::Instruction) -> InterruptEffect {
+impl InterruptEffect {
+    /// True for an instruction with no effect on interrupt delivery.
+    pub(crate) fn is_none(self) -> bool {
+        self == InterruptEffect::None
+    }
+}
+
+pub(crate) fn interrupt_effect(insn: &iced_x86::Instruction) -> InterruptEffect {
     use iced_x86::{Mnemonic, OpKind, Register};
     match insn.mnemonic() {
         Mnemonic::Sti => InterruptEffect::Sti,
@@ -357,11 +367,24 @@ impl Machine {
                     Some(pc) => pc.port_io(),
                     None => &mut self.ports,
                 };
+                let len = block.insns.len() as u64;
                 let (exit, n) = run_block(&mut self.cpu, &mut self.mem, io, block, limit);
                 self.stats.insns_interp += n;
                 self.cpu.retired += n;
                 self.stats.interp_runs += 1;
                 remaining = remaining.saturating_sub(n);
+                // An ordinary block that ran to its end, with nothing for the run loop to
+                // do after it: go on to the next without the run loop's checks.
+                let chain = !runtime
+                    && !interpret
+                    && !key.single_step()
+                    && !rf
+                    && self.breakpoints.is_empty()
+                    && exit == InterpExit::Next
+                    && n == len
+                    && self.cpu.fault.pending == 0
+                    && last.is_some_and(|e| e.is_none())
+                    && self.cpu.rflags & fl::IF == if_before;
                 // isa-debug-exit is a port, and port I/O instructions are runtime-class: they
                 // only ever run here, alone in their block. The one place to look (it takes a
                 // lock on the PC board).
@@ -447,6 +470,12 @@ impl Machine {
                         })
                     }
                     InterpExit::Next | InterpExit::Fault => {}
+                }
+                if chain && self.cpu.fault.pending == 0 {
+                    match self.chain_interpreted(id, limit - n)? {
+                        Ok(more) => remaining = remaining.saturating_sub(more),
+                        Err(end) => return Ok(end),
+                    }
                 }
             }
         }

@@ -224,3 +224,61 @@ fn the_rtc_periodic_interrupt_arrives_through_the_cascade() {
         assert!((3_900_000..5_000_000).contains(&now), "{tier:?}: {now} ns");
     }
 }
+
+/// A busy loop over two blocks (no HLT) takes the local APIC timer's interrupts when they
+/// are due, in every tier: the interpreter runs its blocks one after another without the
+/// run loop ([`Machine::chain_interpreted`]) but still stops at the timer's deadline.
+#[test]
+fn a_busy_loop_takes_timer_interrupts_on_time_in_every_tier() {
+    const APIC: u32 = 0xfee0_0000;
+    const PERIOD_NS: u64 = 50_000;
+    const WANT: u32 = 7;
+    for tier in TIERS {
+        let mut m = machine(tier);
+        let main = asm(ENTRY, |a| {
+            let (mut top, mut skip) = (a.create_label(), a.create_label());
+            common::enter_flat(a)?;
+            a.mov(dword_ptr(APIC + 0xf0), 0x1ff)?;
+            a.mov(dword_ptr(APIC + 0x3e0), 0xb)?;
+            a.mov(dword_ptr(APIC + 0x320), 0x2_0031)?;
+            a.mov(dword_ptr(APIC + 0x380), PERIOD_NS as u32)?;
+            a.sti()?;
+            a.set_label(&mut top)?;
+            a.inc(ebx)?;
+            a.test(ebx, 1)?;
+            a.jz(skip)?;
+            a.inc(ecx)?;
+            a.set_label(&mut skip)?;
+            a.cmp(dword_ptr(COUNTER), WANT)?;
+            a.jb(top)?;
+            a.cli()?;
+            a.mov(eax, dword_ptr(COUNTER))?;
+            a.out(0xf4, al)
+        });
+        let handler = asm(HANDLER, |a| {
+            a.inc(dword_ptr(COUNTER))?;
+            a.mov(dword_ptr(APIC + 0xb0), 0)?;
+            a.iretd()
+        });
+        common::load(&mut m, &main, &handler, 0x31);
+        let end = m.run(Some(10_000_000)).unwrap();
+        assert_eq!(end, RunEnd::DebugExit(WANT), "{tier:?}");
+        let now = m.pc.as_ref().unwrap().now_ns();
+        let due = u64::from(WANT) * PERIOD_NS;
+        // The handler and the loop's exit after the last interrupt take 15 instructions
+        // (1 ns each): an interrupt taken even one block late shows.
+        assert!(
+            (due..due + 20).contains(&now),
+            "{tier:?}: the last interrupt {} ns late",
+            now - due
+        );
+        if tier == crane86_translator::Tier::Interp {
+            assert!(
+                m.stats.interp_chained > m.stats.interp_runs / 2,
+                "{} of {} interpreted blocks chained",
+                m.stats.interp_chained,
+                m.stats.interp_runs
+            );
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! Interpreted blocks chained without the run loop's checks.
+//!
+//! While the background compiler catches up, which during the Debian kernel's init phase
+//! means most of it, the vCPU interprets the blocks waiting for it, and each of them cost a
+//! trip through the run loop: the device check, the fetch translation and block key, the
+//! compiler's channel, the lookup in the block table (a cache miss). That was a quarter of
+//! the vCPU thread's time in that phase, as much as the interpretation itself.
+//!
+//! After an ordinary block ran interpreted to its end, [`Machine::chain_interpreted`] goes
+//! straight on to the block its last instruction leads to, as generated code chains: only
+//! what can change between two ordinary blocks is looked at.
+//! - *Devices.* The run's instruction limit stops at the next timer deadline, as it does
+//!   for generated code; other threads and device accesses (MMIO) ask for attention through
+//!   `CpuState::exit_request`, looked at before every block.
+//! - *Mode and mapping.* An ordinary block changes no mode bit (instructions that can are
+//!   runtime-class, alone in their blocks, which end the chain), so the next block has the
+//!   same key bits, on the same physical page when it starts on the same linear page. A
+//!   block on another page needs the fetch translation, probed (a fetch that would fault
+//!   ends the chain, and the run loop raises the fault).
+//! - *Everything else* ends the chain: a fault, a store into translated code, an
+//!   instruction that did not retire, the interrupt flag changing, a block with code (the
+//!   run loop runs it and links), a runtime-class block, single-stepping, debugger
+//!   breakpoints, an interrupt shadow.
+
+use std::sync::atomic::Ordering;
+
+use crane86_runtime::memory::probe_fetch_phys;
+use crane86_runtime::{flags as fl, CpuMode};
+use crane86_translator::cache::BlockId;
+use crane86_translator::interp::{run_block, InterpExit};
+
+use crate::run::RunEnd;
+use crate::{Machine, MachineError};
+
+/// Most blocks one chain runs before the run loop looks again (so that compiled code the
+/// background compiler finished is taken up).
+const MAX_CHAIN: usize = 64;
+
+impl Machine {
+    /// Runs interpreted, one after another, the blocks that follow block `id`, which just
+    /// ran interpreted to its end, while nothing needs the run loop (see the module
+    /// documentation), retiring at most `limit` instructions. Returns the instructions
+    /// retired, or how the run ends.
+    pub(crate) fn chain_interpreted(
+        &mut self,
+        mut id: BlockId,
+        limit: u64,
+    ) -> Result<Result<u64, RunEnd>, MachineError> {
+        let mut retired = 0;
+        for _ in 0..MAX_CHAIN {
+            if retired >= limit
+                || self.cpu.exit_request.load(Ordering::Acquire) != 0
+                || self.cpu.fault.pending != 0
+                || self.mem.has_dirty_code()
+            {
+                break;
+            }
+            let key = self.cache.block(id).key;
+            let mut linear = key.cs_base.wrapping_add(self.cpu.rip);
+            if key.mode() != CpuMode::Long64 {
+                linear &= 0xffff_ffff;
+            }
+            let phys = if linear & !0xfff == key.linear() & !0xfff {
+                (key.phys() & !0xfff) | (linear & 0xfff)
+            } else {
+                match probe_fetch_phys(&mut self.cpu, &mut self.mem, linear) {
+                    Some(p) if p < 1 << 48 => p,
+                    _ => break,
+                }
+            };
+            let next = self.cache.lookup(
+                key.successor(self.cpu.rip, phys),
+                &mut self.cpu,
+                &mut self.mem,
+            );
+            let b = self.cache.block(next);
+            if b.code.is_some() || b.decoded.insns.is_empty() || b.decoded.is_runtime() {
+                break;
+            }
+            if self.cache.prepare(next, self.cpu.cc.op)? {
+                // Compiled on the spot: the run loop runs it.
+                break;
+            }
+            let block = &self.cache.block(next).decoded;
+            let len = block.insns.len() as u64;
+            let quiet = block
+                .insns
+                .last()
+                .is_some_and(|d| crate::run::interrupt_effect(&d.insn).is_none());
+            let if_before = self.cpu.rflags & fl::IF;
+            let io: &mut dyn crane86_runtime::PortIo = match self.pc.as_mut() {
+                Some(pc) => pc.port_io(),
+                None => &mut self.ports,
+            };
+            let (exit, n) = run_block(&mut self.cpu, &mut self.mem, io, block, limit - retired);
+            self.stats.insns_interp += n;
+            self.stats.interp_runs += 1;
+            self.stats.interp_chained += 1;
+            self.cpu.retired += n;
+            retired += n;
+            match exit {
+                InterpExit::Next if n == len => {}
+                InterpExit::Unsupported(what) => {
+                    return Ok(Err(RunEnd::Unsupported {
+                        what,
+                        rip: self.cpu.rip,
+                    }))
+                }
+                _ => break,
+            }
+            if !quiet || self.cpu.rflags & fl::IF != if_before {
+                break;
+            }
+            id = next;
+        }
+        Ok(Ok(retired))
+    }
+}
