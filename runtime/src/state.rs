@@ -340,9 +340,6 @@ pub struct CpuState {
     /// Of those, the loads a loop's memo served without reading the TLB (the translator's
     /// `jit::emitter::memo`; a statistic, counted like `jit_tlb_hits`).
     pub jit_memo_hits: u64,
-    /// Of those, the stack accesses the stack memo served without reading the TLB (the
-    /// translator's `jit::emitter::stack`; counted like `jit_tlb_hits`).
-    pub jit_stack_hits: u64,
     /// Guest instructions retired so far (the TSC and, later, the deterministic clock).
     pub retired: u64,
     /// While generated code runs: the TSC value it would read if `budget` were 0, that is
@@ -507,7 +504,6 @@ impl CpuState {
             mem_slow: 0,
             jit_tlb_hits: 0,
             jit_memo_hits: 0,
-            jit_stack_hits: 0,
             retired: 0,
             tsc_base: 0,
             paging: PagingStats::default(),
@@ -670,7 +666,6 @@ impl Clone for CpuState {
             mem_slow: self.mem_slow,
             jit_tlb_hits: self.jit_tlb_hits,
             jit_memo_hits: self.jit_memo_hits,
-            jit_stack_hits: self.jit_stack_hits,
             retired: self.retired,
             tsc_base: self.tsc_base,
             paging: self.paging,

@@ -25,8 +25,6 @@ pub struct Report {
     pub jit_tlb_hits: u64,
     /// Of those, loads served by a loop's remembered translation.
     pub jit_memo_hits: u64,
-    /// Of those, stack accesses served by the block's remembered stack page.
-    pub jit_stack_hits: u64,
     /// Address-translation counters.
     pub paging: PagingStats,
     /// The shadow page tables' counters.
@@ -48,7 +46,6 @@ impl Report {
             mem_slow: m.cpu.mem_slow,
             jit_tlb_hits: m.cpu.jit_tlb_hits,
             jit_memo_hits: m.cpu.jit_memo_hits,
-            jit_stack_hits: m.cpu.jit_stack_hits,
             paging: m.cpu.paging,
             shadow: m.cpu.shadow.stats,
             shadow_held: (m.cpu.shadow.spaces(), m.cpu.shadow.len()),
@@ -176,11 +173,10 @@ impl Report {
                 "data TLB",
                 format!(
                     "{:.2}% hits ({} inline in compiled code, {} of them remembered by \
-                     loops and {} by stack accesses, {} in the runtime, {} misses)",
+                     loops, {} in the runtime, {} misses)",
                     pct(data_hits, data_hits + p.data_misses),
                     self.jit_tlb_hits,
                     self.jit_memo_hits,
-                    self.jit_stack_hits,
                     p.data_hits,
                     p.data_misses
                 ),
@@ -260,7 +256,6 @@ impl Report {
                 "fetch_misses": self.paging.fetch_misses,
                 "data_hits_jit": self.jit_tlb_hits,
                 "data_hits_jit_memo": self.jit_memo_hits,
-                "data_hits_jit_stack": self.jit_stack_hits,
                 "data_hits_runtime": self.paging.data_hits,
                 "data_misses": self.paging.data_misses,
             },

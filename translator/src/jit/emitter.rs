@@ -23,7 +23,6 @@ mod memo;
 mod region;
 mod ret;
 mod runtime;
-mod stack;
 
 const I64: types::Type = types::I64;
 const I32: types::Type = types::I32;
@@ -104,15 +103,6 @@ pub struct JitEmitter<'a, 'f> {
     memo_sites: Vec<u64>,
     /// The current instruction is one of them.
     memo_here: bool,
-    /// The stack memo ([`stack`]): declared at the first member with a stack site.
-    stack_memo: Option<stack::StackMemo>,
-    /// The instructions of the function whose accesses go through the stack memo.
-    stack_sites: Vec<u64>,
-    /// The current instruction is one of them.
-    stack_here: bool,
-    /// The stack memo may hold a translation at this point of the member (it was filled
-    /// since the member started or the last call that forgets it).
-    stack_filled: bool,
     /// The current instruction's register writes may wait ([`deferred`]).
     defer_gprs: bool,
     /// Registers written and not stored yet (a bit per register).
@@ -201,10 +191,6 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
             memos_used: 0,
             memo_sites: Vec::new(),
             memo_here: false,
-            stack_memo: None,
-            stack_sites: Vec::new(),
-            stack_here: false,
-            stack_filled: false,
             defer_gprs: false,
             gpr_pending: 0,
         }
@@ -578,7 +564,6 @@ impl Emit for JitEmitter<'_, '_> {
         };
         let (fast, slow) = match memo {
             Some(m) => self.memo_check(m, linear, size),
-            None if self.stack_here => self.stack_check(linear, size, false),
             None => self.tlb_check(linear, size, 0),
         };
         let merge = self.b.create_block();
@@ -597,8 +582,6 @@ impl Emit for JitEmitter<'_, '_> {
         let v = self
             .call_helper(Helper::LoadSlow, &[linear, sz])
             .expect("load_slow returns the value");
-        // Its walk may have taken write rights away (see `stack`).
-        self.forget_stack(false);
         self.fault_check();
         self.b.ins().jump(merge, &[BlockArg::Value(v)]);
         self.b.seal_block(merge);
@@ -612,11 +595,7 @@ impl Emit for JitEmitter<'_, '_> {
             self.b.def_var(self.smc, z);
             self.insn_has_store = true;
         }
-        let (fast, slow) = if self.stack_here {
-            self.stack_check(linear, size, true)
-        } else {
-            self.tlb_check(linear, size, 8)
-        };
+        let (fast, slow) = self.tlb_check(linear, size, 8);
         let merge = self.b.create_block();
         self.b.switch_to_block(fast);
         let host = self.b.block_params(fast)[0];
@@ -630,7 +609,6 @@ impl Emit for JitEmitter<'_, '_> {
         self.b.switch_to_block(slow);
         let sz = self.iconst(u64::from(size));
         self.call_helper(Helper::StoreSlow, &[linear, sz, v]);
-        self.forget_stack(false);
         self.fault_check();
         let smc = self.b.ins().uload32(state_flags(), self.cpu, off::SMC);
         self.b.def_var(self.smc, smc);

@@ -87,7 +87,6 @@ impl JitEmitter<'_, '_> {
 
     /// Invalidates every memo: a call that may change TLB entries in any way is coming.
     pub(super) fn forget_memos(&mut self) {
-        self.forget_stack(true);
         if self.memos.is_empty() {
             return;
         }

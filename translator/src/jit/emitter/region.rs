@@ -24,7 +24,6 @@ impl JitEmitter<'_, '_> {
                 OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64
             ) && d.insn.near_branch_target() == start
         });
-        self.stack_sites = super::stack::stack_sites(blocks);
         if self.runs_runtime(entry) {
             self.begin_member(entry);
             self.translate_runtime(entry);
@@ -79,7 +78,6 @@ impl JitEmitter<'_, '_> {
         self.xmm_loaded = [[false; 2]; 16];
         self.mxcsr = None;
         self.ended = false;
-        self.start_stack_memo();
         self.cc_hint = block
             .cc_hint
             .map(CcOp::decode)
@@ -111,7 +109,6 @@ impl JitEmitter<'_, '_> {
             self.index = i as u32;
             self.insn_has_store = false;
             self.memo_here = self.memo_sites.contains(&self.insn_ip);
-            self.stack_here = self.stack_sites.contains(&self.insn_ip);
             next_ip = d.insn.next_ip();
             self.insn_next_ip = next_ip;
             let defer = !d.runtime && super::deferred::defers_gprs(&d.insn);
