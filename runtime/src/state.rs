@@ -406,6 +406,10 @@ pub struct CpuState {
     /// #DB with DR6.BT before the new task's first instruction, and clears this
     /// (`crane86_runtime::task`, SDM Vol. 3 17.3.1.5).
     pub task_trap: bool,
+    /// An NMI handler is running: further NMIs wait for its IRET (SDM Vol. 3 6.7.1). The
+    /// machine sets it when it delivers an NMI; the IRET that clears it runs in the run
+    /// loop (generated code's IRET leaves such an IRET to it).
+    pub nmi_blocked: bool,
     /// The shadow page tables behind the TLBs: translations of every recent address space,
     /// kept across CR3 writes (`crate::shadow`).
     pub shadow: Box<ShadowTables>,
@@ -518,6 +522,7 @@ impl CpuState {
             pkru: 0,
             ferr: 0,
             task_trap: false,
+            nmi_blocked: false,
             rsb: crate::rsb::Rsb::EMPTY,
             tlb: [[TlbEntry::INVALID; TLB_ENTRIES]; 2],
             tlb_filled: [[0; TLB_ENTRIES / 64]; 2],
@@ -680,6 +685,7 @@ impl Clone for CpuState {
             pkru: self.pkru,
             ferr: self.ferr,
             task_trap: self.task_trap,
+            nmi_blocked: self.nmi_blocked,
             // Predictions name the code of the cache that ran this state: a copy starts empty.
             rsb: crate::rsb::Rsb::EMPTY,
             tlb: self.tlb,

@@ -102,9 +102,10 @@ pub(crate) fn inline_at_cpl0(insn: &Instruction, op: Op, ctx: Ctx) -> bool {
 
 /// Whether runtime-class `insn` may also run from generated code through
 /// `jit::helpers::run_runtime` (see the module documentation): it needs no device and none
-/// of the run loop's own state (interrupt shadows after STI and loads of SS, NMI blocking
-/// that IRET ends, breakpoints that MOV DR arms, I/O ports, HLT, software interrupts and far
-/// transfers, which deliver through the run loop or may switch tasks).
+/// of the run loop's own state (interrupt shadows after STI and loads of SS, breakpoints
+/// that MOV DR arms, I/O ports, HLT, software interrupts and far transfers, which deliver
+/// through the run loop or may switch tasks). IRET qualifies: the helper leaves to the run
+/// loop the IRETs that end NMI blocking or return to another task (NT set).
 pub fn runs_compiled(insn: &Instruction) -> bool {
     use iced_x86::{Mnemonic::*, OpKind, Register};
     let writes_ss = insn.op0_kind() == OpKind::Register && insn.op0_register() == Register::SS;
@@ -114,7 +115,7 @@ pub fn runs_compiled(insn: &Instruction) -> bool {
         | Invlpg | Invpcid | Wbinvd | Invd | Clflush | Stac | Clac | Rdpkru | Wrpkru | Popf
         | Popfd | Popfq | Lds | Les | Lfs | Lgs | Xgetbv | Xsetbv | Fxsave | Fxsave64 | Fxrstor
         | Fxrstor64 | Xsave | Xsave64 | Xsaveopt | Xsaveopt64 | Xsavec | Xsavec64 | Xrstor
-        | Xrstor64 => true,
+        | Xrstor64 | Iret | Iretd | Iretq => true,
         Mov if crate::semantics::control_regs::is_control_move(insn) => (0..2).all(|i| {
             insn.op_kind(i) != OpKind::Register
                 || !crate::semantics::control_regs::is_debug_register(insn.op_register(i))

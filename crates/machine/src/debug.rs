@@ -52,7 +52,7 @@ impl Machine {
         if self.irq_shadow {
             return false;
         }
-        (pc.nmi_pending && !self.nmi_blocked) || (pc.pending && self.cpu.rflags & fl::IF != 0)
+        (pc.nmi_pending && !self.cpu.nmi_blocked) || (pc.pending && self.cpu.rflags & fl::IF != 0)
     }
 
     /// Delivers external interrupt `vector` through the IDT now, as if an interrupt

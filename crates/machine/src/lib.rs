@@ -130,8 +130,6 @@ pub struct Machine {
     pub pc: Option<Box<pc::Pc>>,
     /// An interrupt shadow (after STI, MOV SS, POP SS) holds interrupts off for one block.
     irq_shadow: bool,
-    /// An NMI handler is running: further NMIs wait for its IRET.
-    nmi_blocked: bool,
     /// MOV SS blocking after an SS load: the debug traps (DR6 bits) it holds back until the
     /// next instruction retires (see `run.rs`).
     db_blocked: Option<u64>,
@@ -215,7 +213,6 @@ impl Machine {
         self.mem = mem;
         self.cpu = CpuState::new(CpuMode::Real16);
         self.irq_shadow = false;
-        self.nmi_blocked = false;
         self.ports.exit = None;
         Ok(())
     }
@@ -282,7 +279,6 @@ impl Machine {
             ports: FlatPorts::default(),
             pc,
             irq_shadow: false,
-            nmi_blocked: false,
             db_blocked: None,
             cache: Cache::new(cfg.tier, cfg.code_arena_bytes, cfg.jit)?,
             stats: MachineStats::default(),

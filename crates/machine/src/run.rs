@@ -441,7 +441,7 @@ impl Machine {
                         Some(InterruptEffect::Sti) => sets_if,
                         Some(InterruptEffect::LoadSs) => true,
                         Some(InterruptEffect::Iret) => {
-                            self.nmi_blocked = false;
+                            self.cpu.nmi_blocked = false;
                             false
                         }
                         _ => false,

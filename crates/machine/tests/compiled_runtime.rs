@@ -193,3 +193,67 @@ fn stac_and_clac_at_cpl0_set_and_clear_ac_in_every_tier() {
         assert_eq!(m.cpu.gpr(Gpr::R9), 0, "{tier:?}: AC after CLAC");
     }
 }
+
+/// IRETQ used as a same-privilege jump in a loop (a frame of SS, RSP, RFLAGS, CS and the
+/// target pushed by hand): the same state in every tier, and compiled, the loop does not
+/// come back to the run loop for the IRET. Halfway, the machine is made to believe an NMI
+/// handler runs: the next IRET, though compiled and chained to, must end NMI blocking,
+/// which the run loop does.
+#[test]
+fn a_loop_of_iretq_agrees_in_every_tier_and_stays_compiled() {
+    let mut a = CodeAssembler::new(64).unwrap();
+    let (mut top, mut after) = (a.create_label(), a.create_label());
+    a.xor(r8, r8).unwrap();
+    a.mov(r12d, ITERATIONS).unwrap();
+    a.set_label(&mut top).unwrap();
+    a.mov(rax, rsp).unwrap();
+    a.push(0x10).unwrap();
+    a.push(rax).unwrap();
+    a.pushfq().unwrap();
+    a.push(0x08).unwrap();
+    a.lea(rcx, ptr(after)).unwrap();
+    a.push(rcx).unwrap();
+    a.iretq().unwrap();
+    a.set_label(&mut after).unwrap();
+    a.add(r8, rsp).unwrap();
+    a.dec(r12d).unwrap();
+    a.jne(top).unwrap();
+    a.mov(eax, 0).unwrap();
+    a.out(0xf4, al).unwrap();
+    let code = a.assemble(0x1000).unwrap();
+    // A GDT with the selectors `CpuState::new` gives 64-bit mode: 0x08 code, 0x10 data.
+    let gdt: [u64; 3] = [0, 0x00af_9a00_0000_ffff, 0x00cf_9200_0000_ffff];
+    let gdt: Vec<u8> = gdt.iter().flat_map(|d| d.to_le_bytes()).collect();
+    let mut want = None;
+    // The first run stops at some point of an iteration, the second takes it from there.
+    for (tier, first) in TIERS
+        .into_iter()
+        .flat_map(|t| (2000..2010).map(move |n| (t, n)))
+    {
+        let mut m = machine(tier);
+        m.load_flat(&code, 0x1000, 0x1000, CpuMode::Long64).unwrap();
+        m.mem.load(0x500, &gdt).unwrap();
+        m.cpu.gdtr.base = 0x500;
+        m.cpu.gdtr.limit = 23;
+        assert_eq!(m.run(Some(first)).unwrap(), RunEnd::Limit, "{tier:?}");
+        m.cpu.nmi_blocked = true;
+        assert_eq!(
+            m.run(Some(1_000_000)).unwrap(),
+            RunEnd::DebugExit(0),
+            "{tier:?}"
+        );
+        assert!(!m.cpu.nmi_blocked, "{tier:?}: NMIs still blocked");
+        let got = (m.cpu.gpr(Gpr::R8), m.cpu.gpr(Gpr::Rsp), m.cpu.rflags);
+        match &want {
+            None => want = Some(got),
+            Some(w) => assert_eq!(&got, w, "{tier:?} against the interpreter"),
+        }
+        if tier == Tier::Jit {
+            let runs = m.stats.interp_runs;
+            assert!(
+                runs < u64::from(ITERATIONS) / 2,
+                "{runs} interpreted block runs"
+            );
+        }
+    }
+}

@@ -189,7 +189,7 @@ fn msr_is_cpu_state(index: u32) -> bool {
 /// cache's boxed copy of the block the calling code was compiled from, which lives as long
 /// as that code (`crate::cache::Block::runtime`).
 pub unsafe extern "C" fn run_runtime(cpu: *mut CpuState, block: u64) -> u64 {
-    use crane86_runtime::flags::{IF, RF, TF};
+    use crane86_runtime::flags::{IF, NT, RF, TF, VM};
     use iced_x86::{Mnemonic, Register};
     // SAFETY: see the function's contract: the state, guest memory and block are live for
     // the call, and nothing else accesses them while generated code runs.
@@ -208,6 +208,11 @@ pub unsafe extern "C" fn run_runtime(cpu: *mut CpuState, block: u64) -> u64 {
         Mnemonic::Rdmsr | Mnemonic::Wrmsr => !msr_is_cpu_state(cpu.gpr[1] as u32),
         // The single-step trap after SYSRET follows TF as SYSRET loads it from R11.
         Mnemonic::Sysret | Mnemonic::Sysretq => cpu.gpr[11] & TF != 0,
+        // The IRET of an NMI handler ends NMI blocking, which the machine keeps; one with
+        // NT set returns to another task (a task switch, with its T-flag trap).
+        Mnemonic::Iret | Mnemonic::Iretd | Mnemonic::Iretq => {
+            cpu.nmi_blocked || cpu.rflags & NT != 0
+        }
         _ => false,
     };
     if bail {
@@ -228,7 +233,8 @@ pub unsafe extern "C" fn run_runtime(cpu: *mut CpuState, block: u64) -> u64 {
     }
     let opened = if_before == 0 && cpu.rflags & IF != 0 && cpu.irq_pending != 0;
     let cr8 = insn.mnemonic() == Mnemonic::Mov && insn.op0_register() == Register::CR8;
-    if opened || cr8 || cpu.rflags & (TF | RF) != 0 || cpu.smc_pending != 0 {
+    // A return to virtual-8086 mode (IRET) goes on in the run loop too.
+    if opened || cr8 || cpu.rflags & (TF | RF | VM) != 0 || cpu.smc_pending != 0 {
         RUNTIME_RETURN
     } else {
         RUNTIME_DONE

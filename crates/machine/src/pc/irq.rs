@@ -189,10 +189,10 @@ impl Machine {
         if self.irq_shadow || self.debug.hold_interrupts {
             return None;
         }
-        if pc.nmi_pending && !self.nmi_blocked {
+        if pc.nmi_pending && !self.cpu.nmi_blocked {
             // NMIs ignore IF; further NMIs wait until the handler's IRET.
             pc.nmi_pending = false;
-            self.nmi_blocked = true;
+            self.cpu.nmi_blocked = true;
             return self.deliver_external_event(2, EventKind::Nmi);
         }
         if !pc.pending || self.cpu.rflags & fl::IF == 0 {
@@ -216,13 +216,14 @@ impl Machine {
         if self.cpu.rflags & fl::IF == 0 {
             // Only an NMI can wake the CPU now, and only one already on its way.
             pc.refresh(&mut self.cpu);
-            return if pc.nmi_pending && !self.nmi_blocked {
+            return if pc.nmi_pending && !self.cpu.nmi_blocked {
                 Wake::Event
             } else {
                 Wake::Never
             };
         }
-        pc.idle(&mut self.cpu, self.nmi_blocked)
+        let nmi_blocked = self.cpu.nmi_blocked;
+        pc.idle(&mut self.cpu, nmi_blocked)
     }
 
     /// Delivers external interrupt or NMI `vector` through the IDT (the real-mode IVT); a
