@@ -11,7 +11,8 @@
 //! what can change between two ordinary blocks is looked at.
 //! - *Devices.* The run's instruction limit stops at the next timer deadline, as it does
 //!   for generated code; other threads and device accesses (MMIO) ask for attention through
-//!   `CpuState::exit_request`, looked at before every block.
+//!   `CpuState::exit_request`, and an x87 error for IRQ 13 through `CpuState::ferr`, both
+//!   looked at before every block.
 //! - *Mode and mapping.* An ordinary block changes no mode bit (instructions that can are
 //!   runtime-class, alone in their blocks, which end the chain), so the next block has the
 //!   same key bits, on the same physical page when it starts on the same linear page. A
@@ -19,8 +20,9 @@
 //!   ends the chain, and the run loop raises the fault).
 //! - *Everything else* ends the chain: a fault, a store into translated code, an
 //!   instruction that did not retire, the interrupt flag changing, a block with code (the
-//!   run loop runs it and links), a runtime-class block, single-stepping, debugger
-//!   breakpoints, an interrupt shadow.
+//!   run loop runs it and links), a runtime-class block, a block ending in an instruction
+//!   with an interrupt shadow (STI, inline at CPL 0: the run loop must run it to hold
+//!   interrupts off after it), single-stepping, debugger breakpoints, an interrupt shadow.
 
 use std::sync::atomic::Ordering;
 
@@ -51,6 +53,7 @@ impl Machine {
             if retired >= limit
                 || self.cpu.exit_request.load(Ordering::Acquire) != 0
                 || self.cpu.fault.pending != 0
+                || self.cpu.ferr != 0
                 || self.mem.has_dirty_code()
             {
                 break;
@@ -83,10 +86,16 @@ impl Machine {
             }
             let block = &self.cache.block(next).decoded;
             let len = block.insns.len() as u64;
-            let quiet = block
+            // A block that ends in STI (inline at CPL 0) or another instruction with an
+            // effect on interrupt delivery runs from the run loop, which keeps the shadow
+            // after it.
+            if !block
                 .insns
                 .last()
-                .is_some_and(|d| crate::run::interrupt_effect(&d.insn).is_none());
+                .is_some_and(|d| crate::run::interrupt_effect(&d.insn).is_none())
+            {
+                break;
+            }
             let if_before = self.cpu.rflags & fl::IF;
             let io: &mut dyn crane86_runtime::PortIo = match self.pc.as_mut() {
                 Some(pc) => pc.port_io(),
@@ -108,7 +117,7 @@ impl Machine {
                 }
                 _ => break,
             }
-            if !quiet || self.cpu.rflags & fl::IF != if_before {
+            if self.cpu.rflags & fl::IF != if_before {
                 break;
             }
             id = next;

@@ -145,6 +145,14 @@ fn the_sti_shadow_is_one_instruction_and_iret_opens_the_window() {
                 // Two fixed self-IPIs (shorthand "self"), vectors 0x40 and 0x41, with IF=0.
                 a.mov(dword_ptr(APIC + 0x300), 0x4_0040)?;
                 a.mov(dword_ptr(APIC + 0x300), 0x4_0041)?;
+                // A few ordinary blocks first, so that the interpreter reaches the STI by
+                // chaining blocks (`Machine::chain_interpreted`), not from the run loop.
+                for _ in 0..3 {
+                    let mut next = a.create_label();
+                    a.jmp(next)?;
+                    a.set_label(&mut next)?;
+                    a.nop()?;
+                }
                 a.sti()?;
                 a.cli()?;
                 a.mov(eax, dword_ptr(COUNTER))?;
