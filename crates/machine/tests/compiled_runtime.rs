@@ -73,6 +73,25 @@ fn system_loop() -> Vec<u8> {
     a.assemble(0x1000).unwrap()
 }
 
+/// Checks a tier's result `got` against the first tier's (`want`, set by the first call),
+/// and in the JIT tier that fewer than `max_runs` blocks ran interpreted.
+fn agrees_and_stays_compiled<T: PartialEq + std::fmt::Debug>(
+    tier: Tier,
+    want: &mut Option<T>,
+    got: T,
+    m: &crane86_machine::Machine,
+    max_runs: u64,
+) {
+    match want {
+        None => *want = Some(got),
+        Some(w) => assert_eq!(&got, w, "{tier:?} against the interpreter"),
+    }
+    if tier == Tier::Jit {
+        let runs = m.stats.interp_runs;
+        assert!(runs < max_runs, "{runs} interpreted block runs");
+    }
+}
+
 #[test]
 fn a_loop_of_system_instructions_agrees_in_every_tier_and_stays_compiled() {
     let code = system_loop();
@@ -96,20 +115,10 @@ fn a_loop_of_system_instructions_agrees_in_every_tier_and_stays_compiled() {
         assert_eq!(got.2, 1, "{tier:?}: CR8 of the last iteration");
         assert_ne!(m.cpu.gpr(Gpr::R9), 0, "{tier:?}: the TSC was read");
         assert_eq!(m.cpu.gpr(Gpr::R13), 1, "{tier:?}: TSC_AUX through RDTSCP");
-        match &want {
-            None => want = Some(got),
-            Some(w) => assert_eq!(&got, w, "{tier:?} against the interpreter"),
-        }
-        if tier == Tier::Jit {
-            // Per iteration: six runtime instructions run from generated code; the TSC read
-            // and the CR8 write come back to the run loop (two interpreted runs of the TSC
-            // read and the block after the CR8 write at most).
-            let runs = m.stats.interp_runs;
-            assert!(
-                runs < 3 * u64::from(ITERATIONS) + 50,
-                "{runs} interpreted block runs"
-            );
-        }
+        // Per iteration: six runtime instructions run from generated code; the TSC read
+        // and the CR8 write come back to the run loop (two interpreted runs of the TSC
+        // read and the block after the CR8 write at most).
+        agrees_and_stays_compiled(tier, &mut want, got, &m, 3 * u64::from(ITERATIONS) + 50);
     }
 }
 
@@ -244,16 +253,6 @@ fn a_loop_of_iretq_agrees_in_every_tier_and_stays_compiled() {
         );
         assert!(!m.cpu.nmi_blocked, "{tier:?}: NMIs still blocked");
         let got = (m.cpu.gpr(Gpr::R8), m.cpu.gpr(Gpr::Rsp), m.cpu.rflags);
-        match &want {
-            None => want = Some(got),
-            Some(w) => assert_eq!(&got, w, "{tier:?} against the interpreter"),
-        }
-        if tier == Tier::Jit {
-            let runs = m.stats.interp_runs;
-            assert!(
-                runs < u64::from(ITERATIONS) / 2,
-                "{runs} interpreted block runs"
-            );
-        }
+        agrees_and_stays_compiled(tier, &mut want, got, &m, u64::from(ITERATIONS) / 2);
     }
 }
