@@ -37,6 +37,8 @@ use crate::jit::{
 mod compile;
 #[cfg(test)]
 mod direct_tests;
+#[cfg(test)]
+mod jump_cache_tests;
 mod region;
 #[cfg(test)]
 mod ret_tests;

@@ -11,7 +11,7 @@ use crate::jit::arena::CodeArena;
 use crate::jit::split::{self, Cut, TAIL_JUMP};
 use crate::jit::worker::CANCELLED;
 use crate::jit::JitError;
-use crate::jit::{slot_token, ChainSlots, Compiled, TIER_UP_WORD};
+use crate::jit::{slot_token, ChainSlots, Compiled, JUMP_CACHE_WORD, TIER_UP_WORD};
 use crane86_runtime::CpuState;
 
 impl Cache {
@@ -216,6 +216,7 @@ impl Cache {
                 0
             },
             tier_up_runs: self.tier_up_runs,
+            jump_cache: base + 8 * JUMP_CACHE_WORD as u64,
         }
     }
 

@@ -10,30 +10,43 @@ use iced_x86::code_asm::*;
 use super::{Cache, Tier};
 use crate::jit::JitOptions;
 
-const START: u64 = 0x1000;
-const RAM: u64 = 1 << 21;
+pub(super) const START: u64 = 0x1000;
+pub(super) const RAM: u64 = 1 << 21;
 
 const TIERS: [Tier; 3] = [Tier::Interp, Tier::Jit, Tier::Auto { threshold: 3 }];
 
 /// Assembles `f`'s program at [`START`] for `bits`-bit code; it must end at its last byte
 /// (the run stops there, where a HLT follows).
-fn assemble(bits: u32, f: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>) -> Vec<u8> {
+pub(super) fn assemble(
+    bits: u32,
+    f: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>,
+) -> Vec<u8> {
     let mut a = CodeAssembler::new(bits).unwrap();
     f(&mut a).unwrap();
     a.assemble(START).unwrap()
 }
 
-/// Runs `code` in `mode` (64-bit under identity paging, else flat without paging) in `tier`
-/// as the run loop does, with a cache of `arena` bytes; returns the final CPU.
-fn run(mode: CpuMode, code: &[u8], tier: Tier, arena: usize) -> CpuState {
+/// Prepares memory and the CPU before a run, after the program is loaded: sets up paging
+/// for 64-bit mode.
+pub(super) type Prepare<'a> = &'a dyn Fn(&mut PhysMem, &mut CpuState);
+
+/// [`Prepare`] for the flat machines: 64-bit code under identity paging, other modes flat
+/// without paging.
+pub(super) fn identity(mem: &mut PhysMem, cpu: &mut CpuState) {
+    if cpu.mode == CpuMode::Long64 {
+        cpu.cr3 = crane86_runtime::paging::identity_map(mem, RAM - 0x2000);
+    }
+}
+
+/// Runs `code` in `mode` (set up by `prepare`) in `tier` as the run loop does, with a cache
+/// of `arena` bytes; returns the final CPU.
+fn run(mode: CpuMode, code: &[u8], tier: Tier, arena: usize, prepare: Prepare) -> CpuState {
     let mut mem = PhysMem::new(RAM).unwrap();
     mem.load(START, code).unwrap();
     let end = START + code.len() as u64;
     mem.load(end, &[0xf4]).unwrap();
     let mut cpu = CpuState::new(mode);
-    if mode == CpuMode::Long64 {
-        cpu.cr3 = crane86_runtime::paging::identity_map(&mut mem, RAM - 0x2000);
-    }
+    prepare(&mut mem, &mut cpu);
     cpu.rip = START;
     cpu.gpr[4] = 0x10_0000;
     let opts = crate::testutil::test_jit_options(true, false);
@@ -53,10 +66,20 @@ fn run(mode: CpuMode, code: &[u8], tier: Tier, arena: usize) -> CpuState {
 /// Runs `code` in every tier; asserts they agree on the general registers and returns the
 /// JIT tier's CPU.
 fn run_tiers(mode: CpuMode, code: &[u8], arena: usize) -> CpuState {
+    run_tiers_prepared(mode, code, arena, &identity)
+}
+
+/// [`run_tiers`] with memory and the CPU set up by `prepare`.
+pub(super) fn run_tiers_prepared(
+    mode: CpuMode,
+    code: &[u8],
+    arena: usize,
+    prepare: Prepare,
+) -> CpuState {
     let mut jit = None;
     let mut first: Option<[u64; 16]> = None;
     for tier in TIERS {
-        let cpu = run(mode, code, tier, arena);
+        let cpu = run(mode, code, tier, arena, prepare);
         match first {
             None => first = Some(cpu.gpr),
             Some(g) => assert_eq!(g, cpu.gpr, "{tier:?} differs from the interpreter"),

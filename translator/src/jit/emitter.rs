@@ -19,6 +19,7 @@ use crate::emit::{Ctx, Emit, FpuHelper, Stop, R};
 mod arith;
 mod deferred;
 mod exits;
+mod jump_cache;
 mod memo;
 mod region;
 mod ret;

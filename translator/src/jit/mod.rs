@@ -91,6 +91,9 @@ pub struct ChainSlots {
     pub tier_up: u64,
     /// The count quick code starts over from when the cache's list of requests is full.
     pub tier_up_runs: u64,
+    /// The address of the block's jump cache ([`JUMP_CACHE_WORD`] of its [`SlotWords`]),
+    /// which its indirect branches check before calling [`helpers::jump_lookup`] (0: none).
+    pub jump_cache: u64,
 }
 
 /// A block's chain slots as its generated code reads them: words 0 to 2 hold the code of each
@@ -103,7 +106,14 @@ pub struct ChainSlots {
 /// target was translated, in whatever address space the exit runs. Addends are page-aligned
 /// (host and linear pages both are), so the two markers never match one.
 /// Word 6 is the tier-up counter of quickly compiled code ([`ChainSlots::tier_up`]).
-pub type SlotWords = [u64; 7];
+/// Words 7 to 10 are the block's jump cache ([`JUMP_CACHE_WORD`]).
+pub type SlotWords = [u64; 11];
+
+/// The first word of [`SlotWords`]' jump cache: the last target an indirect branch of the
+/// block found code for through [`helpers::jump_lookup`], as four words: its RIP, the cache
+/// epoch then (0: empty; epochs are never 0), its code, and under paging the TLB addend of
+/// its page then (or [`ADDEND_UNLINKED`]). See `emitter/jump_cache.rs`.
+pub const JUMP_CACHE_WORD: usize = 7;
 
 /// The word of [`SlotWords`] that counts down the runs of quickly compiled code.
 pub const TIER_UP_WORD: usize = 6;
@@ -132,6 +142,10 @@ pub const fn fresh_slots() -> SlotWords {
         ADDEND_UNLINKED,
         ADDEND_UNLINKED,
         0,
+        0,
+        0,
+        0,
+        ADDEND_UNLINKED,
     ]
 }
 
@@ -166,6 +180,7 @@ impl ChainSlots {
             runtime: 0,
             tier_up: 0,
             tier_up_runs: TIER_UP_RUNS,
+            jump_cache: 0,
         }
     }
 }

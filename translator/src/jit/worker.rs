@@ -239,6 +239,7 @@ mod tests {
             runtime: 0,
             tier_up: 0,
             tier_up_runs: 1,
+            jump_cache: 0,
         };
         for (id, heat) in [(1, CANCELLED), (2, 0)] {
             let job = Job {

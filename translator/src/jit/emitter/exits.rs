@@ -151,11 +151,15 @@ impl JitEmitter<'_, '_> {
     }
 
     /// Tail-calls the code [`super::helpers::jump_lookup`] finds for `rip` (with mode bits
-    /// `bits`), if the cache has a lookup table; execution goes on in the current block when
-    /// it finds none.
+    /// `bits`), if the cache has a lookup table, checking the block's jump cache first
+    /// ([`super::jump_cache`]); execution goes on in the current block when it finds none.
     pub(super) fn lookup_and_chain(&mut self, rip: Value, bits: u64) {
         if self.chain.jump_table == 0 {
             return;
+        }
+        let cached = self.uses_jump_cache(bits);
+        if cached {
+            self.jump_cache_check(rip);
         }
         let cs_base = self.iconst(self.chain.key.cs_base);
         let bits = self.iconst(bits);
@@ -165,6 +169,9 @@ impl JitEmitter<'_, '_> {
             .expect("jump_lookup returns the code");
         let (go, miss) = self.fork(code);
         self.b.switch_to_block(go);
+        if cached {
+            self.jump_cache_fill(rip, code);
+        }
         self.chain_to(code);
         self.b.switch_to_block(miss);
     }

@@ -27,7 +27,6 @@ use std::mem::offset_of;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{InstBuilder, Value};
 
-use crane86_runtime::memory::TlbEntry;
 use crane86_runtime::rsb::{RsbEntry, RSB_ENTRIES};
 
 use super::super::{off, state_flags, ADDEND_UNLINKED, EXIT_NEXT, RETURN_SLOT, SLOT_ADDEND};
@@ -192,27 +191,7 @@ impl JitEmitter<'_, '_> {
     /// Whether the TLB entry of `target`'s linear page allows fetches at the block's privilege
     /// and holds `addend` (as [`crate::jit::SlotWords`] describes for cross-page exits).
     fn return_page_maps(&mut self, target: Value, addend: Value) -> Value {
-        let k = self.chain.key;
-        let mut linear = self.b.ins().iadd_imm_s(target, k.cs_base as i64);
-        if k.mode() != crane86_runtime::CpuMode::Long64 {
-            linear = self.b.ins().band_imm_s(linear, 0xffff_ffff);
-        }
-        let ent = self.tlb_entry(linear);
-        let tlb = off::TLB + self.tlb_offset();
-        let exec = self.b.ins().load(
-            I64,
-            state_flags(),
-            ent,
-            tlb + offset_of!(TlbEntry, exec) as i32,
-        );
-        let have = self.b.ins().load(
-            I64,
-            state_flags(),
-            ent,
-            tlb + offset_of!(TlbEntry, addend) as i32,
-        );
-        let page = self.b.ins().band_imm_s(linear, !0xfffi64);
-        let page_ok = self.b.ins().icmp(IntCC::Equal, exec, page);
+        let (page_ok, have) = self.fetch_entry(target);
         let addend_ok = self.b.ins().icmp(IntCC::Equal, have, addend);
         self.b.ins().band(page_ok, addend_ok)
     }

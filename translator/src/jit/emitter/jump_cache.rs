@@ -1,0 +1,123 @@
+//! The jump cache: each block remembers the last target its indirect branches found code for
+//! through [`super::super::helpers::jump_lookup`], and checks it inline before calling the
+//! helper again.
+//!
+//! Most indirect branches go to one target: the `jmp *GOT` stubs through which a static glibc
+//! calls its string functions, a function pointer that does not change. Each lookup costs a
+//! call through a register-preserving shim, a TLB probe in Rust and the table's hash; busybox
+//! sh's arithmetic loop makes about 70 of them per iteration.
+//!
+//! The cache is four words of the block's [`crate::jit::SlotWords`] (from
+//! [`crate::jit::JUMP_CACHE_WORD`]): the target's RIP, the cache epoch when it was filled, the
+//! target's code, and under paging the TLB addend of the target's page then. A hit proves the
+//! code is the one the lookup would find now, by the rules return-address prediction uses
+//! (`ret.rs`):
+//! - same RIP, and the block's own CS base and mode bits (the cache serves only branches
+//!   whose target keeps them): the same key up to the physical address;
+//! - same epoch: no block and no code was dropped or replaced since, so the code is live and
+//!   still the target's;
+//! - under paging, the target page's TLB entry allows fetches at the block's privilege with
+//!   the same addend: the page maps to the physical page it mapped to then. The fill records
+//!   the addend only when that TLB entry is the target page's (the lookup's probe fills it),
+//!   and a marker that matches no addend otherwise.
+
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{InstBuilder, Value};
+
+use super::super::{off, state_flags, ADDEND_UNLINKED};
+use super::{JitEmitter, I64};
+
+/// Byte offsets of the cache's words from its first.
+const C_RIP: i32 = 0;
+const C_EPOCH: i32 = 8;
+const C_CODE: i32 = 16;
+const C_ADDEND: i32 = 24;
+
+impl JitEmitter<'_, '_> {
+    /// Whether a branch whose target has mode bits `bits` checks the jump cache: only with a
+    /// cache's epoch and only for targets with the block's own bits.
+    pub(super) fn uses_jump_cache(&self, bits: u64) -> bool {
+        self.chain.jump_cache != 0 && self.chain.epoch != 0 && bits == self.chain.key.bits
+    }
+
+    /// Tail-calls the code the jump cache holds for `rip` if it provably is `rip`'s (see the
+    /// module documentation); execution goes on in the current block otherwise.
+    pub(super) fn jump_cache_check(&mut self, rip: Value) {
+        let at = self.iconst(self.chain.jump_cache);
+        let c_rip = self.b.ins().load(I64, state_flags(), at, C_RIP);
+        let c_epoch = self.b.ins().load(I64, state_flags(), at, C_EPOCH);
+        let epoch_at = self.iconst(self.chain.epoch);
+        let epoch = self.b.ins().load(I64, state_flags(), epoch_at, 0);
+        let rip_ok = self.b.ins().icmp(IntCC::Equal, c_rip, rip);
+        let epoch_ok = self.b.ins().icmp(IntCC::Equal, c_epoch, epoch);
+        let hit = self.b.ins().band(rip_ok, epoch_ok);
+        let mut go = self.b.create_block();
+        let miss = self.b.create_block();
+        self.b.ins().brif(hit, go, &[], miss, &[]);
+        self.b.seal_block(go);
+        if self.chain.key.paging() {
+            self.b.switch_to_block(go);
+            let addend = self.b.ins().load(I64, state_flags(), at, C_ADDEND);
+            let (page_ok, have) = self.fetch_entry(rip);
+            let addend_ok = self.b.ins().icmp(IntCC::Equal, have, addend);
+            let ok = self.b.ins().band(page_ok, addend_ok);
+            let mapped = self.b.create_block();
+            self.b.ins().brif(ok, mapped, &[], miss, &[]);
+            self.b.seal_block(mapped);
+            go = mapped;
+        }
+        self.b.seal_block(miss);
+        self.b.switch_to_block(go);
+        let code = self.b.ins().load(I64, state_flags(), at, C_CODE);
+        self.chain_to(code);
+        self.b.switch_to_block(miss);
+    }
+
+    /// Records `code`, which the lookup just found for `rip`, in the jump cache.
+    pub(super) fn jump_cache_fill(&mut self, rip: Value, code: Value) {
+        let at = self.iconst(self.chain.jump_cache);
+        let epoch_at = self.iconst(self.chain.epoch);
+        let epoch = self.b.ins().load(I64, state_flags(), epoch_at, 0);
+        let put = |em: &mut Self, v: Value, offset: i32| {
+            em.b.ins().store(state_flags(), v, at, offset);
+        };
+        put(self, rip, C_RIP);
+        put(self, code, C_CODE);
+        if self.chain.key.paging() {
+            let (page_ok, have) = self.fetch_entry(rip);
+            let none = self.iconst(ADDEND_UNLINKED);
+            let addend = self.b.ins().select(page_ok, have, none);
+            put(self, addend, C_ADDEND);
+        }
+        put(self, epoch, C_EPOCH);
+    }
+
+    /// For the TLB entry `target`'s linear page indexes at the block's privilege: whether it
+    /// is that page's and allows fetches, and its addend.
+    pub(super) fn fetch_entry(&mut self, target: Value) -> (Value, Value) {
+        use crane86_runtime::memory::TlbEntry;
+        use std::mem::offset_of;
+        let k = self.chain.key;
+        let mut linear = self.b.ins().iadd_imm_s(target, k.cs_base as i64);
+        if k.mode() != crane86_runtime::CpuMode::Long64 {
+            linear = self.b.ins().band_imm_s(linear, 0xffff_ffff);
+        }
+        let ent = self.tlb_entry(linear);
+        let tlb = off::TLB + self.tlb_offset();
+        let exec = self.b.ins().load(
+            I64,
+            state_flags(),
+            ent,
+            tlb + offset_of!(TlbEntry, exec) as i32,
+        );
+        let addend = self.b.ins().load(
+            I64,
+            state_flags(),
+            ent,
+            tlb + offset_of!(TlbEntry, addend) as i32,
+        );
+        let page = self.b.ins().band_imm_s(linear, !0xfffi64);
+        let page_ok = self.b.ins().icmp(IntCC::Equal, exec, page);
+        (page_ok, addend)
+    }
+}
