@@ -146,6 +146,28 @@ impl BlockKey {
         ((self.bits >> FPU_SHIFT) & 0xf) as u8
     }
 
+    /// The key of the code a SYSCALL or a 64-bit SYSRET leads to from this 64-bit block's
+    /// code, without its address (`ip` and the physical address are this key's): 64-bit code
+    /// at `cpl` with flat CS and SS caches (CS base 0, SS.B set, as `fastcall` loads them);
+    /// paging and the FPU bits are this key's, which neither instruction changes.
+    ///
+    /// Valid only for a block of 64-bit code that is not single-stepped: TF and VM are clear
+    /// after either instruction then (the generated code leaves the other cases, SYSRET
+    /// loading TF from R11, to the run loop), and no breakpoint is armed.
+    pub fn after_fast_call(self, cpl: u8) -> BlockKey {
+        debug_assert!(self.mode() == CpuMode::Long64 && !self.single_step());
+        let cleared = (3 << CPL_SHIFT) | (1 << TF_SHIFT) | (1 << VM_SHIFT) | (1 << SEGCHECK_SHIFT);
+        let bits = (self.bits & !cleared)
+            | (CpuMode::Long64 as u64) << MODE_SHIFT
+            | 1 << STACK32_SHIFT
+            | u64::from(cpl & 3) << CPL_SHIFT;
+        BlockKey {
+            ip: self.ip,
+            cs_base: 0,
+            bits,
+        }
+    }
+
     /// True when the block was translated for single-stepping (TF, or an armed instruction or data
     /// breakpoint): one instruction, always interpreted.
     pub fn single_step(self) -> bool {
@@ -184,5 +206,62 @@ mod tests {
         assert_eq!(a.mode(), CpuMode::Long64);
         assert_eq!(b.mode(), CpuMode::Prot32);
         assert!(b.stack32());
+    }
+
+    /// [`BlockKey::after_fast_call`] is the key the run loop builds after SYSCALL and SYSRET,
+    /// whatever the segment caches held before (a CS base, a 16-bit SS) and with each FPU
+    /// bit.
+    #[test]
+    fn the_key_after_syscall_and_sysret_is_the_run_loops() {
+        use crate::fastcall::{syscall, sysret};
+        use crate::flags::{IF, TF};
+        use crate::msr::EFER_SCE;
+        use crate::segment::update_mode;
+        use crate::state::{CR0_EM, CR0_MP, CR0_TS, CR4_OSFXSR, SEG_DB};
+        for fpu in 0..16u32 {
+            let mut cpu = CpuState::new(CpuMode::Long64);
+            cpu.efer |= EFER_SCE;
+            cpu.msr.star = 0x0023_0010 << 32;
+            cpu.msr.lstar = 0xffff_ffff_8100_0000;
+            cpu.msr.sfmask = TF | IF;
+            for (bit, flag) in [(1, CR0_EM), (2, CR0_TS), (4, CR0_MP)] {
+                if fpu & bit != 0 {
+                    cpu.cr0 |= flag;
+                }
+            }
+            if fpu & 8 != 0 {
+                cpu.cr4 |= CR4_OSFXSR;
+            }
+            // User code at CPL 3 with a CS base and a 16-bit stack segment cache.
+            cpu.seg[SegReg::Cs as usize].selector = 0x33;
+            cpu.seg[SegReg::Cs as usize].base = 0x1000;
+            cpu.seg[SegReg::Ss as usize].selector = 0x2b;
+            cpu.seg[SegReg::Ss as usize].attrs &= !SEG_DB;
+            let user = BlockKey::new(0x5000, &cpu);
+            assert_eq!(user.cpl(), 3);
+
+            let before = cpu.rflags | IF;
+            let rflags = syscall(&mut cpu, 0x40_1000, before).unwrap();
+            cpu.rflags = rflags;
+            update_mode(&mut cpu);
+            let kernel = BlockKey::new(0x9000, &cpu);
+            let want = user.after_fast_call(0);
+            assert_eq!(
+                (want.cs_base, want.mode_bits()),
+                (kernel.cs_base, kernel.mode_bits())
+            );
+
+            cpu.gpr[11] = IF | 2;
+            let before = cpu.rflags;
+            let rflags = sysret(&mut cpu, 8, before).unwrap();
+            cpu.rflags = rflags;
+            update_mode(&mut cpu);
+            let back = BlockKey::new(0x5000, &cpu);
+            let want = kernel.after_fast_call(3);
+            assert_eq!(
+                (want.cs_base, want.mode_bits()),
+                (back.cs_base, back.mode_bits())
+            );
+        }
     }
 }

@@ -256,3 +256,79 @@ fn a_loop_of_iretq_agrees_in_every_tier_and_stays_compiled() {
         agrees_and_stays_compiled(tier, &mut want, got, &m, u64::from(ITERATIONS) / 2);
     }
 }
+
+/// A user loop making `ITERATIONS` system calls, each returned from with SYSRETQ: the kernel
+/// side counts them in R9, the user side adds 3 to R8 per call. SYSCALL and SYSRETQ know the
+/// mode they leave, so their targets come from the jump cache rather than `jump_lookup`.
+#[test]
+fn a_loop_of_syscall_and_sysret_agrees_in_every_tier_and_stays_compiled() {
+    let mut a = CodeAssembler::new(64).unwrap();
+    let mut user = a.create_label();
+    let mut entry = a.create_label();
+    let mut done = a.create_label();
+    let msr = |a: &mut CodeAssembler, index: u32, value: u64| {
+        a.mov(ecx, index as i32).unwrap();
+        a.mov(eax, value as u32).unwrap();
+        a.mov(edx, (value >> 32) as u32).unwrap();
+        a.wrmsr().unwrap();
+    };
+    // EFER.SCE (LME and LMA kept), STAR (kernel CS 0x08, user base 0x10), SFMASK 0.
+    a.mov(ecx, 0xc000_0080u32 as i32).unwrap();
+    a.rdmsr().unwrap();
+    a.or(eax, 1).unwrap();
+    a.wrmsr().unwrap();
+    msr(&mut a, 0xc000_0081, 0x0010_0008 << 32);
+    msr(&mut a, 0xc000_0084, 0);
+    a.lea(rax, ptr(entry)).unwrap();
+    a.mov(rdx, rax).unwrap();
+    a.shr(rdx, 32).unwrap();
+    a.mov(ecx, 0xc000_0082u32 as i32).unwrap();
+    a.wrmsr().unwrap();
+    a.xor(r8, r8).unwrap();
+    a.xor(r9, r9).unwrap();
+    a.mov(r12d, ITERATIONS).unwrap();
+    a.lea(rcx, ptr(user)).unwrap();
+    a.mov(r11d, 2).unwrap();
+    a.sysretq().unwrap();
+    a.set_label(&mut user).unwrap();
+    a.add(r8, 3).unwrap();
+    a.syscall().unwrap();
+    a.jmp(user).unwrap();
+    a.set_label(&mut entry).unwrap();
+    a.inc(r9).unwrap();
+    a.dec(r12d).unwrap();
+    a.jz(done).unwrap();
+    a.sysretq().unwrap();
+    a.set_label(&mut done).unwrap();
+    a.mov(eax, 0).unwrap();
+    a.out(0xf4, al).unwrap();
+    let code = a.assemble(0x1000).unwrap();
+
+    let mut want = None;
+    for tier in TIERS {
+        let mut m = machine(tier);
+        m.load_flat(&code, 0x1000, 0x1000, CpuMode::Long64).unwrap();
+        assert_eq!(
+            m.run(Some(1_000_000)).unwrap(),
+            RunEnd::DebugExit(0),
+            "{tier:?}"
+        );
+        let got = (
+            m.cpu.gpr(Gpr::R8),
+            m.cpu.gpr(Gpr::R9),
+            m.cpu.gpr(Gpr::R11),
+            m.cpu.seg[SegReg::Cs as usize].selector,
+            m.cpu.seg[SegReg::Ss as usize].selector,
+        );
+        assert_eq!(got.0, 3 * u64::from(ITERATIONS), "{tier:?}");
+        assert_eq!(got.1, u64::from(ITERATIONS), "{tier:?}");
+        assert_eq!((got.3, got.4), (0x08, 0x10), "{tier:?}: kernel CS and SS");
+        agrees_and_stays_compiled(tier, &mut want, got, &m, 50);
+        if tier == Tier::Jit {
+            // Keyed by the state they leave, each SYSCALL and SYSRETQ would look its target
+            // up: 600 lookups.
+            let lookups = m.cpu.jump_lookups;
+            assert!(lookups < 20, "{lookups} lookups");
+        }
+    }
+}

@@ -350,8 +350,13 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
 
     /// Where the TLB of the block's privilege starts within `CpuState::tlb` (see there).
     fn tlb_offset(&self) -> i32 {
+        Self::tlb_offset_for(self.ctx.user)
+    }
+
+    /// Where the TLB of user (CPL 3) or supervisor accesses starts within `CpuState::tlb`.
+    fn tlb_offset_for(user: bool) -> i32 {
         let one = (crane86_runtime::memory::TLB_ENTRIES * size_of::<TlbEntry>()) as i32;
-        if self.ctx.user {
+        if user {
             one
         } else {
             0

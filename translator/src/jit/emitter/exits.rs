@@ -5,9 +5,23 @@
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{Block, InstBuilder, Value};
 
+use crane86_runtime::BlockKey;
+
+use super::super::helpers::KEY_FROM_STATE;
 use super::super::shims::Helper;
 use super::super::{off, state_flags, EXIT_FAULT, EXIT_NEXT};
 use super::{JitEmitter, Slot, I64};
+
+/// The mode an exit's target runs in, which its lookup is keyed by.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Dest {
+    /// The mode bits and CS base of this key: the block's own, or those a SYSCALL or SYSRET
+    /// leads to ([`BlockKey::after_fast_call`]). The jump cache serves such exits.
+    Mode(BlockKey),
+    /// Whatever the CPU state holds after a runtime-class instruction
+    /// ([`KEY_FROM_STATE`]).
+    FromState,
+}
 
 impl JitEmitter<'_, '_> {
     /// Stores every changed piece of guest state back to CpuState. General registers need
@@ -133,14 +147,13 @@ impl JitEmitter<'_, '_> {
     /// `n` instructions and, unless the vCPU must go back to the run loop, tail-call the
     /// target's code if [`super::helpers::jump_lookup`] finds it.
     pub(super) fn jump_tail(&mut self, rip: Value, n: u32) {
-        self.jump_tail_keyed(rip, n, self.chain.key.bits);
+        self.jump_tail_keyed(rip, n, Dest::Mode(self.chain.key));
     }
 
-    /// [`Self::jump_tail`] with the target's mode bits given: the block's own, or
-    /// [`super::super::helpers::KEY_FROM_STATE`] after an instruction that may change them.
-    pub(super) fn jump_tail_keyed(&mut self, rip: Value, n: u32, bits: u64) {
+    /// [`Self::jump_tail`] with the target's mode given.
+    pub(super) fn jump_tail_keyed(&mut self, rip: Value, n: u32, dest: Dest) {
         let back = self.retire_and_check(n);
-        self.lookup_and_chain(rip, bits);
+        self.lookup_and_chain(rip, dest);
         self.b.ins().jump(back, &[]);
         self.b.seal_block(back);
         self.b.switch_to_block(back);
@@ -150,18 +163,26 @@ impl JitEmitter<'_, '_> {
         self.ret(EXIT_NEXT);
     }
 
-    /// Tail-calls the code [`super::helpers::jump_lookup`] finds for `rip` (with mode bits
-    /// `bits`), if the cache has a lookup table, checking the block's jump cache first
+    /// Tail-calls the code [`super::helpers::jump_lookup`] finds for `rip` in mode `dest`, if
+    /// the cache has a lookup table, checking the block's jump cache first for a known mode
     /// ([`super::jump_cache`]); execution goes on in the current block when it finds none.
-    pub(super) fn lookup_and_chain(&mut self, rip: Value, bits: u64) {
+    pub(super) fn lookup_and_chain(&mut self, rip: Value, dest: Dest) {
         if self.chain.jump_table == 0 {
             return;
         }
-        let cached = self.uses_jump_cache(bits);
-        if cached {
-            self.jump_cache_check(rip);
+        let cached = match dest {
+            Dest::Mode(k) if self.uses_jump_cache() => Some(k),
+            _ => None,
+        };
+        if let Some(k) = cached {
+            self.jump_cache_check(rip, k);
         }
-        let cs_base = self.iconst(self.chain.key.cs_base);
+        let (cs_base, bits) = match dest {
+            Dest::Mode(k) => (k.cs_base, k.bits),
+            // `jump_lookup` reads neither.
+            Dest::FromState => (0, KEY_FROM_STATE),
+        };
+        let cs_base = self.iconst(cs_base);
         let bits = self.iconst(bits);
         let table = self.iconst(self.chain.jump_table);
         let code = self
@@ -169,8 +190,8 @@ impl JitEmitter<'_, '_> {
             .expect("jump_lookup returns the code");
         let (go, miss) = self.fork(code);
         self.b.switch_to_block(go);
-        if cached {
-            self.jump_cache_fill(rip, code);
+        if let Some(k) = cached {
+            self.jump_cache_fill(rip, code, k);
         }
         self.chain_to(code);
         self.b.switch_to_block(miss);
@@ -309,7 +330,7 @@ impl JitEmitter<'_, '_> {
         self.b.seal_block(lookup);
         self.b.switch_to_block(lookup);
         let rip = self.iconst(target);
-        self.lookup_and_chain(rip, self.chain.key.bits);
+        self.lookup_and_chain(rip, Dest::Mode(self.chain.key));
         self.b.ins().jump(back, &[]);
         self.b.seal_block(back);
         self.b.switch_to_block(back);

@@ -21,6 +21,7 @@
 //!   the addend only when that TLB entry is the target page's (the lookup's probe fills it),
 //!   and a marker that matches no addend otherwise.
 
+use crane86_runtime::BlockKey;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{InstBuilder, Value};
 
@@ -34,15 +35,15 @@ const C_CODE: i32 = 16;
 const C_ADDEND: i32 = 24;
 
 impl JitEmitter<'_, '_> {
-    /// Whether a branch whose target has mode bits `bits` checks the jump cache: only with a
-    /// cache's epoch and only for targets with the block's own bits.
-    pub(super) fn uses_jump_cache(&self, bits: u64) -> bool {
-        self.chain.jump_cache != 0 && self.chain.epoch != 0 && bits == self.chain.key.bits
+    /// Whether exits to a known mode check the jump cache: only with a cache's epoch.
+    pub(super) fn uses_jump_cache(&self) -> bool {
+        self.chain.jump_cache != 0 && self.chain.epoch != 0
     }
 
-    /// Tail-calls the code the jump cache holds for `rip` if it provably is `rip`'s (see the
-    /// module documentation); execution goes on in the current block otherwise.
-    pub(super) fn jump_cache_check(&mut self, rip: Value) {
+    /// Tail-calls the code the jump cache holds for `rip` if it provably is that of `rip` in
+    /// the mode of `key` (see the module documentation); execution goes on in the current
+    /// block otherwise.
+    pub(super) fn jump_cache_check(&mut self, rip: Value, key: BlockKey) {
         let at = self.iconst(self.chain.jump_cache);
         let c_rip = self.b.ins().load(I64, state_flags(), at, C_RIP);
         let c_epoch = self.b.ins().load(I64, state_flags(), at, C_EPOCH);
@@ -55,10 +56,10 @@ impl JitEmitter<'_, '_> {
         let miss = self.b.create_block();
         self.b.ins().brif(hit, go, &[], miss, &[]);
         self.b.seal_block(go);
-        if self.chain.key.paging() {
+        if key.paging() {
             self.b.switch_to_block(go);
             let addend = self.b.ins().load(I64, state_flags(), at, C_ADDEND);
-            let (page_ok, have) = self.fetch_entry(rip);
+            let (page_ok, have) = self.fetch_entry(rip, key);
             let addend_ok = self.b.ins().icmp(IntCC::Equal, have, addend);
             let ok = self.b.ins().band(page_ok, addend_ok);
             let mapped = self.b.create_block();
@@ -73,8 +74,9 @@ impl JitEmitter<'_, '_> {
         self.b.switch_to_block(miss);
     }
 
-    /// Records `code`, which the lookup just found for `rip`, in the jump cache.
-    pub(super) fn jump_cache_fill(&mut self, rip: Value, code: Value) {
+    /// Records `code`, which the lookup just found for `rip` in the mode of `key`, in the
+    /// jump cache.
+    pub(super) fn jump_cache_fill(&mut self, rip: Value, code: Value, key: BlockKey) {
         let at = self.iconst(self.chain.jump_cache);
         let epoch_at = self.iconst(self.chain.epoch);
         let epoch = self.b.ins().load(I64, state_flags(), epoch_at, 0);
@@ -83,8 +85,8 @@ impl JitEmitter<'_, '_> {
         };
         put(self, rip, C_RIP);
         put(self, code, C_CODE);
-        if self.chain.key.paging() {
-            let (page_ok, have) = self.fetch_entry(rip);
+        if key.paging() {
+            let (page_ok, have) = self.fetch_entry(rip, key);
             let none = self.iconst(ADDEND_UNLINKED);
             let addend = self.b.ins().select(page_ok, have, none);
             put(self, addend, C_ADDEND);
@@ -92,18 +94,17 @@ impl JitEmitter<'_, '_> {
         put(self, epoch, C_EPOCH);
     }
 
-    /// For the TLB entry `target`'s linear page indexes at the block's privilege: whether it
-    /// is that page's and allows fetches, and its addend.
-    pub(super) fn fetch_entry(&mut self, target: Value) -> (Value, Value) {
+    /// For the TLB entry that indexes `target`'s linear page (CS base and mode from `k`) at
+    /// `k`'s privilege: whether it is that page's and allows fetches, and its addend.
+    pub(super) fn fetch_entry(&mut self, target: Value, k: BlockKey) -> (Value, Value) {
         use crane86_runtime::memory::TlbEntry;
         use std::mem::offset_of;
-        let k = self.chain.key;
         let mut linear = self.b.ins().iadd_imm_s(target, k.cs_base as i64);
         if k.mode() != crane86_runtime::CpuMode::Long64 {
             linear = self.b.ins().band_imm_s(linear, 0xffff_ffff);
         }
         let ent = self.tlb_entry(linear);
-        let tlb = off::TLB + self.tlb_offset();
+        let tlb = off::TLB + Self::tlb_offset_for(k.cpl() == 3);
         let exec = self.b.ins().load(
             I64,
             state_flags(),

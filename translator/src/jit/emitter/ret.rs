@@ -30,6 +30,7 @@ use cranelift_codegen::ir::{InstBuilder, Value};
 use crane86_runtime::rsb::{RsbEntry, RSB_ENTRIES};
 
 use super::super::{off, state_flags, ADDEND_UNLINKED, EXIT_NEXT, RETURN_SLOT, SLOT_ADDEND};
+use super::exits::Dest;
 use super::{JitEmitter, I64};
 
 /// [`RsbEntry::ctx`] of a prediction that must never be used.
@@ -178,7 +179,7 @@ impl JitEmitter<'_, '_> {
         self.ret(EXIT_NEXT);
 
         self.b.switch_to_block(lookup);
-        self.lookup_and_chain(target, self.chain.key.bits);
+        self.lookup_and_chain(target, Dest::Mode(self.chain.key));
         self.b.ins().jump(back, &[]);
         self.b.seal_block(back);
         self.b.switch_to_block(back);
@@ -191,7 +192,7 @@ impl JitEmitter<'_, '_> {
     /// Whether the TLB entry of `target`'s linear page allows fetches at the block's privilege
     /// and holds `addend` (as [`crate::jit::SlotWords`] describes for cross-page exits).
     fn return_page_maps(&mut self, target: Value, addend: Value) -> Value {
-        let (page_ok, have) = self.fetch_entry(target);
+        let (page_ok, have) = self.fetch_entry(target, self.chain.key);
         let addend_ok = self.b.ins().icmp(IntCC::Equal, have, addend);
         self.b.ins().band(page_ok, addend_ok)
     }

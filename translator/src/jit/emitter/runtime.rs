@@ -4,9 +4,12 @@
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::InstBuilder;
 
-use super::super::helpers::{KEY_FROM_STATE, RUNTIME_BAIL, RUNTIME_DONE, RUNTIME_FAULT};
+use crane86_runtime::CpuMode;
+
+use super::super::helpers::{RUNTIME_BAIL, RUNTIME_DONE, RUNTIME_FAULT};
 use super::super::shims::Helper;
 use super::super::{off, EXIT_NEXT};
+use super::exits::Dest;
 use super::JitEmitter;
 use crate::decode::DecodedBlock;
 
@@ -62,7 +65,26 @@ impl JitEmitter<'_, '_> {
         // Done: on to the block at the new RIP, in whatever mode the instruction left.
         self.b.switch_to_block(next);
         let rip = self.load_state(off::RIP);
-        self.jump_tail_keyed(rip, 1, KEY_FROM_STATE);
+        let dest = self.mode_after(&d.insn);
+        self.jump_tail_keyed(rip, 1, dest);
         self.ended = true;
+    }
+
+    /// The mode a runtime-class instruction that retired leaves: known for SYSCALL and
+    /// 64-bit SYSRET in 64-bit code that is not single-stepped (their flat segment caches
+    /// make it; see
+    /// [`crane86_runtime::BlockKey::after_fast_call`]), which then find their target through
+    /// the jump cache; read from the CPU state for any other.
+    fn mode_after(&self, insn: &iced_x86::Instruction) -> Dest {
+        use iced_x86::Mnemonic;
+        let k = self.chain.key;
+        if k.mode() != CpuMode::Long64 || k.single_step() {
+            return Dest::FromState;
+        }
+        match insn.mnemonic() {
+            Mnemonic::Syscall => Dest::Mode(k.after_fast_call(0)),
+            Mnemonic::Sysretq => Dest::Mode(k.after_fast_call(3)),
+            _ => Dest::FromState,
+        }
     }
 }
