@@ -7,15 +7,27 @@ use super::lanes::{bytes, count, get, map2, put, sat_s, sext, sget, smap2};
 /// PSHUFB: each destination byte becomes the destination byte the source byte indexes
 /// (modulo the width), or zero when the index byte has bit 7 set.
 pub(super) fn pshufb(a: u128, b: u128, _: u8, n: usize) -> u128 {
-    let src = bytes(a, n);
-    let mut r = 0;
-    for i in 0..n {
-        let idx = get(b, 8, i);
-        if idx & 0x80 == 0 {
-            put(&mut r, 8, i, u64::from(src[idx as usize % n]));
-        }
+    // One instance per width, so the loop has a constant trip count and index mask.
+    if n == 16 {
+        shuffle_bytes::<16>(a, b)
+    } else {
+        shuffle_bytes::<8>(a, b)
     }
-    r
+}
+
+/// [`pshufb`] on `N`-byte operands (8 or 16), working on byte arrays: indexing a `[u8; 16]`
+/// is a plain load, where extracting bytes from a `u128` by a variable amount is a
+/// double-width shift.
+fn shuffle_bytes<const N: usize>(a: u128, b: u128) -> u128 {
+    let (src, idx) = (a.to_le_bytes(), b.to_le_bytes());
+    let mut r = [0u8; 16];
+    for (out, &i) in r.iter_mut().zip(&idx).take(N) {
+        // Bit 7 of the index byte, spread to the whole byte, clears the result without a
+        // branch; the index wraps at the width (N is a power of two).
+        let clear = ((i as i8) >> 7) as u8;
+        *out = src[usize::from(i) & (N - 1)] & !clear;
+    }
+    u128::from_le_bytes(r)
 }
 
 /// PALIGNR: the destination:source concatenation (destination high) shifted right by imm8

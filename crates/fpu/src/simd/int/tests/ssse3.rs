@@ -1,7 +1,9 @@
 //! SSSE3 against the host CPU (skipped on a host without SSSE3).
 
 use iced_x86::Code;
+use proptest::prelude::{any, prop_assert_eq, proptest};
 
+use super::super::ssse3::pshufb;
 use super::shuffle::{check_imm, imm_mm, imm_xmm};
 use super::{both, check_cases, host_mm, host_ssse3, host_xmm, Rng};
 
@@ -58,4 +60,22 @@ fn pshufb_mmx_index_uses_three_bits() {
         0,
     );
     assert_eq!(r, 0x1111_1111_1111_0088);
+}
+
+proptest! {
+    /// PSHUFB against a byte-by-byte model of its definition, for both widths.
+    #[test]
+    fn pshufb_matches_model(a in any::<u128>(), b in any::<u128>()) {
+        for n in [8usize, 16] {
+            let (a, b) = if n == 8 { (a as u64 as u128, b as u64 as u128) } else { (a, b) };
+            let (src, idx) = (a.to_le_bytes(), b.to_le_bytes());
+            let mut want = 0u128;
+            for (i, &k) in idx.iter().enumerate().take(n) {
+                if k & 0x80 == 0 {
+                    want |= u128::from(src[usize::from(k) % n]) << (8 * i);
+                }
+            }
+            prop_assert_eq!(pshufb(a, b, 0, n), want, "n={}", n);
+        }
+    }
 }

@@ -1,7 +1,12 @@
 //! PCMPESTRI/M (with and without REX.W) and PCMPISTRI/M against the host, for every imm8
 //! value, on strings with NULs, small alphabets (so matches are common), embedded
 //! substrings and explicit lengths that are negative, oversized or have junk in the upper
-//! half of RAX/RDX.
+//! half of RAX/RDX; and, without the host, against [`reference`], a direct
+//! element-by-element model of the SDM's definition, on random operands by proptest.
+
+use proptest::prelude::{
+    any, prop, prop_assert_eq, prop_oneof, proptest, Just, ProptestConfig, Strategy,
+};
 
 use super::*;
 use crate::state::{IO_DATA0, IO_FLAGS};
@@ -173,5 +178,229 @@ fn pcmpistri_known_vectors() {
         );
         assert_eq!(fpu.io[IO_DATA0], index, "{a:?} {b:?} {imm:#x}");
         assert_eq!(fpu.io[IO_FLAGS] & 0xc1, flags, "{a:?} {b:?} {imm:#x}");
+    }
+}
+
+/// The string compares element by element, written straight from the SDM's definition
+/// (this was the emulator's implementation before it went bit-parallel): the model the
+/// property test holds the real one to.
+mod reference {
+    /// The element format of imm8[1:0].
+    #[derive(Clone, Copy)]
+    struct Format {
+        words: bool,
+        signed: bool,
+    }
+
+    impl Format {
+        fn count(self) -> usize {
+            if self.words {
+                8
+            } else {
+                16
+            }
+        }
+
+        fn bits(self) -> u32 {
+            if self.words {
+                16
+            } else {
+                8
+            }
+        }
+
+        /// The elements, sign- or zero-extended (the unused tail is zero).
+        fn elements(self, v: u128) -> [i32; 16] {
+            let mut e = [0i32; 16];
+            for (i, x) in e.iter_mut().take(self.count()).enumerate() {
+                let raw = (v >> (i as u32 * self.bits())) as u16;
+                *x = match (self.words, self.signed) {
+                    (false, false) => i32::from(raw as u8),
+                    (false, true) => i32::from(raw as u8 as i8),
+                    (true, false) => i32::from(raw),
+                    (true, true) => i32::from(raw as i16),
+                };
+            }
+            e
+        }
+    }
+
+    /// How the string lengths are found.
+    #[derive(Clone, Copy, Debug)]
+    pub(super) enum Lengths {
+        /// EAX and EDX, signed 32-bit (the upper halves of RAX/RDX ignored).
+        Explicit32,
+        /// RAX and RDX, signed 64-bit.
+        Explicit64,
+        /// Up to the first zero element.
+        Implicit,
+    }
+
+    /// What one instruction produces: the arithmetic flags (CF, ZF, SF, OF), the index
+    /// (…STRI) and the mask (…STRM).
+    #[derive(Debug, PartialEq, Eq)]
+    pub(super) struct Out {
+        pub(super) flags: u64,
+        pub(super) index: u64,
+        pub(super) mask: u128,
+    }
+
+    /// PCMPxSTRx with `imm` on xmm1 = `a`, xmm2/m128 = `b`, RAX, RDX.
+    pub(super) fn pcmpstr(lengths: Lengths, imm: u8, a: u128, b: u128, rax: u64, rdx: u64) -> Out {
+        let fmt = Format {
+            words: imm & 1 != 0,
+            signed: imm & 2 != 0,
+        };
+        let n = fmt.count();
+        let explicit = |v: i64| v.unsigned_abs().min(n as u64) as usize;
+        let implicit = |v: u128| {
+            let w = fmt.bits();
+            (0..n)
+                .find(|&i| (v >> (i as u32 * w)) as u16 & (u128::MAX >> (128 - w)) as u16 == 0)
+                .unwrap_or(n)
+        };
+        let (la, lb) = match lengths {
+            Lengths::Explicit32 => (
+                explicit(i64::from(rax as u32 as i32)),
+                explicit(i64::from(rdx as u32 as i32)),
+            ),
+            Lengths::Explicit64 => (explicit(rax as i64), explicit(rdx as i64)),
+            Lengths::Implicit => (implicit(a), implicit(b)),
+        };
+        let res = compare(fmt, imm, &fmt.elements(a), la, &fmt.elements(b), lb);
+        let flags = u64::from(res != 0)
+            | u64::from(lb < n) << 6
+            | u64::from(la < n) << 7
+            | u64::from(res & 1) << 11;
+        let msb = imm & 0x40 != 0;
+        let index = if res == 0 {
+            n as u32
+        } else if msb {
+            31 - res.leading_zeros()
+        } else {
+            res.trailing_zeros()
+        };
+        let mask = if msb {
+            let w = fmt.bits();
+            (0..n as u32)
+                .filter(|&i| res >> i & 1 != 0)
+                .fold(0u128, |m, i| m | (u128::MAX >> (128 - w)) << (i * w))
+        } else {
+            u128::from(res)
+        };
+        Out {
+            flags,
+            index: u64::from(index),
+            mask,
+        }
+    }
+
+    /// IntRes2 (see the SDM, and the comments of the real implementation).
+    fn compare(fmt: Format, imm: u8, a: &[i32; 16], la: usize, b: &[i32; 16], lb: usize) -> u32 {
+        let n = fmt.count();
+        let mut res1 = 0u32;
+        for j in 0..n {
+            let hit = match imm >> 2 & 3 {
+                0 => j < lb && a[..la].contains(&b[j]),
+                1 => {
+                    j < lb
+                        && (0..la / 2 * 2)
+                            .step_by(2)
+                            .any(|i| a[i] <= b[j] && b[j] <= a[i + 1])
+                }
+                2 => match (j < la, j < lb) {
+                    (true, true) => a[j] == b[j],
+                    (false, false) => true,
+                    _ => false,
+                },
+                _ => (0..n - j).all(|i| match (i < la, i + j < lb) {
+                    (false, _) => true,
+                    (true, true) => a[i] == b[i + j],
+                    (true, false) => false,
+                }),
+            };
+            res1 |= u32::from(hit) << j;
+        }
+        let all = (1u32 << n) - 1;
+        match imm >> 4 & 3 {
+            1 => res1 ^ all,
+            3 => res1 ^ ((1u32 << lb) - 1),
+            _ => res1,
+        }
+    }
+}
+
+/// A register of string-like bytes: drawn from a tiny alphabet (so that equal elements,
+/// and equal words, are common), NULs (which end implicit-length strings), the byte
+/// boundary values and anything.
+fn arb_text() -> impl Strategy<Value = u128> {
+    let byte = prop_oneof![
+        3 => 0x61u8..0x64,
+        1 => Just(0u8),
+        1 => prop::sample::select(vec![0x7fu8, 0x80, 0xff, 0x01]),
+        1 => any::<u8>(),
+    ];
+    prop::array::uniform16(byte).prop_map(u128::from_le_bytes)
+}
+
+/// An explicit length for RAX/RDX: small, negative, beyond the element count, or with
+/// junk in the upper half (which the 32-bit forms must ignore).
+fn arb_length() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        3 => (-20i64..=20).prop_map(|v| v as u64),
+        1 => prop::sample::select(vec![
+            i64::MIN as u64,
+            u64::MAX,
+            0x8000_0000,
+            0xffff_ffff_0000_0003,
+        ]),
+        1 => any::<u64>(),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    /// All six forms and all 256 immediates agree with [`reference`]: flags, index (…STRI,
+    /// with XMM0 untouched) and mask (…STRM).
+    #[test]
+    fn pcmpstr_matches_reference(
+        a in arb_text(),
+        b in arb_text(),
+        plant in prop::option::of(0u32..16),
+        rax in arb_length(),
+        rdx in arb_length(),
+        x0 in any::<u128>(),
+    ) {
+        // Plant a at byte `shift` of b so that equal ordered finds (partial) matches.
+        let b = match plant {
+            Some(shift) => b & !(u128::MAX << (8 * shift)) | a << (8 * shift),
+            None => b,
+        };
+        use reference::Lengths::*;
+        let forms = [
+            (Code::Pcmpestri_xmm_xmmm128_imm8, Explicit32, true),
+            (Code::Pcmpestrm_xmm_xmmm128_imm8, Explicit32, false),
+            (Code::Pcmpestri64_xmm_xmmm128_imm8, Explicit64, true),
+            (Code::Pcmpestrm64_xmm_xmmm128_imm8, Explicit64, false),
+            (Code::Pcmpistri_xmm_xmmm128_imm8, Implicit, true),
+            (Code::Pcmpistrm_xmm_xmmm128_imm8, Implicit, false),
+        ];
+        for imm in 0..=255u8 {
+            for (code, lengths, index) in forms {
+                let want = reference::pcmpstr(lengths, imm, a, b, rax, rdx);
+                let mut fpu = fpu_of(&Host { x0, x1: a, x2: b, rax, rdx, ..Host::default() });
+                run(&mut fpu, code, [Loc::Xmm(1), Loc::Xmm(2), Loc::None], imm);
+                let what =
+                    format!("{code:?} imm={imm:#04x} a={a:#x} b={b:#x} rax={rax:#x} rdx={rdx:#x}");
+                prop_assert_eq!(fpu.io[IO_FLAGS], want.flags, "flags: {}", what);
+                if index {
+                    prop_assert_eq!(fpu.io[IO_DATA0], want.index, "index: {}", what);
+                    prop_assert_eq!(fpu.xmm128(0), x0, "xmm0: {}", what);
+                } else {
+                    prop_assert_eq!(fpu.xmm128(0), want.mask, "mask: {}", what);
+                }
+            }
+        }
     }
 }
