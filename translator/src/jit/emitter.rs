@@ -108,6 +108,8 @@ pub struct JitEmitter<'a, 'f> {
     defer_gprs: bool,
     /// Registers written and not stored yet (a bit per register).
     gpr_pending: u16,
+    /// The function's fault exits, one per kind of write-back ([`Self::exit_fault`]).
+    fault_exits: Vec<(exits::WriteBack, Block)>,
 }
 
 /// The general registers (a bit per register, RAX = bit 0) that the instructions of `block`
@@ -194,6 +196,7 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
             memo_here: false,
             defer_gprs: false,
             gpr_pending: 0,
+            fault_exits: Vec::new(),
         }
     }
 

@@ -435,6 +435,7 @@ impl Jit {
         }
         let mut em = JitEmitter::new(&mut b, cpu, budget, ctx, bsig, host_cc, chain);
         em.translate(blocks);
+        em.seal_fault_exits();
         let targets = em.slot_targets();
         b.finalize(fc);
         mark_cold(&mut self.ctx.func);

@@ -3,7 +3,7 @@
 //! back to the run loop).
 
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{Block, InstBuilder, Value};
+use cranelift_codegen::ir::{Block, BlockArg, InstBuilder, Value};
 
 use crane86_runtime::BlockKey;
 
@@ -11,6 +11,17 @@ use super::super::helpers::KEY_FROM_STATE;
 use super::super::shims::Helper;
 use super::super::{off, state_flags, EXIT_FAULT, EXIT_NEXT};
 use super::{JitEmitter, Slot, I64};
+
+/// What an exit stores back to `CpuState` (see [`JitEmitter::write_back`]): the registers
+/// whose writes are pending, whether RFLAGS and the flags record are, and the flags'
+/// operation when it is known at translation time. Fault exits storing the same share code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct WriteBack {
+    gprs: u16,
+    rflags: bool,
+    cc: bool,
+    cc_static: Option<u64>,
+}
 
 /// The mode an exit's target runs in, which its lookup is keyed by.
 #[derive(Clone, Copy, Debug)]
@@ -100,15 +111,67 @@ impl JitEmitter<'_, '_> {
         self.ret(EXIT_NEXT);
     }
 
-    /// Exit with the fault in `cpu.fault`, at the current instruction.
+    /// Exit with the fault in `cpu.fault`, at the current instruction: a jump to the
+    /// function's fault exit for what [`Self::write_back`] has to store here, with the
+    /// instruction's address and the count of instructions retired before it.
+    ///
+    /// Every memory access has such an exit on its slow path, so one exit per access would be
+    /// a third of a block's IR (about ten instructions each) and of its compile time; the
+    /// accesses of a block mostly find the same things to store, and share one exit.
     pub(super) fn exit_fault(&mut self) {
-        self.write_back();
+        let kind = self.write_back_kind();
+        let found = self.fault_exits.iter().find(|(k, _)| *k == kind);
+        let (exit, new) = match found {
+            Some(&(_, b)) => (b, false),
+            None => {
+                let b = self.b.create_block();
+                self.b.set_cold_block(b);
+                self.b.append_block_param(b, I64);
+                self.b.append_block_param(b, I64);
+                self.fault_exits.push((kind, b));
+                (b, true)
+            }
+        };
         let ip = self.iconst(self.insn_ip);
+        let n = self.iconst(u64::from(self.index));
+        self.b
+            .ins()
+            .jump(exit, &[BlockArg::Value(ip), BlockArg::Value(n)]);
+        if !new {
+            return;
+        }
+        // The body reads the guest state's variables, whose values the predecessors give
+        // (all of which store the same ones: `kind`); it is sealed with the function.
+        self.b.switch_to_block(exit);
+        let (ip, n) = (self.b.block_params(exit)[0], self.b.block_params(exit)[1]);
+        self.write_back();
         self.store_state(ip, off::RIP);
-        self.retire(self.index);
+        let bud = self.b.use_var(self.budget);
+        let bud = self.b.ins().isub(bud, n);
+        self.store_state(bud, off::BUDGET);
         let z = self.iconst(0);
         self.store_state(z, off::LINK);
-        self.ret(EXIT_FAULT);
+        let c = self.b.ins().iconst(I64, EXIT_FAULT);
+        self.b.ins().return_(&[c]);
+    }
+
+    /// What [`Self::write_back`] stores at this point of the code.
+    fn write_back_kind(&self) -> WriteBack {
+        let region = !self.heads.is_empty();
+        WriteBack {
+            gprs: self.gpr_pending,
+            rflags: region || self.rflags_state == Slot::Dirty,
+            cc: region || self.cc_state == Slot::Dirty,
+            cc_static: self.cc_static.map(|op| op.encode()),
+        }
+    }
+
+    /// Seals the fault exits, whose predecessors are all known once the function is
+    /// translated.
+    pub fn seal_fault_exits(&mut self) {
+        for &(_, b) in &self.fault_exits {
+            self.b.seal_block(b);
+        }
     }
 
     /// Exit to a known target after `n` instructions of the current member: jump to its
