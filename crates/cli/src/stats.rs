@@ -186,7 +186,8 @@ impl Report {
                 format!(
                     "{} TLB misses served without a walk ({:.1}% of translations), {} fills, \
                      {} tracked writes dropping {} translations, {} flushes, {} spaces \
-                     evicted, {} reused; {} spaces and {} translations held",
+                     evicted, {} reused, {} dependency lists compacted; {} spaces and {} \
+                     translations held",
                     sh.hits,
                     pct(sh.hits, sh.hits + p.walks),
                     sh.fills,
@@ -195,6 +196,7 @@ impl Report {
                     sh.flushes,
                     sh.evictions,
                     sh.space_reuses,
+                    sh.compactions,
                     self.shadow_held.0,
                     self.shadow_held.1
                 ),
@@ -267,6 +269,7 @@ impl Report {
                 "flushes": self.shadow.flushes,
                 "evictions": self.shadow.evictions,
                 "space_reuses": self.shadow.space_reuses,
+                "compactions": self.shadow.compactions,
                 "spaces": self.shadow_held.0,
                 "translations": self.shadow_held.1,
             },

@@ -350,3 +350,50 @@ fn the_records_of_dropped_translations_do_not_pile_up() {
         cpu.shadow.dep_records
     );
 }
+
+/// 500 live translations under space A's upper levels, just below a power of two, then one
+/// of them dropped and refilled 10,000 times: each refill adds a record to the upper
+/// levels' lists. A compaction of C records must follow at least C/2 additions; compacting
+/// at each power of two compacted every 12 additions here.
+#[test]
+fn a_list_whose_live_records_sit_below_a_power_of_two_is_not_compacted_again_and_again() {
+    let (mut cpu, mut mem) = two_spaces();
+    // A second page table under A's directory maps 2 MiB up: its translations do not
+    // depend on the page table the loop writes.
+    const PT2: u64 = 0x9000;
+    const LIVE: u64 = 500;
+    mem.write_phys(ROOT_A + 0x2000 + 8, 8, PT2 | P | RW | US | A);
+    for i in 0..LIVE {
+        mem.write_phys(PT2 + 8 * i, 8, (PAGE_A + (i << 12)) | P | RW | US | A | D);
+    }
+    for i in 0..LIVE {
+        read(&mut cpu, &mut mem, (2 << 20) + (i << 12));
+    }
+    let pte = PT_A + 0x100 * 8;
+    const CHURN: u64 = 10_000;
+    for i in 0..CHURN {
+        let page = if i % 2 == 0 {
+            PAGE_B
+        } else {
+            PAGE_A + 0x10_0000
+        };
+        mem.write_phys(pte, 8, page | P | RW | US | A | D);
+        // The guest's INVLPG after its PTE store.
+        tlb_flush_page(&mut cpu, LIN);
+        read(&mut cpu, &mut mem, LIN);
+    }
+    assert_eq!(cpu.shadow.stats.dropped, CHURN - 1);
+    assert_eq!(cpu.shadow.stats.flushes, 0);
+    assert!(cpu.shadow.len() >= LIVE as usize);
+    // Three lists (the upper levels) hold the live records and take one per refill.
+    let compactions = cpu.shadow.stats.compactions;
+    assert!(
+        compactions <= 3 * (CHURN / (LIVE / 2) + 4),
+        "{compactions} compactions"
+    );
+    assert!(
+        cpu.shadow.dep_records < 4 * 4 * LIVE as usize,
+        "{}",
+        cpu.shadow.dep_records
+    );
+}
