@@ -127,7 +127,13 @@ pub struct Block {
     incoming: Vec<(BlockId, u8)>,
     /// Targets this block's slots point at.
     outgoing: [Option<BlockId>; 3],
+    /// The last two blocks [`Cache::lookup_after`] found after this one, newest first
+    /// ([`NO_ID`]: none).
+    next: [BlockId; 2],
 }
+
+/// No block (an id no block ever has).
+const NO_ID: BlockId = BlockId::MAX;
 
 impl Block {
     /// Tells the background compiler to skip this block's job, if one is queued: the block
@@ -512,6 +518,52 @@ impl Cache {
         id
     }
 
+    /// [`Cache::lookup`] for the block that runs after block `from` (live), which the
+    /// interpreter just ran: first among the two blocks found after it last, whose key is
+    /// compared, then in the tables. A block that goes where it went before so skips the
+    /// direct-mapped table, a cache miss that was half of each lookup while the Debian
+    /// kernel's init phase ran its blocks interpreted. Only blocks that need none of
+    /// [`Cache::lookup`]'s re-checks are taken from the memo (not an empty block for a fetch
+    /// that faulted, not one crossing into a second page).
+    pub fn lookup_after(
+        &mut self,
+        from: BlockId,
+        key: BlockKey,
+        cpu: &mut CpuState,
+        mem: &mut PhysMem,
+    ) -> BlockId {
+        let (from_key, memo) = {
+            let b = self.block(from);
+            (b.key, b.next)
+        };
+        for m in memo {
+            let hit = self
+                .blocks
+                .get(m as usize)
+                .and_then(Option::as_ref)
+                .is_some_and(|b| {
+                    b.key == key && !b.decoded.insns.is_empty() && b.second_linear.is_none()
+                });
+            if hit {
+                self.stats.lookups += 1;
+                self.stats.successor_hits += 1;
+                return m;
+            }
+        }
+        let id = self.lookup(key, cpu, mem);
+        // The lookup may have flushed the cache, `from` with it (its id may even name
+        // another block now).
+        if let Some(b) = self
+            .blocks
+            .get_mut(from as usize)
+            .and_then(Option::as_mut)
+            .filter(|b| b.key == from_key)
+        {
+            b.next = [id, b.next[0]];
+        }
+        id
+    }
+
     /// The direct-mapped table's entry for block `id`. Its code is only offered to jumps from
     /// generated code when the block needs none of the run loop's checks: a block that
     /// crosses into a second page under paging must have that page's mapping re-checked,
@@ -577,6 +629,7 @@ impl Cache {
             queued: false,
             heat: None,
             in_region: false,
+            next: [NO_ID; 2],
             quick: false,
             code: None,
             chain: Box::default(),

@@ -122,8 +122,8 @@ impl Report {
             (
                 "cache lookups",
                 format!(
-                    "{} (fast {}, map {}, miss {})",
-                    c.lookups, c.fast_hits, c.map_hits, c.misses
+                    "{} (after the same block {}, fast {}, map {}, miss {})",
+                    c.lookups, c.successor_hits, c.fast_hits, c.map_hits, c.misses
                 ),
             ),
             (
@@ -234,7 +234,7 @@ impl Report {
             "blocks": { "decoded": c.blocks_decoded, "compiled": c.blocks_compiled, "recompiled_optimised": c.recompiled, "insns_compiled": c.insns_compiled },
             "compile": { "ms": c.compile_time.as_secs_f64() * 1e3, "us_per_guest_insn": self.us_per_compiled_insn() },
             "decode_ms": c.decode_time.as_secs_f64() * 1e3,
-            "lookups": { "total": c.lookups, "fast_hits": c.fast_hits, "map_hits": c.map_hits, "misses": c.misses },
+            "lookups": { "total": c.lookups, "successor_hits": c.successor_hits, "fast_hits": c.fast_hits, "map_hits": c.map_hits, "misses": c.misses },
             "exits": { "chained": self.chained, "jump_lookups": self.jump_lookups, "dispatched": r.jit_entries, "links": c.links, "links_cross_page": c.links_cross_page },
             "invalidations": {
                 "smc_blocks": c.invalidated_smc,

@@ -71,7 +71,8 @@ impl Machine {
                     _ => break,
                 }
             };
-            let next = self.cache.lookup(
+            let next = self.cache.lookup_after(
+                id,
                 key.successor(self.cpu.rip, phys),
                 &mut self.cpu,
                 &mut self.mem,

@@ -22,6 +22,9 @@ pub struct CacheStats {
     pub decode_time: Duration,
     /// Lookups by the run loop.
     pub lookups: u64,
+    /// Lookups answered by the block's predecessor, which remembers the blocks it led to
+    /// ([`crate::Cache::lookup_after`]).
+    pub successor_hits: u64,
     /// Lookups answered by the direct-mapped table.
     pub fast_hits: u64,
     /// Lookups answered by the hash map.

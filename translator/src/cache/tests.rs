@@ -85,3 +85,53 @@ fn blocks_run_correctly_across_capacity_flushes() {
         }
     }
 }
+
+/// [`Cache::lookup_after`] finds the block [`Cache::lookup`] would, from the predecessor's
+/// memo of the two blocks it led to last, and never a block that is gone or whose id now
+/// names another block.
+#[test]
+fn a_lookup_after_a_block_finds_what_a_lookup_finds() {
+    use crane86_runtime::BlockKey;
+    let (code, _) = chain_of(300);
+    let (mut mem, mut cpu) = prot32_guest(&code, START, 1);
+    let mut cache = Cache::new(Tier::Interp, 1 << 20, test_jit_options(false, false)).unwrap();
+    // Flat 32-bit code without paging: the physical address is the linear one. Block 0
+    // lies on the first page, blocks 260 and up on the second.
+    let key = |cpu: &mut CpuState, i: u64| {
+        cpu.rip = START + 16 * i;
+        BlockKey::new(cpu.rip, cpu)
+    };
+    let a = cache.lookup(key(&mut cpu, 0), &mut cpu, &mut mem);
+    let k = [260, 261, 262, 263].map(|i| key(&mut cpu, i));
+    let b = cache.lookup_after(a, k[0], &mut cpu, &mut mem);
+    assert_eq!(cache.block(b).key, k[0]);
+    assert_eq!(cache.stats.successor_hits, 0);
+    assert_eq!(cache.lookup_after(a, k[0], &mut cpu, &mut mem), b);
+    assert_eq!(cache.stats.successor_hits, 1);
+    // Two successors are remembered.
+    let c = cache.lookup_after(a, k[1], &mut cpu, &mut mem);
+    assert_eq!(cache.lookup_after(a, k[0], &mut cpu, &mut mem), b);
+    assert_eq!(cache.lookup_after(a, k[1], &mut cpu, &mut mem), c);
+    assert_eq!(cache.stats.successor_hits, 3);
+    // A store into b drops the blocks of its page, b and c, and the next block decoded
+    // takes one of their ids.
+    mem.write_phys(START + 16 * 260 + 2, 1, 0x55);
+    for bytes in mem.take_code_writes() {
+        cache.invalidate_written(bytes, &mut mem);
+    }
+    let d = cache.lookup(k[2], &mut cpu, &mut mem);
+    assert!(d == b || d == c, "a freed id is reused");
+    for (want, i) in [(k[0], 0), (k[1], 1)] {
+        let misses = cache.stats.misses;
+        let found = cache.lookup_after(a, want, &mut cpu, &mut mem);
+        assert_eq!(cache.block(found).key, want, "successor {i}");
+        assert_eq!(
+            cache.stats.misses,
+            misses + 1,
+            "successor {i} decoded again"
+        );
+    }
+    assert_eq!(cache.block(d).key, k[2]);
+    let e = cache.lookup_after(a, k[3], &mut cpu, &mut mem);
+    assert_eq!(e, cache.lookup(k[3], &mut cpu, &mut mem));
+}
