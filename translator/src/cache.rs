@@ -100,6 +100,8 @@ pub struct Block {
     /// While queued: its runs since, shared with the queued job, which the compiler takes
     /// hottest first ([`crate::jit::worker`]).
     heat: Option<Arc<AtomicU32>>,
+    /// While queued: its runs since, which `heat` shows every `HEAT_STEP`-th.
+    queued_runs: u32,
     /// A member of another block's region (compiled or queued): compiled alone itself, so
     /// that a loop is compiled as a region once, from the first of its blocks to turn hot.
     in_region: bool,
@@ -629,6 +631,7 @@ impl Cache {
             queued: false,
             heat: None,
             in_region: false,
+            queued_runs: 0,
             next: [NO_ID; 2],
             quick: false,
             code: None,

@@ -9,7 +9,7 @@
 //! repeatable exactly compile synchronously instead ([`super::JitOptions::background`]).
 //!
 //! The hottest job is compiled first: the one whose block the vCPU has interpreted most often
-//! since it was queued ([`Job::heat`], counted by the cache), the newest among equals. With a
+//! since it was queued ([`Job::heat`], counted by the cache and published every eighth run), the newest among equals. With a
 //! first-in-first-out queue, a short benchmark's hot loop waited behind the hundreds of
 //! blocks its program's start-up had queued, interpreted all the while. Newest-first (session
 //! 7) fixed that but starved old jobs that stayed hot: on the Debian boot the kernel's
