@@ -73,6 +73,19 @@ fn system_loop() -> Vec<u8> {
     a.assemble(0x1000).unwrap()
 }
 
+/// A flat 64-bit machine in `tier` that ran `code` (at 0x1000) to its `out 0xf4` within
+/// `limit` instructions.
+fn run_to_exit(tier: Tier, code: &[u8], limit: u64) -> crane86_machine::Machine {
+    let mut m = machine(tier);
+    m.load_flat(code, 0x1000, 0x1000, CpuMode::Long64).unwrap();
+    assert_eq!(
+        m.run(Some(limit)).unwrap(),
+        RunEnd::DebugExit(0),
+        "{tier:?}"
+    );
+    m
+}
+
 /// Checks a tier's result `got` against the first tier's (`want`, set by the first call),
 /// and in the JIT tier that fewer than `max_runs` blocks ran interpreted.
 fn agrees_and_stays_compiled<T: PartialEq + std::fmt::Debug>(
@@ -97,13 +110,7 @@ fn a_loop_of_system_instructions_agrees_in_every_tier_and_stays_compiled() {
     let code = system_loop();
     let mut want = None;
     for tier in TIERS {
-        let mut m = machine(tier);
-        m.load_flat(&code, 0x1000, 0x1000, CpuMode::Long64).unwrap();
-        assert_eq!(
-            m.run(Some(1_000_000)).unwrap(),
-            RunEnd::DebugExit(0),
-            "{tier:?}"
-        );
+        let m = run_to_exit(tier, &code, 1_000_000);
         let got = (
             m.cpu.gpr(Gpr::R8),
             m.cpu.seg[SegReg::Fs as usize].base,
@@ -187,13 +194,7 @@ fn stac_and_clac_at_cpl0_set_and_clear_ac_in_every_tier() {
     a.out(0xf4, al).unwrap();
     let code = a.assemble(0x1000).unwrap();
     for tier in TIERS {
-        let mut m = machine(tier);
-        m.load_flat(&code, 0x1000, 0x1000, CpuMode::Long64).unwrap();
-        assert_eq!(
-            m.run(Some(100_000)).unwrap(),
-            RunEnd::DebugExit(0),
-            "{tier:?}"
-        );
+        let m = run_to_exit(tier, &code, 100_000);
         assert_eq!(
             m.cpu.gpr(Gpr::R8),
             100 * AC as u64,
@@ -306,13 +307,7 @@ fn a_loop_of_syscall_and_sysret_agrees_in_every_tier_and_stays_compiled() {
 
     let mut want = None;
     for tier in TIERS {
-        let mut m = machine(tier);
-        m.load_flat(&code, 0x1000, 0x1000, CpuMode::Long64).unwrap();
-        assert_eq!(
-            m.run(Some(1_000_000)).unwrap(),
-            RunEnd::DebugExit(0),
-            "{tier:?}"
-        );
+        let m = run_to_exit(tier, &code, 1_000_000);
         let got = (
             m.cpu.gpr(Gpr::R8),
             m.cpu.gpr(Gpr::R9),

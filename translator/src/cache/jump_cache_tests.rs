@@ -34,24 +34,35 @@ fn two_functions(mem: &mut PhysMem, cpu: &mut CpuState) {
     mem.load(F2, &add_and_return(7)).unwrap();
 }
 
+/// `bits`-bit code: ECX = `n`, EBX = 0, EAX = [`F1`], then `n` times an indirect call
+/// through (R/E)AX followed by `body`.
+fn call_loop(
+    bits: u32,
+    n: u32,
+    body: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>,
+) -> Vec<u8> {
+    assemble(bits, |a| {
+        let mut top = a.create_label();
+        a.mov(ecx, n)?;
+        a.xor(ebx, ebx)?;
+        a.mov(eax, F1 as u32)?;
+        a.set_label(&mut top)?;
+        if bits == 64 {
+            a.call(rax)?;
+        } else {
+            a.call(eax)?;
+        }
+        body(a)?;
+        a.dec(ecx)?;
+        a.jnz(top)
+    })
+}
+
 #[test]
 fn an_indirect_call_to_one_target_skips_the_lookup() {
     const N: u32 = 1000;
     for bits in [64, 32] {
-        let code = assemble(bits, |a| {
-            let mut top = a.create_label();
-            a.mov(ecx, N)?;
-            a.xor(ebx, ebx)?;
-            a.mov(eax, F1 as u32)?;
-            a.set_label(&mut top)?;
-            if bits == 64 {
-                a.call(rax)?;
-            } else {
-                a.call(eax)?;
-            }
-            a.dec(ecx)?;
-            a.jnz(top)
-        });
+        let code = call_loop(bits, N, |_| Ok(()));
         let cpu = run_tiers_prepared(mode_of(bits), &code, 1 << 22, &two_functions);
         assert_eq!(cpu.gpr[3], u64::from(N), "{bits}-bit");
         // The first calls find nothing compiled, or fill the cache; the rest hit it (and the
@@ -68,22 +79,7 @@ fn an_indirect_call_to_one_target_skips_the_lookup() {
 fn an_indirect_call_alternating_between_targets_reaches_each() {
     const N: u32 = 300;
     for bits in [64, 32] {
-        let code = assemble(bits, |a| {
-            let mut top = a.create_label();
-            a.mov(ecx, N)?;
-            a.xor(ebx, ebx)?;
-            a.mov(eax, F1 as u32)?;
-            a.mov(edx, (F1 ^ F2) as u32)?;
-            a.set_label(&mut top)?;
-            if bits == 64 {
-                a.call(rax)?;
-            } else {
-                a.call(eax)?;
-            }
-            a.xor(eax, edx)?;
-            a.dec(ecx)?;
-            a.jnz(top)
-        });
+        let code = call_loop(bits, N, |a| a.xor(eax, (F1 ^ F2) as u32));
         let cpu = run_tiers_prepared(mode_of(bits), &code, 1 << 22, &two_functions);
         assert_eq!(cpu.gpr[3], u64::from(N / 2 * (1 + 7)), "{bits}-bit");
     }
@@ -95,24 +91,13 @@ fn an_indirect_call_alternating_between_targets_reaches_each() {
 fn a_target_rewritten_between_calls_runs_its_new_code() {
     const N: u32 = 400;
     for bits in [64, 32] {
-        let code = assemble(bits, |a| {
-            let mut top = a.create_label();
+        let code = call_loop(bits, N, |a| {
             let mut skip = a.create_label();
-            a.mov(ecx, N)?;
-            a.xor(ebx, ebx)?;
-            a.mov(eax, F1 as u32)?;
-            a.set_label(&mut top)?;
-            if bits == 64 {
-                a.call(rax)?;
-            } else {
-                a.call(eax)?;
-            }
             a.cmp(ecx, N / 2)?;
             a.jne(skip)?;
             a.mov(byte_ptr(F1 as u32 + 2), 100)?;
             a.set_label(&mut skip)?;
-            a.dec(ecx)?;
-            a.jnz(top)
+            a.nop()
         });
         let cpu = run_tiers_prepared(mode_of(bits), &code, 1 << 22, &two_functions);
         let (before, after) = (u64::from(N / 2 + 1), u64::from(N / 2 - 1));
@@ -147,21 +132,14 @@ fn remappable(mem: &mut PhysMem, cpu: &mut CpuState) {
 #[test]
 fn a_target_page_remapped_between_calls_runs_the_new_pages_code() {
     const N: u32 = 400;
-    let code = assemble(64, |a| {
-        let mut top = a.create_label();
+    let code = call_loop(64, N, |a| {
         let mut skip = a.create_label();
-        a.mov(ecx, N)?;
-        a.xor(ebx, ebx)?;
-        a.mov(eax, F1 as u32)?;
-        a.mov(edx, TABLES_B as u32)?;
-        a.set_label(&mut top)?;
-        a.call(rax)?;
         a.cmp(ecx, N / 2)?;
         a.jne(skip)?;
+        a.mov(edx, TABLES_B as u32)?;
         a.mov(cr3, rdx)?;
         a.set_label(&mut skip)?;
-        a.dec(ecx)?;
-        a.jnz(top)
+        a.nop()
     });
     let prepare: Prepare = &remappable;
     let cpu = run_tiers_prepared(CpuMode::Long64, &code, 1 << 22, prepare);
