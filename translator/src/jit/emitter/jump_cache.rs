@@ -12,12 +12,14 @@
 //! target's code, and under paging the TLB addend of the target's page then. A hit proves the
 //! code is the one the lookup would find now, by the rules return-address prediction uses
 //! (`ret.rs`):
-//! - same RIP, and the block's own CS base and mode bits (the cache serves only branches
-//!   whose target keeps them): the same key up to the physical address;
+//! - same RIP, and the CS base and mode bits the exit's target is known to have at
+//!   translation (the block's own, or those a SYSCALL or 64-bit SYSRET leads to; exits
+//!   whose target's mode comes from the CPU state do not use the cache): the same key up to
+//!   the physical address;
 //! - same epoch: no block and no code was dropped or replaced since, so the code is live and
 //!   still the target's;
-//! - under paging, the target page's TLB entry allows fetches at the block's privilege with
-//!   the same addend: the page maps to the physical page it mapped to then. The fill records
+//! - under paging, the target page's TLB entry allows fetches at the target's privilege
+//!   with the same addend: the page maps to the physical page it mapped to then. The fill records
 //!   the addend only when that TLB entry is the target page's (the lookup's probe fills it),
 //!   and a marker that matches no addend otherwise.
 
