@@ -77,7 +77,7 @@ pub struct ShadowStats {
     /// Switches to an address space whose translations were kept (CR3 writes that found
     /// their space already there).
     pub space_reuses: u64,
-    /// Compactions of a paging-structure page's dependency list ([`COMPACT_AT`]).
+    /// Compactions of a paging-structure page's dependency list (see `COMPACT_AT`).
     pub compactions: u64,
 }
 
