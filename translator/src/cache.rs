@@ -129,9 +129,10 @@ pub struct Block {
     incoming: Vec<(BlockId, u8)>,
     /// Targets this block's slots point at.
     outgoing: [Option<BlockId>; 3],
-    /// The last two blocks [`Cache::lookup_after`] found after this one, newest first
+    /// The last two blocks [`Cache::lookup_after`] found after this one, newest first, with
+    /// their instruction pointers, so that only the candidate that may match is read
     /// ([`NO_ID`]: none).
-    next: [BlockId; 2],
+    next: [(u64, BlockId); 2],
 }
 
 /// No block (an id no block ever has).
@@ -538,7 +539,10 @@ impl Cache {
             let b = self.block(from);
             (b.key, b.next)
         };
-        for m in memo {
+        for (ip, m) in memo {
+            if ip != key.ip {
+                continue;
+            }
             let hit = self
                 .blocks
                 .get(m as usize)
@@ -561,7 +565,7 @@ impl Cache {
             .and_then(Option::as_mut)
             .filter(|b| b.key == from_key)
         {
-            b.next = [id, b.next[0]];
+            b.next = [(key.ip, id), b.next[0]];
         }
         id
     }
@@ -632,7 +636,7 @@ impl Cache {
             heat: None,
             in_region: false,
             queued_runs: 0,
-            next: [NO_ID; 2],
+            next: [(0, NO_ID); 2],
             quick: false,
             code: None,
             chain: Box::default(),
