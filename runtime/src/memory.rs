@@ -29,7 +29,7 @@ pub use bulk::{rep_bulk, BulkOp};
 pub(crate) use tlb::flush_victims;
 pub use tlb::{
     tlb_fetch_addend, tlb_flush_page, tlb_index, tlb_protect_phys, TlbEntry, TlbVictims,
-    TlbWriters, TLB_ENTRIES, TLB_HASH_SHIFT, TLB_VICTIMS,
+    TlbWriters, TLB_ENTRIES, TLB_VICTIMS,
 };
 use tlb::{tlb_fill, tlb_lookup};
 

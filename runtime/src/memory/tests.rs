@@ -186,14 +186,15 @@ fn pkrs_writes_flush_the_tlb_and_refuse_high_bits() {
 /// victim buffer without a walk, and INVLPG, code-page protection and flushes reach it there.
 #[test]
 fn displaced_entries_are_recalled_from_the_victim_buffer_and_invalidated_there() {
-    let mut mem = PhysMem::new(8 << 20).unwrap();
+    let ram = (TLB_ENTRIES as u64 + 0x200) * PAGE_SIZE;
+    let mut mem = PhysMem::new(ram).unwrap();
     let mut cpu = CpuState::new(CpuMode::Prot32);
     let a = 0x1008u64;
     let b = (0x100u64..)
         .map(|page| page * PAGE_SIZE + 8)
         .find(|&b| tlb_index(b) == tlb_index(a))
         .unwrap();
-    assert!(b < 8 << 20);
+    assert!(b < ram);
     write_linear(&mut cpu, &mut mem, a, 4, 1).unwrap();
     write_linear(&mut cpu, &mut mem, b, 4, 2).unwrap();
     let walks = cpu.paging.walks;
@@ -284,12 +285,14 @@ fn global_entries_survive_a_cr3_flush_but_not_a_full_one() {
 
 /// Generated code finds an access's TLB slot from its first byte and compares the tag with
 /// the page of its last byte: that is only sound if a page's successor never shares its slot.
-/// Checked across every boundary where the page number's low ten bits wrap, in the low 4 GiB
-/// (pages 0x7FFFF and 0x80000 shared one under the earlier XOR fold) and at high addresses.
+/// Checked across every boundary where the page number's low bits wrap at the TLB's size, in
+/// the low 4 GiB (pages 0x7FFFF and 0x80000 shared one under an earlier XOR fold) and at high
+/// addresses.
 #[test]
 fn consecutive_pages_never_share_a_tlb_slot() {
-    let lows = (0u64..1 << 20).step_by(1024).map(|p| p + 1023);
-    let highs = (0u64..4096).map(|k| 0x7fff_ffff_f000_0000u64 / PAGE_SIZE + k * 1024 + 1023);
+    let n = TLB_ENTRIES as u64;
+    let lows = (0u64..1 << 20).step_by(n as usize).map(|p| p + n - 1);
+    let highs = (0u64..4096).map(|k| 0x7fff_ffff_f000_0000u64 / PAGE_SIZE + k * n + n - 1);
     for page in lows.chain(highs).chain(0..4096) {
         let a = page * PAGE_SIZE;
         assert_ne!(tlb_index(a), tlb_index(a + PAGE_SIZE), "page {page:#x}");
@@ -307,15 +310,17 @@ fn protecting_a_page_finds_every_writable_entry_of_it() {
     mem.write_phys(0x1000, 8, 0x2000 | upper);
     mem.write_phys(0x2000, 8, 0x3000 | upper);
     mem.write_phys(0x3000, 8, 0x4000 | upper);
-    // Linear pages 0x100-0x1ff and 0x4ff-0x5ff onto eight physical pages, so each has
-    // about 64 aliases; the second range lies on the first one's TLB slots.
+    // Linear pages 0x100-0x1ff and, a TLB's size later, 0x1100-0x11ff onto eight physical
+    // pages, so each has about 64 aliases; the second range lies on the first one's TLB slots.
+    let second = 0x10_0000 + TLB_ENTRIES as u64 * PAGE_SIZE;
     let pool = |n: u64| 0x20_0000 + (n % 8) * PAGE_SIZE;
-    mem.write_phys(0x3000 + 2 * 8, 8, 0x5000 | upper);
+    mem.write_phys(0x3000 + (second >> 21) * 8, 8, 0x5000 | upper);
     for n in 0..0x100u64 {
         mem.write_phys(0x4000 + (0x100 + n) * 8, 8, pool(n * 5) | upper | D);
-        mem.write_phys(0x5000 + (0xff + n) * 8, 8, pool(n * 3) | upper | D);
+        let pte = ((second >> 12) + n) & 0x1ff;
+        mem.write_phys(0x5000 + pte * 8, 8, pool(n * 3) | upper | D);
     }
-    assert_eq!(tlb_index(0x10_0000), tlb_index(0x4f_f000));
+    assert_eq!(tlb_index(0x10_0000), tlb_index(second));
     let mut cpu = CpuState::new(CpuMode::Long64);
     cpu.cr3 = 0x1000;
     let ram = mem.host_addr(0);
@@ -337,7 +342,7 @@ fn protecting_a_page_finds_every_writable_entry_of_it() {
         let base = if x & (1 << 20) == 0 {
             0x10_0000
         } else {
-            0x4f_f000
+            second
         };
         // Half the accesses stay within a few slots, so that displaced entries come back.
         let span = if round % 2 == 0 { 0x100 } else { 6 };

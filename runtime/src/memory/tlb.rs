@@ -18,9 +18,9 @@ use crate::state::CpuState;
 pub const TLB_VICTIMS: usize = 8;
 
 /// Entries of the direct-mapped software TLB (a power of two).
-pub const TLB_ENTRIES: usize = 1024;
+pub const TLB_ENTRIES: usize = 2048;
 
-/// One software-TLB entry. Generated code indexes it by `(linear >> 12) % TLB_ENTRIES` and
+/// One software-TLB entry. Generated code indexes it by [`tlb_index`] and
 /// compares the page of the access's last byte with `read` or `write`: a match means the
 /// whole access is inside that page and `host = linear + addend`.
 ///
@@ -54,25 +54,23 @@ impl TlbEntry {
     };
 }
 
-/// The TLB slot of a linear address: its page number folded with the address bits from 22
-/// up, so that pages 4 MiB apart (1024 pages: a stack and a global of one program, or the
-/// same offsets in different regions of a kernel, which sit at aligned bases whose low bits
-/// agree) do not compete for one slot. Generated code computes the same
-/// ([`TLB_HASH_SHIFT`]). Folding from bit 29 up instead, as before session 8, left twice as
-/// many memory slow paths in the in-guest gzip (13.6 M against 7.0 M) and six times as many
-/// in the boot plus syscall loop (8.3 M against 1.4 M).
+/// The TLB slot of a linear address: the low bits of its page number, as QEMU indexes its
+/// TLB. Generated code computes the slot's byte offset as `(linear >> 7) & ((ENTRIES - 1) <<
+/// 5)`: a shift and a mask on the path from an address to its data, where the hashed index
+/// of sessions 8-15 (the page number plus the address bits from 22 up, so that pages 4 MiB
+/// apart did not share a slot of 1024) took two shifts, an add, a mask and a shift. With
+/// 2048 entries the boot plus the system-call and gzip workloads make fewer memory slow
+/// paths than with the hashed 1024 (6.1 M against 8.4 M), and 4096 made no fewer. More
+/// entries would also overflow test threads' stacks, where `CpuState` lives in unit tests.
 ///
-/// The fold is an addition, not an XOR, so that consecutive pages never share a slot (their
-/// slots differ by one or two): generated code finds the slot from an access's first byte
-/// and compares its tag with the page of the last byte, so a page-crossing access must never
-/// find the next page's entry in its first page's slot. With XOR they could (pages 0x7FFFF
-/// and 0x80000 did), and such an access read the bytes before the second page's frame.
+/// Consecutive pages never share a slot (their slots differ by one, modulo the size), which
+/// the inline check needs: it finds the slot from an access's first byte and compares its tag
+/// with the page of the last byte, so a page-crossing access must never find the next page's
+/// entry in its first page's slot (an XOR fold once let pages 0x7FFFF and 0x80000 share one,
+/// and such an access read the bytes before the second page's frame).
 pub fn tlb_index(linear: u64) -> usize {
-    ((linear >> 12).wrapping_add(linear >> TLB_HASH_SHIFT) as usize) & (TLB_ENTRIES - 1)
+    (linear >> 12) as usize & (TLB_ENTRIES - 1)
 }
-
-/// See [`tlb_index`].
-pub const TLB_HASH_SHIFT: u32 = 22;
 
 /// Fills `linear`'s entry of the `pl` TLB from a translation, if it maps RAM, with the tags of
 /// every access the translation allows at that privilege without another walk.

@@ -373,18 +373,13 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
 
     /// The address of the TLB entry for `addr` (the TLB offset is added by the loads).
     fn tlb_entry(&mut self, addr: Value) -> Value {
-        // `crane86_runtime::memory::tlb_index`.
-        let page = self.b.ins().ushr_imm_u(addr, 12);
-        let high = self
+        // `crane86_runtime::memory::tlb_index`, times the entry's 32 bytes.
+        const _: () = assert!(size_of::<TlbEntry>() == 32);
+        let sh = self.b.ins().ushr_imm_u(addr, 7);
+        let byte = self
             .b
             .ins()
-            .ushr_imm_u(addr, i64::from(crane86_runtime::memory::TLB_HASH_SHIFT));
-        let idx = self.b.ins().iadd(page, high);
-        let idx = self
-            .b
-            .ins()
-            .band_imm_s(idx, (crane86_runtime::memory::TLB_ENTRIES - 1) as i64);
-        let byte = self.b.ins().ishl_imm_u(idx, 5);
+            .band_imm_s(sh, ((crane86_runtime::memory::TLB_ENTRIES - 1) << 5) as i64);
         self.b.ins().iadd(self.cpu, byte)
     }
 

@@ -1,8 +1,8 @@
 //! Load translations a region remembers across its iterations, for table lookups.
 //!
 //! In a loop the inline TLB check sits on the critical path of every load whose address
-//! depends on the previous iteration: hash the address, load the entry's tag and addend, and
-//! only then the data. A table lookup indexed by a running value (CRC-32 by byte, Huffman
+//! depends on the previous iteration: index the TLB by the address, load the entry's tag and
+//! addend, and only then the data. A table lookup indexed by a running value (CRC-32 by byte, Huffman
 //! and other decoding tables) is such a chain, and its loop runs at the speed of that
 //! latency. A *memo* keeps, per such load site of a region, the page and addend of the first
 //! translation the site found in the TLB, in variables that live across the region's
