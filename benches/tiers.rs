@@ -108,6 +108,7 @@ fn blocks() -> Vec<DecodedBlock> {
         fpu: crane86_translator::emit::FPU_OS,
         v86: false,
         seg_checks: false,
+        zero_bases: false,
     };
     let mut out = Vec::new();
     let mut off = 0usize;
@@ -135,6 +136,7 @@ fn translate(c: &mut Criterion) {
         fpu: crane86_translator::emit::FPU_OS,
         v86: false,
         seg_checks: false,
+        zero_bases: false,
     };
     let mut grp = c.benchmark_group("translate");
     grp.sample_size(10)

@@ -16,6 +16,7 @@ fn main() {
         fpu: crane86_translator::emit::FPU_OS,
         v86: false,
         seg_checks: false,
+        zero_bases: false,
     };
     let mut blocks = Vec::new();
     let mut off = 0usize;

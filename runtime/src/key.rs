@@ -37,7 +37,10 @@ const VM_SHIFT: u32 = FPU_SHIFT + 4;
 // 1 bit: DS, ES or SS is not flat, so accesses through them need limit and type checks
 // (`segment::limit::data_segments_flat`).
 const SEGCHECK_SHIFT: u32 = VM_SHIFT + 1;
-const LAST_BIT: u32 = SEGCHECK_SHIFT + 1;
+// 1 bit: outside 64-bit mode, DS, ES and SS have base 0 (`segment::limit::data_bases_zero`),
+// so accesses through them add no base.
+const ZERO_BASE_SHIFT: u32 = SEGCHECK_SHIFT + 1;
+const LAST_BIT: u32 = ZERO_BASE_SHIFT + 1;
 const _: () = assert!(LAST_BIT <= 64, "BlockKey fields overflow a u64");
 
 /// A translated block's identity: where it was decoded (RIP and CS base), the physical
@@ -65,7 +68,8 @@ impl BlockKey {
                 << TF_SHIFT
             | u64::from(fpu_bits(cpu)) << FPU_SHIFT
             | u64::from(cpu.rflags & crate::flags::VM != 0) << VM_SHIFT
-            | u64::from(!crate::segment::limit::data_segments_flat(cpu)) << SEGCHECK_SHIFT;
+            | u64::from(!crate::segment::limit::data_segments_flat(cpu)) << SEGCHECK_SHIFT
+            | u64::from(crate::segment::limit::data_bases_zero(cpu)) << ZERO_BASE_SHIFT;
         BlockKey {
             ip: cpu.rip,
             cs_base: cpu.seg[SegReg::Cs as usize].base,
@@ -119,6 +123,12 @@ impl BlockKey {
     /// checked against the segment's limit and type.
     pub fn seg_checks(self) -> bool {
         (self.bits >> SEGCHECK_SHIFT) & 1 != 0
+    }
+
+    /// True when the block runs outside 64-bit mode with DS, ES and SS at base 0: its
+    /// accesses through them add no segment base.
+    pub fn zero_bases(self) -> bool {
+        (self.bits >> ZERO_BASE_SHIFT) & 1 != 0
     }
 
     /// True when paging was on (CR0.PG) for this block.

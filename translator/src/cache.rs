@@ -618,6 +618,7 @@ impl Cache {
             fpu: key.fpu_bits(),
             v86: key.v86(),
             seg_checks: key.seg_checks(),
+            zero_bases: key.zero_bases(),
         };
         let decoded = decode_block(&bytes[..want], key.ip, room, ctx, key.single_step());
         let crosses = decoded.byte_len as usize > room;

@@ -150,6 +150,7 @@ mod tests {
         fpu: crate::emit::FPU_OS,
         v86: false,
         seg_checks: false,
+        zero_bases: false,
     };
 
     #[test]
@@ -193,6 +194,7 @@ mod tests {
             fpu: crate::emit::FPU_OS,
             v86: false,
             seg_checks: false,
+            zero_bases: false,
         };
         let b = decode_block(&code, 0x7000, 4096, real, false);
         assert_eq!(b.insns.len(), 1);
@@ -208,6 +210,7 @@ mod tests {
         let v86 = Ctx {
             v86: true,
             seg_checks: false,
+            zero_bases: false,
             ..prot16
         };
         let b = decode_block(&code, 0x7000, 4096, v86, false);

@@ -155,6 +155,9 @@ pub struct Ctx {
     /// DS, ES or SS is not flat (`BlockKey::seg_checks`): accesses through them are checked
     /// against the segment's limit and type. Flat blocks check only CS/FS/GS overrides.
     pub seg_checks: bool,
+    /// Outside 64-bit mode, DS, ES and SS have base 0 (`BlockKey::zero_bases`): accesses
+    /// through them add no base.
+    pub zero_bases: bool,
 }
 
 /// [`Ctx::fpu`] as an operating system sets it up: the FPU present and in use, SSE enabled.

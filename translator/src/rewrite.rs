@@ -152,6 +152,7 @@ mod tests {
             fpu: crate::emit::FPU_OS,
             v86: false,
             seg_checks: false,
+            zero_bases: false,
         };
         assert_eq!(plan(&pushf, ctx(CpuMode::Prot16, true)), Plan::Runtime);
         for (mode, user) in [
@@ -182,6 +183,7 @@ mod tests {
             fpu: crate::emit::FPU_OS,
             v86: false,
             seg_checks: false,
+            zero_bases: false,
         };
         // rep insb, outsd
         assert_eq!(plan(&decode(32, &[0xf3, 0x6c]), ctx), Plan::Runtime);

@@ -418,6 +418,65 @@ fn a_bad_segment_load_faults_with_the_selector() {
     }
 }
 
+/// Blocks whose DS, ES and SS have base 0 add no base (`BlockKey::zero_bases`), so a load
+/// that gives DS or ES another base must lead to blocks translated under the other key: a
+/// loop alternating the two reads both copies of its data in every tier, compiled or not.
+#[test]
+fn data_segment_bases_follow_segment_loads_in_every_tier() {
+    let mut a = CodeAssembler::new(32).unwrap();
+    let mut top = a.create_label();
+    a.xor(eax, eax).unwrap();
+    a.mov(ecx, 40).unwrap();
+    a.set_label(&mut top).unwrap();
+    for (sel, disp) in [(0x10, 0x100), (0x18, 0x100)] {
+        a.mov(ebx, sel).unwrap();
+        a.mov(ds, bx).unwrap();
+        a.add(eax, dword_ptr(disp)).unwrap();
+    }
+    for (sel, disp) in [(0x18, 0x104), (0x10, 0x104)] {
+        a.mov(ebx, sel).unwrap();
+        a.mov(es, bx).unwrap();
+        a.add(eax, dword_ptr(disp).es()).unwrap();
+    }
+    a.dec(ecx).unwrap();
+    a.jne(top).unwrap();
+    a.out(0xf4, al).unwrap();
+    let code = a.assemble(0x1000).unwrap();
+    for tier in TIERS {
+        let mut m = machine(tier);
+        m.load_flat(&code, 0x1000, 0x1000, CpuMode::Prot32).unwrap();
+        // GDT at 0x500: null, flat code 0x08, flat data 0x10, data at base 0x3000 (0x18).
+        let gdt: [u64; 4] = [
+            0,
+            0x00cf_9a00_0000_ffff,
+            0x00cf_9200_0000_ffff,
+            0x00cf_9200_3000_ffff,
+        ];
+        for (i, d) in gdt.iter().enumerate() {
+            m.mem.load(0x500 + 8 * i as u64, &d.to_le_bytes()).unwrap();
+        }
+        m.cpu.gdtr = crane86_runtime::DescriptorTable {
+            base: 0x500,
+            limit: 31,
+        };
+        for (at, v) in [
+            (0x100u64, 1u32),
+            (0x3100, 100),
+            (0x3104, 10_000),
+            (0x104, 1_000_000),
+        ] {
+            m.mem.load(at, &v.to_le_bytes()).unwrap();
+        }
+        let want = 40 * 1_010_101u64;
+        assert_eq!(
+            m.run(Some(100_000)).unwrap(),
+            RunEnd::DebugExit((want & 0xff) as u32),
+            "{tier:?}"
+        );
+        assert_eq!(m.cpu.gpr(Gpr::Rax), want, "{tier:?}");
+    }
+}
+
 /// A #UD handler that is itself an invalid opcode loops forever, as on hardware, without
 /// retiring an instruction; the run still ends at its limit (each delivery counts).
 #[test]

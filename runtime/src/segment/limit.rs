@@ -60,6 +60,18 @@ pub fn data_segments_flat(cpu: &CpuState) -> bool {
     }
 }
 
+/// True outside 64-bit mode when DS, ES and SS all have base 0, as every 32-bit operating
+/// system's flat segments do: blocks then add no base to accesses through them (in 64-bit
+/// mode no base is added anyway, so the bit stays clear there). One bit of the block key;
+/// every instruction that changes a segment base is runtime-class, so the next block's key
+/// is built from the new state, as for [`data_segments_flat`].
+pub fn data_bases_zero(cpu: &CpuState) -> bool {
+    cpu.mode != CpuMode::Long64
+        && [SegReg::Ds, SegReg::Es, SegReg::Ss]
+            .iter()
+            .all(|&s| cpu.seg[s as usize].base == 0)
+}
+
 /// The reference check: true when an access of `size` bytes at offset `off` (already
 /// truncated to the address size) through `seg` faults (#SS(0) through SS, #GP(0)
 /// otherwise). `null_checked` is false for SS and CS, whose caches are never null where
@@ -232,5 +244,22 @@ mod tests {
         assert!(!data_segments_flat(&cpu));
         assert!(data_segments_flat(&CpuState::new(CpuMode::Long64)));
         assert!(!data_segments_flat(&CpuState::new(CpuMode::Real16)));
+    }
+
+    #[test]
+    fn zero_bases_are_those_of_ds_es_and_ss_outside_64_bit_mode() {
+        let mut cpu = CpuState::new(CpuMode::Prot32);
+        assert!(data_bases_zero(&cpu));
+        cpu.seg[SegReg::Fs as usize].base = 0x1000;
+        assert!(data_bases_zero(&cpu), "FS does not count");
+        for s in [SegReg::Ds, SegReg::Es, SegReg::Ss] {
+            let mut c = CpuState::new(CpuMode::Prot32);
+            c.seg[s as usize].base = 0x1000;
+            assert!(!data_bases_zero(&c), "{s:?}");
+            let key = crate::BlockKey::new(0, &c);
+            assert!(!key.zero_bases(), "{s:?}");
+        }
+        assert!(crate::BlockKey::new(0, &cpu).zero_bases());
+        assert!(!data_bases_zero(&CpuState::new(CpuMode::Long64)));
     }
 }

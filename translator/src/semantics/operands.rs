@@ -214,6 +214,9 @@ pub fn linear<E: Emit>(e: &mut E, seg: Register, offset: E::V) -> E::V {
         }
         return offset;
     }
+    if e.ctx().zero_bases && matches!(s, SegReg::Ds | SegReg::Es | SegReg::Ss) {
+        return e.zext(offset, 32);
+    }
     let b = e.seg_base(s);
     let sum = e.bin(Bin::Add, b, offset);
     e.zext(sum, 32)
