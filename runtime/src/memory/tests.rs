@@ -370,3 +370,24 @@ fn protecting_a_page_finds_every_writable_entry_of_it() {
     }
     assert!(cpu.paging.tlb_victim_hits > 100, "recalls were exercised");
 }
+
+/// Physical reads and writes of every size 1..=8 at every offset of a word move exactly those
+/// bytes, little-endian (the common sizes take their own paths, see `le_read`).
+#[test]
+fn physical_accesses_of_every_size_move_exactly_their_bytes() {
+    let mut mem = PhysMem::new(0x2000).unwrap();
+    let pattern = 0x8877_6655_4433_2211u64;
+    for size in 1..=8u32 {
+        for at in 0x100..0x110u64 {
+            mem.load(0xf0, &[0xaa; 0x40]).unwrap();
+            mem.write_phys(at, size, pattern);
+            let mut want = [0xaau8; 0x40];
+            let o = (at - 0xf0) as usize;
+            want[o..o + size as usize].copy_from_slice(&pattern.to_le_bytes()[..size as usize]);
+            assert_eq!(&mem.ram()[0xf0..0x130], &want[..], "size {size} at {at:#x}");
+            let mask = u64::MAX >> (64 - 8 * size);
+            assert_eq!(mem.read_phys(at, size), pattern & mask, "size {size}");
+            assert_eq!(mem.read_phys(at - 1, size), (pattern << 8 | 0xaa) & mask);
+        }
+    }
+}
