@@ -258,15 +258,16 @@ fn a_loop_of_iretq_agrees_in_every_tier_and_stays_compiled() {
     }
 }
 
-/// A user loop making `ITERATIONS` system calls, each returned from with SYSRETQ: the kernel
-/// side counts them in R9, the user side adds 3 to R8 per call. SYSCALL and SYSRETQ know the
-/// mode they leave, so their targets come from the jump cache rather than `jump_lookup`.
-#[test]
-fn a_loop_of_syscall_and_sysret_agrees_in_every_tier_and_stays_compiled() {
+/// A loop of ITERATIONS system calls between a user loop adding 3 to R8 and a kernel
+/// entry counting them in R9, under STAR/LSTAR/SFMASK set up by the code itself; with
+/// `bad_rcx_at`, the kernel's SYSRETQ returns to a non-canonical RCX from that iteration
+/// on. Returns the code and the address of the kernel's SYSRETQ.
+fn syscall_loop(bad_rcx_at: Option<u32>) -> (Vec<u8>, u64) {
     let mut a = CodeAssembler::new(64).unwrap();
     let mut user = a.create_label();
     let mut entry = a.create_label();
     let mut done = a.create_label();
+    let mut back = a.create_label();
     let msr = |a: &mut CodeAssembler, index: u32, value: u64| {
         a.mov(ecx, index as i32).unwrap();
         a.mov(eax, value as u32).unwrap();
@@ -297,13 +298,35 @@ fn a_loop_of_syscall_and_sysret_agrees_in_every_tier_and_stays_compiled() {
     a.jmp(user).unwrap();
     a.set_label(&mut entry).unwrap();
     a.inc(r9).unwrap();
+    if let Some(n) = bad_rcx_at {
+        // RCX = 0x8000_0000_0000 (not canonical) from iteration `n` on.
+        a.cmp(r9d, n as i32).unwrap();
+        a.mov(r13, 0x8000_0000_0000u64).unwrap();
+        a.cmovae(rcx, r13).unwrap();
+    }
     a.dec(r12d).unwrap();
     a.jz(done).unwrap();
+    a.set_label(&mut back).unwrap();
     a.sysretq().unwrap();
     a.set_label(&mut done).unwrap();
     a.mov(eax, 0).unwrap();
     a.out(0xf4, al).unwrap();
-    let code = a.assemble(0x1000).unwrap();
+    let r = a
+        .assemble_options(
+            0x1000,
+            iced_x86::BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS,
+        )
+        .unwrap();
+    let at = r.label_ip(&back).unwrap();
+    (r.inner.code_buffer, at)
+}
+
+/// A user loop making `ITERATIONS` system calls, each returned from with SYSRETQ: the kernel
+/// side counts them in R9, the user side adds 3 to R8 per call. SYSCALL and SYSRETQ know the
+/// mode they leave, so their targets come from the jump cache rather than `jump_lookup`.
+#[test]
+fn a_loop_of_syscall_and_sysret_agrees_in_every_tier_and_stays_compiled() {
+    let (code, _) = syscall_loop(None);
 
     let mut want = None;
     for tier in TIERS {
@@ -325,5 +348,28 @@ fn a_loop_of_syscall_and_sysret_agrees_in_every_tier_and_stays_compiled() {
             let lookups = m.cpu.jump_lookups;
             assert!(lookups < 20, "{lookups} lookups");
         }
+    }
+}
+
+/// A SYSRETQ to a non-canonical RCX, from compiled code in the 200th system call: #GP(0) at
+/// the SYSRETQ, still at CPL 0 with the kernel's segments, in every tier.
+#[test]
+fn a_sysret_to_a_non_canonical_rip_faults_at_the_sysret_in_every_tier() {
+    let (code, at) = syscall_loop(Some(200));
+    for tier in TIERS {
+        let mut m = machine(tier);
+        m.load_flat(&code, 0x1000, 0x1000, CpuMode::Long64).unwrap();
+        match m.run(Some(1_000_000)).unwrap() {
+            RunEnd::Fault { fault, rip } => {
+                assert_eq!(fault.exception, Exception::GeneralProtection, "{tier:?}");
+                assert_eq!(fault.error_code, 0, "{tier:?}");
+                assert_eq!(rip, at, "{tier:?}: at the SYSRETQ");
+            }
+            other => panic!("{tier:?}: {other:?}"),
+        }
+        assert_eq!(m.cpu.gpr(Gpr::R9), 200, "{tier:?}");
+        assert_eq!(m.cpu.gpr(Gpr::R8), 3 * 200, "{tier:?}");
+        assert_eq!(m.cpu.seg[SegReg::Cs as usize].selector, 0x08, "{tier:?}");
+        assert_eq!(m.cpu.seg[SegReg::Ss as usize].selector, 0x10, "{tier:?}");
     }
 }

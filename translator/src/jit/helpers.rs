@@ -220,7 +220,11 @@ pub unsafe extern "C" fn run_runtime(cpu: *mut CpuState, block: u64) -> u64 {
         return RUNTIME_BAIL;
     }
     let if_before = cpu.rflags & IF;
-    let (exit, n) = crate::interp::run_block(cpu, mem, &mut NoPorts, block, 1);
+    let (exit, n) = match crate::semantics::far::run_fast_call(cpu, insn) {
+        Some(true) => (crate::interp::InterpExit::Next, 1),
+        Some(false) => (crate::interp::InterpExit::Fault, 0),
+        None => crate::interp::run_block(cpu, mem, &mut NoPorts, block, 1),
+    };
     match exit {
         crate::interp::InterpExit::Next if n == 1 => {}
         crate::interp::InterpExit::Fault if n == 0 => return RUNTIME_FAULT,

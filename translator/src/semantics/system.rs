@@ -111,16 +111,27 @@ pub fn execute(it: &mut Interp<'_>, insn: &Instruction) -> R<Outcome> {
 pub(super) fn finish_transfer(it: &mut Interp<'_>, result: Result<u64, Delivery>) -> R<Outcome> {
     match result {
         Ok(flags) => {
-            set_eflags(it, flags);
-            it.set_rflags_rest((flags & !fl::ARITH) | fl::FIXED1);
-            // VM may have changed, and the mode depends on it.
-            segment::update_mode(it.cpu);
+            apply_transfer(it.cpu, flags);
             it.next = Some(it.cpu.rip);
             Ok(Outcome::Continue)
         }
         Err(Delivery::Fault(f)) => Err(it.raise(f)),
         Err(Delivery::Unsupported(what)) => Ok(Outcome::Unsupported(what)),
     }
+}
+
+/// A far transfer's new RFLAGS `flags` into the CPU (the arithmetic flags as a known
+/// value for the lazy flags), and the mode that follows from it and the new CS.
+pub(crate) fn apply_transfer(cpu: &mut crane86_runtime::CpuState, flags: u64) {
+    cpu.cc = crane86_runtime::LazyFlags {
+        op: crane86_runtime::CcOp::EFLAGS.encode(),
+        src1: 0,
+        src2: 0,
+        res: flags & fl::ARITH,
+    };
+    cpu.rflags = (flags & !fl::ARITH) | fl::FIXED1;
+    // VM may have changed, and the mode depends on it.
+    segment::update_mode(cpu);
 }
 
 /// #GP(0) unless the CPU runs at CPL 0 (real mode counts as CPL 0).
