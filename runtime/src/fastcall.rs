@@ -80,7 +80,7 @@ pub fn syscall(cpu: &mut CpuState, next_ip: u64, rflags: u64) -> Result<u64, Fau
 /// R11 (RF and VM cleared, bit 1 set), CS ← STAR[63:48] (+16 for 64-bit) with RPL 3,
 /// SS ← STAR[63:48] + 8 with RPL 3. #UD outside 64-bit mode or with EFER.SCE clear;
 /// #GP(0) at CPL > 0 or for a non-canonical RCX.
-pub fn sysret(cpu: &mut CpuState, op_size: u32, _rflags: u64) -> Result<u64, Fault> {
+pub fn sysret(cpu: &mut CpuState, op_size: u32) -> Result<u64, Fault> {
     if !mode64(cpu) || cpu.efer & EFER_SCE == 0 {
         return Err(ud());
     }
@@ -199,7 +199,7 @@ mod tests {
         assert_eq!((cpl(&cpu), cpu.mode), (0, CpuMode::Long64));
         // SYSRETQ: CS = 0x23 + 16 | 3, SS = 0x23 + 8 | 3, RFLAGS from R11.
         cpu.gpr[11] |= 1 << 17 | RF;
-        let f = sysret(&mut cpu, 8, f).unwrap();
+        let f = sysret(&mut cpu, 8).unwrap();
         assert_eq!(f, user_flags, "VM and RF never come back from R11");
         assert_eq!(cpu.rip, 0x40_1234);
         assert_eq!(cpu.seg(SegReg::Cs).selector, 0x33);
@@ -213,16 +213,12 @@ mod tests {
         let mut cpu = long64();
         cpu.gpr[1] = 0xdead_0000_0000_5678;
         cpu.gpr[11] = FIXED1 | IF;
-        let f = sysret(&mut cpu, 4, FIXED1).unwrap();
+        let f = sysret(&mut cpu, 4).unwrap();
         assert_eq!(f, FIXED1 | IF);
         assert_eq!((cpu.rip, cpu.mode), (0x5678, CpuMode::Prot32));
         assert_eq!(cpu.seg(SegReg::Cs).selector, 0x23);
         assert!(long_mode(&cpu) && !mode64(&cpu));
-        assert_eq!(
-            sysret(&mut cpu, 4, f),
-            Err(ud()),
-            "SYSRET only in 64-bit mode"
-        );
+        assert_eq!(sysret(&mut cpu, 4), Err(ud()), "SYSRET only in 64-bit mode");
         let f = syscall(&mut cpu, 0x1_0000_5680, f).unwrap();
         assert_eq!((cpu.rip, cpu.gpr[1]), (0x2000, 0x5680));
         assert_eq!((cpu.mode, f), (CpuMode::Long64, FIXED1));
@@ -233,19 +229,19 @@ mod tests {
         let mut cpu = long64();
         cpu.efer &= !EFER_SCE;
         assert_eq!(syscall(&mut cpu, 0, FIXED1), Err(ud()));
-        assert_eq!(sysret(&mut cpu, 8, FIXED1), Err(ud()));
+        assert_eq!(sysret(&mut cpu, 8), Err(ud()));
         let mut cpu = CpuState::new(CpuMode::Prot32);
         cpu.efer |= EFER_SCE;
         assert_eq!(syscall(&mut cpu, 0, FIXED1), Err(ud()), "legacy mode");
         let mut cpu = long64();
         cpu.gpr[1] = 0x8000_0000_0000_0000;
         let before = cpu.clone();
-        assert_eq!(sysret(&mut cpu, 8, FIXED1), Err(gp0()), "non-canonical RCX");
+        assert_eq!(sysret(&mut cpu, 8), Err(gp0()), "non-canonical RCX");
         assert_eq!(cpu.rip, before.rip);
         assert_eq!(cpu.seg, before.seg);
         cpu.gpr[1] = 0x1000;
         cpu.seg[SegReg::Cs as usize].selector |= 3;
-        assert_eq!(sysret(&mut cpu, 8, FIXED1), Err(gp0()), "CPL 3");
+        assert_eq!(sysret(&mut cpu, 8), Err(gp0()), "CPL 3");
     }
 
     #[test]

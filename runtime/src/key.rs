@@ -262,8 +262,7 @@ mod tests {
             );
 
             cpu.gpr[11] = IF | 2;
-            let before = cpu.rflags;
-            let rflags = sysret(&mut cpu, 8, before).unwrap();
+            let rflags = sysret(&mut cpu, 8).unwrap();
             cpu.rflags = rflags;
             update_mode(&mut cpu);
             let back = BlockKey::new(0x5000, &cpu);

@@ -59,7 +59,7 @@ pub fn execute(it: &mut Interp<'_>, insn: &Instruction) -> R<Outcome> {
         Mnemonic::Syscall => fastcall::syscall(it.cpu, next_ip, flags).map_err(Delivery::Fault),
         Mnemonic::Sysret | Mnemonic::Sysretq => {
             let size = if insn.code() == Code::Sysretq { 8 } else { 4 };
-            fastcall::sysret(it.cpu, size, flags).map_err(Delivery::Fault)
+            fastcall::sysret(it.cpu, size).map_err(Delivery::Fault)
         }
         Mnemonic::Sysenter => fastcall::sysenter(it.cpu, flags).map_err(Delivery::Fault),
         Mnemonic::Sysexit | Mnemonic::Sysexitq => {
@@ -90,9 +90,9 @@ pub fn run_fast_call(cpu: &mut crane86_runtime::CpuState, insn: &Instruction) ->
             fastcall::syscall(cpu, insn.next_ip(), flags)
         }
         Code::Sysretq => {
+            // RFLAGS comes from R11: the flags of the moment are not needed.
             cpu.rip = insn.ip();
-            let flags = rflags(cpu);
-            fastcall::sysret(cpu, 8, flags)
+            fastcall::sysret(cpu, 8)
         }
         _ => return None,
     };
