@@ -373,3 +373,63 @@ fn a_sysret_to_a_non_canonical_rip_faults_at_the_sysret_in_every_tier() {
         assert_eq!(m.cpu.seg[SegReg::Ss as usize].selector, 0x10, "{tier:?}");
     }
 }
+
+/// IRETQ to a CS beyond the GDT in the 200th iteration of a compiled IRETQ loop: #GP with
+/// the selector, at the IRETQ, with its frame still on the stack, in every tier.
+#[test]
+fn an_iretq_to_a_bad_selector_faults_at_the_iretq_in_every_tier() {
+    let mut a = CodeAssembler::new(64).unwrap();
+    let (mut top, mut after, mut iret) = (a.create_label(), a.create_label(), a.create_label());
+    a.xor(r8, r8).unwrap();
+    a.mov(r12d, ITERATIONS).unwrap();
+    a.set_label(&mut top).unwrap();
+    a.mov(rax, rsp).unwrap();
+    a.push(0x10).unwrap();
+    a.push(rax).unwrap();
+    a.pushfq().unwrap();
+    // CS 0x18 (beyond the GDT's limit) in iteration 200.
+    a.mov(ecx, 0x08).unwrap();
+    a.mov(edx, 0x18).unwrap();
+    a.cmp(r12d, ITERATIONS as i32 - 199).unwrap();
+    a.cmove(ecx, edx).unwrap();
+    a.push(rcx).unwrap();
+    a.lea(rcx, ptr(after)).unwrap();
+    a.push(rcx).unwrap();
+    a.set_label(&mut iret).unwrap();
+    a.iretq().unwrap();
+    a.set_label(&mut after).unwrap();
+    a.add(r8, 1).unwrap();
+    a.dec(r12d).unwrap();
+    a.jne(top).unwrap();
+    a.mov(eax, 0).unwrap();
+    a.out(0xf4, al).unwrap();
+    let r = a
+        .assemble_options(
+            0x1000,
+            iced_x86::BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS,
+        )
+        .unwrap();
+    let at = r.label_ip(&iret).unwrap();
+    let code = r.inner.code_buffer;
+    let gdt: [u64; 3] = [0, 0x00af_9a00_0000_ffff, 0x00cf_9200_0000_ffff];
+    let gdt: Vec<u8> = gdt.iter().flat_map(|d| d.to_le_bytes()).collect();
+    for tier in TIERS {
+        let mut m = machine(tier);
+        m.load_flat(&code, 0x1000, 0x1000, CpuMode::Long64).unwrap();
+        m.mem.load(0x500, &gdt).unwrap();
+        m.cpu.gdtr.base = 0x500;
+        m.cpu.gdtr.limit = 23;
+        let stack = m.cpu.gpr(Gpr::Rsp);
+        match m.run(Some(1_000_000)).unwrap() {
+            RunEnd::Fault { fault, rip } => {
+                assert_eq!(fault.exception, Exception::GeneralProtection, "{tier:?}");
+                assert_eq!(fault.error_code, 0x18, "{tier:?}");
+                assert_eq!(rip, at, "{tier:?}: at the IRETQ");
+            }
+            other => panic!("{tier:?}: {other:?}"),
+        }
+        assert_eq!(m.cpu.gpr(Gpr::R8), 199, "{tier:?}");
+        assert_eq!(m.cpu.gpr(Gpr::Rsp), stack - 40, "{tier:?}: the frame stays");
+        assert_eq!(m.cpu.seg[SegReg::Cs as usize].selector, 0x08, "{tier:?}");
+    }
+}

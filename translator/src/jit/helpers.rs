@@ -220,9 +220,11 @@ pub unsafe extern "C" fn run_runtime(cpu: *mut CpuState, block: u64) -> u64 {
         return RUNTIME_BAIL;
     }
     let if_before = cpu.rflags & IF;
-    let (exit, n) = match crate::semantics::far::run_fast_call(cpu, insn) {
-        Some(true) => (crate::interp::InterpExit::Next, 1),
-        Some(false) => (crate::interp::InterpExit::Fault, 0),
+    use crate::semantics::system::{run_transfer, TransferEnd};
+    let (exit, n) = match run_transfer(cpu, mem, insn) {
+        Some(TransferEnd::Done) => (crate::interp::InterpExit::Next, 1),
+        Some(TransferEnd::Fault) => (crate::interp::InterpExit::Fault, 0),
+        Some(TransferEnd::Bail) => (crate::interp::InterpExit::Next, 0),
         None => crate::interp::run_block(cpu, mem, &mut NoPorts, block, 1),
     };
     match exit {

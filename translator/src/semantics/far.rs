@@ -77,37 +77,6 @@ pub fn execute(it: &mut Interp<'_>, insn: &Instruction) -> R<Outcome> {
     super::system::finish_transfer(it, result)
 }
 
-/// SYSCALL and SYSRETQ as `jit::helpers::run_runtime` runs them from generated code on
-/// every system call: what [`execute`] does for them, without the interpreter's dispatch
-/// around it (its share was about a tenth of the syscall workload's vCPU thread). `None`
-/// for every other instruction; otherwise whether it completed (`cpu.rip` at the next
-/// instruction) or raised the fault recorded in `cpu` (`cpu.rip` still at it).
-pub fn run_fast_call(cpu: &mut crane86_runtime::CpuState, insn: &Instruction) -> Option<bool> {
-    let result = match insn.code() {
-        Code::Syscall => {
-            cpu.rip = insn.ip();
-            let flags = rflags(cpu);
-            fastcall::syscall(cpu, insn.next_ip(), flags)
-        }
-        Code::Sysretq => {
-            // RFLAGS comes from R11: the flags of the moment are not needed.
-            cpu.rip = insn.ip();
-            fastcall::sysret(cpu, 8)
-        }
-        _ => return None,
-    };
-    Some(match result {
-        Ok(flags) => {
-            super::system::apply_transfer(cpu, flags);
-            true
-        }
-        Err(f) => {
-            cpu.raise(f, 0);
-            false
-        }
-    })
-}
-
 /// RETF's operand size in bytes, from iced's code.
 fn retf_size(code: Code) -> u32 {
     match code {

@@ -417,16 +417,71 @@ fn software_interrupt(it: &mut Interp<'_>, insn: &Instruction) -> R<Outcome> {
 
 /// IRET, IRETD, IRETQ.
 fn iret(it: &mut Interp<'_>, insn: &Instruction) -> R<Outcome> {
+    let r = iret_transfer(it.cpu, it.mem, insn);
+    finish_transfer(it, r)
+}
+
+/// IRET of any size: a return to the previous task when NT is set in protected mode, an
+/// interrupt return otherwise. The new RFLAGS, or why it did not complete.
+fn iret_transfer(
+    cpu: &mut crane86_runtime::CpuState,
+    mem: &mut crane86_runtime::PhysMem,
+    insn: &Instruction,
+) -> Result<u64, Delivery> {
     let bits = match insn.mnemonic() {
         Mnemonic::Iret => 16,
         Mnemonic::Iretd => 32,
         _ => 64,
     };
-    let flags = crate::interp::rflags(it.cpu);
+    let flags = crate::interp::rflags(cpu);
     // NT = 1 in protected mode: a return to the previous task (a task switch).
-    let task = crane86_runtime::task::nested_iret(it.cpu, it.mem, insn.next_ip(), flags);
-    let r = task.unwrap_or_else(|| interrupt::iret(it.cpu, it.mem, bits, flags));
-    finish_transfer(it, r)
+    let task = crane86_runtime::task::nested_iret(cpu, mem, insn.next_ip(), flags);
+    task.unwrap_or_else(|| interrupt::iret(cpu, mem, bits, flags))
+}
+
+/// How [`run_transfer`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransferEnd {
+    /// Completed: `cpu.rip` is the next instruction's.
+    Done,
+    /// Raised the fault now recorded in the CPU state; `cpu.rip` is still the
+    /// instruction's.
+    Fault,
+    /// Needs the run loop (something not supported yet): nothing may be assumed done.
+    Bail,
+}
+
+/// The transfers `jit::helpers::run_runtime` runs on every system call and interrupt
+/// return from generated code (SYSCALL, SYSRETQ, IRET of any size), as [`execute`] runs
+/// them but without the interpreter's per-instruction setup and dispatch (which were a
+/// third of a SYSCALL/SYSRETQ round trip). `None` for every other instruction.
+pub fn run_transfer(
+    cpu: &mut crane86_runtime::CpuState,
+    mem: &mut crane86_runtime::PhysMem,
+    insn: &Instruction,
+) -> Option<TransferEnd> {
+    cpu.rip = insn.ip();
+    let result = match insn.code() {
+        Code::Syscall => {
+            let flags = crate::interp::rflags(cpu);
+            crane86_runtime::fastcall::syscall(cpu, insn.next_ip(), flags).map_err(Delivery::Fault)
+        }
+        // RFLAGS comes from R11: the flags of the moment are not needed.
+        Code::Sysretq => crane86_runtime::fastcall::sysret(cpu, 8).map_err(Delivery::Fault),
+        Code::Iretw | Code::Iretd | Code::Iretq => iret_transfer(cpu, mem, insn),
+        _ => return None,
+    };
+    Some(match result {
+        Ok(flags) => {
+            apply_transfer(cpu, flags);
+            TransferEnd::Done
+        }
+        Err(Delivery::Fault(f)) => {
+            cpu.raise(f, 0);
+            TransferEnd::Fault
+        }
+        Err(Delivery::Unsupported(_)) => TransferEnd::Bail,
+    })
 }
 
 /// PUSHF/PUSHFD/PUSHFQ where it is runtime class (16-bit code at CPL 3, which covers
