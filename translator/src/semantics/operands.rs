@@ -270,6 +270,7 @@ pub enum Loc<V> {
 }
 
 /// Resolves operand `n` of `insn` (register, ModRM memory or immediate).
+#[inline(always)]
 pub fn loc<E: Emit>(e: &mut E, insn: &Instruction, n: u32) -> R<Loc<E::V>> {
     Ok(match insn.op_kind(n) {
         OpKind::Register => Loc::Reg(insn.op_register(n)),
@@ -310,6 +311,7 @@ pub(crate) fn is_immediate(k: OpKind) -> bool {
 }
 
 /// Reads a location as `size` bytes, zero-extended.
+#[inline(always)]
 pub fn read_loc<E: Emit>(e: &mut E, l: Loc<E::V>, size: u32) -> R<E::V> {
     Ok(match l {
         Loc::Reg(r) => read_reg(e, r),
@@ -322,6 +324,7 @@ pub fn read_loc<E: Emit>(e: &mut E, l: Loc<E::V>, size: u32) -> R<E::V> {
 }
 
 /// Writes `size` bytes to a location.
+#[inline(always)]
 pub fn write_loc<E: Emit>(e: &mut E, l: Loc<E::V>, size: u32, v: E::V) -> R<()> {
     match l {
         Loc::Reg(r) => write_reg(e, r, v),
@@ -347,6 +350,7 @@ pub fn op_size(insn: &Instruction, n: u32) -> u32 {
 }
 
 /// Reads operand `n` at `size` bytes.
+#[inline(always)]
 pub fn read_op<E: Emit>(e: &mut E, insn: &Instruction, n: u32, size: u32) -> R<E::V> {
     let l = loc(e, insn, n)?;
     read_loc(e, l, size)

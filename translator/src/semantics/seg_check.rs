@@ -26,6 +26,8 @@ pub enum Access {
 
 /// Raises #SS(0)/#GP(0) when an access of `size` bytes at offset `off` (already truncated
 /// to the address size) through `seg` breaks the segment's limit or type.
+/// Inline, so that the common case (nothing to check) costs the caller a compare, not a call.
+#[inline(always)]
 pub fn check<E: Emit>(e: &mut E, seg: Register, off: E::V, size: u32, access: Access) -> R<()> {
     let ctx = e.ctx();
     let s = seg_of(seg);
@@ -34,6 +36,18 @@ pub fn check<E: Emit>(e: &mut E, seg: Register, off: E::V, size: u32, access: Ac
     {
         return Ok(());
     }
+    check_limit_and_type(e, s, off, size, access)
+}
+
+/// [`check`] for a segment that needs it.
+fn check_limit_and_type<E: Emit>(
+    e: &mut E,
+    s: SegReg,
+    off: E::V,
+    size: u32,
+    access: Access,
+) -> R<()> {
+    let ctx = e.ctx();
     let real = ctx.mode == CpuMode::Real16 || ctx.v86;
     let limit = e.seg_limit(s);
     let attrs = if real { None } else { Some(e.seg_attrs(s)) };
