@@ -105,6 +105,40 @@ fn agrees_and_stays_compiled<T: PartialEq + std::fmt::Debug>(
     }
 }
 
+/// Assembles `a` at 0x1000; returns the code and the address of label `mark`.
+fn assemble_marked(mut a: CodeAssembler, mark: CodeLabel) -> (Vec<u8>, u64) {
+    let r = a
+        .assemble_options(
+            0x1000,
+            iced_x86::BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS,
+        )
+        .unwrap();
+    let at = r.label_ip(&mark).unwrap();
+    (r.inner.code_buffer, at)
+}
+
+/// Runs `code` in 64-bit mode in `tier` (after `setup`) and checks that it stops at a fault
+/// `exception` with error code `code` at `at` (`what` names the instruction).
+fn run_to_fault(
+    tier: Tier,
+    code: &[u8],
+    setup: impl FnOnce(&mut crane86_machine::Machine),
+    (exception, error_code, at, what): (Exception, u32, u64, &str),
+) -> crane86_machine::Machine {
+    let mut m = machine(tier);
+    m.load_flat(code, 0x1000, 0x1000, CpuMode::Long64).unwrap();
+    setup(&mut m);
+    match m.run(Some(1_000_000)).unwrap() {
+        RunEnd::Fault { fault, rip } => {
+            assert_eq!(fault.exception, exception, "{tier:?}");
+            assert_eq!(fault.error_code, error_code, "{tier:?}");
+            assert_eq!(rip, at, "{tier:?}: at the {what}");
+        }
+        other => panic!("{tier:?}: {other:?}"),
+    }
+    m
+}
+
 #[test]
 fn a_loop_of_system_instructions_agrees_in_every_tier_and_stays_compiled() {
     let code = system_loop();
@@ -152,16 +186,8 @@ fn a_fault_in_a_compiled_runtime_instruction_is_precise() {
     let code = a.assemble(0x1000).unwrap();
     let at = 0x1000 + code.len() as u64 - 2 - 2;
     for tier in TIERS {
-        let mut m = machine(tier);
-        m.load_flat(&code, 0x1000, 0x1000, CpuMode::Long64).unwrap();
-        match m.run(Some(1_000_000)).unwrap() {
-            RunEnd::Fault { fault, rip } => {
-                assert_eq!(fault.exception, Exception::GeneralProtection, "{tier:?}");
-                assert_eq!(fault.error_code, 0, "{tier:?}");
-                assert_eq!(rip, at, "{tier:?}: at the WRMSR");
-            }
-            other => panic!("{tier:?}: {other:?}"),
-        }
+        let gp0 = (Exception::GeneralProtection, 0, at, "WRMSR");
+        let m = run_to_fault(tier, &code, |_| {}, gp0);
         assert_eq!(m.cpu.gpr(Gpr::R12), 200, "{tier:?}");
         assert_eq!(m.cpu.seg[SegReg::Fs as usize].base, 0, "{tier:?}");
     }
@@ -311,14 +337,7 @@ fn syscall_loop(bad_rcx_at: Option<u32>) -> (Vec<u8>, u64) {
     a.set_label(&mut done).unwrap();
     a.mov(eax, 0).unwrap();
     a.out(0xf4, al).unwrap();
-    let r = a
-        .assemble_options(
-            0x1000,
-            iced_x86::BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS,
-        )
-        .unwrap();
-    let at = r.label_ip(&back).unwrap();
-    (r.inner.code_buffer, at)
+    assemble_marked(a, back)
 }
 
 /// A user loop making `ITERATIONS` system calls, each returned from with SYSRETQ: the kernel
@@ -357,16 +376,8 @@ fn a_loop_of_syscall_and_sysret_agrees_in_every_tier_and_stays_compiled() {
 fn a_sysret_to_a_non_canonical_rip_faults_at_the_sysret_in_every_tier() {
     let (code, at) = syscall_loop(Some(200));
     for tier in TIERS {
-        let mut m = machine(tier);
-        m.load_flat(&code, 0x1000, 0x1000, CpuMode::Long64).unwrap();
-        match m.run(Some(1_000_000)).unwrap() {
-            RunEnd::Fault { fault, rip } => {
-                assert_eq!(fault.exception, Exception::GeneralProtection, "{tier:?}");
-                assert_eq!(fault.error_code, 0, "{tier:?}");
-                assert_eq!(rip, at, "{tier:?}: at the SYSRETQ");
-            }
-            other => panic!("{tier:?}: {other:?}"),
-        }
+        let gp0 = (Exception::GeneralProtection, 0, at, "SYSRETQ");
+        let m = run_to_fault(tier, &code, |_| {}, gp0);
         assert_eq!(m.cpu.gpr(Gpr::R9), 200, "{tier:?}");
         assert_eq!(m.cpu.gpr(Gpr::R8), 3 * 200, "{tier:?}");
         assert_eq!(m.cpu.seg[SegReg::Cs as usize].selector, 0x08, "{tier:?}");
@@ -403,31 +414,19 @@ fn an_iretq_to_a_bad_selector_faults_at_the_iretq_in_every_tier() {
     a.jne(top).unwrap();
     a.mov(eax, 0).unwrap();
     a.out(0xf4, al).unwrap();
-    let r = a
-        .assemble_options(
-            0x1000,
-            iced_x86::BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS,
-        )
-        .unwrap();
-    let at = r.label_ip(&iret).unwrap();
-    let code = r.inner.code_buffer;
+    let (code, at) = assemble_marked(a, iret);
     let gdt: [u64; 3] = [0, 0x00af_9a00_0000_ffff, 0x00cf_9200_0000_ffff];
     let gdt: Vec<u8> = gdt.iter().flat_map(|d| d.to_le_bytes()).collect();
     for tier in TIERS {
-        let mut m = machine(tier);
-        m.load_flat(&code, 0x1000, 0x1000, CpuMode::Long64).unwrap();
-        m.mem.load(0x500, &gdt).unwrap();
-        m.cpu.gdtr.base = 0x500;
-        m.cpu.gdtr.limit = 23;
-        let stack = m.cpu.gpr(Gpr::Rsp);
-        match m.run(Some(1_000_000)).unwrap() {
-            RunEnd::Fault { fault, rip } => {
-                assert_eq!(fault.exception, Exception::GeneralProtection, "{tier:?}");
-                assert_eq!(fault.error_code, 0x18, "{tier:?}");
-                assert_eq!(rip, at, "{tier:?}: at the IRETQ");
-            }
-            other => panic!("{tier:?}: {other:?}"),
-        }
+        let mut stack = 0;
+        let setup = |m: &mut crane86_machine::Machine| {
+            m.mem.load(0x500, &gdt).unwrap();
+            m.cpu.gdtr.base = 0x500;
+            m.cpu.gdtr.limit = 23;
+            stack = m.cpu.gpr(Gpr::Rsp);
+        };
+        let gp = (Exception::GeneralProtection, 0x18, at, "IRETQ");
+        let m = run_to_fault(tier, &code, setup, gp);
         assert_eq!(m.cpu.gpr(Gpr::R8), 199, "{tier:?}");
         assert_eq!(m.cpu.gpr(Gpr::Rsp), stack - 40, "{tier:?}: the frame stays");
         assert_eq!(m.cpu.seg[SegReg::Cs as usize].selector, 0x08, "{tier:?}");

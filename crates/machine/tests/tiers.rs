@@ -16,6 +16,16 @@ fn machine(tier: Tier) -> Machine {
 
 const TIERS: [Tier; 3] = [Tier::Interp, Tier::Jit, Tier::Auto { threshold: 3 }];
 
+/// Writes a GDT at 0x500: null, flat 32-bit code (0x08), flat data (0x10) and data at base
+/// `base` (0x18, below 16 MiB), four entries (GDTR not loaded).
+fn write_gdt(m: &mut Machine, base: u32) {
+    let based = 0x00cf_9200_0000_ffff | u64::from(base & 0xff_ffff) << 16;
+    let gdt: [u64; 4] = [0, 0x00cf_9a00_0000_ffff, 0x00cf_9200_0000_ffff, based];
+    for (i, d) in gdt.iter().enumerate() {
+        m.mem.load(0x500 + 8 * i as u64, &d.to_le_bytes()).unwrap();
+    }
+}
+
 /// sum = Σ (3i + 7) ^ 0x55 for i in 1..=1000, then out 0xf4 with its low byte.
 fn sum_loop() -> Vec<u8> {
     let mut a = CodeAssembler::new(64).unwrap();
@@ -346,16 +356,7 @@ fn system_registers_round_trip() {
     for tier in TIERS {
         let mut m = machine(tier);
         m.load_flat(&code, 0x1000, 0x1000, CpuMode::Prot32).unwrap();
-        // GDT at 0x500: null, flat code 0x08, flat data 0x10, data at base 0x4000 (0x18)
-        let gdt: [u64; 4] = [
-            0,
-            0x00cf_9a00_0000_ffff,
-            0x00cf_9200_0000_ffff,
-            0x00cf_9200_4000_ffff,
-        ];
-        for (i, d) in gdt.iter().enumerate() {
-            m.mem.load(0x500 + 8 * i as u64, &d.to_le_bytes()).unwrap();
-        }
+        write_gdt(&mut m, 0x4000);
         m.mem.load(0x2000, &[31, 0, 0x00, 0x05, 0, 0]).unwrap();
         assert_eq!(
             m.run(Some(10_000)).unwrap(),
@@ -445,16 +446,7 @@ fn data_segment_bases_follow_segment_loads_in_every_tier() {
     for tier in TIERS {
         let mut m = machine(tier);
         m.load_flat(&code, 0x1000, 0x1000, CpuMode::Prot32).unwrap();
-        // GDT at 0x500: null, flat code 0x08, flat data 0x10, data at base 0x3000 (0x18).
-        let gdt: [u64; 4] = [
-            0,
-            0x00cf_9a00_0000_ffff,
-            0x00cf_9200_0000_ffff,
-            0x00cf_9200_3000_ffff,
-        ];
-        for (i, d) in gdt.iter().enumerate() {
-            m.mem.load(0x500 + 8 * i as u64, &d.to_le_bytes()).unwrap();
-        }
+        write_gdt(&mut m, 0x3000);
         m.cpu.gdtr = crane86_runtime::DescriptorTable {
             base: 0x500,
             limit: 31,
