@@ -776,8 +776,26 @@ pub fn probe_fetch_phys(cpu: &mut CpuState, mem: &mut PhysMem, linear: u64) -> O
     r
 }
 
+/// Flag in the `size` argument of [`load_slow`] and [`store_slow`]: the operand is through SS
+/// in 64-bit mode, where a non-canonical address is #SS(0) rather than the #GP(0) of other
+/// segments (SDM Vol. 3 6.15). Generated code checks it only here, on a TLB miss: a hit proves
+/// the access lies in one canonical page.
+pub const SLOW_SS64: u64 = 0x100;
+const SIZE_MASK: u64 = 0xff;
+
+/// Records #SS(0) and returns true when `size` carries [`SLOW_SS64`] and `linear` is not
+/// canonical.
+fn stack_fault(cpu: &mut CpuState, linear: u64, size: u64) -> bool {
+    if size & SLOW_SS64 == 0 || canonical(linear) {
+        return false;
+    }
+    cpu.raise(Fault::with_code(Exception::StackFault, 0), linear);
+    true
+}
+
 /// Load slow path called by generated code on a TLB miss. On a fault it records it in
-/// `cpu.fault` and returns 0; the caller checks `cpu.fault.pending`.
+/// `cpu.fault` and returns 0; the caller checks `cpu.fault.pending`. `size` is 1, 2, 4 or 8,
+/// possibly with [`SLOW_SS64`].
 ///
 /// # Safety
 /// `cpu` must be valid and `cpu.mem` must point to the live `PhysMem` (module invariant).
@@ -787,7 +805,10 @@ pub unsafe extern "C" fn load_slow(cpu: *mut CpuState, linear: u64, size: u64) -
     // SAFETY: see the module invariants: `mem` is live and not otherwise borrowed now.
     let mem = unsafe { &mut *cpu.mem };
     cpu.mem_slow += 1;
-    match read_data(cpu, mem, linear, size as u32) {
+    if stack_fault(cpu, linear, size) {
+        return 0;
+    }
+    match read_data(cpu, mem, linear, (size & SIZE_MASK) as u32) {
         Ok(v) => v,
         Err(f) => {
             cpu.raise(f, linear);
@@ -808,7 +829,10 @@ pub unsafe extern "C" fn store_slow(cpu: *mut CpuState, linear: u64, size: u64, 
     // SAFETY: as in `load_slow`; the slow path is the only user of `mem` while it runs.
     let mem = unsafe { &mut *cpu.mem };
     cpu.mem_slow += 1;
-    if let Err(f) = write_data(cpu, mem, linear, size as u32, value) {
+    if stack_fault(cpu, linear, size) {
+        return;
+    }
+    if let Err(f) = write_data(cpu, mem, linear, (size & SIZE_MASK) as u32, value) {
         cpu.raise(f, linear);
     }
 }

@@ -254,6 +254,18 @@ pub trait Emit: Arith {
     fn load(&mut self, linear: Self::V, size: u32) -> R<Self::V>;
     /// Writes `size` bytes at a linear address.
     fn store(&mut self, linear: Self::V, size: u32, v: Self::V) -> R<()>;
+    /// [`Emit::load`] of an operand through SS in 64-bit mode, whose non-canonical address is
+    /// #SS(0) rather than #GP(0). The JIT checks it on the TLB miss path only: a hit proves
+    /// the access lies in one canonical page.
+    fn load_ss64(&mut self, linear: Self::V, size: u32) -> R<Self::V> {
+        crate::semantics::operands::ss64_canonical(self, linear)?;
+        self.load(linear, size)
+    }
+    /// [`Emit::store`] of an operand through SS in 64-bit mode, as [`Emit::load_ss64`].
+    fn store_ss64(&mut self, linear: Self::V, size: u32, v: Self::V) -> R<()> {
+        crate::semantics::operands::ss64_canonical(self, linear)?;
+        self.store(linear, size, v)
+    }
 
     /// Does up to `count` iterations of a REP STOS or MOVS at once, forward, from linear
     /// `dst` (and source `src_or_value`, or the value to store): those within one page of

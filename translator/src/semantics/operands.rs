@@ -238,6 +238,10 @@ pub struct MemRef<V> {
     pub seg: Register,
     /// The offset within the segment, truncated to the address size.
     pub off: V,
+    /// Through SS in 64-bit mode: a non-canonical address is #SS(0), not #GP(0) (SDM Vol. 3
+    /// 6.15). The access checks it ([`Emit::load_ss64`]), where the JIT's TLB hit proves
+    /// the address canonical and only the slow path looks.
+    pub ss64: bool,
 }
 
 impl<V: Copy> MemRef<V> {
@@ -247,6 +251,7 @@ impl<V: Copy> MemRef<V> {
             lin: linear(e, seg, off),
             seg,
             off,
+            ss64: ss64(e, seg),
         }
     }
 }
@@ -276,18 +281,7 @@ pub fn loc<E: Emit>(e: &mut E, insn: &Instruction, n: u32) -> R<Loc<E::V>> {
         OpKind::Register => Loc::Reg(insn.op_register(n)),
         OpKind::Memory => {
             let off = effective_address(e, insn);
-            let m = MemRef::new(e, insn.memory_segment(), off);
-            let a = m.lin;
-            if e.ctx().mode == CpuMode::Long64 && insn.memory_segment() == Register::SS {
-                // SDM Vol. 3 6.15: a non-canonical address through SS (RSP or RBP as the
-                // base) is #SS(0), not the #GP(0) of other segments.
-                let sh = e.imm(16);
-                let up = e.bin(Bin::Shl, a, sh);
-                let canon = e.bin(Bin::Sar, up, sh);
-                let bad = e.cmp(crate::emit::Cmp::Ne, canon, a);
-                e.raise_if(bad, Fault::with_code(Exception::StackFault, 0))?;
-            }
-            Loc::Mem(m)
+            Loc::Mem(MemRef::new(e, insn.memory_segment(), off))
         }
         k if is_immediate(k) => Loc::Imm(insn.immediate(n)),
         _ => return Err(e.raise(Fault::new(Exception::InvalidOpcode))),
@@ -317,7 +311,11 @@ pub fn read_loc<E: Emit>(e: &mut E, l: Loc<E::V>, size: u32) -> R<E::V> {
         Loc::Reg(r) => read_reg(e, r),
         Loc::Mem(m) => {
             check(e, m.seg, m.off, size, Access::Read)?;
-            e.load(m.lin, size)?
+            if m.ss64 {
+                e.load_ss64(m.lin, size)?
+            } else {
+                e.load(m.lin, size)?
+            }
         }
         Loc::Imm(v) => e.imm(v & mask(size)),
     })
@@ -330,7 +328,11 @@ pub fn write_loc<E: Emit>(e: &mut E, l: Loc<E::V>, size: u32, v: E::V) -> R<()> 
         Loc::Reg(r) => write_reg(e, r, v),
         Loc::Mem(m) => {
             check(e, m.seg, m.off, size, Access::Write)?;
-            e.store(m.lin, size, v)?
+            if m.ss64 {
+                e.store_ss64(m.lin, size, v)?
+            } else {
+                e.store(m.lin, size, v)?
+            }
         }
         Loc::Imm(_) => return Err(e.raise(Fault::new(Exception::InvalidOpcode))),
     }
@@ -380,4 +382,20 @@ pub fn sext_size<E: Arith>(e: &mut E, v: E::V, size: u32) -> E::V {
     } else {
         e.sext(v, size * 8)
     }
+}
+
+/// Whether an operand through `seg` is one whose non-canonical address is #SS(0) (64-bit mode,
+/// SS): [`MemRef::ss64`].
+pub fn ss64<E: Emit>(e: &mut E, seg: Register) -> bool {
+    e.ctx().mode == CpuMode::Long64 && seg == Register::SS
+}
+
+/// Raises #SS(0) when `a`, the linear address of an operand through SS in 64-bit mode, is not
+/// canonical (SDM Vol. 3 6.15: other segments give #GP(0) there, from the memory access).
+pub fn ss64_canonical<E: Emit + ?Sized>(e: &mut E, a: E::V) -> R<()> {
+    let sh = e.imm(16);
+    let up = e.bin(Bin::Shl, a, sh);
+    let canon = e.bin(Bin::Sar, up, sh);
+    let bad = e.cmp(crate::emit::Cmp::Ne, canon, a);
+    e.raise_if(bad, Fault::with_code(Exception::StackFault, 0))
 }

@@ -327,4 +327,57 @@ mod tests {
         let o = run_both(CpuMode::Real16, &code, |cpu, _| cpu.gpr[RSP] = 1);
         expect(&o, Exception::StackFault, crate::testutil::CODE);
     }
+
+    /// In 64-bit mode a ModRM operand through SS (RSP or RBP as the base) at a non-canonical
+    /// address is #SS(0), other segments #GP(0), and the fault comes before the instruction
+    /// changes anything: the JIT checks it only on its TLB miss path, at the access.
+    #[test]
+    fn non_canonical_operands_through_ss_raise_ss_in_64_bit_mode() {
+        use iced_x86::code_asm::{qword_ptr, rax, rbp, rbx, rsp};
+        const BAD: u64 = 0x8000_0000_0000_0000;
+        let run = |code: &[u8]| {
+            run_both(CpuMode::Long64, code, |cpu, _| {
+                cpu.gpr[5] = BAD; // RBP
+                cpu.gpr[3] = BAD; // RBX
+                cpu.gpr[0] = 0x1234;
+            })
+        };
+        let cases: [(&[u8], Exception); 5] = [
+            (
+                &asm(64, |a| a.mov(rax, qword_ptr(rbp + 8)).unwrap()),
+                Exception::StackFault,
+            ),
+            (
+                &asm(64, |a| a.mov(qword_ptr(rbp - 8), rax).unwrap()),
+                Exception::StackFault,
+            ),
+            (
+                &asm(64, |a| a.add(qword_ptr(rbp), rax).unwrap()),
+                Exception::StackFault,
+            ),
+            (
+                &asm(64, |a| a.mov(rax, qword_ptr(rbx + 8)).unwrap()),
+                Exception::GeneralProtection,
+            ),
+            (
+                &asm(64, |a| a.mov(qword_ptr(rbx), rax).unwrap()),
+                Exception::GeneralProtection,
+            ),
+        ];
+        for (code, vector) in cases {
+            let o = run(code);
+            assert_eq!(o.fault, Some(Fault::with_code(vector, 0)), "{code:x?}");
+            assert_eq!(o.cpu.rip, crate::testutil::CODE);
+            assert_eq!(o.r(0), 0x1234, "{vector:?}: RAX unchanged");
+        }
+        // POP to a non-canonical frame slot: the stack read succeeds, the store faults, and
+        // RSP keeps its value.
+        let pop = asm(64, |a| {
+            a.mov(rax, rsp).unwrap();
+            a.pop(qword_ptr(rbp + 16)).unwrap();
+        });
+        let o = run(&pop);
+        expect(&o, Exception::StackFault, crate::testutil::CODE + 3);
+        assert_eq!(o.r(RSP), o.r(0), "RSP unchanged");
+    }
 }

@@ -78,8 +78,13 @@ pub fn pop<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
         set_sp(e, new);
         let ea = effective_address(e, insn);
         e.set_gpr(RSP, old);
-        let lin = checked_linear(e, insn.memory_segment(), ea, size, Access::Write)?;
-        e.store(lin, size, v)?;
+        let seg = insn.memory_segment();
+        let lin = checked_linear(e, seg, ea, size, Access::Write)?;
+        if super::operands::ss64(e, seg) {
+            e.store_ss64(lin, size, v)?;
+        } else {
+            e.store(lin, size, v)?;
+        }
         set_sp(e, new);
     } else {
         let dst = loc(e, insn, 0)?;
