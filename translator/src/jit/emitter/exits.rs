@@ -240,6 +240,11 @@ impl JitEmitter<'_, '_> {
         };
         if let Some(k) = cached {
             self.jump_cache_check(rip, k);
+            // Most indirect branches keep their target: the lookup after a miss is cold,
+            // and with it everything it leads to (`propagate_cold`).
+            if let Some(miss) = self.b.current_block() {
+                self.b.set_cold_block(miss);
+            }
         }
         let (cs_base, bits) = match dest {
             Dest::Mode(k) => (k.cs_base, k.bits),

@@ -137,6 +137,8 @@ impl JitEmitter<'_, '_> {
         let back = self.retire_and_check(n);
         let predicted = self.b.create_block();
         let lookup = self.b.create_block();
+        // A failed prediction is rare: its lookup is cold code.
+        self.b.set_cold_block(lookup);
         self.b.ins().brif(hit, predicted, &[], lookup, &[]);
         self.b.seal_block(predicted);
 
