@@ -126,3 +126,35 @@ fn an_exit_is_linked_only_to_the_target_its_code_chose() {
     assert_ne!(r.cache.block(first).slots[slot], 0, "not linked");
     assert!(r.cache.links_consistent());
 }
+
+/// An exit request is seen at the first exit that may close a loop (a jump back), not at
+/// every chained exit: the run goes through the chain's 200 forward jumps and stops at the
+/// `jnz` back to its start, long before the budget would end it.
+#[test]
+fn an_exit_request_is_seen_at_the_next_backward_exit() {
+    let mut r = run();
+    r.cpu.rip = START;
+    r.cpu.gpr[1] = 10; // ECX: more rounds to go
+    r.cpu.gpr[3] = 0; // EBX: the sum
+    r.cpu.link = 0;
+    r.cpu.exit_request.store(
+        crane86_runtime::state::EXIT_STOP,
+        std::sync::atomic::Ordering::Release,
+    );
+    let key = BlockKey::new(START, &r.cpu);
+    let id = r.cache.lookup(key, &mut r.cpu, &mut r.mem);
+    assert!(
+        r.cache.prepare(id, r.cpu.cc.op).unwrap(),
+        "the chain is compiled"
+    );
+    const BUDGET: i64 = 1_000_000;
+    r.cpu.budget = BUDGET;
+    r.cache.run_compiled(id, &mut r.cpu, &mut r.mem);
+    let retired = BUDGET - r.cpu.budget;
+    // Each block is two instructions, and the `dec ecx; jnz` two more.
+    assert_eq!(retired, i64::from(BLOCKS) * 2 + 2, "retired");
+    assert_eq!(r.cpu.rip, START);
+    assert_eq!(r.cpu.gpr[1], 9);
+    let sum: u64 = (0..u64::from(BLOCKS)).sum();
+    assert_eq!(r.cpu.gpr[3], sum);
+}

@@ -62,18 +62,35 @@ impl JitEmitter<'_, '_> {
     }
 
     /// Retires `n` instructions and branches to a new cold block (returned, not sealed: the
-    /// caller may add predecessors) when the vCPU must go back to the run loop (the budget ran
-    /// out or an exit was requested); otherwise execution goes on in a new current block. Two compare-and-branches, which the host
-    /// fuses and predicts, rather than one branch on a combined condition.
-    pub(super) fn retire_and_check(&mut self, n: u32) -> Block {
-        let nb = self.retire(n);
+    /// caller may add predecessors) when the vCPU must go back to the run loop: the budget ran
+    /// out, or, when `request`, an exit was requested; otherwise execution goes on in a new
+    /// current block. Two compare-and-branches, which the host fuses and predicts, rather
+    /// than one branch on a combined condition.
+    ///
+    /// Only exits that may close a cycle look at the request ([`Self::may_loop`]): every
+    /// cycle of guest code has one, so a request (from another thread, or a device access
+    /// of the code itself) is seen within one turn of whatever loop the code is in, and the
+    /// budget (the next timer deadline) bounds everything else. The request's load, test
+    /// and branch on every forward exit were 5% of the shell loop.
+    pub(super) fn retire_and_check(&mut self, n: u32, request: bool) -> Block {
+        // The budget is compared before the subtraction (`budget - n <= 0` is
+        // `budget <= n`): `cmp $n, reg` where the subtraction's result needed a `test` of
+        // its own.
+        let bud = self.b.use_var(self.budget);
+        let exhausted = self
+            .b
+            .ins()
+            .icmp_imm_s(IntCC::SignedLessThanOrEqual, bud, i64::from(n));
+        self.retire(n);
         let stop = self.b.create_block();
         self.b.set_cold_block(stop);
-        let exhausted = self.b.ins().icmp_imm_s(IntCC::SignedLessThanOrEqual, nb, 0);
         let more = self.b.create_block();
         self.b.ins().brif(exhausted, stop, &[], more, &[]);
         self.b.seal_block(more);
         self.b.switch_to_block(more);
+        if !request {
+            return stop;
+        }
         let req = self
             .b
             .ins()
@@ -83,6 +100,13 @@ impl JitEmitter<'_, '_> {
         self.b.seal_block(go);
         self.b.switch_to_block(go);
         stop
+    }
+
+    /// Whether an exit of the current instruction to `target` may close a cycle: it goes back
+    /// (to this instruction or before it). A cycle of blocks always has such an edge, the one
+    /// out of its block at the highest address.
+    pub(super) fn may_loop(&self, target: u64) -> bool {
+        target <= self.insn_ip
     }
 
     /// Subtracts `n` retired instructions from the budget; returns the new budget.
@@ -187,7 +211,8 @@ impl JitEmitter<'_, '_> {
             Some(slot) => self.chain_tail(None, [(target, slot), (target, slot)], n),
             None => {
                 let rip = self.iconst(target);
-                self.jump_tail(rip, n);
+                let request = self.may_loop(target);
+                self.jump_tail_checked(rip, n, Dest::Mode(self.chain.key), request);
             }
         }
     }
@@ -216,7 +241,13 @@ impl JitEmitter<'_, '_> {
 
     /// [`Self::jump_tail`] with the target's mode given.
     pub(super) fn jump_tail_keyed(&mut self, rip: Value, n: u32, dest: Dest) {
-        let back = self.retire_and_check(n);
+        self.jump_tail_checked(rip, n, dest, true);
+    }
+
+    /// [`Self::jump_tail_keyed`], looking at exit requests only when `request`
+    /// ([`Self::retire_and_check`]).
+    fn jump_tail_checked(&mut self, rip: Value, n: u32, dest: Dest, request: bool) {
+        let back = self.retire_and_check(n, request);
         self.lookup_and_chain(rip, dest);
         self.b.ins().jump(back, &[]);
         self.b.seal_block(back);
@@ -272,7 +303,8 @@ impl JitEmitter<'_, '_> {
     /// its slot is linked (a direct jump, patched: [`super::super::direct`]). RIP and the link token are only stored on the way back to the run loop: a
     /// chained target knows its own address.
     pub(super) fn chain_tail(&mut self, cond: Option<Value>, exits: [(u64, usize); 2], n: u32) {
-        let stop = self.retire_and_check(n);
+        let request = exits.iter().any(|&(t, _)| self.may_loop(t));
+        let stop = self.retire_and_check(n, request);
         let [(t0, s0), (t1, s1)] = exits;
         match cond {
             Some(c) if exits[0] != exits[1] => {
@@ -437,7 +469,7 @@ impl JitEmitter<'_, '_> {
     /// A transfer to a member of the region: account for the instructions, and go on at its
     /// header unless the budget ran out or an exit was requested.
     pub(super) fn loop_back(&mut self, head: Block, target: u64, n: u32) {
-        let back = self.retire_and_check(n);
+        let back = self.retire_and_check(n, self.may_loop(target));
         self.b.ins().jump(head, &[]);
         self.b.seal_block(back);
         self.b.switch_to_block(back);

@@ -134,7 +134,7 @@ impl JitEmitter<'_, '_> {
         let hit = self.b.ins().band(rip_ok, ctx_ok);
         let hit = self.b.ins().band(hit, epoch_ok);
 
-        let back = self.retire_and_check(n);
+        let back = self.retire_and_check(n, true);
         let predicted = self.b.create_block();
         let lookup = self.b.create_block();
         // A failed prediction is rare: its lookup is cold code.
