@@ -280,6 +280,14 @@ pub trait Emit: Arith {
         count: Self::V,
     ) -> Self::V;
 
+    /// Whether [`Emit::shuffle_bytes`] may be used (the JIT needs the host's PSHUFB).
+    fn can_shuffle_bytes(&self) -> bool {
+        true
+    }
+    /// PSHUFB on 128 bits (halves low, high): byte `i` of the result is 0 when byte `i` of
+    /// `idx` has bit 7 set, else byte `idx[i] & 15` of `a`.
+    fn shuffle_bytes(&mut self, a: [Self::V; 2], idx: [Self::V; 2]) -> [Self::V; 2];
+
     /// Reads one 64-bit half (0 low, 1 high) of XMM register `r`.
     fn xmm(&mut self, r: usize, half: usize) -> Self::V;
     /// Writes one 64-bit half of XMM register `r`.

@@ -254,6 +254,19 @@ impl Emit for Interp<'_> {
         })
     }
 
+    fn shuffle_bytes(&mut self, a: [u64; 2], idx: [u64; 2]) -> [u64; 2] {
+        let a = u128::from(a[0]) | u128::from(a[1]) << 64;
+        let idx = u128::from(idx[0]) | u128::from(idx[1]) << 64;
+        let mut r = 0u128;
+        for i in 0..16 {
+            let k = (idx >> (8 * i)) as u8;
+            if k & 0x80 == 0 {
+                r |= ((a >> (8 * u32::from(k & 15))) & 0xff) << (8 * i);
+            }
+        }
+        [r as u64, (r >> 64) as u64]
+    }
+
     fn xmm(&mut self, r: usize, half: usize) -> u64 {
         self.cpu.fpu.xmm[r & 15][half & 1]
     }

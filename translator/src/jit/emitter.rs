@@ -547,6 +547,34 @@ impl Emit for JitEmitter<'_, '_> {
         }
     }
 
+    fn can_shuffle_bytes(&self) -> bool {
+        static SSSE3: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *SSSE3.get_or_init(|| std::arch::is_x86_feature_detected!("ssse3"))
+    }
+
+    /// Cranelift's `swizzle` (the host's PSHUFB): an index of 16 or more gives 0, so
+    /// `idx & 0x8f` keeps PSHUFB's zeroing bit 7 and its four index bits.
+    fn shuffle_bytes(&mut self, a: [Value; 2], idx: [Value; 2]) -> [Value; 2] {
+        use cranelift_codegen::ir::{types, Endianness, MemFlagsData};
+        let little = MemFlagsData::new().with_endianness(Endianness::Little);
+        let to_vec = |em: &mut Self, v: [Value; 2]| {
+            let x = em.b.ins().scalar_to_vector(types::I64X2, v[0]);
+            let x = em.b.ins().insertlane(x, v[1], 1);
+            em.b.ins().bitcast(types::I8X16, little, x)
+        };
+        let av = to_vec(self, a);
+        let iv = to_vec(self, idx);
+        let m = self.b.ins().iconst(types::I8, 0x8f);
+        let m = self.b.ins().splat(types::I8X16, m);
+        let iv = self.b.ins().band(iv, m);
+        let r = self.b.ins().swizzle(av, iv);
+        let r = self.b.ins().bitcast(types::I64X2, little, r);
+        [
+            self.b.ins().extractlane(r, 0),
+            self.b.ins().extractlane(r, 1),
+        ]
+    }
+
     fn xmm(&mut self, r: usize, half: usize) -> Value {
         let (r, h) = (r & 15, half & 1);
         if !self.xmm_loaded[r][h] {

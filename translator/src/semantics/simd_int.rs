@@ -332,6 +332,12 @@ pub(super) fn inline<E: Emit>(e: &mut E, insn: &Instruction) -> R<bool> {
                 shift_lanes(e, hi, lane, count, op),
             )
         }
+        C::Pshufb_xmm_xmmm128 if e.can_shuffle_bytes() => {
+            let (slo, shi) = source128(e, insn)?;
+            let a = [e.xmm(d, 0), e.xmm(d, 1)];
+            let [lo, hi] = e.shuffle_bytes(a, [slo, shi]);
+            (lo, hi)
+        }
         C::Pslldq_xmm_imm8 | C::Psrldq_xmm_imm8 => {
             let lo = e.xmm(d, 0);
             let hi = e.xmm(d, 1);
@@ -352,7 +358,7 @@ mod tests {
     use iced_x86::{Code, Instruction, MemoryOperand, Register};
 
     /// The forms of this module with a register-or-memory source.
-    const BINARY: [Code; 19] = [
+    const BINARY: [Code; 20] = [
         Code::Paddb_xmm_xmmm128,
         Code::Paddw_xmm_xmmm128,
         Code::Paddd_xmm_xmmm128,
@@ -369,6 +375,7 @@ mod tests {
         Code::Punpckhwd_xmm_xmmm128,
         Code::Punpckhdq_xmm_xmmm128,
         Code::Punpckhqdq_xmm_xmmm128,
+        Code::Pshufb_xmm_xmmm128,
         Code::Pshufd_xmm_xmmm128_imm8,
         Code::Pshuflw_xmm_xmmm128_imm8,
         Code::Pshufhw_xmm_xmmm128_imm8,
@@ -406,7 +413,7 @@ mod tests {
     /// xmm1 = `d`, xmm2 = the 16 bytes at DATA = `s` on both back ends (which `run_both`
     /// compares), checks the result against the unit, the reference, and returns it.
     fn check(code: Code, memory: bool, imm: u8, d: u128, s: u128) -> u128 {
-        let shuffle = BINARY[16..].contains(&code);
+        let shuffle = BINARY[17..].contains(&code);
         let insn = if SHIFTS.contains(&code) {
             Instruction::with2(code, Register::XMM1, u32::from(imm))
         } else if memory {
