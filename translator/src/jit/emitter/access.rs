@@ -5,7 +5,8 @@
 //! into the next page), and adds the entry's addend. A miss calls `load_slow`/`store_slow`,
 //! which walk the page tables, fill the entry and raise the guest's faults. Checks that only
 //! a miss can fail live in the slow path: a tag is a canonical page, so an operand through
-//! SS in 64-bit mode ([`crane86_runtime::memory::SLOW_SS64`]) is canonical on every hit and only the helper looks.
+//! SS in 64-bit mode ([`crane86_runtime::memory::SLOW_SS64`]) is canonical on every hit,
+//! and only the helper looks.
 
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{Block, BlockArg, InstBuilder, Value};
