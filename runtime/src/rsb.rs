@@ -4,10 +4,13 @@
 //! "Return-address prediction").
 //!
 //! The buffer is only a hint. An entry is used only after RET has checked that the popped
-//! return address, the block mode and CS base, and the translation cache's epoch all match,
-//! and that the return page still maps where it did when the continuation was linked; any
-//! mismatch takes the ordinary lookup. The runtime never reads the entries: only generated
-//! code and its compiler know what the words mean.
+//! return address and the block mode and CS base match, and that the return page still maps
+//! where it did when the continuation was linked; any mismatch takes the ordinary lookup.
+//! Every entry was pushed under the translation cache's current epoch: the cache empties the
+//! buffer before it runs generated code under another epoch than [`Rsb::epoch`] (a new epoch,
+//! never used before by any cache, whenever it drops a block or code), so while an entry is
+//! there its calling block, and so its slot, is alive. The runtime never reads the entries:
+//! only generated code and its compiler know what the words mean.
 
 /// Entries in [`Rsb::entries`]: a power of two (the top index wraps with a mask). Deeper call
 /// chains than this overwrite the oldest entries, whose RETs then miss and look up.
@@ -21,14 +24,9 @@ pub struct RsbEntry {
     /// The guest return address the CALL pushed.
     pub rip: u64,
     /// The calling block's CS base and mode bits (`BlockKey::mode_bits`), which its
-    /// continuation shares: `cs_base << 16 | mode_bits`, or `u64::MAX` for an entry that
-    /// must never be used (no return slot was available).
+    /// continuation shares: `cs_base << 16 | mode_bits`, or [`NO_CTX`] for an entry that
+    /// must never be used (no return slot was available, or the buffer was emptied).
     pub ctx: u64,
-    /// The translation cache's epoch when the CALL ran. The cache issues a new epoch, never
-    /// used before by any cache, whenever it drops a block or code; while it is unchanged the
-    /// calling block, and so `slot`, is alive. Epoch 0 is never issued: an entry of zeros is
-    /// never used.
-    pub epoch: u64,
     /// The host address of the calling block's return slot (its code word; the addend word
     /// follows at the translator's `SLOT_ADDEND`).
     pub slot: u64,
@@ -36,33 +34,57 @@ pub struct RsbEntry {
     /// when the slot is not linked yet.
     pub token: u64,
     /// Padding to 64 bytes.
-    pub pad: [u64; 3],
+    pub pad: [u64; 4],
 }
+
+/// [`RsbEntry::ctx`] of an entry that must never be used: no block's CS base and mode bits
+/// (a CS base has 32 bits, the mode bits 16).
+pub const NO_CTX: u64 = u64::MAX;
 
 /// The return stack buffer of a vCPU.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rsb {
     /// The ring of predictions.
     pub entries: [RsbEntry; RSB_ENTRIES],
     /// The index of the newest entry (modulo [`RSB_ENTRIES`]): CALL advances it and writes
     /// there, RET reads there and steps it back, whether or not the prediction was used.
     pub top: u64,
+    /// The translation cache epoch the entries were pushed under (0, which no cache issues,
+    /// when empty).
+    pub epoch: u64,
 }
 
 impl Rsb {
-    /// An empty buffer: every entry's epoch is 0, which no cache ever has.
+    /// An empty buffer: no entry is ever used.
     pub const EMPTY: Rsb = Rsb {
         entries: [RsbEntry {
             rip: 0,
-            ctx: 0,
-            epoch: 0,
+            ctx: NO_CTX,
             slot: 0,
             token: 0,
-            pad: [0; 3],
+            pad: [0; 4],
         }; RSB_ENTRIES],
         top: 0,
+        epoch: 0,
     };
+
+    /// Empties the buffer unless its entries were pushed under `epoch`, the epoch of the
+    /// cache whose code is about to run, and records that epoch.
+    pub fn enter_epoch(&mut self, epoch: u64) {
+        if self.epoch != epoch {
+            *self = Rsb {
+                epoch,
+                ..Rsb::EMPTY
+            };
+        }
+    }
+}
+
+impl Default for Rsb {
+    fn default() -> Rsb {
+        Rsb::EMPTY
+    }
 }
 
 #[cfg(test)]
@@ -74,6 +96,24 @@ mod tests {
         assert_eq!(std::mem::size_of::<RsbEntry>(), 64);
         assert!(RSB_ENTRIES.is_power_of_two());
         assert_eq!(Rsb::EMPTY, Rsb::default());
-        assert!(Rsb::EMPTY.entries.iter().all(|e| e.epoch == 0));
+        assert!(Rsb::EMPTY.entries.iter().all(|e| e.ctx == NO_CTX));
+    }
+
+    #[test]
+    fn another_epoch_empties_the_buffer() {
+        let mut r = Rsb::EMPTY;
+        r.enter_epoch(7);
+        r.entries[3].ctx = 0x10;
+        r.top = 3;
+        r.enter_epoch(7);
+        assert_eq!((r.entries[3].ctx, r.top), (0x10, 3), "same epoch: kept");
+        r.enter_epoch(8);
+        assert_eq!(
+            r,
+            Rsb {
+                epoch: 8,
+                ..Rsb::EMPTY
+            }
+        );
     }
 }

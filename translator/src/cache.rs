@@ -677,6 +677,9 @@ impl Cache {
     pub fn run_compiled(&self, id: BlockId, cpu: &mut CpuState, mem: &mut PhysMem) -> Option<i64> {
         let code = self.blocks.get(id as usize)?.as_ref()?.code?;
         debug_assert!(self.arena.contains(code), "block code lives in the arena");
+        // Return predictions are only checked against this epoch's blocks: the epoch only
+        // changes here, outside generated code (`crane86_runtime::rsb`).
+        cpu.rsb.enter_epoch(*self.epoch);
         // SAFETY: `code` is the live compiled code of a block of this cache (block code is
         // dropped with the arena generation that holds it), and the trampoline is this
         // cache's own.

@@ -8,9 +8,11 @@
 //! - the popped address equals the prediction's return address, and the RET's block has the
 //!   calling block's CS base and mode bits (`ctx`): the continuation's key is the one the run
 //!   loop would build, up to the physical address;
-//! - the cache's epoch is the one the CALL saw: no block and no code has been dropped since,
-//!   so the calling block and its return slot are alive, and the code the slot holds is live
-//!   (a slot is emptied when its target is dropped);
+//! - the entry exists at all: the cache empties the buffer before it runs code under a new
+//!   epoch (`Cache::run_compiled`, `Rsb::enter_epoch`), so every entry was pushed since the
+//!   last block or code was dropped: the calling block and its return slot are alive, and
+//!   the code the slot holds is live (a slot is emptied when its target is dropped). This
+//!   took the epoch's two loads and compare off every RET (session 17);
 //! - under paging, the TLB entry of the return address's page allows fetches at the block's
 //!   privilege with the addend the slot was linked with: the page maps to the physical page
 //!   the continuation was translated from, whatever CR3 switches or remaps happened between
@@ -27,19 +29,15 @@ use std::mem::offset_of;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{InstBuilder, Value};
 
-use crane86_runtime::rsb::{RsbEntry, RSB_ENTRIES};
+use crane86_runtime::rsb::{RsbEntry, NO_CTX, RSB_ENTRIES};
 
 use super::super::{off, state_flags, ADDEND_UNLINKED, EXIT_NEXT, RETURN_SLOT, SLOT_ADDEND};
 use super::exits::Dest;
 use super::{JitEmitter, I64};
 
-/// [`RsbEntry::ctx`] of a prediction that must never be used.
-const NO_CTX: u64 = u64::MAX;
-
 /// Byte offsets of an entry's fields within `CpuState` (plus the entry's own offset).
 const E_RIP: i32 = off::RSB + offset_of!(RsbEntry, rip) as i32;
 const E_CTX: i32 = off::RSB + offset_of!(RsbEntry, ctx) as i32;
-const E_EPOCH: i32 = off::RSB + offset_of!(RsbEntry, epoch) as i32;
 const E_SLOT: i32 = off::RSB + offset_of!(RsbEntry, slot) as i32;
 const E_TOKEN: i32 = off::RSB + offset_of!(RsbEntry, token) as i32;
 
@@ -91,9 +89,6 @@ impl JitEmitter<'_, '_> {
         if ctx == NO_CTX {
             return;
         }
-        let epoch_at = self.iconst(self.chain.epoch);
-        let v = self.b.ins().load(I64, state_flags(), epoch_at, 0);
-        put(self, v, E_EPOCH);
         let v = self.iconst(self.chain.slot_addr[RETURN_SLOT]);
         put(self, v, E_SLOT);
         let v = self.iconst(self.chain.token[RETURN_SLOT]);
@@ -125,14 +120,9 @@ impl JitEmitter<'_, '_> {
         };
         let e_rip = self.b.ins().load(I64, state_flags(), ent, E_RIP);
         let e_ctx = self.b.ins().load(I64, state_flags(), ent, E_CTX);
-        let e_epoch = self.b.ins().load(I64, state_flags(), ent, E_EPOCH);
-        let epoch_at = self.iconst(self.chain.epoch);
-        let epoch = self.b.ins().load(I64, state_flags(), epoch_at, 0);
         let rip_ok = self.b.ins().icmp(IntCC::Equal, e_rip, target);
         let ctx_ok = self.b.ins().icmp_imm_s(IntCC::Equal, e_ctx, ctx as i64);
-        let epoch_ok = self.b.ins().icmp(IntCC::Equal, e_epoch, epoch);
         let hit = self.b.ins().band(rip_ok, ctx_ok);
-        let hit = self.b.ins().band(hit, epoch_ok);
 
         let back = self.retire_and_check(n, true);
         let predicted = self.b.create_block();
@@ -142,7 +132,7 @@ impl JitEmitter<'_, '_> {
         self.b.ins().brif(hit, predicted, &[], lookup, &[]);
         self.b.seal_block(predicted);
 
-        // The epoch vouches for the slot: read it.
+        // The buffer's epoch vouches for the slot: read it.
         self.b.switch_to_block(predicted);
         let slot = self.b.ins().load(I64, state_flags(), ent, E_SLOT);
         let code = self.b.ins().load(I64, state_flags(), slot, 0);
