@@ -404,16 +404,12 @@ impl JitEmitter<'_, '_> {
             .b
             .ins()
             .load(I64, state_flags(), slot_addr, crate::jit::SLOT_ADDEND);
-        let page_ok = self
-            .b
-            .ins()
-            .icmp_imm_s(IntCC::Equal, exec, (linear & !0xfff) as i64);
-        let addend_ok = self.b.ins().icmp(IntCC::Equal, addend, want);
-        let ok = self.b.ins().band(page_ok, addend_ok);
+        let page = self.iconst(linear & !0xfff);
+        let differs = self.differs(&[(exec, page), (addend, want)]);
         let linked = self.b.create_block();
         let miss = self.b.create_block();
         self.b.set_cold_block(miss);
-        self.b.ins().brif(ok, linked, &[], miss, &[]);
+        self.b.ins().brif(differs, miss, &[], linked, &[]);
         self.b.seal_block(linked);
         self.b.switch_to_block(linked);
         // The addend matches only while the slot is linked (its unlinked values are no

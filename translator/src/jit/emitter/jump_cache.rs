@@ -36,6 +36,16 @@ const C_EPOCH: i32 = 8;
 const C_CODE: i32 = 16;
 const C_ADDEND: i32 = 24;
 
+/// What [`JitEmitter::fetch_entry`] loads.
+pub(super) struct FetchEntry {
+    /// The entry's fetch tag.
+    pub exec: Value,
+    /// The page the tag must equal.
+    pub page: Value,
+    /// The entry's addend.
+    pub addend: Value,
+}
+
 impl JitEmitter<'_, '_> {
     /// Whether exits to a known mode check the jump cache: only with a cache's epoch.
     pub(super) fn uses_jump_cache(&self) -> bool {
@@ -51,21 +61,18 @@ impl JitEmitter<'_, '_> {
         let c_epoch = self.b.ins().load(I64, state_flags(), at, C_EPOCH);
         let epoch_at = self.iconst(self.chain.epoch);
         let epoch = self.b.ins().load(I64, state_flags(), epoch_at, 0);
-        let rip_ok = self.b.ins().icmp(IntCC::Equal, c_rip, rip);
-        let epoch_ok = self.b.ins().icmp(IntCC::Equal, c_epoch, epoch);
-        let hit = self.b.ins().band(rip_ok, epoch_ok);
+        let differs = self.differs(&[(c_rip, rip), (c_epoch, epoch)]);
         let mut go = self.b.create_block();
         let miss = self.b.create_block();
-        self.b.ins().brif(hit, go, &[], miss, &[]);
+        self.b.ins().brif(differs, miss, &[], go, &[]);
         self.b.seal_block(go);
         if key.paging() {
             self.b.switch_to_block(go);
             let addend = self.b.ins().load(I64, state_flags(), at, C_ADDEND);
-            let (page_ok, have) = self.fetch_entry(rip, key);
-            let addend_ok = self.b.ins().icmp(IntCC::Equal, have, addend);
-            let ok = self.b.ins().band(page_ok, addend_ok);
+            let e = self.fetch_entry(rip, key);
+            let differs = self.differs(&[(e.exec, e.page), (e.addend, addend)]);
             let mapped = self.b.create_block();
-            self.b.ins().brif(ok, mapped, &[], miss, &[]);
+            self.b.ins().brif(differs, miss, &[], mapped, &[]);
             self.b.seal_block(mapped);
             go = mapped;
         }
@@ -88,17 +95,19 @@ impl JitEmitter<'_, '_> {
         put(self, rip, C_RIP);
         put(self, code, C_CODE);
         if key.paging() {
-            let (page_ok, have) = self.fetch_entry(rip, key);
+            let e = self.fetch_entry(rip, key);
+            let page_ok = self.b.ins().icmp(IntCC::Equal, e.exec, e.page);
             let none = self.iconst(ADDEND_UNLINKED);
-            let addend = self.b.ins().select(page_ok, have, none);
+            let addend = self.b.ins().select(page_ok, e.addend, none);
             put(self, addend, C_ADDEND);
         }
         put(self, epoch, C_EPOCH);
     }
 
-    /// For the TLB entry that indexes `target`'s linear page (CS base and mode from `k`) at
-    /// `k`'s privilege: whether it is that page's and allows fetches, and its addend.
-    pub(super) fn fetch_entry(&mut self, target: Value, k: BlockKey) -> (Value, Value) {
+    /// The TLB entry that indexes `target`'s linear page (CS base and mode from `k`) at
+    /// `k`'s privilege: its fetch tag, the page it must equal to be that page's and allow
+    /// fetches, and its addend.
+    pub(super) fn fetch_entry(&mut self, target: Value, k: BlockKey) -> FetchEntry {
         use crane86_runtime::memory::TlbEntry;
         use std::mem::offset_of;
         let mut linear = self.b.ins().iadd_imm_s(target, k.cs_base as i64);
@@ -120,7 +129,22 @@ impl JitEmitter<'_, '_> {
             tlb + offset_of!(TlbEntry, addend) as i32,
         );
         let page = self.b.ins().band_imm_s(linear, !0xfffi64);
-        let page_ok = self.b.ins().icmp(IntCC::Equal, exec, page);
-        (page_ok, addend)
+        FetchEntry { exec, page, addend }
+    }
+
+    /// Non-zero unless both values of every pair are equal: `(a ^ b) | ...`. The host
+    /// computes it with an `xor` per pair and an `or`, then branches once, where comparisons
+    /// combined with `band` gave a `sete` per pair, an `and` and a `test`: these checks sit
+    /// on every RET, jump-cache hit and cross-page exit.
+    pub(super) fn differs(&mut self, pairs: &[(Value, Value)]) -> Value {
+        let mut acc: Option<Value> = None;
+        for &(a, b) in pairs {
+            let x = self.b.ins().bxor(a, b);
+            acc = Some(match acc {
+                Some(v) => self.b.ins().bor(v, x),
+                None => x,
+            });
+        }
+        acc.unwrap_or_else(|| self.b.ins().iconst(I64, 0))
     }
 }

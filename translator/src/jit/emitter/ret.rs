@@ -120,16 +120,15 @@ impl JitEmitter<'_, '_> {
         };
         let e_rip = self.b.ins().load(I64, state_flags(), ent, E_RIP);
         let e_ctx = self.b.ins().load(I64, state_flags(), ent, E_CTX);
-        let rip_ok = self.b.ins().icmp(IntCC::Equal, e_rip, target);
-        let ctx_ok = self.b.ins().icmp_imm_s(IntCC::Equal, e_ctx, ctx as i64);
-        let hit = self.b.ins().band(rip_ok, ctx_ok);
+        let ctx = self.iconst(ctx);
+        let differs = self.differs(&[(e_rip, target), (e_ctx, ctx)]);
 
         let back = self.retire_and_check(n, true);
         let predicted = self.b.create_block();
         let lookup = self.b.create_block();
         // A failed prediction is rare: its lookup is cold code.
         self.b.set_cold_block(lookup);
-        self.b.ins().brif(hit, predicted, &[], lookup, &[]);
+        self.b.ins().brif(differs, lookup, &[], predicted, &[]);
         self.b.seal_block(predicted);
 
         // The buffer's epoch vouches for the slot: read it.
@@ -142,8 +141,8 @@ impl JitEmitter<'_, '_> {
         self.b.set_cold_block(unusable);
         if self.chain.key.paging() {
             let same_map = self.b.create_block();
-            let ok = self.return_page_maps(target, addend);
-            self.b.ins().brif(ok, same_map, &[], unusable, &[]);
+            let moved = self.return_page_moved(target, addend);
+            self.b.ins().brif(moved, unusable, &[], same_map, &[]);
             self.b.seal_block(same_map);
             self.b.switch_to_block(same_map);
         }
@@ -181,11 +180,11 @@ impl JitEmitter<'_, '_> {
         self.ret(EXIT_NEXT);
     }
 
-    /// Whether the TLB entry of `target`'s linear page allows fetches at the block's privilege
-    /// and holds `addend` (as [`crate::jit::SlotWords`] describes for cross-page exits).
-    fn return_page_maps(&mut self, target: Value, addend: Value) -> Value {
-        let (page_ok, have) = self.fetch_entry(target, self.chain.key);
-        let addend_ok = self.b.ins().icmp(IntCC::Equal, have, addend);
-        self.b.ins().band(page_ok, addend_ok)
+    /// Zero when the TLB entry of `target`'s linear page allows fetches at the block's
+    /// privilege and holds `addend` (as [`crate::jit::SlotWords`] describes for cross-page
+    /// exits), non-zero otherwise.
+    fn return_page_moved(&mut self, target: Value, addend: Value) -> Value {
+        let e = self.fetch_entry(target, self.chain.key);
+        self.differs(&[(e.exec, e.page), (e.addend, addend)])
     }
 }
