@@ -105,18 +105,6 @@ fn agrees_and_stays_compiled<T: PartialEq + std::fmt::Debug>(
     }
 }
 
-/// Assembles `a` at 0x1000; returns the code and the address of label `mark`.
-fn assemble_marked(mut a: CodeAssembler, mark: CodeLabel) -> (Vec<u8>, u64) {
-    let r = a
-        .assemble_options(
-            0x1000,
-            iced_x86::BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS,
-        )
-        .unwrap();
-    let at = r.label_ip(&mark).unwrap();
-    (r.inner.code_buffer, at)
-}
-
 /// Runs `code` in 64-bit mode in `tier` (after `setup`) and checks that it stops at a fault
 /// `exception` with error code `code` at `at` (`what` names the instruction).
 fn run_to_fault(
@@ -337,7 +325,7 @@ fn syscall_loop(bad_rcx_at: Option<u32>) -> (Vec<u8>, u64) {
     a.set_label(&mut done).unwrap();
     a.mov(eax, 0).unwrap();
     a.out(0xf4, al).unwrap();
-    assemble_marked(a, back)
+    common::assemble_marked(a, back)
 }
 
 /// A user loop making `ITERATIONS` system calls, each returned from with SYSRETQ: the kernel
@@ -414,7 +402,7 @@ fn an_iretq_to_a_bad_selector_faults_at_the_iretq_in_every_tier() {
     a.jne(top).unwrap();
     a.mov(eax, 0).unwrap();
     a.out(0xf4, al).unwrap();
-    let (code, at) = assemble_marked(a, iret);
+    let (code, at) = common::assemble_marked(a, iret);
     let gdt: [u64; 3] = [0, 0x00af_9a00_0000_ffff, 0x00cf_9200_0000_ffff];
     let gdt: Vec<u8> = gdt.iter().flat_map(|d| d.to_le_bytes()).collect();
     for tier in TIERS {

@@ -8,6 +8,8 @@ use crane86_runtime::{CpuMode, Exception, Gpr};
 use crane86_translator::Tier;
 use iced_x86::code_asm::*;
 
+mod common;
+
 const TIERS: [Tier; 3] = [Tier::Interp, Tier::Jit, Tier::Auto { threshold: 2 }];
 
 fn run(code: &[u8], tier: Tier) -> (Machine, RunEnd) {
@@ -248,14 +250,7 @@ fn invpcid_runs_in_real_mode_and_in_compiled_loops() {
             a.invpcid(rax, xmmword_ptr(0x3000)).unwrap();
         }
         a.hlt().unwrap();
-        let assembled = a
-            .assemble_options(
-                0x1000,
-                iced_x86::BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS,
-            )
-            .unwrap();
-        let at = assembled.label_ip(&faulting).unwrap();
-        let code = assembled.inner.code_buffer;
+        let (code, at) = common::assemble_marked(a, faulting);
         let mode = if real {
             CpuMode::Real16
         } else {

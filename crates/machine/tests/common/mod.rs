@@ -82,3 +82,16 @@ pub fn load(m: &mut Machine, main: &[u8], handler: &[u8], vector: u8) {
         limit: 0x7ff,
     };
 }
+
+/// Assembles `a` at 0x1000; returns the code and the address of label `mark` (the
+/// instruction a test expects to fault).
+pub fn assemble_marked(mut a: CodeAssembler, mark: CodeLabel) -> (Vec<u8>, u64) {
+    let r = a
+        .assemble_options(
+            0x1000,
+            iced_x86::BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS,
+        )
+        .unwrap();
+    let at = r.label_ip(&mark).unwrap();
+    (r.inner.code_buffer, at)
+}

@@ -109,12 +109,11 @@ impl JitEmitter<'_, '_> {
         target <= self.insn_ip
     }
 
-    /// Subtracts `n` retired instructions from the budget; returns the new budget.
-    pub(super) fn retire(&mut self, n: u32) -> Value {
+    /// Subtracts `n` retired instructions from the budget.
+    pub(super) fn retire(&mut self, n: u32) {
         let bud = self.b.use_var(self.budget);
         let nb = self.b.ins().iadd_imm_s(bud, -i64::from(n));
         self.b.def_var(self.budget, nb);
-        nb
     }
 
     /// Returns to the run loop with exit code `code`, leaving the budget in CpuState.
