@@ -356,6 +356,10 @@ pub struct CpuState {
     /// (the shim's calling convention has no return values; see the translator's
     /// `jit::shims`).
     pub helper_ret: u64,
+    /// The arguments (after the CPU state pointer) of a helper called through a shim: the
+    /// shim takes only the CPU state pointer, so that its call claims no argument register
+    /// that the block keeps guest values in (see the translator's `jit::shims`).
+    pub helper_args: [u64; 4],
     /// The guest's physical memory, for the slow paths that generated code calls.
     ///
     /// Invariant: while generated code or a slow path runs, this points to the live
@@ -514,6 +518,7 @@ impl CpuState {
             msr: crate::msr::Msrs::default(),
             scratch: [0; 2],
             helper_ret: 0,
+            helper_args: [0; 4],
             mem: std::ptr::null_mut(),
             dr: [0, 0, 0, 0, 0, 0, DR6_INIT, DR7_INIT],
             cr8: 0,
@@ -677,6 +682,7 @@ impl Clone for CpuState {
             msr: self.msr,
             scratch: self.scratch,
             helper_ret: self.helper_ret,
+            helper_args: self.helper_args,
             mem: std::ptr::null_mut(),
             dr: self.dr,
             cr8: self.cr8,

@@ -303,16 +303,17 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
             // See `memo`: only the memory slow paths are known to leave read rights alone.
             self.forget_memos();
         }
-        let mut all = Vec::with_capacity(args.len() + 1);
         match self.chain.shims.of(h).filter(|_| h != Helper::RunRuntime) {
             Some(addr) => {
+                for (i, &a) in args.iter().enumerate() {
+                    self.store_state(a, off::HELPER_ARGS + 8 * i as i32);
+                }
                 let f = self.iconst(addr);
-                all.push(self.cpu);
-                all.extend_from_slice(args);
-                self.b.ins().call_indirect(shim, f, &all);
+                self.b.ins().call_indirect(shim, f, &[self.cpu]);
                 h.returns().then(|| self.load_state(off::HELPER_RET))
             }
             None => {
+                let mut all = Vec::with_capacity(args.len() + 1);
                 let f = self.iconst(h.function());
                 if h.takes_cpu() {
                     all.push(self.cpu);

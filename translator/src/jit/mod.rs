@@ -265,6 +265,7 @@ pub(crate) mod off {
     pub const TIER_UP_IDS: i32 = offset_of!(CpuState, tier_up_ids) as i32;
     pub const TIER_UP_LEN: i32 = offset_of!(CpuState, tier_up_len) as i32;
     pub const HELPER_RET: i32 = offset_of!(CpuState, helper_ret) as i32;
+    pub const HELPER_ARGS: i32 = offset_of!(CpuState, helper_args) as i32;
     pub const XMM: i32 = (offset_of!(CpuState, fpu) + offset_of!(crane86_fpu::Fpu, xmm)) as i32;
     pub const MXCSR: i32 = (offset_of!(CpuState, fpu) + offset_of!(crane86_fpu::Fpu, mxcsr)) as i32;
     pub const FPU_IO: i32 = (offset_of!(CpuState, fpu) + offset_of!(crane86_fpu::Fpu, io)) as i32;

@@ -10,7 +10,13 @@
 //!
 //! Instead, blocks call a shim in Cranelift's `preserve_all` convention, which clobbers
 //! nothing: values stay where they are across the call, and a block's prologue only saves the
-//! registers its own code uses. The shim calls the helper in the System V convention and,
+//! registers its own code uses. The shim's only argument is the CPU state pointer, which
+//! blocks hold in the first argument register anyway; the helper's other arguments go
+//! through `CpuState::helper_args`. Passed in registers, they claimed the argument registers
+//! on every slow path, and the register allocator kept the values that live through a
+//! block out of those registers for the whole block: the budget, which arrives in the
+//! second argument register, was moved out at every entry and back at every exit, and a
+//! block short of registers took callee-saved ones, saved and restored on every run. The shim calls the helper in the System V convention and,
 //! since `preserve_all` has no return values, leaves the helper's result in
 //! `CpuState::helper_ret`. Cranelift compiles each shim and saves exactly the registers the
 //! call inside may clobber (the caller-saved general registers and the XMM registers): the
@@ -99,11 +105,11 @@ impl Helper {
         s
     }
 
-    /// The shim's signature: the CPU state pointer, then the helper's other arguments.
+    /// The shim's signature: the CPU state pointer alone; the helper's other arguments are
+    /// in `CpuState::helper_args`.
     pub fn shim_signature(self) -> Signature {
         let mut s = Signature::new(CallConv::PreserveAll);
-        s.params
-            .extend((0..=self.args()).map(|_| AbiParam::new(types::I64)));
+        s.params.push(AbiParam::new(types::I64));
         s
     }
 }
@@ -135,14 +141,17 @@ impl Jit {
         let mut b = FunctionBuilder::new(&mut self.ctx.func, &mut self.fctx);
         let params = super::enter_function(&mut b);
         let cpu = params[0];
-        let args = if h.takes_cpu() {
-            &params[..]
-        } else {
-            &params[1..]
-        };
+        let mut args = Vec::with_capacity(h.args() + 1);
+        if h.takes_cpu() {
+            args.push(cpu);
+        }
+        for i in 0..h.args() {
+            let at = off::HELPER_ARGS + 8 * i as i32;
+            args.push(b.ins().load(types::I64, state_flags(), cpu, at));
+        }
         let sig = b.import_signature(host);
         let f = b.ins().iconst(types::I64, h.function() as i64);
-        let call = b.ins().call_indirect(sig, f, args);
+        let call = b.ins().call_indirect(sig, f, &args);
         if h.returns() {
             let r = b.inst_results(call)[0];
             b.ins().store(state_flags(), r, cpu, off::HELPER_RET);
