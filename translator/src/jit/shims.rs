@@ -161,3 +161,87 @@ impl Jit {
         self.finish_plain()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use iced_x86::code_asm::*;
+    use iced_x86::{Decoder, DecoderOptions, Mnemonic, Register};
+
+    use super::Shims;
+    use crate::decode::decode_block;
+    use crate::emit::Ctx;
+    use crate::jit::{slot_token, ChainSlots, Jit, JitOptions, TIER_UP_RUNS};
+    use crane86_runtime::{BlockKey, CpuMode, CpuState};
+
+    /// A block of three memory accesses, compiled as the cache compiles it (slow paths
+    /// through shims), keeps everything in registers: its hot code has no stack slot (no
+    /// spill, no callee-saved register saved and restored on every run) and leaves the budget
+    /// in the register it arrives in (`rsi`), only counting it down. With the helpers'
+    /// arguments in registers, every slow path's call claimed `rsi`, `rdx` and `rcx`, and
+    /// this block saved two callee-saved registers.
+    #[test]
+    fn a_block_with_slow_paths_keeps_no_stack_frame_and_its_budget_in_place() {
+        let mut a = CodeAssembler::new(64).unwrap();
+        a.mov(rax, qword_ptr(rbx)).unwrap();
+        a.add(qword_ptr(rsi + 8), rax).unwrap();
+        a.mov(rcx, qword_ptr(rdx)).unwrap();
+        a.jmp(0x2000u64).unwrap();
+        let ip = 0x1000;
+        let bytes = a.assemble(ip).unwrap();
+        let mut cpu = CpuState::new(CpuMode::Long64);
+        cpu.rip = ip;
+        let key = BlockKey::new(ip, &cpu);
+        let ctx = Ctx {
+            mode: key.mode(),
+            stack32: key.stack32(),
+            user: key.cpl() == 3,
+            cpl: key.cpl(),
+            fpu: key.fpu_bits(),
+            v86: key.v86(),
+            seg_checks: key.seg_checks(),
+            zero_bases: key.zero_bases(),
+        };
+        let block = decode_block(&bytes, ip, 4096, ctx, false);
+        let mut jit = Jit::new(JitOptions {
+            optimize: true,
+            verify: true,
+            background: false,
+            count_chains: false,
+            tiered: false,
+            tier_up_runs: TIER_UP_RUNS,
+        })
+        .unwrap();
+        // The code is only looked at, never run: any nonzero addresses do.
+        let chain = ChainSlots {
+            slot_addr: [0x10_0000, 0x10_0008, 0x10_0010],
+            token: [0, 1, 2].map(|s| slot_token(1, s)),
+            key,
+            jump_table: 0x20_0000,
+            epoch: 0x30_0000,
+            count: false,
+            shims: Shims {
+                addr: std::array::from_fn(|i| 0x40_0000 + 0x100 * i as u64),
+            },
+            runtime: 0,
+            tier_up: 0,
+            tier_up_runs: TIER_UP_RUNS,
+            jump_cache: 0x10_0038,
+        };
+        let code = jit.compile_block(&block, chain).unwrap();
+        let cut = code.cut.as_ref().expect("the slow paths are cold").at as usize;
+        let mut budget_writes = 0;
+        for insn in Decoder::with_ip(64, &code.bytes[..cut], 0, DecoderOptions::NONE) {
+            // The frame pointer's push, pop and moves are the only stack work left.
+            let stack = insn.memory_base() == Register::RSP
+                || insn.memory_base() == Register::RBP
+                || (insn.op0_register() == Register::RSP && insn.mnemonic() != Mnemonic::Mov);
+            assert!(!stack, "a stack slot in the hot code: {insn}");
+            let copies_budget = insn.mnemonic() == Mnemonic::Mov
+                && insn.op_count() == 2
+                && insn.op1_register() == Register::RSI;
+            assert!(!copies_budget, "the budget moves: {insn}");
+            budget_writes += usize::from(insn.op0_register() == Register::RSI);
+        }
+        assert!(budget_writes > 0, "the exit counts the budget down in rsi");
+    }
+}
