@@ -610,16 +610,7 @@ impl Cache {
             }
             None => room,
         };
-        let ctx = Ctx {
-            mode: key.mode(),
-            stack32: key.stack32(),
-            user: key.cpl() == 3,
-            cpl: key.cpl(),
-            fpu: key.fpu_bits(),
-            v86: key.v86(),
-            seg_checks: key.seg_checks(),
-            zero_bases: key.zero_bases(),
-        };
+        let ctx = Ctx::of(&key);
         let decoded = decode_block(&bytes[..want], key.ip, room, ctx, key.single_step());
         let crosses = decoded.byte_len as usize > room;
         let second = next_phys.filter(|_| crosses).map(|p| p & PAGE_MASK);

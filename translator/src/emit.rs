@@ -164,6 +164,20 @@ pub struct Ctx {
 pub const FPU_OS: u8 = crane86_runtime::key::FPU_MP | crane86_runtime::key::FPU_OSFXSR;
 
 impl Ctx {
+    /// The context of the block that `key` names.
+    pub fn of(key: &crane86_runtime::BlockKey) -> Ctx {
+        Ctx {
+            mode: key.mode(),
+            stack32: key.stack32(),
+            user: key.cpl() == 3,
+            cpl: key.cpl(),
+            fpu: key.fpu_bits(),
+            v86: key.v86(),
+            seg_checks: key.seg_checks(),
+            zero_bases: key.zero_bases(),
+        }
+    }
+
     /// Width of the stack pointer in bytes.
     pub fn stack_size(self) -> u32 {
         match (self.mode, self.stack32) {

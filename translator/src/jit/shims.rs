@@ -191,16 +191,7 @@ mod tests {
         let mut cpu = CpuState::new(CpuMode::Long64);
         cpu.rip = ip;
         let key = BlockKey::new(ip, &cpu);
-        let ctx = Ctx {
-            mode: key.mode(),
-            stack32: key.stack32(),
-            user: key.cpl() == 3,
-            cpl: key.cpl(),
-            fpu: key.fpu_bits(),
-            v86: key.v86(),
-            seg_checks: key.seg_checks(),
-            zero_bases: key.zero_bases(),
-        };
+        let ctx = Ctx::of(&key);
         let block = decode_block(&bytes, ip, 4096, ctx, false);
         let mut jit = Jit::new(JitOptions {
             optimize: true,
