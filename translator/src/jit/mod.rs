@@ -353,12 +353,7 @@ impl Jit {
         let bytes = code.code_buffer().to_vec();
         let locs = code.buffer.get_srclocs_sorted();
         let code_end = locs.iter().map(|l| l.end).max().unwrap_or(0) as usize;
-        let cold = locs
-            .iter()
-            .filter(|l| l.loc.bits() == split::COLD)
-            .map(|l| l.start)
-            .min()
-            .map(|c| c as usize);
+        let cold = split::cold_start(locs.iter().map(|l| (l.start, l.end, l.loc.bits())));
         Ok(Finished {
             bytes,
             relocs,

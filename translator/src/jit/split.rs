@@ -50,6 +50,25 @@ pub struct Cut {
 /// The bytes of the jump [`Cut::tail_jump`] appends (its displacement is patched).
 pub const TAIL_JUMP: [u8; 5] = [0xe9, 0, 0, 0, 0];
 
+/// Where the cold part of a function's code starts, from its instructions' source locations
+/// (`(start, end, mark)`, [`HOT`] or [`COLD`]; other marks are ignored): at the first
+/// instruction marked cold that no instruction marked hot follows. Cranelift emits the cold
+/// blocks last, but its optimiser moves pure instructions between blocks (out of loops, to
+/// where their value is first needed) with their marks: one that carried the cold mark into a
+/// loop's preheader made the first cold mark start the cold part there, with the whole loop
+/// after it (a region's loop body ran from the cold end of the arena). `None`: nothing cold.
+pub fn cold_start(locs: impl Iterator<Item = (u32, u32, u32)> + Clone) -> Option<usize> {
+    let hot_end = locs
+        .clone()
+        .filter(|l| l.2 == HOT)
+        .map(|l| l.1)
+        .max()
+        .unwrap_or(0);
+    locs.filter(|l| l.2 == COLD && l.0 >= hot_end)
+        .map(|l| l.0 as usize)
+        .min()
+}
+
 /// Plans the cut of `code` (whose instructions end at `code_end`; constants follow) at
 /// `at`. `None` when the code cannot be cut there safely.
 pub fn plan(code: &[u8], code_end: usize, at: usize) -> Option<Cut> {
@@ -145,6 +164,23 @@ pub fn place(x: u32, at: u32, hot: usize, cold: usize, hot_side: bool) -> usize 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A cold-marked instruction the optimiser hoisted into hot code (at 10) does not start
+    /// the cold part; the cold blocks after the last hot instruction do.
+    #[test]
+    fn the_cold_part_starts_after_the_last_hot_instruction() {
+        let locs = [
+            (0, 10, HOT),
+            (10, 14, COLD),
+            (14, 40, HOT),
+            (40, 41, 0xffff_ffff),
+            (41, 80, COLD),
+            (80, 90, COLD),
+        ];
+        assert_eq!(cold_start(locs.iter().copied()), Some(41));
+        assert_eq!(cold_start(locs[..3].iter().copied()), None);
+        assert_eq!(cold_start([(0, 8, HOT)].into_iter()), None);
+    }
 
     /// `jz +5` (rel32) over a `ret`, then at the cut a `mov eax, [rip + 2]`, `ret` and a
     /// 4-byte constant.
