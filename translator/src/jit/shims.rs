@@ -10,17 +10,19 @@
 //!
 //! Instead, blocks call a shim in Cranelift's `preserve_all` convention, which clobbers
 //! nothing: values stay where they are across the call, and a block's prologue only saves the
-//! registers its own code uses. The shim's only argument is the CPU state pointer, which
-//! blocks hold in the first argument register anyway; the helper's other arguments go
-//! through `CpuState::helper_args`. Passed in registers, they claimed the argument registers
-//! on every slow path, and the register allocator kept the values that live through a
-//! block out of those registers for the whole block: the budget, which arrives in the
-//! second argument register, was moved out at every entry and back at every exit, and a
-//! block short of registers took callee-saved ones, saved and restored on every run. The shim calls the helper in the System V convention and,
+//! registers its own code uses. The shim calls the helper in the System V convention and,
 //! since `preserve_all` has no return values, leaves the helper's result in
 //! `CpuState::helper_ret`. Cranelift compiles each shim and saves exactly the registers the
 //! call inside may clobber (the caller-saved general registers and the XMM registers): the
 //! cost moves from every block run to the slow paths.
+//!
+//! The shim's only argument is the CPU state pointer, which blocks hold in the first argument
+//! register anyway; the helper's other arguments go through `CpuState::helper_args`. Passed
+//! in registers, they claimed the argument registers at every slow path's call, and the
+//! register allocator kept the values that live through a block out of those registers for
+//! the whole block, not only around the cold call: the budget, which arrives in the second
+//! argument register, was moved out at every entry and back at every exit, and a block short
+//! of registers took callee-saved ones, saved and restored on every run.
 
 use cranelift_codegen::ir::{types, AbiParam, InstBuilder, Signature, UserFuncName};
 use cranelift_codegen::isa::CallConv;
