@@ -601,6 +601,13 @@ fn compare(base: u64, case: &Case, want: &Final, got: &Emulated) -> Option<Strin
                     | M::Fyl2x
                     | M::Fyl2xp1
             ),
+            vendor_nan_xmm: match m {
+                M::Dpps | M::Dppd if !crane86_fpu::host_is_amd() => Some((
+                    case.insn.op0_register().number(),
+                    if m == M::Dpps { 32 } else { 64 },
+                )),
+                _ => None,
+            },
         };
         if let Some(d) = fpstate::compare(&want.fx, &got.fx, tol) {
             diffs.push(d);

@@ -28,3 +28,14 @@ pub use simd::{execute_simd, SimdFault};
 pub use state::{
     Fpu, F80, IO_DATA0, IO_DATA1, IO_FLAGS, IO_RAX, IO_RDX, MXCSR_DEFAULT, MXCSR_MASK,
 };
+
+/// Whether the host is an AMD processor, like the CPU crane86 presents (AuthenticAMD, family
+/// 19h). The tests that compare with the host's own instructions need it: where AMD and Intel
+/// processors differ (the CVTPI2PS x87 transition; which NaN DPPS and DPPD deliver to each
+/// lane when several products are NaNs; FPREM's underflow on a denormal dividend), only an AMD
+/// host can referee the model, and an Intel host is compared on the rest.
+pub fn host_is_amd() -> bool {
+    let id = core::arch::x86_64::__cpuid(0);
+    // "AuthenticAMD" in EBX, EDX, ECX.
+    [id.ebx, id.edx, id.ecx] == [0x6874_7541, 0x6974_6e65, 0x444d_4163]
+}

@@ -165,7 +165,11 @@ impl Machine {
             .pc
             .as_ref()
             .map(|pc| pc.attach_input(&self.cpu.exit_request));
-        self.run_loop(limit)
+        let end = self.run_loop(limit);
+        if let Some(pc) = &self.pc {
+            pc.serial().flush_pending();
+        }
+        end
     }
 
     /// The loop of [`Machine::run`], with the input handles attached.

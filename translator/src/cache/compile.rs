@@ -260,13 +260,18 @@ impl Cache {
             }
             None => (std::borrow::Cow::Borrowed(bytes), &[][..]),
         };
-        let (ptr, cold_ptr) = match self.arena.alloc_split(&hot, cold) {
+        let align = if quick {
+            crate::jit::arena::ALIGN
+        } else {
+            crate::jit::arena::HOT_ALIGN
+        };
+        let (ptr, cold_ptr) = match self.arena.alloc_split(&hot, cold, align) {
             Some(p) => p,
             None => {
                 // Arena full: drop every block's code (the generation ends) and retry.
                 self.flush_code();
                 self.arena
-                    .alloc_split(&hot, cold)
+                    .alloc_split(&hot, cold, align)
                     .ok_or(CacheError::TooBig(bytes.len()))?
             }
         };

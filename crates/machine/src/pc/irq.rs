@@ -115,6 +115,8 @@ impl Pc {
     /// from one timer deadline to the next (the TSC jumps with it; a deadline whose interrupt
     /// is masked wakes nothing, as on hardware), or without one waits for host input.
     fn idle(&mut self, cpu: &mut CpuState, nmi_blocked: bool) -> Wake {
+        // Whatever the guest printed before going idle (a prompt) shows now.
+        self.serial.flush_pending();
         loop {
             self.feed_input();
             self.refresh(cpu);
@@ -171,6 +173,7 @@ impl Machine {
     pub(crate) fn service_devices(&mut self) -> Option<RunEnd> {
         let pc = self.pc.as_mut()?;
         pc.feed_input();
+        pc.serial.flush_if_due();
         // Reset and power-off requests only come from port writes, which make `refresh`
         // look.
         if std::mem::take(&mut self.cpu.ferr) != 0 {

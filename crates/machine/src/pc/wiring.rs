@@ -3,7 +3,9 @@
 //! serial sink.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crane86_devices::ioapic::IoApic;
 use crane86_devices::lapic::LapicMmio;
@@ -67,21 +69,54 @@ impl MmioHandler for PcMmio {
     }
 }
 
-/// Where COM1's and debugcon's bytes go: kept for the caller (tests read them) and, when
-/// `echo` is set, copied (and flushed) to the host's stdout as they arrive.
+/// Where COM1's and debugcon's bytes go: kept for the caller (tests read them; the most
+/// recent [`CAPTURE_LIMIT`] bytes) and, when `echo` is set, copied to the host's stdout.
+///
+/// The guest writes one byte per UART access; a `write` system call for each (the Linux
+/// boots print 17 k bytes) woke whatever reads our stdout as often. Echoed bytes wait in a
+/// buffer until a newline, [`ECHO_BUFFER`] bytes, [`ECHO_DELAY`] after the first of them
+/// (checked between blocks: [`SerialSink::flush_if_due`]), the guest going idle, or the run's
+/// end, so a prompt or the echo of what is typed still shows at once.
 #[derive(Clone, Default)]
 pub struct SerialSink {
     inner: Arc<Mutex<SinkState>>,
+    /// Echoed bytes are waiting in `SinkState::pending`: read between blocks without the lock.
+    waiting: Arc<AtomicBool>,
 }
+
+/// The most output a [`SerialSink`] keeps for [`SerialSink::bytes`]: a guest that prints
+/// forever must not grow the host's memory without bound.
+pub const CAPTURE_LIMIT: usize = 16 << 20;
+
+/// Echoed bytes held back before a write to stdout.
+const ECHO_BUFFER: usize = 4096;
+
+/// The longest an echoed byte waits while the guest keeps running.
+const ECHO_DELAY: Duration = Duration::from_millis(10);
 
 #[derive(Default)]
 struct SinkState {
     bytes: Vec<u8>,
     echo: bool,
+    pending: Vec<u8>,
+    /// When the oldest byte of `pending` arrived.
+    since: Option<Instant>,
+}
+
+impl SinkState {
+    fn flush_pending(&mut self) {
+        if !self.pending.is_empty() {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(&self.pending);
+            let _ = out.flush();
+            self.pending.clear();
+        }
+        self.since = None;
+    }
 }
 
 impl SerialSink {
-    /// Everything written so far.
+    /// Everything written so far (the last [`CAPTURE_LIMIT`] bytes of it).
     pub fn bytes(&self) -> Vec<u8> {
         self.inner.lock().bytes.clone()
     }
@@ -93,28 +128,63 @@ impl SerialSink {
 
     /// Copies output to the host's stdout from now on (or stops).
     pub fn set_echo(&self, echo: bool) {
-        self.inner.lock().echo = echo;
+        let mut s = self.inner.lock();
+        s.flush_pending();
+        self.waiting.store(false, Ordering::Relaxed);
+        s.echo = echo;
+    }
+
+    /// Writes the echoed bytes still held back to stdout.
+    pub fn flush_pending(&self) {
+        if self.waiting.swap(false, Ordering::Relaxed) {
+            self.inner.lock().flush_pending();
+        }
+    }
+
+    /// [`SerialSink::flush_pending`] once the oldest held-back byte has waited
+    /// [`ECHO_DELAY`]: for the run loop, between blocks.
+    pub fn flush_if_due(&self) {
+        if !self.waiting.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut s = self.inner.lock();
+        if s.since.is_some_and(|t| t.elapsed() >= ECHO_DELAY) {
+            s.flush_pending();
+            self.waiting.store(false, Ordering::Relaxed);
+        }
     }
 }
 
 impl Write for SerialSink {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let mut s = self.inner.lock();
-        s.bytes.extend_from_slice(buf);
+        let take = buf.len().min(CAPTURE_LIMIT);
+        if s.bytes.len() + take > CAPTURE_LIMIT {
+            // Keep at most the newer half: amortised, each byte is moved at most once.
+            let keep = (CAPTURE_LIMIT - take).min(CAPTURE_LIMIT / 2);
+            let drop = s.bytes.len().saturating_sub(keep);
+            s.bytes.drain(..drop);
+        }
+        s.bytes.extend_from_slice(&buf[buf.len() - take..]);
         if s.echo {
-            let mut out = std::io::stdout().lock();
-            let _ = out.write_all(buf);
-            // Every write, not only at newlines: an interactive guest's prompt and the
-            // echo of what is typed have none.
-            let _ = out.flush();
+            s.pending.extend_from_slice(buf);
+            if s.since.is_none() {
+                s.since = Some(Instant::now());
+            }
+            let due = s.since.is_some_and(|t| t.elapsed() >= ECHO_DELAY);
+            if buf.contains(&b'\n') || s.pending.len() >= ECHO_BUFFER || due {
+                s.flush_pending();
+                self.waiting.store(false, Ordering::Relaxed);
+            } else {
+                self.waiting.store(true, Ordering::Relaxed);
+            }
         }
         Ok(buf.len())
     }
 
+    /// Nothing: the UART flushes after every byte it transmits, which is what the holding
+    /// back is for (see the type's documentation for when held-back bytes go out).
     fn flush(&mut self) -> std::io::Result<()> {
-        if self.inner.lock().echo {
-            std::io::stdout().flush()?;
-        }
         Ok(())
     }
 }
@@ -140,5 +210,52 @@ impl MmioDevice for ApicPage {
             return;
         }
         self.0.write(offset, size, value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A guest that prints without end keeps the host's memory bounded: the capture holds at
+    /// most `CAPTURE_LIMIT` bytes, the newest ones, in order.
+    #[test]
+    fn the_capture_keeps_the_newest_bytes_within_its_limit() {
+        let mut sink = SerialSink::default();
+        let total = CAPTURE_LIMIT + CAPTURE_LIMIT / 2 + 7;
+        for i in 0..total {
+            sink.write_all(&[(i % 251) as u8]).unwrap();
+        }
+        let kept = sink.bytes();
+        assert!(kept.len() <= CAPTURE_LIMIT && kept.len() >= CAPTURE_LIMIT / 2);
+        let first = total - kept.len();
+        assert!(kept
+            .iter()
+            .enumerate()
+            .all(|(k, &b)| b == ((first + k) % 251) as u8));
+        sink.write_all(&vec![9; CAPTURE_LIMIT + 1]).unwrap();
+        let kept = sink.bytes();
+        assert_eq!(kept.len(), CAPTURE_LIMIT);
+        assert!(kept.iter().all(|&b| b == 9));
+    }
+
+    /// Without echo nothing is held back, and with it `flush_pending` empties the buffer
+    /// (what the run loop calls at idle and at the run's end).
+    #[test]
+    fn echoed_bytes_wait_for_a_newline_or_a_flush() {
+        let mut sink = SerialSink::default();
+        sink.write_all(b"abc").unwrap();
+        assert!(!sink.waiting.load(Ordering::Relaxed));
+        sink.set_echo(true);
+        sink.write_all(b"# ").unwrap();
+        assert!(sink.waiting.load(Ordering::Relaxed));
+        assert_eq!(sink.inner.lock().pending, b"# ");
+        sink.flush_pending();
+        assert!(!sink.waiting.load(Ordering::Relaxed));
+        assert!(sink.inner.lock().pending.is_empty());
+        sink.write_all(b"x\n").unwrap();
+        assert!(sink.inner.lock().pending.is_empty());
+        sink.set_echo(false);
+        assert_eq!(sink.bytes(), b"abc# x\n");
     }
 }

@@ -199,8 +199,25 @@ fn stack_and_control() {
 
 #[test]
 fn remainders() {
+    // With a denormal dividend and underflow unmasked, AMD processors (the CPU crane86
+    // presents) raise #U and deliver the scaled result; Intel ones do not. On an Intel host
+    // such cases run with underflow masked (the same random states otherwise).
+    let amd = crate::host_is_amd();
     for c in [case!("fprem"), case!("fprem1")] {
-        check(&c, 50000, 0x89ab_cdef, ALL, 1);
+        check_with(
+            &c,
+            50000,
+            0x89ab_cdef,
+            ALL,
+            1,
+            |_, h| {
+                let st0 = crate::state::F80::from_bytes(&h.vals[0]);
+                if !amd && st0.sign_exp & 0x7fff == 0 && st0.signif != 0 {
+                    h.fcw |= 0x10;
+                }
+            },
+            false,
+        );
     }
 }
 
