@@ -27,11 +27,13 @@ fn load(m: &mut Machine, main: &[u8], handler: &[u8]) {
 }
 
 /// The guest: 8259 master at vectors 0x20-0x27 with only IRQ 4 unmasked, COM1's
-/// received-data interrupt on (IER and MCR.OUT2), then HLT until `N` bytes have arrived, then isa-debug-exit 0.
+/// received-data interrupt on (IER and MCR.OUT2), then HLT until `N` bytes have arrived,
+/// then isa-debug-exit 0.
 /// The handler copies every byte the UART holds to `BUF` in arrival order.
 fn load_receiver(m: &mut Machine) {
     let main = asm(ENTRY, |a| {
         let mut top = a.create_label();
+        let mut done = a.create_label();
         common::enter_flat(a)?;
         for (port, v) in [(0x20, 0x11), (0x21, 0x20), (0x21, 0x04), (0x21, 0x01)] {
             a.mov(al, v)?;
@@ -46,12 +48,18 @@ fn load_receiver(m: &mut Machine) {
         a.mov(dx, COM1 + 4)?;
         a.mov(al, 0x0b)?;
         a.out(dx, al)?;
-        a.sti()?;
+        // Check and sleep with interrupts off, and let STI's one-instruction shadow cover
+        // the HLT: an interrupt taken between the check and the HLT would otherwise drain
+        // the last bytes and leave the guest halted for good (the classic lost wake-up,
+        // which made this test fail now and then until session 20).
         a.set_label(&mut top)?;
-        a.hlt()?;
-        a.cmp(dword_ptr(COUNT), N as u32)?;
-        a.jb(top)?;
         a.cli()?;
+        a.cmp(dword_ptr(COUNT), N as u32)?;
+        a.jae(done)?;
+        a.sti()?;
+        a.hlt()?;
+        a.jmp(top)?;
+        a.set_label(&mut done)?;
         a.mov(al, 0)?;
         a.out(0xf4, al)
     });
@@ -125,6 +133,24 @@ fn bytes_sent_from_another_thread_reach_the_guest_in_order() {
         );
         let got = read_buf(&mut m, N);
         assert!(got == sent, "{tier:?}: the guest received other bytes");
+    }
+}
+
+#[test]
+fn input_sent_before_the_guest_listens_waits_on_the_board_until_it_does() {
+    // Every byte is queued and the last handle dropped before the guest runs: the board must
+    // hold them while the UART is not yet interrupt-driven, hand them over once the guest
+    // sets IER and MCR.OUT2, and not end the run as "nothing can wake it" meanwhile.
+    for tier in TIERS {
+        let mut m = machine(tier);
+        load_receiver(&mut m);
+        let sent: Vec<u8> = (0..N).map(|i| (i * 13 + 5) as u8).collect();
+        let input = m.serial_input().unwrap();
+        input.send(&sent);
+        drop(input);
+        let end = m.run(Some(50_000_000)).unwrap();
+        assert_eq!(end, RunEnd::DebugExit(0), "{tier:?}");
+        assert!(read_buf(&mut m, N) == sent, "{tier:?}: other bytes");
     }
 }
 
