@@ -15,6 +15,7 @@ use crate::operands::{Loc, Operands};
 use crate::state::Fpu;
 
 pub mod crc;
+mod host_string;
 pub mod insert;
 pub mod int;
 mod lanes;

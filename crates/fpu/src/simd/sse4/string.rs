@@ -18,10 +18,12 @@
 //! EDX/RDX (xmm2/m128) as absolute values saturated to the element count; the
 //! implicit-length forms end each string at its first zero element.
 //!
-//! The compares run bit-parallel ("SWAR") on the whole 128-bit register treated as lanes
-//! of 8 or 16 bits, rather than element by element: these instructions sit in the inner
-//! loops of glibc's strlen/strchr/strcspn/strstr/strcmp, so their cost shows up directly in
-//! guest string handling. Lane results are carried as flags in the top bit of each lane and
+//! IntRes2 comes from the host's own PCMPESTRM where the host has SSE4.2
+//! ([`super::host_string`]). Otherwise, and as the model the tests check that path
+//! against, the compares run bit-parallel ("SWAR") on the whole 128-bit register treated
+//! as lanes of 8 or 16 bits, rather than element by element: these instructions sit in the
+//! inner loops of glibc's strlen/strchr/strcspn/strstr/strcmp, so their cost shows up
+//! directly in guest string handling. Lane results are carried as flags in the top bit of each lane and
 //! gathered into a bit mask (one bit per element, like PMOVMSKB) only at the end.
 
 use iced_x86::Code;
@@ -95,7 +97,8 @@ fn finish<const W: u32>(
         }
         _ => return Err(SimdFault::Ud),
     };
-    let res = Lanes::<W>::compare(imm, a, la, b, lb);
+    let res = super::host_string::int_res2(imm, a, la, b, lb)
+        .unwrap_or_else(|| Lanes::<W>::compare(imm, a, la, b, lb));
 
     let mut flags = 0;
     if res != 0 {
@@ -135,6 +138,18 @@ fn finish<const W: u32>(
         fpu.set_xmm128(0, mask);
     }
     Ok(())
+}
+
+/// IntRes2 computed in software, bit-parallel: what [`execute`] uses when the host cannot
+/// run PCMPESTRM, and the model the tests hold against the host and the SDM's definition.
+/// `la` and `lb` are the valid element counts (at most 16 bytes or 8 words, as imm8 bit 0
+/// says).
+pub fn soft_int_res2(imm: u8, a: u128, la: u32, b: u128, lb: u32) -> u32 {
+    if imm & 1 == 0 {
+        Lanes::<8>::compare(imm, a, la, b, lb)
+    } else {
+        Lanes::<16>::compare(imm, a, la, b, lb)
+    }
 }
 
 /// An explicit length: the absolute value of the register, saturated to the element count.

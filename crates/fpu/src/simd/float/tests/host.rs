@@ -85,16 +85,8 @@ fn nan_lanes_differ_by_vendor(code: Code, w: W, got: (u128, u32), want: (u128, u
     {
         return false;
     }
-    let (bits, exp) = match w {
-        W::S => (32, 0x7f80_0000u128),
-        _ => (64, 0x7ff0_0000_0000_0000u128),
-    };
-    let mask = (1u128 << bits) - 1;
-    let nan = |v: u128| v & exp == exp && v & (mask >> 1) & !exp != 0;
-    (0..128 / bits).all(|l| {
-        let (a, b) = (got.0 >> (l * bits) & mask, want.0 >> (l * bits) & mask);
-        a == b || (nan(a) && nan(b))
-    })
+    let bits = if matches!(w, W::S) { 32 } else { 64 };
+    crate::equal_but_for_nan_payloads(got.0, want.0, bits)
 }
 
 const N: usize = 20_000;

@@ -9,6 +9,7 @@ use proptest::prelude::{
 };
 
 use super::*;
+use crate::simd::sse4::string::soft_int_res2;
 use crate::state::{IO_DATA0, IO_FLAGS};
 
 with_imms!(host_imm_fn!(host_estrm, "0x66, 0x0f, 0x3a, 0x60, 0xca"));
@@ -142,6 +143,41 @@ fn pcmpistri_matches_host() {
 #[test]
 fn pcmpistrm_matches_host() {
     check(Code::Pcmpistrm_xmm_xmmm128_imm8, host_istrm, false, 16);
+}
+
+/// The software IntRes2 (the fallback for hosts without SSE4.2) against the host's
+/// PCMPESTRM, which [`crate::simd::sse4::string::execute`] uses where it can: every imm8
+/// that matters (bits 5:0) and every pair of lengths.
+#[test]
+fn the_software_compare_matches_the_host_instruction() {
+    if !host_ok() {
+        return;
+    }
+    let mut rng = Rng::new(17);
+    for imm in 0..64u8 {
+        let n = if imm & 1 != 0 { 8 } else { 16 };
+        for _ in 0..20 {
+            let a = string_vec(&mut rng, imm & 1 != 0);
+            let b = string_vec(&mut rng, imm & 1 != 0);
+            for la in 0..=n {
+                for lb in 0..=n {
+                    let mut h = Host {
+                        x1: a,
+                        x2: b,
+                        rax: u64::from(la),
+                        rdx: u64::from(lb),
+                        ..Host::default()
+                    };
+                    host_estrm(imm, &mut h);
+                    assert_eq!(
+                        u128::from(soft_int_res2(imm, a, la, b, lb)),
+                        h.x0,
+                        "imm={imm:#04x} a={a:#x} la={la} b={b:#x} lb={lb}"
+                    );
+                }
+            }
+        }
+    }
 }
 
 /// Known answers that do not depend on the host: strcspn-, strspn- and strstr-style uses.
@@ -295,6 +331,15 @@ mod reference {
         }
     }
 
+    /// IntRes2 for imm8 `imm` on registers `a` (`la` valid elements) and `b` (`lb`).
+    pub(super) fn int_res2(imm: u8, a: u128, la: usize, b: u128, lb: usize) -> u32 {
+        let fmt = Format {
+            words: imm & 1 != 0,
+            signed: imm & 2 != 0,
+        };
+        compare(fmt, imm, &fmt.elements(a), la, &fmt.elements(b), lb)
+    }
+
     /// IntRes2 (see the SDM, and the comments of the real implementation).
     fn compare(fmt: Format, imm: u8, a: &[i32; 16], la: usize, b: &[i32; 16], lb: usize) -> u32 {
         let n = fmt.count();
@@ -360,6 +405,25 @@ fn arb_length() -> impl Strategy<Value = u64> {
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(400))]
+
+    /// The software IntRes2 agrees with [`reference`] for every imm8 and pair of lengths,
+    /// whatever the host (on an SSE4.2 host the instructions themselves take the host's
+    /// result, so this is what keeps the fallback honest).
+    #[test]
+    fn the_software_compare_matches_the_reference(a in arb_text(), b in arb_text()) {
+        for imm in 0..64u8 {
+            let n = if imm & 1 != 0 { 8 } else { 16 };
+            for la in 0..=n {
+                for lb in 0..=n {
+                    prop_assert_eq!(
+                        soft_int_res2(imm, a, la, b, lb),
+                        reference::int_res2(imm, a, la as usize, b, lb as usize),
+                        "imm={:#04x} a={:#x} la={} b={:#x} lb={}", imm, a, la, b, lb
+                    );
+                }
+            }
+        }
+    }
 
     /// All six forms and all 256 immediates agree with [`reference`]: flags, index (…STRI,
     /// with XMM0 untouched) and mask (…STRM).
