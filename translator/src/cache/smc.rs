@@ -66,6 +66,12 @@ impl Cache {
             mem.set_code_page(page, false);
             return;
         };
+        tracing::debug!(
+            target: "crane86::smc",
+            page = format_args!("{page:#x}"),
+            blocks = ids.len(),
+            "stores into a page of code: its blocks are dropped"
+        );
         for id in ids {
             if self.blocks.get(id as usize).is_some_and(|b| b.is_some()) {
                 self.remove(id, mem);
