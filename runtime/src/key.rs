@@ -60,7 +60,10 @@ impl BlockKey {
     pub fn new(phys: u64, cpu: &CpuState) -> BlockKey {
         let cpl = u64::from(crate::segment::cpl(cpu));
         let bits = (cpu.mode as u64) << MODE_SHIFT
-            | u64::from(cpu.stack_is_32()) << STACK32_SHIFT
+            // SS.B means nothing in 64-bit mode, where SYSCALL leaves it set and an interrupt
+            // from user mode loads a null SS: keyed there, every kernel block reached both
+            // ways would be translated twice.
+            | u64::from(cpu.stack_is_32() && cpu.mode != CpuMode::Long64) << STACK32_SHIFT
             | cpl << CPL_SHIFT
             | u64::from(cpu.cr0 & CR0_PE != 0) << PE_SHIFT
             | u64::from(cpu.cr0 & CR0_PG != 0) << PG_SHIFT
@@ -146,7 +149,8 @@ impl BlockKey {
         }
     }
 
-    /// True when the stack is 32-bit wide (outside 64-bit mode).
+    /// True when the stack is 32-bit wide (outside 64-bit mode; always false in 64-bit mode,
+    /// whose stack is 64-bit whatever SS.B says).
     pub fn stack32(self) -> bool {
         (self.bits >> STACK32_SHIFT) & 1 != 0
     }
@@ -158,7 +162,8 @@ impl BlockKey {
 
     /// The key of the code a SYSCALL or a 64-bit SYSRET leads to from this 64-bit block's
     /// code, without its address (`ip` and the physical address are this key's): 64-bit code
-    /// at `cpl` with flat CS and SS caches (CS base 0, SS.B set, as `fastcall` loads them);
+    /// at `cpl` with a flat CS cache (CS base 0, as `fastcall` loads it; SS.B is not keyed in
+    /// 64-bit mode);
     /// paging and the FPU bits are this key's, which neither instruction changes.
     ///
     /// Valid only for a block of 64-bit code that is not single-stepped: TF and VM are clear
@@ -166,10 +171,13 @@ impl BlockKey {
     /// loading TF from R11, to the run loop), and no breakpoint is armed.
     pub fn after_fast_call(self, cpl: u8) -> BlockKey {
         debug_assert!(self.mode() == CpuMode::Long64 && !self.single_step());
-        let cleared = (3 << CPL_SHIFT) | (1 << TF_SHIFT) | (1 << VM_SHIFT) | (1 << SEGCHECK_SHIFT);
+        let cleared = (3 << CPL_SHIFT)
+            | (1 << TF_SHIFT)
+            | (1 << VM_SHIFT)
+            | (1 << SEGCHECK_SHIFT)
+            | (1 << STACK32_SHIFT);
         let bits = (self.bits & !cleared)
             | (CpuMode::Long64 as u64) << MODE_SHIFT
-            | 1 << STACK32_SHIFT
             | u64::from(cpl & 3) << CPL_SHIFT;
         BlockKey {
             ip: self.ip,
@@ -216,6 +224,22 @@ mod tests {
         assert_eq!(a.mode(), CpuMode::Long64);
         assert_eq!(b.mode(), CpuMode::Prot32);
         assert!(b.stack32());
+    }
+
+    /// Kernel code reached by SYSCALL (SS.B set) and by an interrupt from user mode (a null
+    /// SS) is one block in 64-bit mode; outside it SS.B decides the stack's width.
+    #[test]
+    fn ss_b_is_keyed_outside_64_bit_mode_only() {
+        use crate::state::SEG_DB;
+        for (mode, keyed) in [(CpuMode::Long64, false), (CpuMode::Prot32, true)] {
+            let mut cpu = CpuState::new(mode);
+            cpu.seg[SegReg::Ss as usize].attrs |= SEG_DB;
+            let set = BlockKey::new(0x9000, &cpu);
+            cpu.seg[SegReg::Ss as usize].attrs &= !SEG_DB;
+            let clear = BlockKey::new(0x9000, &cpu);
+            assert_eq!(set != clear, keyed, "{mode:?}");
+            assert!(!clear.stack32());
+        }
     }
 
     /// [`BlockKey::after_fast_call`] is the key the run loop builds after SYSCALL and SYSRET,
