@@ -121,6 +121,14 @@ impl JitEmitter<'_, '_> {
         m
     }
 
+    /// Counts a memo check's `hit` (with `--stats`) as an inline TLB hit and a memo hit.
+    fn count_memo_hit(&mut self, hit: Value) {
+        if self.chain.count {
+            self.count_hit(hit, off::JIT_TLB_HITS);
+            self.count_hit(hit, off::JIT_MEMO_HITS);
+        }
+    }
+
     /// The check of a load site with memo `m`, shaped like [`JitEmitter::tlb_check`]: the
     /// returned fast block gets the host address, the cold slow block runs the slow path.
     pub(super) fn memo_check(&mut self, m: Memo, addr: Value, size: u32) -> (Block, Block) {
@@ -129,10 +137,7 @@ impl JitEmitter<'_, '_> {
         let addend = self.b.use_var(m.addend);
         let offset = self.b.ins().isub(addr, page);
         let hit = self.b.ins().icmp(IntCC::UnsignedLessThan, offset, limit);
-        if self.chain.count {
-            self.count_hit(hit, off::JIT_TLB_HITS);
-            self.count_hit(hit, off::JIT_MEMO_HITS);
-        }
+        self.count_memo_hit(hit);
         let host = self.b.ins().iadd(addr, addend);
         let fast = self.b.create_block();
         self.b.append_block_param(fast, I64);
@@ -152,10 +157,7 @@ impl JitEmitter<'_, '_> {
         let in1 = self.b.ins().icmp(IntCC::UnsignedLessThan, offset, limit2);
         let in2 = self.b.ins().icmp(IntCC::UnsignedLessThan, offset2, limit2);
         let either = self.b.ins().bor(in1, in2);
-        if self.chain.count {
-            self.count_hit(either, off::JIT_TLB_HITS);
-            self.count_hit(either, off::JIT_MEMO_HITS);
-        }
+        self.count_memo_hit(either);
         let chosen = self.b.ins().select(in2, addend2, addend);
         let host2 = self.b.ins().iadd(addr, chosen);
         let check = self.b.create_block();

@@ -23,8 +23,9 @@
 //! against, the compares run bit-parallel ("SWAR") on the whole 128-bit register treated
 //! as lanes of 8 or 16 bits, rather than element by element: these instructions sit in the
 //! inner loops of glibc's strlen/strchr/strcspn/strstr/strcmp, so their cost shows up
-//! directly in guest string handling. Lane results are carried as flags in the top bit of each lane and
-//! gathered into a bit mask (one bit per element, like PMOVMSKB) only at the end.
+//! directly in guest string handling. Lane results are carried as flags in the top bit of
+//! each lane and gathered into a bit mask (one bit per element, like PMOVMSKB) only at the
+//! end.
 
 use iced_x86::Code;
 
