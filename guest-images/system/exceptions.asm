@@ -37,6 +37,15 @@ main:
         call    run_in_long
         ret
 
+; EAX = 2 * EAX + 2, the doubling done by SSE2 after an integer step (LEA: EFLAGS stay
+; as the caller set them).
+sse_probe:
+        lea     eax, [eax + 1]
+.sse:   movd    xmm0, eax
+        paddd   xmm0, xmm0
+        movd    eax, xmm0
+        ret
+
 ; ======================================================================================
 ; 32-bit protected mode
 ; ======================================================================================
@@ -139,6 +148,32 @@ prot32_tests:
         mov     eax, cr0
         and     eax, ~CR0_MP
         mov     cr0, eax
+
+        ; #UD: an SSE instruction with CR4.OSFXSR clear; then the same code, with OSFXSR
+        ; set, runs. (crane86 reads OSFXSR when an SSE block runs, not when it is
+        ; translated, so the second call runs the first call's translation.)
+        mov     eax, cr4
+        push    eax
+        and     eax, ~CR4_OSFXSR
+        mov     cr4, eax
+        ARM_RESUME .sse_ud_done
+        push    FL_FIXED
+        popfd
+        mov     eax, 5
+        call    sse_probe
+.sse_ud_done:
+        VERIFY  "ud sse", M_BASIC, 6, 0, sse_probe.sse, SEL_CODE32, FL_FIXED
+        mov     eax, cr4
+        or      eax, CR4_OSFXSR
+        mov     cr4, eax
+        ARM_IRET
+        mov     eax, 5
+        call    sse_probe
+        DISARM
+        CHECK   "sse with osfxsr", dword [exc_count], 0
+        CHECK   "sse result", eax, 12
+        pop     eax
+        mov     cr4, eax
 
         ; #DF: #DE whose gate is not present raises #NP, and two contributory exceptions
         ; make #DF with error code 0. Its saved CS:EIP is undefined: only vector and error

@@ -7,7 +7,7 @@
 //! as a shared library is under ASLR) and on every mode bit that changes how those bytes
 //! decode or behave. The physical address and the mode bits are packed into one `u64`.
 
-use crate::state::{CpuMode, CpuState, SegReg, CR0_EM, CR0_MP, CR0_PE, CR0_PG, CR0_TS, CR4_OSFXSR};
+use crate::state::{CpuMode, CpuState, SegReg, CR0_EM, CR0_MP, CR0_PE, CR0_PG, CR0_TS};
 
 /// [`BlockKey::fpu_bits`]: CR0.EM.
 pub const FPU_EM: u8 = 1 << 0;
@@ -15,8 +15,6 @@ pub const FPU_EM: u8 = 1 << 0;
 pub const FPU_TS: u8 = 1 << 1;
 /// [`BlockKey::fpu_bits`]: CR0.MP.
 pub const FPU_MP: u8 = 1 << 2;
-/// [`BlockKey::fpu_bits`]: CR4.OSFXSR.
-pub const FPU_OSFXSR: u8 = 1 << 3;
 
 /// Bits of the key that hold the physical address.
 const ADDR_BITS: u32 = 48;
@@ -29,11 +27,13 @@ const PE_SHIFT: u32 = CPL_SHIFT + 2; // 1 bit
 const PG_SHIFT: u32 = PE_SHIFT + 1; // 1 bit
                                     // 1 bit: one instruction per block, for TF single-stepping and armed breakpoints.
 const TF_SHIFT: u32 = PG_SHIFT + 1;
-// 4 bits: CR0.EM, CR0.TS, CR0.MP and CR4.OSFXSR, which decide whether x87/MMX/SSE
-// instructions run or raise #NM/#UD (see `fpu_bits`).
+// 3 bits: CR0.EM, CR0.TS and CR0.MP, which decide whether x87/MMX/SSE instructions run or
+// raise #NM/#UD (see `fpu_bits`). CR4.OSFXSR, which SSE also needs, is not keyed: a kernel
+// sets it once, early in its boot, and keying it translated every block run both before
+// and after twice; SSE instructions check it at run time instead.
 const FPU_SHIFT: u32 = TF_SHIFT + 1;
 // 1 bit: EFLAGS.VM (virtual-8086 mode decodes as 16-bit protected mode, but refuses VEX).
-const VM_SHIFT: u32 = FPU_SHIFT + 4;
+const VM_SHIFT: u32 = FPU_SHIFT + 3;
 // 1 bit: DS, ES or SS is not flat, so accesses through them need limit and type checks
 // (`segment::limit::data_segments_flat`).
 const SEGCHECK_SHIFT: u32 = VM_SHIFT + 1;
@@ -155,9 +155,9 @@ impl BlockKey {
         (self.bits >> STACK32_SHIFT) & 1 != 0
     }
 
-    /// The CR0/CR4 bits that decide how FPU/SIMD instructions behave (`FPU_*`).
+    /// The CR0 bits that decide how FPU/SIMD instructions behave (`FPU_*`).
     pub fn fpu_bits(self) -> u8 {
-        ((self.bits >> FPU_SHIFT) & 0xf) as u8
+        ((self.bits >> FPU_SHIFT) & 7) as u8
     }
 
     /// The key of the code a SYSCALL or a 64-bit SYSRET leads to from this 64-bit block's
@@ -193,14 +193,13 @@ impl BlockKey {
     }
 }
 
-/// The `FPU_*` bits of `cpu`'s CR0 and CR4.
+/// The `FPU_*` bits of `cpu`'s CR0.
 pub fn fpu_bits(cpu: &CpuState) -> u8 {
     let mut b = 0;
     for (on, bit) in [
         (cpu.cr0 & CR0_EM, FPU_EM),
         (cpu.cr0 & CR0_TS, FPU_TS),
         (cpu.cr0 & CR0_MP, FPU_MP),
-        (cpu.cr4 & CR4_OSFXSR, FPU_OSFXSR),
     ] {
         if on != 0 {
             b |= bit;

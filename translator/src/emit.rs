@@ -147,8 +147,8 @@ pub struct Ctx {
     /// The CPL (0 in real mode); `user` is `cpl == 3`. Privileged instructions that only
     /// need CPL 0 run inline when it is 0, and stay runtime-class otherwise.
     pub cpl: u8,
-    /// CR0.EM/TS/MP and CR4.OSFXSR (`crane86_runtime::key::FPU_*`): whether x87, MMX and
-    /// SSE instructions run or raise #NM/#UD.
+    /// CR0.EM/TS/MP (`crane86_runtime::key::FPU_*`): whether x87, MMX and SSE instructions
+    /// run or raise #NM/#UD (SSE also needs CR4.OSFXSR, see [`Emit::require_osfxsr`]).
     pub fpu: u8,
     /// Virtual-8086 mode (EFLAGS.VM): decodes as 16-bit code, where VEX raises #UD.
     pub v86: bool,
@@ -160,8 +160,8 @@ pub struct Ctx {
     pub zero_bases: bool,
 }
 
-/// [`Ctx::fpu`] as an operating system sets it up: the FPU present and in use, SSE enabled.
-pub const FPU_OS: u8 = crane86_runtime::key::FPU_MP | crane86_runtime::key::FPU_OSFXSR;
+/// [`Ctx::fpu`] as an operating system sets it up: the FPU present and in use.
+pub const FPU_OS: u8 = crane86_runtime::key::FPU_MP;
 
 impl Ctx {
     /// The context of the block that `key` names.
@@ -326,6 +326,12 @@ pub trait Emit: Arith {
     ) -> R<()>;
     /// MXCSR, zero-extended. Only FPU/SIMD helpers change it.
     fn mxcsr(&mut self) -> Self::V;
+    /// Raises #UD unless CR4.OSFXSR is set now: the check every SSE instruction makes.
+    /// OSFXSR is not part of the block key (a kernel sets it once, early, and keying it
+    /// split every block run both before and after), so it is read at run time. Only
+    /// runtime-class instructions write CR4, and they end a block, so the JIT reads it once
+    /// per block.
+    fn require_osfxsr(&mut self) -> R<()>;
 
     /// The time-stamp counter as RDTSC reads it at the current instruction
     /// (`crane86_runtime::msr::tsc` plus the instructions retired since), or #GP(0) when

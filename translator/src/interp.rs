@@ -5,7 +5,7 @@
 //! against. It shares every line of instruction semantics with the JIT.
 
 use crane86_runtime::memory::{read_data, rep_bulk, write_data, BulkOp};
-use crane86_runtime::state::CR4_TSD;
+use crane86_runtime::state::{CR4_OSFXSR, CR4_TSD};
 use crane86_runtime::{CcOp, CpuState, Exception, Fault, LazyFlags, PhysMem, PortIo, SegReg};
 
 use crate::decode::DecodedBlock;
@@ -318,6 +318,13 @@ impl Emit for Interp<'_> {
 
     fn mxcsr(&mut self) -> u64 {
         u64::from(self.cpu.fpu.mxcsr)
+    }
+
+    fn require_osfxsr(&mut self) -> R<()> {
+        if self.cpu.cr4 & CR4_OSFXSR == 0 {
+            return Err(self.raise(Fault::new(Exception::InvalidOpcode)));
+        }
+        Ok(())
     }
 
     fn swap_gs_base(&mut self) {

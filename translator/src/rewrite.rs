@@ -22,7 +22,7 @@
 //! | LLDT, LTR | run alone through `runtime::segment` | they load LDTR/TR (LTR writes the busy bit) |
 //! | SLDT, STR, SMSW, ARPL | run alone | #UD in real mode (not SMSW) and CR4.UMIP are decided at run time from state the block key does not hold |
 //! | FXSAVE, FXRSTOR, XSAVE, XSAVEOPT, XSAVEC, XRSTOR, XGETBV, XSETBV | run alone (`semantics::fpu_state`) | whole-state images of up to 2696 bytes (x87, SSE, PKRU), checked page by page before the first byte moves; XSETBV changes what XSAVE manages; rare (context switches) |
-//! | x87, MMX, SSE | inline: a call to the FPU unit's helper (soft float), or inline code for moves and bitwise forms | CR0.EM/TS/MP and CR4.OSFXSR are in the block key, so #UD/#NM are decided at translation time; MXCSR and the x87 control word are read by the helper at run time |
+//! | x87, MMX, SSE | inline: a call to the FPU unit's helper (soft float), or inline code for moves and bitwise forms | CR0.EM/TS/MP are in the block key, so #UD/#NM are decided at translation time; CR4.OSFXSR is read once per block with SSE (a kernel sets it after running much of its code); MXCSR and the x87 control word are read by the helper at run time |
 //! | UD0/UD1/UD2, unclaimed forms | inline #UD that ends the block | the fault is precise at the instruction |
 //! | REP string ops | one iteration per execution, ending the block; the next iteration chains to the same block | every iteration is an interrupt window, and chaining keeps the loop in generated code |
 //!

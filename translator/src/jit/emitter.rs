@@ -9,6 +9,7 @@ use cranelift_codegen::isa::CallConv;
 use cranelift_frontend::{FunctionBuilder, Variable};
 
 use crane86_runtime::memory::{BulkOp, TlbEntry, SLOW_SS64};
+use crane86_runtime::state::CR4_OSFXSR;
 use crane86_runtime::{CcOp, Fault, SegReg};
 
 use super::shims::Helper;
@@ -97,6 +98,8 @@ pub struct JitEmitter<'a, 'f> {
     xmm_loaded: [[bool; 2]; 16],
     /// MXCSR as loaded since the last helper call (only helpers change it).
     mxcsr: Option<Value>,
+    /// CR4.OSFXSR was checked in this member ([`Emit::require_osfxsr`]).
+    osfxsr_checked: bool,
     /// A region's load-site memos ([`memo`]); empty outside regions.
     memos: Vec<memo::Memo>,
     /// Load sites given a memo so far.
@@ -191,6 +194,7 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
             xmm,
             xmm_loaded: [[false; 2]; 16],
             mxcsr: None,
+            osfxsr_checked: false,
             memos: Vec::new(),
             memos_used: 0,
             memo_sites: Vec::new(),
@@ -678,6 +682,18 @@ impl Emit for JitEmitter<'_, '_> {
         let v = self.b.ins().uload32(state_flags(), self.cpu, off::MXCSR);
         self.mxcsr = Some(v);
         v
+    }
+
+    fn require_osfxsr(&mut self) -> R<()> {
+        if self.osfxsr_checked {
+            return Ok(());
+        }
+        let cr4 = self.load_state(off::CR4);
+        let on = self.b.ins().band_imm_s(cr4, CR4_OSFXSR as i64);
+        let clear = self.b.ins().icmp_imm_s(IntCC::Equal, on, 0);
+        self.raise_if(clear, Fault::new(crane86_runtime::Exception::InvalidOpcode))?;
+        self.osfxsr_checked = true;
+        Ok(())
     }
 
     fn swap_gs_base(&mut self) {

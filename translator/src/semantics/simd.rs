@@ -18,7 +18,7 @@
 //! friends, shifts by an immediate) are inline SWAR arithmetic (`simd_int`).
 
 use crane86_fpu::{Operands, IO_DATA0, IO_DATA1, IO_FLAGS, IO_RAX, IO_RDX};
-use crane86_runtime::key::{FPU_EM, FPU_OSFXSR, FPU_TS};
+use crane86_runtime::key::{FPU_EM, FPU_TS};
 use crane86_runtime::{flags as fl, Exception, Fault};
 use iced_x86::{Code, Instruction, OpKind, Register};
 
@@ -28,11 +28,14 @@ use super::seg_check::{checked_linear, Access};
 use crate::emit::{Bin, Emit, FpuHelper, R};
 
 /// Raises #UD/#NM as CR0.EM/TS and CR4.OSFXSR say (SDM Vol. 3 table 2-2): SSE forms need
-/// OSFXSR and no EM; MMX forms need no EM; both raise #NM under TS.
+/// OSFXSR and no EM; MMX forms need no EM; both raise #NM under TS, after the #UD checks.
 pub(super) fn check_available<E: Emit>(e: &mut E, sse: bool) -> R<()> {
     let f = e.ctx().fpu;
-    if f & FPU_EM != 0 || (sse && f & FPU_OSFXSR == 0) {
+    if f & FPU_EM != 0 {
         return Err(e.raise(Fault::new(Exception::InvalidOpcode)));
+    }
+    if sse {
+        e.require_osfxsr()?;
     }
     if f & FPU_TS != 0 {
         return Err(e.raise(Fault::new(Exception::DeviceNotAvailable)));
@@ -499,4 +502,78 @@ pub fn crc32<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
     let r = e.fpu_io(IO_DATA0);
     write_reg(e, insn.op0_register(), r);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crane86_runtime::state::CR4_OSFXSR;
+    use crane86_runtime::{BlockKey, CpuMode, CpuState, Exception, PhysMem};
+    use iced_x86::code_asm::*;
+
+    use crate::cache::{Cache, Tier};
+    use crate::testutil::{asm, run_step, test_jit_options, CODE};
+
+    /// CR4.OSFXSR is not in the block key: one translation of a block with SSE runs its
+    /// instructions while OSFXSR is set and raises #UD at the first of them, after the
+    /// instructions before it, while it is clear, whatever OSFXSR was when it was
+    /// translated. Checked on both tiers, translating first under each setting.
+    #[test]
+    fn sse_checks_cr4_osfxsr_when_it_runs() {
+        let code = asm(64, |a| {
+            a.add(ecx, 1).unwrap();
+            a.movaps(xmm0, xmm1).unwrap();
+            a.add(ecx, 2).unwrap();
+            a.paddd(xmm0, xmm1).unwrap();
+            a.add(ecx, 4).unwrap();
+        });
+        for tier in [Tier::Interp, Tier::Jit] {
+            for first_on in [true, false] {
+                let mut mem = PhysMem::new(1 << 20).unwrap();
+                mem.load(CODE, &code).unwrap();
+                mem.load(CODE + code.len() as u64, &[0xf4]).unwrap();
+                let mut cpu = CpuState::new(CpuMode::Long64);
+                cpu.cr3 = crane86_runtime::paging::identity_map(&mut mem, (1 << 20) - 0x2000);
+                let mut cache = Cache::new(tier, 1 << 22, test_jit_options(true, false)).unwrap();
+                let mut key = None;
+                for (round, on) in [first_on, !first_on, first_on, !first_on]
+                    .into_iter()
+                    .enumerate()
+                {
+                    cpu.rip = CODE;
+                    cpu.gpr[1] = 0;
+                    cpu.fpu
+                        .set_xmm128(1, 0x0000_0003_0000_0002_0000_0001_0000_0005);
+                    cpu.cr4 = if on {
+                        cpu.cr4 | CR4_OSFXSR
+                    } else {
+                        cpu.cr4 & !CR4_OSFXSR
+                    };
+                    let k = BlockKey::new(CODE, &cpu);
+                    assert_eq!(*key.get_or_insert(k), k, "OSFXSR changed the key");
+                    let id = cache.lookup(k, &mut cpu, &mut mem);
+                    run_step(&mut cache, id, &mut cpu, &mut mem);
+                    let what = format!("{tier:?}, round {round}, OSFXSR {on}");
+                    if on {
+                        assert_eq!(cpu.fault.pending, 0, "{what}");
+                        assert_eq!(cpu.gpr[1], 7, "{what}");
+                        assert_eq!(
+                            cpu.fpu.xmm128(0),
+                            0x0000_0006_0000_0004_0000_0002_0000_000a,
+                            "{what}"
+                        );
+                    } else {
+                        let f = cpu.take_fault().expect(&what);
+                        assert_eq!(f.exception, Exception::InvalidOpcode, "{what}");
+                        assert_eq!(cpu.rip, CODE + 3, "{what}: not at the MOVAPS");
+                        assert_eq!(cpu.gpr[1], 1, "{what}");
+                    }
+                }
+                if tier == Tier::Jit {
+                    let id = cache.lookup(key.unwrap(), &mut cpu, &mut mem);
+                    let compiled = cache.prepare(id, cpu.cc.op).unwrap();
+                    assert!(compiled, "the block was not compiled");
+                }
+            }
+        }
+    }
 }

@@ -77,6 +77,7 @@ impl JitEmitter<'_, '_> {
         self.seg_base = [None; 6];
         self.xmm_loaded = [[false; 2]; 16];
         self.mxcsr = None;
+        self.osfxsr_checked = false;
         self.ended = false;
         self.cc_hint = block
             .cc_hint
