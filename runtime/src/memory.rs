@@ -340,7 +340,9 @@ impl PhysMem {
     pub fn read_phys(&mut self, addr: u64, size: u32) -> u64 {
         if !self.is_ram(addr, u64::from(size)) {
             if let Some(h) = self.mmio.as_mut() {
-                return h.mmio_read(addr, size.clamp(1, 8));
+                // A device may answer with more bytes than were read: the access sees its own.
+                let size = size.clamp(1, 8);
+                return h.mmio_read(addr, size) & (u64::MAX >> (64 - 8 * size));
             }
             tracing::trace!(addr, size, "read from unmapped physical address");
             return u64::MAX >> (64 - 8 * size.clamp(1, 8));
@@ -795,7 +797,9 @@ fn stack_fault(cpu: &mut CpuState, linear: u64, size: u64) -> bool {
 
 /// Load slow path called by generated code on a TLB miss. On a fault it records it in
 /// `cpu.fault` and returns 0; the caller checks `cpu.fault.pending`. `size` is 1, 2, 4 or 8,
-/// possibly with [`SLOW_SS64`].
+/// possibly with [`SLOW_SS64`]. The value is zero-extended from `size` bytes, as the inline
+/// path's narrow load is (a device's wider answer is cut by [`PhysMem::read_phys`]):
+/// generated code relies on it.
 ///
 /// # Safety
 /// `cpu` must be valid and `cpu.mem` must point to the live `PhysMem` (module invariant).

@@ -108,6 +108,9 @@ pub struct JitEmitter<'a, 'f> {
     memo_sites: Vec<u64>,
     /// The current instruction is one of them.
     memo_here: bool,
+    /// Block parameters known to be zero-extended from so many bits: the results of guest
+    /// loads narrower than 8 bytes ([`JitEmitter::zero_extended_from`]).
+    narrow_params: std::collections::HashMap<Value, u8>,
     /// The current instruction's register writes may wait ([`deferred`]).
     defer_gprs: bool,
     /// Registers written and not stored yet (a bit per register).
@@ -199,6 +202,7 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
             memos_used: 0,
             memo_sites: Vec::new(),
             memo_here: false,
+            narrow_params: std::collections::HashMap::new(),
             defer_gprs: false,
             gpr_pending: 0,
             fault_exits: Vec::new(),
@@ -243,6 +247,18 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
                 x
             }
             _ => c,
+        }
+    }
+
+    /// The width in bits that `a` is known to be zero-extended from (64 when nothing is
+    /// known): a zero extension, a narrow load, or a narrow guest load's result.
+    fn zero_extended_from(&self, a: Value) -> u32 {
+        match self.def_of(a) {
+            Some((Opcode::Uextend, &[x])) => self.b.func.dfg.value_type(x).bits(),
+            Some((Opcode::Uload8, _)) => 8,
+            Some((Opcode::Uload16, _)) => 16,
+            Some((Opcode::Uload32, _)) => 32,
+            _ => self.narrow_params.get(&a).map_or(64, |&b| u32::from(b)),
         }
     }
 

@@ -287,3 +287,36 @@ fn a_loop_entered_again_after_invlpg_reads_the_new_frame() {
         expected_sum(4).wrapping_add(expected_sum(5))
     );
 }
+
+/// A device that answers every read with more bytes than were asked for: its address with
+/// high bits set.
+struct WideDevice;
+
+impl crane86_runtime::MmioHandler for WideDevice {
+    fn mmio_read(&mut self, addr: u64, _size: u32) -> u64 {
+        0xdead_beef_0000_0000 | addr
+    }
+    fn mmio_write(&mut self, _addr: u64, _size: u32, _value: u64) {}
+}
+
+/// Loads narrower than 8 bytes are zero-extended from their size, whatever a device
+/// answers: generated code takes the slow path's value as zero-extended and adds no
+/// extension of its own.
+#[test]
+fn narrow_loads_from_a_device_are_zero_extended() {
+    let code = asm(64, |a| {
+        // Past the harness's 1 MiB of RAM, identity-mapped: a device.
+        a.mov(rsi, 0x20_1234u64).unwrap();
+        a.movzx(eax, word_ptr(rsi)).unwrap();
+        a.movzx(ebx, byte_ptr(rsi)).unwrap();
+        a.mov(ecx, dword_ptr(rsi)).unwrap();
+        a.mov(rdx, qword_ptr(rsi)).unwrap();
+    });
+    let o = run_both(CpuMode::Long64, &code, |_, mem| {
+        mem.set_mmio(Box::new(WideDevice));
+    });
+    assert_eq!(o.r(0), 0x1234);
+    assert_eq!(o.r(3), 0x34);
+    assert_eq!(o.r(1), 0x0020_1234);
+    assert_eq!(o.r(2), 0xdead_beef_0020_1234);
+}

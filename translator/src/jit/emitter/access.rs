@@ -82,6 +82,10 @@ impl JitEmitter<'_, '_> {
         };
         let merge = self.b.create_block();
         let result = self.b.append_block_param(merge, I64);
+        if size < 8 {
+            // Both paths zero-extend: the slow path returns the `size` bytes it read.
+            self.narrow_params.insert(result, (8 * size) as u8);
+        }
         self.b.switch_to_block(fast);
         let host = self.b.block_params(fast)[0];
         let v = match size {

@@ -154,11 +154,9 @@ impl Arith for JitEmitter<'_, '_> {
             16 => types::I16,
             _ => I32,
         };
-        if let Some((_, t)) = self.narrow(a) {
-            if t.bits() <= ty.bits() {
-                // Already zero-extended from as narrow a type.
-                return a;
-            }
+        if self.zero_extended_from(a) <= ty.bits() {
+            // Already zero-extended from as narrow a type.
+            return a;
         }
         let n = self.b.ins().ireduce(ty, a);
         self.b.ins().uextend(I64, n)
