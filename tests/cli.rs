@@ -69,8 +69,36 @@ fn debug_exit_becomes_the_exit_status_and_stats_are_json() {
     let json: serde_json::Value = serde_json::from_str(err.lines().last().unwrap()).unwrap();
     assert!(json["insns"]["jit"].as_u64().unwrap() > 1_000_000);
     assert!(json["blocks"]["compiled"].as_u64().unwrap() > 0);
-    // Sieve's loops run as regions inside compiled code, so chained transfers may be few or
-    // none; every entry into compiled code is counted either way.
+    // Every compile is counted in one of the two optimisation levels, whose time is split
+    // among the parts, which add up to the whole (`--jit-opt tiered` compiles quickly first,
+    // then optimises sieve's hot loops).
+    let compile = &json["compile"];
+    let count = |t: &str| compile[t]["compiles"].as_u64().unwrap();
+    assert_eq!(
+        count("unoptimised") + count("optimised"),
+        json["blocks"]["compiled"].as_u64().unwrap()
+    );
+    for (t, optimiser) in [("unoptimised", false), ("optimised", true)] {
+        let tier = &compile[t];
+        assert!(count(t) > 0, "{t}: {tier}");
+        let ms = |k: &str| tier[k].as_f64().unwrap();
+        for part in ["build_ms", "lower_ms", "regalloc_ms", "emit_ms"] {
+            assert!(ms(part) > 0.0, "{t}: {part} in {tier}");
+        }
+        assert_eq!(ms("optimise_ms") > 0.0, optimiser, "{t}: {tier}");
+        let parts: f64 = [
+            "build_ms",
+            "optimise_ms",
+            "lower_ms",
+            "regalloc_ms",
+            "emit_ms",
+            "cranelift_other_ms",
+        ]
+        .iter()
+        .map(|k| ms(k))
+        .sum();
+        assert!((parts - ms("ms")).abs() < 1e-6 * ms("ms"), "{t}: {tier}");
+    }
     let exits = &json["exits"];
     assert!(exits["chained"].as_u64().is_some());
     assert!(exits["dispatched"].as_u64().unwrap() > 0);
@@ -84,6 +112,8 @@ fn the_text_statistics_name_every_counter() {
         "guest instructions",
         "blocks compiled",
         "us/guest insn",
+        "compiles, unoptimised",
+        "register allocation",
         "cache lookups",
         "chained",
         "invalidations",

@@ -5,7 +5,7 @@ use std::time::Duration;
 use crane86_machine::{Machine, MachineStats};
 use crane86_runtime::shadow::ShadowStats;
 use crane86_runtime::state::PagingStats;
-use crane86_translator::CacheStats;
+use crane86_translator::{CacheStats, TierStats};
 
 /// Everything `--stats` reports, gathered from one machine after a run.
 #[derive(Debug, Clone)]
@@ -119,6 +119,8 @@ impl Report {
                     c.recompiled
                 ),
             ),
+            ("compiles, unoptimised", tier_row(&c.unoptimised)),
+            ("compiles, optimised", tier_row(&c.optimised)),
             (
                 "cache lookups",
                 format!(
@@ -232,7 +234,12 @@ impl Report {
             "wall_s": self.wall.as_secs_f64(),
             "mips": self.mips(),
             "blocks": { "decoded": c.blocks_decoded, "compiled": c.blocks_compiled, "recompiled_optimised": c.recompiled, "insns_compiled": c.insns_compiled },
-            "compile": { "ms": c.compile_time.as_secs_f64() * 1e3, "us_per_guest_insn": self.us_per_compiled_insn() },
+            "compile": {
+                "ms": c.compile_time.as_secs_f64() * 1e3,
+                "us_per_guest_insn": self.us_per_compiled_insn(),
+                "unoptimised": tier_json(&c.unoptimised),
+                "optimised": tier_json(&c.optimised),
+            },
             "decode_ms": c.decode_time.as_secs_f64() * 1e3,
             "lookups": { "total": c.lookups, "successor_hits": c.successor_hits, "fast_hits": c.fast_hits, "map_hits": c.map_hits, "misses": c.misses },
             "exits": { "chained": self.chained, "jump_lookups": self.jump_lookups, "dispatched": r.jit_entries, "links": c.links, "links_cross_page": c.links_cross_page },
@@ -278,4 +285,45 @@ impl Report {
         })
         .to_string()
     }
+}
+
+/// A `--stats` row for the compiles of one optimisation level: how many, their cost per
+/// guest instruction and where their time went (see `crane86_translator::jit::timing`).
+fn tier_row(t: &TierStats) -> String {
+    let x = &t.times;
+    let total = x.total.as_secs_f64().max(1e-12);
+    let pct = |d: Duration| 100.0 * d.as_secs_f64() / total;
+    format!(
+        "{} ({} guest insns, {:.3} ms, {:.2} us/guest insn: building the IR {:.0}%, \
+         optimiser {:.0}%, lowering {:.0}%, register allocation {:.0}%, emission {:.0}%, \
+         rest of Cranelift {:.0}%)",
+        t.blocks,
+        t.insns,
+        x.total.as_secs_f64() * 1e3,
+        t.us_per_insn(),
+        pct(x.build()),
+        pct(x.optimise),
+        pct(x.lower),
+        pct(x.regalloc),
+        pct(x.emit),
+        pct(x.cranelift_other()),
+    )
+}
+
+/// The JSON object of [`tier_row`]'s figures, times in milliseconds.
+fn tier_json(t: &TierStats) -> serde_json::Value {
+    let x = &t.times;
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    serde_json::json!({
+        "compiles": t.blocks,
+        "insns": t.insns,
+        "ms": ms(x.total),
+        "us_per_guest_insn": t.us_per_insn(),
+        "build_ms": ms(x.build()),
+        "optimise_ms": ms(x.optimise),
+        "lower_ms": ms(x.lower),
+        "regalloc_ms": ms(x.regalloc),
+        "emit_ms": ms(x.emit),
+        "cranelift_other_ms": ms(x.cranelift_other()),
+    })
 }

@@ -284,6 +284,12 @@ impl Cache {
         }
         self.stats.blocks_compiled += 1;
         self.stats.insns_compiled += self.block(id).decoded.insns.len() as u64;
+        let tier = if code.optimised {
+            &mut self.stats.optimised
+        } else {
+            &mut self.stats.unoptimised
+        };
+        tier.add(code.insns, &code.times);
         self.stats.code_bytes += (hot.len() + cold.len()) as u64;
         self.stats.cold_bytes += cold.len() as u64;
         self.stats.uncut += u64::from(code.cut.is_none());

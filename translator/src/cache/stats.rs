@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::jit::timing::CompileTimes;
+
 #[cfg(doc)]
 use super::Cache;
 
@@ -18,6 +20,11 @@ pub struct CacheStats {
     pub insns_compiled: u64,
     /// Time spent compiling.
     pub compile_time: Duration,
+    /// Compiles without Cranelift's optimiser (quick code, or `--jit-opt none`), and where
+    /// their time went.
+    pub unoptimised: TierStats,
+    /// Compiles with it.
+    pub optimised: TierStats,
     /// Time spent decoding.
     pub decode_time: Duration,
     /// Lookups by the run loop.
@@ -60,4 +67,33 @@ pub struct CacheStats {
     /// Compiled blocks whose code was not cut into a hot and a cold part (none had a cold
     /// block, or the cut was refused).
     pub uncut: u64,
+}
+
+/// The compiles of one Cranelift optimisation level.
+#[derive(Clone, Debug, Default)]
+pub struct TierStats {
+    /// Compiles placed (a region counts once).
+    pub blocks: u64,
+    /// Guest instructions they compiled (a region's members included).
+    pub insns: u64,
+    /// Where their time went, added up.
+    pub times: CompileTimes,
+}
+
+impl TierStats {
+    /// Counts a compile of `insns` guest instructions that took `times`.
+    pub fn add(&mut self, insns: u64, times: &CompileTimes) {
+        self.blocks += 1;
+        self.insns += insns;
+        self.times.add(times);
+    }
+
+    /// Compile time per guest instruction, in microseconds.
+    pub fn us_per_insn(&self) -> f64 {
+        if self.insns == 0 {
+            0.0
+        } else {
+            self.times.total.as_secs_f64() * 1e6 / self.insns as f64
+        }
+    }
 }

@@ -68,6 +68,12 @@ pub struct Compiled {
     pub chain: ChainInfo,
     /// Where the code is cut into a hot and a cold part ([`super::split`]), if it is.
     pub cut: Option<super::split::Cut>,
+    /// Where the compile's time went.
+    pub times: super::timing::CompileTimes,
+    /// Cranelift's optimiser made it.
+    pub optimised: bool,
+    /// Guest instructions it compiled (a region's members included).
+    pub insns: u64,
 }
 
 /// The stub of an empty direct slot: entered by a tail call (`rdi` = cpu, `rsi` = budget,
@@ -160,6 +166,9 @@ pub fn resolve(
             targets,
         },
         cut: None,
+        times: Default::default(),
+        optimised: false,
+        insns: 0,
     })
 }
 

@@ -15,6 +15,7 @@ pub mod entry;
 pub mod helpers;
 pub mod shims;
 pub mod split;
+pub mod timing;
 #[cfg(test)]
 mod tlb_tests;
 pub mod worker;
@@ -226,6 +227,8 @@ impl Default for JitOptions {
 
 /// The Cranelift compiler with its reusable contexts.
 pub struct Jit {
+    /// `isa` runs Cranelift's optimiser ([`JitOptions::optimize`]).
+    optimize: bool,
     isa: OwnedTargetIsa,
     /// The same with `opt_level=none`, for [`ChainSlots::tier_up`] code.
     isa_quick: OwnedTargetIsa,
@@ -309,6 +312,7 @@ impl Jit {
                 .map_err(|e| JitError::Isa(e.to_string()))
         };
         Ok(Jit {
+            optimize: opts.optimize,
             isa: build(fb)?,
             isa_quick: build(quick)?,
             ctx: Context::new(),
@@ -412,6 +416,7 @@ impl Jit {
         blocks: &[DecodedBlock],
         chain: ChainSlots,
     ) -> Result<Compiled, JitError> {
+        let t0 = timing::start();
         let ctx = blocks
             .first()
             .map(|b| b.ctx)
@@ -425,6 +430,7 @@ impl Jit {
         let params = enter_function(&mut b);
         let (cpu, budget) = (params[0], params[1]);
         let quick = chain.tier_up != 0;
+        let optimised = !quick && self.optimize;
         if quick {
             let id = token_slot(chain.token[0]).0;
             count_run(&mut b, chain.tier_up, chain.tier_up_runs, cpu, id);
@@ -449,6 +455,9 @@ impl Jit {
                 chain.count,
             )?;
             c.cut = f.cold.and_then(|at| split::plan(&c.bytes, f.code_end, at));
+            c.times = timing::finish(t0);
+            c.optimised = optimised;
+            c.insns = blocks.iter().map(|b| b.insns.len() as u64).sum();
             Ok(c)
         });
         self.ctx.clear();
