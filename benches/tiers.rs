@@ -109,6 +109,8 @@ fn blocks() -> Vec<DecodedBlock> {
         v86: false,
         seg_checks: false,
         zero_bases: false,
+        fs_flat: false,
+        gs_flat: false,
     };
     let mut out = Vec::new();
     let mut off = 0usize;
@@ -137,6 +139,8 @@ fn translate(c: &mut Criterion) {
         v86: false,
         seg_checks: false,
         zero_bases: false,
+        fs_flat: false,
+        gs_flat: false,
     };
     let mut grp = c.benchmark_group("translate");
     grp.sample_size(10)

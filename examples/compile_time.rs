@@ -17,6 +17,8 @@ fn main() {
         v86: false,
         seg_checks: false,
         zero_bases: false,
+        fs_flat: false,
+        gs_flat: false,
     };
     let mut blocks = Vec::new();
     let mut off = 0usize;

@@ -40,7 +40,13 @@ const SEGCHECK_SHIFT: u32 = VM_SHIFT + 1;
 // 1 bit: outside 64-bit mode, DS, ES and SS have base 0 (`segment::limit::data_bases_zero`),
 // so accesses through them add no base.
 const ZERO_BASE_SHIFT: u32 = SEGCHECK_SHIFT + 1;
-const LAST_BIT: u32 = ZERO_BASE_SHIFT + 1;
+// 2 bits: outside 64-bit mode, FS (then GS) is flat (`segment::limit::segment_flat`), so
+// accesses through an FS (GS) override need no limit and type checks. The 32-bit Linux
+// kernel reaches its per-CPU data (`current`, the preemption count) through FS, a flat
+// segment with a non-zero base, and 32-bit glibc its thread-local data through GS.
+const FS_FLAT_SHIFT: u32 = ZERO_BASE_SHIFT + 1;
+const GS_FLAT_SHIFT: u32 = FS_FLAT_SHIFT + 1;
+const LAST_BIT: u32 = GS_FLAT_SHIFT + 1;
 const _: () = assert!(LAST_BIT <= 64, "BlockKey fields overflow a u64");
 
 /// A translated block's identity: where it was decoded (RIP and CS base), the physical
@@ -72,7 +78,9 @@ impl BlockKey {
             | u64::from(fpu_bits(cpu)) << FPU_SHIFT
             | u64::from(cpu.rflags & crate::flags::VM != 0) << VM_SHIFT
             | u64::from(!crate::segment::limit::data_segments_flat(cpu)) << SEGCHECK_SHIFT
-            | u64::from(crate::segment::limit::data_bases_zero(cpu)) << ZERO_BASE_SHIFT;
+            | u64::from(crate::segment::limit::data_bases_zero(cpu)) << ZERO_BASE_SHIFT
+            | u64::from(crate::segment::limit::segment_flat(cpu, SegReg::Fs)) << FS_FLAT_SHIFT
+            | u64::from(crate::segment::limit::segment_flat(cpu, SegReg::Gs)) << GS_FLAT_SHIFT;
         BlockKey {
             ip: cpu.rip,
             cs_base: cpu.seg[SegReg::Cs as usize].base,
@@ -134,6 +142,17 @@ impl BlockKey {
         (self.bits >> ZERO_BASE_SHIFT) & 1 != 0
     }
 
+    /// True when the block runs outside 64-bit mode with a flat FS: accesses through an FS
+    /// override need no limit and type checks.
+    pub fn fs_flat(self) -> bool {
+        (self.bits >> FS_FLAT_SHIFT) & 1 != 0
+    }
+
+    /// The same for GS.
+    pub fn gs_flat(self) -> bool {
+        (self.bits >> GS_FLAT_SHIFT) & 1 != 0
+    }
+
     /// True when paging was on (CR0.PG) for this block.
     pub fn paging(self) -> bool {
         (self.bits >> PG_SHIFT) & 1 != 0
@@ -175,6 +194,8 @@ impl BlockKey {
             | (1 << TF_SHIFT)
             | (1 << VM_SHIFT)
             | (1 << SEGCHECK_SHIFT)
+            | (1 << FS_FLAT_SHIFT)
+            | (1 << GS_FLAT_SHIFT)
             | (1 << STACK32_SHIFT);
         let bits = (self.bits & !cleared)
             | (CpuMode::Long64 as u64) << MODE_SHIFT

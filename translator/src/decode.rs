@@ -151,6 +151,8 @@ mod tests {
         v86: false,
         seg_checks: false,
         zero_bases: false,
+        fs_flat: false,
+        gs_flat: false,
     };
 
     #[test]
@@ -195,6 +197,8 @@ mod tests {
             v86: false,
             seg_checks: false,
             zero_bases: false,
+            fs_flat: false,
+            gs_flat: false,
         };
         let b = decode_block(&code, 0x7000, 4096, real, false);
         assert_eq!(b.insns.len(), 1);
@@ -211,6 +215,8 @@ mod tests {
             v86: true,
             seg_checks: false,
             zero_bases: false,
+            fs_flat: false,
+            gs_flat: false,
             ..prot16
         };
         let b = decode_block(&code, 0x7000, 4096, v86, false);

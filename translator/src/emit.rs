@@ -158,6 +158,11 @@ pub struct Ctx {
     /// Outside 64-bit mode, DS, ES and SS have base 0 (`BlockKey::zero_bases`): accesses
     /// through them add no base.
     pub zero_bases: bool,
+    /// Outside 64-bit mode, FS is flat (`BlockKey::fs_flat`): accesses through an FS
+    /// override are not checked.
+    pub fs_flat: bool,
+    /// The same for GS (`BlockKey::gs_flat`).
+    pub gs_flat: bool,
 }
 
 /// [`Ctx::fpu`] as an operating system sets it up: the FPU present and in use.
@@ -175,6 +180,8 @@ impl Ctx {
             v86: key.v86(),
             seg_checks: key.seg_checks(),
             zero_bases: key.zero_bases(),
+            fs_flat: key.fs_flat(),
+            gs_flat: key.gs_flat(),
         }
     }
 

@@ -153,6 +153,8 @@ mod tests {
             v86: false,
             seg_checks: false,
             zero_bases: false,
+            fs_flat: false,
+            gs_flat: false,
         };
         assert_eq!(plan(&pushf, ctx(CpuMode::Prot16, true)), Plan::Runtime);
         for (mode, user) in [
@@ -184,6 +186,8 @@ mod tests {
             v86: false,
             seg_checks: false,
             zero_bases: false,
+            fs_flat: false,
+            gs_flat: false,
         };
         // rep insb, outsd
         assert_eq!(plan(&decode(32, &[0xf3, 0x6c]), ctx), Plan::Runtime);

@@ -4,6 +4,7 @@ use crane86_machine::{ExceptionPolicy, Machine, MachineConfig, RunEnd};
 use crane86_runtime::{CpuMode, Gpr};
 use crane86_translator::Tier;
 use iced_x86::code_asm::*;
+use iced_x86::BlockEncoderOptions;
 
 fn machine(tier: Tier) -> Machine {
     Machine::new(&MachineConfig {
@@ -671,4 +672,69 @@ fn background_compilation_gives_the_same_result_and_compiles() {
     assert_eq!(m.cpu.gpr(Gpr::R9), want);
     assert!(m.cache.stats.blocks_compiled > 0, "nothing was compiled");
     assert!(m.stats.insns_jit > m.stats.insns_interp, "{:?}", m.stats);
+}
+
+/// Blocks under a flat FS skip the limit check of FS overrides (`BlockKey::fs_flat`), so
+/// code that ran hot (compiled, in the JIT tiers) under a flat FS must be checked again once
+/// FS is loaded with a 512-byte segment: a dword at FS:0x1FE crosses that limit, #GP(0) at
+/// the access, in every tier.
+#[test]
+fn fs_override_checks_follow_fs_loads_in_every_tier() {
+    use crane86_runtime::Exception;
+    let mut a = CodeAssembler::new(32).unwrap();
+    let mut top = a.create_label();
+    a.xor(eax, eax).unwrap();
+    a.mov(ecx, 200).unwrap();
+    a.mov(ebx, 0x18).unwrap();
+    a.mov(fs, bx).unwrap();
+    a.mov(esi, 0x100).unwrap();
+    a.xor(edi, edi).unwrap();
+    a.set_label(&mut top).unwrap();
+    a.add(eax, dword_ptr(esi).fs()).unwrap();
+    a.add(esi, edi).unwrap();
+    a.dec(ecx).unwrap();
+    a.jne(top).unwrap();
+    a.mov(ebx, 0x20).unwrap();
+    a.mov(fs, bx).unwrap();
+    // Within the limit first, then across it.
+    a.mov(esi, 0x1fc).unwrap();
+    a.mov(edi, 2).unwrap();
+    a.mov(ecx, 2).unwrap();
+    a.jmp(top).unwrap();
+    let r = a
+        .assemble_options(0x1000, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS)
+        .unwrap();
+    let add_at = r.label_ip(&top).unwrap();
+    let code = r.inner.code_buffer;
+    for tier in TIERS {
+        let mut m = machine(tier);
+        m.load_flat(&code, 0x1000, 0x1000, CpuMode::Prot32).unwrap();
+        // Null, flat code, flat data, flat data based at 0x3000, 512-byte data at 0x3000.
+        let gdt: [u64; 5] = [
+            0,
+            0x00cf_9a00_0000_ffff,
+            0x00cf_9200_0000_ffff,
+            0x00cf_9200_3000_ffff,
+            0x0040_9200_3000_01ff,
+        ];
+        for (i, d) in gdt.iter().enumerate() {
+            m.mem.load(0x500 + 8 * i as u64, &d.to_le_bytes()).unwrap();
+        }
+        m.cpu.gdtr = crane86_runtime::DescriptorTable {
+            base: 0x500,
+            limit: 39,
+        };
+        m.mem.load(0x3100, &7u32.to_le_bytes()).unwrap();
+        m.mem.load(0x31fc, &1000u32.to_le_bytes()).unwrap();
+        match m.run(Some(100_000)).unwrap() {
+            RunEnd::Fault { fault, rip } => {
+                assert_eq!(fault.exception, Exception::GeneralProtection, "{tier:?}");
+                assert_eq!(fault.error_code, 0, "{tier:?}");
+                assert_eq!(rip, add_at, "{tier:?}");
+            }
+            other => panic!("{tier:?}: {other:?}"),
+        }
+        assert_eq!(m.cpu.gpr(Gpr::Rax), 200 * 7 + 1000, "{tier:?}");
+        assert_eq!(m.cpu.gpr(Gpr::Rsi), 0x1fe, "{tier:?}");
+    }
 }

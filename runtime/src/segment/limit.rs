@@ -2,8 +2,9 @@
 //! "Type checking"): which segments need them, and the reference form of the check.
 //!
 //! Generated code checks an access only in blocks whose key says DS, ES or SS is not flat
-//! ([`data_segments_flat`]), and on every access through a CS, FS or GS override outside
-//! 64-bit mode; the translator emits the same arithmetic as [`access_fault`] (its unit tests
+//! ([`data_segments_flat`]), on an access through an FS or GS override when the key says
+//! that segment is not flat ([`segment_flat`]), and on every access through a CS override
+//! outside 64-bit mode; the translator emits the same arithmetic as [`access_fault`] (its unit tests
 //! compare the two). In 64-bit mode only the canonical checks apply.
 
 use crate::state::{CpuMode, CpuState, SegReg, Segment, CR0_PE, SEG_DB, SEG_P};
@@ -58,6 +59,14 @@ pub fn data_segments_flat(cpu: &CpuState) -> bool {
             .iter()
             .all(|&s| is_flat(&cpu.seg[s as usize], r)),
     }
+}
+
+/// True outside 64-bit mode when `s` is flat ([`is_flat`]): accesses through it can skip
+/// the limit and type checks. One bit of the block key each for FS and GS; every
+/// instruction that loads a segment register is runtime-class, as for
+/// [`data_segments_flat`]. In 64-bit mode, where nothing is checked, the bits stay clear.
+pub fn segment_flat(cpu: &CpuState, s: SegReg) -> bool {
+    rules(cpu).is_some_and(|r| is_flat(&cpu.seg[s as usize], r))
 }
 
 /// True outside 64-bit mode when DS, ES and SS all have base 0, as every 32-bit operating
@@ -244,6 +253,29 @@ mod tests {
         assert!(!data_segments_flat(&cpu));
         assert!(data_segments_flat(&CpuState::new(CpuMode::Long64)));
         assert!(!data_segments_flat(&CpuState::new(CpuMode::Real16)));
+    }
+
+    #[test]
+    fn fs_and_gs_are_keyed_flat_only_outside_64_bit_mode_with_a_4_gib_limit() {
+        use crate::BlockKey;
+        let mut cpu = CpuState::new(CpuMode::Prot32);
+        // A base does not matter (the 32-bit kernel's per-CPU FS has one).
+        cpu.seg[SegReg::Fs as usize].base = 0x1000;
+        let k = BlockKey::new(0, &cpu);
+        assert!(k.fs_flat() && k.gs_flat());
+        cpu.seg[SegReg::Fs as usize].limit = 0x1ff;
+        cpu.seg[SegReg::Gs as usize].attrs &= !SEG_P;
+        let k = BlockKey::new(0, &cpu);
+        assert!(!k.fs_flat() && !k.gs_flat());
+        assert_ne!(
+            k.mode_bits(),
+            BlockKey::new(0, &CpuState::new(CpuMode::Prot32)).mode_bits()
+        );
+        let k = BlockKey::new(0, &CpuState::new(CpuMode::Long64));
+        assert!(
+            !k.fs_flat() && !k.gs_flat(),
+            "nothing is checked in 64-bit mode"
+        );
     }
 
     #[test]

@@ -2,9 +2,11 @@
 //! form of `crane86_runtime::segment::limit::access_fault`.
 //!
 //! A block whose key says DS, ES and SS are flat (`Ctx::seg_checks` clear) emits nothing for
-//! accesses through them, so flat guests pay nothing; accesses through a CS, FS or GS
-//! override are checked in every block outside 64-bit mode (they are rare, and FS/GS are
-//! often null in 32-bit code). The check reads the segment's limit and attributes at run
+//! accesses through them, so flat guests pay nothing; accesses through an FS or GS override
+//! only in blocks whose key says that segment is not flat (`Ctx::fs_flat`, `Ctx::gs_flat`:
+//! the 32-bit Linux kernel's per-CPU data is behind a flat FS with a base, and every such
+//! access used to pay the check, about fifteen host instructions), and through a CS override
+//! in every block outside 64-bit mode (rare). The check reads the segment's limit and attributes at run
 //! time and raises #SS(0) for SS, #GP(0) otherwise, before the access changes anything.
 
 use crane86_runtime::segment::limit::{TYPE_CODE, TYPE_EXPAND_DOWN, TYPE_RW};
@@ -31,9 +33,13 @@ pub enum Access {
 pub fn check<E: Emit>(e: &mut E, seg: Register, off: E::V, size: u32, access: Access) -> R<()> {
     let ctx = e.ctx();
     let s = seg_of(seg);
-    if ctx.mode == CpuMode::Long64
-        || !(ctx.seg_checks || matches!(s, SegReg::Cs | SegReg::Fs | SegReg::Gs))
-    {
+    let checked = match s {
+        SegReg::Cs => true,
+        SegReg::Fs => !ctx.fs_flat,
+        SegReg::Gs => !ctx.gs_flat,
+        _ => ctx.seg_checks,
+    };
+    if ctx.mode == CpuMode::Long64 || !checked {
         return Ok(());
     }
     check_limit_and_type(e, s, off, size, access)
