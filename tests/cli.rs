@@ -99,9 +99,34 @@ fn debug_exit_becomes_the_exit_status_and_stats_are_json() {
         .sum();
         assert!((parts - ms("ms")).abs() < 1e-6 * ms("ms"), "{t}: {tier}");
     }
+    // The vCPU thread's phases were sampled: shares of seven phases that add up to 100%.
+    let phases = json["phases_percent"].as_object().expect("sampled phases");
+    assert_eq!(phases.len(), 7, "{phases:?}");
+    let total: f64 = phases.values().map(|v| v.as_f64().unwrap()).sum();
+    assert!((total - 100.0).abs() < 1e-6, "{phases:?}");
     let exits = &json["exits"];
     assert!(exits["chained"].as_u64().is_some());
     assert!(exits["dispatched"].as_u64().unwrap() > 0);
+}
+
+/// The crc32 guest spends its ~20 ms in one compiled loop: generated code is the largest of
+/// the sampled phases (70-90% of the samples; the loop is compiled on the compile thread,
+/// which is not sampled).
+#[test]
+fn the_phase_samples_find_a_compiled_loop_in_generated_code() {
+    let o = crane86(&["run", "--guest", "crc32", "--stats=json"]);
+    let err = text(&o.stderr);
+    let json: serde_json::Value = serde_json::from_str(err.lines().last().unwrap()).unwrap();
+    let phases = json["phases_percent"].as_object().expect("sampled phases");
+    let share = |k: &str| phases[k].as_f64().unwrap();
+    let code = share("generated_code");
+    for (k, v) in phases {
+        assert!(
+            k == "generated_code" || v.as_f64().unwrap() < code,
+            "{phases:?}"
+        );
+    }
+    assert_eq!(share("idle"), 0.0, "crc32 never halts: {phases:?}");
 }
 
 #[test]
@@ -114,6 +139,8 @@ fn the_text_statistics_name_every_counter() {
         "us/guest insn",
         "compiles, unoptimised",
         "register allocation",
+        "vCPU thread by phase",
+        "generated code",
         "cache lookups",
         "chained",
         "invalidations",

@@ -12,6 +12,7 @@
 //! code passes into `&mut CpuState`: generated code passes its own, which the run loop lent
 //! it for the call and which nothing else borrows until the shim returns.
 
+use crate::phase::Phase;
 use crane86_fpu::x87::{self, Outcome, Site, X87Fault};
 use crane86_fpu::{Operands, SimdFault};
 use iced_x86::Code;
@@ -128,7 +129,11 @@ pub unsafe extern "C" fn simd_helper(
     _: u64,
 ) -> u64 {
     // SAFETY: generated code passes its own CpuState, valid and unaliased for the call.
-    simd(unsafe { &mut *cpu }, code, ops)
+    let cpu = unsafe { &mut *cpu };
+    cpu.phase.set(Phase::Helper);
+    let r = simd(cpu, code, ops);
+    cpu.phase.set(Phase::Jit);
+    r
 }
 
 /// Generated code's entry to [`x87`].
@@ -143,7 +148,11 @@ pub unsafe extern "C" fn x87_helper(
     ip: u64,
 ) -> u64 {
     // SAFETY: as in `simd_helper`.
-    x87(unsafe { &mut *cpu }, code, ops, data, ip)
+    let cpu = unsafe { &mut *cpu };
+    cpu.phase.set(Phase::Helper);
+    let r = x87(cpu, code, ops, data, ip);
+    cpu.phase.set(Phase::Jit);
+    r
 }
 
 /// Generated code's entry to [`x87_commit`].

@@ -26,6 +26,7 @@ pub mod memory;
 pub mod msr;
 pub mod paging;
 pub mod pcid;
+pub mod phase;
 pub mod rsb;
 pub mod segment;
 pub mod shadow;

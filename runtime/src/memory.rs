@@ -21,6 +21,7 @@ use std::ptr::NonNull;
 
 use crate::exception::{Exception, Fault};
 use crate::paging::{permits, walk_traced, Access, PagingMode, Translation, WalkRegs};
+use crate::phase::Phase;
 use crate::state::CpuState;
 
 mod bulk;
@@ -806,19 +807,23 @@ fn stack_fault(cpu: &mut CpuState, linear: u64, size: u64) -> bool {
 pub unsafe extern "C" fn load_slow(cpu: *mut CpuState, linear: u64, size: u64) -> u64 {
     // SAFETY: generated code passes its own live CpuState; the run loop set `mem`.
     let cpu = unsafe { &mut *cpu };
+    cpu.phase.set(Phase::Helper);
     // SAFETY: see the module invariants: `mem` is live and not otherwise borrowed now.
     let mem = unsafe { &mut *cpu.mem };
     cpu.mem_slow += 1;
-    if stack_fault(cpu, linear, size) {
-        return 0;
-    }
-    match read_data(cpu, mem, linear, (size & SIZE_MASK) as u32) {
-        Ok(v) => v,
-        Err(f) => {
-            cpu.raise(f, linear);
-            0
+    let v = if stack_fault(cpu, linear, size) {
+        0
+    } else {
+        match read_data(cpu, mem, linear, (size & SIZE_MASK) as u32) {
+            Ok(v) => v,
+            Err(f) => {
+                cpu.raise(f, linear);
+                0
+            }
         }
-    }
+    };
+    cpu.phase.set(Phase::Jit);
+    v
 }
 
 /// Store slow path called by generated code on a TLB miss or a store to a code page. On a
@@ -830,15 +835,16 @@ pub unsafe extern "C" fn load_slow(cpu: *mut CpuState, linear: u64, size: u64) -
 pub unsafe extern "C" fn store_slow(cpu: *mut CpuState, linear: u64, size: u64, value: u64) {
     // SAFETY: as in `load_slow`.
     let cpu = unsafe { &mut *cpu };
+    cpu.phase.set(Phase::Helper);
     // SAFETY: as in `load_slow`; the slow path is the only user of `mem` while it runs.
     let mem = unsafe { &mut *cpu.mem };
     cpu.mem_slow += 1;
-    if stack_fault(cpu, linear, size) {
-        return;
+    if !stack_fault(cpu, linear, size) {
+        if let Err(f) = write_data(cpu, mem, linear, (size & SIZE_MASK) as u32, value) {
+            cpu.raise(f, linear);
+        }
     }
-    if let Err(f) = write_data(cpu, mem, linear, (size & SIZE_MASK) as u32, value) {
-        cpu.raise(f, linear);
-    }
+    cpu.phase.set(Phase::Jit);
 }
 
 /// [`rep_bulk`] for generated code: `code` is [`BulkOp::code`]. Returns the iterations done.
@@ -854,10 +860,13 @@ pub unsafe extern "C" fn rep_bulk_slow(
 ) -> u64 {
     // SAFETY: as in `load_slow`.
     let cpu = unsafe { &mut *cpu };
+    cpu.phase.set(Phase::Helper);
     // SAFETY: as in `load_slow`; the helper is the only user of `mem` while it runs.
     let mem = unsafe { &mut *cpu.mem };
     let (op, size) = BulkOp::from_code(code);
-    rep_bulk(cpu, mem, op, size, dst, src_or_value, count)
+    let done = rep_bulk(cpu, mem, op, size, dst, src_or_value, count);
+    cpu.phase.set(Phase::Jit);
+    done
 }
 
 /// The permissions `/proc/self/maps` shows for the host mapping that holds `addr` (such as

@@ -420,6 +420,8 @@ pub struct CpuState {
     /// The return stack buffer that generated code pushes at near CALLs and checks at near
     /// RETs (a prediction only; see [`crate::rsb`]).
     pub rsb: crate::rsb::Rsb,
+    /// What the vCPU thread is doing, for `--stats` (see [`crate::phase`]).
+    pub phase: crate::phase::PhaseCell,
 }
 
 // SAFETY: the only non-Send field is the `mem` context pointer, which is null outside a run
@@ -529,6 +531,7 @@ impl CpuState {
             task_trap: false,
             nmi_blocked: false,
             rsb: crate::rsb::Rsb::EMPTY,
+            phase: crate::phase::PhaseCell::default(),
             tlb: [[TlbEntry::INVALID; TLB_ENTRIES]; 2],
             tlb_filled: [[0; TLB_ENTRIES / 64]; 2],
             tlb_global: [[0; TLB_ENTRIES / 64]; 2],
@@ -701,6 +704,8 @@ impl Clone for CpuState {
             tlb_large: self.tlb_large,
             tlb_victims: self.tlb_victims,
             shadow: self.shadow.clone(),
+            // A copy runs on its own: it records its phases apart.
+            phase: crate::phase::PhaseCell::default(),
         }
     }
 }

@@ -262,6 +262,8 @@ pub struct Fetch<'a> {
 
 /// The translation cache. See the module documentation.
 pub struct Cache {
+    /// Where the vCPU thread records that it translates (`crane86_runtime::phase`).
+    phase: crane86_runtime::phase::PhaseCell,
     blocks: Vec<Option<Block>>,
     free: Vec<BlockId>,
     map: HashMap<BlockKey, BlockId>,
@@ -374,6 +376,7 @@ impl Cache {
             shims.addr[h as usize] = at as u64;
         }
         Ok(Cache {
+            phase: Default::default(),
             blocks: Vec::new(),
             free: Vec::new(),
             map: HashMap::new(),
@@ -471,6 +474,19 @@ impl Cache {
     /// cache first.
     pub fn block_budget(&self) -> usize {
         self.block_budget
+    }
+
+    /// Records translation work in `cell` from now on (see `crane86_runtime::phase`).
+    pub fn set_phase_cell(&mut self, cell: crane86_runtime::phase::PhaseCell) {
+        self.phase = cell;
+    }
+
+    /// Records `Translate` as the vCPU thread's phase until the guard drops.
+    fn translating(&self) -> TranslatePhase {
+        let cell = self.phase.clone();
+        let before = cell.get();
+        cell.set(crane86_runtime::phase::Phase::Translate);
+        TranslatePhase(cell, before)
     }
 
     /// Finds the block for `key`, decoding it from guest memory if needed. `cpu` is the CPU
@@ -591,6 +607,7 @@ impl Cache {
     }
 
     fn insert(&mut self, key: BlockKey, cpu: &mut CpuState, mem: &mut PhysMem) -> BlockId {
+        let _phase = self.translating();
         let t0 = Instant::now();
         let phys = key.phys();
         let page = phys & PAGE_MASK;
@@ -927,5 +944,18 @@ impl Cache {
     /// Invalidates every return prediction pushed so far (see [`Cache::epoch`]).
     fn new_epoch(&mut self) {
         *self.epoch = new_epoch();
+    }
+}
+
+/// The vCPU thread's phase while the cache translates ([`Cache::translating`]): restores the
+/// phase before it when dropped.
+struct TranslatePhase(
+    crane86_runtime::phase::PhaseCell,
+    crane86_runtime::phase::Phase,
+);
+
+impl Drop for TranslatePhase {
+    fn drop(&mut self) {
+        self.0.set(self.1);
     }
 }

@@ -370,6 +370,15 @@ pub fn run_boot(args: &RunArgs, boot: &Boot) -> Result<Outcome> {
         Some(input) => Some(Console::start(input)?),
         None => None,
     };
+    // Time per phase: a thread samples what the vCPU thread is doing (see
+    // `crane86_runtime::phase`), only when statistics are asked for.
+    let sampler = match args.stats {
+        Some(_) => Some(crane86_runtime::phase::PhaseSampler::start(
+            m.phase.clone(),
+            crate::stats::PHASE_SAMPLE,
+        )?),
+        None => None,
+    };
     let t0 = Instant::now();
     let mut killed = false;
     let timer = args
@@ -480,9 +489,10 @@ pub fn run_boot(args: &RunArgs, boot: &Boot) -> Result<Outcome> {
             EXIT_GUEST_FAULT
         }
     };
+    let phases = sampler.map(|s| s.finish());
     match args.stats {
-        Some(StatsFormat::Text) => eprint!("{}", Report::new(&m, wall).table()),
-        Some(StatsFormat::Json) => eprintln!("{}", Report::new(&m, wall).json()),
+        Some(StatsFormat::Text) => eprint!("{}", Report::new(&m, wall, phases).table()),
+        Some(StatsFormat::Json) => eprintln!("{}", Report::new(&m, wall, phases).json()),
         None => {}
     }
     Ok(Outcome {

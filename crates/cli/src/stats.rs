@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crane86_machine::{Machine, MachineStats};
+use crane86_runtime::phase::PHASES;
 use crane86_runtime::shadow::ShadowStats;
 use crane86_runtime::state::PagingStats;
 use crane86_translator::{CacheStats, TierStats};
@@ -33,11 +34,17 @@ pub struct Report {
     pub shadow_held: (usize, usize),
     /// Wall time of the run.
     pub wall: Duration,
+    /// Samples of the vCPU thread's phase, one per [`PHASE_SAMPLE`], in
+    /// `crane86_runtime::phase::PHASES` order (none when nobody sampled).
+    pub phases: Option<[u64; PHASES.len()]>,
 }
+
+/// How often `--stats` samples the vCPU thread's phase.
+pub const PHASE_SAMPLE: Duration = Duration::from_millis(1);
 
 impl Report {
     /// Collects the counters of `m` after a run that took `wall`.
-    pub fn new(m: &Machine, wall: Duration) -> Report {
+    pub fn new(m: &Machine, wall: Duration, phases: Option<[u64; PHASES.len()]>) -> Report {
         Report {
             run: m.stats.clone(),
             cache: m.cache.stats.clone(),
@@ -50,7 +57,15 @@ impl Report {
             shadow: m.cpu.shadow.stats,
             shadow_held: (m.cpu.shadow.spaces(), m.cpu.shadow.len()),
             wall,
+            phases,
         }
+    }
+
+    /// Each phase's share of the samples, in percent, in `PHASES` order.
+    pub fn phase_shares(&self) -> Option<[f64; PHASES.len()]> {
+        let n = self.phases?;
+        let total = n.iter().sum::<u64>();
+        (total > 0).then(|| n.map(|k| 100.0 * k as f64 / total as f64))
     }
 
     fn total_insns(&self) -> u64 {
@@ -100,6 +115,7 @@ impl Report {
                 "wall time",
                 format!("{:.3} s, {:.1} MIPS", self.wall.as_secs_f64(), self.mips()),
             ),
+            ("vCPU thread by phase", self.phase_row()),
             (
                 "blocks decoded",
                 format!(
@@ -232,6 +248,7 @@ impl Report {
             "insns": { "interp": r.insns_interp, "jit": r.insns_jit, "total": self.total_insns() },
             "interp_runs": { "total": r.interp_runs, "chained": r.interp_chained },
             "wall_s": self.wall.as_secs_f64(),
+            "phases_percent": self.phase_json(),
             "mips": self.mips(),
             "blocks": { "decoded": c.blocks_decoded, "compiled": c.blocks_compiled, "recompiled_optimised": c.recompiled, "insns_compiled": c.insns_compiled },
             "compile": {
@@ -326,4 +343,38 @@ fn tier_json(t: &TierStats) -> serde_json::Value {
         "emit_ms": ms(x.emit),
         "cranelift_other_ms": ms(x.cranelift_other()),
     })
+}
+
+impl Report {
+    /// The `--stats` row of the vCPU thread's time per phase.
+    fn phase_row(&self) -> String {
+        let Some(shares) = self.phase_shares() else {
+            return "not sampled".into();
+        };
+        let parts: Vec<String> = PHASES
+            .iter()
+            .zip(shares)
+            .map(|(p, pct)| format!("{} {pct:.1}%", p.name()))
+            .collect();
+        let n: u64 = self.phases.map_or(0, |n| n.iter().sum());
+        format!(
+            "{} ({n} samples, one per {} ms)",
+            parts.join(", "),
+            PHASE_SAMPLE.as_millis()
+        )
+    }
+
+    /// The phases' shares as a JSON object keyed by phase name (null when not sampled).
+    fn phase_json(&self) -> serde_json::Value {
+        match self.phase_shares() {
+            Some(shares) => serde_json::Value::Object(
+                PHASES
+                    .iter()
+                    .zip(shares)
+                    .map(|(p, pct)| (p.name().replace(' ', "_"), serde_json::json!(pct)))
+                    .collect(),
+            ),
+            None => serde_json::Value::Null,
+        }
+    }
 }

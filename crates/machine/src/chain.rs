@@ -24,6 +24,7 @@
 //!   with an interrupt shadow (STI, inline at CPL 0: the run loop must run it to hold
 //!   interrupts off after it), single-stepping, debugger breakpoints, an interrupt shadow.
 
+use crane86_runtime::phase::Phase;
 use std::sync::atomic::Ordering;
 
 use crane86_runtime::memory::probe_fetch_phys;
@@ -102,7 +103,9 @@ impl Machine {
                 Some(pc) => pc.port_io(),
                 None => &mut self.ports,
             };
+            self.phase.set(Phase::Interp);
             let (exit, n) = run_block(&mut self.cpu, &mut self.mem, io, block, limit - retired);
+            self.phase.set(Phase::RunLoop);
             self.stats.insns_interp += n;
             self.stats.interp_runs += 1;
             self.stats.interp_chained += 1;

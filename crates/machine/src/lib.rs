@@ -31,6 +31,7 @@ pub use pc::{SerialInput, SerialSink};
 pub use ports::FlatPorts;
 pub use run::{MachineStats, RunEnd};
 
+use crane86_runtime::phase::PhaseCell;
 use crane86_runtime::{paging, CpuMode, CpuState, Gpr, MemError, PhysMem, SegReg, Segment};
 use crane86_translator::cache::CacheError;
 use crane86_translator::jit::JitOptions;
@@ -135,6 +136,10 @@ pub struct Machine {
     db_blocked: Option<u64>,
     /// The translation cache.
     pub cache: Cache,
+    /// What the vCPU thread is doing, for `--stats`'s time per phase; the same cell for the
+    /// whole machine's life, handed to the CPU state and the cache at every run (the CPU
+    /// state is replaced by loads and reboots).
+    pub phase: PhaseCell,
     /// Run statistics.
     pub stats: MachineStats,
     /// What an exception does.
@@ -281,6 +286,7 @@ impl Machine {
             irq_shadow: false,
             db_blocked: None,
             cache: Cache::new(cfg.tier, cfg.code_arena_bytes, cfg.jit)?,
+            phase: PhaseCell::default(),
             stats: MachineStats::default(),
             exceptions: cfg.exceptions,
             debug: DebugControl::default(),

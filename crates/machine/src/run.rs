@@ -4,6 +4,7 @@
 use crane86_runtime::debug::{self, DR6_BS, DR6_BT, DR6_HITS};
 use crane86_runtime::interrupt::{self, Combined, Delivery, Event, EventKind};
 use crane86_runtime::memory::fetch_phys;
+use crane86_runtime::phase::Phase;
 use crane86_runtime::state::{EXIT_DEVICE, EXIT_STOP};
 use crane86_runtime::{flags as fl, BlockKey, Exception, Fault, LazyFlags, SegReg};
 use crane86_translator::interp::{self, run_block, InterpExit};
@@ -161,6 +162,10 @@ impl Machine {
     /// On the PC board, [`crate::SerialInput`] handles reach this run's `exit_request` while
     /// it lasts, so that input and stop requests from other threads interrupt it.
     pub fn run(&mut self, limit: Option<u64>) -> Result<RunEnd, MachineError> {
+        // Loads and reboots replace the CPU state: give it, and the cache, the machine's cell.
+        self.cpu.phase = self.phase.clone();
+        self.cache.set_phase_cell(self.phase.clone());
+        self.phase.set(Phase::RunLoop);
         let _attached = self
             .pc
             .as_ref()
@@ -169,6 +174,7 @@ impl Machine {
         if let Some(pc) = &self.pc {
             pc.serial().flush_pending();
         }
+        self.phase.set(Phase::RunLoop);
         end
     }
 
@@ -225,7 +231,10 @@ impl Machine {
                 if request & EXIT_DEVICE != 0 {
                     pc.note_device_access();
                 }
-                if let Some(end) = self.service_devices() {
+                self.phase.set(Phase::Devices);
+                let serviced = self.service_devices();
+                self.phase.set(Phase::RunLoop);
+                if let Some(end) = serviced {
                     return Ok(end);
                 }
                 if self.cpu.fault.pending != 0 || self.task_trap() {
@@ -304,10 +313,12 @@ impl Machine {
                 let slice = limit.min(SLICE as u64) as i64;
                 self.cpu.budget = slice;
                 self.cpu.tsc_base = crane86_runtime::msr::tsc(&self.cpu).wrapping_add(slice as u64);
+                self.phase.set(Phase::Jit);
                 let exit = self
                     .cache
                     .run_compiled(id, &mut self.cpu, &mut self.mem)
                     .unwrap_or(crane86_translator::jit::EXIT_NEXT);
+                self.phase.set(Phase::RunLoop);
                 let retired = (slice - self.cpu.budget).max(0) as u64;
                 self.stats.insns_jit += retired;
                 self.cpu.retired += retired;
@@ -372,7 +383,9 @@ impl Machine {
                     None => &mut self.ports,
                 };
                 let len = block.insns.len() as u64;
+                self.phase.set(Phase::Interp);
                 let (exit, n) = run_block(&mut self.cpu, &mut self.mem, io, block, limit);
+                self.phase.set(Phase::RunLoop);
                 self.stats.insns_interp += n;
                 self.cpu.retired += n;
                 self.stats.interp_runs += 1;
@@ -455,7 +468,10 @@ impl Machine {
                         // A debug trap of the HLT itself (single-step) is an event that wakes
                         // the CPU at once: its handler returns past the HLT.
                         if self.cpu.fault.pending == 0 {
-                            match self.halt() {
+                            self.phase.set(Phase::Idle);
+                            let wake = self.halt();
+                            self.phase.set(Phase::RunLoop);
+                            match wake {
                                 Wake::Event => {}
                                 Wake::Never => return Ok(RunEnd::Halted),
                                 Wake::Stopped => {

@@ -176,6 +176,7 @@ impl Cache {
     }
 
     fn install(&mut self, d: Done) -> Result<(), CacheError> {
+        let _phase = self.translating();
         self.stats.compile_time += d.time;
         let live = self
             .blocks
@@ -231,6 +232,7 @@ impl Cache {
     }
 
     fn compile(&mut self, id: BlockId, upgrade: bool) -> Result<*const u8, CacheError> {
+        let _phase = self.translating();
         let t0 = Instant::now();
         let blocks = self.region(id);
         let quick = self.compiles_quick(id, &blocks, upgrade);

@@ -74,6 +74,22 @@ pub unsafe extern "C" fn jump_lookup(
     mode_bits: u64,
     table: u64,
 ) -> u64 {
+    // SAFETY: the contract above is the caller's.
+    unsafe {
+        as_helper(cpu, |cpu| {
+            jump_lookup_in(cpu, rip, cs_base, mode_bits, table)
+        })
+    }
+}
+
+/// [`jump_lookup`]'s work; the same contract.
+unsafe fn jump_lookup_in(
+    cpu: *mut CpuState,
+    rip: u64,
+    cs_base: u64,
+    mode_bits: u64,
+    table: u64,
+) -> u64 {
     // SAFETY: see the function's contract: both pointers are live for the call, and nothing
     // else accesses the CPU state or guest memory while generated code runs.
     let (cpu, mem) = unsafe { (&mut *cpu, &mut *(*cpu).mem) };
@@ -189,6 +205,27 @@ fn msr_is_cpu_state(index: u32) -> bool {
 /// cache's boxed copy of the block the calling code was compiled from, which lives as long
 /// as that code (`crate::cache::Block::runtime`).
 pub unsafe extern "C" fn run_runtime(cpu: *mut CpuState, block: u64) -> u64 {
+    // SAFETY: the contract above is the caller's.
+    unsafe { as_helper(cpu, |cpu| run_runtime_in(cpu, block)) }
+}
+
+/// Runs `f` on `cpu` in the helper phase (`--stats`'s time per phase, see
+/// `crane86_runtime::phase`), back in the generated-code phase after it.
+///
+/// # Safety
+/// `cpu` must point to a live CpuState; `f` gets the same pointer.
+unsafe fn as_helper(cpu: *mut CpuState, f: impl FnOnce(*mut CpuState) -> u64) -> u64 {
+    use crane86_runtime::phase::Phase;
+    // SAFETY: live per the contract; the reference ends before `f` runs.
+    unsafe { (*cpu).phase.set(Phase::Helper) };
+    let r = f(cpu);
+    // SAFETY: as above; `f` has returned.
+    unsafe { (*cpu).phase.set(Phase::Jit) };
+    r
+}
+
+/// [`run_runtime`]'s work; the same contract.
+unsafe fn run_runtime_in(cpu: *mut CpuState, block: u64) -> u64 {
     use crane86_runtime::flags::{IF, NT, RF, TF, VM};
     use iced_x86::{Mnemonic, Register};
     // SAFETY: see the function's contract: the state, guest memory and block are live for
