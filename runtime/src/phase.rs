@@ -82,21 +82,26 @@ impl PhaseCell {
         Phase::from_u8(self.0.load(Ordering::Relaxed))
     }
 
-    /// Records `p` until the returned guard is dropped, then the phase before it.
-    pub fn enter(&self, p: Phase) -> PhaseGuard<'_> {
+    /// Records `p` until the returned guard is dropped, then the phase before it. The guard
+    /// holds its own handle on the cell (an `Arc` clone, so not for the hottest paths, which
+    /// call [`PhaseCell::set`] in pairs), so its owner stays free to borrow itself mutably.
+    pub fn enter(&self, p: Phase) -> PhaseGuard {
         let before = self.get();
         self.set(p);
-        PhaseGuard { cell: self, before }
+        PhaseGuard {
+            cell: self.clone(),
+            before,
+        }
     }
 }
 
 /// Restores the phase [`PhaseCell::enter`] replaced.
-pub struct PhaseGuard<'a> {
-    cell: &'a PhaseCell,
+pub struct PhaseGuard {
+    cell: PhaseCell,
     before: Phase,
 }
 
-impl Drop for PhaseGuard<'_> {
+impl Drop for PhaseGuard {
     fn drop(&mut self) {
         self.cell.set(self.before);
     }

@@ -482,11 +482,8 @@ impl Cache {
     }
 
     /// Records `Translate` as the vCPU thread's phase until the guard drops.
-    fn translating(&self) -> TranslatePhase {
-        let cell = self.phase.clone();
-        let before = cell.get();
-        cell.set(crane86_runtime::phase::Phase::Translate);
-        TranslatePhase(cell, before)
+    fn translating(&self) -> crane86_runtime::phase::PhaseGuard {
+        self.phase.enter(crane86_runtime::phase::Phase::Translate)
     }
 
     /// Finds the block for `key`, decoding it from guest memory if needed. `cpu` is the CPU
@@ -944,18 +941,5 @@ impl Cache {
     /// Invalidates every return prediction pushed so far (see [`Cache::epoch`]).
     fn new_epoch(&mut self) {
         *self.epoch = new_epoch();
-    }
-}
-
-/// The vCPU thread's phase while the cache translates ([`Cache::translating`]): restores the
-/// phase before it when dropped.
-struct TranslatePhase(
-    crane86_runtime::phase::PhaseCell,
-    crane86_runtime::phase::Phase,
-);
-
-impl Drop for TranslatePhase {
-    fn drop(&mut self) {
-        self.0.set(self.1);
     }
 }
