@@ -30,9 +30,17 @@ impl JitEmitter<'_, '_> {
         self.b.ins().iadd(self.cpu, byte)
     }
 
-    /// The TLB check shared by loads and stores: branches to a fast block (returned, with the
-    /// host address as its parameter) or a cold slow block.
-    pub(super) fn tlb_check(&mut self, addr: Value, size: u32, tag_offset: i32) -> (Block, Block) {
+    /// The TLB check shared by loads and stores: branches to a fast block or a cold slow
+    /// block (returned), and returns the entry's addend. The fast block forms the host
+    /// address `addr + addend` itself ([`JitEmitter::host_address`]), next to the access,
+    /// where it folds into the access's addressing mode: passed in as a block parameter it
+    /// was a separate add on every access's path to its data.
+    pub(super) fn tlb_check(
+        &mut self,
+        addr: Value,
+        size: u32,
+        tag_offset: i32,
+    ) -> (Block, Block, Value) {
         let ent = self.tlb_entry(addr);
         let tlb = off::TLB + self.tlb_offset();
         let tag = self.b.ins().load(I64, state_flags(), ent, tlb + tag_offset);
@@ -50,14 +58,16 @@ impl JitEmitter<'_, '_> {
         let slow = self.b.create_block();
         self.b.set_cold_block(slow);
         let addend = self.b.ins().load(I64, state_flags(), ent, tlb + 16);
-        let host = self.b.ins().iadd(addr, addend);
-        self.b.append_block_param(fast, I64);
-        self.b
-            .ins()
-            .brif(hit, fast, &[BlockArg::Value(host)], slow, &[]);
+        self.b.ins().brif(hit, fast, &[], slow, &[]);
         self.b.seal_block(fast);
         self.b.seal_block(slow);
-        (fast, slow)
+        (fast, slow, addend)
+    }
+
+    /// The host address of `addr` after a TLB hit that returned `addend`, formed in the
+    /// current block.
+    pub(super) fn host_address(&mut self, addr: Value, addend: Value) -> Value {
+        self.b.ins().iadd(addr, addend)
     }
 
     /// Statistics: adds `hit` (0 or 1) to the counter at `offset` in `CpuState`, without a
@@ -76,24 +86,19 @@ impl JitEmitter<'_, '_> {
         } else {
             None
         };
-        let (fast, slow) = match memo {
-            Some(m) => self.memo_check(m, linear, size),
-            None => self.tlb_check(linear, size, 0),
-        };
         let merge = self.b.create_block();
         let result = self.b.append_block_param(merge, I64);
         if size < 8 {
-            // Both paths zero-extend: the slow path returns the `size` bytes it read.
+            // Every path zero-extends: the slow path returns the `size` bytes it read.
             self.narrow_params.insert(result, (8 * size) as u8);
         }
-        self.b.switch_to_block(fast);
-        let host = self.b.block_params(fast)[0];
-        let v = match size {
-            1 => self.b.ins().uload8(I64, guest_flags(), host, 0),
-            2 => self.b.ins().uload16(I64, guest_flags(), host, 0),
-            4 => self.b.ins().uload32(guest_flags(), host, 0),
-            _ => self.b.ins().load(I64, guest_flags(), host, 0),
+        let (fast, slow, addend) = match memo {
+            Some(m) => self.memo_check(m, linear, size, merge),
+            None => self.tlb_check(linear, size, 0),
         };
+        self.b.switch_to_block(fast);
+        let host = self.host_address(linear, addend);
+        let v = self.load_host(host, size);
         self.b.ins().jump(merge, &[BlockArg::Value(v)]);
         self.b.switch_to_block(slow);
         let sz = self.iconst(u64::from(size) | slow_flags);
@@ -105,6 +110,16 @@ impl JitEmitter<'_, '_> {
         self.b.seal_block(merge);
         self.b.switch_to_block(merge);
         Ok(result)
+    }
+
+    /// Loads `size` bytes of guest memory at host address `host`, zero-extended.
+    pub(super) fn load_host(&mut self, host: Value, size: u32) -> Value {
+        match size {
+            1 => self.b.ins().uload8(I64, guest_flags(), host, 0),
+            2 => self.b.ins().uload16(I64, guest_flags(), host, 0),
+            4 => self.b.ins().uload32(guest_flags(), host, 0),
+            _ => self.b.ins().load(I64, guest_flags(), host, 0),
+        }
     }
 
     /// [`Emit::store`], with `slow_flags` as for [`JitEmitter::load_access`].
@@ -120,10 +135,10 @@ impl JitEmitter<'_, '_> {
             self.b.def_var(self.smc, z);
             self.insn_has_store = true;
         }
-        let (fast, slow) = self.tlb_check(linear, size, 8);
+        let (fast, slow, addend) = self.tlb_check(linear, size, 8);
         let merge = self.b.create_block();
         self.b.switch_to_block(fast);
-        let host = self.b.block_params(fast)[0];
+        let host = self.host_address(linear, addend);
         match size {
             1 => self.b.ins().istore8(guest_flags(), v, host, 0),
             2 => self.b.ins().istore16(guest_flags(), v, host, 0),

@@ -46,7 +46,7 @@
 //! neither and takes the TLB's slow path, which handles crossings.
 
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{Block, BlockArg, InstBuilder, Value};
+use cranelift_codegen::ir::{Block, BlockArg, InstBuilder, Opcode, Value};
 use cranelift_frontend::Variable;
 
 use iced_x86::{InstructionInfoFactory, Mnemonic, OpAccess, OpKind, Register};
@@ -130,45 +130,59 @@ impl JitEmitter<'_, '_> {
     }
 
     /// The check of a load site with memo `m`, shaped like [`JitEmitter::tlb_check`]: the
-    /// returned fast block gets the host address, the cold slow block runs the slow path.
-    pub(super) fn memo_check(&mut self, m: Memo, addr: Value, size: u32) -> (Block, Block) {
+    /// returned fast block is reached after a TLB hit, with the entry's addend (returned), the
+    /// cold slow block runs the slow path. A memo hit loads by itself and jumps to `merge` with the value, so the
+    /// host address is formed in the load's block, as one host addressing mode.
+    pub(super) fn memo_check(
+        &mut self,
+        m: Memo,
+        addr: Value,
+        size: u32,
+        merge: Block,
+    ) -> (Block, Block, Value) {
         let page = self.b.use_var(m.page);
         let limit = self.b.use_var(m.limit);
         let addend = self.b.use_var(m.addend);
-        let offset = self.b.ins().isub(addr, page);
+        let sum = self.split_sum(addr);
+        let offset = self.offset_in(sum, page);
         let hit = self.b.ins().icmp(IntCC::UnsignedLessThan, offset, limit);
         self.count_memo_hit(hit);
-        let host = self.b.ins().iadd(addr, addend);
-        let fast = self.b.create_block();
-        self.b.append_block_param(fast, I64);
+        let one = self.b.create_block();
         let two = self.b.create_block();
-        self.b
-            .ins()
-            .brif(hit, fast, &[BlockArg::Value(host)], two, &[]);
+        self.b.ins().brif(hit, one, &[], two, &[]);
+        self.b.seal_block(one);
         self.b.seal_block(two);
+        self.b.switch_to_block(one);
+        let base = self.rebased_base(sum, addend);
+        self.load_memo_hit(sum, base, size, merge);
         // Two-page mode (the one-page check above never matches then, `limit` being 0, so
-        // its branch stays predicted): pick the addend of the page the access is in without
-        // a branch, which would be as random as the table's index.
+        // its branch stays predicted): pick the page's rebased base without a branch, which
+        // would be as random as the table's index.
         self.b.switch_to_block(two);
         let limit2 = self.b.use_var(m.limit2);
         let page2 = self.b.use_var(m.page2);
         let addend2 = self.b.use_var(m.addend2);
-        let offset2 = self.b.ins().isub(addr, page2);
+        let offset2 = self.offset_in(sum, page2);
         let in1 = self.b.ins().icmp(IntCC::UnsignedLessThan, offset, limit2);
         let in2 = self.b.ins().icmp(IntCC::UnsignedLessThan, offset2, limit2);
         let either = self.b.ins().bor(in1, in2);
         self.count_memo_hit(either);
-        let chosen = self.b.ins().select(in2, addend2, addend);
-        let host2 = self.b.ins().iadd(addr, chosen);
+        let base1 = self.rebased_base(sum, addend);
+        let base2 = self.rebased_base(sum, addend2);
+        let chosen = self.b.ins().select(in2, base2, base1);
+        let both_hit = self.b.create_block();
         let check = self.b.create_block();
-        self.b
-            .ins()
-            .brif(either, fast, &[BlockArg::Value(host2)], check, &[]);
+        self.b.ins().brif(either, both_hit, &[], check, &[]);
+        self.b.seal_block(both_hit);
         self.b.seal_block(check);
+        self.b.switch_to_block(both_hit);
+        self.load_memo_hit(sum, chosen, size, merge);
+        // The TLB's path: `fast` gets the entry's addend, as after a plain TLB check.
+        let fast = self.b.create_block();
+        let fast_addend = self.b.append_block_param(fast, I64);
         self.b.switch_to_block(check);
-        let (found, slow) = self.tlb_check(addr, size, 0);
+        let (found, slow, tlb_addend) = self.tlb_check(addr, size, 0);
         self.b.switch_to_block(found);
-        let host = self.b.block_params(found)[0];
         let fresh = self.b.ins().icmp_imm_s(IntCC::Equal, page, 0);
         let remember = self.b.create_block();
         let missed = self.b.create_block();
@@ -178,12 +192,11 @@ impl JitEmitter<'_, '_> {
         // The TLB hit proves the whole access lies in the page of `addr`.
         self.b.switch_to_block(remember);
         let new_page = self.b.ins().band_imm_s(addr, !0xfffi64);
-        let new_addend = self.b.ins().isub(host, addr);
         let one = self.iconst(4097 - u64::from(size));
         self.b.def_var(m.page, new_page);
-        self.b.def_var(m.addend, new_addend);
+        self.b.def_var(m.addend, tlb_addend);
         self.b.def_var(m.limit, one);
-        self.b.ins().jump(fast, &[BlockArg::Value(host)]);
+        self.b.ins().jump(fast, &[BlockArg::Value(tlb_addend)]);
         // A one-page memo that missed into a neighbouring page (a table across a page
         // boundary) holds both pages from now on; any other miss retires the memo.
         self.b.switch_to_block(missed);
@@ -203,24 +216,86 @@ impl JitEmitter<'_, '_> {
         self.b.seal_block(both);
         self.b.seal_block(retire);
         self.b.switch_to_block(both);
-        let new_addend = self.b.ins().isub(host, addr);
         let zero = self.iconst(0);
         let one = self.iconst(4097 - u64::from(size));
         self.b.def_var(m.page2, new_page);
-        self.b.def_var(m.addend2, new_addend);
+        self.b.def_var(m.addend2, tlb_addend);
         self.b.def_var(m.limit2, one);
         self.b.def_var(m.limit, zero);
-        self.b.ins().jump(fast, &[BlockArg::Value(host)]);
+        self.b.ins().jump(fast, &[BlockArg::Value(tlb_addend)]);
         self.b.switch_to_block(retire);
         let retired = self.iconst(RETIRED as u64);
         let zero = self.iconst(0);
         self.b.def_var(m.page, retired);
         self.b.def_var(m.limit, zero);
         self.b.def_var(m.limit2, zero);
-        self.b.ins().jump(fast, &[BlockArg::Value(host)]);
+        self.b.ins().jump(fast, &[BlockArg::Value(tlb_addend)]);
         self.b.seal_block(fast);
-        (fast, slow)
+        (fast, slow, fast_addend)
     }
+
+    /// `addr` as `base + index + disp`, as [`crate::semantics::operands::effective_address`]
+    /// builds a 64-bit address: `base` is then the operand's base register (steady in the
+    /// region, [`memo_sites`]) and `index` its scaled index, the part that waits on the
+    /// previous iteration. Any other shape is all `index`. Only the sums' grouping changes
+    /// below (mod 2^64), so a shape misjudged costs time, never correctness.
+    fn split_sum(&self, addr: Value) -> Sum {
+        let (x, disp) = match self.def_of(addr) {
+            Some((Opcode::Iadd, &[x, y])) => match self.const_of(y) {
+                Some(k) => (x, k as i64),
+                None => (addr, 0),
+            },
+            _ => (addr, 0),
+        };
+        match self.def_of(x) {
+            Some((Opcode::Iadd, &[base, index])) => Sum {
+                base: Some(base),
+                index,
+                disp,
+            },
+            _ => Sum {
+                base: None,
+                index: x,
+                disp,
+            },
+        }
+    }
+
+    /// `sum - page`, as `index + (base + disp - page)`: the part in brackets does not wait on
+    /// the index, so the offset is one add (or an LEA with the index's scale) after it.
+    fn offset_in(&mut self, sum: Sum, page: Value) -> Value {
+        let steady = match sum.base {
+            Some(b) => self.b.ins().iadd_imm_s(b, sum.disp),
+            None => self.iconst(sum.disp as u64),
+        };
+        let steady = self.b.ins().isub(steady, page);
+        self.b.ins().iadd(sum.index, steady)
+    }
+
+    /// `base + addend`: what a memo hit adds the index and displacement to.
+    fn rebased_base(&mut self, sum: Sum, addend: Value) -> Value {
+        match sum.base {
+            Some(b) => self.b.ins().iadd(b, addend),
+            None => addend,
+        }
+    }
+
+    /// The load of a memo hit at `rebased + index + disp` (one addressing mode: the data's
+    /// path is the index and the load, as in the guest's own code), then a jump to `merge`.
+    fn load_memo_hit(&mut self, sum: Sum, rebased: Value, size: u32, merge: Block) {
+        let host = self.b.ins().iadd(rebased, sum.index);
+        let host = self.b.ins().iadd_imm_s(host, sum.disp);
+        let v = self.load_host(host, size);
+        self.b.ins().jump(merge, &[BlockArg::Value(v)]);
+    }
+}
+
+/// A load address split as `base + index + disp` ([`JitEmitter::split_sum`]).
+#[derive(Clone, Copy, Debug)]
+struct Sum {
+    base: Option<Value>,
+    index: Value,
+    disp: i64,
 }
 
 /// The bit of general register `r`'s full register (RAX = bit 0), if it is one.
