@@ -366,6 +366,11 @@ pub struct CpuState {
     /// [`PhysMem`] that the run loop owns and no other reference to it is in use. The run loop
     /// sets it before entering generated code; it is null otherwise.
     pub mem: *mut PhysMem,
+    /// The host address range of guest RAM (start, end) while generated code runs, set with
+    /// [`CpuState::mem`]: generated code compares host addresses with it before it reads a
+    /// page next to one a TLB entry gave (a two-page load memo, the translator's
+    /// `jit::emitter::memo`), so that such a read stays inside RAM. Zero otherwise.
+    pub ram_host: [u64; 2],
     /// Debug registers DR0-DR7 (DR4/DR5 alias DR6/DR7 when CR4.DE is clear).
     pub dr: [u64; 8],
     /// CR8: the task-priority register as MOV CR8 sees it (bits 3:0).
@@ -522,6 +527,7 @@ impl CpuState {
             helper_ret: 0,
             helper_args: [0; 4],
             mem: std::ptr::null_mut(),
+            ram_host: [0; 2],
             dr: [0, 0, 0, 0, 0, 0, DR6_INIT, DR7_INIT],
             cr8: 0,
             fpu: crane86_fpu::Fpu::default(),
@@ -687,6 +693,7 @@ impl Clone for CpuState {
             helper_ret: self.helper_ret,
             helper_args: self.helper_args,
             mem: std::ptr::null_mut(),
+            ram_host: [0; 2],
             dr: self.dr,
             cr8: self.cr8,
             fpu: self.fpu,

@@ -4,7 +4,8 @@
 //! - `trampoline` and `code` come from the translation cache's arenas (checked by the cache
 //!   before calling) and were produced by [`super::Jit`] with the block signature;
 //! - for the duration of the call `cpu.mem` points to `mem`, which nothing else touches, and
-//!   it is reset to null afterwards so no dangling pointer outlives the call.
+//!   it is reset to null afterwards so no dangling pointer outlives the call; `cpu.ram_host`
+//!   holds the host range of its RAM meanwhile, and is zeroed with it.
 
 use crane86_runtime::{CpuState, PhysMem};
 
@@ -20,10 +21,13 @@ pub unsafe fn run_compiled(
     cpu: &mut CpuState,
     mem: &mut PhysMem,
 ) -> i64 {
+    let ram = mem.ram().as_ptr_range();
+    cpu.ram_host = [ram.start as u64, ram.end as u64];
     cpu.mem = mem as *mut PhysMem;
     // SAFETY: the trampoline was compiled with exactly this host-ABI signature.
     let f: extern "C" fn(u64, *mut CpuState) -> i64 = unsafe { std::mem::transmute(trampoline) };
     let r = f(code as u64, cpu as *mut CpuState);
     cpu.mem = std::ptr::null_mut();
+    cpu.ram_host = [0; 2];
     r
 }

@@ -264,6 +264,7 @@ pub(crate) mod off {
     pub const CHAINED: i32 = offset_of!(CpuState, chained) as i32;
     pub const JIT_TLB_HITS: i32 = offset_of!(CpuState, jit_tlb_hits) as i32;
     pub const JIT_MEMO_HITS: i32 = offset_of!(CpuState, jit_memo_hits) as i32;
+    pub const RAM_HOST: i32 = offset_of!(CpuState, ram_host) as i32;
     pub const SCRATCH: i32 = offset_of!(CpuState, scratch) as i32;
     pub const TIER_UP_IDS: i32 = offset_of!(CpuState, tier_up_ids) as i32;
     pub const TIER_UP_LEN: i32 = offset_of!(CpuState, tier_up_len) as i32;

@@ -163,19 +163,27 @@ fn table_lookups_in_a_loop_are_served_by_the_memo() {
 /// read its own frame, whichever page the memo remembers. Returns the memo hits of the
 /// compiled run.
 fn run_straddling(which: u32, base: u64) -> u64 {
+    run_straddling_in(which, base, 0x50000, 0x70000)
+}
+
+/// [`run_straddling`] with the two pages in frames `low` and `high`.
+fn run_straddling_in(which: u32, base: u64, low: u64, high: u64) -> u64 {
     let code = asm(64, lookup_loop);
     let setup = |cpu: &mut CpuState, mem: &mut PhysMem| {
-        map_4k(mem, TABLE, Some(0x50000));
-        map_4k(mem, TABLE + 0x1000, Some(0x70000));
+        map_4k(mem, TABLE, Some(low));
+        map_4k(mem, TABLE + 0x1000, Some(high));
         let mut bytes = Vec::new();
         for i in 0..256 {
             bytes.extend_from_slice(&element(which, i).to_le_bytes());
         }
         let first = (TABLE + 0x1000 - base) as usize;
-        mem.load(0x51000 - first as u64, &bytes[..first]).unwrap();
-        mem.load(0x70000, &bytes[first..]).unwrap();
-        mem.load(0x51000, &[0x5a; 0x1000]).unwrap();
-        mem.load(0x6f000, &[0xa5; 0x1000]).unwrap();
+        mem.load(low + 0x1000 - first as u64, &bytes[..first])
+            .unwrap();
+        mem.load(high, &bytes[first..]).unwrap();
+        mem.load(low + 0x1000, &[0x5a; 0x1000]).unwrap();
+        if high > 0 {
+            mem.load(high - 0x1000, &[0xa5; 0x1000]).unwrap();
+        }
         fill_data(mem, which);
         set_pointers(cpu, base);
     };
@@ -214,6 +222,19 @@ fn a_table_straddling_two_pages_is_read_from_both_frames() {
 #[test]
 fn a_table_first_found_in_its_second_page_keeps_both_pages() {
     run_straddling_from_the_memo(7, TABLE + 0x1000 - 8);
+}
+
+/// The table's second page in the first frame of RAM: a memo that holds both pages also
+/// reads the host page before the second page's frame (see `JitEmitter::memo_check`), which
+/// is not RAM here, so the memo must give up instead, and every lookup still reads its own
+/// frame.
+#[test]
+fn a_table_whose_second_page_is_the_first_frame_of_ram_is_read_without_two_pages() {
+    let hits = run_straddling_in(2, TABLE + 0x1000 - 0x1fe, 0x50000, 0);
+    assert!(
+        hits < BYTES as u64 / 2,
+        "{hits} memo hits for {BYTES} lookups: the memo kept both pages"
+    );
 }
 
 /// All of the table but its last element in the first page, at an odd offset: element 255

@@ -41,12 +41,15 @@
 //! A memo matches when `addr - page < limit`, unsigned, with `limit = 4097 - size` once
 //! valid: the whole access lies in the page. An invalid memo has `limit = 0`, which no
 //! address matches, so its other variables need no particular value. Holding two pages,
-//! `limit` is 0 (the one-page check fails, predictably) and `limit2 = 4097 - size` applies
-//! to each page (`page`, `page2`): an access that crosses from one into the other matches
-//! neither and takes the TLB's slow path, which handles crossings.
+//! `page` is the lower one, `limit` is 0 (the one-page check fails, predictably) and
+//! `limit2 = 8193 - size` bounds the access to both pages; an access that crosses from one
+//! into the other is told apart by its offset and takes the TLB's slow path, which handles
+//! crossings.
 
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{Block, BlockArg, InstBuilder, Opcode, Value};
+use cranelift_codegen::ir::{
+    Block, BlockArg, InstBuilder, Opcode, StackSlot, StackSlotData, StackSlotKind, Value,
+};
 use cranelift_frontend::Variable;
 
 use iced_x86::{InstructionInfoFactory, Mnemonic, OpAccess, OpKind, Register};
@@ -67,12 +70,18 @@ pub(super) struct Memo {
     addend: Variable,
     /// `4097 - size` while valid with one page, 0 otherwise.
     limit: Variable,
-    /// Two-page mode: the second page and its addend; `limit2` is `4097 - size` while the
-    /// memo holds two pages (`page` and `page2`), 0 otherwise.
-    page2: Variable,
-    addend2: Variable,
-    limit2: Variable,
+    /// Two-page mode, in a stack slot of the function: the addend of the upper page at
+    /// offset [`ADDEND2`] (`page` is then the lower one), and at [`LIMIT2`] `8193 - size`
+    /// while the memo holds two pages, 0 otherwise. Out of variables, since only two-page
+    /// hits read them: as variables they were two more values live around every loop, which
+    /// the register allocator spilled and stored again on each iteration.
+    slot: StackSlot,
 }
+
+/// Where [`Memo::slot`] keeps the upper page's addend.
+const ADDEND2: i32 = 0;
+/// Where [`Memo::slot`] keeps the two-page limit.
+const LIMIT2: i32 = 8;
 
 /// The page value of a memo that missed outside the pages it holds: it keeps checking the
 /// TLB for the rest of the run of its function. Re-remembering the new page instead would
@@ -91,13 +100,16 @@ impl JitEmitter<'_, '_> {
                 page: self.b.declare_var(I64),
                 addend: self.b.declare_var(I64),
                 limit: self.b.declare_var(I64),
-                page2: self.b.declare_var(I64),
-                addend2: self.b.declare_var(I64),
-                limit2: self.b.declare_var(I64),
+                slot: self.b.create_sized_stack_slot(StackSlotData::new(
+                    StackSlotKind::ExplicitSlot,
+                    16,
+                    3,
+                )),
             };
-            for v in [m.page, m.addend, m.limit, m.page2, m.addend2, m.limit2] {
+            for v in [m.page, m.addend, m.limit] {
                 self.b.def_var(v, zero);
             }
+            self.set_two(m, LIMIT2, zero);
             self.memos.push(m);
         }
     }
@@ -110,8 +122,17 @@ impl JitEmitter<'_, '_> {
         let zero = self.iconst(0);
         for m in self.memos.clone() {
             self.b.def_var(m.limit, zero);
-            self.b.def_var(m.limit2, zero);
+            self.set_two(m, LIMIT2, zero);
         }
+    }
+
+    /// A two-page field of memo `m`'s slot ([`ADDEND2`], [`LIMIT2`]).
+    fn two(&mut self, m: Memo, at: i32) -> Value {
+        self.b.ins().stack_load(I64, I64, m.slot, at)
+    }
+
+    fn set_two(&mut self, m: Memo, at: i32, v: Value) {
+        self.b.ins().stack_store(I64, v, m.slot, at);
     }
 
     /// The next load site's memo, if one is left.
@@ -159,24 +180,45 @@ impl JitEmitter<'_, '_> {
         // its branch stays predicted): pick the page's rebased base without a branch, which
         // would be as random as the table's index.
         self.b.switch_to_block(two);
-        let limit2 = self.b.use_var(m.limit2);
-        let page2 = self.b.use_var(m.page2);
-        let addend2 = self.b.use_var(m.addend2);
-        let offset2 = self.offset_in(sum, page2);
-        let in1 = self.b.ins().icmp(IntCC::UnsignedLessThan, offset, limit2);
-        let in2 = self.b.ins().icmp(IntCC::UnsignedLessThan, offset2, limit2);
-        let either = self.b.ins().bor(in1, in2);
+        // `page` is the lower page now, `limit2 = 8193 - size`: the access lies in the two
+        // pages, and must not cross from one into the other (the TLB's slow path handles
+        // that), which `crosses` tells for accesses of more than one byte.
+        let limit2 = self.two(m, LIMIT2);
+        let addend2 = self.two(m, ADDEND2);
+        let inside = self.b.ins().icmp(IntCC::UnsignedLessThan, offset, limit2);
+        let either = if size > 1 {
+            let from_end = self.b.ins().iadd_imm_s(offset, -(4097 - i64::from(size)));
+            let apart = self.b.ins().icmp_imm_s(
+                IntCC::UnsignedGreaterThanOrEqual,
+                from_end,
+                i64::from(size - 1),
+            );
+            self.b.ins().band(inside, apart)
+        } else {
+            inside
+        };
         self.count_memo_hit(either);
-        let base1 = self.rebased_base(sum, addend);
-        let base2 = self.rebased_base(sum, addend2);
-        let chosen = self.b.ins().select(in2, base2, base1);
         let both_hit = self.b.create_block();
         let check = self.b.create_block();
         self.b.ins().brif(either, both_hit, &[], check, &[]);
         self.b.seal_block(both_hit);
         self.b.seal_block(check);
+        // Load through both pages' addends and keep the right value: the loads wait only on
+        // the index, and the choice (one compare beside them) comes after, where a choice of
+        // the address came before the load and lengthened the data's path by three steps.
+        // The other page's load reads the host page next to that page's frame, inside RAM
+        // (checked when the memo took both pages) and side-effect free.
         self.b.switch_to_block(both_hit);
-        self.load_memo_hit(sum, chosen, size, merge);
+        let upper = self
+            .b
+            .ins()
+            .icmp_imm_s(IntCC::UnsignedGreaterThanOrEqual, offset, 4096);
+        let base1 = self.rebased_base(sum, addend);
+        let base2 = self.rebased_base(sum, addend2);
+        let v1 = self.memo_load(sum, base1, size);
+        let v2 = self.memo_load(sum, base2, size);
+        let v = self.b.ins().select(upper, v2, v1);
+        self.b.ins().jump(merge, &[BlockArg::Value(v)]);
         // The TLB's path: `fast` gets the entry's addend, as after a plain TLB check.
         let fast = self.b.create_block();
         let fast_addend = self.b.append_block_param(fast, I64);
@@ -214,21 +256,48 @@ impl JitEmitter<'_, '_> {
         let retire = self.b.create_block();
         self.b.ins().brif(pair, both, &[], retire, &[]);
         self.b.seal_block(both);
-        self.b.seal_block(retire);
         self.b.switch_to_block(both);
+        let addend = self.b.use_var(m.addend);
+        let low_page = self.b.ins().select(above, page, new_page);
+        let low_addend = self.b.ins().select(above, addend, tlb_addend);
+        let high_addend = self.b.ins().select(above, tlb_addend, addend);
         let zero = self.iconst(0);
-        let one = self.iconst(4097 - u64::from(size));
-        self.b.def_var(m.page2, new_page);
-        self.b.def_var(m.addend2, tlb_addend);
-        self.b.def_var(m.limit2, one);
+        // Both loads of a hit must stay in RAM: the host page after the lower page's frame
+        // and the one before the upper page's (as `memo_check` loads) must be RAM too.
+        let low_host = self.b.ins().iadd(low_page, low_addend);
+        let high_host = self.b.ins().iadd(low_page, high_addend);
+        let high_host = self.b.ins().iadd_imm_s(high_host, 4096);
+        let ram_start = self.load_state(off::RAM_HOST);
+        let ram_end = self.load_state(off::RAM_HOST + 8);
+        let room_after = self.b.ins().isub(ram_end, low_host);
+        let room_before = self.b.ins().isub(high_host, ram_start);
+        let after = self
+            .b
+            .ins()
+            .icmp_imm_s(IntCC::UnsignedGreaterThanOrEqual, room_after, 8192);
+        let before = self
+            .b
+            .ins()
+            .icmp_imm_s(IntCC::UnsignedGreaterThanOrEqual, room_before, 4096);
+        let inside_ram = self.b.ins().band(after, before);
+        let pair_ok = self.b.create_block();
+        self.b.ins().brif(inside_ram, pair_ok, &[], retire, &[]);
+        self.b.seal_block(pair_ok);
+        self.b.switch_to_block(pair_ok);
+        let two = self.iconst(8193 - u64::from(size));
+        self.b.def_var(m.page, low_page);
+        self.b.def_var(m.addend, low_addend);
+        self.set_two(m, ADDEND2, high_addend);
+        self.set_two(m, LIMIT2, two);
         self.b.def_var(m.limit, zero);
         self.b.ins().jump(fast, &[BlockArg::Value(tlb_addend)]);
+        self.b.seal_block(retire);
         self.b.switch_to_block(retire);
         let retired = self.iconst(RETIRED as u64);
         let zero = self.iconst(0);
         self.b.def_var(m.page, retired);
         self.b.def_var(m.limit, zero);
-        self.b.def_var(m.limit2, zero);
+        self.set_two(m, LIMIT2, zero);
         self.b.ins().jump(fast, &[BlockArg::Value(tlb_addend)]);
         self.b.seal_block(fast);
         (fast, slow, fast_addend)
@@ -283,10 +352,15 @@ impl JitEmitter<'_, '_> {
     /// The load of a memo hit at `rebased + index + disp` (one addressing mode: the data's
     /// path is the index and the load, as in the guest's own code), then a jump to `merge`.
     fn load_memo_hit(&mut self, sum: Sum, rebased: Value, size: u32, merge: Block) {
+        let v = self.memo_load(sum, rebased, size);
+        self.b.ins().jump(merge, &[BlockArg::Value(v)]);
+    }
+
+    /// The load at `rebased + index + disp`.
+    fn memo_load(&mut self, sum: Sum, rebased: Value, size: u32) -> Value {
         let host = self.b.ins().iadd(rebased, sum.index);
         let host = self.b.ins().iadd_imm_s(host, sum.disp);
-        let v = self.load_host(host, size);
-        self.b.ins().jump(merge, &[BlockArg::Value(v)]);
+        self.load_host(host, size)
     }
 }
 
