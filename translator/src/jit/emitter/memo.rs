@@ -2,19 +2,21 @@
 //!
 //! In a loop the inline TLB check sits on the critical path of every load whose address
 //! depends on the previous iteration: index the TLB by the address, load the entry's tag and
-//! addend, and only then the data. A table lookup indexed by a running value (CRC-32 by byte, Huffman
-//! and other decoding tables) is such a chain, and its loop runs at the speed of that
-//! latency. A *memo* keeps, per such load site of a region, the page and addend of the first
-//! translation the site found in the TLB, in variables that live across the region's
-//! iterations. While an access stays inside that page the site adds the remembered addend
-//! (a subtraction, a compare and a predicted branch beside it, none of them waiting on
-//! memory); otherwise it checks the TLB as before. A miss into the neighbouring page (a
-//! table across a page boundary) makes the memo hold both pages: from then on the site
-//! picks the page's addend with a compare and a select, no branch, since which half of the
-//! table an index falls in is as random as the index. (That puts two cycles on the data's
-//! path, still shorter than the TLB's loads; a branch between the pages mispredicted half
-//! the time.) Any other miss gives the memo up for the rest of the function's run
-//! ([`RETIRED`]).
+//! addend, and only then the data. A table lookup indexed by a running value (CRC-32 by
+//! byte, Huffman and other decoding tables) is such a chain, and its loop runs at the speed
+//! of that latency. A *memo* keeps, per such load site of a region, the page and addend of
+//! the first translation the site found in the TLB, in variables that live across the
+//! region's iterations. While an access stays inside that page the site loads from
+//! `(base + addend) + index + disp`, one host addressing mode whose only input that waits
+//! on the previous iteration is the index, as in the guest's own code (the compare with the
+//! page and its predicted branch sit beside it); otherwise it checks the TLB as before. A
+//! miss into the neighbouring page (a table across a page boundary) makes the memo hold
+//! both pages: from then on the site loads through both pages' addends and keeps the value
+//! of the page the access is in, with a compare and a select after the loads. (Which half
+//! of the table an index falls in is as random as the index: a branch mispredicted half the
+//! time, and choosing the addend before the load put three steps on the data's path, 1.5x
+//! the one-page loop's time on the in-guest CRC-32; the two loads cost 1.15x.) Any other
+//! miss gives the memo up for the rest of the function's run ([`RETIRED`]).
 //!
 //! # Which loads get one
 //! Only table lookups, where the page is known to stay: [`memo_sites`] picks the
@@ -45,6 +47,14 @@
 //! `limit2 = 8193 - size` bounds the access to both pages; an access that crosses from one
 //! into the other is told apart by its offset and takes the TLB's slow path, which handles
 //! crossings.
+//!
+//! # The other page's load
+//! A two-page hit also loads through the other page's addend: the host page right after
+//! the lower page's frame, or right before the upper page's. The memo takes both pages only
+//! when those host pages lie inside guest RAM (`CpuState::ram_host`, compared when it
+//! extends), so that load reads some guest RAM, whose value is dropped, and never a guard
+//! page or other host memory (test
+//! `a_table_whose_second_page_is_the_first_frame_of_ram_is_read_without_two_pages`).
 
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{
@@ -177,8 +187,7 @@ impl JitEmitter<'_, '_> {
         let base = self.rebased_base(sum, addend);
         self.load_memo_hit(sum, base, size, merge);
         // Two-page mode (the one-page check above never matches then, `limit` being 0, so
-        // its branch stays predicted): pick the page's rebased base without a branch, which
-        // would be as random as the table's index.
+        // its branch stays predicted).
         self.b.switch_to_block(two);
         // `page` is the lower page now, `limit2 = 8193 - size`: the access lies in the two
         // pages, and must not cross from one into the other (the TLB's slow path handles
