@@ -6,7 +6,9 @@
 //! Their invariants:
 //! - guest RAM is one anonymous mapping of exactly the configured size that lives as long as
 //!   its [`PhysMem`]; every host address generated code computes comes from a TLB entry whose
-//!   page lies wholly inside it (checked when the entry is filled);
+//!   page lies wholly inside it (checked when the entry is filled), or lies in the host page
+//!   next to such a page after generated code compared it with `CpuState::ram_host` (a
+//!   two-page load memo, the translator's `jit::emitter::memo`);
 //! - [`GUARD_BYTES`] of `PROT_NONE` lie right before and right after it, reserved with it and
 //!   never made accessible, so that an access that misses the RAM by a little (a wrong
 //!   addend, an off-by-some in a slow path) faults at once instead of touching other host
