@@ -107,8 +107,9 @@ fn expected_sum(which: u32) -> u32 {
 }
 
 /// The loop of a byte-wise table-driven checksum (the CRC-32 shape): `edx = table[(edx ^
-/// byte) & 0xff]` for [`BYTES`] bytes at RDI, table at RSI, summing the elements in R10D. The lookup's index is a MOVZX
-/// from a byte and its base is unchanged in the loop, so the load gets a memo.
+/// byte) & 0xff]` for [`BYTES`] bytes at RDI, table at RSI, summing the elements in R10D.
+/// The lookup's index is a MOVZX from a byte and its base is unchanged in the loop, so the
+/// load gets a memo.
 fn lookup_loop(a: &mut CodeAssembler) {
     let mut top = a.create_label();
     a.mov(ecx, BYTES as u32).unwrap();

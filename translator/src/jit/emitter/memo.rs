@@ -161,9 +161,10 @@ impl JitEmitter<'_, '_> {
     }
 
     /// The check of a load site with memo `m`, shaped like [`JitEmitter::tlb_check`]: the
-    /// returned fast block is reached after a TLB hit, with the entry's addend (returned), the
-    /// cold slow block runs the slow path. A memo hit loads by itself and jumps to `merge` with the value, so the
-    /// host address is formed in the load's block, as one host addressing mode.
+    /// returned fast block is reached after a TLB hit, with the entry's addend (returned),
+    /// the cold slow block runs the slow path. A memo hit loads by itself and jumps to
+    /// `merge` with the value, so that its host address is formed in the load's block, as
+    /// one host addressing mode.
     pub(super) fn memo_check(
         &mut self,
         m: Memo,
@@ -271,24 +272,7 @@ impl JitEmitter<'_, '_> {
         let low_addend = self.b.ins().select(above, addend, tlb_addend);
         let high_addend = self.b.ins().select(above, tlb_addend, addend);
         let zero = self.iconst(0);
-        // Both loads of a hit must stay in RAM: the host page after the lower page's frame
-        // and the one before the upper page's (as `memo_check` loads) must be RAM too.
-        let low_host = self.b.ins().iadd(low_page, low_addend);
-        let high_host = self.b.ins().iadd(low_page, high_addend);
-        let high_host = self.b.ins().iadd_imm_s(high_host, 4096);
-        let ram_start = self.load_state(off::RAM_HOST);
-        let ram_end = self.load_state(off::RAM_HOST + 8);
-        let room_after = self.b.ins().isub(ram_end, low_host);
-        let room_before = self.b.ins().isub(high_host, ram_start);
-        let after = self
-            .b
-            .ins()
-            .icmp_imm_s(IntCC::UnsignedGreaterThanOrEqual, room_after, 8192);
-        let before = self
-            .b
-            .ins()
-            .icmp_imm_s(IntCC::UnsignedGreaterThanOrEqual, room_before, 4096);
-        let inside_ram = self.b.ins().band(after, before);
+        let inside_ram = self.neighbours_in_ram(low_page, low_addend, high_addend);
         let pair_ok = self.b.create_block();
         self.b.ins().brif(inside_ram, pair_ok, &[], retire, &[]);
         self.b.seal_block(pair_ok);
@@ -310,6 +294,34 @@ impl JitEmitter<'_, '_> {
         self.b.ins().jump(fast, &[BlockArg::Value(tlb_addend)]);
         self.b.seal_block(fast);
         (fast, slow, fast_addend)
+    }
+
+    /// Whether the host pages a two-page hit may also read are RAM: the one after the lower
+    /// page's frame and the one before the upper page's (see "The other page's load" above),
+    /// for the pages at linear `low_page` and `low_page + 4096` with those addends.
+    fn neighbours_in_ram(
+        &mut self,
+        low_page: Value,
+        low_addend: Value,
+        high_addend: Value,
+    ) -> Value {
+        let low_host = self.b.ins().iadd(low_page, low_addend);
+        let high_host = self.b.ins().iadd(low_page, high_addend);
+        let high_host = self.b.ins().iadd_imm_s(high_host, 4096);
+        let ram_start = self.load_state(off::RAM_HOST);
+        let ram_end = self.load_state(off::RAM_HOST + 8);
+        // Both frames are RAM (their TLB entries say so), so neither difference wraps.
+        let room_after = self.b.ins().isub(ram_end, low_host);
+        let room_before = self.b.ins().isub(high_host, ram_start);
+        let after = self
+            .b
+            .ins()
+            .icmp_imm_s(IntCC::UnsignedGreaterThanOrEqual, room_after, 8192);
+        let before = self
+            .b
+            .ins()
+            .icmp_imm_s(IntCC::UnsignedGreaterThanOrEqual, room_before, 4096);
+        self.b.ins().band(after, before)
     }
 
     /// `addr` as `base + index + disp`, as [`crate::semantics::operands::effective_address`]
