@@ -33,8 +33,10 @@ impl JitEmitter<'_, '_> {
     /// The TLB check shared by loads and stores: branches to a fast block or a cold slow
     /// block (returned), and returns the entry's addend. The fast block forms the host
     /// address `addr + addend` itself ([`JitEmitter::host_address`]), next to the access,
-    /// where it folds into the access's addressing mode: passed in as a block parameter it
-    /// was a separate add on every access's path to its data.
+    /// where it folds into the access's addressing mode. (For this single-predecessor block
+    /// Cranelift already removed a host-address parameter, so the code is the same as when
+    /// it was passed in; the memo's blocks, with several predecessors, are where forming
+    /// the address beside the load matters: see `memo`.)
     pub(super) fn tlb_check(
         &mut self,
         addr: Value,
