@@ -102,10 +102,12 @@ const RETIRED: i64 = 1;
 
 impl JitEmitter<'_, '_> {
     /// Declares the region's memos, invalid, at the current point (the function's entry,
-    /// before the first member header).
-    pub(super) fn start_memos(&mut self) {
+    /// before the first member header): one per site in `sites`, at most [`MEMOS`]. Each
+    /// memo costs a stack slot and its invalidation at the entry and at every call that
+    /// forgets memos, so a region makes no more than its sites can use.
+    pub(super) fn start_memos(&mut self, sites: usize) {
         let zero = self.iconst(0);
-        for _ in 0..MEMOS {
+        for _ in 0..sites.min(MEMOS) {
             let m = Memo {
                 page: self.b.declare_var(I64),
                 addend: self.b.declare_var(I64),

@@ -46,7 +46,7 @@ impl JitEmitter<'_, '_> {
         self.ensure_cc_loaded();
         self.memo_sites = super::memo::memo_sites(blocks);
         if !self.memo_sites.is_empty() {
-            self.start_memos();
+            self.start_memos(self.memo_sites.len());
         }
         for b in blocks {
             let ip = b.insns.first().map_or(0, |d| d.insn.ip());
