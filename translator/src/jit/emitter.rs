@@ -447,9 +447,13 @@ impl Emit for JitEmitter<'_, '_> {
         self.b.use_var(self.rflags)
     }
 
+    /// Written through at once, as general registers are: then no exit stores it, and in a
+    /// region its value does not live around every loop for the exits' sake (the
+    /// instructions that write it, CLD, STD, CLI, STI, STAC and CLAC, are rare).
     fn set_rflags_rest(&mut self, v: Value) {
         self.b.def_var(self.rflags, v);
-        self.rflags_state = Slot::Dirty;
+        self.store_state(v, off::RFLAGS);
+        self.rflags_state = Slot::Clean;
     }
 
     fn seg_base(&mut self, s: SegReg) -> Value {

@@ -13,12 +13,11 @@ use super::super::{off, state_flags, EXIT_FAULT, EXIT_NEXT};
 use super::{JitEmitter, Slot, I64};
 
 /// What an exit stores back to `CpuState` (see [`JitEmitter::write_back`]): the registers
-/// whose writes are pending, whether RFLAGS and the flags record are, and the flags'
+/// whose writes are pending, whether the flags record is, and the flags'
 /// operation when it is known at translation time. Fault exits storing the same share code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct WriteBack {
     gprs: u16,
-    rflags: bool,
     cc: bool,
     cc_static: Option<u64>,
 }
@@ -35,20 +34,16 @@ pub(super) enum Dest {
 }
 
 impl JitEmitter<'_, '_> {
-    /// Stores every changed piece of guest state back to CpuState. General registers need
-    /// nothing, [`crate::emit::Emit::set_gpr`] writing them through, but for writes still
-    /// pending ([`super::deferred`]).
+    /// Stores every changed piece of guest state back to CpuState. General registers and
+    /// the rest of RFLAGS need nothing, [`crate::emit::Emit::set_gpr`] and
+    /// [`crate::emit::Emit::set_rflags_rest`] writing them through, but for register writes
+    /// still pending ([`super::deferred`]).
     pub(super) fn write_back(&mut self) {
         self.store_pending_gprs();
         // In a region, flags changed by a member emitted later may already be changed when
         // an exit emitted earlier is taken.
         if !self.heads.is_empty() {
-            self.rflags_state = Slot::Dirty;
             self.cc_state = Slot::Dirty;
-        }
-        if self.rflags_state == Slot::Dirty {
-            let v = self.b.use_var(self.rflags);
-            self.store_state(v, off::RFLAGS);
         }
         if self.cc_state == Slot::Dirty {
             for i in 0..4 {
@@ -184,7 +179,6 @@ impl JitEmitter<'_, '_> {
         let region = !self.heads.is_empty();
         WriteBack {
             gprs: self.gpr_pending,
-            rflags: region || self.rflags_state == Slot::Dirty,
             cc: region || self.cc_state == Slot::Dirty,
             cc_static: self.cc_static.map(|op| op.encode()),
         }

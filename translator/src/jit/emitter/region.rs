@@ -42,7 +42,6 @@ impl JitEmitter<'_, '_> {
         for r in (0..16).filter(|r| used & (1 << r) != 0) {
             self.gpr(r);
         }
-        self.rflags_rest();
         self.ensure_cc_loaded();
         self.memo_sites = super::memo::memo_sites(blocks);
         if !self.memo_sites.is_empty() {
@@ -73,6 +72,10 @@ impl JitEmitter<'_, '_> {
         // Every way out of the previous member stored its pending register writes.
         debug_assert_eq!(self.gpr_pending, 0);
         self.defer_gprs = false;
+        // Written through, so CpuState holds it: each member loads it where it first reads
+        // it (few do: string instructions for DF), rather than keep it live across the
+        // region.
+        self.rflags_state = Slot::Unloaded;
         self.cc_static = None;
         self.seg_base = [None; 6];
         self.xmm_loaded = [[false; 2]; 16];
@@ -140,5 +143,65 @@ impl JitEmitter<'_, '_> {
         self.flush_gprs();
         self.defer_gprs = false;
         self.exit_chain(next_ip, block.insns.len() as u32);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testutil::{asm, run64, DATA};
+    use iced_x86::code_asm::*;
+
+    const DF: u64 = 1 << 10;
+
+    /// A loop of three blocks, compiled as one region: STD in the header, CLD in one of
+    /// the two members after it, and STOSB in both, which reads DF where the member
+    /// starts. Each iteration stores its counter at RDI going up or down by DF; then, if
+    /// `probe`, loads from `probe + 8 * RCX`. Ends with ECX = 0 and DF set (the last
+    /// iteration is odd).
+    fn toggling_loop(probe: bool) -> Vec<u8> {
+        asm(64, |a| {
+            let mut top = a.create_label();
+            let mut odd = a.create_label();
+            a.mov(ecx, 6).unwrap();
+            a.set_label(&mut top).unwrap();
+            a.std().unwrap();
+            a.test(ecx, 1).unwrap();
+            a.jnz(odd).unwrap();
+            a.cld().unwrap();
+            a.set_label(&mut odd).unwrap();
+            a.mov(al, cl).unwrap();
+            a.stosb().unwrap();
+            if probe {
+                a.mov(rdx, qword_ptr(r8 + rcx * 8)).unwrap();
+            }
+            a.dec(ecx).unwrap();
+            a.jnz(top).unwrap();
+        })
+    }
+
+    #[test]
+    fn the_direction_flag_written_in_a_region_reaches_its_members_and_exits() {
+        // `run64` compares the JIT with the interpreter (registers, RFLAGS, memory).
+        let o = run64(&toggling_loop(false), &[(7, DATA + 0x80)]);
+        assert!(o.fault.is_none());
+        assert_eq!(o.r(1), 0);
+        assert_eq!(o.flags() & DF, DF, "the last iteration leaves DF set");
+        // Counters 6..1 at 0x80 + (0, +1, 0, +1, 0, +1): the odd ones step down.
+        assert_eq!(o.m(DATA + 0x80, 1), 2);
+        assert_eq!(o.m(DATA + 0x81, 1), 1);
+    }
+
+    #[test]
+    fn a_fault_in_a_region_member_sees_the_direction_flag_of_its_iteration() {
+        // The probe reads the identity map's upper half from its start down, and leaves it
+        // for a non-canonical address (#GP) when ECX = 3, an odd iteration: DF set there,
+        // after the even one cleared it.
+        let o = run64(
+            &toggling_loop(true),
+            &[(7, DATA + 0x80), (8, 0xffff_8000_0000_0000 - 32)],
+        );
+        assert!(o.fault.is_some(), "the probe faults");
+        assert_eq!(o.r(1), 3);
+        assert_eq!(o.flags() & DF, DF);
     }
 }
