@@ -31,6 +31,8 @@ pub struct Outcome {
     pub mem: PhysMem,
     /// The fault that stopped the run, if any (`cpu.rip` is then the faulting instruction).
     pub fault: Option<Fault>,
+    /// Regions the run compiled ([`crate::cache::CacheStats::regions`]).
+    pub regions: u64,
 }
 
 impl Outcome {
@@ -101,7 +103,12 @@ pub fn run_tier(
         cpu.smc_pending = 0;
     }
     let fault = cpu.take_fault();
-    Outcome { cpu, mem, fault }
+    Outcome {
+        cpu,
+        mem,
+        fault,
+        regions: cache.stats.regions,
+    }
 }
 
 /// JIT options for tests: the IR verifier on, chained transfers counted, no tiered compiles.
@@ -197,6 +204,27 @@ pub fn run_both(
 ) -> Outcome {
     let i = run_tier(Tier::Interp, mode, code, &setup);
     let j = run_tier(Tier::Jit, mode, code, &setup);
+    assert_agree(&i, &j);
+    i
+}
+
+/// [`run_both`] with the JIT's blocks compiled after two interpreted runs, so that a loop's
+/// head is compiled with the blocks it loops through, already decoded by then (a region;
+/// compiling every block before its first run never makes one). Returns the JIT's result.
+pub fn run_both_regions(
+    mode: CpuMode,
+    code: &[u8],
+    setup: impl Fn(&mut CpuState, &mut PhysMem),
+) -> Outcome {
+    let i = run_tier(Tier::Interp, mode, code, &setup);
+    let j = run_tier(Tier::Auto { threshold: 2 }, mode, code, &setup);
+    assert_agree(&i, &j);
+    j
+}
+
+/// Asserts that the interpreter's result `i` and the JIT's `j` agree on the registers, RIP,
+/// RFLAGS, the fault, XMM0-15, MXCSR and the data area.
+fn assert_agree(i: &Outcome, j: &Outcome) {
     assert_eq!(i.cpu.gpr, j.cpu.gpr, "registers differ (interp vs JIT)");
     assert_eq!(i.cpu.rip, j.cpu.rip, "rip differs");
     assert_eq!(i.flags(), j.flags(), "rflags differ");
@@ -206,7 +234,6 @@ pub fn run_both(
     for a in (DATA..DATA + DATA_LEN).step_by(8) {
         assert_eq!(i.m(a, 8), j.m(a, 8), "memory at {a:#x} differs");
     }
-    i
 }
 
 /// [`run_both`] in 64-bit mode with the given initial registers `(index, value)`.

@@ -127,12 +127,14 @@ impl Report {
             (
                 "blocks compiled",
                 format!(
-                    "{} ({} guest insns, {:.3} ms, {:.2} us/guest insn; {} again optimised)",
+                    "{} ({} guest insns, {:.3} ms, {:.2} us/guest insn; {} again optimised; \
+                     {} regions)",
                     c.blocks_compiled,
                     c.insns_compiled,
                     ms(c.compile_time),
                     self.us_per_compiled_insn(),
-                    c.recompiled
+                    c.recompiled,
+                    c.regions
                 ),
             ),
             ("compiles, unoptimised", tier_row(&c.unoptimised)),
@@ -250,7 +252,7 @@ impl Report {
             "wall_s": self.wall.as_secs_f64(),
             "phases_percent": self.phase_json(),
             "mips": self.mips(),
-            "blocks": { "decoded": c.blocks_decoded, "compiled": c.blocks_compiled, "recompiled_optimised": c.recompiled, "insns_compiled": c.insns_compiled },
+            "blocks": { "decoded": c.blocks_decoded, "compiled": c.blocks_compiled, "recompiled_optimised": c.recompiled, "insns_compiled": c.insns_compiled, "regions": c.regions },
             "compile": {
                 "ms": c.compile_time.as_secs_f64() * 1e3,
                 "us_per_guest_insn": self.us_per_compiled_insn(),

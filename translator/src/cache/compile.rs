@@ -285,7 +285,9 @@ impl Cache {
             }
         }
         self.stats.blocks_compiled += 1;
-        self.stats.insns_compiled += self.block(id).decoded.insns.len() as u64;
+        let own = self.block(id).decoded.insns.len() as u64;
+        self.stats.insns_compiled += own;
+        self.stats.regions += u64::from(code.insns > own);
         let tier = if code.optimised {
             &mut self.stats.optimised
         } else {

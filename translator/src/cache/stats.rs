@@ -18,6 +18,9 @@ pub struct CacheStats {
     pub blocks_compiled: u64,
     /// Guest instructions in compiled blocks.
     pub insns_compiled: u64,
+    /// Of the compiles, regions: a loop's head compiled together with the blocks it loops
+    /// through.
+    pub regions: u64,
     /// Time spent compiling.
     pub compile_time: Duration,
     /// Compiles without Cranelift's optimiser (quick code, or `--jit-opt none`), and where

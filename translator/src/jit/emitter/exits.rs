@@ -40,11 +40,6 @@ impl JitEmitter<'_, '_> {
     /// still pending ([`super::deferred`]).
     pub(super) fn write_back(&mut self) {
         self.store_pending_gprs();
-        // In a region, flags changed by a member emitted later may already be changed when
-        // an exit emitted earlier is taken.
-        if !self.heads.is_empty() {
-            self.cc_state = Slot::Dirty;
-        }
         if self.cc_state == Slot::Dirty {
             for i in 0..4 {
                 let v = match (i, self.cc_static) {
@@ -176,10 +171,9 @@ impl JitEmitter<'_, '_> {
 
     /// What [`Self::write_back`] stores at this point of the code.
     fn write_back_kind(&self) -> WriteBack {
-        let region = !self.heads.is_empty();
         WriteBack {
             gprs: self.gpr_pending,
-            cc: region || self.cc_state == Slot::Dirty,
+            cc: self.cc_state == Slot::Dirty,
             cc_static: self.cc_static.map(|op| op.encode()),
         }
     }
@@ -457,14 +451,15 @@ impl JitEmitter<'_, '_> {
 
     /// A transfer to a member of the region: account for the instructions, and go on at its
     /// header unless the budget ran out or an exit was requested.
+    ///
+    /// The flags record is stored here when this member changed it, since members start
+    /// with it in `CpuState` ([`Self::begin_member`]).
     pub(super) fn loop_back(&mut self, head: Block, target: u64, n: u32) {
+        self.write_back();
         let back = self.retire_and_check(n, self.may_loop(target));
         self.b.ins().jump(head, &[]);
         self.b.seal_block(back);
         self.b.switch_to_block(back);
-        // The flags' kind differs per path into the header: store it from its variable.
-        self.cc_static = None;
-        self.write_back();
         let rip = self.iconst(target);
         self.store_state(rip, off::RIP);
         let z = self.iconst(0);

@@ -42,7 +42,6 @@ impl JitEmitter<'_, '_> {
         for r in (0..16).filter(|r| used & (1 << r) != 0) {
             self.gpr(r);
         }
-        self.ensure_cc_loaded();
         self.memo_sites = super::memo::memo_sites(blocks);
         if !self.memo_sites.is_empty() {
             self.start_memos(self.memo_sites.len());
@@ -76,6 +75,10 @@ impl JitEmitter<'_, '_> {
         // it (few do: string instructions for DF), rather than keep it live across the
         // region.
         self.rflags_state = Slot::Unloaded;
+        // Stored by every transfer from a member that changed it (`loop_back`), so that
+        // its four values do not live around the region's loops for the exits' sake: most
+        // members set the flags before they read them, and the rest load them here.
+        self.cc_state = Slot::Unloaded;
         self.cc_static = None;
         self.seg_base = [None; 6];
         self.xmm_loaded = [[false; 2]; 16];
@@ -148,21 +151,35 @@ impl JitEmitter<'_, '_> {
 
 #[cfg(test)]
 mod tests {
-    use crate::testutil::{asm, run64, DATA};
+    use crate::testutil::{asm, run64, run_both_regions, Outcome, DATA};
+    use crane86_runtime::CpuMode;
     use iced_x86::code_asm::*;
 
     const DF: u64 = 1 << 10;
 
-    /// A loop of three blocks, compiled as one region: STD in the header, CLD in one of
-    /// the two members after it, and STOSB in both, which reads DF where the member
-    /// starts. Each iteration stores its counter at RDI going up or down by DF; then, if
-    /// `probe`, loads from `probe + 8 * RCX`. Ends with ECX = 0 and DF set (the last
-    /// iteration is odd).
+    /// Runs 64-bit `code` with registers `regs` on the interpreter and with regions (which
+    /// must agree), and checks that the JIT compiled at least one region.
+    fn run_region(code: &[u8], regs: &[(usize, u64)]) -> Outcome {
+        let regs = regs.to_vec();
+        let o = run_both_regions(CpuMode::Long64, code, move |cpu, _| {
+            for &(r, v) in &regs {
+                cpu.gpr[r] = v;
+            }
+        });
+        assert!(o.regions > 0, "no region was compiled");
+        o
+    }
+
+    /// A loop of 20 iterations through three blocks: STD in the header, CLD in one of the
+    /// two blocks after it, and STOSB in both, which reads DF where the block starts. Each
+    /// iteration stores its counter at RDI going up or down by DF; then, if `probe`, loads
+    /// from `R8 + 8 * RCX`. Ends with ECX = 0 and DF set (the last iteration is odd). The
+    /// loop's blocks turn hot within its first iterations, so that most run as a region.
     fn toggling_loop(probe: bool) -> Vec<u8> {
         asm(64, |a| {
             let mut top = a.create_label();
             let mut odd = a.create_label();
-            a.mov(ecx, 6).unwrap();
+            a.mov(ecx, 20).unwrap();
             a.set_label(&mut top).unwrap();
             a.std().unwrap();
             a.test(ecx, 1).unwrap();
@@ -181,12 +198,20 @@ mod tests {
 
     #[test]
     fn the_direction_flag_written_in_a_region_reaches_its_members_and_exits() {
-        // `run64` compares the JIT with the interpreter (registers, RFLAGS, memory).
-        let o = run64(&toggling_loop(false), &[(7, DATA + 0x80)]);
+        // Also compiled block by block (`run64`), where only the exits can store it.
+        for o in [
+            run_region(&toggling_loop(false), &[(7, DATA + 0x80)]),
+            run64(&toggling_loop(false), &[(7, DATA + 0x80)]),
+        ] {
+            check_toggled(&o);
+        }
+    }
+
+    fn check_toggled(o: &Outcome) {
         assert!(o.fault.is_none());
         assert_eq!(o.r(1), 0);
         assert_eq!(o.flags() & DF, DF, "the last iteration leaves DF set");
-        // Counters 6..1 at 0x80 + (0, +1, 0, +1, 0, +1): the odd ones step down.
+        // The even counters go to 0x80 and step up, the odd ones to 0x81 and step down.
         assert_eq!(o.m(DATA + 0x80, 1), 2);
         assert_eq!(o.m(DATA + 0x81, 1), 1);
     }
@@ -196,12 +221,40 @@ mod tests {
         // The probe reads the identity map's upper half from its start down, and leaves it
         // for a non-canonical address (#GP) when ECX = 3, an odd iteration: DF set there,
         // after the even one cleared it.
-        let o = run64(
+        let o = run_region(
             &toggling_loop(true),
             &[(7, DATA + 0x80), (8, 0xffff_8000_0000_0000 - 32)],
         );
         assert!(o.fault.is_some(), "the probe faults");
         assert_eq!(o.r(1), 3);
         assert_eq!(o.flags() & DF, DF);
+    }
+
+    #[test]
+    fn a_member_reads_the_flags_another_member_set() {
+        // The header's SHR sets CF to bit 0 of ECX (odd and even iterations alternate) and ZF
+        // when ECX < 2; its JNZ leads to the SETB block, which reads that CF where it starts.
+        // The last iteration goes through INC, which keeps CF.
+        let code = asm(64, |a| {
+            let mut top = a.create_label();
+            let mut mid = a.create_label();
+            a.mov(ecx, 10).unwrap();
+            a.xor(ebx, ebx).unwrap();
+            a.xor(esi, esi).unwrap();
+            a.set_label(&mut top).unwrap();
+            a.mov(eax, ecx).unwrap();
+            a.shr(eax, 1).unwrap();
+            a.jnz(mid).unwrap();
+            a.inc(ebx).unwrap();
+            a.set_label(&mut mid).unwrap();
+            a.setb(dl).unwrap();
+            a.movzx(edx, dl).unwrap();
+            a.add(esi, edx).unwrap();
+            a.dec(ecx).unwrap();
+            a.jnz(top).unwrap();
+        });
+        let o = run_region(&code, &[]);
+        // The odd counters, 9, 7, 5, 3 and 1.
+        assert_eq!((o.r(3), o.r(6)), (1, 5));
     }
 }
