@@ -87,6 +87,10 @@ pub struct JitEmitter<'a, 'f> {
     /// to its header with the guest state still in variables, instead of storing it and
     /// chaining.
     heads: Vec<(u64, Block)>,
+    /// The start addresses of the members whose first instruction sets every arithmetic
+    /// flag without reading one and without a way out before it: a transfer there need not
+    /// store the flags record ([`Self::loop_back`]).
+    flags_dead_at: Vec<u64>,
     /// The targets of the two chain slots, assigned as exits ask for them: each slot only
     /// ever serves one target, since the cache links a slot to one block.
     slot_target: [Option<u64>; 2],
@@ -192,6 +196,7 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
             sigs,
             chain,
             heads: Vec::new(),
+            flags_dead_at: Vec::new(),
             slot_target: [None; 2],
             ret_slot_target: None,
             xmm,

@@ -453,13 +453,21 @@ impl JitEmitter<'_, '_> {
     /// header unless the budget ran out or an exit was requested.
     ///
     /// The flags record is stored here when this member changed it, since members start
-    /// with it in `CpuState` ([`Self::begin_member`]).
+    /// with it in `CpuState` ([`Self::begin_member`]); only on the way out to the run loop
+    /// when the target's first instruction sets them all anyway (`flags_dead_at`), where an
+    /// interrupt may still see them.
     pub(super) fn loop_back(&mut self, head: Block, target: u64, n: u32) {
-        self.write_back();
+        let dead = self.flags_dead_at.contains(&target);
+        if !dead {
+            self.write_back();
+        }
         let back = self.retire_and_check(n, self.may_loop(target));
         self.b.ins().jump(head, &[]);
         self.b.seal_block(back);
         self.b.switch_to_block(back);
+        if dead {
+            self.write_back();
+        }
         let rip = self.iconst(target);
         self.store_state(rip, off::RIP);
         let z = self.iconst(0);
