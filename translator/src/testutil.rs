@@ -202,10 +202,7 @@ pub fn run_both(
     code: &[u8],
     setup: impl Fn(&mut CpuState, &mut PhysMem),
 ) -> Outcome {
-    let i = run_tier(Tier::Interp, mode, code, &setup);
-    let j = run_tier(Tier::Jit, mode, code, &setup);
-    assert_agree(&i, &j);
-    i
+    run_pair(Tier::Jit, mode, code, &setup, false)
 }
 
 /// [`run_both`] with the JIT's blocks compiled after two interpreted runs, so that a loop's
@@ -216,10 +213,27 @@ pub fn run_both_regions(
     code: &[u8],
     setup: impl Fn(&mut CpuState, &mut PhysMem),
 ) -> Outcome {
-    let i = run_tier(Tier::Interp, mode, code, &setup);
-    let j = run_tier(Tier::Auto { threshold: 2 }, mode, code, &setup);
+    run_pair(Tier::Auto { threshold: 2 }, mode, code, &setup, true)
+}
+
+/// Runs `code` interpreted and in the JIT tier `jit`, asserts that they agree, and returns
+/// the JIT's result if `keep_jit`, else the interpreter's (one: an `Outcome` holds a whole
+/// `CpuState`, TLBs included, and test threads have small stacks).
+fn run_pair(
+    jit: Tier,
+    mode: CpuMode,
+    code: &[u8],
+    setup: &dyn Fn(&mut CpuState, &mut PhysMem),
+    keep_jit: bool,
+) -> Outcome {
+    let i = run_tier(Tier::Interp, mode, code, setup);
+    let j = run_tier(jit, mode, code, setup);
     assert_agree(&i, &j);
-    j
+    if keep_jit {
+        j
+    } else {
+        i
+    }
 }
 
 /// Asserts that the interpreter's result `i` and the JIT's `j` agree on the registers, RIP,
