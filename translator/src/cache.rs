@@ -48,7 +48,7 @@ mod stats;
 mod tests;
 #[cfg(test)]
 mod tier_tests;
-pub use stats::{CacheStats, TierStats};
+pub use stats::{CacheStats, InterpRuns, TierStats};
 
 /// Which back end runs blocks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -17,6 +17,9 @@ pub struct DecodedInsn {
     pub insn: Instruction,
     /// True for a runtime-class instruction (alone in its block, interpreted).
     pub runtime: bool,
+    /// Its row of the instruction table ([`crate::table::lookup`]), looked up once here: the
+    /// interpreter runs a block's instructions many times before it is compiled.
+    pub row: Option<crate::table::Entry>,
 }
 
 /// A decoded block.
@@ -78,6 +81,7 @@ pub fn decode_block(
                 insns.push(DecodedInsn {
                     insn,
                     runtime: true,
+                    row: crate::table::lookup(insn.code()),
                 });
                 offset += insn.len();
                 break;
@@ -98,6 +102,7 @@ pub fn decode_block(
                 insns.push(DecodedInsn {
                     insn,
                     runtime: false,
+                    row: crate::table::lookup(insn.code()),
                 });
                 offset += len;
                 break;
@@ -106,6 +111,7 @@ pub fn decode_block(
                 insns.push(DecodedInsn {
                     insn,
                     runtime: false,
+                    row: crate::table::lookup(insn.code()),
                 });
                 offset += insn.len();
                 if ends_block || single_step {

@@ -428,16 +428,17 @@ pub fn run_block(
     block: &DecodedBlock,
     limit: u64,
 ) -> (InterpExit, u64) {
-    let ctx = block.ctx;
+    let mut it = Interp::new(cpu, mem, Some(io), block.ctx);
     let mut retired = 0;
     for d in block.insns.iter().take(limit.max(1) as usize) {
-        cpu.rip = d.insn.ip();
-        let mut it = Interp::new(cpu, mem, Some(&mut *io), ctx);
+        it.cpu.rip = d.insn.ip();
+        it.next = None;
         it.retired_before = retired;
         let result = if d.runtime {
             semantics::system::execute(&mut it, &d.insn)
         } else {
-            semantics::execute(&mut it, &d.insn).map(|()| semantics::system::Outcome::Continue)
+            semantics::execute_row(&mut it, &d.insn, d.row)
+                .map(|()| semantics::system::Outcome::Continue)
         };
         // An early exit (`exit_if`) stops the semantics but completes the instruction.
         let result = match result {
@@ -451,17 +452,17 @@ pub fn run_block(
             Ok(outcome) => {
                 let next = it.next.unwrap_or_else(|| d.insn.next_ip());
                 let halted = outcome == semantics::system::Outcome::Halt;
-                cpu.rip = next;
+                it.cpu.rip = next;
                 retired += 1;
                 if halted {
                     return (InterpExit::Halt, retired);
                 }
                 if outcome == semantics::system::Outcome::DebugTrap {
                     // A trap: the #DB is delivered with RIP at the next instruction.
-                    cpu.raise(Fault::new(Exception::Debug), 0);
+                    it.cpu.raise(Fault::new(Exception::Debug), 0);
                     return (InterpExit::Fault, retired);
                 }
-                if cpu.smc_pending != 0 {
+                if it.cpu.smc_pending != 0 {
                     break;
                 }
             }

@@ -31,4 +31,4 @@ pub mod table;
 #[cfg(test)]
 pub(crate) mod testutil;
 
-pub use cache::{Cache, CacheStats, Tier, TierStats};
+pub use cache::{Cache, CacheStats, InterpRuns, Tier, TierStats};

@@ -6,7 +6,7 @@ use crane86_machine::{Machine, MachineStats};
 use crane86_runtime::phase::PHASES;
 use crane86_runtime::shadow::ShadowStats;
 use crane86_runtime::state::PagingStats;
-use crane86_translator::{CacheStats, TierStats};
+use crane86_translator::{CacheStats, InterpRuns, TierStats};
 
 /// Everything `--stats` reports, gathered from one machine after a run.
 #[derive(Debug, Clone)]
@@ -116,6 +116,19 @@ impl Report {
                 format!("{:.3} s, {:.1} MIPS", self.wall.as_secs_f64(), self.mips()),
             ),
             ("vCPU thread by phase", self.phase_row()),
+            (
+                "interpreted, not compiled",
+                format!(
+                    "block runs (their instructions): {} ({}) not yet hot, {} ({}) waiting \
+                     for the compiler, {} ({}) turned away by its full queue",
+                    c.interp_cold.runs,
+                    c.interp_cold.insns,
+                    c.interp_waiting.runs,
+                    c.interp_waiting.insns,
+                    c.interp_refused.runs,
+                    c.interp_refused.insns
+                ),
+            ),
             (
                 "blocks decoded",
                 format!(
@@ -248,7 +261,7 @@ impl Report {
         let (r, c) = (&self.run, &self.cache);
         serde_json::json!({
             "insns": { "interp": r.insns_interp, "jit": r.insns_jit, "total": self.total_insns() },
-            "interp_runs": { "total": r.interp_runs, "chained": r.interp_chained },
+            "interp_runs": { "total": r.interp_runs, "chained": r.interp_chained, "not_hot": interp_json(&c.interp_cold), "waiting": interp_json(&c.interp_waiting), "refused": interp_json(&c.interp_refused) },
             "wall_s": self.wall.as_secs_f64(),
             "phases_percent": self.phase_json(),
             "mips": self.mips(),
@@ -330,6 +343,11 @@ fn tier_row(t: &TierStats) -> String {
 }
 
 /// The JSON object of [`tier_row`]'s figures, times in milliseconds.
+/// Interpreted runs for one reason, as JSON.
+fn interp_json(r: &InterpRuns) -> serde_json::Value {
+    serde_json::json!({ "runs": r.runs, "insns": r.insns })
+}
+
 fn tier_json(t: &TierStats) -> serde_json::Value {
     let x = &t.times;
     let ms = |d: Duration| d.as_secs_f64() * 1e3;

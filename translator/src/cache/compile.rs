@@ -40,10 +40,20 @@ impl Cache {
         if b.decoded.insns.is_empty() || b.key.single_step() {
             return Ok(false);
         }
+        let insns = b.decoded.insns.len();
         if !tier.hot(b.runs) {
+            self.stats.interp_cold.add(insns);
             return Ok(false);
         }
-        self.start_compile(id, false)
+        let compiled = self.start_compile(id, false)?;
+        if !compiled {
+            if self.block(id).queued {
+                self.stats.interp_waiting.add(insns);
+            } else {
+                self.stats.interp_refused.add(insns);
+            }
+        }
+        Ok(compiled)
     }
 
     /// Counts a run of block `id`, one runtime-class instruction that the run loop is about

@@ -7,11 +7,36 @@ use crate::jit::timing::CompileTimes;
 #[cfg(doc)]
 use super::Cache;
 
+/// Interpreted runs of blocks without code, for one reason ([`CacheStats::interp_cold`] and
+/// the next two): what the background compiler's throughput costs.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct InterpRuns {
+    /// Block runs.
+    pub runs: u64,
+    /// Guest instructions in those blocks (a run that faults retires fewer).
+    pub insns: u64,
+}
+
+impl InterpRuns {
+    /// Counts a run of a block of `insns` instructions.
+    pub(super) fn add(&mut self, insns: usize) {
+        self.runs += 1;
+        self.insns += insns as u64;
+    }
+}
+
 /// Translation-cache statistics (`--stats`).
 #[derive(Clone, Debug, Default)]
 pub struct CacheStats {
     /// Blocks decoded (all enter the interpreter tier first, or go straight to the JIT).
     pub blocks_decoded: u64,
+    /// Interpreted runs of blocks that had not yet run often enough to be compiled.
+    pub interp_cold: InterpRuns,
+    /// Interpreted runs of blocks waiting in the background compiler's queue.
+    pub interp_waiting: InterpRuns,
+    /// Interpreted runs of blocks hot enough to compile that the background compiler's
+    /// queue, full, turned away (each run tries again).
+    pub interp_refused: InterpRuns,
     /// Guest instructions in decoded blocks.
     pub insns_decoded: u64,
     /// Blocks compiled by the JIT.

@@ -104,3 +104,27 @@ fn a_request_that_finds_the_list_full_is_made_again_later() {
     assert_eq!(cpu.gpr[3] & 0xffff_ffff, u64::from(CALLS));
     assert_eq!(stats.recompiled, 3, "{stats:?}");
 }
+
+/// `--stats` tells why interpreted blocks had no code: runs before the threshold count as
+/// not yet hot, runs while the block waits in the background compiler's queue as waiting.
+#[test]
+fn interpreted_runs_are_counted_by_why_the_block_has_no_code() {
+    use crane86_runtime::BlockKey;
+    let (code, _) = calls();
+    let (mut mem, mut cpu) = prot32_guest(&code, START, 1);
+    let mut cache = Cache::new(Tier::Auto { threshold: 3 }, 1 << 20, opts(true, true)).unwrap();
+    let id = cache.lookup(BlockKey::new(START, &cpu), &mut cpu, &mut mem);
+    // The block at START is one CALL. Without `collect_compiled` its code is never
+    // installed, so every run from the third on finds it queued.
+    for _ in 0..5 {
+        assert!(!cache.prepare(id, cpu.cc.op).unwrap());
+    }
+    let s = &cache.stats;
+    assert_eq!((s.interp_cold.runs, s.interp_cold.insns), (2, 2), "{s:?}");
+    assert_eq!(
+        (s.interp_waiting.runs, s.interp_waiting.insns),
+        (3, 3),
+        "{s:?}"
+    );
+    assert_eq!(s.interp_refused.runs, 0, "{s:?}");
+}

@@ -34,17 +34,21 @@ use crane86_runtime::{Exception, Fault};
 use iced_x86::Instruction;
 
 use crate::emit::{Emit, R};
-use crate::table::{lookup, Class, Op};
+use crate::table::{lookup, Class, Entry, Op};
 
 /// Executes (interpreter) or translates (JIT) one inline-class instruction. Control transfers
 /// end with [`Emit::jump`] or [`Emit::branch`]; everything else falls through to the next
 /// instruction, which the caller accounts for.
 pub fn execute<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
+    execute_row(e, insn, lookup(insn.code()))
+}
+
+/// [`execute`] given the instruction's table row `row` (`lookup(insn.code())`), which
+/// [`crate::decode::DecodedInsn::row`] keeps.
+pub fn execute_row<E: Emit>(e: &mut E, insn: &Instruction, row: Option<Entry>) -> R<()> {
     // The runtime-class rows that `rewrite::plan` runs inline at CPL 0 come here too.
-    let cpl0_inline =
-        |en: &crate::table::Entry| crate::rewrite::inline_at_cpl0(insn, en.op, e.ctx());
-    let Some(entry) = lookup(insn.code()).filter(|en| en.class == Class::Inline || cpl0_inline(en))
-    else {
+    let cpl0_inline = |en: &Entry| crate::rewrite::inline_at_cpl0(insn, en.op, e.ctx());
+    let Some(entry) = row.filter(|en| en.class == Class::Inline || cpl0_inline(en)) else {
         return Err(e.raise(Fault::new(Exception::InvalidOpcode)));
     };
     match entry.op {
