@@ -42,7 +42,10 @@ impl Cache {
         }
         let insns = b.decoded.insns.len();
         if !tier.hot(b.runs) {
-            self.stats.interp_cold.add(insns);
+            // Under `--tier interp` nothing ever turns hot: not a reason worth a count.
+            if tier != super::Tier::Interp {
+                self.stats.interp_cold.add(insns);
+            }
             return Ok(false);
         }
         let compiled = self.start_compile(id, false)?;

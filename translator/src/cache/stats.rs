@@ -30,7 +30,8 @@ impl InterpRuns {
 pub struct CacheStats {
     /// Blocks decoded (all enter the interpreter tier first, or go straight to the JIT).
     pub blocks_decoded: u64,
-    /// Interpreted runs of blocks that had not yet run often enough to be compiled.
+    /// Interpreted runs of blocks that had not yet run often enough to be compiled (not
+    /// counted under [`super::Tier::Interp`], where no block ever is).
     pub interp_cold: InterpRuns,
     /// Interpreted runs of blocks waiting in the background compiler's queue.
     pub interp_waiting: InterpRuns,

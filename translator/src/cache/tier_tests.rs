@@ -127,4 +127,11 @@ fn interpreted_runs_are_counted_by_why_the_block_has_no_code() {
         "{s:?}"
     );
     assert_eq!(s.interp_refused.runs, 0, "{s:?}");
+    // Under `--tier interp` no block is ever hot: none of its runs has a reason to count.
+    let mut cache = Cache::new(Tier::Interp, 1 << 20, opts(true, false)).unwrap();
+    let id = cache.lookup(BlockKey::new(START, &cpu), &mut cpu, &mut mem);
+    for _ in 0..5 {
+        assert!(!cache.prepare(id, cpu.cc.op).unwrap());
+    }
+    assert_eq!(cache.stats.interp_cold.runs, 0);
 }
