@@ -342,12 +342,12 @@ fn tier_row(t: &TierStats) -> String {
     )
 }
 
-/// The JSON object of [`tier_row`]'s figures, times in milliseconds.
 /// Interpreted runs for one reason, as JSON.
 fn interp_json(r: &InterpRuns) -> serde_json::Value {
     serde_json::json!({ "runs": r.runs, "insns": r.insns })
 }
 
+/// The JSON object of [`tier_row`]'s figures, times in milliseconds.
 fn tier_json(t: &TierStats) -> serde_json::Value {
     let x = &t.times;
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
