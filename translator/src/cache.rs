@@ -34,6 +34,7 @@ use crate::jit::{
     ADDEND_UNLINKED, RETURN_SLOT,
 };
 
+mod baseline;
 mod compile;
 #[cfg(test)]
 mod direct_tests;
@@ -48,7 +49,8 @@ mod stats;
 mod tests;
 #[cfg(test)]
 mod tier_tests;
-pub use stats::{CacheStats, InterpRuns, TierStats};
+pub use baseline::DEFAULT_BASELINE_RUNS;
+pub use stats::{BaselineStats, CacheStats, InterpRuns, TierStats};
 
 /// Which back end runs blocks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,13 +64,16 @@ pub enum Tier {
         /// Runs before a block is compiled.
         threshold: u32,
     },
+    /// Translate every block the baseline covers before its first run, interpret the rest,
+    /// never compile with Cranelift: for testing the baseline tier ([`crate::baseline`]).
+    Baseline,
 }
 
 impl Tier {
     /// Whether a block that has run `runs` times should be compiled.
     fn hot(self, runs: u32) -> bool {
         match self {
-            Tier::Interp => false,
+            Tier::Interp | Tier::Baseline => false,
             Tier::Jit => true,
             Tier::Auto { threshold } => runs >= threshold,
         }
@@ -107,6 +112,11 @@ pub struct Block {
     in_region: bool,
     /// Compiled code, once it exists.
     pub code: Option<*const u8>,
+    /// Baseline code ([`crate::baseline`]), which runs in the interpreter's place until
+    /// `code` exists, once translated.
+    pub baseline: Option<*const u8>,
+    /// Baseline translation was tried (it is never tried twice for a block's decoding).
+    baseline_tried: bool,
     /// That code's direct exits (the jumps the cache patches when it links them) and the
     /// targets of its chain slots.
     chain: Box<ChainInfo>,
@@ -300,6 +310,8 @@ pub struct Cache {
     /// Linear addresses the run loop must reach before the instruction there runs (a
     /// debugger's breakpoints, see [`Cache::set_entry_barriers`]).
     barriers: BTreeSet<u64>,
+    /// Runs of a block without compiled code before it gets baseline code (0: never).
+    baseline_runs: u32,
     /// Host bytes the live blocks are charged ([`block_cost`]).
     decoded_bytes: usize,
     /// The most `decoded_bytes` may reach before the next new block flushes the cache.
@@ -394,6 +406,11 @@ impl Cache {
             perf_map: None,
             barriers: BTreeSet::new(),
             decoded_bytes: 0,
+            baseline_runs: match tier {
+                Tier::Baseline => 1,
+                Tier::Auto { .. } => DEFAULT_BASELINE_RUNS,
+                Tier::Interp | Tier::Jit => 0,
+            },
             block_budget: arena_bytes.max(MIN_BLOCK_BUDGET),
             stats: CacheStats::default(),
             count_chains: opts.count_chains,
@@ -645,6 +662,8 @@ impl Cache {
             next: [(0, NO_ID); 2],
             quick: false,
             code: None,
+            baseline: None,
+            baseline_tried: false,
             chain: Box::default(),
             cut_at: u32::MAX,
             cold_code: std::ptr::null(),
@@ -904,6 +923,8 @@ impl Cache {
     fn flush_code(&mut self) {
         for b in self.blocks.iter_mut().flatten() {
             b.code = None;
+            b.baseline = None;
+            b.baseline_tried = false;
             *b.chain = ChainInfo::default();
             *b.slots = fresh_slots();
             b.incoming.clear();

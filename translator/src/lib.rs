@@ -19,6 +19,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod baseline;
 pub mod cache;
 pub mod cpu_model;
 pub mod decode;
@@ -31,4 +32,4 @@ pub mod table;
 #[cfg(test)]
 pub(crate) mod testutil;
 
-pub use cache::{Cache, CacheStats, InterpRuns, Tier, TierStats};
+pub use cache::{BaselineStats, Cache, CacheStats, InterpRuns, Tier, TierStats};

@@ -5,7 +5,7 @@ use crane86_runtime::{BlockKey, CpuMode, CpuState, Fault, PhysMem, PortIo};
 use iced_x86::code_asm::CodeAssembler;
 
 use crate::cache::{BlockId, Cache, Tier};
-use crate::interp::{rflags, run_block};
+use crate::interp::rflags;
 use crate::jit::JitOptions;
 
 /// Where the snippet is loaded and starts.
@@ -33,6 +33,8 @@ pub struct Outcome {
     pub fault: Option<Fault>,
     /// Regions the run compiled ([`crate::cache::CacheStats::regions`]).
     pub regions: u64,
+    /// Instructions retired in baseline code ([`crate::cache::BaselineStats::runs`]).
+    pub baseline_insns: u64,
 }
 
 impl Outcome {
@@ -108,6 +110,7 @@ pub fn run_tier(
         mem,
         fault,
         regions: cache.stats.regions,
+        baseline_insns: cache.stats.baseline.runs.insns,
     }
 }
 
@@ -178,7 +181,8 @@ pub fn drive(
 
 /// One step of a test's run loop: links the exit that led to block `id` (`cpu.link`), then
 /// runs the block, compiled if it is (with the budget and TSC base the run loop sets) or
-/// else interpreted, for at most 1000 instructions, counting them in `cpu.retired`.
+/// else in baseline code or interpreted, for at most 1000 instructions, counting them in
+/// `cpu.retired`.
 pub fn run_step(cache: &mut Cache, id: BlockId, cpu: &mut CpuState, mem: &mut PhysMem) {
     let token = std::mem::take(&mut cpu.link);
     if cache.prepare(id, cpu.cc.op).unwrap() {
@@ -188,8 +192,7 @@ pub fn run_step(cache: &mut Cache, id: BlockId, cpu: &mut CpuState, mem: &mut Ph
         cache.run_compiled(id, cpu, mem);
         cpu.retired += (1000 - cpu.budget) as u64;
     } else {
-        let block = cache.block(id).decoded.clone();
-        let (_, n) = run_block(cpu, mem, &mut NoIo, &block, 1000);
+        let (_, n) = cache.run_cold(id, cpu, mem, &mut NoIo, 1000, true);
         cpu.retired += n;
     }
 }
@@ -226,27 +229,62 @@ fn run_pair(
     setup: &dyn Fn(&mut CpuState, &mut PhysMem),
     keep_jit: bool,
 ) -> Outcome {
-    let i = run_tier(Tier::Interp, mode, code, setup);
-    let j = run_tier(jit, mode, code, setup);
-    assert_agree(&i, &j);
+    let i = run_boxed(Tier::Interp, mode, code, setup);
+    check_baseline(&i, mode, code, setup);
+    let j = run_boxed(jit, mode, code, setup);
+    assert_agree(&i, &j, "JIT");
     if keep_jit {
-        j
+        *j
     } else {
-        i
+        *i
     }
 }
 
-/// Asserts that the interpreter's result `i` and the JIT's `j` agree on the registers, RIP,
+/// [`run_tier`] with its result on the heap, so that the caller's frame holds no
+/// `Outcome` (a whole `CpuState`): test threads have small stacks.
+#[inline(never)]
+fn run_boxed(
+    tier: Tier,
+    mode: CpuMode,
+    code: &[u8],
+    setup: &dyn Fn(&mut CpuState, &mut PhysMem),
+) -> Box<Outcome> {
+    Box::new(run_tier(tier, mode, code, setup))
+}
+
+/// Runs `code` in the baseline tier and asserts that it agrees with the interpreter's result
+/// `i`.
+fn check_baseline(
+    i: &Outcome,
+    mode: CpuMode,
+    code: &[u8],
+    setup: &dyn Fn(&mut CpuState, &mut PhysMem),
+) {
+    let b = run_boxed(Tier::Baseline, mode, code, setup);
+    assert_agree(i, &b, "baseline");
+}
+
+/// Asserts that the interpreter's result `i` and tier `tier`'s `j` agree on the registers, RIP,
 /// RFLAGS, the fault, XMM0-15, MXCSR and the data area.
-fn assert_agree(i: &Outcome, j: &Outcome) {
-    assert_eq!(i.cpu.gpr, j.cpu.gpr, "registers differ (interp vs JIT)");
-    assert_eq!(i.cpu.rip, j.cpu.rip, "rip differs");
-    assert_eq!(i.flags(), j.flags(), "rflags differ");
-    assert_eq!(i.fault, j.fault, "faults differ");
-    assert_eq!(i.cpu.fpu.xmm, j.cpu.fpu.xmm, "XMM registers differ");
-    assert_eq!(i.cpu.fpu.mxcsr, j.cpu.fpu.mxcsr, "MXCSR differs");
+fn assert_agree(i: &Outcome, j: &Outcome, tier: &str) {
+    assert_eq!(i.cpu.gpr, j.cpu.gpr, "registers differ (interp vs {tier})");
+    assert_eq!(i.cpu.rip, j.cpu.rip, "rip differs (interp vs {tier})");
+    assert_eq!(i.flags(), j.flags(), "rflags differ (interp vs {tier})");
+    assert_eq!(i.fault, j.fault, "faults differ (interp vs {tier})");
+    assert_eq!(
+        i.cpu.fpu.xmm, j.cpu.fpu.xmm,
+        "XMM registers differ (interp vs {tier})"
+    );
+    assert_eq!(
+        i.cpu.fpu.mxcsr, j.cpu.fpu.mxcsr,
+        "MXCSR differs (interp vs {tier})"
+    );
     for a in (DATA..DATA + DATA_LEN).step_by(8) {
-        assert_eq!(i.m(a, 8), j.m(a, 8), "memory at {a:#x} differs");
+        assert_eq!(
+            i.m(a, 8),
+            j.m(a, 8),
+            "memory at {a:#x} differs (interp vs {tier})"
+        );
     }
 }
 

@@ -210,6 +210,11 @@ pub struct RunArgs {
     /// optimised.
     #[arg(long, value_name = "RUNS", default_value_t = crane86_translator::jit::TIER_UP_RUNS, value_parser = clap::value_parser!(u64).range(1..))]
     pub tier_up_runs: u64,
+    /// With `--tier auto`: runs of a block before it gets baseline code, translated in
+    /// microseconds, to run in the interpreter's place until Cranelift's code is ready (0:
+    /// none) [default: 8].
+    #[arg(long, value_name = "RUNS")]
+    pub baseline_runs: Option<u32>,
     /// Where `--tier auto` compiles hot blocks: on a background thread while the vCPU keeps
     /// interpreting them, or on the vCPU thread (repeatable tier split, slower).
     #[arg(long, value_enum, default_value = "background")]

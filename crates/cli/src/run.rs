@@ -355,6 +355,9 @@ pub fn run_boot(args: &RunArgs, boot: &Boot) -> Result<Outcome> {
         None => None,
     };
     let mut m = Machine::new(&cfg).context("cannot create the machine")?;
+    if let Some(runs) = args.baseline_runs {
+        m.cache.set_baseline_runs(runs);
+    }
     m.set_echo(true);
     if args.perf_map {
         let path = m

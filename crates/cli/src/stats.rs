@@ -6,7 +6,7 @@ use crane86_machine::{Machine, MachineStats};
 use crane86_runtime::phase::PHASES;
 use crane86_runtime::shadow::ShadowStats;
 use crane86_runtime::state::PagingStats;
-use crane86_translator::{CacheStats, InterpRuns, TierStats};
+use crane86_translator::{BaselineStats, CacheStats, InterpRuns, TierStats};
 
 /// Everything `--stats` reports, gathered from one machine after a run.
 #[derive(Debug, Clone)]
@@ -129,6 +129,7 @@ impl Report {
                     c.interp_refused.insns
                 ),
             ),
+            ("baseline code", baseline_row(&c.baseline)),
             (
                 "blocks decoded",
                 format!(
@@ -272,6 +273,7 @@ impl Report {
                 "unoptimised": tier_json(&c.unoptimised),
                 "optimised": tier_json(&c.optimised),
             },
+            "baseline": baseline_json(&c.baseline),
             "decode_ms": c.decode_time.as_secs_f64() * 1e3,
             "lookups": { "total": c.lookups, "successor_hits": c.successor_hits, "fast_hits": c.fast_hits, "map_hits": c.map_hits, "misses": c.misses },
             "exits": { "chained": self.chained, "jump_lookups": self.jump_lookups, "dispatched": r.jit_entries, "links": c.links, "links_cross_page": c.links_cross_page },
@@ -343,6 +345,43 @@ fn tier_row(t: &TierStats) -> String {
 }
 
 /// Interpreted runs for one reason, as JSON.
+/// The baseline tier's row: what it translated, at what cost, what it ran and what it
+/// declined (the commonest reasons first).
+fn baseline_row(b: &BaselineStats) -> String {
+    let mut declined: Vec<_> = b.declined.iter().collect();
+    declined.sort_by(|x, y| y.1.cmp(x.1));
+    let declined: Vec<String> = declined.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    format!(
+        "{} blocks ({} guest insns, {} bytes, {:.3} ms, {:.2} us/block); ran {} times, {} \
+         insns; declined: {}; no room: {}",
+        b.blocks,
+        b.insns,
+        b.bytes,
+        b.time.as_secs_f64() * 1e3,
+        b.time.as_secs_f64() * 1e6 / b.blocks.max(1) as f64,
+        b.runs.runs,
+        b.runs.insns,
+        if declined.is_empty() {
+            "none".to_string()
+        } else {
+            declined.join(", ")
+        },
+        b.no_room
+    )
+}
+
+fn baseline_json(b: &BaselineStats) -> serde_json::Value {
+    serde_json::json!({
+        "blocks": b.blocks,
+        "insns": b.insns,
+        "bytes": b.bytes,
+        "ms": b.time.as_secs_f64() * 1e3,
+        "runs": interp_json(&b.runs),
+        "declined": b.declined,
+        "no_room": b.no_room,
+    })
+}
+
 fn interp_json(r: &InterpRuns) -> serde_json::Value {
     serde_json::json!({ "runs": r.runs, "insns": r.insns })
 }

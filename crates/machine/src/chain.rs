@@ -30,7 +30,7 @@ use std::sync::atomic::Ordering;
 use crane86_runtime::memory::probe_fetch_phys;
 use crane86_runtime::{flags as fl, CpuMode};
 use crane86_translator::cache::BlockId;
-use crane86_translator::interp::{run_block, InterpExit};
+use crane86_translator::interp::InterpExit;
 
 use crate::run::RunEnd;
 use crate::{Machine, MachineError};
@@ -104,7 +104,14 @@ impl Machine {
                 None => &mut self.ports,
             };
             self.phase.set(Phase::Interp);
-            let (exit, n) = run_block(&mut self.cpu, &mut self.mem, io, block, limit - retired);
+            let (exit, n) = self.cache.run_cold(
+                next,
+                &mut self.cpu,
+                &mut self.mem,
+                io,
+                limit - retired,
+                true,
+            );
             self.phase.set(Phase::RunLoop);
             self.stats.insns_interp += n;
             self.stats.interp_runs += 1;

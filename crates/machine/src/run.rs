@@ -7,7 +7,7 @@ use crane86_runtime::memory::fetch_phys;
 use crane86_runtime::phase::Phase;
 use crane86_runtime::state::{EXIT_DEVICE, EXIT_STOP};
 use crane86_runtime::{flags as fl, BlockKey, Exception, Fault, LazyFlags, SegReg};
-use crane86_translator::interp::{self, run_block, InterpExit};
+use crane86_translator::interp::{self, InterpExit};
 use crane86_translator::jit::EXIT_FAULT;
 
 use crate::pc::Wake;
@@ -384,7 +384,14 @@ impl Machine {
                 };
                 let len = block.insns.len() as u64;
                 self.phase.set(Phase::Interp);
-                let (exit, n) = run_block(&mut self.cpu, &mut self.mem, io, block, limit);
+                let (exit, n) = self.cache.run_cold(
+                    id,
+                    &mut self.cpu,
+                    &mut self.mem,
+                    io,
+                    limit,
+                    !interpret && !runtime,
+                );
                 self.phase.set(Phase::RunLoop);
                 self.stats.insns_interp += n;
                 self.cpu.retired += n;

@@ -96,6 +96,28 @@ pub struct CacheStats {
     /// Compiled blocks whose code was not cut into a hot and a cold part (none had a cold
     /// block, or the cut was refused).
     pub uncut: u64,
+    /// The baseline tier ([`crate::baseline`]).
+    pub baseline: BaselineStats,
+}
+
+/// What the baseline tier translated and ran.
+#[derive(Clone, Debug, Default)]
+pub struct BaselineStats {
+    /// Blocks translated.
+    pub blocks: u64,
+    /// Guest instructions in them.
+    pub insns: u64,
+    /// Bytes of host code written.
+    pub bytes: u64,
+    /// Time spent translating (declined attempts included).
+    pub time: Duration,
+    /// Blocks the baseline declined, by the first thing it does not cover.
+    pub declined: std::collections::BTreeMap<&'static str, u64>,
+    /// Translated blocks that found no room in the code arena (they stay interpreted until
+    /// the next flush).
+    pub no_room: u64,
+    /// Block runs in baseline code and the instructions they retired.
+    pub runs: InterpRuns,
 }
 
 /// The compiles of one Cranelift optimisation level.

@@ -31,3 +31,24 @@ pub unsafe fn run_compiled(
     cpu.ram_host = [0; 2];
     r
 }
+
+/// Runs baseline code `code` ([`crate::baseline`]) for one block on `cpu`; returns its
+/// result (instructions retired, and [`crate::baseline::RET_FAULT`] when a fault is
+/// pending).
+///
+/// # Safety
+/// `code` must be the live baseline code of a block of the calling cache, in its arena
+/// (written by [`crate::baseline::translate`], whose code is an `extern "C"` function of
+/// the `CpuState` pointer that returns a `u64`); the `cpu.mem` invariant is the one of
+/// [`run_compiled`].
+pub unsafe fn run_baseline(code: *const u8, cpu: &mut CpuState, mem: &mut PhysMem) -> u64 {
+    let ram = mem.ram().as_ptr_range();
+    cpu.ram_host = [ram.start as u64, ram.end as u64];
+    cpu.mem = mem as *mut PhysMem;
+    // SAFETY: baseline code is written with exactly this host-ABI signature.
+    let f: extern "C" fn(*mut CpuState) -> u64 = unsafe { std::mem::transmute(code) };
+    let r = f(cpu as *mut CpuState);
+    cpu.mem = std::ptr::null_mut();
+    cpu.ram_host = [0; 2];
+    r
+}

@@ -246,6 +246,7 @@ pub(crate) mod off {
     pub const RFLAGS: i32 = offset_of!(CpuState, rflags) as i32;
     pub const SEG: i32 = offset_of!(CpuState, seg) as i32;
     pub const SEG_SIZE: i32 = size_of::<crane86_runtime::Segment>() as i32;
+    pub const SEG_BASE: i32 = offset_of!(crane86_runtime::Segment, base) as i32;
     pub const SEG_LIMIT: i32 = offset_of!(crane86_runtime::Segment, limit) as i32;
     pub const SEG_ATTRS: i32 = offset_of!(crane86_runtime::Segment, attrs) as i32;
     pub const EXIT_REQUEST: i32 = offset_of!(CpuState, exit_request) as i32;

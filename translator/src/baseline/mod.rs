@@ -1,0 +1,853 @@
+//! The baseline tier: blocks translated straight to x86-64 machine code by templates, in
+//! microseconds, to run in the interpreter's place while Cranelift's compiler catches up.
+//!
+//! Why: the boots are bound by the background compiler's throughput. Cranelift's quick code
+//! costs about 100 µs plus 35 µs per guest instruction, and over the i386 boot 29 M
+//! instructions ran interpreted (25-33 ns each) in blocks that ran 100 to 10,000 times
+//! waiting for it (`docs/design.md`, "Session 25 measurements"). This back end implements
+//! [`Emit`] as QEMU's TCG without its optimiser would: every value lives in a slot of the
+//! host stack frame, each primitive is a short fixed sequence of host instructions on a
+//! few scratch registers, and there is no register allocation, no IR and no relocation.
+//!
+//! The code replaces an interpreted run exactly ([`crate::interp::run_block`]), not
+//! compiled code: it is entered by [`crate::Cache::run_cold`] from the run loop and from
+//! interpreted chains, runs one block, and returns how many instructions retired and
+//! whether a fault is pending; it sets `cpu.rip`. So it needs none of the JIT's chaining
+//! machinery, and the rest of the run loop (devices, interrupts, SMC invalidation) sees
+//! what it saw after an interpreted block. Its contract, the same as `run_block`'s:
+//! - each instruction's state writes happen as the semantics make them (the semantics do
+//!   every access and check first: a fault leaves the instruction without effect);
+//! - a fault (a slow path's, or a `raise`) leaves `cpu.rip` at the instruction, the
+//!   instructions before it retired;
+//! - a store that hit translated code (`cpu.smc_pending`) ends the block after its
+//!   instruction;
+//! - an early exit (`exit_if`) completes its instruction and goes on at its target.
+//!
+//! Memory accesses check the TLB inline as the JIT's do ([`crate::jit`]'s layout of
+//! `CpuState::tlb`) and call the same slow paths on a miss. Operations the templates do not
+//! cover (the x87 and SSE helpers' operand exchange is covered; RDTSC, PSHUFB's shuffle and
+//! the like are not) make the block decline: it stays interpreted.
+//!
+//! Frame: RBX holds the `CpuState` pointer for the whole block; value slots are
+//! `[rsp + 8 * i]`, reused from each instruction's start (no value outlives its
+//! instruction: the semantics keep state in `CpuState`).
+
+mod helpers;
+pub mod x64;
+
+use crane86_runtime::memory::{BulkOp, TLB_ENTRIES};
+use crane86_runtime::state::CR4_OSFXSR;
+use crane86_runtime::{CcOp, Exception, Fault, SegReg};
+
+use crate::decode::DecodedBlock;
+use crate::emit::{Arith, Bin, Cmp, Ctx, Emit, FloatOp, FloatWidth, FpuHelper, Stop, Un, R};
+use crate::interp::Values;
+use crate::jit::off;
+use crate::semantics;
+use x64::{Alu, Asm, Cond, Label, Reg, Shift, Unary, R8, RAX, RBX, RCX, RDI, RDX, RSI, RSP};
+
+/// Value slots per instruction; an instruction that needs more makes its block decline.
+const MAX_SLOTS: u32 = 240;
+/// The frame below the saved RBX: the slots, keeping RSP 16-byte aligned at calls.
+const FRAME: i32 = (MAX_SLOTS as i32) * 8 + 64;
+
+/// The return value's flag for "a fault is pending" (the low 32 bits count the
+/// instructions retired).
+pub const RET_FAULT: u64 = 1 << 32;
+
+/// A value of the baseline back end: a constant, or a slot of the frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BV {
+    /// Known at translation time.
+    Imm(u64),
+    /// In `[rsp + 8 * slot]`.
+    Slot(u32),
+}
+
+/// Code after the block body, reached by jumps from it.
+enum Stub {
+    /// A load's TLB miss: the linear address in RAX; the value comes back in RAX.
+    LoadSlow {
+        at: Label,
+        done: Label,
+        size: u64,
+        fault: Label,
+    },
+    /// A store's TLB miss: the linear address in RAX, the value in R8.
+    StoreSlow {
+        at: Label,
+        done: Label,
+        size: u64,
+        fault: Label,
+    },
+    /// Records `fault`, then leaves as the instruction's fault exit does.
+    Raise {
+        at: Label,
+        fault: Fault,
+        exit: Label,
+    },
+    /// Leaves the block with `cpu.rip = rip` and `ret` returned.
+    Exit { at: Label, rip: u64, ret: u64 },
+}
+
+/// The baseline translator of one block: [`Emit`] writing x86-64 code.
+pub struct BaselineEmitter {
+    a: Asm,
+    ctx: Ctx,
+    /// The next free slot of the current instruction.
+    slot: u32,
+    /// The slot whose value RAX holds too, if any: [`Self::get`] then copies RAX instead
+    /// of loading (most values are used right after they are made).
+    rax: Option<u32>,
+    /// Why the block cannot be translated, once something was not covered.
+    declined: Option<&'static str>,
+    /// The lazy-flags operation, once an instruction of this block set it.
+    cc_static: Option<CcOp>,
+    /// The current instruction: its index in the block and address.
+    index: u32,
+    ip: u64,
+    /// Where the current instruction transfers to (`jump`/`branch`), if it does.
+    next: Option<BV>,
+    /// The current instruction always leaves the block (an unconditional fault or exit):
+    /// the rest of the block is unreachable.
+    ended: bool,
+    /// The current instruction stores to memory (a store may hit translated code).
+    has_store: bool,
+    /// The current instruction's fault exit, once one of its checks needs it.
+    fault_exit: Option<Label>,
+    stubs: Vec<Stub>,
+    epilogue: Label,
+}
+
+impl BaselineEmitter {
+    fn new(ctx: Ctx) -> BaselineEmitter {
+        let mut a = Asm::new();
+        let epilogue = a.label();
+        BaselineEmitter {
+            a,
+            ctx,
+            slot: 0,
+            rax: None,
+            declined: None,
+            cc_static: None,
+            index: 0,
+            ip: 0,
+            next: None,
+            ended: false,
+            has_store: false,
+            fault_exit: None,
+            stubs: Vec::new(),
+            epilogue,
+        }
+    }
+
+    fn decline(&mut self, why: &'static str) {
+        self.declined.get_or_insert(why);
+    }
+
+    /// Puts `v` in host register `r`.
+    fn get(&mut self, r: Reg, v: BV) {
+        match v {
+            BV::Slot(s) if self.rax == Some(s) => {
+                if r != RAX {
+                    self.a.mov(r, RAX);
+                }
+            }
+            BV::Imm(i) => {
+                if r == RAX {
+                    self.rax = None;
+                }
+                self.a.mov_imm(r, i)
+            }
+            BV::Slot(s) => {
+                if r == RAX {
+                    self.rax = Some(s);
+                }
+                self.a.load(8, r, RSP, 8 * s as i32)
+            }
+        }
+    }
+
+    /// The assembler, for anything but [`Self::get`] and [`Self::put`]: what it emits may
+    /// change RAX, so RAX no longer holds a slot's value as far as they know.
+    fn asm(&mut self) -> &mut Asm {
+        self.rax = None;
+        &mut self.a
+    }
+
+    /// A new slot holding host register `r`.
+    fn put(&mut self, r: Reg) -> BV {
+        let s = self.slot;
+        if s >= MAX_SLOTS {
+            self.decline("too many values in one instruction");
+            return BV::Imm(0);
+        }
+        self.slot += 1;
+        self.a.store(8, RSP, 8 * s as i32, r);
+        if r == RAX {
+            self.rax = Some(s);
+        }
+        BV::Slot(s)
+    }
+
+    /// A slot holding the `size`-byte field at `CpuState + offset`, zero-extended.
+    fn state(&mut self, offset: i32, size: u32) -> BV {
+        self.asm().load(size, RAX, RBX, offset);
+        self.put(RAX)
+    }
+
+    /// Stores the low `size` bytes of `v` into `CpuState + offset`.
+    fn set_state(&mut self, offset: i32, size: u32, v: BV) {
+        match v {
+            BV::Imm(i) if size == 8 && i32::try_from(i as i64).is_ok() => {
+                self.asm().store_imm(8, RBX, offset, i as i64 as i32)
+            }
+            BV::Imm(i) if size == 4 => self.asm().store_imm(4, RBX, offset, i as u32 as i32),
+            _ => {
+                self.get(RAX, v);
+                self.asm().store(size, RBX, offset, RAX);
+            }
+        }
+    }
+
+    /// The current instruction's fault exit.
+    fn fault_exit(&mut self) -> Label {
+        if let Some(l) = self.fault_exit {
+            return l;
+        }
+        let l = self.a.label();
+        self.stubs.push(Stub::Exit {
+            at: l,
+            rip: self.ip,
+            ret: RET_FAULT | u64::from(self.index),
+        });
+        self.fault_exit = Some(l);
+        l
+    }
+
+    /// Jumps to the fault exit when `cpu.fault.pending` is set (after a slow path).
+    fn check_fault(&mut self, fault: Label) {
+        self.asm().cmp_mem32_imm(RBX, off::FAULT, 0);
+        self.asm().jcc(Cond::Ne, fault);
+    }
+
+    /// Calls the pure helper `f` with `args` (at most four) and returns its result's slot.
+    fn call_pure(&mut self, f: u64, args: &[BV]) -> BV {
+        const ARGS: [Reg; 4] = [RDI, RSI, RDX, RCX];
+        for (&r, &v) in ARGS.iter().zip(args) {
+            self.get(r, v);
+        }
+        self.asm().call(f);
+        self.put(RAX)
+    }
+
+    /// The TLB check of an access of `size` bytes at the linear address in RAX: jumps to
+    /// `miss` unless the entry's tag at `tag` (0 read, 8 write) matches, and leaves the
+    /// entry's address in RCX. RDX is clobbered.
+    fn tlb_check(&mut self, size: u32, tag: i32, miss: Label) -> i32 {
+        const _: () = assert!(size_of::<crane86_runtime::memory::TlbEntry>() == 32);
+        // The user TLB follows the supervisor one (`CpuState::tlb`).
+        let one = (TLB_ENTRIES * size_of::<crane86_runtime::memory::TlbEntry>()) as i32;
+        let base = off::TLB + if self.ctx.user { one } else { 0 };
+        self.asm().mov(RCX, RAX);
+        self.asm().shift_imm(Shift::Shr, RCX, 7);
+        self.a
+            .alu_imm(Alu::And, RCX, ((TLB_ENTRIES - 1) << 5) as i32);
+        self.asm().alu(Alu::Add, RCX, RBX);
+        self.asm().lea(RDX, RAX, size as i32 - 1);
+        self.asm().alu_imm(Alu::And, RDX, -4096);
+        self.asm().alu_mem(Alu::Cmp, RDX, RCX, base + tag);
+        self.asm().jcc(Cond::Ne, miss);
+        base
+    }
+
+    fn access(&mut self, linear: BV, size: u32, store: Option<BV>) -> R<BV> {
+        let fault = self.fault_exit();
+        let (at, done) = (self.a.label(), self.a.label());
+        self.get(RAX, linear);
+        if let Some(v) = store {
+            self.get(R8, v);
+        }
+        let base = self.tlb_check(size, if store.is_some() { 8 } else { 0 }, at);
+        self.asm().load(8, RDX, RCX, base + 16);
+        self.asm().alu(Alu::Add, RDX, RAX);
+        let size64 = u64::from(size);
+        match store {
+            Some(_) => {
+                self.asm().store(size, RDX, 0, R8);
+                self.has_store = true;
+                self.stubs.push(Stub::StoreSlow {
+                    at,
+                    done,
+                    size: size64,
+                    fault,
+                });
+            }
+            None => {
+                self.asm().load(size, RAX, RDX, 0);
+                self.stubs.push(Stub::LoadSlow {
+                    at,
+                    done,
+                    size: size64,
+                    fault,
+                });
+            }
+        }
+        self.asm().bind(done);
+        Ok(match store {
+            Some(_) => BV::Imm(0),
+            None => self.put(RAX),
+        })
+    }
+
+    /// Leaves the block: `cpu.rip = rip`, returning `ret`.
+    fn exit(&mut self, rip: BV, ret: u64) {
+        self.set_state(off::RIP, 8, rip);
+        self.asm().mov_imm(RAX, ret);
+        let l = self.epilogue;
+        self.asm().jmp(l);
+    }
+
+    fn emit_stubs(&mut self) {
+        for s in std::mem::take(&mut self.stubs) {
+            match s {
+                Stub::LoadSlow {
+                    at,
+                    done,
+                    size,
+                    fault,
+                } => {
+                    self.asm().bind(at);
+                    self.asm().mov(RSI, RAX);
+                    self.asm().mov(RDI, RBX);
+                    self.asm().mov_imm(RDX, size);
+                    self.asm()
+                        .call(crane86_runtime::memory::load_slow as *const () as u64);
+                    self.check_fault(fault);
+                    self.asm().jmp(done);
+                }
+                Stub::StoreSlow {
+                    at,
+                    done,
+                    size,
+                    fault,
+                } => {
+                    self.asm().bind(at);
+                    self.asm().mov(RSI, RAX);
+                    self.asm().mov(RDI, RBX);
+                    self.asm().mov_imm(RDX, size);
+                    self.asm().mov(RCX, R8);
+                    self.asm()
+                        .call(crane86_runtime::memory::store_slow as *const () as u64);
+                    self.check_fault(fault);
+                    self.asm().jmp(done);
+                }
+                Stub::Raise { at, fault, exit } => {
+                    self.asm().bind(at);
+                    self.asm().store_imm(4, RBX, off::FAULT, 1);
+                    self.a
+                        .store_imm(4, RBX, off::FAULT + 4, fault.exception as u32 as i32);
+                    self.a
+                        .store_imm(4, RBX, off::FAULT + 8, fault.error_code as i32);
+                    self.asm().store_imm(8, RBX, off::FAULT + 16, 0);
+                    self.asm().jmp(exit);
+                }
+                Stub::Exit { at, rip, ret } => {
+                    self.asm().bind(at);
+                    self.exit(BV::Imm(rip), ret);
+                }
+            }
+        }
+    }
+
+    /// Translates the instructions of `block` and returns the code, or why not.
+    fn translate(mut self, block: &DecodedBlock) -> Result<Vec<u8>, &'static str> {
+        self.asm().push(RBX);
+        self.asm().alu_imm(Alu::Sub, RSP, FRAME);
+        self.asm().mov(RBX, RDI);
+        let n = block.insns.len();
+        for (i, d) in block.insns.iter().enumerate() {
+            if d.runtime {
+                return Err("a runtime-class instruction");
+            }
+            self.slot = 0;
+            self.rax = None;
+            self.index = i as u32;
+            self.ip = d.insn.ip();
+            self.next = None;
+            self.ended = false;
+            self.has_store = false;
+            self.fault_exit = None;
+            let r = semantics::execute_row(&mut self, &d.insn, d.row);
+            if let Some(why) = self.declined {
+                return Err(why);
+            }
+            if self.ended {
+                // The instruction always leaves: nothing after it runs.
+                break;
+            }
+            if r.is_err() {
+                return Err("an instruction stopped without leaving");
+            }
+            let next_ip = d.insn.next_ip();
+            let retired = u64::from(self.index) + 1;
+            if i + 1 == n {
+                let next = self.next.unwrap_or(BV::Imm(next_ip));
+                self.exit(next, retired);
+            } else {
+                if self.next.is_some_and(|v| v != BV::Imm(next_ip)) {
+                    return Err("a transfer inside the block");
+                }
+                if self.has_store {
+                    let l = self.a.label();
+                    self.stubs.push(Stub::Exit {
+                        at: l,
+                        rip: next_ip,
+                        ret: retired,
+                    });
+                    self.asm().cmp_mem32_imm(RBX, off::SMC, 0);
+                    self.asm().jcc(Cond::Ne, l);
+                }
+            }
+        }
+        self.emit_stubs();
+        let l = self.epilogue;
+        self.asm().bind(l);
+        self.asm().alu_imm(Alu::Add, RSP, FRAME);
+        self.asm().pop(RBX);
+        self.asm().ret();
+        self.a.finish().ok_or("an unbound label")
+    }
+}
+
+/// Translates `block` into baseline code (see the module documentation), or says why it
+/// cannot: then the block stays interpreted.
+pub fn translate(block: &DecodedBlock) -> Result<Vec<u8>, &'static str> {
+    if block.insns.is_empty() {
+        return Err("an empty block");
+    }
+    BaselineEmitter::new(block.ctx).translate(block)
+}
+
+fn bin_cond(op: Cmp) -> Cond {
+    match op {
+        Cmp::Eq => Cond::E,
+        Cmp::Ne => Cond::Ne,
+        Cmp::Ult => Cond::B,
+        Cmp::Ule => Cond::Be,
+        Cmp::Slt => Cond::L,
+        Cmp::Sle => Cond::Le,
+    }
+}
+
+impl Arith for BaselineEmitter {
+    type V = BV;
+
+    fn imm(&mut self, v: u64) -> BV {
+        BV::Imm(v)
+    }
+
+    fn bin(&mut self, op: Bin, a: BV, b: BV) -> BV {
+        if let (BV::Imm(x), BV::Imm(y)) = (a, b) {
+            return BV::Imm(Values.bin(op, x, y));
+        }
+        let alu = match op {
+            Bin::Add => Some(Alu::Add),
+            Bin::Sub => Some(Alu::Sub),
+            Bin::And => Some(Alu::And),
+            Bin::Or => Some(Alu::Or),
+            Bin::Xor => Some(Alu::Xor),
+            _ => None,
+        };
+        let shift = match op {
+            Bin::Shl => Some(Shift::Shl),
+            Bin::Shr => Some(Shift::Shr),
+            Bin::Sar => Some(Shift::Sar),
+            Bin::Rotl => Some(Shift::Rol),
+            Bin::Rotr => Some(Shift::Ror),
+            _ => None,
+        };
+        self.get(RAX, a);
+        if let Some(alu) = alu {
+            match b {
+                BV::Imm(y) if i32::try_from(y as i64).is_ok() => {
+                    self.asm().alu_imm(alu, RAX, y as i64 as i32)
+                }
+                _ => {
+                    self.get(RCX, b);
+                    self.asm().alu(alu, RAX, RCX);
+                }
+            }
+            return self.put(RAX);
+        }
+        if let Some(sh) = shift {
+            // The host masks the count to six bits, as `Values` does (semantics keep
+            // shift counts below 64; rotates are modulo 64).
+            match b {
+                BV::Imm(y) => self.asm().shift_imm(sh, RAX, (y & 63) as u8),
+                _ => {
+                    self.get(RCX, b);
+                    self.asm().shift_cl(sh, RAX);
+                }
+            }
+            return self.put(RAX);
+        }
+        match op {
+            Bin::Mul => {
+                self.get(RCX, b);
+                self.asm().imul(RAX, RCX);
+                self.put(RAX)
+            }
+            Bin::UMulHi | Bin::SMulHi => {
+                self.get(RCX, b);
+                let u = if op == Bin::UMulHi {
+                    Unary::Mul
+                } else {
+                    Unary::Imul
+                };
+                self.asm().unary(u, RCX);
+                self.put(RDX)
+            }
+            // Division: rare, and total in `Values` (no host #DE on any input).
+            _ => {
+                let code = BV::Imm(helpers::bin_code(op));
+                self.call_pure(helpers::bin as *const () as u64, &[code, a, b])
+            }
+        }
+    }
+
+    fn un(&mut self, op: Un, a: BV) -> BV {
+        if let BV::Imm(x) = a {
+            return BV::Imm(Values.un(op, x));
+        }
+        match op {
+            Un::Not | Un::Neg | Un::Bswap => {
+                self.get(RAX, a);
+                match op {
+                    Un::Not => self.asm().unary(Unary::Not, RAX),
+                    Un::Neg => self.asm().unary(Unary::Neg, RAX),
+                    _ => self.asm().bswap(RAX),
+                }
+                self.put(RAX)
+            }
+            // Counting bits may use instructions the host lacks: through `Values`.
+            _ => {
+                let code = BV::Imm(helpers::un_code(op));
+                self.call_pure(helpers::un as *const () as u64, &[code, a])
+            }
+        }
+    }
+
+    fn cmp(&mut self, op: Cmp, a: BV, b: BV) -> BV {
+        if let (BV::Imm(x), BV::Imm(y)) = (a, b) {
+            return BV::Imm(Values.cmp(op, x, y));
+        }
+        self.get(RAX, a);
+        self.get(RCX, b);
+        self.asm().alu(Alu::Xor, RDX, RDX);
+        self.asm().alu(Alu::Cmp, RAX, RCX);
+        self.asm().setcc(bin_cond(op), RDX);
+        self.put(RDX)
+    }
+
+    fn select(&mut self, c: BV, a: BV, b: BV) -> BV {
+        if let BV::Imm(c) = c {
+            return if c != 0 { a } else { b };
+        }
+        if a == b {
+            return a;
+        }
+        self.get(RCX, c);
+        self.get(RAX, b);
+        self.get(RDX, a);
+        self.asm().test(RCX);
+        self.asm().cmov(Cond::Ne, RAX, RDX);
+        self.put(RAX)
+    }
+
+    fn sext(&mut self, a: BV, bits: u32) -> BV {
+        if let BV::Imm(x) = a {
+            return BV::Imm(Values.sext(x, bits));
+        }
+        self.get(RAX, a);
+        self.asm().sext(bits, RAX, RAX);
+        self.put(RAX)
+    }
+
+    fn zext(&mut self, a: BV, bits: u32) -> BV {
+        if let BV::Imm(x) = a {
+            return BV::Imm(Values.zext(x, bits));
+        }
+        self.get(RAX, a);
+        self.asm().zext(bits, RAX, RAX);
+        self.put(RAX)
+    }
+
+    fn div_wide(&mut self, signed: bool, hi: BV, lo: BV, d: BV) -> (BV, BV, BV) {
+        let f = helpers::div_wide as *const () as u64;
+        let part = |p: u64| BV::Imm(p | u64::from(signed) << 8);
+        let q = self.call_pure(f, &[part(0), hi, lo, d]);
+        let r = self.call_pure(f, &[part(1), hi, lo, d]);
+        let ok = self.call_pure(f, &[part(2), hi, lo, d]);
+        (q, r, ok)
+    }
+
+    fn float(&mut self, op: FloatOp, w: FloatWidth, a: BV, b: BV) -> BV {
+        let code = BV::Imm(helpers::float_code(op, w));
+        self.call_pure(helpers::float as *const () as u64, &[code, a, b])
+    }
+}
+
+impl Emit for BaselineEmitter {
+    fn ctx(&self) -> Ctx {
+        self.ctx
+    }
+
+    fn gpr(&mut self, r: usize) -> BV {
+        self.state(off::GPR + 8 * (r & 15) as i32, 8)
+    }
+
+    fn set_gpr(&mut self, r: usize, v: BV) {
+        self.set_state(off::GPR + 8 * (r & 15) as i32, 8, v);
+    }
+
+    fn rflags_rest(&mut self) -> BV {
+        self.state(off::RFLAGS, 8)
+    }
+
+    fn set_rflags_rest(&mut self, v: BV) {
+        self.set_state(off::RFLAGS, 8, v);
+    }
+
+    fn seg_base(&mut self, s: SegReg) -> BV {
+        self.state(off::SEG + off::SEG_SIZE * s as i32 + off::SEG_BASE, 8)
+    }
+
+    fn seg_limit(&mut self, s: SegReg) -> BV {
+        self.state(off::SEG + off::SEG_SIZE * s as i32 + off::SEG_LIMIT, 4)
+    }
+
+    fn seg_attrs(&mut self, s: SegReg) -> BV {
+        self.state(off::SEG + off::SEG_SIZE * s as i32 + off::SEG_ATTRS, 2)
+    }
+
+    fn set_cc(&mut self, op: CcOp, src1: BV, src2: BV, res: BV) {
+        self.set_state(off::CC, 8, BV::Imm(op.encode()));
+        self.set_state(off::CC + 8, 8, src1);
+        self.set_state(off::CC + 16, 8, src2);
+        self.set_state(off::CC + 24, 8, res);
+        self.cc_static = Some(op);
+    }
+
+    fn cc_op(&self) -> Option<CcOp> {
+        self.cc_static
+    }
+
+    fn cc_values(&mut self) -> (BV, BV, BV) {
+        let s1 = self.state(off::CC + 8, 8);
+        let s2 = self.state(off::CC + 16, 8);
+        let res = self.state(off::CC + 24, 8);
+        (s1, s2, res)
+    }
+
+    fn cc_dynamic_eflags(&mut self) -> BV {
+        let op = self.state(off::CC, 8);
+        let (s1, s2, res) = self.cc_values();
+        self.call_pure(helpers::eflags as *const () as u64, &[op, s1, s2, res])
+    }
+
+    fn load(&mut self, linear: BV, size: u32) -> R<BV> {
+        self.access(linear, size, None)
+    }
+
+    fn store(&mut self, linear: BV, size: u32, v: BV) -> R<()> {
+        self.access(linear, size, Some(v)).map(|_| ())
+    }
+
+    fn rep_bulk(&mut self, op: BulkOp, size: u32, dst: BV, src: BV, count: BV) -> BV {
+        // The helper changes memory only (never faults); it may write translated code,
+        // which the store check after the instruction sees.
+        self.has_store = true;
+        self.get(RSI, dst);
+        self.get(RDX, src);
+        self.get(RCX, count);
+        self.asm().mov_imm(R8, op.code(size));
+        self.asm().mov(RDI, RBX);
+        self.a
+            .call(crane86_runtime::memory::rep_bulk_slow as *const () as u64);
+        self.put(RAX)
+    }
+
+    fn can_shuffle_bytes(&self) -> bool {
+        false
+    }
+
+    fn shuffle_bytes(&mut self, _a: [BV; 2], _idx: [BV; 2]) -> [BV; 2] {
+        self.decline("PSHUFB's shuffle");
+        [BV::Imm(0); 2]
+    }
+
+    fn xmm(&mut self, r: usize, half: usize) -> BV {
+        self.state(off::XMM + 16 * (r & 15) as i32 + 8 * (half & 1) as i32, 8)
+    }
+
+    fn set_xmm(&mut self, r: usize, half: usize, v: BV) {
+        self.set_state(
+            off::XMM + 16 * (r & 15) as i32 + 8 * (half & 1) as i32,
+            8,
+            v,
+        );
+    }
+
+    fn fpu_io(&mut self, i: usize) -> BV {
+        self.state(off::FPU_IO + 8 * i as i32, 8)
+    }
+
+    fn set_fpu_io(&mut self, i: usize, v: BV) {
+        self.set_state(off::FPU_IO + 8 * i as i32, 8, v);
+    }
+
+    fn fpu_call(&mut self, h: FpuHelper, args: [BV; 4]) -> R<BV> {
+        use crane86_runtime::fpu;
+        let f = match h {
+            FpuHelper::Simd => fpu::simd_helper as *const () as u64,
+            FpuHelper::X87 => fpu::x87_helper as *const () as u64,
+            FpuHelper::X87Commit => fpu::x87_commit_helper as *const () as u64,
+        };
+        let fault = self.fault_exit();
+        for (&r, &v) in [RSI, RDX, RCX, R8].iter().zip(&args) {
+            self.get(r, v);
+        }
+        self.asm().mov(RDI, RBX);
+        self.asm().call(f);
+        // STATUS_FAULT: the helper recorded the fault.
+        self.asm().mov_imm(RCX, fpu::STATUS_FAULT);
+        self.asm().alu(Alu::Cmp, RAX, RCX);
+        self.asm().jcc(Cond::E, fault);
+        Ok(self.put(RAX))
+    }
+
+    fn fpu_call_if(&mut self, cond: BV, h: FpuHelper, args: [BV; 4], io: &[(usize, BV)]) -> R<()> {
+        match cond {
+            BV::Imm(0) => Ok(()),
+            BV::Imm(_) => {
+                for &(i, v) in io {
+                    self.set_fpu_io(i, v);
+                }
+                self.fpu_call(h, args).map(|_| ())
+            }
+            BV::Slot(_) => {
+                let skip = self.a.label();
+                self.get(RAX, cond);
+                self.asm().test(RAX);
+                self.asm().jcc(Cond::E, skip);
+                for &(i, v) in io {
+                    self.set_fpu_io(i, v);
+                }
+                self.fpu_call(h, args)?;
+                self.asm().bind(skip);
+                Ok(())
+            }
+        }
+    }
+
+    fn mxcsr(&mut self) -> BV {
+        self.state(off::MXCSR, 4)
+    }
+
+    fn require_osfxsr(&mut self) -> R<()> {
+        let at = self.a.label();
+        let exit = self.fault_exit();
+        self.asm().test_mem32_imm(RBX, off::CR4, CR4_OSFXSR as u32);
+        self.asm().jcc(Cond::E, at);
+        self.stubs.push(Stub::Raise {
+            at,
+            fault: Fault::new(Exception::InvalidOpcode),
+            exit,
+        });
+        Ok(())
+    }
+
+    fn read_tsc(&mut self) -> R<BV> {
+        // Needs the instructions retired so far in the block at run time.
+        self.decline("RDTSC");
+        Ok(BV::Imm(0))
+    }
+
+    fn swap_gs_base(&mut self) {
+        let gs = off::SEG + off::SEG_SIZE * SegReg::Gs as i32 + off::SEG_BASE;
+        self.asm().load(8, RAX, RBX, gs);
+        self.asm().load(8, RCX, RBX, off::KERNEL_GS_BASE);
+        self.asm().store(8, RBX, gs, RCX);
+        self.asm().store(8, RBX, off::KERNEL_GS_BASE, RAX);
+    }
+
+    fn tsc_aux(&mut self) -> BV {
+        self.state(off::TSC_AUX, 4)
+    }
+
+    fn sti_window(&mut self, _was_clear: BV) {
+        // As in the interpreter: the run loop sees the STI itself.
+    }
+
+    fn raise_if(&mut self, cond: BV, fault: Fault) -> R<()> {
+        match cond {
+            BV::Imm(0) => Ok(()),
+            BV::Imm(_) => Err(self.raise(fault)),
+            BV::Slot(_) => {
+                let at = self.a.label();
+                let exit = self.fault_exit();
+                self.get(RAX, cond);
+                self.asm().test(RAX);
+                self.asm().jcc(Cond::Ne, at);
+                self.stubs.push(Stub::Raise { at, fault, exit });
+                Ok(())
+            }
+        }
+    }
+
+    fn raise(&mut self, fault: Fault) -> Stop {
+        let at = self.a.label();
+        let exit = self.fault_exit();
+        self.asm().jmp(at);
+        self.stubs.push(Stub::Raise { at, fault, exit });
+        self.ended = true;
+        Stop
+    }
+
+    fn exit_if(&mut self, cond: BV, target: u64) -> R<()> {
+        let ret = u64::from(self.index) + 1;
+        match cond {
+            BV::Imm(0) => Ok(()),
+            BV::Imm(_) => {
+                self.exit(BV::Imm(target), ret);
+                self.ended = true;
+                Err(Stop)
+            }
+            BV::Slot(_) => {
+                let at = self.a.label();
+                self.get(RAX, cond);
+                self.asm().test(RAX);
+                self.asm().jcc(Cond::Ne, at);
+                self.stubs.push(Stub::Exit {
+                    at,
+                    rip: target,
+                    ret,
+                });
+                Ok(())
+            }
+        }
+    }
+
+    fn jump(&mut self, target: BV) {
+        self.next = Some(target);
+    }
+
+    fn branch(&mut self, cond: BV, taken: u64, not_taken: u64) {
+        let t = self.select(cond, BV::Imm(taken), BV::Imm(not_taken));
+        self.next = Some(t);
+    }
+}
+
+#[cfg(test)]
+mod tests;
