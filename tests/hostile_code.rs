@@ -25,16 +25,24 @@ const BLOCKS: usize = 100_000;
 /// a short block do not depend on earlier runs and a run that falls off its block ends there.
 const WINDOW: usize = 80;
 
-const TIERS: [Tier; 3] = [Tier::Interp, Tier::Jit, Tier::Auto { threshold: 10 }];
+const TIERS: [Tier; 4] = [
+    Tier::Interp,
+    Tier::Jit,
+    Tier::Auto { threshold: 10 },
+    Tier::Baseline,
+];
 
 /// Which tier runs block `i`. Compiling a random block costs about a millisecond (Cranelift),
-/// against microseconds to interpret it, so the pure JIT tier gets one block in 256 and the
-/// interpreter and the auto tier (which compiles what runs ten times) share the rest.
+/// against microseconds to interpret it or translate it to baseline code, so the pure JIT
+/// tier gets one block in 256 and the interpreter, the baseline tier and the auto tier
+/// (which compiles what runs ten times) share the rest.
 fn tier_of(i: usize) -> usize {
     if i % 256 == 255 {
         1
     } else if i.is_multiple_of(2) {
         0
+    } else if i % 4 == 1 {
+        3
     } else {
         2
     }
@@ -152,7 +160,7 @@ fn fuzz(mode: CpuMode) {
     let mut machines: Vec<Machine> = TIERS.iter().map(|&t| machine(t)).collect();
     let mut failures = Vec::new();
     let mut ends = [0usize; 5];
-    let mut time = [std::time::Duration::ZERO; 3];
+    let mut time = [std::time::Duration::ZERO; TIERS.len()];
     let n = blocks();
     for i in 0..n {
         let len = rng.random_range(1..=64);
@@ -196,10 +204,11 @@ fn fuzz(mode: CpuMode) {
     );
     for (t, m) in machines.iter().enumerate() {
         eprintln!(
-            "  {:?}: {:?}, {} blocks decoded, {} compiled in {:?}, {} SMC pages",
+            "  {:?}: {:?}, {} blocks decoded, {} in baseline code, {} compiled in {:?}, {} SMC pages",
             TIERS[t],
             time[t],
             m.cache.stats.blocks_decoded,
+            m.cache.stats.baseline.blocks,
             m.cache.stats.blocks_compiled,
             m.cache.stats.compile_time,
             m.stats.smc_pages

@@ -9,9 +9,10 @@ use super::{BlockId, Cache};
 use crate::interp::{run_block, InterpExit};
 
 /// Runs of a block before it gets baseline code under `--tier auto`, by default. A
-/// translation costs about as much as interpreting the block a few dozen times... (see
-/// `docs/design.md`, "The baseline tier").
-pub const DEFAULT_BASELINE_RUNS: u32 = 8;
+/// translation (about 5 µs a block) costs as much as a few dozen interpreted runs; 3, 8,
+/// 16 and 32 gave the same boot times, and fewer translations fill less of the code arena
+/// (`docs/design.md`, "The baseline tier").
+pub const DEFAULT_BASELINE_RUNS: u32 = 16;
 
 impl Cache {
     /// Sets the runs of a block without compiled code before it gets baseline code (0: no
