@@ -204,11 +204,12 @@ fn fuzz(mode: CpuMode) {
     );
     for (t, m) in machines.iter().enumerate() {
         eprintln!(
-            "  {:?}: {:?}, {} blocks decoded, {} in baseline code, {} compiled in {:?}, {} SMC pages",
+            "  {:?}: {:?}, {} blocks decoded, {} in baseline code (declined {:?}), {} compiled in {:?}, {} SMC pages",
             TIERS[t],
             time[t],
             m.cache.stats.blocks_decoded,
             m.cache.stats.baseline.blocks,
+            m.cache.stats.baseline.declined,
             m.cache.stats.blocks_compiled,
             m.cache.stats.compile_time,
             m.stats.smc_pages

@@ -126,6 +126,9 @@ pub enum TierArg {
     Jit,
     /// Interpret cold blocks, compile hot ones.
     Auto,
+    /// Baseline code (templates, no Cranelift) for every block it covers, the interpreter
+    /// for the rest: the first tier alone, for measuring it.
+    Baseline,
 }
 
 /// Cranelift optimisation level.

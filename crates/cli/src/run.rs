@@ -151,6 +151,7 @@ pub fn tier(t: TierArg, threshold: u32) -> Tier {
         TierArg::Auto => Tier::Auto {
             threshold: threshold.max(1),
         },
+        TierArg::Baseline => Tier::Baseline,
     }
 }
 
