@@ -64,6 +64,10 @@ macro_rules! guest_tests {
                 fn auto() {
                     check(stringify!($name), AUTO);
                 }
+                #[test]
+                fn baseline() {
+                    check(stringify!($name), Tier::Baseline);
+                }
             }
         )*
     };

@@ -212,7 +212,7 @@ fn difftest(name: &'static str) {
     );
 }
 
-/// One module per guest: the QEMU self-check always runs; the three crane86 comparisons
+/// One module per guest: the QEMU self-check always runs; the four crane86 comparisons
 /// carry the `#[ignore = ...]` given (the feature crane86 still lacks) until it passes.
 macro_rules! system_guest {
     ($name:ident $(, #[$attr:meta])*) => {
@@ -235,6 +235,11 @@ macro_rules! system_guest {
             $(#[$attr])*
             fn auto() {
                 super::compare(stringify!($name), "auto");
+            }
+            #[test]
+            $(#[$attr])*
+            fn baseline() {
+                super::compare(stringify!($name), "baseline");
             }
             #[test]
             $(#[$attr])*

@@ -49,7 +49,7 @@ mod stats;
 mod tests;
 #[cfg(test)]
 mod tier_tests;
-pub use baseline::DEFAULT_BASELINE_RUNS;
+pub use baseline::{ColdRun, DEFAULT_BASELINE_RUNS};
 pub use stats::{BaselineStats, CacheStats, InterpRuns, TierStats};
 
 /// Which back end runs blocks.
@@ -117,6 +117,14 @@ pub struct Block {
     pub baseline: Option<*const u8>,
     /// Baseline translation was tried (it is never tried twice for a block's decoding).
     baseline_tried: bool,
+    /// That code's chain entry (other baseline blocks jump there), and whether the code
+    /// itself chains on.
+    baseline_chain: Option<(*const u8, bool)>,
+    /// The slots that code reads; boxed so their address is stable.
+    baseline_slots: Option<Box<crate::baseline::BaselineSlots>>,
+    /// Blocks whose baseline code may be linked to this block's (their slots are cleared
+    /// when this block's baseline code must not be entered any more).
+    baseline_incoming: Vec<BlockId>,
     /// That code's direct exits (the jumps the cache patches when it links them) and the
     /// targets of its chain slots.
     chain: Box<ChainInfo>,
@@ -664,6 +672,9 @@ impl Cache {
             code: None,
             baseline: None,
             baseline_tried: false,
+            baseline_chain: None,
+            baseline_slots: None,
+            baseline_incoming: Vec::new(),
             chain: Box::default(),
             cut_at: u32::MAX,
             cold_code: std::ptr::null(),
@@ -887,6 +898,7 @@ impl Cache {
             return;
         };
         b.cancel_compile();
+        self.clear_baseline_links(b.baseline_incoming.clone(), b.baseline_chain);
         // Return predictions pushed until now may name this block's slots, or its code
         // through another block's return slot: none of them may be used any more.
         self.new_epoch();
@@ -925,6 +937,11 @@ impl Cache {
             b.code = None;
             b.baseline = None;
             b.baseline_tried = false;
+            b.baseline_chain = None;
+            b.baseline_incoming.clear();
+            if let Some(s) = b.baseline_slots.as_mut() {
+                **s = Default::default();
+            }
             *b.chain = ChainInfo::default();
             *b.slots = fresh_slots();
             b.incoming.clear();

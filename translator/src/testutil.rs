@@ -192,7 +192,9 @@ pub fn run_step(cache: &mut Cache, id: BlockId, cpu: &mut CpuState, mem: &mut Ph
         cache.run_compiled(id, cpu, mem);
         cpu.retired += (1000 - cpu.budget) as u64;
     } else {
-        let (_, n) = cache.run_cold(id, cpu, mem, &mut NoIo, 1000, true);
+        let n = cache
+            .run_cold(id, cpu, mem, &mut NoIo, 1000, true, 0)
+            .retired;
         cpu.retired += n;
     }
 }

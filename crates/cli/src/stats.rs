@@ -352,8 +352,8 @@ fn baseline_row(b: &BaselineStats) -> String {
     declined.sort_by(|x, y| y.1.cmp(x.1));
     let declined: Vec<String> = declined.iter().map(|(k, v)| format!("{k} {v}")).collect();
     format!(
-        "{} blocks ({} guest insns, {} bytes, {:.3} ms, {:.2} us/block); ran {} times, {} \
-         insns; declined: {}; no room: {}",
+        "{} blocks ({} guest insns, {} bytes, {:.3} ms, {:.2} us/block); entered {} times, \
+         {} insns; {} links; declined: {}; no room: {}",
         b.blocks,
         b.insns,
         b.bytes,
@@ -361,6 +361,7 @@ fn baseline_row(b: &BaselineStats) -> String {
         b.time.as_secs_f64() * 1e6 / b.blocks.max(1) as f64,
         b.runs.runs,
         b.runs.insns,
+        b.links,
         if declined.is_empty() {
             "none".to_string()
         } else {
@@ -377,6 +378,7 @@ fn baseline_json(b: &BaselineStats) -> serde_json::Value {
         "bytes": b.bytes,
         "ms": b.time.as_secs_f64() * 1e3,
         "runs": interp_json(&b.runs),
+        "links": b.links,
         "declined": b.declined,
         "no_room": b.no_room,
     })

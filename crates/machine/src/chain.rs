@@ -18,6 +18,11 @@
 //!   same key bits, on the same physical page when it starts on the same linear page. A
 //!   block on another page needs the fetch translation, probed (a fetch that would fault
 //!   ends the chain, and the run loop raises the fault).
+//! - *Baseline code* (`crane86_translator::baseline`) runs in the interpreter's place for
+//!   blocks that have some, and when a block follows another on the same linear page, the
+//!   loop links the first one's code to the second's (`Cache::link_baseline`): next time
+//!   that code makes the checks above itself and goes on without coming back here. A run
+//!   may therefore end in a later block than the one it began with (`ColdRun::last`).
 //! - *Everything else* ends the chain: a fault, a store into translated code, an
 //!   instruction that did not retire, the interrupt flag changing, a block with code (the
 //!   run loop runs it and links), a runtime-class block, a block ending in an instruction
@@ -50,7 +55,8 @@ impl Machine {
         limit: u64,
     ) -> Result<Result<u64, RunEnd>, MachineError> {
         let mut retired = 0;
-        for _ in 0..MAX_CHAIN {
+        let mut blocks = 0;
+        while blocks < MAX_CHAIN {
             if retired >= limit
                 || self.cpu.exit_request.load(Ordering::Acquire) != 0
                 || self.cpu.fault.pending != 0
@@ -64,7 +70,8 @@ impl Machine {
             if key.mode() != CpuMode::Long64 {
                 linear &= 0xffff_ffff;
             }
-            let phys = if linear & !0xfff == key.linear() & !0xfff {
+            let same_page = linear & !0xfff == key.linear() & !0xfff;
+            let phys = if same_page {
                 (key.phys() & !0xfff) | (linear & 0xfff)
             } else {
                 match probe_fetch_phys(&mut self.cpu, &mut self.mem, linear) {
@@ -99,39 +106,46 @@ impl Machine {
                 break;
             }
             let if_before = self.cpu.rflags & fl::IF;
+            // The block before ran whole, interpreted or in baseline code: link the two,
+            // so that next time that code goes on to this block's by itself, with the
+            // checks above made inline (on the same linear page, the successor's physical
+            // page follows from the block's own, as for the JIT's direct links).
+            if same_page {
+                self.cache.link_baseline(id, next);
+            }
             let io: &mut dyn crane86_runtime::PortIo = match self.pc.as_mut() {
                 Some(pc) => pc.port_io(),
                 None => &mut self.ports,
             };
             self.phase.set(Phase::Interp);
-            let (exit, n) = self.cache.run_cold(
+            let r = self.cache.run_cold(
                 next,
                 &mut self.cpu,
                 &mut self.mem,
                 io,
                 limit - retired,
                 true,
+                (MAX_CHAIN - blocks) as u64,
             );
             self.phase.set(Phase::RunLoop);
+            let n = r.retired;
             self.stats.insns_interp += n;
             self.stats.interp_runs += 1;
             self.stats.interp_chained += 1;
             self.cpu.retired += n;
             retired += n;
-            match exit {
-                InterpExit::Next if n == len => {}
-                InterpExit::Unsupported(what) => {
-                    return Ok(Err(RunEnd::Unsupported {
-                        what,
-                        rip: self.cpu.rip,
-                    }))
-                }
-                _ => break,
+            if let InterpExit::Unsupported(what) = r.exit {
+                return Ok(Err(RunEnd::Unsupported {
+                    what,
+                    rip: self.cpu.rip,
+                }));
             }
-            if self.cpu.rflags & fl::IF != if_before {
+            // Baseline code may have run more blocks, each counted against the chain.
+            blocks += (n / len.max(1)).max(1) as usize;
+            if !r.whole || self.cpu.rflags & fl::IF != if_before {
                 break;
             }
-            id = next;
+            id = r.last;
         }
         Ok(Ok(retired))
     }

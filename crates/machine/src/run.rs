@@ -384,14 +384,17 @@ impl Machine {
                 };
                 let len = block.insns.len() as u64;
                 self.phase.set(Phase::Interp);
-                let (exit, n) = self.cache.run_cold(
+                // One block: what follows needs its last instruction (`last` above).
+                let r = self.cache.run_cold(
                     id,
                     &mut self.cpu,
                     &mut self.mem,
                     io,
                     limit,
                     !interpret && !runtime,
+                    0,
                 );
+                let (exit, n) = (r.exit, r.retired);
                 self.phase.set(Phase::RunLoop);
                 self.stats.insns_interp += n;
                 self.cpu.retired += n;

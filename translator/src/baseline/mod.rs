@@ -11,10 +11,10 @@
 //!
 //! The code replaces an interpreted run exactly ([`crate::interp::run_block`]), not
 //! compiled code: it is entered by [`crate::Cache::run_cold`] from the run loop and from
-//! interpreted chains, runs one block, and returns how many instructions retired and
-//! whether a fault is pending; it sets `cpu.rip`. So it needs none of the JIT's chaining
-//! machinery, and the rest of the run loop (devices, interrupts, SMC invalidation) sees
-//! what it saw after an interpreted block. Its contract, the same as `run_block`'s:
+//! interpreted chains, runs a block, and returns how many instructions retired, whether a
+//! fault is pending and whether the block ran whole; it sets `cpu.rip`. The rest of the run
+//! loop (devices, interrupts, SMC invalidation) sees what it saw after an interpreted
+//! block. Its contract, the same as `run_block`'s:
 //! - each instruction's state writes happen as the semantics make them (the semantics do
 //!   every access and check first: a fault leaves the instruction without effect);
 //! - a fault (a slow path's, or a `raise`) leaves `cpu.rip` at the instruction, the
@@ -23,14 +23,23 @@
 //!   instruction;
 //! - an early exit (`exit_if`) completes its instruction and goes on at its target.
 //!
+//! Chaining: a block that ran whole may go straight on to the successor the cache linked in
+//! its [`BaselineSlots`] (`Cache::link_baseline`, from `machine::chain`, which found that
+//! successor on the block's linear page), after the checks `machine::chain` makes between
+//! two blocks, inline: the run's limit, the chain's budget, `exit_request`, `smc_pending`,
+//! `ferr`. It jumps to the successor's chain entry in the same frame, so one call may run
+//! many blocks; it returns the id of the last one too. A block that may change IF or hold
+//! interrupts off never chains on.
+//!
 //! Memory accesses check the TLB inline as the JIT's do ([`crate::jit`]'s layout of
 //! `CpuState::tlb`) and call the same slow paths on a miss. Operations the templates do not
 //! cover (the x87 and SSE helpers' operand exchange is covered; RDTSC, PSHUFB's shuffle and
 //! the like are not) make the block decline: it stays interpreted.
 //!
-//! Frame: RBX holds the `CpuState` pointer for the whole block; value slots are
-//! `[rsp + 8 * i]`, reused from each instruction's start (no value outlives its
-//! instruction: the semantics keep state in `CpuState`).
+//! Frame: RBX holds the `CpuState` pointer, R12 the instructions retired by the blocks
+//! before in the chain, R13 the run's limit, R14 the chain's budget, R15 the id of the last
+//! block that ran whole; value slots are `[rsp + 8 * i]`, reused from each instruction's
+//! start (no value outlives its instruction: the semantics keep state in `CpuState`).
 
 mod helpers;
 pub mod x64;
@@ -44,7 +53,10 @@ use crate::emit::{Arith, Bin, Cmp, Ctx, Emit, FloatOp, FloatWidth, FpuHelper, St
 use crate::interp::Values;
 use crate::jit::off;
 use crate::semantics;
-use x64::{Alu, Asm, Cond, Label, Reg, Shift, Unary, R8, RAX, RBX, RCX, RDI, RDX, RSI, RSP};
+use x64::{
+    Alu, Asm, Cond, Label, Reg, Shift, Unary, R12, R13, R14, R15, R8, RAX, RBX, RCX, RDI, RDX, RSI,
+    RSP,
+};
 
 /// Value slots per instruction; an instruction that needs more makes its block decline.
 const MAX_SLOTS: u32 = 240;
@@ -54,6 +66,47 @@ const FRAME: i32 = (MAX_SLOTS as i32) * 8 + 64;
 /// The return value's flag for "a fault is pending" (the low 32 bits count the
 /// instructions retired).
 pub const RET_FAULT: u64 = 1 << 32;
+/// The return value's flag for "the last block ran to its end" (it may chain on).
+pub const RET_WHOLE: u64 = 1 << 33;
+
+/// What a baseline block's code reads to chain to its successor without returning
+/// ([`BaselineSlots::next_ip`], [`BaselineSlots::next_code`]) and what counts its own
+/// chained entries ([`BaselineSlots::credit`]). Boxed by the cache: the code holds its
+/// address.
+#[repr(C)]
+#[derive(Debug)]
+pub struct BaselineSlots {
+    /// The instruction pointer of the linked successor ([`NO_LINK`]: none).
+    pub next_ip: u64,
+    /// The successor's chain entry ([`Translated::chain_entry`]).
+    pub next_code: u64,
+    /// Entries through the chain entry left before the code returns instead, so that the
+    /// cache counts the block's runs (tier-up) and sees it again.
+    pub credit: u64,
+}
+
+/// No successor linked: no instruction pointer is this value (it is not canonical).
+pub const NO_LINK: u64 = 0x8000_0000_0000_0001;
+
+impl Default for BaselineSlots {
+    fn default() -> Self {
+        BaselineSlots {
+            next_ip: NO_LINK,
+            next_code: 0,
+            credit: 0,
+        }
+    }
+}
+
+/// A translated block.
+pub struct Translated {
+    /// The code: `extern "C" fn(cpu, limit, chain budget) -> (u64, u64)`.
+    pub code: Vec<u8>,
+    /// The offset of the entry other baseline blocks chain to.
+    pub chain_entry: usize,
+    /// Whether the code may chain on to its successor.
+    pub chains: bool,
+}
 
 /// A value of the baseline back end: a constant, or a slot of the frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,19 +119,14 @@ pub enum BV {
 
 /// Code after the block body, reached by jumps from it.
 enum Stub {
-    /// A load's TLB miss: the linear address in RAX; the value comes back in RAX.
-    LoadSlow {
+    /// A TLB miss: the linear address in RAX and a store's value in R8; a load's value
+    /// comes back in RAX.
+    Slow {
         at: Label,
         done: Label,
         size: u64,
         fault: Label,
-    },
-    /// A store's TLB miss: the linear address in RAX, the value in R8.
-    StoreSlow {
-        at: Label,
-        done: Label,
-        size: u64,
-        fault: Label,
+        store: bool,
     },
     /// Records `fault`, then leaves as the instruction's fault exit does.
     Raise {
@@ -86,8 +134,14 @@ enum Stub {
         fault: Fault,
         exit: Label,
     },
-    /// Leaves the block with `cpu.rip = rip` and `ret` returned.
-    Exit { at: Label, rip: u64, ret: u64 },
+    /// Leaves the block with `cpu.rip = rip`, `n` of its instructions retired, and
+    /// `flags` (`RET_*`).
+    Exit {
+        at: Label,
+        rip: u64,
+        n: u32,
+        flags: u64,
+    },
 }
 
 /// The baseline translator of one block: [`Emit`] writing x86-64 code.
@@ -117,10 +171,14 @@ pub struct BaselineEmitter {
     fault_exit: Option<Label>,
     stubs: Vec<Stub>,
     epilogue: Label,
+    /// The block's id in the cache (returned, so the cache knows where a chain ended).
+    id: u32,
+    /// Its instruction count.
+    len: u32,
 }
 
 impl BaselineEmitter {
-    fn new(ctx: Ctx) -> BaselineEmitter {
+    fn new(ctx: Ctx, id: u32, len: u32) -> BaselineEmitter {
         let mut a = Asm::new();
         let epilogue = a.label();
         BaselineEmitter {
@@ -138,6 +196,8 @@ impl BaselineEmitter {
             fault_exit: None,
             stubs: Vec::new(),
             epilogue,
+            id,
+            len,
         }
     }
 
@@ -219,7 +279,8 @@ impl BaselineEmitter {
         self.stubs.push(Stub::Exit {
             at: l,
             rip: self.ip,
-            ret: RET_FAULT | u64::from(self.index),
+            n: self.index,
+            flags: RET_FAULT,
         });
         self.fault_exit = Some(l);
         l
@@ -271,28 +332,19 @@ impl BaselineEmitter {
         let base = self.tlb_check(size, if store.is_some() { 8 } else { 0 }, at);
         self.asm().load(8, RDX, RCX, base + 16);
         self.asm().alu(Alu::Add, RDX, RAX);
-        let size64 = u64::from(size);
-        match store {
-            Some(_) => {
-                self.asm().store(size, RDX, 0, R8);
-                self.has_store = true;
-                self.stubs.push(Stub::StoreSlow {
-                    at,
-                    done,
-                    size: size64,
-                    fault,
-                });
-            }
-            None => {
-                self.asm().load(size, RAX, RDX, 0);
-                self.stubs.push(Stub::LoadSlow {
-                    at,
-                    done,
-                    size: size64,
-                    fault,
-                });
-            }
+        if store.is_some() {
+            self.asm().store(size, RDX, 0, R8);
+            self.has_store = true;
+        } else {
+            self.asm().load(size, RAX, RDX, 0);
         }
+        self.stubs.push(Stub::Slow {
+            at,
+            done,
+            size: u64::from(size),
+            fault,
+            store: store.is_some(),
+        });
         self.asm().bind(done);
         Ok(match store {
             Some(_) => BV::Imm(0),
@@ -300,45 +352,82 @@ impl BaselineEmitter {
         })
     }
 
-    /// Leaves the block: `cpu.rip = rip`, returning `ret`.
-    fn exit(&mut self, rip: BV, ret: u64) {
+    /// Leaves the block: `cpu.rip = rip`, `n` of its instructions retired, `flags`.
+    fn exit(&mut self, rip: BV, n: u32, flags: u64) {
         self.set_state(off::RIP, 8, rip);
-        self.asm().mov_imm(RAX, ret);
+        self.leave(n, flags);
+    }
+
+    /// Returns the instructions retired (those of the blocks before this one in the chain,
+    /// in R12, and `n`) with `flags`, and this block's id.
+    fn leave(&mut self, n: u32, flags: u64) {
+        let id = u64::from(self.id);
+        let a = self.asm();
+        a.lea(RAX, R12, n as i32);
+        if flags != 0 {
+            a.mov_imm(RCX, flags);
+            a.alu(Alu::Or, RAX, RCX);
+        }
+        a.mov_imm(RDX, id);
         let l = self.epilogue;
         self.asm().jmp(l);
+    }
+
+    /// The end of the block, going on at `next` (already in `cpu.rip` when `stored`): chains
+    /// to the linked successor when `slots` is given and nothing needs the cache first.
+    fn end(&mut self, next: BV, slots: Option<u64>) {
+        self.set_state(off::RIP, 8, next);
+        let Some(slots) = slots else {
+            return self.leave(self.len, RET_WHOLE);
+        };
+        let out = self.a.label();
+        let (len, id) = (self.len as i32, u64::from(self.id));
+        let a = self.asm();
+        a.alu_imm(Alu::Add, R12, len);
+        // What `machine::chain` looks at between two blocks: the run's limit, the chain's
+        // length, requests from other threads, stores into code, an x87 error for IRQ 13.
+        a.alu(Alu::Cmp, R12, R13);
+        a.jcc(Cond::Ae, out);
+        a.alu_imm(Alu::Sub, R14, 1);
+        a.jcc(Cond::B, out);
+        a.cmp_mem32_imm(RBX, off::EXIT_REQUEST, 0);
+        a.jcc(Cond::Ne, out);
+        a.cmp_mem32_imm(RBX, off::SMC, 0);
+        a.jcc(Cond::Ne, out);
+        a.cmp_mem32_imm(RBX, off::FERR, 0);
+        a.jcc(Cond::Ne, out);
+        a.mov_imm(RCX, slots);
+        a.load(8, RAX, RBX, off::RIP);
+        a.alu_mem(Alu::Cmp, RAX, RCX, 0);
+        a.jcc(Cond::Ne, out);
+        a.mov_imm(R15, id);
+        a.jmp_mem(RCX, 8);
+        a.bind(out);
+        // R12 already counts this block.
+        self.leave(0, RET_WHOLE);
     }
 
     fn emit_stubs(&mut self) {
         for s in std::mem::take(&mut self.stubs) {
             match s {
-                Stub::LoadSlow {
+                Stub::Slow {
                     at,
                     done,
                     size,
                     fault,
+                    store,
                 } => {
                     self.asm().bind(at);
                     self.asm().mov(RSI, RAX);
                     self.asm().mov(RDI, RBX);
                     self.asm().mov_imm(RDX, size);
-                    self.asm()
-                        .call(crane86_runtime::memory::load_slow as *const () as u64);
-                    self.check_fault(fault);
-                    self.asm().jmp(done);
-                }
-                Stub::StoreSlow {
-                    at,
-                    done,
-                    size,
-                    fault,
-                } => {
-                    self.asm().bind(at);
-                    self.asm().mov(RSI, RAX);
-                    self.asm().mov(RDI, RBX);
-                    self.asm().mov_imm(RDX, size);
-                    self.asm().mov(RCX, R8);
-                    self.asm()
-                        .call(crane86_runtime::memory::store_slow as *const () as u64);
+                    let f = if store {
+                        self.asm().mov(RCX, R8);
+                        crane86_runtime::memory::store_slow as *const ()
+                    } else {
+                        crane86_runtime::memory::load_slow as *const ()
+                    };
+                    self.asm().call(f as u64);
                     self.check_fault(fault);
                     self.asm().jmp(done);
                 }
@@ -352,19 +441,43 @@ impl BaselineEmitter {
                     self.asm().store_imm(8, RBX, off::FAULT + 16, 0);
                     self.asm().jmp(exit);
                 }
-                Stub::Exit { at, rip, ret } => {
+                Stub::Exit { at, rip, n, flags } => {
                     self.asm().bind(at);
-                    self.exit(BV::Imm(rip), ret);
+                    self.exit(BV::Imm(rip), n, flags);
                 }
             }
         }
     }
 
-    /// Translates the instructions of `block` and returns the code, or why not.
-    fn translate(mut self, block: &DecodedBlock) -> Result<Vec<u8>, &'static str> {
-        self.asm().push(RBX);
+    /// Translates the instructions of `block`; `slots` is the address of the block's
+    /// [`BaselineSlots`].
+    fn translate(mut self, block: &DecodedBlock, slots: u64) -> Result<Translated, &'static str> {
+        // The frame: RBX the CPU state, R12 the instructions retired by the blocks before in
+        // the chain, R13 the run's limit, R14 the chain's budget, R15 the id of the last
+        // block that ran whole (for a return at a chain entry); then the slots.
+        for r in [RBX, R12, R13, R14, R15] {
+            self.asm().push(r);
+        }
         self.asm().alu_imm(Alu::Sub, RSP, FRAME);
-        self.asm().mov(RBX, RDI);
+        let a = self.asm();
+        a.mov(RBX, RDI);
+        a.alu(Alu::Xor, R12, R12);
+        a.mov(R13, RSI);
+        a.mov(R14, RDX);
+        a.alu(Alu::Xor, R15, R15);
+        let body = self.a.label();
+        self.asm().jmp(body);
+        // The chain entry: another block's code jumps here, with the frame as it is. Each
+        // such entry spends one of the block's credits; with none left, the chain returns
+        // (`cpu.rip` is this block's start) so the cache counts the runs.
+        let chain_entry = self.a.buf.len();
+        let spent = self.a.label();
+        let a = self.asm();
+        a.mov_imm(RCX, slots);
+        a.alu_mem_imm(Alu::Sub, RCX, 16, 1);
+        a.jcc(Cond::B, spent);
+        a.bind(body);
+        let chains = block.insns.iter().all(|d| !changes_if(&d.insn));
         let n = block.insns.len();
         for (i, d) in block.insns.iter().enumerate() {
             if d.runtime {
@@ -390,10 +503,9 @@ impl BaselineEmitter {
                 return Err("an instruction stopped without leaving");
             }
             let next_ip = d.insn.next_ip();
-            let retired = u64::from(self.index) + 1;
             if i + 1 == n {
                 let next = self.next.unwrap_or(BV::Imm(next_ip));
-                self.exit(next, retired);
+                self.end(next, chains.then_some(slots));
             } else {
                 if self.next.is_some_and(|v| v != BV::Imm(next_ip)) {
                     return Err("a transfer inside the block");
@@ -403,7 +515,8 @@ impl BaselineEmitter {
                     self.stubs.push(Stub::Exit {
                         at: l,
                         rip: next_ip,
-                        ret: retired,
+                        n: self.index + 1,
+                        flags: 0,
                     });
                     self.asm().cmp_mem32_imm(RBX, off::SMC, 0);
                     self.asm().jcc(Cond::Ne, l);
@@ -411,22 +524,58 @@ impl BaselineEmitter {
             }
         }
         self.emit_stubs();
+        // Out of credits: the previous block (R15) ran whole.
+        let a = self.asm();
+        a.bind(spent);
+        a.mov(RAX, R12);
+        a.mov_imm(RCX, RET_WHOLE);
+        a.alu(Alu::Or, RAX, RCX);
+        a.mov(RDX, R15);
         let l = self.epilogue;
-        self.asm().bind(l);
-        self.asm().alu_imm(Alu::Add, RSP, FRAME);
-        self.asm().pop(RBX);
-        self.asm().ret();
-        self.a.finish().ok_or("an unbound label")
+        let a = self.asm();
+        a.bind(l);
+        a.alu_imm(Alu::Add, RSP, FRAME);
+        for r in [R15, R14, R13, R12, RBX] {
+            a.pop(r);
+        }
+        a.ret();
+        let code = self.a.finish().ok_or("an unbound label")?;
+        Ok(Translated {
+            code,
+            chain_entry,
+            chains,
+        })
     }
 }
 
-/// Translates `block` into baseline code (see the module documentation), or says why it
-/// cannot: then the block stays interpreted.
-pub fn translate(block: &DecodedBlock) -> Result<Vec<u8>, &'static str> {
+/// Whether `insn` may change the interrupt flag or hold interrupts off after it: a block
+/// holding one never chains on, since the cache must look at interrupts after it (as
+/// `machine::chain` does after every interpreted block).
+fn changes_if(insn: &iced_x86::Instruction) -> bool {
+    use iced_x86::{Mnemonic, OpKind, Register};
+    match insn.mnemonic() {
+        Mnemonic::Cli
+        | Mnemonic::Sti
+        | Mnemonic::Popf
+        | Mnemonic::Popfd
+        | Mnemonic::Popfq
+        | Mnemonic::Iret
+        | Mnemonic::Iretd
+        | Mnemonic::Iretq => true,
+        Mnemonic::Mov | Mnemonic::Pop => {
+            insn.op0_kind() == OpKind::Register && insn.op0_register() == Register::SS
+        }
+        _ => false,
+    }
+}
+
+/// Translates block `id` into baseline code (see the module documentation) whose chain
+/// slots are at `slots`, or says why it cannot: then the block stays interpreted.
+pub fn translate(block: &DecodedBlock, id: u32, slots: u64) -> Result<Translated, &'static str> {
     if block.insns.is_empty() {
         return Err("an empty block");
     }
-    BaselineEmitter::new(block.ctx).translate(block)
+    BaselineEmitter::new(block.ctx, id, block.insns.len() as u32).translate(block, slots)
 }
 
 fn bin_cond(op: Cmp) -> Cond {
@@ -816,11 +965,12 @@ impl Emit for BaselineEmitter {
     }
 
     fn exit_if(&mut self, cond: BV, target: u64) -> R<()> {
-        let ret = u64::from(self.index) + 1;
+        let n = self.index + 1;
+        let flags = if n == self.len { RET_WHOLE } else { 0 };
         match cond {
             BV::Imm(0) => Ok(()),
             BV::Imm(_) => {
-                self.exit(BV::Imm(target), ret);
+                self.exit(BV::Imm(target), n, flags);
                 self.ended = true;
                 Err(Stop)
             }
@@ -832,7 +982,8 @@ impl Emit for BaselineEmitter {
                 self.stubs.push(Stub::Exit {
                     at,
                     rip: target,
-                    ret,
+                    n,
+                    flags,
                 });
                 Ok(())
             }

@@ -8,6 +8,7 @@ use iced_x86::code_asm::*;
 
 use crate::cache::Tier;
 use crate::testutil::{asm, run_tier, Outcome, CODE, DATA};
+use iced_x86::code_asm::CodeAssembler;
 
 /// Runs `code` interpreted and in the baseline tier; asserts that they agree, retired
 /// counts included, and that baseline code ran at least `min_baseline` instructions.
@@ -136,4 +137,101 @@ fn sixteen_bit_code_with_segments_runs_in_baseline_code() {
         a.mov(bx, word_ptr(0x10)).unwrap();
     });
     agree(CpuMode::Real16, &code, |_, _| {}, 100);
+}
+
+/// Two blocks that jump to each other, in 32-bit code: A at `CODE` adds 1 to EAX, B at
+/// [`B_IP`] 2 to EBX. Returns the cache with both translated and linked both ways, and
+/// their ids.
+fn ping_pong() -> (
+    crate::cache::Cache,
+    CpuState,
+    PhysMem,
+    crate::cache::BlockId,
+    crate::cache::BlockId,
+) {
+    use crane86_runtime::BlockKey;
+    let at = |ip: u64, f: &dyn Fn(&mut CodeAssembler)| {
+        let mut a = CodeAssembler::new(32).unwrap();
+        f(&mut a);
+        a.assemble(ip).unwrap()
+    };
+    let block_a = at(CODE, &|a| {
+        a.add(eax, 1).unwrap();
+        a.jmp(B_IP).unwrap();
+    });
+    let block_b = at(B_IP, &|a| {
+        a.add(ebx, 2).unwrap();
+        a.jmp(CODE).unwrap();
+    });
+    let mut mem = PhysMem::new(1 << 20).unwrap();
+    mem.load(CODE, &block_a).unwrap();
+    mem.load(B_IP, &block_b).unwrap();
+    let mut cpu = CpuState::new(CpuMode::Prot32);
+    let opts = crate::testutil::test_jit_options(false, false);
+    let mut cache = crate::cache::Cache::new(Tier::Baseline, 1 << 22, opts).unwrap();
+    let mut ids = [0; 2];
+    let mut io = NoPorts;
+    for (k, ip) in [CODE, B_IP].into_iter().enumerate() {
+        cpu.rip = ip;
+        let id = cache.lookup(BlockKey::new(ip, &cpu), &mut cpu, &mut mem);
+        cache.prepare(id, cpu.cc.op).unwrap();
+        let r = cache.run_cold(id, &mut cpu, &mut mem, &mut io, 1000, true, 0);
+        assert_eq!((r.retired, r.last, r.whole), (2, id, true));
+        ids[k] = id;
+    }
+    assert_eq!((cpu.rip, cpu.gpr[0], cpu.gpr[3]), (CODE, 1, 2));
+    cache.link_baseline(ids[0], ids[1]);
+    cache.link_baseline(ids[1], ids[0]);
+    (cache, cpu, mem, ids[0], ids[1])
+}
+
+/// Where [`ping_pong`]'s block B starts: on the page after A's, so that a store into B's
+/// code drops B alone. (Baseline links are made between blocks of one page; the cache
+/// leaves that rule to its caller, `machine::chain`.)
+const B_IP: u64 = CODE + 0x1000;
+
+struct NoPorts;
+
+impl crane86_runtime::PortIo for NoPorts {
+    fn port_read(&mut self, _port: u16, _size: u8) -> u32 {
+        0
+    }
+    fn port_write(&mut self, _port: u16, _size: u8, _value: u32) {}
+}
+
+#[test]
+fn linked_blocks_chain_within_the_budget_and_say_where_they_stopped() {
+    let (mut cache, mut cpu, mut mem, a, b) = ping_pong();
+    // A, then five more blocks for a budget of five: A B A B A B.
+    let r = cache.run_cold(a, &mut cpu, &mut mem, &mut NoPorts, 1000, true, 5);
+    assert_eq!((r.retired, r.last, r.whole), (12, b, true));
+    assert_eq!((cpu.rip, cpu.gpr[0], cpu.gpr[3]), (CODE, 4, 8));
+    // The run's limit stops the chain after the block that reaches it.
+    let r = cache.run_cold(a, &mut cpu, &mut mem, &mut NoPorts, 5, true, 50);
+    assert_eq!((r.retired, r.last), (6, a));
+    assert_eq!(cpu.rip, B_IP);
+}
+
+#[test]
+fn a_block_entered_through_links_returns_once_its_credit_is_spent() {
+    let (mut cache, mut cpu, mut mem, a, b) = ping_pong();
+    let runs = cache.block(b).runs;
+    // A, then 16 entries each of B and A; B's 17th entry finds no credit left and returns
+    // before running, with A as the last block and RIP at B.
+    let r = cache.run_cold(a, &mut cpu, &mut mem, &mut NoPorts, 100_000, true, 1000);
+    assert_eq!((r.retired, r.last, r.whole), (66, a, true));
+    assert_eq!((cpu.rip, cpu.gpr[0], cpu.gpr[3]), (B_IP, 18, 34));
+    // Entering B from the cache counts the runs that came through its chain entry.
+    let r = cache.run_cold(b, &mut cpu, &mut mem, &mut NoPorts, 100_000, true, 0);
+    assert_eq!(r.retired, 2);
+    assert_eq!(cache.block(b).runs, runs + 16);
+}
+
+#[test]
+fn a_block_dropped_for_a_store_into_its_code_is_no_longer_chained_to() {
+    let (mut cache, mut cpu, mut mem, a, _) = ping_pong();
+    assert!(cache.invalidate_written(B_IP..B_IP + 1, &mut mem));
+    let r = cache.run_cold(a, &mut cpu, &mut mem, &mut NoPorts, 1000, true, 10);
+    assert_eq!((r.retired, r.last, r.whole), (2, a, true));
+    assert_eq!(cpu.rip, B_IP);
 }

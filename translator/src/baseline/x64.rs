@@ -28,6 +28,14 @@ pub const RSI: Reg = 6;
 pub const RDI: Reg = 7;
 /// R8.
 pub const R8: Reg = 8;
+/// R12.
+pub const R12: Reg = 12;
+/// R13.
+pub const R13: Reg = 13;
+/// R14.
+pub const R14: Reg = 14;
+/// R15.
+pub const R15: Reg = 15;
 
 /// A condition code, by its encoding (the low nibble of `Jcc`/`SETcc`/`CMOVcc`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,6 +43,8 @@ pub const R8: Reg = 8;
 pub enum Cond {
     /// Below (CF).
     B = 2,
+    /// Above or equal (not CF).
+    Ae = 3,
     /// Equal (ZF).
     E = 4,
     /// Not equal.
@@ -275,6 +285,17 @@ impl Asm {
         self.op_mem(true, false, &[op.digit() * 8 + 3], dst, base, disp);
     }
 
+    /// `[base + disp] = [base + disp] op imm` on 64 bits, `imm` sign-extended from 8 bits.
+    pub fn alu_mem_imm(&mut self, op: Alu, base: Reg, disp: i32, imm: i8) {
+        self.op_mem(true, false, &[0x83], op.digit(), base, disp);
+        self.byte(imm as u8);
+    }
+
+    /// Jumps to the address held at `[base + disp]`.
+    pub fn jmp_mem(&mut self, base: Reg, disp: i32) {
+        self.op_mem(false, false, &[0xff], 4, base, disp);
+    }
+
     /// Compares the 32-bit word at `[base + disp]` with `imm` (sign-extended from 8 bits).
     pub fn cmp_mem32_imm(&mut self, base: Reg, disp: i32, imm: i8) {
         self.op_mem(false, false, &[0x83], 7, base, disp);
@@ -490,6 +511,12 @@ mod tests {
             one(|a| a.store_imm(8, RBX, 0x200, -2)),
             "mov qword ptr [rbx+0x200], 0xfffffffffffffffe"
         );
+        assert_eq!(
+            one(|a| a.alu_mem_imm(Alu::Sub, RCX, 16, 1)),
+            "sub qword ptr [rcx+0x10], 0x1"
+        );
+        assert_eq!(one(|a| a.jmp_mem(R12, 8)), "jmp qword ptr [r12+0x8]");
+        assert_eq!(one(|a| a.jmp_mem(RCX, 8)), "jmp qword ptr [rcx+0x8]");
         assert_eq!(
             one(|a| a.cmp_mem32_imm(RBX, 0x300, 0)),
             "cmp dword ptr [rbx+0x300], 0x0"

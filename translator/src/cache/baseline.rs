@@ -1,11 +1,13 @@
 //! Running blocks without compiled code: in baseline code ([`crate::baseline`]) once they
-//! have some, interpreted otherwise.
+//! have some, interpreted otherwise; and the links that let one block's baseline code go
+//! straight on to the next one's.
 
 use std::time::Instant;
 
 use crane86_runtime::{CpuState, PhysMem, PortIo};
 
 use super::{BlockId, Cache};
+use crate::baseline::{BaselineSlots, NO_LINK, RET_FAULT, RET_WHOLE};
 use crate::interp::{run_block, InterpExit};
 
 /// Runs of a block before it gets baseline code under `--tier auto`, by default. A
@@ -13,6 +15,23 @@ use crate::interp::{run_block, InterpExit};
 /// 16 and 32 gave the same boot times, and fewer translations fill less of the code arena
 /// (`docs/design.md`, "The baseline tier").
 pub const DEFAULT_BASELINE_RUNS: u32 = 16;
+
+/// Entries through a block's chain entry between two looks of the cache at the block
+/// ([`BaselineSlots::credit`]): its runs are counted (for tier-up) this many at a time.
+const CREDIT: u64 = 16;
+
+/// How a run of blocks without compiled code ended ([`Cache::run_cold`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ColdRun {
+    /// How the last block's run ended.
+    pub exit: InterpExit,
+    /// Instructions retired, by every block that ran.
+    pub retired: u64,
+    /// The block that ran last (baseline code may have chained on from the first).
+    pub last: BlockId,
+    /// The last block ran to its end (every instruction retired, no fault).
+    pub whole: bool,
+}
 
 impl Cache {
     /// Sets the runs of a block without compiled code before it gets baseline code (0: no
@@ -23,9 +42,11 @@ impl Cache {
 
     /// Runs block `id`, which has no compiled code (or may not use it now), as
     /// [`run_block`] does: in its baseline code when `baseline` allows it and the block has
-    /// or now gets some, interpreted otherwise. Returns how the run ended and the
-    /// instructions retired. `baseline` is false where the caller needs the interpreter's
+    /// or now gets some, interpreted otherwise. Baseline code may go on to up to `chain`
+    /// more blocks through their links ([`Cache::link_baseline`]), within `limit`
+    /// instructions in all. `baseline` is false where the caller needs the interpreter's
     /// instruction-by-instruction view (debugging, interrupt shadows).
+    #[allow(clippy::too_many_arguments)]
     pub fn run_cold(
         &mut self,
         id: BlockId,
@@ -34,13 +55,21 @@ impl Cache {
         io: &mut dyn PortIo,
         limit: u64,
         baseline: bool,
-    ) -> (InterpExit, u64) {
+        chain: u64,
+    ) -> ColdRun {
         if baseline && self.baseline_runs != 0 {
-            if let Some(r) = self.run_baseline(id, cpu, mem, limit) {
+            if let Some(r) = self.run_baseline(id, cpu, mem, limit, chain) {
                 return r;
             }
         }
-        run_block(cpu, mem, io, &self.block(id).decoded, limit)
+        let block = &self.block(id).decoded;
+        let (exit, retired) = run_block(cpu, mem, io, block, limit);
+        ColdRun {
+            exit,
+            retired,
+            last: id,
+            whole: exit == InterpExit::Next && retired == block.insns.len() as u64,
+        }
     }
 
     fn run_baseline(
@@ -49,8 +78,10 @@ impl Cache {
         cpu: &mut CpuState,
         mem: &mut PhysMem,
         limit: u64,
-    ) -> Option<(InterpExit, u64)> {
-        let b = self.block(id);
+        chain: u64,
+    ) -> Option<ColdRun> {
+        let runs = self.baseline_runs;
+        let b = self.block_mut(id);
         let len = b.decoded.insns.len() as u64;
         // Baseline code runs the whole block: a limit inside it (a timer deadline, a
         // breakpoint) is the interpreter's to honour.
@@ -58,10 +89,23 @@ impl Cache {
             return None;
         }
         let code = match b.baseline {
-            Some(code) => code,
+            Some(code) => {
+                // Count the runs that came through the chain entry since the last look (a
+                // credit spent to the end wrapped around below zero).
+                if let Some(s) = b.baseline_slots.as_mut() {
+                    let used = if s.credit > CREDIT {
+                        CREDIT
+                    } else {
+                        CREDIT - s.credit
+                    };
+                    b.runs = b.runs.saturating_add(used as u32);
+                    s.credit = CREDIT;
+                }
+                code
+            }
             None => {
                 if b.baseline_tried
-                    || b.runs < self.baseline_runs
+                    || b.runs < runs
                     || b.decoded.is_runtime()
                     || b.key.single_step()
                 {
@@ -74,18 +118,25 @@ impl Cache {
             self.arena.contains(code),
             "baseline code lives in the arena"
         );
-        // SAFETY: `code` is the live baseline code of a block of this cache (dropped with
-        // the arena generation that holds it, `flush_code`).
-        let r = unsafe { crate::jit::entry::run_baseline(code, cpu, mem) };
-        let retired = r & 0xffff_ffff;
+        // SAFETY: `code` is the live baseline code of a block of this cache, and its links
+        // name only live baseline code of this cache: code is dropped with the arena
+        // generation that holds it (`flush_code`, which clears every link), and a block's
+        // links in are cleared when it is dropped or gets compiled code.
+        let r = unsafe { crate::jit::entry::run_baseline(code, cpu, mem, limit, chain) };
+        let retired = r.0 & 0xffff_ffff;
         self.stats.baseline.runs.runs += 1;
         self.stats.baseline.runs.insns += retired;
-        let exit = if r & crate::baseline::RET_FAULT != 0 {
+        let exit = if r.0 & RET_FAULT != 0 {
             InterpExit::Fault
         } else {
             InterpExit::Next
         };
-        Some((exit, retired))
+        Some(ColdRun {
+            exit,
+            retired,
+            last: r.1 as BlockId,
+            whole: r.0 & RET_WHOLE != 0,
+        })
     }
 
     /// Tries once to give block `id` baseline code.
@@ -96,16 +147,24 @@ impl Cache {
         b.baseline_tried = true;
         let insns = b.decoded.insns.len() as u64;
         let key = b.key;
-        let r = crate::baseline::translate(&b.decoded);
+        let slots = b.baseline_slots.get_or_insert_with(Box::default);
+        **slots = BaselineSlots {
+            credit: CREDIT,
+            ..BaselineSlots::default()
+        };
+        let at = &**slots as *const BaselineSlots as u64;
+        let r = crate::baseline::translate(&b.decoded, id, at);
         let placed = match r {
-            Ok(code) => match self.arena.alloc(&code) {
+            Ok(t) => match self.arena.alloc(&t.code) {
                 Some(p) => {
                     let s = &mut self.stats.baseline;
                     s.blocks += 1;
                     s.insns += insns;
-                    s.bytes += code.len() as u64;
-                    self.record_perf_map(p, code.len(), key, "_baseline");
-                    self.block_mut(id).baseline = Some(p);
+                    s.bytes += t.code.len() as u64;
+                    self.record_perf_map(p, t.code.len(), key, "_baseline");
+                    let b = self.block_mut(id);
+                    b.baseline = Some(p);
+                    b.baseline_chain = Some((p.wrapping_add(t.chain_entry), t.chains));
                     Some(p)
                 }
                 None => {
@@ -120,5 +179,58 @@ impl Cache {
         };
         self.stats.baseline.time += t0.elapsed();
         placed
+    }
+
+    /// Links block `from`'s baseline code to block `to`'s, which the caller found after it
+    /// on the same linear page (the rule of `machine::chain`, whose other checks the code
+    /// makes inline) and may enter without the run loop. Nothing happens unless both have
+    /// baseline code, `from`'s chains on, and `to` has no compiled code (which the run loop
+    /// should run instead) and lies on one page.
+    pub fn link_baseline(&mut self, from: BlockId, to: BlockId) {
+        let t = self.block(to);
+        let Some((entry, _)) = t.baseline_chain else {
+            return;
+        };
+        if t.code.is_some() || t.pages[1].is_some() || t.decoded.is_runtime() {
+            return;
+        }
+        let ip = t.key.ip;
+        let f = self.block_mut(from);
+        if !matches!(f.baseline_chain, Some((_, true))) {
+            return;
+        }
+        let Some(s) = f.baseline_slots.as_mut() else {
+            return;
+        };
+        if s.next_ip == ip && s.next_code == entry as u64 {
+            return;
+        }
+        s.next_ip = ip;
+        s.next_code = entry as u64;
+        self.stats.baseline.links += 1;
+        self.block_mut(to).baseline_incoming.push(from);
+    }
+
+    /// Clears the links of the blocks in `incoming` that lead to the chain entry `chain`
+    /// (a block's, whose baseline code must not be entered any more).
+    pub(super) fn clear_baseline_links(
+        &mut self,
+        incoming: Vec<BlockId>,
+        chain: Option<(*const u8, bool)>,
+    ) {
+        let Some((entry, _)) = chain else {
+            return;
+        };
+        for src in incoming {
+            let Some(Some(s)) = self.blocks.get_mut(src as usize) else {
+                continue;
+            };
+            if let Some(slots) = s.baseline_slots.as_mut() {
+                if slots.next_code == entry as u64 {
+                    slots.next_ip = NO_LINK;
+                    slots.next_code = 0;
+                }
+            }
+        }
     }
 }

@@ -318,6 +318,11 @@ impl Cache {
         }
         let b = self.blocks[id as usize].as_mut().expect("live block id");
         let replaced = b.code.replace(ptr).is_some();
+        // Baseline blocks chained here would keep running the baseline code.
+        let incoming = std::mem::take(&mut b.baseline_incoming);
+        let chain = b.baseline_chain;
+        self.clear_baseline_links(incoming, chain);
+        let b = self.blocks[id as usize].as_mut().expect("live block id");
         *b.chain = code.chain;
         b.cut_at = code.cut.as_ref().map_or(u32::MAX, |c| c.at);
         b.cold_code = cold_ptr;

@@ -116,8 +116,11 @@ pub struct BaselineStats {
     /// Translated blocks that found no room in the code arena (they stay interpreted until
     /// the next flush).
     pub no_room: u64,
-    /// Block runs in baseline code and the instructions they retired.
+    /// Calls into baseline code and the instructions they retired (with the blocks they
+    /// chained to).
     pub runs: InterpRuns,
+    /// Links made from one block's baseline code to the next one's.
+    pub links: u64,
 }
 
 /// The compiles of one Cranelift optimisation level.

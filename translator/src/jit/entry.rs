@@ -32,22 +32,36 @@ pub unsafe fn run_compiled(
     r
 }
 
-/// Runs baseline code `code` ([`crate::baseline`]) for one block on `cpu`; returns its
-/// result (instructions retired, and [`crate::baseline::RET_FAULT`] when a fault is
-/// pending).
+/// What baseline code returns: `(flags and instructions retired, id of the last block)`
+/// (see [`crate::baseline`]), in RAX and RDX as the C ABI returns a pair of words.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct BaselineRet(pub u64, pub u64);
+
+/// Runs baseline code `code` ([`crate::baseline`]) on `cpu`, one block and the blocks it
+/// chains to (at most `budget` more, until `limit` instructions have retired); returns its
+/// result.
 ///
 /// # Safety
 /// `code` must be the live baseline code of a block of the calling cache, in its arena
 /// (written by [`crate::baseline::translate`], whose code is an `extern "C"` function of
-/// the `CpuState` pointer that returns a `u64`); the `cpu.mem` invariant is the one of
-/// [`run_compiled`].
-pub unsafe fn run_baseline(code: *const u8, cpu: &mut CpuState, mem: &mut PhysMem) -> u64 {
+/// the `CpuState` pointer, the limit and the budget that returns a [`BaselineRet`]), and
+/// every chain slot it may follow must name live baseline code of the same cache; the
+/// `cpu.mem` invariant is the one of [`run_compiled`].
+pub unsafe fn run_baseline(
+    code: *const u8,
+    cpu: &mut CpuState,
+    mem: &mut PhysMem,
+    limit: u64,
+    budget: u64,
+) -> BaselineRet {
     let ram = mem.ram().as_ptr_range();
     cpu.ram_host = [ram.start as u64, ram.end as u64];
     cpu.mem = mem as *mut PhysMem;
     // SAFETY: baseline code is written with exactly this host-ABI signature.
-    let f: extern "C" fn(*mut CpuState) -> u64 = unsafe { std::mem::transmute(code) };
-    let r = f(cpu as *mut CpuState);
+    let f: extern "C" fn(*mut CpuState, u64, u64) -> BaselineRet =
+        unsafe { std::mem::transmute(code) };
+    let r = f(cpu as *mut CpuState, limit, budget);
     cpu.mem = std::ptr::null_mut();
     cpu.ram_host = [0; 2];
     r

@@ -261,6 +261,7 @@ pub(crate) mod off {
         (offset_of!(CpuState, msr) + offset_of!(crane86_runtime::msr::Msrs, tsc_aux)) as i32;
     pub const FAULT: i32 = offset_of!(CpuState, fault) as i32;
     pub const SMC: i32 = offset_of!(CpuState, smc_pending) as i32;
+    pub const FERR: i32 = offset_of!(CpuState, ferr) as i32;
     pub const LINK: i32 = offset_of!(CpuState, link) as i32;
     pub const CHAINED: i32 = offset_of!(CpuState, chained) as i32;
     pub const JIT_TLB_HITS: i32 = offset_of!(CpuState, jit_tlb_hits) as i32;
