@@ -1,5 +1,7 @@
-//! Tier benchmarks: the crc32 guest (64-bit) under the interpreter, the JIT and the default
-//! auto tier; decode throughput; JIT compile time per block.
+//! Tier benchmarks: the crc32 guest (64-bit) under the interpreter, the baseline tier, the JIT
+//! and the default auto tier; decode throughput; translation time per block in the baseline
+//! tier and in Cranelift's two optimisation levels. The machine's parts (dispatch, interrupts,
+//! the TLB, the cache's lookup) are in `parts.rs`.
 
 use std::time::Duration;
 
@@ -44,6 +46,7 @@ fn tiers(c: &mut Criterion) {
         .throughput(Throughput::Elements(insns));
     for (name, tier) in [
         ("interp", Tier::Interp),
+        ("baseline", Tier::Baseline),
         ("jit", Tier::Jit),
         (
             "auto",
@@ -69,7 +72,11 @@ fn tiers(c: &mut Criterion) {
     }
     // Warm: the translation cache already holds every block (the guest rebuilds its data
     // itself, so a rerun only needs a CPU reset): pure execution speed of each tier.
-    for (name, tier) in [("interp_warm", Tier::Interp), ("jit_warm", Tier::Jit)] {
+    for (name, tier) in [
+        ("interp_warm", Tier::Interp),
+        ("baseline_warm", Tier::Baseline),
+        ("jit_warm", Tier::Jit),
+    ] {
         let mut m = machine(tier);
         m.load_flat(&g.image, g.load_addr, g.entry, CpuMode::Long64)
             .unwrap();
@@ -196,6 +203,16 @@ fn translate(c: &mut Criterion) {
             })
         });
     }
+    grp.bench_function("translate_blocks_baseline", |b| {
+        b.iter(|| {
+            blocks
+                .iter()
+                .map(|blk| {
+                    crane86_translator::baseline::translate(blk, 0, 0).map_or(0, |t| t.code.len())
+                })
+                .sum::<usize>()
+        })
+    });
     grp.finish();
 }
 

@@ -63,6 +63,9 @@ pub struct BlockKey {
 
 impl BlockKey {
     /// The key for code at physical address `phys`, at `cpu`'s RIP, in its current mode.
+    // Inlined into the run loop, which reads the key back whole right after: as a call it
+    // wrote three words the caller loaded as wider ones, a store-forwarding stall.
+    #[inline]
     pub fn new(phys: u64, cpu: &CpuState) -> BlockKey {
         let cpl = u64::from(crate::segment::cpl(cpu));
         let bits = (cpu.mode as u64) << MODE_SHIFT
