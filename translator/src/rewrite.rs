@@ -126,6 +126,49 @@ pub fn runs_compiled(insn: &Instruction) -> bool {
     }
 }
 
+/// What an instruction means for interrupt delivery right after it: the run loop keeps the
+/// shadows and NMI blocking, and code that chains blocks without the run loop (interpreted
+/// chains, baseline code) stops after any instruction that has an effect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InterruptEffect {
+    /// STI: a one-instruction shadow if it set IF.
+    Sti,
+    /// MOV SS or POP SS: a one-instruction shadow.
+    LoadSs,
+    /// IRET: ends NMI blocking, and may change IF.
+    Iret,
+    /// CLI or POPF: may change IF, and holds nothing off after it.
+    ChangesIf,
+    /// Nothing special.
+    None,
+}
+
+impl InterruptEffect {
+    /// What `insn` means for interrupt delivery after it.
+    pub fn of(insn: &Instruction) -> InterruptEffect {
+        use iced_x86::{Mnemonic, OpKind, Register};
+        match insn.mnemonic() {
+            Mnemonic::Sti => InterruptEffect::Sti,
+            Mnemonic::Iret | Mnemonic::Iretd | Mnemonic::Iretq => InterruptEffect::Iret,
+            Mnemonic::Cli | Mnemonic::Popf | Mnemonic::Popfd | Mnemonic::Popfq => {
+                InterruptEffect::ChangesIf
+            }
+            Mnemonic::Mov | Mnemonic::Pop
+                if insn.op0_kind() == OpKind::Register && insn.op0_register() == Register::SS =>
+            {
+                InterruptEffect::LoadSs
+            }
+            _ => InterruptEffect::None,
+        }
+    }
+
+    /// True when the next instruction may take an interrupt as after any other (no shadow
+    /// and no NMI blocking ends); a change of IF alone is seen by comparing it.
+    pub fn holds_nothing(self) -> bool {
+        matches!(self, InterruptEffect::None | InterruptEffect::ChangesIf)
+    }
+}
+
 /// True when a block with this key might run in virtual-8086 mode, which decodes as 16-bit
 /// protected-mode code at CPL 3.
 fn may_be_v86(ctx: Ctx) -> bool {
@@ -139,6 +182,33 @@ mod tests {
 
     fn decode(bits: u32, bytes: &[u8]) -> Instruction {
         Decoder::with_ip(bits, bytes, 0, DecoderOptions::NONE).decode()
+    }
+
+    #[test]
+    fn interrupt_effects_of_the_instructions_that_have_one() {
+        use InterruptEffect::*;
+        let cases: [(&[u8], InterruptEffect); 9] = [
+            (&[0xfb], Sti),
+            (&[0xfa], ChangesIf),
+            (&[0x9d], ChangesIf),
+            (&[0x48, 0xcf], Iret),
+            (&[0xcf], Iret),
+            (&[0x8e, 0xd0], LoadSs),
+            (&[0x8e, 0xd8], None),
+            (&[0x89, 0xd8], None),
+            (&[0x0f, 0x01, 0xf8], None),
+        ];
+        for (bytes, effect) in cases {
+            let insn = decode(64, bytes);
+            assert_eq!(InterruptEffect::of(&insn), effect, "{insn}");
+            assert_eq!(
+                InterruptEffect::of(&insn).holds_nothing(),
+                matches!(effect, None | ChangesIf),
+                "{insn}"
+            );
+        }
+        // POP SS exists only outside 64-bit mode.
+        assert_eq!(InterruptEffect::of(&decode(32, &[0x17])), LoadSs);
     }
 
     #[test]

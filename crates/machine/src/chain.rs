@@ -36,6 +36,7 @@ use crane86_runtime::memory::probe_fetch_phys;
 use crane86_runtime::{flags as fl, CpuMode};
 use crane86_translator::cache::BlockId;
 use crane86_translator::interp::InterpExit;
+use crane86_translator::rewrite::InterruptEffect;
 
 use crate::run::RunEnd;
 use crate::{Machine, MachineError};
@@ -101,7 +102,7 @@ impl Machine {
             if !block
                 .insns
                 .last()
-                .is_some_and(|d| crate::run::interrupt_effect(&d.insn).is_none())
+                .is_some_and(|d| InterruptEffect::of(&d.insn).holds_nothing())
             {
                 break;
             }

@@ -9,6 +9,7 @@ use crane86_runtime::state::{EXIT_DEVICE, EXIT_STOP};
 use crane86_runtime::{flags as fl, BlockKey, Exception, Fault, LazyFlags, SegReg};
 use crane86_translator::interp::{self, InterpExit};
 use crane86_translator::jit::EXIT_FAULT;
+use crane86_translator::rewrite::InterruptEffect;
 
 use crate::pc::Wake;
 use crate::{Machine, MachineError};
@@ -80,40 +81,6 @@ pub struct MachineStats {
     pub exceptions: u64,
     /// External interrupts delivered.
     pub interrupts: u64,
-}
-
-/// What an instruction means for interrupt delivery right after it.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum InterruptEffect {
-    /// STI: a one-instruction shadow if it set IF.
-    Sti,
-    /// MOV SS or POP SS: a one-instruction shadow.
-    LoadSs,
-    /// IRET: ends NMI blocking.
-    Iret,
-    /// Nothing special.
-    None,
-}
-
-impl InterruptEffect {
-    /// True for an instruction with no effect on interrupt delivery.
-    pub(crate) fn is_none(self) -> bool {
-        self == InterruptEffect::None
-    }
-}
-
-pub(crate) fn interrupt_effect(insn: &iced_x86::Instruction) -> InterruptEffect {
-    use iced_x86::{Mnemonic, OpKind, Register};
-    match insn.mnemonic() {
-        Mnemonic::Sti => InterruptEffect::Sti,
-        Mnemonic::Iret | Mnemonic::Iretd | Mnemonic::Iretq => InterruptEffect::Iret,
-        Mnemonic::Mov | Mnemonic::Pop
-            if insn.op0_kind() == OpKind::Register && insn.op0_register() == Register::SS =>
-        {
-            InterruptEffect::LoadSs
-        }
-        _ => InterruptEffect::None,
-    }
 }
 
 /// Fault-class exceptions: the instruction did not complete and is restarted after the
@@ -365,7 +332,7 @@ impl Machine {
                     }
                 }
                 let block = &self.cache.block(id).decoded;
-                let last = block.insns.last().map(|d| interrupt_effect(&d.insn));
+                let last = block.insns.last().map(|d| InterruptEffect::of(&d.insn));
                 let last_ip = block.insns.last().map(|d| d.insn.ip());
                 // Data breakpoints: the instruction's accesses, listed from the registers it
                 // starts with (the block holds this one instruction) and matched if it
@@ -421,7 +388,7 @@ impl Machine {
                     && exit == InterpExit::Next
                     && n == len
                     && self.cpu.fault.pending == 0
-                    && last.is_some_and(|e| e.is_none())
+                    && last.is_some_and(InterruptEffect::holds_nothing)
                     && self.cpu.rflags & fl::IF == if_before;
                 // isa-debug-exit is a port, and port I/O instructions are runtime-class: they
                 // only ever run here, alone in their block. The one place to look (it takes a

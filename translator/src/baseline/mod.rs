@@ -52,6 +52,7 @@ use crate::decode::DecodedBlock;
 use crate::emit::{Arith, Bin, Cmp, Ctx, Emit, FloatOp, FloatWidth, FpuHelper, Stop, Un, R};
 use crate::interp::Values;
 use crate::jit::off;
+use crate::rewrite::InterruptEffect;
 use crate::semantics;
 use x64::{
     Alu, Asm, Cond, Label, Reg, Shift, Unary, R12, R13, R14, R15, R8, RAX, RBX, RCX, RDI, RDX, RSI,
@@ -178,6 +179,23 @@ pub struct BaselineEmitter {
 }
 
 impl BaselineEmitter {
+    /// Sign- or zero-extends the low `bits` of `a` (folded when it is a constant).
+    fn extend(&mut self, a: BV, bits: u32, signed: bool) -> BV {
+        if let BV::Imm(x) = a {
+            return BV::Imm(if signed {
+                Values.sext(x, bits)
+            } else {
+                Values.zext(x, bits)
+            });
+        }
+        self.get(RAX, a);
+        if signed {
+            self.asm().sext(bits, RAX, RAX);
+        } else {
+            self.asm().zext(bits, RAX, RAX);
+        }
+        self.put(RAX)
+    }
     fn new(ctx: Ctx, id: u32, len: u32) -> BaselineEmitter {
         let mut a = Asm::new();
         let epilogue = a.label();
@@ -477,7 +495,12 @@ impl BaselineEmitter {
         a.alu_mem_imm(Alu::Sub, RCX, 16, 1);
         a.jcc(Cond::B, spent);
         a.bind(body);
-        let chains = block.insns.iter().all(|d| !changes_if(&d.insn));
+        // A block that may change IF or hold interrupts off never chains on: the cache must
+        // look at interrupts after it (as `machine::chain` does after every interpreted block).
+        let chains = block
+            .insns
+            .iter()
+            .all(|d| InterruptEffect::of(&d.insn) == InterruptEffect::None);
         let n = block.insns.len();
         for (i, d) in block.insns.iter().enumerate() {
             if d.runtime {
@@ -545,27 +568,6 @@ impl BaselineEmitter {
             chain_entry,
             chains,
         })
-    }
-}
-
-/// Whether `insn` may change the interrupt flag or hold interrupts off after it: a block
-/// holding one never chains on, since the cache must look at interrupts after it (as
-/// `machine::chain` does after every interpreted block).
-fn changes_if(insn: &iced_x86::Instruction) -> bool {
-    use iced_x86::{Mnemonic, OpKind, Register};
-    match insn.mnemonic() {
-        Mnemonic::Cli
-        | Mnemonic::Sti
-        | Mnemonic::Popf
-        | Mnemonic::Popfd
-        | Mnemonic::Popfq
-        | Mnemonic::Iret
-        | Mnemonic::Iretd
-        | Mnemonic::Iretq => true,
-        Mnemonic::Mov | Mnemonic::Pop => {
-            insn.op0_kind() == OpKind::Register && insn.op0_register() == Register::SS
-        }
-        _ => false,
     }
 }
 
@@ -715,21 +717,11 @@ impl Arith for BaselineEmitter {
     }
 
     fn sext(&mut self, a: BV, bits: u32) -> BV {
-        if let BV::Imm(x) = a {
-            return BV::Imm(Values.sext(x, bits));
-        }
-        self.get(RAX, a);
-        self.asm().sext(bits, RAX, RAX);
-        self.put(RAX)
+        self.extend(a, bits, true)
     }
 
     fn zext(&mut self, a: BV, bits: u32) -> BV {
-        if let BV::Imm(x) = a {
-            return BV::Imm(Values.zext(x, bits));
-        }
-        self.get(RAX, a);
-        self.asm().zext(bits, RAX, RAX);
-        self.put(RAX)
+        self.extend(a, bits, false)
     }
 
     fn div_wide(&mut self, signed: bool, hi: BV, lo: BV, d: BV) -> (BV, BV, BV) {
