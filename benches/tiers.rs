@@ -25,7 +25,7 @@ fn guest_insns() -> u64 {
         .unwrap();
     let end = m.run(None).unwrap();
     assert_eq!(end, RunEnd::DebugExit(0), "crc32 guest did not finish");
-    m.stats.insns_interp + m.stats.insns_jit
+    m.stats.insns()
 }
 
 fn machine(tier: Tier) -> Machine {

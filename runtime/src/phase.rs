@@ -22,7 +22,7 @@ pub enum Phase {
     Translate,
     /// The interpreter.
     Interp,
-    /// Generated code.
+    /// Generated code: Cranelift's and the baseline tier's.
     Jit,
     /// Helpers that generated code calls: memory slow paths, lookups of indirect targets,
     /// runtime-class instructions, the FPU and SIMD units.

@@ -69,7 +69,7 @@ impl Report {
     }
 
     fn total_insns(&self) -> u64 {
-        self.run.insns_interp + self.run.insns_jit
+        self.run.insns()
     }
 
     /// Guest instructions per second of wall time, in millions.
@@ -103,9 +103,11 @@ impl Report {
             (
                 "guest instructions",
                 format!(
-                    "{} (interp {} in {} block runs, {} of them chained; jit {})",
+                    "{} (interp {} and baseline code {} in {} block runs, {} of them \
+                     chained; jit {})",
                     self.total_insns(),
                     r.insns_interp,
+                    r.insns_baseline,
                     r.interp_runs,
                     r.interp_chained,
                     r.insns_jit
@@ -261,7 +263,7 @@ impl Report {
     pub fn json(&self) -> String {
         let (r, c) = (&self.run, &self.cache);
         serde_json::json!({
-            "insns": { "interp": r.insns_interp, "jit": r.insns_jit, "total": self.total_insns() },
+            "insns": { "interp": r.insns_interp, "baseline": r.insns_baseline, "jit": r.insns_jit, "total": self.total_insns() },
             "interp_runs": { "total": r.interp_runs, "chained": r.interp_chained, "not_hot": interp_json(&c.interp_cold), "waiting": interp_json(&c.interp_waiting), "refused": interp_json(&c.interp_refused) },
             "wall_s": self.wall.as_secs_f64(),
             "phases_percent": self.phase_json(),

@@ -130,8 +130,7 @@ impl Machine {
             );
             self.phase.set(Phase::RunLoop);
             let n = r.retired;
-            self.stats.insns_interp += n;
-            self.stats.interp_runs += 1;
+            self.stats.count_cold(&r);
             self.stats.interp_chained += 1;
             self.cpu.retired += n;
             retired += n;

@@ -66,11 +66,13 @@ pub enum RunEnd {
 pub struct MachineStats {
     /// Guest instructions retired by the interpreter.
     pub insns_interp: u64,
+    /// Guest instructions retired by baseline code (`crane86_translator::baseline`).
+    pub insns_baseline: u64,
     /// Guest instructions retired by compiled code.
     pub insns_jit: u64,
     /// Entries into compiled code from the run loop.
     pub jit_entries: u64,
-    /// Interpreted block runs.
+    /// Runs of blocks without compiled code, interpreted or in baseline code.
     pub interp_runs: u64,
     /// Of those, the blocks run one after another without the run loop
     /// ([`Machine::chain_interpreted`]).
@@ -81,6 +83,23 @@ pub struct MachineStats {
     pub exceptions: u64,
     /// External interrupts delivered.
     pub interrupts: u64,
+}
+
+impl MachineStats {
+    /// Counts one run of a block without compiled code, by who ran it.
+    pub(crate) fn count_cold(&mut self, r: &crane86_translator::cache::ColdRun) {
+        if r.baseline {
+            self.insns_baseline += r.retired;
+        } else {
+            self.insns_interp += r.retired;
+        }
+        self.interp_runs += 1;
+    }
+
+    /// Guest instructions retired in every tier.
+    pub fn insns(&self) -> u64 {
+        self.insns_interp + self.insns_baseline + self.insns_jit
+    }
 }
 
 /// Fault-class exceptions: the instruction did not complete and is restarted after the
@@ -374,9 +393,8 @@ impl Machine {
                 );
                 let (exit, n) = (r.exit, r.retired);
                 self.phase.set(Phase::RunLoop);
-                self.stats.insns_interp += n;
+                self.stats.count_cold(&r);
                 self.cpu.retired += n;
-                self.stats.interp_runs += 1;
                 remaining = remaining.saturating_sub(n);
                 // An ordinary block that ran to its end, with nothing for the run loop to
                 // do after it: go on to the next without the run loop's checks.

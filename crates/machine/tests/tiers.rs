@@ -738,3 +738,35 @@ fn fs_override_checks_follow_fs_loads_in_every_tier() {
         assert_eq!(m.cpu.gpr(Gpr::Rsi), 0x1fe, "{tier:?}");
     }
 }
+
+/// The run counters say who retired what: the same loop retires the same instructions in
+/// the interpreter, in baseline code and in the JIT, and each tier's count holds its own
+/// (baseline code's are not counted as interpreted).
+#[test]
+fn retired_instructions_are_counted_per_tier() {
+    let mut totals = Vec::new();
+    for tier in [Tier::Interp, Tier::Baseline, Tier::Jit] {
+        let mut m = machine(tier);
+        m.load_flat(&sum_loop(), 0x1000, 0x1000, CpuMode::Long64)
+            .unwrap();
+        assert!(matches!(
+            m.run(Some(10_000_000)).unwrap(),
+            RunEnd::DebugExit(_)
+        ));
+        let s = &m.stats;
+        match tier {
+            Tier::Interp => assert!(s.insns_baseline == 0 && s.insns_jit == 0, "{s:?}"),
+            Tier::Baseline => assert!(
+                s.insns_baseline > s.insns_interp && s.insns_jit == 0,
+                "{s:?}"
+            ),
+            _ => assert!(
+                s.insns_jit > s.insns_interp && s.insns_baseline == 0,
+                "{s:?}"
+            ),
+        }
+        assert_eq!(s.insns(), m.cpu.retired, "{tier:?}");
+        totals.push(s.insns());
+    }
+    assert!(totals.iter().all(|&t| t == totals[0]), "{totals:?}");
+}

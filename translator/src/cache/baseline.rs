@@ -31,6 +31,8 @@ pub struct ColdRun {
     pub last: BlockId,
     /// The last block ran to its end (every instruction retired, no fault).
     pub whole: bool,
+    /// The run was baseline code's, not the interpreter's.
+    pub baseline: bool,
 }
 
 impl Cache {
@@ -69,6 +71,7 @@ impl Cache {
             retired,
             last: id,
             whole: exit == InterpExit::Next && retired == block.insns.len() as u64,
+            baseline: false,
         }
     }
 
@@ -118,11 +121,16 @@ impl Cache {
             self.arena.contains(code),
             "baseline code lives in the arena"
         );
+        // Baseline code is generated code for `--stats`' phases, as the helpers it calls
+        // assume (they go back to that phase when they return).
+        let before = self.phase.get();
+        self.phase.set(crane86_runtime::phase::Phase::Jit);
         // SAFETY: `code` is the live baseline code of a block of this cache, and its links
         // name only live baseline code of this cache: code is dropped with the arena
         // generation that holds it (`flush_code`, which clears every link), and a block's
         // links in are cleared when it is dropped or gets compiled code.
         let r = unsafe { crate::jit::entry::run_baseline(code, cpu, mem, limit, chain) };
+        self.phase.set(before);
         let retired = r.0 & 0xffff_ffff;
         self.stats.baseline.runs.runs += 1;
         self.stats.baseline.runs.insns += retired;
@@ -136,6 +144,7 @@ impl Cache {
             retired,
             last: r.1 as BlockId,
             whole: r.0 & RET_WHOLE != 0,
+            baseline: true,
         })
     }
 
