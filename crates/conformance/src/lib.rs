@@ -6,7 +6,8 @@
 //! each one twice over:
 //! 1. natively, on the host CPU, inside a small fixed-address code page (see `layout` and
 //!    the `native` module, the only `unsafe` code here);
-//! 2. in crane86, in both the interpreter and the JIT tier, with the same code and data at
+//! 2. in crane86, in each of its tiers ([`TIERS`]: the interpreter, baseline code and the
+//!    JIT), with the same code and data at
 //!    the same guest addresses.
 //!
 //! Forms not valid in 64-bit mode (BCD arithmetic, PUSHA/POPA, INC/DEC 0x40-0x4F, 32-bit
@@ -88,10 +89,8 @@ pub struct FormResult {
     pub name: String,
     /// Inputs run.
     pub inputs: u32,
-    /// Inputs on which the interpreter tier disagreed with the host.
-    pub mismatches_interp: u32,
-    /// Inputs on which the JIT tier disagreed with the host.
-    pub mismatches_jit: u32,
+    /// Inputs on which each tier of [`TIERS`] (in that order) disagreed with the host.
+    pub mismatches: [u32; TIERS.len()],
     /// Why the form was not checked, if it was not.
     pub skipped: Option<String>,
     /// A description of the first mismatch.
@@ -116,11 +115,12 @@ impl Report {
         self.forms.iter().map(|f| u64::from(f.inputs)).sum()
     }
 
-    /// Total mismatches over both back ends.
+    /// Total mismatches over every tier.
     pub fn mismatches(&self) -> u64 {
         self.forms
             .iter()
-            .map(|f| u64::from(f.mismatches_interp) + u64::from(f.mismatches_jit))
+            .flat_map(|f| f.mismatches)
+            .map(u64::from)
             .sum()
     }
 
@@ -129,16 +129,16 @@ impl Report {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "{:<36} {:>7} {:>7} {:>7}  note",
-            "form", "inputs", "interp", "jit"
+            "{:<36} {:>7} {:>7} {:>8} {:>7}  note",
+            "form", "inputs", "interp", "baseline", "jit"
         );
         for f in &self.forms {
             match &f.skipped {
                 Some(why) => {
                     let _ = writeln!(
                         s,
-                        "{:<36} {:>7} {:>7} {:>7}  skipped: {why}",
-                        f.name, f.inputs, "-", "-"
+                        "{:<36} {:>7} {:>7} {:>8} {:>7}  skipped: {why}",
+                        f.name, f.inputs, "-", "-", "-"
                     );
                 }
                 None => {
@@ -149,8 +149,8 @@ impl Report {
                     };
                     let _ = writeln!(
                         s,
-                        "{:<36} {:>7} {:>7} {:>7}  {note}",
-                        f.name, f.inputs, f.mismatches_interp, f.mismatches_jit
+                        "{:<36} {:>7} {:>7} {:>8} {:>7}  {note}",
+                        f.name, f.inputs, f.mismatches[0], f.mismatches[1], f.mismatches[2]
                     );
                     if let Some(m) = &f.first_mismatch {
                         let _ = writeln!(s, "    first mismatch: {m}");
@@ -213,13 +213,17 @@ struct Checker {
     fixed: Vec<u8>,
     /// The same for 32-bit forms (compatibility mode), when the host can run them.
     fixed32: Option<Vec<u8>>,
-    machines: [(Tier, Machine); 2],
+    machines: [(Tier, Machine); TIERS.len()],
     /// The code size and instruction bytes each machine's code page and translation cache
     /// hold now: an identical next instance reuses the translation instead of flushing and
     /// recompiling.
-    loaded: [(u32, Vec<u8>); 2],
+    loaded: [(u32, Vec<u8>); TIERS.len()],
     tamper: Option<Tamper>,
 }
+
+/// The tiers every input runs in, in the order of [`FormResult::mismatches`]: every block
+/// interpreted, in baseline code, and compiled by Cranelift before its first run.
+pub const TIERS: [Tier; 3] = [Tier::Interp, Tier::Baseline, Tier::Jit];
 
 fn machine(tier: Tier) -> Result<Machine, MachineError> {
     Machine::new(&MachineConfig {
@@ -268,10 +272,11 @@ impl Checker {
             fixed,
             fixed32,
             machines: [
-                (Tier::Interp, machine(Tier::Interp)?),
-                (Tier::Jit, machine(Tier::Jit)?),
+                (TIERS[0], machine(TIERS[0])?),
+                (TIERS[1], machine(TIERS[1])?),
+                (TIERS[2], machine(TIERS[2])?),
             ],
-            loaded: [(0, Vec::new()), (0, Vec::new())],
+            loaded: Default::default(),
             tamper,
         })
     }
@@ -296,16 +301,14 @@ impl Checker {
             code,
             name: format!("{code:?}"),
             inputs: 0,
-            mismatches_interp: 0,
-            mismatches_jit: 0,
+            mismatches: [0; TIERS.len()],
             skipped: None,
             first_mismatch: None,
         };
         let skip = |mut r: FormResult, why: String| {
             r.skipped = Some(why);
             r.inputs = 0;
-            r.mismatches_interp = 0;
-            r.mismatches_jit = 0;
+            r.mismatches = [0; TIERS.len()];
             r.first_mismatch = None;
             Ok(r)
         };
@@ -344,7 +347,7 @@ impl Checker {
                 continue;
             }
             let want = self.native(&case)?;
-            for t in 0..2 {
+            for t in 0..TIERS.len() {
                 let got = self.emulate(t, &case)?;
                 if let Some(diff) = compare(self.base, &case, &want, &got) {
                     self.record(t, &case, diff, &mut r);
@@ -365,11 +368,7 @@ impl Checker {
     }
 
     fn record(&self, tier: usize, case: &Case, diff: String, r: &mut FormResult) {
-        if tier == 0 {
-            r.mismatches_interp += 1;
-        } else {
-            r.mismatches_jit += 1;
-        }
+        r.mismatches[tier] += 1;
         if r.first_mismatch.is_none() {
             r.first_mismatch = Some(format!(
                 "`{}` ({}, {}-bit) [{:?}]: {diff}; input: {}",
@@ -389,7 +388,7 @@ impl Checker {
         r: &mut FormResult,
     ) -> Result<(), ConformanceError> {
         let at = self.base + layout::INSN;
-        for t in 0..2 {
+        for t in 0..TIERS.len() {
             let got = self.emulate(t, case)?;
             let ok = matches!(got.end, RunEnd::Fault { fault, rip } if fault.exception == exc && rip == at);
             if !ok {
