@@ -70,31 +70,45 @@ pub const RET_FAULT: u64 = 1 << 32;
 /// The return value's flag for "the last block ran to its end" (it may chain on).
 pub const RET_WHOLE: u64 = 1 << 33;
 
-/// What a baseline block's code reads to chain to its successor without returning
-/// ([`BaselineSlots::next_ip`], [`BaselineSlots::next_code`]) and what counts its own
-/// chained entries ([`BaselineSlots::credit`]). Boxed by the cache: the code holds its
-/// address.
+/// What a baseline block's code reads to chain to a successor without returning: two links
+/// (a block that ends in a conditional branch has two successors, which one link would
+/// keep swapping), each the successor's instruction pointer and chain entry, and what counts
+/// the block's own chained entries ([`BaselineSlots::credit`]). Boxed by the cache: the code
+/// holds its address.
 #[repr(C)]
 #[derive(Debug)]
 pub struct BaselineSlots {
-    /// The instruction pointer of the linked successor ([`NO_LINK`]: none).
-    pub next_ip: u64,
-    /// The successor's chain entry ([`Translated::chain_entry`]).
-    pub next_code: u64,
+    /// The first link: the successor's instruction pointer ([`NO_LINK`]: none) and its
+    /// chain entry ([`Translated::chain_entry`]).
+    pub link0: [u64; 2],
     /// Entries through the chain entry left before the code returns instead, so that the
     /// cache counts the block's runs (tier-up) and sees it again.
     pub credit: u64,
+    /// The second link, as the first.
+    pub link1: [u64; 2],
 }
 
 /// No successor linked: no instruction pointer is this value (it is not canonical).
 pub const NO_LINK: u64 = 0x8000_0000_0000_0001;
 
+/// Where the generated code finds each field of [`BaselineSlots`].
+const LINK0: i32 = 0;
+const CREDIT: i32 = 16;
+const LINK1: i32 = 24;
+
+impl BaselineSlots {
+    /// The links, first then second.
+    pub fn links_mut(&mut self) -> [&mut [u64; 2]; 2] {
+        [&mut self.link0, &mut self.link1]
+    }
+}
+
 impl Default for BaselineSlots {
     fn default() -> Self {
         BaselineSlots {
-            next_ip: NO_LINK,
-            next_code: 0,
+            link0: [NO_LINK, 0],
             credit: 0,
+            link1: [NO_LINK, 0],
         }
     }
 }
@@ -416,10 +430,16 @@ impl BaselineEmitter {
         a.jcc(Cond::Ne, out);
         a.mov_imm(RCX, slots);
         a.load(8, RAX, RBX, off::RIP);
-        a.alu_mem(Alu::Cmp, RAX, RCX, 0);
-        a.jcc(Cond::Ne, out);
         a.mov_imm(R15, id);
-        a.jmp_mem(RCX, 8);
+        let second = self.a.label();
+        let a = self.asm();
+        a.alu_mem(Alu::Cmp, RAX, RCX, LINK0);
+        a.jcc(Cond::Ne, second);
+        a.jmp_mem(RCX, LINK0 + 8);
+        a.bind(second);
+        a.alu_mem(Alu::Cmp, RAX, RCX, LINK1);
+        a.jcc(Cond::Ne, out);
+        a.jmp_mem(RCX, LINK1 + 8);
         a.bind(out);
         // R12 already counts this block.
         self.leave(0, RET_WHOLE);
@@ -492,7 +512,7 @@ impl BaselineEmitter {
         let spent = self.a.label();
         let a = self.asm();
         a.mov_imm(RCX, slots);
-        a.alu_mem_imm(Alu::Sub, RCX, 16, 1);
+        a.alu_mem_imm(Alu::Sub, RCX, CREDIT, 1);
         a.jcc(Cond::B, spent);
         a.bind(body);
         // A block that may change IF or hold interrupts off never chains on: the cache must

@@ -139,6 +139,43 @@ fn sixteen_bit_code_with_segments_runs_in_baseline_code() {
     agree(CpuMode::Real16, &code, |_, _| {}, 100);
 }
 
+/// A baseline cache holding `blocks` (32-bit code: each its start and a closure that
+/// assembles it), each translated by one run from its start. Returns the cache, the CPU
+/// after those runs, memory and the blocks' ids.
+fn translated(
+    blocks: &[(u64, &dyn Fn(&mut CodeAssembler))],
+) -> (
+    crate::cache::Cache,
+    CpuState,
+    PhysMem,
+    Vec<crate::cache::BlockId>,
+) {
+    use crane86_runtime::BlockKey;
+    let mut mem = PhysMem::new(1 << 20).unwrap();
+    for (ip, f) in blocks {
+        let mut a = CodeAssembler::new(32).unwrap();
+        f(&mut a);
+        mem.load(*ip, &a.assemble(*ip).unwrap()).unwrap();
+    }
+    let mut cpu = CpuState::new(CpuMode::Prot32);
+    let opts = crate::testutil::test_jit_options(false, false);
+    let mut cache = crate::cache::Cache::new(Tier::Baseline, 1 << 22, opts).unwrap();
+    let mut ids = Vec::new();
+    for (ip, _) in blocks {
+        cpu.rip = *ip;
+        let id = cache.lookup(BlockKey::new(*ip, &cpu), &mut cpu, &mut mem);
+        cache.prepare(id, cpu.cc.op).unwrap();
+        let len = cache.block(id).decoded.insns.len() as u64;
+        let r = cache.run_cold(id, &mut cpu, &mut mem, &mut NoPorts, 1000, true, 0);
+        assert_eq!(
+            (r.retired, r.last, r.whole, r.baseline),
+            (len, id, true, true)
+        );
+        ids.push(id);
+    }
+    (cache, cpu, mem, ids)
+}
+
 /// Two blocks that jump to each other, in 32-bit code: A at `CODE` adds 1 to EAX, B at
 /// [`B_IP`] 2 to EBX. Returns the cache with both translated and linked both ways, and
 /// their ids.
@@ -149,36 +186,16 @@ fn ping_pong() -> (
     crate::cache::BlockId,
     crate::cache::BlockId,
 ) {
-    use crane86_runtime::BlockKey;
-    let at = |ip: u64, f: &dyn Fn(&mut CodeAssembler)| {
-        let mut a = CodeAssembler::new(32).unwrap();
-        f(&mut a);
-        a.assemble(ip).unwrap()
-    };
-    let block_a = at(CODE, &|a| {
-        a.add(eax, 1).unwrap();
-        a.jmp(B_IP).unwrap();
-    });
-    let block_b = at(B_IP, &|a| {
-        a.add(ebx, 2).unwrap();
-        a.jmp(CODE).unwrap();
-    });
-    let mut mem = PhysMem::new(1 << 20).unwrap();
-    mem.load(CODE, &block_a).unwrap();
-    mem.load(B_IP, &block_b).unwrap();
-    let mut cpu = CpuState::new(CpuMode::Prot32);
-    let opts = crate::testutil::test_jit_options(false, false);
-    let mut cache = crate::cache::Cache::new(Tier::Baseline, 1 << 22, opts).unwrap();
-    let mut ids = [0; 2];
-    let mut io = NoPorts;
-    for (k, ip) in [CODE, B_IP].into_iter().enumerate() {
-        cpu.rip = ip;
-        let id = cache.lookup(BlockKey::new(ip, &cpu), &mut cpu, &mut mem);
-        cache.prepare(id, cpu.cc.op).unwrap();
-        let r = cache.run_cold(id, &mut cpu, &mut mem, &mut io, 1000, true, 0);
-        assert_eq!((r.retired, r.last, r.whole), (2, id, true));
-        ids[k] = id;
-    }
+    let (mut cache, cpu, mem, ids) = translated(&[
+        (CODE, &|a| {
+            a.add(eax, 1).unwrap();
+            a.jmp(B_IP).unwrap();
+        }),
+        (B_IP, &|a| {
+            a.add(ebx, 2).unwrap();
+            a.jmp(CODE).unwrap();
+        }),
+    ]);
     assert_eq!((cpu.rip, cpu.gpr[0], cpu.gpr[3]), (CODE, 1, 2));
     cache.link_baseline(ids[0], ids[1]);
     cache.link_baseline(ids[1], ids[0]);
@@ -234,4 +251,57 @@ fn a_block_dropped_for_a_store_into_its_code_is_no_longer_chained_to() {
     let r = cache.run_cold(a, &mut cpu, &mut mem, &mut NoPorts, 1000, true, 10);
     assert_eq!((r.retired, r.last, r.whole), (2, a, true));
     assert_eq!(cpu.rip, B_IP);
+}
+
+/// A block ending in a conditional branch keeps a link to each of its two successors:
+/// chained runs alternate between them without returning, and linking either again changes
+/// nothing (with one link the two kept replacing each other).
+#[test]
+fn a_conditional_branch_keeps_both_successors_linked() {
+    const X_IP: u64 = CODE + 0x100;
+    // C: EDX += 1, to X when odd, else on to Y (the next instruction); X and Y go back to C.
+    let c = |a: &mut CodeAssembler| {
+        a.add(edx, 1).unwrap();
+        a.test(dl, 1).unwrap();
+        a.jnz(X_IP).unwrap();
+    };
+    let c_len = {
+        let mut a = CodeAssembler::new(32).unwrap();
+        c(&mut a);
+        a.assemble(CODE).unwrap().len() as u64
+    };
+    let (mut cache, mut cpu, mut mem, ids) = translated(&[
+        (X_IP, &|a| {
+            a.add(eax, 1).unwrap();
+            a.jmp(CODE).unwrap();
+        }),
+        (CODE + c_len, &|a| {
+            a.add(ebx, 2).unwrap();
+            a.jmp(CODE).unwrap();
+        }),
+        (CODE, &c),
+    ]);
+    let (x, y, c) = (ids[0], ids[1], ids[2]);
+    assert_eq!(cpu.rip, X_IP, "C ran once, EDX odd");
+    for (from, to) in [(c, x), (c, y), (x, c), (y, c)] {
+        cache.link_baseline(from, to);
+    }
+    let links = cache.stats.baseline.links;
+    assert_eq!(links, 4);
+    cache.link_baseline(c, x);
+    cache.link_baseline(c, y);
+    assert_eq!(cache.stats.baseline.links, links, "a link made again");
+    let before = (cpu.gpr[0], cpu.gpr[3], cpu.gpr[2]);
+    // X, then six more blocks: C Y C X C Y.
+    cpu.rip = X_IP;
+    let r = cache.run_cold(x, &mut cpu, &mut mem, &mut NoPorts, 1000, true, 6);
+    assert_eq!(
+        (r.retired, r.last, r.whole),
+        (2 + 3 + 2 + 3 + 2 + 3 + 2, y, true)
+    );
+    assert_eq!(
+        (cpu.gpr[0], cpu.gpr[3], cpu.gpr[2]),
+        (before.0 + 2, before.1 + 4, before.2 + 3)
+    );
+    assert_eq!(cpu.rip, CODE);
 }

@@ -211,11 +211,20 @@ impl Cache {
         let Some(s) = f.baseline_slots.as_mut() else {
             return;
         };
-        if s.next_ip == ip && s.next_code == entry as u64 {
+        let want = [ip, entry as u64];
+        let [l0, l1] = s.links_mut();
+        if *l0 == want || *l1 == want {
             return;
         }
-        s.next_ip = ip;
-        s.next_code = entry as u64;
+        // The link that already names this successor (its code was translated again), else
+        // a free one, else the second: a block with more than two successors (an indirect
+        // jump) keeps its first and swaps the second.
+        let slot = if l0[0] == ip || l0[0] == NO_LINK {
+            l0
+        } else {
+            l1
+        };
+        *slot = want;
         self.stats.baseline.links += 1;
         self.block_mut(to).baseline_incoming.push(from);
     }
@@ -235,9 +244,10 @@ impl Cache {
                 continue;
             };
             if let Some(slots) = s.baseline_slots.as_mut() {
-                if slots.next_code == entry as u64 {
-                    slots.next_ip = NO_LINK;
-                    slots.next_code = 0;
+                for l in slots.links_mut() {
+                    if l[1] == entry as u64 {
+                        *l = [NO_LINK, 0];
+                    }
                 }
             }
         }
