@@ -139,11 +139,14 @@ fn sixteen_bit_code_with_segments_runs_in_baseline_code() {
     agree(CpuMode::Real16, &code, |_, _| {}, 100);
 }
 
+/// Assembles one block of a test.
+type Assemble = dyn Fn(&mut CodeAssembler);
+
 /// A baseline cache holding `blocks` (32-bit code: each its start and a closure that
 /// assembles it), each translated by one run from its start. Returns the cache, the CPU
 /// after those runs, memory and the blocks' ids.
 fn translated(
-    blocks: &[(u64, &dyn Fn(&mut CodeAssembler))],
+    blocks: &[(u64, &Assemble)],
 ) -> (
     crate::cache::Cache,
     CpuState,
