@@ -145,16 +145,17 @@ pub enum InterruptEffect {
 
 impl InterruptEffect {
     /// What `insn` means for interrupt delivery after it.
+    // By `Code`, a field of the instruction: `mnemonic()` reads iced-x86's table, a cache
+    // miss the run loop took for the last instruction of every block it interpreted.
     pub fn of(insn: &Instruction) -> InterruptEffect {
-        use iced_x86::{Mnemonic, OpKind, Register};
-        match insn.mnemonic() {
-            Mnemonic::Sti => InterruptEffect::Sti,
-            Mnemonic::Iret | Mnemonic::Iretd | Mnemonic::Iretq => InterruptEffect::Iret,
-            Mnemonic::Cli | Mnemonic::Popf | Mnemonic::Popfd | Mnemonic::Popfq => {
-                InterruptEffect::ChangesIf
-            }
-            Mnemonic::Mov | Mnemonic::Pop
-                if insn.op0_kind() == OpKind::Register && insn.op0_register() == Register::SS =>
+        use iced_x86::{Code, Register};
+        match insn.code() {
+            Code::Sti => InterruptEffect::Sti,
+            Code::Iretw | Code::Iretd | Code::Iretq => InterruptEffect::Iret,
+            Code::Cli | Code::Popfw | Code::Popfd | Code::Popfq => InterruptEffect::ChangesIf,
+            Code::Popw_SS | Code::Popd_SS => InterruptEffect::LoadSs,
+            Code::Mov_Sreg_rm16 | Code::Mov_Sreg_r32m16 | Code::Mov_Sreg_r64m16
+                if insn.op0_register() == Register::SS =>
             {
                 InterruptEffect::LoadSs
             }
@@ -187,8 +188,10 @@ mod tests {
     #[test]
     fn interrupt_effects_of_the_instructions_that_have_one() {
         use InterruptEffect::*;
-        let cases: [(&[u8], InterruptEffect); 9] = [
+        let cases: [(&[u8], InterruptEffect); 11] = [
             (&[0xfb], Sti),
+            (&[0x8e, 0x10], LoadSs),
+            (&[0x48, 0x8e, 0xd0], LoadSs),
             (&[0xfa], ChangesIf),
             (&[0x9d], ChangesIf),
             (&[0x48, 0xcf], Iret),
@@ -209,6 +212,9 @@ mod tests {
         }
         // POP SS exists only outside 64-bit mode.
         assert_eq!(InterruptEffect::of(&decode(32, &[0x17])), LoadSs);
+        assert_eq!(InterruptEffect::of(&decode(16, &[0x17])), LoadSs);
+        assert_eq!(InterruptEffect::of(&decode(16, &[0x66, 0x9d])), ChangesIf);
+        assert_eq!(InterruptEffect::of(&decode(16, &[0xcf])), Iret);
     }
 
     #[test]

@@ -362,16 +362,16 @@ impl Machine {
                     .filter(|_| key.single_step() && debug::data_breakpoints_armed(&self.cpu))
                     .map(|d| debug::instruction_accesses(&self.cpu, &d.insn));
                 let blocked = self.db_blocked.take();
+                // By `Code` (a field), not `mnemonic()` (a table lookup): every interpreted
+                // block comes here.
                 let icebp = block
                     .insns
                     .first()
-                    .is_some_and(|d| d.insn.mnemonic() == iced_x86::Mnemonic::Int1);
+                    .is_some_and(|d| d.insn.code() == iced_x86::Code::Int1);
                 let fast_call = block.insns.first().is_some_and(|d| {
                     matches!(
-                        d.insn.mnemonic(),
-                        iced_x86::Mnemonic::Syscall
-                            | iced_x86::Mnemonic::Sysret
-                            | iced_x86::Mnemonic::Sysretq
+                        d.insn.code(),
+                        iced_x86::Code::Syscall | iced_x86::Code::Sysretd | iced_x86::Code::Sysretq
                     )
                 });
                 let port_io = block.is_runtime();

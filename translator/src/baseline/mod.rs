@@ -211,7 +211,9 @@ impl BaselineEmitter {
         self.put(RAX)
     }
     fn new(ctx: Ctx, id: u32, len: u32) -> BaselineEmitter {
-        let mut a = Asm::new();
+        // About 200 bytes per guest instruction over the Debian boots, the stubs included:
+        // room for that up front spares the buffer's regrowths.
+        let mut a = Asm::with_capacity(256 + 256 * len as usize);
         let epilogue = a.label();
         BaselineEmitter {
             a,

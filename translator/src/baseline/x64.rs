@@ -138,6 +138,15 @@ impl Asm {
         Asm::default()
     }
 
+    /// An empty buffer with room for `bytes` bytes of code.
+    pub fn with_capacity(bytes: usize) -> Asm {
+        Asm {
+            buf: Vec::with_capacity(bytes),
+            labels: Vec::with_capacity(bytes / 16),
+            fixups: Vec::with_capacity(bytes / 16),
+        }
+    }
+
     /// A new, unbound label.
     pub fn label(&mut self) -> Label {
         self.labels.push(None);
