@@ -68,6 +68,18 @@ fn debug_exit_becomes_the_exit_status_and_stats_are_json() {
     let err = text(&o.stderr);
     let json: serde_json::Value = serde_json::from_str(err.lines().last().unwrap()).unwrap();
     assert!(json["insns"]["jit"].as_u64().unwrap() > 1_000_000);
+    // The JIT tier compiles every block before it runs (the interpreter runs only the
+    // port writes, which are left to the run loop) and never uses baseline code.
+    let insns = &json["insns"];
+    let n = |k: &str| insns[k].as_u64().unwrap();
+    assert!(n("interp") < 1000, "{insns}");
+    assert_eq!(n("baseline"), 0, "{insns}");
+    assert_eq!(
+        n("total"),
+        n("interp") + n("baseline") + n("jit"),
+        "{insns}"
+    );
+    assert_eq!(json["interrupts"].as_u64(), Some(0));
     assert!(json["blocks"]["compiled"].as_u64().unwrap() > 0);
     // Every compile is counted in one of the two optimisation levels, whose time is split
     // among the parts, which add up to the whole (`--jit-opt tiered` compiles quickly first,
@@ -145,6 +157,9 @@ fn the_text_statistics_name_every_counter() {
         "chained",
         "invalidations",
         "code bytes",
+        "baseline code",
+        "exceptions delivered",
+        "interrupts delivered",
     ] {
         assert!(err.contains(row), "missing `{row}` in\n{err}");
     }

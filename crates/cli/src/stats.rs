@@ -251,6 +251,7 @@ impl Report {
                 format!("{}", c.invalidated_remap),
             ),
             ("exceptions delivered", format!("{}", r.exceptions)),
+            ("interrupts delivered", format!("{} (external and NMI)", r.interrupts)),
         ];
         let mut s = String::from("crane86 statistics\n");
         for (k, v) in rows {
@@ -318,6 +319,7 @@ impl Report {
             },
             "invalidated_remap": c.invalidated_remap,
             "exceptions": r.exceptions,
+            "interrupts": r.interrupts,
         })
         .to_string()
     }
