@@ -17,9 +17,9 @@ pub enum DifftestCmd {
     /// the CPU state after every instruction, and report the first divergences. Ends with
     /// `difftest: steps=N divergences=D`; the exit status is 1 when D > 0.
     Qemu(QemuArgs),
-    /// Run random instruction sequences in crane86 (both tiers) and in QEMU TCG from the
-    /// same state and compare registers, flags and memory; divergent cases are minimised
-    /// and saved as regression files. Ends with
+    /// Run random instruction sequences in crane86 (the interpreter, baseline code and the
+    /// JIT) and in QEMU TCG from the same state and compare registers, flags and memory;
+    /// divergent cases are minimised and saved as regression files. Ends with
     /// `difftest: random mode=B cases=N divergences=D`; the exit status is 1 when D > 0.
     Random(RandomArgs),
 }

@@ -1,4 +1,4 @@
-//! `crane86 difftest random`: random instruction sequences run in crane86 (both tiers) and
+//! `crane86 difftest random`: random instruction sequences run in crane86 (every tier) and
 //! in QEMU TCG, from the same state, with final registers, flags and scratch memory
 //! compared. A divergent case is minimised (instructions dropped while it still diverges)
 //! and written as a regression file that the test suite replays in crane86 against QEMU's
@@ -274,6 +274,7 @@ struct Runner {
     qemu_binary: String,
     qemu: QemuEnv,
     interp: Crane86Env,
+    baseline: Crane86Env,
     jit: Crane86Env,
 }
 
@@ -284,11 +285,12 @@ impl Runner {
             qemu_binary: cfg.qemu.clone(),
             qemu: QemuEnv::new(&cfg.qemu, cfg.bits)?,
             interp: Crane86Env::new(cfg.bits, Tier::Interp)?,
+            baseline: Crane86Env::new(cfg.bits, Tier::Baseline)?,
             jit: Crane86Env::new(cfg.bits, Tier::Jit)?,
         })
     }
 
-    /// Runs `case` in QEMU and both crane86 tiers.
+    /// Runs `case` in QEMU and in every crane86 tier.
     fn check(&mut self, case: &Case) -> Result<Check, RandomError> {
         let q = match self.qemu.run(case)? {
             QemuRun::Stopped(r) => case.normalize(*r),
@@ -319,7 +321,11 @@ impl Runner {
                 })));
             }
         };
-        for (tier, env) in [("interp", &mut self.interp), ("jit", &mut self.jit)] {
+        for (tier, env) in [
+            ("interp", &mut self.interp),
+            ("baseline", &mut self.baseline),
+            ("jit", &mut self.jit),
+        ] {
             let c = case.normalize(env.run(case)?);
             if !case.matches(&q, &c) {
                 return Ok(Check::Diverge(Box::new(Verdict {
@@ -335,7 +341,7 @@ impl Runner {
 
 /// The verdict on one case.
 enum Check {
-    /// QEMU and both crane86 tiers agree.
+    /// QEMU and every crane86 tier agree.
     Agree,
     /// A crane86 tier differs from QEMU.
     Diverge(Box<Verdict>),
