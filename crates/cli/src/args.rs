@@ -46,6 +46,10 @@ pub struct KutArgs {
     /// Cap every test's timeout at this many seconds (unittests.cfg's, 90 s by default).
     #[arg(long)]
     pub max_timeout: Option<u64>,
+    /// An extra argument for every test's `crane86 run`, to run the suite with other
+    /// settings (`--crane86-arg=--tier=baseline`); repeatable.
+    #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
+    pub crane86_arg: Vec<String>,
 }
 
 /// `bench` options.

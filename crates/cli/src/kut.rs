@@ -119,7 +119,13 @@ enum Verdict {
 }
 
 /// Runs one test in a child `crane86 run`, killing it at `limit`.
-fn run_one(exe: &Path, dir: &Path, e: &Entry, limit: Duration) -> Result<Verdict> {
+fn run_one(
+    exe: &Path,
+    dir: &Path,
+    e: &Entry,
+    limit: Duration,
+    extra: &[String],
+) -> Result<Verdict> {
     let args = e.test_args.trim_matches(|c| c == '\'' || c == '"');
     let mut child = Command::new(exe)
         // As QEMU's runner (x86/run: --no-reboot): a test that resets or triple-faults ends.
@@ -127,6 +133,7 @@ fn run_one(exe: &Path, dir: &Path, e: &Entry, limit: Duration) -> Result<Verdict
         .arg("--multiboot")
         .arg(dir.join("x86").join(&e.file))
         .args(["-m", MEM_MIB, "--append", args])
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -187,11 +194,13 @@ fn skip_line(output: &str) -> Option<String> {
 
 /// Runs the tests of the tree at `dir` (all, or those named in `only`), printing one line per
 /// test and the summary line; returns the counts (pass, fail, skip).
-/// `max_timeout` caps every test's timeout.
+/// `max_timeout` caps every test's timeout; `extra` are more arguments for every test's
+/// `crane86 run` (`--tier baseline`, to run the suite in another tier).
 pub fn run_tree(
     dir: &Path,
     only: &[String],
     max_timeout: Option<Duration>,
+    extra: &[String],
 ) -> Result<(u32, u32, u32)> {
     let cfg_path: PathBuf = dir.join("x86").join("unittests.cfg");
     let cfg = std::fs::read_to_string(&cfg_path)
@@ -213,7 +222,7 @@ pub fn run_tree(
             Some(why) => Verdict::Skip(why),
             None => {
                 let limit = timeout(&e).min(max_timeout.unwrap_or(Duration::MAX));
-                run_one(&exe, dir, &e, limit)?
+                run_one(&exe, dir, &e, limit, extra)?
             }
         };
         match verdict {

@@ -50,7 +50,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         },
         Some(Command::KvmUnitTests(k)) => {
             let cap = k.max_timeout.map(std::time::Duration::from_secs);
-            let (_, fail, _) = crane86::kut::run_tree(&k.dir, &k.tests, cap)?;
+            let (_, fail, _) = crane86::kut::run_tree(&k.dir, &k.tests, cap, &k.crane86_arg)?;
             Ok(if fail == 0 { 0 } else { 1 })
         }
         Some(Command::Conformance {
