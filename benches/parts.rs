@@ -239,7 +239,7 @@ fn int_round_trip(n: u32, bits: u32) -> Guest {
     }
 }
 
-/// Loops of `n` iterations of 16 loads from `pages` pages `stride` bytes apart (64-bit,
+/// Loops of `n` iterations of 16 loads from 16 pages `stride` bytes apart (64-bit,
 /// identity-mapped): with 16 pages in a row every load hits the TLB; with 16 pages 8 MiB
 /// apart, which share one TLB set, every load misses and refills.
 fn loads(n: u32, stride: u32) -> Guest {
