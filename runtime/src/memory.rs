@@ -670,34 +670,55 @@ pub fn write_as(
     value: u64,
     pl: Privilege,
 ) -> Result<(), Fault> {
+    write_or_decline(cpu, mem, linear, size, value, pl, false).map(|_| ())
+}
+
+/// [`write_as`], except that with `decline_code` a write into a page holding translated
+/// code is not made: it returns `Ok(false)` with memory unchanged (see [`SLOW_CODE_RETRY`]).
+/// Otherwise it returns `Ok(true)` once written.
+fn write_or_decline(
+    cpu: &mut CpuState,
+    mem: &mut PhysMem,
+    linear: u64,
+    size: u32,
+    value: u64,
+    pl: Privilege,
+    decline_code: bool,
+) -> Result<bool, Fault> {
     let (user, implicit) = (pl == Privilege::User, pl == Privilege::Implicit);
     if (linear & !PAGE_MASK) + u64::from(size) > PAGE_SIZE {
         let mask = linear_mask(cpu);
         let last = linear.wrapping_add(u64::from(size) - 1) & mask;
-        walk_for(cpu, mem, linear, Access::Write, user, implicit)?;
-        walk_for(cpu, mem, last, Access::Write, user, implicit)?;
+        let first = walk_for(cpu, mem, linear, Access::Write, user, implicit)?;
+        let second = walk_for(cpu, mem, last, Access::Write, user, implicit)?;
+        if decline_code && (mem.is_code_page(first.phys) || mem.is_code_page(second.phys)) {
+            return Ok(false);
+        }
         for i in 0..size {
             let a = linear.wrapping_add(u64::from(i)) & mask;
             write_as(cpu, mem, a, 1, value >> (8 * i), pl)?;
         }
-        return Ok(());
+        return Ok(true);
     }
     if let Some(phys) = tlb_lookup(cpu, mem, linear, pl, |e| e.write) {
         // A writable entry never maps a code page, a tracked paging-structure page or a
         // page whose dirty bit is clear.
         cpu.paging.data_hits += 1;
         mem.write_phys(phys, size, value);
-        return Ok(());
+        return Ok(true);
     }
     cpu.paging.data_misses += 1;
     let t = walk_for(cpu, mem, linear, Access::Write, user, implicit)?;
     tlb_fill(cpu, mem, linear, &t, pl);
     if mem.is_code_page(t.phys) {
+        if decline_code {
+            return Ok(false);
+        }
         cpu.smc_pending = 1;
     }
     note_mmio(cpu, mem, t.phys, size);
     mem.write_phys(t.phys, size, value);
-    Ok(())
+    Ok(true)
 }
 
 /// A device access may raise an interrupt or move a timer deadline: ask generated code to
@@ -786,6 +807,13 @@ pub fn probe_fetch_phys(cpu: &mut CpuState, mem: &mut PhysMem, linear: u64) -> O
 /// segments (SDM Vol. 3 6.15). Generated code checks it only here, on a TLB miss: a hit proves
 /// the access lies in one canonical page.
 pub const SLOW_SS64: u64 = 0x100;
+/// Flag in the `size` argument of [`store_slow`]: a store into a page holding translated
+/// code is not made, and the instruction is handed back to be run again interpreted, as if
+/// it had faulted (`CpuState::request_retry`). The JIT sets it so that its code need not
+/// look at `smc_pending` after every store: the interpreter runs the store, ends its block
+/// there, and the run loop drops the code it hit. Every instruction is restartable after a
+/// fault on a store (its register writes follow its stores), so the re-run is exact.
+pub const SLOW_CODE_RETRY: u64 = 0x200;
 const SIZE_MASK: u64 = 0xff;
 
 /// Records #SS(0) and returns true when `size` carries [`SLOW_SS64`] and `linear` is not
@@ -829,8 +857,9 @@ pub unsafe extern "C" fn load_slow(cpu: *mut CpuState, linear: u64, size: u64) -
 }
 
 /// Store slow path called by generated code on a TLB miss or a store to a code page. On a
-/// fault it records it in `cpu.fault`; a store that hit translated code sets
-/// `cpu.smc_pending`.
+/// fault it records it in `cpu.fault`. A store that hit translated code sets
+/// `cpu.smc_pending`, or with [`SLOW_CODE_RETRY`] in `size` is not made and asks for the
+/// instruction to be run again interpreted ([`CpuState::request_retry`]).
 ///
 /// # Safety
 /// As for [`load_slow`].
@@ -842,8 +871,20 @@ pub unsafe extern "C" fn store_slow(cpu: *mut CpuState, linear: u64, size: u64, 
     let mem = unsafe { &mut *cpu.mem };
     cpu.mem_slow += 1;
     if !stack_fault(cpu, linear, size) {
-        if let Err(f) = write_data(cpu, mem, linear, (size & SIZE_MASK) as u32, value) {
-            cpu.raise(f, linear);
+        let pl = current_privilege(cpu);
+        let decline = size & SLOW_CODE_RETRY != 0;
+        match write_or_decline(
+            cpu,
+            mem,
+            linear,
+            (size & SIZE_MASK) as u32,
+            value,
+            pl,
+            decline,
+        ) {
+            Ok(true) => {}
+            Ok(false) => cpu.request_retry(),
+            Err(f) => cpu.raise(f, linear),
         }
     }
     cpu.phase.set(Phase::Jit);

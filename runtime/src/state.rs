@@ -218,7 +218,9 @@ pub const DR7_INIT: u64 = 0x400;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct PendingFault {
-    /// 1 when a fault is pending.
+    /// 1 when a fault is pending; [`PendingFault::RETRY`] when generated code asks for its
+    /// instruction to be run again interpreted (not a fault; generated code takes the same
+    /// exit for both).
     pub pending: u32,
     /// The vector.
     pub vector: u32,
@@ -228,6 +230,11 @@ pub struct PendingFault {
     pub _pad: u32,
     /// The faulting linear address (becomes CR2 for #PF).
     pub address: u64,
+}
+
+impl PendingFault {
+    /// [`PendingFault::pending`] of a request to run the instruction again interpreted.
+    pub const RETRY: u32 = 2;
 }
 
 /// Counters of address translation, for `--stats`.
@@ -591,11 +598,38 @@ impl CpuState {
         };
     }
 
+    /// Asks for the current instruction to be run again by the interpreter: generated code
+    /// leaves through its fault exit (precise, with the instructions before it retired and
+    /// nothing of this one), and the run loop takes the request with [`Self::take_retry`]
+    /// instead of a fault (see `memory::SLOW_CODE_RETRY`).
+    pub fn request_retry(&mut self) {
+        self.fault = PendingFault {
+            pending: PendingFault::RETRY,
+            ..PendingFault::default()
+        };
+    }
+
+    /// Whether generated code asked for its current instruction to be run again interpreted
+    /// ([`Self::request_retry`]); clears the request. The caller runs the block at RIP in
+    /// the interpreter next.
+    pub fn take_retry(&mut self) -> bool {
+        if self.fault.pending != PendingFault::RETRY {
+            return false;
+        }
+        self.fault = PendingFault::default();
+        true
+    }
+
     /// Takes the pending fault, if any.
     pub fn take_fault(&mut self) -> Option<crate::Fault> {
         if self.fault.pending == 0 {
             return None;
         }
+        debug_assert_ne!(
+            self.fault.pending,
+            PendingFault::RETRY,
+            "a retry taken as a fault"
+        );
         let f = self.fault;
         self.fault = PendingFault::default();
         Some(crate::Fault {

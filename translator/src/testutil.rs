@@ -191,6 +191,19 @@ pub fn run_step(cache: &mut Cache, id: BlockId, cpu: &mut CpuState, mem: &mut Ph
         cpu.tsc_base = crane86_runtime::msr::tsc(cpu) + 1000;
         cache.run_compiled(id, cpu, mem);
         cpu.retired += (1000 - cpu.budget) as u64;
+        if cpu.take_retry() {
+            // A store into translated code, handed back: the interpreter runs it, as the
+            // machine's run loop does.
+            let phys = if cpu.cr0 & crane86_runtime::state::CR0_PG != 0 {
+                crane86_runtime::memory::fetch_phys(cpu, mem, cpu.rip).unwrap()
+            } else {
+                cpu.rip
+            };
+            let id = cache.lookup(BlockKey::new(phys, cpu), cpu, mem);
+            cpu.retired += cache
+                .run_cold(id, cpu, mem, &mut NoIo, 1000, false, 0)
+                .retired;
+        }
     } else {
         let n = cache
             .run_cold(id, cpu, mem, &mut NoIo, 1000, true, 0)

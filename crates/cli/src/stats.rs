@@ -178,8 +178,8 @@ impl Report {
             (
                 "invalidations",
                 format!(
-                    "{} blocks by stores into code ({} pages; {} stores missed every block), {} arena flushes",
-                    c.invalidated_smc, r.smc_pages, c.smc_spared, c.flushes
+                    "{} blocks by stores into code ({} pages; {} stores missed every block; {} stores handed back to the interpreter by compiled code), {} arena flushes",
+                    c.invalidated_smc, r.smc_pages, c.smc_spared, r.smc_retries, c.flushes
                 ),
             ),
             (
@@ -284,6 +284,7 @@ impl Report {
                 "smc_blocks": c.invalidated_smc,
                 "smc_pages": r.smc_pages,
                 "smc_spared_stores": c.smc_spared,
+                "smc_retried_stores": r.smc_retries,
                 "flushes": c.flushes,
                 "capacity": { "flushes": c.capacity_flushes, "evicted": c.evicted },
             },

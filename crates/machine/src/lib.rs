@@ -131,6 +131,10 @@ pub struct Machine {
     pub pc: Option<Box<pc::Pc>>,
     /// An interrupt shadow (after STI, MOV SS, POP SS) holds interrupts off for one block.
     irq_shadow: bool,
+    /// Generated code handed its current instruction back to be run interpreted (a store
+    /// into translated code, `CpuState::take_retry`): the next block runs in the
+    /// interpreter.
+    retry_interpreted: bool,
     /// MOV SS blocking after an SS load: the debug traps (DR6 bits) it holds back until the
     /// next instruction retires (see `run.rs`).
     db_blocked: Option<u64>,
@@ -218,6 +222,7 @@ impl Machine {
         self.mem = mem;
         self.cpu = CpuState::new(CpuMode::Real16);
         self.irq_shadow = false;
+        self.retry_interpreted = false;
         self.ports.exit = None;
         Ok(())
     }
@@ -284,6 +289,7 @@ impl Machine {
             ports: FlatPorts::default(),
             pc,
             irq_shadow: false,
+            retry_interpreted: false,
             db_blocked: None,
             cache: Cache::new(cfg.tier, cfg.code_arena_bytes, cfg.jit)?,
             phase: PhaseCell::default(),

@@ -79,6 +79,9 @@ pub struct MachineStats {
     pub interp_chained: u64,
     /// Code pages whose blocks guest stores invalidated.
     pub smc_pages: u64,
+    /// Stores into code pages that compiled code handed back to the interpreter
+    /// (`CpuState::take_retry`).
+    pub smc_retries: u64,
     /// Exceptions delivered through the IDT (or the real-mode IVT).
     pub exceptions: u64,
     /// External interrupts delivered.
@@ -287,7 +290,9 @@ impl Machine {
             }
             // Debugger breakpoints (see `debug.rs`): stop before one, interpret up to one
             // inside the block. Compiled code never chains into such a block.
-            let mut interpret = self.irq_shadow || self.debug.interpret_only;
+            let mut interpret = self.irq_shadow
+                || self.debug.interpret_only
+                || std::mem::take(&mut self.retry_interpreted);
             if !self.breakpoints.is_empty() {
                 match self
                     .breakpoints
@@ -316,6 +321,8 @@ impl Machine {
                     .run_compiled(id, &mut self.cpu, &mut self.mem)
                     .unwrap_or(crane86_translator::jit::EXIT_NEXT);
                 self.phase.set(Phase::RunLoop);
+                self.retry_interpreted = self.cpu.take_retry();
+                self.stats.smc_retries += u64::from(self.retry_interpreted);
                 let retired = (slice - self.cpu.budget).max(0) as u64;
                 self.stats.insns_jit += retired;
                 self.cpu.retired += retired;

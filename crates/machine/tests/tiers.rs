@@ -107,6 +107,65 @@ fn self_modifying_code_is_seen_by_every_tier() {
     }
 }
 
+/// Stores from a loop into code on another page: the loop's own code is never dropped, so
+/// compiled code hands each such store back to the interpreter (`SLOW_CODE_RETRY`), which
+/// must run each instruction exactly once: the patched function sees every new immediate,
+/// and a PUSH into the code page moves RSP by 8 once.
+#[test]
+fn stores_into_code_on_another_page_run_once_and_are_seen() {
+    let mut a = CodeAssembler::new(64).unwrap();
+    let mut top = a.create_label();
+    a.xor(r8, r8).unwrap();
+    a.xor(r9, r9).unwrap();
+    a.mov(ecx, 200).unwrap();
+    a.mov(r10, rsp).unwrap();
+    a.set_label(&mut top).unwrap();
+    a.mov(rdx, 0x3003u64).unwrap();
+    a.mov(byte_ptr(rdx), cl).unwrap();
+    a.mov(rax, 0x3000u64).unwrap();
+    a.call(rax).unwrap();
+    a.mov(rsp, 0x3800u64).unwrap();
+    a.push(rcx).unwrap();
+    a.pop(rdx).unwrap();
+    a.add(r9, rdx).unwrap();
+    a.mov(rsp, r10).unwrap();
+    a.dec(ecx).unwrap();
+    a.jne(top).unwrap();
+    a.mov(eax, 0).unwrap();
+    a.out(0xf4, al).unwrap();
+    let code = a.assemble(0x1000).unwrap();
+    // add r8d, imm8; ret
+    let func = [0x41, 0x83, 0xc0, 0x7f, 0xc3];
+    let want: u64 = (1..=200u64)
+        .map(|i| (i as u8 as i8) as i32 as u32 as u64)
+        .fold(0u64, |acc, v| (acc + v) & 0xffff_ffff);
+    for tier in TIERS {
+        let mut m = machine(tier);
+        m.load_flat(&code, 0x1000, 0x1000, CpuMode::Long64).unwrap();
+        m.mem.load(0x3000, &func).unwrap();
+        assert_eq!(
+            m.run(Some(1_000_000)).unwrap(),
+            RunEnd::DebugExit(0),
+            "{tier:?}"
+        );
+        assert_eq!(m.cpu.gpr(Gpr::R8), want, "{tier:?}");
+        assert_eq!(m.cpu.gpr(Gpr::R9), (1..=200).sum::<u64>(), "{tier:?}");
+        assert!(
+            m.stats.smc_pages > 0,
+            "{tier:?}: the stores hit translated code"
+        );
+        if tier != Tier::Interp {
+            assert!(m.stats.insns_jit > 1000, "{tier:?}: the loop ran compiled");
+            // Two stores per iteration once the loop and the function are compiled.
+            assert!(
+                m.stats.smc_retries > 200,
+                "{tier:?}: {}",
+                m.stats.smc_retries
+            );
+        }
+    }
+}
+
 /// Executing an invalid opcode stops at exactly that instruction with #UD, with everything
 /// before it retired.
 #[test]

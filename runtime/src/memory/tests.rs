@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::paging::CR0_WP;
+use crate::state::PendingFault;
 use crate::CpuMode;
 
 #[test]
@@ -51,6 +52,51 @@ fn a_store_to_a_code_page_is_reported_and_never_cached_writable() {
     assert_eq!(cpu.smc_pending, 1);
     assert_eq!(mem.take_code_writes(), vec![0x2010..0x2011]);
     assert_eq!(cpu.tlb[0][2].write, TlbEntry::INVALID_TAG);
+}
+
+#[test]
+fn the_jits_store_into_a_code_page_is_declined_and_handed_back_to_the_interpreter() {
+    let mut mem = PhysMem::new(0x4000).unwrap();
+    let mut cpu = CpuState::new(CpuMode::Prot32);
+    mem.set_code_page(0x2000, true);
+    fn slow(cpu: &mut CpuState, mem: &mut PhysMem, linear: u64, size: u64, value: u64) {
+        cpu.mem = mem;
+        // SAFETY: `cpu` is live and its `mem` points at the live `mem`, which nothing else
+        // borrows during the call.
+        unsafe { store_slow(cpu, linear, size, value) }
+    }
+    // Into the code page, and across into it from the page before: nothing written, no
+    // fault, a retry asked for.
+    for (linear, size) in [(0x2010, 1), (0x1ffe, 4)] {
+        slow(
+            &mut cpu,
+            &mut mem,
+            linear,
+            size | SLOW_CODE_RETRY,
+            0x9090_9090,
+        );
+        assert_eq!(cpu.fault.pending, PendingFault::RETRY);
+        assert!(cpu.take_retry());
+        assert_eq!(cpu.smc_pending, 0);
+    }
+    assert_eq!(read_linear(&mut cpu, &mut mem, 0x1ffe, 4).unwrap(), 0);
+    assert!(mem.take_code_writes().is_empty());
+    // Elsewhere the flag changes nothing.
+    slow(&mut cpu, &mut mem, 0x3000, 4 | SLOW_CODE_RETRY, 7);
+    assert_eq!(cpu.fault.pending, 0);
+    assert_eq!(read_linear(&mut cpu, &mut mem, 0x3000, 4).unwrap(), 7);
+    // Without it (the baseline tier's and the interpreter's way) the store is made and
+    // reported.
+    slow(&mut cpu, &mut mem, 0x2010, 1, 0x90);
+    assert_eq!((cpu.fault.pending, cpu.smc_pending), (0, 1));
+    assert_eq!(mem.take_code_writes(), vec![0x2010..0x2011]);
+    // `take_retry` takes a retry and nothing else.
+    cpu.request_retry();
+    assert!(cpu.take_retry());
+    assert!(!cpu.take_retry());
+    cpu.raise(Fault::new(Exception::PageFault), 0);
+    assert!(!cpu.take_retry());
+    assert!(cpu.take_fault().is_some());
 }
 
 #[test]

@@ -73,8 +73,6 @@ pub struct JitEmitter<'a, 'f> {
     /// Inside [`Emit::guess_cc`]: no nested guess.
     guessing: bool,
     seg_base: [Option<Value>; 6],
-    smc: Variable,
-    insn_has_store: bool,
     insn_ip: u64,
     /// The address of the instruction after the current one.
     insn_next_ip: u64,
@@ -161,7 +159,6 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
         let regs = std::array::from_fn(|_| b.declare_var(I64));
         let rflags = b.declare_var(I64);
         let cc = std::array::from_fn(|_| b.declare_var(I64));
-        let smc = b.declare_var(I64);
         let budget_var = b.declare_var(I64);
         b.def_var(budget_var, budget);
         let xmm = std::array::from_fn(|_| [b.declare_var(I64), b.declare_var(I64)]);
@@ -187,8 +184,6 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
             cc_hint: None,
             guessing: false,
             seg_base: [None; 6],
-            smc,
-            insn_has_store: false,
             insn_ip: 0,
             insn_next_ip: 0,
             index: 0,

@@ -11,7 +11,7 @@
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{Block, BlockArg, InstBuilder, Value};
 
-use crane86_runtime::memory::TlbEntry;
+use crane86_runtime::memory::{TlbEntry, SLOW_CODE_RETRY};
 
 use super::{guest_flags, off, state_flags, JitEmitter, I64};
 use crate::emit::R;
@@ -132,11 +132,6 @@ impl JitEmitter<'_, '_> {
         v: Value,
         slow_flags: u64,
     ) -> R<()> {
-        if !self.insn_has_store {
-            let z = self.iconst(0);
-            self.b.def_var(self.smc, z);
-            self.insn_has_store = true;
-        }
         let (fast, slow, addend) = self.tlb_check(linear, size, 8);
         let merge = self.b.create_block();
         self.b.switch_to_block(fast);
@@ -149,11 +144,12 @@ impl JitEmitter<'_, '_> {
         };
         self.b.ins().jump(merge, &[]);
         self.b.switch_to_block(slow);
-        let sz = self.iconst(u64::from(size) | slow_flags);
+        // A store into translated code is not made: the instruction leaves through the
+        // fault exit to be run again interpreted (`SLOW_CODE_RETRY`), so that no store's
+        // fast path has to look for one afterwards.
+        let sz = self.iconst(u64::from(size) | slow_flags | SLOW_CODE_RETRY);
         self.call_helper(Helper::StoreSlow, &[linear, sz, v]);
         self.fault_check();
-        let smc = self.b.ins().uload32(state_flags(), self.cpu, off::SMC);
-        self.b.def_var(self.smc, smc);
         self.b.ins().jump(merge, &[]);
         self.b.seal_block(merge);
         self.b.switch_to_block(merge);

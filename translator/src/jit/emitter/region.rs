@@ -117,7 +117,6 @@ impl JitEmitter<'_, '_> {
         for (i, d) in block.insns.iter().enumerate() {
             self.insn_ip = d.insn.ip();
             self.index = i as u32;
-            self.insn_has_store = false;
             self.memo_here = self.memo_sites.contains(&self.insn_ip);
             next_ip = d.insn.next_ip();
             self.insn_next_ip = next_ip;
@@ -136,14 +135,6 @@ impl JitEmitter<'_, '_> {
             let _ = semantics::execute(self, &d.insn);
             if self.ended {
                 return;
-            }
-            if self.insn_has_store {
-                let s = self.b.use_var(self.smc);
-                let (exit, cont) = self.split(s);
-                self.b.switch_to_block(exit);
-                let ip = self.iconst(next_ip);
-                self.exit_next(ip, i as u32 + 1);
-                self.b.switch_to_block(cont);
             }
         }
         self.flush_gprs();
