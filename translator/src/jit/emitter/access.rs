@@ -22,11 +22,18 @@ impl JitEmitter<'_, '_> {
     pub(super) fn tlb_entry(&mut self, addr: Value) -> Value {
         // `crane86_runtime::memory::tlb_index`, times the entry's 32 bytes.
         const _: () = assert!(size_of::<TlbEntry>() == 32);
-        let sh = self.b.ins().ushr_imm_u(addr, 7);
+        // In 32 bits (the index lies in bits 12-21): shorter encodings, and the zero
+        // extension is free after a 32-bit operation.
+        let a32 = self
+            .b
+            .ins()
+            .ireduce(cranelift_codegen::ir::types::I32, addr);
+        let sh = self.b.ins().ushr_imm_u(a32, 7);
         let byte = self
             .b
             .ins()
             .band_imm_s(sh, ((crane86_runtime::memory::TLB_ENTRIES - 1) << 5) as i64);
+        let byte = self.b.ins().uextend(I64, byte);
         self.b.ins().iadd(self.cpu, byte)
     }
 
