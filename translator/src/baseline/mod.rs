@@ -51,7 +51,7 @@ use crane86_runtime::{CcOp, Exception, Fault, SegReg};
 use crate::decode::DecodedBlock;
 use crate::emit::{Arith, Bin, Cmp, Ctx, Emit, FloatOp, FloatWidth, FpuHelper, Stop, Un, R};
 use crate::interp::Values;
-use crate::jit::off;
+use crate::jit::off_abs as off;
 use crate::rewrite::InterruptEffect;
 use crate::semantics;
 use x64::{

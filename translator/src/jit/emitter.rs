@@ -336,13 +336,21 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
                 let mut all = Vec::with_capacity(args.len() + 1);
                 let f = self.iconst(h.function());
                 if h.takes_cpu() {
-                    all.push(self.cpu);
+                    all.push(self.real_cpu());
                 }
                 all.extend_from_slice(args);
                 let call = self.b.ins().call_indirect(host, f, &all);
                 h.returns().then(|| self.b.inst_results(call)[0])
             }
         }
+    }
+
+    /// The address of `CpuState` itself, for calls into Rust: generated code holds a
+    /// pointer [`super::CPU_BIAS`] bytes into it.
+    pub(super) fn real_cpu(&mut self) -> Value {
+        self.b
+            .ins()
+            .iadd_imm_s(self.cpu, -i64::from(super::CPU_BIAS))
     }
 
     fn store_state(&mut self, v: Value, offset: i32) {

@@ -236,50 +236,81 @@ pub struct Jit {
     fctx: FunctionBuilderContext,
 }
 
-/// Byte offsets of CpuState fields that generated code uses.
-pub(crate) mod off {
-    use super::offset_of;
-    use crane86_runtime::CpuState;
-    pub const GPR: i32 = offset_of!(CpuState, gpr) as i32;
-    pub const RIP: i32 = offset_of!(CpuState, rip) as i32;
-    pub const CC: i32 = offset_of!(CpuState, cc) as i32;
-    pub const RFLAGS: i32 = offset_of!(CpuState, rflags) as i32;
-    pub const SEG: i32 = offset_of!(CpuState, seg) as i32;
-    pub const SEG_SIZE: i32 = size_of::<crane86_runtime::Segment>() as i32;
-    pub const SEG_BASE: i32 = offset_of!(crane86_runtime::Segment, base) as i32;
-    pub const SEG_LIMIT: i32 = offset_of!(crane86_runtime::Segment, limit) as i32;
-    pub const SEG_ATTRS: i32 = offset_of!(crane86_runtime::Segment, attrs) as i32;
-    pub const EXIT_REQUEST: i32 = offset_of!(CpuState, exit_request) as i32;
-    pub const BUDGET: i32 = offset_of!(CpuState, budget) as i32;
-    pub const TSC_BASE: i32 = offset_of!(CpuState, tsc_base) as i32;
-    pub const CR4: i32 = offset_of!(CpuState, cr4) as i32;
-    pub const IRQ_PENDING: i32 = offset_of!(CpuState, irq_pending) as i32;
-    pub const STI_SHADOW: i32 = offset_of!(CpuState, sti_shadow) as i32;
-    pub const KERNEL_GS_BASE: i32 =
-        (offset_of!(CpuState, msr) + offset_of!(crane86_runtime::msr::Msrs, kernel_gs_base)) as i32;
-    pub const TSC_AUX: i32 =
-        (offset_of!(CpuState, msr) + offset_of!(crane86_runtime::msr::Msrs, tsc_aux)) as i32;
-    pub const FAULT: i32 = offset_of!(CpuState, fault) as i32;
-    pub const SMC: i32 = offset_of!(CpuState, smc_pending) as i32;
-    pub const FERR: i32 = offset_of!(CpuState, ferr) as i32;
-    pub const LINK: i32 = offset_of!(CpuState, link) as i32;
-    pub const CHAINED: i32 = offset_of!(CpuState, chained) as i32;
-    pub const JIT_TLB_HITS: i32 = offset_of!(CpuState, jit_tlb_hits) as i32;
-    pub const JIT_MEMO_HITS: i32 = offset_of!(CpuState, jit_memo_hits) as i32;
-    pub const RAM_HOST: i32 = offset_of!(CpuState, ram_host) as i32;
-    pub const SCRATCH: i32 = offset_of!(CpuState, scratch) as i32;
-    pub const TIER_UP_IDS: i32 = offset_of!(CpuState, tier_up_ids) as i32;
-    pub const TIER_UP_LEN: i32 = offset_of!(CpuState, tier_up_len) as i32;
-    pub const HELPER_RET: i32 = offset_of!(CpuState, helper_ret) as i32;
-    pub const HELPER_ARGS: i32 = offset_of!(CpuState, helper_args) as i32;
-    pub const XMM: i32 = (offset_of!(CpuState, fpu) + offset_of!(crane86_fpu::Fpu, xmm)) as i32;
-    pub const MXCSR: i32 = (offset_of!(CpuState, fpu) + offset_of!(crane86_fpu::Fpu, mxcsr)) as i32;
-    pub const FPU_IO: i32 = (offset_of!(CpuState, fpu) + offset_of!(crane86_fpu::Fpu, io)) as i32;
-    pub const TLB: i32 = offset_of!(CpuState, tlb) as i32;
-    pub const RSB: i32 =
-        (offset_of!(CpuState, rsb) + offset_of!(crane86_runtime::rsb::Rsb, entries)) as i32;
-    pub const RSB_TOP: i32 =
-        (offset_of!(CpuState, rsb) + offset_of!(crane86_runtime::rsb::Rsb, top)) as i32;
+/// How far past the start of `CpuState` the pointer generated code holds points: fields in
+/// the first 256 bytes of `CpuState` (the general registers, RIP, the flags record, RFLAGS,
+/// the first segments) are then within a signed byte of it, and their accesses take a
+/// one-byte displacement instead of four. The flags record alone is stored (four words) at
+/// most block exits: 3 bytes less per store, in code whose size the host's front end waits
+/// on. The trampoline adds it, calls into Rust subtract it ([`off`]).
+pub(crate) const CPU_BIAS: i32 = 0x80;
+
+/// Defines [`off_abs`] (offsets from the start of `CpuState`) and [`off`] (the same from the
+/// pointer generated code holds, [`CPU_BIAS`] bytes in) from one list of fields, and the
+/// sizes and offsets within a `Segment`, the same in both.
+macro_rules! cpu_offsets {
+    (fields { $($name:ident = $e:expr;)* } inner { $($iname:ident = $ie:expr;)* }) => {
+        /// Byte offsets of CpuState fields from its start, for code that holds the real
+        /// pointer (the baseline tier).
+        // Each tier uses a part of the list.
+        #[allow(dead_code)]
+        pub(crate) mod off_abs {
+            use super::offset_of;
+            use crane86_runtime::CpuState;
+            $(pub const $name: i32 = $e;)*
+            $(pub const $iname: i32 = $ie;)*
+        }
+
+        /// Byte offsets of CpuState fields from the pointer generated code holds, which
+        /// is [`CPU_BIAS`] bytes into `CpuState`.
+        #[allow(dead_code)]
+        pub(crate) mod off {
+            $(pub const $name: i32 = super::off_abs::$name - super::CPU_BIAS;)*
+            $(pub const $iname: i32 = super::off_abs::$iname;)*
+        }
+    };
+}
+
+cpu_offsets! {
+    fields {
+        GPR = offset_of!(CpuState, gpr) as i32;
+        RIP = offset_of!(CpuState, rip) as i32;
+        CC = offset_of!(CpuState, cc) as i32;
+        RFLAGS = offset_of!(CpuState, rflags) as i32;
+        SEG = offset_of!(CpuState, seg) as i32;
+        EXIT_REQUEST = offset_of!(CpuState, exit_request) as i32;
+        BUDGET = offset_of!(CpuState, budget) as i32;
+        TSC_BASE = offset_of!(CpuState, tsc_base) as i32;
+        CR4 = offset_of!(CpuState, cr4) as i32;
+        IRQ_PENDING = offset_of!(CpuState, irq_pending) as i32;
+        STI_SHADOW = offset_of!(CpuState, sti_shadow) as i32;
+        KERNEL_GS_BASE = (offset_of!(CpuState, msr) + offset_of!(crane86_runtime::msr::Msrs, kernel_gs_base)) as i32;
+        TSC_AUX = (offset_of!(CpuState, msr) + offset_of!(crane86_runtime::msr::Msrs, tsc_aux)) as i32;
+        FAULT = offset_of!(CpuState, fault) as i32;
+        SMC = offset_of!(CpuState, smc_pending) as i32;
+        FERR = offset_of!(CpuState, ferr) as i32;
+        LINK = offset_of!(CpuState, link) as i32;
+        CHAINED = offset_of!(CpuState, chained) as i32;
+        JIT_TLB_HITS = offset_of!(CpuState, jit_tlb_hits) as i32;
+        JIT_MEMO_HITS = offset_of!(CpuState, jit_memo_hits) as i32;
+        RAM_HOST = offset_of!(CpuState, ram_host) as i32;
+        SCRATCH = offset_of!(CpuState, scratch) as i32;
+        TIER_UP_IDS = offset_of!(CpuState, tier_up_ids) as i32;
+        TIER_UP_LEN = offset_of!(CpuState, tier_up_len) as i32;
+        HELPER_RET = offset_of!(CpuState, helper_ret) as i32;
+        HELPER_ARGS = offset_of!(CpuState, helper_args) as i32;
+        XMM = (offset_of!(CpuState, fpu) + offset_of!(crane86_fpu::Fpu, xmm)) as i32;
+        MXCSR = (offset_of!(CpuState, fpu) + offset_of!(crane86_fpu::Fpu, mxcsr)) as i32;
+        FPU_IO = (offset_of!(CpuState, fpu) + offset_of!(crane86_fpu::Fpu, io)) as i32;
+        TLB = offset_of!(CpuState, tlb) as i32;
+        RSB = (offset_of!(CpuState, rsb) + offset_of!(crane86_runtime::rsb::Rsb, entries)) as i32;
+        RSB_TOP = (offset_of!(CpuState, rsb) + offset_of!(crane86_runtime::rsb::Rsb, top)) as i32;
+    }
+    inner {
+        SEG_SIZE = size_of::<crane86_runtime::Segment>() as i32;
+        SEG_BASE = offset_of!(crane86_runtime::Segment, base) as i32;
+        SEG_LIMIT = offset_of!(crane86_runtime::Segment, limit) as i32;
+        SEG_ATTRS = offset_of!(crane86_runtime::Segment, attrs) as i32;
+    }
 }
 
 impl Jit {
@@ -382,6 +413,7 @@ impl Jit {
         let mut b = FunctionBuilder::new(&mut self.ctx.func, &mut self.fctx);
         let params = enter_function(&mut b);
         let (code, cpu) = (params[0], params[1]);
+        let cpu = b.ins().iadd_imm_s(cpu, i64::from(CPU_BIAS));
         let sref = b.import_signature(bsig);
         let budget = b.ins().load(types::I64, state_flags(), cpu, off::BUDGET);
         let call = b.ins().call_indirect(sref, code, &[cpu, budget]);

@@ -145,7 +145,8 @@ impl Jit {
         let cpu = params[0];
         let mut args = Vec::with_capacity(h.args() + 1);
         if h.takes_cpu() {
-            args.push(cpu);
+            // Rust takes the real pointer (see `CPU_BIAS`).
+            args.push(b.ins().iadd_imm_s(cpu, -i64::from(super::CPU_BIAS)));
         }
         for i in 0..h.args() {
             let at = off::HELPER_ARGS + 8 * i as i32;

@@ -43,10 +43,11 @@ impl JitEmitter<'_, '_> {
             FpuHelper::X87Commit => fpu::x87_commit_helper as *const (),
         };
         let f = self.iconst(f as usize as u64);
+        let cpu = self.real_cpu();
         let call = self.b.ins().call_indirect(
             self.sigs.fpu,
             f,
-            &[self.cpu, args[0], args[1], args[2], args[3]],
+            &[cpu, args[0], args[1], args[2], args[3]],
         );
         let status = self.b.inst_results(call)[0];
         // The helper may have changed any XMM register and MXCSR, and TLB entries.
