@@ -1,6 +1,8 @@
-//! `crane86 bench` end to end: the quick subset filtered to one in-guest C benchmark and one
-//! flat guest, one repetition, on crane86 and QEMU TCG; the table and the JSON must show
-//! that both emulators and the host ran it and printed the same result.
+//! `crane86 bench` end to end: the quick subset filtered to the shell loop, one in-guest C
+//! benchmark and one flat guest, one repetition, on crane86 and QEMU TCG; the table and the
+//! JSON must show that both emulators and the host ran the in-guest ones and printed the
+//! same results (the shell loop natively through the bench script and the guest's busybox,
+//! the C benchmark as the same static binary).
 //!
 //! Like `tests/linux_guest.rs`, this needs QEMU (`apt-get install qemu-system-x86`) and
 //! builds the amd64 guest image with `guest-images/linux/build.sh` (apt downloads the first
@@ -36,7 +38,8 @@ fn quick_bench_runs_both_sides_and_reports_table_and_json() {
     let json = std::env::temp_dir().join(format!("crane86-bench-{}.json", std::process::id()));
     let out = Command::new(env!("CARGO_BIN_EXE_crane86"))
         .args(["bench", "--quick", "--reps", "1", "--timeout", "150"])
-        .args(["--filter", "syscall", "--filter", "flat-crc32", "--json"])
+        .args(["--filter", "shell-loop", "--filter", "syscall"])
+        .args(["--filter", "flat-crc32", "--json"])
         .arg(&json)
         .output()
         .expect("run crane86 bench");
@@ -80,6 +83,10 @@ fn quick_bench_runs_both_sides_and_reports_table_and_json() {
     let ratio: f64 = syscall[3].parse().expect("a ratio");
     assert!(ratio > 0.0, "{syscall:?}");
     assert_eq!(syscall[7], "ok", "{syscall:?}");
+    let shell = row("shell-loop");
+    assert_eq!(shell.len(), 8, "{shell:?}");
+    assert!(shell[4].contains(" ms ("), "a native time: {shell:?}");
+    assert_eq!(shell[7], "ok", "{shell:?}");
     let flat = row("flat-crc32");
     assert_eq!(flat[2], "n/a", "{flat:?}");
     assert_eq!(flat.last().map(String::as_str), Some("ok"), "{flat:?}");
@@ -96,18 +103,20 @@ fn quick_bench_runs_both_sides_and_reports_table_and_json() {
         .iter()
         .filter_map(|w| w["name"].as_str())
         .collect();
-    assert_eq!(names, ["syscall", "flat-crc32"]);
-    let w = &workloads[0];
-    for side in ["crane86", "qemu", "native"] {
-        let samples = w[side]["samples_s"].as_array().expect("samples");
-        assert_eq!(samples.len(), 1, "{side}: {w}");
-        assert!(samples[0].as_f64().is_some_and(|s| s > 0.0), "{side}: {w}");
-        assert_eq!(
-            w[side]["outputs"][0][0], "syscall: getppid calls=1000000 same=1000000",
-            "{side}: {w}"
-        );
+    assert_eq!(names, ["shell-loop", "syscall", "flat-crc32"]);
+    for (w, result) in workloads.iter().zip([
+        "shell-loop: i=100000",
+        "syscall: getppid calls=1000000 same=1000000",
+    ]) {
+        for side in ["crane86", "qemu", "native"] {
+            let samples = w[side]["samples_s"].as_array().expect("samples");
+            assert_eq!(samples.len(), 1, "{side}: {w}");
+            assert!(samples[0].as_f64().is_some_and(|s| s > 0.0), "{side}: {w}");
+            assert_eq!(w[side]["outputs"][0][0], result, "{side}: {w}");
+        }
+        assert_eq!(w["check"], "ok");
+        assert!(w["ratio_crane86_qemu"].as_f64().is_some());
+        assert!(w["ratio_crane86_native"].as_f64().is_some());
     }
-    assert_eq!(w["check"], "ok");
-    assert!(w["ratio_crane86_qemu"].as_f64().is_some());
-    assert!(workloads[1]["qemu"].is_null());
+    assert!(workloads[2]["qemu"].is_null());
 }

@@ -119,6 +119,10 @@ pub struct BenchImage {
     pub image: LinuxImage,
     /// `cbench`, the static binary of the C benchmarks, to run natively.
     pub cbench: PathBuf,
+    /// The guest's busybox, the same binary, which runs the bench script natively.
+    pub busybox: PathBuf,
+    /// The bench script (`guest-images/linux/bench/bench`), which the overlay holds too.
+    pub script: PathBuf,
 }
 
 /// Runs `guest-images/linux/bench/build.sh` (a few seconds: it compiles the C benchmarks
@@ -146,5 +150,7 @@ pub fn bench_image() -> Result<BenchImage> {
             initrd: dir.join("initrd-bench.img"),
         },
         cbench: dir.join("bench/cbench"),
+        busybox: dir.join("busybox"),
+        script: Path::new(env!("CARGO_MANIFEST_DIR")).join("guest-images/linux/bench/bench"),
     })
 }

@@ -177,8 +177,9 @@ impl Bench<'_> {
         }
     }
 
-    /// One boot per side running every selected in-guest workload, then the C benchmarks
-    /// natively.
+    /// One boot per side running every selected in-guest workload, then the same natively:
+    /// the bench script's own workloads with the guest's busybox, the C benchmarks as
+    /// `cbench NAME`.
     fn in_guest(&mut self, sides: &[Side], images: &Images) {
         let idx = self.indices(|k| matches!(k, Kind::InGuest { .. }));
         let Some(bench) = images.bench.as_ref().filter(|_| !idx.is_empty()) else {
@@ -189,6 +190,22 @@ impl Bench<'_> {
             let samples = self.runner.in_guest(side, &bench.image, &names);
             for (&i, sample) in idx.iter().zip(samples) {
                 self.record(i, side, sample);
+            }
+        }
+        // The script's own workloads natively in one run of it, as in one boot.
+        let scripted: Vec<usize> = idx
+            .iter()
+            .copied()
+            .filter(|&i| self.records[i].workload.kind == (Kind::InGuest { native: false }))
+            .collect();
+        if !scripted.is_empty() {
+            let names: Vec<&str> = scripted
+                .iter()
+                .map(|&i| self.records[i].workload.name)
+                .collect();
+            let samples = self.runner.native_script(bench, &names);
+            for (&i, sample) in scripted.iter().zip(samples) {
+                self.record(i, Side::Native, sample);
             }
         }
         for &i in &idx {

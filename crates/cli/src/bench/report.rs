@@ -188,7 +188,7 @@ pub fn table(records: &[Record]) -> String {
             r.summary(Side::Qemu),
             r.summary(Side::Native),
         );
-        let native = matches!(r.workload.kind, Kind::InGuest { native: true });
+        let native = matches!(r.workload.kind, Kind::InGuest { .. });
         rows.push([
             r.workload.name.to_string(),
             cell(r, Side::Crane86, true),

@@ -6,12 +6,15 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use super::child::{Child, Next};
-use super::host::LinuxImage;
+use super::host::{BenchImage, LinuxImage};
 use super::markers::{Marker, Splitter};
 use super::workloads::Arch;
 
 /// Guest RAM in MiB, the same on both emulators.
 pub const MEM_MIB: &str = "512";
+
+/// The busybox applets the bench script runs on the host (the rest are shell builtins).
+const NATIVE_APPLETS: [&str; 7] = ["sh", "gzip", "md5sum", "rm", "cat", "tr", "true"];
 
 /// How long a guest may take to power off after its last workload before it is killed.
 const POWER_OFF_GRACE: Duration = Duration::from_secs(30);
@@ -127,6 +130,43 @@ impl Runner {
             names.join(",")
         );
         let cmd = self.linux_cmd(side, Arch::Amd64, image, &append);
+        self.script_samples(side, cmd, names)
+    }
+
+    /// The bench script's workloads `names` on the host: the guest's busybox runs the
+    /// script itself, with its applets (and `cbench`) linked into a scratch directory that
+    /// is the script's whole PATH, so that nothing of the host's own userland takes part.
+    /// Timed between the same start and end lines as in the guest.
+    pub fn native_script(&self, bench: &BenchImage, names: &[&str]) -> Vec<Sample> {
+        let dir = std::env::temp_dir().join(format!("crane86-bench-{}", std::process::id()));
+        let made = (|| -> std::io::Result<()> {
+            std::fs::create_dir_all(&dir)?;
+            for applet in NATIVE_APPLETS {
+                std::os::unix::fs::symlink(&bench.busybox, dir.join(applet))?;
+            }
+            std::os::unix::fs::symlink(&bench.cbench, dir.join("cbench"))
+        })();
+        let samples = match made {
+            Err(e) => vec![Sample::failed(format!("{}: {e}", dir.display())); names.len()],
+            Ok(()) => {
+                let mut cmd = Command::new(&bench.busybox);
+                cmd.arg("sh")
+                    .arg(&bench.script)
+                    .env_clear()
+                    .env("PATH", &dir)
+                    .env("CRANE86_BENCH", names.join(","))
+                    .env("CRANE86_TMP", &dir)
+                    .env("CRANE86_TRUE", dir.join("true"));
+                self.script_samples(Side::Native, cmd, names)
+            }
+        };
+        let _ = std::fs::remove_dir_all(&dir);
+        samples
+    }
+
+    /// Runs `cmd`, which prints the bench script's markers for `names` (after a boot
+    /// marker, on an emulator), and times each workload between its start and end lines.
+    fn script_samples(&self, side: Side, cmd: Command, names: &[&str]) -> Vec<Sample> {
         let mut child = match self.spawn(cmd) {
             Ok(c) => c,
             Err(s) => return vec![s; names.len()],
@@ -171,7 +211,9 @@ impl Runner {
                 Next::TimedOut => {
                     let why = match split.running() {
                         Some(_) => self.timed_out("no end line"),
-                        None if split.boot.is_none() => self.timed_out("no boot marker"),
+                        None if split.boot.is_none() && side != Side::Native => {
+                            self.timed_out("no boot marker")
+                        }
                         None => self.timed_out("the next workload did not start"),
                     };
                     child.kill();

@@ -36,7 +36,8 @@ pub enum Kind {
     Boot(Arch),
     /// A workload of the bench script in the amd64 bench image (`initrd-bench.img`), timed
     /// between its start and end lines, on crane86 and on QEMU; all of them share one boot
-    /// per repetition and side. With `native`, it is `cbench NAME`, also run on the host.
+    /// per repetition and side. With `native`, it is `cbench NAME`, also run on the host
+    /// from spawn to exit; without, the script runs it on the host with the guest's busybox.
     InGuest {
         /// The same static binary runs natively on the host too.
         native: bool,
