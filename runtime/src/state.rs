@@ -279,6 +279,12 @@ pub struct CpuState {
     pub cc: LazyFlags,
     /// RFLAGS except the six arithmetic flags (those live in [`CpuState::cc`]).
     pub rflags: u64,
+    /// Set non-zero by anything (a device, a signal handler thread) that needs the vCPU back
+    /// in the run loop; generated code checks it at every chained block exit that may close
+    /// a loop. The bits say why: [`EXIT_STOP`] ends the run, [`EXIT_DEVICE`] only returns to
+    /// the loop. Among the first fields, where generated code reaches it with a one-byte
+    /// displacement (see the JIT's `CPU_BIAS`).
+    pub exit_request: AtomicU32,
     /// ES CS SS DS FS GS, in encoding order.
     pub seg: [Segment; 6],
     /// Control register 0.
@@ -301,17 +307,15 @@ pub struct CpuState {
     pub tr: Segment,
     /// The mode this state decodes in; derived from CR0, EFER and CS, kept for speed.
     pub mode: CpuMode,
-    /// Set non-zero by anything (a device, a signal handler thread) that needs the vCPU back
-    /// in the run loop; generated code checks it at every chained block exit. The bits say
-    /// why: [`EXIT_STOP`] ends the run, [`EXIT_DEVICE`] only returns to the loop.
-    pub exit_request: AtomicU32,
     /// Guest instructions the vCPU may still retire before it must return to the run loop.
     /// Generated code subtracts each block's length at its exit.
     pub budget: i64,
     /// A fault raised by a slow path, for the run loop to deliver.
     pub fault: PendingFault,
     /// Set by the store slow path when a store hit a page holding translated code; the block
-    /// stops after the current instruction so the run loop can invalidate that code first.
+    /// stops after the current instruction so the run loop can invalidate that code first
+    /// (interpreted and baseline code: the JIT's stores into code are not made but handed
+    /// back, `memory::SLOW_CODE_RETRY`).
     pub smc_pending: u32,
     /// REP string instructions do one iteration per run, never a run of them in bulk
     /// (`crate::memory::rep_bulk`): set while a debugger or the lockstep comparison with
