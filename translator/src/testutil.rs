@@ -158,13 +158,7 @@ pub fn drive(
         assert_eq!(cpu.fault.pending, 0, "fault at {:#x}", cpu.rip);
         cache.collect_compiled().unwrap();
         before(cache, cpu, steps);
-        let rip = cpu.rip;
-        let phys = if cpu.cr0 & crane86_runtime::state::CR0_PG != 0 {
-            crane86_runtime::memory::fetch_phys(cpu, mem, rip).unwrap()
-        } else {
-            rip
-        };
-        let key = BlockKey::new(phys, cpu);
+        let key = key_at_rip(cpu, mem);
         let id = cache.lookup(key, cpu, mem);
         run_step(cache, id, cpu, mem);
         if mem.has_dirty_code() {
@@ -177,6 +171,17 @@ pub fn drive(
         after(cache);
     }
     steps
+}
+
+/// The key of the block at RIP, its fetch translated through the TLB under paging.
+fn key_at_rip(cpu: &mut CpuState, mem: &mut PhysMem) -> BlockKey {
+    let rip = cpu.rip;
+    let phys = if cpu.cr0 & crane86_runtime::state::CR0_PG != 0 {
+        crane86_runtime::memory::fetch_phys(cpu, mem, rip).unwrap()
+    } else {
+        rip
+    };
+    BlockKey::new(phys, cpu)
 }
 
 /// One step of a test's run loop: links the exit that led to block `id` (`cpu.link`), then
@@ -194,12 +199,7 @@ pub fn run_step(cache: &mut Cache, id: BlockId, cpu: &mut CpuState, mem: &mut Ph
         if cpu.take_retry() {
             // A store into translated code, handed back: the interpreter runs it, as the
             // machine's run loop does.
-            let phys = if cpu.cr0 & crane86_runtime::state::CR0_PG != 0 {
-                crane86_runtime::memory::fetch_phys(cpu, mem, cpu.rip).unwrap()
-            } else {
-                cpu.rip
-            };
-            let id = cache.lookup(BlockKey::new(phys, cpu), cpu, mem);
+            let id = cache.lookup(key_at_rip(cpu, mem), cpu, mem);
             cpu.retired += cache
                 .run_cold(id, cpu, mem, &mut NoIo, 1000, false, 0)
                 .retired;

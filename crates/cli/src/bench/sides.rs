@@ -140,6 +140,8 @@ impl Runner {
     pub fn native_script(&self, bench: &BenchImage, names: &[&str]) -> Vec<Sample> {
         let dir = std::env::temp_dir().join(format!("crane86-bench-{}", std::process::id()));
         let made = (|| -> std::io::Result<()> {
+            // Left over by a run that was killed, with this process id.
+            let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(&dir)?;
             for applet in NATIVE_APPLETS {
                 std::os::unix::fs::symlink(&bench.busybox, dir.join(applet))?;
