@@ -53,8 +53,8 @@ pub const TAIL_JUMP: [u8; 5] = [0xe9, 0, 0, 0, 0];
 /// Where the cold part of a function's code starts, from its instructions' source locations
 /// (`(start, end, mark)`, [`HOT`] or [`COLD`]; other marks are ignored): at the start of a
 /// cold instruction, where the fewest bytes land on the wrong side (cold ones before the
-/// cut, hot ones after it), the earliest such place, if what follows it is mostly cold. Cranelift emits the cold blocks last,
-/// but marks stray both ways:
+/// cut, hot ones after it), the earliest such place, if what follows it is mostly cold.
+/// Cranelift emits the cold blocks last, but marks stray both ways:
 /// - its optimiser moves pure instructions between blocks (out of loops, to where their
 ///   value is first needed) with their marks: one that carried the cold mark into a loop's
 ///   preheader made the first cold mark start the cold part there, with the whole loop after
@@ -66,34 +66,32 @@ pub const TAIL_JUMP: [u8; 5] = [0xe9, 0, 0, 0, 0];
 ///
 /// Any instruction boundary is a correct cut ([`plan`]); the marks only decide which bytes
 /// share the host's instruction cache with the hot code. `None`: nothing cold.
-pub fn cold_start(locs: impl Iterator<Item = (u32, u32, u32)> + Clone) -> Option<usize> {
+pub fn cold_start(locs: impl Iterator<Item = (u32, u32, u32)>) -> Option<usize> {
     let mut ranges: Vec<(u32, u32, u32)> = locs.filter(|l| l.2 == HOT || l.2 == COLD).collect();
     ranges.sort_unstable();
-    let hot_total: u64 = ranges
-        .iter()
-        .filter(|l| l.2 == HOT)
-        .map(|l| u64::from(l.1 - l.0))
-        .sum();
-    // Walking forward: cold bytes before each candidate cut, and hot bytes from it on.
-    let cold_total: u64 = ranges
-        .iter()
-        .filter(|l| l.2 == COLD)
-        .map(|l| u64::from(l.1 - l.0))
-        .sum();
-    let (mut cold_before, mut hot_before) = (0u64, 0u64);
-    let mut best: Option<(u64, usize)> = None;
-    for &(start, end, mark) in &ranges {
-        if mark == COLD {
-            let hot_after = hot_total - hot_before;
-            let cost = cold_before + hot_after;
-            // A cold part must be mostly cold.
-            if hot_after < cold_total - cold_before && best.is_none_or(|(c, _)| cost < c) {
-                best = Some((cost, start as usize));
-            }
-            cold_before += u64::from(end - start);
+    let bytes = |l: &(u32, u32, u32)| u64::from(l.1 - l.0);
+    // Walking forward, the bytes of each mark seen before each candidate cut.
+    let (mut hot_left, mut cold_left) = ranges.iter().fold((0, 0), |(h, c), l| {
+        if l.2 == HOT {
+            (h + bytes(l), c)
         } else {
-            hot_before += u64::from(end - start);
+            (h, c + bytes(l))
         }
+    });
+    let mut cold_before = 0;
+    let mut best: Option<(u64, usize)> = None;
+    for l in &ranges {
+        if l.2 == HOT {
+            hot_left -= bytes(l);
+            continue;
+        }
+        let cost = cold_before + hot_left;
+        // A cold part must be mostly cold.
+        if hot_left < cold_left && best.is_none_or(|(c, _)| cost < c) {
+            best = Some((cost, l.0 as usize));
+        }
+        cold_before += bytes(l);
+        cold_left -= bytes(l);
     }
     best.map(|(_, at)| at)
 }
