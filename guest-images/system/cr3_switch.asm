@@ -4,7 +4,8 @@
 ; through the other only for shared pages; switching back finds the private data intact;
 ; a page present in one space and not mapped in the other faults after the switch (the
 ; SDM requires MOV CR3 to invalidate every non-global TLB entry), and so does a change to
-; the other space's page tables made while it was not current.
+; the other space's page tables made while it was not current. Code on a private page, a
+; block crossing into one, and returns to one run the code of the space current at the time.
 
 %include "lib.inc"
 
@@ -18,6 +19,9 @@ ONLY_A_VA       equ 0x40002000          ; mapped in space A only
 FRAME_A         equ SCRATCH + 0x10000   ; private frame of A
 FRAME_B         equ SCRATCH + 0x11000   ; private frame of B
 FRAME_SHARED    equ SCRATCH + 0x12000
+FRAME_C         equ SCRATCH + 0x13000   ; CROSS_VA's second page in space a
+FRAME_D         equ SCRATCH + 0x14000   ; ... in space b
+CROSS_VA        equ ONLY_A_VA + 0xffe   ; code crossing into the page after ONLY_A_VA
 CODE_OFF        equ 0x800               ; code on the private page
 CALL_OFF        equ 0x900               ; a call from the private page, and its return
 CALLS           equ 300
@@ -187,6 +191,37 @@ main:
         CHECK   "return to a private page, same space", esi, CALLS * 0xa
         CHECK   "return to a private page, other space", edi, CALLS * 0xb
 
+        ; A block that crosses from a page both spaces map to one frame into a page each
+        ; maps to its own: `mov eax, imm32; ret` whose immediate's upper bytes and RET lie
+        ; on the second page. The block's first page (its key) is the same in both spaces,
+        ; so every call must find which frame the second page maps to now, also when data
+        ; reads have just put both pages' translations in the TLB (a chained call is then
+        ; taken without the run loop).
+        mov     dword [PT_B + 8], FRAME_A | PTE_P | PTE_W
+        mov     dword [PT_A + 12], FRAME_C | PTE_P | PTE_W
+        mov     dword [PT_B + 12], FRAME_D | PTE_P | PTE_W
+        mov     word [FRAME_A + 0xffe], 0x00b8                   ; mov eax, 0x...00
+        mov     dword [FRAME_C], 0xc300000a                      ; 0xa00; ret
+        mov     dword [FRAME_D], 0xc300000b                      ; 0xb00; ret
+        xor     esi, esi
+        xor     edi, edi
+        mov     ecx, CALLS
+.crossing:
+        mov     eax, PD_A
+        mov     cr3, eax
+        call    call_crossing
+        add     esi, eax
+        mov     eax, PD_B
+        mov     cr3, eax
+        call    call_crossing
+        add     edi, eax
+        dec     ecx
+        jnz     .crossing
+        CHECK   "a block crossing into a private page, space a", esi, CALLS * 0xa00
+        CHECK   "a block crossing into a private page, space b", edi, CALLS * 0xb00
+        mov     eax, PD_A
+        mov     cr3, eax
+
         call    paging32_off
         CHECK   "frames: a", dword [FRAME_A], 0xaaaa0001
         CHECK   "frames: b", dword [FRAME_B], 0xbbbb0002
@@ -199,6 +234,13 @@ main:
 call_private:
         mov     eax, [PRIVATE_VA]
         call    PRIVATE_VA + CODE_OFF
+        ret
+
+; One call site for the crossing block, with both its pages in the TLB.
+call_crossing:
+        mov     eax, [ONLY_A_VA]
+        mov     eax, [ONLY_A_VA + 0x1000]
+        call    CROSS_VA
         ret
 
 ; Called from the private page: switch to the space in edx and run the private page's code

@@ -526,8 +526,9 @@ impl PhysMem {
         !self.dirty_code.is_empty()
     }
 
-    /// Host address of a physical RAM address; callers check [`PhysMem::is_ram`] first.
-    fn host_addr(&self, addr: u64) -> u64 {
+    /// Host address of a physical RAM address, from which TLB addends are formed; callers
+    /// check [`PhysMem::is_ram`] first.
+    pub fn host_addr(&self, addr: u64) -> u64 {
         self.ram.base.as_ptr() as u64 + addr
     }
 }

@@ -235,6 +235,20 @@ pub struct PendingFault {
 impl PendingFault {
     /// [`PendingFault::pending`] of a request to run the instruction again interpreted.
     pub const RETRY: u32 = 2;
+    /// [`PendingFault::pending`] of a page-crossing block's code that found its second page's
+    /// TLB entry changed on entry, before any instruction: the block runs interpreted after
+    /// the run loop's lookup has re-checked the page.
+    pub const RECHECK: u32 = 3;
+}
+
+/// Why generated code handed its work back to the interpreter ([`CpuState::take_retry`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retry {
+    /// A store into a page holding translated code ([`PendingFault::RETRY`]).
+    Store,
+    /// A page-crossing block's entry check of its second page failed
+    /// ([`PendingFault::RECHECK`]).
+    SecondPage,
 }
 
 /// Counters of address translation, for `--stats`.
@@ -614,14 +628,16 @@ impl CpuState {
     }
 
     /// Whether generated code asked for its current instruction to be run again interpreted
-    /// ([`Self::request_retry`]); clears the request. The caller runs the block at RIP in
-    /// the interpreter next.
-    pub fn take_retry(&mut self) -> bool {
-        if self.fault.pending != PendingFault::RETRY {
-            return false;
-        }
+    /// ([`Self::request_retry`], or a page-crossing block's entry check), and why; clears
+    /// the request. The caller runs the block at RIP in the interpreter next.
+    pub fn take_retry(&mut self) -> Option<Retry> {
+        let why = match self.fault.pending {
+            PendingFault::RETRY => Retry::Store,
+            PendingFault::RECHECK => Retry::SecondPage,
+            _ => return None,
+        };
         self.fault = PendingFault::default();
-        true
+        Some(why)
     }
 
     /// Takes the pending fault, if any.
@@ -629,9 +645,11 @@ impl CpuState {
         if self.fault.pending == 0 {
             return None;
         }
-        debug_assert_ne!(
-            self.fault.pending,
-            PendingFault::RETRY,
+        debug_assert!(
+            !matches!(
+                self.fault.pending,
+                PendingFault::RETRY | PendingFault::RECHECK
+            ),
             "a retry taken as a fault"
         );
         let f = self.fault;

@@ -30,12 +30,14 @@ use crate::jit::direct::DIRECT_SLOTS;
 use crate::jit::shims::{Helper, Shims};
 use crate::jit::worker::{CompileWorker, Done, Job};
 use crate::jit::{
-    fresh_slots, token_slot, ChainInfo, Jit, JitError, JitOptions, SlotWords, ADDEND_REFUSED,
-    ADDEND_UNLINKED, RETURN_SLOT,
+    fresh_slots, token_slot, ChainInfo, Jit, JitError, JitOptions, SecondPage, SlotWords,
+    ADDEND_REFUSED, ADDEND_UNLINKED, RETURN_SLOT,
 };
 
 mod baseline;
 mod compile;
+#[cfg(test)]
+mod crossing_tests;
 #[cfg(test)]
 mod direct_tests;
 #[cfg(test)]
@@ -93,8 +95,13 @@ pub struct Block {
     pub pages: [Option<u64>; 2],
     /// For a block that crosses a page: the linear page its tail was fetched from. The key
     /// names only the first page, so each lookup re-checks that this page still maps to
-    /// `pages[1]`; such blocks are never chain targets while paging is on.
+    /// `pages[1]`.
     pub second_linear: Option<u64>,
+    /// The same page with its TLB addend, when paging is on and the page is RAM: the block's
+    /// code checks it on entry ([`crate::jit::SecondPage`]), so the block is a chain target
+    /// like any other. Blocks that cross a page under paging without it are entered only from
+    /// the run loop.
+    pub second_page: Option<SecondPage>,
     /// How often the block has run (saturating), for tiering.
     pub runs: u32,
     /// Unique among all blocks this cache ever held (ids are reused), so that background
@@ -264,6 +271,13 @@ pub(crate) struct FastEntry {
 const PAGE_MASK: u64 = !(PAGE_SIZE - 1);
 
 /// Copies physical memory into `out`; what lies beyond RAM reads as 0xff.
+/// True for a block that crosses into a second page under paging without code that checks
+/// that page on entry ([`Block::second_page`]): only the run loop, which re-checks the page at
+/// every lookup, may enter it.
+fn unguarded_crossing(b: &Block) -> bool {
+    b.key.paging() && b.second_linear.is_some() && b.second_page.is_none()
+}
+
 fn copy_phys(mem: &PhysMem, phys: u64, out: &mut [u8]) {
     let ram = mem.ram();
     let start = (phys as usize).min(ram.len());
@@ -610,12 +624,12 @@ impl Cache {
 
     /// The direct-mapped table's entry for block `id`. Its code is only offered to jumps from
     /// generated code when the block needs none of the run loop's checks: a block that
-    /// crosses into a second page under paging must have that page's mapping re-checked,
-    /// and a block holding an entry barrier (a breakpoint) must be stopped at.
+    /// crosses into a second page under paging must have that page's mapping re-checked
+    /// (its code does it when the page is RAM: [`Block::second_page`]), and a block holding
+    /// an entry barrier (a breakpoint) must be stopped at.
     fn fast_entry(&self, id: BlockId) -> FastEntry {
         let b = self.block(id);
-        let crosses = b.key.paging() && b.second_linear.is_some();
-        let direct = !crosses && !self.holds_barrier(b);
+        let direct = !unguarded_crossing(b) && !self.holds_barrier(b);
         FastEntry {
             key: b.key,
             id,
@@ -653,6 +667,12 @@ impl Cache {
         let decoded = decode_block(&bytes[..want], key.ip, room, ctx, key.single_step());
         let crosses = decoded.byte_len as usize > room;
         let second = next_phys.filter(|_| crosses).map(|p| p & PAGE_MASK);
+        let second_page = second
+            .filter(|&p| key.paging() && mem.is_ram(p, PAGE_SIZE))
+            .map(|p| SecondPage {
+                linear: next_linear,
+                addend: mem.host_addr(p).wrapping_sub(next_linear),
+            });
         let pages = [Some(page), second];
         self.stats.blocks_decoded += 1;
         self.stats.insns_decoded += decoded.insns.len() as u64;
@@ -661,6 +681,7 @@ impl Cache {
             decoded,
             pages,
             second_linear: second.map(|_| next_linear),
+            second_page,
             runs: 0,
             serial: self.next_serial,
             queued: false,
@@ -758,9 +779,8 @@ impl Cache {
         let tk = t.key;
         let cross_page = tk.paging()
             && (slot == RETURN_SLOT || tk.linear() & PAGE_MASK != sk.linear() & PAGE_MASK);
-        let refuse = sk.mode_bits() != tk.mode_bits()
-            || sk.cs_base != tk.cs_base
-            || (tk.paging() && t.second_linear.is_some());
+        let refuse =
+            sk.mode_bits() != tk.mode_bits() || sk.cs_base != tk.cs_base || unguarded_crossing(t);
         if refuse {
             if cross_page || slot == RETURN_SLOT {
                 self.block_mut(src).slots[3 + slot] = ADDEND_REFUSED;

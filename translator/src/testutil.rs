@@ -196,9 +196,9 @@ pub fn run_step(cache: &mut Cache, id: BlockId, cpu: &mut CpuState, mem: &mut Ph
         cpu.tsc_base = crane86_runtime::msr::tsc(cpu) + 1000;
         cache.run_compiled(id, cpu, mem);
         cpu.retired += (1000 - cpu.budget) as u64;
-        if cpu.take_retry() {
-            // A store into translated code, handed back: the interpreter runs it, as the
-            // machine's run loop does.
+        if cpu.take_retry().is_some() {
+            // A store into translated code (or a page-crossing block whose second page
+            // changed), handed back: the interpreter runs it, as the machine's run loop does.
             let id = cache.lookup(key_at_rip(cpu, mem), cpu, mem);
             cpu.retired += cache
                 .run_cold(id, cpu, mem, &mut NoIo, 1000, false, 0)

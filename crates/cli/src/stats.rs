@@ -247,8 +247,11 @@ impl Report {
                 ),
             ),
             (
-                "remapped page-crossing blocks",
-                format!("{}", c.invalidated_remap),
+                "page-crossing blocks",
+                format!(
+                    "{} remapped, {} entries re-checked by the run loop",
+                    c.invalidated_remap, r.second_page_rechecks
+                ),
             ),
             ("exceptions delivered", format!("{}", r.exceptions)),
             ("interrupts delivered", format!("{} (external and NMI)", r.interrupts)),
@@ -319,6 +322,7 @@ impl Report {
                 "translations": self.shadow_held.1,
             },
             "invalidated_remap": c.invalidated_remap,
+            "second_page_rechecks": r.second_page_rechecks,
             "exceptions": r.exceptions,
             "interrupts": r.interrupts,
         })

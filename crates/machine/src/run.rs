@@ -5,7 +5,7 @@ use crane86_runtime::debug::{self, DR6_BS, DR6_BT, DR6_HITS};
 use crane86_runtime::interrupt::{self, Combined, Delivery, Event, EventKind};
 use crane86_runtime::memory::fetch_phys;
 use crane86_runtime::phase::Phase;
-use crane86_runtime::state::{EXIT_DEVICE, EXIT_STOP};
+use crane86_runtime::state::{Retry, EXIT_DEVICE, EXIT_STOP};
 use crane86_runtime::{flags as fl, BlockKey, Exception, Fault, LazyFlags, SegReg};
 use crane86_translator::interp::{self, InterpExit};
 use crane86_translator::jit::EXIT_FAULT;
@@ -82,6 +82,10 @@ pub struct MachineStats {
     /// Stores into code pages that compiled code handed back to the interpreter
     /// (`CpuState::take_retry`).
     pub smc_retries: u64,
+    /// Entries into page-crossing blocks whose code found the second page's TLB entry
+    /// changed, handed to the interpreter after the run loop re-checked the page
+    /// (`crane86_translator::jit::SecondPage`).
+    pub second_page_rechecks: u64,
     /// Exceptions delivered through the IDT (or the real-mode IVT).
     pub exceptions: u64,
     /// External interrupts delivered.
@@ -321,8 +325,13 @@ impl Machine {
                     .run_compiled(id, &mut self.cpu, &mut self.mem)
                     .unwrap_or(crane86_translator::jit::EXIT_NEXT);
                 self.phase.set(Phase::RunLoop);
-                self.retry_interpreted = self.cpu.take_retry();
-                self.stats.smc_retries += u64::from(self.retry_interpreted);
+                let retry = self.cpu.take_retry();
+                self.retry_interpreted = retry.is_some();
+                match retry {
+                    Some(Retry::Store) => self.stats.smc_retries += 1,
+                    Some(Retry::SecondPage) => self.stats.second_page_rechecks += 1,
+                    None => {}
+                }
                 let retired = (slice - self.cpu.budget).max(0) as u64;
                 self.stats.insns_jit += retired;
                 self.cpu.retired += retired;

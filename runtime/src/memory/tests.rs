@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::paging::CR0_WP;
-use crate::state::PendingFault;
+use crate::state::{PendingFault, Retry};
 use crate::CpuMode;
 
 #[test]
@@ -76,7 +76,7 @@ fn the_jits_store_into_a_code_page_is_declined_and_handed_back_to_the_interprete
             0x9090_9090,
         );
         assert_eq!(cpu.fault.pending, PendingFault::RETRY);
-        assert!(cpu.take_retry());
+        assert_eq!(cpu.take_retry(), Some(Retry::Store));
         assert_eq!(cpu.smc_pending, 0);
     }
     assert_eq!(read_linear(&mut cpu, &mut mem, 0x1ffe, 4).unwrap(), 0);
@@ -92,10 +92,10 @@ fn the_jits_store_into_a_code_page_is_declined_and_handed_back_to_the_interprete
     assert_eq!(mem.take_code_writes(), vec![0x2010..0x2011]);
     // `take_retry` takes a retry and nothing else.
     cpu.request_retry();
-    assert!(cpu.take_retry());
-    assert!(!cpu.take_retry());
+    assert_eq!(cpu.take_retry(), Some(Retry::Store));
+    assert_eq!(cpu.take_retry(), None);
     cpu.raise(Fault::new(Exception::PageFault), 0);
-    assert!(!cpu.take_retry());
+    assert_eq!(cpu.take_retry(), None);
     assert!(cpu.take_fault().is_some());
 }
 

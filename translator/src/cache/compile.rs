@@ -241,6 +241,7 @@ impl Cache {
             },
             tier_up_runs: self.tier_up_runs,
             jump_cache: base + 8 * JUMP_CACHE_WORD as u64,
+            second_page: b.second_page,
         }
     }
 

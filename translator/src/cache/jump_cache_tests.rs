@@ -11,8 +11,8 @@ use iced_x86::code_asm::*;
 use super::ret_tests::{assemble, identity, run_tiers_prepared, Prepare};
 
 /// Where the called functions live, on a page of their own.
-const F1: u64 = 0x8000;
-const F2: u64 = 0x9000;
+pub(super) const F1: u64 = 0x8000;
+pub(super) const F2: u64 = 0x9000;
 
 /// `add ebx, imm8; ret`; the immediate is byte 2.
 fn add_and_return(imm: u8) -> [u8; 4] {
@@ -108,11 +108,16 @@ fn a_target_rewritten_between_calls_runs_its_new_code() {
 /// Page tables A map the first 2 MiB onto themselves with 4 KiB pages; tables B do the same
 /// but map [`F1`]'s page onto [`F2`]'s.
 const TABLES_A: u64 = 0x18_0000;
-const TABLES_B: u64 = 0x18_4000;
+pub(super) const TABLES_B: u64 = 0x18_4000;
 
 fn remappable(mem: &mut PhysMem, cpu: &mut CpuState) {
     mem.load(F1, &add_and_return(1)).unwrap();
     mem.load(F2, &add_and_return(100)).unwrap();
+    remappable_tables(mem, cpu);
+}
+
+/// Builds page tables A and B ([`TABLES_B`]) for 64-bit code and loads CR3 with A.
+pub(super) fn remappable_tables(mem: &mut PhysMem, cpu: &mut CpuState) {
     let flags = pte::P | pte::RW | pte::A;
     for (at, f1_frame) in [(TABLES_A, F1), (TABLES_B, F2)] {
         let (pdpt, pd, pt) = (at + 0x1000, at + 0x2000, at + 0x3000);

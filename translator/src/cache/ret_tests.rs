@@ -41,6 +41,17 @@ pub(super) fn identity(mem: &mut PhysMem, cpu: &mut CpuState) {
 /// Runs `code` in `mode` (set up by `prepare`) in `tier` as the run loop does, with a cache
 /// of `arena` bytes; returns the final CPU.
 fn run(mode: CpuMode, code: &[u8], tier: Tier, arena: usize, prepare: Prepare) -> CpuState {
+    run_counted(mode, code, tier, arena, prepare).0
+}
+
+/// [`run`], also returning how many times the run loop ran a block.
+pub(super) fn run_counted(
+    mode: CpuMode,
+    code: &[u8],
+    tier: Tier,
+    arena: usize,
+    prepare: Prepare,
+) -> (CpuState, u64) {
     let mut mem = PhysMem::new(RAM).unwrap();
     mem.load(START, code).unwrap();
     let end = START + code.len() as u64;
@@ -51,7 +62,7 @@ fn run(mode: CpuMode, code: &[u8], tier: Tier, arena: usize, prepare: Prepare) -
     cpu.gpr[4] = 0x10_0000;
     let opts = crate::testutil::test_jit_options(true, false);
     let mut cache = Cache::new(tier, arena, opts).unwrap();
-    crate::testutil::drive(
+    let steps = crate::testutil::drive(
         &mut cache,
         &mut cpu,
         &mut mem,
@@ -60,7 +71,7 @@ fn run(mode: CpuMode, code: &[u8], tier: Tier, arena: usize, prepare: Prepare) -
         |_, _, _| {},
         |_| {},
     );
-    cpu
+    (cpu, steps)
 }
 
 /// Runs `code` in every tier; asserts they agree on the general registers and returns the

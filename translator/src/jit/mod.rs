@@ -95,6 +95,27 @@ pub struct ChainSlots {
     /// The address of the block's jump cache ([`JUMP_CACHE_WORD`] of its [`SlotWords`]),
     /// which its indirect branches check before calling [`helpers::jump_lookup`] (0: none).
     pub jump_cache: u64,
+    /// For a block whose tail lies on another linear page under paging: that page as the
+    /// block was decoded from it. The code checks it on entry ([`SecondPage`]), so such a
+    /// block may be chained to and looked up from generated code like any other.
+    pub second_page: Option<SecondPage>,
+}
+
+/// The second linear page of a block that crosses a page boundary under paging, and the TLB
+/// addend (host minus linear address) that page had when the block was decoded. The block's
+/// key names only its first page; its code starts by comparing the fetch tag and addend of
+/// this page's TLB entry (at the block's privilege) with these, the proof the cross-page
+/// exits use: the same addend for the same linear page is the same physical page, in
+/// whatever address space the code runs. When they differ the code leaves before its first
+/// instruction and hands the block to the interpreter (`PendingFault::RECHECK`), after the run
+/// loop's lookup, which re-checks the page (dropping the block if it maps elsewhere now) and
+/// fills the TLB entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SecondPage {
+    /// The page's linear address (page-aligned).
+    pub linear: u64,
+    /// Host address of its physical page minus `linear`.
+    pub addend: u64,
 }
 
 /// A block's chain slots as its generated code reads them: words 0 to 2 hold the code of each
@@ -182,6 +203,7 @@ impl ChainSlots {
             tier_up: 0,
             tier_up_runs: TIER_UP_RUNS,
             jump_cache: 0,
+            second_page: None,
         }
     }
 }

@@ -220,6 +220,7 @@ mod tests {
             tier_up: 0,
             tier_up_runs: TIER_UP_RUNS,
             jump_cache: 0x10_0038,
+            second_page: None,
         };
         let code = jit.compile_block(&block, chain).unwrap();
         let cut = code.cut.as_ref().expect("the slow paths are cold").at as usize;

@@ -240,6 +240,7 @@ mod tests {
             tier_up: 0,
             tier_up_runs: 1,
             jump_cache: 0,
+            second_page: None,
         };
         for (id, heat) in [(1, CANCELLED), (2, 0)] {
             let job = Job {

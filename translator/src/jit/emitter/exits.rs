@@ -92,6 +92,49 @@ impl JitEmitter<'_, '_> {
         stop
     }
 
+    /// The entry check of a block that crosses into `page` ([`crate::jit::SecondPage`]):
+    /// unless the TLB entry of that page, at the block's privilege, allows fetches with the
+    /// addend the block was decoded with, leave before the first instruction (nothing
+    /// retired, at the block's address) and ask for the block to be interpreted. The run
+    /// loop's lookup re-checks the page first, so a block whose page now maps elsewhere is
+    /// dropped, and one whose TLB entry was only missing runs (its walk fills the entry for
+    /// the next entry): a failed check always makes progress.
+    pub(super) fn second_page_guard(&mut self, page: crate::jit::SecondPage, ip: u64) {
+        use crane86_runtime::memory::{tlb_index, TlbEntry};
+        use crane86_runtime::state::PendingFault;
+        let entry = off::TLB
+            + self.tlb_offset()
+            + (tlb_index(page.linear) * std::mem::size_of::<TlbEntry>()) as i32;
+        let exec_at = entry + std::mem::offset_of!(TlbEntry, exec) as i32;
+        let addend_at = entry + std::mem::offset_of!(TlbEntry, addend) as i32;
+        let exec = self.b.ins().load(I64, state_flags(), self.cpu, exec_at);
+        let addend = self.b.ins().load(I64, state_flags(), self.cpu, addend_at);
+        let want_page = self.iconst(page.linear & !0xfff);
+        let want_addend = self.iconst(page.addend);
+        let differs = self.differs(&[(exec, want_page), (addend, want_addend)]);
+        let ok = self.b.create_block();
+        let fail = self.b.create_block();
+        self.b.set_cold_block(fail);
+        self.b.ins().brif(differs, fail, &[], ok, &[]);
+        self.b.seal_block(ok);
+        self.b.seal_block(fail);
+        self.b.switch_to_block(fail);
+        let rip = self.iconst(ip);
+        self.store_state(rip, off::RIP);
+        let z = self.iconst(0);
+        self.store_state(z, off::LINK);
+        let retry = self.b.ins().iconst(
+            cranelift_codegen::ir::types::I32,
+            i64::from(PendingFault::RECHECK),
+        );
+        let pending_at = off::FAULT + std::mem::offset_of!(PendingFault, pending) as i32;
+        self.b
+            .ins()
+            .store(state_flags(), retry, self.cpu, pending_at);
+        self.ret(EXIT_FAULT);
+        self.b.switch_to_block(ok);
+    }
+
     /// Whether an exit of the current instruction to `target` may close a cycle: it goes back
     /// (to this instruction or before it). A cycle of blocks always has such an edge, the one
     /// out of its block at the highest address.

@@ -18,6 +18,9 @@ impl JitEmitter<'_, '_> {
             return;
         };
         let start = entry.insns.first().map_or(0, |d| d.insn.ip());
+        if let Some(page) = self.chain.second_page {
+            self.second_page_guard(page, start);
+        }
         let loops = entry.insns.iter().any(|d| {
             matches!(
                 d.insn.op0_kind(),
