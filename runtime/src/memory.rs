@@ -31,17 +31,18 @@ mod tlb;
 pub use bulk::{rep_bulk, BulkOp};
 pub(crate) use tlb::flush_victims;
 pub use tlb::{
-    tlb_fetch_addend, tlb_flush_page, tlb_index, tlb_protect_phys, TlbEntry, TlbVictims,
-    TlbWriters, TLB_ENTRIES, TLB_VICTIMS,
+    tlb_fetch_addend, tlb_flush_page, tlb_index, tlb_protect_phys, TlbEntry, TlbTable, TlbVictims,
+    TlbWriters, Tlbs, TLBS, TLB_ENTRIES, TLB_VICTIMS,
 };
 use tlb::{tlb_fill, tlb_lookup};
 
 /// The page size that the TLB and code tracking work in.
 pub const PAGE_SIZE: u64 = 4096;
 const PAGE_MASK: u64 = !(PAGE_SIZE - 1);
-/// The privilege of an access, which picks one of the two software TLBs: supervisor
-/// (explicit accesses at CPL 0-2, and implicit supervisor accesses such as descriptor-table
-/// reads) or user (explicit accesses at CPL 3).
+/// The privilege of an access, which picks one of the software TLBs: supervisor (explicit
+/// accesses at CPL 0-2, and implicit supervisor accesses such as descriptor-table reads),
+/// user (explicit accesses at CPL 3), or supervisor with SMAP open (explicit data accesses
+/// at CPL 0-2 while EFLAGS.AC lets them reach user pages).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Privilege {
     /// An explicit supervisor-mode access.
@@ -51,6 +52,9 @@ pub enum Privilege {
     /// An implicit supervisor access: the CPU's own reads and writes of system structures,
     /// supervisor-mode whatever the CPL and never allowed to user pages under SMAP.
     Implicit,
+    /// An explicit supervisor-mode data access with CR4.SMAP and EFLAGS.AC set, which SMAP
+    /// lets reach user pages ([`data_privilege`]).
+    SupervisorAc,
 }
 
 impl Privilege {
@@ -59,6 +63,7 @@ impl Privilege {
         match self {
             Privilege::User => 1,
             Privilege::Supervisor | Privilege::Implicit => 0,
+            Privilege::SupervisorAc => 2,
         }
     }
 }
@@ -615,6 +620,24 @@ pub fn current_privilege(cpu: &CpuState) -> Privilege {
     }
 }
 
+/// The privilege of the CPU's explicit data accesses now: [`current_privilege`], except
+/// that under CR4.SMAP with EFLAGS.AC set a supervisor's accesses use their own TLB, whose
+/// entries SMAP does not close to user pages. The kernel's copies to and from user memory
+/// run between STAC and CLAC; in the supervisor TLB, where SMAP keeps user pages' data tags
+/// invalid, each of their accesses walked. Clearing AC needs no flush: accesses then use
+/// the supervisor TLB again. Generated code never reads this TLB (its blocks check the
+/// supervisor TLB inline), but its slow paths find the entry without a walk.
+pub fn data_privilege(cpu: &CpuState) -> Privilege {
+    match current_privilege(cpu) {
+        Privilege::Supervisor
+            if cpu.cr4 & crate::paging::CR4_SMAP != 0 && cpu.rflags & crate::flags::AC != 0 =>
+        {
+            Privilege::SupervisorAc
+        }
+        pl => pl,
+    }
+}
+
 /// The mask applied to linear addresses in the current mode (they wrap at 4 GiB outside long
 /// mode).
 fn linear_mask(cpu: &CpuState) -> u64 {
@@ -760,7 +783,7 @@ pub fn read_data(
     linear: u64,
     size: u32,
 ) -> Result<u64, Fault> {
-    let pl = current_privilege(cpu);
+    let pl = data_privilege(cpu);
     read_as(cpu, mem, linear, size, pl)
 }
 
@@ -772,7 +795,7 @@ pub fn write_data(
     size: u32,
     value: u64,
 ) -> Result<(), Fault> {
-    let pl = current_privilege(cpu);
+    let pl = data_privilege(cpu);
     write_as(cpu, mem, linear, size, value, pl)
 }
 
@@ -872,7 +895,7 @@ pub unsafe extern "C" fn store_slow(cpu: *mut CpuState, linear: u64, size: u64, 
     let mem = unsafe { &mut *cpu.mem };
     cpu.mem_slow += 1;
     if !stack_fault(cpu, linear, size) {
-        let pl = current_privilege(cpu);
+        let pl = data_privilege(cpu);
         let decline = size & SLOW_CODE_RETRY != 0;
         match write_or_decline(
             cpu,

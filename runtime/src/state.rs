@@ -12,7 +12,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::flags::{self, LazyFlags};
-use crate::memory::{PhysMem, TlbEntry, TlbVictims, TLB_ENTRIES};
+use crate::memory::{PhysMem, TlbEntry, TlbVictims, Tlbs, TLBS, TLB_ENTRIES};
 use crate::shadow::ShadowTables;
 
 /// A general-purpose register, numbered as the instruction encoding numbers them.
@@ -400,18 +400,20 @@ pub struct CpuState {
     pub dr: [u64; 8],
     /// CR8: the task-priority register as MOV CR8 sees it (bits 3:0).
     pub cr8: u64,
-    /// The software TLBs, linear page -> host address, checked inline by generated code:
-    /// `tlb[0]` for supervisor accesses, `tlb[1]` for user-mode accesses (CPL 3). A block's
-    /// CPL is part of its key, so generated code knows which one to index; keeping them apart
-    /// means a privilege change needs no flush.
-    pub tlb: [[TlbEntry; TLB_ENTRIES]; 2],
+    /// The software TLBs, linear page -> host address: `tlb[0]` for supervisor accesses,
+    /// `tlb[1]` for user-mode accesses (CPL 3), both checked inline by generated code, and
+    /// `tlb[2]` for supervisor data accesses while SMAP is open (CR4.SMAP and EFLAGS.AC:
+    /// `memory::data_privilege`), which only the runtime reads. A block's CPL is part of its
+    /// key, so generated code knows which one to index; keeping them apart means a privilege
+    /// change needs no flush.
+    pub tlb: Tlbs,
     /// Which entries of each TLB may be valid (a bit per entry, set when one is filled), so
     /// that a flush, which CR3 writes make frequent, touches only those and not both whole
     /// tables.
-    pub tlb_filled: [[u64; TLB_ENTRIES / 64]; 2],
+    pub tlb_filled: [[u64; TLB_ENTRIES / 64]; TLBS],
     /// Which entries of each TLB were filled from a global translation (G set, CR4.PGE = 1):
     /// a CR3 write keeps them ([`CpuState::flush_tlb_nonglobal`]).
-    pub tlb_global: [[u64; TLB_ENTRIES / 64]; 2],
+    pub tlb_global: [[u64; TLB_ENTRIES / 64]; TLBS],
     /// Where the TLBs hold a writable entry of each guest-physical page (indexed by page
     /// number; see [`crate::memory::TlbWriters`]), so that taking write permission away from
     /// one page ([`crate::memory::tlb_protect_phys`]) looks at one slot instead of every
@@ -563,9 +565,9 @@ impl CpuState {
             nmi_blocked: false,
             rsb: crate::rsb::Rsb::EMPTY,
             phase: crate::phase::PhaseCell::default(),
-            tlb: [[TlbEntry::INVALID; TLB_ENTRIES]; 2],
-            tlb_filled: [[0; TLB_ENTRIES / 64]; 2],
-            tlb_global: [[0; TLB_ENTRIES / 64]; 2],
+            tlb: Tlbs::new(),
+            tlb_filled: [[0; TLB_ENTRIES / 64]; TLBS],
+            tlb_global: [[0; TLB_ENTRIES / 64]; TLBS],
             tlb_writers: crate::memory::TlbWriters::default(),
             tlb_large: 0,
             tlb_victims: TlbVictims::EMPTY,
@@ -674,7 +676,7 @@ impl CpuState {
     /// a task switch).
     pub fn flush_tlb(&mut self) {
         self.shadow.clear();
-        self.tlb_global = [[0; TLB_ENTRIES / 64]; 2];
+        self.tlb_global = [[0; TLB_ENTRIES / 64]; TLBS];
         self.flush_tlb_nonglobal();
     }
 
@@ -760,7 +762,7 @@ impl Clone for CpuState {
             nmi_blocked: self.nmi_blocked,
             // Predictions name the code of the cache that ran this state: a copy starts empty.
             rsb: crate::rsb::Rsb::EMPTY,
-            tlb: self.tlb,
+            tlb: self.tlb.clone(),
             tlb_filled: self.tlb_filled,
             tlb_global: self.tlb_global,
             tlb_writers: self.tlb_writers.clone(),

@@ -15,7 +15,7 @@
 //! does none, and the instruction does one iteration the ordinary way, which fills the TLB
 //! or raises the fault.
 
-use super::{current_privilege, tlb::tlb_lookup, PhysMem, PAGE_MASK, PAGE_SIZE};
+use super::{data_privilege, tlb::tlb_lookup, PhysMem, PAGE_MASK, PAGE_SIZE};
 use crate::flags::TF;
 use crate::state::CpuState;
 
@@ -72,7 +72,7 @@ pub fn rep_bulk(
     let size = u64::from(size);
     let room = |linear: u64| (PAGE_SIZE - (linear & !PAGE_MASK)) / size;
     let mut n = count.min(room(dst));
-    let pl = current_privilege(cpu);
+    let pl = data_privilege(cpu);
     let Some(to) = tlb_lookup(cpu, mem, dst, pl, |e| e.write) else {
         return 0;
     };

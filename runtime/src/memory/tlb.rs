@@ -14,6 +14,75 @@ use super::{PhysMem, Privilege, PAGE_MASK, PAGE_SIZE};
 use crate::paging::{key_allows, Translation, WalkRegs, CR0_WP, CR4_SMAP, CR4_SMEP};
 use crate::state::CpuState;
 
+/// The software TLBs ([`CpuState::tlb`]): supervisor, user, and supervisor with SMAP open.
+pub const TLBS: usize = 3;
+
+/// One TLB's entries, indexed by [`tlb_index`].
+pub type TlbTable = [TlbEntry; TLB_ENTRIES];
+
+/// The [`TLBS`] software TLBs of a CPU, indexed by [`Privilege`]'s TLB number: the two that
+/// generated code checks inline (supervisor, user) in place, where it finds them at fixed
+/// offsets from its `CpuState` pointer; the third (supervisor data accesses with SMAP open,
+/// which only the runtime reads) on the heap, so that a `CpuState` does not grow by another
+/// 64 KiB on test threads' small stacks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub struct Tlbs {
+    inline: [TlbTable; 2],
+    smap_open: Box<TlbTable>,
+}
+
+impl Tlbs {
+    /// Every entry invalid.
+    pub fn new() -> Tlbs {
+        let smap_open = vec![TlbEntry::INVALID; TLB_ENTRIES]
+            .into_boxed_slice()
+            .try_into()
+            .expect("TLB_ENTRIES entries");
+        Tlbs {
+            inline: [[TlbEntry::INVALID; TLB_ENTRIES]; 2],
+            smap_open,
+        }
+    }
+
+    /// The tables in TLB-number order.
+    pub fn iter(&self) -> impl Iterator<Item = &TlbTable> {
+        self.inline.iter().chain(std::iter::once(&*self.smap_open))
+    }
+
+    /// The tables in TLB-number order, mutably.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut TlbTable> {
+        self.inline
+            .iter_mut()
+            .chain(std::iter::once(&mut *self.smap_open))
+    }
+}
+
+impl Default for Tlbs {
+    fn default() -> Tlbs {
+        Tlbs::new()
+    }
+}
+
+impl std::ops::Index<usize> for Tlbs {
+    type Output = TlbTable;
+    fn index(&self, t: usize) -> &TlbTable {
+        match t {
+            0 | 1 => &self.inline[t],
+            _ => &self.smap_open,
+        }
+    }
+}
+
+impl std::ops::IndexMut<usize> for Tlbs {
+    fn index_mut(&mut self, t: usize) -> &mut TlbTable {
+        match t {
+            0 | 1 => &mut self.inline[t],
+            _ => &mut self.smap_open,
+        }
+    }
+}
+
 /// Entries in each TLB's victim buffer.
 pub const TLB_VICTIMS: usize = 8;
 
@@ -105,8 +174,9 @@ pub(super) fn tlb_fill(
         )
     } else {
         // With SMAP a supervisor access to a user page depends on EFLAGS.AC (and is never
-        // allowed for implicit accesses): keep such pages out of the fast path.
-        let smap_blocks = t.user && cpu.cr4 & CR4_SMAP != 0;
+        // allowed for implicit accesses): keep such pages out of the TLB that serves both
+        // (the TLB of accesses made with AC set takes them).
+        let smap_blocks = t.user && cpu.cr4 & CR4_SMAP != 0 && pl != Privilege::SupervisorAc;
         let smep_blocks = t.user && cpu.cr4 & CR4_SMEP != 0;
         (
             !smap_blocks && key_ok(false),
@@ -169,14 +239,7 @@ impl TlbWriters {
 
     /// Records that slot `i` of TLB `t` now holds a writable entry of host page `host`
     /// (`ram` is guest RAM's host base).
-    fn note(
-        &mut self,
-        tlbs: &[[TlbEntry; TLB_ENTRIES]; 2],
-        ram: u64,
-        host: u64,
-        t: usize,
-        i: usize,
-    ) {
+    fn note(&mut self, tlbs: &Tlbs, ram: u64, host: u64, t: usize, i: usize) {
         let page = (host.wrapping_sub(ram) >> 12) as usize;
         if page >= self.pages.len() {
             self.pages.resize(page + 1, 0);
@@ -280,7 +343,7 @@ pub fn tlb_fetch_addend(cpu: &CpuState, linear: u64, user: bool) -> Option<u64> 
     (e.exec == linear & PAGE_MASK).then_some(e.addend)
 }
 
-/// Drops the TLB entries of both privileges that map linear page `linear` (INVLPG).
+/// Drops the TLB entries of every privilege that map linear page `linear` (INVLPG).
 pub fn tlb_flush_page(cpu: &mut CpuState, linear: u64) {
     cpu.paging.invlpg += 1;
     // Global translations outlive CR3 writes in the shadow tables too; the per-space ones
@@ -333,19 +396,19 @@ impl TlbEntry {
     }
 }
 
-/// The entries fills displaced from each TLB (`[0]` supervisor, `[1]` user), most recent
+/// The entries fills displaced from each TLB (indexed as [`CpuState::tlb`]), most recent
 /// last in round-robin order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TlbVictims {
-    entries: [[TlbEntry; TLB_VICTIMS]; 2],
-    next: [usize; 2],
+    entries: [[TlbEntry; TLB_VICTIMS]; TLBS],
+    next: [usize; TLBS],
 }
 
 impl TlbVictims {
     /// Empty buffers.
     pub const EMPTY: TlbVictims = TlbVictims {
-        entries: [[TlbEntry::INVALID; TLB_VICTIMS]; 2],
-        next: [0; 2],
+        entries: [[TlbEntry::INVALID; TLB_VICTIMS]; TLBS],
+        next: [0; TLBS],
     };
 
     /// Keeps `e`, displaced from TLB `t`, in place of the oldest victim.
@@ -355,7 +418,7 @@ impl TlbVictims {
         self.next[t] = (n + 1) % TLB_VICTIMS;
     }
 
-    /// Every victim entry of both TLBs, for invalidation.
+    /// Every victim entry of every TLB, for invalidation.
     pub(crate) fn all_mut(&mut self) -> impl Iterator<Item = &mut TlbEntry> {
         self.entries.iter_mut().flatten()
     }
@@ -405,7 +468,7 @@ pub(super) fn tlb_lookup(
     })
 }
 
-/// Empties both victim buffers (part of a whole-TLB flush).
+/// Empties the victim buffers (part of a whole-TLB flush).
 pub(crate) fn flush_victims(cpu: &mut CpuState) {
     cpu.tlb_victims = TlbVictims::EMPTY;
 }

@@ -209,6 +209,44 @@ fn kept_translations_are_checked_against_each_access() {
     assert!(read_as(&mut cpu, &mut mem, LIN, 4, Privilege::Implicit).is_err());
 }
 
+/// Under SMAP the kernel's explicit accesses to a user page with EFLAGS.AC set (its copies to
+/// and from user memory) use a TLB of their own: after the first, they neither walk nor
+/// consult the shadow tables, and the supervisor TLB that generated code reads and implicit
+/// accesses use never gains the page. Clearing AC closes the page again at once.
+#[test]
+fn supervisor_accesses_with_smap_open_use_their_own_tlb() {
+    let (mut cpu, mut mem) = two_spaces();
+    cpu.cr4 |= crate::paging::CR4_SMAP;
+    let slot = tlb_index(LIN);
+    let f = read_data(&mut cpu, &mut mem, LIN, 4).unwrap_err();
+    assert_eq!(f.exception, Exception::PageFault);
+    cpu.rflags |= crate::flags::AC;
+    assert_eq!(read(&mut cpu, &mut mem, LIN), 0xaaaa);
+    write_data(&mut cpu, &mut mem, LIN, 4, 0xcccc).unwrap();
+    let misses = cpu.paging.data_misses;
+    for _ in 0..3 {
+        write_data(&mut cpu, &mut mem, LIN + 4, 4, 1).unwrap();
+        assert_eq!(read(&mut cpu, &mut mem, LIN), 0xcccc);
+    }
+    assert_eq!(cpu.paging.data_misses, misses, "served by the TLB");
+    assert_eq!(cpu.tlb[2][slot].read, LIN & !0xfff);
+    assert_eq!(cpu.tlb[2][slot].write, LIN & !0xfff);
+    assert_eq!(cpu.tlb[0][slot].read, TlbEntry::INVALID_TAG);
+    assert_eq!(cpu.tlb[0][slot].write, TlbEntry::INVALID_TAG);
+    assert!(read_as(&mut cpu, &mut mem, LIN, 4, Privilege::Implicit).is_err());
+    cpu.rflags &= !crate::flags::AC;
+    let f = write_data(&mut cpu, &mut mem, LIN, 4, 0).unwrap_err();
+    assert_eq!(f.exception, Exception::PageFault);
+    assert_eq!(f.error_code, 0b011, "P | W");
+    // CR3 writes and INVLPG drop its entries as any other TLB's.
+    cpu.rflags |= crate::flags::AC;
+    switch(&mut cpu, ROOT_B);
+    assert_eq!(cpu.tlb[2][slot], TlbEntry::INVALID);
+    assert_eq!(read(&mut cpu, &mut mem, LIN), 0xbbbb);
+    tlb_flush_page(&mut cpu, LIN);
+    assert_eq!(cpu.tlb[2][slot], TlbEntry::INVALID);
+}
+
 /// Global translations serve every space, as a TLB's global entries outlive CR3 writes,
 /// until INVLPG drops them.
 #[test]
