@@ -455,7 +455,12 @@ fn recall(
     true
 }
 
-/// [`tlb_hit`], trying the victim buffer before giving up.
+/// [`tlb_hit`], trying the victim buffer before giving up. An access with SMAP open
+/// ([`Privilege::SupervisorAc`]) also takes the supervisor TLB's entries: that TLB tags no
+/// user page's data accesses under SMAP, and on every other page EFLAGS.AC changes nothing.
+/// Generated code's inline checks fill the supervisor TLB with the kernel pages of a copy to
+/// or from user memory; without this, REP MOVS in bulk ([`super::rep_bulk`]) missed its
+/// kernel page in the other TLB at every iteration.
 pub(super) fn tlb_lookup(
     cpu: &mut CpuState,
     mem: &PhysMem,
@@ -463,8 +468,17 @@ pub(super) fn tlb_lookup(
     pl: Privilege,
     tag: impl Fn(&TlbEntry) -> u64,
 ) -> Option<u64> {
-    tlb_hit(cpu, mem, linear, pl, &tag).or_else(|| {
-        recall(cpu, mem, linear, pl, &tag).then(|| tlb_hit(cpu, mem, linear, pl, &tag))?
+    let lookup = |cpu: &mut CpuState, pl| {
+        tlb_hit(cpu, mem, linear, pl, &tag).or_else(|| {
+            recall(cpu, mem, linear, pl, &tag).then(|| tlb_hit(cpu, mem, linear, pl, &tag))?
+        })
+    };
+    lookup(cpu, pl).or_else(|| {
+        if pl == Privilege::SupervisorAc {
+            lookup(cpu, Privilege::Supervisor)
+        } else {
+            None
+        }
     })
 }
 

@@ -234,6 +234,18 @@ fn supervisor_accesses_with_smap_open_use_their_own_tlb() {
     assert_eq!(cpu.tlb[0][slot].read, TlbEntry::INVALID_TAG);
     assert_eq!(cpu.tlb[0][slot].write, TlbEntry::INVALID_TAG);
     assert!(read_as(&mut cpu, &mut mem, LIN, 4, Privilege::Implicit).is_err());
+    // A supervisor page the supervisor TLB holds (as generated code's accesses leave it)
+    // serves accesses with SMAP open as it is.
+    const KERNEL: u64 = 0x10_1000;
+    mem.write_phys(ROOT_A + 0x3000 + 0x101 * 8, 8, PAGE_B | P | RW | A | D);
+    cpu.rflags &= !crate::flags::AC;
+    write_data(&mut cpu, &mut mem, KERNEL, 4, 7).unwrap();
+    cpu.rflags |= crate::flags::AC;
+    let misses = cpu.paging.data_misses;
+    write_data(&mut cpu, &mut mem, KERNEL, 4, 8).unwrap();
+    assert_eq!(read(&mut cpu, &mut mem, KERNEL), 8);
+    assert_eq!(cpu.paging.data_misses, misses);
+    assert_eq!(cpu.tlb[2][tlb_index(KERNEL)], TlbEntry::INVALID);
     cpu.rflags &= !crate::flags::AC;
     let f = write_data(&mut cpu, &mut mem, LIN, 4, 0).unwrap_err();
     assert_eq!(f.exception, Exception::PageFault);
