@@ -100,15 +100,8 @@ impl JitEmitter<'_, '_> {
     /// dropped, and one whose TLB entry was only missing runs (its walk fills the entry for
     /// the next entry): a failed check always makes progress.
     pub(super) fn second_page_guard(&mut self, page: crate::jit::SecondPage, ip: u64) {
-        use crane86_runtime::memory::{tlb_index, TlbEntry};
         use crane86_runtime::state::PendingFault;
-        let entry = off::TLB
-            + self.tlb_offset()
-            + (tlb_index(page.linear) * std::mem::size_of::<TlbEntry>()) as i32;
-        let exec_at = entry + std::mem::offset_of!(TlbEntry, exec) as i32;
-        let addend_at = entry + std::mem::offset_of!(TlbEntry, addend) as i32;
-        let exec = self.b.ins().load(I64, state_flags(), self.cpu, exec_at);
-        let addend = self.b.ins().load(I64, state_flags(), self.cpu, addend_at);
+        let (exec, addend) = self.fetch_tlb_entry(page.linear);
         let want_page = self.iconst(page.linear & !0xfff);
         let want_addend = self.iconst(page.addend);
         let differs = self.differs(&[(exec, want_page), (addend, want_addend)]);
@@ -421,14 +414,7 @@ impl JitEmitter<'_, '_> {
     /// page maps where it did then); otherwise back to the run loop if the slot was never
     /// linked (the run loop links it), else through [`super::helpers::jump_lookup`].
     fn chain_arm_cross_page(&mut self, target: u64, linear: u64, slot: usize) {
-        use crane86_runtime::memory::{tlb_index, TlbEntry};
-        let entry = off::TLB
-            + self.tlb_offset()
-            + (tlb_index(linear) * std::mem::size_of::<TlbEntry>()) as i32;
-        let exec_at = entry + std::mem::offset_of!(TlbEntry, exec) as i32;
-        let addend_at = entry + std::mem::offset_of!(TlbEntry, addend) as i32;
-        let exec = self.b.ins().load(I64, state_flags(), self.cpu, exec_at);
-        let addend = self.b.ins().load(I64, state_flags(), self.cpu, addend_at);
+        let (exec, addend) = self.fetch_tlb_entry(linear);
         let slot_addr = self.iconst(self.chain.slot_addr[slot]);
         let want = self
             .b
@@ -462,6 +448,21 @@ impl JitEmitter<'_, '_> {
         self.b.seal_block(back);
         self.b.switch_to_block(back);
         self.return_via_slot(target, slot);
+    }
+
+    /// The fetch tag and the addend of linear page `linear`'s entry in the TLB of the block's
+    /// privilege: what transfers to another page compare with the values their target was
+    /// linked or decoded with.
+    fn fetch_tlb_entry(&mut self, linear: u64) -> (Value, Value) {
+        use crane86_runtime::memory::{tlb_index, TlbEntry};
+        let entry = off::TLB
+            + self.tlb_offset()
+            + (tlb_index(linear) * std::mem::size_of::<TlbEntry>()) as i32;
+        let exec_at = entry + std::mem::offset_of!(TlbEntry, exec) as i32;
+        let addend_at = entry + std::mem::offset_of!(TlbEntry, addend) as i32;
+        let exec = self.b.ins().load(I64, state_flags(), self.cpu, exec_at);
+        let addend = self.b.ins().load(I64, state_flags(), self.cpu, addend_at);
+        (exec, addend)
     }
 
     /// Back to the run loop at `target` with exit `slot`'s token, so that it links the slot.
