@@ -54,7 +54,13 @@ pub fn simd(cpu: &mut CpuState, code: u64, ops: u64) -> u64 {
         ));
         return STATUS_OK;
     }
-    match crane86_fpu::execute_simd(&mut cpu.fpu, code, Operands(ops)) {
+    let r = crane86_fpu::execute_simd(&mut cpu.fpu, code, Operands(ops));
+    simd_status(cpu, r)
+}
+
+/// A SIMD unit's result as a helper status, its fault raised as the guest's exception.
+fn simd_status(cpu: &mut CpuState, r: Result<(), SimdFault>) -> u64 {
+    match r {
         Ok(()) => STATUS_OK,
         Err(f) => {
             let e = match f {
@@ -110,6 +116,51 @@ pub fn x87(cpu: &mut CpuState, code: u64, ops: u64, data: u64, ip: u64) -> u64 {
             STATUS_FAULT
         }
     }
+}
+
+/// Packs an SSE4.2 string compare for [`string_compare`]: its code, imm8, the XMM register
+/// of xmm1, and that of xmm2/m128 or, for a memory operand, `None` (the translator loads
+/// the 16 bytes into `io` first).
+pub fn string_form(code: Code, imm: u8, a: usize, b: Option<usize>) -> u64 {
+    code as u64
+        | u64::from(imm) << 32
+        | (a as u64 & 0xff) << 40
+        | b.map_or(0, |r| r as u64 + 1) << 48
+}
+
+/// PCMPESTRI/M or PCMPISTRI/M given as [`string_form`] packs it, straight to
+/// [`crane86_fpu::simd::sse4::string::execute_regs`] (lengths in `io[IO_RAX]` and
+/// `io[IO_RDX]` for the explicit forms; the index to `io[IO_DATA0]`, the flags to
+/// `io[IO_FLAGS]`, a mask to XMM0).
+pub fn string_compare(cpu: &mut CpuState, form: u64) -> u64 {
+    let code = code_of(form & 0xffff_ffff);
+    let imm = (form >> 32) as u8;
+    let a = (form >> 40 & 0xff) as usize;
+    let b = match form >> 48 & 0xff {
+        0 => None,
+        r => Some(r as usize - 1),
+    };
+    let r = crane86_fpu::simd::sse4::string::execute_regs(&mut cpu.fpu, code, imm, a, b);
+    simd_status(cpu, r)
+}
+
+/// Generated code's entry to [`string_compare`].
+///
+/// # Safety
+/// As for [`simd_helper`].
+pub unsafe extern "C" fn string_compare_helper(
+    cpu: *mut CpuState,
+    form: u64,
+    _: u64,
+    _: u64,
+    _: u64,
+) -> u64 {
+    // SAFETY: as in `simd_helper`.
+    let cpu = unsafe { &mut *cpu };
+    cpu.phase.set(Phase::Helper);
+    let r = string_compare(cpu, form);
+    cpu.phase.set(Phase::Jit);
+    r
 }
 
 /// Makes an x87 store's prepared state architectural once the memory write succeeded.

@@ -129,6 +129,9 @@ pub enum FloatWidth {
 pub enum FpuHelper {
     /// `simd(code, operands, _, _)`: one MMX/SSE instruction.
     Simd,
+    /// `string_compare(form, _, _, _)`: an SSE4.2 string compare
+    /// (`crane86_runtime::fpu::string_form`).
+    StringCompare,
     /// `x87(code, operands, data offset, rip)`: one x87 instruction.
     X87,
     /// `x87_commit()`: an x87 store's new state, after its memory write.

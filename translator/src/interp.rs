@@ -287,6 +287,7 @@ impl Emit for Interp<'_> {
         use crane86_runtime::fpu;
         let status = match h {
             FpuHelper::Simd => fpu::simd(self.cpu, a[0], a[1]),
+            FpuHelper::StringCompare => fpu::string_compare(self.cpu, a[0]),
             FpuHelper::X87 => fpu::x87(self.cpu, a[0], a[1], a[2], a[3]),
             FpuHelper::X87Commit => {
                 fpu::x87_commit(self.cpu);

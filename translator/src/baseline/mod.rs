@@ -874,6 +874,7 @@ impl Emit for BaselineEmitter {
         use crane86_runtime::fpu;
         let f = match h {
             FpuHelper::Simd => fpu::simd_helper as *const () as u64,
+            FpuHelper::StringCompare => fpu::string_compare_helper as *const () as u64,
             FpuHelper::X87 => fpu::x87_helper as *const () as u64,
             FpuHelper::X87Commit => fpu::x87_commit_helper as *const () as u64,
         };

@@ -167,10 +167,15 @@ pub fn execute<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
         // LDMXCSR's operand is its source although it is operand 0.
         load_io(e, addr.expect("memory operand"), 4)?;
     }
-    let c = e.imm(code as u64);
-    let o = e.imm(Operands::of(insn).0);
     let z = e.imm(0);
-    e.fpu_call(FpuHelper::Simd, [c, o, z, z])?;
+    if let Some(form) = string_form(insn) {
+        let form = e.imm(form);
+        e.fpu_call(FpuHelper::StringCompare, [form, z, z, z])?;
+    } else {
+        let c = e.imm(code as u64);
+        let o = e.imm(Operands::of(insn).0);
+        e.fpu_call(FpuHelper::Simd, [c, o, z, z])?;
+    }
     // Results that leave the unit.
     if mem_at == Some(0) && code != Code::Ldmxcsr_m32 {
         store_io(e, addr.expect("memory operand"), mem_size)?;
@@ -195,6 +200,32 @@ pub fn execute<E: Emit>(e: &mut E, insn: &Instruction) -> R<()> {
         set_eflags(e, f);
     }
     Ok(())
+}
+
+/// For an SSE4.2 string compare, its operands packed for its own helper
+/// (`crane86_runtime::fpu::string_form`), which skips the SIMD unit's dispatch.
+fn string_form(insn: &Instruction) -> Option<u64> {
+    use iced_x86::Mnemonic as M;
+    if !matches!(
+        insn.mnemonic(),
+        M::Pcmpestri | M::Pcmpestri64 | M::Pcmpestrm | M::Pcmpestrm64 | M::Pcmpistri | M::Pcmpistrm
+    ) {
+        return None;
+    }
+    let xmm = |i: u32| match insn.op_kind(i) {
+        OpKind::Register if insn.op_register(i).is_xmm() => Some(insn.op_register(i).number()),
+        _ => None,
+    };
+    let b = match insn.op_kind(1) {
+        OpKind::Memory => None,
+        _ => Some(xmm(1)?),
+    };
+    Some(crane86_runtime::fpu::string_form(
+        insn.code(),
+        insn.immediate8(),
+        xmm(0)?,
+        b,
+    ))
 }
 
 /// MASKMOVQ/MASKMOVDQU: load the 8/16 bytes at DS:rDI (segment override allowed), merge

@@ -39,6 +39,7 @@ impl JitEmitter<'_, '_> {
         use crane86_runtime::fpu;
         let f = match h {
             FpuHelper::Simd => fpu::simd_helper as *const (),
+            FpuHelper::StringCompare => fpu::string_compare_helper as *const (),
             FpuHelper::X87 => fpu::x87_helper as *const (),
             FpuHelper::X87Commit => fpu::x87_commit_helper as *const (),
         };

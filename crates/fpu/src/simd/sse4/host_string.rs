@@ -47,6 +47,68 @@ macro_rules! by_imm {
     };
 }
 
+/// PCMPISTRI itself for imm8 `imm` on `a` (xmm1) and `b` (xmm2/m128): the index it writes
+/// to ECX and its arithmetic flags (CF, ZF, SF, OF; AF and PF clear) as EFLAGS bits; `None`
+/// when the host cannot run it.
+#[cfg(target_arch = "x86_64")]
+pub(super) fn istri(imm: u8, a: u128, b: u128) -> Option<(u32, u64)> {
+    if !std::arch::is_x86_feature_detected!("sse4.2") {
+        return None;
+    }
+    // SAFETY: the host has SSE4.2 (checked just above), the only requirement of `istri_host`.
+    Some(unsafe { istri_host(imm, a, b) })
+}
+
+/// Without an x86-64 host there is no host instruction to ask.
+#[cfg(not(target_arch = "x86_64"))]
+pub(super) fn istri(_imm: u8, _a: u128, _b: u128) -> Option<(u32, u64)> {
+    None
+}
+
+/// [`istri`] on the host: imm8 bits 6:0 matter (bit 6 picks the least or most significant
+/// index), so one instance per value of them.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse4.2")]
+fn istri_host(imm: u8, a: u128, b: u128) -> (u32, u64) {
+    use core::arch::x86_64::{
+        _mm_cmpistrc, _mm_cmpistri, _mm_cmpistro, _mm_cmpistrs, _mm_cmpistrz, _mm_set_epi64x,
+    };
+    let v = |x: u128| _mm_set_epi64x((x >> 64) as i64, x as i64);
+    let (va, vb) = (v(a), v(b));
+    // The five intrinsics of one immediate are one PCMPISTRI to the compiler.
+    macro_rules! run {
+        ($n:expr) => {
+            (
+                _mm_cmpistri::<{ $n }>(va, vb),
+                _mm_cmpistrc::<{ $n }>(va, vb),
+                _mm_cmpistrz::<{ $n }>(va, vb),
+                _mm_cmpistrs::<{ $n }>(va, vb),
+                _mm_cmpistro::<{ $n }>(va, vb),
+            )
+        };
+    }
+    macro_rules! run_msb {
+        ($n:literal) => {
+            run!($n + 64)
+        };
+    }
+    let (index, cf, zf, sf, of) = match imm & 0x7f {
+        n if n < 64 => by_imm!(n, run;
+            0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31
+            32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55 56 57 58 59
+            60 61 62 63),
+        n => by_imm!(n - 64, run_msb;
+            0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31
+            32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55 56 57 58 59
+            60 61 62 63),
+    };
+    let flags = u64::from(cf != 0)
+        | u64::from(zf != 0) << 6
+        | u64::from(sf != 0) << 7
+        | u64::from(of != 0) << 11;
+    (index as u32, flags)
+}
+
 /// PCMPESTRM's mask form (imm8 bit 6 clear): IntRes2 in the low bits of the result.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "sse4.2")]

@@ -29,8 +29,8 @@
 
 use iced_x86::Code;
 
-use super::{xmm_or_mem, xmm_reg};
-use crate::operands::Operands;
+use super::xmm_reg;
+use crate::operands::{Loc, Operands};
 use crate::simd::SimdFault;
 use crate::state::{Fpu, IO_DATA0, IO_FLAGS, IO_RAX, IO_RDX};
 
@@ -61,9 +61,31 @@ pub fn claims(code: Code) -> bool {
 /// translator writes it to ECX, zero-extended to RCX in 64-bit mode); the mask of a
 /// …STRM goes to XMM0. Both set CF, ZF, SF and OF and clear AF and PF in `io[IO_FLAGS]`.
 pub fn execute(fpu: &mut Fpu, code: Code, ops: Operands) -> Result<(), SimdFault> {
-    let imm = ops.imm();
-    let a = fpu.xmm128(xmm_reg(ops, 0)?);
-    let b = xmm_or_mem(fpu, ops, 1)?;
+    let b = match ops.loc(1) {
+        Loc::Xmm(n) => Some(usize::from(n)),
+        Loc::Mem => None,
+        _ => return Err(SimdFault::Ud),
+    };
+    execute_regs(fpu, code, ops.imm(), xmm_reg(ops, 0)?, b)
+}
+
+/// [`execute`] with the operands given directly: xmm1 is XMM register `a`, xmm2/m128 XMM
+/// register `b` or (`None`) the bytes the translator loaded into `io`. The translator calls
+/// it through its own helper (`crane86_runtime::fpu::string_compare`), without the SIMD
+/// unit's dispatch and operand decoding: glibc's `strcspn`/`strspn` run PCMPISTRI in their
+/// inner loops, and those layers cost as much as the compare in busybox sh's loops.
+pub fn execute_regs(
+    fpu: &mut Fpu,
+    code: Code,
+    imm: u8,
+    a: usize,
+    b: Option<usize>,
+) -> Result<(), SimdFault> {
+    if a > 15 || b.is_some_and(|b| b > 15) {
+        return Err(SimdFault::Ud);
+    }
+    let a = fpu.xmm128(a);
+    let b = b.map_or_else(|| fpu.io128(), |r| fpu.xmm128(r));
     // imm8 bit 0 selects words; the element width is a constant inside each instance.
     if imm & 1 == 0 {
         finish::<8>(fpu, code, imm, a, b)
@@ -83,6 +105,15 @@ fn finish<const W: u32>(
 ) -> Result<(), SimdFault> {
     use Code::*;
     let n = Lanes::<W>::N;
+    if code == Pcmpistri_xmm_xmmm128_imm8 {
+        // The host's PCMPISTRI gives the index and the flags at once (the lengths from NULs
+        // as the instruction finds them).
+        if let Some((index, flags)) = super::host_string::istri(imm, a, b) {
+            fpu.io[IO_DATA0] = u64::from(index);
+            fpu.io[IO_FLAGS] = flags;
+            return Ok(());
+        }
+    }
     let (la, lb) = match code {
         // Without REX.W the lengths are EAX and EDX, signed 32-bit.
         Pcmpestri_xmm_xmmm128_imm8 | Pcmpestrm_xmm_xmmm128_imm8 => (
