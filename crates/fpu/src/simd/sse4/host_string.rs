@@ -1,5 +1,6 @@
-//! IntRes2 of the SSE4.2 string compares from the host's own PCMPESTRM, when the host has
-//! SSE4.2 (every x86-64 built since about 2011 does).
+//! IntRes2 of the SSE4.2 string compares from the host's own PCMPESTRM, and PCMPISTRI's
+//! whole result from the host's PCMPISTRI, when the host has SSE4.2 (every x86-64 built
+//! since about 2011 does).
 //!
 //! glibc's strcmp, strcspn, strspn and strpbrk run PCMPISTRI in their inner loops, so a
 //! guest shell spends a few per cent of its time in these instructions; the bit-parallel
@@ -7,14 +8,16 @@
 //! needs one instruction. The model stays the fallback for hosts without SSE4.2, and the
 //! tests hold it to both this path and an element-by-element reference.
 //!
-//! Only IntRes2 comes from the host: the lengths, flags and the …STRI/…STRM outputs are
-//! worked out by [`super::string`] as before, and the explicit-length form runs with the
-//! lengths already reduced to 0..=element count, so the host's length rules never matter.
+//! For the other forms only IntRes2 comes from the host: the lengths, flags and the
+//! …STRI/…STRM outputs are worked out by [`super::string`], and the explicit-length form
+//! runs with the lengths already reduced to 0..=element count, so the host's length rules
+//! never matter. PCMPISTRI, the form glibc's loops use, takes its index and flags from the
+//! host instruction directly (its implicit lengths are the host's own rule, NUL-terminated).
 //!
 //! # Safety invariant
-//! The module's `unsafe` is one call of a `#[target_feature(enable = "sse4.2")]` function,
-//! made only after `is_x86_feature_detected!("sse4.2")` said the host has the feature. The
-//! function itself only computes on values (no memory, no pointers).
+//! The module's `unsafe` is two calls of `#[target_feature(enable = "sse4.2")]` functions,
+//! each made only after `is_x86_feature_detected!("sse4.2")` said the host has the feature.
+//! The functions only compute on values (no memory, no pointers).
 
 /// IntRes2 (one bit per element of `b`) for imm8 `imm` on `a` with `la` valid elements and
 /// `b` with `lb`, both lengths at most the element count; `None` when the host cannot run
