@@ -156,9 +156,19 @@ pub unsafe extern "C" fn string_compare_helper(
     _: u64,
 ) -> u64 {
     // SAFETY: as in `simd_helper`.
+    unsafe { in_helper(cpu, |cpu| string_compare(cpu, form)) }
+}
+
+/// Runs `f` on the `CpuState` generated code passed to one of the helpers below, in the
+/// vCPU's `Helper` phase.
+///
+/// # Safety
+/// `cpu` must point to the live CpuState of the calling generated code.
+unsafe fn in_helper(cpu: *mut CpuState, f: impl FnOnce(&mut CpuState) -> u64) -> u64 {
+    // SAFETY: generated code passes its own CpuState, valid and unaliased for the call.
     let cpu = unsafe { &mut *cpu };
     cpu.phase.set(Phase::Helper);
-    let r = string_compare(cpu, form);
+    let r = f(cpu);
     cpu.phase.set(Phase::Jit);
     r
 }
@@ -179,12 +189,8 @@ pub unsafe extern "C" fn simd_helper(
     _: u64,
     _: u64,
 ) -> u64 {
-    // SAFETY: generated code passes its own CpuState, valid and unaliased for the call.
-    let cpu = unsafe { &mut *cpu };
-    cpu.phase.set(Phase::Helper);
-    let r = simd(cpu, code, ops);
-    cpu.phase.set(Phase::Jit);
-    r
+    // SAFETY: the caller's contract.
+    unsafe { in_helper(cpu, |cpu| simd(cpu, code, ops)) }
 }
 
 /// Generated code's entry to [`x87`].
@@ -199,11 +205,7 @@ pub unsafe extern "C" fn x87_helper(
     ip: u64,
 ) -> u64 {
     // SAFETY: as in `simd_helper`.
-    let cpu = unsafe { &mut *cpu };
-    cpu.phase.set(Phase::Helper);
-    let r = x87(cpu, code, ops, data, ip);
-    cpu.phase.set(Phase::Jit);
-    r
+    unsafe { in_helper(cpu, |cpu| x87(cpu, code, ops, data, ip)) }
 }
 
 /// Generated code's entry to [`x87_commit`].

@@ -105,12 +105,7 @@ impl JitEmitter<'_, '_> {
         let want_page = self.iconst(page.linear & !0xfff);
         let want_addend = self.iconst(page.addend);
         let differs = self.differs(&[(exec, want_page), (addend, want_addend)]);
-        let ok = self.b.create_block();
-        let fail = self.b.create_block();
-        self.b.set_cold_block(fail);
-        self.b.ins().brif(differs, fail, &[], ok, &[]);
-        self.b.seal_block(ok);
-        self.b.seal_block(fail);
+        let (fail, ok) = self.split(differs);
         self.b.switch_to_block(fail);
         let rip = self.iconst(ip);
         self.store_state(rip, off::RIP);
