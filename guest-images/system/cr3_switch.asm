@@ -85,15 +85,9 @@ main:
         xor     esi, esi
         xor     edi, edi
         mov     ecx, CALLS
+        mov     ebx, call_private
 .switching:
-        mov     eax, PD_A
-        mov     cr3, eax
-        call    call_private
-        add     esi, eax
-        mov     eax, PD_B
-        mov     cr3, eax
-        call    call_private
-        add     edi, eax
+        call    in_both_spaces
         dec     ecx
         jnz     .switching
         CHECK   "code on a private page, space a", esi, CALLS * 0xa
@@ -206,15 +200,9 @@ main:
         xor     esi, esi
         xor     edi, edi
         mov     ecx, CALLS
+        mov     ebx, call_crossing
 .crossing:
-        mov     eax, PD_A
-        mov     cr3, eax
-        call    call_crossing
-        add     esi, eax
-        mov     eax, PD_B
-        mov     cr3, eax
-        call    call_crossing
-        add     edi, eax
+        call    in_both_spaces
         dec     ecx
         jnz     .crossing
         CHECK   "a block crossing into a private page, space a", esi, CALLS * 0xa00
@@ -226,6 +214,19 @@ main:
         CHECK   "frames: a", dword [FRAME_A], 0xaaaa0001
         CHECK   "frames: b", dword [FRAME_B], 0xbbbb0002
         CHECK   "frames: shared", dword [FRAME_SHARED], 0x55550002
+        ret
+
+; Calls the routine at ebx in space a, adding its eax to esi, then in space b, adding its
+; eax to edi.
+in_both_spaces:
+        mov     eax, PD_A
+        mov     cr3, eax
+        call    ebx
+        add     esi, eax
+        mov     eax, PD_B
+        mov     cr3, eax
+        call    ebx
+        add     edi, eax
         ret
 
 ; One call site for the private page's code in every space and mapping, with the page

@@ -8,8 +8,8 @@
 use crane86_runtime::{CpuMode, CpuState, PhysMem};
 use iced_x86::code_asm::*;
 
-use super::jump_cache_tests::{remappable_tables, F1, F2, TABLES_B};
-use super::ret_tests::{assemble, run_counted, run_tiers_prepared};
+use super::jump_cache_tests::{calls_to, remappable_tables, F1, F2, TABLES_B};
+use super::ret_tests::{run_counted, run_tiers_prepared};
 use super::Tier;
 
 /// The function: `add ebx, imm32; ret`, starting 2 bytes before [`F1`]'s page so that its
@@ -24,34 +24,11 @@ fn straddling(mem: &mut PhysMem, cpu: &mut CpuState) {
     remappable_tables(mem, cpu);
 }
 
-/// 64-bit code: `n` calls of [`FUNC`] (through RAX, or direct), each followed by `body`.
-fn call_loop(
-    n: u32,
-    indirect: bool,
-    body: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>,
-) -> Vec<u8> {
-    assemble(64, |a| {
-        let mut top = a.create_label();
-        a.mov(ecx, n)?;
-        a.xor(ebx, ebx)?;
-        a.mov(eax, FUNC as u32)?;
-        a.set_label(&mut top)?;
-        if indirect {
-            a.call(rax)?;
-        } else {
-            a.call(FUNC)?;
-        }
-        body(a)?;
-        a.dec(ecx)?;
-        a.jnz(top)
-    })
-}
-
 #[test]
 fn a_page_crossing_block_is_entered_from_generated_code() {
     const N: u32 = 1000;
     for indirect in [false, true] {
-        let code = call_loop(N, indirect, |a| a.nop());
+        let code = calls_to(64, N, FUNC, indirect, |a| a.nop());
         let cpu = run_tiers_prepared(CpuMode::Long64, &code, 1 << 22, &straddling);
         assert_eq!(cpu.gpr[3], u64::from(N), "indirect: {indirect}");
         // Each call went through the run loop when such blocks were not chain targets.
@@ -68,7 +45,7 @@ fn a_page_crossing_block_whose_second_page_is_remapped_runs_the_new_bytes() {
     const N: u32 = 400;
     for indirect in [false, true] {
         for refill in [false, true] {
-            let code = call_loop(N, indirect, |a| {
+            let code = calls_to(64, N, FUNC, indirect, |a| {
                 let mut skip = a.create_label();
                 a.cmp(ecx, N / 2)?;
                 a.jne(skip)?;

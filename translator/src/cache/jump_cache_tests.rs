@@ -41,16 +41,28 @@ fn call_loop(
     n: u32,
     body: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>,
 ) -> Vec<u8> {
+    calls_to(bits, n, F1, true, body)
+}
+
+/// `bits`-bit code: ECX = `n`, EBX = 0, EAX = `target`, then `n` times a call of `target`
+/// (through (R/E)AX when `indirect`, else direct) followed by `body`.
+pub(super) fn calls_to(
+    bits: u32,
+    n: u32,
+    target: u64,
+    indirect: bool,
+    body: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>,
+) -> Vec<u8> {
     assemble(bits, |a| {
         let mut top = a.create_label();
         a.mov(ecx, n)?;
         a.xor(ebx, ebx)?;
-        a.mov(eax, F1 as u32)?;
+        a.mov(eax, target as u32)?;
         a.set_label(&mut top)?;
-        if bits == 64 {
-            a.call(rax)?;
-        } else {
-            a.call(eax)?;
+        match (indirect, bits) {
+            (false, _) => a.call(target)?,
+            (true, 64) => a.call(rax)?,
+            (true, _) => a.call(eax)?,
         }
         body(a)?;
         a.dec(ecx)?;
