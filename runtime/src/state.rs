@@ -365,6 +365,9 @@ pub struct CpuState {
     /// Of those, the loads a loop's memo served without reading the TLB (the translator's
     /// `jit::emitter::memo`; a statistic, counted like `jit_tlb_hits`).
     pub jit_memo_hits: u64,
+    /// Of those, the accesses a group check served without reading the TLB (the translator's
+    /// `jit::emitter::group`; a statistic, counted like `jit_tlb_hits`).
+    pub jit_grouped_hits: u64,
     /// Guest instructions retired so far (the TSC and, later, the deterministic clock).
     pub retired: u64,
     /// While generated code runs: the TSC value it would read if `budget` were 0, that is
@@ -546,6 +549,7 @@ impl CpuState {
             mem_slow: 0,
             jit_tlb_hits: 0,
             jit_memo_hits: 0,
+            jit_grouped_hits: 0,
             retired: 0,
             tsc_base: 0,
             paging: PagingStats::default(),
@@ -743,6 +747,7 @@ impl Clone for CpuState {
             mem_slow: self.mem_slow,
             jit_tlb_hits: self.jit_tlb_hits,
             jit_memo_hits: self.jit_memo_hits,
+            jit_grouped_hits: self.jit_grouped_hits,
             retired: self.retired,
             tsc_base: self.tsc_base,
             paging: self.paging,

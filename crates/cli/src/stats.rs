@@ -26,6 +26,9 @@ pub struct Report {
     pub jit_tlb_hits: u64,
     /// Of those, loads served by a loop's remembered translation.
     pub jit_memo_hits: u64,
+    /// Of those, accesses served by their block's group check (same base register, one
+    /// page).
+    pub jit_grouped_hits: u64,
     /// Address-translation counters.
     pub paging: PagingStats,
     /// The shadow page tables' counters.
@@ -53,6 +56,7 @@ impl Report {
             mem_slow: m.cpu.mem_slow,
             jit_tlb_hits: m.cpu.jit_tlb_hits,
             jit_memo_hits: m.cpu.jit_memo_hits,
+            jit_grouped_hits: m.cpu.jit_grouped_hits,
             paging: m.cpu.paging,
             shadow: m.cpu.shadow.stats,
             shadow_held: (m.cpu.shadow.spaces(), m.cpu.shadow.len()),
@@ -209,10 +213,11 @@ impl Report {
                 "data TLB",
                 format!(
                     "{:.2}% hits ({} inline in compiled code, {} of them remembered by \
-                     loops, {} in the runtime, {} misses)",
+                     loops and {} grouped by base register, {} in the runtime, {} misses)",
                     pct(data_hits, data_hits + p.data_misses),
                     self.jit_tlb_hits,
                     self.jit_memo_hits,
+                    self.jit_grouped_hits,
                     p.data_hits,
                     p.data_misses
                 ),
@@ -306,6 +311,7 @@ impl Report {
                 "fetch_misses": self.paging.fetch_misses,
                 "data_hits_jit": self.jit_tlb_hits,
                 "data_hits_jit_memo": self.jit_memo_hits,
+                "data_hits_jit_grouped": self.jit_grouped_hits,
                 "data_hits_runtime": self.paging.data_hits,
                 "data_misses": self.paging.data_misses,
             },

@@ -20,6 +20,7 @@ mod access;
 mod arith;
 mod deferred;
 mod exits;
+mod group;
 mod jump_cache;
 mod memo;
 mod region;
@@ -119,6 +120,12 @@ pub struct JitEmitter<'a, 'f> {
     gpr_pending: u16,
     /// The function's fault exits, one per kind of write-back ([`Self::exit_fault`]).
     fault_exits: Vec<(exits::WriteBack, Block)>,
+    /// The variables of the member's access groups ([`group`]), declared at the entry.
+    group_vars: Vec<Variable>,
+    /// The member's groups started so far, the `n`th with the `n`th variable.
+    groups: Vec<group::Started>,
+    /// The member's planned groups not started yet.
+    group_plan: Vec<group::Planned>,
 }
 
 /// The general registers (a bit per register, RAX = bit 0) that the instructions of `block`
@@ -168,7 +175,7 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
             helper: [None; Helper::ALL.len()],
             direct: [None; super::direct::DIRECT_SLOTS],
         };
-        JitEmitter {
+        let mut e = JitEmitter {
             budget: budget_var,
             host_cc,
             b,
@@ -206,7 +213,12 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
             defer_gprs: false,
             gpr_pending: 0,
             fault_exits: Vec::new(),
-        }
+            group_vars: Vec::new(),
+            groups: Vec::new(),
+            group_plan: Vec::new(),
+        };
+        e.declare_group_vars();
+        e
     }
 
     fn iconst(&mut self, v: u64) -> Value {
@@ -322,6 +334,10 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
         ) {
             // See `memo`: only the memory slow paths are known to leave read rights alone.
             self.forget_memos();
+        }
+        if !matches!(h, Helper::Eflags | Helper::DivWide) {
+            // See `group`: the slow paths may also take write rights away.
+            self.forget_groups();
         }
         match self.chain.shims.of(h).filter(|_| h != Helper::RunRuntime) {
             Some(addr) => {

@@ -314,6 +314,7 @@ cpu_offsets! {
         CHAINED = offset_of!(CpuState, chained) as i32;
         JIT_TLB_HITS = offset_of!(CpuState, jit_tlb_hits) as i32;
         JIT_MEMO_HITS = offset_of!(CpuState, jit_memo_hits) as i32;
+        JIT_GROUPED_HITS = offset_of!(CpuState, jit_grouped_hits) as i32;
         RAM_HOST = offset_of!(CpuState, ram_host) as i32;
         SCRATCH = offset_of!(CpuState, scratch) as i32;
         TIER_UP_IDS = offset_of!(CpuState, tier_up_ids) as i32;

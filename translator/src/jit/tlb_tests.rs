@@ -342,3 +342,96 @@ fn narrow_loads_from_a_device_are_zero_extended() {
     assert_eq!(o.r(1), 0x0020_1234);
     assert_eq!(o.r(2), 0xdead_beef_0020_1234);
 }
+
+/// Where the group tests put the stack: a linear page in the second gigabyte.
+const STACK: u64 = 0x4000_2000;
+
+/// Pushes three registers, stores and loads through `[rsp + n]`, and pops them back into
+/// other registers: one group of RSP-based accesses in one block.
+fn frame_block(a: &mut CodeAssembler) {
+    a.push(rbx).unwrap();
+    a.push(rcx).unwrap();
+    a.push(rdx).unwrap();
+    a.mov(qword_ptr(rsp + 8), rax).unwrap();
+    a.add(qword_ptr(rsp + 16), 5).unwrap();
+    a.mov(rsi, qword_ptr(rsp)).unwrap();
+    a.pop(r8).unwrap();
+    a.pop(r9).unwrap();
+    a.pop(r10).unwrap();
+}
+
+fn frame_regs(cpu: &mut CpuState, stack_pointer: u64) {
+    cpu.gpr[0] = 0xaaaa;
+    cpu.gpr[3] = 0x3333;
+    cpu.gpr[1] = 0x1111;
+    cpu.gpr[2] = 0x2222;
+    cpu.gpr[4] = stack_pointer;
+}
+
+#[test]
+fn the_accesses_of_a_stack_frame_share_one_check() {
+    const TURNS: u64 = 200;
+    let code = asm(64, |a| {
+        let mut top = a.create_label();
+        a.set_label(&mut top).unwrap();
+        frame_block(a);
+        a.dec(edi).unwrap();
+        a.jnz(top).unwrap();
+    });
+    let setup = |cpu: &mut CpuState, mem: &mut PhysMem| {
+        map_4k(mem, STACK, Some(0x50000));
+        frame_regs(cpu, STACK + 0x800);
+        cpu.gpr[7] = TURNS;
+    };
+    let o = run_both(CpuMode::Long64, &code, setup);
+    // RDX, then RAX over RCX, then RBX + 5.
+    assert_eq!(
+        (o.r(8), o.r(9), o.r(10), o.r(6)),
+        (0x2222, 0xaaaa, 0x3338, 0x2222)
+    );
+    assert_eq!(o.m(0x507f8, 8), 0x3338);
+    assert_eq!(o.r(4), STACK + 0x800);
+    // Ten accesses a turn (the ADD reads and writes). A turn's group is invalid while the
+    // TLB misses the page, and after a slow path: the first turns only.
+    let jit = run_tier(Tier::Jit, CpuMode::Long64, &code, &setup);
+    assert!(
+        jit.cpu.jit_grouped_hits >= 10 * (TURNS - 5),
+        "{} grouped accesses",
+        jit.cpu.jit_grouped_hits
+    );
+}
+
+#[test]
+fn a_stack_frame_across_two_pages_reads_and_writes_both_frames() {
+    // The frame straddles linear pages STACK and STACK + 0x1000, in frames far apart: the
+    // group's check fails and each access checks the TLB itself.
+    let code = asm(64, frame_block);
+    let setup = |cpu: &mut CpuState, mem: &mut PhysMem| {
+        map_4k(mem, STACK, Some(0x50000));
+        map_4k(mem, STACK + 0x1000, Some(0x70000));
+        frame_regs(cpu, STACK + 0x1010);
+    };
+    let o = run_both(CpuMode::Long64, &code, setup);
+    assert_eq!(
+        (o.r(8), o.r(9), o.r(10), o.r(6)),
+        (0x2222, 0xaaaa, 0x3338, 0x2222)
+    );
+    // RBX's and RCX's slots are the second page's first words, RDX's the first page's last.
+    assert_eq!(o.m(0x70008, 8), 0x3338);
+    assert_eq!(o.m(0x70000, 8), 0xaaaa);
+    assert_eq!(o.m(0x50ff8, 8), 0x2222);
+}
+
+#[test]
+fn a_fault_in_the_middle_of_a_stack_frame_is_precise() {
+    // The second push crosses into an unmapped page: #PF there, with RSP after the first.
+    let code = asm(64, frame_block);
+    let o = run_both(CpuMode::Long64, &code, |cpu, mem| {
+        map_4k(mem, STACK + 0x1000, Some(0x70000));
+        map_4k(mem, STACK, None);
+        frame_regs(cpu, STACK + 0x1008);
+    });
+    assert_eq!(o.fault.map(|f| f.exception), Some(Exception::PageFault));
+    assert_eq!(o.r(4), STACK + 0x1000);
+    assert_eq!(o.m(0x70000, 8), 0x3333);
+}

@@ -101,6 +101,18 @@ impl JitEmitter<'_, '_> {
             // Every path zero-extends: the slow path returns the `size` bytes it read.
             self.narrow_params.insert(result, (8 * size) as u8);
         }
+        let group = match memo {
+            Some(_) => None,
+            None => self.group_of(linear, size, false),
+        };
+        if let Some(var) = group {
+            let (fast, cold, addend) = self.group_branch(var);
+            self.b.switch_to_block(fast);
+            let host = self.host_address(linear, addend);
+            let v = self.load_host(host, size);
+            self.b.ins().jump(merge, &[BlockArg::Value(v)]);
+            self.b.switch_to_block(cold);
+        }
         let (fast, slow, addend) = match memo {
             Some(m) => self.memo_check(m, linear, size, merge),
             None => self.tlb_check(linear, size, 0),
@@ -131,6 +143,18 @@ impl JitEmitter<'_, '_> {
         }
     }
 
+    /// Stores the low `size` bytes of `v` at guest address `linear` after a TLB hit that
+    /// returned `addend`.
+    fn store_host(&mut self, linear: Value, addend: Value, size: u32, v: Value) {
+        let host = self.host_address(linear, addend);
+        match size {
+            1 => self.b.ins().istore8(guest_flags(), v, host, 0),
+            2 => self.b.ins().istore16(guest_flags(), v, host, 0),
+            4 => self.b.ins().istore32(guest_flags(), v, host, 0),
+            _ => self.b.ins().store(guest_flags(), v, host, 0),
+        };
+    }
+
     /// [`Emit::store`], with `slow_flags` as for [`JitEmitter::load_access`].
     pub(super) fn store_access(
         &mut self,
@@ -139,16 +163,17 @@ impl JitEmitter<'_, '_> {
         v: Value,
         slow_flags: u64,
     ) -> R<()> {
-        let (fast, slow, addend) = self.tlb_check(linear, size, 8);
         let merge = self.b.create_block();
+        if let Some(var) = self.group_of(linear, size, true) {
+            let (fast, cold, addend) = self.group_branch(var);
+            self.b.switch_to_block(fast);
+            self.store_host(linear, addend, size, v);
+            self.b.ins().jump(merge, &[]);
+            self.b.switch_to_block(cold);
+        }
+        let (fast, slow, addend) = self.tlb_check(linear, size, 8);
         self.b.switch_to_block(fast);
-        let host = self.host_address(linear, addend);
-        match size {
-            1 => self.b.ins().istore8(guest_flags(), v, host, 0),
-            2 => self.b.ins().istore16(guest_flags(), v, host, 0),
-            4 => self.b.ins().istore32(guest_flags(), v, host, 0),
-            _ => self.b.ins().store(guest_flags(), v, host, 0),
-        };
+        self.store_host(linear, addend, size, v);
         self.b.ins().jump(merge, &[]);
         self.b.switch_to_block(slow);
         // A store into translated code is not made: the instruction leaves through the

@@ -91,6 +91,7 @@ impl JitEmitter<'_, '_> {
         self.mxcsr = None;
         self.osfxsr_checked = false;
         self.ended = false;
+        self.begin_groups(block);
         self.cc_hint = block
             .cc_hint
             .map(CcOp::decode)

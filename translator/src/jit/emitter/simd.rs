@@ -55,6 +55,7 @@ impl JitEmitter<'_, '_> {
         self.xmm_loaded = [[false; 2]; 16];
         self.mxcsr = None;
         self.forget_memos();
+        self.forget_groups();
         let faulted = self
             .b
             .ins()
