@@ -435,3 +435,36 @@ fn a_fault_in_the_middle_of_a_stack_frame_is_precise() {
     assert_eq!(o.r(4), STACK + 0x1000);
     assert_eq!(o.m(0x70000, 8), 0x3333);
 }
+
+#[test]
+fn rip_relative_loads_in_one_page_share_one_check() {
+    const TURNS: u64 = 200;
+    let code = asm(64, |a| {
+        let mut top = a.create_label();
+        let mut t = [a.create_label(), a.create_label(), a.create_label()];
+        let mut end = a.create_label();
+        a.xor(eax, eax).unwrap();
+        a.set_label(&mut top).unwrap();
+        a.add(rax, qword_ptr(t[0])).unwrap();
+        a.add(rax, qword_ptr(t[1])).unwrap();
+        a.mov(rbx, qword_ptr(t[2])).unwrap();
+        a.dec(ecx).unwrap();
+        a.jnz(top).unwrap();
+        a.jmp(end).unwrap();
+        for (label, v) in t.iter_mut().zip([3u64, 4, 0x77]) {
+            a.set_label(label).unwrap();
+            a.dq(&[v]).unwrap();
+        }
+        a.set_label(&mut end).unwrap();
+        a.nop().unwrap();
+    });
+    let setup = |cpu: &mut CpuState, _: &mut PhysMem| cpu.gpr[1] = TURNS;
+    let o = run_both(CpuMode::Long64, &code, setup);
+    assert_eq!((o.r(0), o.r(3)), (7 * TURNS, 0x77));
+    let jit = run_tier(Tier::Jit, CpuMode::Long64, &code, &setup);
+    assert!(
+        jit.cpu.jit_grouped_hits >= 3 * (TURNS - 5),
+        "{} grouped accesses",
+        jit.cpu.jit_grouped_hits
+    );
+}

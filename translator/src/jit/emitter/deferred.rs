@@ -1,35 +1,43 @@
-//! Register writes held back across runs of instructions that cannot leave the block.
+//! Register writes held back across runs of instructions that call nothing that reads them.
 //!
 //! General registers are written through to `CpuState` (see [`crate::emit::Emit::set_gpr`]),
-//! so that no exit has registers to store. Within a run of instructions that can neither
-//! fault nor leave the block nor call out (register and immediate ALU operations, moves,
-//! LEA, SETcc, CMOVcc, ...: [`defers_gprs`]), a register written twice only needs its last
-//! value stored: the CRC-32 byte loop writes ECX three times between memory accesses. Such
-//! instructions leave their writes pending; the first instruction that is not one of them
-//! stores the pending registers before it starts, as does the end of the block's body. Exits
-//! (`write_back`) store them too, without forgetting them, in case one is ever emitted in
-//! the middle of such a run.
+//! so that helpers and exits find them there. Within a run of instructions whose only ways
+//! out are faults and whose only calls are the memory slow paths (register, immediate and
+//! memory ALU operations, moves, PUSH and POP of registers, LEA, SETcc, CMOVcc, ...:
+//! [`defers_gprs`]), a register written several times only needs its last value stored:
+//! the CRC-32 byte loop writes ECX three times between memory accesses, and a function's
+//! prologue moves RSP once per PUSH. Such instructions leave their writes pending; the first
+//! instruction that is not one of them stores the pending registers before it starts, as
+//! does the end of the block's body. Exits (`write_back`), the fault exits among them, store
+//! them too, without forgetting them, since the code after an exit's branch still has them
+//! pending. A fault inside such an instruction therefore leaves the registers of the
+//! instructions before it, as write-through did: semantics write registers after the
+//! instruction's memory accesses. The memory slow paths (`load_slow`, `store_slow`) read no
+//! general register.
 
 use iced_x86::{Instruction, Mnemonic, OpKind};
 
 use super::super::off;
 use super::JitEmitter;
 
-/// Whether `insn` only reads and writes general registers and immediates and cannot fault,
-/// exit or call a helper that reads `CpuState`'s registers: its register writes may wait.
+/// Whether `insn` reads and writes only general registers, immediates and memory, and can
+/// only fault or call the memory slow paths, never exit otherwise or call a helper that reads
+/// `CpuState`'s registers: its register writes may wait.
 pub(super) fn defers_gprs(insn: &Instruction) -> bool {
     use Mnemonic::*;
     let operands_ok = (0..insn.op_count()).all(|i| match insn.op_kind(i) {
         OpKind::Register => insn.op_register(i).is_gpr(),
-        // LEA computes an address without accessing memory.
-        OpKind::Memory => insn.mnemonic() == Lea,
+        // Not POP to memory, whose address is formed with RSP already moved.
+        OpKind::Memory => insn.mnemonic() != Pop,
         k => crate::semantics::operands::is_immediate(k),
     });
     operands_ok
         && !insn.has_lock_prefix()
         && matches!(
             insn.mnemonic(),
-            Mov | Movzx
+            Mov | Push
+                | Pop
+                | Movzx
                 | Movsx
                 | Movsxd
                 | Add
@@ -152,6 +160,37 @@ mod tests {
             Some(Exception::GeneralProtection)
         );
         assert_eq!((o.r(1), o.r(2)), (7, 42));
+    }
+
+    /// Memory instructions defer too: a page fault in the middle of a run of loads, stores,
+    /// pushes and pops sees every register as the instructions before it left it, RSP among
+    /// them, and the stores before it made.
+    #[test]
+    fn a_fault_after_deferred_memory_instructions_sees_their_registers() {
+        let code = asm(64, |a| {
+            a.mov(ecx, 1u32).unwrap();
+            a.add(ecx, dword_ptr(rsi)).unwrap();
+            a.push(rcx).unwrap();
+            a.pop(rdx).unwrap();
+            a.add(rdx, 5).unwrap();
+            a.push(rdx).unwrap();
+            a.mov(qword_ptr(rsi + 8), rdx).unwrap();
+            a.push(rcx).unwrap();
+            a.mov(rbx, qword_ptr(rdi)).unwrap();
+            a.pop(rax).unwrap();
+        });
+        let o = run64(
+            &code,
+            &[(6, crate::testutil::DATA), (7, 0x8000_0000_0000_0000)],
+        );
+        assert_eq!(
+            o.fault.map(|f| f.exception),
+            Some(Exception::GeneralProtection)
+        );
+        assert_eq!((o.r(1), o.r(2), o.r(0)), (1, 6, 0));
+        assert_eq!(o.r(4), 0xf000 - 16);
+        assert_eq!(o.m(crate::testutil::DATA + 8, 8), 6);
+        assert_eq!((o.m(0xf000 - 8, 8), o.m(0xf000 - 16, 8)), (6, 1));
     }
 
     /// Helpers that read registers from `CpuState` (the SSE conversions, the x87 integer

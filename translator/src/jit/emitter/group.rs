@@ -18,15 +18,17 @@
 //! move RSP by theirs, `add`/`sub` of an immediate, INC, DEC and `lea r, [r + n]` move
 //! their register, and any other write starts a new value. Operands with a base register
 //! of that kind, no index, 64-bit addressing and no FS or GS base belong to the group of
-//! that register value; a group has at least [`MIN_SITES`] accesses and spans at most [`MAX_SPAN`]
-//! bytes (one page crossing in `4096 / MAX_SPAN` placements at worst, where the group's
-//! accesses check the TLB one by one).
+//! that register value; RIP-relative operands (constant addresses, a static's fields) form
+//! one more group, of the accesses in one page. A group has at least [`MIN_SITES`]
+//! accesses and spans at most [`MAX_SPAN`] bytes (one page crossing in `4096 / MAX_SPAN`
+//! placements at worst, where the group's accesses check the TLB one by one).
 //!
 //! # Why the check covers the accesses it serves
 //! The plan only says where a group is expected. Whether an access belongs to a started
 //! group is decided from the IR: the access's address must be the group's root value plus
 //! a constant ([`JitEmitter::root_offset`] follows `iadd` and `isub` of
-//! constants), and its bytes must lie in the range the leader checked. The leader proves,
+//! constants), or a constant for the RIP-relative group, and its bytes must lie in the
+//! range the leader checked. The leader proves,
 //! for that range, that its first and last bytes are in one linear page, and that the TLB
 //! entry of that page (at the block's privilege) holds the page as its read tag, and as its
 //! write tag when the group has stores: exactly what each access's own check would prove,
@@ -55,6 +57,9 @@ use crate::decode::DecodedBlock;
 
 /// Groups per function with a variable of their own; later ones are not started.
 pub(super) const GROUP_VARS: usize = 6;
+
+/// The plan's register number for RIP-relative operands (constant addresses).
+const ABSOLUTE: usize = 16;
 
 /// The fewest accesses that make a group: the leader's check costs about as much as one
 /// access's own check, and each access of the group still tests the variable.
@@ -91,8 +96,9 @@ pub(super) struct Planned {
 /// A group started in the current block.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Started {
-    /// The IR value the group's addresses are constant offsets from.
-    root: Value,
+    /// The IR value the group's addresses are constant offsets from; `None` for constant
+    /// addresses (their offsets from 0).
+    root: Option<Value>,
     /// Checked bytes `[lo, end)` relative to `root`.
     lo: i64,
     end: i64,
@@ -106,8 +112,8 @@ pub(super) fn plan(block: &DecodedBlock) -> Vec<Planned> {
     let mut factory = InstructionInfoFactory::new();
     // Per general register: which value it holds (a new one after each unknown write),
     // and its offset from that value.
-    let mut value = [0u32; 16];
-    let mut delta = [0i64; 16];
+    let mut value = [0u32; 17];
+    let mut delta = [0i64; 17];
     let mut next_value = 1u32;
     let mut groups: Vec<((usize, u32), Planned)> = Vec::new();
     for (i, d) in block.insns.iter().enumerate() {
@@ -117,7 +123,17 @@ pub(super) fn plan(block: &DecodedBlock) -> Vec<Planned> {
         let insn = &d.insn;
         let info = factory.info(insn);
         for m in info.used_memory() {
-            let Some(r) = gpr64(m.base()) else { continue };
+            // RIP-relative operands have constant addresses: one group for them all, with
+            // the address as the offset.
+            let r = match m.base() {
+                // (iced reports a RIP-relative operand with its target as displacement,
+                // with or without RIP as base.)
+                Register::RIP | Register::None => ABSOLUTE,
+                base => match gpr64(base) {
+                    Some(r) => r,
+                    None => continue,
+                },
+            };
             let (reads, write) = match m.access() {
                 OpAccess::Read | OpAccess::CondRead => (true, false),
                 OpAccess::Write | OpAccess::CondWrite => (false, true),
@@ -133,7 +149,10 @@ pub(super) fn plan(block: &DecodedBlock) -> Vec<Planned> {
             {
                 continue;
             }
-            let offset = delta[r].wrapping_add(m.displacement() as i64);
+            let offset = match r {
+                ABSOLUTE => m.displacement() as i64,
+                r => delta[r].wrapping_add(m.displacement() as i64),
+            };
             let key = (r, value[r]);
             let at = match groups.iter().position(|g| g.0 == key) {
                 Some(at) => at,
@@ -149,7 +168,9 @@ pub(super) fn plan(block: &DecodedBlock) -> Vec<Planned> {
             } else {
                 (g.min.min(offset), g.end.max(end))
             };
-            if max - min > MAX_SPAN {
+            // Constant addresses in another page than the group's never share its check.
+            let apart = r == ABSOLUTE && min >> 12 != (max - 1) >> 12;
+            if max - min > MAX_SPAN || apart {
                 continue;
             }
             g.min = min;
@@ -310,7 +331,13 @@ impl JitEmitter<'_, '_> {
         if self.group_vars.is_empty() {
             return None;
         }
-        let (root, c) = self.root_offset(linear);
+        let (root, c) = match self.const_of(linear) {
+            Some(a) => (None, a as i64),
+            None => {
+                let (root, c) = self.root_offset(linear);
+                (Some(root), c)
+            }
+        };
         let end = c.checked_add(i64::from(size))?;
         if let Some(g) = self.groups.iter().find(|g| g.root == root) {
             return (c >= g.lo && end <= g.end && (g.writes || !write)).then_some(g.var);
