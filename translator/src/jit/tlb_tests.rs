@@ -402,6 +402,20 @@ fn the_accesses_of_a_stack_frame_share_one_check() {
 }
 
 #[test]
+fn a_group_whose_page_missed_the_tlb_is_checked_again_after_the_fill() {
+    // One run of the frame: the first push misses the TLB, its slow path fills the entry,
+    // and the group's check after it lets the nine accesses after it through.
+    let code = asm(64, frame_block);
+    let setup = |cpu: &mut CpuState, mem: &mut PhysMem| {
+        map_4k(mem, STACK, Some(0x50000));
+        frame_regs(cpu, STACK + 0x800);
+    };
+    let jit = run_tier(Tier::Jit, CpuMode::Long64, &code, &setup);
+    assert_eq!(jit.r(10), 0x3338);
+    assert_eq!(jit.cpu.jit_grouped_hits, 9);
+}
+
+#[test]
 fn a_stack_frame_across_two_pages_reads_and_writes_both_frames() {
     // The frame straddles linear pages STACK and STACK + 0x1000, in frames far apart: the
     // group's check fails and each access checks the TLB itself.

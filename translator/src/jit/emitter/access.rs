@@ -105,8 +105,8 @@ impl JitEmitter<'_, '_> {
             Some(_) => None,
             None => self.group_of(linear, size, false),
         };
-        if let Some(var) = group {
-            let (fast, cold, addend) = self.group_branch(var);
+        if let Some(g) = group {
+            let (fast, cold, addend) = self.group_branch(g);
             self.b.switch_to_block(fast);
             let host = self.host_address(linear, addend);
             let v = self.load_host(host, size);
@@ -127,6 +127,9 @@ impl JitEmitter<'_, '_> {
             .call_helper(Helper::LoadSlow, &[linear, sz])
             .expect("load_slow returns the value");
         self.fault_check();
+        if let Some(g) = group {
+            self.recheck_group(linear, g);
+        }
         self.b.ins().jump(merge, &[BlockArg::Value(v)]);
         self.b.seal_block(merge);
         self.b.switch_to_block(merge);
@@ -164,8 +167,9 @@ impl JitEmitter<'_, '_> {
         slow_flags: u64,
     ) -> R<()> {
         let merge = self.b.create_block();
-        if let Some(var) = self.group_of(linear, size, true) {
-            let (fast, cold, addend) = self.group_branch(var);
+        let group = self.group_of(linear, size, true);
+        if let Some(g) = group {
+            let (fast, cold, addend) = self.group_branch(g);
             self.b.switch_to_block(fast);
             self.store_host(linear, addend, size, v);
             self.b.ins().jump(merge, &[]);
@@ -182,6 +186,9 @@ impl JitEmitter<'_, '_> {
         let sz = self.iconst(u64::from(size) | slow_flags | SLOW_CODE_RETRY);
         self.call_helper(Helper::StoreSlow, &[linear, sz, v]);
         self.fault_check();
+        if let Some(g) = group {
+            self.recheck_group(linear, g);
+        }
         self.b.ins().jump(merge, &[]);
         self.b.seal_block(merge);
         self.b.switch_to_block(merge);

@@ -93,6 +93,25 @@ pub(super) struct Planned {
     writes: bool,
 }
 
+/// The leader's check: bytes `[lo, end)` relative to the leader's address, read and
+/// written as the group does.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Check {
+    lo: i64,
+    end: i64,
+    reads: bool,
+    writes: bool,
+}
+
+/// An access that a group serves.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Grouped {
+    /// The group's variable (the addend, or [`INVALID`]).
+    var: Variable,
+    /// The group's check, if this access is its leader.
+    leader: Option<Check>,
+}
+
 /// A group started in the current block.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Started {
@@ -327,7 +346,7 @@ impl JitEmitter<'_, '_> {
     /// The variable holding the addend of the group that serves an access of `size` bytes
     /// at `linear` (a store if `write`), starting the group here if this access is the
     /// first of a planned one. `None`: the access checks the TLB itself.
-    pub(super) fn group_of(&mut self, linear: Value, size: u32, write: bool) -> Option<Variable> {
+    pub(super) fn group_of(&mut self, linear: Value, size: u32, write: bool) -> Option<Grouped> {
         if self.group_vars.is_empty() {
             return None;
         }
@@ -340,7 +359,10 @@ impl JitEmitter<'_, '_> {
         };
         let end = c.checked_add(i64::from(size))?;
         if let Some(g) = self.groups.iter().find(|g| g.root == root) {
-            return (c >= g.lo && end <= g.end && (g.writes || !write)).then_some(g.var);
+            return (c >= g.lo && end <= g.end && (g.writes || !write)).then_some(Grouped {
+                var: g.var,
+                leader: None,
+            });
         }
         if self.groups.len() >= self.group_vars.len() {
             return None;
@@ -369,24 +391,41 @@ impl JitEmitter<'_, '_> {
         if c < g.lo || end > g.end {
             return None;
         }
-        self.check_group(linear, g.lo - c, g.end - c, p.reads, p.writes, var);
+        let check = Check {
+            lo: g.lo - c,
+            end: g.end - c,
+            reads: p.reads,
+            writes: p.writes,
+        };
+        self.check_group(linear, check, var);
         self.groups.push(g);
-        Some(var)
+        Some(Grouped {
+            var,
+            leader: Some(check),
+        })
+    }
+
+    /// After the slow path of a group's leader (which failed its check, and then filled the
+    /// TLB entry of its own page): the group's check again, so that the group's other
+    /// accesses run fast from the first run of the block after a TLB flush, not from the
+    /// second.
+    pub(super) fn recheck_group(&mut self, linear: Value, g: Grouped) {
+        if let Some(check) = g.leader {
+            self.check_group(linear, check, g.var);
+        }
     }
 
     /// The leader's check: bytes `[linear + lo, linear + end)` lie in one page whose TLB
     /// entry has it as read tag (if `reads`) and write tag (if `writes`); sets `var` to the
     /// entry's addend if so, to [`INVALID`] otherwise. One compare of all the conditions
     /// combined, and a select: no branch.
-    fn check_group(
-        &mut self,
-        linear: Value,
-        lo: i64,
-        end: i64,
-        reads: bool,
-        writes: bool,
-        var: Variable,
-    ) {
+    fn check_group(&mut self, linear: Value, check: Check, var: Variable) {
+        let Check {
+            lo,
+            end,
+            reads,
+            writes,
+        } = check;
         let first = self.b.ins().iadd_imm_s(linear, lo);
         let last = self.b.ins().iadd_imm_s(linear, end - 1);
         let ent = self.tlb_entry(last);
@@ -412,13 +451,13 @@ impl JitEmitter<'_, '_> {
     /// the group's check holds, to the returned cold block otherwise.
     pub(super) fn group_branch(
         &mut self,
-        var: Variable,
+        g: Grouped,
     ) -> (
         cranelift_codegen::ir::Block,
         cranelift_codegen::ir::Block,
         Value,
     ) {
-        let addend = self.b.use_var(var);
+        let addend = self.b.use_var(g.var);
         // Bit 0 tells: an addend is a multiple of the page size, INVALID is odd. A byte test
         // (`test $1, %cl`) is 4 bytes shorter than one of the low 12 bits.
         let low = self
