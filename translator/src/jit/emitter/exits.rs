@@ -133,7 +133,10 @@ impl JitEmitter<'_, '_> {
     /// Subtracts `n` retired instructions from the budget.
     pub(super) fn retire(&mut self, n: u32) {
         let bud = self.b.use_var(self.budget);
-        let nb = self.b.ins().iadd_imm_s(bud, -i64::from(n));
+        // A subtraction: Cranelift encodes `iadd` of a negative constant with a 32-bit
+        // immediate (`add $-9, %rsi` in 7 bytes), `isub` of a small one with a byte (4).
+        let n = self.iconst(u64::from(n));
+        let nb = self.b.ins().isub(bud, n);
         self.b.def_var(self.budget, nb);
     }
 
