@@ -90,6 +90,10 @@ pub struct JitEmitter<'a, 'f> {
     /// flag without reading one and without a way out before it: a transfer there need not
     /// store the flags record ([`Self::loop_back`]).
     flags_dead_at: Vec<u64>,
+    /// The start addresses of the members that read a flag before they set one: transfers
+    /// there hand the flags record on in its variables rather than through `CpuState`
+    /// ([`Self::carry_flags`]).
+    flags_carried_to: Vec<u64>,
     /// The targets of the two chain slots, assigned as exits ask for them: each slot only
     /// ever serves one target, since the cache links a slot to one block.
     slot_target: [Option<u64>; 2],
@@ -199,6 +203,7 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
             chain,
             heads: Vec::new(),
             flags_dead_at: Vec::new(),
+            flags_carried_to: Vec::new(),
             slot_target: [None; 2],
             ret_slot_target: None,
             xmm,

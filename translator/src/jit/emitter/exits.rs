@@ -51,6 +51,28 @@ impl JitEmitter<'_, '_> {
         }
     }
 
+    /// Before a transfer to a member that has the flags record in its variables
+    /// (`flags_carried_to`): defines all four on this path, with what `CpuState` holds if
+    /// this member has not touched them and with the constant operation if it is known
+    /// here. Only variables are defined, not `cc_state` changed: the emitter is in one arm
+    /// of a branch, and the other arm still has the state from before it.
+    pub(super) fn carry_flags(&mut self) {
+        match self.cc_state {
+            Slot::Unloaded => {
+                for i in 0..4 {
+                    let v = self.load_state(off::CC + 8 * i as i32);
+                    self.b.def_var(self.cc[i], v);
+                }
+            }
+            Slot::Clean | Slot::Dirty => {
+                if let Some(op) = self.cc_static {
+                    let v = self.iconst(op.encode());
+                    self.b.def_var(self.cc[0], v);
+                }
+            }
+        }
+    }
+
     /// Retires `n` instructions and branches to a new cold block (returned, not sealed: the
     /// caller may add predecessors) when the vCPU must go back to the run loop: the budget ran
     /// out, or, when `request`, an exit was requested; otherwise execution goes on in a new
@@ -499,7 +521,11 @@ impl JitEmitter<'_, '_> {
     /// when the target's first instruction sets them all anyway (`flags_dead_at`), where an
     /// interrupt may still see them.
     pub(super) fn loop_back(&mut self, head: Block, target: u64, n: u32) {
-        let dead = self.flags_dead_at.contains(&target);
+        let carried = self.flags_carried_to.contains(&target);
+        if carried {
+            self.carry_flags();
+        }
+        let dead = carried || self.flags_dead_at.contains(&target);
         if !dead {
             self.write_back();
         }

@@ -57,6 +57,12 @@ impl JitEmitter<'_, '_> {
                 self.flags_dead_at.push(ip);
             }
         }
+        self.flags_carried_to = members_reading_flags_first(blocks);
+        if self.flags_carried_to.contains(&start) {
+            // The entry too, with what `CpuState` holds on the way in from outside: once
+            // per run of the function, where its transfers would store them each turn.
+            self.carry_flags();
+        }
         self.b.ins().jump(self.heads[0].1, &[]);
         for (i, b) in blocks.iter().enumerate() {
             self.b.switch_to_block(self.heads[i].1);
@@ -83,8 +89,15 @@ impl JitEmitter<'_, '_> {
         self.rflags_state = Slot::Unloaded;
         // Stored by every transfer from a member that changed it (`loop_back`), so that
         // its four values do not live around the region's loops for the exits' sake: most
-        // members set the flags before they read them, and the rest load them here.
-        self.cc_state = Slot::Unloaded;
+        // members set the flags before they read them, and the rest load them here. A
+        // member that reads them first has them in the variables instead
+        // (`carry_flags`), maybe newer than `CpuState`'s.
+        let start = block.insns.first().map_or(0, |d| d.insn.ip());
+        self.cc_state = if self.flags_carried_to.contains(&start) {
+            Slot::Dirty
+        } else {
+            Slot::Unloaded
+        };
         self.cc_static = None;
         self.seg_base = [None; 6];
         self.xmm_loaded = [[false; 2]; 16];
@@ -147,6 +160,37 @@ impl JitEmitter<'_, '_> {
     }
 }
 
+/// The members of a region whose first instruction that touches an arithmetic flag reads
+/// one (or keeps one, as INC and DEC keep CF): transfers to them hand the flags record on
+/// in its variables, where storing it and loading it back cost a store and a load each and
+/// put the store-to-load forwarding on the path to the flag's reader. Members that set the
+/// flags first are left out: the variables would only serve the exits before that (a
+/// memory access's fault exit), and would live across the transfer for them. Every
+/// transfer into such a member defines the variables ([`JitEmitter::carry_flags`]), and
+/// so does the way in from outside when the member is the entry ([`JitEmitter::translate`]).
+fn members_reading_flags_first(blocks: &[DecodedBlock]) -> Vec<u64> {
+    use iced_x86::RflagsBits;
+    const ARITH: u32 = RflagsBits::OF
+        | RflagsBits::SF
+        | RflagsBits::ZF
+        | RflagsBits::AF
+        | RflagsBits::CF
+        | RflagsBits::PF;
+    blocks
+        .iter()
+        .filter(|b| {
+            b.insns
+                .iter()
+                .map(|d| &d.insn)
+                .find(|i| (i.rflags_read() | i.rflags_modified()) & ARITH != 0)
+                .is_some_and(|i| {
+                    i.rflags_read() & ARITH != 0 || i.rflags_modified() & ARITH != ARITH
+                })
+        })
+        .filter_map(|b| b.insns.first().map(|d| d.insn.ip()))
+        .collect()
+}
+
 /// Whether `insn`, first in its member, makes the flags it finds dead: an ALU instruction
 /// that writes all six arithmetic flags whatever its operands and reads none (ADD, SUB, CMP,
 /// AND, OR, XOR, TEST, NEG; not shifts, which keep them for a count of 0), with no memory
@@ -161,7 +205,7 @@ fn sets_flags_first(insn: &iced_x86::Instruction) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use crate::testutil::{asm, run64, run_both_regions, Outcome, DATA};
+    use crate::testutil::{asm, run64, run_both_regions, Outcome, CODE, DATA};
     use crane86_runtime::CpuMode;
     use iced_x86::code_asm::*;
 
@@ -266,6 +310,131 @@ mod tests {
         let o = run_region(&code, &[]);
         // The odd counters, 9, 7, 5, 3 and 1.
         assert_eq!((o.r(3), o.r(6)), (1, 5));
+    }
+
+    /// The loop for [`members_that_read_the_flags_first_get_them_in_variables`]: the header
+    /// compares ECX with 5 and leaves two members to read its CF (ADC) and its SF and OF
+    /// (SETL) where they start; with `probe`, the
+    /// first of them loads `[r8 + rcx * 8]` before its ADC.
+    fn carried_flags_loop(probe: bool) -> Vec<u8> {
+        asm(64, |a| {
+            let mut top = a.create_label();
+            let mut mid = a.create_label();
+            let mut end = a.create_label();
+            a.mov(ecx, 10).unwrap();
+            a.xor(ebx, ebx).unwrap();
+            a.xor(esi, esi).unwrap();
+            a.set_label(&mut top).unwrap();
+            a.cmp(ecx, 5).unwrap();
+            a.jz(mid).unwrap();
+            if probe {
+                a.mov(rdx, qword_ptr(r8 + rcx * 8)).unwrap();
+            }
+            a.adc(ebx, 0).unwrap();
+            a.dec(ecx).unwrap();
+            a.jnz(top).unwrap();
+            a.jmp(end).unwrap();
+            a.set_label(&mut mid).unwrap();
+            a.setl(dl).unwrap();
+            a.movzx(edx, dl).unwrap();
+            a.add(esi, edx).unwrap();
+            a.dec(ecx).unwrap();
+            a.jnz(top).unwrap();
+            a.set_label(&mut end).unwrap();
+            a.nop().unwrap();
+        })
+    }
+
+    #[test]
+    fn members_that_read_the_flags_first_get_them_in_variables() {
+        // ECX from 10 down: the ADC member adds CF (ECX < 5) for 9, 8, 7, 6 (0) and 4, 3,
+        // 2, 1 (1 each); the SETL member runs once, for ECX = 5 (not less: 0).
+        let code = carried_flags_loop(false);
+        let o = run_region(&code, &[]);
+        assert_eq!((o.r(1), o.r(3), o.r(6)), (0, 4, 0));
+        // Both members after the header read the header's flags first (ADC, SETL); the
+        // header sets them first (CMP).
+        let insns: Vec<_> = iced_x86::Decoder::with_ip(64, &code, CODE, 0)
+            .into_iter()
+            .collect();
+        let jz = insns
+            .iter()
+            .find(|i| i.mnemonic() == iced_x86::Mnemonic::Je)
+            .unwrap();
+        let jnz = insns
+            .iter()
+            .find(|i| i.mnemonic() == iced_x86::Mnemonic::Jne)
+            .unwrap();
+        let (top, low, mid) = (
+            jnz.near_branch_target(),
+            jz.next_ip(),
+            jz.near_branch_target(),
+        );
+        let ctx = crate::emit::Ctx {
+            mode: CpuMode::Long64,
+            stack32: false,
+            user: false,
+            cpl: 0,
+            fpu: crate::emit::FPU_OS,
+            v86: false,
+            seg_checks: false,
+            zero_bases: false,
+            fs_flat: false,
+            gs_flat: false,
+        };
+        let blocks: Vec<_> = [top, low, mid]
+            .iter()
+            .map(|&at| {
+                let bytes = &code[(at - CODE) as usize..];
+                crate::decode::decode_block(bytes, at, 4096, ctx, false)
+            })
+            .collect();
+        assert_eq!(super::members_reading_flags_first(&blocks), vec![low, mid]);
+    }
+
+    #[test]
+    fn a_member_that_did_not_touch_the_flags_hands_on_those_in_cpu_state() {
+        // The header's CMP sets CF (ECX < 20); its JZ (never taken) and its fall-through
+        // both lead to a member that only moves a register and jumps, which does not read
+        // the flags first, so it starts with them in `CpuState`; its JMP into the ADC
+        // member defines the variables from there, and the ADC reads CF through them.
+        let code = asm(64, |a| {
+            let mut top = a.create_label();
+            let mut hop = a.create_label();
+            let mut next = a.create_label();
+            a.mov(ecx, 10).unwrap();
+            a.xor(ebx, ebx).unwrap();
+            a.set_label(&mut top).unwrap();
+            a.cmp(ecx, 20).unwrap();
+            a.jz(hop).unwrap();
+            a.nop().unwrap();
+            a.set_label(&mut hop).unwrap();
+            a.mov(edx, ecx).unwrap();
+            a.jmp(next).unwrap();
+            a.int3().unwrap();
+            a.set_label(&mut next).unwrap();
+            a.adc(ebx, edx).unwrap();
+            a.dec(ecx).unwrap();
+            a.jnz(top).unwrap();
+        });
+        let o = run_region(&code, &[]);
+        // 10 + 9 + ... + 1, plus one carry each time.
+        assert_eq!((o.r(1), o.r(3)), (0, 55 + 10));
+    }
+
+    #[test]
+    fn a_fault_in_a_member_with_carried_flags_sees_them() {
+        // The probe leaves the canonical half at ECX = 3, before the ADC: RFLAGS must be
+        // the header's CMP of 3 with 5 (CF and SF set), which only the variables held.
+        let o = run_region(
+            &carried_flags_loop(true),
+            &[(8, 0xffff_8000_0000_0000 - 32)],
+        );
+        assert!(o.fault.is_some(), "the probe faults");
+        assert_eq!(o.r(1), 3);
+        const CF: u64 = 1;
+        const SF: u64 = 1 << 7;
+        assert_eq!(o.flags() & (CF | SF), CF | SF);
     }
 
     #[test]
