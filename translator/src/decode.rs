@@ -148,18 +148,7 @@ mod tests {
     use super::*;
     use crane86_runtime::CpuMode;
 
-    const C64: Ctx = Ctx {
-        mode: CpuMode::Long64,
-        stack32: false,
-        user: false,
-        cpl: 0,
-        fpu: crate::emit::FPU_OS,
-        v86: false,
-        seg_checks: false,
-        zero_bases: false,
-        fs_flat: false,
-        gs_flat: false,
-    };
+    const C64: Ctx = crate::testutil::cpl0_ctx(CpuMode::Long64, false);
 
     #[test]
     fn block_ends_at_a_branch() {
@@ -194,18 +183,7 @@ mod tests {
     fn vex_instructions_are_invalid_in_real_mode() {
         // rorx eax, esi, 0x39 (VEX.LZ.F2.0F3A.W0 F0 /r ib), then nop.
         let code = [0xc4, 0xe3, 0x7b, 0xf0, 0xc6, 0x39, 0x90];
-        let real = Ctx {
-            mode: CpuMode::Real16,
-            stack32: false,
-            user: false,
-            cpl: 0,
-            fpu: crate::emit::FPU_OS,
-            v86: false,
-            seg_checks: false,
-            zero_bases: false,
-            fs_flat: false,
-            gs_flat: false,
-        };
+        let real = crate::testutil::cpl0_ctx(CpuMode::Real16, false);
         let b = decode_block(&code, 0x7000, 4096, real, false);
         assert_eq!(b.insns.len(), 1);
         assert!(b.insns[0].insn.is_invalid());
@@ -219,10 +197,6 @@ mod tests {
         assert!(!b.insns[0].insn.is_invalid());
         let v86 = Ctx {
             v86: true,
-            seg_checks: false,
-            zero_bases: false,
-            fs_flat: false,
-            gs_flat: false,
             ..prot16
         };
         let b = decode_block(&code, 0x7000, 4096, v86, false);

@@ -221,16 +221,9 @@ mod tests {
     fn pushf_runs_alone_only_where_virtual_8086_mode_may_run() {
         let pushf = decode(16, &[0x9c]);
         let ctx = |mode, user| Ctx {
-            mode,
-            stack32: false,
             user,
             cpl: if user { 3 } else { 0 },
-            fpu: crate::emit::FPU_OS,
-            v86: false,
-            seg_checks: false,
-            zero_bases: false,
-            fs_flat: false,
-            gs_flat: false,
+            ..crate::testutil::cpl0_ctx(mode, false)
         };
         assert_eq!(plan(&pushf, ctx(CpuMode::Prot16, true)), Plan::Runtime);
         for (mode, user) in [
@@ -253,18 +246,7 @@ mod tests {
 
     #[test]
     fn string_io_runs_alone() {
-        let ctx = Ctx {
-            mode: CpuMode::Prot32,
-            stack32: true,
-            user: false,
-            cpl: 0,
-            fpu: crate::emit::FPU_OS,
-            v86: false,
-            seg_checks: false,
-            zero_bases: false,
-            fs_flat: false,
-            gs_flat: false,
-        };
+        let ctx = crate::testutil::cpl0_ctx(CpuMode::Prot32, true);
         // rep insb, outsd
         assert_eq!(plan(&decode(32, &[0xf3, 0x6c]), ctx), Plan::Runtime);
         assert_eq!(plan(&decode(32, &[0x6f]), ctx), Plan::Runtime);

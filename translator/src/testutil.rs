@@ -52,6 +52,23 @@ impl Outcome {
     }
 }
 
+/// The translation context of flat CPL 0 code in `mode`, with a 32-bit stack if
+/// `stack32`, as tests that decode or plan blocks by hand need it.
+pub const fn cpl0_ctx(mode: CpuMode, stack32: bool) -> crate::emit::Ctx {
+    crate::emit::Ctx {
+        mode,
+        stack32,
+        user: false,
+        cpl: 0,
+        fpu: crate::emit::FPU_OS,
+        v86: false,
+        seg_checks: false,
+        zero_bases: false,
+        fs_flat: false,
+        gs_flat: false,
+    }
+}
+
 /// Assembles with iced's code assembler at [`CODE`].
 pub fn asm(bits: u32, f: impl FnOnce(&mut CodeAssembler)) -> Vec<u8> {
     let mut a = CodeAssembler::new(bits).unwrap();

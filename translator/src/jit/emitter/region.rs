@@ -370,18 +370,7 @@ mod tests {
             jz.next_ip(),
             jz.near_branch_target(),
         );
-        let ctx = crate::emit::Ctx {
-            mode: CpuMode::Long64,
-            stack32: false,
-            user: false,
-            cpl: 0,
-            fpu: crate::emit::FPU_OS,
-            v86: false,
-            seg_checks: false,
-            zero_bases: false,
-            fs_flat: false,
-            gs_flat: false,
-        };
+        let ctx = crate::testutil::cpl0_ctx(CpuMode::Long64, false);
         let blocks: Vec<_> = [top, low, mid]
             .iter()
             .map(|&at| {
