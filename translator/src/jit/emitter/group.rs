@@ -4,9 +4,8 @@
 //! between them, or changes by constants: a function's pushes and pops and its locals at
 //! `[rsp + n]`, a structure's fields at `[rbx + n]`. Each of them used to check the TLB on
 //! its own (index the TLB, load the tag, compare, load the addend: about ten host
-//! instructions and two loads), and those checks were the largest share of generated code's
-//! work: giving every access a second, equal check made the shell loop 1.46x and the
-//! in-guest gzip 1.36x slower. A *group* checks once, at its first access (its *leader*),
+//! instructions, 40 bytes and two loads; 15% of the shell loop's hot code). A *group*
+//! checks once, at its first access (its *leader*),
 //! that the bytes all its accesses can touch lie in one page whose TLB entry allows them,
 //! and keeps the entry's addend in a variable; each access of the group then tests that
 //! variable (one fused test-and-branch) and accesses `address + addend`.
@@ -42,8 +41,8 @@
 //! or holds translated code, and the other helpers may do anything. Every call forgets the
 //! groups ([`JitEmitter::forget_groups`]) but those of the flags and wide-division helpers,
 //! which touch no TLB, and a group lives only within its guest block (a region's next
-//! member starts without one). The variables start [`INVALID`] at the function's entry, so
-//! an access reached on a path that did not pass its leader checks the TLB.
+//! member starts without one). The variables are [`INVALID`] at the start of every member,
+//! so an access reached on a path that did not pass its leader checks the TLB.
 
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{InstBuilder, InstructionData, Opcode, Value, ValueDef};
