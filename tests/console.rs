@@ -251,6 +251,15 @@ impl Drop for Tmux {
     }
 }
 
+/// The last line of `screen` that is not blank, trailing blanks aside.
+fn last_line(screen: &str) -> &str {
+    screen
+        .lines()
+        .map(str::trim_end)
+        .rfind(|l| !l.is_empty())
+        .unwrap_or("")
+}
+
 /// Lines of `screen` equal to `line` (trailing blanks aside).
 fn count_lines(screen: &str, line: &str) -> usize {
     screen.lines().filter(|l| l.trim_end() == line).count()
@@ -300,9 +309,15 @@ fn interactive_console_in_tmux() {
     thread::sleep(Duration::from_secs(1));
     tmux.cmd(&["send-keys", "-t", "t", "C-c"]);
     tmux.type_line("echo after-$((1+1))");
-    let screen = tmux.wait_for("after-2", Duration::from_secs(60), |s| {
-        count_lines(s, "after-2") == 1
-    });
+    // Waits for the prompt after the output too: busybox's line editor asks the
+    // terminal for the cursor position (ESC [6n) as it prints a prompt, and tmux's
+    // answer must be in the input queue ahead of Ctrl-A x. Otherwise the answer is
+    // left for the pane's shell once crane86 is gone, and garbles its next line.
+    let screen = tmux.wait_for(
+        "after-2 and the next prompt",
+        Duration::from_secs(60),
+        |s| count_lines(s, "after-2") == 1 && last_line(s) == "/ #",
+    );
     // From the guest's shell (its prompt and echo), not the pane's after crane86 died.
     assert!(
         screen.contains("/ # echo after-$((1+1))"),
