@@ -4,13 +4,18 @@
 //! "Return-address prediction").
 //!
 //! The buffer is only a hint. An entry is used only after RET has checked that the popped
-//! return address and the block mode and CS base match, and that the return page still maps
-//! where it did when the continuation was linked; any mismatch takes the ordinary lookup.
-//! Every entry was pushed under the translation cache's current epoch: the cache empties the
-//! buffer before it runs generated code under another epoch than [`Rsb::epoch`] (a new epoch,
-//! never used before by any cache, whenever it drops a block or code), so while an entry is
-//! there its calling block, and so its slot, is alive. The runtime never reads the entries:
-//! only generated code and its compiler know what the words mean.
+//! return address and the block mode and CS base match; any mismatch takes the ordinary
+//! lookup. Every entry was pushed under the translation cache's current epoch: the cache
+//! empties the buffer before it runs generated code under another epoch than [`Rsb::epoch`]
+//! (a new epoch, never used before by any cache, whenever it drops a block or code), so while
+//! an entry is there its calling block, and so its slot, is alive.
+//!
+//! Under paging, a usable entry's return address lies on its calling block's first linear
+//! page (the compiler pushes an unusable one otherwise), so the continuation the slot links
+//! to was translated from the physical page that linear page mapped to when the CALL ran.
+//! RET does not check that it still does: the TLB's flushes drop the entries of the pages
+//! whose translations they drop ([`Rsb::forget`]), which is when a guest's remapping may take
+//! effect. Only generated code, its compiler and that rule know what the words mean.
 
 /// Entries in [`Rsb::entries`]: a power of two (the top index wraps with a mask). Deeper call
 /// chains than this overwrite the oldest entries, whose RETs then miss and look up.
@@ -81,6 +86,23 @@ impl Rsb {
     }
 }
 
+impl Rsb {
+    /// Makes unusable every entry whose return address, as a linear address, `stale` says
+    /// may now map elsewhere. In a 32-bit mode the linear address is the CS base plus the
+    /// return address modulo 4 GiB: an entry whose sum passes 4 GiB is asked about both ways.
+    pub fn forget(&mut self, mut stale: impl FnMut(u64) -> bool) {
+        for e in &mut self.entries {
+            if e.ctx == NO_CTX {
+                continue;
+            }
+            let linear = (e.ctx >> 16).wrapping_add(e.rip);
+            if stale(linear) || stale(linear & 0xffff_ffff) {
+                e.ctx = NO_CTX;
+            }
+        }
+    }
+}
+
 impl Default for Rsb {
     fn default() -> Rsb {
         Rsb::EMPTY
@@ -97,6 +119,34 @@ mod tests {
         assert!(RSB_ENTRIES.is_power_of_two());
         assert_eq!(Rsb::EMPTY, Rsb::default());
         assert!(Rsb::EMPTY.entries.iter().all(|e| e.ctx == NO_CTX));
+    }
+
+    #[test]
+    fn forget_makes_the_entries_of_stale_pages_unusable() {
+        let mut r = Rsb::EMPTY;
+        r.entries[1] = RsbEntry {
+            rip: 0x1234,
+            ctx: 0x10,
+            ..RsbEntry::default()
+        };
+        // CS base 0x1000_0000 (ctx bits 16 up), return address 0xf000_1000: the linear
+        // address wraps to 0x1000 in 32-bit modes.
+        r.entries[2] = RsbEntry {
+            rip: 0xf000_1000,
+            ctx: 0x1000_0000 << 16 | 0x10,
+            ..RsbEntry::default()
+        };
+        let mut asked = Vec::new();
+        r.forget(|lin| {
+            asked.push(lin);
+            lin & !0xfff == 0x1000
+        });
+        assert_eq!(asked, [0x1234, 0x1_0000_1000, 0x1000]);
+        assert_eq!(r.entries[1].ctx, NO_CTX, "0x1234 lies on page 0x1000");
+        assert_eq!(r.entries[2].ctx, NO_CTX, "wraps onto page 0x1000");
+        r.entries[1].ctx = 0x10;
+        r.forget(|lin| lin & !0xfff == 0x2000);
+        assert_eq!(r.entries[1].ctx, 0x10, "another page: kept");
     }
 
     #[test]

@@ -711,6 +711,13 @@ impl CpuState {
         if !large_left {
             self.tlb_large = 0;
         }
+        // Return predictions are used without a TLB check (see `crate::rsb`): keep those
+        // whose page's fetch translation survived (a global one), drop the rest.
+        let tlb = &self.tlb;
+        self.rsb.forget(|linear| {
+            let i = crate::memory::tlb_index(linear);
+            (0..2).all(|n| tlb[n][i].exec != linear & !0xfff)
+        });
     }
 }
 

@@ -44,6 +44,8 @@ mod direct_tests;
 mod jump_cache_tests;
 mod region;
 #[cfg(test)]
+mod ret_remap_tests;
+#[cfg(test)]
 mod ret_tests;
 mod smc;
 mod stats;

@@ -353,6 +353,7 @@ pub fn tlb_flush_page(cpu: &mut CpuState, linear: u64) {
         0 => PAGE_MASK,
         large => !(large - 1),
     };
+    cpu.rsb.forget(|l| l & region == linear & region);
     for e in cpu.tlb_victims.all_mut() {
         if e.page().is_some_and(|p| p & region == linear & region) {
             *e = TlbEntry::INVALID;

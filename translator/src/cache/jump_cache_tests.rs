@@ -119,7 +119,7 @@ fn a_target_rewritten_between_calls_runs_its_new_code() {
 
 /// Page tables A map the first 2 MiB onto themselves with 4 KiB pages; tables B do the same
 /// but map [`F1`]'s page onto [`F2`]'s.
-const TABLES_A: u64 = 0x18_0000;
+pub(super) const TABLES_A: u64 = 0x18_0000;
 pub(super) const TABLES_B: u64 = 0x18_4000;
 
 fn remappable(mem: &mut PhysMem, cpu: &mut CpuState) {

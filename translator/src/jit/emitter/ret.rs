@@ -13,10 +13,13 @@
 //!   last block or code was dropped: the calling block and its return slot are alive, and
 //!   the code the slot holds is live (a slot is emptied when its target is dropped). This
 //!   took the epoch's two loads and compare off every RET (session 17);
-//! - under paging, the TLB entry of the return address's page allows fetches at the block's
-//!   privilege with the addend the slot was linked with: the page maps to the physical page
-//!   the continuation was translated from, whatever CR3 switches or remaps happened between
-//!   the CALL and the RET (the rule of cross-page direct exits, see `crate::jit::SlotWords`);
+//! - under paging, nothing more: a CALL whose return address lies on another linear page
+//!   than its block's first pushes an unusable entry, so the continuation lies on the page
+//!   the calling block ran from, whose physical page it was translated from (the rule of
+//!   direct exits within a page); and the TLB's flushes (CR3 writes, INVLPG, INVPCID, mode
+//!   changes) make the entries of every page whose translation they drop unusable
+//!   (`crane86_runtime::rsb`), so the page maps where it did when the CALL ran. This took a
+//!   TLB probe (an index, two loads, a compare and a branch) off every RET;
 //! - the slot holds code.
 //!
 //! The RET retires its instructions and checks the budget and exit requests first, exactly as
@@ -73,7 +76,8 @@ impl JitEmitter<'_, '_> {
             return;
         }
         let slot_free = *self.ret_slot_target.get_or_insert(ret) == ret;
-        let ctx = self.rsb_ctx().filter(|_| slot_free).unwrap_or(NO_CTX);
+        let usable = slot_free && !self.returns_to_another_page(ret);
+        let ctx = self.rsb_ctx().filter(|_| usable).unwrap_or(NO_CTX);
         let top = self.load_state(off::RSB_TOP);
         let top = self.b.ins().iadd_imm_s(top, 1);
         let top = self.b.ins().band_imm_s(top, (RSB_ENTRIES - 1) as i64);
@@ -93,6 +97,21 @@ impl JitEmitter<'_, '_> {
         put(self, v, E_SLOT);
         let v = self.iconst(self.chain.token[RETURN_SLOT]);
         put(self, v, E_TOKEN);
+    }
+
+    /// Whether return address `ret`, under paging, lies on another linear page than the
+    /// block's first instruction (see the module documentation).
+    fn returns_to_another_page(&self, ret: u64) -> bool {
+        let k = self.chain.key;
+        let linear = |ip: u64| {
+            let l = k.cs_base.wrapping_add(ip);
+            if k.mode() == crane86_runtime::CpuMode::Long64 {
+                l
+            } else {
+                l & 0xffff_ffff
+            }
+        };
+        k.paging() && linear(ret) >> 12 != linear(k.ip) >> 12
     }
 
     /// Ends a near RET to `target`: pop the newest prediction and tail-call its code if it
@@ -135,17 +154,9 @@ impl JitEmitter<'_, '_> {
         self.b.switch_to_block(predicted);
         let slot = self.b.ins().load(I64, state_flags(), ent, E_SLOT);
         let code = self.b.ins().load(I64, state_flags(), slot, 0);
-        let addend = self.b.ins().load(I64, state_flags(), slot, SLOT_ADDEND);
         let go = self.b.create_block();
         let unusable = self.b.create_block();
         self.b.set_cold_block(unusable);
-        if self.chain.key.paging() {
-            let same_map = self.b.create_block();
-            let moved = self.return_page_moved(target, addend);
-            self.b.ins().brif(moved, unusable, &[], same_map, &[]);
-            self.b.seal_block(same_map);
-            self.b.switch_to_block(same_map);
-        }
         self.b.ins().brif(code, go, &[], unusable, &[]);
         self.b.seal_block(go);
         self.b.seal_block(unusable);
@@ -154,6 +165,7 @@ impl JitEmitter<'_, '_> {
 
         // A slot never linked: back to the run loop, which links it to the target.
         self.b.switch_to_block(unusable);
+        let addend = self.b.ins().load(I64, state_flags(), slot, SLOT_ADDEND);
         let fresh = self
             .b
             .ins()
@@ -178,13 +190,5 @@ impl JitEmitter<'_, '_> {
         let z = self.iconst(0);
         self.store_state(z, off::LINK);
         self.ret(EXIT_NEXT);
-    }
-
-    /// Zero when the TLB entry of `target`'s linear page allows fetches at the block's
-    /// privilege and holds `addend` (as [`crate::jit::SlotWords`] describes for cross-page
-    /// exits), non-zero otherwise.
-    fn return_page_moved(&mut self, target: Value, addend: Value) -> Value {
-        let e = self.fetch_entry(target, self.chain.key);
-        self.differs(&[(e.exec, e.page), (e.addend, addend)])
     }
 }
