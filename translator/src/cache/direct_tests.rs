@@ -75,9 +75,11 @@ fn compiled_code_is_cut_into_hot_and_cold_parts() {
     let r = run();
     let s = &r.cache.stats;
     assert!(s.blocks_compiled > u64::from(BLOCKS), "{s:?}");
-    // Every block has cold code (its exits' returns to the run loop), and the chain ran
-    // through the rewritten jumps between the parts.
-    assert_eq!(s.uncut, 0, "{s:?}");
+    // The block whose exit goes back has cold code (the way back to the run loop when the
+    // budget runs out), and the chain ran through the rewritten jumps between the parts;
+    // the blocks whose exits all go forward only retire, and have none.
+    assert!(s.uncut < s.blocks_compiled, "{s:?}");
+    assert!(s.uncut >= u64::from(BLOCKS), "{s:?}");
     assert!(s.cold_bytes > 0 && s.cold_bytes < s.code_bytes, "{s:?}");
 }
 

@@ -73,18 +73,25 @@ impl JitEmitter<'_, '_> {
         }
     }
 
-    /// Retires `n` instructions and branches to a new cold block (returned, not sealed: the
-    /// caller may add predecessors) when the vCPU must go back to the run loop: the budget ran
-    /// out, or, when `request`, an exit was requested; otherwise execution goes on in a new
-    /// current block. Two compare-and-branches, which the host fuses and predicts, rather
-    /// than one branch on a combined condition.
+    /// Retires `n` instructions and, on an exit that may close a cycle (`back`, see
+    /// [`Self::may_loop`]), branches to a new cold block (returned, not sealed: the caller
+    /// may add predecessors) when the vCPU must go back to the run loop: the budget ran out
+    /// or an exit was requested; otherwise execution goes on in a new current block. Two
+    /// compare-and-branches, which the host fuses and predicts, rather than one branch on a
+    /// combined condition.
     ///
-    /// Only exits that may close a cycle look at the request ([`Self::may_loop`]): every
-    /// cycle of guest code has one, so a request (from another thread, or a device access
-    /// of the code itself) is seen within one turn of whatever loop the code is in, and the
-    /// budget (the next timer deadline) bounds everything else. The request's load, test
-    /// and branch on every forward exit were 5% of the shell loop.
-    pub(super) fn retire_and_check(&mut self, n: u32, request: bool) -> Block {
+    /// A forward exit only retires: every cycle of guest code has an exit that goes back (the
+    /// one out of its block at the highest address), so the budget (the next timer deadline,
+    /// in instructions) and a request (from another thread, or a device access of the code
+    /// itself) are seen within one turn of whatever loop the code is in, and a run of
+    /// forward exits, which never revisits an address, is bounded by the code's size. The
+    /// budget's compare and branch on every forward exit were 10 bytes of each hot exit's
+    /// code; the request's load, test and branch there were 5% of the shell loop.
+    pub(super) fn retire_and_check(&mut self, n: u32, back: bool) -> Option<Block> {
+        if !back {
+            self.retire(n);
+            return None;
+        }
         // The budget is compared before the subtraction (`budget - n <= 0` is
         // `budget <= n`): `cmp $n, reg` where the subtraction's result needed a `test` of
         // its own.
@@ -100,9 +107,6 @@ impl JitEmitter<'_, '_> {
         self.b.ins().brif(exhausted, stop, &[], more, &[]);
         self.b.seal_block(more);
         self.b.switch_to_block(more);
-        if !request {
-            return stop;
-        }
         let req = self
             .b
             .ins()
@@ -111,7 +115,7 @@ impl JitEmitter<'_, '_> {
         self.b.ins().brif(req, stop, &[], go, &[]);
         self.b.seal_block(go);
         self.b.switch_to_block(go);
-        stop
+        Some(stop)
     }
 
     /// The entry check of a block that crosses into `page` ([`crate::jit::SecondPage`]):
@@ -254,8 +258,8 @@ impl JitEmitter<'_, '_> {
             Some(slot) => self.chain_tail(None, [(target, slot), (target, slot)], n),
             None => {
                 let rip = self.iconst(target);
-                let request = self.may_loop(target);
-                self.jump_tail_checked(rip, n, Dest::Mode(self.chain.key), request);
+                let back = self.may_loop(target);
+                self.jump_tail_checked(rip, n, Dest::Mode(self.chain.key), back);
             }
         }
     }
@@ -287,14 +291,16 @@ impl JitEmitter<'_, '_> {
         self.jump_tail_checked(rip, n, dest, true);
     }
 
-    /// [`Self::jump_tail_keyed`], looking at exit requests only when `request`
-    /// ([`Self::retire_and_check`]).
-    fn jump_tail_checked(&mut self, rip: Value, n: u32, dest: Dest, request: bool) {
-        let back = self.retire_and_check(n, request);
+    /// [`Self::jump_tail_keyed`], checking the budget and exit requests only when the exit
+    /// may go `back` ([`Self::retire_and_check`]).
+    fn jump_tail_checked(&mut self, rip: Value, n: u32, dest: Dest, back: bool) {
+        let stop = self.retire_and_check(n, back);
         self.lookup_and_chain(rip, dest);
-        self.b.ins().jump(back, &[]);
-        self.b.seal_block(back);
-        self.b.switch_to_block(back);
+        if let Some(stop) = stop {
+            self.b.ins().jump(stop, &[]);
+            self.b.seal_block(stop);
+            self.b.switch_to_block(stop);
+        }
         self.store_state(rip, off::RIP);
         let z = self.iconst(0);
         self.store_state(z, off::LINK);
@@ -346,8 +352,8 @@ impl JitEmitter<'_, '_> {
     /// its slot is linked (a direct jump, patched: [`super::super::direct`]). RIP and the link token are only stored on the way back to the run loop: a
     /// chained target knows its own address.
     pub(super) fn chain_tail(&mut self, cond: Option<Value>, exits: [(u64, usize); 2], n: u32) {
-        let request = exits.iter().any(|&(t, _)| self.may_loop(t));
-        let stop = self.retire_and_check(n, request);
+        let back = exits.iter().any(|&(t, _)| self.may_loop(t));
+        let stop = self.retire_and_check(n, back);
         let [(t0, s0), (t1, s1)] = exits;
         match cond {
             Some(c) if exits[0] != exits[1] => {
@@ -361,6 +367,9 @@ impl JitEmitter<'_, '_> {
             _ => self.chain_arm(t0, s0),
         }
         // Back to the run loop, at whichever target the instruction chose.
+        let Some(stop) = stop else {
+            return;
+        };
         self.b.seal_block(stop);
         self.b.switch_to_block(stop);
         let pick = |em: &mut Self, a: u64, b: u64| {
@@ -514,7 +523,8 @@ impl JitEmitter<'_, '_> {
     }
 
     /// A transfer to a member of the region: account for the instructions, and go on at its
-    /// header unless the budget ran out or an exit was requested.
+    /// header unless (on a transfer that goes back) the budget ran out or an exit was
+    /// requested.
     ///
     /// The flags record is stored here when this member changed it, since members start
     /// with it in `CpuState` ([`Self::begin_member`]); only on the way out to the run loop
@@ -529,10 +539,13 @@ impl JitEmitter<'_, '_> {
         if !dead {
             self.write_back();
         }
-        let back = self.retire_and_check(n, self.may_loop(target));
+        let stop = self.retire_and_check(n, self.may_loop(target));
         self.b.ins().jump(head, &[]);
-        self.b.seal_block(back);
-        self.b.switch_to_block(back);
+        let Some(stop) = stop else {
+            return;
+        };
+        self.b.seal_block(stop);
+        self.b.switch_to_block(stop);
         if dead {
             self.write_back();
         }

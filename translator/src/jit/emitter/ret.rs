@@ -142,7 +142,9 @@ impl JitEmitter<'_, '_> {
         let ctx = self.iconst(ctx);
         let differs = self.differs(&[(e_rip, target), (e_ctx, ctx)]);
 
-        let back = self.retire_and_check(n, true);
+        let back = self
+            .retire_and_check(n, true)
+            .expect("an exit that may go back checks");
         let predicted = self.b.create_block();
         let lookup = self.b.create_block();
         // A failed prediction is rare: its lookup is cold code.
