@@ -116,8 +116,10 @@ impl CcOp {
         CcOp { kind, size }
     }
 
-    /// The packed form stored in [`LazyFlags::op`].
+    /// The packed form stored in [`LazyFlags::op`]. It fits a byte, which generated code
+    /// relies on: it reads and writes only the word's low byte.
     pub fn encode(self) -> u64 {
+        const _: () = assert!(CcKind::ALL.len() << 2 <= 256);
         ((self.kind as u64) << 2) | u64::from(self.size.trailing_zeros())
     }
 

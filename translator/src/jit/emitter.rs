@@ -382,10 +382,36 @@ impl<'a, 'f> JitEmitter<'a, 'f> {
         self.b.ins().load(I64, state_flags(), self.cpu, offset)
     }
 
+    /// Word `i` of the flags record in `CpuState` (`LazyFlags`: the operation, then the
+    /// operands and the result).
+    ///
+    /// The operation is read and written as its low byte: every `CcOp::encode` fits one,
+    /// and every writer of the word (the runtime's whole-word ones included) leaves the
+    /// upper bytes zero. A constant operation's store is then `movb $imm8` (4 bytes) where a
+    /// quadword's immediate took 8, at most exits of hot code.
+    fn load_cc(&mut self, i: usize) -> Value {
+        let at = off::CC + 8 * i as i32;
+        if i == 0 {
+            self.b.ins().uload8(I64, state_flags(), self.cpu, at)
+        } else {
+            self.load_state(at)
+        }
+    }
+
+    /// Stores word `i` of the flags record ([`Self::load_cc`]).
+    fn store_cc(&mut self, v: Value, i: usize) {
+        let at = off::CC + 8 * i as i32;
+        if i == 0 {
+            self.b.ins().istore8(state_flags(), v, self.cpu, at);
+        } else {
+            self.store_state(v, at);
+        }
+    }
+
     fn ensure_cc_loaded(&mut self) {
         if self.cc_state == Slot::Unloaded {
             for i in 0..4 {
-                let v = self.load_state(off::CC + 8 * i as i32);
+                let v = self.load_cc(i);
                 self.b.def_var(self.cc[i], v);
             }
             self.cc_state = Slot::Clean;

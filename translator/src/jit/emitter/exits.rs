@@ -46,7 +46,7 @@ impl JitEmitter<'_, '_> {
                     (0, Some(op)) => self.iconst(op.encode()),
                     _ => self.b.use_var(self.cc[i]),
                 };
-                self.store_state(v, off::CC + 8 * i as i32);
+                self.store_cc(v, i);
             }
         }
     }
@@ -60,7 +60,7 @@ impl JitEmitter<'_, '_> {
         match self.cc_state {
             Slot::Unloaded => {
                 for i in 0..4 {
-                    let v = self.load_state(off::CC + 8 * i as i32);
+                    let v = self.load_cc(i);
                     self.b.def_var(self.cc[i], v);
                 }
             }
