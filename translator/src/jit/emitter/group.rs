@@ -127,6 +127,11 @@ pub(super) struct Started {
 /// The groups of `block`: accesses through a base register whose value is its value at
 /// the block's start plus a known constant (see the module documentation).
 pub(super) fn plan(block: &DecodedBlock) -> Vec<Planned> {
+    // Only 64-bit addressing qualifies (below): spare other modes' blocks iced-x86's
+    // instruction information, a compile-time cost per instruction.
+    if block.ctx.mode != crane86_runtime::CpuMode::Long64 {
+        return Vec::new();
+    }
     let mut factory = InstructionInfoFactory::new();
     // Per general register: which value it holds (a new one after each unknown write),
     // and its offset from that value.
@@ -346,7 +351,7 @@ impl JitEmitter<'_, '_> {
     /// at `linear` (a store if `write`), starting the group here if this access is the
     /// first of a planned one. `None`: the access checks the TLB itself.
     pub(super) fn group_of(&mut self, linear: Value, size: u32, write: bool) -> Option<Grouped> {
-        if self.group_vars.is_empty() {
+        if self.groups.is_empty() && self.group_plan.is_empty() {
             return None;
         }
         let (root, c) = match self.const_of(linear) {
