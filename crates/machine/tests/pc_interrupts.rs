@@ -235,7 +235,8 @@ fn the_rtc_periodic_interrupt_arrives_through_the_cascade() {
 
 /// A busy loop over two blocks (no HLT) takes the local APIC timer's interrupts when they
 /// are due, in every tier: the interpreter runs its blocks one after another without the
-/// run loop ([`Machine::chain_interpreted`]) but still stops at the timer's deadline.
+/// run loop ([`Machine::chain_interpreted`]) but still stops at the timer's deadline, and
+/// compiled code within one turn of the loop.
 #[test]
 fn a_busy_loop_takes_timer_interrupts_on_time_in_every_tier() {
     const APIC: u32 = 0xfee0_0000;
@@ -274,9 +275,16 @@ fn a_busy_loop_takes_timer_interrupts_on_time_in_every_tier() {
         let now = m.pc.as_ref().unwrap().now_ns();
         let due = u64::from(WANT) * PERIOD_NS;
         // The handler and the loop's exit after the last interrupt take 15 instructions
-        // (1 ns each): an interrupt taken even one block late shows.
+        // (1 ns each). The interpreter stops at the deadline, at the end of the block it is
+        // in; compiled code looks at its budget only on exits that may close a cycle (the
+        // loop's JB), so it takes the interrupt within one turn of the loop (6
+        // instructions). Any later shows.
+        let late = match tier {
+            crane86_translator::Tier::Interp => 20,
+            _ => 15 + 6 + 1,
+        };
         assert!(
-            (due..due + 20).contains(&now),
+            (due..due + late).contains(&now),
             "{tier:?}: the last interrupt {} ns late",
             now - due
         );
