@@ -8,7 +8,9 @@
 use crane86_runtime::{CpuMode, CpuState, PhysMem};
 use iced_x86::code_asm::*;
 
-use super::jump_cache_tests::{calls_to, remappable_tables, F1, F2, TABLES_B};
+use super::jump_cache_tests::{
+    calls_to, remappable_tables, sum_switched_halfway, switch_to_b_halfway, F1, F2,
+};
 use super::ret_tests::{run_counted, run_tiers_prepared};
 use super::Tier;
 
@@ -46,24 +48,20 @@ fn a_page_crossing_block_whose_second_page_is_remapped_runs_the_new_bytes() {
     for indirect in [false, true] {
         for refill in [false, true] {
             let code = calls_to(64, N, FUNC, indirect, |a| {
-                let mut skip = a.create_label();
-                a.cmp(ecx, N / 2)?;
-                a.jne(skip)?;
-                a.mov(edx, TABLES_B as u32)?;
-                a.mov(cr3, rdx)?;
-                if refill {
-                    // A data access fills the page's TLB entry with its new translation,
-                    // which the block's check must tell from the old one by its addend.
-                    a.mov(edx, dword_ptr(F1 as u32))?;
-                }
-                a.set_label(&mut skip)?;
-                a.nop()
+                switch_to_b_halfway(a, N, |a| {
+                    if refill {
+                        // A data access fills the page's TLB entry with its new
+                        // translation, which the block's check must tell from the old one
+                        // by its addend.
+                        a.mov(edx, dword_ptr(F1 as u32))?;
+                    }
+                    Ok(())
+                })
             });
             let cpu = run_tiers_prepared(CpuMode::Long64, &code, 1 << 22, &straddling);
-            let (before, after) = (u64::from(N / 2 + 1), u64::from(N / 2 - 1));
             assert_eq!(
                 cpu.gpr[3],
-                before + 100 * after,
+                sum_switched_halfway(N),
                 "indirect: {indirect}, refill: {refill}"
             );
         }

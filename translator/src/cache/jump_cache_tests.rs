@@ -144,22 +144,36 @@ pub(super) fn remappable_tables(mem: &mut PhysMem, cpu: &mut CpuState) {
     cpu.cr3 = TABLES_A;
 }
 
+/// The body of a [`calls_to`] loop of `n` calls that loads CR3 with tables B
+/// ([`TABLES_B`]) after the call with ECX = `n / 2`, then runs `then`.
+pub(super) fn switch_to_b_halfway(
+    a: &mut CodeAssembler,
+    n: u32,
+    then: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>,
+) -> Result<(), IcedError> {
+    let mut skip = a.create_label();
+    a.cmp(ecx, n / 2)?;
+    a.jne(skip)?;
+    a.mov(edx, TABLES_B as u32)?;
+    a.mov(cr3, rdx)?;
+    then(a)?;
+    a.set_label(&mut skip)?;
+    a.nop()
+}
+
+/// EBX after `n` calls that add 1 under tables A and 100 under B, switched by
+/// [`switch_to_b_halfway`]: the calls with ECX = `n` down to `n / 2` ran under A.
+pub(super) fn sum_switched_halfway(n: u32) -> u64 {
+    u64::from(n / 2 + 1) + 100 * u64::from(n / 2 - 1)
+}
+
 /// A CR3 switch maps the target's linear page onto another physical page: the remembered
 /// code is the old page's, which the TLB's addend tells apart.
 #[test]
 fn a_target_page_remapped_between_calls_runs_the_new_pages_code() {
     const N: u32 = 400;
-    let code = call_loop(64, N, |a| {
-        let mut skip = a.create_label();
-        a.cmp(ecx, N / 2)?;
-        a.jne(skip)?;
-        a.mov(edx, TABLES_B as u32)?;
-        a.mov(cr3, rdx)?;
-        a.set_label(&mut skip)?;
-        a.nop()
-    });
+    let code = call_loop(64, N, |a| switch_to_b_halfway(a, N, |_| Ok(())));
     let prepare: Prepare = &remappable;
     let cpu = run_tiers_prepared(CpuMode::Long64, &code, 1 << 22, prepare);
-    let (before, after) = (u64::from(N / 2 + 1), u64::from(N / 2 - 1));
-    assert_eq!(cpu.gpr[3], before + 100 * after);
+    assert_eq!(cpu.gpr[3], sum_switched_halfway(N));
 }

@@ -8,7 +8,10 @@ use crane86_runtime::paging::pte;
 use crane86_runtime::{CpuMode, CpuState, PhysMem};
 use iced_x86::code_asm::*;
 
-use super::jump_cache_tests::{calls_to, remappable_tables, F1, F2, TABLES_A, TABLES_B};
+use super::jump_cache_tests::{
+    calls_to, remappable_tables, sum_switched_halfway, switch_to_b_halfway, F1, F2, TABLES_A,
+    TABLES_B,
+};
 use super::ret_tests::{assemble, run_counted, run_tiers_prepared, START};
 use super::Tier;
 
@@ -164,15 +167,8 @@ fn a_return_to_another_page_is_not_predicted_from_a_slot_linked_under_another_cr
         remappable_tables(mem, cpu);
     };
     let code = calls_to(64, N, CALLER, false, |a| {
-        let mut skip = a.create_label();
-        a.cmp(ecx, N / 2)?;
-        a.jne(skip)?;
-        a.mov(edx, TABLES_B as u32)?;
-        a.mov(cr3, rdx)?;
-        a.set_label(&mut skip)?;
-        a.nop()
+        switch_to_b_halfway(a, N, |_| Ok(()))
     });
     let cpu = run_tiers_prepared(CpuMode::Long64, &code, 1 << 22, &prepare);
-    let (before, after) = (u64::from(N / 2 + 1), u64::from(N / 2 - 1));
-    assert_eq!(cpu.gpr[3], before + 100 * after);
+    assert_eq!(cpu.gpr[3], sum_switched_halfway(N));
 }
