@@ -775,12 +775,12 @@ impl Cache {
         // source runs in maps that page to the same physical page as when it was linked. An
         // exit to another page was compiled to check the target page's TLB entry first
         // (`SlotWords`): it is linked with that page's addend now, and is taken only while
-        // the TLB still holds it. The return slot is read by a RET that may run anywhere, in
-        // any address space: under paging it always carries the addend.
+        // the TLB still holds it. The return slot is read by a RET only for a continuation on
+        // the calling block's page, and only while the TLB's flushes have left that page's
+        // predictions alone (`jit/emitter/ret.rs`): a link within the page.
         let (sk, t) = (self.block(src).key, self.block(target));
         let tk = t.key;
-        let cross_page = tk.paging()
-            && (slot == RETURN_SLOT || tk.linear() & PAGE_MASK != sk.linear() & PAGE_MASK);
+        let cross_page = tk.paging() && tk.linear() & PAGE_MASK != sk.linear() & PAGE_MASK;
         let refuse =
             sk.mode_bits() != tk.mode_bits() || sk.cs_base != tk.cs_base || unguarded_crossing(t);
         if refuse {

@@ -142,8 +142,9 @@ pub const TIER_UP_WORD: usize = 6;
 
 /// The slot of [`SlotWords`] that serves a block's near CALL: linked to the block after the
 /// CALL (its continuation), read by the RET that returns there through the vCPU's return
-/// stack buffer. Its addend is kept under paging whatever page the continuation lies on,
-/// since the RET runs elsewhere, perhaps in another address space.
+/// stack buffer, only for a continuation on the calling block's page (see
+/// `emitter/ret.rs`). The RET reads its addend word only to tell a slot never linked
+/// ([`ADDEND_UNLINKED`]) from one refused or emptied.
 pub const RETURN_SLOT: usize = 2;
 
 /// [`SlotWords`] addend of a cross-page exit not linked (yet, or any more): taking it returns

@@ -76,7 +76,8 @@ impl JitEmitter<'_, '_> {
             return;
         }
         let slot_free = *self.ret_slot_target.get_or_insert(ret) == ret;
-        let usable = slot_free && !self.returns_to_another_page(ret);
+        // A return to another page than the block's is not predicted (module doc).
+        let usable = slot_free && self.cross_page(ret).is_none();
         let ctx = self.rsb_ctx().filter(|_| usable).unwrap_or(NO_CTX);
         let top = self.load_state(off::RSB_TOP);
         let top = self.b.ins().iadd_imm_s(top, 1);
@@ -97,21 +98,6 @@ impl JitEmitter<'_, '_> {
         put(self, v, E_SLOT);
         let v = self.iconst(self.chain.token[RETURN_SLOT]);
         put(self, v, E_TOKEN);
-    }
-
-    /// Whether return address `ret`, under paging, lies on another linear page than the
-    /// block's first instruction (see the module documentation).
-    fn returns_to_another_page(&self, ret: u64) -> bool {
-        let k = self.chain.key;
-        let linear = |ip: u64| {
-            let l = k.cs_base.wrapping_add(ip);
-            if k.mode() == crane86_runtime::CpuMode::Long64 {
-                l
-            } else {
-                l & 0xffff_ffff
-            }
-        };
-        k.paging() && linear(ret) >> 12 != linear(k.ip) >> 12
     }
 
     /// Ends a near RET to `target`: pop the newest prediction and tail-call its code if it
