@@ -16,8 +16,9 @@
 //! code segment's limit.
 
 use crate::exception::{Exception, Fault};
-use crate::interrupt::{canonical, Delivery, Stack};
+use crate::interrupt::{Delivery, Stack};
 use crate::memory::{read_linear, PhysMem};
+use crate::paging::canonical;
 use crate::segment::{
     self, cpl, fetch_descriptor, gp, long_mode, read_descriptor, update_mode, Descriptor, SYS_CALL,
     SYS_CALL16, SYS_TASK_GATE, SYS_TSS, SYS_TSS16, SYS_TSS16_BUSY, SYS_TSS_BUSY,

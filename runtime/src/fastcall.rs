@@ -16,8 +16,8 @@
 
 use crate::exception::{Exception, Fault};
 use crate::flags::{IF, RF, VM};
-use crate::interrupt::canonical;
 use crate::msr::EFER_SCE;
+use crate::paging::canonical;
 use crate::segment::{cpl, long_mode, mode64, update_mode};
 use crate::state::{CpuState, SegReg, Segment, CR0_PE, SEG_DB, SEG_G, SEG_L, SEG_P};
 

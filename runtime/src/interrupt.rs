@@ -33,6 +33,7 @@
 use crate::exception::{Exception, Fault};
 use crate::flags::{self, AC, ID, IF, IOPL, NT, RF, TF, VIF, VIP, VM};
 use crate::memory::{read_linear, PhysMem};
+use crate::paging::canonical;
 use crate::segment::{self, cpl, fetch_descriptor, long_mode, mode64, update_mode, Descriptor};
 use crate::state::{CpuState, SegReg, Segment, CR0_PE, SEG_DB, SEG_P};
 use crate::task::{self, TaskSource};
@@ -138,10 +139,6 @@ pub fn combine(first: Exception, second: Exception) -> Combined {
 
 fn coded(e: Exception, code: u32) -> Delivery {
     Delivery::Fault(Fault::with_code(e, code))
-}
-
-pub(crate) fn canonical(v: u64) -> bool {
-    ((v as i64) << 16 >> 16) as u64 == v
 }
 
 /// Delivers one event: checks the gate and target, pushes the frame, loads CS:RIP (and SS:RSP

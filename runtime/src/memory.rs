@@ -22,7 +22,7 @@ use std::ops::Range;
 use std::ptr::NonNull;
 
 use crate::exception::{Exception, Fault};
-use crate::paging::{permits, walk_traced, Access, PagingMode, Translation, WalkRegs};
+use crate::paging::{canonical, permits, walk_traced, Access, PagingMode, Translation, WalkRegs};
 use crate::phase::Phase;
 use crate::state::CpuState;
 
@@ -605,10 +605,6 @@ fn walk_for(
             Err(f)
         }
     }
-}
-
-fn canonical(v: u64) -> bool {
-    ((v as i64) << 16 >> 16) as u64 == v
 }
 
 /// The privilege explicit accesses run at now.

@@ -2,6 +2,7 @@
 //! does not have raises #GP(0), as does a reserved bit or a non-canonical base address.
 
 use crate::exception::{Exception, Fault};
+use crate::paging::canonical;
 use crate::state::{CpuState, SegReg, CR0_PG, EFER_LMA, EFER_LME};
 
 /// EFER.SCE: SYSCALL/SYSRET enable.
@@ -130,10 +131,6 @@ impl Default for Msrs {
 
 fn gp() -> Fault {
     Fault::with_code(Exception::GeneralProtection, 0)
-}
-
-fn canonical(v: u64) -> bool {
-    ((v as i64) << 16 >> 16) as u64 == v
 }
 
 /// The time-stamp counter: one tick per retired guest instruction, plus the offset a

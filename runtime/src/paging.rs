@@ -209,6 +209,12 @@ impl WalkRegs {
     }
 }
 
+/// Whether `v` is a canonical linear address: bits 63:47 all equal (48-bit linear addresses;
+/// the CPU model has no 5-level paging). Every 64-bit address check of the CPU uses this one.
+pub fn canonical(v: u64) -> bool {
+    ((v as i64) << 16 >> 16) as u64 == v
+}
+
 /// True when the protection key `key` of a page lets a data access through (SDM Vol. 3
 /// 4.6.2): access-disable (AD, bit 2 * key of the rights register) refuses every data
 /// access; write-disable (WD, bit 2 * key + 1) refuses user-mode writes, and supervisor-mode

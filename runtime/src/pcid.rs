@@ -10,6 +10,7 @@
 //! design for keeping other contexts' entries is in `docs/design.md` ("PCID").
 
 use crate::memory::tlb_flush_page;
+use crate::paging::canonical;
 use crate::state::{CpuState, CR0_PG, EFER_LMA};
 
 /// CR4.PCIDE: CR3[11:0] holds the current PCID (settable only in IA-32e mode).
@@ -97,11 +98,6 @@ impl Invpcid {
             Invpcid::AllWithGlobals => cpu.flush_tlb(),
         }
     }
-}
-
-/// Canonical for 48-bit linear addresses: bits 63:47 all equal.
-fn canonical(v: u64) -> bool {
-    ((v as i64) << 16 >> 16) as u64 == v
 }
 
 #[cfg(test)]

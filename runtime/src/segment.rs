@@ -14,6 +14,7 @@
 use crate::exception::{Exception, Fault};
 use crate::flags;
 use crate::memory::{read_linear, write_linear, PhysMem};
+use crate::paging::canonical;
 use crate::state::{CpuMode, CpuState, SegReg, Segment, CR0_PE, EFER_LMA, SEG_DB, SEG_L, SEG_P};
 
 /// Descriptor type bit in code/data descriptors: accessed.
@@ -466,9 +467,20 @@ fn read_gdt_system(
     Ok(d)
 }
 
+/// The last check of LLDT and LTR on an LDT or TSS descriptor: in long mode its 64-bit base
+/// must be canonical, else #GP(sel) (the AMD APM's LLDT and LTR; the Intel
+/// SDM likewise), before LTR marks the descriptor busy.
+fn check_system_base(cpu: &CpuState, d: &Descriptor, selector: u16) -> Result<(), Fault> {
+    if long_mode(cpu) && !canonical(d.base()) {
+        return Err(gp(selector));
+    }
+    Ok(())
+}
+
 /// LLDT: loads LDTR. #UD outside protected mode, #GP(0) at CPL > 0. A null selector leaves
 /// LDTR unusable (selector stored, attributes 0). Otherwise the selector must name (TI = 0) an
-/// LDT descriptor in the GDT, else #GP(sel); not present: #NP(sel).
+/// LDT descriptor in the GDT, else #GP(sel); not present: #NP(sel); in long mode a
+/// non-canonical base: #GP(sel).
 pub fn load_ldtr(cpu: &mut CpuState, mem: &mut PhysMem, selector: u16) -> Result<(), Fault> {
     table_insn_checks(cpu, true)?;
     if selector & 0xfffc == 0 {
@@ -487,13 +499,15 @@ pub fn load_ldtr(cpu: &mut CpuState, mem: &mut PhysMem, selector: u16) -> Result
     if !d.present() {
         return Err(fault(Exception::SegmentNotPresent, selector));
     }
+    check_system_base(cpu, &d, selector)?;
     cpu.ldtr = d.to_segment(selector);
     Ok(())
 }
 
 /// LTR: loads TR and marks the TSS descriptor busy in memory. #UD outside protected mode,
 /// #GP(0) at CPL > 0 or for a null selector; TI = 1 or not an available TSS (16- or 32-bit;
-/// only the 64-bit one in long mode): #GP(sel); not present: #NP(sel).
+/// only the 64-bit one in long mode): #GP(sel); not present: #NP(sel); in long mode a
+/// non-canonical base: #GP(sel), with the descriptor left available.
 pub fn load_tr(cpu: &mut CpuState, mem: &mut PhysMem, selector: u16) -> Result<(), Fault> {
     table_insn_checks(cpu, true)?;
     if selector & 0xfffc == 0 {
@@ -511,6 +525,7 @@ pub fn load_tr(cpu: &mut CpuState, mem: &mut PhysMem, selector: u16) -> Result<(
     if !d.present() {
         return Err(fault(Exception::SegmentNotPresent, selector));
     }
+    check_system_base(cpu, &d, selector)?;
     d.hi |= 2 << 8;
     write_linear(
         cpu,

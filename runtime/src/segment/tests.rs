@@ -353,16 +353,16 @@ fn long_mode_system_descriptors_are_16_bytes() {
         code64(0),
         data32(0),
         tss_lo,
-        0x1234_5678,
+        0xffff_8765,
         ldt_lo,
-        0xabcd,
+        0x2bcd,
         desc(0, 0x67, 0x81, 0),
     ];
     let (mut cpu, mut mem) = setup(CpuMode::Long64, &entries, 0x08, 0x10);
     load_tr(&mut cpu, &mut mem, 0x18).unwrap();
-    assert_eq!(cpu.tr.base, 0x1234_5678_0000_5000);
+    assert_eq!(cpu.tr.base, 0xffff_8765_0000_5000);
     load_ldtr(&mut cpu, &mut mem, 0x28).unwrap();
-    assert_eq!(cpu.ldtr.base, 0xabcd_0000_6000);
+    assert_eq!(cpu.ldtr.base, 0x2bcd_0000_6000);
     // A 16-bit TSS is not valid in long mode; a 16-byte descriptor straddling the limit
     // is refused.
     assert_eq!(load_tr(&mut cpu, &mut mem, 0x38), Err(gpf(0x38)));
@@ -376,6 +376,39 @@ fn long_mode_system_descriptors_are_16_bytes() {
     assert_eq!(lar(&mut cpu, &mut mem, 0x18).unwrap(), Some(0x8b00));
     assert_eq!(lsl(&mut cpu, &mut mem, 0x18).unwrap(), Some(0x67));
     assert_eq!(lar(&mut cpu, &mut mem, 0x38).unwrap(), None);
+}
+
+/// In long mode the 64-bit base of an LDT or TSS descriptor must be canonical: LLDT and LTR
+/// raise #GP(sel) and load nothing, and LTR leaves the descriptor available
+/// (kvm-unit-tests' `la57` checks the two faults).
+#[test]
+fn long_mode_system_descriptors_need_a_canonical_base() {
+    let entries = [
+        0,
+        code64(0),
+        data32(0),
+        desc(0x5000, 0x67, 0x89, 0),
+        0x1234_5678,
+        desc(0x6000, 0xff, 0x82, 0),
+        0x0001_0000,
+    ];
+    let (mut cpu, mut mem) = setup(CpuMode::Long64, &entries, 0x08, 0x10);
+    let (tr, ldtr) = (cpu.tr, cpu.ldtr);
+    assert_eq!(load_tr(&mut cpu, &mut mem, 0x18), Err(gpf(0x18)));
+    assert_eq!(load_ldtr(&mut cpu, &mut mem, 0x28), Err(gpf(0x28)));
+    assert_eq!((cpu.tr, cpu.ldtr), (tr, ldtr), "nothing loaded");
+    assert_eq!(
+        mem.read_phys(GDT + 0x18 + 5, 1) & 0xf,
+        0x9,
+        "the TSS stays available"
+    );
+    // The same bases are fine where they are 32 bits: the upper words are not read.
+    let mut entries = entries;
+    entries[1] = code32(0);
+    let (mut cpu, mut mem) = setup(CpuMode::Prot32, &entries, 0x08, 0x10);
+    load_tr(&mut cpu, &mut mem, 0x18).unwrap();
+    load_ldtr(&mut cpu, &mut mem, 0x28).unwrap();
+    assert_eq!((cpu.tr.base, cpu.ldtr.base), (0x5000, 0x6000));
 }
 
 #[test]

@@ -237,7 +237,8 @@ pub fn swapgs_cpl0<E: Emit>(e: &mut E) -> R<()> {
 }
 
 /// LGDT, LIDT (CPL 0) and SGDT, SIDT: a 2-byte limit and a base of 8 bytes in 64-bit mode,
-/// else 4 (LGDT/LIDT with a 16-bit operand size keep 24 bits of it).
+/// which LGDT and LIDT require canonical, else 4 (LGDT/LIDT with a 16-bit operand size keep
+/// 24 bits of it).
 fn descriptor_table(it: &mut Interp<'_>, insn: &Instruction) -> R<()> {
     let m = insn.mnemonic();
     let load = matches!(m, Mnemonic::Lgdt | Mnemonic::Lidt);
@@ -256,6 +257,11 @@ fn descriptor_table(it: &mut Interp<'_>, insn: &Instruction) -> R<()> {
         let mut base = it.load(base_at, base_size)?;
         if matches!(insn.code(), Code::Lgdt_m1632_16 | Code::Lidt_m1632_16) {
             base &= 0xff_ffff;
+        }
+        // A 64-bit table base must be canonical (AMD APM LGDT/LIDT: "#GP(0): the new base
+        // address is non-canonical"; Intel CPUs fault alike).
+        if base_size == 8 && !crane86_runtime::paging::canonical(base) {
+            return Err(it.raise(Fault::with_code(Exception::GeneralProtection, 0)));
         }
         let t = DescriptorTable { base, limit };
         if m == Mnemonic::Lgdt {
@@ -533,7 +539,46 @@ fn popf(it: &mut Interp<'_>, insn: &Instruction) -> R<()> {
 mod tests {
     use iced_x86::code_asm::*;
 
+    use crane86_runtime::{Exception, Fault};
+
     use crate::testutil::{asm, run64, DATA};
+
+    /// LGDT and LIDT in 64-bit mode load an 8-byte base only if it is canonical, else #GP(0)
+    /// with the register unchanged (kvm-unit-tests' `la57` checks the fault).
+    #[test]
+    fn lgdt_and_lidt_refuse_a_non_canonical_base_in_64_bit_mode() {
+        for (base, loads) in [
+            (0xffff_aaaa_aaaa_aaaa_u64, true),
+            (0xffaa_aaaa_aaaa_aaaa, false),
+            (0x0000_8000_0000_0000, false),
+        ] {
+            for lidt in [false, true] {
+                let code = asm(64, |a| {
+                    a.mov(word_ptr(DATA as i32), 0x1234u32).unwrap();
+                    a.mov(rax, base).unwrap();
+                    a.mov(qword_ptr(DATA as i32 + 2), rax).unwrap();
+                    if lidt {
+                        a.lidt(ptr(DATA as i32)).unwrap();
+                    } else {
+                        a.lgdt(ptr(DATA as i32)).unwrap();
+                    }
+                    a.mov(ebx, 1u32).unwrap();
+                });
+                let o = run64(&code, &[]);
+                let t = if lidt { o.cpu.idtr } else { o.cpu.gdtr };
+                let what = format!("{} base {base:#x}", if lidt { "LIDT" } else { "LGDT" });
+                if loads {
+                    assert_eq!(o.fault, None, "{what}");
+                    assert_eq!((t.base, t.limit, o.r(3)), (base, 0x1234, 1), "{what}");
+                } else {
+                    let gp = Fault::with_code(Exception::GeneralProtection, 0);
+                    assert_eq!(o.fault, Some(gp), "{what}");
+                    assert_ne!(t.base, base, "{what}: loaded");
+                    assert_eq!(o.r(3), 0, "{what}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn rdtsc_counts_the_instructions_retired_before_it_in_both_tiers() {
