@@ -211,9 +211,25 @@ impl AcpiPm {
         self.s.sleep_request.take()
     }
 
-    /// The machine resumed from a sleep state: sets `WAK_STS`.
-    pub fn wake(&mut self) {
+    /// Whether an RTC alarm may wake the machine from a sleep state (`RTC_EN`).
+    pub fn rtc_wake_enabled(&self) -> bool {
+        self.s.en & RTC_STS != 0
+    }
+
+    /// Whether the power button was pressed (`PWRBTN_STS`), which wakes a sleeping machine
+    /// whatever the enables say.
+    pub fn power_button_pressed(&self) -> bool {
+        self.s.sts & PWRBTN_STS != 0
+    }
+
+    /// The machine resumed from a sleep state: sets `WAK_STS`, and `RTC_STS` when the RTC
+    /// alarm woke it (as QEMU's PIIX4 does on an RTC wake-up).
+    pub fn wake(&mut self, by_rtc: bool) {
         self.s.sts |= WAK_STS;
+        if by_rtc {
+            self.s.sts |= RTC_STS;
+        }
+        self.sync_sci();
     }
 
     fn read_byte(&self, offset: u16, timer: u32) -> u8 {

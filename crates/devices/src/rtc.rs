@@ -206,6 +206,12 @@ impl<I: IrqLine> Rtc<I> {
         }
     }
 
+    /// Whether the alarm interrupt is asserted (AF set with AIE): what wakes a PIIX4 board
+    /// from S3 when the PM block's RTC_EN allows it.
+    pub fn alarm_interrupt(&self) -> bool {
+        self.reg(REG_C) & C_AF != 0 && self.reg(REG_B) & B_AIE != 0
+    }
+
     /// The virtual time at which an interrupt may next become due, for the machine to call
     /// [`Rtc::update`]; `None` when none can (nothing enabled, or the line is already high and
     /// only the guest's read of register C can lower it).

@@ -196,6 +196,16 @@ impl AcpiImage {
     }
 }
 
+/// Where [`build_acpi`] puts the FACS (its first table, 64-byte aligned): the firmware's
+/// own record of it, which a resume from S3 reads the OS's waking vector from.
+pub const FACS_ADDR: u64 = ACPI_TABLES_START.next_multiple_of(64);
+
+/// Offsets within the FACS (ACPI 6.5, table 5.14): the 32-bit real-mode waking vector, and
+/// the 64-bit one (used instead when non-zero).
+pub const FACS_WAKING_VECTOR: u64 = 12;
+/// See [`FACS_WAKING_VECTOR`].
+pub const FACS_X_WAKING_VECTOR: u64 = 24;
+
 /// Builds the ACPI tables for `config` at the addresses of [`crate::layout`].
 ///
 /// Fails if the vCPU count is 0 or above 255.
@@ -210,6 +220,7 @@ pub fn build_acpi(config: &AcpiConfig) -> Result<AcpiImage, FirmwareError> {
         parts: Vec::new(),
     };
     let facs = placer.place(*b"FACS", facs(), 64);
+    debug_assert_eq!(facs, FACS_ADDR);
     let dsdt = placer.place(*b"DSDT", dsdt(), 16);
     let fadt = placer.place(*b"FACP", fadt(config, facs, dsdt), 16);
     let madt = placer.place(*b"APIC", madt(config), 16);

@@ -154,6 +154,27 @@ fn test_pm1_cnt_sleep_request() {
 }
 
 #[test]
+fn test_pm1_wake_from_sleep() {
+    let (_, sci, mut pm) = rig();
+    assert!(!pm.rtc_wake_enabled());
+    pm.write(PM1_EN + 1, 1, u32::from(RTC_STS >> 8));
+    assert!(pm.rtc_wake_enabled());
+    assert!(!pm.power_button_pressed());
+    // An RTC wake-up shows WAK_STS and RTC_STS, and RTC_EN makes the latter an SCI.
+    pm.wake(true);
+    assert_eq!(pm.read(PM1_STS, 2), u32::from(WAK_STS | RTC_STS));
+    assert!(sci.high.load(Ordering::SeqCst));
+    pm.write(PM1_STS, 2, 0xffff);
+    assert!(!sci.high.load(Ordering::SeqCst));
+    // Another wake source: WAK_STS alone (no enable, no SCI).
+    pm.wake(false);
+    assert_eq!(pm.read(PM1_STS, 2), u32::from(WAK_STS));
+    assert!(!sci.high.load(Ordering::SeqCst));
+    pm.press_power_button();
+    assert!(pm.power_button_pressed());
+}
+
+#[test]
 fn test_pm_unimplemented_offsets_float() {
     let (_, _, mut pm) = rig();
     assert_eq!(pm.read(0x0c, 4), 0xffff_ffff);

@@ -141,7 +141,9 @@ fn test_rtc_alarm() {
     clock.set(3_000_000_000);
     r.update();
     assert_eq!(irq.count(), 1);
+    assert!(r.alarm_interrupt(), "what wakes a board from S3");
     assert_eq!(get(&mut r, REG_C), C_IRQF | C_PF | C_AF | C_UF);
+    assert!(!r.alarm_interrupt(), "reading register C clears it");
     // A wrong hour never matches.
     set(&mut r, HOURS_ALARM, 5);
     clock.advance(600_000_000_000);

@@ -7,6 +7,7 @@
 //! device access through MMIO sets `EXIT_DEVICE` in `cpu.exit_request`, so it comes back to
 //! the loop by itself. Port I/O always runs in the interpreter, in a block of its own.
 
+use crane86_devices::acpi_pm::{SLP_TYP_S3, SLP_TYP_S5};
 use crane86_devices::Clock;
 use crane86_runtime::interrupt::{self, Delivery, Event, EventKind};
 use crane86_runtime::state::EXIT_STOP;
@@ -115,19 +116,35 @@ impl Pc {
     /// from one timer deadline to the next (the TSC jumps with it; a deadline whose interrupt
     /// is masked wakes nothing, as on hardware), or without one waits for host input.
     fn idle(&mut self, cpu: &mut CpuState, nmi_blocked: bool) -> Wake {
+        self.wait(
+            cpu,
+            |pc| pc.pending || (pc.nmi_pending && !nmi_blocked),
+            |pc| pc.next_deadline,
+        )
+    }
+
+    /// Lets virtual time pass until `woken` says so after a look at the devices: from one
+    /// `deadline` to the next, or, with none, waiting for host input (which may press a
+    /// button or type what a device wakes on). What [`Pc::idle`] and S3 share.
+    pub(super) fn wait(
+        &mut self,
+        cpu: &mut CpuState,
+        woken: impl Fn(&Pc) -> bool,
+        deadline: impl Fn(&Pc) -> Option<u64>,
+    ) -> Wake {
         // Whatever the guest printed before going idle (a prompt) shows now.
         self.serial.flush_pending();
         loop {
             self.feed_input();
             self.refresh(cpu);
-            if self.pending || (self.nmi_pending && !nmi_blocked) {
+            if woken(self) {
                 return Wake::Event;
             }
             if cpu.exit_request.load(Ordering::Acquire) & EXIT_STOP != 0 {
                 return Wake::Stopped;
             }
             let now = self.clock.now_ns();
-            let Some(deadline) = self.next_deadline else {
+            let Some(deadline) = deadline(self) else {
                 // No timer will fire: only host input (or a stop request) can end this HLT.
                 // Park the thread until some arrives rather than spin; with no sender left,
                 // nothing ever will.
@@ -171,6 +188,10 @@ impl Machine {
     /// interrupt when IF is set and no interrupt shadow (after STI) is in force. Returns how
     /// the run ends, if it does.
     pub(crate) fn service_devices(&mut self) -> Option<RunEnd> {
+        if self.pc.as_ref()?.suspended {
+            // A run stopped while the machine slept goes on sleeping.
+            return self.suspend_to_ram();
+        }
         let pc = self.pc.as_mut()?;
         pc.feed_input();
         pc.serial.flush_if_due();
@@ -185,8 +206,11 @@ impl Machine {
             if pc.take_reset_request() {
                 return Some(RunEnd::Reset);
             }
-            if pc.take_power_off_request() {
-                return Some(RunEnd::PowerOff);
+            match pc.take_sleep_request() {
+                Some(SLP_TYP_S5) => return Some(RunEnd::PowerOff),
+                Some(SLP_TYP_S3) => return self.suspend_to_ram(),
+                Some(typ) => tracing::warn!(slp_typ = typ, "ACPI sleep type not offered: ignored"),
+                None => {}
             }
         }
         if self.irq_shadow || self.debug.hold_interrupts {

@@ -49,6 +49,7 @@ pub use wiring::SerialSink;
 use wiring::{ApicPage, IsaIrq, PcMmio, Shared};
 
 mod irq;
+mod sleep;
 pub(crate) use irq::Wake;
 
 /// Indexes of LINT0 and LINT1 among the local APIC's LVT entries (timer, thermal,
@@ -102,6 +103,8 @@ pub struct Pc {
     /// IA32_APIC_BASE and CR8 as last copied between the CPU and the local APIC.
     synced_apic_base: u64,
     synced_cr8: u64,
+    /// The machine is in ACPI S3 (suspend to RAM), waiting for a wake event ([`sleep`]).
+    suspended: bool,
 }
 
 /// COM1 as the board wires it: IRQ 4, output to the serial sink.
@@ -359,6 +362,7 @@ impl Pc {
             nmi_pending: false,
             synced_apic_base,
             synced_cr8: 0,
+            suspended: false,
         };
         Ok((pc, Box::new(PcMmio(mmio))))
     }
@@ -452,9 +456,10 @@ impl Pc {
         self.realtime_idle = on;
     }
 
-    /// True (once) when the guest entered S5 (soft off) through the ACPI PM block.
-    pub(crate) fn take_power_off_request(&mut self) -> bool {
-        self.pm.lock().take_sleep_request() == Some(crane86_devices::acpi_pm::SLP_TYP_S5)
+    /// The sleep state the guest asked for through the ACPI PM block since the last call,
+    /// as its SLP_TYP (S5 is soft off, S3 suspend to RAM: [`sleep`]).
+    pub(crate) fn take_sleep_request(&mut self) -> Option<u8> {
+        self.pm.lock().take_sleep_request()
     }
 }
 

@@ -1,0 +1,104 @@
+//! ACPI S3 (suspend to RAM) on the PC board, in every tier: a 32-bit guest leaves a waking
+//! vector in the FACS, arms the RTC alarm, and writes SLP_TYP = 1 with SLP_EN to PM1a_CNT;
+//! the machine sleeps until a wake event and resumes in real mode at the vector, as firmware
+//! does (`crates/machine/src/pc/sleep.rs`).
+
+use crane86_devices::acpi_pm::ACPI_PM_BASE;
+use crane86_firmware::acpi::{FACS_ADDR, FACS_WAKING_VECTOR};
+use crane86_machine::{Machine, RunEnd};
+use iced_x86::code_asm::*;
+
+mod common;
+
+use common::{asm, machine, ENTRY, TIERS};
+
+/// Where the guest's resume code sits (real mode: CS = 0x300, IP = 0).
+const RESUME: u64 = 0x3000;
+/// What the guest reports if the CPU ran on past its sleep request.
+const NOT_ASLEEP: u32 = 0xee;
+
+/// Loads the guest. `rtc_en`: it enables the RTC wake-up (PM1_EN.RTC_EN); `vector`: the
+/// waking vector it leaves in the FACS. The resume code reports PM1_STS's high byte
+/// (WAK_STS is bit 15, RTC_STS bit 10) to isa-debug-exit.
+fn load(m: &mut Machine, rtc_en: bool, vector: u32) {
+    let main = asm(ENTRY, |a| {
+        common::enter_flat(a)?;
+        a.mov(dword_ptr(FACS_ADDR + FACS_WAKING_VECTOR), vector)?;
+        // RTC alarm on every second (the "don't care" value in all three alarm registers),
+        // its interrupt enabled (register B's AIE).
+        for reg in [1u32, 3, 5] {
+            a.mov(al, reg)?;
+            a.out(0x70, al)?;
+            a.mov(al, 0xc0)?;
+            a.out(0x71, al)?;
+        }
+        a.mov(al, 0x0b)?;
+        a.out(0x70, al)?;
+        a.in_(al, 0x71)?;
+        a.or(al, 0x20)?;
+        a.out(0x71, al)?;
+        a.mov(dx, u32::from(ACPI_PM_BASE) + 2)?;
+        a.mov(ax, if rtc_en { 0x400u32 } else { 0 })?;
+        a.out(dx, ax)?;
+        // S3: SLP_TYP = 1, SLP_EN.
+        a.mov(dx, u32::from(ACPI_PM_BASE) + 4)?;
+        a.mov(ax, 0x2400u32)?;
+        a.out(dx, ax)?;
+        a.mov(al, NOT_ASLEEP)?;
+        a.out(0xf4, al)
+    });
+    common::load(m, &main, &[0xf4], 0x20);
+    let mut r = CodeAssembler::new(16).unwrap();
+    r.mov(dx, u32::from(ACPI_PM_BASE) + 1).unwrap();
+    r.in_(al, dx).unwrap();
+    r.out(0xf4, al).unwrap();
+    let resume = r.assemble(0).unwrap();
+    m.mem.load(RESUME, &resume).unwrap();
+    // The FACS as the firmware placed it (the flat loader places no tables).
+    m.mem.load(FACS_ADDR, b"FACS").unwrap();
+}
+
+#[test]
+fn a_guest_in_s3_resumes_at_its_waking_vector_when_the_rtc_alarm_fires() {
+    for tier in TIERS {
+        let mut m = machine(tier);
+        load(&mut m, true, RESUME as u32);
+        let end = m.run(Some(1_000_000)).unwrap();
+        // WAK_STS and RTC_STS.
+        assert_eq!(end, RunEnd::DebugExit(0x84), "{tier:?}");
+        assert_eq!(
+            m.cpu.seg[crane86_runtime::SegReg::Cs as usize].selector,
+            0x300
+        );
+        assert_eq!(m.cpu.mode, crane86_runtime::CpuMode::Real16, "{tier:?}");
+        // The alarm fires at the RTC's next second (its first, 1 s after power-on); the
+        // sleep skipped the time up to it.
+        let now = m.pc.as_ref().unwrap().now_ns();
+        assert!(
+            (1_000_000_000..1_000_100_000).contains(&now),
+            "{tier:?}: {now} ns"
+        );
+        assert!(m.cpu.retired < 1000, "{tier:?}: {}", m.cpu.retired);
+    }
+}
+
+#[test]
+fn without_rtc_en_nothing_wakes_the_sleeping_machine() {
+    for tier in TIERS {
+        let mut m = machine(tier);
+        load(&mut m, false, RESUME as u32);
+        // No wake source and no host input to come: asleep for good, the CPU never runs on.
+        assert_eq!(m.run(Some(1_000_000)).unwrap(), RunEnd::Halted, "{tier:?}");
+        // A later run goes on sleeping.
+        assert_eq!(m.run(Some(1_000_000)).unwrap(), RunEnd::Halted, "{tier:?}");
+    }
+}
+
+#[test]
+fn a_wake_up_without_a_waking_vector_asks_for_a_reset() {
+    for tier in TIERS {
+        let mut m = machine(tier);
+        load(&mut m, true, 0);
+        assert_eq!(m.run(Some(1_000_000)).unwrap(), RunEnd::Reset, "{tier:?}");
+    }
+}
