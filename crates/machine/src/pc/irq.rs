@@ -145,7 +145,7 @@ impl Pc {
             }
             let now = self.clock.now_ns();
             let Some(deadline) = deadline(self) else {
-                // No timer will fire: only host input (or a stop request) can end this HLT.
+                // No timer will fire: only host input (or a stop request) can end the wait.
                 // Park the thread until some arrives rather than spin; with no sender left,
                 // nothing ever will.
                 if !self.input.wait() {

@@ -20,6 +20,7 @@
 //! the machine slept is skipped like idle time.
 
 use crane86_firmware::acpi::{FACS_ADDR, FACS_WAKING_VECTOR, FACS_X_WAKING_VECTOR};
+use crane86_runtime::phase::Phase;
 use crane86_runtime::state::EXIT_STOP;
 use crane86_runtime::{CpuMode, CpuState, SegReg, Segment};
 use std::sync::atomic::Ordering;
@@ -66,11 +67,15 @@ impl Machine {
             tracing::info!("ACPI S3: the machine sleeps");
             pc.suspended = true;
         }
+        // The sleep is idle time in `--stats`' phases, as a HLT's wait is.
+        let phase = self.phase.get();
+        self.phase.set(Phase::Idle);
         let wake = pc.wait(
             &mut self.cpu,
             |pc| pc.wake_event().is_some(),
             Pc::wake_deadline,
         );
+        self.phase.set(phase);
         match wake {
             Wake::Event => {}
             Wake::Stopped => return Some(RunEnd::Stopped),
