@@ -4,7 +4,7 @@
 #                     there is one) of the metapackage linux-image-amd64
 #                     (--arch amd64) or linux-image-686 (--arch i386)
 #   OUT/initrd.img    gzip'd newc cpio: busybox-static, applet links, /init,
-#                     /etc/crane86/checks
+#                     /etc/crane86/checks, /etc/crane86/suspend
 #   OUT/busybox       the same busybox binary, to run `checks` on the host
 #   OUT/versions.txt  package, version, architecture and SHA256 of each .deb
 #   OUT/debs/         the downloaded .debs, reused by later runs
@@ -239,6 +239,7 @@ while IFS= read -r a; do
 done <<< "$applets"
 install -m 0755 "$here/init" "$root/init"
 install -m 0755 "$here/checks" "$root/etc/crane86/checks"
+install -m 0755 "$here/suspend" "$root/etc/crane86/suspend"
 printf 'root:x:0:0:root:/root:/bin/sh\n' > "$root/etc/passwd"
 printf 'root:x:0:\n' > "$root/etc/group"
 printf 'crane86\n' > "$root/etc/hostname"

@@ -13,8 +13,9 @@
 //! 0x608 (4); the SCI on IRQ [`SCI_IRQ`] (9); reset by writing 0x06 to port 0xCF9. There
 //! is no SMI command port, so the OS takes the machine to be in ACPI mode already (the PM
 //! device should read back `SCI_EN` set in PM1a control). The DSDT holds only
-//! `Name(_S5, Package(){0, 0, 0, 0})`: soft-off is `SLP_TYP` = [`S5_SLP_TYP`] (0) with
-//! `SLP_EN` written to PM1a control, as on QEMU's PIIX4. The MADT lists one local APIC per
+//! `Name(_S3, Package(){1, 1, 0, 0})` and `Name(_S5, Package(){0, 0, 0, 0})`: suspend to
+//! RAM is `SLP_TYP` = [`S3_SLP_TYP`] (1) and soft-off [`S5_SLP_TYP`] (0) with `SLP_EN`
+//! written to PM1a control, as on QEMU's PIIX4. The MADT lists one local APIC per
 //! vCPU (APIC ID = processor UID = index), one I/O APIC at 0xFEC00000 with GSI base 0, and
 //! QEMU's interrupt source overrides (IRQ0 → GSI2, IRQ9 → GSI9 level/active-high).
 //!
@@ -24,7 +25,8 @@
 //! for it, adds no dependency, and the AML subset ([`crate::aml`]) comes with a decoder the
 //! tests use to read the DSDT back. The tests do not need `iasl`, but the tables were
 //! checked by hand once with `iasl -d` (ACPICA 20200925): every field decodes as meant and
-//! the DSDT disassembles to `Name (_S5, Package (0x04) { Zero, Zero, Zero, Zero })`.
+//! the DSDT disassembled to `Name (_S5, Package (0x04) { Zero, Zero, Zero, Zero })` (the
+//! `_S3` package, added in session 32, is the same encoding with One).
 
 use crate::aml::{encode_name, AmlValue};
 use crate::layout::{
@@ -44,6 +46,8 @@ pub const PM_TMR_BLK: (u16, u8) = (PM_IO_BASE + 8, 4);
 pub const SCI_IRQ: u8 = 9;
 /// The `SLP_TYP` value the DSDT's `\_S5` gives for soft-off.
 pub const S5_SLP_TYP: u8 = 0;
+/// The `SLP_TYP` value the DSDT's `\_S3` gives for suspend to RAM (QEMU's PIIX4 value).
+pub const S3_SLP_TYP: u8 = 1;
 /// The reset register: I/O port 0xCF9 (PIIX "reset control").
 pub const RESET_PORT: u16 = 0xCF9;
 /// The value written to [`RESET_PORT`] to reset (full reset + reset CPU).
@@ -334,17 +338,21 @@ fn facs() -> Vec<u8> {
     f
 }
 
-/// The DSDT: `Name(_S5, Package(){S5_SLP_TYP, S5_SLP_TYP, 0, 0})`.
+/// The DSDT: `Name(_S3, Package(){S3_SLP_TYP, S3_SLP_TYP, 0, 0})` and the same for `_S5`.
 fn dsdt() -> Vec<u8> {
-    let typ = AmlValue::Integer(u64::from(S5_SLP_TYP));
-    let s5 = AmlValue::Package(vec![
-        typ.clone(),
-        typ,
-        AmlValue::Integer(0),
-        AmlValue::Integer(0),
-    ]);
+    let package = |typ: u8| {
+        let typ = AmlValue::Integer(u64::from(typ));
+        AmlValue::Package(vec![
+            typ.clone(),
+            typ,
+            AmlValue::Integer(0),
+            AmlValue::Integer(0),
+        ])
+    };
+    let mut aml = encode_name("_S3", &package(S3_SLP_TYP));
+    aml.extend(encode_name("_S5", &package(S5_SLP_TYP)));
     // Revision 2: AML integers are 64 bits.
-    sdt(b"DSDT", 2, &encode_name("_S5", &s5))
+    sdt(b"DSDT", 2, &aml)
 }
 
 /// The FADT, revision 6.0 (276 bytes).

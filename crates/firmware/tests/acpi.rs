@@ -310,7 +310,7 @@ fn hpet_table_describes_the_hpet() {
 }
 
 #[test]
-fn dsdt_holds_s5_as_package_of_four_zeros() {
+fn dsdt_holds_s3_and_s5_with_the_pm_blocks_sleep_types() {
     let mem = low_memory(&AcpiConfig::default());
     let f = find(&mem, b"FACP");
     let dsdt = table(&mem, u64_at(f, 140), b"DSDT");
@@ -330,6 +330,23 @@ fn dsdt_holds_s5_as_package_of_four_zeros() {
         AmlValue::Package(vec![AmlValue::Integer(u64::from(S5_SLP_TYP)); 4])
     );
     assert_eq!(S5_SLP_TYP, 0);
+    // `_S3`'s sleep type in both fields (PM1a and PM1b), then two reserved zeros; the PM
+    // block sleeps on that value (`crane86_devices::acpi_pm::SLP_TYP_S3`).
+    let (_, s3) = names
+        .iter()
+        .find(|(n, _)| n == "_S3_")
+        .expect("_S3 decoded");
+    let typ = AmlValue::Integer(u64::from(S3_SLP_TYP));
+    assert_eq!(
+        *s3,
+        AmlValue::Package(vec![
+            typ.clone(),
+            typ,
+            AmlValue::Integer(0),
+            AmlValue::Integer(0)
+        ])
+    );
+    assert_eq!(S3_SLP_TYP, 1);
 }
 
 #[test]

@@ -58,6 +58,16 @@ fn load(m: &mut Machine, rtc_en: bool, vector: u32) {
     m.mem.load(FACS_ADDR, b"FACS").unwrap();
 }
 
+/// The DSDT's `\_S3` names the sleep type the PM block sleeps on, as `\_S5` names the one
+/// it powers off on.
+#[test]
+fn the_dsdt_and_the_pm_block_agree_on_the_sleep_types() {
+    use crane86_devices::acpi_pm::{SLP_TYP_S3, SLP_TYP_S5};
+    use crane86_firmware::acpi::{S3_SLP_TYP, S5_SLP_TYP};
+    assert_eq!(S3_SLP_TYP, SLP_TYP_S3);
+    assert_eq!(S5_SLP_TYP, SLP_TYP_S5);
+}
+
 #[test]
 fn a_guest_in_s3_resumes_at_its_waking_vector_when_the_rtc_alarm_fires() {
     for tier in TIERS {

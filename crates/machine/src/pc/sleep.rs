@@ -13,8 +13,8 @@
 //! firmware's address (a multiboot kernel over the tables' area) or a vector in the first
 //! MiB, firmware would boot afresh: the run ends with a reset request.
 //!
-//! The DSDT offers no `\_S3` package, so an OS that reads it (Linux) does not use S3; guests
-//! that know the board's value (kvm-unit-tests' `s3`) do.
+//! The DSDT's `\_S3` package names that value, so Linux offers `mem` sleep and resumes
+//! through this path (with the RTC's wake alarm armed).
 //!
 //! The instruction count (the virtual clock) and the TSC continue across the sleep: time
 //! the machine slept is skipped like idle time.
