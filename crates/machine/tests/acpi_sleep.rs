@@ -1,7 +1,7 @@
 //! ACPI S3 (suspend to RAM) on the PC board, in every tier: a 32-bit guest leaves a waking
 //! vector in the FACS, arms the RTC alarm, and writes SLP_TYP = 1 with SLP_EN to PM1a_CNT;
-//! the machine sleeps until a wake event and resumes in real mode at the vector, as firmware
-//! does (`crates/machine/src/pc/sleep.rs`).
+//! the machine sleeps until a wake event (the alarm with RTC_EN, or console input) and
+//! resumes in real mode at the vector, as firmware does (`crates/machine/src/pc/sleep.rs`).
 
 use crane86_devices::acpi_pm::ACPI_PM_BASE;
 use crane86_firmware::acpi::{FACS_ADDR, FACS_WAKING_VECTOR};
@@ -93,7 +93,7 @@ fn a_guest_in_s3_resumes_at_its_waking_vector_when_the_rtc_alarm_fires() {
 }
 
 #[test]
-fn without_rtc_en_nothing_wakes_the_sleeping_machine() {
+fn without_rtc_en_or_console_input_nothing_wakes_the_sleeping_machine() {
     for tier in TIERS {
         let mut m = machine(tier);
         load(&mut m, false, RESUME as u32);
@@ -101,6 +101,26 @@ fn without_rtc_en_nothing_wakes_the_sleeping_machine() {
         assert_eq!(m.run(Some(1_000_000)).unwrap(), RunEnd::Halted, "{tier:?}");
         // A later run goes on sleeping.
         assert_eq!(m.run(Some(1_000_000)).unwrap(), RunEnd::Halted, "{tier:?}");
+    }
+}
+
+#[test]
+fn console_input_wakes_the_sleeping_machine() {
+    for tier in TIERS {
+        let mut m = machine(tier);
+        load(&mut m, false, RESUME as u32);
+        let input = m.serial_input().expect("the PC board has COM1 input");
+        let typist = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            input.send(b"\r");
+        });
+        // WAK_STS alone: no RTC wake-up.
+        assert_eq!(
+            m.run(Some(1_000_000)).unwrap(),
+            RunEnd::DebugExit(0x80),
+            "{tier:?}"
+        );
+        typist.join().unwrap();
     }
 }
 

@@ -105,6 +105,10 @@ pub struct Pc {
     synced_cr8: u64,
     /// The machine is in ACPI S3 (suspend to RAM), waiting for a wake event ([`sleep`]).
     suspended: bool,
+    /// Host input bytes taken so far (console input wakes a sleeping machine).
+    input_bytes: u64,
+    /// `input_bytes` when the machine went to sleep.
+    input_at_sleep: u64,
 }
 
 /// COM1 as the board wires it: IRQ 4, output to the serial sink.
@@ -363,6 +367,8 @@ impl Pc {
             synced_apic_base,
             synced_cr8: 0,
             suspended: false,
+            input_bytes: 0,
+            input_at_sleep: 0,
         };
         Ok((pc, Box::new(PcMmio(mmio))))
     }
@@ -412,7 +418,9 @@ impl Pc {
     fn feed_input(&mut self) {
         let fresh = self.input.is_ready();
         if fresh {
-            self.held_input.extend(self.input.take());
+            let bytes = self.input.take();
+            self.input_bytes += bytes.len() as u64;
+            self.held_input.extend(bytes);
         }
         if self.held_input.is_empty() || !(fresh || self.ports.touched) {
             return;

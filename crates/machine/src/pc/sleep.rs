@@ -5,7 +5,9 @@
 //! value) with SLP_EN to PM1a_CNT stops the CPU. RAM and the devices keep their state; of
 //! the timers only the RTC counts for waking (the others are powered down on a PC, so
 //! their deadlines do not end the sleep). The machine wakes when the RTC's alarm interrupt
-//! is asserted while PM1_EN.RTC_EN is set, or when the power button was pressed; PM1_STS
+//! is asserted while PM1_EN.RTC_EN is set, when the power button was pressed, or on input
+//! at the console (as a keypress wakes a PC; otherwise a guest put to sleep without an
+//! alarm could only be stopped); PM1_STS
 //! then shows WAK_STS (and RTC_STS for an RTC wake), as on QEMU. The CPU restarts as after
 //! a reset and, as firmware does on a resume, jumps in real mode to the waking vector the
 //! OS left in the FACS (the 64-bit `X_Firmware_Waking_Vector` if non-zero, else the 32-bit
@@ -36,6 +38,9 @@ enum WakeEvent {
     Rtc,
     /// The power button.
     PowerButton,
+    /// Input at the console (COM1 from the host), as a key wakes a PC: the bytes also
+    /// reach the UART as usual.
+    Input,
 }
 
 impl Pc {
@@ -45,7 +50,10 @@ impl Pc {
         if pm.rtc_wake_enabled() && self.rtc.lock().alarm_interrupt() {
             return Some(WakeEvent::Rtc);
         }
-        pm.power_button_pressed().then_some(WakeEvent::PowerButton)
+        if pm.power_button_pressed() {
+            return Some(WakeEvent::PowerButton);
+        }
+        (self.input_bytes != self.input_at_sleep).then_some(WakeEvent::Input)
     }
 
     /// When the RTC may next raise its interrupt, if that could wake the machine.
@@ -66,6 +74,7 @@ impl Machine {
         if !pc.suspended {
             tracing::info!("ACPI S3: the machine sleeps");
             pc.suspended = true;
+            pc.input_at_sleep = pc.input_bytes;
         }
         // The sleep is idle time in `--stats`' phases, as a HLT's wait is.
         let phase = self.phase.get();
