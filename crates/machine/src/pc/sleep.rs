@@ -89,7 +89,10 @@ impl Machine {
             Wake::Event => {}
             Wake::Stopped => return Some(RunEnd::Stopped),
             // No wake source left (RTC_EN clear, no host input to come): asleep for good.
-            Wake::Never => return Some(RunEnd::Halted),
+            Wake::Never => {
+                tracing::warn!("ACPI S3: nothing can wake the machine (no RTC wake alarm, no console input): the run ends");
+                return Some(RunEnd::Halted);
+            }
         }
         let by_rtc = pc.wake_event() == Some(WakeEvent::Rtc);
         pc.suspended = false;
