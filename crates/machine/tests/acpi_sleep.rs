@@ -89,6 +89,10 @@ fn a_guest_in_s3_resumes_at_its_waking_vector_when_the_rtc_alarm_fires() {
             "{tier:?}: {now} ns"
         );
         assert!(m.cpu.retired < 1000, "{tier:?}: {}", m.cpu.retired);
+        // The restarted CPU reports its phases into the machine's cell (`--stats`).
+        use crane86_runtime::phase::Phase;
+        m.phase.set(Phase::Devices);
+        assert_eq!(m.cpu.phase.get(), Phase::Devices, "{tier:?}");
     }
 }
 

@@ -126,10 +126,12 @@ impl Machine {
     }
 
     /// The CPU as after a reset, then at `vector` in real mode (CS = vector / 16): what
-    /// firmware hands a resuming OS. The instruction count, the TSC and a pending stop
-    /// request carry over.
+    /// firmware hands a resuming OS. The instruction count, the TSC, a pending stop request
+    /// and the machine's phase cell carry over.
     fn restart_cpu_at(&mut self, vector: u64) {
         let mut cpu = CpuState::new(CpuMode::Real16);
+        // The machine's phase cell, as `Machine::run` gives every CPU state it runs.
+        cpu.phase = self.phase.clone();
         cpu.retired = self.cpu.retired;
         cpu.msr.tsc_offset = self.cpu.msr.tsc_offset;
         let stop = self.cpu.exit_request.load(Ordering::Acquire) & EXIT_STOP;
