@@ -58,6 +58,9 @@ const EBX7_SMEP: u32 = 1 << 7;
 /// INVPCID.
 const EBX7_INVPCID: u32 = 1 << 10;
 const EBX7_SMAP: u32 = 1 << 20;
+/// CLFLUSHOPT and CLWB, which Zen 3 has: with no caches, both are CLFLUSH's address check.
+const EBX7_CLFLUSHOPT: u32 = 1 << 23;
+const EBX7_CLWB: u32 = 1 << 24;
 // CPUID.7.0:ECX
 const ECX7_UMIP: u32 = 1 << 2;
 /// Protection keys for user-mode pages: CR4.PKE, PKRU, RDPKRU/WRPKRU.
@@ -141,7 +144,9 @@ pub const FEATURES: Features = Features {
         | EBX7_FPU_CSDS_DEPRECATED
         | EBX7_BMI2
         | EBX7_ADX
-        | EBX7_SMAP,
+        | EBX7_SMAP
+        | EBX7_CLFLUSHOPT
+        | EBX7_CLWB,
     ecx7: ECX7_UMIP | ECX7_PKU | ECX7_RDPID | ECX7_PKS,
     ecx81: ECX81_LAHF | ECX81_ABM,
     // AMD repeats the FPU, MMX and FXSR bits of leaf 1 here.

@@ -112,10 +112,10 @@ pub fn runs_compiled(insn: &Instruction) -> bool {
     match insn.mnemonic() {
         Cpuid | Rdmsr | Wrmsr | Syscall | Sysret | Sysretq | Sysenter | Sysexit | Sysexitq
         | Swapgs | Lgdt | Lidt | Sgdt | Sidt | Sldt | Str | Lldt | Ltr | Smsw | Lmsw | Clts
-        | Invlpg | Invpcid | Wbinvd | Invd | Clflush | Stac | Clac | Rdpkru | Wrpkru | Popf
-        | Popfd | Popfq | Lds | Les | Lfs | Lgs | Xgetbv | Xsetbv | Fxsave | Fxsave64 | Fxrstor
-        | Fxrstor64 | Xsave | Xsave64 | Xsaveopt | Xsaveopt64 | Xsavec | Xsavec64 | Xrstor
-        | Xrstor64 | Iret | Iretd | Iretq => true,
+        | Invlpg | Invpcid | Wbinvd | Invd | Clflush | Clflushopt | Clwb | Stac | Clac | Rdpkru
+        | Wrpkru | Popf | Popfd | Popfq | Lds | Les | Lfs | Lgs | Xgetbv | Xsetbv | Fxsave
+        | Fxsave64 | Fxrstor | Fxrstor64 | Xsave | Xsave64 | Xsaveopt | Xsaveopt64 | Xsavec
+        | Xsavec64 | Xrstor | Xrstor64 | Iret | Iretd | Iretq => true,
         Mov if crate::semantics::control_regs::is_control_move(insn) => (0..2).all(|i| {
             insn.op_kind(i) != OpKind::Register
                 || !crate::semantics::control_regs::is_debug_register(insn.op_register(i))

@@ -513,6 +513,8 @@ fn build(code: Code) -> Option<Entry> {
         | M::Wbinvd
         | M::Invd
         | M::Clflush
+        | M::Clflushopt
+        | M::Clwb
         | M::Stac
         | M::Clac
         | M::Rdpkru

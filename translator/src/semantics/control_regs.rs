@@ -109,8 +109,9 @@ pub fn execute(it: &mut Interp<'_>, insn: &Instruction) -> R<()> {
         }
         Mnemonic::Invpcid => invpcid(it, insn),
         Mnemonic::Wbinvd | Mnemonic::Invd => require_cpl0(it),
-        Mnemonic::Clflush | Mnemonic::Clflushopt => {
-            // No caches to flush, but the address is checked as a one-byte read would be.
+        Mnemonic::Clflush | Mnemonic::Clflushopt | Mnemonic::Clwb => {
+            // No caches to flush or write back, but the address is checked as a one-byte
+            // read would be (SDM Vol. 2: CLFLUSHOPT and CLWB fault as CLFLUSH does).
             let linear = mem_access(it, insn, 1, Access::Read)?;
             it.load(linear, 1).map(|_| ())
         }

@@ -86,6 +86,8 @@ pub fn execute(it: &mut Interp<'_>, insn: &Instruction) -> R<Outcome> {
         | Mnemonic::Wbinvd
         | Mnemonic::Invd
         | Mnemonic::Clflush
+        | Mnemonic::Clflushopt
+        | Mnemonic::Clwb
         | Mnemonic::Stac
         | Mnemonic::Clac
         | Mnemonic::Rdpkru
@@ -577,6 +579,34 @@ mod tests {
                     assert_eq!(o.r(3), 0, "{what}");
                 }
             }
+        }
+    }
+
+    /// CLFLUSH, CLFLUSHOPT and CLWB (kvm-unit-tests' `memory` runs the last two when
+    /// CPUID.7.0:EBX advertises them) go on at a mapped address and fault at a
+    /// non-canonical one as a one-byte read does.
+    #[test]
+    fn cache_line_flushes_check_their_address_and_do_nothing_else() {
+        let [_, ebx7, _, _] = crate::cpu_model::cpuid(7, 0);
+        assert_eq!(ebx7 & (3 << 23), 3 << 23, "CLFLUSHOPT and CLWB advertised");
+        type Op = fn(&mut CodeAssembler, AsmMemoryOperand) -> Result<(), IcedError>;
+        let ops: [(&str, Op); 3] = [
+            ("CLFLUSH", |a, m| a.clflush(m)),
+            ("CLFLUSHOPT", |a, m| a.clflushopt(m)),
+            ("CLWB", |a, m| a.clwb(m)),
+        ];
+        for (name, op) in ops {
+            let code = asm(64, |a| {
+                a.mov(byte_ptr(DATA as i32), 7u32).unwrap();
+                op(a, byte_ptr(DATA as i32)).unwrap();
+                a.mov(ebx, 1u32).unwrap();
+                op(a, byte_ptr(rcx)).unwrap();
+                a.mov(ebx, 2u32).unwrap();
+            });
+            let o = run64(&code, &[(1, 0x8000_0000_0000_0000)]);
+            let gp = Fault::with_code(Exception::GeneralProtection, 0);
+            assert_eq!(o.fault, Some(gp), "{name} at a non-canonical address");
+            assert_eq!((o.r(3), o.m(DATA, 1)), (1, 7), "{name}");
         }
     }
 

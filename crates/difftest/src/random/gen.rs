@@ -113,6 +113,7 @@ fn denied(m: Mnemonic) -> bool {
             | M::Bound
             | M::Clflush
             | M::Clflushopt
+            | M::Clwb
             | M::Prefetchw
             | M::Invpcid
     )
