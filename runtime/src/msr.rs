@@ -13,6 +13,8 @@ pub const EFER_AUTOIBRS: u64 = 1 << 21;
 
 /// IA32_TIME_STAMP_COUNTER.
 pub const TSC: u32 = 0x10;
+/// IA32_TSC_ADJUST: the TSC's offset as software set it (SDM Vol. 3 18.17.3).
+pub const TSC_ADJUST: u32 = 0x3b;
 /// IA32_APIC_BASE.
 pub const APIC_BASE: u32 = 0x1b;
 /// IA32_MTRRCAP.
@@ -92,6 +94,9 @@ pub struct Msrs {
     pub tsc_aux: u64,
     /// TSC minus retired instructions (the TSC ticks once per retired instruction).
     pub tsc_offset: u64,
+    /// IA32_TSC_ADJUST: what WRMSRs to the TSC and to this MSR added to the TSC (it is part
+    /// of `tsc_offset`, which also holds the idle time the machine skipped).
+    pub tsc_adjust: u64,
     /// IA32_APIC_BASE.
     pub apic_base: u64,
     /// IA32_PAT.
@@ -118,6 +123,7 @@ impl Default for Msrs {
             kernel_gs_base: 0,
             tsc_aux: 0,
             tsc_offset: 0,
+            tsc_adjust: 0,
             apic_base: APIC_BASE_DEFAULT,
             pat: PAT_DEFAULT,
             sysenter: [0; 3],
@@ -143,6 +149,7 @@ pub fn tsc(cpu: &CpuState) -> u64 {
 pub fn read(cpu: &CpuState, index: u32) -> Result<u64, Fault> {
     Ok(match index {
         TSC => tsc(cpu),
+        TSC_ADJUST => cpu.msr.tsc_adjust,
         APIC_BASE => cpu.msr.apic_base,
         // No variable ranges, no fixed ranges, no write-combining: MTRRs are not advertised.
         MTRR_CAP => 0,
@@ -177,7 +184,17 @@ pub fn read(cpu: &CpuState, index: u32) -> Result<u64, Fault> {
 pub fn write(cpu: &mut CpuState, index: u32, value: u64) -> Result<(), Fault> {
     let need_canonical = |v: u64| if canonical(v) { Ok(v) } else { Err(gp()) };
     match index {
-        TSC => cpu.msr.tsc_offset = value.wrapping_sub(cpu.retired),
+        TSC => {
+            // The TSC jumps by what the write changes, and TSC_ADJUST records the jump.
+            let jump = value.wrapping_sub(tsc(cpu));
+            cpu.msr.tsc_adjust = cpu.msr.tsc_adjust.wrapping_add(jump);
+            cpu.msr.tsc_offset = value.wrapping_sub(cpu.retired);
+        }
+        TSC_ADJUST => {
+            let jump = value.wrapping_sub(cpu.msr.tsc_adjust);
+            cpu.msr.tsc_offset = cpu.msr.tsc_offset.wrapping_add(jump);
+            cpu.msr.tsc_adjust = value;
+        }
         APIC_BASE => {
             // Base (bits 12..39), BSP (8, read-only), EN (11); x2APIC (10) is not offered.
             let writable = 0x0000_00ff_ffff_f000 | (1 << 11);
@@ -302,6 +319,7 @@ mod tests {
         write(&mut cpu, TSC, 1_000_000).unwrap();
         cpu.retired = 150;
         assert_eq!(read(&cpu, TSC).unwrap(), 1_000_050);
+        assert_eq!(read(&cpu, TSC_ADJUST).unwrap(), 1_000_000 - 100);
         assert_eq!(read(&cpu, APIC_BASE).unwrap(), APIC_BASE_DEFAULT);
         write(&mut cpu, APIC_BASE, 0xfee0_0000).unwrap();
         assert_eq!(
@@ -309,5 +327,26 @@ mod tests {
             0xfee0_0000 | (1 << 8),
             "BSP is read-only"
         );
+    }
+
+    /// IA32_TSC_ADJUST (kvm-unit-tests' `tsc_adjust`): writing it moves the TSC by the
+    /// change, writing the TSC adds the jump to it, and time the machine skips (idle HLT)
+    /// moves the TSC without touching it.
+    #[test]
+    fn tsc_adjust_follows_writes_to_either_msr() {
+        let mut cpu = CpuState::new(CpuMode::Long64);
+        cpu.retired = 1000;
+        assert_eq!(read(&cpu, TSC_ADJUST).unwrap(), 0);
+        write(&mut cpu, TSC_ADJUST, 100_000_000_000).unwrap();
+        assert_eq!(read(&cpu, TSC).unwrap(), 100_000_001_000);
+        write(&mut cpu, TSC_ADJUST, 0).unwrap();
+        assert_eq!(read(&cpu, TSC).unwrap(), 1000);
+        cpu.msr.tsc_offset += 500; // an idle skip
+        cpu.retired = 2000;
+        write(&mut cpu, TSC, 10_000).unwrap();
+        assert_eq!(read(&cpu, TSC_ADJUST).unwrap(), 10_000 - 2500);
+        assert_eq!(read(&cpu, TSC).unwrap(), 10_000);
+        write(&mut cpu, TSC, 0).unwrap();
+        assert_eq!(read(&cpu, TSC_ADJUST).unwrap(), (-2500i64) as u64);
     }
 }

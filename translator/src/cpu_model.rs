@@ -51,6 +51,8 @@ pub const ECX1_OSXSAVE: u32 = 1 << 27;
 const ECX1_MOVBE: u32 = 1 << 22;
 const ECX1_POPCNT: u32 = 1 << 23;
 // CPUID.7.0:EBX
+/// IA32_TSC_ADJUST, as KVM offers it to its guests on AMD hosts too.
+const EBX7_TSC_ADJUST: u32 = 1 << 1;
 const EBX7_BMI1: u32 = 1 << 3;
 /// FCS and FDS are saved as zero (the FPU keeps no segment selectors).
 const EBX7_FPU_CSDS_DEPRECATED: u32 = 1 << 13;
@@ -138,7 +140,8 @@ pub const FEATURES: Features = Features {
         | EDX1_FXSR
         | EDX1_SSE
         | EDX1_SSE2,
-    ebx7: EBX7_BMI1
+    ebx7: EBX7_TSC_ADJUST
+        | EBX7_BMI1
         | EBX7_SMEP
         | EBX7_INVPCID
         | EBX7_FPU_CSDS_DEPRECATED

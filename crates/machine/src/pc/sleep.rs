@@ -126,7 +126,7 @@ impl Machine {
     }
 
     /// The CPU as after a reset, then at `vector` in real mode (CS = vector / 16): what
-    /// firmware hands a resuming OS. The instruction count, the TSC, a pending stop request
+    /// firmware hands a resuming OS. The instruction count, the TSC (and TSC_ADJUST), a pending stop request
     /// and the machine's phase cell carry over.
     fn restart_cpu_at(&mut self, vector: u64) {
         let mut cpu = CpuState::new(CpuMode::Real16);
@@ -134,6 +134,7 @@ impl Machine {
         cpu.phase = self.phase.clone();
         cpu.retired = self.cpu.retired;
         cpu.msr.tsc_offset = self.cpu.msr.tsc_offset;
+        cpu.msr.tsc_adjust = self.cpu.msr.tsc_adjust;
         let stop = self.cpu.exit_request.load(Ordering::Acquire) & EXIT_STOP;
         cpu.exit_request.store(stop, Ordering::Release);
         cpu.seg[SegReg::Cs as usize] = Segment::real((vector >> 4) as u16);
