@@ -316,60 +316,110 @@ fn an_internal_error_reports_the_guest_state_and_its_own_status() {
         (&["run", "--multiboot", mb], "32-bit protected mode", false),
     ];
     for (args, mode, backtrace) in cases {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_crane86"));
-        cmd.args(args).env("CRANE86_TEST_PANIC_AT_INSNS", "1000");
-        if backtrace {
-            cmd.env("RUST_BACKTRACE", "1");
-        } else {
-            cmd.env_remove("RUST_BACKTRACE");
-        }
-        let o = cmd.output().unwrap();
-        let err = text(&o.stderr);
-        assert_eq!(o.status.code(), Some(122), "{args:?}: {err}");
-        let mut lines = err
+        let env = ("CRANE86_TEST_PANIC_AT_INSNS", "1000");
+        let err = internal_error(args, env, backtrace);
+        let first = err
             .lines()
-            .skip_while(|l| !l.starts_with("crane86: internal error"));
-        let first = lines
-            .next()
-            .unwrap_or_else(|| panic!("no reason line in {err}"));
+            .find(|l| l.starts_with("crane86: internal error"))
+            .unwrap();
         assert!(
-            first.contains("a bug in crane86, not a fault of the guest")
-                && first.contains("test-only panic after 1000 guest instructions"),
+            first.contains("test-only panic after 1000 guest instructions"),
             "{first}"
         );
-        let state = lines.next().unwrap();
-        assert!(
-            state.starts_with("crane86: guest state: ")
-                && state.contains(mode)
-                && state.contains("CS:RIP 0008:0x")
-                && state.contains("1000 instructions retired"),
-            "{state}"
-        );
-        for reg in [
-            "rip=", "rax=", "rsp=", "r15=", "rflags=", "cr0=", "cr3=", "cr4=", "efer=",
-        ] {
-            assert!(err.contains(reg), "{args:?}: no {reg} in {err}");
-        }
-        assert!(err.contains("crane86: the block at CS:RIP:"), "{err}");
-        let last = err.lines().last().unwrap();
-        assert!(
-            last.starts_with("crane86: please report this crane86 bug")
-                && last.ends_with(&args.join(" ")),
-            "{last}"
-        );
-        let noise = err.contains("panicked at") || err.contains("stack backtrace");
-        assert_eq!(
-            noise, backtrace,
-            "{args:?}, RUST_BACKTRACE: {backtrace}: {err}"
-        );
-        if !backtrace {
-            assert!(
-                err.trim_start().starts_with("crane86: internal error"),
-                "nothing before the reason: {err}"
-            );
-        }
+        assert_internal_report(&err, args, mode, Some(1000), backtrace);
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A panic inside a helper that generated code called (a memory slow path here, forced by
+/// the test-only `CRANE86_TEST_HELPER_PANIC_AT_INSNS`) cannot unwind through the helper's
+/// `extern "C"` frame: the helper catches it, the code leaves, and the run reports it as any
+/// other internal error instead of aborting. In compiled and in baseline code.
+#[test]
+fn a_panic_in_a_helper_of_generated_code_gets_the_internal_error_report() {
+    for tier in ["jit", "baseline"] {
+        let args: &[&str] = &["run", "--guest", "crc32", "--tier", tier];
+        let env = ("CRANE86_TEST_HELPER_PANIC_AT_INSNS", "0");
+        let err = internal_error(args, env, false);
+        let first = err
+            .lines()
+            .find(|l| l.starts_with("crane86: internal error"))
+            .unwrap_or_default();
+        assert!(
+            first.contains("test-only panic in a helper"),
+            "{tier}: {err}"
+        );
+        assert_internal_report(&err, args, "64-bit mode", None, false);
+    }
+}
+
+/// Runs crane86 with `args` and the test-only panic variable `env`, checks status 122 and
+/// returns its standard error.
+fn internal_error(args: &[&str], env: (&str, &str), backtrace: bool) -> String {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_crane86"));
+    cmd.args(args).env(env.0, env.1);
+    if backtrace {
+        cmd.env("RUST_BACKTRACE", "1");
+    } else {
+        cmd.env_remove("RUST_BACKTRACE");
+    }
+    let o = cmd.output().unwrap();
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(122), "{args:?}: {err}");
+    err
+}
+
+/// The internal-error report in `err`: the reason line, the guest state in `mode` (with
+/// `retired` instructions, if given), the registers, the block at CS:RIP, the request to
+/// report with the command line `args`, and Rust's own output only if `backtrace`.
+fn assert_internal_report(
+    err: &str,
+    args: &[&str],
+    mode: &str,
+    retired: Option<u64>,
+    backtrace: bool,
+) {
+    let mut lines = err
+        .lines()
+        .skip_while(|l| !l.starts_with("crane86: internal error"));
+    let first = lines
+        .next()
+        .unwrap_or_else(|| panic!("no reason line in {err}"));
+    assert!(
+        first.contains("a bug in crane86, not a fault of the guest"),
+        "{first}"
+    );
+    let state = lines.next().unwrap();
+    assert!(
+        state.starts_with("crane86: guest state: ")
+            && state.contains(mode)
+            && state.contains("CS:RIP 0008:0x")
+            && retired.is_none_or(|n| state.contains(&format!("{n} instructions retired"))),
+        "{state}"
+    );
+    for reg in [
+        "rip=", "rax=", "rsp=", "r15=", "rflags=", "cr0=", "cr3=", "cr4=", "efer=",
+    ] {
+        assert!(err.contains(reg), "{args:?}: no {reg} in {err}");
+    }
+    assert!(err.contains("crane86: the block at CS:RIP:"), "{err}");
+    let last = err.lines().last().unwrap();
+    assert!(
+        last.starts_with("crane86: please report this crane86 bug")
+            && last.ends_with(&args.join(" ")),
+        "{last}"
+    );
+    let noise = err.contains("panicked at") || err.contains("stack backtrace");
+    assert_eq!(
+        noise, backtrace,
+        "{args:?}, RUST_BACKTRACE: {backtrace}: {err}"
+    );
+    if !backtrace {
+        assert!(
+            err.trim_start().starts_with("crane86: internal error"),
+            "nothing before the reason: {err}"
+        );
+    }
 }
 
 /// Bad input named in the README's table: a directory where a file should be (EISDIR, which

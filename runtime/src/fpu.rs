@@ -165,12 +165,17 @@ pub unsafe extern "C" fn string_compare_helper(
 /// # Safety
 /// `cpu` must point to the live CpuState of the calling generated code.
 unsafe fn in_helper(cpu: *mut CpuState, f: impl FnOnce(&mut CpuState) -> u64) -> u64 {
-    // SAFETY: generated code passes its own CpuState, valid and unaliased for the call.
-    let cpu = unsafe { &mut *cpu };
-    cpu.phase.set(Phase::Helper);
-    let r = f(cpu);
-    cpu.phase.set(Phase::Jit);
-    r
+    // SAFETY: generated code passes its own CpuState, valid and unaliased for the call; the
+    // body borrows it only while `guard` does not look at it. A panic stops the instruction.
+    unsafe {
+        crate::helper_panic::guard(cpu, STATUS_FAULT, || {
+            let cpu = &mut *cpu;
+            cpu.phase.set(Phase::Helper);
+            let r = f(cpu);
+            cpu.phase.set(Phase::Jit);
+            r
+        })
+    }
 }
 
 /// Makes an x87 store's prepared state architectural once the memory write succeeded.
@@ -220,6 +225,10 @@ pub unsafe extern "C" fn x87_commit_helper(
     _: u64,
 ) -> u64 {
     // SAFETY: as in `simd_helper`.
-    x87_commit(unsafe { &mut *cpu });
-    STATUS_OK
+    unsafe {
+        in_helper(cpu, |cpu| {
+            x87_commit(cpu);
+            STATUS_OK
+        })
+    }
 }

@@ -19,6 +19,7 @@ pub mod far;
 pub mod fastcall;
 pub mod flags;
 pub mod fpu;
+pub mod helper_panic;
 pub mod interrupt;
 pub mod io_perm;
 pub mod key;

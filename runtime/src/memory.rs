@@ -22,6 +22,7 @@ use std::ops::Range;
 use std::ptr::NonNull;
 
 use crate::exception::{Exception, Fault};
+use crate::helper_panic::guard;
 use crate::paging::{canonical, permits, walk_traced, Access, PagingMode, Translation, WalkRegs};
 use crate::phase::Phase;
 use crate::state::CpuState;
@@ -855,8 +856,16 @@ fn stack_fault(cpu: &mut CpuState, linear: u64, size: u64) -> bool {
 /// # Safety
 /// `cpu` must be valid and `cpu.mem` must point to the live `PhysMem` (module invariant).
 pub unsafe extern "C" fn load_slow(cpu: *mut CpuState, linear: u64, size: u64) -> u64 {
-    // SAFETY: generated code passes its own live CpuState; the run loop set `mem`.
-    let cpu = unsafe { &mut *cpu };
+    // SAFETY: generated code passes its own live CpuState, which the body below borrows
+    // only while `guard` does not look at it.
+    unsafe { guard(cpu, 0, || load_slow_in(&mut *cpu, linear, size)) }
+}
+
+/// [`load_slow`]'s work.
+///
+/// # Safety
+/// As for [`load_slow`], with `cpu` borrowed.
+unsafe fn load_slow_in(cpu: &mut CpuState, linear: u64, size: u64) -> u64 {
     cpu.phase.set(Phase::Helper);
     // SAFETY: see the module invariants: `mem` is live and not otherwise borrowed now.
     let mem = unsafe { &mut *cpu.mem };
@@ -885,7 +894,14 @@ pub unsafe extern "C" fn load_slow(cpu: *mut CpuState, linear: u64, size: u64) -
 /// As for [`load_slow`].
 pub unsafe extern "C" fn store_slow(cpu: *mut CpuState, linear: u64, size: u64, value: u64) {
     // SAFETY: as in `load_slow`.
-    let cpu = unsafe { &mut *cpu };
+    unsafe { guard(cpu, (), || store_slow_in(&mut *cpu, linear, size, value)) }
+}
+
+/// [`store_slow`]'s work.
+///
+/// # Safety
+/// As for [`load_slow`], with `cpu` borrowed.
+unsafe fn store_slow_in(cpu: &mut CpuState, linear: u64, size: u64, value: u64) {
     cpu.phase.set(Phase::Helper);
     // SAFETY: as in `load_slow`; the slow path is the only user of `mem` while it runs.
     let mem = unsafe { &mut *cpu.mem };
@@ -921,8 +937,25 @@ pub unsafe extern "C" fn rep_bulk_slow(
     count: u64,
     code: u64,
 ) -> u64 {
-    // SAFETY: as in `load_slow`.
-    let cpu = unsafe { &mut *cpu };
+    // SAFETY: as in `load_slow`; no iterations done is what the caller can always take.
+    unsafe {
+        guard(cpu, 0, || {
+            rep_bulk_slow_in(&mut *cpu, dst, src_or_value, count, code)
+        })
+    }
+}
+
+/// [`rep_bulk_slow`]'s work.
+///
+/// # Safety
+/// As for [`load_slow`], with `cpu` borrowed.
+unsafe fn rep_bulk_slow_in(
+    cpu: &mut CpuState,
+    dst: u64,
+    src_or_value: u64,
+    count: u64,
+    code: u64,
+) -> u64 {
     cpu.phase.set(Phase::Helper);
     // SAFETY: as in `load_slow`; the helper is the only user of `mem` while it runs.
     let mem = unsafe { &mut *cpu.mem };

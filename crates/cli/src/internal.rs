@@ -34,6 +34,22 @@ pub fn test_panic_at() -> Option<u64> {
     std::env::var(TEST_PANIC_ENV).ok()?.trim().parse().ok()
 }
 
+/// Test-only: `CRANE86_TEST_HELPER_PANIC_AT_INSNS=N` makes the first helper that generated
+/// code calls once N guest instructions have retired panic
+/// (`crane86_runtime::helper_panic::TEST_PANIC_AT`), so that the test suite can check that
+/// a panic on a slow path gets the same report as one in the run loop.
+pub const TEST_HELPER_PANIC_ENV: &str = "CRANE86_TEST_HELPER_PANIC_AT_INSNS";
+
+/// Arms [`TEST_HELPER_PANIC_ENV`] if it is set.
+pub fn arm_test_helper_panic() {
+    if let Some(n) = std::env::var(TEST_HELPER_PANIC_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+    {
+        crane86_runtime::helper_panic::TEST_PANIC_AT.store(n, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// A panic caught by [`catch`].
 #[derive(Clone, Debug)]
 pub struct Panic {

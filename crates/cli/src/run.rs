@@ -389,6 +389,7 @@ pub fn run_boot(args: &RunArgs, boot: &Boot) -> Result<Outcome> {
         .timeout
         .map(|secs| Timeout::start(&m, Duration::from_secs(secs)));
     let panic_at = crate::internal::test_panic_at();
+    crate::internal::arm_test_helper_panic();
     // A panic in the run is crane86's bug: caught, it becomes the internal-error report below
     // instead of a backtrace. The machine is only read for that report afterwards.
     let caught = crate::internal::catch(|| -> Result<Result<RunEnd, MachineError>> {

@@ -2,6 +2,7 @@
 //! values in, a value out, no pointers (so no `unsafe`). Each evaluates through
 //! [`Values`], the interpreter's own arithmetic, so both tiers agree by construction.
 
+use crane86_runtime::helper_panic::guard_pure;
 use crane86_runtime::CcOp;
 
 use crate::emit::{Arith, Bin, FloatOp, FloatWidth, Un};
@@ -57,13 +58,13 @@ pub(super) fn float_code(op: FloatOp, w: FloatWidth) -> u64 {
 /// [`Arith::bin`] for the operation [`bin_code`] names.
 pub(super) extern "C" fn bin(code: u64, a: u64, b: u64) -> u64 {
     let op = BINS.get(code as usize).copied().unwrap_or(Bin::Add);
-    Values.bin(op, a, b)
+    guard_pure(0, || Values.bin(op, a, b))
 }
 
 /// [`Arith::un`] for the operation [`un_code`] names.
 pub(super) extern "C" fn un(code: u64, a: u64) -> u64 {
     let op = UNS.get(code as usize).copied().unwrap_or(Un::Not);
-    Values.un(op, a)
+    guard_pure(0, || Values.un(op, a))
 }
 
 /// [`Arith::float`] for what [`float_code`] names.
@@ -77,13 +78,13 @@ pub(super) extern "C" fn float(code: u64, a: u64, b: u64) -> u64 {
     } else {
         FloatWidth::Single
     };
-    Values.float(op, w, a, b)
+    guard_pure(0, || Values.float(op, w, a, b))
 }
 
 /// One part of [`Arith::div_wide`]: `part & 3` 0 the quotient, 1 the remainder, 2 the
 /// success flag; bit 8 of `part` asks for the signed division.
 pub(super) extern "C" fn div_wide(part: u64, hi: u64, lo: u64, d: u64) -> u64 {
-    let (q, r, ok) = Values.div_wide(part >> 8 & 1 != 0, hi, lo, d);
+    let (q, r, ok) = guard_pure((0, 0, 0), || Values.div_wide(part >> 8 & 1 != 0, hi, lo, d));
     match part & 3 {
         0 => q,
         1 => r,
@@ -93,7 +94,9 @@ pub(super) extern "C" fn div_wide(part: u64, hi: u64, lo: u64, d: u64) -> u64 {
 
 /// The arithmetic flags of a lazy-flags record (`op` as [`CcOp::encode`] packs it).
 pub(super) extern "C" fn eflags(op: u64, s1: u64, s2: u64, res: u64) -> u64 {
-    flags::eflags_of(&mut Values, CcOp::decode(op), s1, s2, res)
+    guard_pure(0, || {
+        flags::eflags_of(&mut Values, CcOp::decode(op), s1, s2, res)
+    })
 }
 
 #[cfg(test)]

@@ -29,6 +29,8 @@ pub unsafe fn run_compiled(
     let r = f(code as u64, cpu as *mut CpuState);
     cpu.mem = std::ptr::null_mut();
     cpu.ram_host = [0; 2];
+    // A helper that panicked stopped the code early; the panic goes on from here.
+    crane86_runtime::helper_panic::resume();
     r
 }
 
@@ -64,5 +66,6 @@ pub unsafe fn run_baseline(
     let r = f(cpu as *mut CpuState, limit, budget);
     cpu.mem = std::ptr::null_mut();
     cpu.ram_host = [0; 2];
+    crane86_runtime::helper_panic::resume();
     r
 }

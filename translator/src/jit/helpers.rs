@@ -14,14 +14,17 @@ use crane86_runtime::{BlockKey, CcOp, CpuMode, CpuState, LazyFlags, SegReg};
 
 use crate::cache::{fast_index, FastEntry};
 use crate::interp::{div_wide, eflags_value};
+use crane86_runtime::helper_panic::{guard, guard_pure};
 
 /// The arithmetic flags of a lazy record whose operation was not known at translation time.
 pub extern "C" fn eflags_of(op: u64, src1: u64, src2: u64, res: u64) -> u64 {
-    eflags_value(&LazyFlags {
-        op: CcOp::decode(op).encode(),
-        src1,
-        src2,
-        res,
+    guard_pure(0, || {
+        eflags_value(&LazyFlags {
+            op: CcOp::decode(op).encode(),
+            src1,
+            src2,
+            res,
+        })
     })
 }
 
@@ -37,13 +40,16 @@ pub unsafe extern "C" fn div_wide_helper(
     lo: u64,
     d: u64,
 ) -> u64 {
-    match div_wide(signed != 0, hi, lo, d) {
-        Some((q, r)) => {
-            // SAFETY: generated code passes its own CpuState pointer, valid for the call.
-            unsafe { (*cpu).scratch = [q, r] };
-            1
-        }
-        None => 0,
+    // SAFETY: generated code passes its own CpuState pointer, valid for the call and only
+    // written by the body while `guard` does not look at it. A panic reads as a fault.
+    unsafe {
+        guard(cpu, 0, || match div_wide(signed != 0, hi, lo, d) {
+            Some((q, r)) => {
+                (*cpu).scratch = [q, r];
+                1
+            }
+            None => 0,
+        })
     }
 }
 
@@ -76,7 +82,7 @@ pub unsafe extern "C" fn jump_lookup(
 ) -> u64 {
     // SAFETY: the contract above is the caller's.
     unsafe {
-        as_helper(cpu, |cpu| {
+        as_helper(cpu, 0, |cpu| {
             jump_lookup_in(cpu, rip, cs_base, mode_bits, table)
         })
     }
@@ -206,22 +212,30 @@ fn msr_is_cpu_state(index: u32) -> bool {
 /// as that code (`crate::cache::Block::runtime`).
 pub unsafe extern "C" fn run_runtime(cpu: *mut CpuState, block: u64) -> u64 {
     // SAFETY: the contract above is the caller's.
-    unsafe { as_helper(cpu, |cpu| run_runtime_in(cpu, block)) }
+    unsafe { as_helper(cpu, RUNTIME_FAULT, |cpu| run_runtime_in(cpu, block)) }
 }
 
 /// Runs `f` on `cpu` in the helper phase (`--stats`'s time per phase, see
-/// `crane86_runtime::phase`), back in the generated-code phase after it.
+/// `crane86_runtime::phase`), back in the generated-code phase after it; `fallback` if it
+/// panics (see `crane86_runtime::helper_panic`).
 ///
 /// # Safety
 /// `cpu` must point to a live CpuState; `f` gets the same pointer.
-unsafe fn as_helper(cpu: *mut CpuState, f: impl FnOnce(*mut CpuState) -> u64) -> u64 {
+unsafe fn as_helper(
+    cpu: *mut CpuState,
+    fallback: u64,
+    f: impl FnOnce(*mut CpuState) -> u64,
+) -> u64 {
     use crane86_runtime::phase::Phase;
-    // SAFETY: live per the contract; the reference ends before `f` runs.
-    unsafe { (*cpu).phase.set(Phase::Helper) };
-    let r = f(cpu);
-    // SAFETY: as above; `f` has returned.
-    unsafe { (*cpu).phase.set(Phase::Jit) };
-    r
+    // SAFETY: live per the contract; each reference here ends before the next access.
+    unsafe {
+        guard(cpu, fallback, || {
+            (*cpu).phase.set(Phase::Helper);
+            let r = f(cpu);
+            (*cpu).phase.set(Phase::Jit);
+            r
+        })
+    }
 }
 
 /// [`run_runtime`]'s work; the same contract.
