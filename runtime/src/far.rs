@@ -243,7 +243,7 @@ fn same_level(
 ) -> Result<(), Fault> {
     let mut st = Stack::current(cpu);
     if kind == FarKind::Call {
-        check_pushes(&st, 2 * u64::from(size))?;
+        st.canonical_room(2 * u64::from(size))?;
         st.room(2, size)?;
     }
     check_ip(&cs, to64, ip)?;
@@ -279,17 +279,6 @@ fn check_stack(
         return Err(Fault::with_code(Exception::StackFault, code));
     }
     Ok(d)
-}
-
-/// A 64-bit stack about to receive `bytes` of pushes must stay canonical, else #SS(0)
-/// (16- and 32-bit stacks wrap instead).
-fn check_pushes(st: &Stack, bytes: u64) -> Result<(), Fault> {
-    if st.mask == u64::MAX
-        && !(canonical(st.sp.wrapping_sub(bytes)) && canonical(st.sp.wrapping_sub(1)))
-    {
-        return Err(Fault::with_code(Exception::StackFault, 0));
-    }
-    Ok(())
 }
 
 /// Reads `size` bytes at `off` in the current TSS; beyond TR's limit → #TS(TR).
@@ -430,7 +419,7 @@ fn more_privilege(
     } else {
         u32::from(gate.gate_param_count())
     };
-    check_pushes(&st, 4 * u64::from(size))?;
+    st.canonical_room(4 * u64::from(size))?;
     st.room(4 + count, size)?;
     check_ip(&cs, lm, ip)?;
     // The parameters, read from the caller's top of stack upwards before anything is

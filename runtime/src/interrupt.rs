@@ -27,8 +27,9 @@
 //!
 //! Outside 64-bit mode the frame is checked against the stack segment's limit before the
 //! first push (see [`Stack::room`]): #SS(EXT) on the current stack, #SS(new SS | EXT) on the
-//! stack of a privilege change. Not checked: canonical addresses of 64-bit frames (memory
-//! faults from the pushes themselves are raised).
+//! stack of a privilege change. In long mode the whole frame must lie at canonical
+//! addresses, else #SS(0) before anything is written, and IRETQ's pops fault the same way
+//! (see [`Stack`]).
 
 use crate::exception::{Exception, Fault};
 use crate::flags::{self, AC, ID, IF, IOPL, NT, RF, TF, VIF, VIP, VM};
@@ -366,6 +367,8 @@ fn deliver_protected(
             });
         }
         st.sp &= !0xf;
+        // The SDM's order: the new stack's address, then the target's.
+        st.canonical_room(8 * (5 + u64::from(error_code.is_some())))?;
         if bad_ip {
             return Err(coded(Exception::GeneralProtection, ext));
         }

@@ -7,9 +7,14 @@
 //! privilege change is about to load. [`Stack::room`] checks a whole frame before its first
 //! push, as the SDM's pseudocode does ("IF new stack does not have room for ..."), so a
 //! frame that does not fit leaves memory untouched too.
+//!
+//! In 64-bit mode there is no limit, but a stack address must be canonical: an access that
+//! is not faults with #SS(0) rather than a data access's #GP(0) (SDM Vol. 2 "INT n",
+//! "IRET", "CALL"), and [`Stack::canonical_room`] checks a whole 64-bit frame first.
 
 use crate::exception::{Exception, Fault};
 use crate::memory::{read_linear, write_linear, PhysMem};
+use crate::paging::canonical;
 use crate::segment::limit::{access_fault, rules, Rules};
 use crate::segment::mode64;
 use crate::state::{CpuState, SegReg, Segment, SEG_DB};
@@ -83,14 +88,36 @@ impl Stack {
         self
     }
 
-    /// #SS(code) when `size` bytes at offset `off` lie outside the segment.
+    /// #SS(code) when `size` bytes at offset `off` lie outside the segment; #SS(0) when a
+    /// 64-bit stack's bytes are not all canonical.
     fn check(&self, off: u64, size: u32, write: bool) -> Result<(), Fault> {
         match self.limit {
             Some(l) if access_fault(&l.seg, l.rules, false, off, size, write) => {
                 Err(Fault::with_code(Exception::StackFault, l.code))
             }
+            None if self.mask == u64::MAX => {
+                let first = self.base.wrapping_add(off);
+                let last = first.wrapping_add(u64::from(size) - 1);
+                if canonical(first) && canonical(last) {
+                    Ok(())
+                } else {
+                    Err(Fault::with_code(Exception::StackFault, 0))
+                }
+            }
             _ => Ok(()),
         }
+    }
+
+    /// A 64-bit stack about to receive `bytes` of pushes must stay canonical, else #SS(0)
+    /// before anything is written (16- and 32-bit stacks wrap instead, and are checked by
+    /// [`Stack::room`]).
+    pub(crate) fn canonical_room(&self, bytes: u64) -> Result<(), Fault> {
+        if self.mask == u64::MAX
+            && !(canonical(self.sp.wrapping_sub(bytes)) && canonical(self.sp.wrapping_sub(1)))
+        {
+            return Err(Fault::with_code(Exception::StackFault, 0));
+        }
+        Ok(())
     }
 
     /// Checks that `count` pushes of `size` bytes each fit, without writing anything.

@@ -526,6 +526,54 @@ fn long_mode_delivery_and_iretq() {
     );
 }
 
+/// 64-bit frames must lie at canonical addresses: a stack (the current one, RSP0 of the
+/// TSS, or what IRETQ pops) that is not gives #SS(0) before anything is written, where the
+/// pushes' own accesses would have given #GP(0) or a page fault.
+#[test]
+fn long_mode_frames_at_non_canonical_addresses_are_ss_zero() {
+    use Exception::*;
+    // Same privilege (CPL 0, the current stack): RSP just above the canonical hole, and
+    // a frame that would cross below the start of the upper half.
+    for rsp in [0x0000_8000_0000_0010u64, 0xffff_8000_0000_0018] {
+        let (mut cpu, mut mem) = long();
+        cpu.seg[SegReg::Cs as usize].selector = 0x08;
+        cpu.gpr[4] = rsp;
+        cpu.rip = 0x1234;
+        assert_eq!(
+            deliver(&mut cpu, &mut mem, soft(0x80), 0x2),
+            err(StackFault, 0),
+            "RSP {rsp:#x}"
+        );
+        assert_eq!((cpu.gpr[4], cpu.rip), (rsp, 0x1234), "nothing changed");
+    }
+    // A privilege change to a non-canonical RSP0; a canonical one at the same place works.
+    let (mut cpu, mut mem) = long();
+    mem.write_phys(TSS + 4, 8, 0xffff_0000_0000_a000);
+    cpu.gpr[4] = 0x5_0000;
+    assert_eq!(
+        deliver(&mut cpu, &mut mem, exc(14, Some(6)), 0x202),
+        err(StackFault, 0)
+    );
+    // The stack check comes before the target's: gate 0x83 has a non-canonical offset.
+    // (RSP itself may be the first non-canonical address: the frame lies below it.)
+    cpu.seg[SegReg::Cs as usize].selector = 0x08;
+    cpu.gpr[4] = 0x0000_8000_0000_0010;
+    assert_eq!(
+        deliver(&mut cpu, &mut mem, soft(0x83), 0x2),
+        err(StackFault, 0)
+    );
+    cpu.gpr[4] = 0x0000_8000_0000_0000;
+    assert_eq!(
+        deliver(&mut cpu, &mut mem, soft(0x83), 0x2),
+        err(GeneralProtection, 0)
+    );
+    // IRETQ popping from a non-canonical RSP.
+    let (mut cpu, mut mem) = long();
+    cpu.seg[SegReg::Cs as usize].selector = 0x08;
+    cpu.gpr[4] = 0x0000_8000_0000_0000;
+    assert_eq!(iret(&mut cpu, &mut mem, 64, 0x2), err(StackFault, 0));
+}
+
 #[test]
 fn random_tables_never_panic() {
     let mut rng = Rng(0x1234_5678_9abc_def1);
