@@ -5,8 +5,9 @@
 //! is byte 0x03 for the guest, Ctrl-Z and Ctrl-\ likewise), no XON/XOFF and no CR-to-NL
 //! translation on input, 8-bit characters; output post-processing stays on, so the guest's
 //! and crane86's `\n` still return the carriage. Ctrl-A is the escape key, as in QEMU:
-//! `Ctrl-A x` stops the machine, `Ctrl-A Ctrl-A` types one Ctrl-A, `Ctrl-A h` (or `?`) prints
-//! a help line; other keys after Ctrl-A are ignored. The terminal's settings are restored on
+//! `Ctrl-A x` stops the machine, `Ctrl-A p` presses the ACPI power button (QEMU's monitor
+//! command `system_powerdown`; it also wakes a guest sleeping in S3), `Ctrl-A Ctrl-A` types
+//! one Ctrl-A, `Ctrl-A h` (or `?`) prints a help line; other keys after Ctrl-A are ignored. The terminal's settings are restored on
 //! every way out: [`Console`]'s `Drop`, a panic hook, and handlers for SIGTERM, SIGHUP and
 //! SIGINT that restore and exit with status 128 + the signal number.
 //!
@@ -39,6 +40,7 @@ const ESCAPE: u8 = 0x01;
 const HELP: &str = "\
 crane86 console escapes:
   Ctrl-A x       stop the machine and exit
+  Ctrl-A p       press the power button (ACPI; wakes a guest from suspend)
   Ctrl-A Ctrl-A  type Ctrl-A
   Ctrl-A h, ?    this help
 ";
@@ -50,6 +52,8 @@ enum Key {
     Send(u8),
     /// Stop the machine (`Ctrl-A x`).
     Quit,
+    /// Press the ACPI power button (`Ctrl-A p`).
+    PowerButton,
     /// Print the escape keys (`Ctrl-A h`).
     Help,
     /// Nothing (Ctrl-A itself, or an unknown key after it).
@@ -75,6 +79,7 @@ impl Escape {
         match b {
             ESCAPE => Key::Send(ESCAPE),
             b'x' | b'X' => Key::Quit,
+            b'p' | b'P' => Key::PowerButton,
             b'h' | b'H' | b'?' => Key::Help,
             _ => Key::Nothing,
         }
@@ -254,6 +259,11 @@ fn forward(input: SerialInput, interactive: bool, quit: &AtomicBool) {
                     out.clear();
                     let _ = std::io::stderr().write_all(HELP.as_bytes());
                 }
+                Key::PowerButton => {
+                    input.send(&out);
+                    out.clear();
+                    input.press_power_button();
+                }
                 Key::Quit => {
                     // What was typed before the escape still goes in, then the stop.
                     input.send(&out);
@@ -290,6 +300,10 @@ mod tests {
         assert_eq!(keys(b"\x01x"), [Nothing, Quit]);
         assert_eq!(keys(b"\x01\x01a"), [Nothing, Send(1), Send(b'a')]);
         assert_eq!(keys(b"\x01h\x01?"), [Nothing, Help, Nothing, Help]);
+        assert_eq!(
+            keys(b"\x01p\x01P"),
+            [Nothing, PowerButton, Nothing, PowerButton]
+        );
         // An unknown key after Ctrl-A is swallowed, as QEMU does; the next one is plain.
         assert_eq!(keys(b"\x01zx"), [Nothing, Nothing, Send(b'x')]);
         // Ctrl-A Ctrl-A then x: a literal Ctrl-A and a plain x, no quit.

@@ -128,6 +128,27 @@ fn console_input_wakes_the_sleeping_machine() {
     }
 }
 
+/// The console's `Ctrl-A p` (`SerialInput::press_power_button`) wakes a guest that enabled
+/// no RTC wake-up; PM1_STS then shows WAK_STS and PWRBTN_STS.
+#[test]
+fn the_power_button_wakes_the_sleeping_machine() {
+    for tier in TIERS {
+        let mut m = machine(tier);
+        load(&mut m, false, RESUME as u32);
+        let input = m.serial_input().expect("the PC board has COM1 input");
+        let button = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            input.press_power_button();
+        });
+        assert_eq!(
+            m.run(Some(1_000_000)).unwrap(),
+            RunEnd::DebugExit(0x81),
+            "{tier:?}"
+        );
+        button.join().unwrap();
+    }
+}
+
 #[test]
 fn a_wake_up_without_a_waking_vector_asks_for_a_reset() {
     for tier in TIERS {

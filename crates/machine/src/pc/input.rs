@@ -34,6 +34,8 @@ struct State {
     bytes: VecDeque<u8>,
     /// A stop was requested and has not reached a run yet.
     stop: bool,
+    /// The ACPI power button was pressed and the board has not seen it yet.
+    power_button: bool,
     /// Live [`SerialInput`] handles: while there are none, nothing can ever arrive.
     senders: usize,
     /// The running vCPU's `exit_request`, while [`crate::Machine::run`] runs.
@@ -95,6 +97,17 @@ impl SerialInput {
         }
         let mut s = self.shared.state.lock();
         s.bytes.extend(bytes);
+        self.shared.ready.store(true, Ordering::Release);
+        s.poke(EXIT_DEVICE);
+        self.shared.cond.notify_all();
+    }
+
+    /// Presses the machine's ACPI power button (QEMU's `system_powerdown`, and a way to
+    /// wake a guest sleeping in S3): the board sets PM1_STS.PWRBTN_STS at its next look at
+    /// the devices, which raises an SCI if the guest enabled it.
+    pub fn press_power_button(&self) {
+        let mut s = self.shared.state.lock();
+        s.power_button = true;
         self.shared.ready.store(true, Ordering::Release);
         s.poke(EXIT_DEVICE);
         self.shared.cond.notify_all();
@@ -164,7 +177,7 @@ impl InputQueue {
         if std::mem::take(&mut s.stop) {
             s.poke(EXIT_STOP);
         }
-        if !s.bytes.is_empty() {
+        if !s.bytes.is_empty() || s.power_button {
             s.poke(EXIT_DEVICE);
         }
         Attached {
@@ -172,25 +185,28 @@ impl InputQueue {
         }
     }
 
-    /// True when bytes are waiting (a cheap check, without the lock).
+    /// True when bytes or a button press are waiting (a cheap check, without the lock).
     pub(crate) fn is_ready(&self) -> bool {
         self.shared.ready.load(Ordering::Acquire)
     }
 
-    /// Takes every byte waiting, in order.
-    pub(crate) fn take(&self) -> Vec<u8> {
+    /// Takes every byte waiting, in order, and whether the power button was pressed since
+    /// the last call.
+    pub(crate) fn take(&self) -> (Vec<u8>, bool) {
         let mut s = self.shared.state.lock();
         self.shared.ready.store(false, Ordering::Release);
-        s.bytes.drain(..).collect()
+        let button = std::mem::take(&mut s.power_button);
+        (s.bytes.drain(..).collect(), button)
     }
 
-    /// Blocks the calling thread for at most `limit`, or until bytes arrive or a stop is
-    /// requested (true when that woke it).
+    /// Blocks the calling thread for at most `limit`, or until bytes arrive, the power
+    /// button is pressed or a stop is requested (true when that woke it).
     pub(crate) fn wait_timeout(&self, limit: std::time::Duration) -> bool {
         let deadline = std::time::Instant::now() + limit;
         let mut s = self.shared.state.lock();
         loop {
-            if !s.bytes.is_empty() || s.stop || s.pending_exit() & EXIT_STOP != 0 {
+            if !s.bytes.is_empty() || s.power_button || s.stop || s.pending_exit() & EXIT_STOP != 0
+            {
                 return true;
             }
             if self.shared.cond.wait_until(&mut s, deadline).timed_out() {
@@ -199,12 +215,13 @@ impl InputQueue {
         }
     }
 
-    /// Blocks the calling thread until bytes arrive or a stop is requested (true), or until
-    /// no handle is left to send anything (false, at once if there never was one).
+    /// Blocks the calling thread until bytes arrive, the power button is pressed or a stop
+    /// is requested (true), or until no handle is left to send anything (false, at once if
+    /// there never was one).
     pub(crate) fn wait(&self) -> bool {
         let mut s = self.shared.state.lock();
         loop {
-            if !s.bytes.is_empty() {
+            if !s.bytes.is_empty() || s.power_button {
                 return true;
             }
             if s.stop || s.pending_exit() & EXIT_STOP != 0 {

@@ -418,9 +418,14 @@ impl Pc {
     fn feed_input(&mut self) {
         let fresh = self.input.is_ready();
         if fresh {
-            let bytes = self.input.take();
+            let (bytes, button) = self.input.take();
             self.input_bytes += bytes.len() as u64;
             self.held_input.extend(bytes);
+            if button {
+                self.pm.lock().press_power_button();
+                // The PM block may have raised its SCI: make `refresh` look.
+                self.ports.touched = true;
+            }
         }
         if self.held_input.is_empty() || !(fresh || self.ports.touched) {
             return;
