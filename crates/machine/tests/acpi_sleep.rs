@@ -110,42 +110,34 @@ fn without_rtc_en_or_console_input_nothing_wakes_the_sleeping_machine() {
 
 #[test]
 fn console_input_wakes_the_sleeping_machine() {
-    for tier in TIERS {
-        let mut m = machine(tier);
-        load(&mut m, false, RESUME as u32);
-        let input = m.serial_input().expect("the PC board has COM1 input");
-        let typist = std::thread::spawn(move || {
-            std::thread::sleep(std::time::Duration::from_millis(100));
-            input.send(b"\r");
-        });
-        // WAK_STS alone: no RTC wake-up.
-        assert_eq!(
-            m.run(Some(1_000_000)).unwrap(),
-            RunEnd::DebugExit(0x80),
-            "{tier:?}"
-        );
-        typist.join().unwrap();
-    }
+    // WAK_STS alone: no RTC wake-up.
+    wakes_by_host_action(|input| input.send(b"\r"), 0x80);
 }
 
 /// The console's `Ctrl-A p` (`SerialInput::press_power_button`) wakes a guest that enabled
 /// no RTC wake-up; PM1_STS then shows WAK_STS and PWRBTN_STS.
 #[test]
 fn the_power_button_wakes_the_sleeping_machine() {
+    wakes_by_host_action(|input| input.press_power_button(), 0x81);
+}
+
+/// In every tier: a guest asleep without RTC_EN resumes when another thread does `act`
+/// on its COM1 input handle 100 ms into the sleep, and reports PM1_STS's high byte `sts`.
+fn wakes_by_host_action(act: fn(&crane86_machine::SerialInput), sts: u32) {
     for tier in TIERS {
         let mut m = machine(tier);
         load(&mut m, false, RESUME as u32);
         let input = m.serial_input().expect("the PC board has COM1 input");
-        let button = std::thread::spawn(move || {
+        let host = std::thread::spawn(move || {
             std::thread::sleep(std::time::Duration::from_millis(100));
-            input.press_power_button();
+            act(&input);
         });
         assert_eq!(
             m.run(Some(1_000_000)).unwrap(),
-            RunEnd::DebugExit(0x81),
+            RunEnd::DebugExit(sts),
             "{tier:?}"
         );
-        button.join().unwrap();
+        host.join().unwrap();
     }
 }
 
