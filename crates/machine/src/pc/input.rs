@@ -1,6 +1,7 @@
 //! COM1's receive side as the host sees it: a queue other threads fill through
 //! [`SerialInput`] handles while the run loop owns the machine, and the board drains into the
-//! UART between blocks.
+//! UART between blocks. The same handles press the ACPI power button, which the board hands
+//! to the PM block when it drains the queue.
 //!
 //! Waking the vCPU: compiled code only looks at `CpuState::exit_request`, which lives inside
 //! the machine. While [`crate::Machine::run`] runs it publishes that word's address here
@@ -79,8 +80,9 @@ struct Shared {
     ready: AtomicBool,
 }
 
-/// A handle that sends bytes to COM1's receive side (the host's keyboard, a pipe) and can
-/// stop the run; cloneable and usable from any thread while the machine runs on another.
+/// A handle that sends bytes to COM1's receive side (the host's keyboard, a pipe), can press
+/// the ACPI power button (the console's other host-side control) and can stop the run;
+/// cloneable and usable from any thread while the machine runs on another.
 ///
 /// Bytes reach the guest in the order sent and none is dropped: the board keeps them until
 /// the UART's FIFO has room.
