@@ -83,6 +83,11 @@ pub struct BenchArgs {
     /// (`--crane86-arg=--jit-threshold=200`); repeatable.
     #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
     pub crane86_arg: Vec<String>,
+    /// An extra argument for every QEMU run of the suite, after the bench's own
+    /// (`--qemu-arg=-cpu --qemu-arg=max` gives the guest QEMU's widest CPU model);
+    /// repeatable.
+    #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
+    pub qemu_arg: Vec<String>,
 }
 
 /// Conformance references.

@@ -66,10 +66,14 @@ pub fn run(args: &BenchArgs) -> Result<i32> {
         crane86: std::env::current_exe().context("cannot find the crane86 executable")?,
         timeout: Duration::from_secs(args.timeout.max(1)),
         extra: args.crane86_arg.clone(),
+        qemu_extra: args.qemu_arg.clone(),
     };
     print!("{}", report::header(&machine, reps, args.quick));
     if !args.crane86_arg.is_empty() {
         println!("crane86 run arguments: {}", args.crane86_arg.join(" "));
+    }
+    if qemu && !args.qemu_arg.is_empty() {
+        println!("QEMU arguments: {}", args.qemu_arg.join(" "));
     }
 
     let mut records: Vec<Record> = plan.iter().map(|w| Record::new(w)).collect();

@@ -67,6 +67,8 @@ pub struct Runner {
     pub timeout: Duration,
     /// Extra arguments for every `crane86 run` (`--crane86-arg`).
     pub extra: Vec<String>,
+    /// Extra arguments for every QEMU run (`--qemu-arg`), after the bench's own.
+    pub qemu_extra: Vec<String>,
 }
 
 impl Runner {
@@ -80,7 +82,8 @@ impl Runner {
                 .arg(&image.kernel)
                 .arg("-initrd")
                 .arg(&image.initrd)
-                .args(["-append", append]);
+                .args(["-append", append])
+                .args(&self.qemu_extra);
         } else {
             cmd = Command::new(&self.crane86);
             cmd.arg("run")
@@ -292,5 +295,42 @@ fn exited_early(child: &mut Child, when: &str) -> String {
     match stderr.lines().rev().find(|l| !l.trim().is_empty()) {
         Some(last) => format!("exited {when} ({status}): {}", last.trim()),
         None => format!("exited {when} ({status})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--crane86-arg` reaches only crane86's command line and `--qemu-arg` only QEMU's, each
+    /// after the bench's own arguments.
+    #[test]
+    fn extra_arguments_go_to_their_own_side() {
+        let runner = Runner {
+            crane86: PathBuf::from("/bin/crane86"),
+            timeout: Duration::from_secs(1),
+            extra: vec!["--jit-threshold=200".into()],
+            qemu_extra: vec!["-cpu".into(), "max".into()],
+        };
+        let image = LinuxImage {
+            kernel: PathBuf::from("vmlinuz"),
+            initrd: PathBuf::from("initrd.img"),
+        };
+        let args = |side| -> Vec<String> {
+            runner
+                .linux_cmd(side, Arch::Amd64, &image, "console=ttyS0")
+                .get_args()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect()
+        };
+        let qemu = args(Side::Qemu);
+        assert_eq!(qemu[qemu.len() - 2..], ["-cpu", "max"], "{qemu:?}");
+        assert!(
+            !qemu.iter().any(|a| a.contains("jit-threshold")),
+            "{qemu:?}"
+        );
+        let ours = args(Side::Crane86);
+        assert_eq!(ours.last().map(String::as_str), Some("--jit-threshold=200"));
+        assert!(!ours.iter().any(|a| a == "max"), "{ours:?}");
     }
 }
