@@ -318,15 +318,8 @@ fn an_internal_error_reports_the_guest_state_and_its_own_status() {
     for (args, mode, backtrace) in cases {
         let env = ("CRANE86_TEST_PANIC_AT_INSNS", "1000");
         let err = internal_error(args, env, backtrace);
-        let first = err
-            .lines()
-            .find(|l| l.starts_with("crane86: internal error"))
-            .unwrap();
-        assert!(
-            first.contains("test-only panic after 1000 guest instructions"),
-            "{first}"
-        );
-        assert_internal_report(&err, args, mode, Some(1000), backtrace);
+        let reason = "test-only panic after 1000 guest instructions";
+        assert_internal_report(&err, args, reason, mode, Some(1000), backtrace);
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -341,15 +334,8 @@ fn a_panic_in_a_helper_of_generated_code_gets_the_internal_error_report() {
         let args: &[&str] = &["run", "--guest", "crc32", "--tier", tier];
         let env = ("CRANE86_TEST_HELPER_PANIC_AT_INSNS", "0");
         let err = internal_error(args, env, false);
-        let first = err
-            .lines()
-            .find(|l| l.starts_with("crane86: internal error"))
-            .unwrap_or_default();
-        assert!(
-            first.contains("test-only panic in a helper"),
-            "{tier}: {err}"
-        );
-        assert_internal_report(&err, args, "64-bit mode", None, false);
+        let reason = "test-only panic in a helper";
+        assert_internal_report(&err, args, reason, "64-bit mode", None, false);
     }
 }
 
@@ -369,12 +355,14 @@ fn internal_error(args: &[&str], env: (&str, &str), backtrace: bool) -> String {
     err
 }
 
-/// The internal-error report in `err`: the reason line, the guest state in `mode` (with
-/// `retired` instructions, if given), the registers, the block at CS:RIP, the request to
-/// report with the command line `args`, and Rust's own output only if `backtrace`.
+/// The internal-error report in `err`: the reason line (naming `reason`), the guest state
+/// in `mode` (with `retired` instructions, if given), the registers, the block at CS:RIP,
+/// the request to report with the command line `args`, and Rust's own output only if
+/// `backtrace`.
 fn assert_internal_report(
     err: &str,
     args: &[&str],
+    reason: &str,
     mode: &str,
     retired: Option<u64>,
     backtrace: bool,
@@ -386,8 +374,8 @@ fn assert_internal_report(
         .next()
         .unwrap_or_else(|| panic!("no reason line in {err}"));
     assert!(
-        first.contains("a bug in crane86, not a fault of the guest"),
-        "{first}"
+        first.contains("a bug in crane86, not a fault of the guest") && first.contains(reason),
+        "{args:?}: {first}"
     );
     let state = lines.next().unwrap();
     assert!(
