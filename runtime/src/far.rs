@@ -387,7 +387,7 @@ fn more_privilege(
             selector: sel,
             attrs: sel << 5,
         };
-        (null, Stack::new(0, sp, u64::MAX, u64::MAX))
+        (null, Stack::new(0, sp, u64::MAX, u64::MAX).at(cpu, new_cpl))
     } else {
         let (ss_sel, sp) = if cpu.tr.attrs & 8 != 0 {
             let off = 4 + 8 * u32::from(new_cpl);
@@ -408,7 +408,9 @@ fn more_privilege(
         let code = u32::from(ss_sel & 0xfffc);
         (
             seg,
-            Stack::new(d.base(), sp, m, 0xffff_ffff).checked(seg, code),
+            Stack::new(d.base(), sp, m, 0xffff_ffff)
+                .checked(seg, code)
+                .at(cpu, new_cpl),
         )
     };
     let old_ss = u64::from(cpu.seg[SegReg::Ss as usize].selector);

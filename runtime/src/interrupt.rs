@@ -348,7 +348,7 @@ fn deliver_protected(
     let mut st;
     if lm {
         let ist = gate.gate_ist();
-        st = Stack::new(0, old_rsp, u64::MAX, u64::MAX);
+        st = Stack::new(0, old_rsp, u64::MAX, u64::MAX).at(cpu, new_cpl);
         if ist != 0 {
             st.sp = tss_read(cpu, mem, 0x24 + 8 * (u32::from(ist) - 1), 8, ext)?;
         } else if new_cpl < old_cpl {
@@ -401,7 +401,9 @@ fn deliver_protected(
                 0xffff
             };
             let code = u32::from(ss_sel & 0xfffc) | ext;
-            st = Stack::new(ss.base, sp, m, 0xffff_ffff).checked(ss, code);
+            st = Stack::new(ss.base, sp, m, 0xffff_ffff)
+                .checked(ss, code)
+                .at(cpu, new_cpl);
             new_ss = Some(ss);
             let saved = if from_v86 { 6 } else { 2 };
             st.room(saved + 3 + u32::from(error_code.is_some()), size)?;

@@ -625,13 +625,19 @@ pub fn current_privilege(cpu: &CpuState) -> Privilege {
 /// the supervisor TLB again. Generated code never reads this TLB (its blocks check the
 /// supervisor TLB inline), but its slow paths find the entry without a walk.
 pub fn data_privilege(cpu: &CpuState) -> Privilege {
-    match current_privilege(cpu) {
+    privilege_at(cpu, crate::segment::cpl(cpu))
+}
+
+/// The privilege of explicit data accesses made at privilege level `cpl` (which a privilege
+/// change may be about to enter) with the current CR4.SMAP and EFLAGS.AC: see
+/// [`data_privilege`].
+pub fn privilege_at(cpu: &CpuState, cpl: u8) -> Privilege {
+    if cpl == 3 {
+        Privilege::User
+    } else if cpu.cr4 & crate::paging::CR4_SMAP != 0 && cpu.rflags & crate::flags::AC != 0 {
+        Privilege::SupervisorAc
+    } else {
         Privilege::Supervisor
-            if cpu.cr4 & crate::paging::CR4_SMAP != 0 && cpu.rflags & crate::flags::AC != 0 =>
-        {
-            Privilege::SupervisorAc
-        }
-        pl => pl,
     }
 }
 
@@ -751,7 +757,8 @@ fn note_mmio(cpu: &CpuState, mem: &PhysMem, phys: u64, size: u32) {
 }
 
 /// Reads at a linear address as an implicit supervisor access (descriptor tables, the TSS,
-/// the IDT, interrupt stack frames: accesses the CPU makes at CPL 0 whatever the CPL).
+/// the IDT: accesses the CPU makes at CPL 0 whatever the CPL; stack frames are explicit
+/// accesses, see `interrupt::stack`).
 pub fn read_linear(
     cpu: &mut CpuState,
     mem: &mut PhysMem,

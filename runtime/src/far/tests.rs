@@ -3,7 +3,9 @@
 
 use super::*;
 use crate::flags::FIXED1;
-use crate::segment::tests::{code32, code64, data32, desc, setup, write_table, Rng, GDT, TSS};
+use crate::segment::tests::{
+    code32, code64, data32, desc, page_rights, paging32, setup, write_table, Rng, GDT, TSS,
+};
 use crate::state::CpuMode;
 
 const FL: u64 = FIXED1 | crate::flags::IF;
@@ -491,4 +493,69 @@ fn a_call_gate_frame_that_does_not_fit_the_inner_stack_is_ss_new_selector() {
         (cpu.gpr, cpu.seg, cpu.rip),
         (before.gpr, before.seg, before.rip)
     );
+}
+
+/// A #PF with error code `code` at `cr2`.
+fn page_fault_at(cpu: &CpuState, r: Result<u64, Delivery>, code: u32, cr2: u64) {
+    assert_eq!(r, fault(Exception::PageFault, code));
+    assert_eq!(cpu.cr2, cr2);
+}
+
+#[test]
+fn stack_accesses_of_far_transfers_run_at_the_stack_owners_privilege() {
+    const P: u64 = 1;
+    const RW: u64 = 2;
+    const US: u64 = 4;
+    // RETF at CPL 3 pops as user mode: a supervisor-only stack page is #PF(P|U), where
+    // an implicit supervisor access would have read it.
+    let (mut cpu, mut mem) = prot(3);
+    paging32(&mut cpu, &mut mem);
+    mem.write_phys(0x8000, 4, 0x1007);
+    mem.write_phys(0x8004, 4, 0x1b);
+    page_rights(&mut cpu, &mut mem, 0x8000, P | RW);
+    let r = retf(&mut cpu, &mut mem, 4, 0, FL);
+    page_fault_at(&cpu, r, 0x5, 0x8000);
+    assert_eq!((cpu.rip, cpu.gpr[4]), (0x1000, 0x8000), "nothing changed");
+    page_rights(&mut cpu, &mut mem, 0x8000, P | RW | US);
+    assert_eq!(retf(&mut cpu, &mut mem, 4, 0, FL), Ok(FL));
+    assert_eq!((cpu.rip, cpu.gpr[4]), (0x1007, 0x8008));
+
+    // A far CALL at CPL 3 pushes as user mode: a read-only user page is #PF(P|W|U) even
+    // with CR0.WP = 0, which lets supervisor writes through.
+    let (mut cpu, mut mem) = prot(3);
+    paging32(&mut cpu, &mut mem);
+    page_rights(&mut cpu, &mut mem, 0x7000, P | US);
+    let r = jmp_call(
+        &mut cpu,
+        &mut mem,
+        FarKind::Call,
+        0x1b,
+        0x2000,
+        4,
+        0x1007,
+        FL,
+    );
+    page_fault_at(&cpu, r, 0x7, 0x7ffc);
+    assert_eq!(rd(&mem, 0x7ffc, 4), 0, "nothing written");
+
+    // Through a call gate to ring 0: the parameters are read from the caller's stack as
+    // user mode, the inner stack is written as supervisor mode (a supervisor-only page).
+    // The caller's stack is at 0x7000, the ring-0 stack below 0x9000.
+    let (mut cpu, mut mem) = prot(3);
+    paging32(&mut cpu, &mut mem);
+    cpu.gpr[4] = 0x7000;
+    mem.write_phys(0x7000, 4, 0x1111);
+    mem.write_phys(0x7004, 4, 0x2222);
+    page_rights(&mut cpu, &mut mem, 0x7000, P | RW);
+    let r = jmp_call(&mut cpu, &mut mem, FarKind::Call, 0x3b, 0, 4, 0x1007, FL);
+    page_fault_at(&cpu, r, 0x5, 0x7000);
+    assert_eq!((cpl(&cpu), cpu.gpr[4]), (3, 0x7000));
+    page_rights(&mut cpu, &mut mem, 0x7000, P | RW | US);
+    page_rights(&mut cpu, &mut mem, 0x8000, P | RW);
+    jmp_call(&mut cpu, &mut mem, FarKind::Call, 0x3b, 0, 4, 0x1007, FL).unwrap();
+    assert_eq!((cpl(&cpu), cpu.gpr[4]), (0, 0x9000 - 24));
+    assert_eq!(rd(&mem, 0x9000 - 16, 4), 0x1111);
+    // RETF from ring 0 pops the supervisor-only inner stack, then lands on ring 3.
+    retf(&mut cpu, &mut mem, 4, 8, FL).unwrap();
+    assert_eq!((cpl(&cpu), cpu.rip, cpu.gpr[4]), (3, 0x1007, 0x7008));
 }

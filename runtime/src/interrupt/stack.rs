@@ -11,12 +11,20 @@
 //! In 64-bit mode there is no limit, but a stack address must be canonical: an access that
 //! is not faults with #SS(0) rather than a data access's #GP(0) (SDM Vol. 2 "INT n",
 //! "IRET", "CALL"), and [`Stack::canonical_room`] checks a whole 64-bit frame first.
+//!
+//! A stack's accesses are explicit accesses at the privilege level that owns the stack
+//! (SDM Vol. 3 4.6: only descriptor tables, the IDT and the TSS are implicit supervisor
+//! accesses): the current CPL for the current stack, so a RETF, IRET or far CALL at CPL 3
+//! reads and writes as user mode and a supervisor-only page faults with U set; the new CPL
+//! for the stack a privilege change switches to, as Bochs and QEMU 9 do. EFLAGS.AC as it
+//! stands then opens user pages under SMAP to supervisor stacks, as it does for other
+//! explicit supervisor data accesses.
 
 use crate::exception::{Exception, Fault};
-use crate::memory::{read_linear, write_linear, PhysMem};
+use crate::memory::{privilege_at, read_as, write_as, PhysMem, Privilege};
 use crate::paging::canonical;
 use crate::segment::limit::{access_fault, rules, Rules};
-use crate::segment::mode64;
+use crate::segment::{cpl, mode64};
 use crate::state::{CpuState, SegReg, Segment, SEG_DB};
 
 /// The segment a stack's accesses are checked against, and the #SS error code.
@@ -35,21 +43,24 @@ pub(crate) struct Stack {
     pub(crate) mask: u64,
     pub(crate) linear_mask: u64,
     limit: Option<Limit>,
+    /// The privilege of the stack's accesses.
+    pl: Privilege,
 }
 
 impl Stack {
-    /// SS:RSP as they are, checked against SS with #SS(0) (nothing in 64-bit mode).
+    /// SS:RSP as they are, checked against SS with #SS(0) (nothing in 64-bit mode), accessed
+    /// at the current privilege level.
     pub(crate) fn current(cpu: &CpuState) -> Stack {
         let ss = cpu.seg[SegReg::Ss as usize];
         if mode64(cpu) {
-            return Stack::new(0, cpu.gpr[4], u64::MAX, u64::MAX);
+            return Stack::new(0, cpu.gpr[4], u64::MAX, u64::MAX).at(cpu, cpl(cpu));
         }
         let mask = if ss.attrs & SEG_DB != 0 {
             0xffff_ffff
         } else {
             0xffff
         };
-        let mut st = Stack::new(ss.base, cpu.gpr[4], mask, 0xffff_ffff);
+        let mut st = Stack::new(ss.base, cpu.gpr[4], mask, 0xffff_ffff).at(cpu, cpl(cpu));
         st.limit = rules(cpu).map(|rules| Limit {
             seg: ss,
             rules,
@@ -58,7 +69,9 @@ impl Stack {
         st
     }
 
-    /// An unchecked stack (64-bit stacks; callers add a segment with [`Stack::checked`]).
+    /// An unchecked stack (64-bit stacks; callers add a segment with [`Stack::checked`]),
+    /// accessed in supervisor mode until [`Stack::at`] says otherwise: the stacks made here
+    /// are the inner ones a privilege change switches to.
     pub(crate) fn new(base: u64, sp: u64, mask: u64, linear_mask: u64) -> Stack {
         Stack {
             base,
@@ -66,7 +79,14 @@ impl Stack {
             mask,
             linear_mask,
             limit: None,
+            pl: Privilege::Supervisor,
         }
+    }
+
+    /// This stack, accessed as code at privilege level `cpl` accesses data.
+    pub(crate) fn at(mut self, cpu: &CpuState, cpl: u8) -> Stack {
+        self.pl = privilege_at(cpu, cpl);
+        self
     }
 
     /// This stack, checked against the protected-mode segment `seg` (a new stack about to
@@ -140,12 +160,13 @@ impl Stack {
     ) -> Result<(), Fault> {
         let sp = self.sp.wrapping_sub(u64::from(size)) & self.mask;
         self.check(sp, size, true)?;
-        write_linear(
+        write_as(
             cpu,
             mem,
             self.base.wrapping_add(sp) & self.linear_mask,
             size,
             v,
+            self.pl,
         )?;
         self.sp = sp;
         Ok(())
@@ -159,11 +180,12 @@ impl Stack {
         size: u32,
     ) -> Result<u64, Fault> {
         self.check(self.sp, size, false)?;
-        let v = read_linear(
+        let v = read_as(
             cpu,
             mem,
             self.base.wrapping_add(self.sp) & self.linear_mask,
             size,
+            self.pl,
         )?;
         self.sp = self.sp.wrapping_add(u64::from(size)) & self.mask;
         Ok(v)

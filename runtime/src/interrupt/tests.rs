@@ -1,7 +1,9 @@
 //! Tests for delivery, IRET and the double-fault table.
 
 use super::*;
-use crate::segment::tests::{code32, code64, data32, desc, setup, write_table, Rng, GDT, IDT, TSS};
+use crate::segment::tests::{
+    code32, code64, data32, desc, page_rights, paging32, setup, write_table, Rng, GDT, IDT, TSS,
+};
 use crate::state::{CpuMode, DescriptorTable};
 
 fn gate32(sel: u16, off: u32, access: u8) -> u64 {
@@ -757,4 +759,41 @@ fn real_mode_frames_respect_the_64k_limit() {
         iret(&mut cpu, &mut mem, 16, 0x2),
         err(Exception::StackFault, 0)
     );
+}
+
+#[test]
+fn frames_are_accessed_at_the_privilege_of_the_stack_they_are_on() {
+    const P: u64 = 1;
+    const RW: u64 = 2;
+    const US: u64 = 4;
+    let (mut cpu, mut mem) = prot(true);
+    paging32(&mut cpu, &mut mem);
+    cpu.rip = 0x1000;
+    cpu.gpr[4] = 0x9000;
+    // Through a gate to ring-3 code the frame goes on the current (user) stack as user
+    // mode: a supervisor-only page is #PF(P|W|U).
+    page_rights(&mut cpu, &mut mem, 0x8000, P | RW);
+    let r = deliver(&mut cpu, &mut mem, soft(0x36), 0x202);
+    assert_eq!(r, err(Exception::PageFault, 0x7));
+    assert_eq!((cpu.cr2, cpu.rip, cpu.gpr[4]), (0x8ffc, 0x1000, 0x9000));
+    // To ring 0 the frame goes on the TSS's stack (below 0xa000) as supervisor mode.
+    page_rights(&mut cpu, &mut mem, 0x9000, P | RW);
+    deliver(&mut cpu, &mut mem, soft(0x80), 0x202).unwrap();
+    assert_eq!(
+        (cpu.seg(SegReg::Cs).selector, cpu.gpr[4]),
+        (0x08, 0xa000 - 20)
+    );
+    iret(&mut cpu, &mut mem, 32, 0x2).unwrap();
+    assert_eq!((cpu.seg(SegReg::Cs).selector, cpu.gpr[4]), (0x1b, 0x9000));
+    // Same level at CPL 3 on a user page; the IRET back pops as user mode too.
+    page_rights(&mut cpu, &mut mem, 0x8000, P | RW | US);
+    deliver(&mut cpu, &mut mem, soft(0x36), 0x202).unwrap();
+    assert_eq!((cpu.rip, cpu.gpr[4]), (0x3600, 0x8ff4));
+    page_rights(&mut cpu, &mut mem, 0x8000, P | RW);
+    let r = iret(&mut cpu, &mut mem, 32, 0x202);
+    assert_eq!(r, err(Exception::PageFault, 0x5));
+    assert_eq!((cpu.cr2, cpu.rip), (0x8ff4, 0x3600));
+    page_rights(&mut cpu, &mut mem, 0x8000, P | RW | US);
+    iret(&mut cpu, &mut mem, 32, 0x202).unwrap();
+    assert_eq!((cpu.rip, cpu.gpr[4]), (0x1004, 0x9000));
 }

@@ -28,6 +28,31 @@ pub(crate) fn code64(dpl: u8) -> u64 {
     desc(0, 0xfffff, 0x9a | (dpl << 5), 0xa)
 }
 
+/// Where [`paging32`] keeps its page directory and page table: the last two pages of the
+/// tests' 128 KiB of RAM.
+const PD32: u64 = 0x1e000;
+const PT32: u64 = 0x1f000;
+
+/// Turns on 32-bit paging over the tests' 128 KiB of RAM, linear = physical, every page
+/// present, writable and user-accessible; tests take rights away with [`page_rights`].
+pub(crate) fn paging32(cpu: &mut CpuState, mem: &mut PhysMem) {
+    mem.write_phys(PD32, 4, PT32 | 7);
+    for page in 0..32u64 {
+        mem.write_phys(PT32 + 4 * page, 4, (page << 12) | 7);
+    }
+    cpu.cr3 = PD32;
+    cpu.cr0 |= crate::state::CR0_PG;
+    cpu.flush_tlb();
+}
+
+/// Gives the page holding `linear` the PTE flags `flags` (P = 1, R/W = 2, U/S = 4) under
+/// [`paging32`].
+pub(crate) fn page_rights(cpu: &mut CpuState, mem: &mut PhysMem, linear: u64, flags: u64) {
+    let page = linear >> 12;
+    mem.write_phys(PT32 + 4 * page, 4, (page << 12) | flags);
+    cpu.flush_tlb();
+}
+
 pub(crate) fn write_table(mem: &mut PhysMem, base: u64, entries: &[u64]) {
     for (i, e) in entries.iter().enumerate() {
         mem.write_phys(base + 8 * i as u64, 8, *e);

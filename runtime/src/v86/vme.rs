@@ -24,15 +24,17 @@
 //! Where the SDM leaves the details of the bitmap read open, this follows Bochs: a TSS limit
 //! below 103, or a bitmap byte beyond the limit (an I/O map base below 32 included), is
 //! #GP(0); the TSS and the vector table are read as implicit supervisor accesses, the stack
-//! as the task's own (CPL 3) accesses.
+//! as the task's own (CPL 3) accesses, within its 64 KiB segment (a word at offset FFFFH is
+//! #SS(0), as for the task's own pushes).
 //!
 //! Like the rest of this crate's delivery code, the functions take and return the *full*
 //! RFLAGS and leave `cpu.rflags` alone; the caller applies the result.
 
 use crate::exception::{Exception, Fault};
 use crate::flags::{self, DF, IF, IOPL, NT, RF, TF, VIF, VIP, VM};
-use crate::interrupt::Delivery;
-use crate::memory::{read_data, read_linear, write_data, PhysMem};
+use crate::interrupt::{Delivery, Stack};
+
+use crate::memory::{read_linear, PhysMem};
 use crate::segment;
 use crate::state::{CpuState, SegReg, CR0_PE, CR4_PVI, CR4_VME};
 
@@ -139,27 +141,18 @@ fn virtual_load(old: u64, popped: u64) -> Result<(u64, u64), Fault> {
     Ok((vif, (flags::ARITH | DF | NT) | VIF))
 }
 
-/// The linear address of SS:SP in virtual-8086 mode (a 16-bit stack).
-fn stack_linear(cpu: &CpuState, sp: u64) -> u64 {
-    cpu.seg[SegReg::Ss as usize].base.wrapping_add(sp & 0xffff) & 0xffff_ffff
-}
-
 /// A 16-bit IRET in virtual-8086 mode with CR4.VME and IOPL < 3 (a 32-bit one is #GP(0),
 /// see [`crate::interrupt::iret`]): pops IP, CS and FLAGS from the task's stack; #GP(0) if
 /// the image sets TF, or sets IF with VIP set; else loads CS:IP, VIF from the image's IF and
 /// the other FLAGS bits but IF and IOPL. Returns the new full RFLAGS; registers change only
 /// when nothing faulted.
 pub fn iret16(cpu: &mut CpuState, mem: &mut PhysMem, rflags: u64) -> Result<u64, Delivery> {
-    let sp = cpu.gpr[4];
-    let pop = |cpu: &mut CpuState, mem: &mut PhysMem, i: u64| {
-        let at = stack_linear(cpu, sp.wrapping_add(2 * i));
-        read_data(cpu, mem, at, 2)
-    };
-    let ip = pop(cpu, mem, 0)?;
-    let cs = pop(cpu, mem, 1)? as u16;
-    let fl = pop(cpu, mem, 2)?;
+    let mut st = Stack::current(cpu);
+    let ip = st.pop(cpu, mem, 2)?;
+    let cs = st.pop(cpu, mem, 2)? as u16;
+    let fl = st.pop(cpu, mem, 2)?;
     let (vif, keep) = virtual_load(rflags, fl)?;
-    cpu.gpr[4] = (sp & !0xffff) | (sp.wrapping_add(6) & 0xffff);
+    cpu.gpr[4] = st.rsp(cpu.gpr[4]);
     cpu.seg[SegReg::Cs as usize] = super::segment(SegReg::Cs, cs);
     cpu.rip = ip;
     Ok((rflags & !keep) | (fl & keep) | vif | flags::FIXED1)
@@ -206,12 +199,12 @@ pub fn int_n(
     };
     let ret = cpu.rip.wrapping_add(u64::from(insn_len)) & 0xffff;
     let cs = u64::from(cpu.seg[SegReg::Cs as usize].selector);
-    let sp = cpu.gpr[4];
-    for (i, v) in [image, cs, ret].into_iter().enumerate() {
-        let at = stack_linear(cpu, sp.wrapping_sub(2 * (i as u64 + 1)));
-        write_data(cpu, mem, at, 2, v)?;
+    let mut st = Stack::current(cpu);
+    st.room(3, 2)?;
+    for v in [image, cs, ret] {
+        st.push(cpu, mem, 2, v)?;
     }
-    cpu.gpr[4] = (sp & !0xffff) | (sp.wrapping_sub(6) & 0xffff);
+    cpu.gpr[4] = st.rsp(cpu.gpr[4]);
     cpu.seg[SegReg::Cs as usize] = super::segment(SegReg::Cs, (entry >> 16) as u16);
     cpu.rip = entry & 0xffff;
     let cleared = TF | RF | if iopl3 { IF } else { VIF };

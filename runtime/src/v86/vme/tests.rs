@@ -194,3 +194,37 @@ fn a_set_redirection_bit_goes_to_the_idt_or_faults() {
         Ok(SoftwareInterrupt::Idt)
     );
 }
+
+#[test]
+fn redirected_frames_stay_within_the_64k_stack_segment() {
+    let ss_fault = Fault::with_code(Exception::StackFault, 0);
+    // INT n with SP = 3: the second word would sit at offset FFFFH, across the limit.
+    // #SS(0) before anything is written, no register changed.
+    let (mut cpu, mut mem) = v86(CR4_VME, 0);
+    mem.write_phys(0x21 * 4, 4, 0x0123_0456);
+    cpu.gpr[4] = 0x0001_0003;
+    let before = (cpu.rip, cpu.gpr[4], cpu.seg);
+    let fl = full(&cpu);
+    assert_eq!(int_n(&mut cpu, &mut mem, 0x21, 2, fl), Err(ss_fault.into()));
+    assert_eq!((cpu.rip, cpu.gpr[4], cpu.seg), before);
+    assert_eq!(mem.read_phys(0x7000 + 1, 2), 0, "nothing written");
+    // SP = 2: the words go to offsets 0, FFFEH and FFFCH (SP wraps within the segment).
+    cpu.gpr[4] = 0x0001_0002;
+    int_n(&mut cpu, &mut mem, 0x21, 2, fl).unwrap();
+    assert_eq!(cpu.gpr[4], 0x0001_fffc);
+    assert_eq!(mem.read_phys(0x7000 + 0xfffc, 2), 0x1236);
+    assert_eq!(mem.read_phys(0x7000, 2), virtual_image(fl));
+    // IRET with SP = FFFFH: the first word crosses the limit.
+    let (mut cpu, mut mem) = v86(CR4_VME, 0);
+    cpu.gpr[4] = 0xffff;
+    let fl = full(&cpu);
+    assert_eq!(iret16(&mut cpu, &mut mem, fl), Err(ss_fault.into()));
+    assert_eq!(cpu.gpr[4], 0xffff);
+    // SP = FFFEH: IP from FFFEH, CS and FLAGS from offsets 0 and 2 after the wrap.
+    cpu.gpr[4] = 0xfffe;
+    for (o, v) in [(0xfffe, 0x4321u64), (0, 0x0900), (2, 0x2)] {
+        mem.write_phys(0x7000 + o, 2, v);
+    }
+    iret16(&mut cpu, &mut mem, fl).unwrap();
+    assert_eq!((cpu.rip, cpu.gpr[4]), (0x4321, 0x0004));
+}
