@@ -1,35 +1,23 @@
-//! Guest physical memory, the software TLB in front of it, and the slow paths of guest
-//! memory access.
+//! Guest physical memory, the software TLB in front of it, and the accesses the runtime makes
+//! through them at linear addresses.
 //!
-//! This is one of the few modules with `unsafe`: [`GuestRam`] hands generated code a raw host
-//! pointer into guest RAM, and the `extern "C"` slow paths dereference [`CpuState::mem`].
-//! Their invariants:
-//! - guest RAM is one anonymous mapping of exactly the configured size that lives as long as
-//!   its [`PhysMem`]; every host address generated code computes comes from a TLB entry whose
-//!   page lies wholly inside it (checked when the entry is filled), or lies in the host page
-//!   next to such a page after generated code compared it with `CpuState::ram_host` (a
-//!   two-page load memo, the translator's `jit::emitter::memo`);
-//! - [`GUARD_BYTES`] of `PROT_NONE` lie right before and right after it, reserved with it and
-//!   never made accessible, so that an access that misses the RAM by a little (a wrong
-//!   addend, an off-by-some in a slow path) faults at once instead of touching other host
-//!   memory; no slice ever covers them;
-//! - a TLB entry is filled only for a page of RAM, and only for accesses that do not cross a
-//!   page, so `host = linear + addend` stays inside that page;
-//! - the slow paths are only called by generated code while the run loop has set
-//!   `CpuState::mem` to its live `PhysMem`.
+//! The `unsafe` parts live in two submodules, each with its invariants: `ram` (guest RAM's
+//! host mapping between guard pages) and `slow` (the `extern "C"` slow paths generated code
+//! calls, which dereference [`CpuState::mem`]).
 
 use std::ops::Range;
-use std::ptr::NonNull;
 
 use crate::exception::{Exception, Fault};
-use crate::helper_panic::guard;
 use crate::paging::{canonical, permits, walk_traced, Access, PagingMode, Translation, WalkRegs};
-use crate::phase::Phase;
 use crate::state::CpuState;
 
 mod bulk;
+mod ram;
+mod slow;
 mod tlb;
 pub use bulk::{rep_bulk, BulkOp};
+pub use ram::{host_mapping_permissions, GuestRam, GUARD_BYTES};
+pub use slow::{load_slow, rep_bulk_slow, store_slow, SLOW_CODE_RETRY, SLOW_SS64};
 pub(crate) use tlb::flush_victims;
 pub use tlb::{
     tlb_fetch_addend, tlb_flush_page, tlb_index, tlb_protect_phys, TlbEntry, TlbTable, TlbVictims,
@@ -114,107 +102,6 @@ pub trait MmioHandler: Send {
     fn mmio_read(&mut self, addr: u64, size: u32) -> u64;
     /// Writes the low `size` bytes (1..=8) of `value` at guest physical address `addr`.
     fn mmio_write(&mut self, addr: u64, size: u32, value: u64);
-}
-
-/// Bytes of inaccessible (`PROT_NONE`) host memory on each side of guest RAM. Generated code
-/// forms host addresses only inside one page of RAM (see the module invariants), so any
-/// guard would do against its mistakes; 64 KiB also catches a wrong base plus a small
-/// offset, and costs only address space.
-pub const GUARD_BYTES: usize = 64 << 10;
-
-/// Guest RAM: one anonymous host mapping, between two guard regions ([`GUARD_BYTES`]).
-pub struct GuestRam {
-    /// The first byte of RAM, [`GUARD_BYTES`] into the reservation.
-    base: NonNull<u8>,
-    /// RAM size in bytes (the reservation is this plus both guards).
-    size: usize,
-}
-
-// SAFETY: `GuestRam` owns its mapping alone (like a `Vec<u8>`): no other handle to it exists,
-// and its bytes are only reached through `&self`/`&mut self` (or, by generated code, while
-// the run loop holds the `PhysMem` mutably), so moving or sharing it across threads is as
-// safe as for a `Vec<u8>`.
-unsafe impl Send for GuestRam {}
-// SAFETY: as above: shared access only reads through `&[u8]`.
-unsafe impl Sync for GuestRam {}
-
-impl GuestRam {
-    fn new(size: u64) -> Result<GuestRam, MemError> {
-        if size == 0 || !size.is_multiple_of(PAGE_SIZE) || size >= 1 << 48 {
-            return Err(MemError::BadSize(size));
-        }
-        let alloc_err = |source| MemError::Alloc { size, source };
-        let total = (size as usize)
-            .checked_add(2 * GUARD_BYTES)
-            .ok_or(MemError::BadSize(size))?;
-        // SAFETY: a new private anonymous mapping at an address the kernel picks: it overlaps
-        // nothing that exists. The result is checked before use.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                total,
-                libc::PROT_NONE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(alloc_err(std::io::Error::last_os_error()));
-        }
-        // SAFETY: `GUARD_BYTES < total`, so the address stays inside the reservation.
-        let base = unsafe { p.cast::<u8>().add(GUARD_BYTES) };
-        // SAFETY: `[base, base + size)` lies inside the reservation just made, which nothing
-        // else knows about; only its middle becomes accessible, the guards stay PROT_NONE.
-        let rc = unsafe {
-            libc::mprotect(
-                base.cast(),
-                size as usize,
-                libc::PROT_READ | libc::PROT_WRITE,
-            )
-        };
-        if rc != 0 {
-            let e = std::io::Error::last_os_error();
-            // SAFETY: unmapping the reservation made above, which nothing refers to yet.
-            unsafe { libc::munmap(p, total) };
-            return Err(alloc_err(e));
-        }
-        let base = NonNull::new(base).ok_or_else(|| alloc_err(std::io::Error::other("null")))?;
-        Ok(GuestRam {
-            base,
-            size: size as usize,
-        })
-    }
-
-    fn len(&self) -> usize {
-        self.size
-    }
-
-    fn bytes(&self) -> &[u8] {
-        // SAFETY: `[base, base + size)` is mapped read-write and zero-initialised for as long
-        // as `self` lives; the borrow of `self` keeps it from being unmapped or written
-        // through `bytes_mut` meanwhile.
-        unsafe { std::slice::from_raw_parts(self.base.as_ptr(), self.size) }
-    }
-
-    fn bytes_mut(&mut self) -> &mut [u8] {
-        // SAFETY: as in `bytes`, and `&mut self` makes this the only reference.
-        unsafe { std::slice::from_raw_parts_mut(self.base.as_ptr(), self.size) }
-    }
-}
-
-impl Drop for GuestRam {
-    fn drop(&mut self) {
-        // SAFETY: the reservation starts GUARD_BYTES before `base` and spans both guards and
-        // the RAM; nothing refers to it once its owner is dropped (generated code only runs
-        // while the run loop borrows the `PhysMem`).
-        unsafe {
-            libc::munmap(
-                self.base.as_ptr().sub(GUARD_BYTES).cast(),
-                self.size + 2 * GUARD_BYTES,
-            );
-        }
-    }
 }
 
 /// Guest physical memory: RAM from address 0, plus the bookkeeping that keeps translated
@@ -535,7 +422,7 @@ impl PhysMem {
     /// Host address of a physical RAM address, from which TLB addends are formed; callers
     /// check [`PhysMem::is_ram`] first.
     pub fn host_addr(&self, addr: u64) -> u64 {
-        self.ram.base.as_ptr() as u64 + addr
+        self.ram.host_base() + addr
     }
 }
 
@@ -703,7 +590,7 @@ pub fn write_as(
 /// [`write_as`], except that with `decline_code` a write into a page holding translated
 /// code is not made: it returns `Ok(false)` with memory unchanged (see [`SLOW_CODE_RETRY`]).
 /// Otherwise it returns `Ok(true)` once written.
-fn write_or_decline(
+pub(super) fn write_or_decline(
     cpu: &mut CpuState,
     mem: &mut PhysMem,
     linear: u64,
@@ -828,164 +715,6 @@ pub fn probe_fetch_phys(cpu: &mut CpuState, mem: &mut PhysMem, linear: u64) -> O
     // The fetch that does fault is the CPU's own, later; count that one.
     cpu.paging.page_faults = faults;
     r
-}
-
-/// Flag in the `size` argument of [`load_slow`] and [`store_slow`]: the operand is through SS
-/// in 64-bit mode, where a non-canonical address is #SS(0) rather than the #GP(0) of other
-/// segments (SDM Vol. 3 6.15). Generated code checks it only here, on a TLB miss: a hit proves
-/// the access lies in one canonical page.
-pub const SLOW_SS64: u64 = 0x100;
-/// Flag in the `size` argument of [`store_slow`]: a store into a page holding translated
-/// code is not made, and the instruction is handed back to be run again interpreted, as if
-/// it had faulted (`CpuState::request_retry`). The JIT sets it so that its code need not
-/// look at `smc_pending` after every store: the interpreter runs the store, ends its block
-/// there, and the run loop drops the code it hit. Every instruction is restartable after a
-/// fault on a store (its register writes follow its stores), so the re-run is exact.
-pub const SLOW_CODE_RETRY: u64 = 0x200;
-const SIZE_MASK: u64 = 0xff;
-
-/// Records #SS(0) and returns true when `size` carries [`SLOW_SS64`] and `linear` is not
-/// canonical.
-fn stack_fault(cpu: &mut CpuState, linear: u64, size: u64) -> bool {
-    if size & SLOW_SS64 == 0 || canonical(linear) {
-        return false;
-    }
-    cpu.raise(Fault::with_code(Exception::StackFault, 0), linear);
-    true
-}
-
-/// Load slow path called by generated code on a TLB miss. On a fault it records it in
-/// `cpu.fault` and returns 0; the caller checks `cpu.fault.pending`. `size` is 1, 2, 4 or 8,
-/// possibly with [`SLOW_SS64`]. The value is zero-extended from `size` bytes, as the inline
-/// path's narrow load is (a device's wider answer is cut by [`PhysMem::read_phys`]):
-/// generated code relies on it.
-///
-/// # Safety
-/// `cpu` must be valid and `cpu.mem` must point to the live `PhysMem` (module invariant).
-pub unsafe extern "C" fn load_slow(cpu: *mut CpuState, linear: u64, size: u64) -> u64 {
-    // SAFETY: generated code passes its own live CpuState, which the body below borrows
-    // only while `guard` does not look at it.
-    unsafe { guard(cpu, 0, || load_slow_in(&mut *cpu, linear, size)) }
-}
-
-/// [`load_slow`]'s work.
-///
-/// # Safety
-/// As for [`load_slow`], with `cpu` borrowed.
-unsafe fn load_slow_in(cpu: &mut CpuState, linear: u64, size: u64) -> u64 {
-    cpu.phase.set(Phase::Helper);
-    // SAFETY: see the module invariants: `mem` is live and not otherwise borrowed now.
-    let mem = unsafe { &mut *cpu.mem };
-    cpu.mem_slow += 1;
-    let v = if stack_fault(cpu, linear, size) {
-        0
-    } else {
-        match read_data(cpu, mem, linear, (size & SIZE_MASK) as u32) {
-            Ok(v) => v,
-            Err(f) => {
-                cpu.raise(f, linear);
-                0
-            }
-        }
-    };
-    cpu.phase.set(Phase::Jit);
-    v
-}
-
-/// Store slow path called by generated code on a TLB miss or a store to a code page. On a
-/// fault it records it in `cpu.fault`. A store that hit translated code sets
-/// `cpu.smc_pending`, or with [`SLOW_CODE_RETRY`] in `size` is not made and asks for the
-/// instruction to be run again interpreted ([`CpuState::request_retry`]).
-///
-/// # Safety
-/// As for [`load_slow`].
-pub unsafe extern "C" fn store_slow(cpu: *mut CpuState, linear: u64, size: u64, value: u64) {
-    // SAFETY: as in `load_slow`.
-    unsafe { guard(cpu, (), || store_slow_in(&mut *cpu, linear, size, value)) }
-}
-
-/// [`store_slow`]'s work.
-///
-/// # Safety
-/// As for [`load_slow`], with `cpu` borrowed.
-unsafe fn store_slow_in(cpu: &mut CpuState, linear: u64, size: u64, value: u64) {
-    cpu.phase.set(Phase::Helper);
-    // SAFETY: as in `load_slow`; the slow path is the only user of `mem` while it runs.
-    let mem = unsafe { &mut *cpu.mem };
-    cpu.mem_slow += 1;
-    if !stack_fault(cpu, linear, size) {
-        let pl = data_privilege(cpu);
-        let decline = size & SLOW_CODE_RETRY != 0;
-        match write_or_decline(
-            cpu,
-            mem,
-            linear,
-            (size & SIZE_MASK) as u32,
-            value,
-            pl,
-            decline,
-        ) {
-            Ok(true) => {}
-            Ok(false) => cpu.request_retry(),
-            Err(f) => cpu.raise(f, linear),
-        }
-    }
-    cpu.phase.set(Phase::Jit);
-}
-
-/// [`rep_bulk`] for generated code: `code` is [`BulkOp::code`]. Returns the iterations done.
-///
-/// # Safety
-/// As for [`load_slow`].
-pub unsafe extern "C" fn rep_bulk_slow(
-    cpu: *mut CpuState,
-    dst: u64,
-    src_or_value: u64,
-    count: u64,
-    code: u64,
-) -> u64 {
-    // SAFETY: as in `load_slow`; no iterations done is what the caller can always take.
-    unsafe {
-        guard(cpu, 0, || {
-            rep_bulk_slow_in(&mut *cpu, dst, src_or_value, count, code)
-        })
-    }
-}
-
-/// [`rep_bulk_slow`]'s work.
-///
-/// # Safety
-/// As for [`load_slow`], with `cpu` borrowed.
-unsafe fn rep_bulk_slow_in(
-    cpu: &mut CpuState,
-    dst: u64,
-    src_or_value: u64,
-    count: u64,
-    code: u64,
-) -> u64 {
-    cpu.phase.set(Phase::Helper);
-    // SAFETY: as in `load_slow`; the helper is the only user of `mem` while it runs.
-    let mem = unsafe { &mut *cpu.mem };
-    let (op, size) = BulkOp::from_code(code);
-    let done = rep_bulk(cpu, mem, op, size, dst, src_or_value, count);
-    cpu.phase.set(Phase::Jit);
-    done
-}
-
-/// The permissions `/proc/self/maps` shows for the host mapping that holds `addr` (such as
-/// `rw-p`, or `---p` for a guard region), or `None` when no mapping holds it. For the tests
-/// that check guard pages around guest RAM and the code arena.
-pub fn host_mapping_permissions(addr: usize) -> Option<String> {
-    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
-    maps.lines().find_map(|l| {
-        let mut f = l.split_whitespace();
-        let (lo, hi) = f.next()?.split_once('-')?;
-        let lo = usize::from_str_radix(lo, 16).ok()?;
-        let hi = usize::from_str_radix(hi, 16).ok()?;
-        (lo..hi)
-            .contains(&addr)
-            .then(|| f.next().map(str::to_owned))?
-    })
 }
 
 #[cfg(test)]
