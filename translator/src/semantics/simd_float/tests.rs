@@ -1,4 +1,6 @@
-//! Tests for the SSE float operations compiled inline: the guards (MXCSR, each element, MIN/MAX), and every inline form, scalar and packed, against the FPU unit in both back ends.
+//! Tests for the SSE float operations compiled inline: the guards (MXCSR, each element,
+//! MIN/MAX), and every inline form, scalar and packed, against the FPU unit in both back
+//! ends.
 
 use super::{element, mxcsr_fast};
 use crate::emit::{FloatOp, FloatWidth};
